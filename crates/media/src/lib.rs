@@ -1,0 +1,27 @@
+//! Sans-IO media types and formats for Rivulet.
+//!
+//! This crate is the bottom of the pipeline: every other crate speaks its types.
+//! It has no sockets, no clocks and no async runtime; every function takes bytes
+//! (and, where needed, the current time) and returns values.
+//!
+//! - [`MediaTime`], [`Timeline`]: integer media time in a stated timescale, and the
+//!   unwrapping of 32-bit RTMP timestamps.
+//! - [`Frame`], [`Track`], [`Tracks`], [`CodecConfig`]: what flows from ingest to the packager.
+//! - [`avc`], [`aac`]: decoder configurations (avcC, AudioSpecificConfig).
+//! - [`amf0`], [`flv`]: the RTMP payload formats.
+//! - [`cmaf`]: the fMP4 writer (init segments, fragments).
+
+pub mod aac;
+pub mod amf0;
+pub mod avc;
+pub mod cmaf;
+pub mod flv;
+mod frame;
+mod time;
+mod track;
+
+pub use aac::AacConfig;
+pub use avc::AvcConfig;
+pub use frame::{Frame, TrackKind};
+pub use time::{MILLISECONDS, MediaTime, Rounding, Timeline, VIDEO_TIMESCALE, rescale_ticks};
+pub use track::{CodecConfig, Track, Tracks};
