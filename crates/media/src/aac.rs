@@ -15,7 +15,9 @@ pub struct AacConfig {
     pub channels: u8,
 }
 
-const SAMPLE_RATES: [u32; 13] = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+const SAMPLE_RATES: [u32; 13] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
+];
 
 impl AacConfig {
     /// `mp4a.40.N`, RFC 6381 §3.3.
@@ -40,13 +42,20 @@ impl AacConfig {
         let sample_rate = if index == 15 {
             bits.read(24).ok_or_else(short)?
         } else {
-            *SAMPLE_RATES.get(usize::from(index)).ok_or(CodecError::AacFrequencyIndex(index))?
+            *SAMPLE_RATES
+                .get(usize::from(index))
+                .ok_or(CodecError::AacFrequencyIndex(index))?
         };
         let channels = bits.read(4).ok_or_else(short)? as u8;
         if !(1..=7).contains(&channels) {
             return Err(CodecError::AacChannels(channels));
         }
-        Ok(AacConfig { asc, object_type, sample_rate, channels })
+        Ok(AacConfig {
+            asc,
+            object_type,
+            sample_rate,
+            channels,
+        })
     }
 
     /// Builds the 2-byte (or 5-byte, for a rate without an index) config.
@@ -68,7 +77,12 @@ impl AacConfig {
         let total = nbits.div_ceil(8) * 8;
         w <<= total - nbits;
         let bytes: Vec<u8> = (0..total / 8).rev().map(|i| (w >> (i * 8)) as u8).collect();
-        AacConfig { asc: Bytes::from(bytes), object_type, sample_rate, channels }
+        AacConfig {
+            asc: Bytes::from(bytes),
+            object_type,
+            sample_rate,
+            channels,
+        }
     }
 }
 
@@ -82,12 +96,17 @@ pub fn parse_adts_header(data: &[u8]) -> Option<(AacConfig, usize, usize)> {
     let object_type = (h[2] >> 6) + 1;
     let index = (h[2] >> 2) & 0x0f;
     let channels = ((h[2] & 1) << 2) | (h[3] >> 6);
-    let frame_len = (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
+    let frame_len =
+        (usize::from(h[3] & 3) << 11) | (usize::from(h[4]) << 3) | usize::from(h[5] >> 5);
     let rate = *SAMPLE_RATES.get(usize::from(index))?;
     if frame_len < header_len {
         return None;
     }
-    Some((AacConfig::build(object_type, rate, channels), header_len, frame_len))
+    Some((
+        AacConfig::build(object_type, rate, channels),
+        header_len,
+        frame_len,
+    ))
 }
 
 struct Bits<'a> {
@@ -118,9 +137,18 @@ mod tests {
         assert_eq!(c.codec_string(), "mp4a.40.2");
         assert_eq!(AacConfig::build(2, 48000, 2), c);
         let odd = AacConfig::build(2, 47999, 1);
-        assert_eq!(AacConfig::parse(odd.asc.clone()).expect("explicit rate"), odd);
-        assert_eq!(AacConfig::parse(Bytes::from_static(&[0x11])), Err(CodecError::AscTooShort(1)));
-        assert_eq!(AacConfig::parse(Bytes::from_static(&[0x16, 0x90])), Err(CodecError::AacFrequencyIndex(13)));
+        assert_eq!(
+            AacConfig::parse(odd.asc.clone()).expect("explicit rate"),
+            odd
+        );
+        assert_eq!(
+            AacConfig::parse(Bytes::from_static(&[0x11])),
+            Err(CodecError::AscTooShort(1))
+        );
+        assert_eq!(
+            AacConfig::parse(Bytes::from_static(&[0x16, 0x90])),
+            Err(CodecError::AacFrequencyIndex(13))
+        );
     }
 
     #[test]
@@ -128,7 +156,10 @@ mod tests {
         // AAC-LC, 44.1 kHz, stereo, 100-byte frame, no CRC.
         let h = [0xff, 0xf1, 0x50, 0x80, 0x0c, 0x9f, 0xfc];
         let (c, header, frame) = parse_adts_header(&h).expect("adts");
-        assert_eq!((c.object_type, c.sample_rate, c.channels, header, frame), (2, 44100, 2, 7, 100));
+        assert_eq!(
+            (c.object_type, c.sample_rate, c.channels, header, frame),
+            (2, 44100, 2, 7, 100)
+        );
         assert!(parse_adts_header(&[0xff, 0x00, 0, 0, 0, 0, 0]).is_none());
     }
 }

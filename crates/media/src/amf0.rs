@@ -17,7 +17,10 @@ pub enum Amf0Value {
     /// An associative array (`onMetaData` uses it); properties in wire order.
     EcmaArray(Vec<(String, Amf0Value)>),
     StrictArray(Vec<Amf0Value>),
-    Date { millis: f64, time_zone: i16 },
+    Date {
+        millis: f64,
+        time_zone: i16,
+    },
     LongString(String),
 }
 
@@ -61,7 +64,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_depth: 16, max_string_len: 64 * 1024, max_elements: 4096 }
+        Self {
+            max_depth: 16,
+            max_string_len: 64 * 1024,
+            max_elements: 4096,
+        }
     }
 }
 
@@ -88,7 +95,11 @@ pub enum Amf0Error {
 /// `Ok(None)` means the bytes end inside the value: call again with more; `buf` is
 /// left untouched then. On success `buf` is advanced past the value.
 pub fn decode(buf: &mut &[u8], limits: &Limits) -> Result<Option<Amf0Value>, Amf0Error> {
-    let mut reader = Reader { data: buf, pos: 0, limits };
+    let mut reader = Reader {
+        data: buf,
+        pos: 0,
+        limits,
+    };
     match reader.value(0) {
         Ok(v) => {
             *buf = &buf[reader.pos..];
@@ -102,7 +113,11 @@ pub fn decode(buf: &mut &[u8], limits: &Limits) -> Result<Option<Amf0Value>, Amf
 /// Decodes a whole message body (an RTMP command): every value until the end.
 /// A value cut short is an error here.
 pub fn decode_all(buf: &[u8], limits: &Limits) -> Result<Vec<Amf0Value>, Amf0Error> {
-    let mut reader = Reader { data: buf, pos: 0, limits };
+    let mut reader = Reader {
+        data: buf,
+        pos: 0,
+        limits,
+    };
     let mut values = Vec::new();
     while reader.pos < buf.len() {
         if values.len() >= limits.max_elements {
@@ -205,7 +220,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], Amf0Error> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or(Amf0Error::Truncated)?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.data.len())
+            .ok_or(Amf0Error::Truncated)?;
         let s = &self.data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -234,7 +253,10 @@ impl Reader<'_> {
 
     fn string(&mut self, len: usize) -> Result<String, Amf0Error> {
         if len > self.limits.max_string_len {
-            return Err(Amf0Error::StringTooLong { len, limit: self.limits.max_string_len });
+            return Err(Amf0Error::StringTooLong {
+                len,
+                limit: self.limits.max_string_len,
+            });
         }
         let at = self.pos;
         let bytes = self.take(len)?;
@@ -331,15 +353,27 @@ mod tests {
             Amf0Value::Object(vec![
                 ("app".into(), Amf0Value::String("live".into())),
                 ("type".into(), Amf0Value::String("nonprivate".into())),
-                ("flashVer".into(), Amf0Value::String("FMLE/3.0 (compatible; FMSc/1.0)".into())),
-                ("tcUrl".into(), Amf0Value::String("rtmp://127.0.0.1:1935/live".into())),
-                ("fourCcList".into(), Amf0Value::StrictArray(vec![Amf0Value::String("hvc1".into())])),
+                (
+                    "flashVer".into(),
+                    Amf0Value::String("FMLE/3.0 (compatible; FMSc/1.0)".into()),
+                ),
+                (
+                    "tcUrl".into(),
+                    Amf0Value::String("rtmp://127.0.0.1:1935/live".into()),
+                ),
+                (
+                    "fourCcList".into(),
+                    Amf0Value::StrictArray(vec![Amf0Value::String("hvc1".into())]),
+                ),
                 ("audio".into(), Amf0Value::Boolean(true)),
             ]),
             Amf0Value::Null,
             Amf0Value::Undefined,
             Amf0Value::EcmaArray(vec![("width".into(), Amf0Value::Number(1280.0))]),
-            Amf0Value::Date { millis: 1.5e12, time_zone: 0 },
+            Amf0Value::Date {
+                millis: 1.5e12,
+                time_zone: 0,
+            },
         ]
     }
 
@@ -349,7 +383,10 @@ mod tests {
         for v in sample() {
             encode(&v, &mut bytes);
         }
-        assert_eq!(decode_all(&bytes, &Limits::default()).expect("decodes"), sample());
+        assert_eq!(
+            decode_all(&bytes, &Limits::default()).expect("decodes"),
+            sample()
+        );
     }
 
     #[test]
@@ -358,12 +395,22 @@ mod tests {
         encode(&sample()[2], &mut bytes);
         for cut in 0..bytes.len() {
             let mut buf = &bytes[..cut];
-            assert_eq!(decode(&mut buf, &Limits::default()), Ok(None), "cut at {cut}");
+            assert_eq!(
+                decode(&mut buf, &Limits::default()),
+                Ok(None),
+                "cut at {cut}"
+            );
             assert_eq!(buf.len(), cut, "buffer untouched");
-            assert_eq!(decode_all(&bytes[..cut.max(1)], &Limits::default()).err(), Some(Amf0Error::Truncated));
+            assert_eq!(
+                decode_all(&bytes[..cut.max(1)], &Limits::default()).err(),
+                Some(Amf0Error::Truncated)
+            );
         }
         let mut buf = &bytes[..];
-        assert_eq!(decode(&mut buf, &Limits::default()).expect("ok"), Some(sample()[2].clone()));
+        assert_eq!(
+            decode(&mut buf, &Limits::default()).expect("ok"),
+            Some(sample()[2].clone())
+        );
         assert!(buf.is_empty());
     }
 
@@ -371,14 +418,31 @@ mod tests {
     fn limits_hold_without_allocating_from_peer_lengths() {
         // A long string that claims 4 GiB but carries 3 bytes.
         let bytes = [LONG_STRING, 0xff, 0xff, 0xff, 0xff, b'a', b'b', b'c'];
-        assert!(matches!(decode_all(&bytes, &Limits::default()), Err(Amf0Error::StringTooLong { .. })));
+        assert!(matches!(
+            decode_all(&bytes, &Limits::default()),
+            Err(Amf0Error::StringTooLong { .. })
+        ));
         // A strict array that claims 2^32-1 elements.
         let bytes = [STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(decode_all(&bytes, &Limits::default()), Err(Amf0Error::TooManyElements(_))));
+        assert!(matches!(
+            decode_all(&bytes, &Limits::default()),
+            Err(Amf0Error::TooManyElements(_))
+        ));
         // Deep nesting.
-        let deep: Vec<u8> = std::iter::repeat_n([OBJECT, 0, 1, b'a'], 40).flatten().collect();
-        assert!(matches!(decode_all(&deep, &Limits::default()), Err(Amf0Error::TooDeep(_))));
-        assert!(matches!(decode_all(&[0x11], &Limits::default()), Err(Amf0Error::UnsupportedMarker { marker: 0x11, offset: 0 })));
+        let deep: Vec<u8> = std::iter::repeat_n([OBJECT, 0, 1, b'a'], 40)
+            .flatten()
+            .collect();
+        assert!(matches!(
+            decode_all(&deep, &Limits::default()),
+            Err(Amf0Error::TooDeep(_))
+        ));
+        assert!(matches!(
+            decode_all(&[0x11], &Limits::default()),
+            Err(Amf0Error::UnsupportedMarker {
+                marker: 0x11,
+                offset: 0
+            })
+        ));
     }
 
     #[test]

@@ -49,7 +49,10 @@ pub struct AvcConfig {
 impl AvcConfig {
     /// `avc1.PPCCLL`, RFC 6381 §3.3.
     pub fn codec_string(&self) -> String {
-        format!("avc1.{:02x}{:02x}{:02x}", self.profile_idc, self.constraint_flags, self.level_idc)
+        format!(
+            "avc1.{:02x}{:02x}{:02x}",
+            self.profile_idc, self.constraint_flags, self.level_idc
+        )
     }
 
     /// Reads an `AVCDecoderConfigurationRecord` and its first SPS.
@@ -65,7 +68,9 @@ impl AvcConfig {
         let read_sets = |count: usize, pos: &mut usize| -> Result<Vec<Bytes>, CodecError> {
             let mut sets = Vec::new();
             for _ in 0..count {
-                let len = r.get(*pos..*pos + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                let len = r
+                    .get(*pos..*pos + 2)
+                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])));
                 let len = len.ok_or(CodecError::AvcRecordTooShort(r.len()))?;
                 let end = *pos + 2 + len;
                 if end > r.len() {
@@ -111,7 +116,14 @@ impl AvcConfig {
             return Err(CodecError::Sps("SPS shorter than 4 bytes".into()));
         }
         let mut r = BytesMut::new();
-        r.put_slice(&[1, first[1], first[2], first[3], 0xff, 0xe0 | (sps.len() as u8 & 0x1f)]);
+        r.put_slice(&[
+            1,
+            first[1],
+            first[2],
+            first[3],
+            0xff,
+            0xe0 | (sps.len() as u8 & 0x1f),
+        ]);
         for s in sps {
             r.put_u16(s.len() as u16);
             r.put_slice(s);
@@ -138,17 +150,26 @@ struct SpsFacts {
 impl SpsFacts {
     fn read(sps_nal: &[u8]) -> Result<SpsFacts, CodecError> {
         // Skip the 1-byte NAL header; h264-reader wants the RBSP.
-        let body = sps_nal.get(1..).ok_or_else(|| CodecError::Sps("empty SPS".into()))?;
+        let body = sps_nal
+            .get(1..)
+            .ok_or_else(|| CodecError::Sps("empty SPS".into()))?;
         let rbsp = decode_nal(body).map_err(|e| CodecError::Sps(e.to_string()))?;
-        let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| CodecError::Sps(format!("{e:?}")))?;
-        let (width, height) = sps.pixel_dimensions().map_err(|e| CodecError::Sps(format!("{e:?}")))?;
+        let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
+            .map_err(|e| CodecError::Sps(format!("{e:?}")))?;
+        let (width, height) = sps
+            .pixel_dimensions()
+            .map_err(|e| CodecError::Sps(format!("{e:?}")))?;
         let frame_rate = sps
             .vui_parameters
             .as_ref()
             .and_then(|v| v.timing_info.as_ref())
             .filter(|t| t.num_units_in_tick > 0 && t.time_scale > 0)
             .map(|t| (t.time_scale, t.num_units_in_tick.saturating_mul(2)));
-        Ok(SpsFacts { width, height, frame_rate })
+        Ok(SpsFacts {
+            width,
+            height,
+            frame_rate,
+        })
     }
 }
 
@@ -165,7 +186,9 @@ pub fn avcc_nalus(data: &[u8], nal_length_size: u8) -> impl Iterator<Item = &[u8
         if rest.len() < n {
             return None;
         }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         let nal = rest.get(n..n + len)?;
         rest = &rest[n + len..];
         Some(nal)
@@ -225,14 +248,16 @@ mod tests {
     /// SPS/PPS of x264 at 320x240 High profile, level 1.3 (from `ffmpeg -f lavfi -i
     /// testsrc2=size=320x240 -c:v libx264 -f h264`).
     const SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00,
-        0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
     ];
     const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
 
     #[test]
     fn builds_and_parses_a_record() {
-        let c = AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)]).expect("valid");
+        let c =
+            AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+                .expect("valid");
         assert_eq!((c.width, c.height), (320, 240));
         assert_eq!(c.codec_string(), "avc1.64000d");
         assert_eq!(c.nal_length_size, 4);
@@ -243,19 +268,42 @@ mod tests {
 
     #[test]
     fn malformed_records_are_errors() {
-        assert_eq!(AvcConfig::parse(Bytes::from_static(&[1, 2])), Err(CodecError::AvcRecordTooShort(2)));
-        assert_eq!(AvcConfig::parse(Bytes::from_static(&[0, 0x64, 0, 0xd, 0xff, 0xe1, 0])), Err(CodecError::AvcRecordVersion(0)));
-        assert!(AvcConfig::parse(Bytes::from_static(&[1, 0x64, 0, 0xd, 0xff, 0xe1, 0, 50, 1])).is_err());
-        assert_eq!(AvcConfig::parse(Bytes::from_static(&[1, 0x64, 0, 0xd, 0xff, 0xe0, 0])), Err(CodecError::NoSps));
+        assert_eq!(
+            AvcConfig::parse(Bytes::from_static(&[1, 2])),
+            Err(CodecError::AvcRecordTooShort(2))
+        );
+        assert_eq!(
+            AvcConfig::parse(Bytes::from_static(&[0, 0x64, 0, 0xd, 0xff, 0xe1, 0])),
+            Err(CodecError::AvcRecordVersion(0))
+        );
+        assert!(
+            AvcConfig::parse(Bytes::from_static(&[1, 0x64, 0, 0xd, 0xff, 0xe1, 0, 50, 1])).is_err()
+        );
+        assert_eq!(
+            AvcConfig::parse(Bytes::from_static(&[1, 0x64, 0, 0xd, 0xff, 0xe0, 0])),
+            Err(CodecError::NoSps)
+        );
     }
 
     #[test]
     fn annexb_and_avcc_convert_both_ways() {
-        let annexb = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
+        let annexb = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
+        ];
         let avcc = annexb_to_avcc(&annexb);
-        assert_eq!(avcc, [0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 3, 0x65, 4, 5]);
+        assert_eq!(
+            avcc,
+            [
+                0, 0, 0, 3, 0x67, 1, 2, 0, 0, 0, 2, 0x68, 3, 0, 0, 0, 3, 0x65, 4, 5
+            ]
+        );
         assert!(is_idr(&avcc, 4));
         assert!(!is_idr(&avcc[..12], 4));
-        assert_eq!(avcc_to_annexb(&avcc, 4), [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5]);
+        assert_eq!(
+            avcc_to_annexb(&avcc, 4),
+            [
+                0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5
+            ]
+        );
     }
 }

@@ -11,9 +11,9 @@
 use bytes::Bytes;
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, FourCC, Ftyp,
-    Hdlr, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts,
-    Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
+    Atom, Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Mdhd, Mdia, Mfhd,
+    Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd,
+    Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
 };
 
 use crate::frame::TrackKind;
@@ -70,31 +70,48 @@ pub fn init_segment(tracks: &Tracks) -> Result<Bytes, CmafError> {
     let ftyp = Ftyp {
         major_brand: FourCC::new(b"iso6"),
         minor_version: 0,
-        compatible_brands: vec![FourCC::new(b"iso6"), FourCC::new(b"cmfc"), FourCC::new(b"mp41")],
+        compatible_brands: vec![
+            FourCC::new(b"iso6"),
+            FourCC::new(b"cmfc"),
+            FourCC::new(b"mp41"),
+        ],
     };
     let mut trak = Vec::new();
     let mut trex = Vec::new();
     for track in tracks.iter() {
         let id = track_id(track.kind);
         trak.push(trak_for(track, id)?);
-        trex.push(Trex { track_id: id, default_sample_description_index: 1, ..Default::default() });
+        trex.push(Trex {
+            track_id: id,
+            default_sample_description_index: 1,
+            ..Default::default()
+        });
     }
     let moov = Moov {
-        mvhd: Mvhd { timescale: 1000, rate: 1.into(), volume: 1.into(), next_track_id: 3, ..Default::default() },
+        mvhd: Mvhd {
+            timescale: 1000,
+            rate: 1.into(),
+            volume: 1.into(),
+            next_track_id: 3,
+            ..Default::default()
+        },
         mvex: Some(Mvex { mehd: None, trex }),
         trak,
         ..Default::default()
     };
     let mut out = Vec::new();
-    ftyp.encode(&mut out).map_err(|e| CmafError::Box("ftyp", e))?;
-    moov.encode(&mut out).map_err(|e| CmafError::Box("moov", e))?;
+    ftyp.encode(&mut out)
+        .map_err(|e| CmafError::Box("ftyp", e))?;
+    moov.encode(&mut out)
+        .map_err(|e| CmafError::Box("moov", e))?;
     Ok(Bytes::from(out))
 }
 
 fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
     let (handler, codec, width, height, minf_media) = match &track.codec {
         CodecConfig::Avc(avc) => {
-            let avcc = Avcc::decode_body(&mut &avc.record[..]).map_err(|e| CmafError::Box("avcC", e))?;
+            let avcc =
+                Avcc::decode_body(&mut &avc.record[..]).map_err(|e| CmafError::Box("avcC", e))?;
             let visual = Visual {
                 data_reference_index: 1,
                 width: avc.width.min(u32::from(u16::MAX)) as u16,
@@ -105,7 +122,11 @@ fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
                 compressor: "".into(),
                 depth: 24,
             };
-            let codec = Codec::Avc1(Avc1 { visual, avcc, ..Default::default() });
+            let codec = Codec::Avc1(Avc1 {
+                visual,
+                avcc,
+                ..Default::default()
+            });
             (b"vide", codec, avc.width, avc.height, true)
         }
         CodecConfig::Aac(aac) => {
@@ -116,7 +137,12 @@ fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
                         object_type_indication: 0x40,
                         stream_type: 5,
                         up_stream: 0,
-                        dec_specific: Some(DecoderSpecific { profile: 0, freq_index: 0, chan_conf: 0, raw: aac.asc.to_vec() }),
+                        dec_specific: Some(DecoderSpecific {
+                            profile: 0,
+                            freq_index: 0,
+                            chan_conf: 0,
+                            raw: aac.asc.to_vec(),
+                        }),
                         ..Default::default()
                     },
                     sl_config: SLConfig::default(),
@@ -131,7 +157,12 @@ fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
                 // (the AudioSpecificConfig carries the real rate).
                 sample_rate: u16::try_from(aac.sample_rate).unwrap_or(0).into(),
             };
-            let codec = Codec::Mp4a(Mp4a { audio, esds, btrt: None, taic: None });
+            let codec = Codec::Mp4a(Mp4a {
+                audio,
+                esds,
+                btrt: None,
+                taic: None,
+            });
             (b"soun", codec, 0, 0, false)
         }
     };
@@ -146,14 +177,27 @@ fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
             ..Default::default()
         },
         mdia: Mdia {
-            mdhd: Mdhd { timescale: track.timescale.get(), language: "und".into(), ..Default::default() },
-            hdlr: Hdlr { handler: handler.into(), name: "Rivulet".into() },
+            mdhd: Mdhd {
+                timescale: track.timescale.get(),
+                language: "und".into(),
+                ..Default::default()
+            },
+            hdlr: Hdlr {
+                handler: handler.into(),
+                name: "Rivulet".into(),
+            },
             minf: Minf {
                 vmhd: minf_media.then(Vmhd::default),
                 smhd: (!minf_media).then(Smhd::default),
-                dinf: Dinf { dref: Dref { entries: vec![Url::default().into()] } },
+                dinf: Dinf {
+                    dref: Dref {
+                        entries: vec![Url::default().into()],
+                    },
+                },
                 stbl: Stbl {
-                    stsd: Stsd { codecs: vec![codec] },
+                    stsd: Stsd {
+                        codecs: vec![codec],
+                    },
                     stts: Stts::default(),
                     stsc: Stsc::default(),
                     stsz: Stsz::default(),
@@ -171,7 +215,11 @@ fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
 /// One CMAF chunk: `moof` + `mdat`. Tracks with no samples are left out.
 pub fn fragment(sequence_number: u32, tracks: &[TrackFragment]) -> Result<Bytes, CmafError> {
     let tracks: Vec<&TrackFragment> = tracks.iter().filter(|t| !t.samples.is_empty()).collect();
-    let payload: usize = tracks.iter().flat_map(|t| &t.samples).map(|s| s.data.len()).sum();
+    let payload: usize = tracks
+        .iter()
+        .flat_map(|t| &t.samples)
+        .map(|s| s.data.len())
+        .sum();
     let mdat_len = payload + 8;
     if u32::try_from(mdat_len).is_err() {
         return Err(CmafError::TooLarge(mdat_len));
@@ -180,11 +228,13 @@ pub fn fragment(sequence_number: u32, tracks: &[TrackFragment]) -> Result<Bytes,
     // values: encode once with zero offsets to measure it, then for real.
     let mut moof = build_moof(sequence_number, &tracks, 0);
     let mut measure = Vec::new();
-    moof.encode(&mut measure).map_err(|e| CmafError::Box("moof", e))?;
+    moof.encode(&mut measure)
+        .map_err(|e| CmafError::Box("moof", e))?;
     let moof_len = measure.len();
     moof = build_moof(sequence_number, &tracks, moof_len + 8);
     let mut out = Vec::with_capacity(moof_len + mdat_len);
-    moof.encode(&mut out).map_err(|e| CmafError::Box("moof", e))?;
+    moof.encode(&mut out)
+        .map_err(|e| CmafError::Box("moof", e))?;
     debug_assert_eq!(out.len(), moof_len);
     out.extend_from_slice(&(mdat_len as u32).to_be_bytes());
     out.extend_from_slice(b"mdat");
@@ -209,17 +259,29 @@ fn build_moof(sequence_number: u32, tracks: &[&TrackFragment], first_data_offset
                     cts: Some(i64::from(s.composition_offset)),
                 })
                 .collect::<Vec<_>>();
-            let trun = Trun { data_offset: Some(offset as i32), samples: entries.into() };
+            let trun = Trun {
+                data_offset: Some(offset as i32),
+                samples: entries.into(),
+            };
             offset += t.samples.iter().map(|s| s.data.len()).sum::<usize>();
             Traf {
-                tfhd: Tfhd { track_id: t.track_id, default_base_is_moof: true, ..Default::default() },
-                tfdt: Some(Tfdt { base_media_decode_time: t.base_media_decode_time }),
+                tfhd: Tfhd {
+                    track_id: t.track_id,
+                    default_base_is_moof: true,
+                    ..Default::default()
+                },
+                tfdt: Some(Tfdt {
+                    base_media_decode_time: t.base_media_decode_time,
+                }),
                 trun: vec![trun],
                 ..Default::default()
             }
         })
         .collect();
-    Moof { mfhd: Mfhd { sequence_number }, traf }
+    Moof {
+        mfhd: Mfhd { sequence_number },
+        traf,
+    }
 }
 
 /// ISO/IEC 14496-12 §8.8.3.1 sample flags.
@@ -267,13 +329,20 @@ pub fn inspect_fragment(bytes: &[u8]) -> Result<FragmentSummary, CmafError> {
                 track_id: t.tfhd.track_id,
                 base_media_decode_time: t.tfdt.as_ref().map_or(0, |d| d.base_media_decode_time),
                 durations: samples.iter().map(|s| s.duration.unwrap_or(0)).collect(),
-                keyframes: samples.iter().map(|s| s.flags.is_some_and(|f| f & 0x0001_0000 == 0)).collect(),
+                keyframes: samples
+                    .iter()
+                    .map(|s| s.flags.is_some_and(|f| f & 0x0001_0000 == 0))
+                    .collect(),
                 composition_offsets: samples.iter().map(|s| s.cts.unwrap_or(0)).collect(),
                 sizes: samples.iter().map(|s| s.size.unwrap_or(0)).collect(),
             }
         })
         .collect();
-    Ok(FragmentSummary { sequence_number: moof.mfhd.sequence_number, tracks, mdat_len: mdat.data.len() })
+    Ok(FragmentSummary {
+        sequence_number: moof.mfhd.sequence_number,
+        tracks,
+        mdat_len: mdat.data.len(),
+    })
 }
 
 #[cfg(test)]
@@ -286,15 +355,21 @@ mod tests {
     use crate::{AacConfig, AvcConfig};
 
     const SPS: &[u8] = &[
-        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00,
-        0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+        0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00,
+        0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
     ];
     const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
 
     fn tracks() -> Tracks {
-        let avc = AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)]).expect("avc");
+        let avc =
+            AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+                .expect("avc");
         Tracks {
-            video: Some(Track { kind: TrackKind::Video, timescale: crate::VIDEO_TIMESCALE, codec: CodecConfig::Avc(avc) }),
+            video: Some(Track {
+                kind: TrackKind::Video,
+                timescale: crate::VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(avc),
+            }),
             audio: Some(Track {
                 kind: TrackKind::Audio,
                 timescale: NonZeroU32::new(48_000).expect("non-zero"),
@@ -326,7 +401,13 @@ mod tests {
         assert_eq!(audio.mdia.mdhd.timescale, 48_000);
         match &audio.mdia.minf.stbl.stsd.codecs[0] {
             Codec::Mp4a(mp4a) => {
-                let dsi = mp4a.esds.es_desc.dec_config.dec_specific.as_ref().expect("dsi");
+                let dsi = mp4a
+                    .esds
+                    .es_desc
+                    .dec_config
+                    .dec_specific
+                    .as_ref()
+                    .expect("dsi");
                 assert_eq!(dsi.raw, vec![0x11, 0x90]);
                 assert_eq!(mp4a.audio.channel_count, 2);
             }
@@ -341,16 +422,35 @@ mod tests {
             track_id: VIDEO_TRACK_ID,
             base_media_decode_time: 1 << 40,
             samples: vec![
-                Sample { duration: 3000, composition_offset: 6000, keyframe: true, data: Bytes::from_static(b"AAAA") },
-                Sample { duration: 3000, composition_offset: -3000, keyframe: false, data: Bytes::from_static(b"BB") },
+                Sample {
+                    duration: 3000,
+                    composition_offset: 6000,
+                    keyframe: true,
+                    data: Bytes::from_static(b"AAAA"),
+                },
+                Sample {
+                    duration: 3000,
+                    composition_offset: -3000,
+                    keyframe: false,
+                    data: Bytes::from_static(b"BB"),
+                },
             ],
         };
         let audio = TrackFragment {
             track_id: AUDIO_TRACK_ID,
             base_media_decode_time: 96_000,
-            samples: vec![Sample { duration: 1024, composition_offset: 0, keyframe: true, data: Bytes::from_static(b"CCC") }],
+            samples: vec![Sample {
+                duration: 1024,
+                composition_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"CCC"),
+            }],
         };
-        let empty = TrackFragment { track_id: 9, base_media_decode_time: 0, samples: vec![] };
+        let empty = TrackFragment {
+            track_id: 9,
+            base_media_decode_time: 0,
+            samples: vec![],
+        };
         let bytes = fragment(7, &[video, audio, empty]).expect("fragment");
         let summary = inspect_fragment(&bytes).expect("decodes");
         assert_eq!(summary.sequence_number, 7);

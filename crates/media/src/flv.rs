@@ -24,12 +24,17 @@ pub enum VideoPacket {
     /// `AVCDecoderConfigurationRecord`.
     AvcSequenceHeader(Bytes),
     /// One access unit of AVCC-framed NAL units.
-    AvcNalus { composition_time_ms: i32, data: Bytes },
+    AvcNalus {
+        composition_time_ms: i32,
+        data: Bytes,
+    },
     AvcEndOfSequence,
     /// A command frame or Enhanced RTMP metadata: nothing to decode.
     Ignored,
     /// A codec we do not ingest, named for people.
-    Unsupported { codec: String },
+    Unsupported {
+        codec: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +50,9 @@ pub enum AudioPacket {
     AacSequenceHeader(Bytes),
     /// One raw AAC frame.
     AacRaw(Bytes),
-    Unsupported { codec: String },
+    Unsupported {
+        codec: String,
+    },
 }
 
 /// Why an FLV tag could not be read.
@@ -75,7 +82,10 @@ pub fn parse_video_tag(body: Bytes) -> Result<VideoTag, FlvError> {
     let frame_type = frame_type((first >> 4) & 0x07);
     let codec_id = first & 0x0f;
     if frame_type == VideoFrameType::Command {
-        return Ok(VideoTag { frame_type, packet: VideoPacket::Ignored });
+        return Ok(VideoTag {
+            frame_type,
+            packet: VideoPacket::Ignored,
+        });
     }
     if codec_id != 7 {
         let codec = match codec_id {
@@ -88,15 +98,26 @@ pub fn parse_video_tag(body: Bytes) -> Result<VideoTag, FlvError> {
             13 => "AV1 (legacy FLV codec id 13)",
             _ => "an unknown video codec",
         };
-        return Ok(VideoTag { frame_type, packet: VideoPacket::Unsupported { codec: codec.to_owned() } });
+        return Ok(VideoTag {
+            frame_type,
+            packet: VideoPacket::Unsupported {
+                codec: codec.to_owned(),
+            },
+        });
     }
     if body.len() < 5 {
-        return Err(FlvError::TooShort { what: "AVC video", len: body.len() });
+        return Err(FlvError::TooShort {
+            what: "AVC video",
+            len: body.len(),
+        });
     }
     let cts = composition_time(&body[2..5]);
     let packet = match body[1] {
         0 => VideoPacket::AvcSequenceHeader(body.slice(5..)),
-        1 => VideoPacket::AvcNalus { composition_time_ms: cts, data: body.slice(5..) },
+        1 => VideoPacket::AvcNalus {
+            composition_time_ms: cts,
+            data: body.slice(5..),
+        },
         2 => VideoPacket::AvcEndOfSequence,
         t => return Err(FlvError::UnknownAvcPacketType(t)),
     };
@@ -106,13 +127,19 @@ pub fn parse_video_tag(body: Bytes) -> Result<VideoTag, FlvError> {
 /// Enhanced RTMP: `[IsExHeader:1][FrameType:3][PacketType:4][FourCC:32]…`.
 fn parse_enhanced_video(body: Bytes) -> Result<VideoTag, FlvError> {
     if body.len() < 5 {
-        return Err(FlvError::TooShort { what: "Enhanced RTMP video", len: body.len() });
+        return Err(FlvError::TooShort {
+            what: "Enhanced RTMP video",
+            len: body.len(),
+        });
     }
     let frame_type = frame_type((body[0] >> 4) & 0x07);
     let packet_type = body[0] & 0x0f;
     let fourcc = &body[1..5];
     if packet_type == EX_METADATA || frame_type == VideoFrameType::Command {
-        return Ok(VideoTag { frame_type, packet: VideoPacket::Ignored });
+        return Ok(VideoTag {
+            frame_type,
+            packet: VideoPacket::Ignored,
+        });
     }
     if fourcc != b"avc1" {
         let codec = match fourcc {
@@ -122,17 +149,29 @@ fn parse_enhanced_video(body: Bytes) -> Result<VideoTag, FlvError> {
             b"vp08" => "VP8 (Enhanced RTMP vp08)".to_owned(),
             other => format!("Enhanced RTMP video '{}'", String::from_utf8_lossy(other)),
         };
-        return Ok(VideoTag { frame_type, packet: VideoPacket::Unsupported { codec } });
+        return Ok(VideoTag {
+            frame_type,
+            packet: VideoPacket::Unsupported { codec },
+        });
     }
     let packet = match packet_type {
         EX_SEQUENCE_START => VideoPacket::AvcSequenceHeader(body.slice(5..)),
         EX_CODED_FRAMES => {
             if body.len() < 8 {
-                return Err(FlvError::TooShort { what: "Enhanced RTMP coded frames", len: body.len() });
+                return Err(FlvError::TooShort {
+                    what: "Enhanced RTMP coded frames",
+                    len: body.len(),
+                });
             }
-            VideoPacket::AvcNalus { composition_time_ms: composition_time(&body[5..8]), data: body.slice(8..) }
+            VideoPacket::AvcNalus {
+                composition_time_ms: composition_time(&body[5..8]),
+                data: body.slice(8..),
+            }
         }
-        EX_CODED_FRAMES_X => VideoPacket::AvcNalus { composition_time_ms: 0, data: body.slice(5..) },
+        EX_CODED_FRAMES_X => VideoPacket::AvcNalus {
+            composition_time_ms: 0,
+            data: body.slice(5..),
+        },
         EX_SEQUENCE_END => VideoPacket::AvcEndOfSequence,
         // Multitrack, MPEG-2 TS sequence start and future types carry nothing we use.
         _ => VideoPacket::Ignored,
@@ -147,7 +186,10 @@ pub fn parse_audio_tag(body: Bytes) -> Result<AudioPacket, FlvError> {
     if format == 9 {
         // Enhanced RTMP v2 audio: [SoundFormat=9:4][PacketType:4][FourCC:32].
         if body.len() < 5 {
-            return Err(FlvError::TooShort { what: "Enhanced RTMP audio", len: body.len() });
+            return Err(FlvError::TooShort {
+                what: "Enhanced RTMP audio",
+                len: body.len(),
+            });
         }
         let fourcc = &body[1..5];
         if fourcc == b"mp4a" {
@@ -178,10 +220,15 @@ pub fn parse_audio_tag(body: Bytes) -> Result<AudioPacket, FlvError> {
             11 => "Speex",
             _ => "an unknown audio codec",
         };
-        return Ok(AudioPacket::Unsupported { codec: codec.to_owned() });
+        return Ok(AudioPacket::Unsupported {
+            codec: codec.to_owned(),
+        });
     }
     if body.len() < 2 {
-        return Err(FlvError::TooShort { what: "AAC audio", len: body.len() });
+        return Err(FlvError::TooShort {
+            what: "AAC audio",
+            len: body.len(),
+        });
     }
     Ok(match body[1] {
         0 => AudioPacket::AacSequenceHeader(body.slice(2..)),
@@ -202,8 +249,13 @@ pub fn write_video_tag(frame_type: VideoFrameType, packet: &VideoPacket, out: &m
     out.push((ft << 4) | 7);
     let (kind, cts, data): (u8, i32, &[u8]) = match packet {
         VideoPacket::AvcSequenceHeader(d) => (0, 0, d),
-        VideoPacket::AvcNalus { composition_time_ms, data } => (1, *composition_time_ms, data),
-        VideoPacket::AvcEndOfSequence | VideoPacket::Ignored | VideoPacket::Unsupported { .. } => (2, 0, &[]),
+        VideoPacket::AvcNalus {
+            composition_time_ms,
+            data,
+        } => (1, *composition_time_ms, data),
+        VideoPacket::AvcEndOfSequence | VideoPacket::Ignored | VideoPacket::Unsupported { .. } => {
+            (2, 0, &[])
+        }
     };
     out.push(kind);
     out.extend_from_slice(&cts.to_be_bytes()[1..]);
@@ -262,7 +314,11 @@ impl StreamMetadata {
     /// Reads the properties of an `onMetaData` object or ECMA array.
     pub fn from_amf(value: &Amf0Value) -> Self {
         let num = |k: &str| value.get(k).and_then(Amf0Value::as_f64);
-        let present = |k: &str| value.get(k).map(|v| !matches!(v, Amf0Value::Null | Amf0Value::Undefined));
+        let present = |k: &str| {
+            value
+                .get(k)
+                .map(|v| !matches!(v, Amf0Value::Null | Amf0Value::Undefined))
+        };
         StreamMetadata {
             width: num("width"),
             height: num("height"),
@@ -271,7 +327,10 @@ impl StreamMetadata {
             audio_data_rate_kbps: num("audiodatarate"),
             has_video: present("videocodecid"),
             has_audio: present("audiocodecid"),
-            encoder: value.get("encoder").and_then(Amf0Value::as_str).map(str::to_owned),
+            encoder: value
+                .get("encoder")
+                .and_then(Amf0Value::as_str)
+                .map(str::to_owned),
         }
     }
 }
@@ -294,7 +353,11 @@ pub fn parse_file_header(data: &[u8]) -> Result<Option<FlvHeader>, FlvError> {
         return Err(FlvError::NotFlv);
     }
     let offset = u32::from_be_bytes([data[5], data[6], data[7], data[8]]);
-    Ok(Some(FlvHeader { has_audio: data[4] & 4 != 0, has_video: data[4] & 1 != 0, body_offset: offset + 4 }))
+    Ok(Some(FlvHeader {
+        has_audio: data[4] & 4 != 0,
+        has_video: data[4] & 1 != 0,
+        body_offset: offset + 4,
+    }))
 }
 
 /// An FLV file tag header (11 bytes).
@@ -325,12 +388,17 @@ pub fn write_tag_header(h: &TagHeader, out: &mut Vec<u8>) {
     let size = h.data_size.to_be_bytes();
     let ts = h.timestamp_ms.to_be_bytes();
     let sid = h.stream_id.to_be_bytes();
-    out.extend_from_slice(&[h.tag_type, size[1], size[2], size[3], ts[1], ts[2], ts[3], ts[0], sid[1], sid[2], sid[3]]);
+    out.extend_from_slice(&[
+        h.tag_type, size[1], size[2], size[3], ts[1], ts[2], ts[3], ts[0], sid[1], sid[2], sid[3],
+    ]);
 }
 
 /// Iterates over the tags of a whole `.flv` file: (header, body).
 pub fn file_tags(data: &Bytes) -> Result<Vec<(TagHeader, Bytes)>, FlvError> {
-    let header = parse_file_header(data)?.ok_or(FlvError::TooShort { what: "FLV file", len: data.len() })?;
+    let header = parse_file_header(data)?.ok_or(FlvError::TooShort {
+        what: "FLV file",
+        len: data.len(),
+    })?;
     let mut pos = header.body_offset as usize;
     let mut tags = Vec::new();
     while let Some(h) = data.get(pos..).and_then(parse_tag_header) {
@@ -372,11 +440,20 @@ mod tests {
 
     #[test]
     fn avc_round_trip_with_negative_composition_time() {
-        let packet = VideoPacket::AvcNalus { composition_time_ms: -33, data: Bytes::from_static(&[0, 0, 0, 1, 0x65]) };
+        let packet = VideoPacket::AvcNalus {
+            composition_time_ms: -33,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        };
         let mut out = Vec::new();
         write_video_tag(VideoFrameType::Key, &packet, &mut out);
         let tag = parse_video_tag(Bytes::from(out)).expect("parses");
-        assert_eq!(tag, VideoTag { frame_type: VideoFrameType::Key, packet });
+        assert_eq!(
+            tag,
+            VideoTag {
+                frame_type: VideoFrameType::Key,
+                packet
+            }
+        );
     }
 
     #[test]
@@ -384,23 +461,43 @@ mod tests {
         let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
         assert_eq!(
             parse_video_tag(hevc).expect("parses").packet,
-            VideoPacket::Unsupported { codec: "HEVC (Enhanced RTMP hvc1)".into() }
+            VideoPacket::Unsupported {
+                codec: "HEVC (Enhanced RTMP hvc1)".into()
+            }
         );
         let av1 = Bytes::from_static(&[0x91, b'a', b'v', b'0', b'1', 0, 0, 0]);
-        assert!(matches!(parse_video_tag(av1).expect("parses").packet, VideoPacket::Unsupported { codec } if codec.contains("AV1")));
+        assert!(
+            matches!(parse_video_tag(av1).expect("parses").packet, VideoPacket::Unsupported { codec } if codec.contains("AV1"))
+        );
         let avc = Bytes::from_static(&[0x91, b'a', b'v', b'c', b'1', 0, 0, 0x21, 9, 9]);
         let tag = parse_video_tag(avc).expect("parses");
         assert_eq!(tag.frame_type, VideoFrameType::Key);
-        assert_eq!(tag.packet, VideoPacket::AvcNalus { composition_time_ms: 0x21, data: Bytes::from_static(&[9, 9]) });
+        assert_eq!(
+            tag.packet,
+            VideoPacket::AvcNalus {
+                composition_time_ms: 0x21,
+                data: Bytes::from_static(&[9, 9])
+            }
+        );
         let opus = Bytes::from_static(&[0x90, b'O', b'p', b'u', b's', 0]);
-        assert!(matches!(parse_audio_tag(opus).expect("parses"), AudioPacket::Unsupported { codec } if codec.contains("Opus")));
+        assert!(
+            matches!(parse_audio_tag(opus).expect("parses"), AudioPacket::Unsupported { codec } if codec.contains("Opus"))
+        );
         let mp3 = Bytes::from_static(&[0x2f, 0xff]);
-        assert_eq!(parse_audio_tag(mp3).expect("parses"), AudioPacket::Unsupported { codec: "MP3".into() });
+        assert_eq!(
+            parse_audio_tag(mp3).expect("parses"),
+            AudioPacket::Unsupported {
+                codec: "MP3".into()
+            }
+        );
     }
 
     #[test]
     fn aac_round_trip() {
-        for packet in [AudioPacket::AacSequenceHeader(Bytes::from_static(&[0x11, 0x90])), AudioPacket::AacRaw(Bytes::from_static(&[1, 2, 3]))] {
+        for packet in [
+            AudioPacket::AacSequenceHeader(Bytes::from_static(&[0x11, 0x90])),
+            AudioPacket::AacRaw(Bytes::from_static(&[1, 2, 3])),
+        ] {
             let mut out = Vec::new();
             write_audio_tag(&packet, &mut out);
             assert_eq!(parse_audio_tag(Bytes::from(out)).expect("parses"), packet);

@@ -1,0 +1,860 @@
+//! The state machine of one rendition.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use media::cmaf::{self, Sample, TrackFragment};
+use media::{CodecConfig, Frame, Rounding, TrackKind, Tracks, rescale_ticks};
+
+use crate::config::{PackageError, PackagerConfig};
+use crate::playlist::{self, PlaylistSegment, RenditionReport, VariantInfo};
+
+/// What changed, for the caller to wake waiting requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum PackageEvent {
+    PartStarted {
+        msn: u64,
+        part: u32,
+    },
+    ChunkAppended {
+        msn: u64,
+        part: u32,
+    },
+    PartCompleted {
+        msn: u64,
+        part: u32,
+        independent: bool,
+    },
+    SegmentCompleted {
+        msn: u64,
+    },
+}
+
+/// A part as served: its chunks so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartView {
+    pub chunks: Vec<Bytes>,
+    pub complete: bool,
+}
+
+/// Whether a blocking playlist request (`_HLS_msn`, `_HLS_part`) can be answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    Wait,
+    /// More than two segments beyond the playlist: the origin answers 400.
+    TooFarAhead,
+}
+
+/// Complete segments kept beyond the playlist window, for clients still fetching them.
+const EXTRA_RETAINED: usize = 2;
+/// In an audio-only rendition, audio is chunked this often (ms).
+const AUDIO_ONLY_CHUNK_MS: i64 = 100;
+
+/// Packages the frames of one rendition. See the crate documentation.
+pub struct RenditionPackager {
+    config: PackagerConfig,
+    tracks: Option<Arc<Tracks>>,
+    /// (version, init segment), newest last.
+    inits: VecDeque<(u32, Bytes)>,
+    /// Retained segments, oldest first; the last one may be open (incomplete).
+    segments: VecDeque<Segment>,
+    events: VecDeque<PackageEvent>,
+    /// Discontinuities in segments dropped from `segments`.
+    dropped_discontinuities: u64,
+    ended: bool,
+    /// Set by a discontinuity or a track change: the next keyframe starts a new segment
+    /// marked with `EXT-X-DISCONTINUITY`.
+    pending_discontinuity: bool,
+    /// Added to incoming decode times (main-track ticks) so the timeline continues.
+    offset: i64,
+    /// Set by a discontinuity: the next frame recomputes `offset`.
+    rebase: bool,
+    /// Wall clock (epoch ms) of main-track time `anchor_ticks`, for PROGRAM-DATE-TIME.
+    anchor: Option<(i64, i64)>,
+    video: TrackState,
+    audio: TrackState,
+    pending_video: Vec<(i64, Sample)>,
+    pending_audio: Vec<(i64, Sample)>,
+    sequence_number: u32,
+    /// The next frame is expected to start a new segment (it crosses a boundary).
+    expect_segment_end: bool,
+    frames_dropped: u64,
+}
+
+#[derive(Default)]
+struct TrackState {
+    last_dts: Option<i64>,
+    /// Estimated frame duration (ticks): the mean of the last intervals. A mean rather
+    /// than the last interval, because RTMP's millisecond timestamps make consecutive
+    /// 30 fps intervals alternate between 33 and 34 ms.
+    interval: Option<i64>,
+    /// Recent decode times, oldest first.
+    recent: VecDeque<i64>,
+}
+
+/// Intervals averaged for the frame duration estimate.
+const INTERVAL_WINDOW: usize = 8;
+
+impl TrackState {
+    fn observe(&mut self, dts: i64) {
+        self.last_dts = Some(dts);
+        self.recent.push_back(dts);
+        if self.recent.len() > INTERVAL_WINDOW + 1 {
+            self.recent.pop_front();
+        }
+        if let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) {
+            let n = self.recent.len() as i64 - 1;
+            if n > 0 {
+                self.interval = Some(((last - first) + n / 2) / n);
+            }
+        }
+    }
+
+    fn reset_timeline(&mut self) {
+        self.last_dts = None;
+        self.recent.clear();
+    }
+}
+
+struct Segment {
+    msn: u64,
+    /// Boundary index floor(start / S) of the first frame.
+    boundary: i64,
+    /// Main-track ticks.
+    start: i64,
+    /// Set when complete: the start of the next segment (or end of media) minus `start`.
+    duration: Option<i64>,
+    parts: Vec<Part>,
+    discontinuity: bool,
+    init_version: u32,
+    program_date_ms: i64,
+}
+
+struct Part {
+    start: i64,
+    /// Sum of the written sample durations of the main track (ticks).
+    duration: i64,
+    chunks: Vec<Bytes>,
+    independent: bool,
+    complete: bool,
+    bytes: usize,
+}
+
+impl RenditionPackager {
+    pub fn new(config: PackagerConfig) -> Self {
+        Self {
+            config,
+            tracks: None,
+            inits: VecDeque::new(),
+            segments: VecDeque::new(),
+            events: VecDeque::new(),
+            dropped_discontinuities: 0,
+            ended: false,
+            pending_discontinuity: false,
+            offset: 0,
+            rebase: false,
+            anchor: None,
+            video: TrackState::default(),
+            audio: TrackState::default(),
+            pending_video: Vec::new(),
+            pending_audio: Vec::new(),
+            sequence_number: 0,
+            expect_segment_end: false,
+            frames_dropped: 0,
+        }
+    }
+
+    pub fn config(&self) -> &PackagerConfig {
+        &self.config
+    }
+
+    /// Announces the tracks of the frames that follow. A change of codec configuration
+    /// starts a new init segment and a discontinuity; identical tracks are a no-op.
+    pub fn handle_tracks(&mut self, tracks: Arc<Tracks>, now: SystemTime) {
+        if self.tracks.as_deref() == Some(&*tracks) {
+            return;
+        }
+        let init = match cmaf::init_segment(&tracks) {
+            Ok(init) => init,
+            // Unreachable with tracks from ingest (they always hold at least one track);
+            // without an init segment nothing can be packaged, so keep the old tracks.
+            Err(_) => return,
+        };
+        if self.tracks.is_some() {
+            self.close_segment(None, now);
+            self.pending_discontinuity = true;
+            // Timescales may change with the tracks (audio sample rate): start afresh.
+            self.video = TrackState::default();
+            self.audio = TrackState::default();
+        }
+        let version = self.inits.back().map_or(0, |(v, _)| v + 1);
+        self.inits.push_back((version, init));
+        if self.inits.len() > 4 {
+            self.inits.pop_front();
+        }
+        self.tracks = Some(tracks);
+    }
+
+    /// Packages one frame. `now` is the wall clock at its arrival.
+    pub fn handle_frame(&mut self, frame: Frame, now: SystemTime) -> Result<(), PackageError> {
+        let Some(tracks) = self.tracks.clone() else {
+            return Err(PackageError::UnknownTrack(frame.kind));
+        };
+        let track = tracks
+            .get(frame.kind)
+            .ok_or(PackageError::UnknownTrack(frame.kind))?;
+        let main_kind = if tracks.video.is_some() {
+            TrackKind::Video
+        } else {
+            TrackKind::Audio
+        };
+        let main_timescale = tracks
+            .get(main_kind)
+            .map_or(track.timescale, |t| t.timescale);
+        if self.ended && !self.rebase {
+            return Ok(());
+        }
+        if self.rebase {
+            // Continue where the old timeline stopped: its end in main-track ticks.
+            let end = self.timeline_end();
+            let first = rescale_ticks(
+                frame.dts.ticks,
+                track.timescale,
+                main_timescale,
+                Rounding::Nearest,
+            );
+            self.offset = end.map_or(0, |end| end - first);
+            self.rebase = false;
+            self.ended = false;
+            self.video.reset_timeline();
+            self.audio.reset_timeline();
+        }
+        let offset = rescale_ticks(
+            self.offset,
+            main_timescale,
+            track.timescale,
+            Rounding::Nearest,
+        );
+        let dts = frame.dts.ticks + offset;
+        let state = match frame.kind {
+            TrackKind::Video => &mut self.video,
+            TrackKind::Audio => &mut self.audio,
+        };
+        if let Some(last) = state.last_dts {
+            if dts <= last {
+                return Err(PackageError::NonMonotonic {
+                    kind: frame.kind,
+                    dts,
+                    last,
+                });
+            }
+        }
+        state.observe(dts);
+        let composition_offset = i32::try_from(frame.composition_offset()).unwrap_or(0);
+        let wall_ms = epoch_ms(now);
+
+        if frame.kind != main_kind {
+            // Audio beside video: rides in the next chunk, once a segment is open.
+            if self.open_segment().is_some() {
+                let samples = match &track.codec {
+                    CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
+                    CodecConfig::Avc(_) => 1,
+                };
+                let duration = self
+                    .audio
+                    .interval
+                    .unwrap_or(samples)
+                    .clamp(1, i64::from(u32::MAX)) as u32;
+                self.pending_audio.push((
+                    dts,
+                    Sample {
+                        duration,
+                        composition_offset,
+                        keyframe: true,
+                        data: frame.data,
+                    },
+                ));
+            } else {
+                self.frames_dropped += 1;
+            }
+            return Ok(());
+        }
+
+        let main_ts = track.timescale;
+        let segment_ticks =
+            i64::from(self.config.segment_target_ms) * i64::from(main_ts.get()) / 1000;
+        let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
+        let keyframe = frame.keyframe;
+        let boundary = dts.div_euclid(segment_ticks.max(1));
+        let interval = self
+            .main_state(main_kind)
+            .interval
+            .unwrap_or_else(|| default_interval(track, main_ts));
+
+        // Segment boundary?
+        let starts_segment = match self.open_segment() {
+            None => keyframe,
+            Some(seg) => keyframe && (self.pending_discontinuity || boundary > seg.boundary),
+        };
+        if starts_segment {
+            self.close_segment(Some(dts), now);
+            self.open_new_segment(dts, boundary, wall_ms);
+        } else if self.open_segment().is_none() {
+            // Nothing is decodable before the first keyframe.
+            self.frames_dropped += 1;
+            return Ok(());
+        } else {
+            // Part boundary before this frame?
+            let seg = self.open_segment().map(|s| {
+                (
+                    s.msn,
+                    s.parts
+                        .last()
+                        .map(|p| (p.start, p.complete, p.chunks.is_empty())),
+                )
+            });
+            if let Some((_, Some((part_start, complete, empty)))) = seg {
+                if complete || (!empty && dts + interval - part_start > part_ticks) {
+                    self.close_part(dts);
+                }
+            }
+        }
+        self.ensure_open_part(dts, keyframe);
+
+        let duration = interval.clamp(1, i64::from(u32::MAX)) as u32;
+        let sample = Sample {
+            duration,
+            composition_offset,
+            keyframe,
+            data: frame.data,
+        };
+        match main_kind {
+            TrackKind::Video => {
+                self.pending_video.push((dts, sample));
+                self.flush_chunk()?;
+            }
+            TrackKind::Audio => {
+                self.pending_audio.push((dts, sample));
+                let first = self.pending_audio.first().map_or(dts, |(d, _)| *d);
+                if (dts + interval - first) * 1000 >= AUDIO_ONLY_CHUNK_MS * i64::from(main_ts.get())
+                {
+                    self.flush_chunk()?;
+                }
+            }
+        }
+
+        // Complete the part now if the next frame would not fit (so it is servable as
+        // soon as its last frame arrived), or if the next frame crosses a boundary.
+        let next = dts + interval;
+        self.expect_segment_end = next.div_euclid(segment_ticks.max(1))
+            > boundary.max(self.open_segment().map_or(boundary, |s| s.boundary));
+        if let Some(part_start) = self
+            .open_segment()
+            .and_then(|s| s.parts.last())
+            .map(|p| p.start)
+        {
+            if next + interval - part_start > part_ticks || self.expect_segment_end {
+                self.flush_chunk()?;
+                self.close_part(next);
+            }
+        }
+        Ok(())
+    }
+
+    /// The publisher went away and a new one continues the stream: the next frames'
+    /// timestamps start over, and the next segment carries a discontinuity.
+    pub fn handle_discontinuity(&mut self) {
+        let _ = self.flush_chunk();
+        if let Some(end) = self.timeline_end() {
+            self.close_segment_at(end);
+        }
+        self.pending_discontinuity = true;
+        self.rebase = true;
+        self.ended = false;
+        self.anchor = None;
+        self.pending_audio.clear();
+        self.pending_video.clear();
+    }
+
+    /// The stream ended: complete what is open and add `EXT-X-ENDLIST`.
+    pub fn handle_end(&mut self, _now: SystemTime) {
+        let _ = self.flush_chunk();
+        if let Some(end) = self.timeline_end() {
+            self.close_segment_at(end);
+        }
+        self.ended = true;
+        self.rebase = true;
+        self.pending_discontinuity = true;
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<PackageEvent> {
+        self.events.pop_front()
+    }
+
+    /// Whether anything was ever packaged.
+    pub fn has_media(&self) -> bool {
+        !self.segments.is_empty()
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The current init segment version (the one `EXT-X-MAP` names for new segments).
+    pub fn init_version(&self) -> Option<u32> {
+        self.inits.back().map(|(v, _)| *v)
+    }
+
+    pub fn init_segment(&self, version: u32) -> Option<Bytes> {
+        self.inits
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// A part, complete or growing.
+    pub fn part(&self, msn: u64, part: u32) -> Option<PartView> {
+        let p = self.segment_ref(msn)?.parts.get(part as usize)?;
+        Some(PartView {
+            chunks: p.chunks.clone(),
+            complete: p.complete,
+        })
+    }
+
+    /// A complete segment's chunks.
+    pub fn segment(&self, msn: u64) -> Option<Vec<Bytes>> {
+        let s = self.segment_ref(msn).filter(|s| s.duration.is_some())?;
+        Some(
+            s.parts
+                .iter()
+                .flat_map(|p| p.chunks.iter().cloned())
+                .collect(),
+        )
+    }
+
+    /// The part the next playlist hints at with `EXT-X-PRELOAD-HINT`.
+    pub fn preload_hint(&self) -> Option<(u64, u32)> {
+        if self.ended {
+            return None;
+        }
+        match self.segments.back() {
+            Some(s) if s.duration.is_none() => match s.parts.last() {
+                Some(p) if !p.complete => Some((s.msn, s.parts.len() as u32 - 1)),
+                _ if self.expect_segment_end => Some((s.msn + 1, 0)),
+                _ => Some((s.msn, s.parts.len() as u32)),
+            },
+            Some(s) => Some((s.msn + 1, 0)),
+            None => None,
+        }
+    }
+
+    /// LAST-MSN and LAST-PART for a sibling's `EXT-X-RENDITION-REPORT`.
+    pub fn rendition_report(&self, uri: &str) -> RenditionReport {
+        let last = self.segments.iter().rev().find_map(|s| {
+            let complete_parts = s.parts.iter().filter(|p| p.complete).count();
+            (complete_parts > 0).then(|| (s.msn, complete_parts as u32 - 1))
+        });
+        RenditionReport {
+            uri: uri.to_owned(),
+            last_msn: last.map(|l| l.0),
+            last_part: last.map(|l| l.1),
+        }
+    }
+
+    /// Whether a blocking request for segment `msn` (and part `part`) can be answered.
+    pub fn blocking_readiness(&self, msn: u64, part: Option<u32>) -> Readiness {
+        if self.ended {
+            return Readiness::Ready;
+        }
+        let Some(last) = self.segments.back() else {
+            return Readiness::Wait;
+        };
+        if msn > last.msn + 2 {
+            return Readiness::TooFarAhead;
+        }
+        let first = self.segments.front().map_or(0, |s| s.msn);
+        if msn < first {
+            return Readiness::Ready;
+        }
+        let Some(segment) = self.segment_ref(msn) else {
+            return Readiness::Wait;
+        };
+        match part {
+            None => {
+                if segment.duration.is_some() {
+                    Readiness::Ready
+                } else {
+                    Readiness::Wait
+                }
+            }
+            Some(p) => match segment.parts.get(p as usize) {
+                Some(part) if part.complete => Readiness::Ready,
+                // A part index beyond the last part of a completed segment means part 0
+                // of the next segment (RFC 8216bis §6.2.5.2).
+                None if segment.duration.is_some() => self.blocking_readiness(msn + 1, Some(0)),
+                _ => Readiness::Wait,
+            },
+        }
+    }
+
+    /// The media playlist; `skip` asks for a delta update (`_HLS_skip=YES`).
+    pub fn media_playlist(&self, skip: bool, reports: &[RenditionReport]) -> String {
+        let timescale = self.main_timescale();
+        let secs = |ticks: i64| ticks as f64 / f64::from(timescale.get());
+        let complete: Vec<&Segment> = self
+            .segments
+            .iter()
+            .filter(|s| s.duration.is_some())
+            .collect();
+        let shown_from = complete.len().saturating_sub(self.config.window_segments);
+        let hidden = &complete[..shown_from];
+        let mut listed: Vec<&Segment> = complete[shown_from..].to_vec();
+        if let Some(open) = self
+            .segments
+            .back()
+            .filter(|s| s.duration.is_none() && s.parts.iter().any(|p| p.complete))
+        {
+            listed.push(open);
+        }
+        let discontinuity_sequence =
+            self.dropped_discontinuities + hidden.iter().filter(|s| s.discontinuity).count() as u64;
+        let segments: Vec<PlaylistSegment> = listed
+            .iter()
+            .map(|s| PlaylistSegment {
+                msn: s.msn,
+                duration_secs: s.duration.map(secs),
+                program_date_ms: s.program_date_ms,
+                discontinuity: s.discontinuity,
+                init_version: s.init_version,
+                parts: s
+                    .parts
+                    .iter()
+                    .filter(|p| p.complete)
+                    .map(|p| (secs(p.duration), p.independent))
+                    .collect(),
+            })
+            .collect();
+        playlist::render_media_playlist(&playlist::MediaPlaylist {
+            config: &self.config,
+            max_segment_secs: complete
+                .iter()
+                .filter_map(|s| s.duration)
+                .map(secs)
+                .fold(0.0, f64::max),
+            discontinuity_sequence,
+            segments,
+            preload_hint: self.preload_hint(),
+            reports,
+            ended: self.ended,
+            skip,
+        })
+    }
+
+    /// The facts for this rendition's `EXT-X-STREAM-INF`, once media has flowed.
+    pub fn variant(&self) -> Option<VariantInfo> {
+        let tracks = self.tracks.as_ref()?;
+        let timescale = self.main_timescale();
+        let (mut peak, mut bits, mut ticks) = (0f64, 0f64, 0i64);
+        for s in self.segments.iter().filter(|s| s.duration.is_some()) {
+            let seg_bits = s.parts.iter().map(|p| p.bytes).sum::<usize>() as f64 * 8.0;
+            let d = s.duration.unwrap_or(0).max(1);
+            peak = peak.max(seg_bits * f64::from(timescale.get()) / d as f64);
+            bits += seg_bits;
+            ticks += d;
+        }
+        if ticks == 0 {
+            // No complete segment yet: estimate from the complete parts.
+            for p in self
+                .segments
+                .iter()
+                .flat_map(|s| &s.parts)
+                .filter(|p| p.complete)
+            {
+                bits += p.bytes as f64 * 8.0;
+                ticks += p.duration.max(1);
+            }
+            if ticks == 0 {
+                return None;
+            }
+            peak = bits * f64::from(timescale.get()) / ticks as f64 * 1.25;
+        }
+        let average = bits * f64::from(timescale.get()) / ticks as f64;
+        let video = tracks.video.as_ref().and_then(|t| match &t.codec {
+            CodecConfig::Avc(avc) => Some(avc),
+            CodecConfig::Aac(_) => None,
+        });
+        let frame_rate = video
+            .and_then(|v| v.frame_rate)
+            .map(|(n, d)| f64::from(n) / f64::from(d.max(1)))
+            .or_else(|| {
+                self.video
+                    .interval
+                    .map(|i| f64::from(media::VIDEO_TIMESCALE.get()) / i.max(1) as f64)
+            });
+        Some(VariantInfo {
+            bandwidth: peak.max(average).round() as u64,
+            average_bandwidth: average.round() as u64,
+            codecs: tracks.codecs(),
+            resolution: video.map(|v| (v.width, v.height)),
+            frame_rate,
+        })
+    }
+
+    /// Panics if the internal state is inconsistent. For tests and fuzzing.
+    pub fn check_invariants(&self) {
+        for w in self.segments.iter().collect::<Vec<_>>().windows(2) {
+            assert_eq!(
+                w[1].msn,
+                w[0].msn + 1,
+                "media sequence numbers are consecutive"
+            );
+            assert!(w[0].duration.is_some(), "only the last segment may be open");
+            assert!(w[1].start >= w[0].start, "segments start in order");
+            assert!(
+                w[1].program_date_ms >= w[0].program_date_ms,
+                "program date times never go back"
+            );
+        }
+        for s in &self.segments {
+            for (i, p) in s.parts.iter().enumerate() {
+                let last = i + 1 == s.parts.len();
+                assert!(
+                    p.complete || (last && s.duration.is_none()),
+                    "only the last part of the open segment may grow"
+                );
+                assert!(
+                    p.duration <= self.part_ticks() || !p.complete || p.chunks.len() == 1,
+                    "part within target: {} > {} in segment {} ({} chunks)",
+                    p.duration,
+                    self.part_ticks(),
+                    s.msn,
+                    p.chunks.len()
+                );
+            }
+            if s.duration.is_some() {
+                assert!(!s.parts.is_empty(), "a complete segment has parts");
+                assert!(
+                    s.parts[0].independent,
+                    "a segment starts with an independent part"
+                );
+            }
+        }
+        assert!(
+            self.segments.len() <= self.config.window_segments + EXTRA_RETAINED + 1,
+            "retention is bounded"
+        );
+    }
+
+    // ---- internals ----
+
+    fn main_timescale(&self) -> NonZeroU32 {
+        self.tracks
+            .as_ref()
+            .and_then(|t| t.video.as_ref().or(t.audio.as_ref()))
+            .map_or(media::VIDEO_TIMESCALE, |t| t.timescale)
+    }
+
+    fn part_ticks(&self) -> i64 {
+        i64::from(self.config.part_target_ms) * i64::from(self.main_timescale().get()) / 1000
+    }
+
+    fn main_state(&self, kind: TrackKind) -> &TrackState {
+        match kind {
+            TrackKind::Video => &self.video,
+            TrackKind::Audio => &self.audio,
+        }
+    }
+
+    fn open_segment(&self) -> Option<&Segment> {
+        self.segments.back().filter(|s| s.duration.is_none())
+    }
+
+    fn segment_ref(&self, msn: u64) -> Option<&Segment> {
+        let first = self.segments.front()?.msn;
+        self.segments
+            .get(usize::try_from(msn.checked_sub(first)?).ok()?)
+    }
+
+    /// End of the written main-track timeline: last decode time + its duration.
+    fn timeline_end(&self) -> Option<i64> {
+        let kind = if self.tracks.as_ref().is_some_and(|t| t.video.is_some()) {
+            TrackKind::Video
+        } else {
+            TrackKind::Audio
+        };
+        let s = self.main_state(kind);
+        Some(s.last_dts? + s.interval.unwrap_or(0))
+    }
+
+    fn open_new_segment(&mut self, start: i64, boundary: i64, wall_ms: i64) {
+        let msn = match self.segments.back() {
+            Some(prev) => prev.msn + 1,
+            None => u64::try_from(boundary).unwrap_or(0),
+        };
+        let timescale = i64::from(self.main_timescale().get());
+        let (anchor_wall, anchor_ticks) = *self.anchor.get_or_insert((wall_ms, start));
+        let mut program_date_ms = anchor_wall + (start - anchor_ticks) * 1000 / timescale;
+        if let Some(prev) = self.segments.back() {
+            program_date_ms = program_date_ms.max(prev.program_date_ms);
+        }
+        let discontinuity =
+            std::mem::take(&mut self.pending_discontinuity) && !self.segments.is_empty();
+        self.segments.push_back(Segment {
+            msn,
+            boundary,
+            start,
+            duration: None,
+            parts: Vec::new(),
+            discontinuity,
+            init_version: self.init_version().unwrap_or(0),
+            program_date_ms,
+        });
+        // Drop what has left the window, keeping a few for clients still fetching.
+        let complete = self
+            .segments
+            .iter()
+            .filter(|s| s.duration.is_some())
+            .count();
+        let excess = complete.saturating_sub(self.config.window_segments + EXTRA_RETAINED);
+        for _ in 0..excess {
+            if let Some(old) = self.segments.pop_front() {
+                self.dropped_discontinuities += u64::from(old.discontinuity);
+            }
+        }
+    }
+
+    fn ensure_open_part(&mut self, start: i64, keyframe: bool) {
+        let Some(seg) = self.segments.back_mut().filter(|s| s.duration.is_none()) else {
+            return;
+        };
+        if seg.parts.last().is_none_or(|p| p.complete) {
+            let audio_only = self.tracks.as_ref().is_some_and(|t| t.video.is_none());
+            seg.parts.push(Part {
+                start,
+                duration: 0,
+                chunks: Vec::new(),
+                independent: keyframe || audio_only,
+                complete: false,
+                bytes: 0,
+            });
+            let (msn, part) = (seg.msn, seg.parts.len() as u32 - 1);
+            self.events
+                .push_back(PackageEvent::PartStarted { msn, part });
+        }
+    }
+
+    /// Writes the pending samples as one chunk of the open part.
+    fn flush_chunk(&mut self) -> Result<(), PackageError> {
+        if self.pending_video.is_empty() && self.pending_audio.is_empty() {
+            return Ok(());
+        }
+        let Some(seg) = self.segments.back_mut().filter(|s| s.duration.is_none()) else {
+            self.pending_video.clear();
+            self.pending_audio.clear();
+            return Ok(());
+        };
+        let Some(part) = seg.parts.last_mut().filter(|p| !p.complete) else {
+            // Audio that arrived after its part completed waits for the next part.
+            return Ok(());
+        };
+        let main_is_video = !self.pending_video.is_empty()
+            || self.tracks.as_ref().is_some_and(|t| t.video.is_some());
+        let mut fragments = Vec::with_capacity(2);
+        for (kind, pending) in [
+            (TrackKind::Video, &mut self.pending_video),
+            (TrackKind::Audio, &mut self.pending_audio),
+        ] {
+            let pending_last_dts = pending.last().map(|(d, _)| *d);
+            if let Some(&(base, _)) = pending.first() {
+                let samples: Vec<Sample> = pending.drain(..).map(|(_, s)| s).collect();
+                let is_main = (kind == TrackKind::Video) == main_is_video;
+                if is_main {
+                    // The real span: the last sample's decode time plus its duration.
+                    let end = pending_last_dts.unwrap_or(base)
+                        + samples.last().map_or(0, |s| i64::from(s.duration));
+                    part.duration = end - part.start;
+                }
+                fragments.push(TrackFragment {
+                    track_id: cmaf::track_id(kind),
+                    base_media_decode_time: u64::try_from(base).unwrap_or(0),
+                    samples,
+                });
+            }
+        }
+        self.sequence_number = self.sequence_number.wrapping_add(1);
+        let chunk = cmaf::fragment(self.sequence_number, &fragments)
+            .map_err(|e| PackageError::Cmaf(e.to_string()))?;
+        part.bytes += chunk.len();
+        part.chunks.push(chunk);
+        let (msn, index) = (seg.msn, seg.parts.len().saturating_sub(1) as u32);
+        self.events
+            .push_back(PackageEvent::ChunkAppended { msn, part: index });
+        Ok(())
+    }
+
+    fn close_part(&mut self, _next_start: i64) {
+        let Some(seg) = self.segments.back_mut().filter(|s| s.duration.is_none()) else {
+            return;
+        };
+        let index = seg.parts.len().saturating_sub(1) as u32;
+        if let Some(part) = seg.parts.last_mut().filter(|p| !p.complete) {
+            part.complete = true;
+            let (msn, independent) = (seg.msn, part.independent);
+            self.events.push_back(PackageEvent::PartCompleted {
+                msn,
+                part: index,
+                independent,
+            });
+        }
+    }
+
+    /// Completes the open segment; `next_start` is where the next one begins.
+    fn close_segment(&mut self, next_start: Option<i64>, _now: SystemTime) {
+        let _ = self.flush_chunk();
+        let end = next_start.or_else(|| self.timeline_end());
+        if let Some(end) = end {
+            self.close_segment_at(end);
+        }
+    }
+
+    fn close_segment_at(&mut self, end: i64) {
+        self.close_part(end);
+        let Some(seg) = self.segments.back_mut().filter(|s| s.duration.is_none()) else {
+            return;
+        };
+        if seg.parts.is_empty() {
+            self.segments.pop_back();
+            return;
+        }
+        seg.duration = Some((end - seg.start).max(1));
+        let msn = seg.msn;
+        self.expect_segment_end = false;
+        self.events
+            .push_back(PackageEvent::SegmentCompleted { msn });
+    }
+}
+
+fn default_interval(track: &media::Track, timescale: NonZeroU32) -> i64 {
+    match &track.codec {
+        CodecConfig::Avc(avc) => avc
+            .frame_rate
+            .filter(|(n, d)| *n > 0 && *d > 0)
+            .map(|(n, d)| i64::from(timescale.get()) * i64::from(d) / i64::from(n))
+            .unwrap_or(i64::from(timescale.get()) / 30),
+        CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

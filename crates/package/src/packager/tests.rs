@@ -1,0 +1,504 @@
+#![allow(clippy::unwrap_used)]
+
+use std::num::NonZeroU32;
+use std::time::{Duration, SystemTime};
+
+use media::cmaf::inspect_fragment;
+use media::{AacConfig, AvcConfig, MediaTime, Track, VIDEO_TIMESCALE};
+
+use super::*;
+
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+    0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+];
+const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+fn tracks(audio: bool, video: bool) -> Arc<Tracks> {
+    let avc =
+        AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+            .unwrap();
+    Arc::new(Tracks {
+        video: video.then(|| Track {
+            kind: TrackKind::Video,
+            timescale: VIDEO_TIMESCALE,
+            codec: CodecConfig::Avc(avc),
+        }),
+        audio: audio.then(|| Track {
+            kind: TrackKind::Audio,
+            timescale: NonZeroU32::new(48_000).unwrap(),
+            codec: CodecConfig::Aac(AacConfig::build(2, 48_000, 2)),
+        }),
+    })
+}
+
+fn t0() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_575_845)
+}
+
+/// A source: video at `interval` ticks with a keyframe every `gop` frames, B-frame
+/// style composition offsets, plus AAC at 48 kHz, interleaved by decode time.
+struct Source {
+    interval: i64,
+    gop: u64,
+    n: u64,
+    audio_n: i64,
+    with_audio: bool,
+}
+
+impl Source {
+    fn new(interval: i64, gop: u64) -> Self {
+        Source {
+            interval,
+            gop,
+            n: 0,
+            audio_n: 0,
+            with_audio: true,
+        }
+    }
+
+    /// Frames up to and including video frame `n`.
+    fn next(&mut self) -> Vec<Frame> {
+        let dts = self.n as i64 * self.interval;
+        let mut out = Vec::new();
+        while self.with_audio && self.audio_n * 1024 * 90_000 / 48_000 <= dts {
+            let t = MediaTime::new(self.audio_n * 1024, NonZeroU32::new(48_000).unwrap());
+            out.push(Frame {
+                kind: TrackKind::Audio,
+                dts: t,
+                pts: t,
+                keyframe: true,
+                data: Bytes::from_static(&[0x21; 20]),
+            });
+            self.audio_n += 1;
+        }
+        let keyframe = self.n % self.gop == 0;
+        let cts = if keyframe {
+            0
+        } else {
+            [2, 0, 1][(self.n % 3) as usize] * self.interval
+        };
+        out.push(Frame {
+            kind: TrackKind::Video,
+            dts: MediaTime::new(dts, VIDEO_TIMESCALE),
+            pts: MediaTime::new(dts + self.interval + cts, VIDEO_TIMESCALE),
+            keyframe,
+            data: Bytes::from(vec![if keyframe { 0x65 } else { 0x41 }; 200]),
+        });
+        self.n += 1;
+        out
+    }
+}
+
+fn feed(p: &mut RenditionPackager, source: &mut Source, frames: u64) {
+    for _ in 0..frames {
+        for f in source.next() {
+            let wall = t0() + Duration::from_micros((f.dts.as_secs_f64() * 1e6) as u64);
+            p.handle_frame(f, wall).unwrap();
+            p.check_invariants();
+            while p.poll_event().is_some() {}
+        }
+    }
+}
+
+fn packager() -> RenditionPackager {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, true), t0());
+    p
+}
+
+fn parse(text: &str) -> m3u8_rs::MediaPlaylist {
+    m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+fn part_durations(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-PART:DURATION="))
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_late_pipeline_numbers_segments_and_parts_alike() {
+    let mut a = packager();
+    let mut b = packager();
+    let mut sa = Source::new(3000, 60);
+    feed(&mut a, &mut sa, 600);
+    // B joins at frame 150, mid-GOP: it starts at the next keyframe.
+    let mut sb = Source::new(3000, 60);
+    for _ in 0..150 {
+        sb.next();
+    }
+    feed(&mut b, &mut sb, 450);
+    let pa = a.media_playlist(false, &[]);
+    let pb = b.media_playlist(false, &[]);
+    let (ma, mb) = (parse(&pa), parse(&pb));
+    assert_eq!(
+        ma.segments.last().map(|s| &s.uri),
+        mb.segments.last().map(|s| &s.uri),
+        "{pa}\n{pb}"
+    );
+    for sb in &mb.segments {
+        let sa = ma.segments.iter().find(|s| s.uri == sb.uri).unwrap();
+        assert!((sa.duration - sb.duration).abs() < 1e-6);
+        assert_eq!(sa.program_date_time, sb.program_date_time);
+    }
+    assert_eq!(a.preload_hint(), b.preload_hint());
+    assert_eq!(
+        a.rendition_report("x").last_part,
+        b.rendition_report("x").last_part
+    );
+    // The first segment's number is its boundary index: 20 s / 2 s.
+    assert_eq!(a.segments.back().unwrap().msn, 9);
+}
+
+#[test]
+fn parts_never_exceed_the_part_target() {
+    for (interval, gop) in [(3600, 50), (3003, 60), (3000, 60), (1800, 100), (1500, 120)] {
+        let mut p = packager();
+        let mut s = Source::new(interval, gop);
+        feed(&mut p, &mut s, 10 * 90_000 / interval as u64);
+        let text = p.media_playlist(false, &[]);
+        parse(&text);
+        let durations = part_durations(&text);
+        assert!(!durations.is_empty());
+        assert!(
+            durations.iter().all(|d| *d <= 0.334 + 1e-9),
+            "interval {interval}: {durations:?}"
+        );
+        // Parts are not needlessly short: all but a segment's last are >= 85% of the target.
+        for seg in p.segments.iter().filter(|s| s.duration.is_some()) {
+            for part in &seg.parts[..seg.parts.len() - 1] {
+                assert!(
+                    part.duration as f64 >= 0.85 * 0.334 * 90_000.0 - interval as f64,
+                    "interval {interval}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn segments_start_independent_and_chunks_keep_timing() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 200);
+    let text = p.media_playlist(false, &[]);
+    for seg in p.segments.iter().filter(|s| s.duration.is_some()) {
+        assert!(seg.parts[0].independent);
+        let first = inspect_fragment(&seg.parts[0].chunks[0]).unwrap();
+        let video = first.tracks.iter().find(|t| t.track_id == 1).unwrap();
+        assert!(video.keyframes[0]);
+        assert_eq!(video.base_media_decode_time as i64, seg.start);
+    }
+    assert!(text.contains(",INDEPENDENT=YES"));
+    // Across all chunks: video tfdt advances by the frame interval, audio by 1024,
+    // and composition offsets of the B-frame pattern survive.
+    let mut video_next = None;
+    let mut audio_next = None;
+    let mut offsets = Vec::new();
+    for chunk in p
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .flat_map(|p| &p.chunks)
+    {
+        for t in inspect_fragment(chunk).unwrap().tracks {
+            let next = if t.track_id == 1 {
+                &mut video_next
+            } else {
+                &mut audio_next
+            };
+            if let Some(expected) = *next {
+                assert_eq!(
+                    t.base_media_decode_time, expected,
+                    "track {} is continuous",
+                    t.track_id
+                );
+            }
+            *next = Some(
+                t.base_media_decode_time + t.durations.iter().map(|d| u64::from(*d)).sum::<u64>(),
+            );
+            if t.track_id == 1 {
+                offsets.extend(t.composition_offsets);
+            } else {
+                assert!(t.durations.iter().all(|d| *d == 1024));
+            }
+        }
+    }
+    assert!(offsets.contains(&9000) && offsets.contains(&3000) && offsets.contains(&6000));
+}
+
+#[test]
+fn discontinuity_rebases_and_marks_the_next_segment() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 150);
+    let end_before = p.timeline_end().unwrap();
+    let last_msn = p.segments.back().unwrap().msn;
+    p.handle_discontinuity();
+    p.check_invariants();
+    // The new publisher's clock starts from zero again.
+    let mut s2 = Source::new(3000, 60);
+    feed(&mut p, &mut s2, 130);
+    let text = p.media_playlist(false, &[]);
+    let m = parse(&text);
+    assert!(m.segments.iter().any(|s| s.discontinuity), "{text}");
+    let after = p.segments.iter().find(|s| s.msn == last_msn + 1).unwrap();
+    assert!(after.discontinuity);
+    assert_eq!(
+        after.start, end_before,
+        "the timeline continues where it stopped"
+    );
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("#EXT-X-PROGRAM-DATE-TIME"))
+            .count()
+            >= m.segments.len()
+    );
+}
+
+#[test]
+fn window_slides_and_discontinuity_sequence_counts_what_left() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 90);
+    p.handle_discontinuity();
+    let mut s2 = Source::new(3000, 60);
+    feed(&mut p, &mut s2, 1200);
+    let text = p.media_playlist(false, &[]);
+    let m = parse(&text);
+    assert_eq!(m.segments.len(), 8, "{text}");
+    assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
+    assert!(p.segments.len() <= 8 + EXTRA_RETAINED + 1);
+    let first_kept = p.segments.front().unwrap().msn;
+    assert!(p.segment(first_kept).is_some());
+    assert!(p.segment(first_kept - 1).is_none());
+}
+
+#[test]
+fn blocking_readiness_follows_the_spec() {
+    let mut p = packager();
+    assert_eq!(p.blocking_readiness(0, None), Readiness::Wait);
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 100);
+    let open = p.segments.back().unwrap();
+    let (msn, parts) = (open.msn, open.parts.len() as u32);
+    assert_eq!(p.blocking_readiness(msn - 1, None), Readiness::Ready);
+    assert_eq!(p.blocking_readiness(msn, None), Readiness::Wait);
+    assert_eq!(p.blocking_readiness(msn, Some(0)), Readiness::Ready);
+    assert_eq!(p.blocking_readiness(msn, Some(parts + 3)), Readiness::Wait);
+    assert_eq!(p.blocking_readiness(msn + 2, None), Readiness::Wait);
+    assert_eq!(p.blocking_readiness(msn + 3, None), Readiness::TooFarAhead);
+    // A part index past the end of a completed segment means the next segment's part 0.
+    let done = &p.segments[0];
+    let past = done.parts.len() as u32 + 5;
+    assert_eq!(
+        p.blocking_readiness(done.msn, Some(past)),
+        p.blocking_readiness(done.msn + 1, Some(0))
+    );
+    p.handle_end(t0());
+    assert_eq!(p.blocking_readiness(msn + 2, Some(4)), Readiness::Ready);
+}
+
+#[test]
+fn delta_update_skips_old_segments_only() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 1000);
+    let full = parse(&p.media_playlist(false, &[]));
+    let text = p.media_playlist(true, &[]);
+    let skipped: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-SKIP:SKIPPED-SEGMENTS="))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse()
+        .unwrap();
+    // 8 segments of 2 s, CAN-SKIP-UNTIL 12 s: the 2 oldest can go.
+    assert_eq!(skipped, 2);
+    let listed = text.lines().filter(|l| l.starts_with("seg-")).count();
+    assert_eq!(listed + skipped, full.segments.len());
+    assert!(text.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", full.media_sequence)));
+}
+
+#[test]
+fn end_adds_endlist_and_a_new_session_continues() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 100);
+    p.handle_end(t0());
+    p.check_invariants();
+    let text = p.media_playlist(false, &[]);
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    assert!(!text.contains("PRELOAD-HINT"));
+    let m = parse(&text);
+    let last = m.segments.last().unwrap();
+    assert!(
+        p.segment(m.media_sequence + m.segments.len() as u64 - 1)
+            .is_some(),
+        "{}",
+        last.uri
+    );
+    p.handle_discontinuity();
+    feed(&mut p, &mut Source::new(3000, 60), 70);
+    let text = p.media_playlist(false, &[]);
+    assert!(
+        !text.contains("#EXT-X-ENDLIST") && text.contains("#EXT-X-DISCONTINUITY"),
+        "{text}"
+    );
+}
+
+#[test]
+fn track_change_bumps_the_init_segment() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 70);
+    p.handle_tracks(tracks(true, true), t0());
+    assert_eq!(p.init_version(), Some(0), "identical tracks are a no-op");
+    p.handle_tracks(tracks(false, true), t0());
+    assert_eq!(p.init_version(), Some(1));
+    s.with_audio = false;
+    feed(&mut p, &mut s, 130);
+    let text = p.media_playlist(false, &[]);
+    assert!(
+        text.contains("#EXT-X-MAP:URI=\"init-0.mp4\"")
+            && text.contains("#EXT-X-MAP:URI=\"init-1.mp4\""),
+        "{text}"
+    );
+    assert!(p.init_segment(1).is_some());
+}
+
+#[test]
+fn audio_only_and_video_only_renditions_work() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, false), t0());
+    for n in 0..500i64 {
+        let t = MediaTime::new(n * 1024, NonZeroU32::new(48_000).unwrap());
+        p.handle_frame(
+            Frame {
+                kind: TrackKind::Audio,
+                dts: t,
+                pts: t,
+                keyframe: true,
+                data: Bytes::from_static(&[1; 10]),
+            },
+            t0(),
+        )
+        .unwrap();
+        p.check_invariants();
+    }
+    let text = p.media_playlist(false, &[]);
+    let durations = part_durations(&text);
+    assert!(
+        durations.len() > 10 && durations.iter().all(|d| *d <= 0.334 + 1e-9),
+        "{text}"
+    );
+    assert!(p.variant().unwrap().resolution.is_none());
+
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(false, true), t0());
+    let mut s = Source::new(3000, 60);
+    s.with_audio = false;
+    feed(&mut p, &mut s, 200);
+    assert!(parse(&p.media_playlist(false, &[])).segments.len() >= 2);
+}
+
+#[test]
+fn bad_frames_are_refused_and_the_packager_goes_on() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let f = Source::new(3000, 60).next().pop().unwrap();
+    assert_eq!(
+        p.handle_frame(f.clone(), t0()),
+        Err(PackageError::UnknownTrack(TrackKind::Video))
+    );
+    p.handle_tracks(tracks(false, true), t0());
+    p.handle_frame(f.clone(), t0()).unwrap();
+    assert!(matches!(
+        p.handle_frame(f, t0()),
+        Err(PackageError::NonMonotonic { .. })
+    ));
+    p.check_invariants();
+}
+
+#[test]
+fn variant_reports_measured_bandwidth_and_facts() {
+    let mut p = packager();
+    assert!(p.variant().is_none());
+    feed(&mut p, &mut Source::new(3000, 60), 300);
+    let v = p.variant().unwrap();
+    assert_eq!(v.resolution, Some((320, 240)));
+    assert_eq!(v.codecs, "avc1.64000d,mp4a.40.2");
+    assert!((v.frame_rate.unwrap() - 30.0).abs() < 1e-9);
+    // 200 bytes per frame at 30 fps plus 20-byte audio frames and box overhead.
+    assert!(
+        v.average_bandwidth > 48_000 && v.average_bandwidth < 120_000,
+        "{v:?}"
+    );
+    assert!(v.bandwidth >= v.average_bandwidth);
+    let master =
+        crate::multivariant_playlist(&[("source", v)], &[("com.rivulet.title", "My \"show\"")]);
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    assert_eq!(parsed.variants[0].uri, "source/index.m3u8");
+    assert!(master.contains("VALUE=\"My 'show'\""));
+}
+
+#[test]
+fn golden_playlist() {
+    let mut p = RenditionPackager::new(PackagerConfig {
+        window_segments: 3,
+        ..Default::default()
+    });
+    p.handle_tracks(tracks(true, true), t0());
+    feed(&mut p, &mut Source::new(3000, 60), 275);
+    let report = RenditionReport {
+        uri: "../low/index.m3u8".into(),
+        last_msn: Some(4),
+        last_part: Some(1),
+    };
+    let text = p.media_playlist(false, &[report]);
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/live_window3.m3u8");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden =
+        std::fs::read_to_string(&path).expect("golden file (regenerate with UPDATE_GOLDEN=1)");
+    assert_eq!(text, golden);
+}
+
+#[test]
+fn random_operations_keep_invariants() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for _ in 0..20 {
+        let mut p = packager();
+        let interval = [1500, 3000, 3003, 3600][rand(4) as usize];
+        let mut s = Source::new(interval, 1 + rand(150));
+        for _ in 0..400 {
+            match rand(100) {
+                0 => p.handle_discontinuity(),
+                1 => p.handle_end(t0()),
+                2 => {
+                    s = Source::new(interval, 1 + rand(150));
+                }
+                3..=5 => {
+                    let _ = p.media_playlist(rand(2) == 0, &[]);
+                    let _ = p.blocking_readiness(rand(20), Some(rand(8) as u32));
+                }
+                _ => {
+                    for f in s.next() {
+                        let _ = p.handle_frame(f, t0());
+                    }
+                }
+            }
+            p.check_invariants();
+            while p.poll_event().is_some() {}
+        }
+        parse(&p.media_playlist(false, &[]));
+    }
+}
