@@ -1,1 +1,20 @@
-//! placeholder
+//! Rivulet's ingest: publishers in, live streams on the [`hub::Hub`] out.
+//!
+//! - [`rtmp::proto`]: the sans-IO RTMP core (handshake incl. the FP9 digest form,
+//!   chunk streams, the server session state machine). No sockets, no tokio.
+//! - [`rtmp::server`]: the tokio listener that drives one session per connection.
+//! - [`StreamAssembler`]: FLV tag bodies to [`media::Frame`]s, unwrapping RTMP's 32-bit
+//!   millisecond timestamps once, here, per track.
+//! - [`StreamKeys`]: who may publish (a stream key resolves to a stream name).
+//!
+//! Flow: TCP bytes → `ServerSession::handle_input` → `SessionEvent::PublishRequested`
+//! → `StreamKeys::authorize` → `Hub::publish` → `accept_publish` → media events →
+//! `StreamAssembler` → `Publisher::send_tracks` / `send_frame`.
+
+mod assemble;
+mod keys;
+pub mod rtmp;
+
+pub use assemble::{AssembleError, Assembled, StreamAssembler};
+pub use keys::{AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, redact};
+pub use rtmp::server::{RtmpConfig, serve};

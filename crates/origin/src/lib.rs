@@ -1,1 +1,23 @@
-//! placeholder
+//! The HTTP origin: serves what the packager produces.
+//!
+//! - [`LiveStreams`] is the registry of packaged streams: one [`LiveStream`] per stream
+//!   name, each holding one sans-IO [`package::RenditionPackager`] per rendition behind a
+//!   mutex, plus a `watch` channel bumped on every packager event.
+//! - [`feed`] is the task that moves frames from the [`hub`] into the packagers, and owns
+//!   a stream's lifecycle: live → publisher gone (grace period, same playlist) → ended
+//!   (`EXT-X-ENDLIST`) → offline (404), and back to live with a discontinuity.
+//! - [`router`] is the axum router for `/live/NAME/…`: the multivariant playlist, media
+//!   playlists with blocking reload (`_HLS_msn`, `_HLS_part`) and delta updates
+//!   (`_HLS_skip`), the init segment, segments, and parts, where the preload-hinted part
+//!   is held and streamed (chunked) while it is produced.
+//!
+//! Waiting, timeouts, HTTP status codes and `Cache-Control` live here; the packager
+//! only answers questions about its state.
+
+mod feed;
+mod http;
+mod live;
+
+pub use feed::run_feed;
+pub use http::router;
+pub use live::{LiveStream, LiveStreams, OriginConfig, StreamPhase};

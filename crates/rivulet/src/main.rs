@@ -1,1 +1,50 @@
-fn main() {}
+//! `rivulet`: one binary, one subcommand per role.
+
+mod bench;
+mod config;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ServeArgs;
+
+/// Rivulet: a self-hosted low-latency live streaming platform.
+///
+/// Publish with RTMP (OBS: Server rtmp://HOST:1935/live, Stream Key = the stream's key),
+/// watch at http://HOST:8080/live/NAME/master.m3u8 with any HLS player.
+#[derive(Parser, Debug)]
+#[command(name = "rivulet", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run every role in one process: RTMP ingest, packager and HTTP origin.
+    Serve(ServeArgs),
+    /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            runtime.block_on(serve::run(config, serve::shutdown_signal()))
+        }
+        Command::Bench(args) => bench::run(args),
+    }
+}

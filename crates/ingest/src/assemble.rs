@@ -1,0 +1,339 @@
+//! Turns a publisher's FLV tag bodies into [`media::Frame`]s and [`media::Tracks`].
+
+use std::num::NonZeroU32;
+
+use bytes::Bytes;
+use media::amf0::Amf0Value;
+use media::flv::{self, AudioPacket, StreamMetadata, VideoFrameType, VideoPacket};
+use media::{
+    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Rounding, Timeline, Track, TrackKind,
+    Tracks, VIDEO_TIMESCALE,
+};
+
+/// What the assembler produces, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Assembled {
+    Tracks(Tracks),
+    Frame(Frame),
+}
+
+/// Why a publisher's media cannot be ingested.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssembleError {
+    #[error("{0} is not supported yet; publish H.264 video and AAC audio")]
+    Unsupported(String),
+    #[error("malformed media: {0}")]
+    Malformed(String),
+}
+
+/// Frames held at most while waiting for the other track's sequence header (~1 s).
+const HOLD_MS: i64 = 1000;
+/// An audio timestamp this far (in AAC frames) from the sample count re-anchors it.
+const AUDIO_RESYNC_FRAMES: i64 = 2;
+
+/// One publish session's assembler.
+#[derive(Default)]
+pub struct StreamAssembler {
+    video_timeline: Timeline,
+    audio_timeline: Timeline,
+    avc: Option<AvcConfig>,
+    aac: Option<AacConfig>,
+    metadata: Option<StreamMetadata>,
+    announced: Option<Tracks>,
+    held: Vec<Frame>,
+    first_held_ms: Option<i64>,
+    /// The decode time (in samples) the next AAC frame is expected at.
+    next_audio_dts: Option<i64>,
+    last_video_dts: Option<i64>,
+    /// Frames dropped (before a keyframe config, or going backwards).
+    pub dropped: u64,
+}
+
+impl StreamAssembler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `onMetaData` tells which tracks to expect before announcing them.
+    pub fn handle_metadata(&mut self, value: &Amf0Value) {
+        self.metadata = Some(StreamMetadata::from_amf(value));
+    }
+
+    pub fn handle_video(
+        &mut self,
+        timestamp_ms: u32,
+        body: Bytes,
+        out: &mut Vec<Assembled>,
+    ) -> Result<(), AssembleError> {
+        let tag =
+            flv::parse_video_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
+        let ms = self.video_timeline.place(timestamp_ms);
+        match tag.packet {
+            VideoPacket::AvcSequenceHeader(record) => {
+                let config = AvcConfig::parse(record)
+                    .map_err(|e| AssembleError::Malformed(e.to_string()))?;
+                if self.avc.as_ref() != Some(&config) {
+                    self.avc = Some(config);
+                    self.reannounce(out);
+                }
+            }
+            VideoPacket::AvcNalus {
+                composition_time_ms,
+                data,
+            } => {
+                if self.avc.is_none() {
+                    self.dropped += 1;
+                    return Ok(());
+                }
+                let dts = ms.rescale(VIDEO_TIMESCALE, Rounding::Nearest);
+                if self.last_video_dts.is_some_and(|last| dts.ticks <= last) {
+                    self.dropped += 1;
+                    return Ok(());
+                }
+                self.last_video_dts = Some(dts.ticks);
+                let pts = MediaTime::new(
+                    dts.ticks + i64::from(composition_time_ms) * 90,
+                    VIDEO_TIMESCALE,
+                );
+                let keyframe = matches!(
+                    tag.frame_type,
+                    VideoFrameType::Key | VideoFrameType::GeneratedKey
+                );
+                self.emit(
+                    Frame {
+                        kind: TrackKind::Video,
+                        dts,
+                        pts,
+                        keyframe,
+                        data,
+                    },
+                    ms.ticks,
+                    out,
+                );
+            }
+            VideoPacket::AvcEndOfSequence | VideoPacket::Ignored => {}
+            VideoPacket::Unsupported { codec } => return Err(AssembleError::Unsupported(codec)),
+        }
+        Ok(())
+    }
+
+    pub fn handle_audio(
+        &mut self,
+        timestamp_ms: u32,
+        body: Bytes,
+        out: &mut Vec<Assembled>,
+    ) -> Result<(), AssembleError> {
+        let packet =
+            flv::parse_audio_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
+        let ms = self.audio_timeline.place(timestamp_ms);
+        match packet {
+            AudioPacket::AacSequenceHeader(asc) => {
+                let config =
+                    AacConfig::parse(asc).map_err(|e| AssembleError::Malformed(e.to_string()))?;
+                if self.aac.as_ref() != Some(&config) {
+                    self.aac = Some(config);
+                    self.next_audio_dts = None;
+                    self.reannounce(out);
+                }
+            }
+            AudioPacket::AacRaw(data) => {
+                let Some(aac) = &self.aac else {
+                    self.dropped += 1;
+                    return Ok(());
+                };
+                let Some(rate) = NonZeroU32::new(aac.sample_rate) else {
+                    return Err(AssembleError::Malformed("AAC sample rate 0".into()));
+                };
+                let spf = i64::from(aac.samples_per_frame());
+                // Count samples rather than trust FLV's millisecond timestamps, which make
+                // every AAC frame duration jitter by a millisecond; re-anchor on a real jump.
+                let from_flv = ms.rescale(rate, Rounding::Nearest).ticks;
+                let dts = match self.next_audio_dts {
+                    Some(next) if (from_flv - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
+                    _ => from_flv,
+                };
+                self.next_audio_dts = Some(dts + spf);
+                let t = MediaTime::new(dts, rate);
+                self.emit(
+                    Frame {
+                        kind: TrackKind::Audio,
+                        dts: t,
+                        pts: t,
+                        keyframe: true,
+                        data,
+                    },
+                    ms.ticks,
+                    out,
+                );
+            }
+            AudioPacket::Unsupported { codec } => return Err(AssembleError::Unsupported(codec)),
+        }
+        Ok(())
+    }
+
+    fn tracks(&self) -> Tracks {
+        Tracks {
+            video: self.avc.clone().map(|c| Track {
+                kind: TrackKind::Video,
+                timescale: VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(c),
+            }),
+            audio: self.aac.as_ref().and_then(|c| {
+                Some(Track {
+                    kind: TrackKind::Audio,
+                    timescale: NonZeroU32::new(c.sample_rate)?,
+                    codec: CodecConfig::Aac(c.clone()),
+                })
+            }),
+        }
+    }
+
+    /// After the tracks were announced, a changed sequence header announces them again.
+    fn reannounce(&mut self, out: &mut Vec<Assembled>) {
+        if self.announced.is_some() {
+            let tracks = self.tracks();
+            self.announced = Some(tracks.clone());
+            out.push(Assembled::Tracks(tracks));
+        }
+    }
+
+    fn emit(&mut self, frame: Frame, arrival_ms: i64, out: &mut Vec<Assembled>) {
+        if self.announced.is_some() {
+            out.push(Assembled::Frame(frame));
+            return;
+        }
+        self.held.push(frame);
+        let first = *self.first_held_ms.get_or_insert(arrival_ms);
+        let meta = self.metadata.as_ref();
+        let wants_video = meta.and_then(|m| m.has_video).unwrap_or(true);
+        let wants_audio = meta.and_then(|m| m.has_audio).unwrap_or(true);
+        let complete = (self.avc.is_some() || !wants_video) && (self.aac.is_some() || !wants_audio);
+        if complete || arrival_ms - first >= HOLD_MS {
+            let tracks = self.tracks();
+            self.announced = Some(tracks.clone());
+            out.push(Assembled::Tracks(tracks));
+            out.extend(self.held.drain(..).map(Assembled::Frame));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORD: &[u8] = &[
+        1, 0x64, 0, 0x0d, 0xff, 0xe1, 0, 25, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb,
+        0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99,
+        0x60, 1, 0, 6, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
+    ];
+
+    fn video(ft: VideoFrameType, packet: VideoPacket) -> Bytes {
+        let mut out = Vec::new();
+        flv::write_video_tag(ft, &packet, &mut out);
+        Bytes::from(out)
+    }
+
+    fn audio(packet: AudioPacket) -> Bytes {
+        let mut out = Vec::new();
+        flv::write_audio_tag(&packet, &mut out);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn announces_tracks_then_frames_with_sample_counted_audio() {
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        a.handle_video(
+            0,
+            video(
+                VideoFrameType::Key,
+                VideoPacket::AvcSequenceHeader(Bytes::from_static(RECORD)),
+            ),
+            &mut out,
+        )
+        .unwrap();
+        a.handle_audio(
+            0,
+            audio(AudioPacket::AacSequenceHeader(Bytes::from_static(&[
+                0x11, 0x90,
+            ]))),
+            &mut out,
+        )
+        .unwrap();
+        let nalus = || VideoPacket::AvcNalus {
+            composition_time_ms: 66,
+            data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        };
+        a.handle_video(0, video(VideoFrameType::Key, nalus()), &mut out)
+            .unwrap();
+        for (i, ts) in [0u32, 21, 43, 64, 85].into_iter().enumerate() {
+            a.handle_audio(
+                ts,
+                audio(AudioPacket::AacRaw(Bytes::from_static(&[1, 2]))),
+                &mut out,
+            )
+            .unwrap();
+            let Some(Assembled::Frame(f)) = out.last() else {
+                panic!("{out:?}")
+            };
+            assert_eq!(f.dts.ticks, i as i64 * 1024, "audio counted in samples");
+        }
+        assert!(matches!(&out[0], Assembled::Tracks(t) if t.video.is_some() && t.audio.is_some()));
+        let Assembled::Frame(v) = &out[1] else {
+            panic!()
+        };
+        assert!(v.keyframe && v.pts.ticks - v.dts.ticks == 66 * 90);
+        // A jump re-anchors audio to the FLV timestamp.
+        a.handle_audio(
+            5000,
+            audio(AudioPacket::AacRaw(Bytes::from_static(&[1]))),
+            &mut out,
+        )
+        .unwrap();
+        let Some(Assembled::Frame(f)) = out.last() else {
+            panic!()
+        };
+        assert_eq!(f.dts.ticks, 240_000);
+    }
+
+    #[test]
+    fn unsupported_codecs_are_named() {
+        let mut a = StreamAssembler::new();
+        let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1]);
+        let err = a.handle_video(0, hevc, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("HEVC"), "{err}");
+        let mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb]);
+        assert!(
+            a.handle_audio(0, mp3, &mut Vec::new())
+                .unwrap_err()
+                .to_string()
+                .contains("MP3")
+        );
+    }
+
+    #[test]
+    fn video_only_publisher_is_announced_after_the_hold() {
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        a.handle_video(
+            0,
+            video(
+                VideoFrameType::Key,
+                VideoPacket::AvcSequenceHeader(Bytes::from_static(RECORD)),
+            ),
+            &mut out,
+        )
+        .unwrap();
+        for i in 0..40u32 {
+            let packet = VideoPacket::AvcNalus {
+                composition_time_ms: 0,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x41]),
+            };
+            a.handle_video(i * 33, video(VideoFrameType::Inter, packet), &mut out)
+                .unwrap();
+        }
+        assert!(matches!(&out[0], Assembled::Tracks(t) if t.video.is_some() && t.audio.is_none()));
+        assert_eq!(out.len(), 41);
+    }
+}

@@ -1,0 +1,569 @@
+//! The server side of an RTMP connection, as a sans-IO state machine.
+//!
+//! Call order: [`ServerSession::handle_input`] with every received byte, then drain
+//! [`ServerSession::poll_transmit`] to the socket and [`ServerSession::poll_event`] for
+//! what the peer did; arm a timer at [`ServerSession::poll_timeout`] and call
+//! [`ServerSession::handle_timeout`] when it fires. A [`SessionEvent::PublishRequested`]
+//! must be answered with [`ServerSession::accept_publish`] or
+//! [`ServerSession::reject_publish`], the way quinn hands back `Incoming`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use media::amf0::{self, Amf0Value, Limits};
+
+use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, Message};
+use super::handshake::{self, HandshakeError, PACKET_LEN};
+use super::message::*;
+
+/// Settings of a server session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The whole handshake must complete within this.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    pub chunk_limits: ChunkLimits,
+    pub amf_limits: Limits,
+    /// Our outgoing chunk size.
+    pub chunk_size: u32,
+    /// The acknowledgement window we announce.
+    pub window_ack_size: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            chunk_limits: ChunkLimits::default(),
+            amf_limits: Limits::default(),
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+        }
+    }
+}
+
+/// What the peer did.
+#[derive(Clone, Debug, PartialEq)]
+#[must_use]
+pub enum SessionEvent {
+    /// `connect` to an application (the path of the RTMP URL).
+    Connected { app: String, tc_url: Option<String> },
+    /// `publish`: answer with `accept_publish` or `reject_publish`.
+    PublishRequested {
+        app: String,
+        stream_key: String,
+        stream_id: u32,
+    },
+    /// `@setDataFrame` / `onMetaData`.
+    Metadata(Amf0Value),
+    /// An FLV audio tag body (only after an accepted publish).
+    Audio { timestamp_ms: u32, body: Bytes },
+    /// An FLV video tag body (only after an accepted publish).
+    Video { timestamp_ms: u32, body: Bytes },
+    /// `FCUnpublish` / `deleteStream` / `closeStream`: the publisher is done.
+    Unpublished,
+}
+
+/// Why a session failed. After a fatal error the session keeps returning it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtmpError {
+    /// Bytes that are not RTMP.
+    #[error("malformed input at byte {offset}: {what}")]
+    Malformed { what: String, offset: u64 },
+    /// Well-formed RTMP that breaks the protocol's rules.
+    #[error("protocol violation at byte {offset}: {what}")]
+    Violation { what: String, offset: u64 },
+    /// Something we do not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+}
+
+enum State {
+    /// Waiting for C0+C1.
+    Hello,
+    /// Waiting for C2.
+    Ack,
+    Connected,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Publish {
+    None,
+    Requested { stream_id: u32 },
+    Accepted { stream_id: u32 },
+    Closing,
+}
+
+/// The server side of one RTMP connection.
+pub struct ServerSession {
+    config: SessionConfig,
+    state: State,
+    input: BytesMut,
+    output: Vec<u8>,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    events: VecDeque<SessionEvent>,
+    app: Option<String>,
+    publish: Publish,
+    random: [u8; PACKET_LEN],
+    epoch_ms: u32,
+    bytes_in: u64,
+    acked: u64,
+    peer_window: u32,
+    handshake_deadline: Instant,
+    idle_deadline: Instant,
+    failed: Option<RtmpError>,
+}
+
+impl ServerSession {
+    /// `random` fills the handshake's random bytes; `epoch_ms` is our time field.
+    pub fn new(
+        config: SessionConfig,
+        now: Instant,
+        random: [u8; PACKET_LEN],
+        epoch_ms: u32,
+    ) -> Self {
+        Self {
+            decoder: ChunkDecoder::new(config.chunk_limits.clone()),
+            encoder: ChunkEncoder::default(),
+            handshake_deadline: now + config.handshake_timeout,
+            idle_deadline: now + config.idle_timeout,
+            config,
+            state: State::Hello,
+            input: BytesMut::new(),
+            output: Vec::new(),
+            events: VecDeque::new(),
+            app: None,
+            publish: Publish::None,
+            random,
+            epoch_ms,
+            bytes_in: 0,
+            acked: 0,
+            peer_window: 2_500_000,
+            failed: None,
+        }
+    }
+
+    /// Feeds received bytes.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), RtmpError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        self.bytes_in += data.len() as u64;
+        self.idle_deadline = now + self.config.idle_timeout;
+        self.input.extend_from_slice(data);
+        let result = self.process();
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result
+    }
+
+    /// Call when `poll_timeout` has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.failed.is_some() {
+            return;
+        }
+        if !matches!(self.state, State::Connected) && now >= self.handshake_deadline {
+            self.failed = Some(RtmpError::Timeout("handshake not completed"));
+        } else if now >= self.idle_deadline {
+            self.failed = Some(RtmpError::Timeout("no data from the peer"));
+        }
+    }
+
+    /// Appends bytes to send to `out`; returns whether there were any.
+    #[must_use]
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        if self.output.is_empty() {
+            return false;
+        }
+        out.append(&mut self.output);
+        true
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed.is_some() {
+            return None;
+        }
+        Some(match self.state {
+            State::Connected => self.idle_deadline,
+            _ => self.handshake_deadline.min(self.idle_deadline),
+        })
+    }
+
+    /// The error the session failed with, if it did.
+    pub fn error(&self) -> Option<&RtmpError> {
+        self.failed.as_ref()
+    }
+
+    /// Whether the connection should be closed once the output is flushed (a rejected
+    /// publish, a failure).
+    pub fn is_closing(&self) -> bool {
+        self.failed.is_some() || self.publish == Publish::Closing
+    }
+
+    /// Bytes received so far (for error context).
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Accepts the pending publish request: media will flow as events.
+    pub fn accept_publish(&mut self) {
+        if let Publish::Requested { stream_id } = self.publish {
+            self.send(user_control(USER_STREAM_BEGIN, &stream_id.to_be_bytes()));
+            self.send(on_status(
+                stream_id,
+                "status",
+                "NetStream.Publish.Start",
+                "publishing",
+            ));
+            self.publish = Publish::Accepted { stream_id };
+        }
+    }
+
+    /// Refuses the pending publish request with an error status the encoder shows.
+    pub fn reject_publish(&mut self, code: &str, description: &str) {
+        if let Publish::Requested { stream_id } = self.publish {
+            self.send(on_status(stream_id, "error", code, description));
+            self.publish = Publish::Closing;
+        }
+    }
+
+    /// Panics if internal bounds are broken. For tests and fuzzing.
+    pub fn check_invariants(&self) {
+        assert!(
+            self.decoder.buffered()
+                <= self.config.chunk_limits.max_message_len as usize
+                    * self.config.chunk_limits.max_chunk_streams
+        );
+        assert!(self.acked <= self.bytes_in);
+    }
+
+    fn send(&mut self, msg: Message) {
+        self.encoder.encode(&msg, &mut self.output);
+    }
+
+    fn process(&mut self) -> Result<(), RtmpError> {
+        loop {
+            match self.state {
+                State::Hello => {
+                    if self.input.len() < 1 + PACKET_LEN {
+                        // Refuse a wrong version at once rather than after 1536 bytes.
+                        if let Some(&v) = self.input.first() {
+                            if v != handshake::RTMP_VERSION {
+                                return Err(self.malformed(HandshakeError::Version(v).to_string()));
+                            }
+                        }
+                        return Ok(());
+                    }
+                    let hello = self.input.split_to(1 + PACKET_LEN);
+                    handshake::server_response(
+                        &hello,
+                        &self.random,
+                        self.epoch_ms,
+                        &mut self.output,
+                    )
+                    .map_err(|e| self.malformed(e.to_string()))?;
+                    self.state = State::Ack;
+                }
+                State::Ack => {
+                    if self.input.len() < PACKET_LEN {
+                        return Ok(());
+                    }
+                    let _c2 = self.input.split_to(PACKET_LEN);
+                    self.state = State::Connected;
+                }
+                State::Connected => {
+                    while let Some(decoded) = self
+                        .decoder
+                        .decode(&mut self.input)
+                        .map_err(|e| self.chunk_error(e))?
+                    {
+                        if let Some(msg) = decoded {
+                            self.handle_message(msg)?;
+                        }
+                    }
+                    if self.bytes_in - self.acked >= u64::from(self.peer_window) {
+                        self.acked = self.bytes_in;
+                        self.send(control(ACKNOWLEDGEMENT, u32_payload(self.bytes_in as u32)));
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn handle_message(&mut self, msg: Message) -> Result<(), RtmpError> {
+        match msg.type_id {
+            SET_CHUNK_SIZE => {
+                let size = read_u32(&msg.payload)
+                    .ok_or_else(|| self.malformed("short Set Chunk Size".into()))?
+                    & 0x7fff_ffff;
+                if size == 0 {
+                    return Err(self.violation("Set Chunk Size of 0".into()));
+                }
+                self.decoder.set_chunk_size(size);
+            }
+            ABORT => {
+                if let Some(csid) = read_u32(&msg.payload) {
+                    self.decoder.abort(csid);
+                }
+            }
+            WINDOW_ACK_SIZE => {
+                if let Some(w) = read_u32(&msg.payload) {
+                    self.peer_window = w.max(4096);
+                }
+            }
+            USER_CONTROL => {
+                let p = &msg.payload;
+                if p.len() >= 6 && u16::from_be_bytes([p[0], p[1]]) == USER_PING_REQUEST {
+                    let data = p[2..6].to_vec();
+                    self.send(user_control(USER_PING_RESPONSE, &data));
+                }
+            }
+            ACKNOWLEDGEMENT | SET_PEER_BANDWIDTH => {}
+            AUDIO | VIDEO => {
+                // Media before an accepted publish (or after a refusal) is dropped.
+                if matches!(self.publish, Publish::Accepted { .. }) && !msg.payload.is_empty() {
+                    let (timestamp_ms, body) = (msg.timestamp, msg.payload);
+                    self.events.push_back(if msg.type_id == AUDIO {
+                        SessionEvent::Audio { timestamp_ms, body }
+                    } else {
+                        SessionEvent::Video { timestamp_ms, body }
+                    });
+                }
+            }
+            DATA_AMF0 | DATA_AMF3 => {
+                let body = if msg.type_id == DATA_AMF3 {
+                    msg.payload.get(1..).unwrap_or_default()
+                } else {
+                    &msg.payload[..]
+                };
+                let values = amf0::decode_all(body, &self.config.amf_limits)
+                    .map_err(|e| self.malformed(format!("data message: {e}")))?;
+                let mut iter = values
+                    .into_iter()
+                    .skip_while(|v| v.as_str() == Some("@setDataFrame"));
+                if iter
+                    .next()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .as_deref()
+                    == Some("onMetaData")
+                {
+                    if let Some(meta) = iter.next() {
+                        self.events.push_back(SessionEvent::Metadata(meta));
+                    }
+                }
+            }
+            COMMAND_AMF0 | COMMAND_AMF3 => {
+                let body = if msg.type_id == COMMAND_AMF3 {
+                    msg.payload.get(1..).unwrap_or_default()
+                } else {
+                    &msg.payload[..]
+                };
+                let values = amf0::decode_all(body, &self.config.amf_limits)
+                    .map_err(|e| self.malformed(format!("command message: {e}")))?;
+                self.handle_command(msg.stream_id, values)?;
+            }
+            // Aggregate (22) and shared objects: not used by publishers we support.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, stream_id: u32, values: Vec<Amf0Value>) -> Result<(), RtmpError> {
+        let name = values
+            .first()
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let txn = values.get(1).and_then(Amf0Value::as_f64).unwrap_or(0.0);
+        let args = values.get(3..).unwrap_or_default();
+        match name.as_str() {
+            "connect" => {
+                let props = values.get(2).cloned().unwrap_or(Amf0Value::Null);
+                let app = props
+                    .get("app")
+                    .and_then(Amf0Value::as_str)
+                    .unwrap_or_default();
+                let app = app
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_matches('/')
+                    .to_owned();
+                let tc_url = props
+                    .get("tcUrl")
+                    .and_then(Amf0Value::as_str)
+                    .map(str::to_owned);
+                let encoding = props
+                    .get("objectEncoding")
+                    .and_then(Amf0Value::as_f64)
+                    .unwrap_or(0.0);
+                self.send(control(
+                    WINDOW_ACK_SIZE,
+                    u32_payload(self.config.window_ack_size),
+                ));
+                let mut bw = u32_payload(self.config.window_ack_size);
+                bw.push(2);
+                self.send(control(SET_PEER_BANDWIDTH, bw));
+                self.send(control(SET_CHUNK_SIZE, u32_payload(self.config.chunk_size)));
+                self.encoder.set_chunk_size(self.config.chunk_size);
+                let mut server_props = vec![
+                    ("fmsVer".into(), Amf0Value::String("FMS/3,5,7,7009".into())),
+                    ("capabilities".into(), Amf0Value::Number(31.0)),
+                    ("mode".into(), Amf0Value::Number(1.0)),
+                ];
+                // Enhanced RTMP: say which FourCCs we take, so capable encoders pick one.
+                if props.get("fourCcList").is_some() {
+                    server_props.push((
+                        "fourCcList".into(),
+                        Amf0Value::StrictArray(vec![
+                            Amf0Value::String("avc1".into()),
+                            Amf0Value::String("mp4a".into()),
+                        ]),
+                    ));
+                }
+                self.send(command(
+                    0,
+                    &[
+                        Amf0Value::String("_result".into()),
+                        Amf0Value::Number(txn),
+                        Amf0Value::Object(server_props),
+                        Amf0Value::Object(vec![
+                            ("level".into(), Amf0Value::String("status".into())),
+                            (
+                                "code".into(),
+                                Amf0Value::String("NetConnection.Connect.Success".into()),
+                            ),
+                            (
+                                "description".into(),
+                                Amf0Value::String("Connection succeeded.".into()),
+                            ),
+                            ("objectEncoding".into(), Amf0Value::Number(encoding)),
+                        ]),
+                    ],
+                ));
+                self.app = Some(app.clone());
+                self.events
+                    .push_back(SessionEvent::Connected { app, tc_url });
+            }
+            "releaseStream" | "FCPublish" => {
+                self.result(stream_id, txn, Amf0Value::Undefined);
+            }
+            "createStream" => {
+                self.result(0, txn, Amf0Value::Number(1.0));
+            }
+            "publish" => {
+                let Some(app) = self.app.clone() else {
+                    return Err(self.violation("publish before connect".into()));
+                };
+                if self.publish != Publish::None {
+                    return Err(self.violation("a second publish on one connection".into()));
+                }
+                let key = args.first().and_then(Amf0Value::as_str).unwrap_or_default();
+                // OBS and ffmpeg may append a query string to the key; it is not part of it.
+                let stream_key = key.split('?').next().unwrap_or_default().to_owned();
+                let stream_id = if stream_id == 0 { 1 } else { stream_id };
+                self.publish = Publish::Requested { stream_id };
+                self.events.push_back(SessionEvent::PublishRequested {
+                    app,
+                    stream_key,
+                    stream_id,
+                });
+            }
+            "FCUnpublish" | "deleteStream" | "closeStream" => {
+                if matches!(self.publish, Publish::Accepted { .. }) {
+                    self.publish = Publish::Closing;
+                    self.events.push_back(SessionEvent::Unpublished);
+                }
+                if txn > 0.0 && name == "FCUnpublish" {
+                    self.result(stream_id, txn, Amf0Value::Undefined);
+                }
+            }
+            "play" | "play2" => {
+                let sid = if stream_id == 0 { 1 } else { stream_id };
+                self.send(on_status(
+                    sid,
+                    "error",
+                    "NetStream.Play.Failed",
+                    "playback over RTMP is not offered; watch over HLS",
+                ));
+                self.publish = Publish::Closing;
+            }
+            _ => {
+                if txn > 0.0 {
+                    self.send(command(
+                        stream_id,
+                        &[
+                            Amf0Value::String("_error".into()),
+                            Amf0Value::Number(txn),
+                            Amf0Value::Null,
+                            Amf0Value::Null,
+                        ],
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn result(&mut self, stream_id: u32, txn: f64, value: Amf0Value) {
+        if txn > 0.0 {
+            self.send(command(
+                stream_id,
+                &[
+                    Amf0Value::String("_result".into()),
+                    Amf0Value::Number(txn),
+                    Amf0Value::Null,
+                    value,
+                ],
+            ));
+        }
+    }
+
+    fn malformed(&self, what: String) -> RtmpError {
+        RtmpError::Malformed {
+            what,
+            offset: self.bytes_in,
+        }
+    }
+
+    fn violation(&self, what: String) -> RtmpError {
+        RtmpError::Violation {
+            what,
+            offset: self.bytes_in,
+        }
+    }
+
+    fn chunk_error(&self, e: ChunkError) -> RtmpError {
+        match e {
+            ChunkError::MessageTooLong { .. } | ChunkError::TooManyChunkStreams(_) => {
+                RtmpError::Violation {
+                    what: e.to_string(),
+                    offset: self.bytes_in,
+                }
+            }
+            _ => RtmpError::Malformed {
+                what: e.to_string(),
+                offset: self.bytes_in,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,499 @@
+//! The `/live/…` routes.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use package::{MediaObject, Readiness};
+use serde::Deserialize;
+use tokio::time::Instant;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::live::{LiveStream, LiveStreams, StreamPhase};
+
+/// Playlists: players reload them constantly, so a cache may keep one only as long
+/// as it takes to revalidate.
+const PLAYLIST_CACHE: &str = "no-cache";
+/// Media objects never change under their name within a stream's timeline. The
+/// lifetime is bounded (not a year) because a restarted origin may number again
+/// from the encoder's timestamps.
+const MEDIA_CACHE: &str = "public, max-age=300, immutable";
+/// Errors (a part that does not exist *yet*) must not be cached.
+const ERROR_CACHE: &str = "no-store";
+
+/// The router for `/live/NAME/…`, with CORS for browser players.
+pub fn router(streams: LiveStreams) -> Router {
+    Router::new()
+        .route("/live/{name}/master.m3u8", get(multivariant_playlist))
+        .route("/live/{name}/{rendition}/index.m3u8", get(media_playlist))
+        .route("/live/{name}/{rendition}/{object}", get(media_object))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any)
+                .expose_headers(Any),
+        )
+        .with_state(streams)
+}
+
+/// The LL-HLS query parameters of a media playlist request.
+#[derive(Debug, Default, Deserialize)]
+struct HlsQuery {
+    #[serde(rename = "_HLS_msn")]
+    msn: Option<String>,
+    #[serde(rename = "_HLS_part")]
+    part: Option<String>,
+    #[serde(rename = "_HLS_skip")]
+    skip: Option<String>,
+}
+
+async fn multivariant_playlist(
+    State(streams): State<LiveStreams>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(stream) = playable(&streams, &name) else {
+        return offline(&name);
+    };
+    // Right after a publisher connects there is nothing to describe yet; hold the
+    // request briefly rather than failing a player that was waiting for the stream.
+    let deadline = Instant::now() + hold_timeout(&streams);
+    let mut changes = stream.changes();
+    loop {
+        let text = {
+            let state = stream.lock();
+            let variants: Vec<_> = state
+                .renditions
+                .iter()
+                .filter_map(|r| r.packager.variant().map(|v| (r.name.as_str(), v)))
+                .collect();
+            (!variants.is_empty()).then(|| package::multivariant_playlist(&variants, &[]))
+        };
+        if let Some(text) = text {
+            metrics::counter!("origin_requests_total", "kind" => "multivariant").increment(1);
+            return playlist_response(text, PLAYLIST_CACHE);
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the stream has no media yet; retry shortly",
+            );
+        }
+    }
+}
+
+async fn media_playlist(
+    State(streams): State<LiveStreams>,
+    Path((name, rendition)): Path<(String, String)>,
+    Query(query): Query<HlsQuery>,
+) -> Response {
+    let block = match parse_blocking(&query) {
+        Ok(b) => b,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
+    };
+    let skip = matches!(query.skip.as_deref(), Some("YES" | "v2"));
+    let Some(stream) = playable(&streams, &name) else {
+        return offline(&name);
+    };
+    let Some(index) = rendition_index(&stream, &rendition) else {
+        return error(StatusCode::NOT_FOUND, "no such rendition");
+    };
+    if let Some((msn, part)) = block {
+        let _held = HeldRequest::new();
+        let deadline = Instant::now() + hold_timeout(&streams);
+        let mut changes = stream.changes();
+        loop {
+            let readiness = stream.lock().renditions[index]
+                .packager
+                .blocking_readiness(msn, part);
+            match readiness {
+                Readiness::Ready => break,
+                Readiness::TooFarAhead => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "_HLS_msn is more than two segments ahead of the playlist",
+                    );
+                }
+                Readiness::Wait => {}
+            }
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the requested part did not appear in time",
+                );
+            }
+        }
+    }
+    let text = {
+        let state = stream.lock();
+        let reports: Vec<_> = state
+            .renditions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != index)
+            .map(|(_, r)| {
+                r.packager
+                    .rendition_report(&format!("../{}/index.m3u8", r.name))
+            })
+            .collect();
+        state.renditions[index]
+            .packager
+            .media_playlist(skip, &reports)
+    };
+    metrics::counter!("origin_requests_total", "kind" => "playlist").increment(1);
+    // A blocking response describes a state that, by its URL, has been reached: a
+    // cache may keep it as long as the segments it lists stay meaningful.
+    let cache = if block.is_some() {
+        "public, max-age=6"
+    } else {
+        PLAYLIST_CACHE
+    };
+    playlist_response(text, cache)
+}
+
+async fn media_object(
+    State(streams): State<LiveStreams>,
+    Path((name, rendition, object)): Path<(String, String, String)>,
+) -> Response {
+    let Some(object) = MediaObject::parse(&object) else {
+        return error(StatusCode::NOT_FOUND, "no such object");
+    };
+    let Some(stream) = streams.get(&name) else {
+        return offline(&name);
+    };
+    let Some(index) = rendition_index(&stream, &rendition) else {
+        return error(StatusCode::NOT_FOUND, "no such rendition");
+    };
+    match object {
+        MediaObject::Init { version } => {
+            let init = stream.lock().renditions[index]
+                .packager
+                .init_segment(version);
+            match init {
+                Some(bytes) => {
+                    metrics::counter!("origin_requests_total", "kind" => "init").increment(1);
+                    media_response(ChunksBody::new(vec![bytes]), "video/mp4")
+                }
+                None => error(StatusCode::NOT_FOUND, "no such init segment"),
+            }
+        }
+        MediaObject::Segment { msn } => {
+            let segment = stream.lock().renditions[index].packager.segment(msn);
+            match segment {
+                Some(chunks) => {
+                    metrics::counter!("origin_requests_total", "kind" => "segment").increment(1);
+                    media_response(ChunksBody::new(chunks), "video/mp4")
+                }
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "no such segment (not complete yet, or out of the window)",
+                ),
+            }
+        }
+        MediaObject::Part { msn, part } => serve_part(&streams, stream, index, msn, part).await,
+    }
+}
+
+/// Serves a part: at once if it is complete; streamed as it grows if it is being
+/// produced; held until it starts if it is the next one (the preload hint).
+async fn serve_part(
+    streams: &LiveStreams,
+    stream: Arc<LiveStream>,
+    index: usize,
+    msn: u64,
+    part: u32,
+) -> Response {
+    let deadline = Instant::now() + hold_timeout(streams);
+    let mut changes = stream.changes();
+    let _held = HeldRequest::new();
+    loop {
+        let state = PartState::read(&stream, index, msn, part);
+        match state {
+            PartState::Complete(chunks) => {
+                metrics::counter!("origin_requests_total", "kind" => "part").increment(1);
+                return media_response(ChunksBody::new(chunks), "video/mp4");
+            }
+            PartState::Growing => {
+                metrics::counter!("origin_requests_total", "kind" => "part_streamed").increment(1);
+                let body = Body::from_stream(futures::stream::unfold(
+                    GrowingPart {
+                        stream,
+                        index,
+                        msn,
+                        part,
+                        sent: 0,
+                        pending: VecDeque::new(),
+                        changes,
+                        deadline,
+                        done: false,
+                    },
+                    GrowingPart::next,
+                ));
+                return media_response(body, "video/mp4");
+            }
+            PartState::Future => {}
+            PartState::Gone => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "no such part (out of the window, or never produced)",
+                );
+            }
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the requested part did not start in time",
+            );
+        }
+    }
+}
+
+enum PartState {
+    Complete(Vec<Bytes>),
+    Growing,
+    /// Not produced yet, but next (at or after the preload hint) on a live stream.
+    Future,
+    Gone,
+}
+
+impl PartState {
+    fn read(stream: &LiveStream, index: usize, msn: u64, part: u32) -> Self {
+        let state = stream.lock();
+        let packager = &state.renditions[index].packager;
+        if let Some(view) = packager.part(msn, part) {
+            return if view.complete {
+                PartState::Complete(view.chunks)
+            } else {
+                PartState::Growing
+            };
+        }
+        let upcoming = packager
+            .preload_hint()
+            .is_some_and(|hint| (msn, part) >= hint);
+        // Only the next segment's worth of parts may be waited for.
+        let near = packager
+            .preload_hint()
+            .is_some_and(|(hint_msn, _)| msn <= hint_msn + 1);
+        if upcoming && near && matches!(state.phase, StreamPhase::Live | StreamPhase::Grace) {
+            PartState::Future
+        } else {
+            PartState::Gone
+        }
+    }
+}
+
+/// The state of a streamed part response.
+struct GrowingPart {
+    stream: Arc<LiveStream>,
+    index: usize,
+    msn: u64,
+    part: u32,
+    /// Chunks already handed to the body.
+    sent: usize,
+    pending: VecDeque<Bytes>,
+    changes: tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+    done: bool,
+}
+
+impl GrowingPart {
+    async fn next(mut self) -> Option<(Result<Bytes, std::io::Error>, Self)> {
+        loop {
+            if let Some(chunk) = self.pending.pop_front() {
+                metrics::counter!("origin_bytes_out_total").increment(chunk.len() as u64);
+                return Some((Ok(chunk), self));
+            }
+            if self.done {
+                return None;
+            }
+            let view = self.stream.lock().renditions[self.index]
+                .packager
+                .part(self.msn, self.part);
+            match view {
+                Some(view) => {
+                    self.pending.extend(view.chunks.into_iter().skip(self.sent));
+                    self.sent += self.pending.len();
+                    self.done = view.complete;
+                    if !self.pending.is_empty() || self.done {
+                        continue;
+                    }
+                }
+                // Evicted while we streamed it: the stream is far behind; end the body with an error.
+                None => {
+                    return Some((
+                        Err(std::io::Error::other("part left the window")),
+                        self.finish(),
+                    ));
+                }
+            }
+            if tokio::time::timeout_at(self.deadline, self.changes.changed())
+                .await
+                .is_err()
+            {
+                return Some((
+                    Err(std::io::Error::other("part stopped growing")),
+                    self.finish(),
+                ));
+            }
+        }
+    }
+
+    fn finish(mut self) -> Self {
+        self.done = true;
+        self
+    }
+}
+
+/// A response body made of shared chunks, with an exact length and no copying.
+struct ChunksBody {
+    chunks: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl ChunksBody {
+    fn new(chunks: Vec<Bytes>) -> Body {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        metrics::counter!("origin_bytes_out_total").increment(remaining);
+        Body::new(ChunksBody {
+            chunks: chunks.into(),
+            remaining,
+        })
+    }
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(c) = &chunk {
+            self.remaining -= c.len() as u64;
+        }
+        Poll::Ready(chunk.map(|c| Ok(http_body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Counts a request held open (blocking reload, part wait) in a gauge while it lives.
+struct HeldRequest;
+
+impl HeldRequest {
+    fn new() -> Self {
+        metrics::gauge!("origin_held_requests").increment(1.0);
+        HeldRequest
+    }
+}
+
+impl Drop for HeldRequest {
+    fn drop(&mut self) {
+        metrics::gauge!("origin_held_requests").decrement(1.0);
+    }
+}
+
+/// `Some((msn, part))` for a blocking request, `None` for a plain one.
+fn parse_blocking(q: &HlsQuery) -> Result<Option<(u64, Option<u32>)>, &'static str> {
+    let msn = match &q.msn {
+        None if q.part.is_some() => return Err("_HLS_part requires _HLS_msn"),
+        None => return Ok(None),
+        Some(m) => m
+            .parse::<u64>()
+            .map_err(|_| "_HLS_msn must be a non-negative integer")?,
+    };
+    let part = match &q.part {
+        None => None,
+        Some(p) => Some(
+            p.parse::<u32>()
+                .map_err(|_| "_HLS_part must be a non-negative integer")?,
+        ),
+    };
+    Ok(Some((msn, part)))
+}
+
+fn hold_timeout(streams: &LiveStreams) -> Duration {
+    // Three target durations, the spec's bound for how long a client waits.
+    Duration::from_millis(u64::from(streams.config().packager.segment_target_ms) * 3)
+}
+
+fn playable(streams: &LiveStreams, name: &str) -> Option<Arc<LiveStream>> {
+    streams
+        .get(name)
+        .filter(|s| s.phase() != StreamPhase::Offline)
+}
+
+fn rendition_index(stream: &LiveStream, rendition: &str) -> Option<usize> {
+    stream
+        .lock()
+        .renditions
+        .iter()
+        .position(|r| r.name == rendition)
+}
+
+fn playlist_response(text: String, cache: &'static str) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/vnd.apple.mpegurl"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
+        text,
+    )
+        .into_response()
+}
+
+fn media_response(body: Body, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(MEDIA_CACHE)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn offline(name: &str) -> Response {
+    metrics::counter!("origin_requests_total", "kind" => "offline").increment(1);
+    let _ = name;
+    error(StatusCode::NOT_FOUND, "stream is offline")
+}
+
+fn error(status: StatusCode, reason: &'static str) -> Response {
+    metrics::counter!("origin_errors_total", "status" => status.as_str().to_owned()).increment(1);
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE))],
+        format!("{reason}\n"),
+    )
+        .into_response()
+}

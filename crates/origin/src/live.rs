@@ -1,0 +1,252 @@
+//! The registry of packaged streams and the state each one is in.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use media::{Frame, Tracks};
+use package::{PackageEvent, PackagerConfig, RenditionPackager};
+use tokio::sync::watch;
+
+/// Settings of the origin and its feed.
+#[derive(Clone, Debug)]
+pub struct OriginConfig {
+    pub packager: PackagerConfig,
+    /// How long a stream stays live after its publisher leaves, waiting for it to return.
+    pub grace_period: Duration,
+    /// How long the ended playlist (with `EXT-X-ENDLIST`) is still served before the
+    /// stream answers 404 "offline".
+    pub ended_linger: Duration,
+}
+
+impl Default for OriginConfig {
+    fn default() -> Self {
+        Self {
+            packager: PackagerConfig::default(),
+            grace_period: Duration::from_secs(10),
+            ended_linger: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where a stream is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamPhase {
+    /// A publisher is live.
+    Live,
+    /// The publisher left; the playlist stays live for the grace period.
+    Grace,
+    /// The grace period passed: the playlist carries `EXT-X-ENDLIST`.
+    Ended,
+    /// Ended long enough ago that playlists answer 404.
+    Offline,
+}
+
+/// All streams that have been published on this origin.
+#[derive(Clone)]
+pub struct LiveStreams {
+    streams: Arc<RwLock<HashMap<String, Arc<LiveStream>>>>,
+    config: Arc<OriginConfig>,
+}
+
+impl LiveStreams {
+    pub fn new(config: OriginConfig) -> Self {
+        Self {
+            streams: Arc::default(),
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn config(&self) -> &OriginConfig {
+        &self.config
+    }
+
+    /// The stream called `name`, if it was ever published here.
+    pub fn get(&self, name: &str) -> Option<Arc<LiveStream>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The stream called `name`, created (offline, with one passthrough rendition) if new.
+    pub fn get_or_create(&self, name: &str) -> Arc<LiveStream> {
+        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        streams
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(LiveStream::new(name, &self.config.packager)))
+            .clone()
+    }
+
+    /// Names and phases of all known streams, sorted by name.
+    pub fn list(&self) -> Vec<(String, StreamPhase)> {
+        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = streams
+            .iter()
+            .map(|(n, s)| (n.clone(), s.phase()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+/// The name of the rendition that passes the published stream through unchanged.
+pub(crate) const SOURCE_RENDITION: &str = "source";
+
+/// One stream: its renditions' packagers and a change signal for waiting requests.
+pub struct LiveStream {
+    name: String,
+    state: Mutex<StreamState>,
+    /// Bumped after every change to any packager of this stream.
+    changed: watch::Sender<u64>,
+}
+
+pub(crate) struct StreamState {
+    pub(crate) phase: StreamPhase,
+    pub(crate) renditions: Vec<Rendition>,
+    /// When the phase last changed.
+    pub(crate) since: Instant,
+}
+
+pub(crate) struct Rendition {
+    pub(crate) name: String,
+    pub(crate) packager: RenditionPackager,
+    /// When the frame last handed to the packager arrived (for the availability metric).
+    last_arrival: Option<Instant>,
+}
+
+impl LiveStream {
+    fn new(name: &str, config: &PackagerConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            state: Mutex::new(StreamState {
+                phase: StreamPhase::Offline,
+                renditions: vec![Rendition {
+                    name: SOURCE_RENDITION.to_owned(),
+                    packager: RenditionPackager::new(config.clone()),
+                    last_arrival: None,
+                }],
+                since: Instant::now(),
+            }),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn phase(&self) -> StreamPhase {
+        self.lock().phase
+    }
+
+    /// A receiver that sees a new value after every change of this stream.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, StreamState> {
+        // Every critical section leaves the packagers consistent between calls.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A publisher arrived. If this stream was published before, the playlists continue
+    /// after a discontinuity.
+    pub fn handle_session_start(&self) {
+        let mut state = self.lock();
+        if state.phase != StreamPhase::Live {
+            for r in &mut state.renditions {
+                if r.packager.has_media() {
+                    r.packager.handle_discontinuity();
+                }
+            }
+        }
+        state.phase = StreamPhase::Live;
+        state.since = Instant::now();
+        drop(state);
+        self.notify();
+    }
+
+    pub fn handle_tracks(&self, tracks: Arc<Tracks>, now: SystemTime) {
+        let mut state = self.lock();
+        for r in &mut state.renditions {
+            r.packager.handle_tracks(tracks.clone(), now);
+            drain_events(&self.name, r);
+        }
+        drop(state);
+        self.notify();
+    }
+
+    /// Hands one frame, which arrived at `arrival`, to the passthrough rendition.
+    pub fn handle_frame(&self, frame: Frame, now: SystemTime, arrival: Instant) {
+        let mut state = self.lock();
+        for r in &mut state.renditions {
+            if let Err(e) = r.packager.handle_frame(frame.clone(), now) {
+                metrics::counter!("origin_frames_rejected_total").increment(1);
+                tracing::warn!(stream = %self.name, rendition = %r.name, error = %e, "frame not packaged");
+            }
+            r.last_arrival = Some(arrival);
+            drain_events(&self.name, r);
+        }
+        drop(state);
+        self.notify();
+    }
+
+    /// The publisher left: the grace period starts.
+    pub fn handle_publisher_gone(&self) {
+        let mut state = self.lock();
+        state.phase = StreamPhase::Grace;
+        state.since = Instant::now();
+        drop(state);
+        self.notify();
+    }
+
+    /// The grace period passed without a publisher: end the playlists.
+    pub fn handle_end(&self, now: SystemTime) {
+        let mut state = self.lock();
+        for r in &mut state.renditions {
+            r.packager.handle_end(now);
+            drain_events(&self.name, r);
+        }
+        state.phase = StreamPhase::Ended;
+        state.since = Instant::now();
+        drop(state);
+        self.notify();
+    }
+
+    /// The ended playlist has been served long enough.
+    pub fn handle_offline(&self) {
+        let mut state = self.lock();
+        if state.phase == StreamPhase::Ended {
+            state.phase = StreamPhase::Offline;
+            state.since = Instant::now();
+        }
+        drop(state);
+        self.notify();
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Drains a packager's events into metrics. Waiters are woken by the caller's `notify`.
+fn drain_events(stream: &str, r: &mut Rendition) {
+    while let Some(event) = r.packager.poll_event() {
+        match event {
+            PackageEvent::PartCompleted { .. } => {
+                if let Some(arrival) = r.last_arrival {
+                    metrics::histogram!("part_availability_delay_seconds")
+                        .record(arrival.elapsed().as_secs_f64());
+                }
+                metrics::counter!("origin_parts_total").increment(1);
+            }
+            PackageEvent::SegmentCompleted { msn, .. } => {
+                tracing::trace!(stream, rendition = %r.name, msn, "segment completed");
+                metrics::counter!("origin_segments_total").increment(1);
+            }
+            _ => {}
+        }
+    }
+}

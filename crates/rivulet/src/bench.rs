@@ -1,0 +1,342 @@
+//! `rivulet bench`: measurements that compare Rivulet with a peer on this machine,
+//! in the same run, printed as ratios. Never run as tests: these machines are noisy.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+#[derive(Args, Debug)]
+pub(crate) struct BenchArgs {
+    #[command(subcommand)]
+    pub(crate) which: BenchKind,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BenchKind {
+    /// Passthrough ingest+packaging: part availability delay (p50/p99) and CPU per
+    /// 6 Mbps stream, side by side with nginx-rtmp (HLS, 1 s fragments).
+    Ingest(IngestBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct IngestBenchArgs {
+    /// Concurrent streams published to each server.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) streams: u32,
+    /// Seconds of measurement (after a warm-up of 4 s).
+    #[arg(long, default_value_t = 20)]
+    pub(crate) seconds: u64,
+    /// Video bitrate of the published streams, in Mbit/s (CBR with filler).
+    #[arg(long, default_value_t = 6)]
+    pub(crate) mbps: u32,
+    /// Skip the nginx-rtmp side (prints Rivulet's figures only).
+    #[arg(long)]
+    pub(crate) no_nginx: bool,
+}
+
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.which {
+        BenchKind::Ingest(a) => ingest(a),
+    }
+}
+
+fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let input = dir.join("input.flv");
+    println!(
+        "generating a {} Mbit/s 720p30 H.264/AAC input (15 s, looped) ...",
+        args.mbps
+    );
+    let kbps = args.mbps * 1000;
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "15",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-g",
+            "60",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-b:v",
+            &format!("{kbps}k"),
+            "-minrate",
+            &format!("{kbps}k"),
+            "-maxrate",
+            &format!("{kbps}k"),
+            "-bufsize",
+            &format!("{kbps}k"),
+        ])
+        .args([
+            "-x264-params",
+            "nal-hrd=cbr:force-cfr=1",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+        ])
+        .arg(&input)
+        .status()
+        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
+    if !status.success() {
+        bail!("ffmpeg could not generate the benchmark input");
+    }
+
+    // Rivulet: this very binary, `serve` on free loopback ports.
+    let rtmp_port = free_port()?;
+    let http_port = free_port()?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args([
+        "serve",
+        "--rtmp-listen",
+        &format!("127.0.0.1:{rtmp_port}"),
+        "--http-listen",
+        &format!("127.0.0.1:{http_port}"),
+    ])
+    .arg("--data-dir")
+    .arg(dir.join("data"))
+    .env("RIVULET_LOG", "warn");
+    for i in 0..args.streams {
+        cmd.args(["--stream", &format!("bench{i}=bench-key-{i}")]);
+    }
+    let ours = Reaped(
+        cmd.stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet serve")?,
+    );
+    wait_for_port(rtmp_port)?;
+    let ours_cpu = measure(ours.0.id(), rtmp_port, "live/bench-key-", &input, &args)?;
+    let metrics = http_get(http_port, "/metrics").unwrap_or_default();
+    drop(ours);
+    let p50 = quantile(&metrics, "part_availability_delay_seconds", "0.5");
+    let p99 = quantile(&metrics, "part_availability_delay_seconds", "0.99");
+
+    println!();
+    println!("part availability delay (last frame of a part at ingest -> part servable):");
+    match (p50, p99) {
+        (Some(p50), Some(p99)) => println!(
+            "  p50 {:.3} ms   p99 {:.3} ms   (goal p99 <= 30 ms)",
+            p50 * 1e3,
+            p99 * 1e3
+        ),
+        _ => println!("  not measured (no parts were produced)"),
+    }
+    let per_stream = |cpu: f64| cpu / f64::from(args.streams) * 100.0;
+    println!(
+        "CPU per {} Mbit/s passthrough stream ({} streams, {} s):",
+        args.mbps, args.streams, args.seconds
+    );
+    println!("  rivulet     {:6.3} % of a core", per_stream(ours_cpu));
+
+    if args.no_nginx {
+        return Ok(());
+    }
+    let nginx_port = free_port()?;
+    let nginx = start_nginx(&dir, nginx_port)?;
+    wait_for_port(nginx_port)?;
+    let nginx_cpu = measure(nginx.0.id(), nginx_port, "live/bench-key-", &input, &args)?;
+    drop(nginx);
+    println!(
+        "  nginx-rtmp  {:6.3} % of a core (HLS, 1 s fragments)",
+        per_stream(nginx_cpu)
+    );
+    println!(
+        "  ratio rivulet / nginx-rtmp: {:.2}",
+        ours_cpu / nginx_cpu.max(f64::EPSILON)
+    );
+    Ok(())
+}
+
+/// Publishes `args.streams` copies of `input` (no re-encoding) to the server whose
+/// main process is `pid`, and returns the CPU it used, in cores, during the measurement.
+fn measure(
+    pid: u32,
+    rtmp_port: u16,
+    path_prefix: &str,
+    input: &Path,
+    args: &IngestBenchArgs,
+) -> anyhow::Result<f64> {
+    let publishers: Vec<Reaped> = (0..args.streams)
+        .map(|i| {
+            Command::new("ffmpeg")
+                .args([
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-re",
+                    "-stream_loop",
+                    "-1",
+                    "-i",
+                ])
+                .arg(input)
+                .args([
+                    "-c",
+                    "copy",
+                    "-f",
+                    "flv",
+                    &format!("rtmp://127.0.0.1:{rtmp_port}/{path_prefix}{i}"),
+                ])
+                .stdin(Stdio::null())
+                .spawn()
+                .map(Reaped)
+        })
+        .collect::<Result<_, _>>()
+        .context("start ffmpeg publishers")?;
+    std::thread::sleep(Duration::from_secs(4));
+    let start_ticks = process_tree_ticks(pid)?;
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    let ticks = process_tree_ticks(pid)? - start_ticks;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(publishers);
+    Ok(ticks as f64 / clock_ticks_per_second() / elapsed)
+}
+
+fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<Reaped> {
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("hls"))?;
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+    if !Path::new(module).exists() {
+        bail!(
+            "nginx-rtmp is not installed ({module} is missing): run scripts/setup.sh, or pass --no-nginx"
+        );
+    }
+    let conf = format!(
+        "load_module {module};\ndaemon off;\nmaster_process on;\nworker_processes 1;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+         events {{ worker_connections 1024; }}\n\
+         rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+           application live {{ live on; record off; hls on; hls_path {p}/hls; hls_fragment 1s; hls_playlist_length 10s; }} }} }}\n",
+        p = prefix.display()
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf)?;
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start nginx (scripts/setup.sh installs it)")?;
+    Ok(Reaped(child))
+}
+
+/// utime + stime of `pid` and all its descendants, in clock ticks.
+fn process_tree_ticks(pid: u32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .with_context(|| format!("process {p} is gone"))?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i - 3)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total += field(14) + field(15);
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")) {
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    Ok(total)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // USER_HZ is 100 on every Linux architecture Debian ships.
+    100.0
+}
+
+/// Reads one quantile of a Prometheus summary from a /metrics page.
+fn quantile(page: &str, name: &str, q: &str) -> Option<f64> {
+    let prefix = format!("{name}{{quantile=\"{q}\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on port {port} after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("rivulet-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// A child process killed and reaped on drop.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // SIGTERM first, so that nginx's master stops its workers and ffmpeg closes cleanly.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..30 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,279 @@
+//! Configuration: one TOML file, every key overridable by a flag and a `RIVULET_…`
+//! environment variable. Precedence: flag > environment > file > default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// The options of `rivulet serve` (and of `demo`, which runs `serve` in-process).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file. Every key in it can also be given as a flag or a
+    /// RIVULET_… environment variable, which win over the file.
+    #[arg(long, env = "RIVULET_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address of the RTMP listener (publish to rtmp://HOST:PORT/live/STREAM_KEY).
+    /// [default: 0.0.0.0:1935]
+    #[arg(long, env = "RIVULET_RTMP_LISTEN", value_name = "ADDR")]
+    pub(crate) rtmp_listen: Option<SocketAddr>,
+
+    /// Address of the HTTP server (playlists, segments, API, pages). [default: 0.0.0.0:8080]
+    #[arg(long, env = "RIVULET_HTTP_LISTEN", value_name = "ADDR")]
+    pub(crate) http_listen: Option<SocketAddr>,
+
+    /// Declares a stream: its public NAME (in play URLs) and its secret KEY (in the
+    /// publish URL). Repeatable. In the environment: comma-separated NAME=KEY pairs.
+    #[arg(
+        long = "stream",
+        env = "RIVULET_STREAMS",
+        value_name = "NAME=KEY",
+        value_delimiter = ','
+    )]
+    pub(crate) streams: Vec<StreamDecl>,
+
+    /// Directory for state (database, generated tokens). [default: ./rivulet-data]
+    #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Target segment duration in milliseconds; segments are cut at the first
+    /// keyframe at or after each multiple of it. [default: 2000]
+    #[arg(long, env = "RIVULET_SEGMENT_TARGET_MS", value_name = "MS")]
+    pub(crate) segment_target_ms: Option<u32>,
+
+    /// Target part duration in milliseconds (LL-HLS partial segments). Players stay
+    /// about three parts behind live. [default: 333]
+    #[arg(long, env = "RIVULET_PART_TARGET_MS", value_name = "MS")]
+    pub(crate) part_target_ms: Option<u32>,
+
+    /// Complete segments listed in each media playlist (the sliding window). [default: 8]
+    #[arg(long, env = "RIVULET_WINDOW_SEGMENTS", value_name = "N")]
+    pub(crate) window_segments: Option<usize>,
+
+    /// How long a stream's playlist stays live after its publisher leaves; a
+    /// publisher that returns within it continues the same playlist after an
+    /// EXT-X-DISCONTINUITY. [default: 10000]
+    #[arg(long, env = "RIVULET_GRACE_PERIOD_MS", value_name = "MS")]
+    pub(crate) grace_period_ms: Option<u64>,
+}
+
+/// `NAME=KEY`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct StreamDecl {
+    pub(crate) name: String,
+    pub(crate) key: String,
+}
+
+impl std::str::FromStr for StreamDecl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, key) = s.split_once('=').ok_or_else(|| {
+            format!("'{s}' is not NAME=KEY (example: --stream studio=s3cret-key)")
+        })?;
+        let decl = StreamDecl {
+            name: name.trim().to_owned(),
+            key: key.trim().to_owned(),
+        };
+        decl.validate()?;
+        Ok(decl)
+    }
+}
+
+impl StreamDecl {
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "stream name '{}' must be 1-64 characters of letters, digits, '-' or '_' (it appears in URLs)",
+                self.name
+            ));
+        }
+        if self.key.len() < 4
+            || self
+                .key
+                .chars()
+                .any(|c| c.is_whitespace() || c == '/' || c == '?')
+        {
+            return Err(format!(
+                "the key of stream '{}' must be at least 4 characters without spaces, '/' or '?'",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The TOML file. Field names are the long flag names with `_` for `-`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    rtmp_listen: Option<SocketAddr>,
+    http_listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    segment_target_ms: Option<u32>,
+    part_target_ms: Option<u32>,
+    window_segments: Option<usize>,
+    grace_period_ms: Option<u64>,
+    #[serde(default)]
+    streams: Vec<StreamDecl>,
+}
+
+/// The resolved configuration of `serve`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeConfig {
+    pub(crate) rtmp_listen: SocketAddr,
+    pub(crate) http_listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) streams: Vec<StreamDecl>,
+    pub(crate) packager: package::PackagerConfig,
+    pub(crate) grace_period: Duration,
+}
+
+impl ServeArgs {
+    /// Merges flags/environment over the config file over the defaults, and validates.
+    pub(crate) fn resolve(&self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        let defaults = package::PackagerConfig::default();
+        let packager = package::PackagerConfig {
+            segment_target_ms: self
+                .segment_target_ms
+                .or(file.segment_target_ms)
+                .unwrap_or(defaults.segment_target_ms),
+            part_target_ms: self
+                .part_target_ms
+                .or(file.part_target_ms)
+                .unwrap_or(defaults.part_target_ms),
+            window_segments: self
+                .window_segments
+                .or(file.window_segments)
+                .unwrap_or(defaults.window_segments),
+        };
+        packager.validate().context(
+            "invalid packager settings (segment_target_ms, part_target_ms, window_segments)",
+        )?;
+
+        let mut streams = file.streams;
+        for s in &streams {
+            s.validate()
+                .map_err(anyhow::Error::msg)
+                .context("in the config file's [[streams]]")?;
+        }
+        // A flag redeclares a stream of the file by name.
+        for s in &self.streams {
+            streams.retain(|f| f.name != s.name);
+            streams.push(s.clone());
+        }
+        for (i, a) in streams.iter().enumerate() {
+            if let Some(b) = streams[i + 1..].iter().find(|b| b.key == a.key) {
+                bail!(
+                    "streams '{}' and '{}' have the same key; every stream needs its own key",
+                    a.name,
+                    b.name
+                );
+            }
+        }
+
+        Ok(ServeConfig {
+            rtmp_listen: self
+                .rtmp_listen
+                .or(file.rtmp_listen)
+                .unwrap_or(([0, 0, 0, 0], 1935).into()),
+            http_listen: self
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or(([0, 0, 0, 0], 8080).into()),
+            data_dir: self
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("rivulet-data")),
+            streams,
+            packager,
+            grace_period: Duration::from_millis(
+                self.grace_period_ms
+                    .or(file.grace_period_ms)
+                    .unwrap_or(10_000),
+            ),
+        })
+    }
+}
+
+fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "http_listen = \"127.0.0.1:9999\"\npart_target_ms = 250\n[[streams]]\nname = \"a\"\nkey = \"key-a\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            config: Some(path),
+            part_target_ms: Some(300),
+            streams: vec!["b=key-b".parse().expect("decl")],
+            ..Default::default()
+        };
+        let c = args.resolve().expect("valid");
+        assert_eq!(c.http_listen, "127.0.0.1:9999".parse().expect("addr"));
+        assert_eq!(c.rtmp_listen, "0.0.0.0:1935".parse().expect("addr"));
+        assert_eq!(c.packager.part_target_ms, 300);
+        assert_eq!(c.streams.len(), 2);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        assert!(
+            "nokey"
+                .parse::<StreamDecl>()
+                .unwrap_err()
+                .contains("NAME=KEY")
+        );
+        assert!(
+            "bad name=key1"
+                .parse::<StreamDecl>()
+                .unwrap_err()
+                .contains("letters, digits")
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(&path, "part_target_msec = 250\n").expect("write");
+        let err = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("part_target_msec"), "{err:#}");
+        let dup = ServeArgs {
+            streams: vec![
+                "a=same-key".parse().expect("decl"),
+                "b=same-key".parse().expect("decl"),
+            ],
+            ..Default::default()
+        };
+        assert!(format!("{:#}", dup.resolve().unwrap_err()).contains("same key"));
+    }
+}

@@ -1,0 +1,150 @@
+//! `rivulet serve`: ingest, packager and origin wired together in one process.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use hub::Hub;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use origin::{LiveStreams, OriginConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::ServeConfig;
+
+/// Runs until `shutdown` completes, then stops accepting and closes cleanly.
+pub(crate) async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (set --data-dir)",
+            config.data_dir.display()
+        )
+    })?;
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+
+    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
+        .await
+        .with_context(|| format!("cannot listen for RTMP on {} (is another server using the port? set --rtmp-listen)", config.rtmp_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+    let rtmp_addr = rtmp_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let hub = Hub::new();
+    let keys = Arc::new(ingest::StaticKeys::new(
+        config
+            .streams
+            .iter()
+            .map(|s| (s.name.clone(), s.key.clone())),
+    ));
+    let streams = LiveStreams::new(OriginConfig {
+        packager: config.packager.clone(),
+        grace_period: config.grace_period,
+        ..OriginConfig::default()
+    });
+
+    // One shutdown signal fanned out to every task.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let app = Router::new()
+        .merge(origin::router(streams.clone()))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(move || metrics_page(prometheus.clone())));
+
+    print_banner(rtmp_addr, http_addr, &config);
+
+    let rtmp = tokio::spawn(ingest::serve(
+        rtmp_listener,
+        hub.clone(),
+        keys,
+        ingest::RtmpConfig::default(),
+        stopped(),
+    ));
+    let feed = tokio::spawn(origin::run_feed(streams, hub, stopped()));
+    axum::serve(http_listener, app)
+        .with_graceful_shutdown(stopped())
+        .await
+        .context("HTTP server failed")?;
+    rtmp.await.context("RTMP server task panicked")?;
+    feed.await.context("feed task panicked")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+}
+
+fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: &ServeConfig) {
+    let host = |a: std::net::SocketAddr| {
+        if a.ip().is_unspecified() {
+            format!("127.0.0.1:{}", a.port())
+        } else {
+            a.to_string()
+        }
+    };
+    println!("Rivulet is running.");
+    println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
+    println!("  HTTP origin: http://{}/", host(http));
+    for s in &config.streams {
+        println!(
+            "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/live/{}/master.m3u8",
+            s.name,
+            host(rtmp),
+            host(http),
+            s.name
+        );
+    }
+    if config.streams.is_empty() {
+        println!("  No streams declared: add --stream NAME=KEY to accept publishers.");
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("shutting down");
+    }
+}

@@ -1,0 +1,208 @@
+//! Shared harness for the end-to-end tests: the real `rivulet` binary on ephemeral
+//! loopback ports, real `ffmpeg` publishers, real HTTP.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `rivulet serve`, killed on drop. Its stderr (the log) is collected.
+pub struct Server {
+    child: Child,
+    pub rtmp: String,
+    pub http: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `rivulet serve` on free loopback ports with the given extra arguments.
+    pub fn start(extra: &[&str]) -> Server {
+        let data = tempfile::tempdir().unwrap().keep();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+            .args([
+                "serve",
+                "--rtmp-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .args(extra)
+            .env("RIVULET_LOG", "info,ingest=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rivulet");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[rivulet] {line}");
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (mut rtmp, mut http) = (None, None);
+        let mut lines = stdout.lines();
+        while rtmp.is_none() || http.is_none() {
+            let line = lines
+                .next()
+                .expect("rivulet exited before printing its addresses")
+                .unwrap();
+            if let Some(rest) = line.split("rtmp://").nth(1) {
+                rtmp.get_or_insert_with(|| format!("rtmp://{}", rest.split('/').next().unwrap()));
+            }
+            if let Some(rest) = line.trim().strip_prefix("HTTP origin: http://") {
+                http = Some(format!("http://{}", rest.trim_end_matches('/')));
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            rtmp: rtmp.unwrap(),
+            http: http.unwrap(),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.http, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts ffmpeg publishing a 320x240 30 fps test pattern with B-frames and a 2 s GOP,
+/// plus a 48 kHz sine tone, in real time, for `seconds`.
+pub fn publish(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size=320x240:rate=30:duration={seconds}"),
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+            "-bf",
+            "2",
+            "-g",
+            "60",
+        ])
+        .args([
+            "-keyint_min",
+            "60",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg must be installed (see the README's set-up command)")
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GETs `url` until it answers 200 or `within` passes; returns the body.
+pub async fn get_when_ready(url: &str, within: Duration) -> String {
+    let client = client();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return r.text().await.unwrap();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not become available within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn get_text(url: &str) -> (u16, String) {
+    let r = client().get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The value of `NAME=` in an attribute list (quotes stripped).
+pub fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[start..];
+    if let Some(stripped) = rest.strip_prefix('"') {
+        stripped.split('"').next()
+    } else {
+        rest.split(',').next()
+    }
+}
+
+/// The (msn, part) of the playlist's EXT-X-PRELOAD-HINT.
+pub fn preload_hint(playlist: &str) -> (u64, u32) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+        .expect("a preload hint");
+    parse_part_uri(attr(line, "URI").unwrap())
+}
+
+/// `part-M-P.m4s` → (M, P).
+pub fn parse_part_uri(uri: &str) -> (u64, u32) {
+    let name = uri.rsplit('/').next().unwrap();
+    let inner = name
+        .strip_prefix("part-")
+        .and_then(|s| s.strip_suffix(".m4s"))
+        .expect("a part URI");
+    let (m, p) = inner.split_once('-').unwrap();
+    (m.parse().unwrap(), p.parse().unwrap())
+}
+
+/// Runs a command to completion and returns (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

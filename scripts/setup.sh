@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs, by name, everything Rivulet needs to build, run and test on Debian 12.
+# Idempotent: installs only what is missing. Uses sudo when not run as root.
+set -euo pipefail
+
+packages=(
+  # build: FFmpeg's libraries for the transcoder, clang for bindgen, pkg-config
+  pkg-config clang libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
+  libswresample-dev libavfilter-dev libavdevice-dev
+  # run and test: ffmpeg as a real publisher/decoder, nginx-rtmp as a peer for benchmarks
+  ffmpeg nginx libnginx-mod-rtmp
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts nginx on install; our benchmarks start their own on loopback.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+    $sudo systemctl stop nginx || true
+  fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo (Rust 1.85 or newer) is needed: https://rustup.rs" >&2
+  exit 1
+fi
