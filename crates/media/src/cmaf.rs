@@ -206,7 +206,6 @@ fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
                 },
                 ..Default::default()
             },
-            ..Default::default()
         },
         ..Default::default()
     })

@@ -110,10 +110,31 @@ async fn media_playlist(
     let Some(index) = rendition_index(&stream, &rendition) else {
         return error(StatusCode::NOT_FOUND, "no such rendition");
     };
+    let deadline = Instant::now() + hold_timeout(&streams);
+    let mut changes = stream.changes();
+    // Right after a publisher connects there is no part yet: an empty playlist is of no
+    // use to a player, so hold the request until the first part exists.
+    loop {
+        let has_part = {
+            let state = stream.lock();
+            let packager = &state.renditions[index].packager;
+            packager.rendition_report("").last_msn.is_some() || packager.is_ended()
+        };
+        if has_part {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the stream has no media yet; retry shortly",
+            );
+        }
+    }
     if let Some((msn, part)) = block {
         let _held = HeldRequest::new();
-        let deadline = Instant::now() + hold_timeout(&streams);
-        let mut changes = stream.changes();
         loop {
             let readiness = stream.lock().renditions[index]
                 .packager
@@ -187,7 +208,7 @@ async fn media_object(
             match init {
                 Some(bytes) => {
                     metrics::counter!("origin_requests_total", "kind" => "init").increment(1);
-                    media_response(ChunksBody::new(vec![bytes]), "video/mp4")
+                    media_response(ChunksBody::body(vec![bytes]), "video/mp4")
                 }
                 None => error(StatusCode::NOT_FOUND, "no such init segment"),
             }
@@ -197,7 +218,7 @@ async fn media_object(
             match segment {
                 Some(chunks) => {
                     metrics::counter!("origin_requests_total", "kind" => "segment").increment(1);
-                    media_response(ChunksBody::new(chunks), "video/mp4")
+                    media_response(ChunksBody::body(chunks), "video/mp4")
                 }
                 None => error(
                     StatusCode::NOT_FOUND,
@@ -226,7 +247,7 @@ async fn serve_part(
         match state {
             PartState::Complete(chunks) => {
                 metrics::counter!("origin_requests_total", "kind" => "part").increment(1);
-                return media_response(ChunksBody::new(chunks), "video/mp4");
+                return media_response(ChunksBody::body(chunks), "video/mp4");
             }
             PartState::Growing => {
                 metrics::counter!("origin_requests_total", "kind" => "part_streamed").increment(1);
@@ -369,7 +390,7 @@ struct ChunksBody {
 }
 
 impl ChunksBody {
-    fn new(chunks: Vec<Bytes>) -> Body {
+    fn body(chunks: Vec<Bytes>) -> Body {
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
         metrics::counter!("origin_bytes_out_total").increment(remaining);
         Body::new(ChunksBody {

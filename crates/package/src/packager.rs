@@ -245,14 +245,14 @@ impl RenditionPackager {
             TrackKind::Video => &mut self.video,
             TrackKind::Audio => &mut self.audio,
         };
-        if let Some(last) = state.last_dts {
-            if dts <= last {
-                return Err(PackageError::NonMonotonic {
-                    kind: frame.kind,
-                    dts,
-                    last,
-                });
-            }
+        if let Some(last) = state.last_dts
+            && dts <= last
+        {
+            return Err(PackageError::NonMonotonic {
+                kind: frame.kind,
+                dts,
+                last,
+            });
         }
         state.observe(dts);
         let composition_offset = i32::try_from(frame.composition_offset()).unwrap_or(0);
@@ -318,10 +318,10 @@ impl RenditionPackager {
                         .map(|p| (p.start, p.complete, p.chunks.is_empty())),
                 )
             });
-            if let Some((_, Some((part_start, complete, empty)))) = seg {
-                if complete || (!empty && dts + interval - part_start > part_ticks) {
-                    self.close_part(dts);
-                }
+            if let Some((_, Some((part_start, complete, empty)))) = seg
+                && (complete || (!empty && dts + interval - part_start > part_ticks))
+            {
+                self.close_part(dts);
             }
         }
         self.ensure_open_part(dts, keyframe);
@@ -357,11 +357,10 @@ impl RenditionPackager {
             .open_segment()
             .and_then(|s| s.parts.last())
             .map(|p| p.start)
+            && (next + interval - part_start > part_ticks || self.expect_segment_end)
         {
-            if next + interval - part_start > part_ticks || self.expect_segment_end {
-                self.flush_chunk()?;
-                self.close_part(next);
-            }
+            self.flush_chunk()?;
+            self.close_part(next);
         }
         Ok(())
     }

@@ -130,11 +130,11 @@ impl Connection {
             let _ = socket.write_all(&out).await;
         }
         let _ = socket.shutdown().await;
-        if let Some(stream) = &self.stream {
-            if self.publisher.take().is_some() {
-                metrics::gauge!("rtmp_active_publishers").decrement(1.0);
-                tracing::info!(peer = %self.peer, stream, "publisher disconnected");
-            }
+        if let Some(stream) = &self.stream
+            && self.publisher.take().is_some()
+        {
+            metrics::gauge!("rtmp_active_publishers").decrement(1.0);
+            tracing::info!(peer = %self.peer, stream, "publisher disconnected");
         }
     }
 

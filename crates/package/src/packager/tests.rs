@@ -72,7 +72,7 @@ impl Source {
             });
             self.audio_n += 1;
         }
-        let keyframe = self.n % self.gop == 0;
+        let keyframe = self.n.is_multiple_of(self.gop);
         let cts = if keyframe {
             0
         } else {

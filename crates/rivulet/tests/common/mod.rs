@@ -1,6 +1,6 @@
 //! Shared harness for the end-to-end tests: the real `rivulet` binary on ephemeral
 //! loopback ports, real `ffmpeg` publishers, real HTTP.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -148,10 +148,10 @@ pub async fn get_when_ready(url: &str, within: Duration) -> String {
     let client = client();
     let deadline = Instant::now() + within;
     loop {
-        if let Ok(r) = client.get(url).send().await {
-            if r.status().is_success() {
-                return r.text().await.unwrap();
-            }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return r.text().await.unwrap();
         }
         assert!(
             Instant::now() < deadline,

@@ -162,17 +162,16 @@ impl ChunkDecoder {
             };
             extended = Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]));
             pos += 4;
-        } else if fmt == 3 {
-            if let Some(value) = p_ext {
-                if let Some(e) = data.get(pos..pos + 4) {
-                    if u32::from_be_bytes([e[0], e[1], e[2], e[3]]) == value {
-                        pos += 4;
-                    }
-                } else {
-                    return Ok(None);
-                }
-                extended = Some(value);
+        } else if fmt == 3
+            && let Some(value) = p_ext
+        {
+            let Some(e) = data.get(pos..pos + 4) else {
+                return Ok(None);
+            };
+            if u32::from_be_bytes([e[0], e[1], e[2], e[3]]) == value {
+                pos += 4;
             }
+            extended = Some(value);
         }
         let field_value = extended.or(field);
         if fmt <= 1 && mid_message && length != p_len {

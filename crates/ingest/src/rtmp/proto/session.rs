@@ -262,10 +262,10 @@ impl ServerSession {
                 State::Hello => {
                     if self.input.len() < 1 + PACKET_LEN {
                         // Refuse a wrong version at once rather than after 1536 bytes.
-                        if let Some(&v) = self.input.first() {
-                            if v != handshake::RTMP_VERSION {
-                                return Err(self.malformed(HandshakeError::Version(v).to_string()));
-                            }
+                        if let Some(&v) = self.input.first()
+                            && v != handshake::RTMP_VERSION
+                        {
+                            return Err(self.malformed(HandshakeError::Version(v).to_string()));
                         }
                         return Ok(());
                     }
@@ -335,16 +335,16 @@ impl ServerSession {
                 }
             }
             ACKNOWLEDGEMENT | SET_PEER_BANDWIDTH => {}
-            AUDIO | VIDEO => {
-                // Media before an accepted publish (or after a refusal) is dropped.
-                if matches!(self.publish, Publish::Accepted { .. }) && !msg.payload.is_empty() {
-                    let (timestamp_ms, body) = (msg.timestamp, msg.payload);
-                    self.events.push_back(if msg.type_id == AUDIO {
-                        SessionEvent::Audio { timestamp_ms, body }
-                    } else {
-                        SessionEvent::Video { timestamp_ms, body }
-                    });
-                }
+            // Media before an accepted publish (or after a refusal) is dropped.
+            AUDIO | VIDEO
+                if matches!(self.publish, Publish::Accepted { .. }) && !msg.payload.is_empty() =>
+            {
+                let (timestamp_ms, body) = (msg.timestamp, msg.payload);
+                self.events.push_back(if msg.type_id == AUDIO {
+                    SessionEvent::Audio { timestamp_ms, body }
+                } else {
+                    SessionEvent::Video { timestamp_ms, body }
+                });
             }
             DATA_AMF0 | DATA_AMF3 => {
                 let body = if msg.type_id == DATA_AMF3 {
@@ -357,15 +357,11 @@ impl ServerSession {
                 let mut iter = values
                     .into_iter()
                     .skip_while(|v| v.as_str() == Some("@setDataFrame"));
-                if iter
+                let is_metadata = iter
                     .next()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .as_deref()
-                    == Some("onMetaData")
-                {
-                    if let Some(meta) = iter.next() {
-                        self.events.push_back(SessionEvent::Metadata(meta));
-                    }
+                    .is_some_and(|v| v.as_str() == Some("onMetaData"));
+                if is_metadata && let Some(meta) = iter.next() {
+                    self.events.push_back(SessionEvent::Metadata(meta));
                 }
             }
             COMMAND_AMF0 | COMMAND_AMF3 => {
