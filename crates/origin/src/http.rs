@@ -518,3 +518,6 @@ fn error(status: StatusCode, reason: &'static str) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests;

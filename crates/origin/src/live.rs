@@ -114,6 +114,8 @@ pub(crate) struct Rendition {
     pub(crate) packager: RenditionPackager,
     /// When the frame last handed to the packager arrived (for the availability metric).
     last_arrival: Option<Instant>,
+    /// The part that received the last chunk, and when that chunk's frame arrived.
+    last_chunk: Option<((u64, u32), Instant)>,
 }
 
 impl LiveStream {
@@ -126,6 +128,7 @@ impl LiveStream {
                     name: SOURCE_RENDITION.to_owned(),
                     packager: RenditionPackager::new(config.clone()),
                     last_arrival: None,
+                    last_chunk: None,
                 }],
                 since: Instant::now(),
             }),
@@ -162,6 +165,9 @@ impl LiveStream {
                 }
             }
         }
+        if state.phase != StreamPhase::Live {
+            metrics::gauge!("rivulet_live_streams").increment(1.0);
+        }
         state.phase = StreamPhase::Live;
         state.since = Instant::now();
         drop(state);
@@ -196,6 +202,9 @@ impl LiveStream {
     /// The publisher left: the grace period starts.
     pub fn handle_publisher_gone(&self) {
         let mut state = self.lock();
+        if state.phase == StreamPhase::Live {
+            metrics::gauge!("rivulet_live_streams").decrement(1.0);
+        }
         state.phase = StreamPhase::Grace;
         state.since = Instant::now();
         drop(state);
@@ -235,8 +244,15 @@ impl LiveStream {
 fn drain_events(stream: &str, r: &mut Rendition) {
     while let Some(event) = r.packager.poll_event() {
         match event {
-            PackageEvent::PartCompleted { .. } => {
+            PackageEvent::ChunkAppended { msn, part } => {
                 if let Some(arrival) = r.last_arrival {
+                    r.last_chunk = Some(((msn, part), arrival));
+                }
+            }
+            PackageEvent::PartCompleted { msn, part, .. } => {
+                // From the arrival at ingest of the part's last frame to now, when the
+                // part is complete and servable.
+                if let Some((_, arrival)) = r.last_chunk.filter(|(id, _)| *id == (msn, part)) {
                     metrics::histogram!("part_availability_delay_seconds")
                         .record(arrival.elapsed().as_secs_f64());
                 }

@@ -1,0 +1,189 @@
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use media::{
+    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Track, TrackKind, Tracks, VIDEO_TIMESCALE,
+};
+use tower::ServiceExt;
+
+use crate::live::{LiveStream, LiveStreams, OriginConfig};
+
+const SPS: &[u8] = &[
+    0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10,
+    0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+];
+const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
+
+fn live() -> (LiveStreams, Arc<LiveStream>) {
+    let streams = LiveStreams::new(OriginConfig::default());
+    let stream = streams.get_or_create("cam");
+    stream.handle_session_start();
+    let avc =
+        AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+            .unwrap();
+    stream.handle_tracks(
+        Arc::new(Tracks {
+            video: Some(Track {
+                kind: TrackKind::Video,
+                timescale: VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(avc),
+            }),
+            audio: Some(Track {
+                kind: TrackKind::Audio,
+                timescale: NonZeroU32::new(48_000).unwrap(),
+                codec: CodecConfig::Aac(AacConfig::build(2, 48_000, 2)),
+            }),
+        }),
+        SystemTime::now(),
+    );
+    (streams, stream)
+}
+
+/// Pushes video frames `from..to` (30 fps, keyframe every 60).
+fn push(stream: &LiveStream, from: i64, to: i64) {
+    for n in from..to {
+        let t = MediaTime::new(n * 3000, VIDEO_TIMESCALE);
+        let frame = Frame {
+            kind: TrackKind::Video,
+            dts: t,
+            pts: t,
+            keyframe: n % 60 == 0,
+            data: Bytes::from(vec![0x41; 100]),
+        };
+        stream.handle_frame(frame, SystemTime::now(), Instant::now());
+    }
+}
+
+async fn get(streams: &LiveStreams, uri: &str) -> (StatusCode, axum::http::HeaderMap, Bytes) {
+    let response = super::router(streams.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn statuses_and_cache_headers() {
+    let (streams, stream) = live();
+    push(&stream, 0, 130);
+    let (status, headers, body) = get(&streams, "/live/nope/master.m3u8").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(String::from_utf8_lossy(&body).contains("offline"));
+
+    let (status, headers, body) = get(&streams, "/live/cam/master.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/vnd.apple.mpegurl"
+    );
+    assert!(String::from_utf8_lossy(&body).contains("source/index.m3u8"));
+
+    let (status, headers, _) = get(&streams, "/live/cam/source/index.m3u8").await;
+    assert_eq!(
+        (status, &headers[header::CACHE_CONTROL]),
+        (StatusCode::OK, &"no-cache".parse().unwrap())
+    );
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+
+    for bad in [
+        "_HLS_part=1",
+        "_HLS_msn=x",
+        "_HLS_msn=1&_HLS_part=-1",
+        "_HLS_msn=99",
+    ] {
+        let (status, headers, _) =
+            get(&streams, &format!("/live/cam/source/index.m3u8?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    }
+    assert_eq!(
+        get(&streams, "/live/cam/720p/index.m3u8").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&streams, "/live/cam/source/../../etc/passwd").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&streams, "/live/cam/source/seg-x.m4s").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (status, headers, body) = get(&streams, "/live/cam/source/seg-0.m4s").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "public, max-age=300, immutable"
+    );
+    assert_eq!(
+        headers[header::CONTENT_LENGTH],
+        body.len().to_string().as_str()
+    );
+    assert_eq!(&body[4..8], b"moof");
+    let (status, _, init) = get(&streams, "/live/cam/source/init-0.mp4").await;
+    assert_eq!((status, &init[4..8]), (StatusCode::OK, &b"ftyp"[..]));
+}
+
+#[tokio::test]
+async fn a_blocking_reload_is_answered_once_the_part_exists() {
+    let (streams, stream) = live();
+    push(&stream, 0, 15);
+    // Part 0-1 completes with frame 19; ask for it before it exists.
+    let request = tokio::spawn({
+        let streams = streams.clone();
+        async move {
+            get(
+                &streams,
+                "/live/cam/source/index.m3u8?_HLS_msn=0&_HLS_part=1",
+            )
+            .await
+        }
+    });
+    tokio::task::yield_now().await;
+    push(&stream, 15, 25);
+    let (status, headers, body) = request.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=6");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("URI=\"part-0-1.m4s\""), "{text}");
+}
+
+#[tokio::test]
+async fn the_hinted_part_is_streamed_while_it_grows() {
+    let (streams, stream) = live();
+    push(&stream, 0, 12);
+    // Part 0-1 has frames 10 and 11 so far: it is growing.
+    let response = super::router(streams.clone())
+        .oneshot(
+            Request::get("/live/cam/source/part-0-1.m4s")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get(header::CONTENT_LENGTH).is_none());
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[4..8], b"moof");
+    let rest = tokio::spawn(async move { body.collect().await.unwrap().to_bytes().len() });
+    push(&stream, 12, 25);
+    assert!(
+        rest.await.unwrap() > 0,
+        "the rest of the part arrived as it was produced"
+    );
+    let complete = get(&streams, "/live/cam/source/part-0-1.m4s").await;
+    assert_eq!(complete.0, StatusCode::OK);
+    assert!(complete.1.get(header::CONTENT_LENGTH).is_some());
+}
