@@ -149,11 +149,11 @@ struct SpsFacts {
 
 impl SpsFacts {
     fn read(sps_nal: &[u8]) -> Result<SpsFacts, CodecError> {
-        // Skip the 1-byte NAL header; h264-reader wants the RBSP.
-        let body = sps_nal
-            .get(1..)
-            .ok_or_else(|| CodecError::Sps("empty SPS".into()))?;
-        let rbsp = decode_nal(body).map_err(|e| CodecError::Sps(e.to_string()))?;
+        if sps_nal.is_empty() {
+            return Err(CodecError::Sps("empty SPS".into()));
+        }
+        // `decode_nal` takes the whole NAL unit and drops its header byte itself.
+        let rbsp = decode_nal(sps_nal).map_err(|e| CodecError::Sps(e.to_string()))?;
         let sps = SeqParameterSet::from_bits(BitReader::new(&rbsp[..]))
             .map_err(|e| CodecError::Sps(format!("{e:?}")))?;
         let (width, height) = sps

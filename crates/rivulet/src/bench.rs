@@ -141,7 +141,9 @@ fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
             p50 * 1e3,
             p99 * 1e3
         ),
-        _ => println!("  not measured (no parts were produced)"),
+        _ => {
+            bail!("Rivulet produced no parts: the publishers were not packaged (see the log above)")
+        }
     }
     let per_stream = |cpu: f64| cpu / f64::from(args.streams) * 100.0;
     println!(

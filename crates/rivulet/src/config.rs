@@ -46,7 +46,7 @@ pub(crate) struct ServeArgs {
     pub(crate) segment_target_ms: Option<u32>,
 
     /// Target part duration in milliseconds (LL-HLS partial segments). Players stay
-    /// about three parts behind live. [default: 333]
+    /// about three parts behind live. [default: 334]
     #[arg(long, env = "RIVULET_PART_TARGET_MS", value_name = "MS")]
     pub(crate) part_target_ms: Option<u32>,
 
@@ -161,9 +161,9 @@ impl ServeArgs {
                 .or(file.window_segments)
                 .unwrap_or(defaults.window_segments),
         };
-        packager.validate().context(
-            "invalid packager settings (segment_target_ms, part_target_ms, window_segments)",
-        )?;
+        packager
+            .validate()
+            .context("check segment_target_ms, part_target_ms and window_segments")?;
 
         let mut streams = file.streams;
         for s in &streams {
