@@ -200,7 +200,9 @@ async fn publish_play_block_stream_and_decode() {
         );
     }
 
-    // ffmpeg reads the whole ended stream back and decodes every frame without an error.
+    // ffmpeg reads the whole ended stream back from the multivariant playlist and decodes
+    // every frame without an error.
+    let master_url = server.url("/live/e2e/master.m3u8");
     let (ok, out, err) = run(Command::new("ffprobe")
         .args([
             "-v",
@@ -211,7 +213,7 @@ async fn publish_play_block_stream_and_decode() {
             "-of",
             "csv=p=0",
         ])
-        .arg(&media_url));
+        .arg(&master_url));
     assert!(
         ok && err.trim().is_empty(),
         "ffprobe reported errors: {err}"
@@ -231,7 +233,7 @@ async fn publish_play_block_stream_and_decode() {
     );
     let (ok, _, err) = run(Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
-        .arg(&media_url)
+        .arg(&master_url)
         .args(["-f", "null", "-"]));
     assert!(ok && err.trim().is_empty(), "decode errors: {err}");
 }
