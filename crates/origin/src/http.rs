@@ -66,8 +66,7 @@ async fn multivariant_playlist(
     };
     // Right after a publisher connects there is nothing to describe yet; hold the
     // request briefly rather than failing a player that was waiting for the stream.
-    let deadline = Instant::now() + hold_timeout(&streams);
-    let mut changes = stream.changes();
+    let mut waiter = Waiter::new(&stream, &streams);
     loop {
         let text = {
             let state = stream.lock();
@@ -82,10 +81,7 @@ async fn multivariant_playlist(
             metrics::counter!("origin_requests_total", "kind" => "multivariant").increment(1);
             return playlist_response(text, PLAYLIST_CACHE);
         }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
+        if !waiter.changed().await {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the stream has no media yet; retry shortly",
@@ -110,8 +106,7 @@ async fn media_playlist(
     let Some(index) = rendition_index(&stream, &rendition) else {
         return error(StatusCode::NOT_FOUND, "no such rendition");
     };
-    let deadline = Instant::now() + hold_timeout(&streams);
-    let mut changes = stream.changes();
+    let mut waiter = Waiter::new(&stream, &streams);
     // Right after a publisher connects there is no part yet: an empty playlist is of no
     // use to a player, so hold the request until the first part exists.
     loop {
@@ -123,10 +118,7 @@ async fn media_playlist(
         if has_part {
             break;
         }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
+        if !waiter.changed().await {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the stream has no media yet; retry shortly",
@@ -149,10 +141,7 @@ async fn media_playlist(
                 }
                 Readiness::Wait => {}
             }
-            if tokio::time::timeout_at(deadline, changes.changed())
-                .await
-                .is_err()
-            {
+            if !waiter.changed().await {
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the requested part did not appear in time",
@@ -239,8 +228,7 @@ async fn serve_part(
     msn: u64,
     part: u32,
 ) -> Response {
-    let deadline = Instant::now() + hold_timeout(streams);
-    let mut changes = stream.changes();
+    let mut waiter = Waiter::new(&stream, streams);
     let _held = HeldRequest::new();
     loop {
         let state = PartState::read(&stream, index, msn, part);
@@ -259,8 +247,7 @@ async fn serve_part(
                         part,
                         sent: 0,
                         pending: VecDeque::new(),
-                        changes,
-                        deadline,
+                        waiter,
                         done: false,
                     },
                     GrowingPart::next,
@@ -275,10 +262,7 @@ async fn serve_part(
                 );
             }
         }
-        if tokio::time::timeout_at(deadline, changes.changed())
-            .await
-            .is_err()
-        {
+        if !waiter.changed().await {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the requested part did not start in time",
@@ -330,8 +314,7 @@ struct GrowingPart {
     /// Chunks already handed to the body.
     sent: usize,
     pending: VecDeque<Bytes>,
-    changes: tokio::sync::watch::Receiver<u64>,
-    deadline: Instant,
+    waiter: Waiter,
     done: bool,
 }
 
@@ -365,10 +348,7 @@ impl GrowingPart {
                     ));
                 }
             }
-            if tokio::time::timeout_at(self.deadline, self.changes.changed())
-                .await
-                .is_err()
-            {
+            if !self.waiter.changed().await {
                 return Some((
                     Err(std::io::Error::other("part stopped growing")),
                     self.finish(),
@@ -421,6 +401,29 @@ impl http_body::Body for ChunksBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Waits for changes of one stream, until a deadline shared by one request.
+struct Waiter {
+    changes: tokio::sync::watch::Receiver<u64>,
+    deadline: Instant,
+}
+
+impl Waiter {
+    fn new(stream: &LiveStream, streams: &LiveStreams) -> Self {
+        Self {
+            changes: stream.changes(),
+            deadline: Instant::now() + hold_timeout(streams),
+        }
+    }
+
+    /// Waits for the next change; `false` once the deadline has passed.
+    async fn changed(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout_at(self.deadline, self.changes.changed()).await,
+            Ok(Ok(()))
+        )
     }
 }
 
