@@ -1,8 +1,7 @@
 //! Rivulet's ingest: publishers in, live streams on the [`hub::Hub`] out.
 //!
-//! - [`rtmp::proto`]: the sans-IO RTMP core (handshake incl. the FP9 digest form,
-//!   chunk streams, the server session state machine). No sockets, no tokio.
-//! - [`rtmp::server`]: the tokio listener that drives one session per connection.
+//! - [`rtmp`] (this crate's module): the tokio listener that drives one sans-IO
+//!   [`::rtmp::ServerSession`] per connection (the protocol core is its own crate).
 //! - [`StreamAssembler`]: FLV tag bodies to [`media::Frame`]s, unwrapping RTMP's 32-bit
 //!   millisecond timestamps once, here, per track.
 //! - [`StreamKeys`]: who may publish (a stream key resolves to a stream name).
@@ -13,8 +12,8 @@
 
 mod assemble;
 mod keys;
-pub mod rtmp;
+mod rtmp;
 
 pub use assemble::{AssembleError, Assembled, StreamAssembler};
 pub use keys::{AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, redact};
-pub use rtmp::server::{RtmpConfig, serve};
+pub use rtmp::{RtmpConfig, serve};

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use media::amf0::{self, Amf0Value, Limits};
 
-use super::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, Message};
-use super::handshake::{self, HandshakeError, PACKET_LEN};
-use super::message::*;
+use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkError, ChunkLimits, Message};
+use crate::handshake::{self, HandshakeError, PACKET_LEN};
+use crate::message::*;
 
 /// Settings of a server session.
 #[derive(Clone, Debug)]

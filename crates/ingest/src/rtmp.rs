@@ -10,10 +10,9 @@ use hub::{Hub, HubError, Publisher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::proto::HANDSHAKE_PACKET_LEN;
-use super::proto::session::{ServerSession, SessionConfig, SessionEvent};
 use crate::assemble::{Assembled, StreamAssembler};
 use crate::keys::{PublishRequest, StreamKeys, redact};
+use rtmp::{HANDSHAKE_PACKET_LEN, ServerSession, SessionConfig, SessionEvent};
 
 /// Settings of the RTMP listener.
 #[derive(Clone, Debug, Default)]

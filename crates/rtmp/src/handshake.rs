@@ -95,7 +95,6 @@ pub(crate) fn server_response(
 }
 
 /// The client's C0+C1 (simple handshake).
-#[cfg(test)]
 pub(crate) fn client_hello(random: &[u8; PACKET_LEN], epoch_ms: u32, out: &mut Vec<u8>) {
     out.push(RTMP_VERSION);
     let mut c1 = *random;

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use media::amf0::{self, Amf0Value};
 
-use super::chunk::Message;
+use crate::chunk::Message;
 
 pub(crate) const SET_CHUNK_SIZE: u8 = 1;
 pub(crate) const ABORT: u8 = 2;

@@ -1,4 +1,0 @@
-//! RTMP ingest: the sans-IO [`proto`] core and the tokio [`server`] around it.
-
-pub mod proto;
-pub mod server;
