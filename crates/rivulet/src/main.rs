@@ -2,6 +2,8 @@
 
 mod bench;
 mod config;
+mod demo;
+mod publish;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -21,8 +23,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Everything in one process with a built-in test-pattern publisher: prints the
+    /// URL to watch. The quickest way to see Rivulet work.
+    Demo(demo::DemoArgs),
     /// Run every role in one process: RTMP ingest, packager and HTTP origin.
     Serve(ServeArgs),
+    /// Encode the test pattern or a media file live and publish it over RTMP to one
+    /// or more ingest URLs at once (the same packets to each).
+    Publish(publish::PublishArgs),
     /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
     Bench(bench::BenchArgs),
 }
@@ -44,6 +52,11 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = args.resolve()?;
             runtime.block_on(serve::run(config, serve::shutdown_signal()))
+        }
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Publish(args) => {
+            let plan = args.plan()?;
+            runtime.block_on(publish::run(plan, serve::shutdown_signal()))
         }
         Command::Bench(args) => bench::run(args),
     }

@@ -16,9 +16,46 @@ use tokio::sync::watch;
 
 use crate::config::ServeConfig;
 
+/// The listening sockets of `serve`, bound before anything else starts so that a
+/// caller (`demo`, tests) knows the real ports when it asked for port 0.
+pub(crate) struct Listeners {
+    rtmp: TcpListener,
+    http: TcpListener,
+}
+
+impl Listeners {
+    pub(crate) async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        let rtmp = TcpListener::bind(config.rtmp_listen)
+            .await
+            .with_context(|| format!("cannot listen for RTMP on {} (is another server using the port? set --rtmp-listen)", config.rtmp_listen))?;
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+        Ok(Self { rtmp, http })
+    }
+
+    pub(crate) fn rtmp_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.rtmp.local_addr()
+    }
+
+    pub(crate) fn http_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.http.local_addr()
+    }
+}
+
 /// Runs until `shutdown` completes, then stops accepting and closes cleanly.
 pub(crate) async fn run(
     config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config).await?;
+    serve(config, listeners, shutdown).await
+}
+
+/// [`run`] on listeners bound already.
+pub(crate) async fn serve(
+    config: ServeConfig,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -30,13 +67,7 @@ pub(crate) async fn run(
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-
-    let rtmp_listener = TcpListener::bind(config.rtmp_listen)
-        .await
-        .with_context(|| format!("cannot listen for RTMP on {} (is another server using the port? set --rtmp-listen)", config.rtmp_listen))?;
-    let http_listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+    let (rtmp_listener, http_listener) = (listeners.rtmp, listeners.http);
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
@@ -99,14 +130,17 @@ async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     )
 }
 
+/// `a` as a client would dial it: a wildcard address becomes loopback.
+pub(crate) fn dialable(a: std::net::SocketAddr) -> String {
+    if a.ip().is_unspecified() {
+        format!("127.0.0.1:{}", a.port())
+    } else {
+        a.to_string()
+    }
+}
+
 fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: &ServeConfig) {
-    let host = |a: std::net::SocketAddr| {
-        if a.ip().is_unspecified() {
-            format!("127.0.0.1:{}", a.port())
-        } else {
-            a.to_string()
-        }
-    };
+    let host = dialable;
     println!("Rivulet is running.");
     println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
     println!("  HTTP origin: http://{}/", host(http));

@@ -18,14 +18,19 @@ pub struct Server {
 impl Server {
     /// Starts `rivulet serve` on free loopback ports with the given extra arguments.
     pub fn start(extra: &[&str]) -> Server {
+        Self::start_on("127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Starts `rivulet serve` on the given listen addresses.
+    pub fn start_on(rtmp_listen: &str, http_listen: &str, extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap().keep();
         let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
             .args([
                 "serve",
                 "--rtmp-listen",
-                "127.0.0.1:0",
+                rtmp_listen,
                 "--http-listen",
-                "127.0.0.1:0",
+                http_listen,
                 "--data-dir",
             ])
             .arg(&data)
@@ -134,6 +139,53 @@ pub fn publish(url: &str, seconds: u32) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ffmpeg must be installed (see the README's set-up command)")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `rivulet publish` with `args`; stderr is echoed and collected.
+pub fn rivulet_publish(args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .arg("publish")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rivulet publish");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[publish] {line}");
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (child, log)
+}
+
+/// Waits for `child` to exit, at most `within`; kills it if it does not.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 pub fn client() -> reqwest::Client {

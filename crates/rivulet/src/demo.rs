@@ -1,0 +1,114 @@
+//! `rivulet demo`: `serve` in-process with a demo stream, and the test-pattern
+//! publisher feeding it — a live stream to watch a minute after building, no OBS needed.
+
+use clap::Args;
+use tokio::sync::watch;
+
+use crate::config::{ServeArgs, StreamDecl};
+use crate::publish::{PublishArgs, PublishPlan};
+use crate::serve::{self, Listeners, dialable};
+
+/// The options of `rivulet demo`: those of `serve`, plus the picture to publish.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct DemoArgs {
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+
+    /// Name of the demo stream (in the play URL).
+    #[arg(long, default_value = "demo", value_name = "NAME")]
+    pub(crate) demo_stream: String,
+
+    /// Test pattern size WIDTHxHEIGHT.
+    #[arg(long, default_value = "1280x720", value_name = "WxH")]
+    pub(crate) demo_size: String,
+
+    /// Test pattern bitrate.
+    #[arg(long, default_value = "3M")]
+    pub(crate) demo_bitrate: String,
+}
+
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let mut key_bytes = [0u8; 16];
+    rand::fill(&mut key_bytes[..]);
+    let key: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let demo: StreamDecl = format!("{}={key}", args.demo_stream)
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut config = args.serve.resolve()?;
+    config.streams.push(demo.clone());
+
+    let listeners = Listeners::bind(&config).await?;
+    let (rtmp, http) = (listeners.rtmp_addr()?, listeners.http_addr()?);
+    let segment_target_ms = config.packager.segment_target_ms;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let server = tokio::spawn(serve::serve(config, listeners, stopped()));
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            serve::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    let url = format!("rtmp://{}/live/{key}", dialable(rtmp));
+    let publish = PublishArgs {
+        test_pattern: true,
+        inputs: vec![url],
+        size: Some(
+            args.demo_size
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--demo-size '{}' is not WIDTHxHEIGHT", args.demo_size)
+                })?,
+        ),
+        fps: source::FrameRate::new(30, 1),
+        bitrate: crate::publish::parse_bitrate(&args.demo_bitrate).map_err(anyhow::Error::msg)?,
+        audio_bitrate: 128_000,
+        preset: "veryfast".into(),
+        profile: "high".into(),
+        keyframe_interval_ms: segment_target_ms,
+        looped: false,
+        no_audio: false,
+        name: format!("Rivulet demo: {}", demo.name),
+        duration: None,
+    };
+    let plan: PublishPlan = publish.plan()?;
+    // Our banner goes after the server's, once it answers.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(http).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    println!();
+    println!("Rivulet demo is live.");
+    println!(
+        "  Watch:   http://{}/live/{}/master.m3u8  (Safari, VLC, ffplay or any HLS player)",
+        dialable(http),
+        demo.name
+    );
+    println!(
+        "  Publish from OBS instead: Server rtmp://{}/live, Stream Key {key}",
+        dialable(rtmp)
+    );
+    println!("  Ctrl-C stops everything.");
+
+    let publishing = crate::publish::run(plan, stopped());
+    let outcome = publishing.await;
+    if let Err(e) = &outcome {
+        tracing::error!("demo publisher stopped: {e:#}");
+    }
+    // Ctrl-C stopped both; a publisher that failed on its own stops the server too.
+    let _ = stop_tx.send(true);
+    server.await??;
+    outcome
+}
