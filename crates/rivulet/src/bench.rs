@@ -19,6 +19,17 @@ pub(crate) enum BenchKind {
     /// Passthrough ingest+packaging: part availability delay (p50/p99) and CPU per
     /// 6 Mbps stream, side by side with nginx-rtmp (HLS, 1 s fragments).
     Ingest(IngestBenchArgs),
+    /// Encoder CPU per stream (test pattern + libx264 + AAC + RTMP) at 720p30 and
+    /// 360p30, against the ffmpeg CLI with the same x264 settings, and how well the
+    /// time strip reads back from the packaged output.
+    Encoder(EncoderBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EncoderBenchArgs {
+    /// Seconds of measurement per run (after a warm-up of 3 s).
+    #[arg(long, default_value_t = 15)]
+    pub(crate) seconds: u64,
 }
 
 #[derive(Args, Debug)]
@@ -40,6 +51,7 @@ pub(crate) struct IngestBenchArgs {
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Ingest(a) => ingest(a),
+        BenchKind::Encoder(a) => encoder(a),
     }
 }
 
@@ -247,6 +259,149 @@ fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<Reaped> {
 }
 
 /// utime + stime of `pid` and all its descendants, in clock ticks.
+fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let rtmp_port = free_port()?;
+    let http_port = free_port()?;
+    // One sink for both publishers; only the publishers' CPU is measured.
+    let sink = Reaped(
+        Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--rtmp-listen",
+                &format!("127.0.0.1:{rtmp_port}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http_port}"),
+                "--grace-period-ms",
+                "600000",
+                "--stream",
+                "ours720=ours-720",
+                "--stream",
+                "ours360=ours-360",
+                "--stream",
+                "peer=peer-key",
+            ])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet serve")?,
+    );
+    wait_for_port(rtmp_port)?;
+    let rungs = [(1280u32, 720u32, 3_000_000u64), (640, 360, 1_000_000)];
+    println!(
+        "encoder CPU per stream, {} s each, 30 fps, x264 veryfast + zerolatency, AAC 128k, RTMP to a local sink:",
+        args.seconds
+    );
+    for (w, h, bitrate) in rungs {
+        let ours = Reaped(
+            Command::new(std::env::current_exe()?)
+                .args([
+                    "publish",
+                    "--test-pattern",
+                    "--size",
+                    &format!("{w}x{h}"),
+                    "--fps",
+                    "30",
+                    "--bitrate",
+                    &bitrate.to_string(),
+                    "--preset",
+                    "veryfast",
+                ])
+                .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/ours-{h}"))
+                .env("RIVULET_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("start rivulet publish")?,
+        );
+        let ours_cpu = cpu_over(ours.0.id(), args.seconds)?;
+        drop(ours);
+        let config = encoder::VideoEncoderConfig::new(w, h, source::FrameRate::new(30, 1), bitrate);
+        let peer = Reaped(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-re"])
+                .args(["-f", "lavfi", "-i", &format!("testsrc2=size={w}x{h}:rate=30")])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+                .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
+                .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "60"])
+                .args(["-b:v", &bitrate.to_string(), "-maxrate", &(bitrate * 3 / 2).to_string()])
+                .args(["-bufsize", &(bitrate * 2).to_string(), "-x264-params", &config.x264_params()])
+                .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
+                .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/peer-key"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?,
+        );
+        let peer_cpu = cpu_over(peer.0.id(), args.seconds)?;
+        drop(peer);
+        println!(
+            "  {h}p30: rivulet publish {:5.1} % of a core, ffmpeg {:5.1} %, ratio {:.2}",
+            ours_cpu * 100.0,
+            peer_cpu * 100.0,
+            ours_cpu / peer_cpu.max(f64::EPSILON)
+        );
+    }
+
+    println!("time strip read back from the packaged HLS (rivulet publish, 720p source):");
+    let playlist = http_get(http_port, "/live/ours720/source/index.m3u8")?;
+    let init = http_get_bytes(http_port, "/live/ours720/source/init-0.mp4")?;
+    let segments: Vec<&str> = playlist
+        .lines()
+        .filter(|l| l.starts_with("seg-"))
+        .collect();
+    if segments.is_empty() {
+        bail!("the sink packaged nothing from our publisher:\n{playlist}");
+    }
+    for (w, h) in [(1280u32, 720u32), (640, 360), (416, 234)] {
+        let (mut frames, mut read, mut bad_steps) = (0usize, 0usize, 0usize);
+        for seg in &segments {
+            let body = http_get_bytes(http_port, &format!("/live/ours720/source/{seg}"))?;
+            let file = dir.join("strip.mp4");
+            std::fs::write(&file, [init.as_slice(), body.as_slice()].concat())?;
+            let out = Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-i"])
+                .arg(&file)
+                .args(["-vf", &format!("scale={w}:{h}"), "-fps_mode", "passthrough"])
+                .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+                .output()?;
+            let mut last: Option<u64> = None;
+            for y in out.stdout.chunks_exact((w * h) as usize) {
+                frames += 1;
+                if let Ok(t) = source::time_strip::read(y, w, h, w as usize) {
+                    read += 1;
+                    if let Some(prev) = last
+                        && !(33..=34).contains(&t.wrapping_sub(prev))
+                    {
+                        bad_steps += 1;
+                    }
+                    last = Some(t);
+                }
+            }
+        }
+        println!(
+            "  at {w}x{h}: {read}/{frames} frames read ({:.2} %), {bad_steps} steps not one frame interval",
+            read as f64 * 100.0 / frames.max(1) as f64
+        );
+    }
+    drop(sink);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// CPU (fraction of one core) used by `pid` and its children over `seconds`, after a
+/// 3 s warm-up.
+fn cpu_over(pid: u32, seconds: u64) -> anyhow::Result<f64> {
+    std::thread::sleep(Duration::from_secs(3));
+    let start = process_tree_ticks(pid)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    let ticks = process_tree_ticks(pid)? - start;
+    Ok(ticks as f64 / clock_ticks_per_second() / t0.elapsed().as_secs_f64())
+}
+
 fn process_tree_ticks(pid: u32) -> anyhow::Result<u64> {
     let mut total = 0;
     let mut stack = vec![pid];
@@ -297,6 +452,20 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default())
+}
+
+fn http_get_bytes(port: u16, path: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let body = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| out[i + 4..].to_vec())
+        .unwrap_or_default();
+    Ok(body)
 }
 
 fn free_port() -> anyhow::Result<u16> {

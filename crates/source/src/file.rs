@@ -52,6 +52,7 @@ struct AudioIn {
     resampler: Option<(
         ff::software::resampling::Context,
         (ff::format::Sample, u32, u16),
+        ff::ChannelLayout,
     )>,
     next_sample: i64,
     queue: VecDeque<AudioFrame>,
@@ -346,7 +347,7 @@ impl FileSource {
             };
             let channels = decoded.channels().max(1);
             let key = (decoded.format(), decoded.rate(), channels);
-            if a.resampler.as_ref().is_none_or(|(_, k)| *k != key) {
+            if a.resampler.as_ref().is_none_or(|(_, k, _)| *k != key) {
                 let layout = if decoded.channel_layout().channels() == i32::from(channels) {
                     decoded.channel_layout()
                 } else {
@@ -364,7 +365,7 @@ impl FileSource {
                     path: self.name.clone(),
                     reason: format!("cannot convert {key:?} sound: {e}"),
                 })?;
-                a.resampler = Some((resampler, key));
+                a.resampler = Some((resampler, key, layout));
             }
             // Room for the rate change plus what the resampler holds back.
             let capacity = decoded.samples() * SAMPLE_RATE as usize / key.1.max(1) as usize + 256;
@@ -373,7 +374,10 @@ impl FileSource {
                 capacity,
                 ff::ChannelLayout::default(2),
             );
-            if let Some((resampler, _)) = a.resampler.as_mut() {
+            if let Some((resampler, _, layout)) = a.resampler.as_mut() {
+                // Decoders of raw PCM leave the layout unspecified; the resampler
+                // insists that every frame match what it was built for.
+                decoded.set_channel_layout(layout.clone());
                 resampler
                     .run(&decoded, &mut out)
                     .map_err(|e| SourceError::Decode {
