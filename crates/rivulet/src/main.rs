@@ -2,11 +2,13 @@
 
 mod bench;
 mod config;
+mod metadata;
 mod serve;
+mod streams;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::ServeArgs;
+use crate::config::{MetaArgs, ServeArgs};
 
 /// Rivulet: a self-hosted low-latency live streaming platform.
 ///
@@ -21,8 +23,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run every role in one process: RTMP ingest, packager and HTTP origin.
+    /// Run every role in one process: RTMP ingest, packager, HTTP origin and the
+    /// metadata server (API, database).
     Serve(ServeArgs),
+    /// Run the metadata server alone: the /api over its database.
+    Meta(MetaArgs),
+    /// Create, list, change, re-key and delete streams through a server's API.
+    Streams(streams::StreamsArgs),
     /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
     Bench(bench::BenchArgs),
 }
@@ -45,6 +52,11 @@ fn main() -> anyhow::Result<()> {
             let config = args.resolve()?;
             runtime.block_on(serve::run(config, serve::shutdown_signal()))
         }
+        Command::Meta(args) => {
+            let config = args.resolve()?;
+            runtime.block_on(metadata::run(config, serve::shutdown_signal()))
+        }
+        Command::Streams(args) => runtime.block_on(streams::run(args)),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServeConfig;
+use crate::metadata;
 
 /// Runs until `shutdown` completes, then stops accepting and closes cleanly.
 pub(crate) async fn run(
@@ -40,13 +41,17 @@ pub(crate) async fn run(
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
+    // Streams and keys live in the metadata store; the declared ones are upserted.
+    let store = metadata::open_store(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        &config.streams,
+    )
+    .await?;
+    let (token, token_source) =
+        metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
     let hub = Hub::new();
-    let keys = Arc::new(ingest::StaticKeys::new(
-        config
-            .streams
-            .iter()
-            .map(|s| (s.name.clone(), s.key.clone())),
-    ));
+    let keys = Arc::new(store.clone());
     let streams = LiveStreams::new(OriginConfig {
         packager: config.packager.clone(),
         grace_period: config.grace_period,
@@ -68,10 +73,28 @@ pub(crate) async fn run(
 
     let app = Router::new()
         .merge(origin::router(streams.clone()))
+        .merge(meta::api::router(store.clone(), token.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(move || metrics_page(prometheus.clone())));
 
     print_banner(rtmp_addr, http_addr, &config);
+    metadata::print_api_banner(
+        &format!("http://{}", display_addr(http_addr)),
+        &token,
+        token_source,
+        &config.data_dir,
+    );
+
+    // Subscribed before the RTMP listener starts, so that every publish session is seen.
+    let node = metadata::node_name(rtmp_addr.port());
+    metadata::reset_node(&store, &node).await;
+    let live = tokio::spawn(metadata::track_live(
+        hub.clone(),
+        hub.announcements(),
+        store.clone(),
+        node.clone(),
+        stopped(),
+    ));
 
     let rtmp = tokio::spawn(ingest::serve(
         rtmp_listener,
@@ -87,6 +110,10 @@ pub(crate) async fn run(
         .context("HTTP server failed")?;
     rtmp.await.context("RTMP server task panicked")?;
     feed.await.context("feed task panicked")?;
+    live.await.context("live state task panicked")?;
+    // Publishers were cut by the shutdown: their streams are no longer live here.
+    metadata::reset_node(&store, &node).await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -99,14 +126,17 @@ async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     )
 }
 
+/// An address to show to people: a wildcard listener is reachable on loopback.
+pub(crate) fn display_addr(a: std::net::SocketAddr) -> String {
+    if a.ip().is_unspecified() {
+        format!("127.0.0.1:{}", a.port())
+    } else {
+        a.to_string()
+    }
+}
+
 fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: &ServeConfig) {
-    let host = |a: std::net::SocketAddr| {
-        if a.ip().is_unspecified() {
-            format!("127.0.0.1:{}", a.port())
-        } else {
-            a.to_string()
-        }
-    };
+    let host = display_addr;
     println!("Rivulet is running.");
     println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
     println!("  HTTP origin: http://{}/", host(http));
@@ -120,7 +150,9 @@ fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: 
         );
     }
     if config.streams.is_empty() {
-        println!("  No streams declared: add --stream NAME=KEY to accept publishers.");
+        println!(
+            "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY."
+        );
     }
 }
 
