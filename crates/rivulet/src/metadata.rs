@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use hub::{Hub, Session};
-use meta::{AdminToken, LiveReport, MetaStore, StreamName, TokenSource};
+use meta::{AdminToken, ListQuery, LiveReport, MetaStore, StreamEvent, StreamName, TokenSource};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
@@ -161,6 +161,59 @@ async fn follow_session(hub: Hub, store: MetaStore, node: String, session: Arc<S
     // Conditional on `since`: if a new publish already started, it stays live.
     if let Err(e) = store.set_offline(&info.stream, Some(since)).await {
         tracing::warn!(stream = %info.stream, error = %e, "cannot record the stream as offline");
+    }
+}
+
+/// Keeps the origin's stream titles (its `EXT-X-SESSION-DATA`) equal to the store's
+/// until `stop`: all of them first, then every change.
+pub(crate) async fn sync_titles(
+    store: MetaStore,
+    streams: origin::LiveStreams,
+    stop: impl Future<Output = ()>,
+) {
+    // Subscribed before the first load, so that no change falls between the two.
+    let mut changes = store.subscribe();
+    let mut reload = true;
+    tokio::pin!(stop);
+    loop {
+        if reload {
+            reload = false;
+            if let Err(e) = load_titles(&store, &streams).await {
+                tracing::warn!(error = %e, "cannot load stream titles for the playlists");
+            }
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            change = changes.recv() => match change {
+                Ok(StreamEvent::Metadata { stream, title, .. }) => {
+                    streams.set_title(&stream, Some(&title));
+                }
+                Ok(StreamEvent::Deleted { stream }) => streams.set_title(&stream, None),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
+
+async fn load_titles(
+    store: &MetaStore,
+    streams: &origin::LiveStreams,
+) -> Result<(), meta::MetaError> {
+    let mut query = ListQuery {
+        limit: meta::MAX_PAGE,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = store.list(&query).await?;
+        for s in &page.streams {
+            streams.set_title(&s.name, Some(&s.title));
+        }
+        match page.next_cursor {
+            Some(cursor) => query.after = Some(StreamName::parse(&cursor)?),
+            None => return Ok(()),
+        }
     }
 }
 

@@ -103,6 +103,11 @@ pub(crate) async fn run(
         ingest::RtmpConfig::default(),
         stopped(),
     ));
+    let titles = tokio::spawn(metadata::sync_titles(
+        store.clone(),
+        streams.clone(),
+        stopped(),
+    ));
     let feed = tokio::spawn(origin::run_feed(streams, hub, stopped()));
     axum::serve(http_listener, app)
         .with_graceful_shutdown(stopped())
@@ -111,6 +116,7 @@ pub(crate) async fn run(
     rtmp.await.context("RTMP server task panicked")?;
     feed.await.context("feed task panicked")?;
     live.await.context("live state task panicked")?;
+    titles.await.context("title task panicked")?;
     // Publishers were cut by the shutdown: their streams are no longer live here.
     metadata::reset_node(&store, &node).await;
     store.close().await;

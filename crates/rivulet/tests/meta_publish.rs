@@ -51,6 +51,33 @@ async fn stream_created_by_api_publishes_and_rotated_key_is_refused() {
     let live = wait_for_state(&server, "e2e-meta", true).await;
     assert!(live["live"]["since"].as_i64().unwrap() > 0);
     assert!(live["live"]["ingest_node"].is_string());
+    // The title is in the multivariant playlist, and follows an edit.
+    let master = get_when_ready(
+        &server.url("/live/e2e-meta/master.m3u8"),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        master.contains("#EXT-X-SESSION-DATA:DATA-ID=\"com.rivulet.title\",VALUE=\"End to end\""),
+        "{master}"
+    );
+    let response = client
+        .patch(server.url("/api/streams/e2e-meta"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"title": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !get_text(&server.url("/live/e2e-meta/master.m3u8"))
+        .await
+        .1
+        .contains("VALUE=\"Renamed\"")
+    {
+        assert!(Instant::now() < deadline, "the playlist kept the old title");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let status = tokio::task::spawn_blocking(move || ffmpeg.wait().unwrap())
         .await
         .unwrap();
@@ -182,5 +209,76 @@ async fn wait_for_state(server: &Server, name: &str, live: bool) -> Value {
             "stream '{name}' did not become live={live}: {body}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `rivulet meta` alone: it generates an admin token on first start and prints it once;
+/// streams persist in DATA_DIR/meta.db across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_alone_generates_its_token_once_and_keeps_streams() {
+    let data = tempfile::tempdir().unwrap();
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+            .args(["meta", "--http-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .env_remove("RIVULET_ADMIN_TOKEN")
+            .env_remove("RIVULET_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (mut http, mut token_line) = (None, None);
+        for line in std::io::BufRead::lines(stdout).map_while(Result::ok) {
+            if let Some(url) = line.trim().strip_prefix("HTTP: ") {
+                http = Some(url.trim_end_matches('/').to_owned());
+            }
+            if line.trim().starts_with("Admin token") {
+                token_line = Some(line.trim().to_owned());
+                break;
+            }
+        }
+        (Killed(child), http.unwrap(), token_line.unwrap())
+    };
+
+    let (first, http, line) = start();
+    assert!(line.contains("generated"), "{line}");
+    let token = line.rsplit(' ').next().unwrap().to_owned();
+    let saved = std::fs::read_to_string(data.path().join("admin-token")).unwrap();
+    assert_eq!(saved.trim(), token);
+    let response = client()
+        .post(format!("{http}/api/streams"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "kept", "title": "Still here"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    drop(first);
+
+    let (_second, http, line) = start();
+    assert!(
+        !line.contains(&token),
+        "the token is printed only once: {line}"
+    );
+    let (status, body) = get_text(&format!("{http}/api/streams/kept")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Still here"));
+    let response = client()
+        .delete(format!("{http}/api/streams/kept"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "the stored token still works");
+}
+
+/// A child process killed (and reaped) on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
