@@ -37,7 +37,9 @@ impl Harness {
     pub async fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let store = MetaStore::connect(None, dir.path()).await.unwrap();
-        assert!(dir.path().join("meta.db").exists());
+        // Byte 18 of an SQLite file header is 2 in WAL mode.
+        let header = std::fs::read(dir.path().join("meta.db")).unwrap();
+        assert_eq!(header[18], 2, "meta.db is not in WAL mode");
         Self::serve(store, Some(dir)).await
     }
 
@@ -171,16 +173,22 @@ fn start_cluster() -> Result<String, String> {
     let bin = find_postgres_bin().ok_or(
         "no /usr/lib/postgresql/*/bin/initdb (install Debian's `postgresql` package: scripts/setup.sh)",
     )?;
-    let dir = tempfile::Builder::new()
-        .prefix("rivulet-pg-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
-        .keep();
-    // PostgreSQL refuses to run as root: run it as the `postgres` user the package made.
+    // PostgreSQL refuses to run as root: run it as the `postgres` user the package made,
+    // in a directory under /tmp, which that user can reach (root's TMPDIR may not be).
     let as_root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let parent = if as_root {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("rivulet-pg-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
+        .keep();
     let run_as: Vec<String> = if as_root {
         let chown = Command::new("chown")
             .args(["-R", "postgres:postgres"])
