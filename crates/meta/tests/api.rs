@@ -683,3 +683,41 @@ impl SseReader {
         .expect("no SSE event within 10 s")
     }
 }
+
+/// Key-check latency on the ingest path (the goal: under 5 ms). Measured, not
+/// asserted, because this machine's timing is shared; run with
+/// `cargo test -p meta --test api -- --ignored --nocapture key_check_latency`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn key_check_latency() {
+    let mut harnesses = vec![("sqlite", Harness::sqlite().await)];
+    if let Some(h) = Harness::postgres("key_check_latency").await {
+        harnesses.push(("postgres", h));
+    }
+    for (db, h) in harnesses {
+        let mut keys = Vec::new();
+        for i in 0..200 {
+            let created = h.create(json!({"name": format!("s{i}")})).await;
+            keys.push(created["key"].as_str().unwrap().to_owned());
+        }
+        let mut times = Vec::new();
+        for round in 0..5 {
+            for key in &keys {
+                let start = std::time::Instant::now();
+                assert!(authorize(&h, "live", key).await.is_ok());
+                if round > 0 {
+                    times.push(start.elapsed());
+                }
+            }
+        }
+        times.sort();
+        let pct = |p: usize| times[times.len() * p / 100];
+        println!(
+            "{db}: key check over {} lookups: p50 {:?}, p99 {:?}, max {:?}",
+            times.len(),
+            pct(50),
+            pct(99),
+            times[times.len() - 1]
+        );
+    }
+}
