@@ -9,6 +9,9 @@ packages=(
   libswresample-dev libavfilter-dev libavdevice-dev
   # run and test: ffmpeg as a real publisher/decoder, nginx-rtmp as a peer for benchmarks
   ffmpeg nginx libnginx-mod-rtmp
+  # test: a real PostgreSQL for the metadata store's tests (they start their own
+  # throwaway cluster on loopback; the packaged service is not used)
+  postgresql
 )
 
 missing=()
@@ -26,6 +29,14 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
     $sudo systemctl stop nginx || true
   fi
+fi
+
+# test: validates the OpenAPI document the metadata API serves (PyPI, by name).
+if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+  echo "setup: installing openapi-spec-validator (PyPI)"
+  python3 -m pip install --quiet openapi-spec-validator 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages openapi-spec-validator \
+    || echo "setup: could not install openapi-spec-validator; its test will say SKIPPED" >&2
 fi
 
 if ! command -v cargo >/dev/null; then

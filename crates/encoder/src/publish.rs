@@ -383,13 +383,15 @@ async fn run_url(
         status.set(UrlState::Connecting);
         let outcome = match establish(&status.url, &config).await {
             Ok((socket, session)) => {
+                // Subscribed before the caller hears we are up, so that not even the
+                // first packets it sends (the first keyframe) can be missed.
+                let rx = packets.subscribe();
                 if let Some(f) = first.take() {
                     let _ = f.send(Ok(()));
                 }
                 backoff = Duration::from_millis(500);
                 status.set(UrlState::Publishing);
                 tracing::info!(url = %status.url, "publishing");
-                let rx = packets.subscribe();
                 stream_media(socket, session, rx, start.clone(), stop.clone(), &status).await
             }
             Err(e) => Err(e),

@@ -27,6 +27,8 @@ const PLAYLIST_CACHE: &str = "no-cache";
 /// lifetime is bounded (not a year) because a restarted origin may number again
 /// from the encoder's timestamps.
 const MEDIA_CACHE: &str = "public, max-age=300, immutable";
+/// `EXT-X-SESSION-DATA` DATA-ID of the stream's title (reverse-DNS, as RFC 8216 asks).
+const TITLE_DATA_ID: &str = "com.rivulet.title";
 /// Errors (a part that does not exist *yet*) must not be cached.
 const ERROR_CACHE: &str = "no-store";
 
@@ -68,6 +70,12 @@ async fn multivariant_playlist(
     // request briefly rather than failing a player that was waiting for the stream.
     let mut waiter = Waiter::new(&stream, &streams);
     loop {
+        let title = streams.title(&name);
+        let session_data: Vec<(&str, &str)> = title
+            .as_deref()
+            .map(|t| (TITLE_DATA_ID, t))
+            .into_iter()
+            .collect();
         let text = {
             let state = stream.lock();
             let variants: Vec<_> = state
@@ -75,7 +83,7 @@ async fn multivariant_playlist(
                 .iter()
                 .filter_map(|r| r.packager.variant().map(|v| (r.name.as_str(), v)))
                 .collect();
-            (!variants.is_empty()).then(|| package::multivariant_playlist(&variants, &[]))
+            (!variants.is_empty()).then(|| package::multivariant_playlist(&variants, &session_data))
         };
         if let Some(text) = text {
             metrics::counter!("origin_requests_total", "kind" => "multivariant").increment(1);

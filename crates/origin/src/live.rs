@@ -46,6 +46,9 @@ pub enum StreamPhase {
 #[derive(Clone)]
 pub struct LiveStreams {
     streams: Arc<RwLock<HashMap<String, Arc<LiveStream>>>>,
+    /// Stream titles, from the metadata server, for `EXT-X-SESSION-DATA`. Kept apart
+    /// from `streams` because a stream has a title before it is ever published.
+    titles: Arc<RwLock<HashMap<String, String>>>,
     config: Arc<OriginConfig>,
 }
 
@@ -53,8 +56,32 @@ impl LiveStreams {
     pub fn new(config: OriginConfig) -> Self {
         Self {
             streams: Arc::default(),
+            titles: Arc::default(),
             config: Arc::new(config),
         }
+    }
+
+    /// Sets the title the multivariant playlist of `name` carries as
+    /// `EXT-X-SESSION-DATA` (`com.rivulet.title`); `None` or empty removes it.
+    pub fn set_title(&self, name: &str, title: Option<&str>) {
+        let mut titles = self.titles.write().unwrap_or_else(|e| e.into_inner());
+        match title.filter(|t| !t.is_empty()) {
+            Some(t) => {
+                titles.insert(name.to_owned(), t.to_owned());
+            }
+            None => {
+                titles.remove(name);
+            }
+        }
+    }
+
+    /// The title set for `name`, if any.
+    pub fn title(&self, name: &str) -> Option<String> {
+        self.titles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn config(&self) -> &OriginConfig {

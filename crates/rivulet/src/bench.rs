@@ -322,12 +322,34 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
         let peer = Reaped(
             Command::new("ffmpeg")
                 .args(["-hide_banner", "-loglevel", "error", "-re"])
-                .args(["-f", "lavfi", "-i", &format!("testsrc2=size={w}x{h}:rate=30")])
+                .args([
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    &format!("testsrc2=size={w}x{h}:rate=30"),
+                ])
                 .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-                .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency"])
+                .args([
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-tune",
+                    "zerolatency",
+                ])
                 .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "60"])
-                .args(["-b:v", &bitrate.to_string(), "-maxrate", &(bitrate * 3 / 2).to_string()])
-                .args(["-bufsize", &(bitrate * 2).to_string(), "-x264-params", &config.x264_params()])
+                .args([
+                    "-b:v",
+                    &bitrate.to_string(),
+                    "-maxrate",
+                    &(bitrate * 3 / 2).to_string(),
+                ])
+                .args([
+                    "-bufsize",
+                    &(bitrate * 2).to_string(),
+                    "-x264-params",
+                    &config.x264_params(),
+                ])
                 .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
                 .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/peer-key"))
                 .stdin(Stdio::null())
@@ -348,10 +370,7 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
     println!("time strip read back from the packaged HLS (rivulet publish, 720p source):");
     let playlist = http_get(http_port, "/live/ours720/source/index.m3u8")?;
     let init = http_get_bytes(http_port, "/live/ours720/source/init-0.mp4")?;
-    let segments: Vec<&str> = playlist
-        .lines()
-        .filter(|l| l.starts_with("seg-"))
-        .collect();
+    let segments: Vec<&str> = playlist.lines().filter(|l| l.starts_with("seg-")).collect();
     if segments.is_empty() {
         bail!("the sink packaged nothing from our publisher:\n{playlist}");
     }

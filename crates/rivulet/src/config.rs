@@ -40,6 +40,21 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 
+    /// The metadata database: postgres://USER:PASSWORD@HOST/DB for PostgreSQL (several
+    /// nodes sharing it), or sqlite://PATH. [default: the SQLite file DATA_DIR/meta.db]
+    #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// Bearer token for the admin API (creating streams, keys). If none is set, one is
+    /// generated on the first start, stored in DATA_DIR/admin-token and printed once.
+    #[arg(
+        long,
+        env = "RIVULET_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) admin_token: Option<String>,
+
     /// Target segment duration in milliseconds; segments are cut at the first
     /// keyframe at or after each multiple of it. [default: 2000]
     #[arg(long, env = "RIVULET_SEGMENT_TARGET_MS", value_name = "MS")]
@@ -86,18 +101,8 @@ impl std::str::FromStr for StreamDecl {
 
 impl StreamDecl {
     fn validate(&self) -> Result<(), String> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !name_ok {
-            return Err(format!(
-                "stream name '{}' must be 1-64 characters of letters, digits, '-' or '_' (it appears in URLs)",
-                self.name
-            ));
-        }
+        // The metadata store's naming rule, so that every declared stream can be stored.
+        meta::StreamName::parse(&self.name).map_err(|e| e.reason)?;
         if self.key.len() < 4
             || self
                 .key
@@ -120,6 +125,8 @@ struct FileConfig {
     rtmp_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
     segment_target_ms: Option<u32>,
     part_target_ms: Option<u32>,
     window_segments: Option<usize>,
@@ -134,6 +141,9 @@ pub(crate) struct ServeConfig {
     pub(crate) rtmp_listen: SocketAddr,
     pub(crate) http_listen: SocketAddr,
     pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: Option<String>,
+    /// `None`: use the one in the data directory, or generate it.
+    pub(crate) admin_token: Option<meta::AdminToken>,
     pub(crate) streams: Vec<StreamDecl>,
     pub(crate) packager: package::PackagerConfig,
     pub(crate) grace_period: Duration,
@@ -200,6 +210,14 @@ impl ServeArgs {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("rivulet-data")),
+            database_url: self.database_url.clone().or(file.database_url),
+            admin_token: self
+                .admin_token
+                .clone()
+                .or(file.admin_token)
+                .map(meta::AdminToken::new)
+                .transpose()
+                .context("check --admin-token (RIVULET_ADMIN_TOKEN, admin_token)")?,
             streams,
             packager,
             grace_period: Duration::from_millis(
@@ -207,6 +225,83 @@ impl ServeArgs {
                     .or(file.grace_period_ms)
                     .unwrap_or(10_000),
             ),
+        })
+    }
+}
+
+/// The options of `rivulet meta`: the metadata server alone (API and database).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct MetaArgs {
+    /// TOML configuration file (the same file as `serve`'s; keys `meta` does not use
+    /// are ignored). Flags and RIVULET_… environment variables win over it.
+    #[arg(long, env = "RIVULET_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address of the HTTP server (the /api). [default: 0.0.0.0:8080]
+    #[arg(long, env = "RIVULET_HTTP_LISTEN", value_name = "ADDR")]
+    pub(crate) http_listen: Option<SocketAddr>,
+
+    /// Directory for state (the SQLite database, the generated admin token).
+    /// [default: ./rivulet-data]
+    #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// The metadata database: postgres://USER:PASSWORD@HOST/DB, or sqlite://PATH.
+    /// [default: the SQLite file DATA_DIR/meta.db]
+    #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// Bearer token for the admin API. If none is set, one is generated on the first
+    /// start, stored in DATA_DIR/admin-token and printed once.
+    #[arg(
+        long,
+        env = "RIVULET_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) admin_token: Option<String>,
+
+    /// Declares a stream NAME with the secret KEY (created, or given this key, at
+    /// start). Repeatable. In the environment: comma-separated NAME=KEY pairs.
+    #[arg(
+        long = "stream",
+        env = "RIVULET_STREAMS",
+        value_name = "NAME=KEY",
+        value_delimiter = ','
+    )]
+    pub(crate) streams: Vec<StreamDecl>,
+}
+
+/// The resolved configuration of `meta`.
+#[derive(Debug, Clone)]
+pub(crate) struct MetaConfig {
+    pub(crate) http_listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: Option<String>,
+    pub(crate) admin_token: Option<meta::AdminToken>,
+    pub(crate) streams: Vec<StreamDecl>,
+}
+
+impl MetaArgs {
+    /// Merges flags/environment over the config file over the defaults, and validates.
+    pub(crate) fn resolve(&self) -> anyhow::Result<MetaConfig> {
+        // `serve`'s resolution does the merging and checks; `meta` takes its share.
+        let serve = ServeArgs {
+            config: self.config.clone(),
+            http_listen: self.http_listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            admin_token: self.admin_token.clone(),
+            streams: self.streams.clone(),
+            ..Default::default()
+        }
+        .resolve()?;
+        Ok(MetaConfig {
+            http_listen: serve.http_listen,
+            data_dir: serve.data_dir,
+            database_url: serve.database_url,
+            admin_token: serve.admin_token,
+            streams: serve.streams,
         })
     }
 }
@@ -241,6 +336,33 @@ mod tests {
         assert_eq!(c.rtmp_listen, "0.0.0.0:1935".parse().expect("addr"));
         assert_eq!(c.packager.part_target_ms, 300);
         assert_eq!(c.streams.len(), 2);
+        assert_eq!(c.database_url, None);
+        assert!(c.admin_token.is_none());
+    }
+
+    #[test]
+    fn meta_takes_its_share_of_the_same_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "rtmp_listen = \"127.0.0.1:1\"\ndatabase_url = \"postgres://db/x\"\nadmin_token = \"from-the-file\"\n",
+        )
+        .expect("write");
+        let c = MetaArgs {
+            config: Some(path),
+            admin_token: Some("from-the-flag".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("valid");
+        assert_eq!(c.database_url.as_deref(), Some("postgres://db/x"));
+        assert!(c.admin_token.expect("token").matches("from-the-flag"));
+        let short = MetaArgs {
+            admin_token: Some("short".into()),
+            ..Default::default()
+        };
+        assert!(format!("{:#}", short.resolve().unwrap_err()).contains("admin-token"));
     }
 
     #[test]
@@ -257,6 +379,7 @@ mod tests {
                 .unwrap_err()
                 .contains("letters, digits")
         );
+        assert!("Upper=key1".parse::<StreamDecl>().is_err());
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rivulet.toml");
         std::fs::write(&path, "part_target_msec = 250\n").expect("write");

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 use crate::config::{ServeArgs, StreamDecl};
 use crate::publish::{PublishArgs, PublishPlan};
-use crate::serve::{self, Listeners, dialable};
+use crate::serve::{self, Listeners, display_addr};
 
 /// The options of `rivulet demo`: those of `serve`, plus the picture to publish.
 #[derive(Args, Debug, Clone)]
@@ -58,7 +58,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         });
     }
 
-    let url = format!("rtmp://{}/live/{key}", dialable(rtmp));
+    let url = format!("rtmp://{}/live/{key}", display_addr(rtmp));
     let publish = PublishArgs {
         test_pattern: true,
         inputs: vec![url],
@@ -82,9 +82,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         duration: None,
     };
     let plan: PublishPlan = publish.plan()?;
-    // Our banner goes after the server's, once it answers.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(http).await.is_ok() {
+    // Our banner goes after the server's: wait until it answers HTTP.
+    for _ in 0..200 {
+        if healthy(http).await {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -93,12 +93,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Rivulet demo is live.");
     println!(
         "  Watch:   http://{}/live/{}/master.m3u8  (Safari, VLC, ffplay or any HLS player)",
-        dialable(http),
+        display_addr(http),
         demo.name
     );
     println!(
         "  Publish from OBS instead: Server rtmp://{}/live, Stream Key {key}",
-        dialable(rtmp)
+        display_addr(rtmp)
     );
     println!("  Ctrl-C stops everything.");
 
@@ -111,4 +111,17 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     server.await??;
     outcome
+}
+
+/// Whether `/healthz` answers 200 (the server has started serving).
+async fn healthy(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(display_addr(addr)).await else {
+        return false;
+    };
+    if s.write_all(b"GET /healthz HTTP/1.0\r\n\r\n").await.is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.is_ok() && head.ends_with(b" 200")
 }

@@ -3,12 +3,14 @@
 mod bench;
 mod config;
 mod demo;
+mod metadata;
 mod publish;
 mod serve;
+mod streams;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::ServeArgs;
+use crate::config::{MetaArgs, ServeArgs};
 
 /// Rivulet: a self-hosted low-latency live streaming platform.
 ///
@@ -26,16 +28,33 @@ enum Command {
     /// Everything in one process with a built-in test-pattern publisher: prints the
     /// URL to watch. The quickest way to see Rivulet work.
     Demo(demo::DemoArgs),
-    /// Run every role in one process: RTMP ingest, packager and HTTP origin.
+    /// Run every role in one process: RTMP ingest, packager, HTTP origin and the
+    /// metadata server (API, database).
     Serve(ServeArgs),
     /// Encode the test pattern or a media file live and publish it over RTMP to one
     /// or more ingest URLs at once (the same packets to each).
     Publish(publish::PublishArgs),
+    /// Run the metadata server alone: the /api over its database.
+    Meta(MetaArgs),
+    /// Create, list, change, re-key and delete streams through a server's API.
+    Streams(streams::StreamsArgs),
     /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
     Bench(bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+/// Errors end the process with one line naming what was wrong (and its causes), not
+/// a backtrace: they are for the person at the terminal.
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -58,6 +77,11 @@ fn main() -> anyhow::Result<()> {
             let plan = args.plan()?;
             runtime.block_on(publish::run(plan, serve::shutdown_signal()))
         }
+        Command::Meta(args) => {
+            let config = args.resolve()?;
+            runtime.block_on(metadata::run(config, serve::shutdown_signal()))
+        }
+        Command::Streams(args) => runtime.block_on(streams::run(args)),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServeConfig;
+use crate::metadata;
 
 /// The listening sockets of `serve`, bound before anything else starts so that a
 /// caller (`demo`, tests) knows the real ports when it asked for port 0.
@@ -71,13 +72,17 @@ pub(crate) async fn serve(
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
+    // Streams and keys live in the metadata store; the declared ones are upserted.
+    let store = metadata::open_store(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        &config.streams,
+    )
+    .await?;
+    let (token, token_source) =
+        metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
     let hub = Hub::new();
-    let keys = Arc::new(ingest::StaticKeys::new(
-        config
-            .streams
-            .iter()
-            .map(|s| (s.name.clone(), s.key.clone())),
-    ));
+    let keys = Arc::new(store.clone());
     let streams = LiveStreams::new(OriginConfig {
         packager: config.packager.clone(),
         grace_period: config.grace_period,
@@ -99,16 +104,39 @@ pub(crate) async fn serve(
 
     let app = Router::new()
         .merge(origin::router(streams.clone()))
+        .merge(meta::api::router(store.clone(), token.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(move || metrics_page(prometheus.clone())));
 
     print_banner(rtmp_addr, http_addr, &config);
+    metadata::print_api_banner(
+        &format!("http://{}", display_addr(http_addr)),
+        &token,
+        token_source,
+        &config.data_dir,
+    );
+
+    // Subscribed before the RTMP listener starts, so that every publish session is seen.
+    let node = metadata::node_name(rtmp_addr.port());
+    metadata::reset_node(&store, &node).await;
+    let live = tokio::spawn(metadata::track_live(
+        hub.clone(),
+        hub.announcements(),
+        store.clone(),
+        node.clone(),
+        stopped(),
+    ));
 
     let rtmp = tokio::spawn(ingest::serve(
         rtmp_listener,
         hub.clone(),
         keys,
         ingest::RtmpConfig::default(),
+        stopped(),
+    ));
+    let titles = tokio::spawn(metadata::sync_titles(
+        store.clone(),
+        streams.clone(),
         stopped(),
     ));
     let feed = tokio::spawn(origin::run_feed(streams, hub, stopped()));
@@ -118,6 +146,11 @@ pub(crate) async fn serve(
         .context("HTTP server failed")?;
     rtmp.await.context("RTMP server task panicked")?;
     feed.await.context("feed task panicked")?;
+    live.await.context("live state task panicked")?;
+    titles.await.context("title task panicked")?;
+    // Publishers were cut by the shutdown: their streams are no longer live here.
+    metadata::reset_node(&store, &node).await;
+    store.close().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -130,8 +163,8 @@ async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     )
 }
 
-/// `a` as a client would dial it: a wildcard address becomes loopback.
-pub(crate) fn dialable(a: std::net::SocketAddr) -> String {
+/// An address to show to people: a wildcard listener is reachable on loopback.
+pub(crate) fn display_addr(a: std::net::SocketAddr) -> String {
     if a.ip().is_unspecified() {
         format!("127.0.0.1:{}", a.port())
     } else {
@@ -140,7 +173,7 @@ pub(crate) fn dialable(a: std::net::SocketAddr) -> String {
 }
 
 fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: &ServeConfig) {
-    let host = dialable;
+    let host = display_addr;
     println!("Rivulet is running.");
     println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
     println!("  HTTP origin: http://{}/", host(http));
@@ -154,7 +187,9 @@ fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: 
         );
     }
     if config.streams.is_empty() {
-        println!("  No streams declared: add --stream NAME=KEY to accept publishers.");
+        println!(
+            "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY."
+        );
     }
 }
 

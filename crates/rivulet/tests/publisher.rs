@@ -111,16 +111,26 @@ async fn time_strip_reads_back_through_hls_at_every_size() {
                 segment.uri,
                 times.len()
             );
+            // Consecutive frames are one frame interval apart (a frame the encoder
+            // dropped on a loaded machine shows as two; never anything else).
+            let mut exact = 0;
             for pair in times.windows(2) {
                 let step = pair[1] - pair[0];
+                let frames = (step as f64 / (1000.0 / 30.0)).round();
                 assert!(
-                    (33..=34).contains(&step),
+                    frames >= 1.0 && (step as f64 - frames * 1000.0 / 30.0).abs() <= 1.0,
                     "{} at {w}x{h}: capture times {} then {}",
                     segment.uri,
                     pair[0],
                     pair[1]
                 );
+                exact += usize::from(frames == 1.0);
             }
+            assert!(
+                exact * 10 >= (times.len() - 1) * 9,
+                "{}: too many frames dropped",
+                segment.uri
+            );
             let first = times[0];
             assert!(
                 first.abs_diff(pdt) <= 100,
@@ -130,7 +140,7 @@ async fn time_strip_reads_back_through_hls_at_every_size() {
             if w == 640 {
                 if let Some(last) = previous_last {
                     assert!(
-                        (33..=34).contains(&(first - last)),
+                        (33..=67).contains(&(first - last)),
                         "gap between segments: {last} then {first}"
                     );
                 }

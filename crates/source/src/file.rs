@@ -377,7 +377,7 @@ impl FileSource {
             if let Some((resampler, _, layout)) = a.resampler.as_mut() {
                 // Decoders of raw PCM leave the layout unspecified; the resampler
                 // insists that every frame match what it was built for.
-                decoded.set_channel_layout(layout.clone());
+                decoded.set_channel_layout(*layout);
                 resampler
                     .run(&decoded, &mut out)
                     .map_err(|e| SourceError::Decode {

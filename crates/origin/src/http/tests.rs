@@ -187,3 +187,23 @@ async fn the_hinted_part_is_streamed_while_it_grows() {
     assert_eq!(complete.0, StatusCode::OK);
     assert!(complete.1.get(header::CONTENT_LENGTH).is_some());
 }
+
+#[tokio::test]
+async fn the_title_is_session_data_in_the_multivariant_playlist() {
+    let (streams, stream) = live();
+    push(&stream, 0, 130);
+    let (_, _, body) = get(&streams, "/live/cam/master.m3u8").await;
+    assert!(!String::from_utf8_lossy(&body).contains("EXT-X-SESSION-DATA"));
+
+    streams.set_title("cam", Some("Say \"hi\""));
+    let (_, _, body) = get(&streams, "/live/cam/master.m3u8").await;
+    assert!(
+        String::from_utf8_lossy(&body)
+            .contains("#EXT-X-SESSION-DATA:DATA-ID=\"com.rivulet.title\",VALUE=\"Say 'hi'\"\n"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    streams.set_title("cam", None);
+    let (_, _, body) = get(&streams, "/live/cam/master.m3u8").await;
+    assert!(!String::from_utf8_lossy(&body).contains("EXT-X-SESSION-DATA"));
+}

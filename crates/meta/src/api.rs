@@ -1,0 +1,557 @@
+//! The REST API under `/api`, its OpenAPI document and the SSE event stream.
+//!
+//! Routes and document come from the same `#[utoipa::path]` attributes (registered
+//! with `utoipa_axum::routes!`), so the document at `/api/openapi.json` lists exactly
+//! the routes served.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use bytes::Bytes;
+use futures::Stream as FuturesStream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::MetaError;
+use crate::events::StreamEvent;
+use crate::model::{
+    ListQuery, MAX_PAGE, NewStream, Stream, StreamName, StreamPage, StreamUpdate, StreamWithKey,
+    normalize_tag,
+};
+use crate::secret::AdminToken;
+use crate::store::MetaStore;
+
+/// The `/api` routes, `/api/openapi.json` included, ready to merge into a server.
+pub fn router(store: MetaStore, admin: AdminToken) -> axum::Router {
+    let (router, doc) = api_router().split_for_parts();
+    // Serialised once: the document does not change while the server runs.
+    let doc = Bytes::from(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .route("/api/{*rest}", any(unknown_endpoint))
+        .with_state(ApiState {
+            store,
+            admin: Arc::new(admin),
+        })
+}
+
+/// The OpenAPI document of [`router`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The answer to every failed request: `{"error": "...", "field": "..."}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The request field at fault (body field or query parameter), if one is.
+    pub field: Option<String>,
+}
+
+#[derive(Clone)]
+struct ApiState {
+    store: MetaStore,
+    admin: Arc<AdminToken>,
+}
+
+fn api_router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(create_stream, list_streams))
+        .routes(routes!(get_stream, update_stream, delete_stream))
+        .routes(routes!(rotate_key))
+        .routes(routes!(stream_events))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rivulet API",
+        description = "Streams of a Rivulet server: their public metadata, their secret keys (admin only) and live state. Admin endpoints need `Authorization: Bearer TOKEN`."
+    ),
+    modifiers(&AdminAuth),
+    tags((name = "streams", description = "Streams: name, title, description, tags, live state")),
+    components(schemas(StreamEvent, ErrorBody))
+)]
+struct ApiDoc;
+
+struct AdminAuth;
+
+impl Modify for AdminAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "--admin-token / RIVULET_ADMIN_TOKEN, or the token generated in DATA_DIR/admin-token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Create a stream. The answer holds its secret key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/streams",
+    tag = "streams",
+    request_body = NewStream,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created; `key` is shown only now", body = StreamWithKey),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "A stream with this name exists", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+    )
+)]
+async fn create_stream(
+    _: Admin,
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<NewStream>,
+) -> Result<Response, ApiError> {
+    let created = state.store.create(body.validate()?).await?;
+    let location = format!("/api/streams/{}", created.stream.name);
+    let mut response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// Query parameters of `GET /api/streams`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameters; they are parsed by `parse_list_query`
+struct ListParams {
+    /// Only streams with this tag (compared after trimming and lowercasing).
+    tag: Option<String>,
+    /// Only live (`true`) or only offline (`false`) streams.
+    live: Option<bool>,
+    /// Streams per page, 1-500. Default 50.
+    limit: Option<u32>,
+    /// Streams to skip.
+    offset: Option<u64>,
+    /// Cursor: only streams whose name sorts after this one (the previous page's `next_cursor`).
+    after: Option<String>,
+}
+
+/// List streams, sorted by name.
+#[utoipa::path(
+    get,
+    path = "/api/streams",
+    tag = "streams",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of streams", body = StreamPage),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+    )
+)]
+async fn list_streams(
+    State(state): State<ApiState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<StreamPage>, ApiError> {
+    let query = parse_list_query(query.as_deref().unwrap_or(""))?;
+    Ok(Json(state.store.list(&query).await?))
+}
+
+/// Get one stream.
+#[utoipa::path(
+    get,
+    path = "/api/streams/{name}",
+    tag = "streams",
+    params(("name" = String, Path, description = "The stream's public name")),
+    responses(
+        (status = 200, description = "The stream", body = Stream),
+        (status = 404, description = "No such stream", body = ErrorBody),
+    )
+)]
+async fn get_stream(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Json<Stream>, ApiError> {
+    Ok(Json(state.store.get(&path_name(&name)?).await?))
+}
+
+/// Change a stream's title, description or tags. Absent fields are left as they are;
+/// `add_tags`/`remove_tags` edit the tag set in place (safe for concurrent editors).
+#[utoipa::path(
+    patch,
+    path = "/api/streams/{name}",
+    tag = "streams",
+    params(("name" = String, Path, description = "The stream's public name")),
+    request_body = StreamUpdate,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The stream after the change", body = Stream),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+    )
+)]
+async fn update_stream(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<StreamUpdate>,
+) -> Result<Json<Stream>, ApiError> {
+    let name = path_name(&name)?;
+    Ok(Json(state.store.update(&name, body.validate()?).await?))
+}
+
+/// Delete a stream. Its key stops working at once.
+#[utoipa::path(
+    delete,
+    path = "/api/streams/{name}",
+    tag = "streams",
+    params(("name" = String, Path, description = "The stream's public name")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+    )
+)]
+async fn delete_stream(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.delete(&path_name(&name)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Give a stream a new secret key, shown this once. The old key stops working at once.
+#[utoipa::path(
+    post,
+    path = "/api/streams/{name}/rotate-key",
+    tag = "streams",
+    params(("name" = String, Path, description = "The stream's public name")),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The stream and its new key", body = StreamWithKey),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+    )
+)]
+async fn rotate_key(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let rotated = state.store.rotate_key(&path_name(&name)?).await?;
+    Ok((no_store(), Json(rotated)).into_response())
+}
+
+/// Server-sent events of one stream. First a `snapshot` event (the stream as a
+/// `Stream` object), then `metadata`, `live`, `offline` events (`StreamEvent` objects)
+/// as they happen, and `deleted` last if the stream is deleted. A client that falls
+/// behind gets a fresh `snapshot` instead of the events it missed.
+#[utoipa::path(
+    get,
+    path = "/api/streams/{name}/events",
+    tag = "streams",
+    params(("name" = String, Path, description = "The stream's public name")),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = StreamEvent),
+        (status = 404, description = "No such stream", body = ErrorBody),
+    )
+)]
+async fn stream_events(
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+) -> Result<Sse<impl FuturesStream<Item = Result<Event, Infallible>>>, ApiError> {
+    let name = path_name(&name)?;
+    // Subscribe before reading the snapshot, so that no change falls between the two.
+    let rx = state.store.subscribe();
+    let snapshot = state.store.get(&name).await?;
+    let events = EventFeed {
+        store: state.store,
+        name,
+        rx,
+        last_version: 0,
+        pending: Some(snapshot),
+        done: false,
+    };
+    Ok(Sse::new(futures::stream::unfold(events, EventFeed::next)).keep_alive(KeepAlive::default()))
+}
+
+/// The state of one SSE connection.
+struct EventFeed {
+    store: MetaStore,
+    name: StreamName,
+    rx: broadcast::Receiver<StreamEvent>,
+    /// The version of what the client shows: older events are not sent.
+    last_version: i64,
+    /// A snapshot to send next.
+    pending: Option<Stream>,
+    done: bool,
+}
+
+impl EventFeed {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some(snapshot) = self.pending.take() {
+                self.last_version = snapshot.version;
+                return Some((Ok(sse_event("snapshot", &snapshot)), self));
+            }
+            match self.rx.recv().await {
+                Ok(event) if event.stream() == self.name.as_str() => match event.version() {
+                    None => {
+                        self.done = true;
+                        return Some((Ok(sse_event(event.name(), &event)), self));
+                    }
+                    Some(v) if v <= self.last_version => continue,
+                    Some(v) => {
+                        self.last_version = v;
+                        return Some((Ok(sse_event(event.name(), &event)), self));
+                    }
+                },
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match self.store.get(&self.name).await {
+                        Ok(snapshot) => self.pending = Some(snapshot),
+                        Err(MetaError::NotFound(_)) => {
+                            self.done = true;
+                            let event = StreamEvent::Deleted {
+                                stream: self.name.to_string(),
+                            };
+                            return Some((Ok(sse_event(event.name(), &event)), self));
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot resync an SSE client; closing it");
+                            return None;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn sse_event(name: &str, data: &impl Serialize) -> Event {
+    // Our event types always serialise; the fallback only keeps the type honest.
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+}
+
+async fn unknown_endpoint() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such API endpoint: see /api/openapi.json",
+        None,
+    )
+}
+
+/// Proof that the request carries the admin token.
+struct Admin;
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match presented {
+            Some(token) if state.admin.matches(token.trim()) => Ok(Admin),
+            Some(_) => Err(ApiError::unauthorized("the admin token is wrong")),
+            None => Err(ApiError::unauthorized(
+                "this endpoint needs the admin token: send Authorization: Bearer TOKEN",
+            )),
+        }
+    }
+}
+
+/// A JSON body whose errors are answered as [`ErrorBody`] naming the field at fault.
+/// Any content type is accepted: `curl -d` sends a form type by default.
+struct JsonBody<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e: BytesRejection| ApiError::new(e.status(), e.body_text(), None))?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = (path != ".").then_some(path);
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid JSON body: {}", e.inner()),
+                    field,
+                )
+            })
+    }
+}
+
+/// A stream name from a path. A name that breaks the naming rule cannot exist, so
+/// it is answered like any unknown stream.
+fn path_name(name: &str) -> Result<StreamName, ApiError> {
+    StreamName::parse(name).map_err(|_| MetaError::NotFound(name.to_owned()).into())
+}
+
+fn parse_list_query(query: &str) -> Result<ListQuery, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed query string: {e}"),
+            None,
+        )
+    })?;
+    let bad = |field: &str, reason: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, reason, Some(field.to_owned()))
+    };
+    let mut out = ListQuery::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "tag" => {
+                out.tag = Some(normalize_tag(&value, "tag").map_err(|e| bad("tag", e.reason))?);
+            }
+            "live" => {
+                out.live = Some(match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad("live", format!("'{value}' is not true or false"))),
+                });
+            }
+            "limit" => {
+                out.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "limit",
+                            format!("'{value}' is not a number from 1 to {MAX_PAGE}"),
+                        )
+                    })?;
+            }
+            "offset" => {
+                out.offset = value
+                    .parse()
+                    .map_err(|_| bad("offset", format!("'{value}' is not a whole number")))?;
+            }
+            "after" | "cursor" => {
+                out.after = Some(
+                    StreamName::parse_field(&value, "after").map_err(|e| bad(&key, e.reason))?,
+                );
+            }
+            _ => {
+                return Err(bad(
+                    &key,
+                    format!("unknown parameter '{key}': use tag, live, limit, offset or after"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 1] {
+    // Answers that carry a secret key must not be kept by any cache.
+    [(header::CACHE_CONTROL, "no-store")]
+}
+
+/// An error answer.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>, field: Option<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                field,
+            },
+        }
+    }
+
+    fn unauthorized(reason: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, reason, None)
+    }
+}
+
+impl From<MetaError> for ApiError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Invalid(v) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, v.reason, Some(v.field))
+            }
+            MetaError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string(), None),
+            MetaError::Conflict { field, .. } => {
+                Self::new(StatusCode::CONFLICT, e.to_string(), Some(field.to_owned()))
+            }
+            MetaError::Database(sqlx::Error::PoolTimedOut) => {
+                tracing::error!(error = %e, "metadata store busy");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is busy; try again",
+                    None,
+                )
+            }
+            _ => {
+                tracing::error!(error = %e, "metadata request failed");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
+            }
+        }
+    }
+}
+
+impl From<crate::model::ValidationError> for ApiError {
+    fn from(e: crate::model::ValidationError) -> Self {
+        MetaError::Invalid(e).into()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, no_store(), Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

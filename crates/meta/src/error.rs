@@ -1,0 +1,29 @@
+//! The store's errors.
+
+use crate::model::ValidationError;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    /// A field is invalid (answered as 422, naming the field).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("no stream named '{0}'")]
+    NotFound(String),
+    /// A unique value is taken: `field` is `name` (another stream has this name) or
+    /// `key` (another stream has this key).
+    #[error("{field} '{value}' is already used by another stream")]
+    Conflict { field: &'static str, value: String },
+    #[error(
+        "the database URL '{0}' is not supported: use postgres://… or sqlite://… (or leave it unset for DATA_DIR/meta.db)"
+    )]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot apply the database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored value that this version cannot read (e.g. renditions that are not JSON).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,39 @@
+//! Rivulet's metadata server: what a stream *is*.
+//!
+//! A stream has a public name (in play URLs), a secret key (in the publish URL; only
+//! its SHA-256 is stored, the key is shown once on creation and on rotation), a title,
+//! a description, tags, and a live state reported by the ingest. This crate holds them
+//! in SQLite (a file in the data directory, the default) or PostgreSQL (by URL), serves
+//! them as a REST API under `/api`, pushes changes over server-sent events, and answers
+//! the ingest's key check.
+//!
+//! Not here: sockets of its own (the caller serves [`api::router`] with axum), media.
+//!
+//! Main types and call order:
+//! 1. [`MetaStore::connect`] opens the database and applies the migrations.
+//! 2. [`AdminToken::load_or_generate`] gets the token that guards the admin endpoints.
+//! 3. [`api::router`] builds the `/api` routes over the store; merge it into a server.
+//! 4. The store is an [`ingest::StreamKeys`]: hand it to `ingest::serve`. Report
+//!    publishes with [`MetaStore::set_live`] / [`MetaStore::set_offline`].
+//! 5. [`MetaStore::subscribe`] follows every change; [`MetaStore::title`] gives the title
+//!    the origin puts into `EXT-X-SESSION-DATA`.
+
+pub mod api;
+mod error;
+mod events;
+mod keys;
+mod model;
+mod secret;
+mod store;
+
+pub use error::MetaError;
+pub use events::StreamEvent;
+pub use model::{
+    DEFAULT_PAGE, ListQuery, LiveReport, LiveState, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_PAGE,
+    MAX_TAG_LEN, MAX_TAGS, MAX_TITLE_LEN, NewStream, Stream, StreamName, StreamPage, StreamUpdate,
+    StreamWithKey, ValidNewStream, ValidStreamUpdate, ValidationError, normalize_tag,
+};
+pub use secret::{
+    AdminToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenSource, generate_key, hash_key,
+};
+pub use store::{Backend, MetaStore, SQLITE_FILE, redact_url, sqlite_url};

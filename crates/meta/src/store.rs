@@ -1,0 +1,683 @@
+//! The stream store: sqlx's Any driver over an SQLite file or PostgreSQL.
+//!
+//! All SQL here is written once for both databases: `$N` placeholders (SQLite reads
+//! them as numbered parameters too), `ON CONFLICT`, `RETURNING`, integer epoch-ms
+//! times and integer booleans, so that the only per-database text is the schema
+//! (`migrations/sqlite`, `migrations/postgres`).
+//!
+//! Every write transaction starts with a write to the stream's row. On SQLite that takes
+//! the database's write lock at once (waiting for it under `busy_timeout`) instead of
+//! upgrading a read lock later, which WAL mode refuses with `SQLITE_BUSY` under
+//! concurrency; on PostgreSQL it locks the row, which serialises concurrent edits of
+//! one stream, so that `add_tags` from many clients at once lose nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
+use tokio::sync::broadcast;
+
+use crate::error::MetaError;
+use crate::events::StreamEvent;
+use crate::model::{
+    ListQuery, LiveReport, LiveState, MAX_TAGS, Stream, StreamName, StreamPage, StreamWithKey,
+    ValidNewStream, ValidStreamUpdate, ValidationError,
+};
+use crate::secret::{generate_key, hash_key};
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The streams and their metadata. Cheap to clone; clones share the connection pool
+/// and the event channel.
+#[derive(Clone, Debug)]
+pub struct MetaStore {
+    pool: AnyPool,
+    backend: Backend,
+    events: broadcast::Sender<StreamEvent>,
+}
+
+impl MetaStore {
+    /// Opens the database at `database_url` if given (`postgres://…` or `sqlite://…`),
+    /// else the SQLite file `meta.db` in `data_dir` (created if missing), and applies
+    /// the migrations.
+    pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, MetaError> {
+        match database_url {
+            Some(url) => Self::open(url).await,
+            None => Self::open(&sqlite_url(&data_dir.join(SQLITE_FILE))).await,
+        }
+    }
+
+    /// Opens the database at `url` and applies the migrations.
+    pub async fn open(url: &str) -> Result<Self, MetaError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(MetaError::UnsupportedUrl(redact_url(url)));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match backend {
+            Backend::Postgres => options.max_connections(16),
+            Backend::Sqlite => options.max_connections(8).after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // sqlx's SQLite URL has no way to say these; they are per connection
+                    // (journal_mode is stored in the file, and setting it again is free).
+                    for pragma in [
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = NORMAL",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            }),
+        };
+        let pool = options.connect(url).await?;
+        Migrator::new(EmbeddedMigrations(backend))
+            .await?
+            .run(&pool)
+            .await?;
+        tracing::debug!(?backend, "metadata store open");
+        Ok(Self {
+            pool,
+            backend,
+            events: broadcast::channel(EVENT_CAPACITY).0,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Every change from now on, to any stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<StreamEvent> {
+        self.events.subscribe()
+    }
+
+    /// Closes the pool, waiting for connections in use to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Creates a stream with a new random key, returned this once.
+    pub async fn create(&self, new: ValidNewStream) -> Result<StreamWithKey, MetaError> {
+        let key = generate_key();
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query(
+            "INSERT INTO streams (name, key_hash, title, description, created_at, updated_at, version, live) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 0) RETURNING id",
+        )
+        .bind(new.name.as_str())
+        .bind(hash_key(&key))
+        .bind(new.title.as_str())
+        .bind(new.description.as_str())
+        .bind(now)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, new.name.as_str()))?
+        .try_get(0)?;
+        for tag in &new.tags {
+            add_tag(&mut tx, id, tag).await?;
+        }
+        let stream = fetch_stream(&mut tx, new.name.as_str()).await?;
+        tx.commit().await?;
+        self.emit(metadata_event(&stream));
+        Ok(StreamWithKey { stream, key })
+    }
+
+    /// Declares a stream with a key chosen by the operator (`--stream NAME=KEY`):
+    /// creates it, or gives an existing stream of that name this key. Returns whether
+    /// anything changed.
+    pub async fn upsert_with_key(&self, name: &StreamName, key: &str) -> Result<bool, MetaError> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "INSERT INTO streams (name, key_hash, title, description, created_at, updated_at, version, live) \
+             VALUES ($1, $2, '', '', $3, $4, 1, 0) \
+             ON CONFLICT (name) DO UPDATE SET key_hash = excluded.key_hash, \
+                 updated_at = excluded.updated_at, version = streams.version + 1 \
+             WHERE streams.key_hash <> excluded.key_hash",
+        )
+        .bind(name.as_str())
+        .bind(hash_key(key))
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, name.as_str()))?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// One stream, as the public sees it.
+    pub async fn get(&self, name: &StreamName) -> Result<Stream, MetaError> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_stream(&mut conn, name.as_str()).await
+    }
+
+    /// The title of `name`, or `None` if there is no such stream: what the origin puts
+    /// in the multivariant playlist's `EXT-X-SESSION-DATA`.
+    pub async fn title(&self, name: &str) -> Result<Option<String>, MetaError> {
+        let row = sqlx::query("SELECT title FROM streams WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// A page of streams, by name, filtered.
+    pub async fn list(&self, query: &ListQuery) -> Result<StreamPage, MetaError> {
+        let mut sql = format!("SELECT {STREAM_COLUMNS} FROM streams s WHERE 1 = 1");
+        let mut args = Args::default();
+        if let Some(live) = query.live {
+            sql += &format!(" AND s.live = {}", args.push(Arg::Int(i64::from(live))));
+        }
+        if let Some(after) = &query.after {
+            sql += &format!(" AND s.name > {}", args.push(Arg::Text(after.to_string())));
+        }
+        if let Some(tag) = &query.tag {
+            sql += &format!(
+                " AND EXISTS (SELECT 1 FROM stream_tags st JOIN tags t ON t.id = st.tag_id \
+                 WHERE st.stream_id = s.id AND t.name = {})",
+                args.push(Arg::Text(tag.clone()))
+            );
+        }
+        let limit = args.push(Arg::Int(i64::from(query.limit)));
+        let offset = args.push(Arg::Int(i64::try_from(query.offset).unwrap_or(i64::MAX)));
+        sql += &format!(" ORDER BY s.name LIMIT {limit} OFFSET {offset}");
+
+        let mut conn = self.pool.acquire().await?;
+        let rows = args.bind(sqlx::query(&sql)).fetch_all(&mut *conn).await?;
+        let ids = rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>("id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut tags = load_tags(&mut conn, &ids).await?;
+        let streams = rows
+            .iter()
+            .zip(&ids)
+            .map(|(row, id)| stream_from_row(row, tags.remove(id).unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = if streams.len() == query.limit as usize {
+            streams.last().map(|s| s.name.clone())
+        } else {
+            None
+        };
+        Ok(StreamPage {
+            streams,
+            next_cursor,
+        })
+    }
+
+    /// Applies an edit atomically and returns the stream as it is after it.
+    pub async fn update(
+        &self,
+        name: &StreamName,
+        update: ValidStreamUpdate,
+    ) -> Result<Stream, MetaError> {
+        let mut args = Args::default();
+        let mut sql = format!(
+            "UPDATE streams SET updated_at = {}, version = version + 1",
+            args.push(Arg::Int(now_ms()))
+        );
+        if let Some(title) = update.title {
+            sql += &format!(", title = {}", args.push(Arg::Text(title)));
+        }
+        if let Some(description) = update.description {
+            sql += &format!(", description = {}", args.push(Arg::Text(description)));
+        }
+        sql += &format!(
+            " WHERE name = {} RETURNING id",
+            args.push(Arg::Text(name.to_string()))
+        );
+
+        let mut tx = self.pool.begin().await?;
+        let row = args
+            .bind(sqlx::query(&sql))
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| MetaError::NotFound(name.to_string()))?;
+        let id: i64 = row.try_get(0)?;
+        if let Some(tags) = &update.tags {
+            sqlx::query("DELETE FROM stream_tags WHERE stream_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for tag in tags {
+                add_tag(&mut tx, id, tag).await?;
+            }
+        }
+        for tag in &update.add_tags {
+            add_tag(&mut tx, id, tag).await?;
+        }
+        for tag in &update.remove_tags {
+            sqlx::query(
+                "DELETE FROM stream_tags WHERE stream_id = $1 \
+                 AND tag_id IN (SELECT id FROM tags WHERE name = $2)",
+            )
+            .bind(id)
+            .bind(tag.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let stream = fetch_stream(&mut tx, name.as_str()).await?;
+        if stream.tags.len() > MAX_TAGS {
+            // Dropping `tx` rolls the whole edit back.
+            return Err(ValidationError::new(
+                if update.add_tags.is_empty() {
+                    "tags"
+                } else {
+                    "add_tags"
+                },
+                format!("a stream has at most {MAX_TAGS} tags"),
+            )
+            .into());
+        }
+        tx.commit().await?;
+        self.emit(metadata_event(&stream));
+        Ok(stream)
+    }
+
+    /// Deletes a stream; its key stops working at once.
+    pub async fn delete(&self, name: &StreamName) -> Result<(), MetaError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("DELETE FROM streams WHERE name = $1 RETURNING id")
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| MetaError::NotFound(name.to_string()))?;
+        let id: i64 = row.try_get(0)?;
+        // The foreign key cascades too; this keeps a database opened without
+        // `foreign_keys = ON` (e.g. by the sqlite3 shell) from leaving rows behind.
+        sqlx::query("DELETE FROM stream_tags WHERE stream_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.emit(StreamEvent::Deleted {
+            stream: name.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Gives a stream a new random key, returned this once; the old key stops
+    /// working at once (a publish already running is not cut).
+    pub async fn rotate_key(&self, name: &StreamName) -> Result<StreamWithKey, MetaError> {
+        let key = generate_key();
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE streams SET key_hash = $1, updated_at = $2, version = version + 1 WHERE name = $3",
+        )
+        .bind(hash_key(&key))
+        .bind(now_ms())
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(MetaError::NotFound(name.to_string()));
+        }
+        let stream = fetch_stream(&mut tx, name.as_str()).await?;
+        tx.commit().await?;
+        Ok(StreamWithKey { stream, key })
+    }
+
+    /// The name of the stream whose key is `key`, if any.
+    pub async fn stream_for_key(&self, key: &str) -> Result<Option<String>, MetaError> {
+        let row = sqlx::query("SELECT name FROM streams WHERE key_hash = $1")
+            .bind(hash_key(key))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Marks a stream live with the facts the ingest knows.
+    pub async fn set_live(&self, name: &str, report: &LiveReport) -> Result<(), MetaError> {
+        let renditions = report.renditions.as_ref().map(serde_json::Value::to_string);
+        let row = sqlx::query(
+            "UPDATE streams SET live = 1, live_since = $1, ingest_node = $2, ingest_bitrate = $3, \
+                 renditions = $4, updated_at = $5, version = version + 1 \
+             WHERE name = $6 RETURNING version",
+        )
+        .bind(report.since)
+        .bind(report.ingest_node.clone())
+        .bind(report.ingest_bitrate)
+        .bind(renditions)
+        .bind(now_ms())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| MetaError::NotFound(name.to_owned()))?;
+        self.emit(StreamEvent::Live {
+            stream: name.to_owned(),
+            version: row.try_get(0)?,
+            live: LiveState {
+                live: true,
+                since: Some(report.since),
+                ingest_node: report.ingest_node.clone(),
+                ingest_bitrate: report.ingest_bitrate,
+                renditions: report.renditions.clone(),
+            },
+        });
+        Ok(())
+    }
+
+    /// Marks a stream offline, if it is live. With `since`, only if the live publish
+    /// is the one that started then: an offline report that arrives after the next
+    /// publish started must not end that one.
+    pub async fn set_offline(&self, name: &str, since: Option<i64>) -> Result<(), MetaError> {
+        let mut args = Args::default();
+        let mut sql = format!(
+            "UPDATE streams SET live = 0, live_since = NULL, ingest_bitrate = NULL, \
+                 renditions = NULL, updated_at = {}, version = version + 1 \
+             WHERE live = 1 AND name = {}",
+            args.push(Arg::Int(now_ms())),
+            args.push(Arg::Text(name.to_owned())),
+        );
+        if let Some(since) = since {
+            sql += &format!(" AND live_since = {}", args.push(Arg::Int(since)));
+        }
+        sql += " RETURNING version";
+        if let Some(row) = args
+            .bind(sqlx::query(&sql))
+            .fetch_optional(&self.pool)
+            .await?
+        {
+            self.emit(StreamEvent::Offline {
+                stream: name.to_owned(),
+                version: row.try_get(0)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks offline every stream that `node` reported live: at start, a node's
+    /// publishes from before a crash are gone.
+    pub async fn reset_node(&self, node: &str) -> Result<usize, MetaError> {
+        let rows = sqlx::query(
+            "UPDATE streams SET live = 0, live_since = NULL, ingest_bitrate = NULL, \
+                 renditions = NULL, updated_at = $1, version = version + 1 \
+             WHERE live = 1 AND ingest_node = $2 RETURNING name, version",
+        )
+        .bind(now_ms())
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            self.emit(StreamEvent::Offline {
+                stream: row.try_get(0)?,
+                version: row.try_get(1)?,
+            });
+        }
+        Ok(rows.len())
+    }
+
+    fn emit(&self, event: StreamEvent) {
+        // An error only means nobody is listening.
+        let _ = self.events.send(event);
+    }
+}
+
+/// The sqlx URL of an SQLite file, created if missing.
+pub fn sqlite_url(path: &Path) -> String {
+    // Percent-encode the path: a data directory may contain spaces, '#' or '?'.
+    let mut url = String::from("sqlite://");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url += &format!("%{b:02X}");
+        }
+    }
+    url + "?mode=rwc"
+}
+
+/// A URL for logs: the password, if any, replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The SQLite file in the data directory.
+pub const SQLITE_FILE: &str = "meta.db";
+
+/// Events buffered for a slow SSE client before it is told it lagged (and resyncs).
+const EVENT_CAPACITY: usize = 1024;
+
+const STREAM_COLUMNS: &str = "s.id, s.name, s.title, s.description, s.thumbnail, s.created_at, \
+     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions";
+
+async fn fetch_stream(conn: &mut AnyConnection, name: &str) -> Result<Stream, MetaError> {
+    let row = sqlx::query(&format!(
+        "SELECT {STREAM_COLUMNS} FROM streams s WHERE s.name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| MetaError::NotFound(name.to_owned()))?;
+    let id: i64 = row.try_get("id")?;
+    let tags = load_tags(conn, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    stream_from_row(&row, tags)
+}
+
+/// Tags of the given streams, each list sorted.
+async fn load_tags(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, MetaError> {
+    let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut args = Args::default();
+    let list = ids
+        .iter()
+        .map(|id| args.push(Arg::Int(*id)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "SELECT st.stream_id, t.name FROM stream_tags st JOIN tags t ON t.id = st.tag_id \
+         WHERE st.stream_id IN ({list}) ORDER BY t.name"
+    );
+    for row in args.bind(sqlx::query(&sql)).fetch_all(&mut *conn).await? {
+        out.entry(row.try_get(0)?)
+            .or_default()
+            .push(row.try_get(1)?);
+    }
+    Ok(out)
+}
+
+async fn add_tag(conn: &mut AnyConnection, stream_id: i64, tag: &str) -> Result<(), MetaError> {
+    sqlx::query("INSERT INTO tags (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+        .bind(tag)
+        .execute(&mut *conn)
+        .await?;
+    let tag_id: i64 = sqlx::query("SELECT id FROM tags WHERE name = $1")
+        .bind(tag)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get(0)?;
+    sqlx::query(
+        "INSERT INTO stream_tags (stream_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(stream_id)
+    .bind(tag_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn stream_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Stream, MetaError> {
+    let name: String = row.try_get("name")?;
+    let renditions = row
+        .try_get::<Option<String>, _>("renditions")?
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| MetaError::Corrupt(format!("renditions of stream '{name}': {e}")))
+        })
+        .transpose()?;
+    Ok(Stream {
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        tags,
+        thumbnail: row.try_get("thumbnail")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
+        live: LiveState {
+            live: row.try_get::<i64, _>("live")? != 0,
+            since: row.try_get("live_since")?,
+            ingest_node: row.try_get("ingest_node")?,
+            ingest_bitrate: row.try_get("ingest_bitrate")?,
+            renditions,
+        },
+        name,
+    })
+}
+
+fn metadata_event(stream: &Stream) -> StreamEvent {
+    StreamEvent::Metadata {
+        stream: stream.name.clone(),
+        version: stream.version,
+        title: stream.title.clone(),
+        description: stream.description.clone(),
+        tags: stream.tags.clone(),
+        updated_at: stream.updated_at,
+    }
+}
+
+/// Maps a unique-constraint violation to a conflict naming the field.
+fn unique_violation(e: sqlx::Error, name: &str) -> MetaError {
+    if let sqlx::Error::Database(db) = &e
+        && db.is_unique_violation()
+    {
+        // PostgreSQL names the constraint; SQLite only says it in the message.
+        let on_key = db.constraint().is_some_and(|c| c.contains("key_hash"))
+            || db.message().contains("key_hash");
+        return if on_key {
+            MetaError::Conflict {
+                field: "key",
+                value: "(hidden)".into(),
+            }
+        } else {
+            MetaError::Conflict {
+                field: "name",
+                value: name.to_owned(),
+            }
+        };
+    }
+    MetaError::Database(e)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Arguments of a query whose text is built at run time, numbered as they are pushed.
+#[derive(Default)]
+struct Args(Vec<Arg>);
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl Args {
+    /// Adds an argument and returns its placeholder (`$N`).
+    fn push(&mut self, arg: Arg) -> String {
+        self.0.push(arg);
+        format!("${}", self.0.len())
+    }
+
+    fn bind<'q>(
+        &'q self,
+        mut query: Query<'q, Any, AnyArguments<'q>>,
+    ) -> Query<'q, Any, AnyArguments<'q>> {
+        for arg in &self.0 {
+            query = match arg {
+                Arg::Text(s) => query.bind(s.as_str()),
+                Arg::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }
+}
+
+/// The migrations, compiled into the binary so that it runs without its source tree.
+#[derive(Debug)]
+struct EmbeddedMigrations(Backend);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        let files: &[(i64, &str, &str)] = match self.0 {
+            Backend::Sqlite => &[(
+                1,
+                "streams",
+                include_str!("../migrations/sqlite/0001_streams.sql"),
+            )],
+            Backend::Postgres => &[(
+                1,
+                "streams",
+                include_str!("../migrations/postgres/0001_streams.sql"),
+            )],
+        };
+        let migrations = files
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    (*description).into(),
+                    MigrationType::Simple,
+                    (*sql).into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_built_and_redacted() {
+        assert_eq!(
+            sqlite_url(Path::new("/data dir/meta.db")),
+            "sqlite:///data%20dir/meta.db?mode=rwc"
+        );
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+}

@@ -1,0 +1,348 @@
+//! Test harness: the real API served over loopback HTTP, on a real SQLite file in a
+//! temporary directory or on a real PostgreSQL server.
+//!
+//! PostgreSQL: `RIVULET_TEST_POSTGRES_URL` (a server where the user may create
+//! databases) is used if set; otherwise, if `/usr/lib/postgresql/*/bin/initdb` exists
+//! (Debian's `postgresql` package, installed by scripts/setup.sh), one throwaway
+//! cluster is created in a temporary directory for this test binary, started on
+//! loopback on a free port, and stopped and removed by a watchdog when the test binary
+//! exits. Each test gets its own database in it. If it cannot start, the PostgreSQL
+//! variants print a loud `SKIPPED PostgreSQL: reason` and pass, unless
+//! `RIVULET_TEST_REQUIRE_POSTGRES=1`, which makes them fail instead.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use meta::{AdminToken, MetaStore};
+use sqlx::Connection;
+
+pub const TOKEN: &str = "test-admin-token-123";
+
+/// A running API over a fresh database.
+pub struct Harness {
+    pub base: String,
+    pub store: MetaStore,
+    pub client: reqwest::Client,
+    /// The SQLite directory, removed on drop.
+    _dir: Option<tempfile::TempDir>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    pub async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::connect(None, dir.path()).await.unwrap();
+        // Byte 18 of an SQLite file header is 2 in WAL mode.
+        let header = std::fs::read(dir.path().join("meta.db")).unwrap();
+        assert_eq!(header[18], 2, "meta.db is not in WAL mode");
+        Self::serve(store, Some(dir)).await
+    }
+
+    /// `None` (after saying so loudly) if no PostgreSQL can be had.
+    pub async fn postgres(test: &str) -> Option<Harness> {
+        let server_url = match postgres_server() {
+            Ok(url) => url,
+            Err(reason) => {
+                if std::env::var_os("RIVULET_TEST_REQUIRE_POSTGRES").is_some_and(|v| v != "0") {
+                    panic!("PostgreSQL is required (RIVULET_TEST_REQUIRE_POSTGRES) but: {reason}");
+                }
+                // Written to stderr directly: the test harness captures only print macros.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n!!!!!!!! SKIPPED PostgreSQL: {reason} (test {test}) !!!!!!!!\n"
+                );
+                return None;
+            }
+        };
+        let db = fresh_database(&server_url, test).await;
+        let store = MetaStore::open(&db).await.unwrap();
+        Some(Self::serve(store, None).await)
+    }
+
+    async fn serve(store: MetaStore, dir: Option<tempfile::TempDir>) -> Harness {
+        let app = meta::api::router(store.clone(), AdminToken::new(TOKEN).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Harness {
+            base,
+            store,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            _dir: dir,
+            server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// An admin request.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(TOKEN)
+    }
+
+    /// `(status, body as JSON)` of a request.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        (status, json)
+    }
+
+    /// Creates a stream through the API; returns the JSON answer (with `key`).
+    pub async fn create(&self, body: serde_json::Value) -> serde_json::Value {
+        let (status, json) = self
+            .send(
+                self.admin(reqwest::Method::POST, "/api/streams")
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 201, "{json}");
+        json
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The URL of a PostgreSQL server for this test binary, started on first use.
+fn postgres_server() -> Result<String, String> {
+    static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| match std::env::var("RIVULET_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Ok(url),
+            _ => start_cluster(),
+        })
+        .clone()
+}
+
+/// A new empty database on the server, named after the test.
+async fn fresh_database(server_url: &str, test: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    sqlx::any::install_default_drivers();
+    let name = format!(
+        "rivulet_{}_{}_{}",
+        test.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(30)
+            .collect::<String>(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = sqlx::AnyConnection::connect(server_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    // Replace the database part of the URL.
+    let (head, tail) = server_url.split_at(
+        server_url
+            .rfind('/')
+            .filter(|i| *i > "postgres://".len())
+            .unwrap_or(server_url.len()),
+    );
+    let query = tail.find('?').map(|i| &tail[i..]).unwrap_or("");
+    format!("{head}/{name}{query}")
+}
+
+/// initdb + pg_ctl start in a temporary directory; a watchdog stops the server and
+/// removes the directory when this process exits.
+fn start_cluster() -> Result<String, String> {
+    let bin = find_postgres_bin().ok_or(
+        "no /usr/lib/postgresql/*/bin/initdb (install Debian's `postgresql` package: scripts/setup.sh)",
+    )?;
+    // PostgreSQL refuses to run as root: run it as the `postgres` user the package made,
+    // in a directory under /tmp, which that user can reach (root's TMPDIR may not be).
+    let as_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let parent = if as_root {
+        PathBuf::from("/tmp")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("rivulet-pg-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
+        .keep();
+    let run_as: Vec<String> = if as_root {
+        let chown = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
+        if !chown.is_ok_and(|s| s.success()) {
+            return Err(format!(
+                "running as root and cannot give {} to the postgres user",
+                dir.display()
+            ));
+        }
+        vec![
+            "runuser".into(),
+            "-u".into(),
+            "postgres".into(),
+            "--".into(),
+        ]
+    } else {
+        Vec::new()
+    };
+    let data = dir.join("data");
+    let port = free_port()?;
+    let command = |program: &str| {
+        let mut c = match run_as.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin.join(program));
+                c
+            }
+            None => Command::new(bin.join(program)),
+        };
+        c.stdin(Stdio::null());
+        c
+    };
+    let out = command("initdb")
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-D",
+        ])
+        .arg(&data)
+        .output()
+        .map_err(|e| format!("cannot run initdb: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    // Durability is not what these tests measure.
+    let options = format!(
+        "-k {} -p {port} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+        dir.display()
+    );
+    let out = command("pg_ctl")
+        .args(["start", "-w", "-t", "60", "-D"])
+        .arg(&data)
+        .args(["-l"])
+        .arg(dir.join("server.log"))
+        .args(["-o", &options])
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+    if !out.status.success() {
+        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!(
+            "postgres did not start: {} {}",
+            String::from_utf8_lossy(&out.stderr).trim(),
+            log.trim()
+        ));
+    }
+    // `pg_ctl start -w` returned once the server accepts connections.
+    spawn_watchdog(&dir, &data, &bin, &run_as)?;
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let _ = writeln!(
+        std::io::stderr(),
+        "[meta tests] PostgreSQL started on 127.0.0.1:{port} in {}",
+        dir.display()
+    );
+    Ok(url)
+}
+
+/// A shell that outlives nothing: it waits for this process to exit, then stops
+/// PostgreSQL and removes its directory. It ignores SIGINT/SIGTERM/SIGHUP so that a
+/// Ctrl-C on `cargo test` still gets the clean-up done.
+fn spawn_watchdog(dir: &Path, data: &Path, bin: &Path, run_as: &[String]) -> Result<(), String> {
+    let prefix = run_as.join(" ");
+    let script = format!(
+        "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+         {prefix} {pg_ctl} stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{dir}'",
+        pid = std::process::id(),
+        pg_ctl = bin.join("pg_ctl").display(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the clean-up watchdog: {e}"))
+}
+
+fn find_postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = e.file_name().to_string_lossy().parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// Declares each listed `async fn NAME(h: Harness)` as two tests, `sqlite::NAME`
+/// and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::common::Harness::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(h) = super::common::Harness::postgres(stringify!($name)).await {
+                        super::$name(h).await;
+                    }
+                }
+            )*
+        }
+    };
+}
