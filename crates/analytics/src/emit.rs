@@ -88,6 +88,15 @@ impl Emitter {
         (emitter, drain)
     }
 
+    /// An emitter whose events go to the returned receiver: for a sink of the
+    /// caller's own (benchmarks, tests). Session hashes use a random salt.
+    pub fn channel(config: EmitConfig) -> (Self, mpsc::Receiver<DeliveryEvent>) {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt[..]);
+        (Self::with(tx, &config, salt), rx)
+    }
+
     /// An emitter that POSTs batches to `{base}/api/analytics/events` (with `token`
     /// as a bearer token, if given), and the task that drains it. A batch goes when
     /// it is full or a second after its first event.

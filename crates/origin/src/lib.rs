@@ -19,5 +19,5 @@ mod http;
 mod live;
 
 pub use feed::run_feed;
-pub use http::router;
+pub use http::{router, router_with_analytics};
 pub use live::{LiveStream, LiveStreams, OriginConfig, StreamPhase};
