@@ -6,7 +6,7 @@
 //! returns) and [`Aggregator::prune`]; [`Aggregator::concurrent`] and
 //! [`Aggregator::open_rows`] answer queries about what is not stored yet.
 //!
-//! A *viewer* is one playback session of one stream. Each input updates eight rows of
+//! A *viewer* is one playback session of one stream. Each input updates up to eight rows of
 //! its minute: the stream's total, its edge, rendition and country, and the same four
 //! for the platform (stream `""`).
 
@@ -171,6 +171,10 @@ impl Aggregator {
                 (Dim::Rendition, &s.rendition),
                 (Dim::Country, &s.country),
             ] {
+                if dim == Dim::Rendition && **value == *UNKNOWN {
+                    // Only the multivariant playlist so far: no rendition to count in.
+                    continue;
+                }
                 *out.by
                     .entry(dim)
                     .or_default()
@@ -269,7 +273,7 @@ impl Aggregator {
     }
 
     /// Updates the session (watch time, where it is watched from) and applies `apply`
-    /// to the eight rows of this minute.
+    /// to the (up to eight) rows of this minute.
     #[allow(clippy::too_many_arguments)] // one call per input kind; a struct would only rename them
     fn record(
         &mut self,
@@ -312,12 +316,16 @@ impl Aggregator {
         if *s.country != *country && country != UNKNOWN {
             s.country = Arc::from(country);
         }
-        let dims = [
+        let mut dims = vec![
             (Dim::Total, Arc::<str>::from("")),
             (Dim::Edge, s.edge.clone()),
-            (Dim::Rendition, s.rendition.clone()),
             (Dim::Country, s.country.clone()),
         ];
+        // A session that has asked only for the multivariant playlist has no
+        // rendition yet; it is counted in every other breakdown, not under "unknown".
+        if *s.rendition != *UNKNOWN {
+            dims.push((Dim::Rendition, s.rendition.clone()));
+        }
         let stream_name = s.stream.clone();
         let minute = minute_of(ts);
         let platform: Arc<str> = Arc::from("");

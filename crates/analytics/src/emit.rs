@@ -104,7 +104,7 @@ impl Emitter {
         base: &str,
         token: Option<String>,
         config: EmitConfig,
-    ) -> (Self, impl Future<Output = ()>) {
+    ) -> (Self, impl Future<Output = ()> + use<>) {
         let (tx, mut rx) = mpsc::channel(config.queue.max(1));
         let mut salt = [0u8; 16];
         rand::fill(&mut salt[..]);

@@ -260,7 +260,7 @@ impl Analytics {
         tokio::pin!(stop);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_prune = i64::MIN;
+        let mut last_prune: Option<i64> = None;
         loop {
             tokio::select! {
                 () = &mut stop => break,
@@ -269,8 +269,8 @@ impl Analytics {
             let now = now_ms();
             self.flush(now, false).await;
             self.set_gauges(now);
-            if now - last_prune >= PRUNE_EVERY_MS {
-                last_prune = now;
+            if last_prune.is_none_or(|last| now.saturating_sub(last) >= PRUNE_EVERY_MS) {
+                last_prune = Some(now);
                 self.prune(now).await;
             }
         }
