@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+mod analytics_load;
+
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
     #[command(subcommand)]
@@ -23,6 +25,10 @@ pub(crate) enum BenchKind {
     /// 360p30, against the ffmpeg CLI with the same x264 settings, and how well the
     /// time strip reads back from the packaged output.
     Encoder(EncoderBenchArgs),
+    /// Delivery events ingested per second by one analytics process (in-process and
+    /// over HTTP), and the CPU that emitting them adds to serving cached parts:
+    /// analytics off, emitting to a remote analytics server, and in-process.
+    Analytics(analytics_load::AnalyticsBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +58,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Ingest(a) => ingest(a),
         BenchKind::Encoder(a) => encoder(a),
+        BenchKind::Analytics(a) => analytics_load::run(a),
     }
 }
 
