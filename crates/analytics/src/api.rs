@@ -205,7 +205,7 @@ async fn stream_summary(
 ) -> Response {
     let q = match parse_query(query.as_deref(), false) {
         Ok(q) => q,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     answer(analytics.stream_summary(&name, q.from, q.to).await)
 }
@@ -228,7 +228,7 @@ async fn stream_timeseries(
 ) -> Response {
     let q = match parse_query(query.as_deref(), true) {
         Ok(q) => q,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     answer(
         analytics
@@ -254,7 +254,7 @@ async fn platform_summary(
 ) -> Response {
     let q = match parse_query(query.as_deref(), false) {
         Ok(q) => q,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     answer(analytics.platform_summary(q.from, q.to).await)
 }
@@ -276,7 +276,7 @@ async fn platform_timeseries(
 ) -> Response {
     let q = match parse_query(query.as_deref(), true) {
         Ok(q) => q,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     answer(
         analytics
@@ -293,17 +293,15 @@ struct Query {
     step: i64,
 }
 
-fn parse_query(query: Option<&str>, series: bool) -> Result<Query, Response> {
-    let bad = |field: &str, reason: String| {
-        error(StatusCode::BAD_REQUEST, reason, Some(field.to_owned()))
+fn parse_query(query: Option<&str>, series: bool) -> Result<Query, BadQuery> {
+    let bad = |field: &str, reason: String| BadQuery {
+        field: Some(field.to_owned()),
+        reason,
     };
     let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed query string: {e}"),
-                None,
-            )
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| BadQuery {
+            field: None,
+            reason: format!("malformed query string: {e}"),
         })?;
     let (mut from, mut to, mut step) = (None, None, MINUTE_MS);
     let (mut metric, mut by) = ("viewers".to_owned(), Dim::Total);
@@ -359,6 +357,18 @@ fn parse_query(query: Option<&str>, series: bool) -> Result<Query, Response> {
         by,
         step,
     })
+}
+
+/// A query parameter that cannot be used (answered 400).
+struct BadQuery {
+    field: Option<String>,
+    reason: String,
+}
+
+impl IntoResponse for BadQuery {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.reason, self.field)
+    }
 }
 
 fn answer<T: Serialize>(result: Result<T, AnalyticsError>) -> Response {

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 
 use crate::cmcd::Cmcd;
 
-/// One answered request.
+/// One answered request. Unknown fields are ignored (unlike in beacons): a newer
+/// edge may send an older analytics server fields it does not know yet.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DeliveryEvent {
     /// When the request arrived, milliseconds since the Unix epoch.
     pub ts: i64,
@@ -66,7 +66,6 @@ impl ObjectKind {
 
 /// The body of `POST /api/analytics/events`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DeliveryBatch {
     pub events: Vec<DeliveryEvent>,
 }

@@ -145,7 +145,7 @@ impl Default for Samples {
 impl Samples {
     pub fn push(&mut self, value: u64) {
         self.seen += 1;
-        if self.seen % self.stride == 0 {
+        if self.seen.is_multiple_of(self.stride) {
             self.values.push(value);
             if self.values.len() > SAMPLE_CAP {
                 let mut i = 0;

@@ -616,4 +616,54 @@ mod tests {
         };
         assert!(format!("{:#}", dup.resolve().unwrap_err()).contains("same key"));
     }
+
+    #[test]
+    fn analytics_options() {
+        let c = ServeArgs {
+            segment_target_ms: Some(1000),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        // Three segment target durations by default.
+        assert_eq!(c.analytics.window_ms, 3000);
+        assert_eq!(c.analytics.mode, AnalyticsMode::Local);
+        assert_eq!(c.analytics.retention, Duration::from_secs(48 * 3600));
+        let bad = ServeArgs {
+            analytics_url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(format!("{:#}", bad.resolve().unwrap_err()).contains("analytics-url"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\"]\nanalytics_window_ms = 1500\nanalytics_url = \"http://a:1\"\nanalytics_retention_hours = 1\n",
+        )
+        .expect("write");
+        let c = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        assert_eq!(c.analytics.mode, AnalyticsMode::Remote("http://a:1".into()));
+        assert_eq!(c.analytics.window_ms, 1500);
+        assert_eq!(c.analytics.retention, Duration::from_secs(3600));
+        assert!(
+            c.analytics
+                .trusted_proxies
+                .contains("10.9.8.7".parse().expect("ip"))
+        );
+        // A flag wins over the file.
+        let c = ServeArgs {
+            config: Some(path),
+            no_analytics: true,
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        assert_eq!(c.analytics.mode, AnalyticsMode::Off);
+    }
 }

@@ -99,7 +99,7 @@ impl Viewer {
                     .lines()
                     .filter(|l| l.starts_with("#EXT-X-PART:"))
                     .filter_map(|l| attr(l, "URI"))
-                    .last()
+                    .next_back()
                     .map(str::to_owned);
                 if let Some(uri) = part {
                     let r = get(format!("/live/{stream}/source/{uri}"))
