@@ -101,6 +101,9 @@ impl Picture {
     pub fn fill_rect(&mut self, x: u32, y: u32, w: u32, h: u32, (cy, cu, cv): (u8, u8, u8)) {
         let x1 = (x + w).min(self.width);
         let y1 = (y + h).min(self.height);
+        // A rectangle that starts right of the picture (a scrolling element, at some
+        // times of day) is empty, not a reversed range.
+        let x = x.min(x1);
         for row in y.min(y1)..y1 {
             let start = (row * self.width) as usize;
             self.y[start + x as usize..start + x1 as usize].fill(cy);
@@ -128,5 +131,21 @@ pub struct AudioFrame {
 impl AudioFrame {
     pub fn samples(&self) -> usize {
         self.planes.first().map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod fill_tests {
+    use super::*;
+
+    #[test]
+    fn rectangles_outside_the_picture_are_empty() {
+        let mut p = Picture::black(16, 8);
+        let before = p.clone();
+        p.fill_rect(20, 0, 4, 4, (1, 2, 3));
+        p.fill_rect(0, 9, 4, 4, (1, 2, 3));
+        assert_eq!(p, before);
+        p.fill_rect(14, 6, 10, 10, (9, 9, 9));
+        assert_eq!(p.y[7 * 16 + 15], 9);
     }
 }
