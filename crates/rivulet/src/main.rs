@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod ladder;
 mod metadata;
 mod publish;
 mod serve;

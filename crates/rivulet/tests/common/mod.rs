@@ -34,6 +34,13 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&data)
+            // The passthrough rendition only, unless a test asks for transcoding: the
+            // ladder's encoders would crowd the 2-core CI machines.
+            .args(if extra.contains(&"--renditions") {
+                &[][..]
+            } else {
+                &["--renditions", "source"][..]
+            })
             .args(extra)
             .env("RIVULET_LOG", "info,ingest=debug")
             .stdout(Stdio::piped())
