@@ -23,6 +23,17 @@ pub(crate) enum BenchKind {
     /// 360p30, against the ffmpeg CLI with the same x264 settings, and how well the
     /// time strip reads back from the packaged output.
     Encoder(EncoderBenchArgs),
+    /// The transcoder's ladder (one decode, 720p/480p/360p/234p with libx264) on a
+    /// 720p30 file as fast as it goes, against the ffmpeg CLI doing the same with
+    /// `split` + `scale` + one libx264 per output: CPU seconds, wall fps, ratio.
+    Ladder(LadderBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LadderBenchArgs {
+    /// Seconds of 720p30 input.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u32,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +63,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Ingest(a) => ingest(a),
         BenchKind::Encoder(a) => encoder(a),
+        BenchKind::Ladder(a) => ladder(a),
     }
 }
 
@@ -406,6 +418,201 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
         );
     }
     drop(sink);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn ladder(args: LadderBenchArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    let dir = tempfile_dir()?;
+    let input = dir.join("ladder-input.flv");
+    println!(
+        "generating a 720p30 H.264 input ({} s, 4 Mbit/s) ...",
+        args.seconds
+    );
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc2=size=1280x720:rate=30:duration={}",
+            args.seconds
+        ))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-g", "60", "-bf", "2", "-an",
+            "-f", "flv",
+        ])
+        .arg(&input)
+        .status()
+        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
+    if !status.success() {
+        bail!("ffmpeg could not generate the benchmark input");
+    }
+    let rungs: Vec<transcode::Rung> = transcode::default_rungs()
+        .into_iter()
+        .filter(|r| r.height <= 720)
+        .collect();
+    let planned = transcode::plan(&rungs, 1280, 720, &[]);
+    let frames_in = u64::from(args.seconds) * 30;
+
+    // Ours, in this process, as fast as it goes (lossless: no shedding).
+    let data = bytes::Bytes::from(std::fs::read(&input)?);
+    let tags = media::flv::file_tags(&data)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
+    let config = Arc::new(transcode::TranscodeConfig {
+        rungs: rungs.clone(),
+        lossless: true,
+        ..transcode::TranscodeConfig::default()
+    });
+    let cpu0 = process_tree_ticks(std::process::id())?;
+    let t0 = Instant::now();
+    let (mut feed, mut output) = transcode::start(config, "bench");
+    let counter = std::thread::spawn(move || {
+        let mut frames = 0u64;
+        while let Some(o) = output.blocking_recv() {
+            if matches!(o, transcode::TranscodeOutput::Frame { .. }) {
+                frames += 1;
+            }
+        }
+        frames
+    });
+    let mut assembler = ingest::StreamAssembler::new();
+    let mut assembled = Vec::new();
+    for (header, body) in tags {
+        let result = match header.tag_type {
+            9 => assembler.handle_video(header.timestamp_ms, body, &mut assembled),
+            8 => assembler.handle_audio(header.timestamp_ms, body, &mut assembled),
+            _ => Ok(()),
+        };
+        result.map_err(|e| anyhow::anyhow!("benchmark input: {e}"))?;
+        for a in assembled.drain(..) {
+            match a {
+                ingest::Assembled::Tracks(t) => feed.push_tracks(Arc::new(t)),
+                ingest::Assembled::Frame(f) => feed.push_frame(f, std::time::SystemTime::now()),
+            }
+        }
+    }
+    drop(feed);
+    let frames_out = counter
+        .join()
+        .map_err(|_| anyhow::anyhow!("counter thread panicked"))?;
+    let ours_wall = t0.elapsed().as_secs_f64();
+    let ours_cpu =
+        (process_tree_ticks(std::process::id())? - cpu0) as f64 / clock_ticks_per_second();
+
+    // ffmpeg: split, scale each output from the source, one libx264 each.
+    let n = planned.len();
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, p) in planned.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale={}:{}[v{i}]", p.width, p.height));
+    }
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args([
+        "-f",
+        "TIME %e %U %S",
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+    ])
+    .arg(&input)
+    .args(["-filter_complex", &graph]);
+    for (i, p) in planned.iter().enumerate() {
+        let mut c = encoder::VideoEncoderConfig::new(
+            p.width,
+            p.height,
+            source::FrameRate::new(30, 1),
+            p.rung.bitrate,
+        );
+        c.preset = p.rung.preset.clone();
+        cmd.args([
+            "-map",
+            &format!("[v{i}]"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            &c.preset,
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-profile:v",
+            &p.rung.profile,
+            "-b:v",
+            &c.bitrate.to_string(),
+        ])
+        .args([
+            "-maxrate",
+            &(c.bitrate * 3 / 2).to_string(),
+            "-bufsize",
+            &(c.bitrate * 2).to_string(),
+        ])
+        .args([
+            "-g",
+            "600",
+            "-force_key_frames",
+            "expr:gte(t,n_forced*2)",
+            "-x264-params",
+            &c.x264_params(),
+        ])
+        .args(["-f", "null", "-"]);
+    }
+    let out = cmd.output().context("run ffmpeg under /usr/bin/time")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let times: Vec<f64> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("TIME "))
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !out.status.success() || times.len() != 3 {
+        bail!("ffmpeg failed: {stderr}");
+    }
+    let (peer_wall, peer_cpu) = (times[0], times[1] + times[2]);
+    let ladder: Vec<String> = planned
+        .iter()
+        .map(|p| format!("{}x{}", p.width, p.height))
+        .collect();
+    println!(
+        "ladder {} from {} frames of 720p30, x264 veryfast + zerolatency, as fast as possible:",
+        ladder.join(", "),
+        frames_in
+    );
+    println!(
+        "  rivulet transcode: {ours_cpu:6.2} CPU s, {ours_wall:6.2} s wall, {:6.1} source fps ({frames_out} frames out)",
+        frames_in as f64 / ours_wall
+    );
+    println!(
+        "  ffmpeg CLI:        {peer_cpu:6.2} CPU s, {peer_wall:6.2} s wall, {:6.1} source fps",
+        frames_in as f64 / peer_wall
+    );
+    println!(
+        "  CPU ratio rivulet / ffmpeg: {:.2} (goal <= 0.90)",
+        ours_cpu / peer_cpu.max(f64::EPSILON)
+    );
+    println!(
+        "  encoder delay: 0 frames (tune=zerolatency: each picture leaves x264 in the call it enters)"
+    );
+    if frames_out < frames_in * planned.len() as u64 {
+        bail!(
+            "the ladder lost frames: {frames_out} of {}",
+            frames_in * planned.len() as u64
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

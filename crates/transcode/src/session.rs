@@ -43,6 +43,9 @@ pub struct TranscodeConfig {
     pub input_queue: usize,
     /// Pictures waiting for each rung's encoder.
     pub rung_queue: usize,
+    /// Wait for room instead of dropping (offline use: benchmarks, files). A live
+    /// stream must never set this: a slow rung would hold back every other.
+    pub lossless: bool,
 }
 
 impl Default for TranscodeConfig {
@@ -53,6 +56,7 @@ impl Default for TranscodeConfig {
             segment_target: Duration::from_secs(2),
             input_queue: 180,
             rung_queue: 24,
+            lossless: false,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct TranscodeInput {
     tx: SyncSender<Input>,
     stream: String,
     waiting_for_keyframe: bool,
+    lossless: bool,
 }
 
 impl TranscodeInput {
@@ -100,6 +105,10 @@ impl TranscodeInput {
                 return;
             }
             self.waiting_for_keyframe = false;
+        }
+        if self.lossless {
+            let _ = self.tx.send(Input::Frame(frame, arrival));
+            return;
         }
         match self.tx.try_send(Input::Frame(frame, arrival)) {
             Ok(()) => {}
@@ -126,6 +135,7 @@ pub fn start(
 ) -> (TranscodeInput, mpsc::Receiver<TranscodeOutput>) {
     let (tx, rx) = sync_channel(config.input_queue.max(1));
     let (out_tx, out_rx) = mpsc::channel(1024);
+    let lossless = config.lossless;
     let name = stream.to_owned();
     let spawned = std::thread::Builder::new()
         .name(format!("decode-{stream}"))
@@ -138,6 +148,7 @@ pub fn start(
             tx,
             stream: stream.to_owned(),
             waiting_for_keyframe: true,
+            lossless,
         },
         out_rx,
     )
@@ -179,13 +190,18 @@ impl RungWorker {
         }
     }
 
-    fn send(&mut self, stream: &str, input: RungInput) -> Result<(), RungInput> {
+    fn send(&mut self, stream: &str, lossless: bool, input: RungInput) -> Result<(), RungInput> {
         let Some(tx) = &self.tx else {
             return Err(input);
         };
         // Counted before the send: the worker may take it out at once.
         let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        match tx.try_send(input) {
+        let sent = if lossless {
+            tx.send(input).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            tx.try_send(input)
+        };
+        match sent {
             Ok(()) => {
                 metrics::gauge!("transcode_queue_depth", "stream" => stream.to_owned(), "rendition" => self.name.to_string())
                     .set(depth as f64);
@@ -268,7 +284,11 @@ impl Decoder {
         if audio != self.audio {
             self.audio = audio.clone();
             for r in &mut self.rungs {
-                let _ = r.send(&self.stream, RungInput::AudioTrack(audio.clone()));
+                let _ = r.send(
+                    &self.stream,
+                    self.config.lossless,
+                    RungInput::AudioTrack(audio.clone()),
+                );
             }
         }
         let avc = match tracks.video.as_ref().map(|t| &t.codec) {
@@ -495,7 +515,7 @@ impl Decoder {
                     keyframe,
                     arrival,
                 };
-                match r.send(&self.stream, picture) {
+                match r.send(&self.stream, self.config.lossless, picture) {
                     Ok(()) => r.pending_keyframe = false,
                     Err(_) => {
                         r.pending_keyframe |= keyframe;
@@ -518,8 +538,9 @@ impl Decoder {
         }
         for i in 0..self.rungs.len() {
             let stream = self.stream.clone();
+            let lossless = self.config.lossless;
             let r = &mut self.rungs[i];
-            if r.send(&stream, RungInput::Audio(frame.clone(), arrival))
+            if r.send(&stream, lossless, RungInput::Audio(frame.clone(), arrival))
                 .is_err()
             {
                 metrics::counter!("transcode_dropped_audio_total", "stream" => stream, "rendition" => r.name.to_string())
