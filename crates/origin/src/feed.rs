@@ -57,23 +57,52 @@ pub struct Passthrough;
 impl Renditions for Passthrough {
     fn start(&self, _stream: &str) -> RenditionPipeline {
         RenditionPipeline {
-            input: Box::new(PassthroughInput(Arc::from(SOURCE_RENDITION))),
+            input: Box::new(PassthroughInput::new(SOURCE_RENDITION)),
             output: None,
         }
     }
 }
 
-/// Forwards every event to one rendition.
-pub struct PassthroughInput(pub Arc<str>);
+/// Forwards every event to one rendition. Audio the packager cannot carry (MP3) is
+/// left out, so the video still plays; the transcoder's renditions make AAC of it.
+pub struct PassthroughInput {
+    rendition: Arc<str>,
+    drop_audio: bool,
+}
+
+impl PassthroughInput {
+    pub fn new(rendition: &str) -> Self {
+        Self {
+            rendition: Arc::from(rendition),
+            drop_audio: false,
+        }
+    }
+}
 
 impl RenditionInput for PassthroughInput {
     fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
         let update = match event {
-            MediaEvent::Tracks(t) => RenditionUpdate::Tracks(t),
+            MediaEvent::Tracks(t) => {
+                let packageable = t
+                    .audio
+                    .as_ref()
+                    .is_none_or(|a| !matches!(a.codec, media::CodecConfig::Mp3(_)));
+                self.drop_audio = !packageable;
+                if packageable {
+                    RenditionUpdate::Tracks(t)
+                } else {
+                    tracing::info!(rendition = %self.rendition, "MP3 audio is not passed through (CMAF carries AAC); the transcoded renditions have it as AAC");
+                    RenditionUpdate::Tracks(Arc::new(Tracks {
+                        video: t.video.clone(),
+                        audio: None,
+                    }))
+                }
+            }
+            MediaEvent::Frame(f) if self.drop_audio && f.kind == media::TrackKind::Audio => return,
             MediaEvent::Frame(f) => RenditionUpdate::Frame(f, arrival),
         };
         out.push(RenditionOutput {
-            rendition: self.0.clone(),
+            rendition: self.rendition.clone(),
             update,
         });
     }

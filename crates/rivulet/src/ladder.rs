@@ -66,7 +66,7 @@ impl Renditions for Ladder {
     fn start(&self, stream: &str) -> RenditionPipeline {
         let source = self
             .source
-            .then(|| PassthroughInput(Arc::from(transcode::SOURCE)));
+            .then(|| PassthroughInput::new(transcode::SOURCE));
         let (transcode, output) = match &self.transcode {
             Some(config) => {
                 let (input, rx) = transcode::start(config.clone(), stream);

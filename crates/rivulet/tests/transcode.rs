@@ -287,3 +287,67 @@ async fn a_resolution_change_without_audio_continues_after_a_discontinuity() {
     );
     assert!(!server.log().contains("panicked"), "{}", server.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mp3_source_gets_aac_in_its_renditions() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        "--stream",
+        "mp3=mp3-key",
+        "--renditions",
+        "source,234p",
+        "--grace-period-ms",
+        "1000",
+    ]);
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=5",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100:duration=5",
+        ])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-c:a", "libmp3lame", "-b:a", "128k", "-f", "flv"])
+        .arg(format!("{}/live/mp3-key", server.rtmp)));
+    assert!(ok, "ffmpeg could not publish MP3: {err}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !get_text(&server.url("/live/mp3/234p/index.m3u8"))
+        .await
+        .1
+        .contains("#EXT-X-ENDLIST")
+    {
+        assert!(std::time::Instant::now() < deadline, "playlist did not end");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rung = count_frames(&server.url("/live/mp3/234p/index.m3u8"));
+    assert_eq!(rung.get("video 312x234"), Some(&150), "{rung:?}");
+    // 5 s of 44.1 kHz in 1024-sample AAC frames: about 215.
+    assert!(
+        rung.get("audio").is_some_and(|n| (200..=220).contains(n)),
+        "MP3 became AAC: {rung:?}"
+    );
+    let (_, codecs, _) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(server.url("/live/mp3/234p/index.m3u8")));
+    assert!(codecs.contains("aac"), "{codecs}");
+    // The passthrough rendition keeps the video; CMAF here carries no MP3.
+    let source = count_frames(&server.url("/live/mp3/source/index.m3u8"));
+    assert_eq!(source.get("video 320x240"), Some(&150), "{source:?}");
+    assert!(!source.contains_key("audio"), "{source:?}");
+}

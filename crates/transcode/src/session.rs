@@ -221,7 +221,10 @@ struct Decoder {
     out: mpsc::Sender<TranscodeOutput>,
     decoder: Option<ff::decoder::Video>,
     avc: Option<AvcConfig>,
+    /// The audio every rendition carries: the source's AAC, or AAC made from MP3.
     audio: Option<Track>,
+    /// Set when the source's audio is MP3: decoded and encoded to AAC once, here.
+    mp3_to_aac: Option<Mp3ToAac>,
     rungs: Vec<RungWorker>,
     /// Every rendition name this stream has had (kept across source changes).
     names: Vec<String>,
@@ -248,6 +251,7 @@ impl Decoder {
             decoder: None,
             avc: None,
             audio: None,
+            mp3_to_aac: None,
             rungs: Vec::new(),
             names: Vec::new(),
             pending: VecDeque::new(),
@@ -277,10 +281,26 @@ impl Decoder {
     }
 
     fn handle_tracks(&mut self, tracks: &Tracks) {
-        let audio = tracks
-            .audio
-            .clone()
-            .filter(|t| matches!(t.codec, CodecConfig::Aac(_)));
+        let audio = match tracks.audio.as_ref().map(|t| &t.codec) {
+            Some(CodecConfig::Aac(_)) => {
+                self.mp3_to_aac = None;
+                tracks.audio.clone()
+            }
+            Some(CodecConfig::Mp3(mp3)) => {
+                let same = self.mp3_to_aac.as_ref().is_some_and(|m| m.source == *mp3);
+                if !same {
+                    self.mp3_to_aac = match Mp3ToAac::new(*mp3) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            tracing::error!(stream = %self.stream, error = %e, "cannot transcode MP3 audio; renditions will be silent");
+                            None
+                        }
+                    };
+                }
+                self.mp3_to_aac.as_ref().map(|m| m.track.clone())
+            }
+            _ => None,
+        };
         if audio != self.audio {
             self.audio = audio.clone();
             for r in &mut self.rungs {
@@ -536,6 +556,17 @@ impl Decoder {
         if self.audio.is_none() {
             return;
         }
+        if let Some(m) = self.mp3_to_aac.as_mut() {
+            let aac = m.transcode(&frame, &self.stream);
+            for f in aac {
+                self.send_audio(f, arrival);
+            }
+            return;
+        }
+        self.send_audio(frame, arrival);
+    }
+
+    fn send_audio(&mut self, frame: Frame, arrival: SystemTime) {
         for i in 0..self.rungs.len() {
             let stream = self.stream.clone();
             let lossless = self.config.lossless;
@@ -712,4 +743,77 @@ fn encoder_flush(
 ) -> Result<(), encoder::EncodeError> {
     use encoder::VideoEncode;
     encoder.flush(out)
+}
+
+/// MP3 decoded and encoded to AAC once, for every rendition.
+struct Mp3ToAac {
+    source: media::Mp3Config,
+    decoder: ff::decoder::Audio,
+    aac: encoder::AacEncoder,
+    track: Track,
+    timescale: std::num::NonZeroU32,
+}
+
+impl Mp3ToAac {
+    fn new(source: media::Mp3Config) -> Result<Self, String> {
+        let codec = ff::decoder::find(ff::codec::Id::MP3).ok_or("no MP3 decoder in libavcodec")?;
+        let decoder = ff::codec::context::Context::new_with_codec(codec)
+            .decoder()
+            .audio()
+            .map_err(|e| format!("MP3 decoder: {e}"))?;
+        let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
+            sample_rate: source.sample_rate,
+            channels: u16::from(source.channels),
+            bitrate: 128_000,
+        })
+        .map_err(|e| e.to_string())?;
+        let timescale = std::num::NonZeroU32::new(source.sample_rate).ok_or("MP3 sample rate 0")?;
+        let track = Track {
+            kind: TrackKind::Audio,
+            timescale,
+            codec: CodecConfig::Aac(aac.config().clone()),
+        };
+        Ok(Self {
+            source,
+            decoder,
+            aac,
+            track,
+            timescale,
+        })
+    }
+
+    fn transcode(&mut self, frame: &Frame, stream: &str) -> Vec<Frame> {
+        let mut packet = ff::Packet::copy(&frame.data);
+        packet.set_pts(Some(frame.pts.ticks));
+        packet.set_dts(Some(frame.dts.ticks));
+        if self.decoder.send_packet(&packet).is_err() {
+            metrics::counter!("transcode_decode_errors_total", "stream" => stream.to_owned())
+                .increment(1);
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut decoded = ff::frame::Audio::empty();
+        let mut next_pts = frame.pts.ticks;
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            let n = decoded.samples();
+            if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
+                tracing::warn!(stream, format = ?decoded.format(), "unexpected MP3 sample format; audio dropped");
+                continue;
+            }
+            let channels = usize::from(decoded.channels().max(1));
+            let planes = (0..channels)
+                .map(|c| decoded.plane::<f32>(c).get(..n).unwrap_or(&[]).to_vec())
+                .collect();
+            let pts = decoded.pts().unwrap_or(next_pts);
+            next_pts = pts + n as i64;
+            let raw = source::AudioFrame {
+                pts: media::MediaTime::new(pts, self.timescale),
+                planes,
+            };
+            if let Err(e) = self.aac.encode(&raw, &mut out) {
+                tracing::warn!(stream, error = %e, "AAC encoding failed");
+            }
+        }
+        out
+    }
 }
