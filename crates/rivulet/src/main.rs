@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod edge;
 mod ladder;
 mod metadata;
 mod publish;
@@ -39,6 +40,12 @@ enum Command {
     Meta(MetaArgs),
     /// Create, list, change, re-key and delete streams through a server's API.
     Streams(streams::StreamsArgs),
+    /// Run a CDN edge: a pull-through LL-HLS cache in front of one or more origins
+    /// (or another edge), with request coalescing and origin failover.
+    Edge(edge::EdgeArgs),
+    /// Send each stream's viewers to one edge (redirects), spreading streams across
+    /// healthy edges.
+    Route(edge::RouteArgs),
     /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
     Bench(bench::BenchArgs),
 }
@@ -83,6 +90,8 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(metadata::run(config, serve::shutdown_signal()))
         }
         Command::Streams(args) => runtime.block_on(streams::run(args)),
+        Command::Edge(args) => runtime.block_on(edge::run_edge(args)),
+        Command::Route(args) => runtime.block_on(edge::run_route(args)),
         Command::Bench(args) => bench::run(args),
     }
 }
