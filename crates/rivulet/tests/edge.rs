@@ -63,7 +63,7 @@ async fn origin_requests(server: &Server) -> u64 {
         .sum::<f64>() as u64
 }
 
-fn start_publisher(urls: &[String]) -> (Child, Arc<std::sync::Mutex<String>>) {
+fn start_publisher(urls: &[String]) -> (KillOnDrop, Arc<std::sync::Mutex<String>>) {
     let mut args = vec!["--test-pattern", "--size", "320x180", "--bitrate", "600k"];
     args.extend(urls.iter().map(String::as_str));
     rivulet_publish(&args)
