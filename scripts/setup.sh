@@ -39,6 +39,22 @@ if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator'
     || echo "setup: could not install openapi-spec-validator; its test will say SKIPPED" >&2
 fi
 
+# run and test: the IP-to-country database the analytics server reads (npm package
+# @ip-location-db/geo-whois-asn-country-mmdb, CC BY 4.0; see the README), pinned by
+# analytics-data/package-lock.json.
+if ! command -v npm >/dev/null; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing npm"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
+fi
+geo_db="analytics-data/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
+if [ ! -f "$(dirname "$0")/../$geo_db" ]; then
+  echo "setup: installing the GeoIP country database (npm ci in analytics-data)"
+  (cd "$(dirname "$0")/../analytics-data" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo (Rust 1.85 or newer) is needed: https://rustup.rs" >&2
   exit 1

@@ -36,10 +36,27 @@ use crate::store::MetaStore;
 
 /// The `/api` routes, `/api/openapi.json` included, ready to merge into a server.
 pub fn router(store: MetaStore, admin: AdminToken) -> axum::Router {
+    let (router, doc) = routes(store, admin);
+    router.merge(finish(doc))
+}
+
+/// The `/api` routes and their OpenAPI document, without `/api/openapi.json` and the
+/// answer to unknown endpoints: for a server that merges other APIs (and their
+/// documents) in and then adds those two with [`finish`].
+pub fn routes(store: MetaStore, admin: AdminToken) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, doc) = api_router().split_for_parts();
+    let router = router.with_state(ApiState {
+        store,
+        admin: Arc::new(admin),
+    });
+    (router, doc)
+}
+
+/// `/api/openapi.json` serving `doc`, and a JSON 404 for every other unknown `/api/…`.
+pub fn finish(doc: utoipa::openapi::OpenApi) -> axum::Router {
     // Serialised once: the document does not change while the server runs.
     let doc = Bytes::from(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
-    router
+    axum::Router::new()
         .route(
             "/api/openapi.json",
             get(move || {
@@ -48,10 +65,6 @@ pub fn router(store: MetaStore, admin: AdminToken) -> axum::Router {
             }),
         )
         .route("/api/{*rest}", any(unknown_endpoint))
-        .with_state(ApiState {
-            store,
-            admin: Arc::new(admin),
-        })
 }
 
 /// The OpenAPI document of [`router`].

@@ -36,4 +36,4 @@ pub use model::{
 pub use secret::{
     AdminToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenSource, generate_key, hash_key,
 };
-pub use store::{Backend, MetaStore, SQLITE_FILE, redact_url, sqlite_url};
+pub use store::{Backend, FOREIGN_MIGRATIONS_FROM, MetaStore, SQLITE_FILE, redact_url, sqlite_url};

@@ -87,10 +87,11 @@ impl MetaStore {
             }),
         };
         let pool = options.connect(url).await?;
-        Migrator::new(EmbeddedMigrations(backend))
-            .await?
-            .run(&pool)
-            .await?;
+        let mut migrator = Migrator::new(EmbeddedMigrations(backend)).await?;
+        // The analytics server keeps its own migrations (versions from
+        // `FOREIGN_MIGRATIONS_FROM` up) in the same `_sqlx_migrations` table.
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
         tracing::debug!(?backend, "metadata store open");
         Ok(Self {
             pool,
@@ -101,6 +102,13 @@ impl MetaStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The connection pool, for other parts of Rivulet that keep their own tables in
+    /// the same database (the analytics server). They must run their migrations with
+    /// versions of [`FOREIGN_MIGRATIONS_FROM`] and up, and ignore the others.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Every change from now on, to any stream.
@@ -458,6 +466,11 @@ pub fn redact_url(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// Migration versions from this one up belong to other crates sharing the database
+/// (sqlx keeps every migration in one `_sqlx_migrations` table); the metadata store's
+/// own versions stay below it.
+pub const FOREIGN_MIGRATIONS_FROM: i64 = 1000;
 
 /// The SQLite file in the data directory.
 pub const SQLITE_FILE: &str = "meta.db";

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use analytics::Emitter;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -34,6 +35,13 @@ const ERROR_CACHE: &str = "no-store";
 
 /// The router for `/live/NAME/…`, with CORS for browser players.
 pub fn router(streams: LiveStreams) -> Router {
+    router_with_analytics(streams, Emitter::disabled())
+}
+
+/// [`router`], with a delivery event for every request handed to `emitter` (see
+/// [`delivery`]). For client addresses, serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router_with_analytics(streams: LiveStreams, emitter: Emitter) -> Router {
     Router::new()
         .route("/live/{name}/master.m3u8", get(multivariant_playlist))
         .route("/live/{name}/{rendition}/index.m3u8", get(media_playlist))
@@ -46,6 +54,10 @@ pub fn router(streams: LiveStreams) -> Router {
                 .expose_headers(Any),
         )
         .with_state(streams)
+        .layer(axum::middleware::from_fn_with_state(
+            emitter,
+            delivery::record,
+        ))
 }
 
 /// The LL-HLS query parameters of a media playlist request.
@@ -530,5 +542,6 @@ fn error(status: StatusCode, reason: &'static str) -> Response {
         .into_response()
 }
 
+mod delivery;
 #[cfg(test)]
 mod tests;

@@ -22,5 +22,5 @@ pub use feed::{
     Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
     RenditionUpdate, Renditions, run_feed,
 };
-pub use http::router;
+pub use http::{router, router_with_analytics};
 pub use live::{LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase};

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
+mod analytics_load;
+
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
     #[command(subcommand)]
@@ -31,6 +33,10 @@ pub(crate) enum BenchKind {
     /// origin: cached playlist and part requests per second and p99, and upstream
     /// fetches during a 1,000-client burst for a part not yet produced.
     Edge(EdgeBenchArgs),
+    /// Delivery events ingested per second by one analytics process (in-process and
+    /// over HTTP), and the CPU that emitting them adds to serving cached parts:
+    /// analytics off, emitting to a remote analytics server, and in-process.
+    Analytics(analytics_load::AnalyticsBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +85,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Encoder(a) => encoder(a),
         BenchKind::Ladder(a) => ladder(a),
         BenchKind::Edge(a) => edge_bench(a),
+        BenchKind::Analytics(a) => analytics_load::run(a),
     }
 }
 

@@ -87,6 +87,66 @@ pub(crate) struct ServeArgs {
         value_delimiter = ','
     )]
     pub(crate) renditions: Vec<String>,
+    #[command(flatten)]
+    pub(crate) analytics: AnalyticsArgs,
+
+    /// Send delivery events to a remote analytics server (`rivulet analytics`) at this
+    /// base URL, e.g. http://analytics.example:8080, instead of running analytics in
+    /// this process. Events it cannot take are dropped and counted, never waited for.
+    #[arg(long, env = "RIVULET_ANALYTICS_URL", value_name = "URL")]
+    pub(crate) analytics_url: Option<String>,
+
+    /// Turn analytics off: no delivery events, no /api/analytics.
+    #[arg(long, env = "RIVULET_NO_ANALYTICS")]
+    pub(crate) no_analytics: bool,
+
+    /// Delivery events queued for analytics at most; more are dropped (and counted in
+    /// analytics_events_dropped_total) rather than slow serving down. [default: 65536]
+    #[arg(long, env = "RIVULET_ANALYTICS_QUEUE", value_name = "EVENTS")]
+    pub(crate) analytics_queue: Option<usize>,
+}
+
+/// The options of the analytics server, shared by `serve` and `analytics`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct AnalyticsArgs {
+    /// The IP-to-country database (MaxMind format with a `country_code` field).
+    /// [default: analytics-data/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/
+    /// geo-whois-asn-country.mmdb, installed by scripts/setup.sh; without it every
+    /// country is "unknown"]
+    #[arg(long, env = "RIVULET_GEOIP_DB", value_name = "FILE")]
+    pub(crate) geoip_db: Option<PathBuf>,
+
+    /// A proxy (address, or network as ADDRESS/PREFIX) whose X-Forwarded-For header is
+    /// believed for the client's address. Repeatable. In the environment:
+    /// comma-separated. From any other peer the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "RIVULET_TRUSTED_PROXIES",
+        value_name = "ADDR[/PREFIX]",
+        value_delimiter = ','
+    )]
+    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
+
+    /// Hours raw analytics events (which hold client addresses) are kept before they
+    /// are deleted; per-minute rollups (no addresses) are kept. [default: 48]
+    #[arg(long, env = "RIVULET_ANALYTICS_RETENTION_HOURS", value_name = "HOURS")]
+    pub(crate) analytics_retention_hours: Option<u64>,
+
+    /// A session counts as a concurrent viewer while its last request or beacon is at
+    /// most this old, and gaps longer than this are not watch time. [default: three
+    /// segment target durations, 6000 with the default segments]
+    #[arg(long, env = "RIVULET_ANALYTICS_WINDOW_MS", value_name = "MS")]
+    pub(crate) analytics_window_ms: Option<u64>,
+
+    /// Bearer token that delivery events POSTed to /api/analytics/events must carry
+    /// (set the same on the servers that send them). [default: none needed]
+    #[arg(
+        long,
+        env = "RIVULET_ANALYTICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) analytics_token: Option<String>,
 }
 
 /// `NAME=KEY`.
@@ -149,6 +209,15 @@ struct FileConfig {
     streams: Vec<StreamDecl>,
     /// Replaces the default ladder.
     ladder: Option<Vec<transcode::Rung>>,
+    geoip_db: Option<PathBuf>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    analytics_retention_hours: Option<u64>,
+    analytics_window_ms: Option<u64>,
+    analytics_token: Option<String>,
+    analytics_url: Option<String>,
+    no_analytics: Option<bool>,
+    analytics_queue: Option<usize>,
 }
 
 /// The resolved configuration of `serve`.
@@ -166,6 +235,29 @@ pub(crate) struct ServeConfig {
     /// The renditions to make: `source` (passthrough) and/or rungs of `ladder`.
     pub(crate) renditions: Vec<String>,
     pub(crate) ladder: Vec<transcode::Rung>,
+    pub(crate) analytics: AnalyticsSettings,
+}
+
+/// Where `serve`'s delivery events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AnalyticsMode {
+    /// The analytics server runs in this process.
+    Local,
+    /// POSTed to a remote analytics server at this base URL.
+    Remote(String),
+    Off,
+}
+
+/// The resolved analytics options.
+#[derive(Debug, Clone)]
+pub(crate) struct AnalyticsSettings {
+    pub(crate) mode: AnalyticsMode,
+    pub(crate) geoip_db: Option<PathBuf>,
+    pub(crate) trusted_proxies: analytics::TrustedProxies,
+    pub(crate) retention: Duration,
+    pub(crate) window_ms: i64,
+    pub(crate) token: Option<String>,
+    pub(crate) queue: usize,
 }
 
 impl ServeArgs {
@@ -245,8 +337,67 @@ impl ServeArgs {
                 );
             }
         }
+        let mut trusted = Vec::new();
+        for p in &file.trusted_proxies {
+            trusted.push(
+                p.parse::<analytics::ProxyNet>()
+                    .map_err(anyhow::Error::msg)
+                    .context("in the config file's trusted_proxies")?,
+            );
+        }
+        if !self.analytics.trusted_proxies.is_empty() {
+            trusted = self.analytics.trusted_proxies.clone();
+        }
+        let analytics_url = self.analytics_url.clone().or(file.analytics_url);
+        let mode = if self.no_analytics || file.no_analytics == Some(true) {
+            AnalyticsMode::Off
+        } else if let Some(url) = analytics_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("--analytics-url must be an http:// or https:// URL, not '{url}'");
+            }
+            AnalyticsMode::Remote(url)
+        } else {
+            AnalyticsMode::Local
+        };
+        let window_ms = self
+            .analytics
+            .analytics_window_ms
+            .or(file.analytics_window_ms)
+            // Three target durations: a player reloads its playlist at least once per
+            // target duration (LL-HLS players every part), so a viewer who is still
+            // there has been heard from within it even across a slow reload or a
+            // stall; one who has been silent for three is gone.
+            .unwrap_or(3 * u64::from(packager.segment_target_ms));
+        if window_ms == 0 {
+            bail!("--analytics-window-ms must be more than 0");
+        }
+        let analytics = AnalyticsSettings {
+            mode,
+            geoip_db: self.analytics.geoip_db.clone().or(file.geoip_db),
+            trusted_proxies: analytics::TrustedProxies::new(trusted),
+            retention: Duration::from_secs(
+                3600 * self
+                    .analytics
+                    .analytics_retention_hours
+                    .or(file.analytics_retention_hours)
+                    .unwrap_or(48),
+            ),
+            window_ms: i64::try_from(window_ms).unwrap_or(i64::MAX),
+            token: self
+                .analytics
+                .analytics_token
+                .clone()
+                .or(file.analytics_token)
+                .filter(|t| !t.is_empty()),
+            queue: self
+                .analytics_queue
+                .or(file.analytics_queue)
+                .unwrap_or(65_536)
+                .max(1),
+        };
 
         Ok(ServeConfig {
+            analytics,
             rtmp_listen: self
                 .rtmp_listen
                 .or(file.rtmp_listen)
@@ -358,6 +509,70 @@ impl MetaArgs {
     }
 }
 
+/// The options of `rivulet analytics`: the analytics server alone.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct AnalyticsCmdArgs {
+    /// TOML configuration file (the same file as `serve`'s; keys `analytics` does not
+    /// use are ignored). Flags and RIVULET_… environment variables win over it.
+    #[arg(long, env = "RIVULET_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address of the HTTP server (/api/analytics, /metrics). [default: 0.0.0.0:8080]
+    #[arg(long, env = "RIVULET_HTTP_LISTEN", value_name = "ADDR")]
+    pub(crate) http_listen: Option<SocketAddr>,
+
+    /// Directory for state (the SQLite database). [default: ./rivulet-data]
+    #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// The database: postgres://USER:PASSWORD@HOST/DB (shared with the metadata
+    /// server), or sqlite://PATH. [default: the SQLite file DATA_DIR/meta.db]
+    #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
+    pub(crate) database_url: Option<String>,
+
+    /// The segment target duration of the servers that feed this one, in
+    /// milliseconds: the default activity window is three of them. [default: 2000]
+    #[arg(long, env = "RIVULET_SEGMENT_TARGET_MS", value_name = "MS")]
+    pub(crate) segment_target_ms: Option<u32>,
+
+    #[command(flatten)]
+    pub(crate) analytics: AnalyticsArgs,
+}
+
+/// The resolved configuration of `analytics`.
+#[derive(Debug, Clone)]
+pub(crate) struct AnalyticsCmdConfig {
+    pub(crate) http_listen: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: Option<String>,
+    pub(crate) analytics: AnalyticsSettings,
+}
+
+impl AnalyticsCmdArgs {
+    /// Merges flags/environment over the config file over the defaults, and validates.
+    pub(crate) fn resolve(&self) -> anyhow::Result<AnalyticsCmdConfig> {
+        let serve = ServeArgs {
+            config: self.config.clone(),
+            http_listen: self.http_listen,
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            segment_target_ms: self.segment_target_ms,
+            analytics: self.analytics.clone(),
+            ..Default::default()
+        }
+        .resolve()?;
+        Ok(AnalyticsCmdConfig {
+            http_listen: serve.http_listen,
+            data_dir: serve.data_dir,
+            database_url: serve.database_url,
+            analytics: AnalyticsSettings {
+                mode: AnalyticsMode::Local,
+                ..serve.analytics
+            },
+        })
+    }
+}
+
 fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -450,5 +665,55 @@ mod tests {
             ..Default::default()
         };
         assert!(format!("{:#}", dup.resolve().unwrap_err()).contains("same key"));
+    }
+
+    #[test]
+    fn analytics_options() {
+        let c = ServeArgs {
+            segment_target_ms: Some(1000),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        // Three segment target durations by default.
+        assert_eq!(c.analytics.window_ms, 3000);
+        assert_eq!(c.analytics.mode, AnalyticsMode::Local);
+        assert_eq!(c.analytics.retention, Duration::from_secs(48 * 3600));
+        let bad = ServeArgs {
+            analytics_url: Some("ftp://x".into()),
+            ..Default::default()
+        };
+        assert!(format!("{:#}", bad.resolve().unwrap_err()).contains("analytics-url"));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "trusted_proxies = [\"10.0.0.0/8\"]\nanalytics_window_ms = 1500\nanalytics_url = \"http://a:1\"\nanalytics_retention_hours = 1\n",
+        )
+        .expect("write");
+        let c = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        assert_eq!(c.analytics.mode, AnalyticsMode::Remote("http://a:1".into()));
+        assert_eq!(c.analytics.window_ms, 1500);
+        assert_eq!(c.analytics.retention, Duration::from_secs(3600));
+        assert!(
+            c.analytics
+                .trusted_proxies
+                .contains("10.9.8.7".parse().expect("ip"))
+        );
+        // A flag wins over the file.
+        let c = ServeArgs {
+            config: Some(path),
+            no_analytics: true,
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        assert_eq!(c.analytics.mode, AnalyticsMode::Off);
     }
 }

@@ -1,5 +1,6 @@
 //! `rivulet`: one binary, one subcommand per role.
 
+mod analytics_server;
 mod bench;
 mod config;
 mod demo;
@@ -12,7 +13,7 @@ mod streams;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{MetaArgs, ServeArgs};
+use crate::config::{AnalyticsCmdArgs, MetaArgs, ServeArgs};
 
 /// Rivulet: a self-hosted low-latency live streaming platform.
 ///
@@ -30,14 +31,17 @@ enum Command {
     /// Everything in one process with a built-in test-pattern publisher: prints the
     /// URL to watch. The quickest way to see Rivulet work.
     Demo(demo::DemoArgs),
-    /// Run every role in one process: RTMP ingest, packager, HTTP origin and the
-    /// metadata server (API, database).
+    /// Run every role in one process: RTMP ingest, packager, HTTP origin, the
+    /// metadata server (API, database) and the analytics server.
     Serve(ServeArgs),
     /// Encode the test pattern or a media file live and publish it over RTMP to one
     /// or more ingest URLs at once (the same packets to each).
     Publish(publish::PublishArgs),
     /// Run the metadata server alone: the /api over its database.
     Meta(MetaArgs),
+    /// Run the analytics server alone: viewer and playback-quality figures from the
+    /// delivery events other servers POST (`serve --analytics-url`) and from players.
+    Analytics(AnalyticsCmdArgs),
     /// Create, list, change, re-key and delete streams through a server's API.
     Streams(streams::StreamsArgs),
     /// Run a CDN edge: a pull-through LL-HLS cache in front of one or more origins
@@ -88,6 +92,10 @@ fn run() -> anyhow::Result<()> {
         Command::Meta(args) => {
             let config = args.resolve()?;
             runtime.block_on(metadata::run(config, serve::shutdown_signal()))
+        }
+        Command::Analytics(args) => {
+            let config = args.resolve()?;
+            runtime.block_on(analytics_server::run(config, serve::shutdown_signal()))
         }
         Command::Streams(args) => runtime.block_on(streams::run(args)),
         Command::Edge(args) => runtime.block_on(edge::run_edge(args)),

@@ -15,7 +15,8 @@ use origin::{LiveStreams, OriginConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::ServeConfig;
+use crate::analytics_server::ServeAnalytics;
+use crate::config::{AnalyticsMode, ServeConfig};
 use crate::metadata;
 
 /// The listening sockets of `serve`, bound before anything else starts so that a
@@ -103,9 +104,23 @@ pub(crate) async fn serve(
         let _ = stop_tx.send(true);
     });
 
+    // Delivery events go to the analytics server in this process, or to a remote one.
+    let node = metadata::node_name(rtmp_addr.port());
+    let analytics = ServeAnalytics::start(&config.analytics, &store, node.clone()).await?;
+    let (meta_routes, mut doc) = meta::api::routes(store.clone(), token.clone());
+    let mut api = meta_routes;
+    if let Some(local) = &analytics.local {
+        let (routes, analytics_doc) = analytics::api::routes(local.clone());
+        doc.merge(analytics_doc);
+        api = api.merge(routes);
+    }
     let app = Router::new()
-        .merge(origin::router(streams.clone()))
-        .merge(meta::api::router(store.clone(), token.clone()))
+        .merge(origin::router_with_analytics(
+            streams.clone(),
+            analytics.emitter.clone(),
+        ))
+        .merge(api)
+        .merge(meta::api::finish(doc))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(move || metrics_page(prometheus.clone())));
 
@@ -118,7 +133,6 @@ pub(crate) async fn serve(
     );
 
     // Subscribed before the RTMP listener starts, so that every publish session is seen.
-    let node = metadata::node_name(rtmp_addr.port());
     metadata::reset_node(&store, &node).await;
     let live = tokio::spawn(metadata::track_live(
         hub.clone(),
@@ -150,10 +164,15 @@ pub(crate) async fn serve(
         )),
         stopped(),
     ));
-    axum::serve(http_listener, app)
-        .with_graceful_shutdown(stopped())
-        .await
-        .context("HTTP server failed")?;
+    // With the peer's address, for analytics (client address, country).
+    axum::serve(
+        http_listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped())
+    .await
+    .context("HTTP server failed")?;
+    analytics.stop().await;
     rtmp.await.context("RTMP server task panicked")?;
     feed.await.context("feed task panicked")?;
     live.await.context("live state task panicked")?;
@@ -165,7 +184,7 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
+pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -195,6 +214,14 @@ fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: 
             host(http),
             s.name
         );
+    }
+    match &config.analytics.mode {
+        AnalyticsMode::Local => println!(
+            "  Analytics: http://{}/api/analytics/summary (beacons: POST /api/analytics/beacons)",
+            host(http)
+        ),
+        AnalyticsMode::Remote(url) => println!("  Analytics: delivery events to {url}"),
+        AnalyticsMode::Off => println!("  Analytics: off"),
     }
     if config.streams.is_empty() {
         println!(

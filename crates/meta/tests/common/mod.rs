@@ -28,6 +28,8 @@ pub struct Harness {
     pub base: String,
     pub store: MetaStore,
     pub client: reqwest::Client,
+    /// The database's URL (for tests that open it again).
+    pub url: String,
     /// The SQLite directory, removed on drop.
     _dir: Option<tempfile::TempDir>,
     server: tokio::task::JoinHandle<()>,
@@ -40,7 +42,8 @@ impl Harness {
         // Byte 18 of an SQLite file header is 2 in WAL mode.
         let header = std::fs::read(dir.path().join("meta.db")).unwrap();
         assert_eq!(header[18], 2, "meta.db is not in WAL mode");
-        Self::serve(store, Some(dir)).await
+        let url = meta::sqlite_url(&dir.path().join("meta.db"));
+        Self::serve(store, url, Some(dir)).await
     }
 
     /// `None` (after saying so loudly) if no PostgreSQL can be had.
@@ -61,10 +64,10 @@ impl Harness {
         };
         let db = fresh_database(&server_url, test).await;
         let store = MetaStore::open(&db).await.unwrap();
-        Some(Self::serve(store, None).await)
+        Some(Self::serve(store, db, None).await)
     }
 
-    async fn serve(store: MetaStore, dir: Option<tempfile::TempDir>) -> Harness {
+    async fn serve(store: MetaStore, url: String, dir: Option<tempfile::TempDir>) -> Harness {
         let app = meta::api::router(store.clone(), AdminToken::new(TOKEN).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -78,6 +81,7 @@ impl Harness {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            url,
             _dir: dir,
             server,
         }

@@ -1,0 +1,50 @@
+//! Rivulet's analytics server: how many people watch, from where, and how well it
+//! plays for them.
+//!
+//! Two inputs:
+//! - *delivery events* ([`DeliveryEvent`]): one per playlist, part or segment request
+//!   an origin or edge answered. Servers hand them to an [`Emitter`], a bounded queue
+//!   that never blocks serving: in-process into an [`Analytics`], or batched and
+//!   POSTed to a remote `rivulet analytics`. What it cannot take is counted as
+//!   dropped (`analytics_events_dropped_total`).
+//! - *player beacons* ([`beacon`]): startup time, stalls, latency, CMCD keys, POSTed by
+//!   players to `/api/analytics/beacons`.
+//!
+//! [`Aggregator`] (sans-IO) keeps the sessions and the open minutes; [`Analytics`]
+//! drives it, writes per-minute rollups and raw events (pruned after the retention)
+//! to the metadata server's database through [`AnalyticsStore`], and answers the API
+//! in [`api`]. Definitions of every figure are on [`Figures`].
+//!
+//! Not here: sockets of its own (the caller serves [`api::router`]), media.
+//!
+//! Call order: [`AnalyticsStore::open`] → [`Analytics::new`] → spawn
+//! [`Analytics::run`] → [`Emitter::local`] (or [`Emitter::remote`] on another host) for
+//! the origin → merge [`api::routes`] into the HTTP server.
+
+mod aggregate;
+pub mod api;
+pub mod beacon;
+mod client;
+pub mod cmcd;
+mod emit;
+mod error;
+mod event;
+mod geo;
+mod rollup;
+mod service;
+mod store;
+
+pub use aggregate::{Aggregator, AggregatorConfig, Concurrent};
+pub use client::{ProxyNet, TrustedProxies, canonical, session_id};
+pub use emit::{EmitConfig, Emitter, PLAYER_ID_HEADER, RequestInfo};
+pub use error::AnalyticsError;
+pub use event::{DeliveryBatch, DeliveryEvent, ObjectKind, now_ms};
+pub use geo::{GeoIp, PACKAGE_FILE, UNKNOWN, default_paths};
+pub use rollup::{
+    Counters, Dim, Figures, METRICS, MINUTE_MS, RollupRow, SAMPLE_CAP, Samples, minute_of,
+    percentile,
+};
+pub use service::{
+    Analytics, AnalyticsConfig, Breakdown, PlatformSummary, Series, StreamSummary, Timeseries,
+};
+pub use store::{AnalyticsStore, RawBeacon, RawDelivery};

@@ -1,0 +1,579 @@
+//! [`Analytics`]: the aggregator, the GeoIP database and the store, driven by one
+//! background task, and the queries the API answers.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::aggregate::{Aggregator, AggregatorConfig, Concurrent};
+use crate::beacon::ValidBeacon;
+use crate::client::{TrustedProxies, session_id};
+use crate::error::AnalyticsError;
+use crate::event::{DeliveryEvent, now_ms};
+use crate::geo::GeoIp;
+use crate::rollup::{Dim, Figures, MINUTE_MS, RollupRow, minute_of};
+use crate::store::{AnalyticsStore, RawBeacon, RawDelivery};
+
+/// Settings of the analytics server.
+#[derive(Clone, Debug)]
+pub struct AnalyticsConfig {
+    pub aggregator: AggregatorConfig,
+    /// How long raw events (with client addresses) are kept.
+    pub retention: Duration,
+    /// Proxies whose `X-Forwarded-For` is believed (for beacons).
+    pub trusted_proxies: TrustedProxies,
+    /// Bearer token that `POST /api/analytics/events` must carry, if set.
+    pub events_token: Option<String>,
+    /// Raw events held for the next write at most; more are not stored raw (the
+    /// rollups still count them), so that a slow database cannot eat the memory.
+    pub raw_buffer: usize,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            aggregator: AggregatorConfig::default(),
+            retention: Duration::from_secs(48 * 3600),
+            trusted_proxies: TrustedProxies::default(),
+            events_token: None,
+            raw_buffer: 200_000,
+        }
+    }
+}
+
+/// The analytics server. Cheap to clone.
+#[derive(Clone)]
+pub struct Analytics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: AnalyticsConfig,
+    store: AnalyticsStore,
+    geo: GeoIp,
+    agg: Mutex<Aggregator>,
+    raw: Mutex<RawBuffer>,
+    /// Held while rows move from memory to the database and while a query reads
+    /// both, so that a query sees each row exactly once.
+    flush: tokio::sync::Mutex<()>,
+    /// Salt of hashed session ids made here (beacons without an id); the in-process
+    /// emitter uses the same, so that a player's requests and beacons meet.
+    salt: [u8; 16],
+    /// Streams given a concurrency gauge, to set it to 0 when they empty.
+    gauged: Mutex<HashSet<String>>,
+}
+
+#[derive(Default)]
+struct RawBuffer {
+    deliveries: Vec<RawDelivery>,
+    beacons: Vec<RawBeacon>,
+    /// Rollup rows whose write failed, tried again next time.
+    retry_rows: Vec<RollupRow>,
+}
+
+/// `GET /api/analytics/streams/{name}/summary`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamSummary {
+    pub stream: String,
+    /// Start of the window, ms since the epoch.
+    pub from: i64,
+    /// End of the window (exclusive), ms since the epoch.
+    pub to: i64,
+    /// A session is a concurrent viewer while its latest request or beacon is at most
+    /// this old (ms).
+    pub active_window_ms: i64,
+    /// Sessions active now.
+    pub concurrent_viewers: u64,
+    /// The figures over `from..to`.
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub by_country: Vec<Breakdown>,
+    pub by_rendition: Vec<Breakdown>,
+    pub by_edge: Vec<Breakdown>,
+}
+
+/// `GET /api/analytics/summary`: the same figures for the whole platform, and per stream.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlatformSummary {
+    pub from: i64,
+    pub to: i64,
+    pub active_window_ms: i64,
+    pub concurrent_viewers: u64,
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// One entry per stream with data in the window or viewers now.
+    pub streams: Vec<Breakdown>,
+    pub by_country: Vec<Breakdown>,
+    pub by_rendition: Vec<Breakdown>,
+    pub by_edge: Vec<Breakdown>,
+}
+
+/// The figures of one breakdown value (a country, a rendition, an edge, a stream).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Breakdown {
+    pub value: String,
+    pub concurrent_viewers: u64,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// `GET …/timeseries`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Timeseries {
+    pub metric: String,
+    /// The breakdown, or `total`.
+    pub by: Dim,
+    pub from: i64,
+    pub to: i64,
+    pub step_ms: i64,
+    /// One series per breakdown value (`""` for the total).
+    pub series: Vec<Series>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Series {
+    pub key: String,
+    /// `[start of step (ms since the epoch), value or null]`.
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+impl Analytics {
+    pub fn new(store: AnalyticsStore, geo: GeoIp, config: AnalyticsConfig) -> Self {
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt[..]);
+        Self {
+            inner: Arc::new(Inner {
+                agg: Mutex::new(Aggregator::new(config.aggregator)),
+                config,
+                store,
+                geo,
+                raw: Mutex::new(RawBuffer::default()),
+                flush: tokio::sync::Mutex::new(()),
+                salt,
+                gauged: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &AnalyticsConfig {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &AnalyticsStore {
+        &self.inner.store
+    }
+
+    pub fn geo(&self) -> &GeoIp {
+        &self.inner.geo
+    }
+
+    pub(crate) fn salt(&self) -> &[u8; 16] {
+        &self.inner.salt
+    }
+
+    /// Takes delivery events (from the in-process emitter or a remote server's batch).
+    pub fn ingest_deliveries(&self, events: impl IntoIterator<Item = DeliveryEvent>) {
+        let mut countries = Vec::new();
+        let events: Vec<DeliveryEvent> = events
+            .into_iter()
+            .inspect(|e| countries.push(self.inner.geo.country(e.client)))
+            .collect();
+        {
+            let mut agg = lock(&self.inner.agg);
+            for (e, country) in events.iter().zip(&countries) {
+                agg.handle_delivery(e, country);
+            }
+        }
+        metrics::counter!("analytics_events_ingested_total").increment(events.len() as u64);
+        let mut raw = lock(&self.inner.raw);
+        let room = self
+            .inner
+            .config
+            .raw_buffer
+            .saturating_sub(raw.deliveries.len());
+        let dropped = events.len().saturating_sub(room);
+        raw.deliveries.extend(
+            events
+                .into_iter()
+                .zip(countries)
+                .take(room)
+                .map(|(event, country)| RawDelivery { event, country }),
+        );
+        if dropped > 0 {
+            metrics::counter!("analytics_raw_dropped_total").increment(dropped as u64);
+        }
+    }
+
+    /// Takes validated beacons from `client` (already resolved through trusted proxies).
+    pub fn ingest_beacons(
+        &self,
+        beacons: Vec<ValidBeacon>,
+        client: IpAddr,
+        user_agent: Option<&str>,
+    ) {
+        let now = now_ms();
+        let country = self.inner.geo.country(client);
+        let mut raw_rows = Vec::with_capacity(beacons.len());
+        {
+            let mut agg = lock(&self.inner.agg);
+            for b in &beacons {
+                let session = session_id(
+                    b.cmcd.sid.as_deref(),
+                    b.session_id.as_deref(),
+                    client,
+                    user_agent,
+                    &self.inner.salt,
+                );
+                // A player's clock may be anywhere: believe it only when it is close.
+                let ts =
+                    b.ts.filter(|ts| (ts - now).abs() <= BEACON_CLOCK_SKEW_MS)
+                        .unwrap_or(now);
+                agg.handle_beacon(ts, &session, b, &country);
+                raw_rows.push(RawBeacon {
+                    ts,
+                    stream: b.stream.clone(),
+                    session,
+                    client_ip: client.to_string(),
+                    country: country.clone(),
+                    body: beacon_json(b),
+                });
+            }
+        }
+        metrics::counter!("analytics_beacons_accepted_total").increment(beacons.len() as u64);
+        let mut raw = lock(&self.inner.raw);
+        let room = self
+            .inner
+            .config
+            .raw_buffer
+            .saturating_sub(raw.beacons.len());
+        raw.beacons.extend(raw_rows.into_iter().take(room));
+    }
+
+    /// Runs the background work until `stop`: every second, closed minutes and raw
+    /// events go to the database and the gauges are set; every minute, raw events
+    /// past the retention are pruned. At `stop`, everything still open is written.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_prune: Option<i64> = None;
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = tick.tick() => {}
+            }
+            let now = now_ms();
+            self.flush(now, false).await;
+            self.set_gauges(now);
+            if last_prune.is_none_or(|last| now.saturating_sub(last) >= PRUNE_EVERY_MS) {
+                last_prune = Some(now);
+                self.prune(now).await;
+            }
+        }
+        self.flush(now_ms(), true).await;
+    }
+
+    /// Writes the closed minutes (all of them if `all`) and the raw events.
+    pub async fn flush(&self, now: i64, all: bool) {
+        let _guard = self.inner.flush.lock().await;
+        let mut rows = {
+            let mut agg = lock(&self.inner.agg);
+            if all {
+                agg.take_all()
+            } else {
+                agg.take_closed(now)
+            }
+        };
+        let (deliveries, beacons) = {
+            let mut raw = lock(&self.inner.raw);
+            rows.append(&mut raw.retry_rows);
+            (
+                std::mem::take(&mut raw.deliveries),
+                std::mem::take(&mut raw.beacons),
+            )
+        };
+        if let Err(e) = self.inner.store.write(&rows, &deliveries, &beacons).await {
+            tracing::warn!(error = %e, rows = rows.len(), raw = deliveries.len() + beacons.len(),
+                "cannot write analytics; rollups will be retried, raw events are lost");
+            metrics::counter!("analytics_raw_dropped_total")
+                .increment((deliveries.len() + beacons.len()) as u64);
+            let mut raw = lock(&self.inner.raw);
+            // Bounded: a database that stays down must not eat the memory.
+            if raw.retry_rows.len() < MAX_RETRY_ROWS {
+                raw.retry_rows.extend(rows);
+            }
+        }
+    }
+
+    /// Deletes raw events older than the retention and forgets idle sessions.
+    pub async fn prune(&self, now: i64) {
+        let retention = i64::try_from(self.inner.config.retention.as_millis()).unwrap_or(i64::MAX);
+        match self.inner.store.prune(now.saturating_sub(retention)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(rows = n, "pruned raw analytics events"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune raw analytics events"),
+        }
+        lock(&self.inner.agg).prune(now);
+    }
+
+    /// Sessions active now, of one stream or of all.
+    pub fn concurrent(&self, stream: Option<&str>) -> Concurrent {
+        lock(&self.inner.agg).concurrent(now_ms(), stream)
+    }
+
+    /// The summary of one stream over `from..to`.
+    pub async fn stream_summary(
+        &self,
+        stream: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<StreamSummary, AnalyticsError> {
+        let dims = [Dim::Total, Dim::Country, Dim::Rendition, Dim::Edge];
+        let rows = self.rows(stream, &dims, from, to).await?;
+        let now = self.concurrent(Some(stream));
+        let mut b = breakdowns(&rows, &now);
+        Ok(StreamSummary {
+            stream: stream.to_owned(),
+            from,
+            to,
+            active_window_ms: self.inner.config.aggregator.window_ms,
+            concurrent_viewers: now.total,
+            figures: Figures::from_rows(rows.iter().filter(|r| r.dim == Some(Dim::Total))),
+            by_country: b.remove(&Dim::Country).unwrap_or_default(),
+            by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
+            by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
+        })
+    }
+
+    /// The platform-wide summary over `from..to`.
+    pub async fn platform_summary(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<PlatformSummary, AnalyticsError> {
+        let dims = [Dim::Total, Dim::Country, Dim::Rendition, Dim::Edge];
+        let rows = self.rows("", &dims, from, to).await?;
+        let now = self.concurrent(None);
+        let mut b = breakdowns(&rows, &now);
+        // Per stream: their total rows.
+        let stream_rows = {
+            let _guard = self.inner.flush.lock().await;
+            let mut rows = self.inner.store.stream_totals(from, to).await?;
+            rows.extend(lock(&self.inner.agg).open_totals(from, to));
+            rows
+        };
+        let per_stream_now = lock(&self.inner.agg).concurrent_per_stream(now_ms());
+        let mut grouped: BTreeMap<&str, Vec<&RollupRow>> = BTreeMap::new();
+        for r in &stream_rows {
+            grouped.entry(&r.stream).or_default().push(r);
+        }
+        for name in per_stream_now.keys() {
+            grouped.entry(name).or_default();
+        }
+        let streams = grouped
+            .into_iter()
+            .map(|(name, rows)| Breakdown {
+                value: name.to_owned(),
+                concurrent_viewers: per_stream_now.get(name).copied().unwrap_or(0),
+                figures: Figures::from_rows(rows),
+            })
+            .collect();
+        Ok(PlatformSummary {
+            from,
+            to,
+            active_window_ms: self.inner.config.aggregator.window_ms,
+            concurrent_viewers: now.total,
+            figures: Figures::from_rows(rows.iter().filter(|r| r.dim == Some(Dim::Total))),
+            streams,
+            by_country: b.remove(&Dim::Country).unwrap_or_default(),
+            by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
+            by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
+        })
+    }
+
+    /// One figure of `stream` (`""`: the platform) per `step` over `from..to`, per
+    /// value of `by` (or in total).
+    pub async fn timeseries(
+        &self,
+        stream: &str,
+        metric: &str,
+        by: Dim,
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Result<Timeseries, AnalyticsError> {
+        if Figures::default().metric(metric).is_none() {
+            return Err(AnalyticsError::InvalidQuery {
+                field: "metric",
+                reason: format!(
+                    "unknown metric '{metric}': one of {}",
+                    crate::rollup::METRICS.join(", ")
+                ),
+            });
+        }
+        if step < MINUTE_MS || step % MINUTE_MS != 0 {
+            return Err(AnalyticsError::InvalidQuery {
+                field: "step",
+                reason: "step must be a whole number of minutes, in ms (60000, 300000, …)".into(),
+            });
+        }
+        let start = minute_of(from);
+        let steps = (to - start + step - 1) / step;
+        if steps > MAX_POINTS {
+            return Err(AnalyticsError::InvalidQuery {
+                field: "step",
+                reason: format!("{steps} points: at most {MAX_POINTS}; use a larger step"),
+            });
+        }
+        let rows = self.rows(stream, &[by], from, to).await?;
+        let mut grouped: BTreeMap<&str, BTreeMap<i64, Vec<&RollupRow>>> = BTreeMap::new();
+        for r in &rows {
+            let slot = start + (r.minute - start).div_euclid(step) * step;
+            grouped
+                .entry(&r.value)
+                .or_default()
+                .entry(slot)
+                .or_default()
+                .push(r);
+        }
+        let series = grouped
+            .into_iter()
+            .map(|(key, slots)| Series {
+                key: key.to_owned(),
+                points: (0..steps)
+                    .map(|i| {
+                        let t = start + i * step;
+                        let v = slots.get(&t).and_then(|rows| {
+                            Figures::from_rows(rows.iter().copied())
+                                .metric(metric)
+                                .flatten()
+                        });
+                        (t, v)
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Timeseries {
+            metric: metric.to_owned(),
+            by,
+            from,
+            to,
+            step_ms: step,
+            series,
+        })
+    }
+
+    /// Stored and open rows, read consistently.
+    async fn rows(
+        &self,
+        stream: &str,
+        dims: &[Dim],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<RollupRow>, AnalyticsError> {
+        let _guard = self.inner.flush.lock().await;
+        let mut rows = self.inner.store.rollups(stream, dims, from, to).await?;
+        rows.extend(lock(&self.inner.agg).open_rows(stream, dims, from, to));
+        Ok(rows)
+    }
+
+    fn set_gauges(&self, now: i64) {
+        let (per_stream, sessions) = {
+            let agg = lock(&self.inner.agg);
+            (agg.concurrent_per_stream(now), agg.sessions())
+        };
+        let total: u64 = per_stream.values().sum();
+        metrics::gauge!("analytics_concurrent_viewers_total").set(total as f64);
+        metrics::gauge!("analytics_sessions_remembered").set(sessions as f64);
+        let mut gauged = lock(&self.inner.gauged);
+        for name in gauged.iter() {
+            if !per_stream.contains_key(name) {
+                metrics::gauge!("analytics_concurrent_viewers", "stream" => name.clone()).set(0.0);
+            }
+        }
+        for (name, n) in &per_stream {
+            metrics::gauge!("analytics_concurrent_viewers", "stream" => name.clone())
+                .set(*n as f64);
+            gauged.insert(name.clone());
+        }
+    }
+}
+
+/// Per breakdown dimension, one entry per value, sorted by concurrent viewers then
+/// unique viewers (largest first).
+fn breakdowns(rows: &[RollupRow], now: &Concurrent) -> BTreeMap<Dim, Vec<Breakdown>> {
+    let mut grouped: BTreeMap<Dim, BTreeMap<&str, Vec<&RollupRow>>> = BTreeMap::new();
+    for r in rows {
+        if let Some(dim) = r.dim.filter(|d| *d != Dim::Total) {
+            grouped
+                .entry(dim)
+                .or_default()
+                .entry(&r.value)
+                .or_default()
+                .push(r);
+        }
+    }
+    for (dim, values) in &now.by {
+        for value in values.keys() {
+            grouped.entry(*dim).or_default().entry(value).or_default();
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(dim, values)| {
+            let mut list: Vec<Breakdown> = values
+                .into_iter()
+                .map(|(value, rows)| Breakdown {
+                    value: value.to_owned(),
+                    concurrent_viewers: now
+                        .by
+                        .get(&dim)
+                        .and_then(|m| m.get(value))
+                        .copied()
+                        .unwrap_or(0),
+                    figures: Figures::from_rows(rows),
+                })
+                .collect();
+            list.sort_by(|a, b| {
+                (b.concurrent_viewers, b.figures.unique_viewers, &a.value).cmp(&(
+                    a.concurrent_viewers,
+                    a.figures.unique_viewers,
+                    &b.value,
+                ))
+            });
+            (dim, list)
+        })
+        .collect()
+}
+
+fn beacon_json(b: &ValidBeacon) -> String {
+    serde_json::json!({
+        "rendition": b.rendition,
+        "startup_ms": b.startup_ms,
+        "play_ms": b.play_ms,
+        "rebuffer_count": b.rebuffer_count,
+        "rebuffer_ms": b.rebuffer_ms,
+        "rendition_switches": b.rendition_switches,
+        "errors": b.errors,
+        "live_latency_ms": b.live_latency_ms,
+        "dropped_frames": b.dropped_frames,
+        "cmcd": b.cmcd,
+    })
+    .to_string()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the state consistent between calls.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A beacon's own timestamp is used when within this of the server's clock.
+const BEACON_CLOCK_SKEW_MS: i64 = 3_600_000;
+const PRUNE_EVERY_MS: i64 = 60_000;
+const MAX_RETRY_ROWS: usize = 100_000;
+/// Most points in one time series.
+const MAX_POINTS: i64 = 10_000;

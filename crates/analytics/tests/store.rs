@@ -1,0 +1,108 @@
+//! The analytics tables on a real SQLite file and a real PostgreSQL: rollups written
+//! and read back, the two migration sets sharing one database, raw events (and the
+//! addresses in them) pruned after the retention while rollups stay.
+//!
+//! The databases come from the metadata server's test harness (the same file, shared
+//! with `#[path]`): a fresh SQLite file, or a database on a throwaway PostgreSQL
+//! cluster the tests start themselves.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../meta/tests/common/mod.rs"]
+mod common;
+
+use analytics::{
+    Analytics, AnalyticsConfig, AnalyticsStore, DeliveryEvent, Dim, GeoIp, ObjectKind, now_ms,
+};
+use common::Harness;
+
+on_both_databases!(rollups_survive_and_raw_events_are_pruned);
+
+fn event(ts: i64, session: &str, client: &str, status: u16) -> DeliveryEvent {
+    DeliveryEvent {
+        ts,
+        stream: "cam".into(),
+        rendition: Some("source".into()),
+        kind: ObjectKind::Part,
+        status,
+        bytes: 10_000,
+        ttfb_us: 2_000,
+        client: client.parse().unwrap(),
+        session: session.into(),
+        edge: "node-a".into(),
+        cmcd: None,
+    }
+}
+
+async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
+    let store = AnalyticsStore::open(&h.store).await.unwrap();
+    // Opening again (the migrations are applied already) is fine on both sides.
+    AnalyticsStore::open(&h.store).await.unwrap();
+    let geo = analytics::default_paths()
+        .into_iter()
+        .find(|p| p.is_file())
+        .map(|p| GeoIp::open(&p).unwrap())
+        .expect("the GeoIP database (scripts/setup.sh)");
+    let an = Analytics::new(store.clone(), geo, AnalyticsConfig::default());
+
+    // Two minutes ago and one minute ago: two sessions, one in the US.
+    let t0 = analytics::minute_of(now_ms()) - 2 * analytics::MINUTE_MS;
+    an.ingest_deliveries([
+        event(t0, "a", "8.8.8.8", 200),
+        event(t0 + 1_000, "a", "8.8.8.8", 200),
+        event(t0 + 2_000, "b", "127.0.0.1", 503),
+        event(t0 + analytics::MINUTE_MS + 500, "a", "8.8.8.8", 200),
+    ]);
+    let beacons = analytics::beacon::parse_batch(
+        br#"{"beacons":[{"stream":"cam","session_id":"a","startup_ms":640,"play_ms":1000}]}"#,
+    )
+    .unwrap();
+    an.ingest_beacons(beacons, "8.8.8.8".parse().unwrap(), None);
+
+    let before = an.stream_summary("cam", t0, now_ms()).await.unwrap();
+    an.flush(now_ms(), true).await;
+    let after = an.stream_summary("cam", t0, now_ms()).await.unwrap();
+    // The same figures whether the rows are open in memory or stored.
+    assert_eq!(before.figures, after.figures);
+    assert_eq!(after.figures.unique_viewers, 2);
+    assert_eq!(after.figures.requests, 4);
+    assert_eq!(after.figures.errors, 1);
+    assert_eq!(after.figures.bytes_served, 40_000);
+    assert_eq!(after.figures.watch_time_ms, 1_000);
+    assert_eq!(after.figures.startup_p50_ms, Some(640));
+    let us = after.by_country.iter().find(|b| b.value == "US").unwrap();
+    assert_eq!(us.figures.unique_viewers, 1);
+    assert_eq!(after.by_edge[0].value, "node-a");
+    let platform = an.platform_summary(t0, now_ms()).await.unwrap();
+    assert_eq!(platform.figures.unique_viewers, 2);
+    assert_eq!(platform.streams.len(), 1);
+    let series = an
+        .timeseries(
+            "cam",
+            "requests",
+            Dim::Country,
+            t0,
+            t0 + 2 * analytics::MINUTE_MS,
+            60_000,
+        )
+        .await
+        .unwrap();
+    let us = series.series.iter().find(|s| s.key == "US").unwrap();
+    assert_eq!(us.points, vec![(t0, Some(2.0)), (t0 + 60_000, Some(1.0))]);
+
+    assert_eq!(store.raw_counts().await.unwrap(), (4, 1));
+    let mut addresses = store.stored_addresses().await.unwrap();
+    addresses.sort();
+    assert_eq!(addresses, ["127.0.0.1", "8.8.8.8"]);
+
+    // Past the retention the raw events, and every address with them, are gone; the
+    // rollups (no addresses) stay.
+    assert_eq!(store.prune(now_ms() + 1).await.unwrap(), 5);
+    assert_eq!(store.raw_counts().await.unwrap(), (0, 0));
+    assert!(store.stored_addresses().await.unwrap().is_empty());
+    let kept = an.stream_summary("cam", t0, now_ms()).await.unwrap();
+    assert_eq!(kept.figures, after.figures);
+
+    // The metadata store still opens over a database holding our migrations.
+    meta::MetaStore::open(&h.url).await.unwrap();
+}

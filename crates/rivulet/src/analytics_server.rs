@@ -1,0 +1,198 @@
+//! Wiring of the analytics server: opening it over the metadata database, the
+//! emitter `serve`'s origin hands its delivery events to, and `rivulet analytics`
+//! (the analytics server alone).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use analytics::{Analytics, AnalyticsConfig, AnalyticsStore, EmitConfig, Emitter, GeoIp};
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use meta::MetaStore;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{AnalyticsCmdConfig, AnalyticsMode, AnalyticsSettings};
+
+/// Opens the analytics server over the metadata store's database.
+pub(crate) async fn open(
+    settings: &AnalyticsSettings,
+    store: &MetaStore,
+) -> anyhow::Result<Analytics> {
+    let geo = open_geoip(settings.geoip_db.as_deref())?;
+    let analytics_store = AnalyticsStore::open(store)
+        .await
+        .context("cannot set up the analytics tables")?;
+    Ok(Analytics::new(
+        analytics_store,
+        geo,
+        AnalyticsConfig {
+            aggregator: analytics::AggregatorConfig {
+                window_ms: settings.window_ms,
+                ..Default::default()
+            },
+            retention: settings.retention,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            events_token: settings.token.clone(),
+            ..Default::default()
+        },
+    ))
+}
+
+/// The configured GeoIP database (an error if it cannot be read), or the installed
+/// one, or none (every country "unknown", said once in the log).
+fn open_geoip(configured: Option<&Path>) -> anyhow::Result<GeoIp> {
+    if let Some(path) = configured {
+        return Ok(GeoIp::open(path)?);
+    }
+    match analytics::default_paths().into_iter().find(|p| p.is_file()) {
+        Some(path) => {
+            let geo = GeoIp::open(&path)?;
+            tracing::debug!(path = %path.display(), "GeoIP database");
+            Ok(geo)
+        }
+        None => {
+            tracing::warn!(
+                "no GeoIP database (run scripts/setup.sh, or set --geoip-db): every viewer's country is \"unknown\""
+            );
+            Ok(GeoIp::none())
+        }
+    }
+}
+
+/// The analytics side of `serve`: what the origin emits into, the analytics server
+/// (when it runs here), and the tasks behind them.
+pub(crate) struct ServeAnalytics {
+    pub(crate) emitter: Emitter,
+    pub(crate) local: Option<Analytics>,
+    drain: Option<tokio::task::JoinHandle<()>>,
+    server: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+impl ServeAnalytics {
+    pub(crate) async fn start(
+        settings: &AnalyticsSettings,
+        store: &MetaStore,
+        edge: String,
+    ) -> anyhow::Result<Self> {
+        let emit = EmitConfig {
+            edge,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            queue: settings.queue,
+            ..Default::default()
+        };
+        Ok(match &settings.mode {
+            AnalyticsMode::Off => Self {
+                emitter: Emitter::disabled(),
+                local: None,
+                drain: None,
+                server: None,
+            },
+            AnalyticsMode::Remote(url) => {
+                let (emitter, drain) = Emitter::remote(url, settings.token.clone(), emit);
+                Self {
+                    emitter,
+                    local: None,
+                    drain: Some(tokio::spawn(drain)),
+                    server: None,
+                }
+            }
+            AnalyticsMode::Local => {
+                let analytics = open(settings, store).await?;
+                let (emitter, drain) = Emitter::local(analytics.clone(), emit);
+                // Its own stop signal: it must outlive the drain, so that the last
+                // events are written.
+                let (stop_tx, mut stop_rx) = watch::channel(false);
+                let server = tokio::spawn(analytics.clone().run(async move {
+                    let _ = stop_rx.wait_for(|s| *s).await;
+                }));
+                Self {
+                    emitter,
+                    local: Some(analytics),
+                    drain: Some(tokio::spawn(drain)),
+                    server: Some((stop_tx, server)),
+                }
+            }
+        })
+    }
+
+    /// After the HTTP server stopped (and dropped its emitters): lets the queue
+    /// drain, then writes what the analytics server holds.
+    pub(crate) async fn stop(mut self) {
+        drop(self.emitter);
+        if let Some(drain) = self.drain.take() {
+            // A remote server that hangs gets no more than its send timeout.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(6), drain).await;
+        }
+        if let Some((stop, task)) = self.server.take() {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+    }
+}
+
+/// `rivulet analytics`: the analytics API over the database, fed by the delivery
+/// events other servers POST and by player beacons.
+pub(crate) async fn run(
+    config: AnalyticsCmdConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (set --data-dir)",
+            config.data_dir.display()
+        )
+    })?;
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let store =
+        crate::metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?;
+    let analytics = open(&config.analytics, &store).await?;
+    let listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .merge(analytics::api::router(analytics.clone()))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || crate::serve::metrics_page(prometheus.clone())),
+        );
+    let http = crate::serve::display_addr(addr);
+    println!("Rivulet analytics server is running.");
+    println!("  HTTP: http://{http}/");
+    println!(
+        "  API: http://{http}/api/analytics (OpenAPI document: http://{http}/api/openapi.json)"
+    );
+    println!(
+        "  Delivery events: POST http://{http}/api/analytics/events (rivulet serve --analytics-url http://{http})"
+    );
+    println!(
+        "  GeoIP: {}",
+        analytics.geo().path().map_or_else(
+            || "none (every country \"unknown\")".into(),
+            |p| p.display().to_string()
+        )
+    );
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(analytics.clone().run(async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")?;
+    let _ = stop_tx.send(true);
+    worker.await.context("analytics task panicked")?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
