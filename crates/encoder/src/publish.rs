@@ -87,6 +87,8 @@ impl FlvMuxer {
                     &AudioPacket::AacSequenceHeader(aac.asc.clone()),
                     &mut body,
                 ),
+                // MP3 has no sequence header (and our encoder makes AAC).
+                CodecConfig::Mp3(_) => continue,
             }
             out.push(FlvPacket {
                 kind: track.kind,

@@ -162,6 +162,47 @@ impl X264Encoder {
         })
     }
 
+    /// Encodes a libav picture (I420 at the encoder's size) without copying it: the
+    /// transcoder's path. `pts` is in 90 kHz; `keyframe` forces an IDR.
+    pub fn encode_av_frame(
+        &mut self,
+        frame: &mut ff::frame::Video,
+        pts: i64,
+        keyframe: bool,
+        out: &mut Vec<EncodedPicture>,
+    ) -> Result<(), EncodeError> {
+        if (frame.width(), frame.height(), frame.format())
+            != (
+                self.config.width,
+                self.config.height,
+                ff::format::Pixel::YUV420P,
+            )
+        {
+            return Err(EncodeError::Encode(format!(
+                "picture is {}x{} {:?}, the encoder was opened for {}x{} yuv420p",
+                frame.width(),
+                frame.height(),
+                frame.format(),
+                self.config.width,
+                self.config.height
+            )));
+        }
+        frame.set_pts(Some(pts));
+        frame.set_kind(if keyframe {
+            ff::picture::Type::I
+        } else {
+            ff::picture::Type::None
+        });
+        self.encoder
+            .send_frame(frame)
+            .map_err(|e| EncodeError::Encode(format!("libx264: {e}")))?;
+        self.receive(out)
+    }
+
+    pub fn settings(&self) -> &VideoEncoderConfig {
+        &self.config
+    }
+
     fn receive(&mut self, out: &mut Vec<EncodedPicture>) -> Result<(), EncodeError> {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {

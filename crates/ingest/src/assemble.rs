@@ -6,8 +6,8 @@ use bytes::Bytes;
 use media::amf0::Amf0Value;
 use media::flv::{self, AudioPacket, StreamMetadata, VideoFrameType, VideoPacket};
 use media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Rounding, Timeline, Track, TrackKind,
-    Tracks, VIDEO_TIMESCALE,
+    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Mp3Config, Rounding, Timeline, Track,
+    TrackKind, Tracks, VIDEO_TIMESCALE,
 };
 
 /// What the assembler produces, in order.
@@ -21,7 +21,7 @@ pub enum Assembled {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AssembleError {
-    #[error("{0} is not supported yet; publish H.264 video and AAC audio")]
+    #[error("{0} is not supported yet; publish H.264 video and AAC (or MP3) audio")]
     Unsupported(String),
     #[error("malformed media: {0}")]
     Malformed(String),
@@ -39,6 +39,8 @@ pub struct StreamAssembler {
     audio_timeline: Timeline,
     avc: Option<AvcConfig>,
     aac: Option<AacConfig>,
+    /// MP3 audio instead of AAC (for the transcoder, which makes AAC of it).
+    mp3: Option<Mp3Config>,
     metadata: Option<StreamMetadata>,
     announced: Option<Tracks>,
     held: Vec<Frame>,
@@ -133,6 +135,7 @@ impl StreamAssembler {
                     AacConfig::parse(asc).map_err(|e| AssembleError::Malformed(e.to_string()))?;
                 if self.aac.as_ref() != Some(&config) {
                     self.aac = Some(config);
+                    self.mp3 = None;
                     self.next_audio_dts = None;
                     self.reannounce(out);
                 }
@@ -167,6 +170,40 @@ impl StreamAssembler {
                     out,
                 );
             }
+            AudioPacket::Mp3(data) => {
+                // MP3 has no sequence header: every frame describes itself.
+                let config = media::mp3::parse_header(&data).ok_or_else(|| {
+                    AssembleError::Malformed("MP3 frame without a valid header".into())
+                })?;
+                if self.mp3 != Some(config) {
+                    self.mp3 = Some(config);
+                    self.aac = None;
+                    self.next_audio_dts = None;
+                    self.reannounce(out);
+                }
+                let Some(rate) = NonZeroU32::new(config.sample_rate) else {
+                    return Err(AssembleError::Malformed("MP3 sample rate 0".into()));
+                };
+                let spf = i64::from(config.samples_per_frame);
+                let from_flv = ms.rescale(rate, Rounding::Nearest).ticks;
+                let dts = match self.next_audio_dts {
+                    Some(next) if (from_flv - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
+                    _ => from_flv,
+                };
+                self.next_audio_dts = Some(dts + spf);
+                let t = MediaTime::new(dts, rate);
+                self.emit(
+                    Frame {
+                        kind: TrackKind::Audio,
+                        dts: t,
+                        pts: t,
+                        keyframe: true,
+                        data,
+                    },
+                    ms.ticks,
+                    out,
+                );
+            }
             AudioPacket::Unsupported { codec } => return Err(AssembleError::Unsupported(codec)),
         }
         Ok(())
@@ -179,13 +216,19 @@ impl StreamAssembler {
                 timescale: VIDEO_TIMESCALE,
                 codec: CodecConfig::Avc(c),
             }),
-            audio: self.aac.as_ref().and_then(|c| {
-                Some(Track {
+            audio: match (&self.aac, &self.mp3) {
+                (Some(c), _) => NonZeroU32::new(c.sample_rate).map(|timescale| Track {
                     kind: TrackKind::Audio,
-                    timescale: NonZeroU32::new(c.sample_rate)?,
+                    timescale,
                     codec: CodecConfig::Aac(c.clone()),
-                })
-            }),
+                }),
+                (None, Some(c)) => NonZeroU32::new(c.sample_rate).map(|timescale| Track {
+                    kind: TrackKind::Audio,
+                    timescale,
+                    codec: CodecConfig::Mp3(*c),
+                }),
+                (None, None) => None,
+            },
         }
     }
 
@@ -208,7 +251,8 @@ impl StreamAssembler {
         let meta = self.metadata.as_ref();
         let wants_video = meta.and_then(|m| m.has_video).unwrap_or(true);
         let wants_audio = meta.and_then(|m| m.has_audio).unwrap_or(true);
-        let complete = (self.avc.is_some() || !wants_video) && (self.aac.is_some() || !wants_audio);
+        let has_audio = self.aac.is_some() || self.mp3.is_some();
+        let complete = (self.avc.is_some() || !wants_video) && (has_audio || !wants_audio);
         if complete || arrival_ms - first >= HOLD_MS {
             let tracks = self.tracks();
             self.announced = Some(tracks.clone());
@@ -303,13 +347,53 @@ mod tests {
         let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1]);
         let err = a.handle_video(0, hevc, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("HEVC"), "{err}");
-        let mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb]);
+        let speex = Bytes::from_static(&[0xb2, 0x00]);
+        let err = a.handle_audio(0, speex, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("Speex"), "{err}");
+        let broken_mp3 = Bytes::from_static(&[0x2f, 0xff, 0xfb]);
+        let err = a.handle_audio(0, broken_mp3, &mut Vec::new()).unwrap_err();
         assert!(
-            a.handle_audio(0, mp3, &mut Vec::new())
-                .unwrap_err()
-                .to_string()
-                .contains("MP3")
+            err.to_string().contains("MP3 frame without a valid header"),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn mp3_frames_are_counted_in_samples() {
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        // MPEG-1 Layer III, 44.1 kHz, stereo: 1152 samples a frame (26.12 ms).
+        let frame = Bytes::from_static(&[0x2f, 0xff, 0xfb, 0x90, 0x64, 0, 0]);
+        // Audio only: announced once the hold time (1 s) has passed.
+        for i in 0..45u32 {
+            a.handle_audio(i * 1152 * 1000 / 44_100, frame.clone(), &mut out)
+                .unwrap();
+        }
+        let tracks = out
+            .iter()
+            .find_map(|o| match o {
+                Assembled::Tracks(t) => Some(t.clone()),
+                Assembled::Frame(_) => None,
+            })
+            .expect("tracks announced after the hold");
+        let audio = tracks.audio.expect("an audio track");
+        assert_eq!(audio.timescale.get(), 44_100);
+        assert!(matches!(audio.codec, CodecConfig::Mp3(c) if c.samples_per_frame == 1152));
+        let dts: Vec<i64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Assembled::Frame(f) => Some(f.dts.ticks),
+                Assembled::Tracks(_) => None,
+            })
+            .collect();
+        assert!(dts.len() >= 39, "{} frames", dts.len());
+        for pair in dts.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                1152,
+                "counted in samples, not FLV milliseconds"
+            );
+        }
     }
 
     #[test]

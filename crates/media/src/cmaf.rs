@@ -40,6 +40,8 @@ pub enum CmafError {
     Box(&'static str, mp4_atom::Error),
     #[error("mdat of {0} bytes does not fit a 32-bit box")]
     TooLarge(usize),
+    #[error("{0} is not packaged in CMAF (the transcoder turns it into AAC)")]
+    Unsupported(&'static str),
 }
 
 /// One sample of a track fragment.
@@ -109,6 +111,7 @@ pub fn init_segment(tracks: &Tracks) -> Result<Bytes, CmafError> {
 
 fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
     let (handler, codec, width, height, minf_media) = match &track.codec {
+        CodecConfig::Mp3(_) => return Err(CmafError::Unsupported("MP3")),
         CodecConfig::Avc(avc) => {
             let avcc =
                 Avcc::decode_body(&mut &avc.record[..]).map_err(|e| CmafError::Box("avcC", e))?;

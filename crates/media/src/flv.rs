@@ -50,6 +50,8 @@ pub enum AudioPacket {
     AacSequenceHeader(Bytes),
     /// One raw AAC frame.
     AacRaw(Bytes),
+    /// One MP3 frame (SoundFormat 2 or 14), header included.
+    Mp3(Bytes),
     Unsupported {
         codec: String,
     },
@@ -209,6 +211,9 @@ pub fn parse_audio_tag(body: Bytes) -> Result<AudioPacket, FlvError> {
         };
         return Ok(AudioPacket::Unsupported { codec });
     }
+    if format == 2 || format == 14 {
+        return Ok(AudioPacket::Mp3(body.slice(1..)));
+    }
     if format != 10 {
         let codec = match format {
             0 | 3 => "linear PCM",
@@ -265,6 +270,12 @@ pub fn write_video_tag(frame_type: VideoFrameType, packet: &VideoPacket, out: &m
 /// Writes a legacy AAC audio tag body (SoundFormat 10; rate/size/type fields are fixed
 /// at 44 kHz/16 bit/stereo as the spec requires for AAC: the real values are in the ASC).
 pub fn write_audio_tag(packet: &AudioPacket, out: &mut Vec<u8>) {
+    if let AudioPacket::Mp3(d) = packet {
+        // MP3, "44 kHz", 16 bit, stereo: the real values are in the frame headers.
+        out.push(0x2f);
+        out.extend_from_slice(d);
+        return;
+    }
     out.push(0xaf);
     match packet {
         AudioPacket::AacSequenceHeader(d) => {
@@ -275,7 +286,7 @@ pub fn write_audio_tag(packet: &AudioPacket, out: &mut Vec<u8>) {
             out.push(1);
             out.extend_from_slice(d);
         }
-        AudioPacket::Unsupported { .. } => out.push(1),
+        AudioPacket::Mp3(_) | AudioPacket::Unsupported { .. } => out.push(1),
     }
 }
 
@@ -486,8 +497,13 @@ mod tests {
         let mp3 = Bytes::from_static(&[0x2f, 0xff]);
         assert_eq!(
             parse_audio_tag(mp3).expect("parses"),
+            AudioPacket::Mp3(Bytes::from_static(&[0xff]))
+        );
+        let nelly = Bytes::from_static(&[0x5f, 0xff]);
+        assert_eq!(
+            parse_audio_tag(nelly).expect("parses"),
             AudioPacket::Unsupported {
-                codec: "MP3".into()
+                codec: "Nellymoser".into()
             }
         );
     }

@@ -17,11 +17,13 @@ pub mod avc;
 pub mod cmaf;
 pub mod flv;
 mod frame;
+pub mod mp3;
 mod time;
 mod track;
 
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
 pub use frame::{Frame, TrackKind};
+pub use mp3::Mp3Config;
 pub use time::{MILLISECONDS, MediaTime, Rounding, Timeline, VIDEO_TIMESCALE, rescale_ticks};
 pub use track::{CodecConfig, Track, Tracks};

@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 use crate::aac::AacConfig;
 use crate::avc::AvcConfig;
 use crate::frame::TrackKind;
+use crate::mp3::Mp3Config;
 
 /// The decoder configuration of one track.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +14,9 @@ pub enum CodecConfig {
     Avc(AvcConfig),
     /// AAC, from an `AudioSpecificConfig`.
     Aac(AacConfig),
+    /// MP3, from its frame headers. Ingested for the transcoder, which makes AAC of
+    /// it; not packaged as it is.
+    Mp3(Mp3Config),
 }
 
 impl CodecConfig {
@@ -21,6 +25,7 @@ impl CodecConfig {
         match self {
             CodecConfig::Avc(c) => c.codec_string(),
             CodecConfig::Aac(c) => c.codec_string(),
+            CodecConfig::Mp3(c) => c.codec_string(),
         }
     }
 }

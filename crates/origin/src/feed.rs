@@ -1,19 +1,125 @@
-//! Moves frames from the hub into the packagers and drives each stream's lifecycle.
+//! Moves frames from the hub through a rendition pipeline (passthrough, or a
+//! transcoder) into the packagers, and drives each stream's lifecycle.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use hub::{Hub, MediaEvent, Session, SubscriberEvent};
+use media::{Frame, Tracks};
 use tokio::sync::{broadcast, watch};
 
-use crate::live::LiveStreams;
+use crate::live::{LiveStreams, SOURCE_RENDITION};
+
+/// What a rendition pipeline hands the packagers.
+#[derive(Clone, Debug)]
+pub enum RenditionUpdate {
+    Tracks(Arc<Tracks>),
+    /// A frame, with the wall-clock time its source frame arrived at ingest (the
+    /// PROGRAM-DATE-TIME anchor, alike in every rendition).
+    Frame(Frame, SystemTime),
+}
+
+/// One update for one named rendition.
+#[derive(Clone, Debug)]
+pub struct RenditionOutput {
+    pub rendition: Arc<str>,
+    pub update: RenditionUpdate,
+}
+
+/// Receives one publish session's media. Must not block: work that takes time runs
+/// elsewhere and reports on [`RenditionPipeline::output`].
+pub trait RenditionInput: Send {
+    /// One event from the publisher, which arrived at `arrival`; updates available at
+    /// once (a passthrough) are appended to `out`.
+    fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>);
+}
+
+/// A running pipeline for one publish session. Dropping `input` ends it; `output`
+/// closes once everything in flight has come out.
+pub struct RenditionPipeline {
+    pub input: Box<dyn RenditionInput>,
+    pub output: Option<BoxStream<'static, RenditionOutput>>,
+}
+
+/// Makes the renditions of a stream from its published media.
+pub trait Renditions: Send + Sync + 'static {
+    fn start(&self, stream: &str) -> RenditionPipeline;
+}
+
+/// The published stream as the one rendition, `source`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Passthrough;
+
+impl Renditions for Passthrough {
+    fn start(&self, _stream: &str) -> RenditionPipeline {
+        RenditionPipeline {
+            input: Box::new(PassthroughInput::new(SOURCE_RENDITION)),
+            output: None,
+        }
+    }
+}
+
+/// Forwards every event to one rendition. Audio the packager cannot carry (MP3) is
+/// left out, so the video still plays; the transcoder's renditions make AAC of it.
+pub struct PassthroughInput {
+    rendition: Arc<str>,
+    drop_audio: bool,
+}
+
+impl PassthroughInput {
+    pub fn new(rendition: &str) -> Self {
+        Self {
+            rendition: Arc::from(rendition),
+            drop_audio: false,
+        }
+    }
+}
+
+impl RenditionInput for PassthroughInput {
+    fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
+        let update = match event {
+            MediaEvent::Tracks(t) => {
+                let packageable = t
+                    .audio
+                    .as_ref()
+                    .is_none_or(|a| !matches!(a.codec, media::CodecConfig::Mp3(_)));
+                self.drop_audio = !packageable;
+                if packageable {
+                    RenditionUpdate::Tracks(t)
+                } else {
+                    tracing::info!(rendition = %self.rendition, "MP3 audio is not passed through (CMAF carries AAC); the transcoded renditions have it as AAC");
+                    RenditionUpdate::Tracks(Arc::new(Tracks {
+                        video: t.video.clone(),
+                        audio: None,
+                    }))
+                }
+            }
+            MediaEvent::Frame(f) if self.drop_audio && f.kind == media::TrackKind::Audio => return,
+            MediaEvent::Frame(f) => RenditionUpdate::Frame(f, arrival),
+        };
+        out.push(RenditionOutput {
+            rendition: self.rendition.clone(),
+            update,
+        });
+    }
+}
+
+/// How long a finished session's pipeline may take to drain (an encoder's last frames).
+const DRAIN_LIMIT: Duration = Duration::from_secs(3);
 
 /// Runs until `shutdown` completes: starts one driver task per stream name the first
 /// time it is published. A driver lives as long as the process, so a stream keeps one
 /// continuous timeline (and so never reuses a media sequence number) across publishers.
-pub async fn run_feed(streams: LiveStreams, hub: Hub, shutdown: impl Future<Output = ()>) {
+pub async fn run_feed(
+    streams: LiveStreams,
+    hub: Hub,
+    renditions: Arc<dyn Renditions>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut announcements = hub.announcements();
     let mut driven = HashSet::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -23,7 +129,12 @@ pub async fn run_feed(streams: LiveStreams, hub: Hub, shutdown: impl Future<Outp
     loop {
         for name in pending.drain(..) {
             if driven.insert(name.clone()) {
-                tasks.spawn(drive_stream(streams.clone(), hub.clone(), name));
+                tasks.spawn(drive_stream(
+                    streams.clone(),
+                    hub.clone(),
+                    renditions.clone(),
+                    name,
+                ));
             }
         }
         tokio::select! {
@@ -40,7 +151,12 @@ pub async fn run_feed(streams: LiveStreams, hub: Hub, shutdown: impl Future<Outp
 
 /// One stream's lifecycle, forever: wait for a publisher, package its frames, then
 /// give it the grace period to come back before ending the playlist.
-async fn drive_stream(streams: LiveStreams, hub: Hub, name: String) {
+async fn drive_stream(
+    streams: LiveStreams,
+    hub: Hub,
+    renditions: Arc<dyn Renditions>,
+    name: String,
+) {
     let live = streams.get_or_create(&name);
     let config = streams.config().clone();
     let mut sessions = hub.watch_stream(&name);
@@ -53,17 +169,42 @@ async fn drive_stream(streams: LiveStreams, hub: Hub, name: String) {
         tracing::info!(stream = %name, peer = %session.info().peer, "stream is live");
         live.handle_session_start();
         let mut subscriber = session.subscribe();
-        while let Some(event) = subscriber.recv().await {
-            match event {
-                SubscriberEvent::Media(MediaEvent::Tracks(tracks)) => {
-                    live.handle_tracks(tracks, SystemTime::now())
-                }
-                SubscriberEvent::Media(MediaEvent::Frame(frame)) => {
-                    live.handle_frame(frame, SystemTime::now(), Instant::now())
-                }
-                SubscriberEvent::Skipped { missed } => {
-                    metrics::counter!("origin_frames_skipped_total").increment(missed);
-                    tracing::warn!(stream = %name, missed, "packager fell behind; skipped to the next keyframe");
+        let RenditionPipeline { input, mut output } = renditions.start(&name);
+        let mut input = Some(input);
+        let mut ready = Vec::new();
+        loop {
+            tokio::select! {
+                event = subscriber.recv(), if input.is_some() => match event {
+                    Some(SubscriberEvent::Media(media)) => {
+                        if let Some(input) = input.as_mut() {
+                            input.push(media, SystemTime::now(), &mut ready);
+                        }
+                        deliver(&live, ready.drain(..));
+                    }
+                    Some(SubscriberEvent::Skipped { missed }) => {
+                        metrics::counter!("origin_frames_skipped_total").increment(missed);
+                        tracing::warn!(stream = %name, missed, "packager fell behind; skipped to the next keyframe");
+                    }
+                    None => {
+                        // The publisher is gone: end the pipeline and let it drain.
+                        input = None;
+                        if output.is_none() {
+                            break;
+                        }
+                    }
+                },
+                update = recv_output(&mut output) => match update {
+                    Some(update) => deliver(&live, std::iter::once(update)),
+                    None => {
+                        output = None;
+                        if input.is_none() {
+                            break;
+                        }
+                    }
+                },
+                () = tokio::time::sleep(DRAIN_LIMIT), if input.is_none() => {
+                    tracing::warn!(stream = %name, "rendition pipeline did not drain in time");
+                    break;
                 }
             }
         }
@@ -106,5 +247,28 @@ async fn next_session(
             }
         }
         sessions.changed().await.ok()?;
+    }
+}
+
+/// The next asynchronous update, or never if the pipeline has none.
+async fn recv_output(
+    output: &mut Option<BoxStream<'static, RenditionOutput>>,
+) -> Option<RenditionOutput> {
+    match output {
+        Some(rx) => rx.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn deliver(live: &crate::LiveStream, updates: impl Iterator<Item = RenditionOutput>) {
+    for u in updates {
+        match u.update {
+            RenditionUpdate::Tracks(tracks) => {
+                live.handle_tracks(&u.rendition, tracks, SystemTime::now())
+            }
+            RenditionUpdate::Frame(frame, at) => {
+                live.handle_frame(&u.rendition, frame, at, Instant::now())
+            }
+        }
     }
 }

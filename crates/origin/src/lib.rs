@@ -18,6 +18,9 @@ mod feed;
 mod http;
 mod live;
 
-pub use feed::run_feed;
+pub use feed::{
+    Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
+    RenditionUpdate, Renditions, run_feed,
+};
 pub use http::{router, router_with_analytics};
-pub use live::{LiveStream, LiveStreams, OriginConfig, StreamPhase};
+pub use live::{LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase};

@@ -119,7 +119,7 @@ impl LiveStreams {
 }
 
 /// The name of the rendition that passes the published stream through unchanged.
-pub(crate) const SOURCE_RENDITION: &str = "source";
+pub const SOURCE_RENDITION: &str = "source";
 
 /// One stream: its renditions' packagers and a change signal for waiting requests.
 pub struct LiveStream {
@@ -127,6 +127,7 @@ pub struct LiveStream {
     state: Mutex<StreamState>,
     /// Bumped after every change to any packager of this stream.
     changed: watch::Sender<u64>,
+    packager_config: PackagerConfig,
 }
 
 pub(crate) struct StreamState {
@@ -151,15 +152,11 @@ impl LiveStream {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
                 phase: StreamPhase::Offline,
-                renditions: vec![Rendition {
-                    name: SOURCE_RENDITION.to_owned(),
-                    packager: RenditionPackager::new(config.clone()),
-                    last_arrival: None,
-                    last_chunk: None,
-                }],
+                renditions: Vec::new(),
                 since: Instant::now(),
             }),
             changed: watch::channel(0).0,
+            packager_config: config.clone(),
         }
     }
 
@@ -201,27 +198,44 @@ impl LiveStream {
         self.notify();
     }
 
-    pub fn handle_tracks(&self, tracks: Arc<Tracks>, now: SystemTime) {
+    /// New tracks for `rendition`, which is created (appended after the others) the
+    /// first time it is named. Renditions are never removed, so indices stay valid.
+    pub fn handle_tracks(&self, rendition: &str, tracks: Arc<Tracks>, now: SystemTime) {
         let mut state = self.lock();
-        for r in &mut state.renditions {
-            r.packager.handle_tracks(tracks.clone(), now);
-            drain_events(&self.name, r);
-        }
+        let index = match state.renditions.iter().position(|r| r.name == rendition) {
+            Some(i) => i,
+            None => {
+                state.renditions.push(Rendition {
+                    name: rendition.to_owned(),
+                    packager: RenditionPackager::new(self.packager_config.clone()),
+                    last_arrival: None,
+                    last_chunk: None,
+                });
+                state.renditions.len() - 1
+            }
+        };
+        let r = &mut state.renditions[index];
+        r.packager.handle_tracks(tracks, now);
+        drain_events(&self.name, r);
         drop(state);
         self.notify();
     }
 
-    /// Hands one frame, which arrived at `arrival`, to the passthrough rendition.
-    pub fn handle_frame(&self, frame: Frame, now: SystemTime, arrival: Instant) {
+    /// Packages one frame of `rendition`. `now` is the wall clock the frame stands
+    /// for (its arrival at ingest, for PROGRAM-DATE-TIME), `arrival` when it reached
+    /// this origin (for the availability metric).
+    pub fn handle_frame(&self, rendition: &str, frame: Frame, now: SystemTime, arrival: Instant) {
         let mut state = self.lock();
-        for r in &mut state.renditions {
-            if let Err(e) = r.packager.handle_frame(frame.clone(), now) {
-                metrics::counter!("origin_frames_rejected_total").increment(1);
-                tracing::warn!(stream = %self.name, rendition = %r.name, error = %e, "frame not packaged");
-            }
-            r.last_arrival = Some(arrival);
-            drain_events(&self.name, r);
+        let Some(r) = state.renditions.iter_mut().find(|r| r.name == rendition) else {
+            metrics::counter!("origin_frames_rejected_total").increment(1);
+            return;
+        };
+        if let Err(e) = r.packager.handle_frame(frame, now) {
+            metrics::counter!("origin_frames_rejected_total").increment(1);
+            tracing::warn!(stream = %self.name, rendition = %r.name, error = %e, "frame not packaged");
         }
+        r.last_arrival = Some(arrival);
+        drain_events(&self.name, r);
         drop(state);
         self.notify();
     }

@@ -263,6 +263,7 @@ impl RenditionPackager {
             if self.open_segment().is_some() {
                 let samples = match &track.codec {
                     CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
+                    CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
                     CodecConfig::Avc(_) => 1,
                 };
                 let duration = self
@@ -586,7 +587,7 @@ impl RenditionPackager {
         let average = bits * f64::from(timescale.get()) / ticks as f64;
         let video = tracks.video.as_ref().and_then(|t| match &t.codec {
             CodecConfig::Avc(avc) => Some(avc),
-            CodecConfig::Aac(_) => None,
+            CodecConfig::Aac(_) | CodecConfig::Mp3(_) => None,
         });
         let frame_rate = video
             .and_then(|v| v.frame_rate)
@@ -847,6 +848,7 @@ fn default_interval(track: &media::Track, timescale: NonZeroU32) -> i64 {
             .map(|(n, d)| i64::from(timescale.get()) * i64::from(d) / i64::from(n))
             .unwrap_or(i64::from(timescale.get()) / 30),
         CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
+        CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
     }
 }
 

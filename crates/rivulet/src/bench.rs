@@ -25,10 +25,35 @@ pub(crate) enum BenchKind {
     /// 360p30, against the ffmpeg CLI with the same x264 settings, and how well the
     /// time strip reads back from the packaged output.
     Encoder(EncoderBenchArgs),
+    /// The transcoder's ladder (one decode, 720p/480p/360p/234p with libx264) on a
+    /// 720p30 file as fast as it goes, against the ffmpeg CLI doing the same with
+    /// `split` + `scale` + one libx264 per output: CPU seconds, wall fps, ratio.
+    Ladder(LadderBenchArgs),
+    /// The edge against nginx (proxy_cache + proxy_cache_lock) in front of the same
+    /// origin: cached playlist and part requests per second and p99, and upstream
+    /// fetches during a 1,000-client burst for a part not yet produced.
+    Edge(EdgeBenchArgs),
     /// Delivery events ingested per second by one analytics process (in-process and
     /// over HTTP), and the CPU that emitting them adds to serving cached parts:
     /// analytics off, emitting to a remote analytics server, and in-process.
     Analytics(analytics_load::AnalyticsBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EdgeBenchArgs {
+    /// Seconds of load per measurement.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) seconds: u64,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) connections: usize,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct LadderBenchArgs {
+    /// Seconds of 720p30 input.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) seconds: u32,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +83,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         BenchKind::Ingest(a) => ingest(a),
         BenchKind::Encoder(a) => encoder(a),
+        BenchKind::Ladder(a) => ladder(a),
+        BenchKind::Edge(a) => edge_bench(a),
         BenchKind::Analytics(a) => analytics_load::run(a),
     }
 }
@@ -413,6 +440,441 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
         );
     }
     drop(sink);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let (rtmp_port, origin_port, edge_port, nginx_port) =
+        (free_port()?, free_port()?, free_port()?, free_port()?);
+    let exe = std::env::current_exe()?;
+    let _origin = Reaped(
+        Command::new(&exe)
+            .args([
+                "serve",
+                "--rtmp-listen",
+                &format!("127.0.0.1:{rtmp_port}"),
+                "--http-listen",
+                &format!("127.0.0.1:{origin_port}"),
+            ])
+            .args(["--stream", "bench=bench-key", "--renditions", "source"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet serve")?,
+    );
+    wait_for_port(rtmp_port)?;
+    // 5 Mbit/s CBR: parts of about 200 KB.
+    let _publisher = Reaped(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+            ])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-g",
+                "60",
+                "-b:v",
+                "5M",
+                "-minrate",
+                "5M",
+                "-maxrate",
+                "5M",
+            ])
+            .args([
+                "-bufsize",
+                "5M",
+                "-x264-params",
+                "nal-hrd=cbr",
+                "-an",
+                "-f",
+                "flv",
+            ])
+            .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/bench-key"))
+            .stdin(Stdio::null())
+            .spawn()
+            .context("ffmpeg is needed for the benchmark")?,
+    );
+    let _edge = Reaped(
+        Command::new(&exe)
+            .args([
+                "edge",
+                "--http-listen",
+                &format!("127.0.0.1:{edge_port}"),
+                "--origin",
+                &format!("http://127.0.0.1:{origin_port}"),
+            ])
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet edge")?,
+    );
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("logs"))?;
+    std::fs::create_dir_all(prefix.join("cache"))?;
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("0777")
+        .arg(&prefix)
+        .status();
+    let conf = format!(
+        "daemon off;\nmaster_process on;\nworker_processes auto;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         http {{ access_log off; proxy_cache_path {p}/cache levels=1:2 keys_zone=live:10m max_size=1g inactive=60s use_temp_path=off;\n\
+           server {{ listen 127.0.0.1:{nginx_port};\n\
+             location /live/ {{ proxy_pass http://127.0.0.1:{origin_port}; proxy_http_version 1.1; proxy_set_header Connection \"\";\n\
+               proxy_cache live; proxy_cache_lock on; proxy_cache_lock_timeout 10s; proxy_cache_lock_age 10s;\n\
+               proxy_cache_key $uri$is_args$arg__HLS_msn.$arg__HLS_part.$arg__HLS_skip; }} }} }}\n",
+        p = prefix.display()
+    );
+    std::fs::write(prefix.join("nginx.conf"), conf)?;
+    let _nginx = Reaped(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(prefix.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start nginx (scripts/setup.sh installs it)")?,
+    );
+    wait_for_port(edge_port)?;
+    wait_for_port(nginx_port)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(2000).build()?;
+        let origin = format!("http://127.0.0.1:{origin_port}");
+        let playlist_url = format!("{origin}/live/bench/source/index.m3u8");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut playlist = String::new();
+        while !playlist.contains("#EXTINF") {
+            if Instant::now() > deadline {
+                bail!("the origin packaged nothing in 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            playlist = match client.get(&playlist_url).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+        }
+        // A complete part and a blocking reload for it (cacheable, ~2 KB).
+        let last_part = playlist
+            .lines()
+            .filter(|l| l.starts_with("#EXT-X-PART:"))
+            .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next().map(str::to_owned))
+            .next_back()
+            .context("no part in the playlist")?;
+        let (msn, part) = last_part
+            .trim_start_matches("part-")
+            .trim_end_matches(".m4s")
+            .split_once('-')
+            .and_then(|(m, p)| Some((m.parse::<u64>().ok()?, p.parse::<u32>().ok()?)))
+            .context("part name")?;
+        let objects = [
+            ("playlist (blocking, cached)", format!("/live/bench/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part}")),
+            ("part", format!("/live/bench/source/{last_part}")),
+        ];
+        println!("cached objects through each cache, {} connections, {} s each:", args.connections, args.seconds);
+        for (what, path) in &objects {
+            let size = client.get(format!("{origin}{path}")).send().await?.bytes().await?.len();
+            let mut row = Vec::new();
+            for (name, port) in [("rivulet edge", edge_port), ("nginx", nginx_port)] {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                // Warm the cache.
+                client.get(&url).send().await?.bytes().await?;
+                let (rps, p99) = hammer(&client, &url, args.connections, Duration::from_secs(args.seconds)).await;
+                println!("  {what} ({size} B) {name:13}: {rps:8.0} req/s, p99 {:6.2} ms", p99 * 1e3);
+                row.push((rps, p99));
+            }
+            println!(
+                "  {what}: throughput ratio edge/nginx {:.2} (goal >= 1.0), p99 ratio {:.2} (goal <= 1.0)",
+                row[0].0 / row[1].0.max(f64::EPSILON),
+                row[0].1 / row[1].1.max(f64::EPSILON)
+            );
+        }
+        // A burst for the part after the preload hint: not produced yet anywhere.
+        println!("1,000 clients at once for a part not yet produced:");
+        for (name, port) in [("rivulet edge", edge_port), ("nginx", nginx_port)] {
+            let playlist = client.get(&playlist_url).send().await?.text().await?;
+            let hint = playlist
+                .lines()
+                .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+                .and_then(|l| l.split("URI=\"").nth(1)?.split('"').next().map(str::to_owned))
+                .context("no preload hint")?;
+            let before = origin_requests(&client, &origin).await;
+            let url = format!("http://127.0.0.1:{port}/live/bench/source/{hint}");
+            let burst: Vec<_> = (0..1000)
+                .map(|_| {
+                    let (client, url) = (client.clone(), url.clone());
+                    tokio::spawn(async move { client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) })
+                })
+                .collect();
+            let mut ok = 0;
+            for b in burst {
+                ok += usize::from(b.await.unwrap_or(0) == 200);
+            }
+            let fetched = origin_requests(&client, &origin).await - before;
+            println!("  {name:13}: {fetched} upstream requests (goal 1), {ok}/1000 answered 200");
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `connections` loops fetching `url` for `duration`: requests per second and p99 (s).
+async fn hammer(
+    client: &reqwest::Client,
+    url: &str,
+    connections: usize,
+    duration: Duration,
+) -> (f64, f64) {
+    let end = Instant::now() + duration;
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    let ok = match client.get(&url).send().await {
+                        Ok(r) => r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if ok {
+                        latencies.push(t.elapsed().as_secs_f64());
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap_or_default());
+    }
+    all.sort_by(f64::total_cmp);
+    let p99 = all.get(all.len() * 99 / 100).copied().unwrap_or(f64::NAN);
+    (all.len() as f64 / duration.as_secs_f64(), p99)
+}
+
+async fn origin_requests(client: &reqwest::Client, origin: &str) -> u64 {
+    let page = match client.get(format!("{origin}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    page.lines()
+        .filter(|l| l.starts_with("origin_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn ladder(args: LadderBenchArgs) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    let dir = tempfile_dir()?;
+    let input = dir.join("ladder-input.flv");
+    println!(
+        "generating a 720p30 H.264 input ({} s, 4 Mbit/s) ...",
+        args.seconds
+    );
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc2=size=1280x720:rate=30:duration={}",
+            args.seconds
+        ))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-g", "60", "-bf", "2", "-an",
+            "-f", "flv",
+        ])
+        .arg(&input)
+        .status()
+        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
+    if !status.success() {
+        bail!("ffmpeg could not generate the benchmark input");
+    }
+    let rungs: Vec<transcode::Rung> = transcode::default_rungs()
+        .into_iter()
+        .filter(|r| r.height <= 720)
+        .collect();
+    let planned = transcode::plan(&rungs, 1280, 720, &[]);
+    let frames_in = u64::from(args.seconds) * 30;
+
+    // Ours, in this process, as fast as it goes (lossless: no shedding).
+    let data = bytes::Bytes::from(std::fs::read(&input)?);
+    let tags = media::flv::file_tags(&data)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
+    let config = Arc::new(transcode::TranscodeConfig {
+        rungs: rungs.clone(),
+        lossless: true,
+        ..transcode::TranscodeConfig::default()
+    });
+    let cpu0 = process_tree_ticks(std::process::id())?;
+    let t0 = Instant::now();
+    let (mut feed, mut output) = transcode::start(config, "bench");
+    let counter = std::thread::spawn(move || {
+        let mut frames = 0u64;
+        while let Some(o) = output.blocking_recv() {
+            if matches!(o, transcode::TranscodeOutput::Frame { .. }) {
+                frames += 1;
+            }
+        }
+        frames
+    });
+    let mut assembler = ingest::StreamAssembler::new();
+    let mut assembled = Vec::new();
+    for (header, body) in tags {
+        let result = match header.tag_type {
+            9 => assembler.handle_video(header.timestamp_ms, body, &mut assembled),
+            8 => assembler.handle_audio(header.timestamp_ms, body, &mut assembled),
+            _ => Ok(()),
+        };
+        result.map_err(|e| anyhow::anyhow!("benchmark input: {e}"))?;
+        for a in assembled.drain(..) {
+            match a {
+                ingest::Assembled::Tracks(t) => feed.push_tracks(Arc::new(t)),
+                ingest::Assembled::Frame(f) => feed.push_frame(f, std::time::SystemTime::now()),
+            }
+        }
+    }
+    drop(feed);
+    let frames_out = counter
+        .join()
+        .map_err(|_| anyhow::anyhow!("counter thread panicked"))?;
+    let ours_wall = t0.elapsed().as_secs_f64();
+    let ours_cpu =
+        (process_tree_ticks(std::process::id())? - cpu0) as f64 / clock_ticks_per_second();
+
+    // ffmpeg: split, scale each output from the source, one libx264 each.
+    let n = planned.len();
+    let mut graph = format!("[0:v]split={n}");
+    for i in 0..n {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, p) in planned.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale={}:{}[v{i}]", p.width, p.height));
+    }
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.args([
+        "-f",
+        "TIME %e %U %S",
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-i",
+    ])
+    .arg(&input)
+    .args(["-filter_complex", &graph]);
+    for (i, p) in planned.iter().enumerate() {
+        let mut c = encoder::VideoEncoderConfig::new(
+            p.width,
+            p.height,
+            source::FrameRate::new(30, 1),
+            p.rung.bitrate,
+        );
+        c.preset = p.rung.preset.clone();
+        cmd.args([
+            "-map",
+            &format!("[v{i}]"),
+            "-c:v",
+            "libx264",
+            "-preset",
+            &c.preset,
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-profile:v",
+            &p.rung.profile,
+            "-b:v",
+            &c.bitrate.to_string(),
+        ])
+        .args([
+            "-maxrate",
+            &(c.bitrate * 3 / 2).to_string(),
+            "-bufsize",
+            &(c.bitrate * 2).to_string(),
+        ])
+        .args([
+            "-g",
+            "600",
+            "-force_key_frames",
+            "expr:gte(t,n_forced*2)",
+            "-x264-params",
+            &c.x264_params(),
+        ])
+        .args(["-f", "null", "-"]);
+    }
+    let out = cmd.output().context("run ffmpeg under /usr/bin/time")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let times: Vec<f64> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("TIME "))
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !out.status.success() || times.len() != 3 {
+        bail!("ffmpeg failed: {stderr}");
+    }
+    let (peer_wall, peer_cpu) = (times[0], times[1] + times[2]);
+    let ladder: Vec<String> = planned
+        .iter()
+        .map(|p| format!("{}x{}", p.width, p.height))
+        .collect();
+    println!(
+        "ladder {} from {} frames of 720p30, x264 veryfast + zerolatency, as fast as possible:",
+        ladder.join(", "),
+        frames_in
+    );
+    println!(
+        "  rivulet transcode: {ours_cpu:6.2} CPU s, {ours_wall:6.2} s wall, {:6.1} source fps ({frames_out} frames out)",
+        frames_in as f64 / ours_wall
+    );
+    println!(
+        "  ffmpeg CLI:        {peer_cpu:6.2} CPU s, {peer_wall:6.2} s wall, {:6.1} source fps",
+        frames_in as f64 / peer_wall
+    );
+    println!(
+        "  CPU ratio rivulet / ffmpeg: {:.2} (goal <= 0.90)",
+        ours_cpu / peer_cpu.max(f64::EPSILON)
+    );
+    println!(
+        "  encoder delay: 0 frames (tune=zerolatency: each picture leaves x264 in the call it enters)"
+    );
+    if frames_out < frames_in * planned.len() as u64 {
+        bail!(
+            "the ladder lost frames: {frames_out} of {}",
+            frames_in * planned.len() as u64
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -75,6 +75,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RIVULET_GRACE_PERIOD_MS", value_name = "MS")]
     pub(crate) grace_period_ms: Option<u64>,
 
+    /// The renditions every stream gets, by name: `source` passes the published stream
+    /// through untouched; any other name is a rung of the ladder (the config file's
+    /// [[ladder]], or the default 1080p, 720p, 480p, 360p, 234p), transcoded with
+    /// libx264 and never above the source's height. `--renditions source` turns
+    /// transcoding off. [default: every rung of the ladder]
+    #[arg(
+        long,
+        env = "RIVULET_RENDITIONS",
+        value_name = "NAME,…",
+        value_delimiter = ','
+    )]
+    pub(crate) renditions: Vec<String>,
     #[command(flatten)]
     pub(crate) analytics: AnalyticsArgs,
 
@@ -192,8 +204,11 @@ struct FileConfig {
     part_target_ms: Option<u32>,
     window_segments: Option<usize>,
     grace_period_ms: Option<u64>,
+    renditions: Option<Vec<String>>,
     #[serde(default)]
     streams: Vec<StreamDecl>,
+    /// Replaces the default ladder.
+    ladder: Option<Vec<transcode::Rung>>,
     geoip_db: Option<PathBuf>,
     #[serde(default)]
     trusted_proxies: Vec<String>,
@@ -217,6 +232,9 @@ pub(crate) struct ServeConfig {
     pub(crate) streams: Vec<StreamDecl>,
     pub(crate) packager: package::PackagerConfig,
     pub(crate) grace_period: Duration,
+    /// The renditions to make: `source` (passthrough) and/or rungs of `ladder`.
+    pub(crate) renditions: Vec<String>,
+    pub(crate) ladder: Vec<transcode::Rung>,
     pub(crate) analytics: AnalyticsSettings,
 }
 
@@ -289,6 +307,36 @@ impl ServeArgs {
             }
         }
 
+        let ladder = file.ladder.unwrap_or_else(transcode::default_rungs);
+        for (i, rung) in ladder.iter().enumerate() {
+            rung.validate()
+                .map_err(anyhow::Error::msg)
+                .context("in the config file's [[ladder]]")?;
+            if ladder[..i].iter().any(|r| r.name == rung.name) {
+                bail!("the ladder has two rungs called '{}'", rung.name);
+            }
+        }
+        let renditions = if self.renditions.is_empty() {
+            file.renditions
+                .unwrap_or_else(|| ladder.iter().map(|r| r.name.clone()).collect())
+        } else {
+            self.renditions.clone()
+        };
+        if renditions.is_empty() {
+            bail!("renditions is empty: name at least one (`source` passes the stream through)");
+        }
+        for r in &renditions {
+            if r != transcode::SOURCE && !ladder.iter().any(|l| &l.name == r) {
+                bail!(
+                    "unknown rendition '{r}': use `source` or a rung of the ladder ({})",
+                    ladder
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         let mut trusted = Vec::new();
         for p in &file.trusted_proxies {
             trusted.push(
@@ -378,6 +426,8 @@ impl ServeArgs {
                     .or(file.grace_period_ms)
                     .unwrap_or(10_000),
             ),
+            renditions,
+            ladder,
         })
     }
 }

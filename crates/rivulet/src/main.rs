@@ -4,6 +4,8 @@ mod analytics_server;
 mod bench;
 mod config;
 mod demo;
+mod edge;
+mod ladder;
 mod metadata;
 mod publish;
 mod serve;
@@ -42,6 +44,12 @@ enum Command {
     Analytics(AnalyticsCmdArgs),
     /// Create, list, change, re-key and delete streams through a server's API.
     Streams(streams::StreamsArgs),
+    /// Run a CDN edge: a pull-through LL-HLS cache in front of one or more origins
+    /// (or another edge), with request coalescing and origin failover.
+    Edge(edge::EdgeArgs),
+    /// Send each stream's viewers to one edge (redirects), spreading streams across
+    /// healthy edges.
+    Route(edge::RouteArgs),
     /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
     Bench(bench::BenchArgs),
 }
@@ -90,6 +98,8 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(analytics_server::run(config, serve::shutdown_signal()))
         }
         Command::Streams(args) => runtime.block_on(streams::run(args)),
+        Command::Edge(args) => runtime.block_on(edge::run_edge(args)),
+        Command::Route(args) => runtime.block_on(edge::run_route(args)),
         Command::Bench(args) => bench::run(args),
     }
 }

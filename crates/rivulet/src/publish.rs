@@ -343,7 +343,9 @@ impl StatusLine {
         let _ = err.flush();
     }
 
+    /// The last line: averages over the whole run.
     fn finish(&mut self, uptime: Duration) {
+        self.last = (Duration::ZERO, 0, 0);
         let line = self.line(uptime);
         let mut err = std::io::stderr().lock();
         if self.terminal {

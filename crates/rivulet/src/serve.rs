@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -153,7 +154,16 @@ pub(crate) async fn serve(
         streams.clone(),
         stopped(),
     ));
-    let feed = tokio::spawn(origin::run_feed(streams, hub, stopped()));
+    let feed = tokio::spawn(origin::run_feed(
+        streams,
+        hub,
+        Arc::new(crate::ladder::Ladder::new(
+            &config.renditions,
+            &config.ladder,
+            Duration::from_millis(u64::from(config.packager.segment_target_ms)),
+        )),
+        stopped(),
+    ));
     // With the peer's address, for analytics (client address, country).
     axum::serve(
         http_listener,

@@ -469,8 +469,19 @@ async fn demo_serves_a_playable_stream_within_15_seconds() {
     std::thread::spawn(move || for _ in lines {});
     let watch = watch.expect("demo prints the URL to watch");
     let remaining = Duration::from_secs(15).saturating_sub(started.elapsed());
-    get_when_ready(&watch, remaining).await;
-    let media = watch.replace("master.m3u8", "source/index.m3u8");
+    // The demo transcodes: every rung of the ladder up to the 360p source (each
+    // appears in the multivariant playlist once it has media).
+    let mut master = get_when_ready(&watch, remaining).await;
+    while !(master.contains("360p/index.m3u8") && master.contains("234p/index.m3u8")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "rungs missing after 15 s:\n{master}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        master = get_text(&watch).await.1;
+    }
+    assert!(!master.contains("720p"), "never above the source: {master}");
+    let media = watch.replace("master.m3u8", "360p/index.m3u8");
     let deadline = started + Duration::from_secs(15);
     while !get_text(&media).await.1.contains("#EXTINF") {
         assert!(

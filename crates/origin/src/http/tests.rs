@@ -27,6 +27,7 @@ fn live() -> (LiveStreams, Arc<LiveStream>) {
         AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
             .unwrap();
     stream.handle_tracks(
+        "source",
         Arc::new(Tracks {
             video: Some(Track {
                 kind: TrackKind::Video,
@@ -55,7 +56,7 @@ fn push(stream: &LiveStream, from: i64, to: i64) {
             keyframe: n % 60 == 0,
             data: Bytes::from(vec![0x41; 100]),
         };
-        stream.handle_frame(frame, SystemTime::now(), Instant::now());
+        stream.handle_frame("source", frame, SystemTime::now(), Instant::now());
     }
 }
 

@@ -34,6 +34,13 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&data)
+            // The passthrough rendition only, unless a test asks for transcoding: the
+            // ladder's encoders would crowd the 2-core CI machines.
+            .args(if extra.contains(&"--renditions") {
+                &[][..]
+            } else {
+                &["--renditions", "source"][..]
+            })
             .args(extra)
             .env("RIVULET_LOG", "info,ingest=debug")
             .stdout(Stdio::piped())
@@ -150,8 +157,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A child process killed when the test ends, even when it fails.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `rivulet publish` with `args`; stderr is echoed and collected.
-pub fn rivulet_publish(args: &[&str]) -> (Child, Arc<Mutex<String>>) {
+pub fn rivulet_publish(args: &[&str]) -> (KillOnDrop, Arc<Mutex<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
         .arg("publish")
         .args(args)
@@ -171,7 +201,7 @@ pub fn rivulet_publish(args: &[&str]) -> (Child, Arc<Mutex<String>>) {
             log.push('\n');
         }
     });
-    (child, log)
+    (KillOnDrop(child), log)
 }
 
 /// Waits for `child` to exit, at most `within`; kills it if it does not.

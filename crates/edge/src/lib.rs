@@ -1,0 +1,23 @@
+//! Rivulet's CDN edge: what lets one origin serve many viewers.
+//!
+//! - [`Edge`]: a pull-through cache for `/live/…` keyed by path and the LL-HLS query
+//!   ([`CacheKey`]), bounded in bytes (moka, least recently used out first), expiring
+//!   per the upstream's `Cache-Control` ([`policy`]). Concurrent misses for one key
+//!   make exactly one upstream request ([`fetch`]); its bytes reach every waiter as
+//!   they arrive, so a part still being produced upstream streams to all of them.
+//! - [`upstream`]: several origins (or a shield edge) in order of preference, with
+//!   failover on connect errors, timeouts, 5xx and stalled playlists, and health
+//!   probes that bring an upstream back only after it has stayed healthy.
+//! - [`route`]: the router that sends each stream's viewers to one edge (rendezvous
+//!   hashing on the stream name among healthy edges), so they share its cache.
+
+pub mod boxes;
+pub mod fetch;
+pub mod key;
+pub mod policy;
+pub mod route;
+mod server;
+pub mod upstream;
+
+pub use key::CacheKey;
+pub use server::{Edge, EdgeConfig};

@@ -1,0 +1,423 @@
+//! The edge: a pull-through cache for `/live/…` in front of one or more upstreams.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::fetch::{Fetch, Head};
+use crate::key::CacheKey;
+use crate::policy::{Storage, storage};
+use crate::upstream::Upstreams;
+
+/// Settings of an edge.
+#[derive(Clone, Debug)]
+pub struct EdgeConfig {
+    /// Upstream base URLs in order of preference (origins, or a shield edge).
+    pub upstreams: Vec<String>,
+    /// Bytes of objects kept (bodies plus keys and headers).
+    pub cache_bytes: u64,
+    /// How long to wait for an upstream's first byte (a blocking playlist request to
+    /// the last upstream may legitimately be held this long).
+    pub first_byte_timeout: Duration,
+    /// A blocking playlist request unanswered this long means the playlist stopped
+    /// advancing on that upstream (3 × the part target).
+    pub stall_limit: Duration,
+    /// How often upstreams are probed (`GET /healthz`).
+    pub probe_interval: Duration,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            upstreams: Vec::new(),
+            cache_bytes: 512 * 1024 * 1024,
+            first_byte_timeout: Duration::from_secs(8),
+            stall_limit: Duration::from_millis(1002),
+            probe_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A kept answer.
+#[derive(Debug)]
+struct Cached {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    ttl: Duration,
+}
+
+struct PerEntryTtl;
+
+impl moka::Expiry<CacheKey, Arc<Cached>> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<Cached>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+struct Inner {
+    config: EdgeConfig,
+    upstreams: Upstreams,
+    client: reqwest::Client,
+    cache: moka::sync::Cache<CacheKey, Arc<Cached>>,
+    inflight: Mutex<HashMap<CacheKey, Arc<Fetch>>>,
+    /// `/live/` requests served, and (count, time) at the last `/edge/load` answer.
+    requests: AtomicU64,
+    load_mark: Mutex<(u64, Instant)>,
+}
+
+/// A running edge's state; [`Edge::router`] serves it.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Arc<Inner>,
+}
+
+/// Headers passed from upstream to viewers.
+const FORWARDED: [HeaderName; 3] = [
+    header::CONTENT_TYPE,
+    header::CACHE_CONTROL,
+    header::CONTENT_LENGTH,
+];
+
+impl Edge {
+    pub fn new(config: EdgeConfig) -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(config.cache_bytes)
+            .weigher(|k: &CacheKey, v: &Arc<Cached>| {
+                (k.as_str().len() + v.body.len() + 256)
+                    .try_into()
+                    .unwrap_or(u32::MAX)
+            })
+            .expire_after(PerEntryTtl)
+            .eviction_listener(|_k, _v, cause| {
+                if cause.was_evicted() && cause != moka::notification::RemovalCause::Expired {
+                    metrics::counter!("edge_evictions_total").increment(1);
+                }
+            })
+            .build();
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                upstreams: Upstreams::new(&config.upstreams),
+                config,
+                client,
+                cache,
+                inflight: Mutex::default(),
+                requests: AtomicU64::new(0),
+                load_mark: Mutex::new((0, Instant::now())),
+            }),
+        }
+    }
+
+    /// `/live/…` through the cache, plus `/healthz`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/edge/load", get(load))
+            .route("/live/{*rest}", get(serve_live))
+            .with_state(self.clone())
+    }
+
+    /// Probes the upstreams until `shutdown` completes.
+    pub async fn probe_upstreams(&self, shutdown: impl Future<Output = ()>) {
+        let inner = &self.inner;
+        let mut tick = tokio::time::interval(inner.config.probe_interval);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = tick.tick() => {}
+            }
+            let probes = (0..inner.upstreams.len()).map(|i| async move {
+                let Some(u) = inner.upstreams.get(i) else {
+                    return;
+                };
+                let ok = tokio::time::timeout(
+                    Duration::from_millis(800),
+                    inner.client.get(format!("{}/healthz", u.base)).send(),
+                )
+                .await
+                .is_ok_and(|r| r.is_ok_and(|r| r.status().is_success()));
+                inner.upstreams.probed(i, ok);
+            });
+            futures::future::join_all(probes).await;
+            metrics::gauge!("edge_cache_bytes").set(inner.cache.weighted_size() as f64);
+        }
+    }
+
+    /// Bytes the cache holds (weighted).
+    pub fn cached_bytes(&self) -> u64 {
+        self.inner.cache.run_pending_tasks();
+        self.inner.cache.weighted_size()
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// Requests per second since the previous call (for the router's load awareness).
+async fn load(State(edge): State<Edge>) -> String {
+    let now = Instant::now();
+    let count = edge.inner.requests.load(Ordering::Relaxed);
+    let mut mark = edge
+        .inner
+        .load_mark
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let (before, then) = *mark;
+    *mark = (count, now);
+    let seconds = now.duration_since(then).as_secs_f64().max(0.001);
+    format!("{:.1}\n", (count - before) as f64 / seconds)
+}
+
+async fn serve_live(State(edge): State<Edge>, uri: Uri) -> Response {
+    edge.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let key = match CacheKey::new(uri.path(), uri.query()) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let inner = &edge.inner;
+    let (fetch, role) = {
+        let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock a finished fetch takes to move into the cache, so
+        // that no request can miss both.
+        if let Some(hit) = inner.cache.get(&key) {
+            drop(inflight);
+            metrics::counter!("edge_requests_total", "result" => "hit").increment(1);
+            metrics::counter!("edge_bytes_out_total").increment(hit.body.len() as u64);
+            let mut response = Response::new(Body::from(hit.body.clone()));
+            *response.status_mut() = hit.status;
+            *response.headers_mut() = hit.headers.clone();
+            response
+                .headers_mut()
+                .insert("x-cache", HeaderValue::from_static("HIT"));
+            return response;
+        }
+        match inflight.get(&key) {
+            Some(f) => (f.clone(), "COALESCED"),
+            None => {
+                let f = Arc::new(Fetch::default());
+                inflight.insert(key.clone(), f.clone());
+                tokio::spawn(run_fetch(edge.inner.clone(), key.clone(), f.clone()));
+                (f, "MISS")
+            }
+        }
+    };
+    metrics::counter!("edge_requests_total", "result" => if role == "MISS" { "miss" } else { "coalesced" })
+        .increment(1);
+    let head = match fetch.head().await {
+        Ok(h) => h,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                &format!("no upstream could answer: {e}"),
+            );
+        }
+    };
+    let body = fetch.body().map(|chunk| {
+        if let Ok(c) = &chunk {
+            metrics::counter!("edge_bytes_out_total").increment(c.len() as u64);
+        }
+        chunk
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(role));
+    response
+}
+
+/// Fetches `key` from the upstreams (failing over), feeding `fetch`; then caches it.
+async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
+    let outcome = fetch_upstream(&inner, &key, &fetch).await;
+    if let Err(e) = &outcome {
+        tracing::debug!(key = key.as_str(), error = %e, "fetch failed");
+    }
+    fetch.finish(outcome.clone());
+    let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+    if outcome.is_ok()
+        && let Some(head) = fetch.head_now()
+        && let Storage::Keep(ttl) = storage(
+            head.status.as_u16(),
+            head.headers
+                .get(header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+            key.is_playlist(),
+        )
+        && let Some(body) = fetch.complete_body()
+    {
+        let mut headers = head.headers.clone();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        inner.cache.insert(
+            key.clone(),
+            Arc::new(Cached {
+                status: head.status,
+                headers,
+                body,
+                ttl,
+            }),
+        );
+    }
+    inflight.remove(&key);
+}
+
+async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<(), String> {
+    let mut tried = Vec::new();
+    let mut last_answer: Option<(Head, Bytes)> = None;
+    let mut last_error = String::from("no upstream configured");
+    // Once an answer has started, what viewers already have: whole boxes of a media
+    // object (a broken-off part continues from the next upstream after them).
+    let mut delivered: Option<usize> = None;
+    let playlist = key.is_playlist();
+    while let Some(index) = inner.upstreams.pick(key.stream(), &tried, Instant::now()) {
+        tried.push(index);
+        let Some(upstream) = inner.upstreams.get(index) else {
+            break;
+        };
+        let last_candidate = inner
+            .upstreams
+            .pick(key.stream(), &tried, Instant::now())
+            .is_none();
+        // A blocking reload waits for a part that should come within a part duration;
+        // far longer means the playlist stopped there. The last candidate gets the
+        // full hold time: there is nowhere else to go.
+        let wait = if key.is_blocking() && !last_candidate {
+            inner.config.stall_limit
+        } else {
+            inner.config.first_byte_timeout
+        };
+        let url = format!("{}{}", upstream.base, key.as_str());
+        metrics::counter!("edge_upstream_fetches_total").increment(1);
+        let response = match tokio::time::timeout(wait, inner.client.get(&url).send()).await {
+            Err(_) if key.is_blocking() => {
+                inner
+                    .upstreams
+                    .mark_stalled(index, key.stream(), Instant::now());
+                last_error = format!(
+                    "{} held the playlist request beyond {wait:?}",
+                    upstream.base
+                );
+                continue;
+            }
+            Err(_) => {
+                inner.upstreams.mark_down(index);
+                last_error = format!("{} did not answer within {wait:?}", upstream.base);
+                continue;
+            }
+            Ok(Err(e)) => {
+                inner.upstreams.mark_down(index);
+                last_error = format!("{}: {e}", upstream.base);
+                continue;
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        let mut headers = HeaderMap::new();
+        for name in FORWARDED {
+            if let Some(v) = response.headers().get(&name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        headers.insert("x-rivulet-upstream", HeaderValue::from(index));
+        let head = Head { status, headers };
+        // Another upstream may have what this one lacks (a restarted origin has no
+        // history; one whose publisher dropped has no live playlist).
+        if (status == StatusCode::NOT_FOUND || status.is_server_error()) && !last_candidate {
+            if status.is_server_error() {
+                inner.upstreams.mark_down(index);
+            }
+            let body = response.bytes().await.unwrap_or_default();
+            last_answer = Some((head, body));
+            continue;
+        }
+        if delivered.is_some() && status != StatusCode::OK {
+            last_error = format!("{} cannot continue the object: {status}", upstream.base);
+            continue;
+        }
+        let skip = *delivered.get_or_insert_with(|| {
+            // Viewers may not know the length: the next upstream's copy can differ.
+            let mut head = head.clone();
+            head.headers.remove(header::CONTENT_LENGTH);
+            fetch.set_head(head);
+            0
+        });
+        let mut splitter = crate::boxes::BoxSplitter::default();
+        let mut whole = Vec::new();
+        let mut boxes = 0usize;
+        let mut stream = response.bytes_stream();
+        let mut broken = None;
+        while let Some(chunk) = stream.next().await {
+            let c = match chunk {
+                Ok(c) => c,
+                Err(e) => {
+                    broken = Some(e.to_string());
+                    break;
+                }
+            };
+            metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
+            if playlist || status != StatusCode::OK {
+                // Small: kept whole, so a broken one is simply fetched again.
+                whole.extend_from_slice(&c);
+                continue;
+            }
+            splitter.push(&c);
+            while let Some(b) = splitter.next_box() {
+                boxes += 1;
+                if boxes > skip {
+                    fetch.push(b);
+                    delivered = Some(boxes);
+                }
+            }
+        }
+        if let Some(e) = broken {
+            inner.upstreams.mark_down(index);
+            last_error = format!("{} broke off the body: {e}", upstream.base);
+            metrics::counter!("edge_spliced_total").increment(1);
+            continue;
+        }
+        if !whole.is_empty() {
+            fetch.push(Bytes::from(whole));
+        }
+        let rest = splitter.rest();
+        if !rest.is_empty() {
+            fetch.push(rest);
+        }
+        return Ok(());
+    }
+    match last_answer {
+        Some((head, body)) if delivered.is_none() => {
+            fetch.set_head(head);
+            fetch.push(body);
+            Ok(())
+        }
+        _ => Err(last_error),
+    }
+}

@@ -1,0 +1,262 @@
+//! `rivulet edge` (the CDN node) and `rivulet route` (which edge a viewer goes to).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use clap::Args;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The options of `rivulet edge`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct EdgeArgs {
+    /// An upstream to pull from: an origin (`rivulet serve`) or another edge (a
+    /// shield). Repeatable; the first healthy one in the order given is used, the
+    /// others take over when it fails. In the environment: comma-separated.
+    #[arg(
+        long = "origin",
+        env = "RIVULET_ORIGINS",
+        value_name = "URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub(crate) origins: Vec<String>,
+
+    /// Address of the edge's HTTP server.
+    #[arg(
+        long,
+        env = "RIVULET_HTTP_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub(crate) http_listen: SocketAddr,
+
+    /// Memory for cached objects (bytes; K, M, G suffixes), least recently used
+    /// going first.
+    #[arg(long, env = "RIVULET_CACHE_SIZE", value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    pub(crate) cache_size: u64,
+
+    /// A blocking playlist request unanswered this long means the playlist stopped
+    /// advancing upstream: fail over. 3 × the part target.
+    #[arg(
+        long,
+        env = "RIVULET_STALL_LIMIT_MS",
+        value_name = "MS",
+        default_value_t = 1002
+    )]
+    pub(crate) stall_limit_ms: u64,
+
+    /// TLS certificate chain (PEM) for HTTPS with HTTP/2; needs --tls-key.
+    #[arg(
+        long,
+        env = "RIVULET_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(
+        long,
+        env = "RIVULET_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+}
+
+/// The options of `rivulet route`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct RouteArgs {
+    /// An edge to send viewers to (its public base URL). Repeatable.
+    #[arg(
+        long = "edge",
+        env = "RIVULET_EDGES",
+        value_name = "URL",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub(crate) edges: Vec<String>,
+
+    /// Address of the router's HTTP server.
+    #[arg(
+        long,
+        env = "RIVULET_HTTP_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub(crate) http_listen: SocketAddr,
+}
+
+/// `512M`, `300K`, `2G`, `1048576`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 512M, 300K, 2G)"))?;
+    let bytes = n.saturating_mul(unit);
+    if bytes < 64 * 1024 {
+        return Err(format!("cache size {s} is below 64K"));
+    }
+    Ok(bytes)
+}
+
+fn check_urls(urls: &[String], what: &str) -> anyhow::Result<()> {
+    for u in urls {
+        if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < "http://x".len() {
+            bail!("{what} '{u}' is not an http:// or https:// URL");
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C / SIGTERM, as a future factory for every task that must stop.
+fn stop_signal()
+-> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::serve::shutdown_signal().await;
+        let _ = tx.send(true);
+    });
+    move || {
+        let mut rx = rx.clone();
+        Box::pin(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+    }
+}
+
+fn metrics_route(handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.render(),
+                )
+                    .into_response()
+            }
+        }),
+    )
+}
+
+pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
+    check_urls(&args.origins, "--origin")?;
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let edge = edge::Edge::new(edge::EdgeConfig {
+        upstreams: args.origins.clone(),
+        cache_bytes: args.cache_size,
+        stall_limit: Duration::from_millis(args.stall_limit_ms.max(100)),
+        ..edge::EdgeConfig::default()
+    });
+    let app = edge.router().merge(metrics_route(prometheus));
+    let stopped = stop_signal();
+    let prober = {
+        let edge = edge.clone();
+        let stop = stopped();
+        tokio::spawn(async move { edge.probe_upstreams(stop).await })
+    };
+    let scheme = if args.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the TLS certificate {} / key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let handle = axum_server::Handle::new();
+            let stop = stopped();
+            let h = handle.clone();
+            tokio::spawn(async move {
+                stop.await;
+                h.graceful_shutdown(Some(Duration::from_secs(2)));
+            });
+            let server = axum_server::bind_rustls(args.http_listen, tls).handle(handle.clone());
+            let listening = tokio::spawn(async move { handle.listening().await });
+            let serving = tokio::spawn(server.serve(app.into_make_service()));
+            if let Ok(Some(addr)) = listening.await {
+                print_edge_banner(scheme, addr, &args.origins);
+            }
+            serving.await?.context("edge HTTPS server failed")?;
+        }
+        _ => {
+            let listener = TcpListener::bind(args.http_listen).await.with_context(|| {
+                format!("cannot listen on {} (set --http-listen)", args.http_listen)
+            })?;
+            print_edge_banner(scheme, listener.local_addr()?, &args.origins);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped())
+                .await
+                .context("edge HTTP server failed")?;
+        }
+    }
+    prober.abort();
+    Ok(())
+}
+
+fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
+    println!("Rivulet edge is running.");
+    println!(
+        "  HTTP edge: {scheme}://{}/",
+        crate::serve::display_addr(addr)
+    );
+    println!(
+        "  upstreams (in order of preference): {}",
+        origins.join(", ")
+    );
+}
+
+pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
+    check_urls(&args.edges, "--edge")?;
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let router = edge::route::ViewerRouter::new(&args.edges);
+    let stopped = stop_signal();
+    let probe = {
+        let r = router.clone();
+        let stop = stopped();
+        tokio::spawn(async move { r.probe(Duration::from_secs(1), stop).await })
+    };
+    let listener = TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
+    println!("Rivulet router is running.");
+    println!(
+        "  HTTP router: http://{}/",
+        crate::serve::display_addr(listener.local_addr()?)
+    );
+    println!("  edges: {}", args.edges.join(", "));
+    let app = router.router().merge(metrics_route(prometheus));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped())
+        .await
+        .context("router HTTP server failed")?;
+    probe.abort();
+    Ok(())
+}

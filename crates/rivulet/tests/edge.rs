@@ -1,0 +1,319 @@
+//! The CDN edge end to end: real `rivulet serve` origins, real `rivulet edge`
+//! processes (and a shield), our publisher, and many concurrent HTTP clients.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running `rivulet edge`, killed on drop.
+struct EdgeProcess {
+    child: Child,
+    url: String,
+}
+
+impl EdgeProcess {
+    fn start(upstreams: &[&str], extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+        cmd.args(["edge", "--http-listen", "127.0.0.1:0"]);
+        for u in upstreams {
+            cmd.args(["--origin", u]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .env("RIVULET_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("HTTP edge: ")
+                    .map(|u| u.trim_end_matches('/').to_owned())
+            })
+            .expect("edge prints its address");
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url }
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Total requests the origin has answered for `/live/…` (its own counter).
+async fn origin_requests(server: &Server) -> u64 {
+    let (_, metrics) = get_text(&server.url("/metrics")).await;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("origin_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn start_publisher(urls: &[String]) -> (KillOnDrop, Arc<std::sync::Mutex<String>>) {
+    let mut args = vec!["--test-pattern", "--size", "320x180", "--bitrate", "600k"];
+    args.extend(urls.iter().map(String::as_str));
+    rivulet_publish(&args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_viewers_make_one_origin_request_per_object() {
+    let origin = Server::start(&["--stream", "crowd=crowd-key"]);
+    let (mut publisher, _) = start_publisher(&[format!("{}/live/crowd-key", origin.rtmp)]);
+    let edge = EdgeProcess::start(&[&origin.http], &[]);
+    let playlist_url = format!("{}/live/crowd/source/index.m3u8", edge.url);
+    get_when_ready(&playlist_url, Duration::from_secs(15)).await;
+    // Let the edge's first requests settle, then count from here.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = origin_requests(&origin).await;
+    let playlist = get_text(&playlist_url).await.1;
+    let (msn, part) = preload_hint(&playlist);
+    let blocking = format!("{playlist_url}?_HLS_msn={msn}&_HLS_part={part}");
+    let part_url = format!("{}/live/crowd/source/part-{msn}-{part}.m4s", edge.url);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1100)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (client, blocking, part_url) = (client.clone(), blocking.clone(), part_url.clone());
+            tokio::spawn(async move {
+                let (p, b) = tokio::join!(
+                    async { client.get(&part_url).send().await.unwrap() },
+                    async { client.get(&blocking).send().await.unwrap() }
+                );
+                assert_eq!(p.status(), 200);
+                assert_eq!(b.status(), 200);
+                let p = p.bytes().await.unwrap();
+                let b = b.text().await.unwrap();
+                assert!(
+                    b.contains(&format!("part-{msn}-{part}.m4s")),
+                    "the blocking reload lists the part"
+                );
+                p
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        bodies.push(t.await.unwrap());
+    }
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0] && !b.is_empty()),
+        "every viewer got the same part"
+    );
+    let after = origin_requests(&origin).await;
+    // One plain playlist, one blocking reload, one part.
+    assert_eq!(
+        after - before,
+        3,
+        "the origin saw {} requests for 3 objects",
+        after - before
+    );
+    let _ = publisher.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
+    let origin = Server::start(&["--stream", "live=live-key"]);
+    let (mut publisher, _) = start_publisher(&[format!("{}/live/live-key", origin.rtmp)]);
+    let shield = EdgeProcess::start(&[&origin.http], &[]);
+    let edge = EdgeProcess::start(&[&shield.url], &[]);
+    let playlist_url = format!("{}/live/live/source/index.m3u8", edge.url);
+    get_when_ready(&playlist_url, Duration::from_secs(15)).await;
+    for _ in 0..3 {
+        let playlist = get_text(&playlist_url).await.1;
+        let (msn, part) = preload_hint(&playlist);
+        let client = client();
+        let started = Instant::now();
+        // The hinted part is still being produced: its first chunk must arrive
+        // before the part completes (when a blocking reload for the next one returns).
+        let part_url = format!("{}/live/live/source/part-{msn}-{part}.m4s", edge.url);
+        let next = format!(
+            "{}/live/live/source/index.m3u8?_HLS_msn={msn}&_HLS_part={}",
+            origin.http,
+            part + 1
+        );
+        let (first_chunk_at, completed_at) = tokio::join!(
+            async {
+                let mut r = client.get(&part_url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.chunk().await.unwrap().expect("a first chunk");
+                let at = started.elapsed();
+                while r.chunk().await.unwrap().is_some() {}
+                at
+            },
+            async {
+                let r = client.get(&next).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                started.elapsed()
+            }
+        );
+        assert!(
+            first_chunk_at < completed_at,
+            "first chunk after {first_chunk_at:?}, part complete after {completed_at:?}"
+        );
+    }
+    // Through two tiers, the stream decodes.
+    let (ok, out, err) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(format!("{}/live/live/master.m3u8", edge.url)));
+    assert!(ok && out.contains("h264"), "{err}");
+    let _ = publisher.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewers_keep_playing_when_the_first_origin_dies() {
+    let (a_rtmp, a_http) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let args = ["--stream", "ab=ab-key", "--grace-period-ms", "60000"];
+    let a = Server::start_on(&a_rtmp, &a_http, &args);
+    let b = Server::start(&args);
+    let (mut publisher, _) = start_publisher(&[
+        format!("rtmp://{a_rtmp}/live/ab-key"),
+        format!("{}/live/ab-key", b.rtmp),
+    ]);
+    let edge = EdgeProcess::start(&[&a.http, &b.http], &[]);
+    let base = format!("{}/live/ab/source", edge.url);
+    let first = get_when_ready(&format!("{base}/index.m3u8"), Duration::from_secs(15)).await;
+    get_when_ready(
+        &format!("{}/live/ab/source/index.m3u8", b.http),
+        Duration::from_secs(15),
+    )
+    .await;
+    // A viewer following blocking reloads and fetching every part.
+    let client = client();
+    let (mut msn, mut part) = preload_hint(&first);
+    let mut a = Some(a);
+    let started = Instant::now();
+    let mut parts_after_kill = 0;
+    let mut longest_wait = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(9) {
+        if a.is_some() && started.elapsed() > Duration::from_secs(3) {
+            drop(a.take()); // SIGKILL
+        }
+        let asked = Instant::now();
+        let r = client
+            .get(format!("{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "blocking reload for {msn}.{part}");
+        let playlist = r.text().await.unwrap();
+        if !playlist.contains(&format!("part-{msn}-{part}.m4s")) {
+            // The hinted part fell on a segment boundary: the next segment has it.
+            assert!(
+                playlist.contains(&format!("part-{}-0.m4s", msn + 1)),
+                "{playlist}"
+            );
+            (msn, part) = (msn + 1, 0);
+            continue;
+        }
+        let p = client
+            .get(format!("{base}/part-{msn}-{part}.m4s"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(p.status(), 200, "part {msn}.{part}");
+        let body = p
+            .bytes()
+            .await
+            .expect("the whole part, even if its origin died meanwhile");
+        assert!(!body.is_empty());
+        longest_wait = longest_wait.max(asked.elapsed());
+        let (next_msn, next_part) = preload_hint(&playlist);
+        assert!(
+            (next_msn, next_part) > (msn, part),
+            "no regression: {msn}.{part} then {next_msn}.{next_part}"
+        );
+        (msn, part) = (next_msn, next_part);
+        if a.is_none() {
+            parts_after_kill += 1;
+        }
+    }
+    assert!(
+        parts_after_kill >= 10,
+        "only {parts_after_kill} parts after A died"
+    );
+    assert!(
+        longest_wait < Duration::from_secs(2),
+        "a request waited {longest_wait:?}"
+    );
+    let _ = publisher.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_stays_within_its_memory_bound() {
+    let origin = Server::start(&["--stream", "big=big-key", "--window-segments", "12"]);
+    let (mut publisher, _) = rivulet_publish(&[
+        "--test-pattern",
+        "--size",
+        "1280x720",
+        "--bitrate",
+        "3M",
+        &format!("{}/live/big-key", origin.rtmp),
+    ]);
+    let edge = EdgeProcess::start(&[&origin.http], &["--cache-size", "300K"]);
+    let base = format!("{}/live/big/source", edge.url);
+    get_when_ready(&format!("{base}/index.m3u8"), Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let playlist = get_text(&format!("{base}/index.m3u8")).await.1;
+    let mut fetched = 0usize;
+    for line in playlist.lines() {
+        let uri = if let Some(u) = attr(line, "URI") {
+            u.to_owned()
+        } else if line.starts_with("seg-") {
+            line.to_owned()
+        } else {
+            continue;
+        };
+        if uri.starts_with("init") {
+            continue;
+        }
+        let r = client().get(format!("{base}/{uri}")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{uri}");
+        fetched += r.bytes().await.unwrap().len();
+    }
+    assert!(
+        fetched > 900 * 1024,
+        "fetched only {fetched} bytes: not enough to overflow the cache"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = get_text(&format!("{}/metrics", edge.url)).await.1;
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let held = value("edge_cache_bytes");
+    assert!(
+        held > 0.0 && held <= 300.0 * 1024.0,
+        "the cache holds {held} bytes\n{metrics}"
+    );
+    assert!(value("edge_evictions_total") > 0.0, "{metrics}");
+    let _ = publisher.kill();
+}

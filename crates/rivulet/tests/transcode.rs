@@ -1,0 +1,353 @@
+//! The transcoder end to end: a real ffmpeg publisher, the real binary with its
+//! ladder, real HTTP, and ffprobe/ffmpeg reading every rendition.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Ladder tests run one at a time: each one keeps several x264 encoders busy.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// ffmpeg publishing `size` at 30 fps with B-frames and a 2 s GOP for `seconds`,
+/// with AAC audio or none.
+fn publish_source(url: &str, seconds: u32, size: &str, audio: bool) -> Child {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("testsrc2=size={size}:rate=30:duration={seconds}"),
+        ]);
+    if audio {
+        cmd.args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=frequency=440:sample_rate=48000:duration={seconds}"),
+        ])
+        .args(["-c:a", "aac", "-b:a", "96k"]);
+    } else {
+        cmd.arg("-an");
+    }
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-bf",
+        "2",
+        "-g",
+        "60",
+        "-keyint_min",
+        "60",
+    ])
+    .args([
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-f",
+        "flv",
+        url,
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("ffmpeg must be installed (scripts/setup.sh)")
+}
+
+async fn get_bytes(url: &str) -> bytes::Bytes {
+    let r = client().get(url).send().await.unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.bytes().await.unwrap()
+}
+
+/// The first video fragment's decode time and whether its first sample is a sync sample.
+fn first_video_sample(segment: &[u8]) -> (u64, bool) {
+    let summary = media::cmaf::inspect_fragment(segment).unwrap();
+    let video = summary
+        .tracks
+        .iter()
+        .find(|t| t.track_id == media::cmaf::VIDEO_TRACK_ID)
+        .expect("a video track fragment");
+    (video.base_media_decode_time, video.keyframes[0])
+}
+
+/// `ffprobe` frame counts per stream type of an HLS URL.
+fn count_frames(url: &str) -> BTreeMap<String, u64> {
+    let (ok, out, err) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(url));
+    assert!(ok, "ffprobe {url}: {err}");
+    out.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Some((
+                format!(
+                    "{}{}",
+                    f[0],
+                    if f[0] == "video" {
+                        format!(" {}x{}", f[1], f[2])
+                    } else {
+                        String::new()
+                    }
+                ),
+                f.last()?.trim().parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_720p_source_becomes_an_aligned_ladder_with_every_frame() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        "--stream",
+        "ladder=ladder-key",
+        "--renditions",
+        "1080p,720p,480p,360p,234p",
+        "--grace-period-ms",
+        "1000",
+    ]);
+    let mut ffmpeg = publish_source(
+        &format!("{}/live/ladder-key", server.rtmp),
+        7,
+        "1280x720",
+        true,
+    );
+    assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
+    // After the grace period the playlists end: every frame is in a listed segment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let expected = [
+        ("720p", 1280, 720),
+        ("480p", 854, 480),
+        ("360p", 640, 360),
+        ("234p", 416, 234),
+    ];
+    loop {
+        let (_, body) = get_text(&server.url("/live/ladder/234p/index.m3u8")).await;
+        if body.contains("#EXT-X-ENDLIST") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "playlists did not end:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let master = get_text(&server.url("/live/ladder/master.m3u8")).await.1;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    let mut variants: Vec<(String, u64, u64)> = parsed
+        .variants
+        .iter()
+        .map(|v| {
+            let r = v.resolution.unwrap();
+            (
+                v.uri.trim_end_matches("/index.m3u8").to_owned(),
+                r.width,
+                r.height,
+            )
+        })
+        .collect();
+    variants.sort_by_key(|v| std::cmp::Reverse(v.2));
+    let want: Vec<(String, u64, u64)> = expected
+        .iter()
+        .map(|(n, w, h)| ((*n).to_owned(), *w, *h))
+        .collect();
+    assert_eq!(
+        variants, want,
+        "no rung above the 720p source, widths keep 16:9:\n{master}"
+    );
+    for v in &parsed.variants {
+        assert!(
+            v.codecs.as_deref().unwrap().contains("mp4a.40.2"),
+            "AAC passes through: {master}"
+        );
+        assert!(v.average_bandwidth.unwrap() > 0 && v.bandwidth >= v.average_bandwidth.unwrap());
+    }
+
+    // The same segments, starting at the same time, with an IDR, in every rung.
+    let mut starts: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for (name, w, h) in expected {
+        let playlist = get_text(&server.url(&format!("/live/ladder/{name}/index.m3u8")))
+            .await
+            .1;
+        assert!(
+            playlist.contains("#EXT-X-RENDITION-REPORT:URI=\"../"),
+            "{name}: rendition reports\n{playlist}"
+        );
+        let media = m3u8_rs::parse_media_playlist_res(playlist.as_bytes()).unwrap();
+        for seg in &media.segments {
+            let body = get_bytes(&server.url(&format!("/live/ladder/{name}/{}", seg.uri))).await;
+            let (tfdt, sync) = first_video_sample(&body);
+            assert!(sync, "{name}/{} does not start with a keyframe", seg.uri);
+            let msn: u64 = seg
+                .uri
+                .trim_start_matches("seg-")
+                .trim_end_matches(".m4s")
+                .parse()
+                .unwrap();
+            starts.entry(name.to_owned()).or_default().push((msn, tfdt));
+        }
+        // Every frame of the source, decodable, at the rung's size.
+        let counts = count_frames(&server.url(&format!("/live/ladder/{name}/index.m3u8")));
+        assert_eq!(
+            counts.get(&format!("video {w}x{h}")),
+            Some(&210),
+            "{name}: {counts:?}"
+        );
+        assert!(
+            counts.get("audio").is_some_and(|n| *n > 300),
+            "{name}: {counts:?}"
+        );
+        let (ok, _, err) = run(Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(server.url(&format!("/live/ladder/{name}/index.m3u8")))
+            .args(["-f", "null", "-"]));
+        assert!(
+            ok && err.trim().is_empty(),
+            "{name} does not decode cleanly: {err}"
+        );
+    }
+    let reference = starts.get("720p").unwrap().clone();
+    assert!(reference.len() >= 3, "{reference:?}");
+    for (name, s) in &starts {
+        assert_eq!(s, &reference, "{name}'s segments start where 720p's do");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resolution_change_without_audio_continues_after_a_discontinuity() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&["--stream", "change=change-key", "--renditions", "360p,234p"]);
+    let url = format!("{}/live/change-key", server.rtmp);
+    assert!(
+        publish_source(&url, 5, "640x360", false)
+            .wait()
+            .unwrap()
+            .success()
+    );
+    // The publisher returns within the grace period with a 4:3 picture.
+    assert!(
+        publish_source(&url, 5, "640x480", false)
+            .wait()
+            .unwrap()
+            .success()
+    );
+    let playlist = get_when_ready(
+        &server.url("/live/change/360p/index.m3u8"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    let media = m3u8_rs::parse_media_playlist_res(playlist.as_bytes()).unwrap();
+    let last = media.segments.iter().rfind(|s| s.duration > 0.0).unwrap();
+    let init = media
+        .segments
+        .iter()
+        .rev()
+        .find_map(|s| s.map.as_ref())
+        .map(|m| m.uri.clone())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("last.mp4");
+    let init = get_bytes(&server.url(&format!("/live/change/360p/{init}"))).await;
+    let seg = get_bytes(&server.url(&format!("/live/change/360p/{}", last.uri))).await;
+    std::fs::write(&file, [init.as_ref(), seg.as_ref()].concat()).unwrap();
+    let (ok, out, err) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&file));
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "video,480,360",
+        "the 360p rung follows the new 4:3 source, video only"
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mp3_source_gets_aac_in_its_renditions() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        "--stream",
+        "mp3=mp3-key",
+        "--renditions",
+        "source,234p",
+        "--grace-period-ms",
+        "1000",
+    ]);
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=5",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=44100:duration=5",
+        ])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-c:a", "libmp3lame", "-b:a", "128k", "-f", "flv"])
+        .arg(format!("{}/live/mp3-key", server.rtmp)));
+    assert!(ok, "ffmpeg could not publish MP3: {err}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !get_text(&server.url("/live/mp3/234p/index.m3u8"))
+        .await
+        .1
+        .contains("#EXT-X-ENDLIST")
+    {
+        assert!(std::time::Instant::now() < deadline, "playlist did not end");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rung = count_frames(&server.url("/live/mp3/234p/index.m3u8"));
+    assert_eq!(rung.get("video 312x234"), Some(&150), "{rung:?}");
+    // 5 s of 44.1 kHz in 1024-sample AAC frames: about 215.
+    assert!(
+        rung.get("audio").is_some_and(|n| (200..=220).contains(n)),
+        "MP3 became AAC: {rung:?}"
+    );
+    let (_, codecs, _) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(server.url("/live/mp3/234p/index.m3u8")));
+    assert!(codecs.contains("aac"), "{codecs}");
+    // The passthrough rendition keeps the video; CMAF here carries no MP3.
+    let source = count_frames(&server.url("/live/mp3/source/index.m3u8"));
+    assert_eq!(source.get("video 320x240"), Some(&150), "{source:?}");
+    assert!(!source.contains_key("audio"), "{source:?}");
+}

@@ -1,0 +1,239 @@
+//! The ABR ladder: which renditions to make from a source of a given size. Pure
+//! computation, no libav.
+
+use serde::Deserialize;
+
+/// One rung as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    /// The rendition's name, in its URL (`/live/NAME/720p/index.m3u8`).
+    pub name: String,
+    /// Picture height; the width follows the source's aspect ratio.
+    pub height: u32,
+    /// Target bits per second.
+    pub bitrate: u64,
+    /// VBV maximum rate (default 1.5 × bitrate).
+    #[serde(default)]
+    pub max_rate: Option<u64>,
+    /// VBV buffer (default 2 × bitrate).
+    #[serde(default)]
+    pub buffer_size: Option<u64>,
+    /// Frames per second above which frames are dropped (e.g. 30 for a 60 fps source).
+    #[serde(default)]
+    pub max_fps: Option<u32>,
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_preset() -> String {
+    "veryfast".into()
+}
+
+fn default_profile() -> String {
+    "high".into()
+}
+
+impl Rung {
+    pub fn new(name: &str, height: u32, bitrate: u64) -> Self {
+        Self {
+            name: name.into(),
+            height,
+            bitrate,
+            max_rate: None,
+            buffer_size: None,
+            max_fps: None,
+            preset: default_preset(),
+            profile: default_profile(),
+        }
+    }
+
+    /// Checks what the encoder would otherwise refuse later, with the reason.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !name_ok || self.name == SOURCE {
+            return Err(format!(
+                "rung name '{}' must be 1-32 letters, digits, '-' or '_' and not '{SOURCE}'",
+                self.name
+            ));
+        }
+        if !(64..=4320).contains(&self.height) {
+            return Err(format!(
+                "rung '{}': height {} is not within 64..4320",
+                self.name, self.height
+            ));
+        }
+        if !(50_000..=100_000_000).contains(&self.bitrate) {
+            return Err(format!(
+                "rung '{}': bitrate {} is not within 50k..100M",
+                self.name, self.bitrate
+            ));
+        }
+        const PRESETS: [&str; 10] = [
+            "ultrafast",
+            "superfast",
+            "veryfast",
+            "faster",
+            "fast",
+            "medium",
+            "slow",
+            "slower",
+            "veryslow",
+            "placebo",
+        ];
+        if !PRESETS.contains(&self.preset.as_str()) {
+            return Err(format!(
+                "rung '{}': unknown x264 preset '{}' (one of {})",
+                self.name,
+                self.preset,
+                PRESETS.join(", ")
+            ));
+        }
+        if !["baseline", "main", "high"].contains(&self.profile.as_str()) {
+            return Err(format!(
+                "rung '{}': profile '{}' is not baseline, main or high",
+                self.name, self.profile
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The name of the passthrough rendition.
+pub const SOURCE: &str = "source";
+
+/// The default ladder, after Apple's HLS authoring specification (16:9, 30 fps):
+/// 1080p 6 Mbit/s, 720p 3 Mbit/s, 480p 1.2 Mbit/s, 360p 730 kbit/s, 234p 145 kbit/s.
+pub fn default_rungs() -> Vec<Rung> {
+    vec![
+        Rung::new("1080p", 1080, 6_000_000),
+        Rung::new("720p", 720, 3_000_000),
+        Rung::new("480p", 480, 1_200_000),
+        Rung::new("360p", 360, 730_000),
+        Rung::new("234p", 234, 145_000),
+    ]
+}
+
+/// A rung fitted to a source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedRung {
+    pub rung: Rung,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The rungs to make from a `width × height` source, largest first: none above the
+/// source (no upscaling), widths keeping the aspect ratio rounded to even numbers.
+/// Rungs named in `keep` (renditions that already exist for this stream) are kept at
+/// the source height when they would be above it, so that a source that shrinks
+/// mid-stream does not leave players on a rendition that stopped.
+pub fn plan(rungs: &[Rung], width: u32, height: u32, keep: &[String]) -> Vec<PlannedRung> {
+    let even = |v: u64| (v.div_ceil(2) * 2).max(2) as u32;
+    let fit = |h: u32| {
+        let h = h.min(height) & !1;
+        let w = even(u64::from(width) * u64::from(h) / u64::from(height.max(1)));
+        (w, h.max(2))
+    };
+    let mut out: Vec<PlannedRung> = rungs
+        .iter()
+        .filter(|r| r.height <= height || keep.contains(&r.name))
+        .map(|r| {
+            let (w, h) = fit(r.height);
+            PlannedRung {
+                rung: r.clone(),
+                width: w,
+                height: h,
+            }
+        })
+        .collect();
+    if out.is_empty()
+        && let Some(smallest) = rungs.iter().min_by_key(|r| r.height)
+    {
+        // A source smaller than every rung still gets one rendition, at its own size.
+        let (w, h) = fit(smallest.height);
+        out.push(PlannedRung {
+            rung: smallest.clone(),
+            width: w,
+            height: h,
+        });
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.height));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(p: &[PlannedRung]) -> Vec<(String, u32, u32)> {
+        p.iter()
+            .map(|r| (r.rung.name.clone(), r.width, r.height))
+            .collect()
+    }
+
+    #[test]
+    fn never_upscales_and_keeps_the_aspect_ratio_in_even_widths() {
+        let p = plan(&default_rungs(), 1280, 720, &[]);
+        assert_eq!(
+            names(&p),
+            vec![
+                ("720p".into(), 1280, 720),
+                ("480p".into(), 854, 480),
+                ("360p".into(), 640, 360),
+                ("234p".into(), 416, 234),
+            ]
+        );
+        // 4:3 source.
+        let p = plan(&default_rungs(), 640, 480, &[]);
+        assert_eq!(names(&p)[0], ("480p".into(), 640, 480));
+        assert_eq!(names(&p)[1], ("360p".into(), 480, 360));
+        assert_eq!(names(&p)[2], ("234p".into(), 312, 234));
+        // Odd source dimensions never give odd sizes.
+        for r in plan(&default_rungs(), 1918, 1078, &[]) {
+            assert!(r.width % 2 == 0 && r.height % 2 == 0, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_tiny_source_gets_one_rendition_at_its_own_size() {
+        let p = plan(&default_rungs(), 320, 180, &[]);
+        assert_eq!(names(&p), vec![("234p".into(), 320, 180)]);
+    }
+
+    #[test]
+    fn renditions_that_exist_survive_a_smaller_source() {
+        let before: Vec<String> = plan(&default_rungs(), 1280, 720, &[])
+            .into_iter()
+            .map(|r| r.rung.name)
+            .collect();
+        let after = plan(&default_rungs(), 640, 360, &before);
+        assert_eq!(
+            names(&after),
+            vec![
+                ("720p".into(), 640, 360),
+                ("480p".into(), 640, 360),
+                ("360p".into(), 640, 360),
+                ("234p".into(), 416, 234),
+            ]
+        );
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut r = Rung::new("720p", 720, 3_000_000);
+        assert!(r.validate().is_ok());
+        r.preset = "warp".into();
+        assert!(r.validate().unwrap_err().contains("preset"));
+        let r = Rung::new("source", 720, 3_000_000);
+        assert!(r.validate().unwrap_err().contains("source"));
+        let r = Rung::new("tiny", 20, 3_000_000);
+        assert!(r.validate().unwrap_err().contains("height"));
+    }
+}

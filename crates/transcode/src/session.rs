@@ -1,0 +1,819 @@
+//! One stream's transcoding: a decode thread and one thread per rung, joined by
+//! bounded queues. Nothing here runs on the async runtime; the async side pushes with
+//! [`TranscodeInput`] (never blocking) and reads a tokio channel.
+//!
+//! ```text
+//! TranscodeInput ─(bounded)─▶ decode thread ─┬─(bounded)─▶ rung 720p: x264 ─┐
+//!                              decode once,   ├─(bounded)─▶ rung 480p: x264 ─┼─▶ output
+//!                              scale in a     └─(bounded)─▶ rung 360p: x264 ─┘
+//!                              cascade, decide IDRs
+//! ```
+//!
+//! Load shedding: a full rung queue drops that rung's picture (the largest, most
+//! expensive rung falls behind first), counted in `transcode_dropped_frames_total`;
+//! a forced IDR that is dropped moves to the rung's next picture. A full input queue
+//! drops source frames until the next keyframe (the decoder needs its references).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use encoder::{EncodedPicture, VideoEncoderConfig, X264Encoder};
+use ffmpeg_next as ff;
+use media::avc::avcc_to_annexb;
+use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks, VIDEO_TIMESCALE};
+use tokio::sync::mpsc;
+
+use crate::ladder::{PlannedRung, Rung, plan};
+
+/// Settings of the transcoder.
+#[derive(Clone, Debug)]
+pub struct TranscodeConfig {
+    pub rungs: Vec<Rung>,
+    /// A passthrough `source` rendition is served too: IDRs then go on the first
+    /// source keyframe of each segment interval, where the packager cuts the source
+    /// rendition, so that all renditions cut alike.
+    pub align_to_source_keyframes: bool,
+    /// The packager's segment target: an IDR starts every interval.
+    pub segment_target: Duration,
+    /// Source frames waiting for the decoder.
+    pub input_queue: usize,
+    /// Pictures waiting for each rung's encoder.
+    pub rung_queue: usize,
+    /// Wait for room instead of dropping (offline use: benchmarks, files). A live
+    /// stream must never set this: a slow rung would hold back every other.
+    pub lossless: bool,
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        Self {
+            rungs: crate::default_rungs(),
+            align_to_source_keyframes: false,
+            segment_target: Duration::from_secs(2),
+            input_queue: 180,
+            rung_queue: 24,
+            lossless: false,
+        }
+    }
+}
+
+/// What comes out: per rendition, tracks before the frames that need them.
+#[derive(Clone, Debug)]
+pub enum TranscodeOutput {
+    Tracks {
+        rendition: Arc<str>,
+        tracks: Arc<Tracks>,
+    },
+    Frame {
+        rendition: Arc<str>,
+        frame: Frame,
+        /// When the source frame arrived (carried through for PROGRAM-DATE-TIME).
+        arrival: SystemTime,
+    },
+}
+
+enum Input {
+    Tracks(Arc<Tracks>),
+    Frame(Frame, SystemTime),
+}
+
+/// The feeding end. Dropping it ends the session (after the encoders flush).
+pub struct TranscodeInput {
+    tx: SyncSender<Input>,
+    stream: String,
+    waiting_for_keyframe: bool,
+    lossless: bool,
+}
+
+impl TranscodeInput {
+    /// New tracks from the publisher. Rare and small: waits for room if it must.
+    pub fn push_tracks(&mut self, tracks: Arc<Tracks>) {
+        let _ = self.tx.send(Input::Tracks(tracks));
+        self.waiting_for_keyframe = true;
+    }
+
+    /// One source frame. Never blocks: when the decoder is behind, video is dropped
+    /// until the next keyframe.
+    pub fn push_frame(&mut self, frame: Frame, arrival: SystemTime) {
+        let is_video = frame.kind == TrackKind::Video;
+        if is_video && self.waiting_for_keyframe {
+            if !frame.keyframe {
+                return;
+            }
+            self.waiting_for_keyframe = false;
+        }
+        if self.lossless {
+            let _ = self.tx.send(Input::Frame(frame, arrival));
+            return;
+        }
+        match self.tx.try_send(Input::Frame(frame, arrival)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                metrics::counter!("transcode_input_dropped_total", "stream" => self.stream.clone())
+                    .increment(1);
+                if is_video {
+                    if !self.waiting_for_keyframe {
+                        tracing::warn!(stream = %self.stream, "transcoder cannot keep up; skipping to the next keyframe");
+                    }
+                    self.waiting_for_keyframe = true;
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// Starts transcoding `stream`. Output arrives on the returned channel, which closes
+/// when the input has been dropped and everything in flight has come out.
+pub fn start(
+    config: Arc<TranscodeConfig>,
+    stream: &str,
+) -> (TranscodeInput, mpsc::Receiver<TranscodeOutput>) {
+    let (tx, rx) = sync_channel(config.input_queue.max(1));
+    let (out_tx, out_rx) = mpsc::channel(1024);
+    let lossless = config.lossless;
+    let name = stream.to_owned();
+    let spawned = std::thread::Builder::new()
+        .name(format!("decode-{stream}"))
+        .spawn(move || Decoder::new(config, name, out_tx).run(rx));
+    if let Err(e) = spawned {
+        tracing::error!(stream, error = %e, "cannot start the transcoder thread");
+    }
+    (
+        TranscodeInput {
+            tx,
+            stream: stream.to_owned(),
+            waiting_for_keyframe: true,
+            lossless,
+        },
+        out_rx,
+    )
+}
+
+enum RungInput {
+    Picture {
+        frame: ff::frame::Video,
+        pts: i64,
+        keyframe: bool,
+        arrival: SystemTime,
+    },
+    Audio(Frame, SystemTime),
+    AudioTrack(Option<Track>),
+}
+
+struct RungWorker {
+    name: Arc<str>,
+    planned: PlannedRung,
+    tx: Option<SyncSender<RungInput>>,
+    depth: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+    scaler: Option<(
+        ff::software::scaling::Context,
+        (ff::format::Pixel, u32, u32),
+    )>,
+    /// A forced IDR was dropped: the next picture sent is one.
+    pending_keyframe: bool,
+    /// Frame-rate cap: the next picture at or after this pts is sent.
+    next_pts: i64,
+    dropped: u64,
+}
+
+impl RungWorker {
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    fn send(&mut self, stream: &str, lossless: bool, input: RungInput) -> Result<(), RungInput> {
+        let Some(tx) = &self.tx else {
+            return Err(input);
+        };
+        // Counted before the send: the worker may take it out at once.
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        let sent = if lossless {
+            tx.send(input).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            tx.try_send(input)
+        };
+        match sent {
+            Ok(()) => {
+                metrics::gauge!("transcode_queue_depth", "stream" => stream.to_owned(), "rendition" => self.name.to_string())
+                    .set(depth as f64);
+                Ok(())
+            }
+            Err(TrySendError::Full(i) | TrySendError::Disconnected(i)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(i)
+            }
+        }
+    }
+}
+
+struct Decoder {
+    config: Arc<TranscodeConfig>,
+    stream: String,
+    out: mpsc::Sender<TranscodeOutput>,
+    decoder: Option<ff::decoder::Video>,
+    avc: Option<AvcConfig>,
+    /// The audio every rendition carries: the source's AAC, or AAC made from MP3.
+    audio: Option<Track>,
+    /// Set when the source's audio is MP3: decoded and encoded to AAC once, here.
+    mp3_to_aac: Option<Mp3ToAac>,
+    rungs: Vec<RungWorker>,
+    /// Every rendition name this stream has had (kept across source changes).
+    names: Vec<String>,
+    /// Source frames sent to the decoder: (pts, keyframe, arrival).
+    pending: VecDeque<(i64, bool, SystemTime)>,
+    last_forced_interval: Option<i64>,
+    segment_ticks: i64,
+}
+
+impl Decoder {
+    fn new(
+        config: Arc<TranscodeConfig>,
+        stream: String,
+        out: mpsc::Sender<TranscodeOutput>,
+    ) -> Self {
+        let segment_ticks = (config.segment_target.as_micros() as i64
+            * i64::from(VIDEO_TIMESCALE.get())
+            / 1_000_000)
+            .max(1);
+        Self {
+            config,
+            stream,
+            out,
+            decoder: None,
+            avc: None,
+            audio: None,
+            mp3_to_aac: None,
+            rungs: Vec::new(),
+            names: Vec::new(),
+            pending: VecDeque::new(),
+            last_forced_interval: None,
+            segment_ticks,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Input>) {
+        if let Err(e) = ff::init() {
+            tracing::error!(error = %e, "libav does not initialise; no transcoding");
+            return;
+        }
+        while let Ok(input) = rx.recv() {
+            match input {
+                Input::Tracks(tracks) => self.handle_tracks(&tracks),
+                Input::Frame(frame, arrival) if frame.kind == TrackKind::Video => {
+                    self.handle_video(frame, arrival)
+                }
+                Input::Frame(frame, arrival) => self.handle_audio(frame, arrival),
+            }
+        }
+        self.flush_decoder();
+        for r in &mut self.rungs {
+            r.stop();
+        }
+    }
+
+    fn handle_tracks(&mut self, tracks: &Tracks) {
+        let audio = match tracks.audio.as_ref().map(|t| &t.codec) {
+            Some(CodecConfig::Aac(_)) => {
+                self.mp3_to_aac = None;
+                tracks.audio.clone()
+            }
+            Some(CodecConfig::Mp3(mp3)) => {
+                let same = self.mp3_to_aac.as_ref().is_some_and(|m| m.source == *mp3);
+                if !same {
+                    self.mp3_to_aac = match Mp3ToAac::new(*mp3) {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            tracing::error!(stream = %self.stream, error = %e, "cannot transcode MP3 audio; renditions will be silent");
+                            None
+                        }
+                    };
+                }
+                self.mp3_to_aac.as_ref().map(|m| m.track.clone())
+            }
+            _ => None,
+        };
+        if audio != self.audio {
+            self.audio = audio.clone();
+            for r in &mut self.rungs {
+                let _ = r.send(
+                    &self.stream,
+                    self.config.lossless,
+                    RungInput::AudioTrack(audio.clone()),
+                );
+            }
+        }
+        let avc = match tracks.video.as_ref().map(|t| &t.codec) {
+            Some(CodecConfig::Avc(avc)) => avc.clone(),
+            _ => {
+                tracing::warn!(stream = %self.stream, "no H.264 video: nothing to transcode");
+                return;
+            }
+        };
+        if self.avc.as_ref() == Some(&avc) {
+            return;
+        }
+        // A new source format: finish the old ladder, start a new one.
+        self.flush_decoder();
+        for r in &mut self.rungs {
+            r.stop();
+        }
+        self.rungs.clear();
+        self.pending.clear();
+        self.last_forced_interval = None;
+        let decoder = ff::decoder::find(ff::codec::Id::H264)
+            .ok_or(ff::Error::DecoderNotFound)
+            .and_then(|codec| {
+                let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+                // Slice threads only: frame threads would add a frame of delay each.
+                ctx.set_threading(ff::threading::Config {
+                    kind: ff::threading::Type::Slice,
+                    count: 0,
+                    ..Default::default()
+                });
+                ctx.set_time_base(ff::Rational::new(1, VIDEO_TIMESCALE.get() as i32));
+                ctx.decoder().video()
+            });
+        match decoder {
+            Ok(d) => self.decoder = Some(d),
+            Err(e) => {
+                tracing::error!(stream = %self.stream, error = %e, "cannot open the H.264 decoder");
+                return;
+            }
+        }
+        let frame_rate = avc
+            .frame_rate
+            .filter(|(n, d)| *n > 0 && *d > 0)
+            .unwrap_or((30, 1));
+        let planned = plan(&self.config.rungs, avc.width, avc.height, &self.names);
+        tracing::info!(
+            stream = %self.stream,
+            source = %format!("{}x{}", avc.width, avc.height),
+            renditions = %planned.iter().map(|p| format!("{}={}x{}", p.rung.name, p.width, p.height)).collect::<Vec<_>>().join(" "),
+            "transcoding"
+        );
+        for p in planned {
+            if !self.names.contains(&p.rung.name) {
+                self.names.push(p.rung.name.clone());
+            }
+            self.rungs.push(self.spawn_rung(p, frame_rate));
+        }
+        self.avc = Some(avc);
+    }
+
+    fn spawn_rung(&self, planned: PlannedRung, frame_rate: (u32, u32)) -> RungWorker {
+        let (tx, rx) = sync_channel(self.config.rung_queue.max(1));
+        let name: Arc<str> = Arc::from(planned.rung.name.as_str());
+        let depth = Arc::new(AtomicUsize::new(0));
+        let mut rate = source_rate(frame_rate);
+        if let Some(cap) = planned.rung.max_fps
+            && rate.as_f64() > f64::from(cap)
+        {
+            rate = source::FrameRate::new(cap, 1);
+        }
+        let mut settings =
+            VideoEncoderConfig::new(planned.width, planned.height, rate, planned.rung.bitrate);
+        settings.max_rate = planned.rung.max_rate;
+        settings.buffer_size = planned.rung.buffer_size;
+        settings.preset = planned.rung.preset.clone();
+        settings.profile = planned.rung.profile.clone();
+        let worker = RungThread {
+            stream: self.stream.clone(),
+            name: name.clone(),
+            settings,
+            audio: self.audio.clone(),
+            out: self.out.clone(),
+            depth: depth.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("x264-{}", planned.rung.name))
+            .spawn(move || worker.run(rx))
+            .map_err(|e| tracing::error!(error = %e, "cannot start a rung thread"))
+            .ok();
+        RungWorker {
+            name,
+            planned,
+            tx: Some(tx),
+            depth,
+            thread,
+            scaler: None,
+            pending_keyframe: false,
+            next_pts: i64::MIN,
+            dropped: 0,
+        }
+    }
+
+    fn handle_video(&mut self, frame: Frame, arrival: SystemTime) {
+        let (Some(decoder), Some(avc)) = (self.decoder.as_mut(), self.avc.as_ref()) else {
+            return;
+        };
+        let mut data = Vec::with_capacity(frame.data.len() + 64);
+        if frame.keyframe {
+            // In-band parameter sets: the decoder needs no extradata.
+            for ps in avc.sps.iter().chain(avc.pps.iter()) {
+                data.extend_from_slice(&[0, 0, 0, 1]);
+                data.extend_from_slice(ps);
+            }
+        }
+        data.extend_from_slice(&avcc_to_annexb(&frame.data, avc.nal_length_size));
+        let mut packet = ff::Packet::copy(&data);
+        packet.set_pts(Some(frame.pts.ticks));
+        packet.set_dts(Some(frame.dts.ticks));
+        if frame.keyframe {
+            packet.set_flags(ff::codec::packet::Flags::KEY);
+        }
+        if let Err(e) = decoder.send_packet(&packet) {
+            metrics::counter!("transcode_decode_errors_total", "stream" => self.stream.clone())
+                .increment(1);
+            tracing::debug!(stream = %self.stream, error = %e, "undecodable frame skipped");
+        }
+        self.pending
+            .push_back((frame.pts.ticks, frame.keyframe, arrival));
+        if self.pending.len() > 256 {
+            self.pending.pop_front();
+        }
+        self.drain_decoder();
+    }
+
+    fn flush_decoder(&mut self) {
+        if let Some(d) = self.decoder.as_mut() {
+            let _ = d.send_eof();
+            self.drain_decoder();
+        }
+        self.decoder = None;
+    }
+
+    fn drain_decoder(&mut self) {
+        let mut decoded = ff::frame::Video::empty();
+        loop {
+            let Some(decoder) = self.decoder.as_mut() else {
+                return;
+            };
+            if decoder.receive_frame(&mut decoded).is_err() {
+                return;
+            }
+            let Some(pts) = decoded.timestamp().or(decoded.pts()) else {
+                continue;
+            };
+            // Find what we know of this picture's source frame.
+            let (keyframe, arrival) = match self.pending.iter().position(|p| p.0 == pts) {
+                Some(i) => {
+                    let (_, k, a) = self.pending[i];
+                    self.pending.remove(i);
+                    (k, a)
+                }
+                None => (false, SystemTime::now()),
+            };
+            let interval = pts.div_euclid(self.segment_ticks);
+            let force = interval != self.last_forced_interval.unwrap_or(i64::MIN)
+                && (keyframe || !self.config.align_to_source_keyframes);
+            if force {
+                self.last_forced_interval = Some(interval);
+            }
+            self.fan_out(&decoded, pts, force, arrival);
+        }
+    }
+
+    /// Scales the picture down the ladder (each rung from the one above it) and hands
+    /// each rung its copy.
+    fn fan_out(&mut self, decoded: &ff::frame::Video, pts: i64, force: bool, arrival: SystemTime) {
+        let mut previous: Option<ff::frame::Video> = None;
+        for i in 0..self.rungs.len() {
+            let input = previous.as_ref().unwrap_or(decoded);
+            let r = &mut self.rungs[i];
+            let (w, h) = (r.planned.width, r.planned.height);
+            let scaled = if input.width() == w
+                && input.height() == h
+                && input.format() == ff::format::Pixel::YUV420P
+            {
+                input.clone()
+            } else {
+                let key = (input.format(), input.width(), input.height());
+                if r.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
+                    match ff::software::scaling::Context::get(
+                        key.0,
+                        key.1,
+                        key.2,
+                        ff::format::Pixel::YUV420P,
+                        w,
+                        h,
+                        ff::software::scaling::Flags::AREA,
+                    ) {
+                        Ok(s) => r.scaler = Some((s, key)),
+                        Err(e) => {
+                            tracing::error!(stream = %self.stream, rendition = %r.name, error = %e, "cannot scale");
+                            return;
+                        }
+                    }
+                }
+                let mut out = ff::frame::Video::empty();
+                if let Some((scaler, _)) = r.scaler.as_mut()
+                    && scaler.run(input, &mut out).is_err()
+                {
+                    continue;
+                }
+                out
+            };
+            let capped = pts < r.next_pts;
+            let keyframe = force || r.pending_keyframe;
+            if !capped || force {
+                if let Some(cap) = r.planned.rung.max_fps {
+                    r.next_pts =
+                        pts + i64::from(VIDEO_TIMESCALE.get()) / i64::from(cap.max(1)) - 90;
+                }
+                let picture = RungInput::Picture {
+                    frame: scaled.clone(),
+                    pts,
+                    keyframe,
+                    arrival,
+                };
+                match r.send(&self.stream, self.config.lossless, picture) {
+                    Ok(()) => r.pending_keyframe = false,
+                    Err(_) => {
+                        r.pending_keyframe |= keyframe;
+                        r.dropped += 1;
+                        metrics::counter!("transcode_dropped_frames_total", "stream" => self.stream.clone(), "rendition" => r.name.to_string())
+                            .increment(1);
+                        if r.dropped.is_power_of_two() {
+                            tracing::warn!(stream = %self.stream, rendition = %r.name, dropped = r.dropped, "rung cannot keep up; dropping its frames");
+                        }
+                    }
+                }
+            }
+            previous = Some(scaled);
+        }
+    }
+
+    fn handle_audio(&mut self, frame: Frame, arrival: SystemTime) {
+        if self.audio.is_none() {
+            return;
+        }
+        if let Some(m) = self.mp3_to_aac.as_mut() {
+            let aac = m.transcode(&frame, &self.stream);
+            for f in aac {
+                self.send_audio(f, arrival);
+            }
+            return;
+        }
+        self.send_audio(frame, arrival);
+    }
+
+    fn send_audio(&mut self, frame: Frame, arrival: SystemTime) {
+        for i in 0..self.rungs.len() {
+            let stream = self.stream.clone();
+            let lossless = self.config.lossless;
+            let r = &mut self.rungs[i];
+            if r.send(&stream, lossless, RungInput::Audio(frame.clone(), arrival))
+                .is_err()
+            {
+                metrics::counter!("transcode_dropped_audio_total", "stream" => stream, "rendition" => r.name.to_string())
+                    .increment(1);
+            }
+        }
+    }
+}
+
+fn source_rate((num, den): (u32, u32)) -> source::FrameRate {
+    source::FrameRate::new(num, den)
+}
+
+/// One rung's encoder, on its own thread.
+struct RungThread {
+    stream: String,
+    name: Arc<str>,
+    settings: VideoEncoderConfig,
+    audio: Option<Track>,
+    out: mpsc::Sender<TranscodeOutput>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl RungThread {
+    fn run(mut self, rx: Receiver<RungInput>) {
+        let mut encoder = match X264Encoder::new(self.settings.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(stream = %self.stream, rendition = %self.name, error = %e, "cannot open the rung's encoder");
+                return;
+            }
+        };
+        let mut announced: Option<Arc<Tracks>> = None;
+        let mut held_audio: Vec<(Frame, SystemTime)> = Vec::new();
+        let mut encoded: Vec<EncodedPicture> = Vec::new();
+        let mut last_arrival = SystemTime::now();
+        let mut window = (Instant::now(), 0u64, None::<i64>, 0i64);
+        let labels = [
+            ("stream", self.stream.clone()),
+            ("rendition", self.name.to_string()),
+        ];
+        while let Ok(input) = rx.recv() {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            match input {
+                RungInput::Picture {
+                    mut frame,
+                    pts,
+                    keyframe,
+                    arrival,
+                } => {
+                    last_arrival = arrival;
+                    if let Err(e) = encoder.encode_av_frame(&mut frame, pts, keyframe, &mut encoded)
+                    {
+                        tracing::warn!(stream = %self.stream, rendition = %self.name, error = %e, "picture not encoded");
+                    }
+                    // Frames per second and media seconds per wall second, per rung.
+                    window.1 += 1;
+                    let first = *window.2.get_or_insert(pts);
+                    window.3 = pts - first;
+                    let elapsed = window.0.elapsed();
+                    if elapsed >= Duration::from_secs(2) {
+                        metrics::gauge!("transcode_rung_fps", &labels)
+                            .set(window.1 as f64 / elapsed.as_secs_f64());
+                        metrics::gauge!("transcode_realtime_factor", &labels).set(
+                            window.3 as f64
+                                / f64::from(VIDEO_TIMESCALE.get())
+                                / elapsed.as_secs_f64(),
+                        );
+                        window = (Instant::now(), 0, None, 0);
+                    }
+                }
+                RungInput::Audio(frame, arrival) => {
+                    if announced.is_some() {
+                        if !self.emit(TranscodeOutput::Frame {
+                            rendition: self.name.clone(),
+                            frame,
+                            arrival,
+                        }) {
+                            return;
+                        }
+                    } else if held_audio.len() < 500 {
+                        held_audio.push((frame, arrival));
+                    }
+                }
+                RungInput::AudioTrack(track) => {
+                    self.audio = track;
+                    announced = None;
+                }
+            }
+            if !self.publish(
+                &encoder,
+                &mut announced,
+                &mut held_audio,
+                &mut encoded,
+                last_arrival,
+            ) {
+                return;
+            }
+        }
+        let _ = encoder_flush(&mut encoder, &mut encoded);
+        self.publish(
+            &encoder,
+            &mut announced,
+            &mut held_audio,
+            &mut encoded,
+            last_arrival,
+        );
+    }
+
+    /// Sends tracks (when new) and what was encoded; false once nobody listens.
+    fn publish(
+        &self,
+        encoder: &X264Encoder,
+        announced: &mut Option<Arc<Tracks>>,
+        held_audio: &mut Vec<(Frame, SystemTime)>,
+        encoded: &mut Vec<EncodedPicture>,
+        arrival: SystemTime,
+    ) -> bool {
+        use encoder::VideoEncode;
+        let Some(avc) = encoder.config() else {
+            return true;
+        };
+        let tracks = Arc::new(Tracks {
+            video: Some(Track {
+                kind: TrackKind::Video,
+                timescale: VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(avc.clone()),
+            }),
+            audio: self.audio.clone(),
+        });
+        if announced.as_ref() != Some(&tracks) {
+            *announced = Some(tracks.clone());
+            if !self.emit(TranscodeOutput::Tracks {
+                rendition: self.name.clone(),
+                tracks,
+            }) {
+                return false;
+            }
+        }
+        for p in encoded.drain(..) {
+            if !self.emit(TranscodeOutput::Frame {
+                rendition: self.name.clone(),
+                frame: p.frame,
+                arrival,
+            }) {
+                return false;
+            }
+        }
+        for (frame, arrival) in held_audio.drain(..) {
+            if !self.emit(TranscodeOutput::Frame {
+                rendition: self.name.clone(),
+                frame,
+                arrival,
+            }) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn emit(&self, output: TranscodeOutput) -> bool {
+        self.out.blocking_send(output).is_ok()
+    }
+}
+
+fn encoder_flush(
+    encoder: &mut X264Encoder,
+    out: &mut Vec<EncodedPicture>,
+) -> Result<(), encoder::EncodeError> {
+    use encoder::VideoEncode;
+    encoder.flush(out)
+}
+
+/// MP3 decoded and encoded to AAC once, for every rendition.
+struct Mp3ToAac {
+    source: media::Mp3Config,
+    decoder: ff::decoder::Audio,
+    aac: encoder::AacEncoder,
+    track: Track,
+    timescale: std::num::NonZeroU32,
+}
+
+impl Mp3ToAac {
+    fn new(source: media::Mp3Config) -> Result<Self, String> {
+        let codec = ff::decoder::find(ff::codec::Id::MP3).ok_or("no MP3 decoder in libavcodec")?;
+        let decoder = ff::codec::context::Context::new_with_codec(codec)
+            .decoder()
+            .audio()
+            .map_err(|e| format!("MP3 decoder: {e}"))?;
+        let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
+            sample_rate: source.sample_rate,
+            channels: u16::from(source.channels),
+            bitrate: 128_000,
+        })
+        .map_err(|e| e.to_string())?;
+        let timescale = std::num::NonZeroU32::new(source.sample_rate).ok_or("MP3 sample rate 0")?;
+        let track = Track {
+            kind: TrackKind::Audio,
+            timescale,
+            codec: CodecConfig::Aac(aac.config().clone()),
+        };
+        Ok(Self {
+            source,
+            decoder,
+            aac,
+            track,
+            timescale,
+        })
+    }
+
+    fn transcode(&mut self, frame: &Frame, stream: &str) -> Vec<Frame> {
+        let mut packet = ff::Packet::copy(&frame.data);
+        packet.set_pts(Some(frame.pts.ticks));
+        packet.set_dts(Some(frame.dts.ticks));
+        if self.decoder.send_packet(&packet).is_err() {
+            metrics::counter!("transcode_decode_errors_total", "stream" => stream.to_owned())
+                .increment(1);
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut decoded = ff::frame::Audio::empty();
+        let mut next_pts = frame.pts.ticks;
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            let n = decoded.samples();
+            if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
+                tracing::warn!(stream, format = ?decoded.format(), "unexpected MP3 sample format; audio dropped");
+                continue;
+            }
+            let channels = usize::from(decoded.channels().max(1));
+            let planes = (0..channels)
+                .map(|c| decoded.plane::<f32>(c).get(..n).unwrap_or(&[]).to_vec())
+                .collect();
+            let pts = decoded.pts().unwrap_or(next_pts);
+            next_pts = pts + n as i64;
+            let raw = source::AudioFrame {
+                pts: media::MediaTime::new(pts, self.timescale),
+                planes,
+            };
+            if let Err(e) = self.aac.encode(&raw, &mut out) {
+                tracing::warn!(stream, error = %e, "AAC encoding failed");
+            }
+        }
+        out
+    }
+}
