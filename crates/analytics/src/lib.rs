@@ -3,7 +3,8 @@
 //!
 //! Two inputs:
 //! - *delivery events* ([`DeliveryEvent`]): one per playlist, part or segment request
-//!   an origin or edge answered. Servers hand them to an [`Emitter`], a bounded queue
+//!   an origin or edge answered, made by the [`record_delivery`] middleware. Servers
+//!   hand them to an [`Emitter`], a bounded queue
 //!   that never blocks serving: in-process into an [`Analytics`], or batched and
 //!   POSTed to a remote `rivulet analytics`. What it cannot take is counted as
 //!   dropped (`analytics_events_dropped_total`).
@@ -26,6 +27,7 @@ pub mod api;
 pub mod beacon;
 mod client;
 pub mod cmcd;
+mod delivery;
 mod emit;
 mod error;
 mod event;
@@ -36,6 +38,7 @@ mod store;
 
 pub use aggregate::{Aggregator, AggregatorConfig, Concurrent};
 pub use client::{ProxyNet, TrustedProxies, canonical, session_id};
+pub use delivery::record_delivery;
 pub use emit::{EmitConfig, Emitter, PLAYER_ID_HEADER, RequestInfo};
 pub use error::AnalyticsError;
 pub use event::{DeliveryBatch, DeliveryEvent, ObjectKind, now_ms};

@@ -112,6 +112,9 @@ impl Edge {
             })
             .build();
         let client = reqwest::Client::builder()
+            // Says "cache fill, not a viewer" to the analytics of the node upstream
+            // (see analytics::record_delivery); this edge reports its own viewers.
+            .user_agent(concat!("rivulet-edge/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()

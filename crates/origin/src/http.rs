@@ -39,7 +39,7 @@ pub fn router(streams: LiveStreams) -> Router {
 }
 
 /// [`router`], with a delivery event for every request handed to `emitter` (see
-/// [`delivery`]). For client addresses, serve it with
+/// [`analytics::record_delivery`]). For client addresses, serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router_with_analytics(streams: LiveStreams, emitter: Emitter) -> Router {
     Router::new()
@@ -56,7 +56,7 @@ pub fn router_with_analytics(streams: LiveStreams, emitter: Emitter) -> Router {
         .with_state(streams)
         .layer(axum::middleware::from_fn_with_state(
             emitter,
-            delivery::record,
+            analytics::record_delivery,
         ))
 }
 
@@ -542,6 +542,5 @@ fn error(status: StatusCode, reason: &'static str) -> Response {
         .into_response()
 }
 
-mod delivery;
 #[cfg(test)]
 mod tests;

@@ -69,6 +69,40 @@ pub(crate) struct EdgeArgs {
         requires = "tls_cert"
     )]
     pub(crate) tls_key: Option<std::path::PathBuf>,
+
+    /// Send a delivery event for every request this edge answers to the analytics
+    /// server at this base URL (`rivulet serve`, or `rivulet analytics`). Events it
+    /// cannot take are dropped and counted, never waited for. [default: none sent]
+    #[arg(long, env = "RIVULET_ANALYTICS_URL", value_name = "URL")]
+    pub(crate) analytics_url: Option<String>,
+
+    /// Bearer token for the analytics server's /api/analytics/events.
+    #[arg(
+        long,
+        env = "RIVULET_ANALYTICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) analytics_token: Option<String>,
+
+    /// A proxy (address, or ADDRESS/PREFIX) in front of this edge whose
+    /// X-Forwarded-For is believed for the viewer's address. Repeatable.
+    #[arg(
+        long = "trusted-proxy",
+        env = "RIVULET_TRUSTED_PROXIES",
+        value_name = "ADDR[/PREFIX]",
+        value_delimiter = ','
+    )]
+    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
+
+    /// Delivery events queued at most; more are dropped (and counted).
+    #[arg(
+        long,
+        env = "RIVULET_ANALYTICS_QUEUE",
+        value_name = "EVENTS",
+        default_value_t = 65_536
+    )]
+    pub(crate) analytics_queue: usize,
 }
 
 /// The options of `rivulet route`.
@@ -166,7 +200,44 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         stall_limit: Duration::from_millis(args.stall_limit_ms.max(100)),
         ..edge::EdgeConfig::default()
     });
-    let app = edge.router().merge(metrics_route(prometheus));
+    if let Some(url) = &args.analytics_url {
+        check_urls(std::slice::from_ref(url), "--analytics-url")?;
+    }
+    // Bound now (plain HTTP), so that this node's name in analytics has the real port.
+    let plain = match &args.tls_cert {
+        Some(_) => None,
+        None => Some(TcpListener::bind(args.http_listen).await.with_context(|| {
+            format!("cannot listen on {} (set --http-listen)", args.http_listen)
+        })?),
+    };
+    let port = match &plain {
+        Some(l) => l.local_addr()?.port(),
+        None => args.http_listen.port(),
+    };
+    // Delivery events go to a remote analytics server; the edge never runs one.
+    let (emitter, drain) = match &args.analytics_url {
+        Some(url) => {
+            let (emitter, drain) = analytics::Emitter::remote(
+                url,
+                args.analytics_token.clone(),
+                analytics::EmitConfig {
+                    edge: crate::metadata::node_name(port),
+                    trusted_proxies: analytics::TrustedProxies::new(args.trusted_proxies.clone()),
+                    queue: args.analytics_queue.max(1),
+                    ..Default::default()
+                },
+            );
+            (emitter, Some(tokio::spawn(drain)))
+        }
+        None => (analytics::Emitter::disabled(), None),
+    };
+    let app = edge
+        .router()
+        .layer(axum::middleware::from_fn_with_state(
+            emitter,
+            analytics::record_delivery,
+        ))
+        .merge(metrics_route(prometheus));
     let stopped = stop_signal();
     let prober = {
         let edge = edge.clone();
@@ -198,24 +269,32 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
             });
             let server = axum_server::bind_rustls(args.http_listen, tls).handle(handle.clone());
             let listening = tokio::spawn(async move { handle.listening().await });
-            let serving = tokio::spawn(server.serve(app.into_make_service()));
+            let serving =
+                tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
             if let Ok(Some(addr)) = listening.await {
                 print_edge_banner(scheme, addr, &args.origins);
             }
             serving.await?.context("edge HTTPS server failed")?;
         }
         _ => {
-            let listener = TcpListener::bind(args.http_listen).await.with_context(|| {
-                format!("cannot listen on {} (set --http-listen)", args.http_listen)
-            })?;
+            let Some(listener) = plain else {
+                bail!("--tls-cert and --tls-key go together");
+            };
             print_edge_banner(scheme, listener.local_addr()?, &args.origins);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped())
-                .await
-                .context("edge HTTP server failed")?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stopped())
+            .await
+            .context("edge HTTP server failed")?;
         }
     }
     prober.abort();
+    if let Some(drain) = drain {
+        // The server (and its emitter) is gone: the last batch goes out, or times out.
+        let _ = tokio::time::timeout(Duration::from_secs(6), drain).await;
+    }
     Ok(())
 }
 

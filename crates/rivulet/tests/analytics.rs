@@ -544,3 +544,89 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_through_an_edge_are_counted_by_the_edge() {
+    let server = Server::start(&[
+        "--stream",
+        "ed=ed-key-0001",
+        "--analytics-window-ms",
+        "3000",
+    ]);
+    let edge = EdgeProcess::start(&server.http, &["--analytics-url", &server.http]);
+    let edge_port = edge.url.rsplit(':').next().unwrap().to_owned();
+    let mut ffmpeg = publish(&format!("{}/live/ed-key-0001", server.rtmp), 40);
+    get_when_ready(&edge.url("/live/ed/master.m3u8"), Duration::from_secs(20)).await;
+    let viewers = [
+        Viewer::start(&edge.url, "ed", "e0", CmcdForm::Query, None),
+        Viewer::start(&edge.url, "ed", "e1", CmcdForm::Header, None),
+        Viewer::start(&server.http, "ed", "o0", CmcdForm::Header, None),
+    ];
+    // The edge's batches arrive once a second.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let summary = loop {
+        let summary = stream_summary(&server, "ed").await;
+        if summary["concurrent_viewers"] == 3 && summary["by_edge"].as_array().unwrap().len() == 2 {
+            break summary;
+        }
+        assert!(Instant::now() < deadline, "{summary:#}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Two viewers on the edge, one on the origin; the edge's own requests to the
+    // origin (cache fills) are not viewers.
+    let by_edge = concurrent_by(&summary, "by_edge");
+    let (edge_name, on_edge) = by_edge
+        .iter()
+        .find(|(name, _)| name.ends_with(&format!(":{edge_port}")))
+        .unwrap_or_else(|| panic!("no edge on port {edge_port}: {summary:#}"));
+    assert_eq!(*on_edge, 2, "{edge_name}: {summary:#}");
+    assert_eq!(by_edge.values().sum::<u64>(), 3);
+    // The three, and the readiness probe (through the edge).
+    assert_eq!(summary["unique_viewers"], 4, "{summary:#}");
+    for v in viewers {
+        v.leave().await;
+    }
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+}
+
+/// A running `rivulet edge` in front of `origin`, killed on drop.
+struct EdgeProcess {
+    child: Child,
+    url: String,
+}
+
+impl EdgeProcess {
+    fn start(origin: &str, extra: &[&str]) -> EdgeProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+            .args(["edge", "--http-listen", "127.0.0.1:0", "--origin", origin])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start rivulet edge");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("HTTP edge: ")
+                    .map(|u| u.trim_end_matches('/').to_owned())
+            })
+            .expect("the edge prints its address");
+        std::thread::spawn(move || for _ in lines {});
+        EdgeProcess { child, url }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for EdgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

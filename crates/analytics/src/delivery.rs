@@ -1,27 +1,34 @@
-//! Delivery events: every `/live/…` request this origin answers becomes one
-//! [`analytics::DeliveryEvent`], handed to an [`Emitter`] when its body ends.
+//! The middleware that turns every `/live/…` request an origin or an edge answers
+//! into one [`DeliveryEvent`], handed to an [`Emitter`] when its body ends.
 //!
 //! The event is emitted from the response body, not the handler, so that `bytes` is
 //! what was really sent (a streamed part grows while it is sent; a client may leave
 //! half-way) and a request held for a blocking reload is counted when it is answered.
 //! The emitter never waits, so none of this can slow serving down.
+//!
+//! Objects are told apart by the URL layout of the README ("Watching"): `master.m3u8`,
+//! `RENDITION/index.m3u8`, `RENDITION/init-V.mp4`, `RENDITION/seg-N.m4s`,
+//! `RENDITION/part-N-P.m4s`; the edge serves the same paths as the origin.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use analytics::{DeliveryEvent, Emitter, ObjectKind};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use package::MediaObject;
 use tokio::time::Instant;
 
-/// The middleware: records the request, runs it, wraps the answer's body.
-pub(super) async fn record(
+use crate::emit::Emitter;
+use crate::event::{DeliveryEvent, ObjectKind, now_ms};
+
+/// The middleware: records the request, runs it, wraps the answer's body. Use with
+/// `axum::middleware::from_fn_with_state(emitter, record_delivery)`, and serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()` for client addresses.
+pub async fn record_delivery(
     State(emitter): State<Emitter>,
     request: Request,
     next: Next,
@@ -32,8 +39,11 @@ pub(super) async fn record(
     let Some((stream, rendition, kind)) = target(request.uri().path()) else {
         return next.run(request).await;
     };
+    if is_cache_fill(request.headers()) {
+        return next.run(request).await;
+    }
     let start = Instant::now();
-    let ts = analytics::now_ms();
+    let ts = now_ms();
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -64,6 +74,18 @@ pub(super) async fn record(
     )
 }
 
+/// Whether the request is a Rivulet edge filling its cache: not a viewer (the edge
+/// reports the viewers it serves itself), so not counted here.
+fn is_cache_fill(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with(EDGE_USER_AGENT))
+}
+
+/// The start of the `User-Agent` a Rivulet edge sends upstream.
+const EDGE_USER_AGENT: &str = "rivulet-edge/";
+
 /// Stream, rendition and kind of a `/live/…` path.
 fn target(path: &str) -> Option<(String, Option<String>, ObjectKind)> {
     let mut parts = path.strip_prefix("/live/")?.split('/');
@@ -71,18 +93,39 @@ fn target(path: &str) -> Option<(String, Option<String>, ObjectKind)> {
     let (rendition, kind) = match (parts.next(), parts.next(), parts.next()) {
         (Some("master.m3u8"), None, None) => (None, ObjectKind::Multivariant),
         (Some(rendition), Some("index.m3u8"), None) => (Some(rendition), ObjectKind::Playlist),
-        (Some(rendition), Some(object), None) => (
-            Some(rendition),
-            match MediaObject::parse(object) {
-                Some(MediaObject::Init { .. }) => ObjectKind::Init,
-                Some(MediaObject::Segment { .. }) => ObjectKind::Segment,
-                Some(MediaObject::Part { .. }) => ObjectKind::Part,
-                None => ObjectKind::Other,
-            },
-        ),
+        (Some(rendition), Some(object), None) => (Some(rendition), object_kind(object)),
         _ => (None, ObjectKind::Other),
     };
     Some((stream.to_owned(), rendition.map(str::to_owned), kind))
+}
+
+/// What a media object's file name says it is.
+fn object_kind(name: &str) -> ObjectKind {
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if let Some(n) = name
+        .strip_prefix("seg-")
+        .and_then(|s| s.strip_suffix(".m4s"))
+    {
+        if number(n) {
+            return ObjectKind::Segment;
+        }
+    } else if let Some(n) = name
+        .strip_prefix("part-")
+        .and_then(|s| s.strip_suffix(".m4s"))
+    {
+        if n.split_once('-')
+            .is_some_and(|(m, p)| number(m) && number(p))
+        {
+            return ObjectKind::Part;
+        }
+    } else if let Some(n) = name
+        .strip_prefix("init-")
+        .and_then(|s| s.strip_suffix(".mp4"))
+        && number(n)
+    {
+        return ObjectKind::Init;
+    }
+    ObjectKind::Other
 }
 
 /// A response body that counts what passes through it and emits the event when it
