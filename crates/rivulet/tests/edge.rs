@@ -317,3 +317,27 @@ async fn the_cache_stays_within_its_memory_bound() {
     assert!(value("edge_evictions_total") > 0.0, "{metrics}");
     let _ = publisher.kill();
 }
+
+#[test]
+fn the_edge_speaks_https_with_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ok, _, err) = run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    assert!(ok, "openssl: {err}");
+    let origin = Server::start(&[]);
+    let edge = EdgeProcess::start(
+        &[&origin.http],
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    assert!(edge.url.starts_with("https://"), "{}", edge.url);
+    let (ok, out, err) = run(Command::new("curl")
+        .args(["-sk", "--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .arg(format!("{}/healthz", edge.url)));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "2 200", "HTTP/2 over TLS (ALPN)");
+}
