@@ -152,6 +152,9 @@ mod tests {
             .collect();
         assert_eq!(lit.len(), 4 * 2);
         assert!(lit.iter().all(|(x, y)| *x >= 12 && *y >= 6));
-        assert!(p.u.iter().all(|u| *u == 128), "chroma untouched by the off-picture fills");
+        assert!(
+            p.u.iter().all(|u| *u == 128),
+            "chroma untouched by the off-picture fills"
+        );
     }
 }
