@@ -367,7 +367,7 @@ fn the_edge_speaks_https_with_http2() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_router_sends_a_stream_to_one_edge_and_moves_it_when_that_edge_dies() {
     let origin = Server::start(&[]);
-    let mut edges = vec![
+    let mut edges = [
         Some(EdgeProcess::start(&[&origin.http], &[])),
         Some(EdgeProcess::start(&[&origin.http], &[])),
     ];
