@@ -9,6 +9,8 @@ packages=(
   libswresample-dev libavfilter-dev libavdevice-dev
   # run and test: ffmpeg as a real publisher/decoder, nginx-rtmp as a peer for benchmarks
   ffmpeg nginx libnginx-mod-rtmp
+  # test: the edge's HTTPS/HTTP2 check (a self-signed certificate, an HTTP/2 client)
+  openssl curl
   # test: a real PostgreSQL for the metadata store's tests (they start their own
   # throwaway cluster on loopback; the packaged service is not used)
   postgresql

@@ -47,6 +47,9 @@ pub(crate) struct EdgeBenchArgs {
     /// Concurrent client connections.
     #[arg(long, default_value_t = 64)]
     pub(crate) connections: usize,
+    /// Blocking playlist requests held at once on the edge.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) held: usize,
 }
 
 #[derive(Args, Debug)]
@@ -508,7 +511,7 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
             .spawn()
             .context("ffmpeg is needed for the benchmark")?,
     );
-    let _edge = Reaped(
+    let edge_process = Reaped(
         Command::new(&exe)
             .args([
                 "edge",
@@ -522,6 +525,7 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
             .spawn()
             .context("start rivulet edge")?,
     );
+    let edge_pid = edge_process.0.id();
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("logs"))?;
     std::fs::create_dir_all(prefix.join("cache"))?;
@@ -631,10 +635,103 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
             let fetched = origin_requests(&client, &origin).await - before;
             println!("  {name:13}: {fetched} upstream requests (goal 1), {ok}/1000 answered 200");
         }
+        held_requests(&client, &origin, edge_port, edge_pid, args.held).await?;
         Ok::<(), anyhow::Error>(())
     })?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// `held` blocking reloads for a part about one segment ahead, all held by the edge:
+/// how soon after the first answer (the part appearing) the last ones come, and the
+/// edge's memory per held request.
+async fn held_requests(
+    client: &reqwest::Client,
+    origin: &str,
+    edge_port: u16,
+    edge_pid: u32,
+    held: usize,
+) -> anyhow::Result<()> {
+    let playlist = client
+        .get(format!("{origin}/live/bench/source/index.m3u8"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let (msn, part) = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+        .and_then(|l| {
+            l.split("URI=\"part-")
+                .nth(1)?
+                .split(".m4s")
+                .next()
+                .map(str::to_owned)
+        })
+        .and_then(|p| {
+            let (m, n) = p.split_once('-')?;
+            Some((m.parse::<u64>().ok()?, n.parse::<u32>().ok()?))
+        })
+        .context("no preload hint")?;
+    // One segment ahead: about 2 s to open every connection before it appears.
+    let url = format!(
+        "http://127.0.0.1:{edge_port}/live/bench/source/index.m3u8?_HLS_msn={}&_HLS_part={part}",
+        msn + 1
+    );
+    let rss_before = rss_kib(edge_pid);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..held)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let ok = match client.get(&url).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                (ok, start.elapsed())
+            })
+        })
+        .collect();
+    // While they are held: the edge's memory.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let rss_held = rss_kib(edge_pid);
+    let mut answers = Vec::new();
+    let mut failed = 0;
+    for t in tasks {
+        match t.await {
+            Ok((true, at)) => answers.push(at.as_secs_f64()),
+            _ => failed += 1,
+        }
+    }
+    answers.sort_by(f64::total_cmp);
+    let first = answers.first().copied().unwrap_or(f64::NAN);
+    let p99 = answers
+        .get(answers.len() * 99 / 100)
+        .copied()
+        .unwrap_or(f64::NAN);
+    println!("{held} blocking reloads held by the edge for a part one segment ahead:");
+    println!(
+        "  answered {} ({failed} failed); after the first answer (the part appearing): p99 +{:.1} ms, last +{:.1} ms (goal p99 <= 20 ms)",
+        answers.len(),
+        (p99 - first) * 1e3,
+        (answers.last().copied().unwrap_or(f64::NAN) - first) * 1e3
+    );
+    if let (Some(before), Some(during)) = (rss_before, rss_held) {
+        println!(
+            "  edge memory while holding: {} KiB more, {:.1} KiB per held request (goal <= 8 KB)",
+            during.saturating_sub(before),
+            during.saturating_sub(before) as f64 / held as f64
+        );
+    }
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// `connections` loops fetching `url` for `duration`: requests per second and p99 (s).

@@ -317,3 +317,155 @@ async fn the_cache_stays_within_its_memory_bound() {
     assert!(value("edge_evictions_total") > 0.0, "{metrics}");
     let _ = publisher.kill();
 }
+
+#[test]
+fn the_edge_speaks_https_with_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (ok, _, err) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    assert!(ok, "openssl: {err}");
+    let origin = Server::start(&[]);
+    let edge = EdgeProcess::start(
+        &[&origin.http],
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(edge.url.starts_with("https://"), "{}", edge.url);
+    let (ok, out, err) = run(Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+        ])
+        .arg(format!("{}/healthz", edge.url)));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "2 200", "HTTP/2 over TLS (ALPN)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_router_sends_a_stream_to_one_edge_and_moves_it_when_that_edge_dies() {
+    let origin = Server::start(&[]);
+    let mut edges = [
+        Some(EdgeProcess::start(&[&origin.http], &[])),
+        Some(EdgeProcess::start(&[&origin.http], &[])),
+    ];
+    let urls: Vec<String> = edges
+        .iter()
+        .map(|e| e.as_ref().unwrap().url.clone())
+        .collect();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+    cmd.args(["route", "--http-listen", "127.0.0.1:0"]);
+    for u in &urls {
+        cmd.args(["--edge", u]);
+    }
+    let mut router = KillOnDrop(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(router.stdout.take().unwrap()).lines();
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("HTTP router: ")
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .expect("router prints its address");
+    std::thread::spawn(move || for _ in lines {});
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let target = |stream: &'static str| {
+        let (client, base) = (no_redirects.clone(), base.clone());
+        async move {
+            let r = client
+                .get(format!("{base}/live/{stream}/master.m3u8?x=1"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 302);
+            r.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = target("concert").await;
+    assert!(first.ends_with("/live/concert/master.m3u8?x=1"), "{first}");
+    let chosen = urls
+        .iter()
+        .position(|u| first.starts_with(u.as_str()))
+        .expect("one of the edges");
+    for _ in 0..5 {
+        assert_eq!(
+            target("concert").await,
+            first,
+            "a stream sticks to its edge"
+        );
+    }
+    let watch = no_redirects
+        .get(format!("{base}/watch/concert"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        watch.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with(urls[chosen].as_str())
+    );
+    // Streams spread over both edges.
+    let mut seen = std::collections::HashSet::new();
+    for s in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+        let r = no_redirects
+            .get(format!("{base}/live/{s}/master.m3u8"))
+            .send()
+            .await
+            .unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        seen.insert(
+            urls.iter()
+                .position(|u| loc.starts_with(u.as_str()))
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen.len(), 2, "ten streams all went to one edge");
+    // The chosen edge dies: within a few probes its streams go to the other.
+    drop(edges[chosen].take());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = target("concert").await;
+        if now.starts_with(urls[1 - chosen].as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still sent to the dead edge: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -99,11 +99,12 @@ impl Picture {
 
     /// Fills a rectangle (clipped to the picture) with one YUV colour.
     pub fn fill_rect(&mut self, x: u32, y: u32, w: u32, h: u32, (cy, cu, cv): (u8, u8, u8)) {
-        let x1 = (x + w).min(self.width);
-        let y1 = (y + h).min(self.height);
-        // A rectangle that starts right of the picture (a scrolling element, at some
-        // times of day) is empty, not a reversed range.
-        let x = x.min(x1);
+        if x >= self.width || y >= self.height {
+            // Entirely outside (text running past a small picture's edge).
+            return;
+        }
+        let x1 = x.saturating_add(w).min(self.width);
+        let y1 = y.saturating_add(h).min(self.height);
         for row in y.min(y1)..y1 {
             let start = (row * self.width) as usize;
             self.y[start + x as usize..start + x1 as usize].fill(cy);
@@ -135,17 +136,25 @@ impl AudioFrame {
 }
 
 #[cfg(test)]
-mod fill_tests {
+mod tests {
     use super::*;
 
     #[test]
-    fn rectangles_outside_the_picture_are_empty() {
+    fn rectangles_are_clipped_to_the_picture() {
         let mut p = Picture::black(16, 8);
-        let before = p.clone();
-        p.fill_rect(20, 0, 4, 4, (1, 2, 3));
-        p.fill_rect(0, 9, 4, 4, (1, 2, 3));
-        assert_eq!(p, before);
-        p.fill_rect(14, 6, 10, 10, (9, 9, 9));
-        assert_eq!(p.y[7 * 16 + 15], 9);
+        p.fill_rect(12, 6, 100, 100, (235, 128, 128));
+        p.fill_rect(40, 2, 4, 4, (200, 0, 0));
+        p.fill_rect(2, 40, 4, 4, (200, 0, 0));
+        p.fill_rect(u32::MAX - 1, 0, 10, 10, (200, 0, 0));
+        let lit: Vec<(u32, u32)> = (0..8)
+            .flat_map(|y| (0..16).map(move |x| (x, y)))
+            .filter(|(x, y)| p.y[(y * 16 + x) as usize] == 235)
+            .collect();
+        assert_eq!(lit.len(), 4 * 2);
+        assert!(lit.iter().all(|(x, y)| *x >= 12 && *y >= 6));
+        assert!(
+            p.u.iter().all(|u| *u == 128),
+            "chroma untouched by the off-picture fills"
+        );
     }
 }
