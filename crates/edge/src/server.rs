@@ -164,6 +164,8 @@ impl Edge {
                 inner.upstreams.probed(i, ok);
             });
             futures::future::join_all(probes).await;
+            // moka settles evictions and sizes lazily: settle them before reporting.
+            inner.cache.run_pending_tasks();
             metrics::gauge!("edge_cache_bytes").set(inner.cache.weighted_size() as f64);
         }
     }
