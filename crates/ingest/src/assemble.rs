@@ -149,26 +149,7 @@ impl StreamAssembler {
                     return Err(AssembleError::Malformed("AAC sample rate 0".into()));
                 };
                 let spf = i64::from(aac.samples_per_frame());
-                // Count samples rather than trust FLV's millisecond timestamps, which make
-                // every AAC frame duration jitter by a millisecond; re-anchor on a real jump.
-                let from_flv = ms.rescale(rate, Rounding::Nearest).ticks;
-                let dts = match self.next_audio_dts {
-                    Some(next) if (from_flv - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
-                    _ => from_flv,
-                };
-                self.next_audio_dts = Some(dts + spf);
-                let t = MediaTime::new(dts, rate);
-                self.emit(
-                    Frame {
-                        kind: TrackKind::Audio,
-                        dts: t,
-                        pts: t,
-                        keyframe: true,
-                        data,
-                    },
-                    ms.ticks,
-                    out,
-                );
+                self.emit_audio(data, ms, rate, spf, out);
             }
             AudioPacket::Mp3(data) => {
                 // MP3 has no sequence header: every frame describes itself.
@@ -184,29 +165,42 @@ impl StreamAssembler {
                 let Some(rate) = NonZeroU32::new(config.sample_rate) else {
                     return Err(AssembleError::Malformed("MP3 sample rate 0".into()));
                 };
-                let spf = i64::from(config.samples_per_frame);
-                let from_flv = ms.rescale(rate, Rounding::Nearest).ticks;
-                let dts = match self.next_audio_dts {
-                    Some(next) if (from_flv - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
-                    _ => from_flv,
-                };
-                self.next_audio_dts = Some(dts + spf);
-                let t = MediaTime::new(dts, rate);
-                self.emit(
-                    Frame {
-                        kind: TrackKind::Audio,
-                        dts: t,
-                        pts: t,
-                        keyframe: true,
-                        data,
-                    },
-                    ms.ticks,
-                    out,
-                );
+                self.emit_audio(data, ms, rate, i64::from(config.samples_per_frame), out);
             }
             AudioPacket::Unsupported { codec } => return Err(AssembleError::Unsupported(codec)),
         }
         Ok(())
+    }
+
+    /// One audio frame of `spf` samples, its time counted in samples rather than taken
+    /// from FLV's milliseconds (which make every frame's duration jitter by one);
+    /// re-anchored when the FLV time really jumps.
+    fn emit_audio(
+        &mut self,
+        data: Bytes,
+        ms: MediaTime,
+        rate: NonZeroU32,
+        spf: i64,
+        out: &mut Vec<Assembled>,
+    ) {
+        let from_flv = ms.rescale(rate, Rounding::Nearest).ticks;
+        let dts = match self.next_audio_dts {
+            Some(next) if (from_flv - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
+            _ => from_flv,
+        };
+        self.next_audio_dts = Some(dts + spf);
+        let t = MediaTime::new(dts, rate);
+        self.emit(
+            Frame {
+                kind: TrackKind::Audio,
+                dts: t,
+                pts: t,
+                keyframe: true,
+                data,
+            },
+            ms.ticks,
+            out,
+        );
     }
 
     fn tracks(&self) -> Tracks {

@@ -431,33 +431,22 @@ impl ClientSession {
     }
 
     fn handle_message(&mut self, msg: Message) -> Result<(), ClientError> {
+        match apply_control(&msg, &mut self.decoder, &mut self.peer_window) {
+            Ok((true, reply)) => {
+                if let Some(r) = reply {
+                    self.send(r);
+                }
+                return Ok(());
+            }
+            Ok((false, _)) => {}
+            Err(ControlError::ShortChunkSize) => {
+                return Err(ClientError::Malformed("short Set Chunk Size".into()));
+            }
+            Err(ControlError::ZeroChunkSize) => {
+                return Err(ClientError::Malformed("Set Chunk Size of 0".into()));
+            }
+        }
         match msg.type_id {
-            SET_CHUNK_SIZE => {
-                let size = read_u32(&msg.payload)
-                    .ok_or_else(|| ClientError::Malformed("short Set Chunk Size".into()))?
-                    & 0x7fff_ffff;
-                if size == 0 {
-                    return Err(ClientError::Malformed("Set Chunk Size of 0".into()));
-                }
-                self.decoder.set_chunk_size(size);
-            }
-            ABORT => {
-                if let Some(csid) = read_u32(&msg.payload) {
-                    self.decoder.abort(csid);
-                }
-            }
-            WINDOW_ACK_SIZE => {
-                if let Some(w) = read_u32(&msg.payload) {
-                    self.peer_window = w.max(4096);
-                }
-            }
-            USER_CONTROL => {
-                let p = &msg.payload;
-                if p.len() >= 6 && u16::from_be_bytes([p[0], p[1]]) == USER_PING_REQUEST {
-                    let data = p[2..6].to_vec();
-                    self.send(user_control(USER_PING_RESPONSE, &data));
-                }
-            }
             COMMAND_AMF0 | COMMAND_AMF3 => {
                 let body = if msg.type_id == COMMAND_AMF3 {
                     msg.payload.get(1..).unwrap_or_default()

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use media::amf0::{self, Amf0Value};
 
-use crate::chunk::Message;
+use crate::chunk::{ChunkDecoder, Message};
 
 pub(crate) const SET_CHUNK_SIZE: u8 = 1;
 pub(crate) const ABORT: u8 = 2;
@@ -83,4 +83,48 @@ pub(crate) fn u32_payload(v: u32) -> Vec<u8> {
 pub(crate) fn read_u32(p: &[u8]) -> Option<u32> {
     p.get(..4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// A protocol control message that cannot be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ControlError {
+    ShortChunkSize,
+    ZeroChunkSize,
+}
+
+/// Applies what both ends of a session do alike: Set Chunk Size, Abort, Window
+/// Acknowledgement Size, and answering pings. Returns whether `msg` was one of these,
+/// with a reply to send (a ping response).
+pub(crate) fn apply_control(
+    msg: &Message,
+    decoder: &mut ChunkDecoder,
+    peer_window: &mut u32,
+) -> Result<(bool, Option<Message>), ControlError> {
+    match msg.type_id {
+        SET_CHUNK_SIZE => {
+            let size = read_u32(&msg.payload).ok_or(ControlError::ShortChunkSize)? & 0x7fff_ffff;
+            if size == 0 {
+                return Err(ControlError::ZeroChunkSize);
+            }
+            decoder.set_chunk_size(size);
+        }
+        ABORT => {
+            if let Some(csid) = read_u32(&msg.payload) {
+                decoder.abort(csid);
+            }
+        }
+        WINDOW_ACK_SIZE => {
+            if let Some(w) = read_u32(&msg.payload) {
+                *peer_window = w.max(4096);
+            }
+        }
+        USER_CONTROL => {
+            let p = &msg.payload;
+            if p.len() >= 6 && u16::from_be_bytes([p[0], p[1]]) == USER_PING_REQUEST {
+                return Ok((true, Some(user_control(USER_PING_RESPONSE, &p[2..6]))));
+            }
+        }
+        _ => return Ok((false, None)),
+    }
+    Ok((true, None))
 }

@@ -307,33 +307,22 @@ impl ServerSession {
     }
 
     fn handle_message(&mut self, msg: Message) -> Result<(), RtmpError> {
+        match apply_control(&msg, &mut self.decoder, &mut self.peer_window) {
+            Ok((true, reply)) => {
+                if let Some(r) = reply {
+                    self.send(r);
+                }
+                return Ok(());
+            }
+            Ok((false, _)) => {}
+            Err(ControlError::ShortChunkSize) => {
+                return Err(self.malformed("short Set Chunk Size".into()));
+            }
+            Err(ControlError::ZeroChunkSize) => {
+                return Err(self.violation("Set Chunk Size of 0".into()));
+            }
+        }
         match msg.type_id {
-            SET_CHUNK_SIZE => {
-                let size = read_u32(&msg.payload)
-                    .ok_or_else(|| self.malformed("short Set Chunk Size".into()))?
-                    & 0x7fff_ffff;
-                if size == 0 {
-                    return Err(self.violation("Set Chunk Size of 0".into()));
-                }
-                self.decoder.set_chunk_size(size);
-            }
-            ABORT => {
-                if let Some(csid) = read_u32(&msg.payload) {
-                    self.decoder.abort(csid);
-                }
-            }
-            WINDOW_ACK_SIZE => {
-                if let Some(w) = read_u32(&msg.payload) {
-                    self.peer_window = w.max(4096);
-                }
-            }
-            USER_CONTROL => {
-                let p = &msg.payload;
-                if p.len() >= 6 && u16::from_be_bytes([p[0], p[1]]) == USER_PING_REQUEST {
-                    let data = p[2..6].to_vec();
-                    self.send(user_control(USER_PING_RESPONSE, &data));
-                }
-            }
             ACKNOWLEDGEMENT | SET_PEER_BANDWIDTH => {}
             // Media before an accepted publish (or after a refusal) is dropped.
             AUDIO | VIDEO
