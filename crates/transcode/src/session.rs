@@ -41,7 +41,10 @@ pub struct TranscodeConfig {
     pub segment_target: Duration,
     /// Source frames waiting for the decoder.
     pub input_queue: usize,
-    /// Pictures waiting for each rung's encoder.
+    /// Pictures and audio frames waiting for each rung's encoder. About a second
+    /// of media: a publisher's encoder flushes its delayed frames in one burst (ffmpeg
+    /// at the end of a file sends x264's whole lookahead at once), and a burst is not
+    /// a rung that cannot keep up.
     pub rung_queue: usize,
     /// Wait for room instead of dropping (offline use: benchmarks, files). A live
     /// stream must never set this: a slow rung would hold back every other.
@@ -55,7 +58,7 @@ impl Default for TranscodeConfig {
             align_to_source_keyframes: false,
             segment_target: Duration::from_secs(2),
             input_queue: 180,
-            rung_queue: 24,
+            rung_queue: 80,
             lossless: false,
         }
     }
