@@ -23,6 +23,8 @@ struct State {
     chunks: Vec<Bytes>,
     /// `Some` once the body is complete (`Ok`) or broke off (`Err`).
     end: Option<Result<(), String>>,
+    /// The chunks joined, once complete: made once, shared by every waiter.
+    whole: Option<Bytes>,
 }
 
 /// A fetch in flight.
@@ -61,21 +63,51 @@ impl Fetch {
     }
 
     pub fn finish(&self, result: Result<(), String>) {
-        self.lock().end = Some(result);
+        {
+            let mut s = self.lock();
+            if result.is_ok() {
+                s.whole = Some(match s.chunks.as_slice() {
+                    [] => Bytes::new(),
+                    [one] => one.clone(),
+                    many => {
+                        let mut body = Vec::with_capacity(many.iter().map(Bytes::len).sum());
+                        for c in many {
+                            body.extend_from_slice(c);
+                        }
+                        Bytes::from(body)
+                    }
+                });
+            }
+            s.end = Some(result);
+        }
         self.bump();
     }
 
     /// The whole body, if it completed.
     pub fn complete_body(&self) -> Option<Bytes> {
-        let s = self.lock();
-        if !matches!(s.end, Some(Ok(()))) {
-            return None;
+        self.lock().whole.clone()
+    }
+
+    /// Waits for the whole answer: for small objects (playlists), where one write
+    /// with a length beats a chunked stream, and a waiter wakes to work only once.
+    pub async fn whole(&self) -> Result<(Head, Bytes), String> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            {
+                let s = self.lock();
+                match (&s.end, &s.head, &s.whole) {
+                    (Some(Ok(())), Some(head), Some(body)) => {
+                        return Ok((head.clone(), body.clone()));
+                    }
+                    (Some(Ok(())), _, _) => return Err("no answer".into()),
+                    (Some(Err(e)), _, _) => return Err(e.clone()),
+                    (None, _, _) => {}
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err("fetch abandoned".into());
+            }
         }
-        let mut body = Vec::with_capacity(s.chunks.iter().map(Bytes::len).sum());
-        for c in &s.chunks {
-            body.extend_from_slice(c);
-        }
-        Some(Bytes::from(body))
     }
 
     /// The status and headers, if they have arrived.
@@ -174,6 +206,36 @@ mod tests {
             Some(Bytes::from_static(b"moof1moof2"))
         );
         assert_eq!(fetch.head().await.unwrap().status, StatusCode::OK);
+        let (head, body) = fetch.whole().await.unwrap();
+        assert_eq!(
+            (head.status, body.as_ref()),
+            (StatusCode::OK, &b"moof1moof2"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn whole_waits_for_the_end() {
+        let fetch = Arc::new(Fetch::default());
+        let waiter = tokio::spawn({
+            let fetch = fetch.clone();
+            async move { fetch.whole().await }
+        });
+        fetch.set_head(Head {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+        });
+        fetch.push(Bytes::from_static(b"#EXTM3U\n"));
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "answered before the body was complete"
+        );
+        fetch.finish(Ok(()));
+        let (_, body) = waiter.await.unwrap().unwrap();
+        assert_eq!(body, Bytes::from_static(b"#EXTM3U\n"));
+        let broken = Fetch::default();
+        broken.finish(Err("upstream went away".into()));
+        assert_eq!(broken.whole().await.unwrap_err(), "upstream went away");
     }
 
     #[tokio::test]
@@ -188,6 +250,7 @@ mod tests {
         let items: Vec<_> = fetch.clone().body().collect().await;
         assert!(items[0].is_ok() && items[1].is_err() && items.len() == 2);
         assert_eq!(fetch.complete_body(), None);
+        assert_eq!(fetch.whole().await.unwrap_err(), "upstream went away");
         let failed = Fetch::default();
         failed.finish(Err("refused".into()));
         assert_eq!(failed.head().await.unwrap_err(), "refused");

@@ -236,6 +236,26 @@ async fn serve_live(State(edge): State<Edge>, uri: Uri) -> Response {
     };
     metrics::counter!("edge_requests_total", "result" => if role == "MISS" { "miss" } else { "coalesced" })
         .increment(1);
+    if key.is_playlist() {
+        // A playlist is small and useless in pieces: thousands of held blocking
+        // reloads wake once, when it is whole, and each answers with one write.
+        return match fetch.whole().await {
+            Ok((head, body)) => {
+                metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = head.status;
+                *response.headers_mut() = head.headers;
+                response
+                    .headers_mut()
+                    .insert("x-cache", HeaderValue::from_static(role));
+                response
+            }
+            Err(e) => error(
+                StatusCode::BAD_GATEWAY,
+                &format!("no upstream could answer: {e}"),
+            ),
+        };
+    }
     let head = match fetch.head().await {
         Ok(h) => h,
         Err(e) => {

@@ -44,7 +44,7 @@ pub(crate) async fn open(
 
 /// The configured GeoIP database (an error if it cannot be read), or the installed
 /// one, or none (every country "unknown", said once in the log).
-fn open_geoip(configured: Option<&Path>) -> anyhow::Result<GeoIp> {
+pub(crate) fn open_geoip(configured: Option<&Path>) -> anyhow::Result<GeoIp> {
     if let Some(path) = configured {
         return Ok(GeoIp::open(path)?);
     }

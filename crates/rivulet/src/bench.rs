@@ -635,7 +635,10 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
             let fetched = origin_requests(&client, &origin).await - before;
             println!("  {name:13}: {fetched} upstream requests (goal 1), {ok}/1000 answered 200");
         }
-        held_requests(&client, &origin, edge_port, edge_pid, args.held).await?;
+        // HTTP/1.1 holds a connection per request; HTTP/2 (what browsers use for
+        // LL-HLS) multiplexes them: both are measured.
+        held_requests(&client, &origin, edge_port, edge_pid, args.held, None).await?;
+        held_requests(&client, &origin, edge_port, edge_pid, args.held, Some(100)).await?;
         Ok::<(), anyhow::Error>(())
     })?;
     let _ = std::fs::remove_dir_all(&dir);
@@ -644,13 +647,15 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
 
 /// `held` blocking reloads for a part about one segment ahead, all held by the edge:
 /// how soon after the first answer (the part appearing) the last ones come, and the
-/// edge's memory per held request.
+/// edge's memory per held request. Over HTTP/1.1 (a connection each), or over
+/// HTTP/2 with `h2_streams` requests per connection.
 async fn held_requests(
     client: &reqwest::Client,
     origin: &str,
     edge_port: u16,
     edge_pid: u32,
     held: usize,
+    h2_streams: Option<usize>,
 ) -> anyhow::Result<()> {
     let playlist = client
         .get(format!("{origin}/live/bench/source/index.m3u8"))
@@ -678,11 +683,17 @@ async fn held_requests(
         "http://127.0.0.1:{edge_port}/live/bench/source/index.m3u8?_HLS_msn={}&_HLS_part={part}",
         msn + 1
     );
+    let clients: Vec<reqwest::Client> = match h2_streams {
+        None => vec![client.clone()],
+        Some(per) => (0..held.div_ceil(per.max(1)))
+            .map(|_| reqwest::Client::builder().http2_prior_knowledge().build())
+            .collect::<Result<_, _>>()?,
+    };
     let rss_before = rss_kib(edge_pid);
     let start = Instant::now();
     let tasks: Vec<_> = (0..held)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.clone());
+        .map(|i| {
+            let (client, url) = (clients[i % clients.len()].clone(), url.clone());
             tokio::spawn(async move {
                 let ok = match client.get(&url).send().await {
                     Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
@@ -709,7 +720,11 @@ async fn held_requests(
         .get(answers.len() * 99 / 100)
         .copied()
         .unwrap_or(f64::NAN);
-    println!("{held} blocking reloads held by the edge for a part one segment ahead:");
+    let how = match h2_streams {
+        None => "HTTP/1.1, a connection each".to_owned(),
+        Some(_) => format!("HTTP/2, {} connections", clients.len()),
+    };
+    println!("{held} blocking reloads ({how}) held by the edge for a part one segment ahead:");
     println!(
         "  answered {} ({failed} failed); after the first answer (the part appearing): p99 +{:.1} ms, last +{:.1} ms (goal p99 <= 20 ms)",
         answers.len(),

@@ -108,15 +108,34 @@ pub(crate) struct EdgeArgs {
 /// The options of `rivulet route`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct RouteArgs {
-    /// An edge to send viewers to (its public base URL). Repeatable.
+    /// An edge to send viewers to: its public base URL, optionally tied to countries
+    /// with `=CC,CC…` (ISO codes: `https://edge-eu.example.com=DE,FR`). Viewers from
+    /// those countries go to those edges; everyone else to the edges tied to none.
+    /// Repeatable. In the environment: space-separated.
     #[arg(
         long = "edge",
         env = "RIVULET_EDGES",
-        value_name = "URL",
-        value_delimiter = ',',
+        value_name = "URL[=CC,CC…]",
+        value_delimiter = ' ',
         required = true
     )]
-    pub(crate) edges: Vec<String>,
+    pub(crate) edges: Vec<edge::route::EdgeSpec>,
+
+    /// GeoIP database (MaxMind format with a country_code field) for routing by
+    /// country. [default: analytics-data/…/geo-whois-asn-country.mmdb, installed by
+    /// scripts/setup.sh]
+    #[arg(long, env = "RIVULET_GEOIP_DB", value_name = "FILE")]
+    pub(crate) geoip_db: Option<std::path::PathBuf>,
+
+    /// A proxy (address, or ADDRESS/PREFIX) in front of the router whose
+    /// X-Forwarded-For is believed for the viewer's address. Repeatable.
+    #[arg(
+        long = "trusted-proxy",
+        env = "RIVULET_TRUSTED_PROXIES",
+        value_name = "ADDR[/PREFIX]",
+        value_delimiter = ','
+    )]
+    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
 
     /// Address of the router's HTTP server.
     #[arg(
@@ -311,11 +330,23 @@ fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
 }
 
 pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
-    check_urls(&args.edges, "--edge")?;
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let router = edge::route::ViewerRouter::new(&args.edges);
+    // Countries are looked up only when some edge is tied to one.
+    let country_of: Option<edge::route::CountryOf> =
+        if args.edges.iter().any(|e| !e.countries.is_empty()) {
+            let geo = crate::analytics_server::open_geoip(args.geoip_db.as_deref())?;
+            let proxies = analytics::TrustedProxies::new(args.trusted_proxies.clone());
+            Some(std::sync::Arc::new(move |peer, forwarded: Option<&str>| {
+                let client = proxies.client_addr(peer, forwarded);
+                let country = geo.country(client);
+                (country != analytics::UNKNOWN).then_some(country)
+            }))
+        } else {
+            None
+        };
+    let router = edge::route::ViewerRouter::new(&args.edges, country_of);
     let stopped = stop_signal();
     let probe = {
         let r = router.clone();
@@ -330,12 +361,25 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
         "  HTTP router: http://{}/",
         crate::serve::display_addr(listener.local_addr()?)
     );
-    println!("  edges: {}", args.edges.join(", "));
+    for e in &args.edges {
+        if e.countries.is_empty() {
+            println!("  edge: {}", e.base);
+        } else {
+            println!(
+                "  edge: {} (viewers from {})",
+                e.base,
+                e.countries.join(", ")
+            );
+        }
+    }
     let app = router.router().merge(metrics_route(prometheus));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped())
-        .await
-        .context("router HTTP server failed")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped())
+    .await
+    .context("router HTTP server failed")?;
     probe.abort();
     Ok(())
 }

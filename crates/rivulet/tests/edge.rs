@@ -375,28 +375,8 @@ async fn the_router_sends_a_stream_to_one_edge_and_moves_it_when_that_edge_dies(
         .iter()
         .map(|e| e.as_ref().unwrap().url.clone())
         .collect();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
-    cmd.args(["route", "--http-listen", "127.0.0.1:0"]);
-    for u in &urls {
-        cmd.args(["--edge", u]);
-    }
-    let mut router = KillOnDrop(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(router.stdout.take().unwrap()).lines();
-    let base = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("HTTP router: ")
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("router prints its address");
-    std::thread::spawn(move || for _ in lines {});
+    let edge_args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let (_router, base) = start_router(&edge_args, &[]);
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -468,4 +448,91 @@ async fn the_router_sends_a_stream_to_one_edge_and_moves_it_when_that_edge_dies(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `rivulet route` over `edges` (each `URL[=CC,…]`); its process and base URL.
+fn start_router(edges: &[&str], extra: &[&str]) -> (KillOnDrop, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
+    cmd.args(["route", "--http-listen", "127.0.0.1:0"]);
+    for e in edges {
+        cmd.args(["--edge", e]);
+    }
+    cmd.args(extra);
+    let mut router = KillOnDrop(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(router.stdout.take().unwrap()).lines();
+    let base = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("HTTP router: ")
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .expect("router prints its address");
+    std::thread::spawn(move || for _ in lines {});
+    (router, base)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_router_sends_viewers_to_their_countrys_edge() {
+    let origin = Server::start(&[]);
+    let us = EdgeProcess::start(&[&origin.http], &[]);
+    let global = EdgeProcess::start(&[&origin.http], &[]);
+    let us_spec = format!("{}=US,CA", us.url);
+    // The test's requests come from loopback: the router believes their
+    // X-Forwarded-For, as it would a load balancer's.
+    let (_router, base) = start_router(
+        &[&us_spec, &global.url],
+        &["--trusted-proxy", "127.0.0.0/8"],
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let target = |forwarded: Option<&'static str>, stream: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let mut req = client.get(format!("{base}/live/{stream}/master.m3u8"));
+            if let Some(f) = forwarded {
+                req = req.header("x-forwarded-for", f);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 302);
+            r.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    // Let the first probe mark both edges healthy.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for stream in ["a", "b", "c", "d", "e", "f"] {
+        // 8.8.8.8 is in the United States (see the analytics GeoIP test).
+        let american = target(Some("8.8.8.8"), stream).await;
+        assert!(american.starts_with(&us.url), "{stream}: {american}");
+        // Loopback has no country: the edge tied to none.
+        let unknown = target(None, stream).await;
+        assert!(unknown.starts_with(&global.url), "{stream}: {unknown}");
+    }
+    // Without --trusted-proxy, X-Forwarded-For is anybody's claim and is ignored.
+    let (_unproxied, base) = start_router(&[&us_spec, &global.url], &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let r = client
+        .get(format!("{base}/live/a/master.m3u8"))
+        .header("x-forwarded-for", "8.8.8.8")
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with(&global.url), "{location}");
+    // A bad edge spec is refused with a message that shows the expected form.
+    let out = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        .args(["route", "--edge", "edge.example.com=DE"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("https://edge-eu.example.com=DE,FR"), "{err}");
 }
