@@ -115,7 +115,7 @@ function showCreated(created) {
   $('created-server').textContent = server;
   $('created-key').textContent = created.key;
   $('created-url').textContent = `${server}/${created.key}`;
-  const watch = `${location.origin}/watch/${created.stream.name}`;
+  const watch = `${location.origin}/watch/${created.name}`;
   $('created-watch').textContent = watch;
   $('created-watch').href = watch;
   $('created').hidden = false;
@@ -216,6 +216,7 @@ function makeCard(name) {
 
 function updateCard(card, s, viewers) {
   const { q } = card;
+  card.last = [s, viewers];
   const live = s.live.live;
   card.el.dataset.live = String(live);
   q('.badge').textContent = live ? 'live' : 'offline';
@@ -246,6 +247,7 @@ async function loadVariants(card, name) {
   try {
     const r = await fetch(`/live/${encodeURIComponent(name)}/master.m3u8`, { cache: 'no-store' });
     if (r.ok) card.variants = parseMaster(await r.text());
+    if (card.last) updateCard(card, ...card.last);
   } catch {
     card.variants = [];
   }
@@ -492,7 +494,8 @@ function drawChart(chart, series, error) {
     {
       width,
       height: 200,
-      series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false }))],
+      // Points as well as lines: a minute with data between empty ones has no line.
+      series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: true, size: 6, fill: COLORS[i % COLORS.length] } }))],
       axes: [
         { stroke: '#9aa4b2', grid: { stroke: '#2a303b' } },
         { stroke: '#9aa4b2', grid: { stroke: '#2a303b' } },

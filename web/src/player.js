@@ -148,13 +148,21 @@ export class Player extends EventTarget {
 
   /** Is the stream live: a multivariant playlist with variants whose first one has not ended? */
   async isLive() {
+    // With the view's CMCD session id, so that analytics sees one session, not two.
+    const cmcd = this.cmcdSessionId ? `CMCD=${encodeURIComponent(`cid="${this.name}",ot=m,sid="${this.cmcdSessionId}",st=l`)}` : '';
+    const withCmcd = (url) => {
+      if (!cmcd) return url;
+      const u = new URL(url, location.href);
+      u.search = u.search ? `${u.search}&${cmcd}` : `?${cmcd}`;
+      return u.href;
+    };
     try {
-      const master = await fetch(this.src, { cache: 'no-store' });
+      const master = await fetch(withCmcd(this.src), { cache: 'no-store' });
       if (!master.ok) return { live: false, status: master.status };
       const text = await master.text();
       const uri = text.split('\n').map((l) => l.trim()).find((l, i, all) => i > 0 && all[i - 1].startsWith('#EXT-X-STREAM-INF'));
       if (!uri) return { live: false, status: 200 };
-      const media = await fetch(new URL(uri, new URL(this.src, location.href)), { cache: 'no-store' });
+      const media = await fetch(withCmcd(new URL(uri, new URL(this.src, location.href)).href), { cache: 'no-store' });
       if (!media.ok) return { live: false, status: media.status };
       return { live: !(await media.text()).includes('#EXT-X-ENDLIST'), status: 200 };
     } catch (e) {

@@ -48,6 +48,8 @@ player.addEventListener('state', (e) => {
   $('retry').hidden = !(state === 'error' && retry !== false);
   status.classList.toggle('quiet', state === 'buffering');
   if (state === 'offline') $('latency').hidden = true;
+  syncMute();
+  syncViewers();
 });
 
 // ---- Quality menu ----
@@ -76,12 +78,20 @@ $('quality').addEventListener('change', (e) => player.setLevel(Number(e.target.v
 
 // ---- Buttons ----
 
+// Inline SVG: emoji or symbol fonts are missing on many systems.
+const ICONS = {
+  play: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M8 5v14l11-7z"/></svg>',
+  pause: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 5h4v14H6zM14 5h4v14h-4z"/></svg>',
+  muted: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 9v6h4l5 5V4L7 9H3z"/><path d="M16 9l6 6M22 9l-6 6" class="stroke"/></svg>',
+  sound: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 9v6h4l5 5V4L7 9H3z"/><path d="M16 8.5a4.5 4.5 0 0 1 0 7M18.5 5.5a9 9 0 0 1 0 13" class="stroke"/></svg>',
+};
+
 function syncPlay() {
-  $('play-icon').textContent = video.paused ? '▶' : '❚❚';
+  $('play-icon').innerHTML = video.paused ? ICONS.play : ICONS.pause;
   $('play').setAttribute('aria-label', video.paused ? 'Play' : 'Pause');
 }
 function syncMute() {
-  $('mute-icon').textContent = video.muted ? '🔇' : '🔊';
+  $('mute-icon').innerHTML = video.muted ? ICONS.muted : ICONS.sound;
   $('mute').setAttribute('aria-label', video.muted ? 'Unmute' : 'Mute');
   $('unmute').hidden = !video.muted || player.state === 'offline';
 }
@@ -223,6 +233,14 @@ function followEvents() {
 
 // ---- Viewer count (analytics API) ----
 
+let viewers = null;
+
+/** The count, while the stream plays (an offline page's own checks would count). */
+function syncViewers() {
+  const show = viewers !== null && player.state !== 'offline';
+  $('viewers').textContent = show ? `${viewers.toLocaleString()} watching` : '';
+}
+
 async function updateViewers() {
   if (analytics === null) return;
   try {
@@ -230,8 +248,8 @@ async function updateViewers() {
     const r = await fetch(`${analytics}/api/analytics/streams/${encodeURIComponent(name)}/summary?from=${from}`, { cache: 'no-store' });
     if (!r.ok) return;
     const s = await r.json();
-    const n = s.concurrent_viewers;
-    $('viewers').textContent = `${n.toLocaleString()} watching`;
+    viewers = s.concurrent_viewers;
+    syncViewers();
   } catch {
     // The count is a nicety.
   }

@@ -50,7 +50,9 @@ run('dashboard', async () => {
   await page.fill('#create-title-input', 'The new show');
   await page.fill('#create-tags', 'Music, talk');
   await page.click('#create-form button[type=submit]');
-  await page.waitForSelector('#created:not([hidden])');
+  await waitInPage(page, 'the created stream', () => !document.getElementById('created').hidden || document.getElementById('create-error').textContent, undefined, 30_000);
+  const createError = await page.textContent('#create-error');
+  assert(!createError, `create failed: ${createError}`);
   const key = await page.textContent('#created-key');
   const url = await page.textContent('#created-url');
   assert(key.length >= 16, `a key: ${key}`);
