@@ -58,17 +58,18 @@ for (let i = 1; i <= runs; i++) {
   const startup = await page.evaluate(() => window.rivulet.player.firstFrameAt);
   await page.waitForTimeout(duration * 1000);
   const r = await page.evaluate(() => ({
-    g2g: window.rivulet.debug ? window.rivulet.debug.samples.slice() : [],
+    // Without the first 5 s: the player is still settling on its target latency.
+    g2g: window.rivulet.debug ? window.rivulet.debug.samples.filter((_, i) => window.rivulet.debug.sampleTimes[i] > window.rivulet.player.firstFrameAt + 5000) : [],
+    reads: window.rivulet.debug ? window.rivulet.debug.reads : null,
     rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
     level: window.rivulet.player.level,
   }));
-  // Leave out the first 5 s of samples: the player is still settling on its target.
-  const settled = r.g2g.slice(Math.min(r.g2g.length, 20));
+  const settled = r.g2g;
   startups.push(startup);
   allG2g.push(...settled);
   rebuffers.push(r.rebuffers);
   console.log(
-    `run ${i}: startup ${sec(startup)}, g2g p50 ${sec(pct(settled, 50))} p95 ${sec(pct(settled, 95))} (${settled.length} frames read), rebuffers ${r.rebuffers}, rendition ${r.level ? r.level.name : '-'}`,
+    `run ${i}: startup ${sec(startup)}, g2g p50 ${sec(pct(settled, 50))} p95 ${sec(pct(settled, 95))} (${settled.length} frames read, ${r.reads ? r.reads.failed : '-'} unreadable), rebuffers ${r.rebuffers}, rendition ${r.level ? r.level.name : '-'}`,
   );
   await page.context().close();
 }

@@ -17,6 +17,8 @@ export class DebugOverlay {
     this.video = player.video;
     this.canvas = document.createElement('canvas');
     this.samples = []; // glass-to-glass latencies, ms
+    this.sampleTimes = []; // when each was taken (performance.now())
+    this.reads = { ok: 0, failed: 0 };
     this.lastStrip = null;
     this.lastRead = 0;
     this.el = document.createElement('pre');
@@ -47,8 +49,15 @@ export class DebugOverlay {
     if (!result) return;
     this.lastStrip = result;
     if (result.millis !== undefined) {
+      this.reads.ok += 1;
       this.samples.push(Date.now() - result.millis);
-      if (this.samples.length > MAX_SAMPLES) this.samples.shift();
+      this.sampleTimes.push(performance.now());
+      if (this.samples.length > MAX_SAMPLES) {
+        this.samples.shift();
+        this.sampleTimes.shift();
+      }
+    } else {
+      this.reads.failed += 1;
     }
   }
 
@@ -77,7 +86,7 @@ export class DebugOverlay {
       `bandwidth    ${hls ? kbps(hls.bandwidthEstimate) : '-'}`,
       `latency PDT  ${pdt === null ? '-' : `${(pdt / 1000).toFixed(2)} s`}`,
       `hls latency  ${hls && Number.isFinite(hls.latency) ? `${hls.latency.toFixed(2)} s (target ${p.targetLatency.toFixed(2)} s)` : '-'}`,
-      `glass-glass  ${g2g === null ? `- (${this.lastStrip ? this.lastStrip.error : 'no frame'})` : `${(g2g / 1000).toFixed(2)} s`}`,
+      `glass-glass  ${g2g === null ? `- (${this.lastStrip ? this.lastStrip.error : 'no frame'})` : `${(g2g / 1000).toFixed(2)} s`} (${this.reads.ok} read, ${this.reads.failed} unreadable)`,
       `dropped      ${q ? `${q.droppedVideoFrames}/${q.totalVideoFrames}` : '-'}`,
       `rate         ${v.playbackRate.toFixed(2)}x`,
     ];

@@ -83,14 +83,20 @@ where
     };
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache.header()));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache.header()),
+    );
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if let Ok(v) = HeaderValue::from_str(&etag(hash, compressed)) {
         h.insert(header::ETAG, v);
     }
     if status == StatusCode::OK {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if compressed {
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
@@ -108,9 +114,10 @@ fn etag(hash: &str, gzip: bool) -> String {
 
 /// Whether an `If-None-Match` value lists `etag` (weak comparison, RFC 9110 §13.1.2).
 fn if_none_match_contains(value: &str, etag: &str) -> bool {
-    value.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
-    })
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// Whether `Accept-Encoding` allows gzip: listed (or `*`) without `q=0` (RFC 9110 §12.5.3).
@@ -193,6 +200,9 @@ mod tests {
             negotiate("abc", &star),
             Representation::NotModified { .. }
         ));
-        assert_eq!(negotiate("abc", &HeaderMap::new()), Representation::Identity);
+        assert_eq!(
+            negotiate("abc", &HeaderMap::new()),
+            Representation::Identity
+        );
     }
 }

@@ -9,7 +9,10 @@ use tower::ServiceExt as _;
 
 use super::*;
 
-async fn get(path: &str, headers: &[(header::HeaderName, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+async fn get(
+    path: &str,
+    headers: &[(header::HeaderName, &str)],
+) -> (StatusCode, HeaderMap, Vec<u8>) {
     let app = router(WebConfig {
         rtmp_port: Some(1935),
         analytics: AnalyticsLink::Local,
@@ -24,7 +27,13 @@ async fn get(path: &str, headers: &[(header::HeaderName, &str)]) -> (StatusCode,
         .unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, headers, body)
 }
 
@@ -51,7 +60,11 @@ async fn watch_page_is_html_with_a_video_and_its_config() {
 
 #[tokio::test]
 async fn pages_for_impossible_names_are_not_found() {
-    for path in ["/watch/Not%20A%20Name", "/watch/-x", "/dashboard/streams/a%2Fb"] {
+    for path in [
+        "/watch/Not%20A%20Name",
+        "/watch/-x",
+        "/dashboard/streams/a%2Fb",
+    ] {
         let (status, h, _) = get(path, &[]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
@@ -68,7 +81,10 @@ async fn assets_are_gzipped_when_accepted_and_revalidate_with_304() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h[header::CONTENT_ENCODING], "gzip");
     assert_eq!(h[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
-    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=31536000, immutable");
+    assert_eq!(
+        h[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
     assert_eq!(h[header::VARY], "Accept-Encoding");
     let etag = h[header::ETAG].to_str().unwrap().to_owned();
 
@@ -81,7 +97,10 @@ async fn assets_are_gzipped_when_accepted_and_revalidate_with_304() {
 
     let (status, h, body) = get(
         &path,
-        &[(header::ACCEPT_ENCODING, "gzip"), (header::IF_NONE_MATCH, &etag)],
+        &[
+            (header::ACCEPT_ENCODING, "gzip"),
+            (header::IF_NONE_MATCH, &etag),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
@@ -121,7 +140,9 @@ fn config_cannot_break_out_of_its_script_element() {
     }
     let page = Page::render(
         "<script type=\"application/json\">__CONFIG__</script>",
-        &Evil { x: "</script><script>alert(1)</script>" },
+        &Evil {
+            x: "</script><script>alert(1)</script>",
+        },
     );
     let html = String::from_utf8(page.raw.to_vec()).unwrap();
     assert_eq!(html.matches("</script>").count(), 1, "{html}");
