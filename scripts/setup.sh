@@ -14,12 +14,17 @@ packages=(
   # test: a real PostgreSQL for the metadata store's tests (they start their own
   # throwaway cluster on loopback; the packaged service is not used)
   postgresql
+  # build: node/npm fetch the web pages' packages (hls.js, uPlot) and the GeoIP
+  # database; test: node and Debian's Chromium run the browser tests (playwright-core)
+  nodejs chromium
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm: Debian's package, unless a nodejs from elsewhere (NodeSource) brought its own.
+command -v npm >/dev/null || missing+=(npm)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -44,17 +49,18 @@ fi
 # run and test: the IP-to-country database the analytics server reads (npm package
 # @ip-location-db/geo-whois-asn-country-mmdb, CC BY 4.0; see the README), pinned by
 # analytics-data/package-lock.json.
-if ! command -v npm >/dev/null; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "setup: installing npm"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
-fi
 geo_db="analytics-data/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
 if [ ! -f "$(dirname "$0")/../$geo_db" ]; then
   echo "setup: installing the GeoIP country database (npm ci in analytics-data)"
   (cd "$(dirname "$0")/../analytics-data" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# build: the web pages' npm packages, pinned by web/package-lock.json; crates/web
+# embeds hls.js and uPlot from web/node_modules into the binary.
+if [ ! -f "$(dirname "$0")/../web/node_modules/.package-lock.json" ] \
+  || [ "$(dirname "$0")/../web/package-lock.json" -nt "$(dirname "$0")/../web/node_modules/.package-lock.json" ]; then
+  echo "setup: installing the web pages' packages (npm ci --prefix web)"
+  npm ci --prefix "$(dirname "$0")/../web" --no-audit --no-fund --loglevel=error
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -92,10 +92,16 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!();
     println!("Rivulet demo is live.");
     println!(
-        "  Watch:   http://{}/live/{}/master.m3u8  (Safari, VLC, ffplay or any HLS player)",
+        "  Watch:   http://{}/watch/{}  (open in a browser)",
         display_addr(http),
         demo.name
     );
+    println!(
+        "  HLS:     http://{}/live/{}/master.m3u8  (Safari, VLC, ffplay or any HLS player)",
+        display_addr(http),
+        demo.name
+    );
+    println!("  Dashboard: http://{}/dashboard", display_addr(http));
     println!(
         "  Publish from OBS instead: Server rtmp://{}/live, Stream Key {key}",
         display_addr(rtmp)

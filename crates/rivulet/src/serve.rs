@@ -121,6 +121,7 @@ pub(crate) async fn serve(
         ))
         .merge(api)
         .merge(meta::api::finish(doc))
+        .merge(web::router(web_config(rtmp_addr, &config)))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(move || metrics_page(prometheus.clone())));
 
@@ -184,6 +185,19 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// What the web pages need to know: where publishers connect, where analytics is.
+fn web_config(rtmp: std::net::SocketAddr, config: &ServeConfig) -> web::WebConfig {
+    web::WebConfig {
+        rtmp_port: Some(rtmp.port()),
+        analytics: match &config.analytics.mode {
+            AnalyticsMode::Local => web::AnalyticsLink::Local,
+            // Delivery events go there; the pages cannot know a public URL for it.
+            AnalyticsMode::Remote(url) => web::AnalyticsLink::Remote(url.clone()),
+            AnalyticsMode::Off => web::AnalyticsLink::Off,
+        },
+    }
+}
+
 pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     (
         StatusCode::OK,
@@ -206,11 +220,14 @@ fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: 
     println!("Rivulet is running.");
     println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
     println!("  HTTP origin: http://{}/", host(http));
+    println!("  Dashboard:   http://{}/dashboard", host(http));
     for s in &config.streams {
         println!(
-            "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/live/{}/master.m3u8",
+            "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/watch/{} (HLS: http://{}/live/{}/master.m3u8)",
             s.name,
             host(rtmp),
+            host(http),
+            s.name,
             host(http),
             s.name
         );

@@ -457,17 +457,28 @@ async fn demo_serves_a_playable_stream_within_15_seconds() {
         .spawn()
         .unwrap();
     let stdout = BufReader::new(demo.stdout.take().unwrap());
-    let mut watch = None;
+    let (mut page, mut watch) = (None, None);
     let mut lines = stdout.lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.trim().strip_prefix("Watch:") {
+            page = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(rest) = line.trim().strip_prefix("HLS:") {
             watch = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if page.is_some() && watch.is_some() {
             break;
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    let watch = watch.expect("demo prints the URL to watch");
+    let page = page.expect("demo prints the page to open");
+    let watch = watch.expect("demo prints the playlist URL");
+    assert!(page.ends_with("/watch/demo"), "{page}");
+    // The viewer page, embedded in the binary.
+    let (status, html) = get_text(&page).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<video"), "{html}");
     let remaining = Duration::from_secs(15).saturating_sub(started.elapsed());
     // The demo transcodes: every rung of the ladder up to the 360p source (each
     // appears in the multivariant playlist once it has media).

@@ -1,0 +1,81 @@
+// Viewer-side benchmark in headless Chromium on loopback, against the real binary:
+//   node web/bench/startup.mjs [--runs 5] [--duration 60] [--bin target/release/rivulet]
+//        [--renditions source,360p] [--size 1280x720] [--bitrate 3M]
+// Starts `rivulet serve` and `rivulet publish --test-pattern`, then per run opens
+// /watch/NAME?debug=1 in a fresh browser context and prints:
+//   startup     navigation start → first video frame on screen (goal ≤ 0.5 s)
+//   g2g         glass-to-glass latency, the test pattern's time strip read from the
+//               frames on screen vs this machine's clock (goal p50 ≤ 1.0 s, p95 ≤ 1.5 s)
+//   rebuffers   stalls after the first frame during --duration seconds
+// Figures are printed, never asserted: the machine may be busy.
+
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { launchBrowser, newPage, publish, rivuletBinary, startServer, until } from '../tests/lib.mjs';
+
+const { values: opt } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '5' },
+    duration: { type: 'string', default: '60' },
+    bin: { type: 'string' },
+    renditions: { type: 'string', default: 'source,360p' },
+    size: { type: 'string', default: '1280x720' },
+    bitrate: { type: 'string', default: '3M' },
+  },
+});
+const runs = Number(opt.runs);
+const duration = Number(opt.duration);
+const bin = opt.bin ? resolve(opt.bin) : rivuletBinary();
+const NAME = 'bench';
+const KEY = 'bench-secret-key-1234';
+
+function pct(xs, p) {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)];
+}
+const sec = (ms) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(3)} s` : '-');
+
+const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', opt.renditions]);
+publish(bin, `${server.rtmp}/live/${KEY}`, { size: opt.size, bitrate: opt.bitrate });
+await until('the stream to be playable', async () => {
+  const r = await fetch(`${server.http}/live/${NAME}/master.m3u8`);
+  return r.ok && (await r.text()).includes('#EXT-X-STREAM-INF');
+}, 60_000);
+// Let the ladder settle (every rendition with a few segments).
+await new Promise((r) => setTimeout(r, 8000));
+console.log(`rivulet ${bin}\nrenditions ${opt.renditions}, test pattern ${opt.size} at ${opt.bitrate}, ${runs} runs of ${duration} s`);
+
+const browser = await launchBrowser();
+const startups = [];
+const allG2g = [];
+const rebuffers = [];
+for (let i = 1; i <= runs; i++) {
+  const page = await newPage(browser); // a fresh context: cold cache, a new viewer
+  await page.goto(`${server.http}/watch/${NAME}?debug=1`);
+  await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt !== null, undefined, { timeout: 60_000 });
+  const startup = await page.evaluate(() => window.rivulet.player.firstFrameAt);
+  await page.waitForTimeout(duration * 1000);
+  const r = await page.evaluate(() => ({
+    // Without the first 5 s: the player is still settling on its target latency.
+    g2g: window.rivulet.debug ? window.rivulet.debug.samples.filter((_, i) => window.rivulet.debug.sampleTimes[i] > window.rivulet.player.firstFrameAt + 5000) : [],
+    reads: window.rivulet.debug ? window.rivulet.debug.reads : null,
+    rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
+    level: window.rivulet.player.level,
+  }));
+  const settled = r.g2g;
+  startups.push(startup);
+  allG2g.push(...settled);
+  rebuffers.push(r.rebuffers);
+  console.log(
+    `run ${i}: startup ${sec(startup)}, g2g p50 ${sec(pct(settled, 50))} p95 ${sec(pct(settled, 95))} (${settled.length} frames read, ${r.reads ? r.reads.failed : '-'} unreadable), rebuffers ${r.rebuffers}, rendition ${r.level ? r.level.name : '-'}`,
+  );
+  await page.context().close();
+}
+await browser.close();
+console.log('---');
+console.log(`startup (navigation → first frame): p50 ${sec(pct(startups, 50))}, max ${sec(Math.max(...startups))}  (goal ≤ 0.5 s)`);
+console.log(`glass-to-glass: p50 ${sec(pct(allG2g, 50))}, p95 ${sec(pct(allG2g, 95))} over ${allG2g.length} frames  (goals ≤ 1.0 s / ≤ 1.5 s)`);
+console.log(`rebuffers per ${duration} s: ${rebuffers.join(', ')}  (total ${rebuffers.reduce((a, b) => a + b, 0)})`);
+process.exit(0);

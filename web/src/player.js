@@ -1,0 +1,319 @@
+// The player: hls.js in low-latency mode (native HLS on Safari), with the states a
+// viewer understands. Emits events on itself (an EventTarget):
+//   state   { state, detail }  loading | offline | playing | buffering | reconnecting | error
+//   levels  { levels }         the renditions, highest first: { index, name, width, height, bitrate }
+//   level   { index, auto }    the rendition now playing
+//   firstframe { startupMs }   the first frame of this attach is on screen
+// The page (watch.js), QoE (qoe.js) and the debug overlay (debug.js) listen.
+
+import Hls from './vendor/hls.min.mjs';
+
+/** How often an offline stream's playlist is checked, ms. */
+const OFFLINE_POLL_MS = 2000;
+/** Backoff of reconnection attempts, ms. */
+const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
+
+export class Player extends EventTarget {
+  /**
+   * @param {HTMLVideoElement} video
+   * @param {{ src: string, name: string, cmcdSessionId?: string, engine?: string }} options
+   *   `engine`: `hls.js` or `native` to force one (default: native on Safari only).
+   */
+  constructor(video, options) {
+    super();
+    this.video = video;
+    this.src = options.src;
+    this.name = options.name;
+    this.cmcdSessionId = options.cmcdSessionId;
+    this.engine = options.engine || (preferNative(video) ? 'native' : 'hls.js');
+    this.hls = null;
+    this.state = 'idle';
+    this.levels = [];
+    this.currentLevel = -1;
+    this.autoLevel = true;
+    this.attachedAt = 0;
+    this.firstFrameAt = null;
+    this.started = false;
+    this.pollTimer = 0;
+    this.reconnects = 0;
+    this.mediaRecoveries = 0;
+    this.bindVideo();
+  }
+
+  /** Starts: plays if the stream is live, else waits for it. */
+  start() {
+    this.setState('loading');
+    this.checkLive();
+  }
+
+  /** Stops everything and starts again (the error state's retry). */
+  retry() {
+    this.detach();
+    this.reconnects = 0;
+    this.mediaRecoveries = 0;
+    this.start();
+  }
+
+  /** Something says the stream may be live now (an SSE `live` event): check at once. */
+  poke() {
+    if (this.state === 'offline' || this.state === 'reconnecting') {
+      clearTimeout(this.pollTimer);
+      this.checkLive();
+    }
+  }
+
+  /** Picks a rendition by index (`-1`: automatic). Takes effect at once. */
+  setLevel(index) {
+    if (!this.hls) return;
+    this.autoLevel = index < 0;
+    // currentLevel flushes the buffer and loads the new rendition now; a viewer who
+    // picked one wants to see it, not in a few seconds.
+    this.hls.currentLevel = index;
+    if (index < 0) this.hls.nextLevel = -1;
+    this.dispatch('level', { index: this.currentLevel, auto: this.autoLevel });
+  }
+
+  /** Distance from live: wall clock minus the playing frame's PROGRAM-DATE-TIME, ms. */
+  get latencyMs() {
+    let date = null;
+    if (this.hls) date = this.hls.playingDate;
+    else if (typeof this.video.getStartDate === 'function') {
+      const start = this.video.getStartDate().getTime();
+      if (Number.isFinite(start)) date = new Date(start + this.video.currentTime * 1000);
+    }
+    return date ? Date.now() - date.getTime() : null;
+  }
+
+  /** Seconds behind the live edge the player is allowed (the playlist's hold-back). */
+  get targetLatency() {
+    return (this.hls && this.hls.targetLatency) || 3;
+  }
+
+  /** Whether the viewer is noticeably behind live (paused, or fell back). */
+  get behindLive() {
+    if (!this.hls) {
+      const r = this.video.seekable;
+      return r.length > 0 && r.end(r.length - 1) - this.video.currentTime > 6;
+    }
+    const behind = this.hls.latency;
+    return Number.isFinite(behind) && behind > this.targetLatency + 2;
+  }
+
+  jumpToLive() {
+    const v = this.video;
+    if (this.hls && Number.isFinite(this.hls.liveSyncPosition)) {
+      v.currentTime = this.hls.liveSyncPosition;
+    } else if (v.seekable.length) {
+      v.currentTime = Math.max(0, v.seekable.end(v.seekable.length - 1) - 3);
+    }
+    v.play().catch(() => {});
+  }
+
+  /** The level now playing, or null. */
+  get level() {
+    return this.levels.find((l) => l.index === this.currentLevel) || null;
+  }
+
+  // ---- internals ----
+
+  dispatch(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  setState(state, detail = {}) {
+    if (this.state === state && !detail.message) return;
+    this.state = state;
+    this.dispatch('state', { state, ...detail });
+  }
+
+  bindVideo() {
+    const v = this.video;
+    v.addEventListener('playing', () => {
+      if (!this.hls && this.engine !== 'native') return;
+      this.reconnects = 0;
+      this.setState('playing');
+    });
+    v.addEventListener('waiting', () => {
+      if (this.state === 'playing') this.setState('buffering');
+    });
+    v.addEventListener('ended', () => {
+      // The stream ended (EXT-X-ENDLIST): wait for it to come back.
+      this.detach();
+      this.goOffline();
+    });
+    v.addEventListener('error', () => {
+      if (this.engine === 'native' && v.error) this.handleFatal('media', v.error.message || 'the video element failed');
+    });
+  }
+
+  /** Is the stream live: a multivariant playlist with variants whose first one has not ended? */
+  async isLive() {
+    // With the view's CMCD session id, so that analytics sees one session, not two.
+    const cmcd = this.cmcdSessionId ? `CMCD=${encodeURIComponent(`cid="${this.name}",ot=m,sid="${this.cmcdSessionId}",st=l`)}` : '';
+    const withCmcd = (url) => {
+      if (!cmcd) return url;
+      const u = new URL(url, location.href);
+      u.search = u.search ? `${u.search}&${cmcd}` : `?${cmcd}`;
+      return u.href;
+    };
+    try {
+      const master = await fetch(withCmcd(this.src), { cache: 'no-store' });
+      if (!master.ok) return { live: false, status: master.status };
+      const text = await master.text();
+      const uri = text.split('\n').map((l) => l.trim()).find((l, i, all) => i > 0 && all[i - 1].startsWith('#EXT-X-STREAM-INF'));
+      if (!uri) return { live: false, status: 200 };
+      const media = await fetch(withCmcd(new URL(uri, new URL(this.src, location.href)).href), { cache: 'no-store' });
+      if (!media.ok) return { live: false, status: media.status };
+      return { live: !(await media.text()).includes('#EXT-X-ENDLIST'), status: 200 };
+    } catch (e) {
+      return { live: false, status: 0, error: e };
+    }
+  }
+
+  async checkLive() {
+    const { live, status } = await this.isLive();
+    if (this.hls || this.state === 'error') return; // attached meanwhile, or retried
+    if (live) {
+      this.attach();
+    } else if (status === 0 && (this.state === 'reconnecting' || this.started)) {
+      this.scheduleReconnect();
+    } else {
+      this.goOffline();
+    }
+  }
+
+  goOffline() {
+    this.setState('offline');
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.checkLive(), OFFLINE_POLL_MS);
+  }
+
+  scheduleReconnect() {
+    const delay = RECONNECT_MS[Math.min(this.reconnects, RECONNECT_MS.length - 1)];
+    this.reconnects += 1;
+    this.setState('reconnecting');
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => this.checkLive(), delay);
+  }
+
+  attach() {
+    clearTimeout(this.pollTimer);
+    this.attachedAt = performance.now();
+    this.firstFrameAt = null;
+    this.started = true;
+    this.setState('loading');
+    const v = this.video;
+    if (this.engine === 'native') {
+      v.src = this.src;
+      this.levels = [];
+      this.dispatch('levels', { levels: [] });
+      this.watchFirstFrame();
+      v.play().catch(() => {});
+      return;
+    }
+    if (!Hls.isSupported()) {
+      this.setState('error', { message: 'This browser cannot play HLS video.', retry: false });
+      return;
+    }
+    const config = {
+      lowLatencyMode: true,
+      backBufferLength: 30,
+      // Catch up (up to 10 % faster) when behind the target latency.
+      maxLiveSyncPlaybackRate: 1.1,
+      // Errors are handled here: a few quick retries inside hls.js, then ours.
+      manifestLoadingMaxRetry: 2,
+      levelLoadingMaxRetry: 3,
+      fragLoadingMaxRetry: 4,
+    };
+    if (this.cmcdSessionId) {
+      config.cmcd = { sessionId: this.cmcdSessionId, contentId: this.name };
+    }
+    const hls = new Hls(config);
+    this.hls = hls;
+    hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
+      this.levels = data.levels
+        .map((l, index) => ({
+          index,
+          name: renditionName(l),
+          width: l.width,
+          height: l.height,
+          bitrate: l.bitrate,
+        }))
+        .sort((a, b) => b.height - a.height || b.bitrate - a.bitrate);
+      this.dispatch('levels', { levels: this.levels });
+      v.play().catch(() => {
+        // Autoplay refused even muted (rare): the play button still works.
+        this.setState('paused');
+      });
+    });
+    hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
+      this.currentLevel = data.level;
+      this.dispatch('level', { index: data.level, auto: this.autoLevel });
+    });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      this.dispatch('hlserror', data);
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) this.handleFatal('network', data.details);
+      else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) this.handleFatal('media', data.details);
+      else this.handleFatal('other', data.details);
+    });
+    hls.loadSource(this.src);
+    hls.attachMedia(v);
+    this.watchFirstFrame();
+  }
+
+  watchFirstFrame() {
+    const v = this.video;
+    const attachedAt = this.attachedAt;
+    const done = () => {
+      if (this.firstFrameAt !== null || this.attachedAt !== attachedAt) return;
+      this.firstFrameAt = performance.now();
+      this.dispatch('firstframe', { startupMs: this.firstFrameAt - attachedAt, at: this.firstFrameAt });
+    };
+    if ('requestVideoFrameCallback' in v) v.requestVideoFrameCallback(done);
+    else v.addEventListener('playing', done, { once: true });
+  }
+
+  handleFatal(kind, details) {
+    if (kind === 'media' && this.hls && this.mediaRecoveries < 2) {
+      this.mediaRecoveries += 1;
+      this.hls.recoverMediaError();
+      return;
+    }
+    this.detach();
+    if (kind === 'network') {
+      // The server went away, or the stream did: find out which.
+      this.scheduleReconnect();
+    } else {
+      this.setState('error', { message: `Playback failed (${details}).`, retry: true });
+    }
+  }
+
+  detach() {
+    clearTimeout(this.pollTimer);
+    if (this.hls) {
+      this.hls.destroy();
+      this.hls = null;
+    }
+    if (this.engine === 'native') {
+      this.video.removeAttribute('src');
+      this.video.load();
+    }
+    this.currentLevel = -1;
+  }
+}
+
+/** Safari: its own HLS plays LL-HLS best. Everywhere else hls.js (MSE). */
+function preferNative(video) {
+  if (!video.canPlayType('application/vnd.apple.mpegurl')) return false;
+  if (!Hls.isSupported()) return true;
+  const ua = navigator.userAgent;
+  return /safari/i.test(ua) && !/chrome|chromium|crios|fxios|android|edg/i.test(ua);
+}
+
+/** The rendition's name: the playlist directory (`…/720p/index.m3u8` → `720p`). */
+function renditionName(level) {
+  const url = level.url && level.url[0] ? level.url[0] : level.uri || '';
+  const parts = url.split('?')[0].split('/');
+  return parts.length > 1 ? parts[parts.length - 2] : level.name || `${level.height}p`;
+}
