@@ -8,9 +8,12 @@
 //! - [`upstream`]: several origins (or a shield edge) in order of preference, with
 //!   failover on connect errors, timeouts, 5xx and stalled playlists, and health
 //!   probes that bring an upstream back only after it has stayed healthy.
+//! - `/api/…` is passed through to the upstream uncached, for the viewer page an
+//!   edge serves (metadata, its event stream, QoE beacons).
 //! - [`route`]: the router that sends each stream's viewers to one edge (rendezvous
 //!   hashing on the stream name among healthy edges), so they share its cache.
 
+mod api;
 pub mod boxes;
 pub mod fetch;
 pub mod key;

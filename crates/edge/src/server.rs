@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -132,13 +132,26 @@ impl Edge {
         }
     }
 
-    /// `/live/…` through the cache, plus `/healthz`.
+    /// `/live/…` through the cache, `/api/…` passed through, plus `/healthz`.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/edge/load", get(load))
             .route("/live/{*rest}", get(serve_live))
+            .route("/api/{*rest}", any(crate::api::pass_through))
             .with_state(self.clone())
+    }
+
+    pub(crate) fn upstreams(&self) -> &Upstreams {
+        &self.inner.upstreams
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.inner.client
+    }
+
+    pub(crate) fn first_byte_timeout(&self) -> Duration {
+        self.inner.config.first_byte_timeout
     }
 
     /// Probes the upstreams until `shutdown` completes.

@@ -256,6 +256,12 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
             emitter,
             analytics::record_delivery,
         ))
+        // The viewer page too, so that a viewer the router sends here can watch; its
+        // API calls (metadata, events, beacons) pass through to the upstream.
+        .merge(web::router(web::WebConfig {
+            rtmp_port: None,
+            analytics: web::AnalyticsLink::Local,
+        }))
         .merge(metrics_route(prometheus));
     let stopped = stop_signal();
     let prober = {
@@ -321,6 +327,10 @@ fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
     println!("Rivulet edge is running.");
     println!(
         "  HTTP edge: {scheme}://{}/",
+        crate::serve::display_addr(addr)
+    );
+    println!(
+        "  viewer page: {scheme}://{}/watch/NAME",
         crate::serve::display_addr(addr)
     );
     println!(

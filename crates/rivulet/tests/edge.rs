@@ -179,6 +179,39 @@ async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
         ])
         .arg(format!("{}/live/live/master.m3u8", edge.url)));
     assert!(ok && out.contains("h264"), "{err}");
+    // A viewer sent to the edge watches there: the page is served by the edge, and its
+    // API calls pass through both tiers to the origin.
+    let page = get_text(&format!("{}/watch/live", edge.url)).await;
+    assert_eq!(page.0, 200);
+    assert!(page.1.contains("<video"), "{}", page.1);
+    let (status, body) = get_text(&format!("{}/api/streams/live", edge.url)).await;
+    assert_eq!(status, 200, "{body}");
+    let stream: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stream["name"], "live");
+    assert!(stream.get("key").is_none(), "a public read shows no key");
+    let mut events = client()
+        .get(format!("{}/api/streams/live/events", edge.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let first = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+        .await
+        .expect("an event within 10 s")
+        .unwrap()
+        .expect("the event stream stays open");
+    assert!(
+        String::from_utf8_lossy(&first).contains("snapshot"),
+        "{first:?}"
+    );
+    let refused = client()
+        .post(format!("{}/api/streams", edge.url))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "sneaky"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "admin calls still need the token");
     let _ = publisher.kill();
 }
 
