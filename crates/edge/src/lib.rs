@@ -14,6 +14,7 @@
 pub mod boxes;
 pub mod fetch;
 pub mod key;
+pub mod playlist;
 pub mod policy;
 pub mod route;
 mod server;
