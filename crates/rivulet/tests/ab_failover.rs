@@ -18,7 +18,7 @@
 //!
 //! Without the privilege to make namespaces (or with `RIVULET_TEST_NO_NETNS=1`) the
 //! same scenario runs on 127.0.0.x loopback addresses, one per host, and "cutting B's
-//! link" is killing B.
+//! link" is freezing B (SIGSTOP): its connections stay open and silent.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -75,7 +75,7 @@ impl Net {
             Ok(lab) => Net::Namespaces(lab),
             Err(reason) => {
                 loud(&format!(
-                    "cannot create network namespaces ({reason}): running the A/B chaos test on 127.0.0.x loopback addresses instead; links are not cut, B is killed"
+                    "cannot create network namespaces ({reason}): running the A/B chaos test on 127.0.0.x loopback addresses instead; B's link is not cut, B is frozen (SIGSTOP)"
                 ));
                 Net::Loopback
             }
@@ -323,8 +323,11 @@ fn viewers_keep_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
     match &net {
         Net::Namespaces(lab) => lab.cut("ingest-b").unwrap(),
         Net::Loopback => {
-            b.as_mut().unwrap().kill();
-            drop(b.take());
+            // SIGSTOP rather than a kill: B's sockets stay open and silent, as with a
+            // cut link (a killed process would reset its connections).
+            let (ok, _, err) = run(std::process::Command::new("kill")
+                .args(["-STOP", &b.as_ref().unwrap().pid().to_string()]));
+            assert!(ok, "SIGSTOP B: {err}");
         }
     }
     let cut_at = clock.elapsed();
