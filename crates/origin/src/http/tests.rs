@@ -285,3 +285,34 @@ async fn requests_become_delivery_events() {
     );
     assert!(e.session.starts_with("h-"), "{}", e.session);
 }
+
+#[tokio::test]
+async fn playlists_and_the_health_endpoint_report_the_input() {
+    let (streams, stream) = live();
+    push(&stream, 0, 15);
+    let (status, headers, _) = get(&streams, "/live/cam/source/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[super::INPUT_HEADER], "ok");
+    let (status, headers, body) = get(&streams, "/live/cam/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["input"], "ok");
+    assert_eq!(json["phase"], "live");
+    // The publisher leaves: the playlist still answers, and says the input is lost.
+    stream.handle_publisher_gone();
+    let (status, headers, _) = get(&streams, "/live/cam/master.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[super::INPUT_HEADER], "lost");
+    let (status, _, body) = get(&streams, "/live/cam/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (&json["input"], &json["reason"]),
+        (&"lost".into(), &"no publisher".into())
+    );
+    assert_eq!(
+        get(&streams, "/live/nope/health").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
