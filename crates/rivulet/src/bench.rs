@@ -1092,6 +1092,7 @@ impl Drop for Reaped {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.0.id().to_string())
+            .stderr(Stdio::null())
             .status();
         for _ in 0..30 {
             if let Ok(Some(_)) = self.0.try_wait() {

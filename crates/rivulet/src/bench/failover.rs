@@ -172,7 +172,11 @@ pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
     };
 
     let killed = clock.elapsed();
-    drop(a_process.take()); // SIGTERM then SIGKILL would be polite; a crash is not.
+    // A crash, not a shutdown: SIGKILL (Reaped's SIGTERM would let A close gracefully).
+    if let Some(mut p) = a_process.take() {
+        let _ = p.0.kill();
+        let _ = p.0.wait();
+    }
     loads.push(sample(&b));
     std::thread::sleep(pause.saturating_sub(2 * WINDOW));
 
@@ -269,7 +273,7 @@ pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         });
         let from = |u: u32| log.parts.iter().filter(|p| p.upstream == Some(u)).count();
         println!(
-            "{name}: {} parts ({} from upstream 0, {} from upstream 1), {} failed responses,              {} regressions, {} timeline holes, worst stall {worst}, lag growth {:.0} ms,              switches at {:?}",
+            "{name}: {} parts ({} from upstream 0, {} from upstream 1), {} failed responses, {} regressions, {} timeline holes, worst stall {worst}, lag growth {:.0} ms, switches at {:?}",
             log.parts.len(),
             from(0),
             from(1),
