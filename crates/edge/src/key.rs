@@ -76,6 +76,27 @@ impl CacheKey {
     pub fn stream(&self) -> &str {
         self.path().split('/').nth(2).unwrap_or_default()
     }
+
+    /// A partial segment (`part-MSN-PART.m4s`): the next one is held upstream until it
+    /// starts, which is at most a part duration away.
+    pub fn is_part(&self) -> bool {
+        self.path()
+            .rsplit('/')
+            .next()
+            .is_some_and(|f| f.starts_with("part-") && f.ends_with(".m4s"))
+    }
+
+    /// What a blocking reload waits for: `_HLS_msn` and, if given, `_HLS_part`.
+    pub fn blocking_target(&self) -> Option<(u64, Option<u32>)> {
+        let query = self.0.split_once('?')?.1;
+        let value = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let msn = value("_HLS_msn")?.parse().ok()?;
+        Some((msn, value("_HLS_part").and_then(|p| p.parse().ok())))
+    }
 }
 
 #[cfg(test)]
@@ -96,13 +117,17 @@ mod tests {
             a.as_str(),
             "/live/cam/720p/index.m3u8?_HLS_msn=10&_HLS_part=2"
         );
-        assert!(a.is_playlist() && a.is_blocking());
+        assert!(a.is_playlist() && a.is_blocking() && !a.is_part());
         assert_eq!(a.stream(), "cam");
+        assert_eq!(a.blocking_target(), Some((10, Some(2))));
         let part = CacheKey::new("/live/cam/720p/part-3-1.m4s", Some("cachebust=1")).unwrap();
         assert_eq!(part.as_str(), "/live/cam/720p/part-3-1.m4s");
-        assert!(!part.is_playlist() && !part.is_blocking());
+        assert!(!part.is_playlist() && !part.is_blocking() && part.is_part());
+        assert_eq!(part.blocking_target(), None);
         let skip = CacheKey::new("/live/cam/720p/index.m3u8", Some("_HLS_skip=YES")).unwrap();
         assert_eq!(skip.as_str(), "/live/cam/720p/index.m3u8?_HLS_skip=YES");
+        let msn_only = CacheKey::new("/live/cam/720p/index.m3u8", Some("_HLS_msn=7")).unwrap();
+        assert_eq!(msn_only.blocking_target(), Some((7, None)));
     }
 
     #[test]

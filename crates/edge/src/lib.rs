@@ -17,6 +17,7 @@ mod api;
 pub mod boxes;
 pub mod fetch;
 pub mod key;
+pub mod playlist;
 pub mod policy;
 pub mod route;
 mod server;

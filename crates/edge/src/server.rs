@@ -88,11 +88,16 @@ pub struct Edge {
     inner: Arc<Inner>,
 }
 
+/// An origin's word on its stream's input (`ok`, `stalled`, `black`, `lost`), on
+/// playlists.
+const INPUT: HeaderName = HeaderName::from_static("x-rivulet-input");
+
 /// Headers passed from upstream to viewers.
-const FORWARDED: [HeaderName; 3] = [
+const FORWARDED: [HeaderName; 4] = [
     header::CONTENT_TYPE,
     header::CACHE_CONTROL,
     header::CONTENT_LENGTH,
+    INPUT,
 ];
 
 impl Edge {
@@ -330,11 +335,17 @@ async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
 async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<(), String> {
     let mut tried = Vec::new();
     let mut last_answer: Option<(Head, Bytes)> = None;
+    // A good answer from an upstream whose input is unwell: served only if no other
+    // upstream answers as well.
+    let mut unwell: Option<(Head, Bytes)> = None;
     let mut last_error = String::from("no upstream configured");
     // Once an answer has started, what viewers already have: whole boxes of a media
     // object (a broken-off part continues from the next upstream after them).
     let mut delivered: Option<usize> = None;
     let playlist = key.is_playlist();
+    // Held upstream until something that comes within a part duration exists: a
+    // blocking reload (the part completes) or a part (it starts).
+    let held = key.is_blocking() || key.is_part();
     while let Some(index) = inner.upstreams.pick(key.stream(), &tried, Instant::now()) {
         tried.push(index);
         let Some(upstream) = inner.upstreams.get(index) else {
@@ -344,10 +355,10 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
             .upstreams
             .pick(key.stream(), &tried, Instant::now())
             .is_none();
-        // A blocking reload waits for a part that should come within a part duration;
-        // far longer means the playlist stopped there. The last candidate gets the
-        // full hold time: there is nowhere else to go.
-        let wait = if key.is_blocking() && !last_candidate {
+        // Far longer than a part duration means the stream stopped advancing there (or
+        // the host went silent). The last candidate gets the full hold time: there is
+        // nowhere else to go.
+        let wait = if held && !last_candidate {
             inner.config.stall_limit
         } else {
             inner.config.first_byte_timeout
@@ -355,14 +366,11 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
         let url = format!("{}{}", upstream.base, key.as_str());
         metrics::counter!("edge_upstream_fetches_total").increment(1);
         let response = match tokio::time::timeout(wait, inner.client.get(&url).send()).await {
-            Err(_) if key.is_blocking() => {
+            Err(_) if held => {
                 inner
                     .upstreams
                     .mark_stalled(index, key.stream(), Instant::now());
-                last_error = format!(
-                    "{} held the playlist request beyond {wait:?}",
-                    upstream.base
-                );
+                last_error = format!("{} held the request beyond {wait:?}", upstream.base);
                 continue;
             }
             Err(_) => {
@@ -386,19 +394,68 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
         }
         headers.insert("x-rivulet-upstream", HeaderValue::from(index));
         let head = Head { status, headers };
-        // Another upstream may have what this one lacks (a restarted origin has no
-        // history; one whose publisher dropped has no live playlist).
-        if (status == StatusCode::NOT_FOUND || status.is_server_error()) && !last_candidate {
-            if status.is_server_error() {
-                inner.upstreams.mark_down(index);
+        // Between bytes of a body: a part grows by a frame at a time, so a silence far
+        // longer than a part means the host is gone (a cut link sends no reset).
+        let idle = if last_candidate {
+            inner.config.first_byte_timeout
+        } else {
+            inner.config.stall_limit
+        };
+        let mut stream = response.bytes_stream();
+        if playlist || status != StatusCode::OK {
+            // Small: read whole, so a broken one is simply fetched again elsewhere,
+            // and a playlist can be checked before anyone sees it.
+            let body = match read_whole(&mut stream, idle).await {
+                Ok(b) => b,
+                Err(e) => {
+                    inner.upstreams.mark_down(index);
+                    last_error = format!("{} broke off the body: {e}", upstream.base);
+                    continue;
+                }
+            };
+            // Another upstream may have what this one lacks (a restarted origin has no
+            // history; one whose publisher dropped has no live playlist; one that is
+            // behind answers 400 to a reload too far ahead).
+            if !status.is_success() && (!last_candidate || unwell.is_some()) {
+                if status.is_server_error() {
+                    inner.upstreams.mark_down(index);
+                }
+                last_answer = Some((head, body));
+                continue;
             }
-            let body = response.bytes().await.unwrap_or_default();
-            last_answer = Some((head, body));
-            continue;
-        }
-        if delivered.is_some() && status != StatusCode::OK {
-            last_error = format!("{} cannot continue the object: {status}", upstream.base);
-            continue;
+            if delivered.is_some() {
+                last_error = format!("{} cannot continue the object: {status}", upstream.base);
+                continue;
+            }
+            if status.is_success()
+                && !last_candidate
+                && let Some((msn, part)) = key.blocking_target()
+                && !crate::playlist::answers_blocking(&String::from_utf8_lossy(&body), msn, part)
+            {
+                // It answered without the part asked for: its window starts later (a
+                // restarted origin catching up). The other pipeline has it.
+                inner
+                    .upstreams
+                    .mark_stalled(index, key.stream(), Instant::now());
+                last_answer = Some((head, body));
+                continue;
+            }
+            let input_ok = head
+                .headers
+                .get(&INPUT)
+                .is_none_or(|v| v.as_bytes() == b"ok");
+            if !input_ok && !last_candidate {
+                // Its input stalled or went black: prefer the other pipeline for this
+                // stream for a while (as if its playlist had stopped advancing).
+                inner
+                    .upstreams
+                    .mark_stalled(index, key.stream(), Instant::now());
+                unwell.get_or_insert((head, body));
+                continue;
+            }
+            fetch.set_head(head);
+            fetch.push(body);
+            return Ok(());
         }
         let skip = *delivered.get_or_insert_with(|| {
             // Viewers may not know the length: the next upstream's copy can differ.
@@ -408,24 +465,22 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
             0
         });
         let mut splitter = crate::boxes::BoxSplitter::default();
-        let mut whole = Vec::new();
         let mut boxes = 0usize;
-        let mut stream = response.bytes_stream();
         let mut broken = None;
-        while let Some(chunk) = stream.next().await {
-            let c = match chunk {
-                Ok(c) => c,
-                Err(e) => {
+        loop {
+            let c = match tokio::time::timeout(idle, stream.next()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(c))) => c,
+                Ok(Some(Err(e))) => {
                     broken = Some(e.to_string());
+                    break;
+                }
+                Err(_) => {
+                    broken = Some(format!("no bytes for {idle:?}"));
                     break;
                 }
             };
             metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
-            if playlist || status != StatusCode::OK {
-                // Small: kept whole, so a broken one is simply fetched again.
-                whole.extend_from_slice(&c);
-                continue;
-            }
             splitter.push(&c);
             while let Some(b) = splitter.next_box() {
                 boxes += 1;
@@ -441,21 +496,37 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
             metrics::counter!("edge_spliced_total").increment(1);
             continue;
         }
-        if !whole.is_empty() {
-            fetch.push(Bytes::from(whole));
-        }
         let rest = splitter.rest();
         if !rest.is_empty() {
             fetch.push(rest);
         }
         return Ok(());
     }
-    match last_answer {
+    match unwell.or(last_answer) {
         Some((head, body)) if delivered.is_none() => {
             fetch.set_head(head);
             fetch.push(body);
             Ok(())
         }
         _ => Err(last_error),
+    }
+}
+
+/// A whole (small) body, or why it broke off.
+async fn read_whole<S>(stream: &mut S, idle: Duration) -> Result<Bytes, String>
+where
+    S: futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    let mut whole = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(None) => return Ok(Bytes::from(whole)),
+            Ok(Some(Ok(c))) => {
+                metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
+                whole.extend_from_slice(&c);
+            }
+            Ok(Some(Err(e))) => return Err(e.to_string()),
+            Err(_) => return Err(format!("no bytes for {idle:?}")),
+        }
     }
 }

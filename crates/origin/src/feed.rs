@@ -21,6 +21,11 @@ pub enum RenditionUpdate {
     /// A frame, with the wall-clock time its source frame arrived at ingest (the
     /// PROGRAM-DATE-TIME anchor, alike in every rendition).
     Frame(Frame, SystemTime),
+    /// The input's decoded picture turned black, or stopped being black (for the
+    /// stream's input health; not tied to a rendition).
+    Picture {
+        black: bool,
+    },
 }
 
 /// One update for one named rendition.
@@ -176,6 +181,9 @@ async fn drive_stream(
             tokio::select! {
                 event = subscriber.recv(), if input.is_some() => match event {
                     Some(SubscriberEvent::Media(media)) => {
+                        if matches!(media, MediaEvent::Frame(_)) {
+                            live.handle_input_frame(Instant::now());
+                        }
                         if let Some(input) = input.as_mut() {
                             input.push(media, SystemTime::now(), &mut ready);
                         }
@@ -269,6 +277,7 @@ fn deliver(live: &crate::LiveStream, updates: impl Iterator<Item = RenditionOutp
             RenditionUpdate::Frame(frame, at) => {
                 live.handle_frame(&u.rendition, frame, at, Instant::now())
             }
+            RenditionUpdate::Picture { black } => live.handle_input_picture(Instant::now(), black),
         }
     }
 }

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tower_http::cors::{Any, CorsLayer};
 
+use crate::health::InputState;
 use crate::live::{LiveStream, LiveStreams, StreamPhase};
 
 /// Playlists: players reload them constantly, so a cache may keep one only as long
@@ -30,6 +31,8 @@ const PLAYLIST_CACHE: &str = "no-cache";
 const MEDIA_CACHE: &str = "public, max-age=300, immutable";
 /// `EXT-X-SESSION-DATA` DATA-ID of the stream's title (reverse-DNS, as RFC 8216 asks).
 const TITLE_DATA_ID: &str = "com.rivulet.title";
+/// The response header that carries the input's health on playlists.
+pub const INPUT_HEADER: &str = "x-rivulet-input";
 /// Errors (a part that does not exist *yet*) must not be cached.
 const ERROR_CACHE: &str = "no-store";
 
@@ -44,6 +47,7 @@ pub fn router(streams: LiveStreams) -> Router {
 pub fn router_with_analytics(streams: LiveStreams, emitter: Emitter) -> Router {
     Router::new()
         .route("/live/{name}/master.m3u8", get(multivariant_playlist))
+        .route("/live/{name}/health", get(input_health))
         .route("/live/{name}/{rendition}/index.m3u8", get(media_playlist))
         .route("/live/{name}/{rendition}/{object}", get(media_object))
         .layer(
@@ -99,7 +103,7 @@ async fn multivariant_playlist(
         };
         if let Some(text) = text {
             metrics::counter!("origin_requests_total", "kind" => "multivariant").increment(1);
-            return playlist_response(text, PLAYLIST_CACHE);
+            return playlist_response(text, PLAYLIST_CACHE, &stream);
         }
         if !waiter.changed().await {
             return error(
@@ -137,6 +141,16 @@ async fn media_playlist(
         };
         if has_part {
             break;
+        }
+        if block.is_some() {
+            // A client asking for a part by number saw this stream's playlist
+            // elsewhere (the other pipeline of an A/B pair, or this origin before a
+            // restart): with no media yet, this origin cannot say when that part will
+            // come. A quick 404 sends a CDN to the other pipeline at once.
+            return error(
+                StatusCode::NOT_FOUND,
+                "this origin has no media of the stream yet",
+            );
         }
         if !waiter.changed().await {
             return error(
@@ -193,7 +207,45 @@ async fn media_playlist(
     } else {
         PLAYLIST_CACHE
     };
-    playlist_response(text, cache)
+    playlist_response(text, cache, &stream)
+}
+
+/// `GET /live/NAME/health`: the input's state as JSON; 200 when `ok`, else 503 (so a
+/// plain HTTP health check can use it).
+async fn input_health(State(streams): State<LiveStreams>, Path(name): Path<String>) -> Response {
+    let Some(stream) = streams.get(&name) else {
+        return offline(&name);
+    };
+    let (state, reason) = stream.input_health(std::time::Instant::now());
+    let phase = match stream.phase() {
+        StreamPhase::Live => "live",
+        StreamPhase::Grace => "grace",
+        StreamPhase::Ended => "ended",
+        StreamPhase::Offline => "offline",
+    };
+    let body = serde_json::json!({
+        "stream": name,
+        "phase": phase,
+        "input": state.as_str(),
+        "reason": reason,
+    });
+    let status = if state == InputState::Ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE)),
+        ],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn media_object(
@@ -501,7 +553,10 @@ fn rendition_index(stream: &LiveStream, rendition: &str) -> Option<usize> {
         .position(|r| r.name == rendition)
 }
 
-fn playlist_response(text: String, cache: &'static str) -> Response {
+/// A playlist, with the input's health in `X-Rivulet-Input` (an edge in front of two
+/// pipelines prefers the one whose input is `ok`).
+fn playlist_response(text: String, cache: &'static str, stream: &LiveStream) -> Response {
+    let (input, _) = stream.input_health(std::time::Instant::now());
     (
         [
             (
@@ -509,6 +564,10 @@ fn playlist_response(text: String, cache: &'static str) -> Response {
                 HeaderValue::from_static("application/vnd.apple.mpegurl"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+            (
+                header::HeaderName::from_static(INPUT_HEADER),
+                HeaderValue::from_static(input.as_str()),
+            ),
         ],
         text,
     )

@@ -15,6 +15,7 @@
 //! only answers questions about its state.
 
 mod feed;
+pub mod health;
 mod http;
 mod live;
 
@@ -22,5 +23,6 @@ pub use feed::{
     Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
     RenditionUpdate, Renditions, run_feed,
 };
-pub use http::{router, router_with_analytics};
+pub use health::{HealthConfig, InputHealth, InputState};
+pub use http::{INPUT_HEADER, router, router_with_analytics};
 pub use live::{LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase};

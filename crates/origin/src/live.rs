@@ -8,6 +8,8 @@ use media::{Frame, Tracks};
 use package::{PackageEvent, PackagerConfig, RenditionPackager};
 use tokio::sync::watch;
 
+use crate::health::{HealthConfig, InputHealth, InputState};
+
 /// Settings of the origin and its feed.
 #[derive(Clone, Debug)]
 pub struct OriginConfig {
@@ -17,6 +19,8 @@ pub struct OriginConfig {
     /// How long the ended playlist (with `EXT-X-ENDLIST`) is still served before the
     /// stream answers 404 "offline".
     pub ended_linger: Duration,
+    /// When the input counts as stalled or black.
+    pub health: HealthConfig,
 }
 
 impl Default for OriginConfig {
@@ -25,6 +29,7 @@ impl Default for OriginConfig {
             packager: PackagerConfig::default(),
             grace_period: Duration::from_secs(10),
             ended_linger: Duration::from_secs(30),
+            health: HealthConfig::default(),
         }
     }
 }
@@ -102,7 +107,7 @@ impl LiveStreams {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         streams
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(LiveStream::new(name, &self.config.packager)))
+            .or_insert_with(|| Arc::new(LiveStream::new(name, &self.config)))
             .clone()
     }
 
@@ -135,6 +140,7 @@ pub(crate) struct StreamState {
     pub(crate) renditions: Vec<Rendition>,
     /// When the phase last changed.
     pub(crate) since: Instant,
+    pub(crate) health: InputHealth,
 }
 
 pub(crate) struct Rendition {
@@ -147,17 +153,33 @@ pub(crate) struct Rendition {
 }
 
 impl LiveStream {
-    fn new(name: &str, config: &PackagerConfig) -> Self {
+    fn new(name: &str, config: &OriginConfig) -> Self {
         Self {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
                 phase: StreamPhase::Offline,
                 renditions: Vec::new(),
                 since: Instant::now(),
+                health: InputHealth::new(config.health.clone(), Instant::now()),
             }),
             changed: watch::channel(0).0,
-            packager_config: config.clone(),
+            packager_config: config.packager.clone(),
         }
+    }
+
+    /// The input's health now, and why it is not `ok`.
+    pub fn input_health(&self, now: Instant) -> (InputState, Option<String>) {
+        self.lock().health.state(now)
+    }
+
+    /// A frame arrived from the publisher (before any rendition pipeline).
+    pub fn handle_input_frame(&self, now: Instant) {
+        self.lock().health.handle_frame(now);
+    }
+
+    /// A decoded picture of the input was (or was not) black.
+    pub fn handle_input_picture(&self, now: Instant, black: bool) {
+        self.lock().health.handle_picture(now, black);
     }
 
     pub fn name(&self) -> &str {
@@ -194,6 +216,7 @@ impl LiveStream {
         }
         state.phase = StreamPhase::Live;
         state.since = Instant::now();
+        state.health.handle_session_start(Instant::now());
         drop(state);
         self.notify();
     }
@@ -248,6 +271,7 @@ impl LiveStream {
         }
         state.phase = StreamPhase::Grace;
         state.since = Instant::now();
+        state.health.handle_session_end(Instant::now());
         drop(state);
         self.notify();
     }

@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 mod analytics_load;
+mod failover;
+mod viewer;
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -37,6 +39,10 @@ pub(crate) enum BenchKind {
     /// over HTTP), and the CPU that emitting them adds to serving cached parts:
     /// analytics off, emitting to a remote analytics server, and in-process.
     Analytics(analytics_load::AnalyticsBenchArgs),
+    /// Hot A/B pipelines behind two edges on loopback: the stall a viewer sees, the
+    /// time for the edge to switch, and the load on the origin taking over, when A is
+    /// killed, when it comes back, and when B freezes (a silent host).
+    Failover(failover::FailoverBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +95,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Ladder(a) => ladder(a),
         BenchKind::Edge(a) => edge_bench(a),
         BenchKind::Analytics(a) => analytics_load::run(a),
+        BenchKind::Failover(a) => failover::run(a),
     }
 }
 
@@ -1100,6 +1107,7 @@ impl Drop for Reaped {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.0.id().to_string())
+            .stderr(Stdio::null())
             .status();
         for _ in 0..30 {
             if let Ok(Some(_)) = self.0.try_wait() {

@@ -75,6 +75,18 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RIVULET_GRACE_PERIOD_MS", value_name = "MS")]
     pub(crate) grace_period_ms: Option<u64>,
 
+    /// A stream whose publisher is connected but has sent no frame for this long
+    /// reports its input `stalled` (X-Rivulet-Input on playlists, /live/NAME/health),
+    /// and edges in front of an A/B pair prefer the other pipeline. [default: 2000]
+    #[arg(long, env = "RIVULET_INPUT_STALL_MS", value_name = "MS")]
+    pub(crate) input_stall_ms: Option<u64>,
+
+    /// A stream whose decoded picture has been black for this long reports its input
+    /// `black` (seen on transcoded streams: the passthrough is never decoded).
+    /// [default: 5000]
+    #[arg(long, env = "RIVULET_INPUT_BLACK_MS", value_name = "MS")]
+    pub(crate) input_black_ms: Option<u64>,
+
     /// The renditions every stream gets, by name: `source` passes the published stream
     /// through untouched; any other name is a rung of the ladder (the config file's
     /// [[ladder]], or the default 1080p, 720p, 480p, 360p, 234p), transcoded with
@@ -204,6 +216,8 @@ struct FileConfig {
     part_target_ms: Option<u32>,
     window_segments: Option<usize>,
     grace_period_ms: Option<u64>,
+    input_stall_ms: Option<u64>,
+    input_black_ms: Option<u64>,
     renditions: Option<Vec<String>>,
     #[serde(default)]
     streams: Vec<StreamDecl>,
@@ -232,6 +246,7 @@ pub(crate) struct ServeConfig {
     pub(crate) streams: Vec<StreamDecl>,
     pub(crate) packager: package::PackagerConfig,
     pub(crate) grace_period: Duration,
+    pub(crate) health: origin::HealthConfig,
     /// The renditions to make: `source` (passthrough) and/or rungs of `ladder`.
     pub(crate) renditions: Vec<String>,
     pub(crate) ladder: Vec<transcode::Rung>,
@@ -426,6 +441,14 @@ impl ServeArgs {
                     .or(file.grace_period_ms)
                     .unwrap_or(10_000),
             ),
+            health: origin::HealthConfig {
+                stall_after: Duration::from_millis(
+                    self.input_stall_ms.or(file.input_stall_ms).unwrap_or(2000),
+                ),
+                black_after: Duration::from_millis(
+                    self.input_black_ms.or(file.input_black_ms).unwrap_or(5000),
+                ),
+            },
             renditions,
             ladder,
         })

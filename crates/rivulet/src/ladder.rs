@@ -84,6 +84,10 @@ impl Renditions for Ladder {
                             rendition,
                             update: RenditionUpdate::Frame(frame, arrival),
                         },
+                        TranscodeOutput::Picture { black } => RenditionOutput {
+                            rendition: Arc::from(""),
+                            update: RenditionUpdate::Picture { black },
+                        },
                     })
                     .boxed();
                 (Some(input), Some(output))

@@ -88,6 +88,7 @@ pub(crate) async fn serve(
     let streams = LiveStreams::new(OriginConfig {
         packager: config.packager.clone(),
         grace_period: config.grace_period,
+        health: config.health.clone(),
         ..OriginConfig::default()
     });
 

@@ -6,8 +6,10 @@
 //!
 //! - [`ladder`]: which rungs a source of a given size gets (pure).
 //! - [`start`]: one stream's transcoding session (threads, bounded queues, shedding).
+//! - [`levels`]: whether a decoded picture is black (for input health; pure).
 
 pub mod ladder;
+pub mod levels;
 mod session;
 
 pub use ladder::{PlannedRung, Rung, SOURCE, default_rungs, plan};

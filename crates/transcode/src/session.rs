@@ -77,6 +77,9 @@ pub enum TranscodeOutput {
         /// When the source frame arrived (carried through for PROGRAM-DATE-TIME).
         arrival: SystemTime,
     },
+    /// The decoded source picture turned black or stopped being black (sent on each
+    /// change, for input health).
+    Picture { black: bool },
 }
 
 enum Input {
@@ -235,6 +238,8 @@ struct Decoder {
     pending: VecDeque<(i64, bool, SystemTime)>,
     last_forced_interval: Option<i64>,
     segment_ticks: i64,
+    /// Whether the last decoded picture was black.
+    black: Option<bool>,
 }
 
 impl Decoder {
@@ -260,6 +265,7 @@ impl Decoder {
             pending: VecDeque::new(),
             last_forced_interval: None,
             segment_ticks,
+            black: None,
         }
     }
 
@@ -480,6 +486,17 @@ impl Decoder {
                 && (keyframe || !self.config.align_to_source_keyframes);
             if force {
                 self.last_forced_interval = Some(interval);
+            }
+            let black = crate::levels::picture_is_black(
+                decoded.data(0),
+                decoded.stride(0),
+                decoded.width() as usize,
+                decoded.height() as usize,
+            );
+            if self.black != Some(black) {
+                self.black = Some(black);
+                // On this thread, never the runtime's: waiting for room is fine.
+                let _ = self.out.blocking_send(TranscodeOutput::Picture { black });
             }
             self.fan_out(&decoded, pts, force, arrival);
         }

@@ -161,6 +161,28 @@ async fn a_blocking_reload_is_answered_once_the_part_exists() {
 }
 
 #[tokio::test]
+async fn a_blocking_reload_for_a_stream_without_media_is_refused_at_once() {
+    // Live, tracks known, no frame yet: a restarted origin of an A/B pair.
+    let (streams, stream) = live();
+    // (Held, it would end in 503 after three target durations.)
+    let (status, headers, _) = get(
+        &streams,
+        "/live/cam/source/index.m3u8?_HLS_msn=40&_HLS_part=2",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    // A plain request still waits for the first part.
+    let plain = tokio::spawn({
+        let streams = streams.clone();
+        async move { get(&streams, "/live/cam/source/index.m3u8").await }
+    });
+    tokio::task::yield_now().await;
+    push(&stream, 0, 12);
+    assert_eq!(plain.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_hinted_part_is_streamed_while_it_grows() {
     let (streams, stream) = live();
     push(&stream, 0, 12);
@@ -262,4 +284,35 @@ async fn requests_become_delivery_events() {
         (404, analytics::ObjectKind::Multivariant)
     );
     assert!(e.session.starts_with("h-"), "{}", e.session);
+}
+
+#[tokio::test]
+async fn playlists_and_the_health_endpoint_report_the_input() {
+    let (streams, stream) = live();
+    push(&stream, 0, 15);
+    let (status, headers, _) = get(&streams, "/live/cam/source/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[super::INPUT_HEADER], "ok");
+    let (status, headers, body) = get(&streams, "/live/cam/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["input"], "ok");
+    assert_eq!(json["phase"], "live");
+    // The publisher leaves: the playlist still answers, and says the input is lost.
+    stream.handle_publisher_gone();
+    let (status, headers, _) = get(&streams, "/live/cam/master.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[super::INPUT_HEADER], "lost");
+    let (status, _, body) = get(&streams, "/live/cam/health").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (&json["input"], &json["reason"]),
+        (&"lost".into(), &"no publisher".into())
+    );
+    assert_eq!(
+        get(&streams, "/live/nope/health").await.0,
+        StatusCode::NOT_FOUND
+    );
 }

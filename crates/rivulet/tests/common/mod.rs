@@ -7,6 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+pub mod postgres;
+#[path = "../../src/bench/viewer.rs"]
+pub mod viewer;
+
 /// A running `rivulet serve`, killed on drop. Its stderr (the log) is collected.
 pub struct Server {
     child: Child,
@@ -24,7 +29,20 @@ impl Server {
     /// Starts `rivulet serve` on the given listen addresses.
     pub fn start_on(rtmp_listen: &str, http_listen: &str, extra: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap().keep();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+        Self::start_cmd(&[], "rivulet", &data, rtmp_listen, http_listen, extra)
+    }
+
+    /// Starts `rivulet serve` behind a command `prefix` (e.g. `ip netns exec NS`),
+    /// with its data in `data`; its log lines are echoed as `[label] …`.
+    pub fn start_cmd(
+        prefix: &[String],
+        label: &str,
+        data: &std::path::Path,
+        rtmp_listen: &str,
+        http_listen: &str,
+        extra: &[&str],
+    ) -> Server {
+        let mut child = command(prefix)
             .args([
                 "serve",
                 "--rtmp-listen",
@@ -33,14 +51,16 @@ impl Server {
                 http_listen,
                 "--data-dir",
             ])
-            .arg(&data)
+            .arg(data)
             // The passthrough rendition only, unless a test asks for transcoding: the
             // ladder's encoders would crowd the 2-core CI machines.
-            .args(if extra.contains(&"--renditions") {
-                &[][..]
-            } else {
-                &["--renditions", "source"][..]
-            })
+            .args(
+                if extra.contains(&"--renditions") || extra.contains(&"--config") {
+                    &[][..]
+                } else {
+                    &["--renditions", "source"][..]
+                },
+            )
             .args(extra)
             .env("RIVULET_LOG", "info,ingest=debug")
             .stdout(Stdio::piped())
@@ -50,9 +70,10 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
+        let label = label.to_owned();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[rivulet] {line}");
+                eprintln!("[{label}] {line}");
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
@@ -80,6 +101,17 @@ impl Server {
             http: http.unwrap(),
             log,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn log(&self) -> String {
@@ -180,9 +212,26 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// The `rivulet` binary, behind a command `prefix` if one is given.
+pub fn command(prefix: &[String]) -> Command {
+    match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(env!("CARGO_BIN_EXE_rivulet"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_rivulet")),
+    }
+}
+
 /// Starts `rivulet publish` with `args`; stderr is echoed and collected.
 pub fn rivulet_publish(args: &[&str]) -> (KillOnDrop, Arc<Mutex<String>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
+    rivulet_publish_in(&[], args)
+}
+
+/// [`rivulet_publish`] behind a command `prefix` (e.g. `ip netns exec NS`).
+pub fn rivulet_publish_in(prefix: &[String], args: &[&str]) -> (KillOnDrop, Arc<Mutex<String>>) {
+    let mut child = command(prefix)
         .arg("publish")
         .args(args)
         .stdin(Stdio::null())
@@ -287,4 +336,48 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A running `rivulet edge`, killed on drop.
+pub struct EdgeNode {
+    child: Child,
+    pub url: String,
+}
+
+impl EdgeNode {
+    /// Starts `rivulet edge` behind a command `prefix`, listening on `listen`, in
+    /// front of `upstreams` (in order of preference).
+    pub fn start(prefix: &[String], listen: &str, upstreams: &[&str], extra: &[&str]) -> Self {
+        let mut cmd = command(prefix);
+        cmd.args(["edge", "--http-listen", listen]);
+        for u in upstreams {
+            cmd.args(["--origin", u]);
+        }
+        let mut child = cmd
+            .args(extra)
+            .env("RIVULET_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("HTTP edge: ")
+                    .map(|u| u.trim_end_matches('/').to_owned())
+            })
+            .expect("edge prints its address");
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, url }
+    }
+}
+
+impl Drop for EdgeNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
