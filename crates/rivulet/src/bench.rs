@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 mod analytics_load;
+mod api_load;
+mod pg;
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -37,6 +39,10 @@ pub(crate) enum BenchKind {
     /// over HTTP), and the CPU that emitting them adds to serving cached parts:
     /// analytics off, emitting to a remote analytics server, and in-process.
     Analytics(analytics_load::AnalyticsBenchArgs),
+    /// The metadata API's reads and writes per second on SQLite and PostgreSQL, and
+    /// the key check's latency on the publish path: in-process, against a remote
+    /// metadata server uncached, and cached (goal: cached adds at most 5 ms).
+    Api(api_load::ApiBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +95,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Ladder(a) => ladder(a),
         BenchKind::Edge(a) => edge_bench(a),
         BenchKind::Analytics(a) => analytics_load::run(a),
+        BenchKind::Api(a) => api_load::run(a),
     }
 }
 
