@@ -138,7 +138,10 @@ impl LiveReport {
             validate_node_name(node, "ingest_node")?;
         }
         if self.ingest_bitrate.is_some_and(|b| b < 0) {
-            return Err(ValidationError::new("ingest_bitrate", "must not be negative"));
+            return Err(ValidationError::new(
+                "ingest_bitrate",
+                "must not be negative",
+            ));
         }
         Ok(())
     }

@@ -15,7 +15,9 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use ingest::{KeyRejection, PublishRequest, StreamKeys};
-use meta::remote::{KeyCacheConfig, RemoteConfig, RemoteError, RemoteEvent, RemoteKeys, RemoteMeta};
+use meta::remote::{
+    KeyCacheConfig, RemoteConfig, RemoteError, RemoteEvent, RemoteKeys, RemoteMeta,
+};
 use meta::{LiveReport, StreamEvent, StreamName};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -26,13 +28,14 @@ on_both_databases!(remote_client_round_trip);
 
 async fn remote_client_round_trip(h: Harness) {
     let remote = RemoteMeta::new(&h.base, TOKEN, RemoteConfig::default()).unwrap();
-    let created = h
-        .create(json!({"name": "remote", "title": "First"}))
-        .await;
+    let created = h.create(json!({"name": "remote", "title": "First"})).await;
     let key = created["key"].as_str().unwrap();
 
     // Key checks: the stream, or None for an unknown key; a wrong token is no answer.
-    assert_eq!(remote.check_key(key).await.unwrap().as_deref(), Some("remote"));
+    assert_eq!(
+        remote.check_key(key).await.unwrap().as_deref(),
+        Some("remote")
+    );
     assert_eq!(remote.check_key("no-such-key").await.unwrap(), None);
     let wrong = RemoteMeta::new(&h.base, "wrong-token-0123456", RemoteConfig::default()).unwrap();
     let err = wrong.check_key(key).await.unwrap_err();
@@ -95,7 +98,10 @@ async fn remote_client_round_trip(h: Harness) {
         .await
         .unwrap();
     assert!(remote.stream("remote").await.unwrap().live.live);
-    remote.set_offline("remote", Some(report.since)).await.unwrap();
+    remote
+        .set_offline("remote", Some(report.since))
+        .await
+        .unwrap();
     assert!(!remote.stream("remote").await.unwrap().live.live);
     remote.set_live("remote", &report).await.unwrap();
     assert_eq!(remote.reset_node("node-a:1935").await.unwrap(), 1);
@@ -162,7 +168,8 @@ impl Fake {
                         HANG => tokio::time::sleep(Duration::from_secs(30)).await,
                         _ => {}
                     }
-                    let known = body["key"] == "good-key" && fake.revoked.load(Ordering::SeqCst) == 0;
+                    let known =
+                        body["key"] == "good-key" && fake.revoked.load(Ordering::SeqCst) == 0;
                     if known {
                         Json(json!({"stream": "studio"})).into_response()
                     } else {
@@ -336,4 +343,6 @@ async fn a_server_that_is_not_there_is_unavailable() {
     let err = remote.check_key("any").await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
     assert!(err.to_string().contains("cannot reach"), "{err}");
+    // The innermost cause, not the HTTP client's "error sending request".
+    assert!(err.to_string().contains("refused"), "{err}");
 }

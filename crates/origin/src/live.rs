@@ -170,7 +170,11 @@ impl LiveStream {
 
     /// The names of the renditions packaged so far, in the order they appeared.
     pub fn rendition_names(&self) -> Vec<String> {
-        self.lock().renditions.iter().map(|r| r.name.clone()).collect()
+        self.lock()
+            .renditions
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     /// A receiver that sees a new value after every change of this stream.

@@ -808,7 +808,10 @@ mod tests {
             ..Default::default()
         };
         let err = format!("{:#}", bad_url.resolve().unwrap_err());
-        assert!(err.contains("--meta-url") && err.contains("http://"), "{err}");
+        assert!(
+            err.contains("--meta-url") && err.contains("http://"),
+            "{err}"
+        );
 
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rivulet.toml");

@@ -82,8 +82,8 @@ pub(crate) fn print_api_banner(
     }
 }
 
-/// When a publish's facts (bitrate, renditions) are first reported, after the
-/// start report.
+/// When a publish's facts (bitrate, renditions) are first reported, after its
+/// media starts to flow.
 const FIRST_REPORT: Duration = Duration::from_secs(2);
 /// How often they are reported after that.
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -171,9 +171,13 @@ pub(crate) async fn declare_remote(
                 let mut left = Vec::new();
                 for (name, key) in pending {
                     match remote.declare(&name, &key).await {
-                        Ok(_) => tracing::info!(stream = %name, "declared stream stored on the metadata server"),
+                        Ok(_) => {
+                            tracing::info!(stream = %name, "declared stream stored on the metadata server")
+                        }
                         Err(e) if e.is_unavailable() => left.push((name, key)),
-                        Err(e) => tracing::error!(stream = %name, error = %e, "the metadata server refused a declared stream"),
+                        Err(e) => {
+                            tracing::error!(stream = %name, error = %e, "the metadata server refused a declared stream")
+                        }
                     }
                 }
                 pending = left;
@@ -192,7 +196,9 @@ pub(crate) async fn reset_node(meta: &MetaLink, node: &str) {
             streams = n,
             "marked offline the streams this node had left live"
         ),
-        Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot mark this node's streams offline"),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot mark this node's streams offline")
+        }
     }
 }
 
@@ -272,16 +278,32 @@ async fn follow_session(
         MetaLink::Local(_) => None,
     };
     let mut meter = BitrateMeter::new(Instant::now());
-    let mut next_report = tokio::time::Instant::now() + FIRST_REPORT;
+    // Facts are first reported a while after media starts to flow (the ingest may
+    // hold the first frames back until it knows the tracks), then every interval.
+    let mut next_report: Option<tokio::time::Instant> = None;
     loop {
+        let report_due = async {
+            match next_report {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            event = media.recv() => match event {
-                Some(SubscriberEvent::Media(MediaEvent::Frame(frame))) => meter.handle_bytes(frame.data.len()),
-                Some(_) => {}
-                // The publisher left.
-                None => break,
-            },
-            () = tokio::time::sleep_until(next_report) => {
+            event = media.recv() => {
+                if next_report.is_none() {
+                    meter = BitrateMeter::new(Instant::now());
+                    next_report = Some(tokio::time::Instant::now() + FIRST_REPORT);
+                }
+                match event {
+                    Some(SubscriberEvent::Media(MediaEvent::Frame(frame))) => {
+                        meter.handle_bytes(frame.data.len());
+                    }
+                    Some(_) => {}
+                    // The publisher left.
+                    None => break,
+                }
+            }
+            () = report_due => {
                 report.ingest_bitrate = meter.poll_bitrate(Instant::now());
                 report.renditions = streams
                     .get(&info.stream)
@@ -290,7 +312,7 @@ async fn follow_session(
                 if let Err(e) = meta.set_live(&info.stream, &report).await {
                     tracing::warn!(stream = %info.stream, error = %format!("{e:#}"), "cannot update the stream's live state");
                 }
-                next_report = tokio::time::Instant::now() + REPORT_INTERVAL;
+                next_report = Some(tokio::time::Instant::now() + REPORT_INTERVAL);
             }
         }
     }
@@ -324,11 +346,16 @@ struct BitrateMeter {
 
 impl BitrateMeter {
     fn new(now: Instant) -> Self {
-        Self { bytes: 0, since: now }
+        Self {
+            bytes: 0,
+            since: now,
+        }
     }
 
     fn handle_bytes(&mut self, n: usize) {
-        self.bytes = self.bytes.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        self.bytes = self
+            .bytes
+            .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// The rate since the last call (or the start), and a new measurement begins.

@@ -132,9 +132,9 @@ pub(crate) async fn serve(
     // analytics alone when the metadata server is remote).
     let analytics_store = match (&local, &config.analytics.mode) {
         (Some((store, _, _)), _) => Some(store.clone()),
-        (None, AnalyticsMode::Local) => Some(
-            metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?,
-        ),
+        (None, AnalyticsMode::Local) => {
+            Some(metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?)
+        }
         (None, _) => None,
     };
     let analytics =

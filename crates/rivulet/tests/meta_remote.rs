@@ -98,7 +98,10 @@ async fn serve_checks_keys_and_reports_live_state_on_a_remote_meta() {
     let status = tokio::task::spawn_blocking(move || ffmpeg.wait().unwrap())
         .await
         .unwrap();
-    assert!(status.success(), "a publish with the key from the API must succeed");
+    assert!(
+        status.success(),
+        "a publish with the key from the API must succeed"
+    );
     wait_for_meta(&meta_http, "remote-e2e", "offline", |s| {
         s["live"]["live"] == false
     })
@@ -157,7 +160,13 @@ async fn serve_checks_keys_and_reports_live_state_on_a_remote_meta() {
 /// Starts `rivulet meta` with the test's admin token; returns it and its base URL.
 fn start_meta(data: &std::path::Path) -> (KillOnDrop, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
-        .args(["meta", "--http-listen", "127.0.0.1:0", "--admin-token", TOKEN])
+        .args([
+            "meta",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            TOKEN,
+        ])
         .arg("--data-dir")
         .arg(data)
         .env_remove("RIVULET_DATABASE_URL")

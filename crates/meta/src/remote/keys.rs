@@ -78,7 +78,12 @@ impl RemoteKeys {
             Some(good) => {
                 let age = good
                     .answered_at
-                    .map(|t| format!("{} s old", (self.clock)().saturating_duration_since(t).as_secs()))
+                    .map(|t| {
+                        format!(
+                            "{} s old",
+                            (self.clock)().saturating_duration_since(t).as_secs()
+                        )
+                    })
                     .unwrap_or_else(|| "declared in this node's configuration".into());
                 tracing::warn!(
                     meta = %self.remote.url(),

@@ -39,13 +39,10 @@ pub enum RemoteError {
     /// The URL given is not one this client can use.
     #[error("'{0}' is not a usable metadata server URL: give http://HOST:PORT")]
     InvalidUrl(String),
-    /// No answer: the connection failed, broke off or timed out.
-    #[error("cannot reach the metadata server at {url}: {source}")]
-    Unreachable {
-        url: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    /// No answer: the connection failed, broke off or timed out. `reason` is the
+    /// innermost cause (e.g. "Connection refused"), as HTTP client errors bury it.
+    #[error("cannot reach the metadata server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
     /// The server answered with a 5xx: it is up but cannot serve (database down, …).
     #[error("the metadata server at {url} failed: {status}: {message}")]
     Server {
@@ -220,12 +217,7 @@ impl RemoteMeta {
             ingest_node: node.to_owned(),
         };
         let done: NodeResetDone = self
-            .call(
-                Method::POST,
-                "/api/live/reset",
-                Some(&body),
-                "a node reset",
-            )
+            .call(Method::POST, "/api/live/reset", Some(&body), "a node reset")
             .await?;
         Ok(done.streams)
     }
@@ -343,10 +335,7 @@ impl RemoteMeta {
     }
 
     fn unreachable(&self, source: reqwest::Error) -> RemoteError {
-        RemoteError::Unreachable {
-            url: self.base.clone(),
-            source,
-        }
+        unreachable(&self.base, &source)
     }
 }
 
@@ -390,14 +379,25 @@ impl RemoteEvents {
             match self.response.chunk().await {
                 Ok(Some(bytes)) => self.parser.handle_input(&bytes)?,
                 Ok(None) => return Ok(None),
-                Err(source) => {
-                    return Err(RemoteError::Unreachable {
-                        url: self.base.clone(),
-                        source,
-                    });
-                }
+                Err(source) => return Err(unreachable(&self.base, &source)),
             }
         }
+    }
+}
+
+fn unreachable(url: &str, error: &reqwest::Error) -> RemoteError {
+    let reason = if error.is_timeout() {
+        "no answer in time (the limit is --meta-timeout-ms)".to_owned()
+    } else {
+        let mut cause: &dyn std::error::Error = error;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        cause.to_string()
+    };
+    RemoteError::Unreachable {
+        url: url.to_owned(),
+        reason,
     }
 }
 

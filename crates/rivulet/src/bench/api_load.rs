@@ -131,10 +131,7 @@ pub(crate) fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
         args.checks,
         keys.len()
     );
-    println!(
-        "  {:<36} {:>10} {:>10} {:>10}",
-        "path", "p50", "p99", "max"
-    );
+    println!("  {:<36} {:>10} {:>10} {:>10}", "path", "p50", "p99", "max");
     for (name, l) in [
         ("in-process store (serve, SQLite)", &in_process),
         ("remote meta, uncached (HTTP)", &remote_uncached),
@@ -313,10 +310,7 @@ fn args_stride(streams: usize) -> usize {
 }
 
 /// The store's own key check (`serve` without --meta-url).
-async fn in_process_latency(
-    dir: &std::path::Path,
-    args: &ApiBenchArgs,
-) -> anyhow::Result<Latency> {
+async fn in_process_latency(dir: &std::path::Path, args: &ApiBenchArgs) -> anyhow::Result<Latency> {
     std::fs::create_dir_all(dir)?;
     let store = MetaStore::connect(None, dir).await?;
     let mut keys = Vec::with_capacity(args.streams);
