@@ -277,20 +277,14 @@ async fn hammer(
                 } else {
                     client.get(&url)
                 };
-                match request.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        // Read the body: a request is done when its answer is.
-                        if r.bytes().await.is_ok() {
-                            done.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                i += args_stride(streams);
+                // A request is done when its whole answer is read.
+                let ok = match request.send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                };
+                let counter = if ok { &done } else { &errors };
+                counter.fetch_add(1, Ordering::Relaxed);
+                i += stride(streams);
             }
         }));
     }
@@ -305,7 +299,7 @@ async fn hammer(
 }
 
 /// Steps through the streams so that concurrent clients touch different rows.
-fn args_stride(streams: usize) -> usize {
+fn stride(streams: usize) -> usize {
     if streams > 7 { 7 } else { 1 }
 }
 
