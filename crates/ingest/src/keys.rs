@@ -36,6 +36,16 @@ pub trait StreamKeys: Send + Sync + 'static {
     fn authorize<'a>(&'a self, request: &'a PublishRequest) -> AuthorizeFuture<'a>;
 }
 
+/// The one RTMP application publishes go to: `rtmp://HOST/live/KEY`. Every
+/// [`StreamKeys`] refuses the others with this, before it looks at the key.
+pub fn check_app(request: &PublishRequest) -> Result<(), KeyRejection> {
+    if request.app == "live" {
+        Ok(())
+    } else {
+        Err(KeyRejection::WrongApp(request.app.clone()))
+    }
+}
+
 /// Keys declared in configuration.
 #[derive(Clone, Debug, Default)]
 pub struct StaticKeys {
@@ -53,14 +63,12 @@ impl StaticKeys {
 
 impl StreamKeys for StaticKeys {
     fn authorize<'a>(&'a self, request: &'a PublishRequest) -> AuthorizeFuture<'a> {
-        let result = if request.app != "live" {
-            Err(KeyRejection::WrongApp(request.app.clone()))
-        } else {
+        let result = check_app(request).and_then(|()| {
             self.by_key
                 .get(&request.stream_key)
                 .cloned()
                 .ok_or(KeyRejection::UnknownKey)
-        };
+        });
         Box::pin(std::future::ready(result))
     }
 }

@@ -15,5 +15,7 @@ mod keys;
 mod rtmp;
 
 pub use assemble::{AssembleError, Assembled, StreamAssembler};
-pub use keys::{AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, redact};
+pub use keys::{
+    AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, check_app, redact,
+};
 pub use rtmp::{RtmpConfig, serve};

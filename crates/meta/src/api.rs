@@ -28,8 +28,9 @@ use utoipa_axum::routes;
 use crate::error::MetaError;
 use crate::events::StreamEvent;
 use crate::model::{
-    ListQuery, MAX_PAGE, NewStream, Stream, StreamName, StreamPage, StreamUpdate, StreamWithKey,
-    normalize_tag,
+    Declared, DeclaredKey, KeyCheck, KeyOwner, ListQuery, LiveReport, MAX_PAGE, NewStream,
+    NodeReset, NodeResetDone, Stream, StreamName, StreamPage, StreamUpdate, StreamWithKey,
+    normalize_tag, validate_declared_key, validate_node_name,
 };
 use crate::secret::AdminToken;
 use crate::store::MetaStore;
@@ -67,6 +68,17 @@ pub fn finish(doc: utoipa::openapi::OpenApi) -> axum::Router {
         .route("/api/{*rest}", any(unknown_endpoint))
 }
 
+/// A document without routes, for a server that has no metadata API of its own
+/// (`serve --meta-url`) but merges others' documents in before [`finish`].
+pub fn empty_openapi() -> utoipa::openapi::OpenApi {
+    utoipa::openapi::OpenApiBuilder::new()
+        .info(utoipa::openapi::Info::new(
+            "Rivulet API",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .build()
+}
+
 /// The OpenAPI document of [`router`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api_router().split_for_parts().1
@@ -93,6 +105,10 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_stream, update_stream, delete_stream))
         .routes(routes!(rotate_key))
         .routes(routes!(stream_events))
+        .routes(routes!(check_key))
+        .routes(routes!(declare_key))
+        .routes(routes!(report_live, report_offline))
+        .routes(routes!(reset_node))
 }
 
 #[derive(OpenApi)]
@@ -102,7 +118,10 @@ fn api_router() -> OpenApiRouter<ApiState> {
         description = "Streams of a Rivulet server: their public metadata, their secret keys (admin only) and live state. Admin endpoints need `Authorization: Bearer TOKEN`."
     ),
     modifiers(&AdminAuth),
-    tags((name = "streams", description = "Streams: name, title, description, tags, live state")),
+    tags(
+        (name = "streams", description = "Streams: name, title, description, tags, live state"),
+        (name = "ingest", description = "What ingest nodes (`rivulet serve --meta-url`) ask and report: key checks, declared streams, live state. Admin token required."),
+    ),
     components(schemas(StreamEvent, ErrorBody))
 )]
 struct ApiDoc;
@@ -378,6 +397,160 @@ fn sse_event(name: &str, data: &impl Serialize) -> Event {
         .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
 }
 
+/// Which stream a publisher's key publishes: the ingest's key check. The key goes in
+/// the body so that it stays out of URLs and access logs.
+#[utoipa::path(
+    post,
+    path = "/api/keys/check",
+    tag = "ingest",
+    request_body = KeyCheck,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The key publishes this stream", body = KeyOwner),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No stream has this key", body = ErrorBody),
+    )
+)]
+async fn check_key(
+    _: Admin,
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<KeyCheck>,
+) -> Result<Response, ApiError> {
+    match state.store.stream_for_key(&body.key).await? {
+        Some(stream) => Ok((no_store(), Json(KeyOwner { stream })).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no stream has this key",
+            Some("key".into()),
+        )),
+    }
+}
+
+/// Declare a stream with a key the operator chose (`rivulet serve --stream NAME=KEY`
+/// with `--meta-url`): creates it, or gives the existing stream this key.
+#[utoipa::path(
+    put,
+    path = "/api/streams/{name}/key",
+    tag = "ingest",
+    params(("name" = String, Path, description = "The stream's public name")),
+    request_body = DeclaredKey,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Declared", body = Declared),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 409, description = "Another stream has this key", body = ErrorBody),
+        (status = 422, description = "The name or the key is invalid", body = ErrorBody),
+    )
+)]
+async fn declare_key(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<DeclaredKey>,
+) -> Result<Response, ApiError> {
+    // Unlike the other routes, a bad name here is a bad declaration, not an unknown stream.
+    let name = StreamName::parse(&name)?;
+    validate_declared_key(&body.key)?;
+    let changed = state.store.upsert_with_key(&name, &body.key).await?;
+    Ok((no_store(), Json(Declared { changed })).into_response())
+}
+
+/// Report a stream live, or new facts about its publish (bitrate, renditions).
+#[utoipa::path(
+    put,
+    path = "/api/streams/{name}/live",
+    tag = "ingest",
+    params(("name" = String, Path, description = "The stream's public name")),
+    request_body = LiveReport,
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+    )
+)]
+async fn report_live(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    JsonBody(report): JsonBody<LiveReport>,
+) -> Result<StatusCode, ApiError> {
+    let name = path_name(&name)?;
+    report.validate()?;
+    state.store.set_live(name.as_str(), &report).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query parameters of `DELETE /api/streams/{name}/live`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // documents the parameter; it is parsed by `parse_since`
+struct OfflineParams {
+    /// Only if the live publish is the one that started at this time (ms since the
+    /// Unix epoch): a late report must not end a newer publish.
+    since: Option<i64>,
+}
+
+/// Report a stream offline: its publisher left.
+#[utoipa::path(
+    delete,
+    path = "/api/streams/{name}/live",
+    tag = "ingest",
+    params(
+        ("name" = String, Path, description = "The stream's public name"),
+        OfflineParams,
+    ),
+    security(("admin_token" = [])),
+    responses(
+        (status = 204, description = "Recorded (or it was not live)"),
+        (status = 400, description = "A query parameter is invalid", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+    )
+)]
+async fn report_offline(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<StatusCode, ApiError> {
+    let name = path_name(&name)?;
+    let since = parse_since(query.as_deref().unwrap_or(""))?;
+    state.store.set_offline(name.as_str(), since).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mark offline every stream an ingest node reported live: the node (re)starts, or
+/// stops, and its publishes are gone.
+#[utoipa::path(
+    post,
+    path = "/api/live/reset",
+    tag = "ingest",
+    request_body = NodeReset,
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Done", body = NodeResetDone),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 422, description = "The node name is invalid", body = ErrorBody),
+    )
+)]
+async fn reset_node(
+    _: Admin,
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<NodeReset>,
+) -> Result<Json<NodeResetDone>, ApiError> {
+    validate_node_name(&body.ingest_node, "ingest_node")?;
+    let streams = state.store.reset_node(&body.ingest_node).await?;
+    Ok(Json(NodeResetDone {
+        streams: u64::try_from(streams).unwrap_or(u64::MAX),
+    }))
+}
+
 async fn unknown_endpoint() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -495,6 +668,34 @@ fn parse_list_query(query: &str) -> Result<ListQuery, ApiError> {
         }
     }
     Ok(out)
+}
+
+fn parse_since(query: &str) -> Result<Option<i64>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("malformed query string: {e}"),
+            None,
+        )
+    })?;
+    let mut since = None;
+    for (key, value) in pairs {
+        if key != "since" {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown parameter '{key}': use since"),
+                Some(key),
+            ));
+        }
+        since = Some(value.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("'{value}' is not a time in ms since the Unix epoch"),
+                Some("since".into()),
+            )
+        })?);
+    }
+    Ok(since)
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 1] {

@@ -1,6 +1,6 @@
 //! The ingest's key check, answered by the store.
 
-use ingest::{AuthorizeFuture, KeyRejection, PublishRequest, StreamKeys};
+use ingest::{AuthorizeFuture, KeyRejection, PublishRequest, StreamKeys, check_app};
 
 use crate::store::MetaStore;
 
@@ -10,9 +10,7 @@ impl StreamKeys for MetaStore {
     /// retries) rather than as an unknown key.
     fn authorize<'a>(&'a self, request: &'a PublishRequest) -> AuthorizeFuture<'a> {
         Box::pin(async move {
-            if request.app != "live" {
-                return Err(KeyRejection::WrongApp(request.app.clone()));
-            }
+            check_app(request)?;
             match self.stream_for_key(&request.stream_key).await {
                 Ok(Some(name)) => Ok(name),
                 Ok(None) => Err(KeyRejection::UnknownKey),

@@ -17,21 +17,28 @@
 //!    publishes with [`MetaStore::set_live`] / [`MetaStore::set_offline`].
 //! 5. [`MetaStore::subscribe`] follows every change; [`MetaStore::title`] gives the title
 //!    the origin puts into `EXT-X-SESSION-DATA`.
+//!
+//! On a node whose metadata server runs elsewhere, [`remote::RemoteMeta`] is the HTTP
+//! client of that server's `/api`, and [`remote::RemoteKeys`] the ingest's key check
+//! through it (cached; last known good when the server is unreachable).
 
 pub mod api;
 mod error;
 mod events;
 mod keys;
 mod model;
+pub mod remote;
 mod secret;
 mod store;
 
 pub use error::MetaError;
 pub use events::StreamEvent;
 pub use model::{
-    DEFAULT_PAGE, ListQuery, LiveReport, LiveState, MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_PAGE,
-    MAX_TAG_LEN, MAX_TAGS, MAX_TITLE_LEN, NewStream, Stream, StreamName, StreamPage, StreamUpdate,
-    StreamWithKey, ValidNewStream, ValidStreamUpdate, ValidationError, normalize_tag,
+    DEFAULT_PAGE, Declared, DeclaredKey, KeyCheck, KeyOwner, ListQuery, LiveReport, LiveState,
+    MAX_DESCRIPTION_LEN, MAX_NAME_LEN, MAX_NODE_LEN, MAX_PAGE, MAX_TAG_LEN, MAX_TAGS,
+    MAX_TITLE_LEN, MIN_DECLARED_KEY_LEN, NewStream, NodeReset, NodeResetDone, Stream, StreamName,
+    StreamPage, StreamUpdate, StreamWithKey, ValidNewStream, ValidStreamUpdate, ValidationError,
+    normalize_tag, validate_declared_key, validate_node_name,
 };
 pub use secret::{
     AdminToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenSource, generate_key, hash_key,

@@ -106,14 +106,119 @@ pub struct LiveState {
     pub renditions: Option<serde_json::Value>,
 }
 
-/// What the ingest reports when a publish starts or its facts change.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// What the ingest reports when a publish starts or its facts change (the body of
+/// `PUT /api/streams/{name}/live`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LiveReport {
     /// When the publish started, in ms since the Unix epoch.
     pub since: i64,
+    /// The ingest node receiving the publish (its `--node-name`).
+    #[serde(default)]
     pub ingest_node: Option<String>,
+    /// Bits per second the publisher sends.
+    #[serde(default)]
     pub ingest_bitrate: Option<i64>,
+    /// The renditions being produced (free-form JSON; Rivulet sends their names).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub renditions: Option<serde_json::Value>,
+}
+
+impl LiveReport {
+    /// Checks what a remote ingest sent.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.since <= 0 {
+            return Err(ValidationError::new(
+                "since",
+                "must be a time in ms since the Unix epoch",
+            ));
+        }
+        if let Some(node) = &self.ingest_node {
+            validate_node_name(node, "ingest_node")?;
+        }
+        if self.ingest_bitrate.is_some_and(|b| b < 0) {
+            return Err(ValidationError::new(
+                "ingest_bitrate",
+                "must not be negative",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an ingest node's name: 1-[`MAX_NODE_LEN`] characters, no control characters.
+pub fn validate_node_name(node: &str, field: &str) -> Result<(), ValidationError> {
+    if node.is_empty() || node.chars().count() > MAX_NODE_LEN || node.chars().any(char::is_control)
+    {
+        return Err(ValidationError::new(
+            field,
+            format!("a node name is 1-{MAX_NODE_LEN} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a key chosen by an operator (`--stream NAME=KEY`): at least
+/// [`MIN_DECLARED_KEY_LEN`] characters, without spaces, `/` or `?`, which would break
+/// the publish URL.
+pub fn validate_declared_key(key: &str) -> Result<(), ValidationError> {
+    if key.len() < MIN_DECLARED_KEY_LEN
+        || key
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '?')
+    {
+        return Err(ValidationError::new(
+            "key",
+            format!(
+                "a stream key must be at least {MIN_DECLARED_KEY_LEN} characters without spaces, '/' or '?'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The body of `POST /api/keys/check`: a key presented by a publisher. In the body,
+/// never in the URL, so that it stays out of access logs.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCheck {
+    pub key: String,
+}
+
+/// The answer of `POST /api/keys/check`: the stream the key publishes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct KeyOwner {
+    #[schema(example = "studio")]
+    pub stream: String,
+}
+
+/// The body of `PUT /api/streams/{name}/key`: a key chosen by the operator.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredKey {
+    pub key: String,
+}
+
+/// The answer of `PUT /api/streams/{name}/key`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Declared {
+    /// Whether the stream was created or its key changed (false: it had this key).
+    pub changed: bool,
+}
+
+/// The body of `POST /api/live/reset`: an ingest node that (re)starts.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeReset {
+    pub ingest_node: String,
+}
+
+/// The answer of `POST /api/live/reset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeResetDone {
+    /// How many streams were marked offline.
+    pub streams: u64,
 }
 
 /// The body of `POST /api/streams`.
@@ -328,6 +433,10 @@ pub const MAX_DESCRIPTION_LEN: usize = 5_000;
 pub const MAX_TAG_LEN: usize = 32;
 /// Most tags on one stream.
 pub const MAX_TAGS: usize = 32;
+/// Longest ingest node name, in characters.
+pub const MAX_NODE_LEN: usize = 255;
+/// Shortest key an operator may choose.
+pub const MIN_DECLARED_KEY_LEN: usize = 4;
 /// Streams per page when `limit` is not given.
 pub const DEFAULT_PAGE: u32 = 50;
 /// Largest `limit` accepted.

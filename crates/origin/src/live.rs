@@ -190,6 +190,15 @@ impl LiveStream {
         self.lock().phase
     }
 
+    /// The names of the renditions packaged so far, in the order they appeared.
+    pub fn rendition_names(&self) -> Vec<String> {
+        self.lock()
+            .renditions
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
     /// A receiver that sees a new value after every change of this stream.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

@@ -75,7 +75,7 @@ pub(crate) struct ServeAnalytics {
 impl ServeAnalytics {
     pub(crate) async fn start(
         settings: &AnalyticsSettings,
-        store: &MetaStore,
+        store: Option<&MetaStore>,
         edge: String,
     ) -> anyhow::Result<Self> {
         let emit = EmitConfig {
@@ -101,6 +101,8 @@ impl ServeAnalytics {
                 }
             }
             AnalyticsMode::Local => {
+                // `serve` opens the database whenever analytics runs here.
+                let store = store.context("in-process analytics needs the database")?;
                 let analytics = open(settings, store).await?;
                 let (emitter, drain) = Emitter::local(analytics.clone(), emit);
                 // Its own stop signal: it must outlive the drain, so that the last

@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 mod analytics_load;
 mod failover;
 mod viewer;
+mod api_load;
+mod pg;
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
@@ -43,6 +45,10 @@ pub(crate) enum BenchKind {
     /// time for the edge to switch, and the load on the origin taking over, when A is
     /// killed, when it comes back, and when B freezes (a silent host).
     Failover(failover::FailoverBenchArgs),
+    /// The metadata API's reads and writes per second on SQLite and PostgreSQL, and
+    /// the key check's latency on the publish path: in-process, against a remote
+    /// metadata server uncached, and cached (goal: cached adds at most 5 ms).
+    Api(api_load::ApiBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +102,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Edge(a) => edge_bench(a),
         BenchKind::Analytics(a) => analytics_load::run(a),
         BenchKind::Failover(a) => failover::run(a),
+        BenchKind::Api(a) => api_load::run(a),
     }
 }
 

@@ -55,6 +55,44 @@ pub(crate) struct ServeArgs {
     )]
     pub(crate) admin_token: Option<String>,
 
+    /// Use the metadata server at this base URL (a `rivulet meta`, e.g.
+    /// http://meta.internal:8080) instead of the one in this process: stream keys are
+    /// checked there (answers cached, see --meta-cache-ttl-ms; keys that worked keep
+    /// working while it is unreachable), --stream declarations are stored there, and
+    /// live state is reported there. Needs --meta-token.
+    #[arg(long, env = "RIVULET_META_URL", value_name = "URL")]
+    pub(crate) meta_url: Option<String>,
+
+    /// The admin token of the metadata server at --meta-url.
+    #[arg(
+        long,
+        env = "RIVULET_META_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) meta_token: Option<String>,
+
+    /// How long the metadata server's "this key publishes stream X" is used without
+    /// asking it again (with --meta-url). A key rotated out on the server still works
+    /// here for up to this long. [default: 30000]
+    #[arg(long, env = "RIVULET_META_CACHE_TTL_MS", value_name = "MS")]
+    pub(crate) meta_cache_ttl_ms: Option<u64>,
+
+    /// How long the metadata server's "no stream has this key" is used without asking
+    /// it again (with --meta-url). [default: 2000]
+    #[arg(long, env = "RIVULET_META_NEGATIVE_TTL_MS", value_name = "MS")]
+    pub(crate) meta_negative_ttl_ms: Option<u64>,
+
+    /// Time limit of one request to the metadata server at --meta-url; a key check
+    /// that gets no answer within it counts as "unreachable". [default: 2000]
+    #[arg(long, env = "RIVULET_META_TIMEOUT_MS", value_name = "MS")]
+    pub(crate) meta_timeout_ms: Option<u64>,
+
+    /// This node's name in the streams' live state (`ingest_node`).
+    /// [default: HOSTNAME:RTMP_PORT]
+    #[arg(long, env = "RIVULET_NODE_NAME", value_name = "NAME")]
+    pub(crate) node_name: Option<String>,
+
     /// Target segment duration in milliseconds; segments are cut at the first
     /// keyframe at or after each multiple of it. [default: 2000]
     #[arg(long, env = "RIVULET_SEGMENT_TARGET_MS", value_name = "MS")]
@@ -188,18 +226,8 @@ impl StreamDecl {
     fn validate(&self) -> Result<(), String> {
         // The metadata store's naming rule, so that every declared stream can be stored.
         meta::StreamName::parse(&self.name).map_err(|e| e.reason)?;
-        if self.key.len() < 4
-            || self
-                .key
-                .chars()
-                .any(|c| c.is_whitespace() || c == '/' || c == '?')
-        {
-            return Err(format!(
-                "the key of stream '{}' must be at least 4 characters without spaces, '/' or '?'",
-                self.name
-            ));
-        }
-        Ok(())
+        meta::validate_declared_key(&self.key)
+            .map_err(|e| format!("the key of stream '{}': {}", self.name, e.reason))
     }
 }
 
@@ -212,6 +240,12 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     admin_token: Option<String>,
+    meta_url: Option<String>,
+    meta_token: Option<String>,
+    meta_cache_ttl_ms: Option<u64>,
+    meta_negative_ttl_ms: Option<u64>,
+    meta_timeout_ms: Option<u64>,
+    node_name: Option<String>,
     segment_target_ms: Option<u32>,
     part_target_ms: Option<u32>,
     window_segments: Option<usize>,
@@ -251,6 +285,47 @@ pub(crate) struct ServeConfig {
     pub(crate) renditions: Vec<String>,
     pub(crate) ladder: Vec<transcode::Rung>,
     pub(crate) analytics: AnalyticsSettings,
+    /// Where streams and keys live.
+    pub(crate) meta: MetaMode,
+    /// `None`: HOSTNAME:RTMP_PORT.
+    pub(crate) node_name: Option<String>,
+}
+
+/// Where `serve`'s streams and keys live.
+#[derive(Debug, Clone)]
+pub(crate) enum MetaMode {
+    /// The metadata store and API run in this process.
+    Local,
+    /// A remote metadata server (`rivulet meta`).
+    Remote(RemoteMetaSettings),
+}
+
+/// How `serve` talks to a remote metadata server.
+#[derive(Clone)]
+pub(crate) struct RemoteMetaSettings {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) cache: meta::remote::KeyCacheConfig,
+    pub(crate) client: meta::remote::RemoteConfig,
+}
+
+impl std::fmt::Debug for RemoteMetaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the token.
+        f.debug_struct("RemoteMetaSettings")
+            .field("url", &self.url)
+            .field("cache", &self.cache)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteMetaSettings {
+    /// The client these settings describe.
+    pub(crate) fn client(&self) -> anyhow::Result<meta::remote::RemoteMeta> {
+        meta::remote::RemoteMeta::new(&self.url, &self.token, self.client)
+            .context("check --meta-url (RIVULET_META_URL, meta_url)")
+    }
 }
 
 /// Where `serve`'s delivery events go.
@@ -411,7 +486,55 @@ impl ServeArgs {
                 .max(1),
         };
 
+        let meta = match self.meta_url.clone().or(file.meta_url) {
+            None => MetaMode::Local,
+            Some(url) => {
+                let token = self
+                    .meta_token
+                    .clone()
+                    .or(file.meta_token)
+                    .filter(|t| !t.is_empty())
+                    .context(
+                        "--meta-url needs --meta-token (RIVULET_META_TOKEN, meta_token): the admin token of that metadata server",
+                    )?;
+                let ms = |flag: Option<u64>, file: Option<u64>, default: u64| {
+                    Duration::from_millis(flag.or(file).unwrap_or(default))
+                };
+                let timeout = ms(self.meta_timeout_ms, file.meta_timeout_ms, 2_000);
+                if timeout.is_zero() {
+                    bail!("--meta-timeout-ms must be more than 0");
+                }
+                let settings = RemoteMetaSettings {
+                    url,
+                    token,
+                    cache: meta::remote::KeyCacheConfig {
+                        ttl: ms(self.meta_cache_ttl_ms, file.meta_cache_ttl_ms, 30_000),
+                        negative_ttl: ms(
+                            self.meta_negative_ttl_ms,
+                            file.meta_negative_ttl_ms,
+                            2_000,
+                        ),
+                        ..Default::default()
+                    },
+                    client: meta::remote::RemoteConfig {
+                        timeout,
+                        connect_timeout: timeout.min(Duration::from_secs(1)),
+                    },
+                };
+                settings.client()?;
+                MetaMode::Remote(settings)
+            }
+        };
+        let node_name = self.node_name.clone().or(file.node_name);
+        if let Some(node) = &node_name {
+            meta::validate_node_name(node, "node_name")
+                .map_err(|e| anyhow::anyhow!(e.reason))
+                .context("check --node-name (RIVULET_NODE_NAME, node_name)")?;
+        }
+
         Ok(ServeConfig {
+            meta,
+            node_name,
             analytics,
             rtmp_listen: self
                 .rtmp_listen
@@ -688,6 +811,60 @@ mod tests {
             ..Default::default()
         };
         assert!(format!("{:#}", dup.resolve().unwrap_err()).contains("same key"));
+    }
+
+    #[test]
+    fn remote_meta_options() {
+        assert!(matches!(
+            ServeArgs::default().resolve().expect("resolve").meta,
+            MetaMode::Local
+        ));
+        let no_token = ServeArgs {
+            meta_url: Some("http://meta:8080".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", no_token.resolve().unwrap_err());
+        assert!(err.contains("--meta-token"), "{err}");
+        let bad_url = ServeArgs {
+            meta_url: Some("meta:8080".into()),
+            meta_token: Some("a-token-of-16-chars".into()),
+            ..Default::default()
+        };
+        let err = format!("{:#}", bad_url.resolve().unwrap_err());
+        assert!(
+            err.contains("--meta-url") && err.contains("http://"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "meta_url = \"http://meta:8080\"\nmeta_token = \"from-the-file-123\"\nmeta_cache_ttl_ms = 5000\nnode_name = \"ingest-a\"\n",
+        )
+        .expect("write");
+        let c = ServeArgs {
+            config: Some(path),
+            meta_negative_ttl_ms: Some(100),
+            ..Default::default()
+        }
+        .resolve()
+        .expect("resolve");
+        let MetaMode::Remote(remote) = c.meta else {
+            panic!("not remote: {:?}", c.meta)
+        };
+        assert_eq!(remote.url, "http://meta:8080");
+        assert_eq!(remote.token, "from-the-file-123");
+        assert_eq!(remote.cache.ttl, Duration::from_secs(5));
+        assert_eq!(remote.cache.negative_ttl, Duration::from_millis(100));
+        assert_eq!(remote.client.timeout, Duration::from_secs(2));
+        assert!(!format!("{remote:?}").contains("from-the-file"));
+        assert_eq!(c.node_name.as_deref(), Some("ingest-a"));
+        let bad_node = ServeArgs {
+            node_name: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(format!("{:#}", bad_node.resolve().unwrap_err()).contains("--node-name"));
     }
 
     #[test]

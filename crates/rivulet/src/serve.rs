@@ -10,13 +10,14 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use hub::Hub;
+use meta::remote::RemoteKeys;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use origin::{LiveStreams, OriginConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::analytics_server::ServeAnalytics;
-use crate::config::{AnalyticsMode, ServeConfig};
+use crate::config::{AnalyticsMode, MetaMode, ServeConfig};
 use crate::metadata;
 
 /// The listening sockets of `serve`, bound before anything else starts so that a
@@ -74,17 +75,39 @@ pub(crate) async fn serve(
     let rtmp_addr = rtmp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
-    // Streams and keys live in the metadata store; the declared ones are upserted.
-    let store = metadata::open_store(
-        config.database_url.as_deref(),
-        &config.data_dir,
-        &config.streams,
-    )
-    .await?;
-    let (token, token_source) =
-        metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
+    let node = config
+        .node_name
+        .clone()
+        .unwrap_or_else(|| metadata::node_name(rtmp_addr.port()));
+    // Streams and keys live in the metadata store here, or on a remote metadata
+    // server; the declared ones are upserted either way.
+    let (meta_link, keys, local) = match &config.meta {
+        MetaMode::Local => {
+            let store = metadata::open_store(
+                config.database_url.as_deref(),
+                &config.data_dir,
+                &config.streams,
+            )
+            .await?;
+            let (token, source) =
+                metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
+            (
+                metadata::MetaLink::Local(store.clone()),
+                Arc::new(store.clone()) as Arc<dyn ingest::StreamKeys>,
+                Some((store, token, source)),
+            )
+        }
+        MetaMode::Remote(settings) => {
+            let keys = RemoteKeys::new(settings.client()?, settings.cache);
+            metadata::declare_remote(&keys, &config.streams).await?;
+            (
+                metadata::MetaLink::Remote(keys.remote().clone()),
+                Arc::new(keys) as Arc<dyn ingest::StreamKeys>,
+                None,
+            )
+        }
+    };
     let hub = Hub::new();
-    let keys = Arc::new(store.clone());
     let streams = LiveStreams::new(OriginConfig {
         packager: config.packager.clone(),
         grace_period: config.grace_period,
@@ -106,10 +129,21 @@ pub(crate) async fn serve(
     });
 
     // Delivery events go to the analytics server in this process, or to a remote one.
-    let node = metadata::node_name(rtmp_addr.port());
-    let analytics = ServeAnalytics::start(&config.analytics, &store, node.clone()).await?;
-    let (meta_routes, mut doc) = meta::api::routes(store.clone(), token.clone());
-    let mut api = meta_routes;
+    // In-process analytics keeps its tables in the metadata database (opened here for
+    // analytics alone when the metadata server is remote).
+    let analytics_store = match (&local, &config.analytics.mode) {
+        (Some((store, _, _)), _) => Some(store.clone()),
+        (None, AnalyticsMode::Local) => {
+            Some(metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?)
+        }
+        (None, _) => None,
+    };
+    let analytics =
+        ServeAnalytics::start(&config.analytics, analytics_store.as_ref(), node.clone()).await?;
+    let (mut api, mut doc) = match &local {
+        Some((store, token, _)) => meta::api::routes(store.clone(), token.clone()),
+        None => (Router::new(), meta::api::empty_openapi()),
+    };
     if let Some(local) = &analytics.local {
         let (routes, analytics_doc) = analytics::api::routes(local.clone());
         doc.merge(analytics_doc);
@@ -127,20 +161,31 @@ pub(crate) async fn serve(
         .route("/metrics", get(move || metrics_page(prometheus.clone())));
 
     print_banner(rtmp_addr, http_addr, &config);
-    metadata::print_api_banner(
-        &format!("http://{}", display_addr(http_addr)),
-        &token,
-        token_source,
-        &config.data_dir,
-    );
+    match &local {
+        Some((_, token, source)) => metadata::print_api_banner(
+            &format!("http://{}", display_addr(http_addr)),
+            token,
+            *source,
+            &config.data_dir,
+        ),
+        None => {
+            if analytics.local.is_some() {
+                println!(
+                    "  API: http://{}/api/analytics (OpenAPI document: /api/openapi.json)",
+                    display_addr(http_addr)
+                );
+            }
+        }
+    }
 
     // Subscribed before the RTMP listener starts, so that every publish session is seen.
-    metadata::reset_node(&store, &node).await;
+    metadata::reset_node(&meta_link, &node).await;
     let live = tokio::spawn(metadata::track_live(
         hub.clone(),
         hub.announcements(),
-        store.clone(),
+        meta_link.clone(),
         node.clone(),
+        streams.clone(),
         stopped(),
     ));
 
@@ -151,11 +196,14 @@ pub(crate) async fn serve(
         ingest::RtmpConfig::default(),
         stopped(),
     ));
-    let titles = tokio::spawn(metadata::sync_titles(
-        store.clone(),
-        streams.clone(),
-        stopped(),
-    ));
+    // With a remote metadata server, titles follow its event streams (`track_live`).
+    let titles = local.as_ref().map(|(store, _, _)| {
+        tokio::spawn(metadata::sync_titles(
+            store.clone(),
+            streams.clone(),
+            stopped(),
+        ))
+    });
     let feed = tokio::spawn(origin::run_feed(
         streams,
         hub,
@@ -178,10 +226,14 @@ pub(crate) async fn serve(
     rtmp.await.context("RTMP server task panicked")?;
     feed.await.context("feed task panicked")?;
     live.await.context("live state task panicked")?;
-    titles.await.context("title task panicked")?;
+    if let Some(titles) = titles {
+        titles.await.context("title task panicked")?;
+    }
     // Publishers were cut by the shutdown: their streams are no longer live here.
-    metadata::reset_node(&store, &node).await;
-    store.close().await;
+    metadata::reset_node(&meta_link, &node).await;
+    if let Some(store) = analytics_store {
+        store.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -231,6 +283,13 @@ fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: 
             s.name,
             host(http),
             s.name
+        );
+    }
+    if let MetaMode::Remote(remote) = &config.meta {
+        println!(
+            "  Metadata: the server at {} (key checks cached {} ms)",
+            remote.url,
+            remote.cache.ttl.as_millis()
         );
     }
     match &config.analytics.mode {

@@ -302,11 +302,49 @@ impl Client {
             "live:        {}",
             if stream.live.live { "yes" } else { "no" }
         );
+        if stream.live.live {
+            for line in live_facts(&stream.live) {
+                println!("  {line}");
+            }
+        }
         if !stream.description.is_empty() {
             println!("description:\n{}", stream.description);
         }
         Ok(())
     }
+}
+
+/// The facts the ingest reported about a live stream, one per line.
+fn live_facts(live: &meta::LiveState) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(since) = live.since {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        lines.push(format!(
+            "since:       {since} (ms since the Unix epoch; {} s ago)",
+            (now - since).max(0) / 1000
+        ));
+    }
+    if let Some(node) = &live.ingest_node {
+        lines.push(format!("ingest node: {node}"));
+    }
+    if let Some(bps) = live.ingest_bitrate {
+        lines.push(format!("bitrate:     {:.2} Mbit/s", bps as f64 / 1e6));
+    }
+    if let Some(renditions) = &live.renditions {
+        let names = match renditions.as_array() {
+            Some(list) => list
+                .iter()
+                .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => renditions.to_string(),
+        };
+        lines.push(format!("renditions:  {names}"));
+    }
+    lines
 }
 
 fn print_table(streams: &[Stream]) {
