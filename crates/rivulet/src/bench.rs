@@ -9,10 +9,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 mod analytics_load;
-mod failover;
-mod viewer;
 mod api_load;
+mod failover;
 mod pg;
+mod viewer;
 
 #[derive(Args, Debug)]
 pub(crate) struct BenchArgs {
