@@ -177,6 +177,10 @@ fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
         &format!("127.0.0.1:{rtmp_port}"),
         "--http-listen",
         &format!("127.0.0.1:{http_port}"),
+        // Repackaged as published, like nginx-rtmp's HLS: ingest and packaging are
+        // compared, not transcoding.
+        "--renditions",
+        "source",
     ])
     .arg("--data-dir")
     .arg(dir.join("data"))
@@ -331,6 +335,10 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
                 "ours360=ours-360",
                 "--stream",
                 "peer=peer-key",
+                // Packaged as published: the time strip is read from what our
+                // encoder made, and the sink spends no CPU transcoding.
+                "--renditions",
+                "source",
             ])
             .arg("--data-dir")
             .arg(dir.join("data"))
