@@ -423,6 +423,7 @@ async function refreshCharts() {
   try {
     const summary = await fetchJson(`${base}/summary?from=${from}&to=${to}`);
     renderFacts(summary);
+    renderEdges(summary.edges || []);
   } catch (err) {
     $('stream-facts').textContent = `Cannot load figures: ${err.message}`;
   }
@@ -463,6 +464,24 @@ function renderFacts(s) {
       d.firstChild.textContent = label;
       d.lastChild.textContent = value;
       return d;
+    }),
+  );
+}
+
+// Edge → the upstream (pipeline) it serves the stream from.
+function renderEdges(edges) {
+  $('edges').hidden = edges.length === 0;
+  $('edges-table').tBodies[0].replaceChildren(
+    ...edges.map((e) => {
+      const tr = document.createElement('tr');
+      const ago = Math.max(0, Math.round((Date.now() - e.last_seen_ms) / 1000));
+      for (const text of [e.edge, e.upstream, `${ago} s ago`]) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      tr.dataset.edge = e.edge;
+      return tr;
     }),
   );
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import {
   ADMIN_TOKEN, api, artifactsDir, assert, assertNoPageErrors, launchBrowser, log, newPage,
-  publish, rivuletBinary, run, startServer, stop, until, waitInPage,
+  publish, rivuletBinary, run, startEdge, startServer, stop, until, waitInPage,
 } from './lib.mjs';
 
 run('dashboard', async () => {
@@ -73,11 +73,25 @@ run('dashboard', async () => {
   await viewer.goto(`${server.http}/watch/cam`);
   await waitInPage(viewer, 'the viewer to play', () => document.body.dataset.state === 'playing', undefined, 60_000);
   await until('the viewer in analytics', async () => (await (await fetch(`${server.http}/api/analytics/streams/cam/summary`)).json()).startups >= 1, 60_000, 1000);
+  // An edge in front of the server reports its deliveries (and which upstream
+  // served them) to the server's analytics: the stream page lists it.
+  const edge = await startEdge(bin, [server.http], ['--analytics-url', server.http]);
+  await until('playlists through the edge', async () => {
+    const r = await fetch(`${edge.url}/live/cam/master.m3u8`);
+    return r.ok && r.headers.get('x-rivulet-upstream') === '0';
+  }, 30_000, 500);
+  await until('the edge in the summary', async () => (await (await fetch(`${server.http}/api/analytics/streams/cam/summary`)).json()).edges?.length >= 1, 30_000, 500);
   await page.click(`${card} h2 a`);
   await page.waitForURL('**/dashboard/streams/cam');
   await page.waitForSelector('#stream:not([hidden])');
   await waitInPage(page, 'six charts', () => document.querySelectorAll('#charts figure').length === 6, undefined, 30_000);
   await waitInPage(page, 'a drawn viewers chart', () => document.querySelector('#chart-viewers .uplot canvas'), undefined, 30_000);
+  await waitInPage(page, 'the edge and its pipeline', (origin) => [...document.querySelectorAll('#edges-table tbody tr')].some((tr) => tr.cells[1].textContent === origin), server.http, 30_000);
+  const edges = await page.$$eval('#edges-table tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)));
+  log('edges:', JSON.stringify(edges));
+  assert(edges.length === 1 && edges[0][0].endsWith(`:${new URL(edge.url).port}`), `one edge, the one started: ${JSON.stringify(edges)}`);
+  assert(await page.isVisible('#edges'), 'the edges table is shown');
+  stop(edge.proc);
   const facts = await page.$$eval('.fact', (fs) => Object.fromEntries(fs.map((f) => [f.firstChild.textContent, f.lastChild.textContent])));
   log('figures:', JSON.stringify(facts));
   assert(/ms$/.test(facts['Startup p50 / p95']), `startup figures: ${facts['Startup p50 / p95']}`);

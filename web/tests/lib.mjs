@@ -83,6 +83,26 @@ export function startServer(bin, extra = []) {
   });
 }
 
+/** Starts `rivulet edge` on a free loopback port in front of `origins`. Resolves to { url, proc }. */
+export function startEdge(bin, origins, extra = []) {
+  const args = ['edge', '--http-listen', '127.0.0.1:0', ...origins.flatMap((o) => ['--origin', o]), ...extra];
+  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RIVULET_LOG: process.env.RIVULET_LOG || 'warn' } });
+  children.add(proc);
+  const output = [];
+  createInterface({ input: proc.stderr }).on('line', (l) => output.push(l));
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`rivulet edge printed no address in 30 s:\n${output.join('\n')}`)), 30_000);
+    proc.on('exit', (code) => reject(new Error(`rivulet edge exited (${code}):\n${output.join('\n')}`)));
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      const m = /HTTP edge: (http:\/\/[^/\s]+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolvePromise({ url: m[1], proc });
+      }
+    });
+  });
+}
+
 /** Starts `rivulet publish --test-pattern` to `url`; returns the child (killed at exit). */
 export function publish(bin, url, { size = '640x360', bitrate = '1M' } = {}) {
   const proc = spawn(bin, ['publish', '--test-pattern', '--size', size, '--bitrate', bitrate, url], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -392,6 +392,7 @@ mod tests {
             client: "192.0.2.1".parse().unwrap(),
             session: session.into(),
             edge: "e1".into(),
+            upstream: None,
             cmcd: Some(Box::new(crate::cmcd::Cmcd {
                 br: Some(800),
                 ..Default::default()

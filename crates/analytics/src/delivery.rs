@@ -61,6 +61,12 @@ pub async fn record_delivery(
         client: info.client,
         session: info.session,
         edge: emitter.edge().to_owned(),
+        upstream: response
+            .headers()
+            .get(UPSTREAM_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|i| emitter.upstream(i))
+            .map(str::to_owned),
         cmcd: info.cmcd,
     };
     let (parts, body) = response.into_parts();
@@ -82,6 +88,9 @@ fn is_cache_fill(headers: &axum::http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ua| ua.starts_with(EDGE_USER_AGENT))
 }
+
+/// The header by which an edge says which of its upstreams answered (an index).
+const UPSTREAM_HEADER: &str = "x-rivulet-upstream";
 
 /// The start of the `User-Agent` a Rivulet edge sends upstream.
 const EDGE_USER_AGENT: &str = "rivulet-edge/";

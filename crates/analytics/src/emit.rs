@@ -33,6 +33,9 @@ pub struct EmitConfig {
     pub queue: usize,
     /// Events per batch (remote) or per hand-over (local).
     pub batch: usize,
+    /// An edge's upstreams (base URLs) in the order of its `x-rivulet-upstream`
+    /// indices: an event's `upstream` is the one that answered.
+    pub upstreams: Vec<String>,
 }
 
 impl Default for EmitConfig {
@@ -42,6 +45,7 @@ impl Default for EmitConfig {
             trusted_proxies: TrustedProxies::default(),
             queue: 65_536,
             batch: 1_000,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -57,6 +61,7 @@ struct EmitInner {
     edge: String,
     trusted: TrustedProxies,
     salt: [u8; 16],
+    upstreams: Vec<String>,
 }
 
 /// Who asked, as far as analytics is concerned.
@@ -165,6 +170,7 @@ impl Emitter {
                 edge: config.edge.clone(),
                 trusted: config.trusted_proxies.clone(),
                 salt,
+                upstreams: config.upstreams.clone(),
             })),
         }
     }
@@ -176,6 +182,15 @@ impl Emitter {
     /// This node's name (`""` when disabled).
     pub fn edge(&self) -> &str {
         self.inner.as_ref().map_or("", |i| i.edge.as_str())
+    }
+
+    /// The upstream an edge's response came from, by its `x-rivulet-upstream` index.
+    pub fn upstream(&self, index: &str) -> Option<&str> {
+        let index: usize = index.parse().ok()?;
+        self.inner
+            .as_ref()
+            .and_then(|i| i.upstreams.get(index))
+            .map(String::as_str)
     }
 
     /// The client address, session and CMCD of a request: `peer` is the TCP peer,

@@ -34,6 +34,10 @@ pub struct DeliveryEvent {
     pub session: String,
     /// The node that served the request.
     pub edge: String,
+    /// The upstream (base URL of an origin or shield) that the edge got the answer
+    /// from; absent from origins' events and from older edges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
     /// CMCD keys the request carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cmcd: Option<Box<Cmcd>>,

@@ -48,6 +48,7 @@ pub use rollup::{
     percentile,
 };
 pub use service::{
-    Analytics, AnalyticsConfig, Breakdown, PlatformSummary, Series, StreamSummary, Timeseries,
+    Analytics, AnalyticsConfig, Breakdown, EdgeUpstream, PlatformSummary, Series, StreamSummary,
+    Timeseries,
 };
 pub use store::{AnalyticsStore, RawBeacon, RawDelivery};

@@ -65,7 +65,14 @@ struct Inner {
     salt: [u8; 16],
     /// Streams given a concurrency gauge, to set it to 0 when they empty.
     gauged: Mutex<HashSet<String>>,
+    /// The latest upstream each edge got a stream from: (stream, edge) → (upstream,
+    /// time of the event). In memory only: it says what is happening now.
+    upstreams: Mutex<BTreeMap<(String, String), (String, i64)>>,
 }
+
+/// Entries of the upstream table older than this are forgotten (the edge is gone,
+/// or no longer serves the stream).
+const UPSTREAM_MEMORY_MS: i64 = 3_600_000;
 
 #[derive(Default)]
 struct RawBuffer {
@@ -94,6 +101,20 @@ pub struct StreamSummary {
     pub by_country: Vec<Breakdown>,
     pub by_rendition: Vec<Breakdown>,
     pub by_edge: Vec<Breakdown>,
+    /// Which upstream (pipeline: origin or shield) each edge serves the stream from,
+    /// by the latest delivery event that edge reported (last hour).
+    pub edges: Vec<EdgeUpstream>,
+}
+
+/// The upstream an edge served a stream from, last time it said.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EdgeUpstream {
+    /// The edge's name (as in its delivery events).
+    pub edge: String,
+    /// The upstream's base URL.
+    pub upstream: String,
+    /// When that edge last reported serving the stream from it, ms since the epoch.
+    pub last_seen_ms: i64,
 }
 
 /// `GET /api/analytics/summary`: the same figures for the whole platform, and per stream.
@@ -155,6 +176,7 @@ impl Analytics {
                 flush: tokio::sync::Mutex::new(()),
                 salt,
                 gauged: Mutex::new(HashSet::new()),
+                upstreams: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -189,6 +211,22 @@ impl Analytics {
             }
         }
         metrics::counter!("analytics_events_ingested_total").increment(events.len() as u64);
+        {
+            let mut upstreams = lock(&self.inner.upstreams);
+            for e in &events {
+                let Some(upstream) = &e.upstream else {
+                    continue;
+                };
+                let entry = upstreams
+                    .entry((e.stream.clone(), e.edge.clone()))
+                    .or_insert_with(|| (upstream.clone(), e.ts));
+                // Batches from different edges interleave; within an edge, the latest
+                // event wins.
+                if e.ts >= entry.1 {
+                    *entry = (upstream.clone(), e.ts);
+                }
+            }
+        }
         let mut raw = lock(&self.inner.raw);
         let room = self
             .inner
@@ -318,6 +356,8 @@ impl Analytics {
             Err(e) => tracing::warn!(error = %e, "cannot prune raw analytics events"),
         }
         lock(&self.inner.agg).prune(now);
+        lock(&self.inner.upstreams)
+            .retain(|_, (_, ts)| now.saturating_sub(*ts) < UPSTREAM_MEMORY_MS);
     }
 
     /// Sessions active now, of one stream or of all.
@@ -346,7 +386,23 @@ impl Analytics {
             by_country: b.remove(&Dim::Country).unwrap_or_default(),
             by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
             by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
+            edges: self.edge_upstreams(stream),
         })
+    }
+
+    /// The latest upstream of each edge serving `stream` (the last hour's).
+    pub fn edge_upstreams(&self, stream: &str) -> Vec<EdgeUpstream> {
+        let now = now_ms();
+        lock(&self.inner.upstreams)
+            .range((stream.to_owned(), String::new())..)
+            .take_while(|((s, _), _)| s == stream)
+            .filter(|(_, (_, ts))| now.saturating_sub(*ts) < UPSTREAM_MEMORY_MS)
+            .map(|((_, edge), (upstream, ts))| EdgeUpstream {
+                edge: edge.clone(),
+                upstream: upstream.clone(),
+                last_seen_ms: *ts,
+            })
+            .collect()
     }
 
     /// The platform-wide summary over `from..to`.

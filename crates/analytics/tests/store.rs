@@ -30,6 +30,7 @@ fn event(ts: i64, session: &str, client: &str, status: u16) -> DeliveryEvent {
         client: client.parse().unwrap(),
         session: session.into(),
         edge: "node-a".into(),
+        upstream: None,
         cmcd: None,
     }
 }
@@ -73,6 +74,7 @@ async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
     let us = after.by_country.iter().find(|b| b.value == "US").unwrap();
     assert_eq!(us.figures.unique_viewers, 1);
     assert_eq!(after.by_edge[0].value, "node-a");
+    assert!(after.edges.is_empty(), "no event named an upstream");
     let platform = an.platform_summary(t0, now_ms()).await.unwrap();
     assert_eq!(platform.figures.unique_viewers, 2);
     assert_eq!(platform.streams.len(), 1);
@@ -102,6 +104,40 @@ async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
     assert!(store.stored_addresses().await.unwrap().is_empty());
     let kept = an.stream_summary("cam", t0, now_ms()).await.unwrap();
     assert_eq!(kept.figures, after.figures);
+
+    // Which upstream each edge serves a stream from: its latest event's, whatever
+    // order the batches arrive in; events without one (older edges) change nothing.
+    let via = |ts: i64, edge: &str, upstream: Option<&str>| DeliveryEvent {
+        stream: "cam2".into(),
+        edge: edge.into(),
+        upstream: upstream.map(str::to_owned),
+        ..event(ts, "c", "8.8.8.8", 200)
+    };
+    let now = now_ms();
+    an.ingest_deliveries([
+        via(now - 1_000, "e1", Some("http://b:8080")),
+        via(now - 2_000, "e1", Some("http://a:8080")),
+        via(now - 500, "e1", None),
+        via(now - 3_000, "e2", Some("http://a:8080")),
+    ]);
+    let edges: Vec<_> = an
+        .edge_upstreams("cam2")
+        .into_iter()
+        .map(|e| (e.edge, e.upstream, e.last_seen_ms))
+        .collect();
+    assert_eq!(
+        edges,
+        [
+            ("e1".to_owned(), "http://b:8080".to_owned(), now - 1_000),
+            ("e2".to_owned(), "http://a:8080".to_owned(), now - 3_000),
+        ]
+    );
+    assert!(an.edge_upstreams("cam").is_empty());
+    let summary = an
+        .stream_summary("cam2", now - 60_000, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(summary.edges.len(), 2);
 
     // The metadata store still opens over a database holding our migrations.
     meta::MetaStore::open(&h.url).await.unwrap();

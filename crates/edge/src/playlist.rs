@@ -45,6 +45,14 @@ pub fn answers_blocking(playlist: &str, msn: u64, part: Option<u32>) -> bool {
     }
 }
 
+/// Whether `playlist` is a media playlist without a single complete segment (only
+/// the parts of the open one): what an origin that has just (re)started serves for
+/// its first seconds. hls.js cannot play from it (`levelEmptyError`, then a stall of
+/// seconds), so while another upstream has segments the edge asks that one instead.
+pub fn lacks_segments(playlist: &str) -> bool {
+    playlist.contains("#EXT-X-MEDIA-SEQUENCE:") && !playlist.contains("#EXTINF:")
+}
+
 /// The `URI` attribute of an attribute list.
 fn uri(attrs: &str) -> Option<&str> {
     let start = attrs.find("URI=\"")? + 5;
@@ -98,5 +106,20 @@ mod tests {
         assert!(!answers_blocking("not a playlist", 1, Some(0)));
         let ended = format!("{PLAYLIST}#EXT-X-ENDLIST\n");
         assert!(answers_blocking(&ended, 41, Some(4)));
+    }
+
+    #[test]
+    fn a_media_playlist_of_parts_only_lacks_segments() {
+        assert!(!lacks_segments(PLAYLIST));
+        let fresh = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:41\n\
+            #EXT-X-MAP:URI=\"init-0.mp4\"\n\
+            #EXT-X-PART:DURATION=0.33333,URI=\"part-41-0.m4s\",INDEPENDENT=YES\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-41-1.m4s\"\n";
+        assert!(lacks_segments(fresh));
+        let master = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=150000\n144p/index.m3u8\n";
+        assert!(
+            !lacks_segments(master),
+            "a multivariant playlist has no segments"
+        );
     }
 }

@@ -427,18 +427,26 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
                 last_error = format!("{} cannot continue the object: {status}", upstream.base);
                 continue;
             }
-            if status.is_success()
-                && !last_candidate
-                && let Some((msn, part)) = key.blocking_target()
-                && !crate::playlist::answers_blocking(&String::from_utf8_lossy(&body), msn, part)
-            {
-                // It answered without the part asked for: its window starts later (a
-                // restarted origin catching up). The other pipeline has it.
-                inner
-                    .upstreams
-                    .mark_stalled(index, key.stream(), Instant::now());
-                last_answer = Some((head, body));
-                continue;
+            if status.is_success() && !last_candidate && playlist {
+                let text = String::from_utf8_lossy(&body);
+                let behind = key.blocking_target().is_some_and(|(msn, part)| {
+                    !crate::playlist::answers_blocking(&text, msn, part)
+                });
+                if behind {
+                    // It answered without the part asked for: its window starts later
+                    // (a restarted origin catching up). The other pipeline has it.
+                    inner
+                        .upstreams
+                        .mark_stalled(index, key.stream(), Instant::now());
+                }
+                if behind || crate::playlist::lacks_segments(&text) {
+                    // Nor a playlist without a whole segment (its first seconds): ask
+                    // the next upstream, this time only, since at a stream's start
+                    // every pipeline looks like that (a cool-down would make the
+                    // edge swing between them).
+                    last_answer = Some((head, body));
+                    continue;
+                }
             }
             let input_ok = head
                 .headers

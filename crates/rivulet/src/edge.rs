@@ -243,6 +243,11 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
                     edge: crate::metadata::node_name(port),
                     trusted_proxies: analytics::TrustedProxies::new(args.trusted_proxies.clone()),
                     queue: args.analytics_queue.max(1),
+                    upstreams: args
+                        .origins
+                        .iter()
+                        .map(|o| o.trim_end_matches('/').to_owned())
+                        .collect(),
                     ..Default::default()
                 },
             );

@@ -134,133 +134,234 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// One test at a time: each runs two transcoding ingests, two edges, PostgreSQL and
+/// viewers, plenty for a 2-core machine; and the namespaces are named after the
+/// test process, so two labs at once would collide.
+static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_lab() -> std::sync::MutexGuard<'static, ()> {
+    ONE_LAB.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The scenario's hosts and processes, shared by the Rust viewer's test and the
+/// hls.js one: PostgreSQL, ingests A and B (one 144p rung each), our publisher
+/// feeding both, edge-1 (A, then B) and edge-2 (B, then A). Fields drop in order:
+/// every process is gone before the namespaces are deleted.
+struct AbLab {
+    edge1: EdgeNode,
+    edge2: EdgeNode,
+    _publisher: KillOnDrop,
+    a: Option<Server>,
+    b: Server,
+    _pg: Option<PgCluster>,
+    a_args: Vec<String>,
+    a_rtmp: String,
+    a_http: String,
+    dir: tempfile::TempDir,
+    net: Net,
+}
+
+impl AbLab {
+    fn start() -> AbLab {
+        let net = Net::new();
+
+        // Stream definitions in PostgreSQL, shared by both ingests.
+        let pg_port = net.port("db", 5432);
+        let pg = match PgCluster::start(&net.prefix("db"), &net.ip("db").to_string(), pg_port) {
+            Ok(pg) => Some(pg),
+            Err(reason) => {
+                if std::env::var_os("RIVULET_TEST_REQUIRE_POSTGRES").is_some_and(|v| v != "0") {
+                    panic!("PostgreSQL is required (RIVULET_TEST_REQUIRE_POSTGRES) but: {reason}");
+                }
+                loud(&format!(
+                    "SKIPPED PostgreSQL: {reason}; each ingest declares the stream itself"
+                ));
+                None
+            }
+        };
+
+        // A small ladder: one 144p rung, so both transcoders fit the 2-core CI machines.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &config,
+            "renditions = [\"144p\"]\n[[ladder]]\nname = \"144p\"\nheight = 144\nbitrate = 150000\n",
+        )
+        .unwrap();
+        let config = config.to_str().unwrap().to_owned();
+        let common_args = |declare: bool| {
+            let mut args: Vec<String> = [
+                "--config",
+                &config,
+                "--no-analytics",
+                "--grace-period-ms",
+                "60000",
+            ]
+            .map(String::from)
+            .to_vec();
+            match &pg {
+                Some(pg) => {
+                    args.extend(["--database-url".into(), pg.url.clone()]);
+                    // Only A declares the stream; B knows it from the shared database.
+                    if declare {
+                        args.extend(["--stream".into(), "ab=ab-key".into()]);
+                    }
+                }
+                None => args.extend(["--stream".into(), "ab=ab-key".into()]),
+            }
+            args
+        };
+        let a_args = common_args(true);
+        let b_args = common_args(false);
+        let listen = |host: &str, rtmp: u16, http: u16| {
+            (
+                format!("{}:{}", net.ip(host), net.port(host, rtmp)),
+                format!("{}:{}", net.ip(host), net.port(host, http)),
+            )
+        };
+        let (a_rtmp, a_http) = listen("ingest-a", 1935, 8080);
+        let (b_rtmp, b_http) = listen("ingest-b", 1935, 8080);
+        // A first: it applies the migrations and declares the stream.
+        let a = start_a(&net, &dir, &a_args, &a_rtmp, &a_http);
+        let b = {
+            let args: Vec<&str> = b_args.iter().map(String::as_str).collect();
+            Server::start_cmd(
+                &net.prefix("ingest-b"),
+                "ingest-b",
+                &dir.path().join("b"),
+                &b_rtmp,
+                &b_http,
+                &args,
+            )
+        };
+        let a_url = format!("http://{a_http}");
+        let b_url = format!("http://{b_http}");
+
+        let (publisher, _) = rivulet_publish_in(
+            &net.prefix("encoder"),
+            &[
+                "--test-pattern",
+                "--size",
+                "320x180",
+                "--bitrate",
+                "400k",
+                &format!("rtmp://{a_rtmp}/live/ab-key"),
+                &format!("rtmp://{b_rtmp}/live/ab-key"),
+            ],
+        );
+        let edge_listen = |host: &str| format!("{}:{}", net.ip(host), net.port(host, 8081));
+        let edge1 = EdgeNode::start(
+            &net.prefix("edge-1"),
+            &edge_listen("edge-1"),
+            &[&a_url, &b_url],
+            &[],
+        );
+        let edge2 = EdgeNode::start(
+            &net.prefix("edge-2"),
+            &edge_listen("edge-2"),
+            &[&b_url, &a_url],
+            &[],
+        );
+        AbLab {
+            edge1,
+            edge2,
+            _publisher: publisher,
+            a: Some(a),
+            b,
+            _pg: pg,
+            a_args,
+            a_rtmp,
+            a_http,
+            dir,
+            net,
+        }
+    }
+
+    fn netns(&self) -> bool {
+        matches!(self.net, Net::Namespaces(_))
+    }
+
+    /// The viewer host's namespace, if there are namespaces.
+    fn viewer_namespace(&self) -> Option<String> {
+        match &self.net {
+            Net::Namespaces(lab) => Some(lab.namespace("viewer")),
+            Net::Loopback => None,
+        }
+    }
+
+    /// A crashes (SIGKILL).
+    fn kill_a(&mut self) {
+        if let Some(mut a) = self.a.take() {
+            a.kill();
+        }
+    }
+
+    /// A comes back with the same command (and the same data directory).
+    fn restart_a(&mut self) {
+        assert!(self.a.is_none(), "A is running");
+        self.a = Some(start_a(
+            &self.net,
+            &self.dir,
+            &self.a_args,
+            &self.a_rtmp,
+            &self.a_http,
+        ));
+    }
+
+    /// B's link is cut (or, without namespaces, B is frozen).
+    fn cut_b(&self) {
+        match &self.net {
+            Net::Namespaces(lab) => lab.cut("ingest-b").unwrap(),
+            Net::Loopback => {
+                // SIGSTOP rather than a kill: B's sockets stay open and silent, as with
+                // a cut link (a killed process would reset its connections).
+                let (ok, _, err) =
+                    run(std::process::Command::new("kill")
+                        .args(["-STOP", &self.b.pid().to_string()]));
+                assert!(ok, "SIGSTOP B: {err}");
+            }
+        }
+    }
+}
+
+impl Drop for AbLab {
+    fn drop(&mut self) {
+        // A frozen B must be able to die (SIGKILL works on a stopped process, but
+        // let it go first so that its children see the end too).
+        if !self.netns() {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.b.pid().to_string()])
+                .output();
+        }
+    }
+}
+
+fn start_a(net: &Net, dir: &tempfile::TempDir, args: &[String], rtmp: &str, http: &str) -> Server {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_cmd(
+        &net.prefix("ingest-a"),
+        "ingest-a",
+        &dir.path().join("a"),
+        rtmp,
+        http,
+        &args,
+    )
+}
+
 #[test]
 fn viewers_keep_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
+    let _one = one_lab();
     let clock = Instant::now();
-    // Declared first, dropped last: every process below is gone by then.
-    let net = Net::new();
-    let netns = matches!(net, Net::Namespaces(_));
-
-    // Stream definitions in PostgreSQL, shared by both ingests.
-    let pg_port = net.port("db", 5432);
-    let pg = match PgCluster::start(&net.prefix("db"), &net.ip("db").to_string(), pg_port) {
-        Ok(pg) => Some(pg),
-        Err(reason) => {
-            if std::env::var_os("RIVULET_TEST_REQUIRE_POSTGRES").is_some_and(|v| v != "0") {
-                panic!("PostgreSQL is required (RIVULET_TEST_REQUIRE_POSTGRES) but: {reason}");
-            }
-            loud(&format!(
-                "SKIPPED PostgreSQL: {reason}; each ingest declares the stream itself"
-            ));
-            None
-        }
-    };
-
-    // A small ladder: one 144p rung, so both transcoders fit the 2-core CI machines.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("rivulet.toml");
-    std::fs::write(
-        &config,
-        "renditions = [\"144p\"]\n[[ladder]]\nname = \"144p\"\nheight = 144\nbitrate = 150000\n",
-    )
-    .unwrap();
-    let config = config.to_str().unwrap().to_owned();
-    let common_args = |declare: bool| {
-        let mut args: Vec<String> = [
-            "--config",
-            &config,
-            "--no-analytics",
-            "--grace-period-ms",
-            "60000",
-        ]
-        .map(String::from)
-        .to_vec();
-        match &pg {
-            Some(pg) => {
-                args.extend(["--database-url".into(), pg.url.clone()]);
-                // Only A declares the stream; B knows it from the shared database.
-                if declare {
-                    args.extend(["--stream".into(), "ab=ab-key".into()]);
-                }
-            }
-            None => args.extend(["--stream".into(), "ab=ab-key".into()]),
-        }
-        args
-    };
-    let a_args = common_args(true);
-    let b_args = common_args(false);
-    let listen = |host: &str, rtmp: u16, http: u16| {
-        (
-            format!("{}:{}", net.ip(host), net.port(host, rtmp)),
-            format!("{}:{}", net.ip(host), net.port(host, http)),
-        )
-    };
-    let (a_rtmp, a_http) = listen("ingest-a", 1935, 8080);
-    let (b_rtmp, b_http) = listen("ingest-b", 1935, 8080);
-    let a_data = dir.path().join("a");
-    let start_a = || {
-        let args: Vec<&str> = a_args.iter().map(String::as_str).collect();
-        Server::start_cmd(
-            &net.prefix("ingest-a"),
-            "ingest-a",
-            &a_data,
-            &a_rtmp,
-            &a_http,
-            &args,
-        )
-    };
-    // A first: it applies the migrations and declares the stream.
-    let mut a = Some(start_a());
-    let b = Some({
-        let args: Vec<&str> = b_args.iter().map(String::as_str).collect();
-        Server::start_cmd(
-            &net.prefix("ingest-b"),
-            "ingest-b",
-            &dir.path().join("b"),
-            &b_rtmp,
-            &b_http,
-            &args,
-        )
-    });
-    let a_url = format!("http://{a_http}");
-    let b_url = format!("http://{b_http}");
-
-    let (_publisher, _) = rivulet_publish_in(
-        &net.prefix("encoder"),
-        &[
-            "--test-pattern",
-            "--size",
-            "320x180",
-            "--bitrate",
-            "400k",
-            &format!("rtmp://{a_rtmp}/live/ab-key"),
-            &format!("rtmp://{b_rtmp}/live/ab-key"),
-        ],
-    );
-    let edge_listen = |host: &str| format!("{}:{}", net.ip(host), net.port(host, 8081));
-    let edge1 = EdgeNode::start(
-        &net.prefix("edge-1"),
-        &edge_listen("edge-1"),
-        &[&a_url, &b_url],
-        &[],
-    );
-    let edge2 = EdgeNode::start(
-        &net.prefix("edge-2"),
-        &edge_listen("edge-2"),
-        &[&b_url, &a_url],
-        &[],
-    );
+    let mut lab = AbLab::start();
+    let netns = lab.netns();
 
     // Two viewers on the viewer host: through edge-1 (A first) and edge-2 (B first).
-    let viewers: Vec<_> = [&edge1.url, &edge2.url]
+    let viewers: Vec<_> = [&lab.edge1.url, &lab.edge2.url]
         .into_iter()
         .map(|edge| {
             let control = Arc::new(ViewerControl::default());
             let base = format!("{edge}/live/ab/144p");
-            let enter = match &net {
-                Net::Namespaces(lab) => Some(lab.namespace("viewer")),
-                Net::Loopback => None,
-            };
+            let enter = lab.viewer_namespace();
             let thread_control = control.clone();
             let handle = std::thread::spawn(move || {
                 if let Some(ns) = enter {
@@ -301,8 +402,7 @@ fn viewers_keep_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
     std::thread::sleep(Duration::from_secs(8));
 
     // A crashes.
-    a.as_mut().unwrap().kill();
-    drop(a.take());
+    lab.kill_a();
     let killed_at = clock.elapsed();
     let parts_before_kill = one.parts.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(6));
@@ -310,7 +410,7 @@ fn viewers_keep_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
 
     // A comes back with the same command; the publisher reconnects (with backoff),
     // and edge-1 must use A again once it has caught up.
-    a = Some(start_a());
+    lab.restart_a();
     let returned_at = clock.elapsed();
     wait_for(
         "edge-1 serves from A again",
@@ -323,17 +423,8 @@ fn viewers_keep_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
     let caught_up_at = clock.elapsed();
     std::thread::sleep(Duration::from_secs(2));
 
-    // B's link is cut (or, without namespaces, B is killed).
-    match &net {
-        Net::Namespaces(lab) => lab.cut("ingest-b").unwrap(),
-        Net::Loopback => {
-            // SIGSTOP rather than a kill: B's sockets stay open and silent, as with a
-            // cut link (a killed process would reset its connections).
-            let (ok, _, err) = run(std::process::Command::new("kill")
-                .args(["-STOP", &b.as_ref().unwrap().pid().to_string()]));
-            assert!(ok, "SIGSTOP B: {err}");
-        }
-    }
+    // B's link is cut (or, without namespaces, B is frozen).
+    lab.cut_b();
     let cut_at = clock.elapsed();
     let parts_before_cut = two.parts.load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_secs(8));
@@ -426,6 +517,153 @@ fn viewers_keep_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
     // Viewer 2's edge prefers B: after the cut it must be on A (upstream 1).
     let last = logs[1].playlists.last().unwrap();
     assert_eq!(last.upstream, Some(1), "edge-2 serves from A after B's cut");
-    drop(b);
-    drop(a);
+}
+
+/// `node web/tests/failover.mjs` (hls.js in headless Chromium, one page per edge),
+/// which prints `READY` once every page plays, `UPSTREAM PAGE INDEX` when a page's
+/// playlists settle on an upstream (6 in a row from it), and takes `EVENT NAME` and
+/// `STOP` on its stdin; it checks the playback itself and exits non-zero on failure.
+struct Browser {
+    child: KillOnDrop,
+    stdin: std::process::ChildStdin,
+    lines: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Browser {
+    fn start(prefix: &[String], urls: &[String]) -> Browser {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(rest).arg("node");
+                c
+            }
+            None => std::process::Command::new("node"),
+        };
+        cmd.arg("tests/failover.mjs");
+        for u in urls {
+            cmd.args(["--url", u]);
+        }
+        let mut child = cmd
+            .current_dir(web)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("node must be installed (scripts/setup.sh)");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = writeln!(std::io::stderr(), "[hls.js] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Browser {
+            child: KillOnDrop(child),
+            stdin,
+            lines,
+        }
+    }
+
+    /// Waits until a line (printed after the first `from` lines) satisfies `what`;
+    /// returns the number of lines seen then.
+    fn wait_line(&mut self, what: &str, from: usize, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            {
+                let lines = self.lines.lock().unwrap();
+                if let Some(i) = lines.iter().skip(from).position(|l| l == what) {
+                    return from + i + 1;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the browser test exited ({status}) before printing {what:?}:\n{}",
+                    self.lines.lock().unwrap().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the browser test printed no {what:?} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn tell(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn seen(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+}
+
+/// The same scenario watched by hls.js in headless Chromium: one page on the
+/// viewer page each edge serves (`/watch/ab`), the browser on the viewer host
+/// (`ip netns exec` puts node and the Chromium it starts in the viewer's namespace,
+/// so the browser reaches the edges over the lab's network exactly as the Rust
+/// viewer does; on loopback it runs beside the test). The checks are the browser's
+/// (web/tests/failover.mjs): no fatal hls.js error, no failed playlist or media
+/// response, no media sequence going back in any playlist hls.js loads, the
+/// playhead advancing through every event, and no stall over its bound.
+#[test]
+fn hlsjs_keeps_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
+    let _one = one_lab();
+    let mut lab = AbLab::start();
+    let prefix = match lab.viewer_namespace() {
+        Some(ns) => vec!["ip".into(), "netns".into(), "exec".into(), ns],
+        None => Vec::new(),
+    };
+    let urls = [
+        format!("{}/watch/ab", lab.edge1.url),
+        format!("{}/watch/ab", lab.edge2.url),
+    ];
+    let mut browser = Browser::start(&prefix, &urls);
+    let mut seen = browser.wait_line("READY", 0, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(8));
+
+    // A crashes: page 0 (edge-1) must move to B.
+    lab.kill_a();
+    browser.tell("EVENT A killed");
+    seen = browser.wait_line("UPSTREAM 0 1", seen, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(6));
+
+    // A comes back; edge-1 uses it again once it has caught up.
+    lab.restart_a();
+    browser.tell("EVENT A back");
+    browser.wait_line("UPSTREAM 0 0", seen, Duration::from_secs(45));
+    std::thread::sleep(Duration::from_secs(2));
+
+    // B's link is cut (or B is frozen): page 1 (edge-2: B is its upstream 0) must
+    // move to A (its upstream 1).
+    seen = browser.seen();
+    lab.cut_b();
+    browser.tell("EVENT B cut");
+    browser.wait_line("UPSTREAM 1 1", seen, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(8));
+
+    browser.tell("STOP");
+    let status = wait_exit(&mut browser.child, Duration::from_secs(60));
+    println!(
+        "hls.js A/B chaos test on {}",
+        if lab.netns() {
+            "network namespaces"
+        } else {
+            "loopback"
+        }
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the browser's checks failed ({status:?}):\n{}",
+        browser.lines.lock().unwrap().join("\n")
+    );
 }

@@ -359,6 +359,17 @@ async fn viewers_countries_watch_time_and_beacons() {
             "{path} not in the OpenAPI document"
         );
     }
+    // The stream summary's edges (which pipeline each edge uses) are documented.
+    assert!(
+        doc["components"]["schemas"]["EdgeUpstream"]["properties"]["upstream"].is_object(),
+        "EdgeUpstream not in the OpenAPI document"
+    );
+    // (The summary flattens its figures in, so its own fields sit in an `allOf`.)
+    let summary_schema = doc["components"]["schemas"]["StreamSummary"].to_string();
+    assert!(
+        summary_schema.contains("\"edges\"") && summary_schema.contains("EdgeUpstream"),
+        "StreamSummary.edges not in the OpenAPI document: {summary_schema}"
+    );
 
     for v in stay {
         v.leave().await;
@@ -583,6 +594,18 @@ async fn viewers_through_an_edge_are_counted_by_the_edge() {
     assert_eq!(by_edge.values().sum::<u64>(), 3);
     // The three, and the readiness probe (through the edge).
     assert_eq!(summary["unique_viewers"], 4, "{summary:#}");
+    // Which pipeline the edge serves from: its one upstream, the origin. The origin's
+    // own events name no upstream, so it is not listed.
+    let edges = summary["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1, "{summary:#}");
+    assert_eq!(edges[0]["edge"], edge_name.as_str(), "{summary:#}");
+    assert_eq!(edges[0]["upstream"], server.http.as_str(), "{summary:#}");
+    let seen = edges[0]["last_seen_ms"].as_i64().unwrap();
+    assert!(
+        seen >= summary["from"].as_i64().unwrap()
+            && seen <= summary["to"].as_i64().unwrap() + 60_000,
+        "{summary:#}"
+    );
     for v in viewers {
         v.leave().await;
     }

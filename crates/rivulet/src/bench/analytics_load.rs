@@ -170,6 +170,7 @@ fn sample_events(n: usize) -> Vec<DeliveryEvent> {
                 client: ip,
                 session: format!("session-{session}"),
                 edge: "bench".into(),
+                upstream: None,
                 cmcd: Some(Box::new(analytics::cmcd::Cmcd {
                     br: Some(1_000),
                     ..Default::default()
