@@ -86,6 +86,28 @@ impl AacConfig {
     }
 }
 
+/// An ADTS header (7 bytes, no CRC) for a raw AAC frame of `payload_len` bytes, so a
+/// decoder that reads ADTS needs no `AudioSpecificConfig`. `None` where ADTS cannot say
+/// it: object types beyond 4 (HE-AAC signals SBR only in the config), a sample rate
+/// off the table, more than 7 channels, or a frame too long.
+pub fn adts_header(config: &AacConfig, payload_len: usize) -> Option<[u8; 7]> {
+    if !(1..=4).contains(&config.object_type) || !(1..=7).contains(&config.channels) {
+        return None;
+    }
+    let index = SAMPLE_RATES.iter().position(|r| *r == config.sample_rate)? as u8;
+    let len = payload_len.checked_add(7).filter(|l| *l < 1 << 13)?;
+    let (profile, ch) = (config.object_type - 1, config.channels);
+    Some([
+        0xff,
+        0xf1,
+        (profile << 6) | (index << 2) | (ch >> 2),
+        ((ch & 3) << 6) | ((len >> 11) & 3) as u8,
+        ((len >> 3) & 0xff) as u8,
+        (((len & 7) as u8) << 5) | 0x1f,
+        0xfc,
+    ])
+}
+
 /// Reads an ADTS header: the config it implies, the header length and the frame length.
 pub fn parse_adts_header(data: &[u8]) -> Option<(AacConfig, usize, usize)> {
     let h = data.get(..7)?;
@@ -161,5 +183,37 @@ mod tests {
             (2, 44100, 2, 7, 100)
         );
         assert!(parse_adts_header(&[0xff, 0x00, 0, 0, 0, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn writes_adts_that_reads_back() {
+        let h = [0xff, 0xf1, 0x50, 0x80, 0x0c, 0x9f, 0xfc];
+        let (c, _, _) = parse_adts_header(&h).unwrap();
+        assert_eq!(adts_header(&c, 93), Some(h));
+        for (object_type, rate, channels, len) in [(2, 48000, 1, 0), (2, 8000, 6, 8000)] {
+            let c = AacConfig::build(object_type, rate, channels);
+            let h = adts_header(&c, len).unwrap();
+            let (back, header, frame) = parse_adts_header(&h).unwrap();
+            assert_eq!(
+                (
+                    back.object_type,
+                    back.sample_rate,
+                    back.channels,
+                    header,
+                    frame
+                ),
+                (object_type, rate, channels, 7, len + 7)
+            );
+        }
+        assert_eq!(
+            adts_header(&AacConfig::build(5, 48000, 2), 10),
+            None,
+            "HE-AAC"
+        );
+        assert_eq!(
+            adts_header(&AacConfig::build(2, 48000, 2), 9000),
+            None,
+            "too long"
+        );
     }
 }

@@ -26,6 +26,10 @@ pub enum RenditionUpdate {
     Picture {
         black: bool,
     },
+    /// The input's audio turned silent, or stopped being silent.
+    Audio {
+        silent: bool,
+    },
 }
 
 /// One update for one named rendition.
@@ -278,6 +282,7 @@ fn deliver(live: &crate::LiveStream, updates: impl Iterator<Item = RenditionOutp
                 live.handle_frame(&u.rendition, frame, at, Instant::now())
             }
             RenditionUpdate::Picture { black } => live.handle_input_picture(Instant::now(), black),
+            RenditionUpdate::Audio { silent } => live.handle_input_audio(Instant::now(), silent),
         }
     }
 }

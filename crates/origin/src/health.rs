@@ -1,8 +1,8 @@
 //! Input health: whether a stream's input is worth watching from this pipeline.
 //!
 //! A dead connection is easy to see; an input that is connected but sends nothing
-//! (an encoder frozen, a network path that stalls) or sends a black picture (a camera
-//! unplugged upstream of the encoder) is not. [`InputHealth`] is told of frames and of
+//! (an encoder frozen, a network path that stalls), sends a black picture (a camera
+//! unplugged upstream of the encoder) or silence (a microphone or line cut) is not. [`InputHealth`] is told of frames and of
 //! the picture level (from the transcoder's decoded pictures) and says, at a given
 //! instant, whether the input is `ok` or why not. The origin reports it on every
 //! playlist (`X-Rivulet-Input`) and at `/live/NAME/health`, so that an edge in front of
@@ -19,6 +19,8 @@ pub struct HealthConfig {
     pub stall_after: Duration,
     /// A black picture for this long: `black`.
     pub black_after: Duration,
+    /// Silent audio for this long: `silent`.
+    pub silent_after: Duration,
 }
 
 impl Default for HealthConfig {
@@ -26,6 +28,7 @@ impl Default for HealthConfig {
         Self {
             stall_after: Duration::from_millis(2000),
             black_after: Duration::from_millis(5000),
+            silent_after: Duration::from_millis(10_000),
         }
     }
 }
@@ -39,6 +42,8 @@ pub enum InputState {
     Stalled,
     /// The picture has been black for longer than the black threshold.
     Black,
+    /// The audio has been silent for longer than the silence threshold.
+    Silent,
     /// No publisher (gone, in the grace period, or never came).
     Lost,
 }
@@ -50,6 +55,7 @@ impl InputState {
             InputState::Ok => "ok",
             InputState::Stalled => "stalled",
             InputState::Black => "black",
+            InputState::Silent => "silent",
             InputState::Lost => "lost",
         }
     }
@@ -63,6 +69,8 @@ pub struct InputHealth {
     last_frame: Option<Instant>,
     /// When the picture went black (and has stayed black since).
     black_since: Option<Instant>,
+    /// When the audio went silent (and has stayed silent since).
+    silent_since: Option<Instant>,
     since: Instant,
 }
 
@@ -73,6 +81,7 @@ impl InputHealth {
             connected: false,
             last_frame: None,
             black_since: None,
+            silent_since: None,
             since: now,
         }
     }
@@ -82,6 +91,7 @@ impl InputHealth {
         self.connected = true;
         self.last_frame = None;
         self.black_since = None;
+        self.silent_since = None;
         self.since = now;
     }
 
@@ -105,6 +115,15 @@ impl InputHealth {
         }
     }
 
+    /// The decoded audio was (or was not) silent.
+    pub fn handle_audio(&mut self, now: Instant, silent: bool) {
+        match (silent, self.silent_since) {
+            (true, None) => self.silent_since = Some(now),
+            (false, Some(_)) => self.silent_since = None,
+            _ => {}
+        }
+    }
+
     /// The state at `now`, and a reason for people when it is not `ok`.
     pub fn state(&self, now: Instant) -> (InputState, Option<String>) {
         if !self.connected {
@@ -124,6 +143,15 @@ impl InputHealth {
                 return (
                     InputState::Black,
                     Some(format!("black picture for {} ms", black.as_millis())),
+                );
+            }
+        }
+        if let Some(since) = self.silent_since {
+            let silent = now.saturating_duration_since(since);
+            if silent > self.config.silent_after {
+                return (
+                    InputState::Silent,
+                    Some(format!("silent audio for {} ms", silent.as_millis())),
                 );
             }
         }
@@ -168,6 +196,7 @@ mod tests {
         let config = HealthConfig {
             stall_after: ms(2000),
             black_after: ms(3000),
+            ..HealthConfig::default()
         };
         let mut h = InputHealth::new(config, t0);
         h.handle_session_start(t0);
@@ -179,6 +208,34 @@ mod tests {
         assert_eq!(h.state(t0 + ms(2900)).0, InputState::Ok);
         assert_eq!(h.state(t0 + ms(4000)).0, InputState::Black);
         h.handle_picture(t0 + ms(4000), false);
+        assert_eq!(h.state(t0 + ms(4000)).0, InputState::Ok);
+    }
+
+    #[test]
+    fn silent_only_after_the_threshold_and_until_sound_returns() {
+        let t0 = Instant::now();
+        let config = HealthConfig {
+            silent_after: ms(1000),
+            ..HealthConfig::default()
+        };
+        let mut h = InputHealth::new(config, t0);
+        h.handle_session_start(t0);
+        for i in 0..=20 {
+            let now = t0 + ms(i * 100);
+            h.handle_frame(now);
+            h.handle_audio(now, true);
+        }
+        assert_eq!(h.state(t0 + ms(900)).0, InputState::Ok);
+        let (state, reason) = h.state(t0 + ms(1500));
+        assert_eq!(state, InputState::Silent);
+        assert_eq!(reason.as_deref(), Some("silent audio for 1500 ms"));
+        assert_eq!(state.as_str(), "silent");
+        h.handle_audio(t0 + ms(2000), false);
+        assert_eq!(h.state(t0 + ms(2000)).0, InputState::Ok);
+        // A new publisher starts with a clean slate.
+        h.handle_audio(t0 + ms(2100), true);
+        h.handle_session_start(t0 + ms(2200));
+        h.handle_frame(t0 + ms(4000));
         assert_eq!(h.state(t0 + ms(4000)).0, InputState::Ok);
     }
 }

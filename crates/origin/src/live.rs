@@ -182,6 +182,11 @@ impl LiveStream {
         self.lock().health.handle_picture(now, black);
     }
 
+    /// The input's decoded audio turned (or stopped being) silent.
+    pub fn handle_input_audio(&self, now: Instant, silent: bool) {
+        self.lock().health.handle_audio(now, silent);
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

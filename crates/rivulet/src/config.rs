@@ -125,6 +125,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RIVULET_INPUT_BLACK_MS", value_name = "MS")]
     pub(crate) input_black_ms: Option<u64>,
 
+    /// A stream whose decoded audio has been silent (below -60 dBFS) for this long
+    /// reports its input `silent` (seen on transcoded streams). [default: 10000]
+    #[arg(long, env = "RIVULET_INPUT_SILENT_MS", value_name = "MS")]
+    pub(crate) input_silent_ms: Option<u64>,
+
     /// The renditions every stream gets, by name: `source` passes the published stream
     /// through untouched; any other name is a rung of the ladder (the config file's
     /// [[ladder]], or the default 1080p, 720p, 480p, 360p, 234p), transcoded with
@@ -252,6 +257,7 @@ struct FileConfig {
     grace_period_ms: Option<u64>,
     input_stall_ms: Option<u64>,
     input_black_ms: Option<u64>,
+    input_silent_ms: Option<u64>,
     renditions: Option<Vec<String>>,
     #[serde(default)]
     streams: Vec<StreamDecl>,
@@ -570,6 +576,11 @@ impl ServeArgs {
                 ),
                 black_after: Duration::from_millis(
                     self.input_black_ms.or(file.input_black_ms).unwrap_or(5000),
+                ),
+                silent_after: Duration::from_millis(
+                    self.input_silent_ms
+                        .or(file.input_silent_ms)
+                        .unwrap_or(10_000),
                 ),
             },
             renditions,

@@ -88,6 +88,10 @@ impl Renditions for Ladder {
                             rendition: Arc::from(""),
                             update: RenditionUpdate::Picture { black },
                         },
+                        TranscodeOutput::Audio { silent } => RenditionOutput {
+                            rendition: Arc::from(""),
+                            update: RenditionUpdate::Audio { silent },
+                        },
                     })
                     .boxed();
                 (Some(input), Some(output))

@@ -351,3 +351,81 @@ async fn an_mp3_source_gets_aac_in_its_renditions() {
     assert_eq!(source.get("video 320x240"), Some(&150), "{source:?}");
     assert!(!source.contains_key("audio"), "{source:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_audio_makes_the_input_unhealthy_and_a_tone_does_not() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        "--stream",
+        "quiet=quiet-key",
+        "--stream",
+        "tone=tone-key",
+        "--renditions",
+        "234p",
+        "--input-silent-ms",
+        "1000",
+    ]);
+    // A microphone cut: the AAC keeps coming, every sample zero.
+    let mut quiet = KillOnDrop(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=30:duration=12",
+            ])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "anullsrc=channel_layout=stereo:sample_rate=48000:duration=12",
+            ])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-pix_fmt", "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-b:a", "96k", "-f", "flv"])
+            .arg(format!("{}/live/quiet-key", server.rtmp))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut tone = KillOnDrop(publish_source(
+        &format!("{}/live/tone-key", server.rtmp),
+        12,
+        "320x240",
+        true,
+    ));
+    let input = |name: &'static str| {
+        let url = server.url(&format!("/live/{name}/234p/index.m3u8"));
+        async move {
+            let r = client().get(&url).send().await.ok()?;
+            r.headers()
+                .get("x-rivulet-input")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if input("quiet").await.as_deref() == Some("silent") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a stream of silence still reports {:?}",
+            input("quiet").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, health) = get_text(&server.url("/live/quiet/health")).await;
+    assert_eq!(status, 503, "{health}");
+    assert!(health.contains("silent"), "{health}");
+    // The tone has played as long as the silence has: its input is fine.
+    assert_eq!(input("tone").await.as_deref(), Some("ok"));
+    let (status, health) = get_text(&server.url("/live/tone/health")).await;
+    assert_eq!(status, 200, "{health}");
+    let _ = quiet.kill();
+    let _ = tone.kill();
+}

@@ -1,5 +1,9 @@
 //! Cheap signal levels of decoded media, for input health (sans-IO, no libav).
 //!
+//! Audio is *silent* when its RMS level is below -60 dBFS: digital silence and the
+//! hiss of an unplugged line input, not a quiet room or a pause in speech (those sit
+//! around -50 to -40 dBFS with a microphone open).
+//!
 //! A picture is *black* when the mean and the spread of its luma are both low, on a
 //! grid of one sample in 8 × 8: a black frame from a disconnected camera is flat at
 //! video black (16 in limited range) with a little noise, while a dark scene still
@@ -36,9 +40,44 @@ pub fn picture_is_black(luma: &[u8], stride: usize, width: usize, height: usize)
     mean <= BLACK_MEAN && variance <= BLACK_VARIANCE
 }
 
+/// -60 dBFS as a linear RMS (samples in [-1, 1]).
+const SILENT_RMS: f64 = 0.001;
+
+/// Whether decoded audio (one slice of samples per channel) is silent. No samples is
+/// not silence: nothing is known.
+pub fn audio_is_silent(planes: &[&[f32]]) -> bool {
+    let (mut n, mut squares) = (0usize, 0f64);
+    for plane in planes {
+        n += plane.len();
+        squares += plane.iter().map(|s| f64::from(*s).powi(2)).sum::<f64>();
+    }
+    n > 0 && (squares / n as f64).sqrt() < SILENT_RMS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digital_silence_and_faint_hiss_are_silent_a_tone_and_a_quiet_voice_are_not() {
+        let zero = vec![0f32; 1024];
+        assert!(audio_is_silent(&[&zero, &zero]));
+        let hiss: Vec<f32> = (0..1024)
+            .map(|i| if i % 2 == 0 { 0.0005 } else { -0.0005 })
+            .collect();
+        assert!(audio_is_silent(&[&hiss]));
+        let tone: Vec<f32> = (0..1024)
+            .map(|i| (i as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 0.5)
+            .collect();
+        assert!(!audio_is_silent(&[&tone, &zero]));
+        // -46 dBFS: quiet, but somebody is there.
+        let quiet: Vec<f32> = (0..1024)
+            .map(|i| if i % 2 == 0 { 0.005 } else { -0.005 })
+            .collect();
+        assert!(!audio_is_silent(&[&quiet]));
+        assert!(!audio_is_silent(&[]));
+        assert!(!audio_is_silent(&[&[]]));
+    }
 
     fn picture(width: usize, height: usize, f: impl Fn(usize, usize) -> u8) -> Vec<u8> {
         let stride = width + 32;

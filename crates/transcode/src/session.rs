@@ -80,6 +80,9 @@ pub enum TranscodeOutput {
     /// The decoded source picture turned black or stopped being black (sent on each
     /// change, for input health).
     Picture { black: bool },
+    /// The source's audio turned silent or stopped being silent (sent on each change,
+    /// for input health).
+    Audio { silent: bool },
 }
 
 enum Input {
@@ -240,6 +243,10 @@ struct Decoder {
     segment_ticks: i64,
     /// Whether the last decoded picture was black.
     black: Option<bool>,
+    /// Decodes the source's AAC (passed through untouched) only to hear its level.
+    aac_level: Option<AacLevel>,
+    /// Whether the last decoded audio was silent.
+    silent: Option<bool>,
 }
 
 impl Decoder {
@@ -266,6 +273,8 @@ impl Decoder {
             last_forced_interval: None,
             segment_ticks,
             black: None,
+            aac_level: None,
+            silent: None,
         }
     }
 
@@ -291,11 +300,21 @@ impl Decoder {
 
     fn handle_tracks(&mut self, tracks: &Tracks) {
         let audio = match tracks.audio.as_ref().map(|t| &t.codec) {
-            Some(CodecConfig::Aac(_)) => {
+            Some(CodecConfig::Aac(aac)) => {
                 self.mp3_to_aac = None;
+                if self.aac_level.as_ref().is_none_or(|l| l.config != *aac) {
+                    self.aac_level = match AacLevel::new(aac.clone()) {
+                        Ok(l) => Some(l),
+                        Err(e) => {
+                            tracing::warn!(stream = %self.stream, error = %e, "cannot decode the AAC audio: its silence goes unnoticed");
+                            None
+                        }
+                    };
+                }
                 tracks.audio.clone()
             }
             Some(CodecConfig::Mp3(mp3)) => {
+                self.aac_level = None;
                 let same = self.mp3_to_aac.as_ref().is_some_and(|m| m.source == *mp3);
                 if !same {
                     self.mp3_to_aac = match Mp3ToAac::new(*mp3) {
@@ -577,13 +596,26 @@ impl Decoder {
             return;
         }
         if let Some(m) = self.mp3_to_aac.as_mut() {
-            let aac = m.transcode(&frame, &self.stream);
+            let (aac, silent) = m.transcode(&frame, &self.stream);
+            self.report_silence(silent);
             for f in aac {
                 self.send_audio(f, arrival);
             }
             return;
         }
+        let silent = self.aac_level.as_mut().and_then(|l| l.silent(&frame));
+        self.report_silence(silent);
         self.send_audio(frame, arrival);
+    }
+
+    fn report_silence(&mut self, silent: Option<bool>) {
+        if let Some(silent) = silent
+            && self.silent != Some(silent)
+        {
+            self.silent = Some(silent);
+            // On this thread, never the runtime's: waiting for room is fine.
+            let _ = self.out.blocking_send(TranscodeOutput::Audio { silent });
+        }
     }
 
     fn send_audio(&mut self, frame: Frame, arrival: SystemTime) {
@@ -802,15 +834,17 @@ impl Mp3ToAac {
         })
     }
 
-    fn transcode(&mut self, frame: &Frame, stream: &str) -> Vec<Frame> {
+    /// The frame as AAC, and whether it was silent (when it decoded to anything).
+    fn transcode(&mut self, frame: &Frame, stream: &str) -> (Vec<Frame>, Option<bool>) {
         let mut packet = ff::Packet::copy(&frame.data);
         packet.set_pts(Some(frame.pts.ticks));
         packet.set_dts(Some(frame.dts.ticks));
         if self.decoder.send_packet(&packet).is_err() {
             metrics::counter!("transcode_decode_errors_total", "stream" => stream.to_owned())
                 .increment(1);
-            return Vec::new();
+            return (Vec::new(), None);
         }
+        let mut silent = None;
         let mut out = Vec::new();
         let mut decoded = ff::frame::Audio::empty();
         let mut next_pts = frame.pts.ticks;
@@ -830,10 +864,60 @@ impl Mp3ToAac {
                 pts: media::MediaTime::new(pts, self.timescale),
                 planes,
             };
+            let planes: Vec<&[f32]> = raw.planes.iter().map(Vec::as_slice).collect();
+            silent = Some(crate::levels::audio_is_silent(&planes));
             if let Err(e) = self.aac.encode(&raw, &mut out) {
                 tracing::warn!(stream, error = %e, "AAC encoding failed");
             }
         }
-        out
+        (out, silent)
+    }
+}
+
+/// The source's AAC decoded, only for its level: the renditions carry the AAC
+/// untouched. Raw AAC frames get an ADTS header, which tells the decoder what the
+/// `AudioSpecificConfig` would.
+struct AacLevel {
+    config: media::AacConfig,
+    decoder: ff::decoder::Audio,
+}
+
+impl AacLevel {
+    fn new(config: media::AacConfig) -> Result<Self, String> {
+        if media::aac::adts_header(&config, 0).is_none() {
+            return Err(format!(
+                "AAC object type {} at {} Hz, {} channels has no ADTS form",
+                config.object_type, config.sample_rate, config.channels
+            ));
+        }
+        let codec = ff::decoder::find(ff::codec::Id::AAC).ok_or("no AAC decoder in libavcodec")?;
+        let decoder = ff::codec::context::Context::new_with_codec(codec)
+            .decoder()
+            .audio()
+            .map_err(|e| format!("AAC decoder: {e}"))?;
+        Ok(Self { config, decoder })
+    }
+
+    /// Whether `frame` is silent; `None` when it does not decode (yet).
+    fn silent(&mut self, frame: &Frame) -> Option<bool> {
+        let header = media::aac::adts_header(&self.config, frame.data.len())?;
+        let mut adts = Vec::with_capacity(header.len() + frame.data.len());
+        adts.extend_from_slice(&header);
+        adts.extend_from_slice(&frame.data);
+        self.decoder.send_packet(&ff::Packet::copy(&adts)).ok()?;
+        let mut decoded = ff::frame::Audio::empty();
+        let mut silent = None;
+        while self.decoder.receive_frame(&mut decoded).is_ok() {
+            if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
+                continue;
+            }
+            let n = decoded.samples();
+            let channels = usize::from(decoded.channels().max(1));
+            let planes: Vec<&[f32]> = (0..channels)
+                .map(|c| decoded.plane::<f32>(c).get(..n).unwrap_or(&[]))
+                .collect();
+            silent = Some(crate::levels::audio_is_silent(&planes));
+        }
+        silent
     }
 }
