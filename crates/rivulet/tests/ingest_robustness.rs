@@ -131,9 +131,27 @@ fn handshake(addr: &str, noise: &mut impl FnMut(usize) -> Vec<u8>) -> TcpStream 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_returning_within_grace_continues_with_a_discontinuity() {
-    let server = Server::start(&["--stream", "back=back-key-789", "--grace-period-ms", "8000"]);
+    returning_publisher_continues("source", "source").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_ladder_on_a_returning_publisher_continues_every_rendition() {
+    returning_publisher_continues("source,234p", "234p").await;
+}
+
+/// A publisher leaves and comes back within the grace period: `rendition`'s playlist
+/// goes on, numbering onwards, with a discontinuity and no end.
+async fn returning_publisher_continues(renditions: &str, rendition: &str) {
+    let server = Server::start(&[
+        "--stream",
+        "back=back-key-789",
+        "--grace-period-ms",
+        "8000",
+        "--renditions",
+        renditions,
+    ]);
     let url = format!("{}/live/back-key-789", server.rtmp);
-    let media_url = server.url("/live/back/source/index.m3u8");
+    let media_url = server.url(&format!("/live/back/{rendition}/index.m3u8"));
     let mut first = publish(&url, 5);
     get_when_ready(&media_url, Duration::from_secs(15)).await;
     tokio::task::spawn_blocking(move || first.wait().unwrap())
