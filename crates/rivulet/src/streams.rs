@@ -370,18 +370,7 @@ fn print_table(streams: &[Stream]) {
 }
 
 fn stream_path(name: &str) -> String {
-    // Names are URL-safe by rule; anything else is escaped and answered as unknown.
-    let escaped: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    format!("/api/streams/{escaped}")
+    meta::remote::stream_path(name, "")
 }
 
 /// Drops `null` fields: absent means "leave as it is" in a PATCH.

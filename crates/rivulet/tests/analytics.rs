@@ -564,7 +564,7 @@ async fn viewers_through_an_edge_are_counted_by_the_edge() {
         "--analytics-window-ms",
         "3000",
     ]);
-    let edge = EdgeProcess::start(&server.http, &["--analytics-url", &server.http]);
+    let edge = EdgeNode::local(&[&server.http], &["--analytics-url", &server.http]);
     let edge_port = edge.url.rsplit(':').next().unwrap().to_owned();
     let mut ffmpeg = publish(&format!("{}/live/ed-key-0001", server.rtmp), 40);
     get_when_ready(&edge.url("/live/ed/master.m3u8"), Duration::from_secs(20)).await;
@@ -611,45 +611,4 @@ async fn viewers_through_an_edge_are_counted_by_the_edge() {
     }
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
-}
-
-/// A running `rivulet edge` in front of `origin`, killed on drop.
-struct EdgeProcess {
-    child: Child,
-    url: String,
-}
-
-impl EdgeProcess {
-    fn start(origin: &str, extra: &[&str]) -> EdgeProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rivulet"))
-            .args(["edge", "--http-listen", "127.0.0.1:0", "--origin", origin])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start rivulet edge");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("HTTP edge: ")
-                    .map(|u| u.trim_end_matches('/').to_owned())
-            })
-            .expect("the edge prints its address");
-        std::thread::spawn(move || for _ in lines {});
-        EdgeProcess { child, url }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

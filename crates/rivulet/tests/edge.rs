@@ -4,54 +4,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A running `rivulet edge`, killed on drop.
-struct EdgeProcess {
-    child: Child,
-    url: String,
-}
-
-impl EdgeProcess {
-    fn start(upstreams: &[&str], extra: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rivulet"));
-        cmd.args(["edge", "--http-listen", "127.0.0.1:0"]);
-        for u in upstreams {
-            cmd.args(["--origin", u]);
-        }
-        let mut child = cmd
-            .args(extra)
-            .env("RIVULET_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("HTTP edge: ")
-                    .map(|u| u.trim_end_matches('/').to_owned())
-            })
-            .expect("edge prints its address");
-        std::thread::spawn(move || for _ in lines {});
-        Self { child, url }
-    }
-}
-
-impl Drop for EdgeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Total requests the origin has answered for `/live/…` (its own counter).
 async fn origin_requests(server: &Server) -> u64 {
@@ -73,7 +30,7 @@ fn start_publisher(urls: &[String]) -> (KillOnDrop, Arc<std::sync::Mutex<String>
 async fn a_thousand_viewers_make_one_origin_request_per_object() {
     let origin = Server::start(&["--stream", "crowd=crowd-key"]);
     let (mut publisher, _) = start_publisher(&[format!("{}/live/crowd-key", origin.rtmp)]);
-    let edge = EdgeProcess::start(&[&origin.http], &[]);
+    let edge = EdgeNode::local(&[&origin.http], &[]);
     let playlist_url = format!("{}/live/crowd/source/index.m3u8", edge.url);
     get_when_ready(&playlist_url, Duration::from_secs(15)).await;
     // Let the edge's first requests settle, then count from here.
@@ -130,8 +87,8 @@ async fn a_thousand_viewers_make_one_origin_request_per_object() {
 async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
     let origin = Server::start(&["--stream", "live=live-key"]);
     let (mut publisher, _) = start_publisher(&[format!("{}/live/live-key", origin.rtmp)]);
-    let shield = EdgeProcess::start(&[&origin.http], &[]);
-    let edge = EdgeProcess::start(&[&shield.url], &[]);
+    let shield = EdgeNode::local(&[&origin.http], &[]);
+    let edge = EdgeNode::local(&[&shield.url], &[]);
     let playlist_url = format!("{}/live/live/source/index.m3u8", edge.url);
     get_when_ready(&playlist_url, Duration::from_secs(15)).await;
     for _ in 0..3 {
@@ -228,7 +185,7 @@ async fn viewers_keep_playing_when_the_first_origin_dies() {
         format!("rtmp://{a_rtmp}/live/ab-key"),
         format!("{}/live/ab-key", b.rtmp),
     ]);
-    let edge = EdgeProcess::start(&[&a.http, &b.http], &[]);
+    let edge = EdgeNode::local(&[&a.http, &b.http], &[]);
     let base = format!("{}/live/ab/source", edge.url);
     let first = get_when_ready(&format!("{base}/index.m3u8"), Duration::from_secs(15)).await;
     get_when_ready(
@@ -308,7 +265,7 @@ async fn the_cache_stays_within_its_memory_bound() {
         "3M",
         &format!("{}/live/big-key", origin.rtmp),
     ]);
-    let edge = EdgeProcess::start(&[&origin.http], &["--cache-size", "300K"]);
+    let edge = EdgeNode::local(&[&origin.http], &["--cache-size", "300K"]);
     let base = format!("{}/live/big/source", edge.url);
     get_when_ready(&format!("{base}/index.m3u8"), Duration::from_secs(15)).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
@@ -373,7 +330,7 @@ fn the_edge_speaks_https_with_http2() {
         .arg(&cert));
     assert!(ok, "openssl: {err}");
     let origin = Server::start(&[]);
-    let edge = EdgeProcess::start(
+    let edge = EdgeNode::local(
         &[&origin.http],
         &[
             "--tls-cert",
@@ -401,8 +358,8 @@ fn the_edge_speaks_https_with_http2() {
 async fn the_router_sends_a_stream_to_one_edge_and_moves_it_when_that_edge_dies() {
     let origin = Server::start(&[]);
     let mut edges = [
-        Some(EdgeProcess::start(&[&origin.http], &[])),
-        Some(EdgeProcess::start(&[&origin.http], &[])),
+        Some(EdgeNode::local(&[&origin.http], &[])),
+        Some(EdgeNode::local(&[&origin.http], &[])),
     ];
     let urls: Vec<String> = edges
         .iter()
@@ -490,32 +447,15 @@ fn start_router(edges: &[&str], extra: &[&str]) -> (KillOnDrop, String) {
     for e in edges {
         cmd.args(["--edge", e]);
     }
-    cmd.args(extra);
-    let mut router = KillOnDrop(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(router.stdout.take().unwrap()).lines();
-    let base = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("HTTP router: ")
-                .map(|u| u.trim_end_matches('/').to_owned())
-        })
-        .expect("router prints its address");
-    std::thread::spawn(move || for _ in lines {});
-    (router, base)
+    let (router, base) = spawn_announcing(cmd.args(extra), "HTTP router: ");
+    (KillOnDrop(router), base)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_router_sends_viewers_to_their_countrys_edge() {
     let origin = Server::start(&[]);
-    let us = EdgeProcess::start(&[&origin.http], &[]);
-    let global = EdgeProcess::start(&[&origin.http], &[]);
+    let us = EdgeNode::local(&[&origin.http], &[]);
+    let global = EdgeNode::local(&[&origin.http], &[]);
     let us_spec = format!("{}=US,CA", us.url);
     // The test's requests come from loopback: the router believes their
     // X-Forwarded-For, as it would a load balancer's.

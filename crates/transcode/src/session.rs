@@ -901,10 +901,12 @@ impl AacLevel {
     /// Whether `frame` is silent; `None` when it does not decode (yet).
     fn silent(&mut self, frame: &Frame) -> Option<bool> {
         let header = media::aac::adts_header(&self.config, frame.data.len())?;
-        let mut adts = Vec::with_capacity(header.len() + frame.data.len());
-        adts.extend_from_slice(&header);
-        adts.extend_from_slice(&frame.data);
-        self.decoder.send_packet(&ff::Packet::copy(&adts)).ok()?;
+        // Header and payload written straight into the packet: one copy of the frame.
+        let mut packet = ff::Packet::new(header.len() + frame.data.len());
+        let data = packet.data_mut()?;
+        data[..header.len()].copy_from_slice(&header);
+        data[header.len()..].copy_from_slice(&frame.data);
+        self.decoder.send_packet(&packet).ok()?;
         let mut decoded = ff::frame::Audio::empty();
         let mut silent = None;
         while self.decoder.receive_frame(&mut decoded).is_ok() {

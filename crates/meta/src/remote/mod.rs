@@ -403,7 +403,7 @@ fn unreachable(url: &str, error: &reqwest::Error) -> RemoteError {
 
 /// `/api/streams/NAME{suffix}`, the name escaped if it is not URL-safe (such a name
 /// cannot exist and is answered 404).
-fn stream_path(name: &str, suffix: &str) -> String {
+pub fn stream_path(name: &str, suffix: &str) -> String {
     let escaped: String = name
         .bytes()
         .map(|b| {

@@ -353,26 +353,43 @@ impl EdgeNode {
         for u in upstreams {
             cmd.args(["--origin", u]);
         }
-        let mut child = cmd
-            .args(extra)
-            .env("RIVULET_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("HTTP edge: ")
-                    .map(|u| u.trim_end_matches('/').to_owned())
-            })
-            .expect("edge prints its address");
-        std::thread::spawn(move || for _ in lines {});
+        cmd.args(extra).env("RIVULET_LOG", "info");
+        let (child, url) = spawn_announcing(&mut cmd, "HTTP edge: ");
         Self { child, url }
     }
+
+    /// `rivulet edge` on a free loopback port.
+    pub fn local(upstreams: &[&str], extra: &[&str]) -> Self {
+        Self::start(&[], "127.0.0.1:0", upstreams, extra)
+    }
+
+    /// `path` on this edge.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+/// Spawns `cmd` and waits for the line of its banner that starts with `label`
+/// (e.g. `HTTP edge: `): the child and the base URL after the label. The rest of its
+/// output is read and dropped, so that it never blocks on a full pipe.
+pub fn spawn_announcing(cmd: &mut Command, label: &str) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(label)
+                .map(|u| u.trim_end_matches('/').to_owned())
+        })
+        .unwrap_or_else(|| panic!("no '{label}' line in the banner"));
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
 }
 
 impl Drop for EdgeNode {
