@@ -88,8 +88,8 @@ pub struct Edge {
     inner: Arc<Inner>,
 }
 
-/// An origin's word on its stream's input (`ok`, `stalled`, `black`, `lost`), on
-/// playlists.
+/// An origin's word on its stream's input (`ok`, `stalled`, `black`, `silent`,
+/// `lost`), on playlists.
 const INPUT: HeaderName = HeaderName::from_static("x-rivulet-input");
 
 /// Headers passed from upstream to viewers.
@@ -453,8 +453,8 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
                 .get(&INPUT)
                 .is_none_or(|v| v.as_bytes() == b"ok");
             if !input_ok && !last_candidate {
-                // Its input stalled or went black: prefer the other pipeline for this
-                // stream for a while (as if its playlist had stopped advancing).
+                // Its input stalled, went black or silent: prefer the other pipeline for
+                // this stream for a while (as if its playlist had stopped advancing).
                 inner
                     .upstreams
                     .mark_stalled(index, key.stream(), Instant::now());
