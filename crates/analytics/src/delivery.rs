@@ -219,4 +219,77 @@ mod tests {
         assert_eq!(target("/api/streams"), None);
         assert_eq!(target("/live//master.m3u8"), None);
     }
+
+    /// The middleware over a router that serves `/live/…` objects as an origin or an
+    /// edge does: one event per response, sent when its body has been sent.
+    #[tokio::test]
+    async fn requests_become_delivery_events() {
+        use axum::body::Body;
+        use axum::http::{Request, StatusCode, header};
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let (emitter, mut events) = crate::Emitter::channel(crate::EmitConfig {
+            edge: "node-1".into(),
+            ..Default::default()
+        });
+        let part = Bytes::from_static(&[7u8; 1234]);
+        let served = part.clone();
+        let app = axum::Router::new()
+            .route(
+                "/live/cam/source/part-0-0.m4s",
+                axum::routing::get(move || {
+                    let body = served.clone();
+                    async move { body }
+                }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                emitter,
+                record_delivery,
+            ));
+        let request = |uri: &str| Request::get(uri).body(Body::empty()).expect("request");
+        let response = app
+            .clone()
+            .oneshot({
+                let mut r = request("/live/cam/source/part-0-0.m4s?CMCD=br%3D800%2Csid%3D%22q1%22");
+                r.headers_mut()
+                    .insert("cmcd-request", "bl=1500".parse().expect("header"));
+                r
+            })
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "1234");
+        // Not emitted until the body has been sent.
+        assert!(events.try_recv().is_err());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, part);
+        let e = events.try_recv().expect("an event for the part");
+        assert_eq!(
+            (e.stream.as_str(), e.rendition.as_deref()),
+            ("cam", Some("source"))
+        );
+        assert_eq!(e.kind, ObjectKind::Part);
+        assert_eq!((e.status, e.bytes), (200, 1234));
+        assert_eq!(e.session, "q1");
+        assert_eq!(e.edge, "node-1");
+        let cmcd = e.cmcd.expect("CMCD");
+        assert_eq!((cmcd.br, cmcd.bl), (Some(800), Some(1500)));
+
+        // A 404 is an event too; a session without CMCD gets a hashed id.
+        let response = app
+            .oneshot(request("/live/nope/master.m3u8"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        drop(response);
+        let e = events.try_recv().expect("an event for the 404");
+        assert_eq!((e.status, e.kind), (404, ObjectKind::Multivariant));
+        assert!(e.session.starts_with("h-"), "{}", e.session);
+    }
 }

@@ -4,18 +4,19 @@
 //!   [`::rtmp::ServerSession`] per connection (the protocol core is its own crate).
 //! - [`StreamAssembler`]: FLV tag bodies to [`media::Frame`]s, unwrapping RTMP's 32-bit
 //!   millisecond timestamps once, here, per track.
-//! - [`StreamKeys`]: who may publish (a stream key resolves to a stream name).
+//! - [`StreamKeys`]: who may publish (a stream key resolves to a stream name); the
+//!   trait lives in the `access` crate, re-exported here, so that `meta` answers it
+//!   without depending on the ingest.
 //!
 //! Flow: TCP bytes → `ServerSession::handle_input` → `SessionEvent::PublishRequested`
 //! → `StreamKeys::authorize` → `Hub::publish` → `accept_publish` → media events →
 //! `StreamAssembler` → `Publisher::send_tracks` / `send_frame`.
 
 mod assemble;
-mod keys;
 mod rtmp;
 
-pub use assemble::{AssembleError, Assembled, StreamAssembler};
-pub use keys::{
+pub use access::{
     AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, check_app, redact,
 };
+pub use assemble::{AssembleError, Assembled, StreamAssembler};
 pub use rtmp::{RtmpConfig, serve};

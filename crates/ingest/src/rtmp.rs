@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::assemble::{Assembled, StreamAssembler};
-use crate::keys::{PublishRequest, StreamKeys, redact};
+use access::{PublishRequest, StreamKeys, redact};
 use rtmp::{HANDSHAKE_PACKET_LEN, ServerSession, SessionConfig, SessionEvent};
 
 /// Settings of the RTMP listener.

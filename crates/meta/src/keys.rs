@@ -1,6 +1,6 @@
 //! The ingest's key check, answered by the store.
 
-use ingest::{AuthorizeFuture, KeyRejection, PublishRequest, StreamKeys, check_app};
+use access::{AuthorizeFuture, KeyRejection, PublishRequest, StreamKeys, check_app};
 
 use crate::store::MetaStore;
 

@@ -13,7 +13,7 @@
 //! 1. [`MetaStore::connect`] opens the database and applies the migrations.
 //! 2. [`AdminToken::load_or_generate`] gets the token that guards the admin endpoints.
 //! 3. [`api::router`] builds the `/api` routes over the store; merge it into a server.
-//! 4. The store is an [`ingest::StreamKeys`]: hand it to `ingest::serve`. Report
+//! 4. The store is an [`access::StreamKeys`]: hand it to `ingest::serve`. Report
 //!    publishes with [`MetaStore::set_live`] / [`MetaStore::set_offline`].
 //! 5. [`MetaStore::subscribe`] follows every change; [`MetaStore::title`] gives the title
 //!    the origin puts into `EXT-X-SESSION-DATA`.

@@ -8,8 +8,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use access::{KeyRejection, PublishRequest, StreamKeys};
 use futures::StreamExt;
-use ingest::{KeyRejection, PublishRequest, StreamKeys};
 use meta::{LiveReport, StreamName};
 use reqwest::Method;
 use serde_json::{Value, json};

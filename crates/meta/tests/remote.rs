@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use access::{KeyRejection, PublishRequest, StreamKeys};
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use ingest::{KeyRejection, PublishRequest, StreamKeys};
 use meta::remote::{
     KeyCacheConfig, RemoteConfig, RemoteError, RemoteEvent, RemoteKeys, RemoteMeta,
 };

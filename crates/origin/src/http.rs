@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use analytics::Emitter;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -36,15 +35,10 @@ pub const INPUT_HEADER: &str = "x-rivulet-input";
 /// Errors (a part that does not exist *yet*) must not be cached.
 const ERROR_CACHE: &str = "no-store";
 
-/// The router for `/live/NAME/…`, with CORS for browser players.
+/// The router for `/live/NAME/…`, with CORS for browser players. The binary layers
+/// the analytics delivery middleware on it (as on the edge's): the origin knows
+/// nothing of analytics.
 pub fn router(streams: LiveStreams) -> Router {
-    router_with_analytics(streams, Emitter::disabled())
-}
-
-/// [`router`], with a delivery event for every request handed to `emitter` (see
-/// [`analytics::record_delivery`]). For client addresses, serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
-pub fn router_with_analytics(streams: LiveStreams, emitter: Emitter) -> Router {
     Router::new()
         .route("/live/{name}/master.m3u8", get(multivariant_playlist))
         .route("/live/{name}/health", get(input_health))
@@ -58,10 +52,6 @@ pub fn router_with_analytics(streams: LiveStreams, emitter: Emitter) -> Router {
                 .expose_headers(Any),
         )
         .with_state(streams)
-        .layer(axum::middleware::from_fn_with_state(
-            emitter,
-            analytics::record_delivery,
-        ))
 }
 
 /// The LL-HLS query parameters of a media playlist request.

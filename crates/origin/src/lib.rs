@@ -24,5 +24,5 @@ pub use feed::{
     RenditionUpdate, Renditions, run_feed,
 };
 pub use health::{HealthConfig, InputHealth, InputState};
-pub use http::{INPUT_HEADER, router, router_with_analytics};
+pub use http::{INPUT_HEADER, router};
 pub use live::{LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase};

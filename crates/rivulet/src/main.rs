@@ -1,7 +1,6 @@
 //! `rivulet`: one binary, one subcommand per role.
 
 mod analytics_server;
-mod bench;
 mod config;
 mod demo;
 mod edge;
@@ -50,8 +49,14 @@ enum Command {
     /// Send each stream's viewers to one edge (redirects), spreading streams across
     /// healthy edges.
     Route(edge::RouteArgs),
-    /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as ratios.
-    Bench(bench::BenchArgs),
+    /// Benchmarks against a peer (nginx-rtmp, ffmpeg) run in the same go, printed as
+    /// ratios: runs `rivulet-bench` (built beside this binary with
+    /// `cargo build --release -p rivulet-bench`) with the same arguments.
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Errors end the process with one line naming what was wrong (and its causes), not
@@ -76,30 +81,55 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    };
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
-            runtime.block_on(serve::run(config, serve::shutdown_signal()))
+            runtime()?.block_on(serve::run(config, serve::shutdown_signal()))
         }
-        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Publish(args) => {
             let plan = args.plan()?;
-            runtime.block_on(publish::run(plan, serve::shutdown_signal()))
+            runtime()?.block_on(publish::run(plan, serve::shutdown_signal()))
         }
         Command::Meta(args) => {
             let config = args.resolve()?;
-            runtime.block_on(metadata::run(config, serve::shutdown_signal()))
+            runtime()?.block_on(metadata::run(config, serve::shutdown_signal()))
         }
         Command::Analytics(args) => {
             let config = args.resolve()?;
-            runtime.block_on(analytics_server::run(config, serve::shutdown_signal()))
+            runtime()?.block_on(analytics_server::run(config, serve::shutdown_signal()))
         }
-        Command::Streams(args) => runtime.block_on(streams::run(args)),
-        Command::Edge(args) => runtime.block_on(edge::run_edge(args)),
-        Command::Route(args) => runtime.block_on(edge::run_route(args)),
-        Command::Bench(args) => bench::run(args),
+        Command::Streams(args) => runtime()?.block_on(streams::run(args)),
+        Command::Edge(args) => runtime()?.block_on(edge::run_edge(args)),
+        Command::Route(args) => runtime()?.block_on(edge::run_route(args)),
+        Command::Bench { args } => run_bench(&args),
+    }
+}
+
+/// `rivulet bench …` forwards to the `rivulet-bench` program beside this one, so that
+/// the server's build carries no benchmark code.
+fn run_bench(args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let me = std::env::current_exe().context("cannot find this program's own path")?;
+    let bench = me.with_file_name("rivulet-bench");
+    let status = std::process::Command::new(&bench)
+        .args(args)
+        .env("RIVULET_BIN", &me)
+        .status()
+        .with_context(|| {
+            format!(
+                "cannot run {} (build it with: cargo build --release -p rivulet-bench)",
+                bench.display()
+            )
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        anyhow::bail!("rivulet-bench ended with {status}")
     }
 }

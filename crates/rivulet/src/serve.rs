@@ -150,10 +150,12 @@ pub(crate) async fn serve(
         api = api.merge(routes);
     }
     let app = Router::new()
-        .merge(origin::router_with_analytics(
-            streams.clone(),
-            analytics.emitter.clone(),
-        ))
+        .merge(
+            origin::router(streams.clone()).layer(axum::middleware::from_fn_with_state(
+                analytics.emitter.clone(),
+                analytics::record_delivery,
+            )),
+        )
         .merge(api)
         .merge(meta::api::finish(doc))
         .merge(web::router(web_config(rtmp_addr, &config)))

@@ -30,9 +30,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::netns::Lab;
-use common::postgres::PgCluster;
 use common::viewer::{self, ViewerControl, ViewerLog};
 use common::*;
+use pgtest::{PgCluster, PgOptions};
 
 /// The longest a viewer may wait for a part beyond the part's own duration: the
 /// issue's one second. What to expect: a killed origin resets its connections and
@@ -167,7 +167,13 @@ impl AbLab {
 
         // Stream definitions in PostgreSQL, shared by both ingests.
         let pg_port = net.port("db", 5432);
-        let pg = match PgCluster::start(&net.prefix("db"), &net.ip("db").to_string(), pg_port) {
+        let pg = match PgCluster::start(&PgOptions {
+            prefix: net.prefix("db"),
+            host: net.ip("db").to_string(),
+            port: Some(pg_port),
+            trust_all_hosts: true,
+            ..PgOptions::default()
+        }) {
             Ok(pg) => Some(pg),
             Err(reason) => {
                 if std::env::var_os("RIVULET_TEST_REQUIRE_POSTGRES").is_some_and(|v| v != "0") {
@@ -201,7 +207,7 @@ impl AbLab {
             .to_vec();
             match &pg {
                 Some(pg) => {
-                    args.extend(["--database-url".into(), pg.url.clone()]);
+                    args.extend(["--database-url".into(), pg.url().to_owned()]);
                     // Only A declares the stream; B knows it from the shared database.
                     if declare {
                         args.extend(["--stream".into(), "ab=ab-key".into()]);

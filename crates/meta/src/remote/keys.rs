@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use ingest::{AuthorizeFuture, KeyRejection, PublishRequest, StreamKeys, check_app, redact};
+use access::{AuthorizeFuture, KeyRejection, PublishRequest, StreamKeys, check_app, redact};
 
 use super::cache::{CacheLookup, KeyCache, KeyCacheConfig};
 use super::{RemoteError, RemoteMeta};

@@ -3,7 +3,7 @@
 //!
 //! - [`RemoteMeta`]: the HTTP client — key checks, declared streams, live state, a
 //!   stream's events.
-//! - [`RemoteKeys`]: the ingest's key check ([`ingest::StreamKeys`]) over
+//! - [`RemoteKeys`]: the ingest's key check ([`access::StreamKeys`]) over
 //!   [`RemoteMeta`], with a short-lived cache of answers and last-known-good keys
 //!   when the server is unreachable ([`KeyCache`], sans-IO).
 //! - [`SseParser`]: the `text/event-stream` parser behind [`RemoteEvents`].

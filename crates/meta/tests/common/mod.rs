@@ -12,8 +12,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -171,158 +169,16 @@ async fn fresh_database(server_url: &str, test: &str) -> String {
     format!("{head}/{name}{query}")
 }
 
-/// initdb + pg_ctl start in a temporary directory; a watchdog stops the server and
-/// removes the directory when this process exits.
+/// A throwaway cluster (the `pgtest` crate), stopped when this test binary exits.
 fn start_cluster() -> Result<String, String> {
-    let bin = find_postgres_bin().ok_or(
-        "no /usr/lib/postgresql/*/bin/initdb (install Debian's `postgresql` package: scripts/setup.sh)",
-    )?;
-    // PostgreSQL refuses to run as root: run it as the `postgres` user the package made,
-    // in a directory under /tmp, which that user can reach (root's TMPDIR may not be).
-    let as_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let parent = if as_root {
-        PathBuf::from("/tmp")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("rivulet-pg-")
-        .tempdir_in(parent)
-        .map_err(|e| format!("cannot create a temporary directory: {e}"))?
-        .keep();
-    let run_as: Vec<String> = if as_root {
-        let chown = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&dir)
-            .status();
-        if !chown.is_ok_and(|s| s.success()) {
-            return Err(format!(
-                "running as root and cannot give {} to the postgres user",
-                dir.display()
-            ));
-        }
-        vec![
-            "runuser".into(),
-            "-u".into(),
-            "postgres".into(),
-            "--".into(),
-        ]
-    } else {
-        Vec::new()
-    };
-    let data = dir.join("data");
-    let port = free_port()?;
-    let command = |program: &str| {
-        let mut c = match run_as.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin.join(program));
-                c
-            }
-            None => Command::new(bin.join(program)),
-        };
-        c.stdin(Stdio::null());
-        c
-    };
-    let out = command("initdb")
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-D",
-        ])
-        .arg(&data)
-        .output()
-        .map_err(|e| format!("cannot run initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    // Durability is not what these tests measure.
-    let options = format!(
-        "-k {} -p {port} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-        dir.display()
-    );
-    let out = command("pg_ctl")
-        .args(["start", "-w", "-t", "60", "-D"])
-        .arg(&data)
-        .args(["-l"])
-        .arg(dir.join("server.log"))
-        .args(["-o", &options])
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
-    if !out.status.success() {
-        let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(format!(
-            "postgres did not start: {} {}",
-            String::from_utf8_lossy(&out.stderr).trim(),
-            log.trim()
-        ));
-    }
-    // `pg_ctl start -w` returned once the server accepts connections.
-    spawn_watchdog(&dir, &data, &bin, &run_as)?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let url = pgtest::PgCluster::start(&pgtest::PgOptions::default())
+        .and_then(pgtest::PgCluster::stop_at_exit)
+        .map_err(|e| e.to_string())?;
     let _ = writeln!(
         std::io::stderr(),
-        "[meta tests] PostgreSQL started on 127.0.0.1:{port} in {}",
-        dir.display()
+        "[meta tests] PostgreSQL started at {url}"
     );
     Ok(url)
-}
-
-/// A shell that outlives nothing: it waits for this process to exit, then stops
-/// PostgreSQL and removes its directory. It ignores SIGINT/SIGTERM/SIGHUP so that a
-/// Ctrl-C on `cargo test` still gets the clean-up done.
-fn spawn_watchdog(dir: &Path, data: &Path, bin: &Path, run_as: &[String]) -> Result<(), String> {
-    let prefix = run_as.join(" ");
-    let script = format!(
-        "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
-         {prefix} {pg_ctl} stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{dir}'",
-        pid = std::process::id(),
-        pg_ctl = bin.join("pg_ctl").display(),
-        data = data.display(),
-        dir = dir.display(),
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(drop)
-        .map_err(|e| format!("cannot start the clean-up watchdog: {e}"))
-}
-
-fn find_postgres_bin() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let version = e.file_name().to_string_lossy().parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin)
-}
-
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 /// Declares each listed `async fn NAME(h: Harness)` as two tests, `sqlite::NAME`

@@ -232,61 +232,6 @@ async fn the_title_is_session_data_in_the_multivariant_playlist() {
 }
 
 #[tokio::test]
-async fn requests_become_delivery_events() {
-    let (streams, stream) = live();
-    push(&stream, 0, 130);
-    let (emitter, mut events) = analytics::Emitter::channel(analytics::EmitConfig {
-        edge: "node-1".into(),
-        ..Default::default()
-    });
-    let app = super::router_with_analytics(streams.clone(), emitter);
-    let request = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
-    let response = app
-        .clone()
-        .oneshot({
-            let mut r = request("/live/cam/source/part-0-0.m4s?CMCD=br%3D800%2Csid%3D%22q1%22");
-            r.headers_mut()
-                .insert("cmcd-request", "bl=1500".parse().unwrap());
-            r
-        })
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let len: u64 = response.headers()[header::CONTENT_LENGTH]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // Not emitted until the body has been sent.
-    assert!(events.try_recv().is_err());
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let e = events.try_recv().unwrap();
-    assert_eq!(
-        (e.stream.as_str(), e.rendition.as_deref()),
-        ("cam", Some("source"))
-    );
-    assert_eq!(e.kind, analytics::ObjectKind::Part);
-    assert_eq!((e.status, e.bytes, e.bytes), (200, len, body.len() as u64));
-    assert_eq!(e.session, "q1");
-    assert_eq!(e.edge, "node-1");
-    let cmcd = e.cmcd.unwrap();
-    assert_eq!((cmcd.br, cmcd.bl), (Some(800), Some(1500)));
-
-    // A 404 is an event too; a session without CMCD gets a hashed id.
-    let response = app
-        .oneshot(request("/live/nope/master.m3u8"))
-        .await
-        .unwrap();
-    drop(response);
-    let e = events.try_recv().unwrap();
-    assert_eq!(
-        (e.status, e.kind),
-        (404, analytics::ObjectKind::Multivariant)
-    );
-    assert!(e.session.starts_with("h-"), "{}", e.session);
-}
-
-#[tokio::test]
 async fn playlists_and_the_health_endpoint_report_the_input() {
     let (streams, stream) = live();
     push(&stream, 0, 15);

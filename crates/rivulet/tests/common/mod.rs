@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod netns;
-pub mod postgres;
-#[path = "../../src/bench/viewer.rs"]
+#[path = "../../../bench/src/viewer.rs"]
 pub mod viewer;
 
 /// A running `rivulet serve`, killed on drop. Its stderr (the log) is collected.

@@ -43,7 +43,7 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
     // 2. Over HTTP into `rivulet analytics`: JSON batches as servers send them.
     let an_port = free_port()?;
     let analytics = Reaped(
-        Command::new(std::env::current_exe()?)
+        Command::new(crate::rivulet_exe()?)
             .args([
                 "analytics",
                 "--http-listen",
@@ -297,7 +297,7 @@ fn serve_and_measure(
     let (rtmp, http) = (free_port()?, free_port()?);
     let data = dir.join(format!("serve-{http}"));
     let serve = Reaped(
-        Command::new(std::env::current_exe()?)
+        Command::new(crate::rivulet_exe()?)
             .args(["serve", "--rtmp-listen", &format!("127.0.0.1:{rtmp}")])
             .args(["--http-listen", &format!("127.0.0.1:{http}")])
             .arg("--data-dir")

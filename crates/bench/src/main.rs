@@ -1,23 +1,63 @@
-//! `rivulet bench`: measurements that compare Rivulet with a peer on this machine,
-//! in the same run, printed as ratios. Never run as tests: these machines are noisy.
+//! `rivulet-bench` (also run as `rivulet bench`): measurements that compare Rivulet
+//! with a peer on this machine, in the same run, printed as ratios. Never run as
+//! tests: these machines are noisy. A crate of its own so that the server's build
+//! carries none of it; it drives the `rivulet` binary built beside it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 mod analytics_load;
 mod api_load;
 mod failover;
-mod pg;
 mod viewer;
 
-#[derive(Args, Debug)]
+/// Benchmarks against a peer (nginx-rtmp, ffmpeg, nginx) run in the same go, printed
+/// as ratios. Build it in release mode beside the server:
+/// `cargo build --release -p rivulet -p rivulet-bench`.
+#[derive(Parser, Debug)]
+#[command(name = "rivulet-bench", version, about, long_about)]
 pub(crate) struct BenchArgs {
     #[command(subcommand)]
     pub(crate) which: BenchKind,
+}
+
+/// Errors end the process with one line naming what was wrong (and its causes).
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(BenchArgs::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `rivulet` binary the benchmarks run: `RIVULET_BIN`, or the one built beside
+/// this program (same cargo profile directory).
+pub(crate) fn rivulet_exe() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("RIVULET_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let me = std::env::current_exe().context("cannot find this program's own path")?;
+    let beside = me.with_file_name("rivulet");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    bail!(
+        "no rivulet binary at {}: build it in the same profile (cargo build --release -p rivulet) or set RIVULET_BIN",
+        beside.display()
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -108,69 +148,12 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
-    let input = dir.join("input.flv");
-    println!(
-        "generating a {} Mbit/s 720p30 H.264/AAC input (15 s, looped) ...",
-        args.mbps
-    );
-    let kbps = args.mbps * 1000;
-    let status = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=1280x720:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-        ])
-        .args([
-            "-t",
-            "15",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-bf",
-            "2",
-            "-g",
-            "60",
-            "-sc_threshold",
-            "0",
-        ])
-        .args([
-            "-b:v",
-            &format!("{kbps}k"),
-            "-minrate",
-            &format!("{kbps}k"),
-            "-maxrate",
-            &format!("{kbps}k"),
-            "-bufsize",
-            &format!("{kbps}k"),
-        ])
-        .args([
-            "-x264-params",
-            "nal-hrd=cbr:force-cfr=1",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "128k",
-            "-f",
-            "flv",
-        ])
-        .arg(&input)
-        .status()
-        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
-    if !status.success() {
-        bail!("ffmpeg could not generate the benchmark input");
-    }
+    let input = cbr_input(&dir, args.mbps)?;
 
     // Rivulet: this very binary, `serve` on free loopback ports.
     let rtmp_port = free_port()?;
     let http_port = free_port()?;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(crate::rivulet_exe()?);
     cmd.args([
         "serve",
         "--rtmp-listen",
@@ -236,6 +219,69 @@ fn ingest(args: IngestBenchArgs) -> anyhow::Result<()> {
         ours_cpu / nginx_cpu.max(f64::EPSILON)
     );
     Ok(())
+}
+
+/// A 15 s 720p30 H.264 (CBR, B-frames, 2 s GOP) + AAC FLV file at `mbps`.
+fn cbr_input(dir: &Path, mbps: u32) -> anyhow::Result<PathBuf> {
+    let input = dir.join("input.flv");
+    println!(
+        "generating a {} Mbit/s 720p30 H.264/AAC input (15 s, looped) ...",
+        mbps
+    );
+    let kbps = mbps * 1000;
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+        ])
+        .args([
+            "-t",
+            "15",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "2",
+            "-g",
+            "60",
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-b:v",
+            &format!("{kbps}k"),
+            "-minrate",
+            &format!("{kbps}k"),
+            "-maxrate",
+            &format!("{kbps}k"),
+            "-bufsize",
+            &format!("{kbps}k"),
+        ])
+        .args([
+            "-x264-params",
+            "nal-hrd=cbr:force-cfr=1",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+            "-f",
+            "flv",
+        ])
+        .arg(&input)
+        .status()
+        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
+    if !status.success() {
+        bail!("ffmpeg could not generate the benchmark input");
+    }
+    Ok(input)
 }
 
 /// Publishes `args.streams` copies of `input` (no re-encoding) to the server whose
@@ -320,7 +366,7 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
     let http_port = free_port()?;
     // One sink for both publishers; only the publishers' CPU is measured.
     let sink = Reaped(
-        Command::new(std::env::current_exe()?)
+        Command::new(crate::rivulet_exe()?)
             .args([
                 "serve",
                 "--rtmp-listen",
@@ -355,7 +401,7 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
     );
     for (w, h, bitrate) in rungs {
         let ours = Reaped(
-            Command::new(std::env::current_exe()?)
+            Command::new(crate::rivulet_exe()?)
                 .args([
                     "publish",
                     "--test-pattern",
@@ -377,45 +423,7 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
         );
         let ours_cpu = cpu_over(ours.0.id(), args.seconds)?;
         drop(ours);
-        let config = encoder::VideoEncoderConfig::new(w, h, source::FrameRate::new(30, 1), bitrate);
-        let peer = Reaped(
-            Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-re"])
-                .args([
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    &format!("testsrc2=size={w}x{h}:rate=30"),
-                ])
-                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-                .args([
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "veryfast",
-                    "-tune",
-                    "zerolatency",
-                ])
-                .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "60"])
-                .args([
-                    "-b:v",
-                    &bitrate.to_string(),
-                    "-maxrate",
-                    &(bitrate * 3 / 2).to_string(),
-                ])
-                .args([
-                    "-bufsize",
-                    &(bitrate * 2).to_string(),
-                    "-x264-params",
-                    &config.x264_params(),
-                ])
-                .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
-                .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/peer-key"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?,
-        );
+        let peer = ffmpeg_publisher(w, h, bitrate, rtmp_port)?;
         let peer_cpu = cpu_over(peer.0.id(), args.seconds)?;
         drop(peer);
         println!(
@@ -426,6 +434,59 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
         );
     }
 
+    report_time_strip(http_port, &dir)?;
+    drop(sink);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// ffmpeg's CLI encoding its own test source with the x264 settings of
+/// `rivulet publish` at `w`x`h`, publishing to the sink.
+fn ffmpeg_publisher(w: u32, h: u32, bitrate: u64, rtmp_port: u16) -> anyhow::Result<Reaped> {
+    let config = encoder::VideoEncoderConfig::new(w, h, source::FrameRate::new(30, 1), bitrate);
+    Ok(Reaped(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc2=size={w}x{h}:rate=30"),
+            ])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-profile:v", "high", "-pix_fmt", "yuv420p", "-g", "60"])
+            .args([
+                "-b:v",
+                &bitrate.to_string(),
+                "-maxrate",
+                &(bitrate * 3 / 2).to_string(),
+            ])
+            .args([
+                "-bufsize",
+                &(bitrate * 2).to_string(),
+                "-x264-params",
+                &config.x264_params(),
+            ])
+            .args(["-c:a", "aac", "-b:a", "128k", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/peer-key"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?,
+    ))
+}
+
+/// Reads the time strip back from every frame of the packaged 720p stream, scaled to
+/// each ladder size, and prints how many frames read and stepped by one interval.
+fn report_time_strip(http_port: u16, dir: &Path) -> anyhow::Result<()> {
     println!("time strip read back from the packaged HLS (rivulet publish, 720p source):");
     let playlist = http_get(http_port, "/live/ours720/source/index.m3u8")?;
     let init = http_get_bytes(http_port, "/live/ours720/source/init-0.mp4")?;
@@ -464,36 +525,12 @@ fn encoder(args: EncoderBenchArgs) -> anyhow::Result<()> {
             read as f64 * 100.0 / frames.max(1) as f64
         );
     }
-    drop(sink);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
-    let dir = tempfile_dir()?;
-    let (rtmp_port, origin_port, edge_port, nginx_port) =
-        (free_port()?, free_port()?, free_port()?, free_port()?);
-    let exe = std::env::current_exe()?;
-    let _origin = Reaped(
-        Command::new(&exe)
-            .args([
-                "serve",
-                "--rtmp-listen",
-                &format!("127.0.0.1:{rtmp_port}"),
-                "--http-listen",
-                &format!("127.0.0.1:{origin_port}"),
-            ])
-            .args(["--stream", "bench=bench-key", "--renditions", "source"])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .env("RIVULET_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start rivulet serve")?,
-    );
-    wait_for_port(rtmp_port)?;
-    // 5 Mbit/s CBR: parts of about 200 KB.
-    let _publisher = Reaped(
+/// ffmpeg publishing a 5 Mbit/s CBR 720p30 test source: parts of about 200 KB.
+fn cbr_publisher(rtmp_port: u16) -> anyhow::Result<Reaped> {
+    Ok(Reaped(
         Command::new("ffmpeg")
             .args([
                 "-hide_banner",
@@ -532,22 +569,12 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
             .stdin(Stdio::null())
             .spawn()
             .context("ffmpeg is needed for the benchmark")?,
-    );
-    let edge_process = Reaped(
-        Command::new(&exe)
-            .args([
-                "edge",
-                "--http-listen",
-                &format!("127.0.0.1:{edge_port}"),
-                "--origin",
-                &format!("http://127.0.0.1:{origin_port}"),
-            ])
-            .env("RIVULET_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start rivulet edge")?,
-    );
-    let edge_pid = edge_process.0.id();
+    ))
+}
+
+/// nginx as an LL-HLS cache in front of the origin: proxy_cache with proxy_cache_lock
+/// (its coalescing), keyed like our edge.
+fn start_nginx_cache(dir: &Path, nginx_port: u16, origin_port: u16) -> anyhow::Result<Reaped> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("logs"))?;
     std::fs::create_dir_all(prefix.join("cache"))?;
@@ -567,7 +594,7 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
         p = prefix.display()
     );
     std::fs::write(prefix.join("nginx.conf"), conf)?;
-    let _nginx = Reaped(
+    Ok(Reaped(
         Command::new("nginx")
             .arg("-p")
             .arg(&prefix)
@@ -576,93 +603,61 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
             .stdout(Stdio::null())
             .spawn()
             .context("start nginx (scripts/setup.sh installs it)")?,
+    ))
+}
+
+fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let (rtmp_port, origin_port, edge_port, nginx_port) =
+        (free_port()?, free_port()?, free_port()?, free_port()?);
+    let exe = crate::rivulet_exe()?;
+    let _origin = Reaped(
+        Command::new(&exe)
+            .args([
+                "serve",
+                "--rtmp-listen",
+                &format!("127.0.0.1:{rtmp_port}"),
+                "--http-listen",
+                &format!("127.0.0.1:{origin_port}"),
+            ])
+            .args(["--stream", "bench=bench-key", "--renditions", "source"])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet serve")?,
     );
+    wait_for_port(rtmp_port)?;
+    let _publisher = cbr_publisher(rtmp_port)?;
+    let edge_process = Reaped(
+        Command::new(&exe)
+            .args([
+                "edge",
+                "--http-listen",
+                &format!("127.0.0.1:{edge_port}"),
+                "--origin",
+                &format!("http://127.0.0.1:{origin_port}"),
+            ])
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet edge")?,
+    );
+    let edge_pid = edge_process.0.id();
+    let _nginx = start_nginx_cache(&dir, nginx_port, origin_port)?;
     wait_for_port(edge_port)?;
     wait_for_port(nginx_port)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async move {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(2000).build()?;
-        let origin = format!("http://127.0.0.1:{origin_port}");
-        let playlist_url = format!("{origin}/live/bench/source/index.m3u8");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut playlist = String::new();
-        while !playlist.contains("#EXTINF") {
-            if Instant::now() > deadline {
-                bail!("the origin packaged nothing in 20 s");
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            playlist = match client.get(&playlist_url).send().await {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-        }
-        // A complete part and a blocking reload for it (cacheable, ~2 KB).
-        let last_part = playlist
-            .lines()
-            .filter(|l| l.starts_with("#EXT-X-PART:"))
-            .filter_map(|l| l.split("URI=\"").nth(1)?.split('"').next().map(str::to_owned))
-            .next_back()
-            .context("no part in the playlist")?;
-        let (msn, part) = last_part
-            .trim_start_matches("part-")
-            .trim_end_matches(".m4s")
-            .split_once('-')
-            .and_then(|(m, p)| Some((m.parse::<u64>().ok()?, p.parse::<u32>().ok()?)))
-            .context("part name")?;
-        let objects = [
-            ("playlist (blocking, cached)", format!("/live/bench/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part}")),
-            ("part", format!("/live/bench/source/{last_part}")),
-        ];
-        println!("cached objects through each cache, {} connections, {} s each:", args.connections, args.seconds);
-        for (what, path) in &objects {
-            let size = client.get(format!("{origin}{path}")).send().await?.bytes().await?.len();
-            let mut row = Vec::new();
-            for (name, port) in [("rivulet edge", edge_port), ("nginx", nginx_port)] {
-                let url = format!("http://127.0.0.1:{port}{path}");
-                // Warm the cache.
-                client.get(&url).send().await?.bytes().await?;
-                let (rps, p99) = hammer(&client, &url, args.connections, Duration::from_secs(args.seconds)).await;
-                println!("  {what} ({size} B) {name:13}: {rps:8.0} req/s, p99 {:6.2} ms", p99 * 1e3);
-                row.push((rps, p99));
-            }
-            println!(
-                "  {what}: throughput ratio edge/nginx {:.2} (goal >= 1.0), p99 ratio {:.2} (goal <= 1.0)",
-                row[0].0 / row[1].0.max(f64::EPSILON),
-                row[0].1 / row[1].1.max(f64::EPSILON)
-            );
-        }
-        // A burst for the part after the preload hint: not produced yet anywhere.
-        println!("1,000 clients at once for a part not yet produced:");
-        for (name, port) in [("rivulet edge", edge_port), ("nginx", nginx_port)] {
-            let playlist = client.get(&playlist_url).send().await?.text().await?;
-            let hint = playlist
-                .lines()
-                .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
-                .and_then(|l| l.split("URI=\"").nth(1)?.split('"').next().map(str::to_owned))
-                .context("no preload hint")?;
-            let before = origin_requests(&client, &origin).await;
-            let url = format!("http://127.0.0.1:{port}/live/bench/source/{hint}");
-            let burst: Vec<_> = (0..1000)
-                .map(|_| {
-                    let (client, url) = (client.clone(), url.clone());
-                    tokio::spawn(async move { client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) })
-                })
-                .collect();
-            let mut ok = 0;
-            for b in burst {
-                ok += usize::from(b.await.unwrap_or(0) == 200);
-            }
-            let fetched = origin_requests(&client, &origin).await - before;
-            println!("  {name:13}: {fetched} upstream requests (goal 1), {ok}/1000 answered 200");
-        }
-        // HTTP/1.1 holds a connection per request; HTTP/2 (what browsers use for
-        // LL-HLS) multiplexes them: both are measured.
-        held_requests(&client, &origin, edge_port, edge_pid, args.held, None).await?;
-        held_requests(&client, &origin, edge_port, edge_pid, args.held, Some(100)).await?;
-        Ok::<(), anyhow::Error>(())
-    })?;
+    runtime.block_on(edge_figures(
+        &args,
+        origin_port,
+        edge_port,
+        nginx_port,
+        edge_pid,
+    ))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
@@ -671,6 +666,149 @@ fn edge_bench(args: EdgeBenchArgs) -> anyhow::Result<()> {
 /// how soon after the first answer (the part appearing) the last ones come, and the
 /// edge's memory per held request. Over HTTP/1.1 (a connection each), or over
 /// HTTP/2 with `h2_streams` requests per connection.
+/// The measurements of `bench edge`, once the origin, the edge and nginx run.
+async fn edge_figures(
+    args: &EdgeBenchArgs,
+    origin_port: u16,
+    edge_port: u16,
+    nginx_port: u16,
+    edge_pid: u32,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(2000)
+        .build()?;
+    let origin = format!("http://127.0.0.1:{origin_port}");
+    let playlist_url = format!("{origin}/live/bench/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut playlist = String::new();
+    while !playlist.contains("#EXTINF") {
+        if Instant::now() > deadline {
+            bail!("the origin packaged nothing in 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        playlist = match client.get(&playlist_url).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+    }
+    // A complete part and a blocking reload for it (cacheable, ~2 KB).
+    let last_part = playlist
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-PART:"))
+        .filter_map(|l| {
+            l.split("URI=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
+        .next_back()
+        .context("no part in the playlist")?;
+    let (msn, part) = last_part
+        .trim_start_matches("part-")
+        .trim_end_matches(".m4s")
+        .split_once('-')
+        .and_then(|(m, p)| Some((m.parse::<u64>().ok()?, p.parse::<u32>().ok()?)))
+        .context("part name")?;
+    let objects = [
+        (
+            "playlist (blocking, cached)",
+            format!("/live/bench/source/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+        ),
+        ("part", format!("/live/bench/source/{last_part}")),
+    ];
+    println!(
+        "cached objects through each cache, {} connections, {} s each:",
+        args.connections, args.seconds
+    );
+    for (what, path) in &objects {
+        let size = client
+            .get(format!("{origin}{path}"))
+            .send()
+            .await?
+            .bytes()
+            .await?
+            .len();
+        let mut row = Vec::new();
+        for (name, port) in [("rivulet edge", edge_port), ("nginx", nginx_port)] {
+            let url = format!("http://127.0.0.1:{port}{path}");
+            // Warm the cache.
+            client.get(&url).send().await?.bytes().await?;
+            let (rps, p99) = hammer(
+                &client,
+                &url,
+                args.connections,
+                Duration::from_secs(args.seconds),
+            )
+            .await;
+            println!(
+                "  {what} ({size} B) {name:13}: {rps:8.0} req/s, p99 {:6.2} ms",
+                p99 * 1e3
+            );
+            row.push((rps, p99));
+        }
+        println!(
+            "  {what}: throughput ratio edge/nginx {:.2} (goal >= 1.0), p99 ratio {:.2} (goal <= 1.0)",
+            row[0].0 / row[1].0.max(f64::EPSILON),
+            row[0].1 / row[1].1.max(f64::EPSILON)
+        );
+    }
+    burst_figures(&client, &origin, &playlist_url, edge_port, nginx_port).await?;
+    // HTTP/1.1 holds a connection per request; HTTP/2 (what browsers use for
+    // LL-HLS) multiplexes them: both are measured.
+    held_requests(&client, &origin, edge_port, edge_pid, args.held, None).await?;
+    held_requests(&client, &origin, edge_port, edge_pid, args.held, Some(100)).await?;
+    Ok(())
+}
+
+/// 1,000 clients at once for the part after the preload hint, not produced yet
+/// anywhere: how many upstream requests each cache makes.
+async fn burst_figures(
+    client: &reqwest::Client,
+    origin: &str,
+    playlist_url: &str,
+    edge_port: u16,
+    nginx_port: u16,
+) -> anyhow::Result<()> {
+    println!("1,000 clients at once for a part not yet produced:");
+    for (name, port) in [("rivulet edge", edge_port), ("nginx", nginx_port)] {
+        let playlist = client.get(playlist_url).send().await?.text().await?;
+        let hint = playlist
+            .lines()
+            .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+            .and_then(|l| {
+                l.split("URI=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .context("no preload hint")?;
+        let before = origin_requests(client, origin).await;
+        let url = format!("http://127.0.0.1:{port}/live/bench/source/{hint}");
+        let burst: Vec<_> = (0..1000)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    client
+                        .get(&url)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0)
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for b in burst {
+            ok += usize::from(b.await.unwrap_or(0) == 200);
+        }
+        let fetched = origin_requests(client, origin).await - before;
+        println!("  {name:13}: {fetched} upstream requests (goal 1), {ok}/1000 answered 200");
+    }
+    Ok(())
+}
+
 async fn held_requests(
     client: &reqwest::Client,
     origin: &str,
@@ -818,52 +956,15 @@ async fn origin_requests(client: &reqwest::Client, origin: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-fn ladder(args: LadderBenchArgs) -> anyhow::Result<()> {
+/// Our transcoder over the FLV file `input`, in this process: (CPU s, wall s, frames out).
+fn our_ladder(input: &Path, rungs: &[transcode::Rung]) -> anyhow::Result<(f64, f64, u64)> {
     use std::sync::Arc;
 
-    let dir = tempfile_dir()?;
-    let input = dir.join("ladder-input.flv");
-    println!(
-        "generating a 720p30 H.264 input ({} s, 4 Mbit/s) ...",
-        args.seconds
-    );
-    let status = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!(
-            "testsrc2=size=1280x720:rate=30:duration={}",
-            args.seconds
-        ))
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-g", "60", "-bf", "2", "-an",
-            "-f", "flv",
-        ])
-        .arg(&input)
-        .status()
-        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
-    if !status.success() {
-        bail!("ffmpeg could not generate the benchmark input");
-    }
-    let rungs: Vec<transcode::Rung> = transcode::default_rungs()
-        .into_iter()
-        .filter(|r| r.height <= 720)
-        .collect();
-    let planned = transcode::plan(&rungs, 1280, 720, &[]);
-    let frames_in = u64::from(args.seconds) * 30;
-
-    // Ours, in this process, as fast as it goes (lossless: no shedding).
     let data = bytes::Bytes::from(std::fs::read(&input)?);
     let tags = media::flv::file_tags(&data)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
     let config = Arc::new(transcode::TranscodeConfig {
-        rungs: rungs.clone(),
+        rungs: rungs.to_vec(),
         lossless: true,
         ..transcode::TranscodeConfig::default()
     });
@@ -902,8 +1003,12 @@ fn ladder(args: LadderBenchArgs) -> anyhow::Result<()> {
     let ours_wall = t0.elapsed().as_secs_f64();
     let ours_cpu =
         (process_tree_ticks(std::process::id())? - cpu0) as f64 / clock_ticks_per_second();
+    Ok((ours_cpu, ours_wall, frames_out))
+}
 
-    // ffmpeg: split, scale each output from the source, one libx264 each.
+/// ffmpeg's CLI doing the same ladder (`split`, `scale`, one libx264 per rung) under
+/// `/usr/bin/time`: (wall s, CPU s).
+fn ffmpeg_ladder(input: &Path, planned: &[transcode::PlannedRung]) -> anyhow::Result<(f64, f64)> {
     let n = planned.len();
     let mut graph = format!("[0:v]split={n}");
     for i in 0..n {
@@ -978,7 +1083,50 @@ fn ladder(args: LadderBenchArgs) -> anyhow::Result<()> {
     if !out.status.success() || times.len() != 3 {
         bail!("ffmpeg failed: {stderr}");
     }
-    let (peer_wall, peer_cpu) = (times[0], times[1] + times[2]);
+    Ok((times[0], times[1] + times[2]))
+}
+
+fn ladder(args: LadderBenchArgs) -> anyhow::Result<()> {
+    let dir = tempfile_dir()?;
+    let input = dir.join("ladder-input.flv");
+    println!(
+        "generating a 720p30 H.264 input ({} s, 4 Mbit/s) ...",
+        args.seconds
+    );
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc2=size=1280x720:rate=30:duration={}",
+            args.seconds
+        ))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-b:v", "4M", "-g", "60", "-bf", "2", "-an",
+            "-f", "flv",
+        ])
+        .arg(&input)
+        .status()
+        .context("ffmpeg is needed for the benchmark (scripts/setup.sh installs it)")?;
+    if !status.success() {
+        bail!("ffmpeg could not generate the benchmark input");
+    }
+    let rungs: Vec<transcode::Rung> = transcode::default_rungs()
+        .into_iter()
+        .filter(|r| r.height <= 720)
+        .collect();
+    let planned = transcode::plan(&rungs, 1280, 720, &[]);
+    let frames_in = u64::from(args.seconds) * 30;
+
+    // Ours, in this process, as fast as it goes (lossless: no shedding).
+    let (ours_cpu, ours_wall, frames_out) = our_ladder(&input, &rungs)?;
+    let (peer_wall, peer_cpu) = ffmpeg_ladder(&input, &planned)?;
     let ladder: Vec<String> = planned
         .iter()
         .map(|p| format!("{}x{}", p.width, p.height))

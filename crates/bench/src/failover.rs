@@ -47,7 +47,7 @@ impl Ingest {
     }
 
     fn start(&self) -> anyhow::Result<Reaped> {
-        let child = Command::new(std::env::current_exe()?)
+        let child = Command::new(crate::rivulet_exe()?)
             .args([
                 "serve",
                 "--rtmp-listen",
@@ -78,9 +78,128 @@ impl Ingest {
     }
 }
 
+/// A `rivulet edge` on `host` in front of `upstreams` (the first preferred).
+fn start_edge(
+    exe: &std::path::Path,
+    host: &str,
+    upstreams: [&str; 2],
+) -> anyhow::Result<(Reaped, String)> {
+    let listen = format!(
+        "{host}:{}",
+        std::net::TcpListener::bind((host, 0))?.local_addr()?.port()
+    );
+    let child = Command::new(&exe)
+        .args(["edge", "--http-listen", &listen])
+        .args(["--origin", &format!("http://{}", upstreams[0])])
+        .args(["--origin", &format!("http://{}", upstreams[1])])
+        .env("RIVULET_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("start rivulet edge")?;
+    wait_for(&listen)?;
+    Ok((Reaped(child), listen))
+}
+
+/// Prints the table: for each event (A killed, A restarted, B frozen, at `marks`), the
+/// stall, the switch time and the load on the upstream taking over; then each viewer.
+fn report(
+    logs: &[ViewerLog],
+    [killed, restarted, frozen]: [Duration; 3],
+    loads: &[(f64, f64, f64)],
+    back: Option<Duration>,
+) {
+    println!(
+        "{:<34} {:>10} {:>12} {:>22} {:>16}",
+        "event", "stall ms", "switch ms", "new upstream requests", "steady per 4 s"
+    );
+    let events = [
+        (
+            "A killed (SIGKILL), edge-1 to B",
+            &logs[0],
+            killed,
+            Some(1),
+            loads[0],
+        ),
+        (
+            "A started again, edge-1 back to A",
+            &logs[0],
+            restarted,
+            Some(0),
+            loads[1],
+        ),
+        (
+            "B frozen (SIGSTOP), edge-2 to A",
+            &logs[1],
+            frozen,
+            Some(1),
+            loads[2],
+        ),
+    ];
+    for (name, log, at, to, (start, switch, steady)) in events {
+        let stall = log
+            .worst_stall_near(at, WINDOW * 3)
+            .map_or("-".to_owned(), |s| format!("{:.0}", s.ms.max(0.0)));
+        let switched = log
+            .playlists
+            .iter()
+            .find(|p| p.at >= at && p.upstream == to)
+            .map_or("-".to_owned(), |p| {
+                format!("{:.0}", (p.at - at).as_secs_f64() * 1000.0)
+            });
+        let (during, after) = if start > 0.0 || switch > 0.0 {
+            (
+                format!("{:.0}", switch - start),
+                format!("{:.0}", steady - switch),
+            )
+        } else {
+            ("-".to_owned(), "-".to_owned())
+        };
+        println!("{name:<34} {stall:>10} {switched:>12} {during:>22} {after:>16}");
+    }
+    match back {
+        None => println!("edge-1 did not come back to A within 40 s of its restart"),
+        Some(after) => println!(
+            "edge-1 back on A {:.1} s after A was started again (the publisher reconnects with backoff)",
+            after.as_secs_f64()
+        ),
+    }
+    for (name, log) in ["viewer 1 (edge-1)", "viewer 2 (edge-2)"].iter().zip(logs) {
+        let worst = log.worst_stall().map_or("-".to_owned(), |s| {
+            format!("{:.0} ms (part {}.{})", s.ms, s.msn, s.part)
+        });
+        let from = |u: u32| log.parts.iter().filter(|p| p.upstream == Some(u)).count();
+        println!(
+            "{name}: {} parts ({} from upstream 0, {} from upstream 1), {} failed responses, {} regressions, {} timeline holes, worst stall {worst}, lag growth {:.0} ms, switches at {:?}",
+            log.parts.len(),
+            from(0),
+            from(1),
+            log.failures.len(),
+            log.regressions().len(),
+            log.timeline_gaps(900).len(),
+            log.lag_growth_ms(),
+            log.switches()
+                .iter()
+                .map(|(at, _, to)| format!(
+                    "{:.1} s -> {}",
+                    at.as_secs_f64(),
+                    to.map_or(-1, i64::from)
+                ))
+                .collect::<Vec<_>>()
+        );
+        for f in &log.failures {
+            println!("  failed at {:.1} s: {}", f.at.as_secs_f64(), f.what);
+        }
+    }
+    println!(
+        "stall: the wait for a part beyond its duration (worst within 12 s of the event); \
+         switch: event to the first playlist from the other upstream; requests: origin \
+         requests at the upstream taking over in the 4 s after the event, and in the 4 s after that"
+    );
+}
+
 pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
-    let exe = std::env::current_exe()?;
+    let exe = crate::rivulet_exe()?;
     let a = Ingest::new("127.0.0.11", &dir)?;
     let b = Ingest::new("127.0.0.12", &dir)?;
     let mut a_process = Some(a.start()?);
@@ -97,24 +216,8 @@ pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
             .spawn()
             .context("start rivulet publish")?,
     );
-    let edge = |host: &str, upstreams: [&str; 2]| -> anyhow::Result<(Reaped, String)> {
-        let listen = format!(
-            "{host}:{}",
-            std::net::TcpListener::bind((host, 0))?.local_addr()?.port()
-        );
-        let child = Command::new(&exe)
-            .args(["edge", "--http-listen", &listen])
-            .args(["--origin", &format!("http://{}", upstreams[0])])
-            .args(["--origin", &format!("http://{}", upstreams[1])])
-            .env("RIVULET_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start rivulet edge")?;
-        wait_for(&listen)?;
-        Ok((Reaped(child), listen))
-    };
-    let (_edge1, edge1) = edge("127.0.0.21", [&a.http, &b.http])?;
-    let (_edge2, edge2) = edge("127.0.0.22", [&b.http, &a.http])?;
+    let (_edge1, edge1) = start_edge(&exe, "127.0.0.21", [&a.http, &b.http])?;
+    let (_edge2, edge2) = start_edge(&exe, "127.0.0.22", [&b.http, &a.http])?;
     println!(
         "A/B failover on loopback: ingests {} (A) and {} (B), passthrough 320x180 30 fps; \
          edge-1 {edge1} prefers A, edge-2 {edge2} prefers B",
@@ -211,94 +314,8 @@ pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         .args(["-CONT", &b_process.0.id().to_string()])
         .status();
 
-    println!(
-        "{:<34} {:>10} {:>12} {:>22} {:>16}",
-        "event", "stall ms", "switch ms", "new upstream requests", "steady per 4 s"
-    );
-    let events = [
-        (
-            "A killed (SIGKILL), edge-1 to B",
-            &logs[0],
-            killed,
-            Some(1),
-            loads[0],
-        ),
-        (
-            "A started again, edge-1 back to A",
-            &logs[0],
-            restarted,
-            Some(0),
-            loads[1],
-        ),
-        (
-            "B frozen (SIGSTOP), edge-2 to A",
-            &logs[1],
-            frozen,
-            Some(1),
-            loads[2],
-        ),
-    ];
-    for (name, log, at, to, (start, switch, steady)) in events {
-        let stall = log
-            .worst_stall_near(at, WINDOW * 3)
-            .map_or("-".to_owned(), |s| format!("{:.0}", s.ms.max(0.0)));
-        let switched = log
-            .playlists
-            .iter()
-            .find(|p| p.at >= at && p.upstream == to)
-            .map_or("-".to_owned(), |p| {
-                format!("{:.0}", (p.at - at).as_secs_f64() * 1000.0)
-            });
-        let (during, after) = if start > 0.0 || switch > 0.0 {
-            (
-                format!("{:.0}", switch - start),
-                format!("{:.0}", steady - switch),
-            )
-        } else {
-            ("-".to_owned(), "-".to_owned())
-        };
-        println!("{name:<34} {stall:>10} {switched:>12} {during:>22} {after:>16}");
-    }
-    if back.is_err() {
-        println!("edge-1 did not come back to A within 40 s of its restart");
-    } else {
-        println!(
-            "edge-1 back on A {:.1} s after A was started again (the publisher reconnects with backoff)",
-            (caught_up - restarted).as_secs_f64()
-        );
-    }
-    for (name, log) in ["viewer 1 (edge-1)", "viewer 2 (edge-2)"].iter().zip(&logs) {
-        let worst = log.worst_stall().map_or("-".to_owned(), |s| {
-            format!("{:.0} ms (part {}.{})", s.ms, s.msn, s.part)
-        });
-        let from = |u: u32| log.parts.iter().filter(|p| p.upstream == Some(u)).count();
-        println!(
-            "{name}: {} parts ({} from upstream 0, {} from upstream 1), {} failed responses, {} regressions, {} timeline holes, worst stall {worst}, lag growth {:.0} ms, switches at {:?}",
-            log.parts.len(),
-            from(0),
-            from(1),
-            log.failures.len(),
-            log.regressions().len(),
-            log.timeline_gaps(900).len(),
-            log.lag_growth_ms(),
-            log.switches()
-                .iter()
-                .map(|(at, _, to)| format!(
-                    "{:.1} s -> {}",
-                    at.as_secs_f64(),
-                    to.map_or(-1, i64::from)
-                ))
-                .collect::<Vec<_>>()
-        );
-        for f in &log.failures {
-            println!("  failed at {:.1} s: {}", f.at.as_secs_f64(), f.what);
-        }
-    }
-    println!(
-        "stall: the wait for a part beyond its duration (worst within 12 s of the event); \
-         switch: event to the first playlist from the other upstream; requests: origin \
-         requests at the upstream taking over in the 4 s after the event, and in the 4 s after that"
-    );
+    let back = back.is_ok().then(|| caught_up.saturating_sub(restarted));
+    report(&logs, [killed, restarted, frozen], &loads, back);
     drop(a_process);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

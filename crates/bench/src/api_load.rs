@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use access::{PublishRequest, StreamKeys};
 use anyhow::{Context, bail};
 use clap::Args;
-use ingest::{PublishRequest, StreamKeys};
 use meta::remote::{KeyCacheConfig, RemoteConfig, RemoteKeys, RemoteMeta};
 use meta::{MetaStore, StreamName};
 use serde_json::json;
@@ -74,7 +74,9 @@ pub(crate) fn run(args: ApiBenchArgs) -> anyhow::Result<()> {
     } else {
         let url = match &args.postgres_url {
             Some(url) => Ok(url.clone()),
-            None => super::pg::start(),
+            None => pgtest::PgCluster::start(&pgtest::PgOptions::default())
+                .and_then(pgtest::PgCluster::stop_at_exit)
+                .context("cannot start a throwaway PostgreSQL (or pass --postgres-url)"),
         };
         match url {
             Ok(url) => {
@@ -181,7 +183,7 @@ fn start_meta(
 ) -> anyhow::Result<(Reaped, String)> {
     std::fs::create_dir_all(data_dir)?;
     let port = free_port()?;
-    let mut command = Command::new(std::env::current_exe()?);
+    let mut command = Command::new(crate::rivulet_exe()?);
     command
         .args(["meta", "--http-listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-token", TOKEN])
