@@ -47,7 +47,7 @@ if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator'
 fi
 
 # run and test: the IP-to-country database the analytics server reads (npm package
-# @ip-location-db/geo-whois-asn-country-mmdb, CC BY 4.0; see the README), pinned by
+# @ip-location-db/geo-whois-asn-country-mmdb, CC BY 4.0; see docs/api.md), pinned by
 # analytics-data/package-lock.json.
 geo_db="analytics-data/node_modules/@ip-location-db/geo-whois-asn-country-mmdb/geo-whois-asn-country.mmdb"
 if [ ! -f "$(dirname "$0")/../$geo_db" ]; then

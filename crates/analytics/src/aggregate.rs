@@ -23,8 +23,9 @@ use crate::rollup::{Counters, Dim, MINUTE_MS, RollupRow, minute_of};
 #[derive(Clone, Copy, Debug)]
 pub struct AggregatorConfig {
     /// A session is *active* (a concurrent viewer) while its last request or beacon is
-    /// at most this old; gaps longer than this are not watch time. See the README for
-    /// why the default is three segment target durations.
+    /// at most this old; gaps longer than this are not watch time. See `docs/api.md`
+    /// ("Figures", `concurrent_viewers`) for why the default is three segment target
+    /// durations.
     pub window_ms: i64,
     /// How long a session is remembered after its last activity: one that comes back
     /// within it is the same viewer (not counted again in unique viewers).

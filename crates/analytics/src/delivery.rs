@@ -6,8 +6,8 @@
 //! half-way) and a request held for a blocking reload is counted when it is answered.
 //! The emitter never waits, so none of this can slow serving down.
 //!
-//! Objects are told apart by the URL layout of the README ("Watching"): `master.m3u8`,
-//! `RENDITION/index.m3u8`, `RENDITION/init-V.mp4`, `RENDITION/seg-N.m4s`,
+//! Objects are told apart by the URL layout of `docs/operator-guide.md` ("Watching"):
+//! `master.m3u8`, `RENDITION/index.m3u8`, `RENDITION/init-V.mp4`, `RENDITION/seg-N.m4s`,
 //! `RENDITION/part-N-P.m4s`; the edge serves the same paths as the origin.
 
 use std::net::SocketAddr;

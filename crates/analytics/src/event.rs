@@ -30,7 +30,8 @@ pub struct DeliveryEvent {
     /// The client's address (after trusted-proxy `X-Forwarded-For`).
     #[schema(value_type = String)]
     pub client: IpAddr,
-    /// The playback session (see the README: CMCD `sid`, player id, or a salted hash).
+    /// The playback session (see `docs/api.md`, "Sessions": CMCD `sid`, player id, or a
+    /// salted hash).
     pub session: String,
     /// The node that served the request.
     pub edge: String,

@@ -1,7 +1,8 @@
 //! Country of an address, from a MaxMind-format database with a flat `country_code`
 //! field: by default `geo-whois-asn-country.mmdb` from the npm package
-//! `@ip-location-db/geo-whois-asn-country-mmdb` (CC BY 4.0, data by the NRO; see the
-//! README), which `scripts/setup.sh` installs under `analytics-data/`.
+//! `@ip-location-db/geo-whois-asn-country-mmdb` (CC BY 4.0, data by the NRO; see
+//! `docs/api.md`, "Client address and country"), which `scripts/setup.sh` installs
+//! under `analytics-data/`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -98,7 +99,7 @@ mod tests {
             );
         };
         let geo = GeoIp::open(&path).unwrap();
-        // Checked against the database (see the README's test addresses).
+        // Checked against the installed database.
         assert_eq!(geo.country("8.8.8.8".parse().unwrap()), "US");
         assert_eq!(geo.country("::ffff:8.8.8.8".parse().unwrap()), "US");
         assert_eq!(geo.country("127.0.0.1".parse().unwrap()), UNKNOWN);
