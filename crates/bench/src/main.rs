@@ -974,7 +974,13 @@ fn our_ladder(input: &Path, rungs: &[transcode::Rung]) -> anyhow::Result<(f64, f
     let counter = std::thread::spawn(move || {
         let mut frames = 0u64;
         while let Some(o) = output.blocking_recv() {
-            if matches!(o, transcode::TranscodeOutput::Frame { .. }) {
+            if matches!(
+                o,
+                hub::RenditionOutput::Media {
+                    update: hub::RenditionUpdate::Frame(..),
+                    ..
+                }
+            ) {
                 frames += 1;
             }
         }

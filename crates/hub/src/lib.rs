@@ -15,6 +15,13 @@
 //! → drop. On the other side: [`Hub::announcements`] or [`Hub::watch_stream`] to learn
 //! of sessions, [`Session::subscribe`], then [`Subscriber::recv`] until `None`.
 
+mod rendition;
+
+pub use rendition::{
+    InputSignal, Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
+    RenditionUpdate, Renditions, SOURCE_RENDITION,
+};
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -6,116 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use hub::{Hub, MediaEvent, Session, SubscriberEvent};
-use media::{Frame, Tracks};
-use tokio::sync::{broadcast, watch};
+use hub::{
+    Hub, InputSignal, MediaEvent, RenditionOutput, RenditionPipeline, RenditionUpdate, Renditions,
+    Session, SubscriberEvent,
+};
+use tokio::sync::{broadcast, mpsc, watch};
 
-use crate::live::{LiveStreams, SOURCE_RENDITION};
-
-/// What a rendition pipeline hands the packagers.
-#[derive(Clone, Debug)]
-pub enum RenditionUpdate {
-    Tracks(Arc<Tracks>),
-    /// A frame, with the wall-clock time its source frame arrived at ingest (the
-    /// PROGRAM-DATE-TIME anchor, alike in every rendition).
-    Frame(Frame, SystemTime),
-    /// The input's decoded picture turned black, or stopped being black (for the
-    /// stream's input health; not tied to a rendition).
-    Picture {
-        black: bool,
-    },
-    /// The input's audio turned silent, or stopped being silent.
-    Audio {
-        silent: bool,
-    },
-}
-
-/// One update for one named rendition.
-#[derive(Clone, Debug)]
-pub struct RenditionOutput {
-    pub rendition: Arc<str>,
-    pub update: RenditionUpdate,
-}
-
-/// Receives one publish session's media. Must not block: work that takes time runs
-/// elsewhere and reports on [`RenditionPipeline::output`].
-pub trait RenditionInput: Send {
-    /// One event from the publisher, which arrived at `arrival`; updates available at
-    /// once (a passthrough) are appended to `out`.
-    fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>);
-}
-
-/// A running pipeline for one publish session. Dropping `input` ends it; `output`
-/// closes once everything in flight has come out.
-pub struct RenditionPipeline {
-    pub input: Box<dyn RenditionInput>,
-    pub output: Option<BoxStream<'static, RenditionOutput>>,
-}
-
-/// Makes the renditions of a stream from its published media.
-pub trait Renditions: Send + Sync + 'static {
-    fn start(&self, stream: &str) -> RenditionPipeline;
-}
-
-/// The published stream as the one rendition, `source`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Passthrough;
-
-impl Renditions for Passthrough {
-    fn start(&self, _stream: &str) -> RenditionPipeline {
-        RenditionPipeline {
-            input: Box::new(PassthroughInput::new(SOURCE_RENDITION)),
-            output: None,
-        }
-    }
-}
-
-/// Forwards every event to one rendition. Audio the packager cannot carry (MP3) is
-/// left out, so the video still plays; the transcoder's renditions make AAC of it.
-pub struct PassthroughInput {
-    rendition: Arc<str>,
-    drop_audio: bool,
-}
-
-impl PassthroughInput {
-    pub fn new(rendition: &str) -> Self {
-        Self {
-            rendition: Arc::from(rendition),
-            drop_audio: false,
-        }
-    }
-}
-
-impl RenditionInput for PassthroughInput {
-    fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
-        let update = match event {
-            MediaEvent::Tracks(t) => {
-                let packageable = t
-                    .audio
-                    .as_ref()
-                    .is_none_or(|a| !matches!(a.codec, media::CodecConfig::Mp3(_)));
-                self.drop_audio = !packageable;
-                if packageable {
-                    RenditionUpdate::Tracks(t)
-                } else {
-                    tracing::info!(rendition = %self.rendition, "MP3 audio is not passed through (CMAF carries AAC); the transcoded renditions have it as AAC");
-                    RenditionUpdate::Tracks(Arc::new(Tracks {
-                        video: t.video.clone(),
-                        audio: None,
-                    }))
-                }
-            }
-            MediaEvent::Frame(f) if self.drop_audio && f.kind == media::TrackKind::Audio => return,
-            MediaEvent::Frame(f) => RenditionUpdate::Frame(f, arrival),
-        };
-        out.push(RenditionOutput {
-            rendition: self.rendition.clone(),
-            update,
-        });
-    }
-}
+use crate::live::LiveStreams;
 
 /// How long a finished session's pipeline may take to drain (an encoder's last frames).
 const DRAIN_LIMIT: Duration = Duration::from_secs(3);
@@ -264,25 +161,31 @@ async fn next_session(
 
 /// The next asynchronous update, or never if the pipeline has none.
 async fn recv_output(
-    output: &mut Option<BoxStream<'static, RenditionOutput>>,
+    output: &mut Option<mpsc::Receiver<RenditionOutput>>,
 ) -> Option<RenditionOutput> {
     match output {
-        Some(rx) => rx.next().await,
+        Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
 
 fn deliver(live: &crate::LiveStream, updates: impl Iterator<Item = RenditionOutput>) {
     for u in updates {
-        match u.update {
-            RenditionUpdate::Tracks(tracks) => {
-                live.handle_tracks(&u.rendition, tracks, SystemTime::now())
+        match u {
+            RenditionOutput::Media {
+                rendition,
+                update: RenditionUpdate::Tracks(tracks),
+            } => live.handle_tracks(&rendition, tracks, SystemTime::now()),
+            RenditionOutput::Media {
+                rendition,
+                update: RenditionUpdate::Frame(frame, at),
+            } => live.handle_frame(&rendition, frame, at, Instant::now()),
+            RenditionOutput::Input(InputSignal::Picture { black }) => {
+                live.handle_input_picture(Instant::now(), black)
             }
-            RenditionUpdate::Frame(frame, at) => {
-                live.handle_frame(&u.rendition, frame, at, Instant::now())
+            RenditionOutput::Input(InputSignal::Audio { silent }) => {
+                live.handle_input_audio(Instant::now(), silent)
             }
-            RenditionUpdate::Picture { black } => live.handle_input_picture(Instant::now(), black),
-            RenditionUpdate::Audio { silent } => live.handle_input_audio(Instant::now(), silent),
         }
     }
 }

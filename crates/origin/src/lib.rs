@@ -19,10 +19,7 @@ pub mod health;
 mod http;
 mod live;
 
-pub use feed::{
-    Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
-    RenditionUpdate, Renditions, run_feed,
-};
+pub use feed::run_feed;
 pub use health::{HealthConfig, InputHealth, InputState};
 pub use http::{INPUT_HEADER, router};
 pub use live::{LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase};

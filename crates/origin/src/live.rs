@@ -124,7 +124,7 @@ impl LiveStreams {
 }
 
 /// The name of the rendition that passes the published stream through unchanged.
-pub const SOURCE_RENDITION: &str = "source";
+pub use hub::SOURCE_RENDITION;
 
 /// One stream: its renditions' packagers and a change signal for waiting requests.
 pub struct LiveStream {

@@ -4,7 +4,6 @@ mod analytics_server;
 mod config;
 mod demo;
 mod edge;
-mod ladder;
 mod metadata;
 mod publish;
 mod serve;

@@ -209,7 +209,7 @@ pub(crate) async fn serve(
     let feed = tokio::spawn(origin::run_feed(
         streams,
         hub,
-        Arc::new(crate::ladder::Ladder::new(
+        Arc::new(transcode::Ladder::new(
             &config.renditions,
             &config.ladder,
             Duration::from_millis(u64::from(config.packager.segment_target_ms)),

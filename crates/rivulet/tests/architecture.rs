@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("source", &["media"]),
     ("encoder", &["media", "rtmp", "source"]),
     ("ingest", &["access", "hub", "media", "rtmp"]),
-    ("transcode", &["encoder", "media", "source"]),
+    ("transcode", &["encoder", "hub", "media", "source"]),
     ("package", &["media"]),
     ("origin", &["hub", "media", "package"]),
     ("edge", &["media"]),

@@ -107,7 +107,7 @@ impl Rung {
 }
 
 /// The name of the passthrough rendition.
-pub const SOURCE: &str = "source";
+pub const SOURCE: &str = hub::SOURCE_RENDITION;
 
 /// The default ladder, after Apple's HLS authoring specification (16:9, 30 fps):
 /// 1080p 6 Mbit/s, 720p 3 Mbit/s, 480p 1.2 Mbit/s, 360p 730 kbit/s, 234p 145 kbit/s.

@@ -5,12 +5,20 @@
 //! every rendition untouched. Output timestamps are the input timestamps.
 //!
 //! - [`ladder`]: which rungs a source of a given size gets (pure).
-//! - [`start`]: one stream's transcoding session (threads, bounded queues, shedding).
+//! - [`KeyframePlanner`]: which pictures start a segment in every rung (pure).
+//! - [`Ladder`]: the hub's `Renditions` seam, filled with a passthrough `source`
+//!   and/or the transcoded rungs; the origin's feed drives it.
+//! - [`start`]: one stream's transcoding session (threads, bounded queues, shedding);
+//!   it emits the hub's `RenditionOutput`s.
 //! - [`levels`]: whether a decoded picture is black (for input health; pure).
 
+mod keyframes;
 pub mod ladder;
 pub mod levels;
+mod renditions;
 mod session;
 
+pub use keyframes::KeyframePlanner;
 pub use ladder::{PlannedRung, Rung, SOURCE, default_rungs, plan};
-pub use session::{TranscodeConfig, TranscodeInput, TranscodeOutput, start};
+pub use renditions::Ladder;
+pub use session::{TranscodeConfig, TranscodeInput, start};

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use encoder::{EncodedPicture, VideoEncoderConfig, X264Encoder};
 use ffmpeg_next as ff;
+use hub::{InputSignal, RenditionOutput, RenditionUpdate};
 use media::avc::avcc_to_annexb;
 use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks, VIDEO_TIMESCALE};
 use tokio::sync::mpsc;
 
+use crate::keyframes::KeyframePlanner;
 use crate::ladder::{PlannedRung, Rung, plan};
 
 /// Settings of the transcoder.
@@ -62,27 +64,6 @@ impl Default for TranscodeConfig {
             lossless: false,
         }
     }
-}
-
-/// What comes out: per rendition, tracks before the frames that need them.
-#[derive(Clone, Debug)]
-pub enum TranscodeOutput {
-    Tracks {
-        rendition: Arc<str>,
-        tracks: Arc<Tracks>,
-    },
-    Frame {
-        rendition: Arc<str>,
-        frame: Frame,
-        /// When the source frame arrived (carried through for PROGRAM-DATE-TIME).
-        arrival: SystemTime,
-    },
-    /// The decoded source picture turned black or stopped being black (sent on each
-    /// change, for input health).
-    Picture { black: bool },
-    /// The source's audio turned silent or stopped being silent (sent on each change,
-    /// for input health).
-    Audio { silent: bool },
 }
 
 enum Input {
@@ -141,7 +122,7 @@ impl TranscodeInput {
 pub fn start(
     config: Arc<TranscodeConfig>,
     stream: &str,
-) -> (TranscodeInput, mpsc::Receiver<TranscodeOutput>) {
+) -> (TranscodeInput, mpsc::Receiver<RenditionOutput>) {
     let (tx, rx) = sync_channel(config.input_queue.max(1));
     let (out_tx, out_rx) = mpsc::channel(1024);
     let lossless = config.lossless;
@@ -227,7 +208,7 @@ impl RungWorker {
 struct Decoder {
     config: Arc<TranscodeConfig>,
     stream: String,
-    out: mpsc::Sender<TranscodeOutput>,
+    out: mpsc::Sender<RenditionOutput>,
     decoder: Option<ff::decoder::Video>,
     avc: Option<AvcConfig>,
     /// The audio every rendition carries: the source's AAC, or AAC made from MP3.
@@ -239,8 +220,8 @@ struct Decoder {
     names: Vec<String>,
     /// Source frames sent to the decoder: (pts, keyframe, arrival).
     pending: VecDeque<(i64, bool, SystemTime)>,
-    last_forced_interval: Option<i64>,
-    segment_ticks: i64,
+    /// Which pictures start a segment (IDR in every rung).
+    keyframes: KeyframePlanner,
     /// Whether the last decoded picture was black.
     black: Option<bool>,
     /// Decodes the source's AAC (passed through untouched) only to hear its level.
@@ -253,12 +234,13 @@ impl Decoder {
     fn new(
         config: Arc<TranscodeConfig>,
         stream: String,
-        out: mpsc::Sender<TranscodeOutput>,
+        out: mpsc::Sender<RenditionOutput>,
     ) -> Self {
         let segment_ticks = (config.segment_target.as_micros() as i64
             * i64::from(VIDEO_TIMESCALE.get())
             / 1_000_000)
             .max(1);
+        let keyframes = KeyframePlanner::new(segment_ticks, config.align_to_source_keyframes);
         Self {
             config,
             stream,
@@ -270,8 +252,7 @@ impl Decoder {
             rungs: Vec::new(),
             names: Vec::new(),
             pending: VecDeque::new(),
-            last_forced_interval: None,
-            segment_ticks,
+            keyframes,
             black: None,
             aac_level: None,
             silent: None,
@@ -356,7 +337,7 @@ impl Decoder {
         }
         self.rungs.clear();
         self.pending.clear();
-        self.last_forced_interval = None;
+        self.keyframes.reset();
         let decoder = ff::decoder::find(ff::codec::Id::H264)
             .ok_or(ff::Error::DecoderNotFound)
             .and_then(|codec| {
@@ -500,12 +481,7 @@ impl Decoder {
                 }
                 None => (false, SystemTime::now()),
             };
-            let interval = pts.div_euclid(self.segment_ticks);
-            let force = interval != self.last_forced_interval.unwrap_or(i64::MIN)
-                && (keyframe || !self.config.align_to_source_keyframes);
-            if force {
-                self.last_forced_interval = Some(interval);
-            }
+            let force = self.keyframes.place(pts, keyframe);
             let black = crate::levels::picture_is_black(
                 decoded.data(0),
                 decoded.stride(0),
@@ -515,7 +491,9 @@ impl Decoder {
             if self.black != Some(black) {
                 self.black = Some(black);
                 // On this thread, never the runtime's: waiting for room is fine.
-                let _ = self.out.blocking_send(TranscodeOutput::Picture { black });
+                let _ = self
+                    .out
+                    .blocking_send(RenditionOutput::Input(InputSignal::Picture { black }));
             }
             self.fan_out(&decoded, pts, force, arrival);
         }
@@ -614,7 +592,9 @@ impl Decoder {
         {
             self.silent = Some(silent);
             // On this thread, never the runtime's: waiting for room is fine.
-            let _ = self.out.blocking_send(TranscodeOutput::Audio { silent });
+            let _ = self
+                .out
+                .blocking_send(RenditionOutput::Input(InputSignal::Audio { silent }));
         }
     }
 
@@ -643,7 +623,7 @@ struct RungThread {
     name: Arc<str>,
     settings: VideoEncoderConfig,
     audio: Option<Track>,
-    out: mpsc::Sender<TranscodeOutput>,
+    out: mpsc::Sender<RenditionOutput>,
     depth: Arc<AtomicUsize>,
 }
 
@@ -697,11 +677,10 @@ impl RungThread {
                 }
                 RungInput::Audio(frame, arrival) => {
                     if announced.is_some() {
-                        if !self.emit(TranscodeOutput::Frame {
-                            rendition: self.name.clone(),
-                            frame,
-                            arrival,
-                        }) {
+                        if !self.emit(RenditionOutput::media(
+                            &self.name,
+                            RenditionUpdate::Frame(frame, arrival),
+                        )) {
                             return;
                         }
                     } else if held_audio.len() < 500 {
@@ -756,35 +735,33 @@ impl RungThread {
         });
         if announced.as_ref() != Some(&tracks) {
             *announced = Some(tracks.clone());
-            if !self.emit(TranscodeOutput::Tracks {
-                rendition: self.name.clone(),
-                tracks,
-            }) {
+            if !self.emit(RenditionOutput::media(
+                &self.name,
+                RenditionUpdate::Tracks(tracks),
+            )) {
                 return false;
             }
         }
         for p in encoded.drain(..) {
-            if !self.emit(TranscodeOutput::Frame {
-                rendition: self.name.clone(),
-                frame: p.frame,
-                arrival,
-            }) {
+            if !self.emit(RenditionOutput::media(
+                &self.name,
+                RenditionUpdate::Frame(p.frame, arrival),
+            )) {
                 return false;
             }
         }
         for (frame, arrival) in held_audio.drain(..) {
-            if !self.emit(TranscodeOutput::Frame {
-                rendition: self.name.clone(),
-                frame,
-                arrival,
-            }) {
+            if !self.emit(RenditionOutput::media(
+                &self.name,
+                RenditionUpdate::Frame(frame, arrival),
+            )) {
                 return false;
             }
         }
         true
     }
 
-    fn emit(&self, output: TranscodeOutput) -> bool {
+    fn emit(&self, output: RenditionOutput) -> bool {
         self.out.blocking_send(output).is_ok()
     }
 }

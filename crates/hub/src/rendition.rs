@@ -1,0 +1,132 @@
+//! The seam between a publish session and the packagers: a [`Renditions`] maker turns
+//! one session's [`MediaEvent`]s into updates of named renditions. The origin drives
+//! it; the passthrough here and the transcoder's ladder fill it. It lives in the hub,
+//! below both, so that neither depends on the other.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use media::{Frame, Tracks};
+use tokio::sync::mpsc;
+
+use crate::MediaEvent;
+
+/// The rendition that carries the published stream as it came.
+pub const SOURCE_RENDITION: &str = "source";
+
+/// What a rendition pipeline hands the packagers.
+#[derive(Clone, Debug)]
+pub enum RenditionOutput {
+    /// An update of one named rendition.
+    Media {
+        rendition: Arc<str>,
+        update: RenditionUpdate,
+    },
+    /// Something learnt of the input by decoding it (for the stream's input health;
+    /// not tied to a rendition).
+    Input(InputSignal),
+}
+
+/// One update of a rendition.
+#[derive(Clone, Debug)]
+pub enum RenditionUpdate {
+    /// The tracks of the frames that follow.
+    Tracks(Arc<Tracks>),
+    /// A frame, with the wall-clock time its source frame arrived at ingest (the
+    /// PROGRAM-DATE-TIME anchor, alike in every rendition).
+    Frame(Frame, SystemTime),
+}
+
+/// A change in what the decoded input looks or sounds like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputSignal {
+    /// The decoded picture turned black, or stopped being black.
+    Picture { black: bool },
+    /// The decoded audio turned silent, or stopped being silent.
+    Audio { silent: bool },
+}
+
+impl RenditionOutput {
+    /// An update of `rendition`.
+    pub fn media(rendition: &Arc<str>, update: RenditionUpdate) -> Self {
+        Self::Media {
+            rendition: rendition.clone(),
+            update,
+        }
+    }
+}
+
+/// Receives one publish session's media. Must not block: work that takes time runs
+/// elsewhere and reports on [`RenditionPipeline::output`].
+pub trait RenditionInput: Send {
+    /// One event from the publisher, which arrived at `arrival`; updates available at
+    /// once (a passthrough) are appended to `out`.
+    fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>);
+}
+
+/// A running pipeline for one publish session. Dropping `input` ends it; `output`
+/// closes once everything in flight has come out.
+pub struct RenditionPipeline {
+    pub input: Box<dyn RenditionInput>,
+    pub output: Option<mpsc::Receiver<RenditionOutput>>,
+}
+
+/// Makes the renditions of a stream from its published media.
+pub trait Renditions: Send + Sync + 'static {
+    fn start(&self, stream: &str) -> RenditionPipeline;
+}
+
+/// The published stream as the one rendition, `source`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Passthrough;
+
+impl Renditions for Passthrough {
+    fn start(&self, _stream: &str) -> RenditionPipeline {
+        RenditionPipeline {
+            input: Box::new(PassthroughInput::new(SOURCE_RENDITION)),
+            output: None,
+        }
+    }
+}
+
+/// Forwards every event to one rendition. Audio the packager cannot carry (MP3) is
+/// left out, so the video still plays; the transcoder's renditions make AAC of it.
+pub struct PassthroughInput {
+    rendition: Arc<str>,
+    drop_audio: bool,
+}
+
+impl PassthroughInput {
+    pub fn new(rendition: &str) -> Self {
+        Self {
+            rendition: Arc::from(rendition),
+            drop_audio: false,
+        }
+    }
+}
+
+impl RenditionInput for PassthroughInput {
+    fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
+        let update = match event {
+            MediaEvent::Tracks(t) => {
+                let packageable = t
+                    .audio
+                    .as_ref()
+                    .is_none_or(|a| !matches!(a.codec, media::CodecConfig::Mp3(_)));
+                self.drop_audio = !packageable;
+                if packageable {
+                    RenditionUpdate::Tracks(t)
+                } else {
+                    tracing::info!(rendition = %self.rendition, "MP3 audio is not passed through (CMAF carries AAC); the transcoded renditions have it as AAC");
+                    RenditionUpdate::Tracks(Arc::new(Tracks {
+                        video: t.video.clone(),
+                        audio: None,
+                    }))
+                }
+            }
+            MediaEvent::Frame(f) if self.drop_audio && f.kind == media::TrackKind::Audio => return,
+            MediaEvent::Frame(f) => RenditionUpdate::Frame(f, arrival),
+        };
+        out.push(RenditionOutput::media(&self.rendition, update));
+    }
+}
