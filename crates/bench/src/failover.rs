@@ -88,7 +88,7 @@ fn start_edge(
         "{host}:{}",
         std::net::TcpListener::bind((host, 0))?.local_addr()?.port()
     );
-    let child = Command::new(&exe)
+    let child = Command::new(exe)
         .args(["edge", "--http-listen", &listen])
         .args(["--origin", &format!("http://{}", upstreams[0])])
         .args(["--origin", &format!("http://{}", upstreams[1])])

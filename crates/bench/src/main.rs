@@ -960,7 +960,7 @@ async fn origin_requests(client: &reqwest::Client, origin: &str) -> u64 {
 fn our_ladder(input: &Path, rungs: &[transcode::Rung]) -> anyhow::Result<(f64, f64, u64)> {
     use std::sync::Arc;
 
-    let data = bytes::Bytes::from(std::fs::read(&input)?);
+    let data = bytes::Bytes::from(std::fs::read(input)?);
     let tags = media::flv::file_tags(&data)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
     let config = Arc::new(transcode::TranscodeConfig {
@@ -1033,7 +1033,7 @@ fn ffmpeg_ladder(input: &Path, planned: &[transcode::PlannedRung]) -> anyhow::Re
         "error",
         "-i",
     ])
-    .arg(&input)
+    .arg(input)
     .args(["-filter_complex", &graph]);
     for (i, p) in planned.iter().enumerate() {
         let mut c = encoder::VideoEncoderConfig::new(

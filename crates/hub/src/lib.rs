@@ -15,8 +15,10 @@
 //! → drop. On the other side: [`Hub::announcements`] or [`Hub::watch_stream`] to learn
 //! of sessions, [`Session::subscribe`], then [`Subscriber::recv`] until `None`.
 
+mod meter;
 mod rendition;
 
+pub use meter::BitrateMeter;
 pub use rendition::{
     InputSignal, Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
     RenditionUpdate, Renditions, SOURCE_RENDITION,
@@ -126,6 +128,7 @@ impl Hub {
                 tracks: None,
                 gop: Vec::new(),
             }),
+            media_bytes: AtomicU64::new(0),
         });
         slot.send_replace(Some(session.clone()));
         drop(streams);
@@ -188,6 +191,9 @@ impl Hub {
 pub struct Session {
     info: SessionInfo,
     state: Mutex<SessionState>,
+    /// Bytes of coded media published so far (for the ingest bitrate, see
+    /// [`BitrateMeter`]); counted without a subscriber.
+    media_bytes: AtomicU64,
 }
 
 struct SessionState {
@@ -210,6 +216,11 @@ impl Session {
     /// Whether the publisher has gone.
     pub fn is_ended(&self) -> bool {
         lock(&self.state).tx.is_none()
+    }
+
+    /// Bytes of coded media (frame payloads) published in this session so far.
+    pub fn media_bytes(&self) -> u64 {
+        self.media_bytes.load(Ordering::Relaxed)
     }
 
     /// The tracks last announced, if any.
@@ -261,6 +272,10 @@ impl Publisher {
 
     /// Sends one frame to every subscriber. Never waits.
     pub fn send_frame(&self, frame: Frame) {
+        self.session.media_bytes.fetch_add(
+            u64::try_from(frame.data.len()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         let mut state = lock(&self.session.state);
         let has_video = state.tracks.as_ref().is_some_and(|t| t.video.is_some());
         if frame.kind == TrackKind::Video && frame.keyframe {

@@ -133,3 +133,16 @@ async fn announcements_and_watch_follow_sessions() {
     assert!(watch.borrow().is_none());
     assert!(session.is_ended());
 }
+
+#[test]
+fn a_session_counts_the_media_bytes_published_without_a_subscriber() {
+    let hub = Hub::new();
+    let publisher = hub.publish("cam", "peer").expect("publish");
+    publisher.send_tracks(audio_tracks());
+    for n in 0..3 {
+        let mut f = video_frame(n, n == 0);
+        f.data = Bytes::from(vec![0u8; 1000]);
+        publisher.send_frame(f);
+    }
+    assert_eq!(publisher.session().media_bytes(), 3000);
+}

@@ -26,6 +26,7 @@ pub mod api;
 mod error;
 mod events;
 mod keys;
+pub mod live;
 mod model;
 pub mod remote;
 mod secret;

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use hub::{Hub, MediaEvent, Session, SubscriberEvent};
-use meta::remote::{RemoteEvent, RemoteKeys, RemoteMeta};
-use meta::{AdminToken, ListQuery, LiveReport, MetaStore, StreamEvent, StreamName, TokenSource};
+use hub::{BitrateMeter, Hub, Session};
+use meta::live::{LiveLink, TitleSink};
+use meta::remote::RemoteKeys;
+use meta::{AdminToken, LiveReport, MetaStore, StreamName, TokenSource};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
@@ -87,10 +88,6 @@ pub(crate) fn print_api_banner(
 const FIRST_REPORT: Duration = Duration::from_secs(2);
 /// How often they are reported after that.
 const REPORT_INTERVAL: Duration = Duration::from_secs(10);
-/// Tries of an offline report.
-const OFFLINE_ATTEMPTS: u32 = 5;
-/// How often declared streams are offered again to an unreachable metadata server.
-const DECLARE_RETRY: Duration = Duration::from_secs(5);
 
 /// A name for this node in the streams' live state: host name and RTMP port.
 pub(crate) fn node_name(rtmp_port: u16) -> String {
@@ -102,104 +99,28 @@ pub(crate) fn node_name(rtmp_port: u16) -> String {
     format!("{host}:{rtmp_port}")
 }
 
-/// Where this node reports live state: the store in this process, or a remote
-/// metadata server. The same facts go to either.
-#[derive(Clone)]
-pub(crate) enum MetaLink {
-    Local(MetaStore),
-    Remote(RemoteMeta),
-}
-
-impl MetaLink {
-    async fn set_live(&self, name: &str, report: &LiveReport) -> anyhow::Result<()> {
-        match self {
-            Self::Local(store) => store.set_live(name, report).await?,
-            Self::Remote(remote) => remote.set_live(name, report).await?,
-        }
-        Ok(())
-    }
-
-    async fn set_offline(&self, name: &str, since: Option<i64>) -> anyhow::Result<()> {
-        match self {
-            Self::Local(store) => store.set_offline(name, since).await?,
-            Self::Remote(remote) => remote.set_offline(name, since).await?,
-        }
-        Ok(())
-    }
-
-    async fn reset_node(&self, node: &str) -> anyhow::Result<u64> {
-        Ok(match self {
-            Self::Local(store) => u64::try_from(store.reset_node(node).await?).unwrap_or(u64::MAX),
-            Self::Remote(remote) => remote.reset_node(node).await?,
-        })
-    }
-}
-
-/// Stores the declared streams on the remote metadata server, and remembers their
-/// keys as last known good. If the server cannot be reached now, this keeps trying in
-/// the background; a refusal (a key another stream has, a bad token) stops the start.
+/// Stores the declared streams on the remote metadata server (see
+/// [`meta::live::declare_remote`]); a refusal stops the start.
 pub(crate) async fn declare_remote(
     keys: &RemoteKeys,
     streams: &[StreamDecl],
 ) -> anyhow::Result<()> {
-    let mut pending = Vec::new();
-    for s in streams {
-        let name = StreamName::parse(&s.name).map_err(|e| anyhow::anyhow!(e))?;
-        keys.seed(&s.key, &s.name);
-        match keys.remote().declare(&name, &s.key).await {
-            Ok(changed) => {
-                if changed {
-                    tracing::info!(stream = %s.name, meta = %keys.remote().url(), "declared stream stored on the metadata server (its key is the one given)");
-                }
-            }
-            Err(e) if e.is_unavailable() => pending.push((name, s.key.clone())),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot declare stream '{}'", s.name));
-            }
-        }
-    }
-    if !pending.is_empty() {
-        tracing::warn!(
-            meta = %keys.remote().url(),
-            streams = pending.len(),
-            "metadata server unreachable: the declared streams will be stored there when it answers (their keys work here meanwhile)"
-        );
-        let remote = keys.remote().clone();
-        tokio::spawn(async move {
-            while !pending.is_empty() {
-                tokio::time::sleep(DECLARE_RETRY).await;
-                let mut left = Vec::new();
-                for (name, key) in pending {
-                    match remote.declare(&name, &key).await {
-                        Ok(_) => {
-                            tracing::info!(stream = %name, "declared stream stored on the metadata server")
-                        }
-                        Err(e) if e.is_unavailable() => left.push((name, key)),
-                        Err(e) => {
-                            tracing::error!(stream = %name, error = %e, "the metadata server refused a declared stream")
-                        }
-                    }
-                }
-                pending = left;
-            }
-        });
-    }
-    Ok(())
+    let declared = streams
+        .iter()
+        .map(|s| Ok((StreamName::parse(&s.name)?, s.key.clone())))
+        .collect::<Result<Vec<_>, meta::ValidationError>>()?;
+    meta::live::declare_remote(keys, &declared)
+        .await
+        .map_err(|(name, e)| {
+            anyhow::Error::new(e).context(format!("cannot declare stream '{name}'"))
+        })
 }
 
-/// Marks offline the streams this node left live (it crashed, or was stopped while
-/// publishers were connected).
-pub(crate) async fn reset_node(meta: &MetaLink, node: &str) {
-    match meta.reset_node(node).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(
-            streams = n,
-            "marked offline the streams this node had left live"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "cannot mark this node's streams offline")
-        }
-    }
+/// The origin's playlists take their titles (`EXT-X-SESSION-DATA`) from the metadata
+/// server through this.
+pub(crate) fn title_sink(streams: &origin::LiveStreams) -> TitleSink {
+    let streams = streams.clone();
+    Arc::new(move |stream, title| streams.set_title(stream, title))
 }
 
 /// Reports publish sessions on the hub as live/offline until `stop`, with their
@@ -211,7 +132,7 @@ pub(crate) async fn reset_node(meta: &MetaLink, node: &str) {
 pub(crate) async fn track_live(
     hub: Hub,
     mut announcements: broadcast::Receiver<Arc<Session>>,
-    meta: MetaLink,
+    meta: LiveLink,
     node: String,
     streams: origin::LiveStreams,
     stop: impl Future<Output = ()>,
@@ -248,14 +169,13 @@ pub(crate) async fn track_live(
 /// Marks the session's stream live, refreshes its facts while it lasts, marks it
 /// offline when the publisher leaves.
 async fn follow_session(
-    meta: MetaLink,
+    meta: LiveLink,
     node: String,
     streams: origin::LiveStreams,
     session: Arc<Session>,
 ) {
     let info = session.info().clone();
     let mut media = session.subscribe();
-    drop(session);
     let since = info
         .started_at
         .duration_since(UNIX_EPOCH)
@@ -267,19 +187,19 @@ async fn follow_session(
         ..Default::default()
     };
     if let Err(e) = meta.set_live(&info.stream, &report).await {
-        tracing::warn!(stream = %info.stream, error = %format!("{e:#}"), "cannot record the stream as live");
+        tracing::warn!(stream = %info.stream, error = %e, "cannot record the stream as live");
     }
     let titles = match &meta {
-        MetaLink::Remote(remote) => Some(tokio::spawn(follow_title(
+        LiveLink::Remote(remote) => Some(tokio::spawn(meta::live::follow_remote_title(
             remote.clone(),
             info.stream.clone(),
-            streams.clone(),
+            title_sink(&streams),
         ))),
-        MetaLink::Local(_) => None,
+        LiveLink::Local(_) => None,
     };
-    let mut meter = BitrateMeter::new(Instant::now());
     // Facts are first reported a while after media starts to flow (the ingest may
     // hold the first frames back until it knows the tracks), then every interval.
+    let mut meter: Option<BitrateMeter> = None;
     let mut next_report: Option<tokio::time::Instant> = None;
     loop {
         let report_due = async {
@@ -289,28 +209,26 @@ async fn follow_session(
             }
         };
         tokio::select! {
-            event = media.recv() => {
-                if next_report.is_none() {
-                    meter = BitrateMeter::new(Instant::now());
+            event = media.recv() => match event {
+                Some(_) if next_report.is_none() => {
+                    meter = Some(BitrateMeter::new(Instant::now(), session.media_bytes()));
                     next_report = Some(tokio::time::Instant::now() + FIRST_REPORT);
                 }
-                match event {
-                    Some(SubscriberEvent::Media(MediaEvent::Frame(frame))) => {
-                        meter.handle_bytes(frame.data.len());
-                    }
-                    Some(_) => {}
-                    // The publisher left.
-                    None => break,
-                }
-            }
+                Some(_) => {}
+                // The publisher left.
+                None => break,
+            },
             () = report_due => {
-                report.ingest_bitrate = meter.poll_bitrate(Instant::now());
+                report.ingest_bitrate = meter
+                    .as_mut()
+                    .and_then(|m| m.poll_bitrate(Instant::now(), session.media_bytes()))
+                    .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
                 report.renditions = streams
                     .get(&info.stream)
                     .map(|s| serde_json::json!(s.rendition_names()))
                     .filter(|r| r.as_array().is_some_and(|a| !a.is_empty()));
                 if let Err(e) = meta.set_live(&info.stream, &report).await {
-                    tracing::warn!(stream = %info.stream, error = %format!("{e:#}"), "cannot update the stream's live state");
+                    tracing::warn!(stream = %info.stream, error = %e, "cannot update the stream's live state");
                 }
                 next_report = Some(tokio::time::Instant::now() + REPORT_INTERVAL);
             }
@@ -319,150 +237,8 @@ async fn follow_session(
     if let Some(titles) = titles {
         titles.abort();
     }
-    // Conditional on `since`: if a new publish already started, it stays live. A
-    // remote server that is down gets a few more tries; the node's reset at its next
-    // start clears what is still left.
-    let mut delay = Duration::from_millis(500);
-    for attempt in 1..=OFFLINE_ATTEMPTS {
-        match meta.set_offline(&info.stream, Some(since)).await {
-            Ok(()) => break,
-            Err(e) if attempt == OFFLINE_ATTEMPTS => {
-                tracing::warn!(stream = %info.stream, error = %format!("{e:#}"), "cannot record the stream as offline");
-            }
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-    }
-}
-
-/// Bits per second from byte counts: sans-IO, time comes in as `now`.
-#[derive(Debug)]
-struct BitrateMeter {
-    bytes: u64,
-    since: Instant,
-}
-
-impl BitrateMeter {
-    fn new(now: Instant) -> Self {
-        Self {
-            bytes: 0,
-            since: now,
-        }
-    }
-
-    fn handle_bytes(&mut self, n: usize) {
-        self.bytes = self
-            .bytes
-            .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-    }
-
-    /// The rate since the last call (or the start), and a new measurement begins.
-    /// `None` if no time has passed.
-    fn poll_bitrate(&mut self, now: Instant) -> Option<i64> {
-        let elapsed = now.saturating_duration_since(self.since);
-        if elapsed.is_zero() {
-            return None;
-        }
-        let bits = u128::from(self.bytes) * 8 * 1_000_000;
-        let rate = bits / elapsed.as_micros().max(1);
-        self.bytes = 0;
-        self.since = now;
-        Some(i64::try_from(rate).unwrap_or(i64::MAX))
-    }
-}
-
-/// Keeps the origin's title of `stream` equal to the remote metadata server's, from
-/// the stream's event stream, reconnecting after errors, until aborted.
-async fn follow_title(remote: RemoteMeta, stream: String, streams: origin::LiveStreams) {
-    let mut delay = Duration::from_secs(1);
-    let mut warned = false;
-    loop {
-        match remote.events(&stream).await {
-            Ok(mut events) => loop {
-                match events.next().await {
-                    Ok(Some(RemoteEvent::Snapshot(s))) => {
-                        delay = Duration::from_secs(1);
-                        streams.set_title(&stream, Some(&s.title));
-                    }
-                    Ok(Some(RemoteEvent::Change(StreamEvent::Metadata { title, .. }))) => {
-                        streams.set_title(&stream, Some(&title));
-                    }
-                    Ok(Some(RemoteEvent::Change(StreamEvent::Deleted { .. }))) => {
-                        streams.set_title(&stream, None);
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(stream = %stream, error = %e, "the title's event stream broke off");
-                        break;
-                    }
-                }
-            },
-            Err(e) => {
-                if !warned {
-                    tracing::warn!(stream = %stream, error = %e, "cannot follow the stream's title on the metadata server; retrying");
-                    warned = true;
-                }
-            }
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-}
-
-/// Keeps the origin's stream titles (its `EXT-X-SESSION-DATA`) equal to the store's
-/// until `stop`: all of them first, then every change.
-pub(crate) async fn sync_titles(
-    store: MetaStore,
-    streams: origin::LiveStreams,
-    stop: impl Future<Output = ()>,
-) {
-    // Subscribed before the first load, so that no change falls between the two.
-    let mut changes = store.subscribe();
-    let mut reload = true;
-    tokio::pin!(stop);
-    loop {
-        if reload {
-            reload = false;
-            if let Err(e) = load_titles(&store, &streams).await {
-                tracing::warn!(error = %e, "cannot load stream titles for the playlists");
-            }
-        }
-        tokio::select! {
-            () = &mut stop => break,
-            change = changes.recv() => match change {
-                Ok(StreamEvent::Metadata { stream, title, .. }) => {
-                    streams.set_title(&stream, Some(&title));
-                }
-                Ok(StreamEvent::Deleted { stream }) => streams.set_title(&stream, None),
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-        }
-    }
-}
-
-async fn load_titles(
-    store: &MetaStore,
-    streams: &origin::LiveStreams,
-) -> Result<(), meta::MetaError> {
-    let mut query = ListQuery {
-        limit: meta::MAX_PAGE,
-        ..ListQuery::default()
-    };
-    loop {
-        let page = store.list(&query).await?;
-        for s in &page.streams {
-            streams.set_title(&s.name, Some(&s.title));
-        }
-        match page.next_cursor {
-            Some(cursor) => query.after = Some(StreamName::parse(&cursor)?),
-            None => return Ok(()),
-        }
-    }
+    // Conditional on `since`: if a new publish already started, it stays live.
+    meta.set_offline_with_retries(&info.stream, since).await;
 }
 
 /// `rivulet meta`: the API and the database, without ingest or origin.
@@ -501,24 +277,4 @@ pub(crate) async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bitrate_is_bits_per_second_since_the_last_poll() {
-        let t0 = Instant::now();
-        let mut meter = BitrateMeter::new(t0);
-        assert_eq!(meter.poll_bitrate(t0), None);
-        meter.handle_bytes(500_000);
-        meter.handle_bytes(250_000);
-        assert_eq!(
-            meter.poll_bitrate(t0 + Duration::from_secs(2)),
-            Some(3_000_000)
-        );
-        // A new measurement: nothing arrived since.
-        assert_eq!(meter.poll_bitrate(t0 + Duration::from_secs(4)), Some(0));
-    }
 }

@@ -92,7 +92,7 @@ pub(crate) async fn serve(
             let (token, source) =
                 metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
             (
-                metadata::MetaLink::Local(store.clone()),
+                meta::live::LiveLink::Local(store.clone()),
                 Arc::new(store.clone()) as Arc<dyn ingest::StreamKeys>,
                 Some((store, token, source)),
             )
@@ -101,7 +101,7 @@ pub(crate) async fn serve(
             let keys = RemoteKeys::new(settings.client()?, settings.cache);
             metadata::declare_remote(&keys, &config.streams).await?;
             (
-                metadata::MetaLink::Remote(keys.remote().clone()),
+                meta::live::LiveLink::Remote(keys.remote().clone()),
                 Arc::new(keys) as Arc<dyn ingest::StreamKeys>,
                 None,
             )
@@ -181,7 +181,7 @@ pub(crate) async fn serve(
     }
 
     // Subscribed before the RTMP listener starts, so that every publish session is seen.
-    metadata::reset_node(&meta_link, &node).await;
+    meta_link.reset_node(&node).await;
     let live = tokio::spawn(metadata::track_live(
         hub.clone(),
         hub.announcements(),
@@ -200,9 +200,9 @@ pub(crate) async fn serve(
     ));
     // With a remote metadata server, titles follow its event streams (`track_live`).
     let titles = local.as_ref().map(|(store, _, _)| {
-        tokio::spawn(metadata::sync_titles(
+        tokio::spawn(meta::live::sync_titles(
             store.clone(),
-            streams.clone(),
+            metadata::title_sink(&streams),
             stopped(),
         ))
     });
@@ -232,7 +232,7 @@ pub(crate) async fn serve(
         titles.await.context("title task panicked")?;
     }
     // Publishers were cut by the shutdown: their streams are no longer live here.
-    metadata::reset_node(&meta_link, &node).await;
+    meta_link.reset_node(&node).await;
     if let Some(store) = analytics_store {
         store.close().await;
     }

@@ -1,0 +1,235 @@
+//! What a node tells the metadata server about its publishes, and what it learns back:
+//! live state (in this process's store or on a remote server, the same facts to
+//! either), declared streams stored on a remote server, and stream titles followed for
+//! the playlists. The node's media side is not known here: it passes facts in and
+//! takes titles out through a callback.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::remote::{RemoteError, RemoteEvent, RemoteKeys, RemoteMeta};
+use crate::{ListQuery, LiveReport, MetaError, MetaStore, StreamEvent, StreamName};
+
+/// Tries of an offline report.
+const OFFLINE_ATTEMPTS: u32 = 5;
+/// How often declared streams are offered again to an unreachable metadata server.
+const DECLARE_RETRY: Duration = Duration::from_secs(5);
+
+/// Why a live-state report failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error(transparent)]
+    Store(#[from] MetaError),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
+/// Where a node reports live state: the store in this process, or a remote metadata
+/// server.
+#[derive(Clone)]
+pub enum LiveLink {
+    Local(MetaStore),
+    Remote(RemoteMeta),
+}
+
+impl LiveLink {
+    /// Records `name` as live with `report`'s facts.
+    pub async fn set_live(&self, name: &str, report: &LiveReport) -> Result<(), LiveError> {
+        match self {
+            Self::Local(store) => store.set_live(name, report).await?,
+            Self::Remote(remote) => remote.set_live(name, report).await?,
+        }
+        Ok(())
+    }
+
+    /// Records `name` as offline, if the publish that started at `since` (epoch ms)
+    /// is still the live one.
+    pub async fn set_offline(&self, name: &str, since: Option<i64>) -> Result<(), LiveError> {
+        match self {
+            Self::Local(store) => store.set_offline(name, since).await?,
+            Self::Remote(remote) => remote.set_offline(name, since).await?,
+        }
+        Ok(())
+    }
+
+    /// [`LiveLink::set_offline`], tried a few times with backoff (a remote server may be
+    /// briefly down); the node's [`LiveLink::reset_node`] at its next start clears what
+    /// is still left.
+    pub async fn set_offline_with_retries(&self, name: &str, since: i64) {
+        let mut delay = Duration::from_millis(500);
+        for attempt in 1..=OFFLINE_ATTEMPTS {
+            match self.set_offline(name, Some(since)).await {
+                Ok(()) => return,
+                Err(e) if attempt == OFFLINE_ATTEMPTS => {
+                    tracing::warn!(stream = %name, error = %e, "cannot record the stream as offline");
+                }
+                Err(_) => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+
+    /// Marks offline the streams `node` left live (it crashed, or was stopped while
+    /// publishers were connected), and logs how many.
+    pub async fn reset_node(&self, node: &str) {
+        let reset = match self {
+            Self::Local(store) => store
+                .reset_node(node)
+                .await
+                .map(|n| u64::try_from(n).unwrap_or(u64::MAX))
+                .map_err(LiveError::from),
+            Self::Remote(remote) => remote.reset_node(node).await.map_err(LiveError::from),
+        };
+        match reset {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                streams = n,
+                "marked offline the streams this node had left live"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot mark this node's streams offline"),
+        }
+    }
+}
+
+/// Stores the declared streams (name, key) on the remote metadata server, and
+/// remembers their keys as last known good. If the server cannot be reached now, this
+/// keeps trying in the background; a refusal (a key another stream has, a bad token)
+/// is returned with the stream it concerns.
+pub async fn declare_remote(
+    keys: &RemoteKeys,
+    streams: &[(StreamName, String)],
+) -> Result<(), (StreamName, RemoteError)> {
+    let mut pending = Vec::new();
+    for (name, key) in streams {
+        keys.seed(key, name.as_str());
+        match keys.remote().declare(name, key).await {
+            Ok(true) => {
+                tracing::info!(stream = %name, meta = %keys.remote().url(), "declared stream stored on the metadata server (its key is the one given)");
+            }
+            Ok(false) => {}
+            Err(e) if e.is_unavailable() => pending.push((name.clone(), key.clone())),
+            Err(e) => return Err((name.clone(), e)),
+        }
+    }
+    if !pending.is_empty() {
+        tracing::warn!(
+            meta = %keys.remote().url(),
+            streams = pending.len(),
+            "metadata server unreachable: the declared streams will be stored there when it answers (their keys work here meanwhile)"
+        );
+        tokio::spawn(redeclare(keys.remote().clone(), pending));
+    }
+    Ok(())
+}
+
+/// Offers `pending` declarations again until the server has taken or refused each.
+async fn redeclare(remote: RemoteMeta, mut pending: Vec<(StreamName, String)>) {
+    while !pending.is_empty() {
+        tokio::time::sleep(DECLARE_RETRY).await;
+        let mut left = Vec::new();
+        for (name, key) in pending {
+            match remote.declare(&name, &key).await {
+                Ok(_) => {
+                    tracing::info!(stream = %name, "declared stream stored on the metadata server")
+                }
+                Err(e) if e.is_unavailable() => left.push((name, key)),
+                Err(e) => {
+                    tracing::error!(stream = %name, error = %e, "the metadata server refused a declared stream")
+                }
+            }
+        }
+        pending = left;
+    }
+}
+
+/// Where followed titles go: `(stream, Some(title))`, or `(stream, None)` when the
+/// stream was deleted.
+pub type TitleSink = Arc<dyn Fn(&str, Option<&str>) + Send + Sync>;
+
+/// Keeps `sink` told of every stream's title in the store until `stop`: all of them
+/// first, then every change (all again if changes were missed).
+pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Output = ()>) {
+    // Subscribed before the first load, so that no change falls between the two.
+    let mut changes = store.subscribe();
+    let mut reload = true;
+    tokio::pin!(stop);
+    loop {
+        if reload {
+            reload = false;
+            if let Err(e) = load_titles(&store, &sink).await {
+                tracing::warn!(error = %e, "cannot load stream titles for the playlists");
+            }
+        }
+        tokio::select! {
+            () = &mut stop => break,
+            change = changes.recv() => match change {
+                Ok(StreamEvent::Metadata { stream, title, .. }) => sink(&stream, Some(&title)),
+                Ok(StreamEvent::Deleted { stream }) => sink(&stream, None),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+        }
+    }
+}
+
+async fn load_titles(store: &MetaStore, sink: &TitleSink) -> Result<(), MetaError> {
+    let mut query = ListQuery {
+        limit: crate::MAX_PAGE,
+        ..ListQuery::default()
+    };
+    loop {
+        let page = store.list(&query).await?;
+        for s in &page.streams {
+            sink(&s.name, Some(&s.title));
+        }
+        match page.next_cursor {
+            Some(cursor) => query.after = Some(StreamName::parse(&cursor)?),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Keeps `sink` told of `stream`'s title on the remote metadata server, from the
+/// stream's event stream, reconnecting after errors with backoff, until aborted.
+pub async fn follow_remote_title(remote: RemoteMeta, stream: String, sink: TitleSink) {
+    let mut delay = Duration::from_secs(1);
+    let mut warned = false;
+    loop {
+        match remote.events(&stream).await {
+            Ok(mut events) => loop {
+                match events.next().await {
+                    Ok(Some(RemoteEvent::Snapshot(s))) => {
+                        delay = Duration::from_secs(1);
+                        sink(&stream, Some(&s.title));
+                    }
+                    Ok(Some(RemoteEvent::Change(StreamEvent::Metadata { title, .. }))) => {
+                        sink(&stream, Some(&title));
+                    }
+                    Ok(Some(RemoteEvent::Change(StreamEvent::Deleted { .. }))) => {
+                        sink(&stream, None);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(stream = %stream, error = %e, "the title's event stream broke off");
+                        break;
+                    }
+                }
+            },
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(stream = %stream, error = %e, "cannot follow the stream's title on the metadata server; retrying");
+                    warned = true;
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
