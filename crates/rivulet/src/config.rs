@@ -405,9 +405,7 @@ impl ServeArgs {
 
         let ladder = file.ladder.unwrap_or_else(transcode::default_rungs);
         for (i, rung) in ladder.iter().enumerate() {
-            rung.validate()
-                .map_err(anyhow::Error::msg)
-                .context("in the config file's [[ladder]]")?;
+            rung.validate().context("in the config file's [[ladder]]")?;
             if ladder[..i].iter().any(|r| r.name == rung.name) {
                 bail!("the ladder has two rungs called '{}'", rung.name);
             }

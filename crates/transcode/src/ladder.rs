@@ -51,7 +51,7 @@ impl Rung {
     }
 
     /// Checks what the encoder would otherwise refuse later, with the reason.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), RungError> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 32
             && self
@@ -59,51 +59,66 @@ impl Rung {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok || self.name == SOURCE {
-            return Err(format!(
-                "rung name '{}' must be 1-32 letters, digits, '-' or '_' and not '{SOURCE}'",
-                self.name
-            ));
+            return Err(RungError::Name(self.name.clone()));
         }
         if !(64..=4320).contains(&self.height) {
-            return Err(format!(
-                "rung '{}': height {} is not within 64..4320",
-                self.name, self.height
-            ));
+            return Err(RungError::Height {
+                rung: self.name.clone(),
+                height: self.height,
+            });
         }
         if !(50_000..=100_000_000).contains(&self.bitrate) {
-            return Err(format!(
-                "rung '{}': bitrate {} is not within 50k..100M",
-                self.name, self.bitrate
-            ));
+            return Err(RungError::Bitrate {
+                rung: self.name.clone(),
+                bitrate: self.bitrate,
+            });
         }
-        const PRESETS: [&str; 10] = [
-            "ultrafast",
-            "superfast",
-            "veryfast",
-            "faster",
-            "fast",
-            "medium",
-            "slow",
-            "slower",
-            "veryslow",
-            "placebo",
-        ];
-        if !PRESETS.contains(&self.preset.as_str()) {
-            return Err(format!(
-                "rung '{}': unknown x264 preset '{}' (one of {})",
-                self.name,
-                self.preset,
-                PRESETS.join(", ")
-            ));
+        if !X264_PRESETS.contains(&self.preset.as_str()) {
+            return Err(RungError::Preset {
+                rung: self.name.clone(),
+                preset: self.preset.clone(),
+            });
         }
         if !["baseline", "main", "high"].contains(&self.profile.as_str()) {
-            return Err(format!(
-                "rung '{}': profile '{}' is not baseline, main or high",
-                self.name, self.profile
-            ));
+            return Err(RungError::Profile {
+                rung: self.name.clone(),
+                profile: self.profile.clone(),
+            });
         }
         Ok(())
     }
+}
+
+/// libx264's presets, fastest first.
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// A configured rung the encoder would refuse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RungError {
+    #[error("rung name '{0}' must be 1-32 letters, digits, '-' or '_' and not 'source'")]
+    Name(String),
+    #[error("rung '{rung}': height {height} is not within 64..4320")]
+    Height { rung: String, height: u32 },
+    #[error("rung '{rung}': bitrate {bitrate} is not within 50k..100M")]
+    Bitrate { rung: String, bitrate: u64 },
+    #[error(
+        "rung '{rung}': unknown x264 preset '{preset}' (one of ultrafast, superfast, veryfast, faster, fast, medium, slow, slower, veryslow, placebo)"
+    )]
+    Preset { rung: String, preset: String },
+    #[error("rung '{rung}': profile '{profile}' is not baseline, main or high")]
+    Profile { rung: String, profile: String },
 }
 
 /// The name of the passthrough rendition.
@@ -230,10 +245,10 @@ mod tests {
         let mut r = Rung::new("720p", 720, 3_000_000);
         assert!(r.validate().is_ok());
         r.preset = "warp".into();
-        assert!(r.validate().unwrap_err().contains("preset"));
+        assert!(r.validate().unwrap_err().to_string().contains("preset"));
         let r = Rung::new("source", 720, 3_000_000);
-        assert!(r.validate().unwrap_err().contains("source"));
+        assert!(r.validate().unwrap_err().to_string().contains("source"));
         let r = Rung::new("tiny", 20, 3_000_000);
-        assert!(r.validate().unwrap_err().contains("height"));
+        assert!(r.validate().unwrap_err().to_string().contains("height"));
     }
 }

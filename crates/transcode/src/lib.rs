@@ -19,6 +19,6 @@ mod renditions;
 mod session;
 
 pub use keyframes::KeyframePlanner;
-pub use ladder::{PlannedRung, Rung, SOURCE, default_rungs, plan};
+pub use ladder::{PlannedRung, Rung, RungError, SOURCE, default_rungs, plan};
 pub use renditions::Ladder;
 pub use session::{TranscodeConfig, TranscodeInput, start};

@@ -774,6 +774,28 @@ fn encoder_flush(
     encoder.flush(out)
 }
 
+/// Why the source's audio cannot be decoded (its level goes unmeasured, or MP3 is not
+/// made into AAC).
+#[derive(Debug, thiserror::Error)]
+enum AudioError {
+    #[error("no {0} decoder in libavcodec")]
+    NoDecoder(&'static str),
+    #[error("{0} decoder: {1}")]
+    Decoder(&'static str, ff::Error),
+    #[error("AAC encoder: {0}")]
+    Encoder(#[from] encoder::EncodeError),
+    #[error("the source's sample rate is 0")]
+    ZeroSampleRate,
+    #[error(
+        "AAC object type {object_type} at {sample_rate} Hz, {channels} channels has no ADTS form"
+    )]
+    NoAdtsForm {
+        object_type: u8,
+        sample_rate: u32,
+        channels: u8,
+    },
+}
+
 /// MP3 decoded and encoded to AAC once, for every rendition.
 struct Mp3ToAac {
     source: media::Mp3Config,
@@ -784,19 +806,19 @@ struct Mp3ToAac {
 }
 
 impl Mp3ToAac {
-    fn new(source: media::Mp3Config) -> Result<Self, String> {
-        let codec = ff::decoder::find(ff::codec::Id::MP3).ok_or("no MP3 decoder in libavcodec")?;
+    fn new(source: media::Mp3Config) -> Result<Self, AudioError> {
+        let codec = ff::decoder::find(ff::codec::Id::MP3).ok_or(AudioError::NoDecoder("MP3"))?;
         let decoder = ff::codec::context::Context::new_with_codec(codec)
             .decoder()
             .audio()
-            .map_err(|e| format!("MP3 decoder: {e}"))?;
+            .map_err(|e| AudioError::Decoder("MP3", e))?;
         let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
             sample_rate: source.sample_rate,
             channels: u16::from(source.channels),
             bitrate: 128_000,
-        })
-        .map_err(|e| e.to_string())?;
-        let timescale = std::num::NonZeroU32::new(source.sample_rate).ok_or("MP3 sample rate 0")?;
+        })?;
+        let timescale =
+            std::num::NonZeroU32::new(source.sample_rate).ok_or(AudioError::ZeroSampleRate)?;
         let track = Track {
             kind: TrackKind::Audio,
             timescale,
@@ -860,18 +882,19 @@ struct AacLevel {
 }
 
 impl AacLevel {
-    fn new(config: media::AacConfig) -> Result<Self, String> {
+    fn new(config: media::AacConfig) -> Result<Self, AudioError> {
         if media::aac::adts_header(&config, 0).is_none() {
-            return Err(format!(
-                "AAC object type {} at {} Hz, {} channels has no ADTS form",
-                config.object_type, config.sample_rate, config.channels
-            ));
+            return Err(AudioError::NoAdtsForm {
+                object_type: config.object_type,
+                sample_rate: config.sample_rate,
+                channels: config.channels,
+            });
         }
-        let codec = ff::decoder::find(ff::codec::Id::AAC).ok_or("no AAC decoder in libavcodec")?;
+        let codec = ff::decoder::find(ff::codec::Id::AAC).ok_or(AudioError::NoDecoder("AAC"))?;
         let decoder = ff::codec::context::Context::new_with_codec(codec)
             .decoder()
             .audio()
-            .map_err(|e| format!("AAC decoder: {e}"))?;
+            .map_err(|e| AudioError::Decoder("AAC", e))?;
         Ok(Self { config, decoder })
     }
 
