@@ -9,42 +9,35 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
-/// The options of `rivulet serve` (and of `demo`, which runs `serve` in-process).
+/// The options every server role shares: its configuration file, its HTTP address,
+/// its state directory and its database (`serve`, `meta`, `analytics`).
 #[derive(Args, Debug, Clone, Default)]
-pub(crate) struct ServeArgs {
-    /// TOML configuration file. Every key in it can also be given as a flag or a
-    /// RIVULET_… environment variable, which win over the file.
+pub(crate) struct NodeArgs {
+    /// TOML configuration file (one file for every role; keys a role does not use are
+    /// ignored). Every key in it can also be given as a flag or a RIVULET_…
+    /// environment variable, which win over the file.
     #[arg(long, env = "RIVULET_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
-    /// Address of the RTMP listener (publish to rtmp://HOST:PORT/live/STREAM_KEY).
-    /// [default: 0.0.0.0:1935]
-    #[arg(long, env = "RIVULET_RTMP_LISTEN", value_name = "ADDR")]
-    pub(crate) rtmp_listen: Option<SocketAddr>,
-
-    /// Address of the HTTP server (playlists, segments, API, pages). [default: 0.0.0.0:8080]
+    /// Address of the HTTP server (playlists, segments, API, pages, /metrics: what
+    /// the role serves). [default: 0.0.0.0:8080]
     #[arg(long, env = "RIVULET_HTTP_LISTEN", value_name = "ADDR")]
     pub(crate) http_listen: Option<SocketAddr>,
-
-    /// Declares a stream: its public NAME (in play URLs) and its secret KEY (in the
-    /// publish URL). Repeatable. In the environment: comma-separated NAME=KEY pairs.
-    #[arg(
-        long = "stream",
-        env = "RIVULET_STREAMS",
-        value_name = "NAME=KEY",
-        value_delimiter = ','
-    )]
-    pub(crate) streams: Vec<StreamDecl>,
 
     /// Directory for state (database, generated tokens). [default: ./rivulet-data]
     #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
 
-    /// The metadata database: postgres://USER:PASSWORD@HOST/DB for PostgreSQL (several
-    /// nodes sharing it), or sqlite://PATH. [default: the SQLite file DATA_DIR/meta.db]
+    /// The database (streams and analytics): postgres://USER:PASSWORD@HOST/DB for
+    /// PostgreSQL (several nodes sharing it), or sqlite://PATH. [default: the SQLite
+    /// file DATA_DIR/meta.db]
     #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
     pub(crate) database_url: Option<String>,
+}
 
+/// The metadata store's own options (`serve` with its store in-process, `meta`).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct StoreArgs {
     /// Bearer token for the admin API (creating streams, keys). If none is set, one is
     /// generated on the first start, stored in DATA_DIR/admin-token and printed once.
     #[arg(
@@ -54,6 +47,32 @@ pub(crate) struct ServeArgs {
         hide_env_values = true
     )]
     pub(crate) admin_token: Option<String>,
+
+    /// Declares a stream: its public NAME (in play URLs) and its secret KEY (in the
+    /// publish URL), created (or given this key) at start. Repeatable. In the
+    /// environment: comma-separated NAME=KEY pairs.
+    #[arg(
+        long = "stream",
+        env = "RIVULET_STREAMS",
+        value_name = "NAME=KEY",
+        value_delimiter = ','
+    )]
+    pub(crate) streams: Vec<StreamDecl>,
+}
+
+/// The options of `rivulet serve` (and of `demo`, which runs `serve` in-process).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
+
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+
+    /// Address of the RTMP listener (publish to rtmp://HOST:PORT/live/STREAM_KEY).
+    /// [default: 0.0.0.0:1935]
+    #[arg(long, env = "RIVULET_RTMP_LISTEN", value_name = "ADDR")]
+    pub(crate) rtmp_listen: Option<SocketAddr>,
 
     /// Use the metadata server at this base URL (a `rivulet meta`, e.g.
     /// http://meta.internal:8080) instead of the one in this process: stream keys are
@@ -359,10 +378,66 @@ pub(crate) struct AnalyticsSettings {
 impl ServeArgs {
     /// Merges flags/environment over the config file over the defaults, and validates.
     pub(crate) fn resolve(&self) -> anyhow::Result<ServeConfig> {
-        let file = match &self.config {
+        let file = match &self.node.config {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
+        let packager = self.packager_config(&file)?;
+        let streams = self.declared_streams(&file)?;
+        let (renditions, ladder) = self.renditions(&file)?;
+        let analytics = self.analytics_settings(&file, &packager)?;
+        let meta = self.meta_mode(&file)?;
+        let health = self.health_config(&file);
+        let node_name = self.node_name.clone().or(file.node_name);
+        if let Some(node) = &node_name {
+            meta::validate_node_name(node, "node_name")
+                .map_err(|e| anyhow::anyhow!(e.reason))
+                .context("check --node-name (RIVULET_NODE_NAME, node_name)")?;
+        }
+
+        Ok(ServeConfig {
+            meta,
+            node_name,
+            analytics,
+            rtmp_listen: self
+                .rtmp_listen
+                .or(file.rtmp_listen)
+                .unwrap_or(([0, 0, 0, 0], 1935).into()),
+            http_listen: self
+                .node
+                .http_listen
+                .or(file.http_listen)
+                .unwrap_or(([0, 0, 0, 0], 8080).into()),
+            data_dir: self
+                .node
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("rivulet-data")),
+            database_url: self.node.database_url.clone().or(file.database_url),
+            admin_token: self
+                .store
+                .admin_token
+                .clone()
+                .or(file.admin_token)
+                .map(meta::AdminToken::new)
+                .transpose()
+                .context("check --admin-token (RIVULET_ADMIN_TOKEN, admin_token)")?,
+            streams,
+            packager,
+            grace_period: Duration::from_millis(
+                self.grace_period_ms
+                    .or(file.grace_period_ms)
+                    .unwrap_or(10_000),
+            ),
+            health,
+            renditions,
+            ladder,
+        })
+    }
+
+    /// Segment and part targets, and the playlist window.
+    fn packager_config(&self, file: &FileConfig) -> anyhow::Result<package::PackagerConfig> {
         let defaults = package::PackagerConfig::default();
         let packager = package::PackagerConfig {
             segment_target_ms: self
@@ -381,15 +456,19 @@ impl ServeArgs {
         packager
             .validate()
             .context("check segment_target_ms, part_target_ms and window_segments")?;
+        Ok(packager)
+    }
 
-        let mut streams = file.streams;
+    /// The streams of the file, with those given as flags (which win by name).
+    fn declared_streams(&self, file: &FileConfig) -> anyhow::Result<Vec<StreamDecl>> {
+        let mut streams = file.streams.clone();
         for s in &streams {
             s.validate()
                 .map_err(anyhow::Error::msg)
                 .context("in the config file's [[streams]]")?;
         }
         // A flag redeclares a stream of the file by name.
-        for s in &self.streams {
+        for s in &self.store.streams {
             streams.retain(|f| f.name != s.name);
             streams.push(s.clone());
         }
@@ -402,8 +481,12 @@ impl ServeArgs {
                 );
             }
         }
+        Ok(streams)
+    }
 
-        let ladder = file.ladder.unwrap_or_else(transcode::default_rungs);
+    /// The renditions every stream gets, and the ladder their rungs come from.
+    fn renditions(&self, file: &FileConfig) -> anyhow::Result<(Vec<String>, Vec<transcode::Rung>)> {
+        let ladder = file.ladder.clone().unwrap_or_else(transcode::default_rungs);
         for (i, rung) in ladder.iter().enumerate() {
             rung.validate().context("in the config file's [[ladder]]")?;
             if ladder[..i].iter().any(|r| r.name == rung.name) {
@@ -412,6 +495,7 @@ impl ServeArgs {
         }
         let renditions = if self.renditions.is_empty() {
             file.renditions
+                .clone()
                 .unwrap_or_else(|| ladder.iter().map(|r| r.name.clone()).collect())
         } else {
             self.renditions.clone()
@@ -431,6 +515,15 @@ impl ServeArgs {
                 );
             }
         }
+        Ok((renditions, ladder))
+    }
+
+    /// Where delivery events go, and the analytics server's options.
+    fn analytics_settings(
+        &self,
+        file: &FileConfig,
+        packager: &package::PackagerConfig,
+    ) -> anyhow::Result<AnalyticsSettings> {
         let mut trusted = Vec::new();
         for p in &file.trusted_proxies {
             trusted.push(
@@ -442,7 +535,7 @@ impl ServeArgs {
         if !self.analytics.trusted_proxies.is_empty() {
             trusted = self.analytics.trusted_proxies.clone();
         }
-        let analytics_url = self.analytics_url.clone().or(file.analytics_url);
+        let analytics_url = self.analytics_url.clone().or(file.analytics_url.clone());
         let mode = if self.no_analytics || file.no_analytics == Some(true) {
             AnalyticsMode::Off
         } else if let Some(url) = analytics_url {
@@ -465,9 +558,9 @@ impl ServeArgs {
         if window_ms == 0 {
             bail!("--analytics-window-ms must be more than 0");
         }
-        let analytics = AnalyticsSettings {
+        Ok(AnalyticsSettings {
             mode,
-            geoip_db: self.analytics.geoip_db.clone().or(file.geoip_db),
+            geoip_db: self.analytics.geoip_db.clone().or(file.geoip_db.clone()),
             trusted_proxies: analytics::TrustedProxies::new(trusted),
             retention: Duration::from_secs(
                 3600 * self
@@ -481,22 +574,25 @@ impl ServeArgs {
                 .analytics
                 .analytics_token
                 .clone()
-                .or(file.analytics_token)
+                .or(file.analytics_token.clone())
                 .filter(|t| !t.is_empty()),
             queue: self
                 .analytics_queue
                 .or(file.analytics_queue)
                 .unwrap_or(65_536)
                 .max(1),
-        };
+        })
+    }
 
-        let meta = match self.meta_url.clone().or(file.meta_url) {
+    /// Where streams and keys live: here, or on a remote metadata server.
+    fn meta_mode(&self, file: &FileConfig) -> anyhow::Result<MetaMode> {
+        Ok(match self.meta_url.clone().or(file.meta_url.clone()) {
             None => MetaMode::Local,
             Some(url) => {
                 let token = self
                     .meta_token
                     .clone()
-                    .or(file.meta_token)
+                    .or(file.meta_token.clone())
                     .filter(|t| !t.is_empty())
                     .context(
                         "--meta-url needs --meta-token (RIVULET_META_TOKEN, meta_token): the admin token of that metadata server",
@@ -528,106 +624,35 @@ impl ServeArgs {
                 settings.client()?;
                 MetaMode::Remote(settings)
             }
-        };
-        let node_name = self.node_name.clone().or(file.node_name);
-        if let Some(node) = &node_name {
-            meta::validate_node_name(node, "node_name")
-                .map_err(|e| anyhow::anyhow!(e.reason))
-                .context("check --node-name (RIVULET_NODE_NAME, node_name)")?;
-        }
+        })
+    }
 
-        Ok(ServeConfig {
-            meta,
-            node_name,
-            analytics,
-            rtmp_listen: self
-                .rtmp_listen
-                .or(file.rtmp_listen)
-                .unwrap_or(([0, 0, 0, 0], 1935).into()),
-            http_listen: self
-                .http_listen
-                .or(file.http_listen)
-                .unwrap_or(([0, 0, 0, 0], 8080).into()),
-            data_dir: self
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("rivulet-data")),
-            database_url: self.database_url.clone().or(file.database_url),
-            admin_token: self
-                .admin_token
-                .clone()
-                .or(file.admin_token)
-                .map(meta::AdminToken::new)
-                .transpose()
-                .context("check --admin-token (RIVULET_ADMIN_TOKEN, admin_token)")?,
-            streams,
-            packager,
-            grace_period: Duration::from_millis(
-                self.grace_period_ms
-                    .or(file.grace_period_ms)
+    /// When the input counts as stalled, black or silent.
+    fn health_config(&self, file: &FileConfig) -> origin::HealthConfig {
+        origin::HealthConfig {
+            stall_after: Duration::from_millis(
+                self.input_stall_ms.or(file.input_stall_ms).unwrap_or(2000),
+            ),
+            black_after: Duration::from_millis(
+                self.input_black_ms.or(file.input_black_ms).unwrap_or(5000),
+            ),
+            silent_after: Duration::from_millis(
+                self.input_silent_ms
+                    .or(file.input_silent_ms)
                     .unwrap_or(10_000),
             ),
-            health: origin::HealthConfig {
-                stall_after: Duration::from_millis(
-                    self.input_stall_ms.or(file.input_stall_ms).unwrap_or(2000),
-                ),
-                black_after: Duration::from_millis(
-                    self.input_black_ms.or(file.input_black_ms).unwrap_or(5000),
-                ),
-                silent_after: Duration::from_millis(
-                    self.input_silent_ms
-                        .or(file.input_silent_ms)
-                        .unwrap_or(10_000),
-                ),
-            },
-            renditions,
-            ladder,
-        })
+        }
     }
 }
 
 /// The options of `rivulet meta`: the metadata server alone (API and database).
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct MetaArgs {
-    /// TOML configuration file (the same file as `serve`'s; keys `meta` does not use
-    /// are ignored). Flags and RIVULET_… environment variables win over it.
-    #[arg(long, env = "RIVULET_CONFIG", value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
 
-    /// Address of the HTTP server (the /api). [default: 0.0.0.0:8080]
-    #[arg(long, env = "RIVULET_HTTP_LISTEN", value_name = "ADDR")]
-    pub(crate) http_listen: Option<SocketAddr>,
-
-    /// Directory for state (the SQLite database, the generated admin token).
-    /// [default: ./rivulet-data]
-    #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
-    pub(crate) data_dir: Option<PathBuf>,
-
-    /// The metadata database: postgres://USER:PASSWORD@HOST/DB, or sqlite://PATH.
-    /// [default: the SQLite file DATA_DIR/meta.db]
-    #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
-    pub(crate) database_url: Option<String>,
-
-    /// Bearer token for the admin API. If none is set, one is generated on the first
-    /// start, stored in DATA_DIR/admin-token and printed once.
-    #[arg(
-        long,
-        env = "RIVULET_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub(crate) admin_token: Option<String>,
-
-    /// Declares a stream NAME with the secret KEY (created, or given this key, at
-    /// start). Repeatable. In the environment: comma-separated NAME=KEY pairs.
-    #[arg(
-        long = "stream",
-        env = "RIVULET_STREAMS",
-        value_name = "NAME=KEY",
-        value_delimiter = ','
-    )]
-    pub(crate) streams: Vec<StreamDecl>,
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
 }
 
 /// The resolved configuration of `meta`.
@@ -645,12 +670,8 @@ impl MetaArgs {
     pub(crate) fn resolve(&self) -> anyhow::Result<MetaConfig> {
         // `serve`'s resolution does the merging and checks; `meta` takes its share.
         let serve = ServeArgs {
-            config: self.config.clone(),
-            http_listen: self.http_listen,
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
-            admin_token: self.admin_token.clone(),
-            streams: self.streams.clone(),
+            node: self.node.clone(),
+            store: self.store.clone(),
             ..Default::default()
         }
         .resolve()?;
@@ -667,23 +688,8 @@ impl MetaArgs {
 /// The options of `rivulet analytics`: the analytics server alone.
 #[derive(Args, Debug, Clone, Default)]
 pub(crate) struct AnalyticsCmdArgs {
-    /// TOML configuration file (the same file as `serve`'s; keys `analytics` does not
-    /// use are ignored). Flags and RIVULET_… environment variables win over it.
-    #[arg(long, env = "RIVULET_CONFIG", value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
-
-    /// Address of the HTTP server (/api/analytics, /metrics). [default: 0.0.0.0:8080]
-    #[arg(long, env = "RIVULET_HTTP_LISTEN", value_name = "ADDR")]
-    pub(crate) http_listen: Option<SocketAddr>,
-
-    /// Directory for state (the SQLite database). [default: ./rivulet-data]
-    #[arg(long, env = "RIVULET_DATA_DIR", value_name = "DIR")]
-    pub(crate) data_dir: Option<PathBuf>,
-
-    /// The database: postgres://USER:PASSWORD@HOST/DB (shared with the metadata
-    /// server), or sqlite://PATH. [default: the SQLite file DATA_DIR/meta.db]
-    #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
-    pub(crate) database_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) node: NodeArgs,
 
     /// The segment target duration of the servers that feed this one, in
     /// milliseconds: the default activity window is three of them. [default: 2000]
@@ -707,10 +713,7 @@ impl AnalyticsCmdArgs {
     /// Merges flags/environment over the config file over the defaults, and validates.
     pub(crate) fn resolve(&self) -> anyhow::Result<AnalyticsCmdConfig> {
         let serve = ServeArgs {
-            config: self.config.clone(),
-            http_listen: self.http_listen,
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
+            node: self.node.clone(),
             segment_target_ms: self.segment_target_ms,
             analytics: self.analytics.clone(),
             ..Default::default()
@@ -738,6 +741,14 @@ fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
 mod tests {
     use super::*;
 
+    /// The node options with only a config file.
+    fn with_file(path: PathBuf) -> NodeArgs {
+        NodeArgs {
+            config: Some(path),
+            ..NodeArgs::default()
+        }
+    }
+
     #[test]
     fn flags_win_over_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -748,9 +759,12 @@ mod tests {
         )
         .expect("write");
         let args = ServeArgs {
-            config: Some(path),
+            node: with_file(path),
             part_target_ms: Some(300),
-            streams: vec!["b=key-b".parse().expect("decl")],
+            store: StoreArgs {
+                streams: vec!["b=key-b".parse().expect("decl")],
+                ..StoreArgs::default()
+            },
             ..Default::default()
         };
         let c = args.resolve().expect("valid");
@@ -772,16 +786,21 @@ mod tests {
         )
         .expect("write");
         let c = MetaArgs {
-            config: Some(path),
-            admin_token: Some("from-the-flag".into()),
-            ..Default::default()
+            node: with_file(path),
+            store: StoreArgs {
+                admin_token: Some("from-the-flag".into()),
+                ..StoreArgs::default()
+            },
         }
         .resolve()
         .expect("valid");
         assert_eq!(c.database_url.as_deref(), Some("postgres://db/x"));
         assert!(c.admin_token.expect("token").matches("from-the-flag"));
         let short = MetaArgs {
-            admin_token: Some("short".into()),
+            store: StoreArgs {
+                admin_token: Some("short".into()),
+                ..StoreArgs::default()
+            },
             ..Default::default()
         };
         assert!(format!("{:#}", short.resolve().unwrap_err()).contains("admin-token"));
@@ -806,17 +825,20 @@ mod tests {
         let path = dir.path().join("rivulet.toml");
         std::fs::write(&path, "part_target_msec = 250\n").expect("write");
         let err = ServeArgs {
-            config: Some(path),
+            node: with_file(path),
             ..Default::default()
         }
         .resolve()
         .unwrap_err();
         assert!(format!("{err:#}").contains("part_target_msec"), "{err:#}");
         let dup = ServeArgs {
-            streams: vec![
-                "a=same-key".parse().expect("decl"),
-                "b=same-key".parse().expect("decl"),
-            ],
+            store: StoreArgs {
+                streams: vec![
+                    "a=same-key".parse().expect("decl"),
+                    "b=same-key".parse().expect("decl"),
+                ],
+                ..StoreArgs::default()
+            },
             ..Default::default()
         };
         assert!(format!("{:#}", dup.resolve().unwrap_err()).contains("same key"));
@@ -853,7 +875,7 @@ mod tests {
         )
         .expect("write");
         let c = ServeArgs {
-            config: Some(path),
+            node: with_file(path),
             meta_negative_ttl_ms: Some(100),
             ..Default::default()
         }
@@ -902,7 +924,7 @@ mod tests {
         )
         .expect("write");
         let c = ServeArgs {
-            config: Some(path.clone()),
+            node: with_file(path.clone()),
             ..Default::default()
         }
         .resolve()
@@ -917,7 +939,7 @@ mod tests {
         );
         // A flag wins over the file.
         let c = ServeArgs {
-            config: Some(path),
+            node: with_file(path),
             no_analytics: true,
             ..Default::default()
         }
