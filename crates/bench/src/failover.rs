@@ -197,6 +197,31 @@ fn report(
     );
 }
 
+/// One LL-HLS viewer per edge, fetching every part, until told to stop.
+fn start_viewers(
+    runtime: &tokio::runtime::Runtime,
+    edges: [&String; 2],
+    clock: Instant,
+) -> anyhow::Result<Vec<(Arc<ViewerControl>, tokio::task::JoinHandle<ViewerLog>)>> {
+    edges
+        .into_iter()
+        .map(|e| {
+            let control = Arc::new(ViewerControl::default());
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()?;
+            let task = runtime.spawn(viewer::watch(
+                client,
+                format!("http://{e}/live/ab/source"),
+                control.clone(),
+                clock,
+                Duration::from_secs(30),
+            ));
+            Ok((control, task))
+        })
+        .collect()
+}
+
 pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let exe = crate::rivulet_exe()?;
@@ -229,23 +254,7 @@ pub(crate) fn run(args: FailoverBenchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let clock = Instant::now();
-    let viewers: Vec<_> = [&edge1, &edge2]
-        .into_iter()
-        .map(|e| {
-            let control = Arc::new(ViewerControl::default());
-            let client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()?;
-            let task = runtime.spawn(viewer::watch(
-                client,
-                format!("http://{e}/live/ab/source"),
-                control.clone(),
-                clock,
-                Duration::from_secs(30),
-            ));
-            Ok((control, task))
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let viewers = start_viewers(&runtime, [&edge1, &edge2], clock)?;
     let (one, two) = (viewers[0].0.clone(), viewers[1].0.clone());
     let wait = |what: &str, within: Duration, done: &dyn Fn() -> bool| -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
