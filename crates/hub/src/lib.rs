@@ -20,8 +20,8 @@ mod rendition;
 
 pub use meter::BitrateMeter;
 pub use rendition::{
-    InputSignal, Passthrough, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline,
-    RenditionUpdate, Renditions, SOURCE_RENDITION,
+    AnnouncedRendition, DeclaredRate, InputSignal, Passthrough, PassthroughInput, RenditionInput,
+    RenditionOutput, RenditionPipeline, RenditionUpdate, Renditions, SOURCE_RENDITION,
 };
 
 use std::collections::HashMap;

@@ -25,6 +25,29 @@ pub enum RenditionOutput {
     /// Something learnt of the input by decoding it (for the stream's input health;
     /// not tied to a rendition).
     Input(InputSignal),
+    /// Every rendition this session will have, announced as soon as the source's
+    /// tracks say what they are (its picture size decides the ladder) and before
+    /// their first frames, so that the multivariant playlist is whole from its first
+    /// answer. Replaces any earlier announcement of the session.
+    Announce(Arc<[AnnouncedRendition]>),
+}
+
+/// A rendition a session will have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnouncedRendition {
+    pub name: Arc<str>,
+    /// The bit rates its encoder is configured for; `None` for a rendition whose rate
+    /// is only known by measuring it (the passthrough).
+    pub declared: Option<DeclaredRate>,
+}
+
+/// Bit rates in bits per second, video and audio together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeclaredRate {
+    /// The most any segment may take (the VBV maximum): `BANDWIDTH`.
+    pub peak: u64,
+    /// The target: `AVERAGE-BANDWIDTH`.
+    pub average: u64,
 }
 
 /// One update of a rendition.
@@ -94,19 +117,38 @@ impl Renditions for Passthrough {
 pub struct PassthroughInput {
     rendition: Arc<str>,
     drop_audio: bool,
+    /// Announce this rendition as the session's only one (a pipeline with more
+    /// renditions announces them all itself).
+    announce: bool,
 }
 
 impl PassthroughInput {
+    /// The passthrough as a session's only rendition: it announces itself.
     pub fn new(rendition: &str) -> Self {
         Self {
             rendition: Arc::from(rendition),
             drop_audio: false,
+            announce: true,
+        }
+    }
+
+    /// The passthrough beside other renditions, which the caller announces.
+    pub fn beside_others(rendition: &str) -> Self {
+        Self {
+            announce: false,
+            ..Self::new(rendition)
         }
     }
 }
 
 impl RenditionInput for PassthroughInput {
     fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
+        if self.announce && matches!(event, MediaEvent::Tracks(_)) {
+            out.push(RenditionOutput::Announce(Arc::from([AnnouncedRendition {
+                name: self.rendition.clone(),
+                declared: None,
+            }])));
+        }
         let update = match event {
             MediaEvent::Tracks(t) => {
                 let packageable = t

@@ -186,6 +186,7 @@ fn deliver(live: &crate::LiveStream, updates: impl Iterator<Item = RenditionOutp
             RenditionOutput::Input(InputSignal::Audio { silent }) => {
                 live.handle_input_audio(Instant::now(), silent)
             }
+            RenditionOutput::Announce(renditions) => live.handle_announce(renditions),
         }
     }
 }

@@ -72,8 +72,10 @@ async fn multivariant_playlist(
     let Some(stream) = playable(&streams, &name) else {
         return offline(&name);
     };
-    // Right after a publisher connects there is nothing to describe yet; hold the
-    // request briefly rather than failing a player that was waiting for the stream.
+    // Right after a publisher connects the renditions are not all there yet: hold the
+    // request until every rendition the session will have has media, rather than
+    // answering with part of the ladder (a player that loads that keeps it for the
+    // whole session) or failing a player that was waiting for the stream.
     let mut waiter = Waiter::new(&stream, &streams);
     loop {
         let title = streams.title(&name);
@@ -82,24 +84,27 @@ async fn multivariant_playlist(
             .map(|t| (TITLE_DATA_ID, t))
             .into_iter()
             .collect();
-        let text = {
-            let state = stream.lock();
-            let variants: Vec<_> = state
-                .renditions
+        let text = stream.variants().map(|variants| {
+            let variants: Vec<_> = variants
                 .iter()
-                .filter_map(|r| r.packager.variant().map(|v| (r.name.as_str(), v)))
+                .map(|(n, v)| (n.as_str(), v.clone()))
                 .collect();
-            (!variants.is_empty()).then(|| package::multivariant_playlist(&variants, &session_data))
-        };
+            package::multivariant_playlist(&variants, &session_data)
+        });
         if let Some(text) = text {
             metrics::counter!("origin_requests_total", "kind" => "multivariant").increment(1);
             return playlist_response(text, PLAYLIST_CACHE, &stream);
         }
         if !waiter.changed().await {
-            return error(
+            // No-store (as every error) and a retry hint: a cache must not keep it.
+            let mut response = error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the stream has no media yet; retry shortly",
+                "the stream's renditions are not all ready yet; retry shortly",
             );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return response;
         }
     }
 }

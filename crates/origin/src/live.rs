@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use hub::{AnnouncedRendition, DeclaredRate};
 use media::{Frame, Tracks};
-use package::{PackageEvent, PackagerConfig, RenditionPackager};
+use package::{PackageEvent, PackagerConfig, RenditionPackager, VariantInfo};
 use tokio::sync::watch;
 
 use crate::health::{HealthConfig, InputHealth, InputState};
@@ -138,14 +139,31 @@ pub struct LiveStream {
 pub(crate) struct StreamState {
     pub(crate) phase: StreamPhase,
     pub(crate) renditions: Vec<Rendition>,
+    /// The renditions the current session will have, as its pipeline announced them.
+    pub(crate) expected: ExpectedRenditions,
     /// When the phase last changed.
     pub(crate) since: Instant,
     pub(crate) health: InputHealth,
 }
 
+/// What the multivariant playlist lists.
+#[derive(Clone, Debug)]
+pub(crate) enum ExpectedRenditions {
+    /// Nothing was announced for this stream: every rendition with media is listed.
+    Unknown,
+    /// A session started and its pipeline has not announced its renditions yet: the
+    /// multivariant playlist waits.
+    Pending,
+    /// These, in this order; the playlist waits until each has media.
+    Known(Arc<[AnnouncedRendition]>),
+}
+
 pub(crate) struct Rendition {
     pub(crate) name: String,
     pub(crate) packager: RenditionPackager,
+    /// The highest measured peak bit rate advertised so far: a measured `BANDWIDTH`
+    /// only goes up, so that players never see a rung get cheaper than it was.
+    pub(crate) advertised_peak: u64,
     /// When the frame last handed to the packager arrived (for the availability metric).
     last_arrival: Option<Instant>,
     /// The part that received the last chunk, and when that chunk's frame arrived.
@@ -159,6 +177,7 @@ impl LiveStream {
             state: Mutex::new(StreamState {
                 phase: StreamPhase::Offline,
                 renditions: Vec::new(),
+                expected: ExpectedRenditions::Unknown,
                 since: Instant::now(),
                 health: InputHealth::new(config.health.clone(), Instant::now()),
             }),
@@ -231,6 +250,8 @@ impl LiveStream {
         state.phase = StreamPhase::Live;
         state.since = Instant::now();
         state.health.handle_session_start(Instant::now());
+        // The new session's pipeline says what it makes as soon as it knows.
+        state.expected = ExpectedRenditions::Pending;
         drop(state);
         self.notify();
     }
@@ -245,6 +266,7 @@ impl LiveStream {
                 state.renditions.push(Rendition {
                     name: rendition.to_owned(),
                     packager: RenditionPackager::new(self.packager_config.clone()),
+                    advertised_peak: 0,
                     last_arrival: None,
                     last_chunk: None,
                 });
@@ -254,6 +276,14 @@ impl LiveStream {
         let r = &mut state.renditions[index];
         r.packager.handle_tracks(tracks, now);
         drain_events(&self.name, r);
+        drop(state);
+        self.notify();
+    }
+
+    /// The session's pipeline announced the renditions it will make.
+    pub fn handle_announce(&self, renditions: Arc<[AnnouncedRendition]>) {
+        let mut state = self.lock();
+        state.expected = ExpectedRenditions::Known(renditions);
         drop(state);
         self.notify();
     }
@@ -312,6 +342,54 @@ impl LiveStream {
         }
         drop(state);
         self.notify();
+    }
+
+    /// The variants of the multivariant playlist, or `None` while it would not be
+    /// whole: before the session's renditions are announced, or while one of them
+    /// has no media yet. A rendition with a declared rate is advertised at it; a
+    /// measured one at the highest peak measured so far.
+    pub(crate) fn variants(&self) -> Option<Vec<(String, VariantInfo)>> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        let wanted: Vec<(String, Option<DeclaredRate>)> = match &state.expected {
+            ExpectedRenditions::Pending => return None,
+            ExpectedRenditions::Unknown => state
+                .renditions
+                .iter()
+                .map(|r| (r.name.clone(), None))
+                .collect(),
+            ExpectedRenditions::Known(set) => set
+                .iter()
+                .map(|a| (a.name.to_string(), a.declared))
+                .collect(),
+        };
+        let mut variants = Vec::with_capacity(wanted.len());
+        for (name, declared) in wanted {
+            let Some(r) = state.renditions.iter_mut().find(|r| r.name == name) else {
+                if matches!(state.expected, ExpectedRenditions::Known(_)) {
+                    return None;
+                }
+                continue;
+            };
+            let Some(mut info) = r.packager.variant() else {
+                if matches!(state.expected, ExpectedRenditions::Known(_)) {
+                    return None;
+                }
+                continue;
+            };
+            match declared {
+                Some(rate) => {
+                    info.bandwidth = rate.peak;
+                    info.average_bandwidth = rate.average;
+                }
+                None => {
+                    r.advertised_peak = r.advertised_peak.max(info.bandwidth);
+                    info.bandwidth = r.advertised_peak;
+                }
+            }
+            variants.push((name, info));
+        }
+        (!variants.is_empty()).then_some(variants)
     }
 
     fn notify(&self) {

@@ -429,3 +429,77 @@ async fn silent_audio_makes_the_input_unhealthy_and_a_tone_does_not() {
     let _ = quiet.kill();
     let _ = tone.kill();
 }
+
+/// A player that asks for the multivariant playlist while the publisher connects gets
+/// the whole ladder in its first answer, with BANDWIDTH from each rung's configured
+/// rate (VBV maximum plus audio) and the passthrough's measured: never part of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_multivariant_answer_lists_every_rendition() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        "--stream",
+        "golive=golive-key",
+        "--renditions",
+        "source,480p,360p,234p",
+    ]);
+    let master_url = server.url("/live/golive/master.m3u8");
+    // Asking from before the publish: the first 200 is what a waiting page gets.
+    let first = tokio::spawn(async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no multivariant playlist in 30 s"
+            );
+            if let Ok(r) = client().get(&master_url).send().await
+                && r.status().is_success()
+            {
+                return r.text().await.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut ffmpeg = publish_source(
+        &format!("{}/live/golive-key", server.rtmp),
+        6,
+        "854x480",
+        true,
+    );
+    let master = first.await.unwrap();
+    let _ = ffmpeg.kill();
+    let _ = ffmpeg.wait();
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    let mut by_name: BTreeMap<String, (u64, Option<u64>, u64)> = parsed
+        .variants
+        .iter()
+        .map(|v| {
+            (
+                v.uri.trim_end_matches("/index.m3u8").to_owned(),
+                (
+                    v.bandwidth,
+                    v.average_bandwidth,
+                    v.resolution.map_or(0, |r| r.height),
+                ),
+            )
+        })
+        .collect();
+    let names: Vec<&String> = by_name.keys().collect();
+    assert_eq!(
+        names,
+        ["234p", "360p", "480p", "source"],
+        "every rendition in the first answer:\n{master}"
+    );
+    // Configured: 1.5 × the rung's bitrate at peak, its bitrate on average, + 128k audio.
+    assert_eq!(by_name["480p"].0, 1_800_000 + 128_000, "{master}");
+    assert_eq!(by_name["480p"].1, Some(1_200_000 + 128_000), "{master}");
+    assert_eq!(by_name["360p"].0, 1_095_000 + 128_000, "{master}");
+    assert_eq!(by_name["234p"].0, 217_500 + 128_000, "{master}");
+    // Monotonic with resolution among the transcoded rungs.
+    by_name.remove("source");
+    let mut rungs: Vec<_> = by_name.values().collect();
+    rungs.sort_by_key(|r| r.2);
+    assert!(
+        rungs.windows(2).all(|w| w[0].0 < w[1].0),
+        "BANDWIDTH grows with the picture:\n{master}"
+    );
+}

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hub::{
-    MediaEvent, PassthroughInput, RenditionInput, RenditionOutput, RenditionPipeline, Renditions,
-    SOURCE_RENDITION,
+    AnnouncedRendition, DeclaredRate, MediaEvent, PassthroughInput, RenditionInput,
+    RenditionOutput, RenditionPipeline, Renditions, SOURCE_RENDITION,
 };
+use media::{CodecConfig, Tracks};
 
-use crate::ladder::Rung;
+use crate::ladder::{Rung, plan};
 use crate::session::{TranscodeConfig, TranscodeInput, start};
 
 /// A stream's renditions: `source` (passed through) if configured, and one transcoded
@@ -42,14 +43,65 @@ impl Ladder {
     }
 }
 
+/// What the audio of a transcoded rendition is counted at in its declared rate: the
+/// source's AAC passes through at a rate nobody declared (128 kbit/s is what encoders
+/// send by default), MP3 becomes AAC at 128 kbit/s.
+const AUDIO_ALLOWANCE: u64 = 128_000;
+
 /// One session's input: to the passthrough at once, to the transcoder's thread.
 struct LadderInput {
     source: Option<PassthroughInput>,
     transcode: Option<TranscodeInput>,
+    config: Option<Arc<TranscodeConfig>>,
+    /// Every rung name this session has had: the transcoder keeps them across source
+    /// changes, and so does the announcement.
+    names: Vec<String>,
+}
+
+impl LadderInput {
+    /// The renditions these tracks make: the passthrough (if on) and the rungs the
+    /// transcoder plans for the source's size, with their configured rates.
+    fn announcement(&mut self, tracks: &Tracks) -> Arc<[AnnouncedRendition]> {
+        let mut set = Vec::new();
+        if self.source.is_some() {
+            set.push(AnnouncedRendition {
+                name: Arc::from(SOURCE_RENDITION),
+                declared: None,
+            });
+        }
+        let video = tracks.video.as_ref().and_then(|t| match &t.codec {
+            CodecConfig::Avc(avc) => Some(avc),
+            _ => None,
+        });
+        if let (Some(config), Some(avc)) = (&self.config, video) {
+            let audio = if tracks.audio.is_some() {
+                AUDIO_ALLOWANCE
+            } else {
+                0
+            };
+            for p in plan(&config.rungs, avc.width, avc.height, &self.names) {
+                if !self.names.contains(&p.rung.name) {
+                    self.names.push(p.rung.name.clone());
+                }
+                let peak = p.rung.max_rate.unwrap_or(p.rung.bitrate * 3 / 2);
+                set.push(AnnouncedRendition {
+                    name: Arc::from(p.rung.name.as_str()),
+                    declared: Some(DeclaredRate {
+                        peak: peak + audio,
+                        average: p.rung.bitrate + audio,
+                    }),
+                });
+            }
+        }
+        Arc::from(set)
+    }
 }
 
 impl RenditionInput for LadderInput {
     fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
+        if let MediaEvent::Tracks(tracks) = &event {
+            out.push(RenditionOutput::Announce(self.announcement(tracks)));
+        }
         if let Some(t) = self.transcode.as_mut() {
             match &event {
                 MediaEvent::Tracks(tracks) => t.push_tracks(tracks.clone()),
@@ -64,7 +116,9 @@ impl RenditionInput for LadderInput {
 
 impl Renditions for Ladder {
     fn start(&self, stream: &str) -> RenditionPipeline {
-        let source = self.source.then(|| PassthroughInput::new(SOURCE_RENDITION));
+        let source = self
+            .source
+            .then(|| PassthroughInput::beside_others(SOURCE_RENDITION));
         let (transcode, output) = match &self.transcode {
             Some(config) => {
                 let (input, output) = start(config.clone(), stream);
@@ -73,8 +127,99 @@ impl Renditions for Ladder {
             None => (None, None),
         };
         RenditionPipeline {
-            input: Box::new(LadderInput { source, transcode }),
+            input: Box::new(LadderInput {
+                source,
+                transcode,
+                config: self.transcode.clone(),
+                names: Vec::new(),
+            }),
             output,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use media::{AacConfig, AvcConfig, Track, TrackKind, VIDEO_TIMESCALE};
+
+    use super::*;
+
+    fn tracks(width: u32, height: u32, audio: bool) -> Tracks {
+        let mut avc = AvcConfig::from_parameter_sets(
+            &[Bytes::from_static(&[
+                0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41, 0xfb, 0x01, 0x10, 0x00, 0x00, 0x03,
+                0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0xc0, 0xf1, 0x42, 0x99, 0x60,
+            ])],
+            &[Bytes::from_static(&[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0])],
+        )
+        .expect("avcC");
+        avc.width = width;
+        avc.height = height;
+        Tracks {
+            video: Some(Track {
+                kind: TrackKind::Video,
+                timescale: VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(avc),
+            }),
+            audio: audio.then(|| Track {
+                kind: TrackKind::Audio,
+                timescale: std::num::NonZeroU32::new(48_000).expect("rate"),
+                codec: CodecConfig::Aac(AacConfig::build(2, 48_000, 2)),
+            }),
+        }
+    }
+
+    fn input(source: bool) -> LadderInput {
+        LadderInput {
+            source: source.then(|| PassthroughInput::beside_others(SOURCE_RENDITION)),
+            transcode: None,
+            config: Some(Arc::new(TranscodeConfig {
+                rungs: crate::default_rungs(),
+                ..TranscodeConfig::default()
+            })),
+            names: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_announcement_is_the_ladder_the_source_size_gets_with_configured_rates() {
+        let mut ladder = input(true);
+        let set = ladder.announcement(&tracks(1280, 720, true));
+        let names: Vec<&str> = set.iter().map(|a| &*a.name).collect();
+        assert_eq!(names, ["source", "720p", "480p", "360p", "234p"]);
+        assert_eq!(set[0].declared, None);
+        assert_eq!(
+            set[1].declared,
+            Some(DeclaredRate {
+                peak: 4_500_000 + AUDIO_ALLOWANCE,
+                average: 3_000_000 + AUDIO_ALLOWANCE,
+            })
+        );
+        // Without audio, the rates are the video's alone.
+        let set = input(false).announcement(&tracks(640, 360, false));
+        let names: Vec<&str> = set.iter().map(|a| &*a.name).collect();
+        assert_eq!(names, ["360p", "234p"]);
+        assert_eq!(set[0].declared.map(|d| d.average), Some(730_000));
+        // A smaller source later in the session keeps the rungs it had.
+        let set = ladder.announcement(&tracks(640, 360, true));
+        assert_eq!(set.len(), 5);
+    }
+
+    #[test]
+    fn new_tracks_announce_before_anything_else() {
+        let mut ladder = input(true);
+        let mut out = Vec::new();
+        ladder.push(
+            MediaEvent::Tracks(Arc::new(tracks(854, 480, true))),
+            SystemTime::now(),
+            &mut out,
+        );
+        assert!(matches!(&out[0], RenditionOutput::Announce(set) if set.len() == 4));
+        // Then the passthrough's own tracks, and no second announcement.
+        assert_eq!(out.len(), 2);
+        assert!(
+            matches!(&out[1], RenditionOutput::Media { rendition, .. } if &**rendition == "source")
+        );
     }
 }

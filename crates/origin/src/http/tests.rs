@@ -23,26 +23,31 @@ fn live() -> (LiveStreams, Arc<LiveStream>) {
     let streams = LiveStreams::new(OriginConfig::default());
     let stream = streams.get_or_create("cam");
     stream.handle_session_start();
+    stream.handle_announce(Arc::from([hub::AnnouncedRendition {
+        name: Arc::from("source"),
+        declared: None,
+    }]));
+    stream.handle_tracks("source", source_tracks(), SystemTime::now());
+    (streams, stream)
+}
+
+/// H.264 (from SPS/PPS above) and AAC.
+fn source_tracks() -> Arc<Tracks> {
     let avc =
         AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
             .unwrap();
-    stream.handle_tracks(
-        "source",
-        Arc::new(Tracks {
-            video: Some(Track {
-                kind: TrackKind::Video,
-                timescale: VIDEO_TIMESCALE,
-                codec: CodecConfig::Avc(avc),
-            }),
-            audio: Some(Track {
-                kind: TrackKind::Audio,
-                timescale: NonZeroU32::new(48_000).unwrap(),
-                codec: CodecConfig::Aac(AacConfig::build(2, 48_000, 2)),
-            }),
+    Arc::new(Tracks {
+        video: Some(Track {
+            kind: TrackKind::Video,
+            timescale: VIDEO_TIMESCALE,
+            codec: CodecConfig::Avc(avc),
         }),
-        SystemTime::now(),
-    );
-    (streams, stream)
+        audio: Some(Track {
+            kind: TrackKind::Audio,
+            timescale: NonZeroU32::new(48_000).unwrap(),
+            codec: CodecConfig::Aac(AacConfig::build(2, 48_000, 2)),
+        }),
+    })
 }
 
 /// Pushes video frames `from..to` (30 fps, keyframe every 60).
@@ -260,4 +265,57 @@ async fn playlists_and_the_health_endpoint_report_the_input() {
         get(&streams, "/live/nope/health").await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn the_multivariant_playlist_waits_for_every_announced_rendition() {
+    let (streams, stream) = live();
+    let announced = |name: &str, declared: Option<hub::DeclaredRate>| hub::AnnouncedRendition {
+        name: Arc::from(name),
+        declared,
+    };
+    stream.handle_announce(Arc::from([
+        announced("source", None),
+        announced(
+            "360p",
+            Some(hub::DeclaredRate {
+                peak: 1_000_000,
+                average: 800_000,
+            }),
+        ),
+    ]));
+    push(&stream, 0, 30);
+    // The source has media, the 360p rung not yet: no playlist with half the ladder.
+    assert!(stream.variants().is_none());
+
+    stream.handle_tracks("360p", source_tracks(), SystemTime::now());
+    for n in 0..30 {
+        let t = MediaTime::new(n * 3000, VIDEO_TIMESCALE);
+        let frame = Frame {
+            kind: TrackKind::Video,
+            dts: t,
+            pts: t,
+            keyframe: n % 60 == 0,
+            data: Bytes::from(vec![0x41; 100]),
+        };
+        stream.handle_frame("360p", frame, SystemTime::now(), Instant::now());
+    }
+    let variants = stream.variants().expect("whole now");
+    let names: Vec<&str> = variants.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["source", "360p"]);
+    // The rung at its configured rate; the passthrough at what was measured.
+    assert_eq!(
+        (variants[1].1.bandwidth, variants[1].1.average_bandwidth),
+        (1_000_000, 800_000)
+    );
+    let measured = variants[0].1.bandwidth;
+    assert!(measured > 0);
+    let (status, _, body) = get(&streams, "/live/cam/master.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("BANDWIDTH=1000000,AVERAGE-BANDWIDTH=800000"));
+
+    // A new session waits for its own announcement.
+    stream.handle_publisher_gone();
+    stream.handle_session_start();
+    assert!(stream.variants().is_none());
 }
