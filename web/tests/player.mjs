@@ -1,7 +1,7 @@
 // The viewer page in headless Chromium against the real binary:
 //   node web/tests/player.mjs [path/to/rivulet]
 // Offline page → a publisher arrives → it plays by itself (≥ 5 s of media, no fatal
-// errors); the quality menu lists every rendition and a manual pick takes effect; a
+// errors) with every rendition loaded at go-live; the quality menu lists every rendition and a manual pick takes effect; a
 // title changed through the API appears without reload; beacons reach analytics; the
 // debug overlay reads the time strip; the page fits a 375 px screen. Screenshots go
 // to $CARGO_TARGET_DIR/web-artifacts/.
@@ -46,6 +46,10 @@ run('player', async () => {
       if (d.fatal) window.__errors.push(`fatal hls.js error ${d.type}/${d.details}`);
     });
   });
+  // The multivariant playlist it loaded the moment the stream went live lists the
+  // whole ladder (source and 234p), not just the first rendition that had media.
+  const levelsAtGoLive = await page.evaluate(() => window.rivulet.hls.levels.map((l) => l.height));
+  assert(levelsAtGoLive.length === 2, `hls.js saw every rendition at go-live, not ${JSON.stringify(levelsAtGoLive)}`);
   const t0 = await page.evaluate(() => document.querySelector('video').currentTime);
   await waitInPage(page, '5 s of playback', (t) => document.querySelector('video').currentTime >= t + 5, t0, 60_000);
   let errors = await page.evaluate(() => window.__errors);
