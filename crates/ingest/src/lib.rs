@@ -11,11 +11,18 @@
 //! `StreamAssembler` → `Publisher::send_tracks` / `send_frame`.
 
 mod assemble;
+mod escape;
 mod keys;
+mod limits;
 mod rtmp;
 
 pub use assemble::{AssembleError, Assembled, StreamAssembler};
+pub use escape::Escaped;
 pub use keys::{
     AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, check_app, redact,
+};
+pub use limits::{
+    AcceptBackoff, Bitrate, BitrateExceeded, BitrateLimiter, ConnectionLimiter, ConnectionPermit,
+    ConnectionRefusal, LogThrottle,
 };
 pub use rtmp::{RtmpConfig, serve};

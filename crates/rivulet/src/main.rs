@@ -8,6 +8,7 @@ mod edge;
 mod ladder;
 mod metadata;
 mod publish;
+mod rtmp_limits;
 mod serve;
 mod streams;
 
