@@ -743,3 +743,108 @@ async fn newlines_and_terminal_escapes_from_a_peer_cannot_forge_log_lines() {
     assert!(!log.contains('\x1b'), "a terminal escape reached the log");
     assert_still_advancing(&mut server, &url, before).await;
 }
+
+/// CPU time a process has used (user + system), in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Sets the soft limit on open files of a process (the hard limit stays, so it can be
+/// raised again).
+fn set_open_files_limit(pid: u32, limit: usize) {
+    let (ok, _, err) = run(Command::new("prlimit")
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg(format!("--nofile={limit}:")));
+    assert!(ok, "prlimit: {err}");
+}
+
+/// The soft limit on open files of a process.
+fn open_files_limit(pid: u32) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_on_accept_backs_off_without_spinning_and_recovers() {
+    let mut server = Server::start(&[
+        "--stream",
+        "good=good-key-123",
+        "--stream",
+        "later=later-key-555",
+        "--rtmp-max-connections-per-ip",
+        "10000",
+    ]);
+    let (_ffmpeg, url, before) = honest_stream(&server, 60).await;
+    let pid = server.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let original_limit = open_files_limit(pid);
+    set_open_files_limit(pid, open + 16);
+    let addr = host_port(&server);
+    // The kernel completes these connections in the backlog; the server runs out of
+    // descriptors accepting them.
+    let sockets = tokio::task::spawn_blocking(move || {
+        (0..64)
+            .map(|_| TcpStream::connect(&addr).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let log = log_with(&server, "cannot accept RTMP connections").await;
+    assert!(
+        log.contains("cannot accept RTMP connections") && log.contains("backing off"),
+        "the accept failure is logged:\n{log}"
+    );
+    // Still out of descriptors: the listener must wait, not spin (a spinning accept
+    // loop burns a whole core; generous bound).
+    let cpu_before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(pid) - cpu_before;
+    assert!(
+        used < 150,
+        "{used} ticks of CPU in 3 s while out of descriptors"
+    );
+    let lines = server
+        .log()
+        .matches("cannot accept RTMP connections")
+        .count();
+    assert!(lines <= 20, "{lines} log lines: one per run of failures");
+
+    // Descriptors back: new publishers are served again.
+    drop(sockets);
+    set_open_files_limit(pid, original_limit);
+    let addr = host_port(&server);
+    let published = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match RawPublisher::publish(&addr, "live", "later-key-555") {
+                Ok(_) => return true,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(500))
+                }
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        published,
+        "a publisher is accepted once descriptors are back"
+    );
+    assert_still_advancing(&mut server, &url, before).await;
+}
