@@ -23,6 +23,6 @@ pub use keys::{
 };
 pub use limits::{
     AcceptBackoff, Bitrate, BitrateExceeded, BitrateLimiter, ConnectionLimiter, ConnectionPermit,
-    ConnectionRefusal, LogThrottle,
+    ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LogThrottle,
 };
 pub use rtmp::{RtmpConfig, serve};

@@ -106,11 +106,33 @@ impl Drop for ConnectionPermit {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Bitrate(pub u64);
 
+/// How many times its declared bitrate a publisher may send (VBR peaks, keyframes).
+pub const DECLARED_HEADROOM: u64 = 4;
+/// The least a declared bitrate caps at (encoders declare optimistic numbers).
+pub const DECLARED_FLOOR: Bitrate = Bitrate(1_000_000);
+
+impl Bitrate {
+    /// The bitrate a publisher declares in `onMetaData` (`videodatarate` plus
+    /// `audiodatarate`, in kbit/s), if it declares a video bitrate. ffmpeg in quality
+    /// mode (`-crf`) declares only its audio bitrate: that says nothing of the whole.
+    pub fn declared(video_kbps: Option<f64>, audio_kbps: Option<f64>) -> Option<Bitrate> {
+        let video = video_kbps.filter(|v| *v > 0.0 && v.is_finite())?;
+        let audio = audio_kbps
+            .filter(|a| *a > 0.0 && a.is_finite())
+            .unwrap_or(0.0);
+        // `as` saturates at u64::MAX.
+        Some(Bitrate(((video + audio) * 1000.0) as u64))
+    }
+}
+
 /// A token bucket over the bytes a publisher sends: `rate` sustained, with `burst`
 /// worth of it in reserve (a keyframe, a catch-up after a network hiccup).
 #[derive(Clone, Debug)]
 pub struct BitrateLimiter {
     rate: Bitrate,
+    /// What the publisher declared, when that (not the configured cap) set `rate`.
+    declared: Option<Bitrate>,
+    burst: Duration,
     /// In bits.
     capacity: f64,
     /// In bits.
@@ -119,16 +141,32 @@ pub struct BitrateLimiter {
 }
 
 /// A publisher above the bitrate cap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "the publisher sends above {} kbit/s for longer than {} s (--rtmp-max-bitrate-kbps); lower the encoder's bitrate",
-    cap.0 / 1000,
-    burst.as_secs()
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BitrateExceeded {
     pub cap: Bitrate,
+    /// Set when the cap came from the publisher's own declaration.
+    pub declared: Option<Bitrate>,
     pub burst: Duration,
 }
+
+impl std::fmt::Display for BitrateExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (cap, burst) = (self.cap.0 / 1000, self.burst.as_secs());
+        match self.declared {
+            None => write!(
+                f,
+                "the publisher sends above {cap} kbit/s for longer than {burst} s (--rtmp-max-bitrate-kbps); lower the encoder's bitrate"
+            ),
+            Some(declared) => write!(
+                f,
+                "the publisher sends above {cap} kbit/s for longer than {burst} s, far above the {} kbit/s it declared in onMetaData (at most {DECLARED_HEADROOM}x that, within --rtmp-max-bitrate-kbps); lower the encoder's bitrate",
+                declared.0 / 1000
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BitrateExceeded {}
 
 impl BitrateLimiter {
     /// Starts with a full bucket.
@@ -136,22 +174,47 @@ impl BitrateLimiter {
         let capacity = rate.0 as f64 * burst.as_secs_f64();
         Self {
             rate,
+            declared: None,
+            burst,
             capacity,
             tokens: capacity,
             last: now,
         }
     }
 
-    /// Counts `bytes` received at `now`.
-    pub fn handle_bytes(&mut self, now: Instant, bytes: usize) -> Result<(), BitrateExceeded> {
+    /// Lowers the cap to [`DECLARED_HEADROOM`] times what the publisher declared (not
+    /// below [`DECLARED_FLOOR`], never above `cap`). The bucket keeps its level, so
+    /// declaring again does not refill it.
+    pub fn handle_declared(&mut self, cap: Bitrate, declared: Bitrate, now: Instant) {
+        self.refill(now);
+        let allowed = Bitrate(
+            declared
+                .0
+                .saturating_mul(DECLARED_HEADROOM)
+                .max(DECLARED_FLOOR.0),
+        )
+        .min(cap);
+        self.rate = allowed;
+        self.declared = (allowed < cap).then_some(declared);
+        self.capacity = allowed.0 as f64 * self.burst.as_secs_f64();
+        self.tokens = self.tokens.min(self.capacity);
+    }
+
+    fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate.0 as f64).min(self.capacity);
+    }
+
+    /// Counts `bytes` received at `now`.
+    pub fn handle_bytes(&mut self, now: Instant, bytes: usize) -> Result<(), BitrateExceeded> {
+        self.refill(now);
         self.tokens -= bytes as f64 * 8.0;
         if self.tokens < 0.0 {
             Err(BitrateExceeded {
                 cap: self.rate,
-                burst: Duration::from_secs_f64(self.capacity / self.rate.0.max(1) as f64),
+                declared: self.declared,
+                burst: self.burst,
             })
         } else {
             Ok(())
@@ -265,6 +328,50 @@ mod tests {
             })
             .expect("a flood is refused");
         assert!((9..=12).contains(&refused_at), "after {refused_at} tenths");
+    }
+
+    #[test]
+    fn a_declared_bitrate_lowers_the_cap_and_redeclaring_does_not_refill() {
+        let t0 = Instant::now();
+        let cap = Bitrate(60_000_000);
+        let declared = Bitrate::declared(Some(400.0), Some(100.0)).unwrap();
+        assert_eq!(declared, Bitrate(500_000));
+        assert_eq!(Bitrate::declared(Some(f64::NAN), None), None);
+        assert_eq!(Bitrate::declared(Some(0.0), Some(-5.0)), None);
+        assert_eq!(
+            Bitrate::declared(None, Some(96.0)),
+            None,
+            "audio alone says nothing"
+        );
+        let mut limiter = BitrateLimiter::new(cap, Duration::from_secs(4), t0);
+        limiter.handle_declared(cap, declared, t0);
+        // 4 × 500 kbit/s = 2 Mbit/s; 5 Mbit/s is refused within a few seconds even if
+        // the publisher declares the same again every second.
+        let refused = (1..=100u64).find_map(|tenth| {
+            let now = t0 + Duration::from_millis(tenth * 100);
+            if tenth % 10 == 0 {
+                limiter.handle_declared(cap, declared, now);
+            }
+            limiter.handle_bytes(now, 62_500).err()
+        });
+        let refused = refused.expect("refused");
+        assert_eq!(refused.declared, Some(declared));
+        assert!(
+            refused.to_string().contains("declared in onMetaData"),
+            "{refused}"
+        );
+        // A declaration above the configured cap changes nothing.
+        let mut limiter = BitrateLimiter::new(Bitrate(1_000_000), Duration::from_secs(4), t0);
+        limiter.handle_declared(Bitrate(1_000_000), Bitrate(50_000_000), t0);
+        let err = (1..=100u64)
+            .find_map(|tenth| {
+                limiter
+                    .handle_bytes(t0 + Duration::from_millis(tenth * 100), 62_500)
+                    .err()
+            })
+            .unwrap();
+        assert_eq!(err.declared, None);
+        assert!(err.to_string().contains("--rtmp-max-bitrate-kbps"));
     }
 
     #[test]

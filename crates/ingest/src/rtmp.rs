@@ -260,6 +260,25 @@ impl Connection {
         }
     }
 
+    /// A publisher that declares its bitrate is held to a few times that (see
+    /// [`BitrateLimiter::handle_declared`]).
+    fn handle_declared_bitrate(&mut self, meta: &media::amf0::Amf0Value) {
+        let (Some(cap), Some(_)) = (self.max_bitrate, &self.publisher) else {
+            return;
+        };
+        let facts = media::flv::StreamMetadata::from_amf(meta);
+        let Some(declared) =
+            Bitrate::declared(facts.video_data_rate_kbps, facts.audio_data_rate_kbps)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let burst = self.bitrate_burst;
+        self.bitrate
+            .get_or_insert_with(|| BitrateLimiter::new(cap, burst, now))
+            .handle_declared(cap, declared, now);
+    }
+
     /// Handles what the session reported; `false` ends the connection.
     async fn handle_events(&mut self) -> bool {
         let mut produced = Vec::new();
@@ -277,6 +296,7 @@ impl Connection {
                 }
                 SessionEvent::Metadata(meta) => {
                     self.assembler.handle_metadata(&meta);
+                    self.handle_declared_bitrate(&meta);
                     Ok(())
                 }
                 SessionEvent::Video { timestamp_ms, body } => {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::*;
+use media::amf0::Amf0Value;
 use rtmp::{ClientConfig, ClientEvent, ClientSession, HANDSHAKE_PACKET_LEN, PublishUrl};
 
 /// An honest ffmpeg publish of stream `good` and the URL of its media playlist,
@@ -678,6 +679,8 @@ async fn publisher_far_above_the_bitrate_cap_is_stopped_with_an_rtmp_error() {
         "good=good-key-123",
         "--stream",
         "flood=flood-key-987",
+        "--stream",
+        "declared=declared-key-246",
         "--rtmp-max-bitrate-kbps",
         "4000",
     ]);
@@ -710,6 +713,39 @@ async fn publisher_far_above_the_bitrate_cap_is_stopped_with_an_rtmp_error() {
     assert!(
         log.contains("--rtmp-max-bitrate-kbps"),
         "the log names the rule:\n{log}"
+    );
+
+    // Under the configured cap but far above what it declared: 2.6 Mbit/s after
+    // declaring 264 kbit/s in onMetaData.
+    let addr = host_port(&server);
+    let status = tokio::task::spawn_blocking(move || {
+        let mut p = RawPublisher::publish(&addr, "live", "declared-key-246").unwrap();
+        p.session.send_metadata(vec![
+            ("videodatarate".into(), Amf0Value::Number(200.0)),
+            ("audiodatarate".into(), Amf0Value::Number(64.0)),
+        ]);
+        let mut body = vec![0x27, 0x01, 0, 0, 0];
+        body.resize(32 * 1024, 0x42);
+        let body = Bytes::from(body);
+        let start = Instant::now();
+        let mut ts = 0;
+        while start.elapsed() < Duration::from_secs(30) {
+            p.session.send_video(ts, body.clone());
+            ts += 100;
+            let due = start + Duration::from_millis(u64::from(ts));
+            while Instant::now() < due {
+                if let Err(e) = p.pump() {
+                    return e;
+                }
+            }
+        }
+        panic!("a publisher far above its declared bitrate was never stopped");
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.contains("NetStream.Publish.Rejected") && status.contains("declared in onMetaData"),
+        "the encoder is told why: {status}"
     );
     assert_still_advancing(&mut server, &url, before).await;
 }
