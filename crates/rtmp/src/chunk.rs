@@ -516,4 +516,28 @@ mod tests {
         assert_eq!(dec.buffered(), 0);
         dec.check_invariants();
     }
+
+    #[test]
+    fn extended_timestamp_deltas_wrap_and_the_timeline_reanchors_them() {
+        // fmt 0 at 1000 ms, then fmt 1 and fmt 3 each with an extended delta of
+        // 0xffff_f830 (−2000 ms once wrapped): abuse a peer can send at any time.
+        let bytes = [
+            0x04, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x01, 0x09, 0x01, 0x00, 0x00, 0x00, 0xaa, //
+            0x44, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x09, 0xff, 0xff, 0xf8, 0x30, 0xbb, //
+            0xc4, 0xff, 0xff, 0xf8, 0x30, 0xcc,
+        ];
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let ts: Vec<u32> = decode_all(&mut dec, &bytes, 1)
+            .iter()
+            .map(|m| m.timestamp)
+            .collect();
+        assert_eq!(
+            ts,
+            vec![1000, 1000u32.wrapping_sub(2000), 1000u32.wrapping_sub(4000)]
+        );
+        // Ingest's timeline turns the backward steps into a steady forward one.
+        let mut timeline = media::Timeline::new();
+        let placed: Vec<i64> = ts.iter().map(|t| timeline.place(*t).ticks).collect();
+        assert_eq!(placed, vec![1000, 1001, 1002]);
+    }
 }
