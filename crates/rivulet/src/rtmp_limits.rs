@@ -40,7 +40,9 @@ pub(crate) struct RtmpLimitArgs {
     pub(crate) rtmp_write_timeout_ms: Option<u64>,
 
     /// A publisher sending above this many kbit/s (with 4 s of burst allowed) is
-    /// stopped with an RTMP error status. 0 turns the cap off. [default: 60000]
+    /// stopped with an RTMP error status; one that declares its video bitrate in
+    /// onMetaData is held to 4 times that (at least 1000) within this cap. 0 turns both
+    /// off. [default: 60000]
     #[arg(long, env = "RIVULET_RTMP_MAX_BITRATE_KBPS", value_name = "KBPS")]
     pub(crate) rtmp_max_bitrate_kbps: Option<u64>,
 
