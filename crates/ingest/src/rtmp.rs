@@ -163,9 +163,11 @@ impl Connection {
         // connection costs a quarter of what 64 KiB did.
         let mut buf = vec![0u8; 16 * 1024];
         let mut out = Vec::new();
+        let mut writable = true;
         loop {
             if self.session.poll_transmit(&mut out) {
                 if !self.write(&mut socket, &out).await {
+                    writable = false;
                     break;
                 }
                 out.clear();
@@ -202,13 +204,16 @@ impl Connection {
                 break;
             }
         }
-        // Flush a final status (a refusal) before closing.
+        // Flush a final status (a refusal) before closing, unless writing is what
+        // failed: a peer that stopped reading gets no second write timeout.
         out.clear();
-        if self.session.poll_transmit(&mut out) {
-            let _ = self.write(&mut socket, &out).await;
+        if writable {
+            if self.session.poll_transmit(&mut out) {
+                let _ = self.write(&mut socket, &out).await;
+            }
+            // Bounded too: the FIN waits behind unsent bytes.
+            let _ = tokio::time::timeout(self.write_timeout, socket.shutdown()).await;
         }
-        // Bounded too: a FIN to a peer with a full receive window must not wait forever.
-        let _ = tokio::time::timeout(self.write_timeout, socket.shutdown()).await;
         if let Some(stream) = &self.stream
             && self.publisher.take().is_some()
         {
