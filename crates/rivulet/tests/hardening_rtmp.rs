@@ -451,7 +451,7 @@ async fn publisher_that_stops_reading_is_closed_and_its_stream_freed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trickling_peer_is_closed_by_the_idle_rule() {
+async fn trickling_and_silent_peers_are_closed_by_the_idle_and_handshake_rules() {
     let mut server = Server::start(&[
         "--stream",
         "good=good-key-123",
@@ -459,9 +459,18 @@ async fn trickling_peer_is_closed_by_the_idle_rule() {
         "3000",
         "--rtmp-setup-timeout-ms",
         "120000",
+        "--rtmp-handshake-timeout-ms",
+        "2000",
     ]);
     let (_ffmpeg, url, before) = honest_stream(&server, 40).await;
     let addr = host_port(&server);
+    // A peer that connects and never completes the handshake.
+    let silent_addr = addr.clone();
+    let silent_closed = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(&silent_addr).unwrap();
+        s.write_all(&[0x03, 0, 0]).unwrap();
+        closed_within(&mut s, Duration::from_secs(15))
+    });
     let closed_after = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(&addr).unwrap();
         handshake(&mut s);
@@ -490,10 +499,14 @@ async fn trickling_peer_is_closed_by_the_idle_rule() {
     .await
     .unwrap();
     let closed_after = closed_after.expect("the trickling peer was never closed");
+    assert!(
+        silent_closed.await.unwrap(),
+        "a peer that never completes the handshake is closed"
+    );
     eprintln!("the trickling peer was closed after {closed_after:?}");
     let log = log_with(&server, "--rtmp-idle-timeout-ms").await;
     assert!(
-        log.contains("--rtmp-idle-timeout-ms"),
+        log.contains("--rtmp-idle-timeout-ms") && log.contains("--rtmp-handshake-timeout-ms"),
         "the log names the rule:\n{log}"
     );
     assert_still_advancing(&mut server, &url, before).await;
@@ -881,6 +894,41 @@ async fn out_of_descriptors_on_accept_backs_off_without_spinning_and_recovers() 
     assert!(
         published,
         "a publisher is accepted once descriptors are back"
+    );
+    assert_still_advancing(&mut server, &url, before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_total_cap_are_refused_and_admitted_ones_served() {
+    let mut server = Server::start(&[
+        "--stream",
+        "good=good-key-123",
+        "--rtmp-max-connections",
+        "4",
+    ]);
+    let (_ffmpeg, url, before) = honest_stream(&server, 40).await;
+    let addr = host_port(&server);
+    let refused = tokio::task::spawn_blocking(move || {
+        // The honest publisher holds one slot; three more fill the cap.
+        let held: Vec<TcpStream> = (0..3)
+            .map(|_| {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                handshake(&mut s);
+                s
+            })
+            .collect();
+        let mut extra = TcpStream::connect(&addr).unwrap();
+        let refused = closed_within(&mut extra, Duration::from_secs(5));
+        drop(held);
+        refused
+    })
+    .await
+    .unwrap();
+    assert!(refused, "a connection beyond the total cap is closed");
+    let log = log_with(&server, "--rtmp-max-connections)").await;
+    assert!(
+        log.contains("(--rtmp-max-connections)"),
+        "the log names the rule:\n{log}"
     );
     assert_still_advancing(&mut server, &url, before).await;
 }
