@@ -6,8 +6,8 @@ use bytes::Bytes;
 use media::amf0::Amf0Value;
 use media::flv::{self, AudioPacket, StreamMetadata, VideoFrameType, VideoPacket};
 use media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Mp3Config, Rounding, Timeline, Track,
-    TrackKind, Tracks, VIDEO_TIMESCALE,
+    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Mp3Config, Rounding, Timeline,
+    TimestampJump, Track, TrackKind, Tracks, VIDEO_TIMESCALE,
 };
 
 /// What the assembler produces, in order.
@@ -50,11 +50,22 @@ pub struct StreamAssembler {
     last_video_dts: Option<i64>,
     /// Frames dropped (before a keyframe config, or going backwards).
     pub dropped: u64,
+    /// Timestamp jumps that re-anchored a track, for the caller to log.
+    jumps: Vec<(TrackKind, TimestampJump)>,
 }
 
 impl StreamAssembler {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The next timestamp jump that re-anchored a track (see [`media::Timeline`]).
+    pub fn poll_jump(&mut self) -> Option<(TrackKind, TimestampJump)> {
+        if self.jumps.is_empty() {
+            None
+        } else {
+            Some(self.jumps.remove(0))
+        }
     }
 
     /// `onMetaData` tells which tracks to expect before announcing them.
@@ -70,7 +81,10 @@ impl StreamAssembler {
     ) -> Result<(), AssembleError> {
         let tag =
             flv::parse_video_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
-        let ms = self.video_timeline.place(timestamp_ms);
+        let (ms, jump) = self.video_timeline.place_checked(timestamp_ms);
+        if let Some(jump) = jump {
+            self.jumps.push((TrackKind::Video, jump));
+        }
         match tag.packet {
             VideoPacket::AvcSequenceHeader(record) => {
                 let config = AvcConfig::parse(record)
@@ -128,7 +142,10 @@ impl StreamAssembler {
     ) -> Result<(), AssembleError> {
         let packet =
             flv::parse_audio_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
-        let ms = self.audio_timeline.place(timestamp_ms);
+        let (ms, jump) = self.audio_timeline.place_checked(timestamp_ms);
+        if let Some(jump) = jump {
+            self.jumps.push((TrackKind::Audio, jump));
+        }
         match packet {
             AudioPacket::AacSequenceHeader(asc) => {
                 let config =
@@ -413,5 +430,80 @@ mod tests {
         }
         assert!(matches!(&out[0], Assembled::Tracks(t) if t.video.is_some() && t.audio.is_none()));
         assert_eq!(out.len(), 41);
+    }
+
+    #[test]
+    fn timestamp_jumps_of_hours_continue_smoothly_and_are_reported() {
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        let hour = 3_600_000u32;
+        let start = 5 * hour;
+        let header = VideoPacket::AvcSequenceHeader(Bytes::from_static(RECORD));
+        a.handle_video(start, video(VideoFrameType::Key, header), &mut out)
+            .unwrap();
+        a.handle_audio(
+            start,
+            audio(AudioPacket::AacSequenceHeader(Bytes::from_static(&[
+                0x11, 0x90,
+            ]))),
+            &mut out,
+        )
+        .unwrap();
+        // Three frames, then +3 h, three frames, then −3 h (back past the start), three.
+        let mut times = Vec::new();
+        for base in [start, start + 3 * hour, start - 3 * hour] {
+            for i in 0..3 {
+                times.push(base + i * 33);
+            }
+        }
+        for (i, ms) in times.iter().enumerate() {
+            // Audio frames of 1024 samples at 48 kHz: 21.3 ms apart, beside the video.
+            let audio_ms = ms - (i as u32 % 3) * 12;
+            let nalus = VideoPacket::AvcNalus {
+                composition_time_ms: 0,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+            };
+            a.handle_video(*ms, video(VideoFrameType::Key, nalus), &mut out)
+                .unwrap();
+            a.handle_audio(
+                audio_ms,
+                audio(AudioPacket::AacRaw(Bytes::from_static(&[1, 2]))),
+                &mut out,
+            )
+            .unwrap();
+        }
+        let frames = |kind: TrackKind| -> Vec<i64> {
+            out.iter()
+                .filter_map(|o| match o {
+                    Assembled::Frame(f) if f.kind == kind => Some(f.dts.ticks),
+                    _ => None,
+                })
+                .collect()
+        };
+        let video_dts = frames(TrackKind::Video);
+        assert_eq!(video_dts.len(), 9, "no frame frozen out: {video_dts:?}");
+        for pair in video_dts.windows(2) {
+            assert_eq!(pair[1] - pair[0], 33 * 90, "video continues: {video_dts:?}");
+        }
+        let audio_dts = frames(TrackKind::Audio);
+        assert_eq!(audio_dts.len(), 9);
+        for pair in audio_dts.windows(2) {
+            let step = pair[1] - pair[0];
+            assert!(
+                (0..=2 * 1024).contains(&step),
+                "audio continues: {audio_dts:?}"
+            );
+        }
+        let mut jumps = Vec::new();
+        while let Some(j) = a.poll_jump() {
+            jumps.push(j);
+        }
+        assert_eq!(jumps.len(), 4, "two per track: {jumps:?}");
+        assert!(
+            jumps
+                .iter()
+                .any(|(_, j)| j.step_ms == i64::from(3 * hour - 66))
+        );
+        assert!(jumps.iter().any(|(_, j)| j.step_ms < -i64::from(hour)));
     }
 }

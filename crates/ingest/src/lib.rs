@@ -13,10 +13,17 @@
 //! `StreamAssembler` → `Publisher::send_tracks` / `send_frame`.
 
 mod assemble;
+mod escape;
+mod limits;
 mod rtmp;
 
 pub use access::{
     AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, check_app, redact,
 };
 pub use assemble::{AssembleError, Assembled, StreamAssembler};
+pub use escape::Escaped;
+pub use limits::{
+    AcceptBackoff, Bitrate, BitrateExceeded, BitrateLimiter, ConnectionLimiter, ConnectionPermit,
+    ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LogThrottle,
+};
 pub use rtmp::{RtmpConfig, serve};

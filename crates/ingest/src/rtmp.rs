@@ -4,20 +4,50 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hub::{Hub, HubError, Publisher};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::assemble::{Assembled, StreamAssembler};
+use crate::escape::Escaped;
+use crate::limits::{
+    AcceptBackoff, Bitrate, BitrateLimiter, ConnectionLimiter, ConnectionPermit, LogThrottle,
+};
 use access::{PublishRequest, StreamKeys, redact};
 use rtmp::{HANDSHAKE_PACKET_LEN, ServerSession, SessionConfig, SessionEvent};
 
 /// Settings of the RTMP listener.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RtmpConfig {
+    /// The protocol's own limits: handshake, setup and idle timeouts, buffer budgets.
     pub session: SessionConfig,
+    /// A write to the peer (acknowledgements, status) must finish within this; a peer
+    /// that stops reading its socket is closed rather than holding the task forever.
+    pub write_timeout: Duration,
+    /// Open connections at most, all peers together.
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_ip: usize,
+    /// A publisher sending above this for longer than `bitrate_burst` is stopped.
+    /// `None`: no cap.
+    pub max_bitrate: Option<Bitrate>,
+    /// How much above-cap sending the bitrate cap tolerates (keyframes, catch-up).
+    pub bitrate_burst: Duration,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_connections_per_ip: 32,
+            max_bitrate: Some(Bitrate(60_000_000)),
+            bitrate_burst: Duration::from_secs(4),
+        }
+    }
 }
 
 /// Accepts RTMP connections on `listener` until `shutdown` completes.
@@ -29,23 +59,49 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
+    let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    let mut backoff = AcceptBackoff::default();
+    // A flood of refused connections gets one log line a second, not one each.
+    let mut refusal_log = LogThrottle::new(Duration::from_secs(1));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let failed = backoff.handle_success();
+                    if failed > 0 {
+                        tracing::info!(failed, "accepting RTMP connections again");
+                    }
                     metrics::counter!("rtmp_connections_total").increment(1);
+                    let permit = match limiter.try_admit(peer.ip()) {
+                        Ok(permit) => permit,
+                        Err(refusal) => {
+                            metrics::counter!("rtmp_connections_refused_total", "reason" => refusal.label()).increment(1);
+                            if let Some(suppressed) = refusal_log.allow(Instant::now()) {
+                                tracing::warn!(%peer, suppressed, reason = %refusal, "refusing an RTMP connection");
+                            }
+                            // Before the handshake there is no way to say why: close.
+                            drop(socket);
+                            continue;
+                        }
+                    };
                     let (hub, keys, config) = (hub.clone(), keys.clone(), config.clone());
                     connections.spawn(async move {
                         let _ = socket.set_nodelay(true);
-                        Connection::new(peer, hub, keys, config).run(socket).await;
+                        Connection::new(peer, hub, keys, config, permit).run(socket).await;
                     });
                 }
                 Err(e) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(error = %e, "cannot accept an RTMP connection");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // Out of file descriptors (EMFILE/ENFILE) and the like: the failed
+                    // connection stays in the backlog, so retrying at once would spin.
+                    // Back off (10 ms doubling to 1 s) and keep serving the others.
+                    let wait = backoff.handle_error();
+                    metrics::counter!("rtmp_accept_errors_total").increment(1);
+                    if backoff.is_first_failure() {
+                        tracing::warn!(error = %e, "cannot accept RTMP connections (out of file descriptors? raise `ulimit -n` or lower --rtmp-max-connections); backing off up to 1 s");
+                    }
+                    tokio::time::sleep(wait).await;
                 }
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -56,6 +112,12 @@ pub async fn serve(
 
 struct Connection {
     peer: SocketAddr,
+    /// Frees the connection's slot in the caps when the connection ends.
+    _permit: ConnectionPermit,
+    write_timeout: Duration,
+    max_bitrate: Option<Bitrate>,
+    bitrate_burst: Duration,
+    bitrate: Option<BitrateLimiter>,
     hub: Hub,
     keys: Arc<dyn StreamKeys>,
     session: ServerSession,
@@ -67,7 +129,13 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(peer: SocketAddr, hub: Hub, keys: Arc<dyn StreamKeys>, config: RtmpConfig) -> Self {
+    fn new(
+        peer: SocketAddr,
+        hub: Hub,
+        keys: Arc<dyn StreamKeys>,
+        config: RtmpConfig,
+        permit: ConnectionPermit,
+    ) -> Self {
         let mut random = [0u8; HANDSHAKE_PACKET_LEN];
         rand::fill(&mut random[..]);
         let epoch_ms = SystemTime::now()
@@ -76,6 +144,11 @@ impl Connection {
         Self {
             session: ServerSession::new(config.session, Instant::now(), random, epoch_ms),
             peer,
+            _permit: permit,
+            write_timeout: config.write_timeout,
+            max_bitrate: config.max_bitrate,
+            bitrate_burst: config.bitrate_burst,
+            bitrate: None,
             hub,
             keys,
             assembler: StreamAssembler::new(),
@@ -86,12 +159,15 @@ impl Connection {
     }
 
     async fn run(mut self, mut socket: TcpStream) {
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut out = Vec::with_capacity(8 * 1024);
+        // 16 KiB reads: a 60 Mbit/s publisher needs ~500 a second, and an idle
+        // connection costs a quarter of what 64 KiB did.
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut out = Vec::new();
+        let mut writable = true;
         loop {
             if self.session.poll_transmit(&mut out) {
-                if let Err(e) = socket.write_all(&out).await {
-                    tracing::debug!(peer = %self.peer, error = %e, "write failed");
+                if !self.write(&mut socket, &out).await {
+                    writable = false;
                     break;
                 }
                 out.clear();
@@ -108,15 +184,19 @@ impl Connection {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         metrics::counter!("ingest_bytes_total").increment(n as u64);
-                        if let Err(e) = self.session.handle_input(Instant::now(), &buf[..n]) {
-                            tracing::warn!(peer = %self.peer, key = self.key.as_deref().unwrap_or("-"), error = %e, "RTMP session failed; closing the connection");
+                        let now = Instant::now();
+                        if let Err(e) = self.session.handle_input(now, &buf[..n]) {
+                            metrics::counter!("rtmp_sessions_failed_total").increment(1);
+                            tracing::warn!(peer = %self.peer, key = %Escaped(self.key.as_deref().unwrap_or("-")), error = %Escaped(&e.to_string()), "RTMP session failed; closing the connection");
                         }
+                        self.count_bitrate(now, n);
                     }
                 },
                 () = sleep_until(deadline) => {
                     self.session.handle_timeout(Instant::now());
                     if let Some(e) = self.session.error() {
-                        tracing::info!(peer = %self.peer, error = %e, "closing RTMP connection");
+                        metrics::counter!("rtmp_sessions_timed_out_total").increment(1);
+                        tracing::info!(peer = %self.peer, key = %Escaped(self.key.as_deref().unwrap_or("-")), error = %e, "closing RTMP connection");
                     }
                 }
             }
@@ -124,11 +204,16 @@ impl Connection {
                 break;
             }
         }
-        // Flush a final status (a refusal) before closing.
-        if self.session.poll_transmit(&mut out) {
-            let _ = socket.write_all(&out).await;
+        // Flush a final status (a refusal) before closing, unless writing is what
+        // failed: a peer that stopped reading gets no second write timeout.
+        out.clear();
+        if writable {
+            if self.session.poll_transmit(&mut out) {
+                let _ = self.write(&mut socket, &out).await;
+            }
+            // Bounded too: the FIN waits behind unsent bytes.
+            let _ = tokio::time::timeout(self.write_timeout, socket.shutdown()).await;
         }
-        let _ = socket.shutdown().await;
         if let Some(stream) = &self.stream
             && self.publisher.take().is_some()
         {
@@ -137,13 +222,75 @@ impl Connection {
         }
     }
 
+    /// Writes `out` within the write timeout; `false` if the connection is done.
+    async fn write(&self, socket: &mut TcpStream, out: &[u8]) -> bool {
+        match tokio::time::timeout(self.write_timeout, socket.write_all(out)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "write failed");
+                false
+            }
+            Err(_) => {
+                metrics::counter!("rtmp_sessions_timed_out_total").increment(1);
+                tracing::warn!(
+                    peer = %self.peer,
+                    key = %Escaped(self.key.as_deref().unwrap_or("-")),
+                    stream = self.stream.as_deref().unwrap_or("-"),
+                    timeout_ms = self.write_timeout.as_millis() as u64,
+                    "closing RTMP connection: the peer stopped reading (--rtmp-write-timeout-ms)"
+                );
+                false
+            }
+        }
+    }
+
+    /// Counts a publisher's bytes against the bitrate cap; stops it above.
+    fn count_bitrate(&mut self, now: Instant, bytes: usize) {
+        if self.publisher.is_none() {
+            return;
+        }
+        let Some(cap) = self.max_bitrate else {
+            return;
+        };
+        let burst = self.bitrate_burst;
+        let limiter = self
+            .bitrate
+            .get_or_insert_with(|| BitrateLimiter::new(cap, burst, now));
+        if let Err(exceeded) = limiter.handle_bytes(now, bytes) {
+            metrics::counter!("rtmp_publish_rejected_total", "reason" => "bitrate").increment(1);
+            tracing::warn!(peer = %self.peer, stream = self.stream.as_deref().unwrap_or("-"), reason = %exceeded, "stopping the publisher");
+            self.session
+                .stop_publish("NetStream.Publish.Rejected", &exceeded.to_string());
+            self.max_bitrate = None;
+        }
+    }
+
+    /// A publisher that declares its bitrate is held to a few times that (see
+    /// [`BitrateLimiter::handle_declared`]).
+    fn handle_declared_bitrate(&mut self, meta: &media::amf0::Amf0Value) {
+        let (Some(cap), Some(_)) = (self.max_bitrate, &self.publisher) else {
+            return;
+        };
+        let facts = media::flv::StreamMetadata::from_amf(meta);
+        let Some(declared) =
+            Bitrate::declared(facts.video_data_rate_kbps, facts.audio_data_rate_kbps)
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let burst = self.bitrate_burst;
+        self.bitrate
+            .get_or_insert_with(|| BitrateLimiter::new(cap, burst, now))
+            .handle_declared(cap, declared, now);
+    }
+
     /// Handles what the session reported; `false` ends the connection.
     async fn handle_events(&mut self) -> bool {
         let mut produced = Vec::new();
         while let Some(event) = self.session.poll_event() {
             let result = match event {
                 SessionEvent::Connected { app, .. } => {
-                    tracing::debug!(peer = %self.peer, app, "RTMP connect");
+                    tracing::debug!(peer = %self.peer, app = %Escaped(&app), "RTMP connect");
                     Ok(())
                 }
                 SessionEvent::PublishRequested {
@@ -154,6 +301,7 @@ impl Connection {
                 }
                 SessionEvent::Metadata(meta) => {
                     self.assembler.handle_metadata(&meta);
+                    self.handle_declared_bitrate(&meta);
                     Ok(())
                 }
                 SessionEvent::Video { timestamp_ms, body } => {
@@ -173,9 +321,24 @@ impl Connection {
                 }
             };
             if let Err(e) = result {
-                tracing::warn!(peer = %self.peer, key = self.key.as_deref().unwrap_or("-"), error = %e, "refusing the publisher's media; closing");
+                let reason = e.to_string();
+                tracing::warn!(peer = %self.peer, key = %Escaped(self.key.as_deref().unwrap_or("-")), error = %Escaped(&reason), "refusing the publisher's media; closing");
                 metrics::counter!("rtmp_publish_rejected_total", "reason" => "codec").increment(1);
-                return false;
+                self.session
+                    .stop_publish("NetStream.Publish.Rejected", &reason);
+                return true;
+            }
+            while let Some((kind, jump)) = self.assembler.poll_jump() {
+                metrics::counter!("rtmp_timestamp_jumps_total").increment(1);
+                tracing::warn!(
+                    peer = %self.peer,
+                    stream = self.stream.as_deref().unwrap_or("-"),
+                    track = ?kind,
+                    from_ms = jump.from_ms,
+                    to_ms = jump.to_ms,
+                    step_ms = jump.step_ms,
+                    "timestamp jump beyond the timeline's bound (10 s forward, 1 s back); re-anchored so media time continues"
+                );
             }
             if let Some(publisher) = &self.publisher {
                 for item in produced.drain(..) {
@@ -201,7 +364,7 @@ impl Connection {
         let name = match self.keys.authorize(&request).await {
             Ok(name) => name,
             Err(rejection) => {
-                tracing::warn!(peer = %self.peer, key = %redacted, reason = %rejection, "publish refused");
+                tracing::warn!(peer = %self.peer, key = %Escaped(&redacted), reason = %Escaped(&rejection.to_string()), "publish refused");
                 metrics::counter!("rtmp_publish_rejected_total", "reason" => "key").increment(1);
                 self.session
                     .reject_publish("NetStream.Publish.BadName", &rejection.to_string());
@@ -217,7 +380,7 @@ impl Connection {
                 self.stream = Some(name);
             }
             Err(HubError::AlreadyPublishing(_)) | Err(_) => {
-                tracing::warn!(peer = %self.peer, key = %redacted, stream = %name, "publish refused: the stream already has a live publisher");
+                tracing::warn!(peer = %self.peer, key = %Escaped(&redacted), stream = %name, "publish refused: the stream already has a live publisher");
                 metrics::counter!("rtmp_publish_rejected_total", "reason" => "busy").increment(1);
                 self.session.reject_publish(
                     "NetStream.Publish.BadName",

@@ -25,5 +25,8 @@ pub use aac::AacConfig;
 pub use avc::AvcConfig;
 pub use frame::{Frame, TrackKind};
 pub use mp3::Mp3Config;
-pub use time::{MILLISECONDS, MediaTime, Rounding, Timeline, VIDEO_TIMESCALE, rescale_ticks};
+pub use time::{
+    JumpPolicy, MILLISECONDS, MediaTime, Rounding, Timeline, TimestampJump, VIDEO_TIMESCALE,
+    rescale_ticks,
+};
 pub use track::{CodecConfig, Track, Tracks};

@@ -124,11 +124,51 @@ pub fn rescale_ticks(ticks: i64, from: NonZeroU32, to: NonZeroU32, rounding: Rou
 ///
 /// RTMP timestamps wrap every 2^32 ms (~49.7 days) and some encoders jump them
 /// backwards or forwards on reconnect. Unwrap once per track, at ingest, and nowhere else.
+///
+/// A step beyond the [`JumpPolicy`] is not media time passing but a broken or
+/// hostile publisher (a +3 h jump would otherwise become a 3-hour segment, a −3 h
+/// jump a frozen stream): the timeline re-anchors, continuing one usual step after
+/// the last timestamp, and [`Timeline::place_checked`] reports the jump so the
+/// caller can log it.
 #[derive(Clone, Debug, Default)]
 pub struct Timeline {
+    policy: JumpPolicy,
     last: Option<u32>,
     /// Accumulated 64-bit value of `last`.
     unwrapped: i64,
+    /// The last step that was within the policy (ms), used as the step after a jump.
+    usual_step: Option<i64>,
+}
+
+/// The steps a [`Timeline`] takes as media time; anything larger re-anchors it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JumpPolicy {
+    /// The largest forward step between two timestamps of one track (ms).
+    pub max_forward_ms: i64,
+    /// The largest backward step (ms); small ones happen with sloppy muxers.
+    pub max_backward_ms: i64,
+}
+
+impl Default for JumpPolicy {
+    fn default() -> Self {
+        Self {
+            max_forward_ms: 10_000,
+            max_backward_ms: 1_000,
+        }
+    }
+}
+
+/// A timestamp step beyond the [`JumpPolicy`], which re-anchored the timeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampJump {
+    /// The previous timestamp, as sent.
+    pub from_ms: u32,
+    /// This timestamp, as sent.
+    pub to_ms: u32,
+    /// The step as read (signed, after unwrapping).
+    pub step_ms: i64,
+    /// Where the timestamp was placed instead (ms on the continuous timeline).
+    pub placed_ms: i64,
 }
 
 impl Timeline {
@@ -136,19 +176,51 @@ impl Timeline {
         Self::default()
     }
 
+    /// A timeline that re-anchors on steps beyond `policy`.
+    pub fn with_policy(policy: JumpPolicy) -> Self {
+        Self {
+            policy,
+            ..Self::default()
+        }
+    }
+
     /// Places a 32-bit millisecond timestamp on the continuous timeline.
     ///
     /// The difference to the previous timestamp is read as a signed 32-bit value,
     /// so a wrap from `u32::MAX` to 0 is a step of +1 ms, and a small step backwards
-    /// (B-frames, audio/video interleaving in one timeline) stays a step backwards.
+    /// stays a step backwards. Steps beyond the policy re-anchor (see the type).
     pub fn place(&mut self, ms: u32) -> MediaTime {
+        self.place_checked(ms).0
+    }
+
+    /// [`Timeline::place`], also returning the jump if the step was beyond the policy.
+    pub fn place_checked(&mut self, ms: u32) -> (MediaTime, Option<TimestampJump>) {
+        let mut jump = None;
         let value = match self.last {
             None => i64::from(ms),
-            Some(last) => self.unwrapped + i64::from(ms.wrapping_sub(last) as i32),
+            Some(last) => {
+                let step = i64::from(ms.wrapping_sub(last) as i32);
+                if step > self.policy.max_forward_ms || -step > self.policy.max_backward_ms {
+                    // One usual step on: media time continues smoothly.
+                    let placed = self.unwrapped + self.usual_step.unwrap_or(1);
+                    jump = Some(TimestampJump {
+                        from_ms: last,
+                        to_ms: ms,
+                        step_ms: step,
+                        placed_ms: placed,
+                    });
+                    placed
+                } else {
+                    if step > 0 {
+                        self.usual_step = Some(step);
+                    }
+                    self.unwrapped + step
+                }
+            }
         };
         self.last = Some(ms);
         self.unwrapped = value;
-        MediaTime::new(value, MILLISECONDS)
+        (MediaTime::new(value, MILLISECONDS), jump)
     }
 }
 
@@ -188,5 +260,38 @@ mod tests {
         assert_eq!(t.place(u32::MAX - 10).ticks, i64::from(u32::MAX - 10));
         assert_eq!(t.place(5).ticks, i64::from(u32::MAX) + 6);
         assert_eq!(t.place(2).ticks, i64::from(u32::MAX) + 3);
+    }
+
+    #[test]
+    fn timeline_reanchors_jumps_beyond_the_policy() {
+        let mut t = Timeline::new();
+        for ms in [1000u32, 1033, 1066] {
+            assert_eq!(t.place_checked(ms).1, None);
+        }
+        // +3 h: continues one usual step on, and says so.
+        let (time, jump) = t.place_checked(1066 + 3 * 3_600_000);
+        assert_eq!(time.ticks, 1099);
+        assert_eq!(jump.map(|j| j.step_ms), Some(3 * 3_600_000));
+        // …and then follows the new timestamps from there.
+        assert_eq!(t.place(1066 + 3 * 3_600_000 + 33).ticks, 1132);
+        // −3 h (wrapping below zero, as extended-timestamp abuse can): the same.
+        let (time, jump) = t.place_checked(1099u32.wrapping_sub(3 * 3_600_000));
+        assert_eq!(time.ticks, 1165);
+        assert!(jump.is_some_and(|j| j.step_ms < 0));
+        assert_eq!(
+            t.place(1099u32.wrapping_sub(3 * 3_600_000) + 33).ticks,
+            1198
+        );
+        // A small backstep stays one; 10 s forward is still media time.
+        assert_eq!(
+            t.place_checked(1099u32.wrapping_sub(3 * 3_600_000) + 3).1,
+            None
+        );
+        let mut t = Timeline::new();
+        t.place(0);
+        assert_eq!(
+            t.place_checked(10_000),
+            (MediaTime::new(10_000, MILLISECONDS), None)
+        );
     }
 }

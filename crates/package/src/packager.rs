@@ -97,6 +97,10 @@ struct TrackState {
     recent: VecDeque<i64>,
 }
 
+/// The largest gap between two frames of the main track taken as media time; a larger
+/// one (a timestamp jump) starts over after a discontinuity.
+const MAX_FRAME_GAP_MS: u32 = 10_000;
+
 /// Intervals averaged for the frame duration estimate.
 const INTERVAL_WINDOW: usize = 8;
 
@@ -218,6 +222,26 @@ impl RenditionPackager {
             .map_or(track.timescale, |t| t.timescale);
         if self.ended && !self.rebase {
             return Ok(());
+        }
+        if frame.kind == main_kind && !self.rebase {
+            // Ingest re-anchors timestamp jumps (media::Timeline); this guards every other
+            // source. A gap between two frames that no stream has would make one segment
+            // hours long (EXTINF and TARGETDURATION with it), or, backwards, freeze the
+            // stream: start over after a discontinuity instead.
+            let offset = rescale_ticks(
+                self.offset,
+                main_timescale,
+                track.timescale,
+                Rounding::Nearest,
+            );
+            let bound = i64::from(MAX_FRAME_GAP_MS.max(3 * self.config.segment_target_ms))
+                * i64::from(track.timescale.get())
+                / 1000;
+            if let Some(last) = self.main_state(main_kind).last_dts
+                && (frame.dts.ticks + offset - last).abs() > bound
+            {
+                self.handle_discontinuity();
+            }
         }
         if self.rebase {
             // Continue where the old timeline stopped: its end in main-track ticks.

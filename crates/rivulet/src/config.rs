@@ -163,6 +163,8 @@ pub(crate) struct ServeArgs {
     pub(crate) renditions: Vec<String>,
     #[command(flatten)]
     pub(crate) analytics: AnalyticsArgs,
+    #[command(flatten)]
+    pub(crate) rtmp_limits: crate::rtmp_limits::RtmpLimitArgs,
 
     /// Send delivery events to a remote analytics server (`rivulet analytics`) at this
     /// base URL, e.g. http://analytics.example:8080, instead of running analytics in
@@ -291,6 +293,9 @@ struct FileConfig {
     analytics_url: Option<String>,
     no_analytics: Option<bool>,
     analytics_queue: Option<usize>,
+    /// The RTMP listener's limits.
+    #[serde(default)]
+    rtmp: crate::rtmp_limits::RtmpLimitFile,
 }
 
 /// The resolved configuration of `serve`.
@@ -314,6 +319,8 @@ pub(crate) struct ServeConfig {
     pub(crate) meta: MetaMode,
     /// `None`: HOSTNAME:RTMP_PORT.
     pub(crate) node_name: Option<String>,
+    /// The RTMP listener's limits and timeouts.
+    pub(crate) rtmp: ingest::RtmpConfig,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -396,6 +403,7 @@ impl ServeArgs {
         }
 
         Ok(ServeConfig {
+            rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
             meta,
             node_name,
             analytics,

@@ -6,6 +6,7 @@ mod demo;
 mod edge;
 mod metadata;
 mod publish;
+mod rtmp_limits;
 mod serve;
 mod streams;
 

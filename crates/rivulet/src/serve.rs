@@ -195,7 +195,7 @@ pub(crate) async fn serve(
         rtmp_listener,
         hub.clone(),
         keys,
-        ingest::RtmpConfig::default(),
+        config.rtmp.clone(),
         stopped(),
     ));
     // With a remote metadata server, titles follow its event streams (`track_live`).

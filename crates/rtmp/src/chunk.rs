@@ -29,13 +29,32 @@ pub enum ChunkError {
     TooManyChunkStreams(usize),
     #[error("a message header changed its length in the middle of message on chunk stream {0}")]
     HeaderChangedMidMessage(u32),
+    /// The partial messages of all chunk streams together would exceed the session's
+    /// buffer budget (see [`ChunkDecoder::set_budget`]).
+    #[error(
+        "chunk stream {csid} would raise the bytes held in unfinished messages to {would_hold}, over the budget of {budget}"
+    )]
+    OverBudget {
+        csid: u32,
+        would_hold: usize,
+        budget: usize,
+    },
 }
 
 /// Limits on what a peer may make us buffer.
 #[derive(Clone, Debug)]
 pub struct ChunkLimits {
+    /// The longest single message.
     pub max_message_len: u32,
+    /// Chunk streams a session may use.
     pub max_chunk_streams: usize,
+    /// Bytes a session may hold in unfinished messages, all chunk streams together,
+    /// once its publish is accepted. Without a total, 64 chunk streams each holding
+    /// most of a `max_message_len` message cost half a gigabyte per connection.
+    pub max_buffered: usize,
+    /// The same total before the publish is accepted: an unauthenticated peer only
+    /// needs room for `connect`, `createStream` and `publish` commands.
+    pub max_buffered_setup: usize,
 }
 
 impl Default for ChunkLimits {
@@ -43,6 +62,8 @@ impl Default for ChunkLimits {
         Self {
             max_message_len: 8 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_buffered: 16 * 1024 * 1024,
+            max_buffered_setup: 64 * 1024,
         }
     }
 }
@@ -66,15 +87,33 @@ pub struct ChunkDecoder {
     chunk_size: u32,
     streams: HashMap<u32, InStream>,
     limits: ChunkLimits,
+    /// Bytes in all `partial` buffers (kept as a sum so the check is O(1)).
+    buffered: usize,
+    /// The current cap on `buffered`.
+    budget: usize,
 }
 
 impl ChunkDecoder {
+    /// A decoder for a session that has not published yet: its budget is
+    /// `limits.max_buffered_setup` until [`ChunkDecoder::set_budget`] raises it.
     pub fn new(limits: ChunkLimits) -> Self {
         Self {
             chunk_size: 128,
             streams: HashMap::new(),
+            budget: limits.max_buffered_setup,
             limits,
+            buffered: 0,
         }
+    }
+
+    /// Sets the cap on bytes held in unfinished messages, all chunk streams together.
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+    }
+
+    /// The current cap on bytes held in unfinished messages.
+    pub fn budget(&self) -> usize {
+        self.budget
     }
 
     /// Applies the peer's Set Chunk Size. Any size is accepted: it bounds how much is
@@ -86,13 +125,21 @@ impl ChunkDecoder {
     /// Drops the partial message of a chunk stream (Abort Message).
     pub fn abort(&mut self, csid: u32) {
         if let Some(s) = self.streams.get_mut(&csid) {
+            self.buffered -= s.partial.len();
             s.partial = Vec::new();
         }
     }
 
     /// Bytes held in partial messages.
     pub fn buffered(&self) -> usize {
-        self.streams.values().map(|s| s.partial.len()).sum()
+        self.buffered
+    }
+
+    /// Panics if the running total disagrees with the buffers. For tests and fuzzing.
+    pub fn check_invariants(&self) {
+        let sum: usize = self.streams.values().map(|s| s.partial.len()).sum();
+        assert_eq!(sum, self.buffered);
+        assert!(self.buffered <= self.budget.max(self.limits.max_buffered));
     }
 
     /// Reads one chunk from the front of `buf`. Returns `Ok(None)` when `buf` does not
@@ -190,6 +237,17 @@ impl ChunkDecoder {
             0
         };
         let take = (length as usize - have.min(length as usize)).min(self.chunk_size as usize);
+        // Checked before the chunk's bytes are here, so that a peer cannot park a large
+        // chunk in the caller's input buffer either; a message that completes in this
+        // chunk counts too (its bytes are held until the caller takes the payload).
+        let would_hold = self.buffered + take;
+        if would_hold > self.budget {
+            return Err(ChunkError::OverBudget {
+                csid,
+                would_hold,
+                budget: self.budget,
+            });
+        }
         if data.len() < pos + take {
             return Ok(None);
         }
@@ -214,11 +272,14 @@ impl ChunkDecoder {
         stream.stream_id = stream_id;
         stream.extended = extended;
         stream.has_header = true;
+        // Grows only with bytes that arrived: never reserve from the peer's `length`.
         stream.partial.extend_from_slice(&data[pos..pos + take]);
+        self.buffered += take;
         buf.advance(pos + take);
         if stream.partial.len() < length as usize {
             return Ok(Some(None));
         }
+        self.buffered -= stream.partial.len();
         let payload = Bytes::from(std::mem::take(&mut stream.partial));
         Ok(Some(Some(Message {
             chunk_stream_id: csid,
@@ -377,5 +438,106 @@ mod tests {
             Err(ChunkError::NoPreviousHeader { csid: 5, fmt: 3 })
         );
         assert_eq!(dec.buffered(), 0);
+    }
+
+    /// The attack of issue 21: many chunk streams, each one chunk into a long message.
+    fn open_messages(dec: &mut ChunkDecoder, streams: u32, len: u32, chunk: usize) -> ChunkError {
+        let mut buf = BytesMut::new();
+        for csid in 3..3 + streams {
+            let mut header = vec![csid as u8, 0, 0, 0];
+            header.extend_from_slice(&len.to_be_bytes()[1..]);
+            header.extend_from_slice(&[9, 1, 0, 0, 0]);
+            buf.extend_from_slice(&header);
+            buf.extend_from_slice(&vec![0x55; chunk]);
+            loop {
+                match dec.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(e) => return e,
+                }
+            }
+            dec.check_invariants();
+        }
+        panic!("{streams} open messages stayed within the budget")
+    }
+
+    #[test]
+    fn unfinished_messages_share_one_budget_across_chunk_streams() {
+        let limits = ChunkLimits::default();
+        // Before the publish: 60 streams × 4 KiB chunks of 8 MiB messages stop at 64 KiB.
+        let mut dec = ChunkDecoder::new(limits.clone());
+        dec.set_chunk_size(4096);
+        let err = open_messages(&mut dec, 60, 8 << 20, 4096);
+        assert!(
+            matches!(err, ChunkError::OverBudget { budget, would_hold, .. } if budget == 64 * 1024 && would_hold > budget),
+            "{err}"
+        );
+        assert!(dec.buffered() <= 64 * 1024);
+
+        // After it: the total, not each stream, is capped.
+        let mut dec = ChunkDecoder::new(limits.clone());
+        dec.set_budget(limits.max_buffered);
+        dec.set_chunk_size(1 << 20);
+        let err = open_messages(&mut dec, 60, 8 << 20, 1 << 20);
+        assert!(matches!(err, ChunkError::OverBudget { .. }), "{err}");
+        assert!(dec.buffered() <= limits.max_buffered);
+
+        // A message larger than the setup budget in one chunk is refused before its
+        // bytes arrive.
+        let mut dec = ChunkDecoder::new(limits);
+        dec.set_chunk_size(0x7fff_ffff);
+        let mut buf = BytesMut::from(&[0x03, 0, 0, 0, 0x10, 0, 0, 0x14, 0, 0, 0, 0][..]);
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(ChunkError::OverBudget { .. })
+        ));
+    }
+
+    #[test]
+    fn finished_and_aborted_messages_return_their_bytes() {
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let mut enc = ChunkEncoder::default();
+        enc.set_chunk_size(128);
+        let mut bytes = Vec::new();
+        enc.encode(&msg(4, 0, 1000), &mut bytes);
+        // Half of it: held.
+        let mut buf = BytesMut::from(&bytes[..600]);
+        while let Ok(Some(_)) = dec.decode(&mut buf) {}
+        assert!(dec.buffered() > 0);
+        dec.abort(4);
+        assert_eq!(dec.buffered(), 0);
+        // The whole of it: handed over, nothing held.
+        let mut buf = BytesMut::from(&bytes[..]);
+        let mut done = Vec::new();
+        while let Ok(Some(m)) = dec.decode(&mut buf) {
+            done.extend(m);
+        }
+        assert_eq!(done.len(), 1);
+        assert_eq!(dec.buffered(), 0);
+        dec.check_invariants();
+    }
+
+    #[test]
+    fn extended_timestamp_deltas_wrap_and_the_timeline_reanchors_them() {
+        // fmt 0 at 1000 ms, then fmt 1 and fmt 3 each with an extended delta of
+        // 0xffff_f830 (−2000 ms once wrapped): abuse a peer can send at any time.
+        let bytes = [
+            0x04, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x01, 0x09, 0x01, 0x00, 0x00, 0x00, 0xaa, //
+            0x44, 0xff, 0xff, 0xff, 0x00, 0x00, 0x01, 0x09, 0xff, 0xff, 0xf8, 0x30, 0xbb, //
+            0xc4, 0xff, 0xff, 0xf8, 0x30, 0xcc,
+        ];
+        let mut dec = ChunkDecoder::new(ChunkLimits::default());
+        let ts: Vec<u32> = decode_all(&mut dec, &bytes, 1)
+            .iter()
+            .map(|m| m.timestamp)
+            .collect();
+        assert_eq!(
+            ts,
+            vec![1000, 1000u32.wrapping_sub(2000), 1000u32.wrapping_sub(4000)]
+        );
+        // Ingest's timeline turns the backward steps into a steady forward one.
+        let mut timeline = media::Timeline::new();
+        let placed: Vec<i64> = ts.iter().map(|t| timeline.place(*t).ticks).collect();
+        assert_eq!(placed, vec![1000, 1001, 1002]);
     }
 }

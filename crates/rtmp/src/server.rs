@@ -22,7 +22,12 @@ use crate::message::*;
 pub struct SessionConfig {
     /// The whole handshake must complete within this.
     pub handshake_timeout: Duration,
-    /// A connection that sends nothing for this long is closed.
+    /// From the start of the connection, `publish` must be requested within this
+    /// (a peer that connects and then dawdles holds a connection slot for nothing).
+    pub setup_timeout: Duration,
+    /// A connection that completes no message for this long is closed; once publishing,
+    /// only audio and video count. Bytes alone do not: a peer dripping a byte at a time
+    /// would otherwise keep the connection (and the stream) forever.
     pub idle_timeout: Duration,
     pub chunk_limits: ChunkLimits,
     pub amf_limits: Limits,
@@ -36,6 +41,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
+            setup_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(30),
             chunk_limits: ChunkLimits::default(),
             amf_limits: Limits::default(),
@@ -80,6 +86,7 @@ pub enum RtmpError {
     /// Something we do not support.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// A deadline passed; the text names the rule.
     #[error("timed out: {0}")]
     Timeout(&'static str),
 }
@@ -117,6 +124,7 @@ pub struct ServerSession {
     acked: u64,
     peer_window: u32,
     handshake_deadline: Instant,
+    setup_deadline: Instant,
     idle_deadline: Instant,
     failed: Option<RtmpError>,
 }
@@ -133,6 +141,7 @@ impl ServerSession {
             decoder: ChunkDecoder::new(config.chunk_limits.clone()),
             encoder: ChunkEncoder::default(),
             handshake_deadline: now + config.handshake_timeout,
+            setup_deadline: now + config.setup_timeout,
             idle_deadline: now + config.idle_timeout,
             config,
             state: State::Hello,
@@ -156,11 +165,10 @@ impl ServerSession {
             return Err(e.clone());
         }
         self.bytes_in += data.len() as u64;
-        self.idle_deadline = now + self.config.idle_timeout;
         self.input.extend_from_slice(data);
-        let result = self.process();
+        let result = self.process(now);
         if let Err(e) = &result {
-            self.failed = Some(e.clone());
+            self.fail(e.clone());
         }
         result
     }
@@ -171,9 +179,17 @@ impl ServerSession {
             return;
         }
         if !matches!(self.state, State::Connected) && now >= self.handshake_deadline {
-            self.failed = Some(RtmpError::Timeout("handshake not completed"));
+            self.fail(RtmpError::Timeout(
+                "handshake not completed within --rtmp-handshake-timeout-ms",
+            ));
+        } else if self.publish == Publish::None && now >= self.setup_deadline {
+            self.fail(RtmpError::Timeout(
+                "no publish request within --rtmp-setup-timeout-ms",
+            ));
         } else if now >= self.idle_deadline {
-            self.failed = Some(RtmpError::Timeout("no data from the peer"));
+            self.fail(RtmpError::Timeout(
+                "no complete message (no media, once publishing) within --rtmp-idle-timeout-ms",
+            ));
         }
     }
 
@@ -198,9 +214,14 @@ impl ServerSession {
         if self.failed.is_some() {
             return None;
         }
-        Some(match self.state {
+        let deadline = match self.state {
             State::Connected => self.idle_deadline,
             _ => self.handshake_deadline.min(self.idle_deadline),
+        };
+        Some(if self.publish == Publish::None {
+            deadline.min(self.setup_deadline)
+        } else {
+            deadline
         })
     }
 
@@ -231,6 +252,18 @@ impl ServerSession {
                 "publishing",
             ));
             self.publish = Publish::Accepted { stream_id };
+            // An accepted publisher gets room for its media.
+            self.decoder
+                .set_budget(self.config.chunk_limits.max_buffered);
+        }
+    }
+
+    /// Ends an accepted publish with an error status the encoder shows (a limit the
+    /// publisher crossed), then closes.
+    pub fn stop_publish(&mut self, code: &str, description: &str) {
+        if let Publish::Accepted { stream_id } = self.publish {
+            self.send(on_status(stream_id, "error", code, description));
+            self.publish = Publish::Closing;
         }
     }
 
@@ -244,11 +277,14 @@ impl ServerSession {
 
     /// Panics if internal bounds are broken. For tests and fuzzing.
     pub fn check_invariants(&self) {
-        assert!(
-            self.decoder.buffered()
-                <= self.config.chunk_limits.max_message_len as usize
-                    * self.config.chunk_limits.max_chunk_streams
-        );
+        self.decoder.check_invariants();
+        assert!(self.decoder.buffered() <= self.config.chunk_limits.max_buffered);
+        if !matches!(self.publish, Publish::Accepted { .. }) {
+            assert!(self.decoder.buffered() <= self.config.chunk_limits.max_buffered_setup);
+        }
+        // What a session holds: unfinished messages plus at most one incomplete chunk
+        // (its header and the bytes the budget allowed for it).
+        assert!(self.input.len() <= self.decoder.budget() + 4096 + 64 * 1024);
         assert!(self.acked <= self.bytes_in);
     }
 
@@ -256,7 +292,23 @@ impl ServerSession {
         self.encoder.encode(&msg, &mut self.output);
     }
 
-    fn process(&mut self) -> Result<(), RtmpError> {
+    /// Fails the session; a publisher is told why with an error status, which the
+    /// protocol allows once a stream exists.
+    fn fail(&mut self, error: RtmpError) {
+        if let Publish::Requested { stream_id } | Publish::Accepted { stream_id } = self.publish {
+            let code = match error {
+                RtmpError::Timeout(_) => "NetStream.Publish.Idle",
+                _ => "NetStream.Publish.Rejected",
+            };
+            self.send(on_status(stream_id, "error", code, &error.to_string()));
+        }
+        // The unfinished messages are dropped now, not when the connection is.
+        self.decoder = ChunkDecoder::new(self.config.chunk_limits.clone());
+        self.input = BytesMut::new();
+        self.failed = Some(error);
+    }
+
+    fn process(&mut self, now: Instant) -> Result<(), RtmpError> {
         loop {
             match self.state {
                 State::Hello => {
@@ -285,6 +337,7 @@ impl ServerSession {
                     }
                     let _c2 = self.input.split_to(PACKET_LEN);
                     self.state = State::Connected;
+                    self.idle_deadline = now + self.config.idle_timeout;
                 }
                 State::Connected => {
                     while let Some(decoded) = self
@@ -293,6 +346,11 @@ impl ServerSession {
                         .map_err(|e| self.chunk_error(e))?
                     {
                         if let Some(msg) = decoded {
+                            // Progress is a whole message; once publishing, media.
+                            let publishing = matches!(self.publish, Publish::Accepted { .. });
+                            if !publishing || matches!(msg.type_id, AUDIO | VIDEO) {
+                                self.idle_deadline = now + self.config.idle_timeout;
+                            }
                             self.handle_message(msg)?;
                         }
                     }
@@ -539,6 +597,17 @@ impl ServerSession {
             ChunkError::MessageTooLong { .. } | ChunkError::TooManyChunkStreams(_) => {
                 RtmpError::Violation {
                     what: e.to_string(),
+                    offset: self.bytes_in,
+                }
+            }
+            ChunkError::OverBudget { .. } => {
+                let rule = if matches!(self.publish, Publish::Accepted { .. }) {
+                    "--rtmp-max-buffered-bytes"
+                } else {
+                    "--rtmp-max-setup-buffered-bytes (before the publish is accepted)"
+                };
+                RtmpError::Violation {
+                    what: format!("{e}: buffer budget {rule}"),
                     offset: self.bytes_in,
                 }
             }

@@ -259,6 +259,34 @@ fn discontinuity_rebases_and_marks_the_next_segment() {
 }
 
 #[test]
+fn timestamp_jumps_of_hours_start_over_instead_of_making_hour_long_segments() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(false, true), t0());
+    let mut s = Source::new(3000, 30);
+    s.with_audio = false;
+    feed(&mut p, &mut s, 150);
+    let hours = 3 * 3600 * 30;
+    // +3 h, then back by 3 h: each time 5 s more of frames.
+    s.n += hours;
+    feed(&mut p, &mut s, 150);
+    s.n -= hours;
+    let end_before_back = p.timeline_end().unwrap();
+    feed(&mut p, &mut s, 150);
+    assert!(
+        p.timeline_end().unwrap() > end_before_back,
+        "the stream goes on after the jump back"
+    );
+    let text = p.media_playlist(false, &[]);
+    let m = parse(&text);
+    assert!(m.target_duration <= 3, "{text}");
+    assert!(m.segments.iter().all(|s| s.duration <= 3.0), "{text}");
+    assert!(
+        m.segments.iter().filter(|s| s.discontinuity).count() >= 2,
+        "{text}"
+    );
+}
+
+#[test]
 fn window_slides_and_discontinuity_sequence_counts_what_left() {
     let mut p = packager();
     let mut s = Source::new(3000, 60);

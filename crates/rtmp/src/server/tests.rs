@@ -55,6 +55,10 @@ impl Pair {
 
     /// Messages the server sent since the last call.
     fn replies(&mut self) -> Vec<Message> {
+        let mut sent = Vec::new();
+        if self.server.poll_transmit(&mut sent) {
+            self.received.extend_from_slice(&sent);
+        }
         let mut out = Vec::new();
         while let Some(m) = self.decoder.decode(&mut self.received).unwrap() {
             if let Some(m) = m {
@@ -298,8 +302,142 @@ fn timeouts() {
     p.server.handle_timeout(deadline);
     assert_eq!(
         p.server.error(),
-        Some(&RtmpError::Timeout("handshake not completed"))
+        Some(&RtmpError::Timeout(
+            "handshake not completed within --rtmp-handshake-timeout-ms"
+        ))
     );
+}
+
+#[test]
+fn unauthenticated_peer_cannot_make_the_session_buffer_more_than_the_setup_budget() {
+    let mut p = Pair::new();
+    p.handshake();
+    // Set Chunk Size 4096, then 60 chunk streams × 4 KiB into 8 MiB messages.
+    let mut scs = vec![0x02, 0, 0, 0, 0, 0, 4, SET_CHUNK_SIZE, 0, 0, 0, 0];
+    scs.extend_from_slice(&4096u32.to_be_bytes());
+    p.send_bytes(&scs).unwrap();
+    let mut failure = None;
+    for csid in 3..63u32 {
+        let mut chunk = vec![csid as u8, 0, 0, 0, 0x80, 0, 0, VIDEO, 1, 0, 0, 0];
+        chunk.extend_from_slice(&[0x17; 4096]);
+        if let Err(e) = p.send_bytes(&chunk) {
+            failure = Some((csid, e));
+            break;
+        }
+    }
+    let (csid, err) = failure.expect("the setup budget stops the attack");
+    assert!(csid < 3 + 17, "stopped after {csid}");
+    assert!(matches!(err, RtmpError::Violation { .. }), "{err}");
+    assert!(
+        err.to_string().contains("--rtmp-max-setup-buffered-bytes"),
+        "the error names the rule: {err}"
+    );
+    // Failed: the buffers are gone and the session stays failed.
+    assert_eq!(p.server.decoder.buffered(), 0);
+    assert_eq!(p.send_bytes(&[0x03]), Err(err));
+    assert!(p.server.is_closing());
+}
+
+#[test]
+fn accepted_publisher_gets_the_larger_budget_and_is_told_when_over_it() {
+    let mut p = Pair::new();
+    let _ = p.connect_and_publish("key");
+    p.server.accept_publish();
+    let _ = p.replies();
+    let mut scs = vec![0x02, 0, 0, 0, 0, 0, 4, SET_CHUNK_SIZE, 0, 0, 0, 0];
+    scs.extend_from_slice(&(1u32 << 20).to_be_bytes());
+    p.send_bytes(&scs).unwrap();
+    let mut err = None;
+    for csid in 3..63u32 {
+        let mut chunk = vec![csid as u8, 0, 0, 0, 0x80, 0, 0, VIDEO, 1, 0, 0, 0];
+        chunk.extend_from_slice(&vec![0x17; 1 << 20]);
+        if let Err(e) = p.send_bytes(&chunk) {
+            err = Some(e);
+            break;
+        }
+        assert!(p.server.decoder.buffered() <= 16 << 20);
+    }
+    let err = err.expect("the total budget stops it");
+    assert!(
+        err.to_string().contains("--rtmp-max-buffered-bytes"),
+        "{err}"
+    );
+    // The publisher is told why, on its stream.
+    let codes: Vec<String> = p.replies().iter().filter_map(status_code).collect();
+    assert_eq!(codes, vec!["NetStream.Publish.Rejected".to_owned()]);
+}
+
+#[test]
+fn a_trickle_of_bytes_is_not_progress() {
+    let mut p = Pair::new();
+    p.handshake();
+    let start = p.now;
+    // One byte of a chunk header every 20 s: never a whole message.
+    let header = [0x03u8, 0, 0, 0, 0, 0, 100, COMMAND_AMF0, 0, 0, 0, 0];
+    for byte in header {
+        p.now += Duration::from_secs(20);
+        if p.server.poll_timeout().is_some_and(|t| t <= p.now) {
+            p.server.handle_timeout(p.now);
+            break;
+        }
+        p.send_bytes(&[byte]).unwrap();
+    }
+    let err = p.server.error().cloned().expect("closed");
+    assert!(matches!(err, RtmpError::Timeout(_)), "{err}");
+    assert!(p.now - start <= Duration::from_secs(40), "closed late");
+}
+
+#[test]
+fn a_publisher_that_never_publishes_is_closed_after_the_setup_timeout() {
+    let mut p = Pair::new();
+    p.handshake();
+    // Small complete messages (acknowledgements) every 5 s keep it from being idle…
+    for _ in 0..3 {
+        p.now += Duration::from_secs(5);
+        p.send(control(ACKNOWLEDGEMENT, u32_payload(1))).unwrap();
+        if p.server.poll_timeout().is_some_and(|t| t <= p.now) {
+            p.server.handle_timeout(p.now);
+        }
+    }
+    // …but not from having to ask to publish.
+    assert_eq!(
+        p.server.error(),
+        Some(&RtmpError::Timeout(
+            "no publish request within --rtmp-setup-timeout-ms"
+        ))
+    );
+}
+
+#[test]
+fn once_publishing_only_media_counts_as_progress() {
+    let mut p = Pair::new();
+    let _ = p.connect_and_publish("key");
+    p.server.accept_publish();
+    let idle = SessionConfig::default().idle_timeout;
+    p.now += idle / 2;
+    p.send(control(ACKNOWLEDGEMENT, u32_payload(1))).unwrap();
+    p.now += idle / 2 + Duration::from_millis(1);
+    assert!(p.server.poll_timeout().is_some_and(|t| t <= p.now));
+    p.server.handle_timeout(p.now);
+    assert!(matches!(p.server.error(), Some(RtmpError::Timeout(_))));
+    let codes: Vec<String> = p.replies().iter().filter_map(status_code).collect();
+    assert!(
+        codes.contains(&"NetStream.Publish.Idle".to_owned()),
+        "{codes:?}"
+    );
+}
+
+#[test]
+fn stop_publish_tells_the_encoder_why_and_closes() {
+    let mut p = Pair::new();
+    let _ = p.connect_and_publish("key");
+    p.server.accept_publish();
+    let _ = p.replies();
+    p.server
+        .stop_publish("NetStream.Publish.Rejected", "above the bitrate cap");
+    assert!(p.server.is_closing());
+    let codes: Vec<String> = p.replies().iter().filter_map(status_code).collect();
+    assert_eq!(codes, vec!["NetStream.Publish.Rejected".to_owned()]);
 }
 
 #[test]
