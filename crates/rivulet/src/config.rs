@@ -159,6 +159,12 @@ pub(crate) struct ServeArgs {
     /// analytics_events_dropped_total) rather than slow serving down. [default: 65536]
     #[arg(long, env = "RIVULET_ANALYTICS_QUEUE", value_name = "EVENTS")]
     pub(crate) analytics_queue: Option<usize>,
+
+    #[command(flatten)]
+    pub(crate) http: crate::http_options::HttpArgs,
+
+    #[command(flatten)]
+    pub(crate) held: crate::http_options::HeldArgs,
 }
 
 /// The options of the analytics server, shared by `serve` and `analytics`.
@@ -272,6 +278,8 @@ struct FileConfig {
     analytics_url: Option<String>,
     no_analytics: Option<bool>,
     analytics_queue: Option<usize>,
+    #[serde(default)]
+    http: crate::http_options::HttpFile,
 }
 
 /// The resolved configuration of `serve`.
@@ -295,6 +303,8 @@ pub(crate) struct ServeConfig {
     pub(crate) meta: MetaMode,
     /// `None`: HOSTNAME:RTMP_PORT.
     pub(crate) node_name: Option<String>,
+    pub(crate) http: httpd::HttpLimits,
+    pub(crate) held: httpd::HeldLimits,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -539,6 +549,8 @@ impl ServeArgs {
         }
 
         Ok(ServeConfig {
+            http: self.http.resolve(&file.http),
+            held: self.held.resolve(&file.http),
             meta,
             node_name,
             analytics,
@@ -630,6 +642,9 @@ pub(crate) struct MetaArgs {
         value_delimiter = ','
     )]
     pub(crate) streams: Vec<StreamDecl>,
+
+    #[command(flatten)]
+    pub(crate) http: crate::http_options::HttpArgs,
 }
 
 /// The resolved configuration of `meta`.
@@ -640,6 +655,7 @@ pub(crate) struct MetaConfig {
     pub(crate) database_url: Option<String>,
     pub(crate) admin_token: Option<meta::AdminToken>,
     pub(crate) streams: Vec<StreamDecl>,
+    pub(crate) http: httpd::HttpLimits,
 }
 
 impl MetaArgs {
@@ -653,10 +669,12 @@ impl MetaArgs {
             database_url: self.database_url.clone(),
             admin_token: self.admin_token.clone(),
             streams: self.streams.clone(),
+            http: self.http.clone(),
             ..Default::default()
         }
         .resolve()?;
         Ok(MetaConfig {
+            http: serve.http,
             http_listen: serve.http_listen,
             data_dir: serve.data_dir,
             database_url: serve.database_url,
@@ -694,6 +712,9 @@ pub(crate) struct AnalyticsCmdArgs {
 
     #[command(flatten)]
     pub(crate) analytics: AnalyticsArgs,
+
+    #[command(flatten)]
+    pub(crate) http: crate::http_options::HttpArgs,
 }
 
 /// The resolved configuration of `analytics`.
@@ -703,6 +724,7 @@ pub(crate) struct AnalyticsCmdConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     pub(crate) analytics: AnalyticsSettings,
+    pub(crate) http: httpd::HttpLimits,
 }
 
 impl AnalyticsCmdArgs {
@@ -715,10 +737,12 @@ impl AnalyticsCmdArgs {
             database_url: self.database_url.clone(),
             segment_target_ms: self.segment_target_ms,
             analytics: self.analytics.clone(),
+            http: self.http.clone(),
             ..Default::default()
         }
         .resolve()?;
         Ok(AnalyticsCmdConfig {
+            http: serve.http,
             http_listen: serve.http_listen,
             data_dir: serve.data_dir,
             database_url: serve.database_url,

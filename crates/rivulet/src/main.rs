@@ -5,6 +5,7 @@ mod bench;
 mod config;
 mod demo;
 mod edge;
+mod http_options;
 mod ladder;
 mod metadata;
 mod publish;
