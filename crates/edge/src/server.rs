@@ -221,7 +221,7 @@ impl Edge {
 /// The viewer learns that no upstream answered, not which hosts stand behind this
 /// edge; the log has the detail.
 fn bad_gateway(key: &CacheKey, detail: &str) -> Response {
-    tracing::warn!(key = key.as_str(), error = detail, "no upstream could answer");
+    tracing::debug!(key = key.as_str(), error = detail, "502 to a viewer");
     error(
         StatusCode::BAD_GATEWAY,
         "no upstream could answer this request; retry shortly",
@@ -362,7 +362,8 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
 async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
     let outcome = fetch_upstream(&inner, &key, &fetch).await;
     if let Err(e) = &outcome {
-        tracing::debug!(key = key.as_str(), error = %e, "fetch failed");
+        // Once per fetch, however many viewers waited for it; they get a generic 502.
+        tracing::warn!(key = key.as_str(), error = %e, "no upstream could answer");
     }
     fetch.finish(outcome.clone());
     let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
