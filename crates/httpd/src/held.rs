@@ -19,7 +19,7 @@ impl Default for HeldLimits {
     fn default() -> Self {
         Self {
             per_stream: 20_000,
-            per_client: 200,
+            per_client: 1_000,
         }
     }
 }

@@ -64,7 +64,8 @@ pub(crate) struct HeldArgs {
     pub(crate) max_held_per_stream: Option<usize>,
 
     /// Requests held waiting from one client address at most, all streams together;
-    /// more get 429. 0: no bound. [default: 200]
+    /// more get 429. An edge in front of an origin is one client with a held request
+    /// per stream, rendition and kind. 0: no bound. [default: 1000]
     #[arg(long, env = "RIVULET_MAX_HELD_PER_CLIENT", value_name = "N")]
     pub(crate) max_held_per_client: Option<usize>,
 }
