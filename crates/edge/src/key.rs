@@ -29,9 +29,7 @@ pub enum KeyError {
         "not a live object path: expected /live/NAME/master.m3u8 or /live/NAME/RENDITION/(index.m3u8|init-N.mp4|seg-N.m4s|part-N-P.m4s)"
     )]
     BadPath,
-    #[error(
-        "'{0}' is not a stream or rendition name: 1-64 letters, digits, '-' or '_'"
-    )]
+    #[error("'{0}' is not a stream or rendition name: 1-64 letters, digits, '-' or '_'")]
     BadName(String),
     #[error("query parameter {0} must be a non-negative integer")]
     NotANumber(&'static str),
@@ -92,12 +90,8 @@ impl CacheKey {
             return Ok(Self(key));
         }
         let [msn, part, skip] = params;
-        let msn = msn
-            .map(|v| number::<u64>(v, "_HLS_msn"))
-            .transpose()?;
-        let part = part
-            .map(|v| number::<u32>(v, "_HLS_part"))
-            .transpose()?;
+        let msn = msn.map(|v| number::<u64>(v, "_HLS_msn")).transpose()?;
+        let part = part.map(|v| number::<u32>(v, "_HLS_part")).transpose()?;
         if part.is_some() && msn.is_none() {
             return Err(KeyError::PartWithoutMsn);
         }
@@ -188,8 +182,7 @@ impl CacheKey {
 fn name(s: &str) -> Result<&str, KeyError> {
     let ok = !s.is_empty()
         && s.len() <= MAX_NAME_LEN
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(s)
@@ -269,7 +262,11 @@ mod tests {
             "/live/cam/720p/%73eg-7.m4s",
             "/live/cam/720p/seg-0000000000000000007.m4s",
         ] {
-            assert_eq!(CacheKey::new(alias, Some("x=1")).unwrap(), canonical, "{alias}");
+            assert_eq!(
+                CacheKey::new(alias, Some("x=1")).unwrap(),
+                canonical,
+                "{alias}"
+            );
         }
         // The LL-HLS query means nothing on media, and numbers lose leading zeros.
         assert_eq!(
@@ -277,9 +274,12 @@ mod tests {
             canonical
         );
         assert_eq!(
-            CacheKey::new("/live/cam/720p/index.m3u8", Some("_HLS_msn=010&_HLS_part=02"))
-                .unwrap()
-                .as_str(),
+            CacheKey::new(
+                "/live/cam/720p/index.m3u8",
+                Some("_HLS_msn=010&_HLS_part=02")
+            )
+            .unwrap()
+            .as_str(),
             "/live/cam/720p/index.m3u8?_HLS_msn=10&_HLS_part=2"
         );
     }
@@ -317,11 +317,22 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
-        for bad in ["/live/cam/%zz/x", "/live/cam/%2", "/live/%ff%fe/master.m3u8"] {
-            assert_eq!(CacheKey::new(bad, None), Err(KeyError::BadEncoding), "{bad}");
+        for bad in [
+            "/live/cam/%zz/x",
+            "/live/cam/%2",
+            "/live/%ff%fe/master.m3u8",
+        ] {
+            assert_eq!(
+                CacheKey::new(bad, None),
+                Err(KeyError::BadEncoding),
+                "{bad}"
+            );
         }
         let long = format!("/live/{}/master.m3u8", "a".repeat(65));
-        assert!(matches!(CacheKey::new(&long, None), Err(KeyError::BadName(_))));
+        assert!(matches!(
+            CacheKey::new(&long, None),
+            Err(KeyError::BadName(_))
+        ));
         assert_eq!(
             CacheKey::new("/live/cam/a/index.m3u8", Some("_HLS_msn=abc")),
             Err(KeyError::NotANumber("_HLS_msn"))
@@ -331,7 +342,10 @@ mod tests {
             Err(KeyError::NotANumber("_HLS_msn"))
         );
         assert_eq!(
-            CacheKey::new("/live/cam/a/index.m3u8", Some("_HLS_msn=99999999999999999999999")),
+            CacheKey::new(
+                "/live/cam/a/index.m3u8",
+                Some("_HLS_msn=99999999999999999999999")
+            ),
             Err(KeyError::NotANumber("_HLS_msn"))
         );
         assert_eq!(

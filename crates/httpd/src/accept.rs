@@ -24,7 +24,9 @@ pub(crate) fn is_per_connection(e: &io::Error) -> bool {
 /// accepting again at once would fail again and spin a core.
 pub(crate) fn what_ran_out(e: &io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(24) => "open files of this process (EMFILE): raise LimitNOFILE / ulimit -n, or lower --http-max-connections",
+        Some(24) => {
+            "open files of this process (EMFILE): raise LimitNOFILE / ulimit -n, or lower --http-max-connections"
+        }
         Some(23) => "open files of the system (ENFILE)",
         Some(105) | Some(12) => "kernel memory for sockets (ENOBUFS/ENOMEM)",
         _ => "a resource",
@@ -44,7 +46,9 @@ mod tests {
         let emfile = io::Error::from_raw_os_error(24);
         assert!(!is_per_connection(&emfile));
         assert!(what_ran_out(&emfile).contains("EMFILE"));
-        assert!(is_per_connection(&io::Error::from(io::ErrorKind::ConnectionAborted)));
+        assert!(is_per_connection(&io::Error::from(
+            io::ErrorKind::ConnectionAborted
+        )));
         let mut b = MIN_BACKOFF;
         for _ in 0..20 {
             b = next_backoff(b);

@@ -78,7 +78,9 @@ pub(crate) enum Refusal {
 impl Refusal {
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Refusal::TooManyFromClient => "too many connections from your address; close some and retry",
+            Refusal::TooManyFromClient => {
+                "too many connections from your address; close some and retry"
+            }
             Refusal::TooManyInTotal => "the server is at its connection limit; retry shortly",
         }
     }
@@ -235,7 +237,10 @@ mod tests {
         let clients = Arc::new(Clients::new(3, 2));
         let a1 = clients.admit(ip(2)).expect("first");
         let _a2 = clients.admit(ip(2)).expect("second");
-        assert_eq!(clients.admit(ip(2)).unwrap_err(), Refusal::TooManyFromClient);
+        assert_eq!(
+            clients.admit(ip(2)).unwrap_err(),
+            Refusal::TooManyFromClient
+        );
         let busy = clients.admit(ip(3)).expect("another client");
         let _request = busy.activity.begin();
         // Full: an idle connection is closed to make room.
@@ -253,7 +258,11 @@ mod tests {
             .is_ok()
         );
         drop(b);
-        assert_eq!(clients.stats().open, 3, "the evicted still count until they close");
+        assert_eq!(
+            clients.stats().open,
+            3,
+            "the evicted still count until they close"
+        );
         let _request_b = clients.admit(ip(5)).expect("room").activity.begin();
     }
 

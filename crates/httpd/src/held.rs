@@ -131,10 +131,19 @@ mod tests {
         let b: IpAddr = [10, 0, 0, 2].into();
         let a1 = held.hold("cam", Some(a)).expect("1");
         let _a2 = held.hold("cam", Some(a)).expect("2");
-        assert_eq!(held.hold("other", Some(a)).unwrap_err(), HoldError::ClientFull);
+        assert_eq!(
+            held.hold("other", Some(a)).unwrap_err(),
+            HoldError::ClientFull
+        );
         let _b1 = held.hold("cam", Some(b)).expect("3");
-        assert_eq!(held.hold("cam", Some(b)).unwrap_err(), HoldError::StreamFull);
-        assert!(held.hold("other", Some(b)).is_ok(), "other streams are free");
+        assert_eq!(
+            held.hold("cam", Some(b)).unwrap_err(),
+            HoldError::StreamFull
+        );
+        assert!(
+            held.hold("other", Some(b)).is_ok(),
+            "other streams are free"
+        );
         drop(a1);
         assert_eq!(held.on_stream("cam"), 2);
         assert!(held.hold("cam", None).is_ok());

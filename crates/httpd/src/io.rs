@@ -95,7 +95,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
                     clock.as_mut().reset(deadline);
                 }
                 if clock.as_mut().poll(cx).is_ready() || deadline <= Instant::now() {
-                    metrics::counter!("http_connections_closed_total", "reason" => "idle").increment(1);
+                    metrics::counter!("http_connections_closed_total", "reason" => "idle")
+                        .increment(1);
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "idle connection closed",

@@ -24,8 +24,8 @@
 //! per stream, beacon sizes), which belong to the role's crate.
 
 mod accept;
-mod held;
 mod clients;
+mod held;
 mod io;
 mod limits;
 mod server;
@@ -41,7 +41,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::debug!(error = %e, "cannot raise the open-files limit");
         }
     }

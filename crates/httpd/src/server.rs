@@ -168,8 +168,7 @@ impl Server {
                 "HTTP connections still busy after the shutdown grace period: closing them"
             );
             let _ = stop_tx.send(Stop::Now);
-            let _ =
-                tokio::time::timeout(Duration::from_secs(1), self.clients.all_closed()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.clients.all_closed()).await;
         }
     }
 
@@ -179,7 +178,8 @@ impl Server {
         metrics::counter!("http_connections_refused_total", "limit" => refusal.label())
             .increment(1);
         tracing::debug!(%peer, reason = refusal.reason(), "HTTP connection refused");
-        if !plain || self.answering_refusals.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSALS_ANSWERING
+        if !plain
+            || self.answering_refusals.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSALS_ANSWERING
         {
             if plain {
                 self.answering_refusals.fetch_sub(1, Ordering::Relaxed);

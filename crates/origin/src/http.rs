@@ -106,30 +106,23 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Counts a request as held on `stream`, or the answer that refuses it: 503 when
-/// the stream has as many waiters as allowed, 429 when this client has.
-fn hold(
-    held: &httpd::HeldRequests,
-    stream: &str,
-    client: &ClientAddr,
-) -> Result<httpd::HeldRequest, Response> {
-    held.hold(stream, client.0).map_err(|e| {
-        let status = match e {
-            httpd::HoldError::ClientFull => StatusCode::TOO_MANY_REQUESTS,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        metrics::counter!("origin_errors_total", "status" => status.as_str().to_owned())
-            .increment(1);
-        (
-            status,
-            [
-                (header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE)),
-                (header::RETRY_AFTER, HeaderValue::from_static("1")),
-            ],
-            format!("{e}\n"),
-        )
-            .into_response()
-    })
+/// The answer to a request that may not be held: 503 when the stream has as many
+/// waiters as allowed, 429 when this client has.
+fn held_refusal(e: httpd::HoldError) -> Response {
+    let status = match e {
+        httpd::HoldError::ClientFull => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    metrics::counter!("origin_errors_total", "status" => status.as_str().to_owned()).increment(1);
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE)),
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+        ],
+        format!("{e}\n"),
+    )
+        .into_response()
 }
 
 /// The LL-HLS query parameters of a media playlist request.
@@ -246,9 +239,9 @@ async fn media_playlist(
                 }
                 Readiness::Wait => {
                     if waiting.is_none() {
-                        match hold(&held, &name, &client) {
+                        match held.hold(&name, client.0) {
                             Ok(h) => waiting = Some(h),
-                            Err(refused) => return refused,
+                            Err(e) => return held_refusal(e),
                         }
                     }
                 }
@@ -417,9 +410,9 @@ async fn serve_part(
             }
             PartState::Future => {
                 if held.is_none() {
-                    match hold(waiting.held, waiting.stream, waiting.client) {
+                    match waiting.held.hold(waiting.stream, waiting.client.0) {
                         Ok(h) => held = Some(h),
-                        Err(refused) => return refused,
+                        Err(e) => return held_refusal(e),
                     }
                 }
             }

@@ -21,7 +21,11 @@ pub(crate) struct HttpArgs {
     /// Open HTTP connections from one client address at most (more get a 503). An
     /// edge in front of an origin is one client: raise it on origins behind many
     /// edges' worth of streams. [default: 1000]
-    #[arg(long, env = "RIVULET_HTTP_MAX_CONNECTIONS_PER_CLIENT", value_name = "N")]
+    #[arg(
+        long,
+        env = "RIVULET_HTTP_MAX_CONNECTIONS_PER_CLIENT",
+        value_name = "N"
+    )]
     pub(crate) http_max_connections_per_client: Option<usize>,
 
     /// A request head must arrive within this (slow senders are closed); also how long
@@ -154,8 +158,16 @@ impl HttpArgs {
                 file.header_timeout_ms,
                 d.header_timeout,
             ),
-            idle_timeout: ms(self.http_idle_timeout_ms, file.idle_timeout_ms, d.idle_timeout),
-            send_timeout: ms(self.http_send_timeout_ms, file.send_timeout_ms, d.send_timeout),
+            idle_timeout: ms(
+                self.http_idle_timeout_ms,
+                file.idle_timeout_ms,
+                d.idle_timeout,
+            ),
+            send_timeout: ms(
+                self.http_send_timeout_ms,
+                file.send_timeout_ms,
+                d.send_timeout,
+            ),
             max_header_bytes: self
                 .http_max_header_bytes
                 .or(file.max_header_bytes)
@@ -223,9 +235,10 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
-        let file: HttpFile =
-            toml::from_str("max_connections = 50\nidle_timeout_ms = 1500\nmax_held_per_client = 7\n")
-                .expect("valid section");
+        let file: HttpFile = toml::from_str(
+            "max_connections = 50\nidle_timeout_ms = 1500\nmax_held_per_client = 7\n",
+        )
+        .expect("valid section");
         let args = HttpArgs {
             http_max_connections: Some(20),
             ..Default::default()
@@ -233,7 +246,10 @@ mod tests {
         let limits = args.resolve(&file);
         assert_eq!(limits.max_connections, 20);
         assert_eq!(limits.idle_timeout, Duration::from_millis(1500));
-        assert_eq!(limits.header_timeout, httpd::HttpLimits::default().header_timeout);
+        assert_eq!(
+            limits.header_timeout,
+            httpd::HttpLimits::default().header_timeout
+        );
         let held = HeldArgs::default().resolve(&file);
         assert_eq!(held.per_client, 7);
         assert_eq!(held.per_stream, httpd::HeldLimits::default().per_stream);

@@ -26,7 +26,9 @@ fn rss(pid: u32) -> u64 {
 
 /// Open descriptors of a process.
 fn descriptors(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }
 
 /// A TCP connection to `to` from the loopback address `from` (127.0.0.X), so that a
@@ -41,9 +43,11 @@ async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
 /// the URL standard asks), an attacker does not. The status and the raw body.
 async fn raw_get(base: &str, path: &str) -> (u16, String) {
     let mut conn = TcpStream::connect(addr_of(base)).await.unwrap();
-    conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
         .await
@@ -55,7 +59,10 @@ async fn raw_get(base: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -113,9 +120,8 @@ async fn idle_connections_beyond_the_caps_leave_viewers_and_publishers_served() 
         refused.len()
     );
     assert!(
-        refused
-            .iter()
-            .any(|a| a.starts_with("HTTP/1.1 503") && a.contains("too many connections from your address")),
+        refused.iter().any(|a| a.starts_with("HTTP/1.1 503")
+            && a.contains("too many connections from your address")),
         "the refusal says why: {:?}",
         refused.first()
     );
@@ -134,7 +140,11 @@ async fn idle_connections_beyond_the_caps_leave_viewers_and_publishers_served() 
         .build()
         .unwrap();
     for _ in 0..5 {
-        let r = viewer.get(&playlist).send().await.expect("answered within 5 s");
+        let r = viewer
+            .get(&playlist)
+            .send()
+            .await
+            .expect("answered within 5 s");
         assert_eq!(r.status(), 200);
         assert!(r.text().await.unwrap().contains("#EXT-X-PART"));
     }
@@ -147,7 +157,10 @@ async fn idle_connections_beyond_the_caps_leave_viewers_and_publishers_served() 
     .await;
     // The flood costs at most the cap in descriptors.
     let open = descriptors(origin.pid());
-    assert!(open < 300 + 150, "{open} descriptors open with a cap of 300");
+    assert!(
+        open < 300 + 150,
+        "{open} descriptors open with a cap of 300"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +336,12 @@ impl FakeUpstream {
     }
 
     fn asked(&self, path: &str) -> usize {
-        self.asked.lock().unwrap().iter().filter(|p| *p == path).count()
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
     }
 
     fn all_asked(&self) -> Vec<String> {
@@ -353,7 +371,8 @@ async fn the_edge_refuses_encoded_dot_segments_and_fetches_each_object_once() {
         let (status, reason) = raw_get(&edge.url, attack).await;
         assert_eq!(status, 400, "{attack}: {reason}");
         assert!(
-            reason.contains("not a live object path") || reason.contains("not a stream or rendition name"),
+            reason.contains("not a live object path")
+                || reason.contains("not a stream or rendition name"),
             "{attack}: {reason}"
         );
     }
@@ -419,7 +438,11 @@ async fn a_hostile_upstream_is_cut_off_and_the_edge_stays_small() {
         .build()
         .unwrap();
     assert_eq!(
-        http.get(edge.url("/healthz")).send().await.unwrap().status(),
+        http.get(edge.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200
     );
     let before = rss(edge.pid());
@@ -455,7 +478,12 @@ async fn a_hostile_upstream_is_cut_off_and_the_edge_stays_small() {
         tokio::join!(endless, drip_playlist, drip_segment, honest);
     assert_eq!(honest, (200, "segment seven".to_owned()));
     for (status, body) in &endless {
-        assert_eq!(*status, 502, "an endless playlist was served: {} bytes", body.len());
+        assert_eq!(
+            *status,
+            502,
+            "an endless playlist was served: {} bytes",
+            body.len()
+        );
         assert!(
             body.contains("no upstream could answer") && !body.contains(&upstream.url[7..]),
             "the 502 names the upstream: {body}"
@@ -521,7 +549,9 @@ async fn memory_per_idle_connection_is_small() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let per_connection = rss(pid).saturating_sub(before) / IDLE as u64;
-        eprintln!("{role}: {per_connection} bytes of RSS per idle HTTP connection ({IDLE} connections)");
+        eprintln!(
+            "{role}: {per_connection} bytes of RSS per idle HTTP connection ({IDLE} connections)"
+        );
         assert!(
             per_connection < 128 * 1024,
             "{role}: {per_connection} bytes per idle connection"

@@ -351,11 +351,9 @@ async fn held_requests_are_bounded_per_client_and_per_stream() {
             let mut request = Request::get("/live/cam/source/index.m3u8?_HLS_msn=0&_HLS_part=1")
                 .body(Body::empty())
                 .unwrap();
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
-                    client, 40000,
-                ))));
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from((client, 40000)),
+            ));
             let response = router.oneshot(request).await.unwrap();
             let status = response.status();
             let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -377,7 +375,10 @@ async fn held_requests_are_bounded_per_client_and_per_stream() {
     settle().await;
     let (status, reason) = ask([10, 0, 0, 3]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
-    assert!(reason.contains("too many requests are waiting on this stream"), "{reason}");
+    assert!(
+        reason.contains("too many requests are waiting on this stream"),
+        "{reason}"
+    );
     // The held ones are answered when the part exists.
     push(&cam, 15, 25);
     for held in [a1, a2, b1] {
