@@ -13,6 +13,10 @@ use tokio::time::Instant;
 /// Connections looked at for the longest-idle one when the total cap is reached: a
 /// sample keeps admission cheap under a flood.
 const EVICTION_SAMPLE: usize = 256;
+/// Connections told to close that may still hold their descriptor beyond the cap: a
+/// flood faster than evicted connections close is refused rather than let the
+/// descriptors run out.
+const EVICTION_SLACK: usize = 32;
 
 /// What one connection shares with the table and its I/O.
 #[derive(Debug)]
@@ -140,6 +144,10 @@ impl Clients {
         let mut table = self.lock();
         if table.per_client.get(&client).copied().unwrap_or(0) >= self.max_per_client {
             return Err(Refusal::TooManyFromClient);
+        }
+        let open: usize = table.per_client.values().sum();
+        if open >= self.max_total + EVICTION_SLACK {
+            return Err(Refusal::TooManyInTotal);
         }
         if table.connections.len() >= self.max_total {
             // The longest-idle connection of a sample with nothing in flight goes: an

@@ -31,7 +31,7 @@ mod limits;
 mod server;
 
 pub use held::{HeldLimits, HeldRequest, HeldRequests, HoldError};
-pub use limits::HttpLimits;
+pub use limits::{HttpLimits, RESERVED_DESCRIPTORS};
 pub use server::{serve, serve_tls};
 
 /// Raises this process's open-files limit (RLIMIT_NOFILE) to its hard maximum, as

@@ -45,15 +45,22 @@ impl Default for HttpLimits {
     }
 }
 
+/// Descriptors kept from HTTP connections at the least (see
+/// [`HttpLimits::fit_descriptors`]).
+pub const RESERVED_DESCRIPTORS: u64 = 128;
+
 /// The hyper floor for a connection's read buffer, which bounds a request head.
 pub(crate) const MIN_HEADER_BYTES: usize = 8 * 1024;
 
 impl HttpLimits {
-    /// Lowers `max_connections` to three quarters of `descriptors` (the process's
-    /// open-file limit), so that a flood of HTTP connections leaves descriptors for
-    /// publishers, upstream connections and files. Returns the limit applied.
+    /// Lowers `max_connections` so that a flood of HTTP connections leaves a quarter
+    /// of `descriptors` (the process's open-files limit), and at least
+    /// [`RESERVED_DESCRIPTORS`], for publishers, upstream connections, the database
+    /// and connections being closed. Returns the limit applied.
     pub fn fit_descriptors(&mut self, descriptors: u64) -> usize {
-        let share = usize::try_from(descriptors.saturating_mul(3) / 4).unwrap_or(usize::MAX);
+        let reserve = (descriptors / 4).max(RESERVED_DESCRIPTORS);
+        let share = descriptors.saturating_sub(reserve).max(descriptors / 2);
+        let share = usize::try_from(share).unwrap_or(usize::MAX);
         self.max_connections = self.max_connections.min(share.max(1));
         self.max_connections
     }
@@ -67,6 +74,10 @@ mod tests {
     fn connections_leave_a_quarter_of_the_descriptors() {
         let mut limits = HttpLimits::default();
         assert_eq!(limits.fit_descriptors(1024), 768);
+        let mut limits = HttpLimits::default();
+        assert_eq!(limits.fit_descriptors(256), 128, "at least 128 kept");
+        let mut limits = HttpLimits::default();
+        assert_eq!(limits.fit_descriptors(100), 50, "half of a tiny limit");
         let mut limits = HttpLimits::default();
         assert_eq!(limits.fit_descriptors(1 << 20), 10_000, "the cap stays");
         assert_eq!(limits.fit_descriptors(0), 1);

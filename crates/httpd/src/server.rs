@@ -30,7 +30,7 @@ use crate::limits::{HttpLimits, MIN_HEADER_BYTES};
 
 /// Refused connections being told why at once, at most; beyond, they are just closed
 /// (a flood must not cost a task and a descriptor per refusal).
-const MAX_REFUSALS_ANSWERING: usize = 64;
+const MAX_REFUSALS_ANSWERING: usize = 16;
 /// How long a refused client is given to read its 503.
 const REFUSAL_LINGER: Duration = Duration::from_millis(500);
 

@@ -13,8 +13,8 @@ use serde::Deserialize;
 pub(crate) struct HttpArgs {
     /// Open HTTP connections at most. At the cap the longest-idle connection is closed
     /// to make room; when every connection is busy, newcomers get a 503. Lowered to
-    /// three quarters of the open-files limit, so that publishers and upstream
-    /// connections always find a descriptor. [default: 10000]
+    /// leave a quarter of the open-files limit (at least 128) unused, so that
+    /// publishers and upstream connections always find a descriptor. [default: 10000]
     #[arg(long, env = "RIVULET_HTTP_MAX_CONNECTIONS", value_name = "N")]
     pub(crate) http_max_connections: Option<usize>,
 

@@ -558,3 +558,61 @@ async fn memory_per_idle_connection_is_small() {
         );
     }
 }
+
+/// With a small open-files limit (256), a flood of idle HTTP connections never takes
+/// the last descriptors: the connection cap fits under the limit, so the server never
+/// hits `EMFILE`, viewers are served and a new RTMP publisher still connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_flood_leaves_descriptors_for_publishers() {
+    let data = tempfile::tempdir().unwrap().keep();
+    let origin = Server::start_cmd(
+        &["prlimit".to_owned(), "--nofile=256:256".to_owned()],
+        "origin",
+        &data,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--stream", "cam=cam-key", "--stream", "late=late-key"],
+    );
+    let _publisher = KillOnDrop(publish(&format!("{}/live/cam-key", origin.rtmp), 90));
+    let playlist = origin.url("/live/cam/source/index.m3u8");
+    get_when_ready(&playlist, Duration::from_secs(20)).await;
+    let http = addr_of(&origin.http);
+    eprintln!(
+        "descriptors before the flood: {}",
+        descriptors(origin.pid())
+    );
+    // 400 idle connections from four addresses: more than the process could hold.
+    let mut flood = Vec::new();
+    for i in 0..400 {
+        flood.push(connect_from([127, 0, 0, 2 + (i % 4) as u8], http).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let viewer = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let r = viewer
+            .get(&playlist)
+            .send()
+            .await
+            .expect("answered within 5 s");
+        assert_eq!(r.status(), 200);
+    }
+    let _late = KillOnDrop(publish(&format!("{}/live/late-key", origin.rtmp), 60));
+    get_when_ready(
+        &origin.url("/live/late/source/index.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let log = origin.log();
+    assert!(
+        log.contains("HTTP connection cap lowered"),
+        "the cap was not fitted to the open-files limit"
+    );
+    assert!(
+        !log.contains("cannot accept"),
+        "the server ran out of descriptors: {log}"
+    );
+    assert!(descriptors(origin.pid()) < 256);
+}
