@@ -616,3 +616,98 @@ async fn a_connection_flood_leaves_descriptors_for_publishers() {
     );
     assert!(descriptors(origin.pid()) < 256);
 }
+
+/// A client that asks for a lot and reads nothing is disconnected after the send
+/// timeout, instead of pinning the objects in the server's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_reading_is_dropped_after_the_send_timeout() {
+    let origin = Server::start(&["--stream", "cam=cam-key", "--http-send-timeout-ms", "1000"]);
+    let _publisher = KillOnDrop(publish(&format!("{}/live/cam-key", origin.rtmp), 60));
+    let playlist_url = origin.url("/live/cam/source/index.m3u8");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let segment = loop {
+        let playlist = get_when_ready(&playlist_url, Duration::from_secs(20)).await;
+        if let Some(s) = playlist.lines().find(|l| l.starts_with("seg-")) {
+            break s.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no complete segment: {playlist}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let size = client()
+        .get(origin.url(&format!("/live/cam/source/{segment}")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len();
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = socket.connect(addr_of(&origin.http)).await.unwrap();
+    // 200 pipelined requests for the segment: megabytes the client will not take.
+    let request = format!("GET /live/cam/source/{segment} HTTP/1.1\r\nhost: x\r\n\r\n");
+    slow.write_all(request.repeat(200).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Meanwhile the server goes on serving others.
+    assert_eq!(get_text(&origin.url("/healthz")).await.0, 200);
+    let (_, metrics) = get_text(&origin.url("/metrics")).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_connections_closed_total{reason=\"send_timeout\"}")),
+        "no connection was closed for not reading"
+    );
+    // What the client finds when it reads at last: the start, then the end.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the connection of a client that stopped reading stayed open"),
+        }
+    }
+    let whole = 200 * size;
+    assert!(
+        got < whole,
+        "{got} of {whole} bytes: the client got everything"
+    );
+}
+
+/// SIGTERM: idle keep-alive connections are closed at once, and the process exits
+/// cleanly within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_idle_connections_and_exits() {
+    let mut origin = Server::start(&[]);
+    let mut idle = TcpStream::connect(addr_of(&origin.http)).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    assert!(idle.read(&mut buf).await.unwrap() > 0);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &origin.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "an idle keep-alive connection stayed open after SIGTERM"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while origin.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not exit within 15 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(origin.log().contains("stopped"), "{}", origin.log());
+}
