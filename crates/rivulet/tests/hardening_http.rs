@@ -239,6 +239,8 @@ enum Answer {
     Endless,
     /// 200 with a length, then one byte every 5 s.
     Drip,
+    /// Nothing, for a minute (a blocking reload held upstream).
+    Hold,
 }
 
 /// A tiny HTTP/1.1 upstream that behaves as told and records what it is asked.
@@ -320,6 +322,10 @@ impl FakeUpstream {
                 loop {
                     conn.write_all(junk.as_bytes()).await?;
                 }
+            }
+            Answer::Hold => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok(())
             }
             Answer::Drip => {
                 conn.write_all(
@@ -710,4 +716,59 @@ async fn shutdown_closes_idle_connections_and_exits() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(origin.log().contains("stopped"), "{}", origin.log());
+}
+
+fn holding_upstream(path: &str) -> Answer {
+    if path.contains("_HLS_msn=") {
+        Answer::Hold
+    } else {
+        plain_upstream(path)
+    }
+}
+
+/// Blocking reloads held at the edge are bounded per client: one more gets 429 with
+/// the reason at once, while other clients are still held and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_requests_at_the_edge_are_bounded_per_client() {
+    let upstream = FakeUpstream::start(holding_upstream).await;
+    let edge = EdgeNode::local(&[&upstream.url], &["--max-held-per-client", "2"]);
+    let edge_addr = addr_of(&edge.url);
+    let mut held = Vec::new();
+    for msn in 1..=2 {
+        let mut c = connect_from([127, 0, 0, 2], edge_addr).await;
+        c.write_all(
+            format!("GET /live/cam/src/index.m3u8?_HLS_msn={msn} HTTP/1.1\r\nhost: x\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        held.push(c);
+    }
+    // Both reached the upstream, where they hang.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upstream.all_asked().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            upstream.all_asked()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut third = connect_from([127, 0, 0, 2], edge_addr).await;
+    third
+        .write_all(b"GET /live/cam/src/index.m3u8?_HLS_msn=3 HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = answer_or_silence(&mut third, Duration::from_secs(3))
+        .await
+        .expect("refused at once");
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.contains("too many of your requests are waiting"),
+        "{answer}"
+    );
+    // Another client is not affected: its plain request is served.
+    let (status, _) = raw_get(&edge.url, "/live/cam/src/index.m3u8").await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.asked("/live/cam/src/index.m3u8?_HLS_msn=3"), 0);
 }
