@@ -130,9 +130,11 @@ pub(crate) async fn pass_through(State(edge): State<Edge>, request: Request) -> 
             .body(Body::from_stream(answer.bytes_stream()))
             .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
     }
+    // The viewer is not told which hosts stand behind this edge; the log is.
+    tracing::warn!(path = %path_and_query, error = %last_error, "no upstream could answer an API request");
     (
         StatusCode::BAD_GATEWAY,
-        format!("no upstream could answer: {last_error}\n"),
+        "no upstream could answer this request; retry shortly\n",
     )
         .into_response()
 }

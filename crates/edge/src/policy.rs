@@ -17,8 +17,32 @@ pub enum Storage {
     CoalesceOnly,
 }
 
+/// Longest a negative answer (404, 410) is kept, whatever the upstream says: the
+/// object may appear (a stream that goes live).
+pub const MAX_NEGATIVE_TTL: Duration = Duration::from_secs(10);
+
 /// Decides from the status, the `Cache-Control` value and whether it is a playlist.
-pub fn storage(status: u16, cache_control: Option<&str>, playlist: bool) -> Storage {
+/// A 404 or 410 is kept for `negative_ttl`, or less if the upstream gives a shorter
+/// `max-age`: our origin marks them `no-store` (the part may exist shortly), but a
+/// second of caching turns a flood of requests for a missing object into one
+/// upstream fetch per second, while a player retrying sees the object at most a
+/// second late.
+pub fn storage(
+    status: u16,
+    cache_control: Option<&str>,
+    playlist: bool,
+    negative_ttl: Duration,
+) -> Storage {
+    if status == 404 || status == 410 {
+        let ttl = max_age(cache_control)
+            .map_or(negative_ttl, |s| negative_ttl.min(Duration::from_secs(s)))
+            .min(MAX_NEGATIVE_TTL);
+        return if ttl.is_zero() {
+            Storage::CoalesceOnly
+        } else {
+            Storage::Keep(ttl)
+        };
+    }
     if status != 200 {
         return Storage::CoalesceOnly;
     }
@@ -45,12 +69,53 @@ pub fn storage(status: u16, cache_control: Option<&str>, playlist: bool) -> Stor
     }
 }
 
+/// `s-maxage`, else `max-age`, in seconds.
+fn max_age(cache_control: Option<&str>) -> Option<u64> {
+    let mut max_age = None;
+    for directive in cache_control.unwrap_or_default().split(',') {
+        let d = directive.trim().to_ascii_lowercase();
+        if let Some(v) = d.strip_prefix("s-maxage=") {
+            return v.parse().ok();
+        }
+        if let Some(v) = d.strip_prefix("max-age=") {
+            max_age = v.parse().ok();
+        }
+    }
+    max_age
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn keeps_missing_objects_briefly() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            storage(404, Some("no-store"), false, second),
+            Storage::Keep(second)
+        );
+        assert_eq!(storage(410, None, true, second), Storage::Keep(second));
+        assert_eq!(
+            storage(404, Some("max-age=0"), false, second),
+            Storage::CoalesceOnly,
+            "the upstream may say less"
+        );
+        assert_eq!(
+            storage(404, None, false, Duration::from_secs(3600)),
+            Storage::Keep(MAX_NEGATIVE_TTL)
+        );
+        assert_eq!(
+            storage(404, None, false, Duration::ZERO),
+            Storage::CoalesceOnly
+        );
+        assert_eq!(storage(500, None, false, second), Storage::CoalesceOnly);
+        assert_eq!(storage(400, None, true, second), Storage::CoalesceOnly);
+    }
+
+    #[test]
     fn follows_the_upstream_with_sane_limits() {
+        let storage = |status, cc, playlist| storage(status, cc, playlist, Duration::ZERO);
         let keep = |s| Storage::Keep(Duration::from_secs(s));
         assert_eq!(
             storage(200, Some("public, max-age=300, immutable"), false),

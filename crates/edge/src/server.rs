@@ -2,21 +2,22 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::fetch::{Fetch, Head};
-use crate::key::CacheKey;
+use crate::key::{CacheKey, ObjectKind};
 use crate::policy::{Storage, storage};
 use crate::upstream::Upstreams;
 
@@ -35,6 +36,20 @@ pub struct EdgeConfig {
     pub stall_limit: Duration,
     /// How often upstreams are probed (`GET /healthz`).
     pub probe_interval: Duration,
+    /// A body from the last upstream left to try that sends nothing for this long is
+    /// broken off (the others get `stall_limit`): a host dripping a byte now and then
+    /// must not hold viewers.
+    pub body_stall_timeout: Duration,
+    /// Bytes of an upstream playlist (or error answer) at most.
+    pub max_playlist_bytes: usize,
+    /// Bytes of an upstream media object (init segment, segment, part) at most.
+    pub max_media_bytes: usize,
+    /// How long a 404 or 410 is kept (unless the upstream says less with `max-age`),
+    /// so that a flood of requests for a missing object costs one upstream fetch per
+    /// period. Zero: not kept.
+    pub negative_ttl: Duration,
+    /// Bounds on requests held waiting for an upstream (blocking reloads, parts).
+    pub held: httpd::HeldLimits,
 }
 
 impl Default for EdgeConfig {
@@ -45,6 +60,11 @@ impl Default for EdgeConfig {
             first_byte_timeout: Duration::from_secs(8),
             stall_limit: Duration::from_millis(1002),
             probe_interval: Duration::from_secs(1),
+            body_stall_timeout: Duration::from_secs(2),
+            max_playlist_bytes: 1 << 20,
+            max_media_bytes: 64 << 20,
+            negative_ttl: Duration::from_secs(1),
+            held: httpd::HeldLimits::default(),
         }
     }
 }
@@ -80,6 +100,7 @@ struct Inner {
     /// `/live/` requests served, and (count, time) at the last `/edge/load` answer.
     requests: AtomicU64,
     load_mark: Mutex<(u64, Instant)>,
+    held: httpd::HeldRequests,
 }
 
 /// A running edge's state; [`Edge::router`] serves it.
@@ -124,6 +145,7 @@ impl Edge {
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
+        let held = config.held;
         Self {
             inner: Arc::new(Inner {
                 upstreams: Upstreams::new(&config.upstreams),
@@ -133,6 +155,7 @@ impl Edge {
                 inflight: Mutex::default(),
                 requests: AtomicU64::new(0),
                 load_mark: Mutex::new((0, Instant::now())),
+                held: httpd::HeldRequests::new(held),
             }),
         }
     }
@@ -195,6 +218,29 @@ impl Edge {
     }
 }
 
+/// The viewer learns that no upstream answered, not which hosts stand behind this
+/// edge; the log has the detail.
+fn bad_gateway(key: &CacheKey, detail: &str) -> Response {
+    tracing::debug!(key = key.as_str(), error = detail, "502 to a viewer");
+    error(
+        StatusCode::BAD_GATEWAY,
+        "no upstream could answer this request; retry shortly",
+    )
+}
+
+fn held_refusal(e: httpd::HoldError) -> Response {
+    metrics::counter!("edge_requests_refused_total", "reason" => "held").increment(1);
+    let status = match e {
+        httpd::HoldError::ClientFull => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut response = error(status, &e.to_string());
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn error(status: StatusCode, message: &str) -> Response {
     (
         status,
@@ -219,13 +265,34 @@ async fn load(State(edge): State<Edge>) -> String {
     format!("{:.1}\n", (count - before) as f64 / seconds)
 }
 
-async fn serve_live(State(edge): State<Edge>, uri: Uri) -> Response {
+async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
     edge.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let uri = request.uri();
+    // Refused before the cache or an upstream sees it: only the names the packager
+    // produces, in one spelling.
     let key = match CacheKey::new(uri.path(), uri.query()) {
         Ok(k) => k,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e) => {
+            metrics::counter!("edge_requests_refused_total", "reason" => "path").increment(1);
+            return error(StatusCode::BAD_REQUEST, &e.to_string());
+        }
     };
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    drop(request);
     let inner = &edge.inner;
+    // What may wait on an upstream (a blocking reload, the next part) is bounded per
+    // stream and per client; a cache hit lets go at once.
+    let _held = if key.is_blocking() || key.is_part() {
+        match inner.held.hold(key.stream(), client) {
+            Ok(h) => Some(h),
+            Err(e) => return held_refusal(e),
+        }
+    } else {
+        None
+    };
     let (fetch, role) = {
         let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
         // Checked under the lock a finished fetch takes to move into the cache, so
@@ -254,6 +321,7 @@ async fn serve_live(State(edge): State<Edge>, uri: Uri) -> Response {
     };
     metrics::counter!("edge_requests_total", "result" => if role == "MISS" { "miss" } else { "coalesced" })
         .increment(1);
+
     if key.is_playlist() {
         // A playlist is small and useless in pieces: thousands of held blocking
         // reloads wake once, when it is whole, and each answers with one write.
@@ -268,20 +336,12 @@ async fn serve_live(State(edge): State<Edge>, uri: Uri) -> Response {
                     .insert("x-cache", HeaderValue::from_static(role));
                 response
             }
-            Err(e) => error(
-                StatusCode::BAD_GATEWAY,
-                &format!("no upstream could answer: {e}"),
-            ),
+            Err(e) => bad_gateway(&key, &e),
         };
     }
     let head = match fetch.head().await {
         Ok(h) => h,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                &format!("no upstream could answer: {e}"),
-            );
-        }
+        Err(e) => return bad_gateway(&key, &e),
     };
     let body = fetch.body().map(|chunk| {
         if let Ok(c) = &chunk {
@@ -302,7 +362,8 @@ async fn serve_live(State(edge): State<Edge>, uri: Uri) -> Response {
 async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
     let outcome = fetch_upstream(&inner, &key, &fetch).await;
     if let Err(e) = &outcome {
-        tracing::debug!(key = key.as_str(), error = %e, "fetch failed");
+        // Once per fetch, however many viewers waited for it; they get a generic 502.
+        tracing::warn!(key = key.as_str(), error = %e, "no upstream could answer");
     }
     fetch.finish(outcome.clone());
     let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
@@ -314,6 +375,7 @@ async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
                 .get(header::CACHE_CONTROL)
                 .and_then(|v| v.to_str().ok()),
             key.is_playlist(),
+            inner.config.negative_ttl,
         )
         && let Some(body) = fetch.complete_body()
     {
@@ -395,17 +457,25 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
         headers.insert("x-rivulet-upstream", HeaderValue::from(index));
         let head = Head { status, headers };
         // Between bytes of a body: a part grows by a frame at a time, so a silence far
-        // longer than a part means the host is gone (a cut link sends no reset).
+        // longer than a part means the host is gone (a cut link sends no reset) or
+        // drips bytes to hold viewers.
         let idle = if last_candidate {
-            inner.config.first_byte_timeout
+            inner.config.body_stall_timeout
         } else {
             inner.config.stall_limit
+        };
+        // An endless or huge body is an upstream gone wrong: bounded per kind, so that
+        // it cannot grow this edge's memory.
+        let max_bytes = match key.kind() {
+            ObjectKind::Media if status == StatusCode::OK => inner.config.max_media_bytes,
+            _ => inner.config.max_playlist_bytes,
         };
         let mut stream = response.bytes_stream();
         if playlist || status != StatusCode::OK {
             // Small: read whole, so a broken one is simply fetched again elsewhere,
             // and a playlist can be checked before anyone sees it.
-            let body = match read_whole(&mut stream, idle).await {
+            let deadline = tokio::time::Instant::now() + inner.config.first_byte_timeout;
+            let body = match read_whole(&mut stream, idle, deadline, max_bytes).await {
                 Ok(b) => b,
                 Err(e) => {
                     inner.upstreams.mark_down(index);
@@ -474,6 +544,7 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
         });
         let mut splitter = crate::boxes::BoxSplitter::default();
         let mut boxes = 0usize;
+        let mut received = 0usize;
         let mut broken = None;
         loop {
             let c = match tokio::time::timeout(idle, stream.next()).await {
@@ -489,6 +560,12 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
                 }
             };
             metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
+            received += c.len();
+            if received > max_bytes {
+                metrics::counter!("edge_upstream_oversized_total").increment(1);
+                broken = Some(format!("body over {max_bytes} bytes"));
+                break;
+            }
             splitter.push(&c);
             while let Some(b) = splitter.next_box() {
                 boxes += 1;
@@ -520,20 +597,34 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
     }
 }
 
-/// A whole (small) body, or why it broke off.
-async fn read_whole<S>(stream: &mut S, idle: Duration) -> Result<Bytes, String>
+/// A whole (small) body, or why it broke off: no bytes for `idle`, not complete by
+/// `deadline` (a drip), or longer than `max_bytes` (endless).
+async fn read_whole<S>(
+    stream: &mut S,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+    max_bytes: usize,
+) -> Result<Bytes, String>
 where
     S: futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
 {
     let mut whole = Vec::new();
     loop {
-        match tokio::time::timeout(idle, stream.next()).await {
+        let until = deadline.min(tokio::time::Instant::now() + idle);
+        match tokio::time::timeout_at(until, stream.next()).await {
             Ok(None) => return Ok(Bytes::from(whole)),
             Ok(Some(Ok(c))) => {
                 metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
+                if whole.len() + c.len() > max_bytes {
+                    metrics::counter!("edge_upstream_oversized_total").increment(1);
+                    return Err(format!("body over {max_bytes} bytes"));
+                }
                 whole.extend_from_slice(&c);
             }
             Ok(Some(Err(e))) => return Err(e.to_string()),
+            Err(_) if until == deadline => {
+                return Err("body not complete in time".to_owned());
+            }
             Err(_) => return Err(format!("no bytes for {idle:?}")),
         }
     }

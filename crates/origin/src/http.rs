@@ -1,6 +1,8 @@
 //! The `/live/…` routes.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,7 +10,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -39,6 +42,10 @@ const ERROR_CACHE: &str = "no-store";
 /// the analytics delivery middleware on it (as on the edge's): the origin knows
 /// nothing of analytics.
 pub fn router(streams: LiveStreams) -> Router {
+    let state = OriginState {
+        held: httpd::HeldRequests::new(streams.config().held),
+        streams,
+    };
     Router::new()
         .route("/live/{name}/master.m3u8", get(multivariant_playlist))
         .route("/live/{name}/health", get(input_health))
@@ -51,7 +58,61 @@ pub fn router(streams: LiveStreams) -> Router {
                 .allow_headers(Any)
                 .expose_headers(Any),
         )
-        .with_state(streams)
+        .with_state(state)
+}
+
+/// What the handlers share: the streams, and the requests held waiting on them.
+#[derive(Clone)]
+struct OriginState {
+    streams: LiveStreams,
+    held: httpd::HeldRequests,
+}
+
+impl FromRef<OriginState> for LiveStreams {
+    fn from_ref(state: &OriginState) -> Self {
+        state.streams.clone()
+    }
+}
+
+impl FromRef<OriginState> for httpd::HeldRequests {
+    fn from_ref(state: &OriginState) -> Self {
+        state.held.clone()
+    }
+}
+
+/// The client's address, when served with connection info (not through `oneshot`).
+struct ClientAddr(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The answer to a request that may not be held: 503 when the stream has as many
+/// waiters as allowed, 429 when this client has.
+fn held_refusal(e: httpd::HoldError) -> Response {
+    let status = match e {
+        httpd::HoldError::ClientFull => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    metrics::counter!("origin_errors_total", "status" => status.as_str().to_owned()).increment(1);
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE)),
+            (header::RETRY_AFTER, HeaderValue::from_static("1")),
+        ],
+        format!("{e}\n"),
+    )
+        .into_response()
 }
 
 /// The LL-HLS query parameters of a media playlist request.
@@ -111,6 +172,8 @@ async fn multivariant_playlist(
 
 async fn media_playlist(
     State(streams): State<LiveStreams>,
+    State(held): State<httpd::HeldRequests>,
+    client: ClientAddr,
     Path((name, rendition)): Path<(String, String)>,
     Query(query): Query<HlsQuery>,
 ) -> Response {
@@ -156,6 +219,7 @@ async fn media_playlist(
     }
     if let Some((msn, part)) = block {
         let _held = HeldRequest::new();
+        let mut waiting = None;
         loop {
             let readiness = stream.lock().renditions[index]
                 .packager
@@ -168,7 +232,14 @@ async fn media_playlist(
                         "_HLS_msn is more than two segments ahead of the playlist",
                     );
                 }
-                Readiness::Wait => {}
+                Readiness::Wait => {
+                    if waiting.is_none() {
+                        match held.hold(&name, client.0) {
+                            Ok(h) => waiting = Some(h),
+                            Err(e) => return held_refusal(e),
+                        }
+                    }
+                }
             }
             if !waiter.changed().await {
                 return error(
@@ -245,6 +316,8 @@ async fn input_health(State(streams): State<LiveStreams>, Path(name): Path<Strin
 
 async fn media_object(
     State(streams): State<LiveStreams>,
+    State(held): State<httpd::HeldRequests>,
+    client: ClientAddr,
     Path((name, rendition, object)): Path<(String, String, String)>,
 ) -> Response {
     let Some(object) = MediaObject::parse(&object) else {
@@ -282,7 +355,14 @@ async fn media_object(
                 ),
             }
         }
-        MediaObject::Part { msn, part } => serve_part(&streams, stream, index, msn, part).await,
+        MediaObject::Part { msn, part } => {
+            let waiting = Waiting {
+                held: &held,
+                stream: &name,
+                client: &client,
+            };
+            serve_part(&streams, stream, index, msn, part, waiting).await
+        }
     }
 }
 
@@ -294,9 +374,11 @@ async fn serve_part(
     index: usize,
     msn: u64,
     part: u32,
+    waiting: Waiting<'_>,
 ) -> Response {
     let mut waiter = Waiter::new(&stream, streams);
     let _held = HeldRequest::new();
+    let mut held = None;
     loop {
         let state = PartState::read(&stream, index, msn, part);
         match state {
@@ -321,7 +403,14 @@ async fn serve_part(
                 ));
                 return media_response(body, "video/mp4");
             }
-            PartState::Future => {}
+            PartState::Future => {
+                if held.is_none() {
+                    match waiting.held.hold(waiting.stream, waiting.client.0) {
+                        Ok(h) => held = Some(h),
+                        Err(e) => return held_refusal(e),
+                    }
+                }
+            }
             PartState::Gone => {
                 return error(
                     StatusCode::NOT_FOUND,
@@ -336,6 +425,13 @@ async fn serve_part(
             );
         }
     }
+}
+
+/// Who would wait for a part, to count it among the held requests.
+struct Waiting<'a> {
+    held: &'a httpd::HeldRequests,
+    stream: &'a str,
+    client: &'a ClientAddr,
 }
 
 enum PartState {

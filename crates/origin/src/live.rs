@@ -22,6 +22,9 @@ pub struct OriginConfig {
     pub ended_linger: Duration,
     /// When the input counts as stalled or black.
     pub health: HealthConfig,
+    /// Bounds on requests held waiting (blocking reloads, the next part), per stream
+    /// and per client address.
+    pub held: httpd::HeldLimits,
 }
 
 impl Default for OriginConfig {
@@ -31,6 +34,7 @@ impl Default for OriginConfig {
             grace_period: Duration::from_secs(10),
             ended_linger: Duration::from_secs(30),
             health: HealthConfig::default(),
+            held: httpd::HeldLimits::default(),
         }
     }
 }

@@ -3,7 +3,6 @@
 //! (the analytics server alone).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use analytics::{Analytics, AnalyticsConfig, AnalyticsStore, EmitConfig, Emitter, GeoIp};
@@ -185,13 +184,13 @@ pub(crate) async fn run(
     let worker = tokio::spawn(analytics.clone().run(async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
-    axum::serve(
+    httpd::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        crate::http_options::fit_to_process(config.http.clone()),
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")?;
+    .await;
     let _ = stop_tx.send(true);
     worker.await.context("analytics task panicked")?;
     store.close().await;

@@ -33,6 +33,9 @@ pub(crate) struct NodeArgs {
     /// file DATA_DIR/meta.db]
     #[arg(long, env = "RIVULET_DATABASE_URL", value_name = "URL")]
     pub(crate) database_url: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) http: crate::http_options::HttpArgs,
 }
 
 /// The metadata store's own options (`serve` with its store in-process, `meta`).
@@ -166,6 +169,9 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) rtmp_limits: crate::rtmp_limits::RtmpLimitArgs,
 
+    #[command(flatten)]
+    pub(crate) held: crate::http_options::HeldArgs,
+
     /// Send delivery events to a remote analytics server (`rivulet analytics`) at this
     /// base URL, e.g. http://analytics.example:8080, instead of running analytics in
     /// this process. Events it cannot take are dropped and counted, never waited for.
@@ -296,6 +302,9 @@ struct FileConfig {
     /// The RTMP listener's limits.
     #[serde(default)]
     rtmp: crate::rtmp_limits::RtmpLimitFile,
+    /// The HTTP server's limits and held requests.
+    #[serde(default)]
+    http: crate::http_options::HttpFile,
 }
 
 /// The resolved configuration of `serve`.
@@ -321,6 +330,10 @@ pub(crate) struct ServeConfig {
     pub(crate) node_name: Option<String>,
     /// The RTMP listener's limits and timeouts.
     pub(crate) rtmp: ingest::RtmpConfig,
+    /// The HTTP server's limits and timeouts.
+    pub(crate) http: httpd::HttpLimits,
+    /// Requests held open (blocking reloads, part waits) at most.
+    pub(crate) held: httpd::HeldLimits,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -404,6 +417,8 @@ impl ServeArgs {
 
         Ok(ServeConfig {
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
+            http: self.node.http.resolve(&file.http),
+            held: self.held.resolve(&file.http),
             meta,
             node_name,
             analytics,
@@ -671,6 +686,7 @@ pub(crate) struct MetaConfig {
     pub(crate) database_url: Option<String>,
     pub(crate) admin_token: Option<meta::AdminToken>,
     pub(crate) streams: Vec<StreamDecl>,
+    pub(crate) http: httpd::HttpLimits,
 }
 
 impl MetaArgs {
@@ -684,6 +700,7 @@ impl MetaArgs {
         }
         .resolve()?;
         Ok(MetaConfig {
+            http: serve.http,
             http_listen: serve.http_listen,
             data_dir: serve.data_dir,
             database_url: serve.database_url,
@@ -715,6 +732,7 @@ pub(crate) struct AnalyticsCmdConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     pub(crate) analytics: AnalyticsSettings,
+    pub(crate) http: httpd::HttpLimits,
 }
 
 impl AnalyticsCmdArgs {
@@ -728,6 +746,7 @@ impl AnalyticsCmdArgs {
         }
         .resolve()?;
         Ok(AnalyticsCmdConfig {
+            http: serve.http,
             http_listen: serve.http_listen,
             data_dir: serve.data_dir,
             database_url: serve.database_url,

@@ -103,6 +103,15 @@ pub(crate) struct EdgeArgs {
         default_value_t = 65_536
     )]
     pub(crate) analytics_queue: usize,
+
+    #[command(flatten)]
+    pub(crate) upstream: crate::http_options::UpstreamArgs,
+
+    #[command(flatten)]
+    pub(crate) http: crate::http_options::HttpArgs,
+
+    #[command(flatten)]
+    pub(crate) held: crate::http_options::HeldArgs,
 }
 
 /// The options of `rivulet route`.
@@ -145,6 +154,9 @@ pub(crate) struct RouteArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub(crate) http_listen: SocketAddr,
+
+    #[command(flatten)]
+    pub(crate) http: crate::http_options::HttpArgs,
 }
 
 /// `512M`, `300K`, `2G`, `1048576`.
@@ -213,26 +225,24 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let edge = edge::Edge::new(edge::EdgeConfig {
+    let mut config = edge::EdgeConfig {
         upstreams: args.origins.clone(),
         cache_bytes: args.cache_size,
         stall_limit: Duration::from_millis(args.stall_limit_ms.max(100)),
+        held: args.held.resolve(&Default::default()),
         ..edge::EdgeConfig::default()
-    });
+    };
+    args.upstream.apply(&mut config);
+    let edge = edge::Edge::new(config);
+    let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
     if let Some(url) = &args.analytics_url {
         check_urls(std::slice::from_ref(url), "--analytics-url")?;
     }
-    // Bound now (plain HTTP), so that this node's name in analytics has the real port.
-    let plain = match &args.tls_cert {
-        Some(_) => None,
-        None => Some(TcpListener::bind(args.http_listen).await.with_context(|| {
-            format!("cannot listen on {} (set --http-listen)", args.http_listen)
-        })?),
-    };
-    let port = match &plain {
-        Some(l) => l.local_addr()?.port(),
-        None => args.http_listen.port(),
-    };
+    // Bound now, so that this node's name in analytics has the real port.
+    let listener = TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
+    let port = listener.local_addr()?.port();
     // Delivery events go to a remote analytics server; the edge never runs one.
     let (emitter, drain) = match &args.analytics_url {
         Some(url) => {
@@ -279,8 +289,10 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     } else {
         "http"
     };
+    print_edge_banner(scheme, listener.local_addr()?, &args.origins);
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
+            // Offers h2 and http/1.1 by ALPN.
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .with_context(|| {
@@ -290,35 +302,9 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
                         key.display()
                     )
                 })?;
-            let handle = axum_server::Handle::new();
-            let stop = stopped();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                stop.await;
-                h.graceful_shutdown(Some(Duration::from_secs(2)));
-            });
-            let server = axum_server::bind_rustls(args.http_listen, tls).handle(handle.clone());
-            let listening = tokio::spawn(async move { handle.listening().await });
-            let serving =
-                tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
-            if let Ok(Some(addr)) = listening.await {
-                print_edge_banner(scheme, addr, &args.origins);
-            }
-            serving.await?.context("edge HTTPS server failed")?;
+            httpd::serve_tls(listener, app, tls.get_inner(), limits, stopped()).await;
         }
-        _ => {
-            let Some(listener) = plain else {
-                bail!("--tls-cert and --tls-key go together");
-            };
-            print_edge_banner(scheme, listener.local_addr()?, &args.origins);
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stopped())
-            .await
-            .context("edge HTTP server failed")?;
-        }
+        _ => httpd::serve(listener, app, limits, stopped()).await,
     }
     prober.abort();
     if let Some(drain) = drain {
@@ -388,13 +374,8 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
         }
     }
     let app = router.router().merge(metrics_route(prometheus));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped())
-    .await
-    .context("router HTTP server failed")?;
+    let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
+    httpd::serve(listener, app, limits, stopped()).await;
     probe.abort();
     Ok(())
 }

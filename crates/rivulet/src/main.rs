@@ -4,6 +4,7 @@ mod analytics_server;
 mod config;
 mod demo;
 mod edge;
+mod http_options;
 mod metadata;
 mod publish;
 mod rtmp_limits;

@@ -270,10 +270,13 @@ pub(crate) async fn run(
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
     print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")?;
+    httpd::serve(
+        listener,
+        app,
+        crate::http_options::fit_to_process(config.http.clone()),
+        shutdown,
+    )
+    .await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -112,6 +112,7 @@ pub(crate) async fn serve(
         packager: config.packager.clone(),
         grace_period: config.grace_period,
         health: config.health.clone(),
+        held: config.held,
         ..OriginConfig::default()
     });
 
@@ -216,14 +217,15 @@ pub(crate) async fn serve(
         )),
         stopped(),
     ));
-    // With the peer's address, for analytics (client address, country).
-    axum::serve(
+    // Handlers see the peer's address (ConnectInfo), for analytics (client address,
+    // country) and the held-request bounds.
+    httpd::serve(
         http_listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app,
+        crate::http_options::fit_to_process(config.http.clone()),
+        stopped(),
     )
-    .with_graceful_shutdown(stopped())
-    .await
-    .context("HTTP server failed")?;
+    .await;
     analytics.stop().await;
     rtmp.await.context("RTMP server task panicked")?;
     feed.await.context("feed task panicked")?;

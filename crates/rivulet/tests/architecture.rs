@@ -9,9 +9,11 @@ use std::process::Command;
 /// Each workspace crate and the workspace crates it may depend on (normal
 /// dependencies; dev-dependencies are free). Keep in step with docs/architecture.md.
 const ALLOWED: &[(&str, &[&str])] = &[
-    // foundations: sans-IO types, and the key-check trait both sides see
+    // foundations: sans-IO types, the key-check trait both sides see, the HTTP
+    // serving loop every role uses
     ("media", &[]),
     ("access", &[]),
+    ("httpd", &[]),
     // the data path, in pipeline order
     ("hub", &["media"]),
     ("rtmp", &["media"]),
@@ -20,8 +22,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ingest", &["access", "hub", "media", "rtmp"]),
     ("transcode", &["encoder", "hub", "media", "source"]),
     ("package", &["media"]),
-    ("origin", &["hub", "media", "package"]),
-    ("edge", &["media"]),
+    ("origin", &["hub", "httpd", "media", "package"]),
+    ("edge", &["httpd", "media", "package"]),
     // the control plane: foundations only, never the data path
     ("meta", &["access", "media"]),
     ("analytics", &["media"]),

@@ -30,7 +30,17 @@ fn start_publisher(urls: &[String]) -> (KillOnDrop, Arc<std::sync::Mutex<String>
 async fn a_thousand_viewers_make_one_origin_request_per_object() {
     let origin = Server::start(&["--stream", "crowd=crowd-key"]);
     let (mut publisher, _) = start_publisher(&[format!("{}/live/crowd-key", origin.rtmp)]);
-    let edge = EdgeNode::local(&[&origin.http], &[]);
+    // A thousand viewers on one address (as behind a carrier-grade NAT): above the
+    // per-client defaults for connections and held requests.
+    let edge = EdgeNode::local(
+        &[&origin.http],
+        &[
+            "--http-max-connections-per-client",
+            "4000",
+            "--max-held-per-client",
+            "4000",
+        ],
+    );
     let playlist_url = format!("{}/live/crowd/source/index.m3u8", edge.url);
     get_when_ready(&playlist_url, Duration::from_secs(15)).await;
     // Let the edge's first requests settle, then count from here.

@@ -319,3 +319,77 @@ async fn the_multivariant_playlist_waits_for_every_announced_rendition() {
     stream.handle_session_start();
     assert!(stream.variants().is_none());
 }
+
+#[tokio::test]
+async fn held_requests_are_bounded_per_client_and_per_stream() {
+    let bounded = LiveStreams::new(OriginConfig {
+        held: httpd::HeldLimits {
+            per_stream: 3,
+            per_client: 2,
+        },
+        ..OriginConfig::default()
+    });
+    let cam = bounded.get_or_create("cam");
+    cam.handle_session_start();
+    let avc =
+        AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+            .unwrap();
+    cam.handle_tracks(
+        "source",
+        Arc::new(Tracks {
+            video: Some(Track {
+                kind: TrackKind::Video,
+                timescale: VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(avc),
+            }),
+            audio: None,
+        }),
+        SystemTime::now(),
+    );
+    push(&cam, 0, 15);
+    let router = super::router(bounded);
+    let ask = |client: [u8; 4]| {
+        let router = router.clone();
+        async move {
+            let mut request = Request::get("/live/cam/source/index.m3u8?_HLS_msn=0&_HLS_part=1")
+                .body(Body::empty())
+                .unwrap();
+            request.extensions_mut().insert(axum::extract::ConnectInfo(
+                std::net::SocketAddr::from((client, 40000)),
+            ));
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let settle = || async {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    };
+    let a1 = tokio::spawn(ask([10, 0, 0, 1]));
+    let a2 = tokio::spawn(ask([10, 0, 0, 1]));
+    settle().await;
+    let (status, reason) = ask([10, 0, 0, 1]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{reason}");
+    assert!(reason.contains("too many of your requests"), "{reason}");
+    let b1 = tokio::spawn(ask([10, 0, 0, 2]));
+    settle().await;
+    let (status, reason) = ask([10, 0, 0, 3]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    assert!(
+        reason.contains("too many requests are waiting on this stream"),
+        "{reason}"
+    );
+    // The held ones are answered when the part exists.
+    push(&cam, 15, 25);
+    for held in [a1, a2, b1] {
+        let (status, text) = held.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(text.contains("part-0-1.m4s"), "{text}");
+    }
+    // And their places are free again.
+    let (status, _) = ask([10, 0, 0, 1]).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -366,6 +366,11 @@ impl EdgeNode {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 /// Spawns `cmd` and waits for the line of its banner that starts with `label`
