@@ -22,6 +22,7 @@
 //! [`Analytics::run`] → [`Emitter::local`] (or [`Emitter::remote`] on another host) for
 //! the origin → merge [`api::routes`] into the HTTP server.
 
+mod access;
 mod aggregate;
 pub mod api;
 pub mod beacon;
@@ -32,11 +33,16 @@ mod emit;
 mod error;
 mod event;
 mod geo;
+mod known;
 mod rollup;
 mod service;
 mod store;
 
-pub use aggregate::{Aggregator, AggregatorConfig, Concurrent};
+pub use access::{EVENTS_TOKEN_FILE, EventsAccess, EventsToken, MIN_EVENTS_TOKEN_LEN};
+pub use aggregate::{
+    Aggregator, AggregatorConfig, AggregatorStats, Concurrent, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_VALUES, OTHER,
+};
 pub use client::{ProxyNet, TrustedProxies, canonical, session_id};
 pub use delivery::record_delivery;
 pub use emit::{EmitConfig, Emitter, PLAYER_ID_HEADER, RequestInfo};
@@ -48,7 +54,7 @@ pub use rollup::{
     percentile,
 };
 pub use service::{
-    Analytics, AnalyticsConfig, Breakdown, EdgeUpstream, PlatformSummary, Series, StreamSummary,
-    Timeseries,
+    Analytics, AnalyticsConfig, Breakdown, DEFAULT_MAX_RAW_ROWS, EdgeUpstream, PlatformSummary,
+    Series, StreamSummary, Timeseries, UnknownStream,
 };
 pub use store::{AnalyticsStore, RawBeacon, RawDelivery};

@@ -193,8 +193,11 @@ pub(crate) struct AnalyticsArgs {
     #[arg(long, env = "RIVULET_ANALYTICS_WINDOW_MS", value_name = "MS")]
     pub(crate) analytics_window_ms: Option<u64>,
 
-    /// Bearer token that delivery events POSTed to /api/analytics/events must carry
-    /// (set the same on the servers that send them). [default: none needed]
+    /// Bearer token of delivery events POSTed to /api/analytics/events (set the same
+    /// on the servers that send them, --analytics-token of `serve --analytics-url` and
+    /// `edge`). `rivulet analytics` without one generates it into
+    /// DATA_DIR/analytics-token; `serve` without one records its own deliveries
+    /// in-process and refuses events over HTTP. [default: none]
     #[arg(
         long,
         env = "RIVULET_ANALYTICS_TOKEN",
@@ -202,6 +205,9 @@ pub(crate) struct AnalyticsArgs {
         hide_env_values = true
     )]
     pub(crate) analytics_token: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) limits: crate::analytics_limits::AnalyticsLimitArgs,
 }
 
 /// `NAME=KEY`.
@@ -272,6 +278,7 @@ struct FileConfig {
     analytics_url: Option<String>,
     no_analytics: Option<bool>,
     analytics_queue: Option<usize>,
+    analytics_limits: Option<crate::analytics_limits::AnalyticsLimitsFile>,
 }
 
 /// The resolved configuration of `serve`.
@@ -352,8 +359,10 @@ pub(crate) struct AnalyticsSettings {
     pub(crate) trusted_proxies: analytics::TrustedProxies,
     pub(crate) retention: Duration,
     pub(crate) window_ms: i64,
-    pub(crate) token: Option<String>,
+    /// The events token: sent by `serve --analytics-url`, required by the server.
+    pub(crate) token: Option<analytics::EventsToken>,
     pub(crate) queue: usize,
+    pub(crate) limits: crate::analytics_limits::AnalyticsLimits,
 }
 
 impl ServeArgs {
@@ -484,12 +493,19 @@ impl ServeArgs {
                 .analytics_token
                 .clone()
                 .or(file.analytics_token)
-                .filter(|t| !t.is_empty()),
+                .filter(|t| !t.is_empty())
+                .map(analytics::EventsToken::new)
+                .transpose()
+                .context("check --analytics-token (RIVULET_ANALYTICS_TOKEN, analytics_token)")?,
             queue: self
                 .analytics_queue
                 .or(file.analytics_queue)
                 .unwrap_or(65_536)
                 .max(1),
+            limits: self
+                .analytics
+                .limits
+                .resolve(file.analytics_limits.as_ref())?,
         };
 
         let meta = match self.meta_url.clone().or(file.meta_url) {

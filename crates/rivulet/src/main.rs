@@ -1,5 +1,6 @@
 //! `rivulet`: one binary, one subcommand per role.
 
+mod analytics_limits;
 mod analytics_server;
 mod bench;
 mod config;
