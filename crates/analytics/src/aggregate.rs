@@ -683,7 +683,10 @@ mod tests {
             ..Default::default()
         });
         for i in 0..5 {
-            agg.handle_delivery(&delivery(1_000, &format!("s{i}"), &format!("r{i}"), 404), "US");
+            agg.handle_delivery(
+                &delivery(1_000, &format!("s{i}"), &format!("r{i}"), 404),
+                "US",
+            );
         }
         let values: BTreeMap<String, u64> = agg
             .open_rows("cam", &[Dim::Rendition], 0, MINUTE_MS)
@@ -694,7 +697,11 @@ mod tests {
             values,
             BTreeMap::from([("other".into(), 3), ("r0".into(), 1), ("r1".into(), 1)])
         );
-        assert_eq!(agg.take_stats().values_folded, 6, "3 for the stream, 3 for the platform");
+        assert_eq!(
+            agg.take_stats().values_folded,
+            6,
+            "3 for the stream, 3 for the platform"
+        );
         // The live breakdown is capped the same way.
         let now = agg.concurrent(1_000, Some("cam"));
         assert_eq!(now.by[&Dim::Rendition].len(), 2);

@@ -473,7 +473,12 @@ fn check_events(events: &[DeliveryEvent]) -> Result<(), (String, String)> {
     };
     for (i, e) in events.iter().enumerate() {
         let cmcd_ids = e.cmcd.as_ref().map_or([None, None, None, None], |c| {
-            [c.sid.as_deref(), c.cid.as_deref(), c.st.as_deref(), c.ot.as_deref()]
+            [
+                c.sid.as_deref(),
+                c.cid.as_deref(),
+                c.st.as_deref(),
+                c.ot.as_deref(),
+            ]
         });
         for (name, value, max) in [
             ("stream", Some(e.stream.as_str()), meta::MAX_NAME_LEN),

@@ -58,7 +58,9 @@ pub const DEFAULT_MAX_RAW_ROWS: u64 = 2_000_000;
 
 /// Why a beacon batch was refused by the service (after it parsed).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no stream named '{stream}' is known here: beacons are taken for streams that exist or are being served")]
+#[error(
+    "no stream named '{stream}' is known here: beacons are taken for streams that exist or are being served"
+)]
 pub struct UnknownStream {
     /// The beacon at fault, as a path (`beacons[2].stream`).
     pub field: String,
@@ -438,11 +440,19 @@ impl Analytics {
             Ok(n) => tracing::debug!(rows = n, "pruned raw analytics events"),
             Err(e) => tracing::warn!(error = %e, "cannot prune raw analytics events"),
         }
-        match self.inner.store.cap_raw(self.inner.config.max_raw_rows).await {
+        match self
+            .inner
+            .store
+            .cap_raw(self.inner.config.max_raw_rows)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => {
-                tracing::info!(rows = n, cap = self.inner.config.max_raw_rows,
-                    "deleted the oldest raw analytics events beyond the cap (--analytics-max-raw-rows)");
+                tracing::info!(
+                    rows = n,
+                    cap = self.inner.config.max_raw_rows,
+                    "deleted the oldest raw analytics events beyond the cap (--analytics-max-raw-rows)"
+                );
                 metrics::counter!("analytics_raw_pruned_total", "reason" => "cap").increment(n);
             }
             Err(e) => tracing::warn!(error = %e, "cannot cap the raw analytics events"),
@@ -472,9 +482,10 @@ impl Analytics {
         let edges = self.edge_upstreams(stream);
         let stream = stream.to_owned();
         let active_window_ms = self.inner.config.aggregator.window_ms;
+        let max_values = self.inner.config.aggregator.max_values;
         // A long window is many stored rows: summed off the async workers.
         off_runtime(move || {
-            let mut b = breakdowns(&rows, &now);
+            let mut b = breakdowns(&rows, &now, max_values);
             StreamSummary {
                 stream,
                 from,
@@ -525,9 +536,10 @@ impl Analytics {
         };
         let per_stream_now = lock(&self.inner.agg).concurrent_per_stream(now_ms());
         let active_window_ms = self.inner.config.aggregator.window_ms;
+        let max_values = self.inner.config.aggregator.max_values;
         off_runtime(move || {
             platform_summary(
-                (from, to, active_window_ms),
+                (from, to, active_window_ms, max_values),
                 &rows,
                 &now,
                 &stream_rows,
@@ -601,8 +613,7 @@ impl Analytics {
             )
         };
         metrics::counter!("analytics_sessions_evicted_total").increment(stats.sessions_evicted);
-        metrics::counter!("analytics_breakdown_values_folded_total")
-            .increment(stats.values_folded);
+        metrics::counter!("analytics_breakdown_values_folded_total").increment(stats.values_folded);
         metrics::gauge!("analytics_open_streams").set(open_streams as f64);
         let total: u64 = per_stream.values().sum();
         metrics::gauge!("analytics_concurrent_viewers_total").set(total as f64);
@@ -623,13 +634,13 @@ impl Analytics {
 
 /// The platform summary from the rows read (run off the async workers).
 fn platform_summary(
-    (from, to, active_window_ms): (i64, i64, i64),
+    (from, to, active_window_ms, max_values): (i64, i64, i64, usize),
     rows: &[RollupRow],
     now: &Concurrent,
     stream_rows: &[RollupRow],
     per_stream_now: &BTreeMap<String, u64>,
 ) -> PlatformSummary {
-    let mut b = breakdowns(rows, now);
+    let mut b = breakdowns(rows, now, max_values);
     let mut grouped: BTreeMap<&str, Vec<&RollupRow>> = BTreeMap::new();
     for r in stream_rows {
         grouped.entry(&r.stream).or_default().push(r);
@@ -716,8 +727,14 @@ async fn off_runtime<T: Send + 'static>(
 }
 
 /// Per breakdown dimension, one entry per value, sorted by concurrent viewers then
-/// unique viewers (largest first).
-fn breakdowns(rows: &[RollupRow], now: &Concurrent) -> BTreeMap<Dim, Vec<Breakdown>> {
+/// unique viewers (largest first); beyond `max_values` values, the smallest are
+/// summed into one [`crate::OTHER`] entry, so that an answer stays small whatever
+/// the window holds.
+fn breakdowns(
+    rows: &[RollupRow],
+    now: &Concurrent,
+    max_values: usize,
+) -> BTreeMap<Dim, Vec<Breakdown>> {
     let mut grouped: BTreeMap<Dim, BTreeMap<&str, Vec<&RollupRow>>> = BTreeMap::new();
     for r in rows {
         if let Some(dim) = r.dim.filter(|d| *d != Dim::Total) {
@@ -737,27 +754,52 @@ fn breakdowns(rows: &[RollupRow], now: &Concurrent) -> BTreeMap<Dim, Vec<Breakdo
     grouped
         .into_iter()
         .map(|(dim, values)| {
-            let mut list: Vec<Breakdown> = values
+            let mut list: Vec<(Breakdown, Vec<&RollupRow>)> = values
                 .into_iter()
-                .map(|(value, rows)| Breakdown {
-                    value: value.to_owned(),
-                    concurrent_viewers: now
-                        .by
-                        .get(&dim)
-                        .and_then(|m| m.get(value))
-                        .copied()
-                        .unwrap_or(0),
-                    figures: Figures::from_rows(rows),
+                .map(|(value, rows)| {
+                    let breakdown = Breakdown {
+                        value: value.to_owned(),
+                        concurrent_viewers: now
+                            .by
+                            .get(&dim)
+                            .and_then(|m| m.get(value))
+                            .copied()
+                            .unwrap_or(0),
+                        figures: Figures::from_rows(rows.iter().copied()),
+                    };
+                    (breakdown, rows)
                 })
                 .collect();
-            list.sort_by(|a, b| {
-                (b.concurrent_viewers, b.figures.unique_viewers, &a.value).cmp(&(
-                    a.concurrent_viewers,
-                    a.figures.unique_viewers,
-                    &b.value,
-                ))
-            });
-            (dim, list)
+            let order = |list: &mut Vec<(Breakdown, Vec<&RollupRow>)>| {
+                list.sort_by(|(a, _), (b, _)| {
+                    (b.concurrent_viewers, b.figures.unique_viewers, &a.value).cmp(&(
+                        a.concurrent_viewers,
+                        a.figures.unique_viewers,
+                        &b.value,
+                    ))
+                });
+            };
+            order(&mut list);
+            let max_values = max_values.max(1);
+            if list.len() > max_values {
+                let mut concurrent = 0;
+                let mut rest = Vec::new();
+                for (b, rows) in list.drain(max_values - 1..) {
+                    concurrent += b.concurrent_viewers;
+                    rest.extend(rows);
+                }
+                // One viewer in two of the folded values counts twice here.
+                list.push((
+                    Breakdown {
+                        value: crate::OTHER.to_owned(),
+                        concurrent_viewers: concurrent,
+                        figures: Figures::from_rows(rest.iter().copied()),
+                    },
+                    Vec::new(),
+                ));
+                order(&mut list);
+            }
+            (dim, list.into_iter().map(|(b, _)| b).collect())
         })
         .collect()
 }

@@ -166,7 +166,10 @@ async fn unknown_streams_are_refused_and_raw_rows_capped(h: Harness) {
     assert_eq!(refused.field, "beacons[0].stream");
     // Declared in the metadata tables: known after the refresh.
     h.store
-        .upsert_with_key(&meta::StreamName::parse("cam").unwrap(), "a-key-for-cam-0001")
+        .upsert_with_key(
+            &meta::StreamName::parse("cam").unwrap(),
+            "a-key-for-cam-0001",
+        )
         .await
         .unwrap();
     an.refresh_known().await;
@@ -189,7 +192,10 @@ async fn unknown_streams_are_refused_and_raw_rows_capped(h: Harness) {
         ..event(now, "x", "192.0.2.1", 404)
     }));
     an.ingest_deliveries([event(now, "y", "192.0.2.1", 404)]);
-    let platform = an.platform_summary(now - 60_000, now_ms() + 1).await.unwrap();
+    let platform = an
+        .platform_summary(now - 60_000, now_ms() + 1)
+        .await
+        .unwrap();
     let names: Vec<&str> = platform.streams.iter().map(|b| b.value.as_str()).collect();
     assert_eq!(names, ["cam", "served"]);
     assert_eq!(platform.figures.errors, 1);

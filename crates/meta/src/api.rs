@@ -626,10 +626,16 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
         .await
         .map_err(|e| {
             // A body that ends badly is the client's fault too; only length is named.
-            if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
                 too_large()
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"), None)
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}"),
+                    None,
+                )
             }
         })
 }

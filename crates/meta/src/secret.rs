@@ -194,7 +194,13 @@ mod tests {
     #[test]
     fn secrets_compare_whole() {
         assert!(secret_matches("s3cret-token", "s3cret-token"));
-        for wrong in ["", "s3cret-toke", "s3cret-token!", "S3cret-token", "x3cret-token"] {
+        for wrong in [
+            "",
+            "s3cret-toke",
+            "s3cret-token!",
+            "S3cret-token",
+            "x3cret-token",
+        ] {
             assert!(!secret_matches("s3cret-token", wrong), "{wrong}");
         }
     }

@@ -494,7 +494,11 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| char::from(b).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied(), bytes.get(i + 2).copied()) {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
             (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
                 let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
                 out.push(u8::try_from(v).unwrap_or(b'?'));
@@ -808,7 +812,11 @@ mod tests {
             .unwrap();
         let db = dir.path().join(SQLITE_FILE);
         // The WAL and shared-memory files exist while the store is open.
-        for file in [db.clone(), dir.path().join("meta.db-wal"), dir.path().join("meta.db-shm")] {
+        for file in [
+            db.clone(),
+            dir.path().join("meta.db-wal"),
+            dir.path().join("meta.db-shm"),
+        ] {
             assert_eq!(mode(&file), 0o600, "{}", file.display());
         }
         store.close().await;
@@ -817,7 +825,10 @@ mod tests {
         std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
         let store = MetaStore::connect(None, dir.path()).await.unwrap();
         assert_eq!(mode(&db), 0o600);
-        assert_eq!(store.stream_names(10).await.unwrap(), vec!["cam".to_owned()]);
+        assert_eq!(
+            store.stream_names(10).await.unwrap(),
+            vec!["cam".to_owned()]
+        );
         store.close().await;
     }
 }

@@ -119,7 +119,9 @@ mod tests {
             analytics_max_raw_rows: Some(0),
             ..Default::default()
         };
-        assert!(format!("{:#}", zero.resolve(None).unwrap_err()).contains("--analytics-max-raw-rows"));
+        assert!(
+            format!("{:#}", zero.resolve(None).unwrap_err()).contains("--analytics-max-raw-rows")
+        );
         assert!(toml::from_str::<AnalyticsLimitsFile>("max_session = 1\n").is_err());
     }
 }

@@ -558,13 +558,25 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_through_an_edge_are_counted_by_the_edge() {
+    // The edge POSTs its events to the server's analytics, with the token that lets
+    // it (without one, the server takes none over HTTP).
     let server = Server::start(&[
         "--stream",
         "ed=ed-key-0001",
         "--analytics-window-ms",
         "3000",
+        "--analytics-token",
+        "edge-events-token-1",
     ]);
-    let edge = EdgeNode::local(&[&server.http], &["--analytics-url", &server.http]);
+    let edge = EdgeNode::local(
+        &[&server.http],
+        &[
+            "--analytics-url",
+            &server.http,
+            "--analytics-token",
+            "edge-events-token-1",
+        ],
+    );
     let edge_port = edge.url.rsplit(':').next().unwrap().to_owned();
     let mut ffmpeg = publish(&format!("{}/live/ed-key-0001", server.rtmp), 40);
     get_when_ready(&edge.url("/live/ed/master.m3u8"), Duration::from_secs(20)).await;
