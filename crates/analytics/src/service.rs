@@ -585,7 +585,18 @@ impl Analytics {
         }
         let rows = self.rows(stream, &[by], from, to).await?;
         let metric = metric.to_owned();
-        off_runtime(move || timeseries(&rows, metric, by, (from, to), start, step, steps)).await
+        let max_values = self.inner.config.aggregator.max_values;
+        off_runtime(move || {
+            timeseries(
+                &rows,
+                metric,
+                by,
+                (from, to),
+                (start, step, steps),
+                max_values,
+            )
+        })
+        .await
     }
 
     /// Stored and open rows, read consistently.
@@ -675,15 +686,37 @@ fn timeseries(
     metric: String,
     by: Dim,
     (from, to): (i64, i64),
-    start: i64,
-    step: i64,
-    steps: i64,
+    (start, step, steps): (i64, i64, i64),
+    max_values: usize,
 ) -> Timeseries {
+    // At most `max_values` series: the values with the most activity, the rest summed
+    // as one (a window may hold many more values than one minute may).
+    let mut activity: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rows {
+        *activity.entry(&r.value).or_default() +=
+            r.counters.active_sessions + r.counters.requests + r.counters.beacons;
+    }
+    let kept: std::collections::HashSet<&str> = if activity.len() > max_values.max(1) {
+        let mut ranked: Vec<(&str, u64)> = activity.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        ranked
+            .into_iter()
+            .take(max_values.max(1) - 1)
+            .map(|(v, _)| v)
+            .collect()
+    } else {
+        activity.into_keys().collect()
+    };
     let mut grouped: BTreeMap<&str, BTreeMap<i64, Vec<&RollupRow>>> = BTreeMap::new();
     for r in rows {
         let slot = start + (r.minute - start).div_euclid(step) * step;
+        let value = if kept.contains(r.value.as_str()) {
+            r.value.as_str()
+        } else {
+            crate::OTHER
+        };
         grouped
-            .entry(&r.value)
+            .entry(value)
             .or_default()
             .entry(slot)
             .or_default()

@@ -211,4 +211,51 @@ async fn unknown_streams_are_refused_and_raw_rows_capped(h: Harness) {
     assert_eq!(store.cap_raw(3).await.unwrap(), 4);
     assert_eq!(store.raw_counts().await.unwrap(), (3, 2));
     assert_eq!(store.cap_raw(3).await.unwrap(), 0);
+
+    // However many values a window holds, a summary lists and a time series draws at
+    // most `max_values` per breakdown, the rest summed as "other".
+    let an = Analytics::new(
+        store.clone(),
+        GeoIp::none(),
+        AnalyticsConfig {
+            aggregator: analytics::AggregatorConfig {
+                max_values: 3,
+                ..Default::default()
+            },
+            ..AnalyticsConfig::default()
+        },
+    );
+    let t0 = analytics::minute_of(now_ms()) - 3 * analytics::MINUTE_MS;
+    // Three minutes, three new renditions each: nine values in the window.
+    for minute in 0..3 {
+        an.ingest_deliveries((0..3).map(|i| DeliveryEvent {
+            stream: "wide".into(),
+            rendition: Some(format!("r{minute}-{i}")),
+            ..event(
+                t0 + minute * analytics::MINUTE_MS,
+                &format!("v{minute}-{i}"),
+                "192.0.2.1",
+                200,
+            )
+        }));
+    }
+    let summary = an.stream_summary("wide", t0, now_ms()).await.unwrap();
+    assert_eq!(summary.by_rendition.len(), 3, "{:?}", summary.by_rendition);
+    assert!(
+        summary
+            .by_rendition
+            .iter()
+            .any(|b| b.value == analytics::OTHER)
+    );
+    let requests: u64 = summary
+        .by_rendition
+        .iter()
+        .map(|b| b.figures.requests)
+        .sum();
+    assert_eq!(requests, 9);
+    let series = an
+        .timeseries("wide", "requests", Dim::Rendition, t0, now_ms(), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(series.series.len(), 3);
 }
