@@ -11,8 +11,9 @@ use serde::Deserialize;
 pub(crate) struct AnalyticsLimitArgs {
     /// Viewer sessions the analytics server remembers at most. Beyond it, a new session
     /// makes it forget the one heard from longest ago (counted in
-    /// analytics_sessions_evicted_total): viewers still playing are never the oldest.
-    /// About 300 bytes each. [default: 100000]
+    /// analytics_sessions_evicted_total): a viewer still playing is heard from every
+    /// few seconds, so a flood of one-shot sessions pushes out its own kind first.
+    /// [default: 100000]
     #[arg(long, env = "RIVULET_ANALYTICS_MAX_SESSIONS", value_name = "N")]
     pub(crate) analytics_max_sessions: Option<usize>,
 
