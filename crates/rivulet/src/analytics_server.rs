@@ -100,6 +100,9 @@ impl ServeAnalytics {
                 server: None,
             },
             AnalyticsMode::Remote(url) => {
+                if settings.token.is_none() {
+                    tracing::warn!(url = %url, "--analytics-url without --analytics-token: the analytics server will refuse the delivery events (set the token it uses, e.g. the one in its DATA_DIR/analytics-token)");
+                }
                 let token = settings.token.as_ref().map(|t| t.expose().to_owned());
                 let (emitter, drain) = Emitter::remote(url, token, emit);
                 Self {
