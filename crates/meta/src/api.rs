@@ -44,10 +44,21 @@ pub fn router(store: MetaStore, admin: AdminToken) -> axum::Router {
 /// answer to unknown endpoints: for a server that merges other APIs (and their
 /// documents) in and then adds those two with [`finish`].
 pub fn routes(store: MetaStore, admin: AdminToken) -> (axum::Router, utoipa::openapi::OpenApi) {
+    routes_with_limit(store, admin, MAX_BODY)
+}
+
+/// [`routes`] taking request bodies of at most `max_body` bytes (larger ones are
+/// answered 413) instead of [`MAX_BODY`].
+pub fn routes_with_limit(
+    store: MetaStore,
+    admin: AdminToken,
+    max_body: usize,
+) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, doc) = api_router().split_for_parts();
     let router = router.with_state(ApiState {
         store,
         admin: Arc::new(admin),
+        max_body,
     });
     (router, doc)
 }
@@ -96,6 +107,8 @@ pub struct ErrorBody {
 struct ApiState {
     store: MetaStore,
     admin: Arc<AdminToken>,
+    /// Largest request body, bytes.
+    max_body: usize,
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
@@ -584,11 +597,11 @@ impl FromRequestParts<ApiState> for Admin {
 /// Any content type is accepted: `curl -d` sends a form type by default.
 struct JsonBody<T>(T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let bytes = read_body(req, MAX_BODY).await?;
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state.max_body).await?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(JsonBody)
@@ -640,8 +653,8 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
         })
 }
 
-/// Largest request body of the metadata API, bytes: a stream's fields at their
-/// longest (a 5,000-character description) fit many times over.
+/// Default largest request body of the metadata API, bytes: a stream's fields at
+/// their longest (a 5,000-character description) fit many times over.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// A stream name from a path. A name that breaks the naming rule cannot exist, so

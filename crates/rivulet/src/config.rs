@@ -145,6 +145,9 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) analytics: AnalyticsArgs,
 
+    #[command(flatten)]
+    pub(crate) api_limits: crate::api_limits::ApiLimitArgs,
+
     /// Send delivery events to a remote analytics server (`rivulet analytics`) at this
     /// base URL, e.g. http://analytics.example:8080, instead of running analytics in
     /// this process. Events it cannot take are dropped and counted, never waited for.
@@ -279,6 +282,7 @@ struct FileConfig {
     no_analytics: Option<bool>,
     analytics_queue: Option<usize>,
     analytics_limits: Option<crate::analytics_limits::AnalyticsLimitsFile>,
+    api_limits: Option<crate::api_limits::ApiLimitsFile>,
 }
 
 /// The resolved configuration of `serve`.
@@ -302,6 +306,8 @@ pub(crate) struct ServeConfig {
     pub(crate) meta: MetaMode,
     /// `None`: HOSTNAME:RTMP_PORT.
     pub(crate) node_name: Option<String>,
+    /// Largest request body of the metadata API.
+    pub(crate) api_max_body: usize,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -554,9 +560,11 @@ impl ServeArgs {
                 .context("check --node-name (RIVULET_NODE_NAME, node_name)")?;
         }
 
+        let api_max_body = self.api_limits.resolve(file.api_limits.as_ref())?;
         Ok(ServeConfig {
             meta,
             node_name,
+            api_max_body,
             analytics,
             rtmp_listen: self
                 .rtmp_listen
@@ -646,6 +654,9 @@ pub(crate) struct MetaArgs {
         value_delimiter = ','
     )]
     pub(crate) streams: Vec<StreamDecl>,
+
+    #[command(flatten)]
+    pub(crate) api_limits: crate::api_limits::ApiLimitArgs,
 }
 
 /// The resolved configuration of `meta`.
@@ -656,6 +667,7 @@ pub(crate) struct MetaConfig {
     pub(crate) database_url: Option<String>,
     pub(crate) admin_token: Option<meta::AdminToken>,
     pub(crate) streams: Vec<StreamDecl>,
+    pub(crate) api_max_body: usize,
 }
 
 impl MetaArgs {
@@ -669,10 +681,12 @@ impl MetaArgs {
             database_url: self.database_url.clone(),
             admin_token: self.admin_token.clone(),
             streams: self.streams.clone(),
+            api_limits: self.api_limits.clone(),
             ..Default::default()
         }
         .resolve()?;
         Ok(MetaConfig {
+            api_max_body: serve.api_max_body,
             http_listen: serve.http_listen,
             data_dir: serve.data_dir,
             database_url: serve.database_url,

@@ -2,6 +2,7 @@
 
 mod analytics_limits;
 mod analytics_server;
+mod api_limits;
 mod bench;
 mod config;
 mod demo;

@@ -202,7 +202,12 @@ async fn limits_tokens_and_private_files_of_serve() {
         data.path(),
         "127.0.0.1:0",
         "127.0.0.1:0",
-        &["--stream", "cam=cam-key-0001"],
+        &[
+            "--stream",
+            "cam=cam-key-0001",
+            "--api-max-body-bytes",
+            "4096",
+        ],
     );
     let http = client();
     let beacons = server.url("/api/analytics/beacons");
@@ -305,6 +310,18 @@ async fn limits_tokens_and_private_files_of_serve() {
         body["error"].as_str().unwrap().contains("larger than"),
         "{body}"
     );
+    // The limit is --api-max-body-bytes (4096 here): a description of the longest
+    // valid length (5,000 characters) no longer fits.
+    let r = http
+        .post(&streams)
+        .bearer_auth(token)
+        .json(&json!({"name": "long-text", "description": "d".repeat(5_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("4096"), "{body}");
     for query in ["token", "access_token", "admin_token"] {
         let r = http
             .post(format!("{streams}?{query}={token}"))
