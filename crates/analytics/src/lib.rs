@@ -16,6 +16,12 @@
 //! to the metadata server's database through [`AnalyticsStore`], and answers the API
 //! in [`api`]. Definitions of every figure are on [`Figures`].
 //!
+//! Bounded against hostile input: beacons are taken only for *known* streams (in the
+//! metadata tables, or served successfully), delivery events only with the
+//! [`EventsToken`] ([`EventsAccess`]); sessions, breakdown values and raw rows are
+//! capped ([`AggregatorConfig`], [`AnalyticsConfig`]); no query holds the aggregator's
+//! lock for longer than what it returns takes to copy.
+//!
 //! Not here: sockets of its own (the caller serves [`api::router`]), media.
 //!
 //! Call order: [`AnalyticsStore::open`] → [`Analytics::new`] → spawn

@@ -297,8 +297,9 @@ impl Analytics {
     }
 
     /// Takes validated beacons from `client` (already resolved through trusted proxies).
-    /// A batch with a beacon about a stream that is not known (see [`crate::known`]) is
-    /// refused whole, and nothing of it is kept.
+    /// A batch with a beacon about a stream that is not known (declared in the metadata
+    /// tables, or served within the session memory) is refused whole, and nothing of
+    /// it is kept: made-up names must not grow the sessions and rollups.
     pub fn ingest_beacons(
         &self,
         beacons: Vec<ValidBeacon>,

@@ -47,7 +47,7 @@ pub fn routes(store: MetaStore, admin: AdminToken) -> (axum::Router, utoipa::ope
     routes_with_limit(store, admin, MAX_BODY)
 }
 
-/// [`routes`] taking request bodies of at most `max_body` bytes (larger ones are
+/// [`routes()`] taking request bodies of at most `max_body` bytes (larger ones are
 /// answered 413) instead of [`MAX_BODY`].
 pub fn routes_with_limit(
     store: MetaStore,
