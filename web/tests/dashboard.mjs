@@ -11,10 +11,13 @@ import {
   publish, rivuletBinary, run, startEdge, startServer, stop, until, waitInPage,
 } from './lib.mjs';
 
+const EVENTS_TOKEN = 'dashboard-events-token';
+
 run('dashboard', async () => {
   const bin = rivuletBinary();
   const out = artifactsDir();
-  const server = await startServer(bin, ['--stream', 'cam=cam-secret-key-1234', '--renditions', 'source']);
+  // The events token lets the edge below POST its deliveries to the server's analytics.
+  const server = await startServer(bin, ['--stream', 'cam=cam-secret-key-1234', '--renditions', 'source', '--analytics-token', EVENTS_TOKEN]);
   const publisher = publish(bin, `${server.rtmp}/live/cam-secret-key-1234`);
   await until('the stream to be live', async () => (await api(server, 'GET', '/api/streams/cam')).json?.live?.live, 60_000);
   const browser = await launchBrowser();
@@ -75,7 +78,7 @@ run('dashboard', async () => {
   await until('the viewer in analytics', async () => (await (await fetch(`${server.http}/api/analytics/streams/cam/summary`)).json()).startups >= 1, 60_000, 1000);
   // An edge in front of the server reports its deliveries (and which upstream
   // served them) to the server's analytics: the stream page lists it.
-  const edge = await startEdge(bin, [server.http], ['--analytics-url', server.http]);
+  const edge = await startEdge(bin, [server.http], ['--analytics-url', server.http, '--analytics-token', EVENTS_TOKEN]);
   await until('playlists through the edge', async () => {
     const r = await fetch(`${edge.url}/live/cam/master.m3u8`);
     return r.ok && r.headers.get('x-rivulet-upstream') === '0';

@@ -11,7 +11,7 @@
 //! for the platform (stream `""`).
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -32,6 +32,14 @@ pub struct AggregatorConfig {
     pub memory_ms: i64,
     /// How long after a minute ends its rows are kept open for late events.
     pub lateness_ms: i64,
+    /// Sessions remembered at most. A new session beyond it evicts the one heard from
+    /// longest ago (counted in [`AggregatorStats::sessions_evicted`]): viewers who keep
+    /// playing are always the newest, so a flood of one-shot sessions only pushes out
+    /// its own kind.
+    pub max_sessions: usize,
+    /// Distinct values of one breakdown (edges, renditions, countries) per stream and
+    /// minute at most; inputs with further values are counted under [`OTHER`].
+    pub max_values: usize,
 }
 
 impl Default for AggregatorConfig {
@@ -40,9 +48,18 @@ impl Default for AggregatorConfig {
             window_ms: 6_000,
             memory_ms: 30 * 60_000,
             lateness_ms: 5_000,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_values: DEFAULT_MAX_VALUES,
         }
     }
 }
+
+/// Default of [`AggregatorConfig::max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+/// Default of [`AggregatorConfig::max_values`].
+pub const DEFAULT_MAX_VALUES: usize = 64;
+/// The breakdown value that inputs beyond [`AggregatorConfig::max_values`] count under.
+pub const OTHER: &str = "other";
 
 /// Live figures: sessions active now.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -51,18 +68,41 @@ pub struct Concurrent {
     pub by: BTreeMap<Dim, BTreeMap<String, u64>>,
 }
 
-pub struct Aggregator {
-    config: AggregatorConfig,
-    buckets: HashMap<BucketKey, Bucket>,
-    sessions: HashMap<u64, Session>,
-    /// When each viewer was last seen in each breakdown value, for `new_sessions`.
-    seen: HashMap<(Dim, Arc<str>, u64), i64>,
+/// What the caps did since the last [`Aggregator::take_stats`], for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AggregatorStats {
+    /// Sessions forgotten early to stay within `max_sessions`.
+    pub sessions_evicted: u64,
+    /// Inputs counted under [`OTHER`] because a breakdown had `max_values` values.
+    pub values_folded: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The sessions and open rollups. Every operation costs time in proportion to what it
+/// returns or to one input, never to everything held: queries of one stream read that
+/// stream's rows only, and concurrency reads the active sessions only. Together with
+/// the caps this bounds how long a caller holds the lock around it.
+pub struct Aggregator {
+    config: AggregatorConfig,
+    /// Open rows, per stream (`""`: the platform).
+    streams: HashMap<Arc<str>, StreamRows>,
+    sessions: HashMap<u64, Session>,
+    /// Sessions by last activity: the active ones are a range at the end, and the
+    /// first is the one to evict.
+    by_age: BTreeSet<(i64, u64)>,
+    stats: AggregatorStats,
+}
+
+/// One stream's open rows.
+#[derive(Default)]
+struct StreamRows {
+    buckets: BTreeMap<BucketKey, Bucket>,
+    /// Distinct values per (minute, breakdown), for the `max_values` cap.
+    values: HashMap<(i64, Dim), usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 struct BucketKey {
     minute: i64,
-    stream: Arc<str>,
     dim: Dim,
     value: Arc<str>,
 }
@@ -79,18 +119,24 @@ struct Session {
     edge: Arc<str>,
     rendition: Arc<str>,
     country: Arc<str>,
+    /// When this viewer was last seen in each breakdown value, for `new_sessions`. A
+    /// handful per session: a viewer moves between few edges, renditions, countries.
+    seen: Vec<(Dim, Arc<str>, i64)>,
 }
 
 /// What a breakdown is called when nothing says.
 const UNKNOWN: &str = "unknown";
+/// Breakdown values remembered per session for `new_sessions`; the oldest goes first.
+const SEEN_PER_SESSION: usize = 16;
 
 impl Aggregator {
     pub fn new(config: AggregatorConfig) -> Self {
         Self {
             config,
-            buckets: HashMap::new(),
+            streams: HashMap::new(),
             sessions: HashMap::new(),
-            seen: HashMap::new(),
+            by_age: BTreeSet::new(),
+            stats: AggregatorStats::default(),
         }
     }
 
@@ -183,6 +229,17 @@ impl Aggregator {
                     .or_default() += 1;
             }
         }
+        // The same cap as on the rows: the largest values by name, the rest as one.
+        let max_values = self.config.max_values.max(1);
+        for values in out.by.values_mut() {
+            if values.len() > max_values {
+                let mut all: Vec<(String, u64)> = std::mem::take(values).into_iter().collect();
+                all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                let rest: u64 = all.drain(max_values - 1..).map(|(_, n)| n).sum();
+                values.extend(all);
+                *values.entry(OTHER.to_owned()).or_default() += rest;
+            }
+        }
         out
     }
 
@@ -199,68 +256,78 @@ impl Aggregator {
     /// `lateness_ms` before `now`.
     pub fn take_closed(&mut self, now: i64) -> Vec<RollupRow> {
         let cutoff = now - self.config.lateness_ms - MINUTE_MS;
-        let closed: Vec<BucketKey> = self
-            .buckets
-            .keys()
-            .filter(|k| k.minute <= cutoff)
-            .cloned()
-            .collect();
-        closed
-            .into_iter()
-            .filter_map(|k| self.buckets.remove(&k).map(|b| to_row(&k, b)))
-            .collect()
+        let mut out = Vec::new();
+        for (stream, rows) in &mut self.streams {
+            // Keys sort by minute first: the closed ones are a prefix.
+            let first_open = BucketKey {
+                minute: cutoff.saturating_add(1),
+                dim: Dim::Total,
+                value: Arc::from(""),
+            };
+            let open = rows.buckets.split_off(&first_open);
+            let closed = std::mem::replace(&mut rows.buckets, open);
+            rows.values.retain(|(minute, _), _| *minute > cutoff);
+            out.extend(closed.into_iter().map(|(k, b)| to_row(stream, &k, b)));
+        }
+        self.streams.retain(|_, rows| !rows.buckets.is_empty());
+        out
     }
 
     /// Removes and returns every row (at shutdown).
     pub fn take_all(&mut self) -> Vec<RollupRow> {
-        self.buckets.drain().map(|(k, b)| to_row(&k, b)).collect()
+        self.streams
+            .drain()
+            .flat_map(|(stream, rows)| {
+                rows.buckets
+                    .into_iter()
+                    .map(move |(k, b)| to_row(&stream, &k, b))
+            })
+            .collect()
     }
 
     /// Copies of the open rows of `stream` (`""`: the platform) in `dims`, for minutes
     /// that overlap `from..to`.
     pub fn open_rows(&self, stream: &str, dims: &[Dim], from: i64, to: i64) -> Vec<RollupRow> {
-        self.buckets
+        let Some(rows) = self.streams.get(stream) else {
+            return Vec::new();
+        };
+        rows.buckets
             .iter()
-            .filter(|(k, _)| {
-                &*k.stream == stream
-                    && dims.contains(&k.dim)
-                    && k.minute + MINUTE_MS > from
-                    && k.minute < to
-            })
-            .map(|(k, b)| {
-                let mut row = to_row(
-                    k,
-                    Bucket {
-                        counters: b.counters.clone(),
-                        active: HashSet::new(),
-                    },
-                );
-                row.counters.active_sessions = b.active.len() as u64;
-                row
-            })
+            .filter(|(k, _)| dims.contains(&k.dim) && k.minute + MINUTE_MS > from && k.minute < to)
+            .map(|(k, b)| open_row(stream, k, b))
             .collect()
     }
 
     /// Copies of the open total rows of every stream (not the platform's), for
-    /// minutes that overlap `from..to`.
+    /// minutes that overlap `from..to`: one pass over the open rows.
     pub fn open_totals(&self, from: i64, to: i64) -> Vec<RollupRow> {
-        let streams: HashSet<&Arc<str>> = self
-            .buckets
-            .keys()
-            .filter(|k| !k.stream.is_empty() && k.dim == Dim::Total)
-            .map(|k| &k.stream)
-            .collect();
-        streams
-            .into_iter()
-            .flat_map(|s| self.open_rows(s, &[Dim::Total], from, to))
+        self.streams
+            .iter()
+            .filter(|(stream, _)| !stream.is_empty())
+            .flat_map(|(stream, rows)| {
+                rows.buckets
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.dim == Dim::Total && k.minute + MINUTE_MS > from && k.minute < to
+                    })
+                    .map(move |(k, b)| open_row(stream, k, b))
+            })
             .collect()
     }
 
     /// Forgets sessions idle for longer than `memory_ms`.
     pub fn prune(&mut self, now: i64) {
         let horizon = now - self.config.memory_ms;
-        self.sessions.retain(|_, s| s.last_ms >= horizon);
-        self.seen.retain(|_, last| *last >= horizon);
+        while let Some(&(last, viewer)) = self.by_age.first() {
+            if last >= horizon {
+                break;
+            }
+            self.by_age.pop_first();
+            self.sessions.remove(&viewer);
+        }
+        for s in self.sessions.values_mut() {
+            s.seen.retain(|(_, _, last)| *last >= horizon);
+        }
     }
 
     /// Sessions remembered (active or not), for metrics.
@@ -268,9 +335,21 @@ impl Aggregator {
         self.sessions.len()
     }
 
+    /// Streams with open rows (the platform's included), for metrics.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// What the caps did since the previous call.
+    pub fn take_stats(&mut self) -> AggregatorStats {
+        std::mem::take(&mut self.stats)
+    }
+
     fn active_sessions(&self, now: i64) -> impl Iterator<Item = &Session> {
         let since = now - self.config.window_ms;
-        self.sessions.values().filter(move |s| s.last_ms >= since)
+        self.by_age
+            .range((since, 0)..)
+            .filter_map(|(_, viewer)| self.sessions.get(viewer))
     }
 
     /// Updates the session (watch time, where it is watched from) and applies `apply`
@@ -289,18 +368,31 @@ impl Aggregator {
         let viewer = viewer_id(stream, session);
         let window = self.config.window_ms;
         let mut watch = 0;
-        let s = self.sessions.entry(viewer).or_insert_with(|| Session {
-            stream: Arc::from(stream),
-            last_ms: ts,
-            edge: Arc::from(edge.unwrap_or(UNKNOWN)),
-            rendition: Arc::from(rendition.unwrap_or(UNKNOWN)),
-            country: Arc::from(country),
-        });
+        if !self.sessions.contains_key(&viewer) {
+            self.make_room();
+            self.sessions.insert(
+                viewer,
+                Session {
+                    stream: Arc::from(stream),
+                    last_ms: ts,
+                    edge: Arc::from(edge.unwrap_or(UNKNOWN)),
+                    rendition: Arc::from(rendition.unwrap_or(UNKNOWN)),
+                    country: Arc::from(country),
+                    seen: Vec::new(),
+                },
+            );
+            self.by_age.insert((ts, viewer));
+        }
+        let Some(s) = self.sessions.get_mut(&viewer) else {
+            return;
+        };
         if ts > s.last_ms {
             let gap = ts - s.last_ms;
             if gap <= window {
                 watch = u64::try_from(gap).unwrap_or(0);
             }
+            self.by_age.remove(&(s.last_ms, viewer));
+            self.by_age.insert((ts, viewer));
             s.last_ms = ts;
         }
         // Where the viewer is now: the latest input that says.
@@ -330,23 +422,12 @@ impl Aggregator {
         let stream_name = s.stream.clone();
         let minute = minute_of(ts);
         let platform: Arc<str> = Arc::from("");
+        let max_values = self.config.max_values;
         for (dim, value) in dims {
-            let last = self
-                .seen
-                .entry((dim, value.clone(), viewer))
-                .or_insert(i64::MIN);
-            let new = *last == i64::MIN;
-            *last = (*last).max(ts);
+            let new = see(&mut s.seen, dim, &value, ts);
             for scope in [&stream_name, &platform] {
-                let bucket = self
-                    .buckets
-                    .entry(BucketKey {
-                        minute,
-                        stream: scope.clone(),
-                        dim,
-                        value: value.clone(),
-                    })
-                    .or_default();
+                let rows = self.streams.entry(scope.clone()).or_default();
+                let bucket = rows.bucket(minute, dim, value.clone(), max_values, &mut self.stats);
                 bucket.active.insert(viewer);
                 bucket.counters.new_sessions += u64::from(new);
                 bucket.counters.watch_ms += watch;
@@ -354,14 +435,83 @@ impl Aggregator {
             }
         }
     }
+
+    /// Evicts the session heard from longest ago if the cap is reached.
+    fn make_room(&mut self) {
+        while self.sessions.len() >= self.config.max_sessions.max(1) {
+            let Some((_, viewer)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.sessions.remove(&viewer);
+            self.stats.sessions_evicted += 1;
+        }
+    }
 }
 
-fn to_row(k: &BucketKey, b: Bucket) -> RollupRow {
+impl StreamRows {
+    /// The bucket of `value` in `dim` at `minute`, or of [`OTHER`] if the breakdown
+    /// has `max_values` values already.
+    fn bucket(
+        &mut self,
+        minute: i64,
+        dim: Dim,
+        value: Arc<str>,
+        max_values: usize,
+        stats: &mut AggregatorStats,
+    ) -> &mut Bucket {
+        let mut key = BucketKey { minute, dim, value };
+        if !self.buckets.contains_key(&key) {
+            let count = self.values.entry((minute, dim)).or_default();
+            if dim != Dim::Total && *count >= max_values.max(1) {
+                stats.values_folded += 1;
+                key.value = Arc::from(OTHER);
+            }
+            if !self.buckets.contains_key(&key) {
+                *count += 1;
+            }
+        }
+        self.buckets.entry(key).or_default()
+    }
+}
+
+/// Marks `value` of `dim` seen at `ts`; whether it was not seen before.
+fn see(seen: &mut Vec<(Dim, Arc<str>, i64)>, dim: Dim, value: &Arc<str>, ts: i64) -> bool {
+    if let Some(entry) = seen.iter_mut().find(|(d, v, _)| *d == dim && v == value) {
+        entry.2 = entry.2.max(ts);
+        return false;
+    }
+    if seen.len() >= SEEN_PER_SESSION
+        && let Some(oldest) = seen
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (_, _, last))| *last)
+            .map(|(i, _)| i)
+    {
+        seen.swap_remove(oldest);
+    }
+    seen.push((dim, value.clone(), ts));
+    true
+}
+
+fn open_row(stream: &str, k: &BucketKey, b: &Bucket) -> RollupRow {
+    let mut row = to_row(
+        stream,
+        k,
+        Bucket {
+            counters: b.counters.clone(),
+            active: HashSet::new(),
+        },
+    );
+    row.counters.active_sessions = b.active.len() as u64;
+    row
+}
+
+fn to_row(stream: &str, k: &BucketKey, b: Bucket) -> RollupRow {
     let mut counters = b.counters;
     counters.active_sessions = counters.active_sessions.max(b.active.len() as u64);
     RollupRow {
         minute: k.minute,
-        stream: k.stream.to_string(),
+        stream: stream.to_owned(),
         dim: Some(k.dim),
         value: k.value.to_string(),
         counters,
@@ -487,5 +637,98 @@ mod tests {
         assert_eq!(figures(&agg, "cam", Dim::Country, "US").startups, 1);
         agg.prune(MINUTE_MS * 100);
         assert_eq!(agg.sessions(), 0);
+    }
+
+    #[test]
+    fn sessions_beyond_the_cap_evict_the_longest_silent() {
+        let mut agg = Aggregator::new(AggregatorConfig {
+            max_sessions: 3,
+            window_ms: 10_000,
+            ..Default::default()
+        });
+        for (i, s) in ["a", "b", "c"].iter().enumerate() {
+            agg.handle_delivery(&delivery(i as i64 * 1000, s, "hi", 200), "US");
+        }
+        // a plays on; d is new: b, silent longest, goes.
+        agg.handle_delivery(&delivery(3_000, "a", "hi", 200), "US");
+        agg.handle_delivery(&delivery(4_000, "d", "hi", 200), "US");
+        assert_eq!(agg.sessions(), 3);
+        assert_eq!(agg.take_stats().sessions_evicted, 1);
+        assert_eq!(agg.take_stats(), AggregatorStats::default());
+        assert_eq!(agg.concurrent(4_000, Some("cam")).total, 3);
+
+        // A flood of one-shot sessions does not push out a viewer who keeps playing
+        // (heard from more often than the cap's worth of new sessions arrive).
+        let mut agg = Aggregator::new(AggregatorConfig {
+            max_sessions: 50,
+            ..Default::default()
+        });
+        for i in 0..1_000 {
+            let t = i * 10;
+            if i % 10 == 0 {
+                agg.handle_delivery(&delivery(t, "a", "hi", 200), "US");
+            }
+            agg.handle_delivery(&delivery(t, &format!("flood-{i}"), "hi", 200), "US");
+        }
+        assert_eq!(agg.sessions(), 50);
+        // 1,001 sessions made, 50 kept: a was never forgotten (it would have been
+        // made again, and another evicted).
+        assert_eq!(agg.take_stats().sessions_evicted, 1_001 - 50);
+        assert!(agg.concurrent(10_000, Some("cam")).total <= 50);
+    }
+
+    #[test]
+    fn breakdown_values_beyond_the_cap_count_as_other() {
+        let mut agg = Aggregator::new(AggregatorConfig {
+            max_values: 2,
+            ..Default::default()
+        });
+        for i in 0..5 {
+            agg.handle_delivery(
+                &delivery(1_000, &format!("s{i}"), &format!("r{i}"), 404),
+                "US",
+            );
+        }
+        let values: BTreeMap<String, u64> = agg
+            .open_rows("cam", &[Dim::Rendition], 0, MINUTE_MS)
+            .into_iter()
+            .map(|r| (r.value, r.counters.requests))
+            .collect();
+        assert_eq!(
+            values,
+            BTreeMap::from([("other".into(), 3), ("r0".into(), 1), ("r1".into(), 1)])
+        );
+        assert_eq!(
+            agg.take_stats().values_folded,
+            6,
+            "3 for the stream, 3 for the platform"
+        );
+        // The live breakdown is capped the same way.
+        let now = agg.concurrent(1_000, Some("cam"));
+        assert_eq!(now.by[&Dim::Rendition].len(), 2);
+        assert_eq!(now.by[&Dim::Rendition].values().sum::<u64>(), 5);
+        // The total is never folded.
+        assert_eq!(figures(&agg, "cam", Dim::Total, "").requests, 5);
+    }
+
+    #[test]
+    fn open_totals_has_each_stream_once() {
+        let mut agg = Aggregator::new(AggregatorConfig::default());
+        for i in 0..2_000 {
+            let event = DeliveryEvent {
+                stream: format!("s{i}"),
+                ..delivery(1_000, "a", "hi", 200)
+            };
+            agg.handle_delivery(&event, "US");
+        }
+        let totals = agg.open_totals(0, MINUTE_MS);
+        assert_eq!(totals.len(), 2_000);
+        let streams: HashSet<&str> = totals.iter().map(|r| r.stream.as_str()).collect();
+        assert_eq!(streams.len(), 2_000);
+        assert!(!streams.contains(""));
+        assert_eq!(agg.open_streams(), 2_001);
+        // Closing the minute empties every stream's rows.
+        assert_eq!(agg.take_closed(MINUTE_MS * 3).len(), 2_001 * 4);
+        assert_eq!(agg.open_streams(), 0);
     }
 }

@@ -18,9 +18,10 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::access::EventsAccess;
 use crate::beacon::{self, BeaconBatch, BeaconError};
 use crate::error::AnalyticsError;
-use crate::event::{DeliveryBatch, now_ms};
+use crate::event::{DeliveryBatch, DeliveryEvent, now_ms};
 use crate::rollup::{Dim, MINUTE_MS};
 use crate::service::{Analytics, PlatformSummary, StreamSummary, Timeseries};
 
@@ -56,10 +57,31 @@ pub fn routes(analytics: Analytics) -> (axum::Router, utoipa::openapi::OpenApi) 
         title = "Rivulet analytics API",
         description = "Viewers, watch time, geography and playback quality of Rivulet streams."
     ),
+    modifiers(&EventsAuth),
     tags((name = "analytics", description = "Viewer and quality-of-experience figures; player beacons")),
     components(schemas(ErrorBody, BeaconBatch, DeliveryBatch, Dim))
 )]
 struct ApiDoc;
+
+struct EventsAuth;
+
+impl utoipa::Modify for EventsAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "analytics_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "--analytics-token / RIVULET_ANALYTICS_TOKEN, or the token `rivulet analytics` generated in DATA_DIR/analytics-token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The answer to an accepted batch.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -77,7 +99,9 @@ pub struct Accepted {
     request_body = BeaconBatch,
     responses(
         (status = 202, description = "Accepted", body = Accepted),
-        (status = 400, description = "Malformed JSON, a body over 64 KiB, or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or an invalid field (named in `field`)", body = ErrorBody),
+        (status = 404, description = "A beacon is about a stream that is not known here (named in `field`)", body = ErrorBody),
+        (status = 413, description = "A body over 64 KiB", body = ErrorBody),
     )
 )]
 async fn post_beacons(State(analytics): State<Analytics>, request: Request) -> Response {
@@ -100,42 +124,61 @@ async fn post_beacons(State(analytics): State<Analytics>, request: Request) -> R
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let accepted = beacons.len();
-    analytics.ingest_beacons(beacons, client, user_agent);
+    if let Err(e) = analytics.ingest_beacons(beacons, client, user_agent) {
+        metrics::counter!("analytics_beacons_rejected_total", "reason" => "unknown_stream")
+            .increment(1);
+        return error(StatusCode::NOT_FOUND, e.to_string(), Some(e.field));
+    }
     (StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response()
 }
 
-/// Delivery events from an origin or edge (`rivulet serve --analytics-url`). Needs
-/// `Authorization: Bearer TOKEN` when the analytics server has `--analytics-token`.
+/// Delivery events from an origin or edge (`--analytics-url`). Needs
+/// `Authorization: Bearer TOKEN` with the analytics server's events token
+/// (`--analytics-token`, or the one `rivulet analytics` generated in
+/// DATA_DIR/analytics-token); a `rivulet serve` without one records its own deliveries
+/// in-process and refuses these (403). Events with an error status about a stream
+/// that is not known are ignored.
 #[utoipa::path(
     post,
     path = "/api/analytics/events",
     tag = "analytics",
     request_body = DeliveryBatch,
-    security((), ("analytics_token" = [])),
+    security(("analytics_token" = [])),
     responses(
         (status = 202, description = "Accepted", body = Accepted),
-        (status = 400, description = "Malformed batch", body = ErrorBody),
+        (status = 400, description = "Malformed batch, or a field too long (named in `field`)", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "This server takes no delivery events over HTTP (no events token set)", body = ErrorBody),
+        (status = 413, description = "A body over 8 MiB", body = ErrorBody),
     )
 )]
 async fn post_events(State(analytics): State<Analytics>, request: Request) -> Response {
-    if let Some(token) = &analytics.config().events_token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if presented.map(str::trim) != Some(token.as_str()) {
+    match &analytics.config().events {
+        EventsAccess::InProcessOnly => {
             return error(
-                StatusCode::UNAUTHORIZED,
-                "this endpoint needs the analytics token: send Authorization: Bearer TOKEN",
+                StatusCode::FORBIDDEN,
+                "this server records its own deliveries in-process and takes no delivery events over HTTP: to accept them from edges, set --analytics-token here and the same on the edges",
                 None,
             );
+        }
+        EventsAccess::Token(token) => {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if !presented.is_some_and(|p| token.matches(p.trim())) {
+                return error(
+                    StatusCode::UNAUTHORIZED,
+                    "this endpoint needs the analytics token: send Authorization: Bearer TOKEN",
+                    None,
+                );
+            }
         }
     }
     let body = match read_body(request, MAX_EVENTS_BODY).await {
         Ok(body) => body,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.reason, e.field),
+        Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e.reason, e.field),
     };
     let de = &mut serde_json::Deserializer::from_slice(&body);
     let batch: DeliveryBatch = match serde_path_to_error::deserialize(de) {
@@ -149,6 +192,9 @@ async fn post_events(State(analytics): State<Analytics>, request: Request) -> Re
             );
         }
     };
+    if let Err((field, reason)) = check_events(&batch.events) {
+        return error(StatusCode::BAD_REQUEST, reason, Some(field));
+    }
     let accepted = batch.events.len();
     analytics.ingest_deliveries(batch.events);
     (StatusCode::ACCEPTED, Json(Accepted { accepted })).into_response()
@@ -407,7 +453,50 @@ async fn read_body(request: Request, limit: usize) -> Result<bytes::Bytes, Beaco
 
 fn refuse(e: BeaconError) -> Response {
     metrics::counter!("analytics_beacons_rejected_total", "reason" => e.kind).increment(1);
-    error(StatusCode::BAD_REQUEST, e.reason, e.field)
+    let status = if e.kind == "too_large" {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    error(status, e.reason, e.field)
+}
+
+/// Checks the lengths of the strings of delivery events: what our own origins and
+/// edges send is far below these, so anything longer is refused (the batch, 400,
+/// naming the field) rather than kept in memory and in the database.
+fn check_events(events: &[DeliveryEvent]) -> Result<(), (String, String)> {
+    let too_long = |i: usize, name: &str, max: usize| {
+        Err((
+            format!("events[{i}].{name}"),
+            format!("longer than {max} characters"),
+        ))
+    };
+    for (i, e) in events.iter().enumerate() {
+        let cmcd_ids = e.cmcd.as_ref().map_or([None, None, None, None], |c| {
+            [
+                c.sid.as_deref(),
+                c.cid.as_deref(),
+                c.st.as_deref(),
+                c.ot.as_deref(),
+            ]
+        });
+        for (name, value, max) in [
+            ("stream", Some(e.stream.as_str()), meta::MAX_NAME_LEN),
+            ("rendition", e.rendition.as_deref(), crate::cmcd::MAX_ID_LEN),
+            ("session", Some(e.session.as_str()), crate::cmcd::MAX_ID_LEN),
+            ("edge", Some(e.edge.as_str()), meta::MAX_NODE_LEN),
+            ("upstream", e.upstream.as_deref(), MAX_UPSTREAM_LEN),
+            ("cmcd.sid", cmcd_ids[0], crate::cmcd::MAX_ID_LEN),
+            ("cmcd.cid", cmcd_ids[1], crate::cmcd::MAX_ID_LEN),
+            ("cmcd.st", cmcd_ids[2], crate::cmcd::MAX_ID_LEN),
+            ("cmcd.ot", cmcd_ids[3], crate::cmcd::MAX_ID_LEN),
+        ] {
+            if value.is_some_and(|v| v.chars().count() > max) {
+                return too_long(i, name, max);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn peer_of(request: &Request) -> IpAddr {
@@ -435,6 +524,8 @@ fn no_cache() -> [(header::HeaderName, &'static str); 1] {
 }
 
 /// Largest batch of delivery events, bytes (about 20 000 events).
-const MAX_EVENTS_BODY: usize = 8 * 1024 * 1024;
+pub const MAX_EVENTS_BODY: usize = 8 * 1024 * 1024;
+/// Longest upstream URL in a delivery event.
+const MAX_UPSTREAM_LEN: usize = 2048;
 const DEFAULT_WINDOW_MS: i64 = 3_600_000;
 const MAX_WINDOW_MS: i64 = 366 * 86_400_000;

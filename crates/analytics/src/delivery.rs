@@ -98,8 +98,15 @@ const EDGE_USER_AGENT: &str = "rivulet-edge/";
 /// Stream, rendition and kind of a `/live/…` path.
 fn target(path: &str) -> Option<(String, Option<String>, ObjectKind)> {
     let mut parts = path.strip_prefix("/live/")?.split('/');
-    let stream = parts.next().filter(|s| !s.is_empty())?;
+    // A name longer than any stream's is no stream: not an event (the analytics server
+    // would refuse the batch it came in).
+    let stream = parts
+        .next()
+        .filter(|s| !s.is_empty() && s.len() <= meta::MAX_NAME_LEN)?;
     let (rendition, kind) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(rendition), _, _) if rendition.chars().count() > crate::cmcd::MAX_ID_LEN => {
+            (None, ObjectKind::Other)
+        }
         (Some("master.m3u8"), None, None) => (None, ObjectKind::Multivariant),
         (Some(rendition), Some("index.m3u8"), None) => (Some(rendition), ObjectKind::Playlist),
         (Some(rendition), Some(object), None) => (Some(rendition), object_kind(object)),
@@ -218,6 +225,13 @@ mod tests {
         );
         assert_eq!(target("/api/streams"), None);
         assert_eq!(target("/live//master.m3u8"), None);
+        let long = "x".repeat(meta::MAX_NAME_LEN + 1);
+        assert_eq!(target(&format!("/live/{long}/master.m3u8")), None);
+        let long = "r".repeat(crate::cmcd::MAX_ID_LEN + 1);
+        assert_eq!(
+            target(&format!("/live/cam/{long}/index.m3u8")),
+            Some(("cam".into(), None, ObjectKind::Other))
+        );
     }
 
     /// The middleware over a router that serves `/live/…` objects as an origin or an

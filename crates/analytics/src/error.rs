@@ -15,6 +15,9 @@ pub enum AnalyticsError {
     Corrupt(String),
     #[error("cannot open the GeoIP database {path}: {reason} (set --geoip-db)")]
     GeoIp { path: PathBuf, reason: String },
+    /// A background computation failed (panicked or was cancelled).
+    #[error("analytics computation failed: {0}")]
+    Task(String),
     /// A query parameter is out of range (answered 400, naming it).
     #[error("{reason}")]
     InvalidQuery { field: &'static str, reason: String },

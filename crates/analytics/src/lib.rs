@@ -16,12 +16,19 @@
 //! to the metadata server's database through [`AnalyticsStore`], and answers the API
 //! in [`api`]. Definitions of every figure are on [`Figures`].
 //!
+//! Bounded against hostile input: beacons are taken only for *known* streams (in the
+//! metadata tables, or served successfully), delivery events only with the
+//! [`EventsToken`] ([`EventsAccess`]); sessions, breakdown values and raw rows are
+//! capped ([`AggregatorConfig`], [`AnalyticsConfig`]); no query holds the aggregator's
+//! lock for longer than what it returns takes to copy.
+//!
 //! Not here: sockets of its own (the caller serves [`api::router`]), media.
 //!
 //! Call order: [`AnalyticsStore::open`] → [`Analytics::new`] → spawn
 //! [`Analytics::run`] → [`Emitter::local`] (or [`Emitter::remote`] on another host) for
 //! the origin → merge [`api::routes`] into the HTTP server.
 
+mod access;
 mod aggregate;
 pub mod api;
 pub mod beacon;
@@ -32,11 +39,16 @@ mod emit;
 mod error;
 mod event;
 mod geo;
+mod known;
 mod rollup;
 mod service;
 mod store;
 
-pub use aggregate::{Aggregator, AggregatorConfig, Concurrent};
+pub use access::{EVENTS_TOKEN_FILE, EventsAccess, EventsToken, MIN_EVENTS_TOKEN_LEN};
+pub use aggregate::{
+    Aggregator, AggregatorConfig, AggregatorStats, Concurrent, DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_VALUES, OTHER,
+};
 pub use client::{ProxyNet, TrustedProxies, canonical, session_id};
 pub use delivery::record_delivery;
 pub use emit::{EmitConfig, Emitter, PLAYER_ID_HEADER, RequestInfo};
@@ -48,7 +60,7 @@ pub use rollup::{
     percentile,
 };
 pub use service::{
-    Analytics, AnalyticsConfig, Breakdown, EdgeUpstream, PlatformSummary, Series, StreamSummary,
-    Timeseries,
+    Analytics, AnalyticsConfig, Breakdown, DEFAULT_MAX_RAW_ROWS, EdgeUpstream, PlatformSummary,
+    Series, StreamSummary, Timeseries, UnknownStream,
 };
 pub use store::{AnalyticsStore, RawBeacon, RawDelivery};

@@ -9,12 +9,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::access::EventsAccess;
 use crate::aggregate::{Aggregator, AggregatorConfig, Concurrent};
 use crate::beacon::ValidBeacon;
 use crate::client::{TrustedProxies, session_id};
 use crate::error::AnalyticsError;
 use crate::event::{DeliveryEvent, now_ms};
 use crate::geo::GeoIp;
+use crate::known::KnownStreams;
 use crate::rollup::{Dim, Figures, MINUTE_MS, RollupRow, minute_of};
 use crate::store::{AnalyticsStore, RawBeacon, RawDelivery};
 
@@ -26,11 +28,16 @@ pub struct AnalyticsConfig {
     pub retention: Duration,
     /// Proxies whose `X-Forwarded-For` is believed (for beacons).
     pub trusted_proxies: TrustedProxies,
-    /// Bearer token that `POST /api/analytics/events` must carry, if set.
-    pub events_token: Option<String>,
+    /// Who may `POST /api/analytics/events`: nobody (in-process events only, the
+    /// default) or the holders of a token.
+    pub events: EventsAccess,
     /// Raw events held for the next write at most; more are not stored raw (the
     /// rollups still count them), so that a slow database cannot eat the memory.
     pub raw_buffer: usize,
+    /// Raw rows kept in the database per table (deliveries, beacons) at most; the
+    /// oldest are deleted beyond it (`analytics_raw_pruned_total{reason="cap"}`), on top
+    /// of the retention.
+    pub max_raw_rows: u64,
 }
 
 impl Default for AnalyticsConfig {
@@ -39,10 +46,25 @@ impl Default for AnalyticsConfig {
             aggregator: AggregatorConfig::default(),
             retention: Duration::from_secs(48 * 3600),
             trusted_proxies: TrustedProxies::default(),
-            events_token: None,
+            events: EventsAccess::default(),
             raw_buffer: 200_000,
+            max_raw_rows: DEFAULT_MAX_RAW_ROWS,
         }
     }
+}
+
+/// Default of [`AnalyticsConfig::max_raw_rows`].
+pub const DEFAULT_MAX_RAW_ROWS: u64 = 2_000_000;
+
+/// Why a beacon batch was refused by the service (after it parsed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no stream named '{stream}' is known here: beacons are taken for streams that exist or are being served"
+)]
+pub struct UnknownStream {
+    /// The beacon at fault, as a path (`beacons[2].stream`).
+    pub field: String,
+    pub stream: String,
 }
 
 /// The analytics server. Cheap to clone.
@@ -68,6 +90,8 @@ struct Inner {
     /// The latest upstream each edge got a stream from: (stream, edge) → (upstream,
     /// time of the event). In memory only: it says what is happening now.
     upstreams: Mutex<BTreeMap<(String, String), (String, i64)>>,
+    /// The streams beacons (and error deliveries) may be about.
+    known: Mutex<KnownStreams>,
 }
 
 /// Entries of the upstream table older than this are forgotten (the edge is gone,
@@ -177,6 +201,7 @@ impl Analytics {
                 salt,
                 gauged: Mutex::new(HashSet::new()),
                 upstreams: Mutex::new(BTreeMap::new()),
+                known: Mutex::new(KnownStreams::default()),
             }),
         }
     }
@@ -198,12 +223,37 @@ impl Analytics {
     }
 
     /// Takes delivery events (from the in-process emitter or a remote server's batch).
+    ///
+    /// A success (status below 400) proves its stream exists; an error about a stream
+    /// not known otherwise is not counted (`analytics_events_ignored_total`): a request
+    /// for a made-up name must not become a stream with its own rows.
     pub fn ingest_deliveries(&self, events: impl IntoIterator<Item = DeliveryEvent>) {
         let mut countries = Vec::new();
-        let events: Vec<DeliveryEvent> = events
-            .into_iter()
-            .inspect(|e| countries.push(self.inner.geo.country(e.client)))
-            .collect();
+        let mut ignored = 0u64;
+        let events: Vec<DeliveryEvent> = {
+            let mut known = lock(&self.inner.known);
+            events
+                .into_iter()
+                .filter(|e| {
+                    if e.status < 400 {
+                        known.handle_served(&e.stream, e.ts);
+                        true
+                    } else if known.is_known(&e.stream) {
+                        true
+                    } else {
+                        ignored += 1;
+                        false
+                    }
+                })
+                .collect()
+        };
+        if ignored > 0 {
+            metrics::counter!("analytics_events_ignored_total", "reason" => "unknown_stream")
+                .increment(ignored);
+        }
+        for e in &events {
+            countries.push(self.inner.geo.country(e.client));
+        }
         {
             let mut agg = lock(&self.inner.agg);
             for (e, country) in events.iter().zip(&countries) {
@@ -247,12 +297,28 @@ impl Analytics {
     }
 
     /// Takes validated beacons from `client` (already resolved through trusted proxies).
+    /// A batch with a beacon about a stream that is not known (declared in the metadata
+    /// tables, or served within the session memory) is refused whole, and nothing of
+    /// it is kept: made-up names must not grow the sessions and rollups.
     pub fn ingest_beacons(
         &self,
         beacons: Vec<ValidBeacon>,
         client: IpAddr,
         user_agent: Option<&str>,
-    ) {
+    ) -> Result<(), UnknownStream> {
+        {
+            let known = lock(&self.inner.known);
+            if let Some((i, b)) = beacons
+                .iter()
+                .enumerate()
+                .find(|(_, b)| !known.is_known(&b.stream))
+            {
+                return Err(UnknownStream {
+                    field: format!("beacons[{i}].stream"),
+                    stream: b.stream.clone(),
+                });
+            }
+        }
         let now = now_ms();
         let country = self.inner.geo.country(client);
         let mut raw_rows = Vec::with_capacity(beacons.len());
@@ -288,7 +354,22 @@ impl Analytics {
             .config
             .raw_buffer
             .saturating_sub(raw.beacons.len());
+        let dropped = raw_rows.len().saturating_sub(room);
         raw.beacons.extend(raw_rows.into_iter().take(room));
+        if dropped > 0 {
+            metrics::counter!("analytics_raw_dropped_total").increment(dropped as u64);
+        }
+        Ok(())
+    }
+
+    /// Reads the stream names of the metadata database (shared with analytics) into
+    /// the set of known streams.
+    pub async fn refresh_known(&self) {
+        match self.inner.store.stream_names(MAX_DECLARED_STREAMS).await {
+            Ok(names) => lock(&self.inner.known).set_declared(names),
+            // Without the list, the previous one and the served streams still count.
+            Err(e) => tracing::warn!(error = %e, "cannot read the stream names for analytics"),
+        }
     }
 
     /// Runs the background work until `stop`: every second, closed minutes and raw
@@ -299,12 +380,17 @@ impl Analytics {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_prune: Option<i64> = None;
+        let mut last_refresh: Option<i64> = None;
         loop {
             tokio::select! {
                 () = &mut stop => break,
                 _ = tick.tick() => {}
             }
             let now = now_ms();
+            if last_refresh.is_none_or(|last| now.saturating_sub(last) >= REFRESH_KNOWN_EVERY_MS) {
+                last_refresh = Some(now);
+                self.refresh_known().await;
+            }
             self.flush(now, false).await;
             self.set_gauges(now);
             if last_prune.is_none_or(|last| now.saturating_sub(last) >= PRUNE_EVERY_MS) {
@@ -355,7 +441,26 @@ impl Analytics {
             Ok(n) => tracing::debug!(rows = n, "pruned raw analytics events"),
             Err(e) => tracing::warn!(error = %e, "cannot prune raw analytics events"),
         }
+        match self
+            .inner
+            .store
+            .cap_raw(self.inner.config.max_raw_rows)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(
+                    rows = n,
+                    cap = self.inner.config.max_raw_rows,
+                    "deleted the oldest raw analytics events beyond the cap (--analytics-max-raw-rows)"
+                );
+                metrics::counter!("analytics_raw_pruned_total", "reason" => "cap").increment(n);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot cap the raw analytics events"),
+        }
+        let memory = self.inner.config.aggregator.memory_ms;
         lock(&self.inner.agg).prune(now);
+        lock(&self.inner.known).prune(now.saturating_sub(memory));
         lock(&self.inner.upstreams)
             .retain(|_, (_, ts)| now.saturating_sub(*ts) < UPSTREAM_MEMORY_MS);
     }
@@ -375,19 +480,27 @@ impl Analytics {
         let dims = [Dim::Total, Dim::Country, Dim::Rendition, Dim::Edge];
         let rows = self.rows(stream, &dims, from, to).await?;
         let now = self.concurrent(Some(stream));
-        let mut b = breakdowns(&rows, &now);
-        Ok(StreamSummary {
-            stream: stream.to_owned(),
-            from,
-            to,
-            active_window_ms: self.inner.config.aggregator.window_ms,
-            concurrent_viewers: now.total,
-            figures: Figures::from_rows(rows.iter().filter(|r| r.dim == Some(Dim::Total))),
-            by_country: b.remove(&Dim::Country).unwrap_or_default(),
-            by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
-            by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
-            edges: self.edge_upstreams(stream),
+        let edges = self.edge_upstreams(stream);
+        let stream = stream.to_owned();
+        let active_window_ms = self.inner.config.aggregator.window_ms;
+        let max_values = self.inner.config.aggregator.max_values;
+        // A long window is many stored rows: summed off the async workers.
+        off_runtime(move || {
+            let mut b = breakdowns(&rows, &now, max_values);
+            StreamSummary {
+                stream,
+                from,
+                to,
+                active_window_ms,
+                concurrent_viewers: now.total,
+                figures: Figures::from_rows(rows.iter().filter(|r| r.dim == Some(Dim::Total))),
+                by_country: b.remove(&Dim::Country).unwrap_or_default(),
+                by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
+                by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
+                edges,
+            }
         })
+        .await
     }
 
     /// The latest upstream of each edge serving `stream` (the last hour's).
@@ -414,8 +527,8 @@ impl Analytics {
         let dims = [Dim::Total, Dim::Country, Dim::Rendition, Dim::Edge];
         let rows = self.rows("", &dims, from, to).await?;
         let now = self.concurrent(None);
-        let mut b = breakdowns(&rows, &now);
-        // Per stream: their total rows.
+        // Per stream: their total rows. The open ones in one pass over the open rows
+        // (not one pass per stream: that made this request quadratic in the streams).
         let stream_rows = {
             let _guard = self.inner.flush.lock().await;
             let mut rows = self.inner.store.stream_totals(from, to).await?;
@@ -423,32 +536,18 @@ impl Analytics {
             rows
         };
         let per_stream_now = lock(&self.inner.agg).concurrent_per_stream(now_ms());
-        let mut grouped: BTreeMap<&str, Vec<&RollupRow>> = BTreeMap::new();
-        for r in &stream_rows {
-            grouped.entry(&r.stream).or_default().push(r);
-        }
-        for name in per_stream_now.keys() {
-            grouped.entry(name).or_default();
-        }
-        let streams = grouped
-            .into_iter()
-            .map(|(name, rows)| Breakdown {
-                value: name.to_owned(),
-                concurrent_viewers: per_stream_now.get(name).copied().unwrap_or(0),
-                figures: Figures::from_rows(rows),
-            })
-            .collect();
-        Ok(PlatformSummary {
-            from,
-            to,
-            active_window_ms: self.inner.config.aggregator.window_ms,
-            concurrent_viewers: now.total,
-            figures: Figures::from_rows(rows.iter().filter(|r| r.dim == Some(Dim::Total))),
-            streams,
-            by_country: b.remove(&Dim::Country).unwrap_or_default(),
-            by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
-            by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
+        let active_window_ms = self.inner.config.aggregator.window_ms;
+        let max_values = self.inner.config.aggregator.max_values;
+        off_runtime(move || {
+            platform_summary(
+                (from, to, active_window_ms, max_values),
+                &rows,
+                &now,
+                &stream_rows,
+                &per_stream_now,
+            )
         })
+        .await
     }
 
     /// One figure of `stream` (`""`: the platform) per `step` over `from..to`, per
@@ -486,41 +585,19 @@ impl Analytics {
             });
         }
         let rows = self.rows(stream, &[by], from, to).await?;
-        let mut grouped: BTreeMap<&str, BTreeMap<i64, Vec<&RollupRow>>> = BTreeMap::new();
-        for r in &rows {
-            let slot = start + (r.minute - start).div_euclid(step) * step;
-            grouped
-                .entry(&r.value)
-                .or_default()
-                .entry(slot)
-                .or_default()
-                .push(r);
-        }
-        let series = grouped
-            .into_iter()
-            .map(|(key, slots)| Series {
-                key: key.to_owned(),
-                points: (0..steps)
-                    .map(|i| {
-                        let t = start + i * step;
-                        let v = slots.get(&t).and_then(|rows| {
-                            Figures::from_rows(rows.iter().copied())
-                                .metric(metric)
-                                .flatten()
-                        });
-                        (t, v)
-                    })
-                    .collect(),
-            })
-            .collect();
-        Ok(Timeseries {
-            metric: metric.to_owned(),
-            by,
-            from,
-            to,
-            step_ms: step,
-            series,
+        let metric = metric.to_owned();
+        let max_values = self.inner.config.aggregator.max_values;
+        off_runtime(move || {
+            timeseries(
+                &rows,
+                metric,
+                by,
+                (from, to),
+                (start, step, steps),
+                max_values,
+            )
         })
+        .await
     }
 
     /// Stored and open rows, read consistently.
@@ -538,10 +615,18 @@ impl Analytics {
     }
 
     fn set_gauges(&self, now: i64) {
-        let (per_stream, sessions) = {
-            let agg = lock(&self.inner.agg);
-            (agg.concurrent_per_stream(now), agg.sessions())
+        let (per_stream, sessions, open_streams, stats) = {
+            let mut agg = lock(&self.inner.agg);
+            (
+                agg.concurrent_per_stream(now),
+                agg.sessions(),
+                agg.open_streams(),
+                agg.take_stats(),
+            )
         };
+        metrics::counter!("analytics_sessions_evicted_total").increment(stats.sessions_evicted);
+        metrics::counter!("analytics_breakdown_values_folded_total").increment(stats.values_folded);
+        metrics::gauge!("analytics_open_streams").set(open_streams as f64);
         let total: u64 = per_stream.values().sum();
         metrics::gauge!("analytics_concurrent_viewers_total").set(total as f64);
         metrics::gauge!("analytics_sessions_remembered").set(sessions as f64);
@@ -559,9 +644,131 @@ impl Analytics {
     }
 }
 
+/// The platform summary from the rows read (run off the async workers).
+fn platform_summary(
+    (from, to, active_window_ms, max_values): (i64, i64, i64, usize),
+    rows: &[RollupRow],
+    now: &Concurrent,
+    stream_rows: &[RollupRow],
+    per_stream_now: &BTreeMap<String, u64>,
+) -> PlatformSummary {
+    let mut b = breakdowns(rows, now, max_values);
+    let mut grouped: BTreeMap<&str, Vec<&RollupRow>> = BTreeMap::new();
+    for r in stream_rows {
+        grouped.entry(&r.stream).or_default().push(r);
+    }
+    for name in per_stream_now.keys() {
+        grouped.entry(name).or_default();
+    }
+    let streams = grouped
+        .into_iter()
+        .map(|(name, rows)| Breakdown {
+            value: name.to_owned(),
+            concurrent_viewers: per_stream_now.get(name).copied().unwrap_or(0),
+            figures: Figures::from_rows(rows),
+        })
+        .collect();
+    PlatformSummary {
+        from,
+        to,
+        active_window_ms,
+        concurrent_viewers: now.total,
+        figures: Figures::from_rows(rows.iter().filter(|r| r.dim == Some(Dim::Total))),
+        streams,
+        by_country: b.remove(&Dim::Country).unwrap_or_default(),
+        by_rendition: b.remove(&Dim::Rendition).unwrap_or_default(),
+        by_edge: b.remove(&Dim::Edge).unwrap_or_default(),
+    }
+}
+
+/// One series per value from the rows read (run off the async workers).
+fn timeseries(
+    rows: &[RollupRow],
+    metric: String,
+    by: Dim,
+    (from, to): (i64, i64),
+    (start, step, steps): (i64, i64, i64),
+    max_values: usize,
+) -> Timeseries {
+    // At most `max_values` series: the values with the most activity, the rest summed
+    // as one (a window may hold many more values than one minute may).
+    let mut activity: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in rows {
+        *activity.entry(&r.value).or_default() +=
+            r.counters.active_sessions + r.counters.requests + r.counters.beacons;
+    }
+    let kept: std::collections::HashSet<&str> = if activity.len() > max_values.max(1) {
+        let mut ranked: Vec<(&str, u64)> = activity.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        ranked
+            .into_iter()
+            .take(max_values.max(1) - 1)
+            .map(|(v, _)| v)
+            .collect()
+    } else {
+        activity.into_keys().collect()
+    };
+    let mut grouped: BTreeMap<&str, BTreeMap<i64, Vec<&RollupRow>>> = BTreeMap::new();
+    for r in rows {
+        let slot = start + (r.minute - start).div_euclid(step) * step;
+        let value = if kept.contains(r.value.as_str()) {
+            r.value.as_str()
+        } else {
+            crate::OTHER
+        };
+        grouped
+            .entry(value)
+            .or_default()
+            .entry(slot)
+            .or_default()
+            .push(r);
+    }
+    let series = grouped
+        .into_iter()
+        .map(|(key, slots)| Series {
+            key: key.to_owned(),
+            points: (0..steps)
+                .map(|i| {
+                    let t = start + i * step;
+                    let v = slots.get(&t).and_then(|rows| {
+                        Figures::from_rows(rows.iter().copied())
+                            .metric(&metric)
+                            .flatten()
+                    });
+                    (t, v)
+                })
+                .collect(),
+        })
+        .collect();
+    Timeseries {
+        metric,
+        by,
+        from,
+        to,
+        step_ms: step,
+        series,
+    }
+}
+
+/// Runs `work` (summing many rows) on the blocking pool, so that a request over a
+/// long window never holds an async worker that ingest and playback need.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AnalyticsError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AnalyticsError::Task(e.to_string()))
+}
+
 /// Per breakdown dimension, one entry per value, sorted by concurrent viewers then
-/// unique viewers (largest first).
-fn breakdowns(rows: &[RollupRow], now: &Concurrent) -> BTreeMap<Dim, Vec<Breakdown>> {
+/// unique viewers (largest first); beyond `max_values` values, the smallest are
+/// summed into one [`crate::OTHER`] entry, so that an answer stays small whatever
+/// the window holds.
+fn breakdowns(
+    rows: &[RollupRow],
+    now: &Concurrent,
+    max_values: usize,
+) -> BTreeMap<Dim, Vec<Breakdown>> {
     let mut grouped: BTreeMap<Dim, BTreeMap<&str, Vec<&RollupRow>>> = BTreeMap::new();
     for r in rows {
         if let Some(dim) = r.dim.filter(|d| *d != Dim::Total) {
@@ -581,27 +788,52 @@ fn breakdowns(rows: &[RollupRow], now: &Concurrent) -> BTreeMap<Dim, Vec<Breakdo
     grouped
         .into_iter()
         .map(|(dim, values)| {
-            let mut list: Vec<Breakdown> = values
+            let mut list: Vec<(Breakdown, Vec<&RollupRow>)> = values
                 .into_iter()
-                .map(|(value, rows)| Breakdown {
-                    value: value.to_owned(),
-                    concurrent_viewers: now
-                        .by
-                        .get(&dim)
-                        .and_then(|m| m.get(value))
-                        .copied()
-                        .unwrap_or(0),
-                    figures: Figures::from_rows(rows),
+                .map(|(value, rows)| {
+                    let breakdown = Breakdown {
+                        value: value.to_owned(),
+                        concurrent_viewers: now
+                            .by
+                            .get(&dim)
+                            .and_then(|m| m.get(value))
+                            .copied()
+                            .unwrap_or(0),
+                        figures: Figures::from_rows(rows.iter().copied()),
+                    };
+                    (breakdown, rows)
                 })
                 .collect();
-            list.sort_by(|a, b| {
-                (b.concurrent_viewers, b.figures.unique_viewers, &a.value).cmp(&(
-                    a.concurrent_viewers,
-                    a.figures.unique_viewers,
-                    &b.value,
-                ))
-            });
-            (dim, list)
+            let order = |list: &mut Vec<(Breakdown, Vec<&RollupRow>)>| {
+                list.sort_by(|(a, _), (b, _)| {
+                    (b.concurrent_viewers, b.figures.unique_viewers, &a.value).cmp(&(
+                        a.concurrent_viewers,
+                        a.figures.unique_viewers,
+                        &b.value,
+                    ))
+                });
+            };
+            order(&mut list);
+            let max_values = max_values.max(1);
+            if list.len() > max_values {
+                let mut concurrent = 0;
+                let mut rest = Vec::new();
+                for (b, rows) in list.drain(max_values - 1..) {
+                    concurrent += b.concurrent_viewers;
+                    rest.extend(rows);
+                }
+                // One viewer in two of the folded values counts twice here.
+                list.push((
+                    Breakdown {
+                        value: crate::OTHER.to_owned(),
+                        concurrent_viewers: concurrent,
+                        figures: Figures::from_rows(rest.iter().copied()),
+                    },
+                    Vec::new(),
+                ));
+                order(&mut list);
+            }
+            (dim, list.into_iter().map(|(b, _)| b).collect())
         })
         .collect()
 }
@@ -630,6 +862,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A beacon's own timestamp is used when within this of the server's clock.
 const BEACON_CLOCK_SKEW_MS: i64 = 3_600_000;
 const PRUNE_EVERY_MS: i64 = 60_000;
+/// How often the stream names are read from the metadata database.
+const REFRESH_KNOWN_EVERY_MS: i64 = 5_000;
+/// Stream names read from the metadata database at most.
+const MAX_DECLARED_STREAMS: u32 = 100_000;
 const MAX_RETRY_ROWS: usize = 100_000;
 /// Most points in one time series.
 const MAX_POINTS: i64 = 10_000;

@@ -223,6 +223,42 @@ impl AnalyticsStore {
         Ok(n)
     }
 
+    /// Deletes the oldest raw events of each table beyond `cap` rows; returns how many.
+    pub async fn cap_raw(&self, cap: u64) -> Result<u64, AnalyticsError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let mut n = 0;
+        for table in ["analytics_deliveries", "analytics_beacons"] {
+            // The id of the newest row beyond the cap, through the primary key: no
+            // count of the table, no sort.
+            let edge: Option<i64> = sqlx::query(&format!(
+                "SELECT id FROM {table} ORDER BY id DESC LIMIT 1 OFFSET $1"
+            ))
+            .bind(cap)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get::<i64, _>(0))
+            .transpose()?;
+            if let Some(edge) = edge {
+                n += sqlx::query(&format!("DELETE FROM {table} WHERE id <= $1"))
+                    .bind(edge)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+            }
+        }
+        Ok(n)
+    }
+
+    /// The names of the streams in the metadata tables of the same database.
+    pub async fn stream_names(&self, limit: u32) -> Result<Vec<String>, AnalyticsError> {
+        meta::list_names(&self.pool, limit)
+            .await
+            .map_err(|e| match e {
+                meta::MetaError::Database(e) => AnalyticsError::Database(e),
+                other => AnalyticsError::Corrupt(other.to_string()),
+            })
+    }
+
     /// Raw delivery events and raw beacons stored: `(deliveries, beacons)`.
     pub async fn raw_counts(&self) -> Result<(i64, i64), AnalyticsError> {
         let count = |table: &'static str| async move {

@@ -16,7 +16,10 @@ use analytics::{
 };
 use common::Harness;
 
-on_both_databases!(rollups_survive_and_raw_events_are_pruned);
+on_both_databases!(
+    rollups_survive_and_raw_events_are_pruned,
+    unknown_streams_are_refused_and_raw_rows_capped
+);
 
 fn event(ts: i64, session: &str, client: &str, status: u16) -> DeliveryEvent {
     DeliveryEvent {
@@ -58,7 +61,8 @@ async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
         br#"{"beacons":[{"stream":"cam","session_id":"a","startup_ms":640,"play_ms":1000}]}"#,
     )
     .unwrap();
-    an.ingest_beacons(beacons, "8.8.8.8".parse().unwrap(), None);
+    an.ingest_beacons(beacons, "8.8.8.8".parse().unwrap(), None)
+        .unwrap();
 
     let before = an.stream_summary("cam", t0, now_ms()).await.unwrap();
     an.flush(now_ms(), true).await;
@@ -141,4 +145,117 @@ async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
 
     // The metadata store still opens over a database holding our migrations.
     meta::MetaStore::open(&h.url).await.unwrap();
+}
+
+/// Beacons are taken only for streams that exist (in the metadata tables) or were
+/// served; errors about made-up streams are not counted; raw rows stay under the cap
+/// with the newest kept.
+async fn unknown_streams_are_refused_and_raw_rows_capped(h: Harness) {
+    let store = AnalyticsStore::open(&h.store).await.unwrap();
+    let an = Analytics::new(store.clone(), GeoIp::none(), AnalyticsConfig::default());
+    let client = "192.0.2.1".parse().unwrap();
+    let batch = |stream: &str| {
+        analytics::beacon::parse_batch(
+            format!(r#"{{"beacons":[{{"stream":"cam"}},{{"stream":"{stream}","play_ms":500}}]}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    // Nothing is known yet: not even "cam".
+    let refused = an.ingest_beacons(batch("ghost"), client, None).unwrap_err();
+    assert_eq!(refused.field, "beacons[0].stream");
+    // Declared in the metadata tables: known after the refresh.
+    h.store
+        .upsert_with_key(
+            &meta::StreamName::parse("cam").unwrap(),
+            "a-key-for-cam-0001",
+        )
+        .await
+        .unwrap();
+    an.refresh_known().await;
+    let refused = an.ingest_beacons(batch("ghost"), client, None).unwrap_err();
+    assert_eq!(
+        (refused.field.as_str(), refused.stream.as_str()),
+        ("beacons[1].stream", "ghost")
+    );
+    assert!(refused.to_string().contains("'ghost'"), "{refused}");
+    // Served by an origin (a success): known, though not declared here.
+    let now = now_ms();
+    an.ingest_deliveries([DeliveryEvent {
+        stream: "served".into(),
+        ..event(now, "s", "192.0.2.1", 200)
+    }]);
+    an.ingest_beacons(batch("served"), client, None).unwrap();
+    // Errors about made-up names are not counted; about known streams they are.
+    an.ingest_deliveries((0..100).map(|i| DeliveryEvent {
+        stream: format!("made-up-{i}"),
+        ..event(now, "x", "192.0.2.1", 404)
+    }));
+    an.ingest_deliveries([event(now, "y", "192.0.2.1", 404)]);
+    let platform = an
+        .platform_summary(now - 60_000, now_ms() + 1)
+        .await
+        .unwrap();
+    let names: Vec<&str> = platform.streams.iter().map(|b| b.value.as_str()).collect();
+    assert_eq!(names, ["cam", "served"]);
+    assert_eq!(platform.figures.errors, 1);
+
+    // The cap on raw rows: the oldest go, the newest stay.
+    an.flush(now_ms(), false).await;
+    let (deliveries, beacons) = store.raw_counts().await.unwrap();
+    assert_eq!((deliveries, beacons), (2, 2));
+    for i in 0..5 {
+        an.ingest_deliveries([event(now + i, "z", "192.0.2.1", 200)]);
+    }
+    an.flush(now_ms(), false).await;
+    assert_eq!(store.cap_raw(3).await.unwrap(), 4);
+    assert_eq!(store.raw_counts().await.unwrap(), (3, 2));
+    assert_eq!(store.cap_raw(3).await.unwrap(), 0);
+
+    // However many values a window holds, a summary lists and a time series draws at
+    // most `max_values` per breakdown, the rest summed as "other".
+    let an = Analytics::new(
+        store.clone(),
+        GeoIp::none(),
+        AnalyticsConfig {
+            aggregator: analytics::AggregatorConfig {
+                max_values: 3,
+                ..Default::default()
+            },
+            ..AnalyticsConfig::default()
+        },
+    );
+    let t0 = analytics::minute_of(now_ms()) - 3 * analytics::MINUTE_MS;
+    // Three minutes, three new renditions each: nine values in the window.
+    for minute in 0..3 {
+        an.ingest_deliveries((0..3).map(|i| DeliveryEvent {
+            stream: "wide".into(),
+            rendition: Some(format!("r{minute}-{i}")),
+            ..event(
+                t0 + minute * analytics::MINUTE_MS,
+                &format!("v{minute}-{i}"),
+                "192.0.2.1",
+                200,
+            )
+        }));
+    }
+    let summary = an.stream_summary("wide", t0, now_ms()).await.unwrap();
+    assert_eq!(summary.by_rendition.len(), 3, "{:?}", summary.by_rendition);
+    assert!(
+        summary
+            .by_rendition
+            .iter()
+            .any(|b| b.value == analytics::OTHER)
+    );
+    let requests: u64 = summary
+        .by_rendition
+        .iter()
+        .map(|b| b.figures.requests)
+        .sum();
+    assert_eq!(requests, 9);
+    let series = an
+        .timeseries("wide", "requests", Dim::Rendition, t0, now_ms(), 60_000)
+        .await
+        .unwrap();
+    assert_eq!(series.series.len(), 3);
 }

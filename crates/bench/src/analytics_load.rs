@@ -48,6 +48,8 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
                 "analytics",
                 "--http-listen",
                 &format!("127.0.0.1:{an_port}"),
+                "--analytics-token",
+                EVENTS_TOKEN,
             ])
             .arg("--data-dir")
             .arg(dir.join("analytics"))
@@ -111,6 +113,8 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
                 1 => vec![
                     "--analytics-url".into(),
                     format!("http://127.0.0.1:{an_port}"),
+                    "--analytics-token".into(),
+                    EVENTS_TOKEN.into(),
                 ],
                 _ => vec![],
             };
@@ -228,6 +232,7 @@ async fn post_batches(port: u16, bodies: Vec<String>, duration: Duration) -> any
                 i += 4;
                 let r = client
                     .post(&url)
+                    .bearer_auth(EVENTS_TOKEN)
                     .header("content-type", "application/json")
                     .body(body)
                     .send()
@@ -458,3 +463,6 @@ fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
     }
     Ok(total)
 }
+
+/// The events token of the analytics server the benchmark starts.
+const EVENTS_TOKEN: &str = "bench-events-token";

@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -45,10 +44,21 @@ pub fn router(store: MetaStore, admin: AdminToken) -> axum::Router {
 /// answer to unknown endpoints: for a server that merges other APIs (and their
 /// documents) in and then adds those two with [`finish`].
 pub fn routes(store: MetaStore, admin: AdminToken) -> (axum::Router, utoipa::openapi::OpenApi) {
+    routes_with_limit(store, admin, MAX_BODY)
+}
+
+/// [`routes()`] taking request bodies of at most `max_body` bytes (larger ones are
+/// answered 413) instead of [`MAX_BODY`].
+pub fn routes_with_limit(
+    store: MetaStore,
+    admin: AdminToken,
+    max_body: usize,
+) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, doc) = api_router().split_for_parts();
     let router = router.with_state(ApiState {
         store,
         admin: Arc::new(admin),
+        max_body,
     });
     (router, doc)
 }
@@ -97,6 +107,8 @@ pub struct ErrorBody {
 struct ApiState {
     store: MetaStore,
     admin: Arc<AdminToken>,
+    /// Largest request body, bytes.
+    max_body: usize,
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
@@ -585,13 +597,11 @@ impl FromRequestParts<ApiState> for Admin {
 /// Any content type is accepted: `curl -d` sends a form type by default.
 struct JsonBody<T>(T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e: BytesRejection| ApiError::new(e.status(), e.body_text(), None))?;
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state.max_body).await?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(JsonBody)
@@ -606,6 +616,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             })
     }
 }
+
+/// Reads a request body of at most `limit` bytes; a larger one is answered 413
+/// without being read further (what `Content-Length` declares too large, at once).
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes, the most this API takes"),
+            None,
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            // A body that ends badly is the client's fault too; only length is named.
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {e}"),
+                    None,
+                )
+            }
+        })
+}
+
+/// Default largest request body of the metadata API, bytes: a stream's fields at
+/// their longest (a 5,000-character description) fit many times over.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// A stream name from a path. A name that breaks the naming rule cannot exist, so
 /// it is answered like any unknown stream.

@@ -19,6 +19,13 @@ pub enum MetaError {
         "the database URL '{0}' is not supported: use postgres://… or sqlite://… (or leave it unset for DATA_DIR/meta.db)"
     )]
     UnsupportedUrl(String),
+    /// The SQLite file cannot be created or its mode set.
+    #[error("cannot prepare the database file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot apply the database migrations: {0}")]

@@ -42,6 +42,9 @@ pub use model::{
     normalize_tag, validate_declared_key, validate_node_name,
 };
 pub use secret::{
-    AdminToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenSource, generate_key, hash_key,
+    AdminToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenSource, create_private, generate_key,
+    hash_key, load_or_generate_secret, secret_matches,
 };
-pub use store::{Backend, FOREIGN_MIGRATIONS_FROM, MetaStore, SQLITE_FILE, redact_url, sqlite_url};
+pub use store::{
+    Backend, FOREIGN_MIGRATIONS_FROM, MetaStore, SQLITE_FILE, list_names, redact_url, sqlite_url,
+};

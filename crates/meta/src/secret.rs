@@ -76,38 +76,14 @@ impl AdminToken {
         if let Some(token) = configured {
             return Ok((Self::new(token)?, TokenSource::Configured));
         }
-        let path = data_dir.join(TOKEN_FILE);
-        let file_error = |source| TokenError::File {
-            path: path.clone(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => return Ok((Self::new(text.trim())?, TokenSource::File)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(file_error(e)),
-        }
-        let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        let mut options = std::fs::OpenOptions::new();
-        // create_new: two processes starting at once must not each write their own token.
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&path).map_err(file_error)?;
-        writeln!(file, "{token}").map_err(file_error)?;
-        Ok((Self(token), TokenSource::Generated))
+        let (token, source) = load_or_generate_secret(&data_dir.join(TOKEN_FILE))?;
+        Ok((Self::new(token)?, source))
     }
 
     /// Compares in time independent of where the first difference is, so that the
     /// token cannot be guessed byte by byte from response times.
     pub fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (
-            Sha256::digest(self.0.as_bytes()),
-            Sha256::digest(presented.as_bytes()),
-        );
-        a.iter()
-            .zip(b.iter())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+        secret_matches(&self.0, presented)
     }
 
     /// The token itself, to print once or send as `Authorization: Bearer …`.
@@ -120,6 +96,47 @@ impl fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("AdminToken(…)")
     }
+}
+
+/// The secret in the file at `path` (trimmed), or a new random one (256 bits,
+/// base64url) written there with mode 0600 if the file does not exist. The file is
+/// created exclusively: two processes starting at once cannot each write their own.
+pub fn load_or_generate_secret(path: &Path) -> Result<(String, TokenSource), TokenError> {
+    let file_error = |source| TokenError::File {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => return Ok((text.trim().to_owned(), TokenSource::File)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(e)),
+    }
+    let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let mut file = create_private(path).map_err(file_error)?;
+    writeln!(file, "{secret}").map_err(file_error)?;
+    Ok((secret, TokenSource::Generated))
+}
+
+/// Creates a new file readable and writable by its owner only (0600 on Unix): for
+/// secrets and for databases holding client addresses. Fails if it exists.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Whether `presented` is `secret`, in time that depends on neither the position of
+/// the first difference nor the length of either: both are hashed to 32 bytes first,
+/// then compared with `subtle`'s constant-time equality.
+pub fn secret_matches(secret: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let (a, b) = (
+        Sha256::digest(secret.as_bytes()),
+        Sha256::digest(presented.as_bytes()),
+    );
+    a.as_slice().ct_eq(b.as_slice()).into()
 }
 
 /// Name of the generated token's file in the data directory.
@@ -159,5 +176,32 @@ mod tests {
         assert!(t3.matches("configured-token"));
         assert!(AdminToken::new("short").is_err());
         assert_eq!(format!("{t3:?}"), "AdminToken(…)");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn generated_token_file_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        AdminToken::load_or_generate(None, dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(secret_matches("s3cret-token", "s3cret-token"));
+        for wrong in [
+            "",
+            "s3cret-toke",
+            "s3cret-token!",
+            "S3cret-token",
+            "x3cret-token",
+        ] {
+            assert!(!secret_matches("s3cret-token", wrong), "{wrong}");
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! one stream, so that `add_tags` from many clients at once lose nothing.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
@@ -57,9 +57,17 @@ impl MetaStore {
         }
     }
 
-    /// Opens the database at `url` and applies the migrations.
+    /// Opens the database at `url` and applies the migrations. An SQLite file is
+    /// created (or made, if older versions created it otherwise) readable by its owner
+    /// only: it holds client addresses and key hashes.
     pub async fn open(url: &str) -> Result<Self, MetaError> {
         sqlx::any::install_default_drivers();
+        if let Some(path) = sqlite_path(url) {
+            make_private(&path, url.contains("mode=rwc")).map_err(|source| MetaError::File {
+                path: path.clone(),
+                source,
+            })?;
+        }
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
         } else if url.starts_with("sqlite:") {
@@ -343,6 +351,12 @@ impl MetaStore {
         Ok(StreamWithKey { stream, key })
     }
 
+    /// The names of the streams, at most `limit` (sorted): what other parts of Rivulet
+    /// sharing the database may take as "streams that exist".
+    pub async fn stream_names(&self, limit: u32) -> Result<Vec<String>, MetaError> {
+        list_names(&self.pool, limit).await
+    }
+
     /// The name of the stream whose key is `key`, if any.
     pub async fn stream_for_key(&self, key: &str) -> Result<Option<String>, MetaError> {
         let row = sqlx::query("SELECT name FROM streams WHERE key_hash = $1")
@@ -451,6 +465,91 @@ pub fn sqlite_url(path: &Path) -> String {
         }
     }
     url + "?mode=rwc"
+}
+
+/// The names of the streams in the database behind `pool`, at most `limit` (sorted).
+pub async fn list_names(pool: &AnyPool, limit: u32) -> Result<Vec<String>, MetaError> {
+    let rows = sqlx::query("SELECT name FROM streams ORDER BY name LIMIT $1")
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The file of an `sqlite:` URL, if it names one (not `:memory:`).
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(":memory:") {
+        return None;
+    }
+    // Undo `sqlite_url`'s percent-encoding.
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(v).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Some(PathBuf::from(String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// Creates the database file (if `create`) with mode 0600 before SQLite does (SQLite would use
+/// 0644, and gives its `-wal` and `-shm` files the database file's mode), or takes
+/// group and other access away from an existing one.
+fn make_private(path: &Path, create: bool) -> std::io::Result<()> {
+    let created = if create {
+        crate::secret::create_private(path).map(|_| ())
+    } else {
+        Err(std::io::ErrorKind::AlreadyExists.into())
+    };
+    match created {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                for file in [
+                    path.to_owned(),
+                    PathBuf::from(format!("{}-wal", path.display())),
+                    PathBuf::from(format!("{}-shm", path.display())),
+                ] {
+                    let Ok(meta) = std::fs::metadata(&file) else {
+                        continue;
+                    };
+                    let mode = meta.permissions().mode();
+                    if mode & 0o077 != 0 {
+                        std::fs::set_permissions(
+                            &file,
+                            std::fs::Permissions::from_mode(mode & 0o700),
+                        )?;
+                        tracing::info!(file = %file.display(), "database file made readable by its owner only (was {:o})", mode & 0o777);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A URL for logs: the password, if any, replaced.
@@ -692,5 +791,44 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            sqlite_path(&sqlite_url(Path::new("/data dir/meta.db"))),
+            Some(PathBuf::from("/data dir/meta.db"))
+        );
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("postgres://h/db"), None);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::connect(None, dir.path()).await.unwrap();
+        store
+            .upsert_with_key(&StreamName::parse("cam").unwrap(), "a-key-of-some-length")
+            .await
+            .unwrap();
+        let db = dir.path().join(SQLITE_FILE);
+        // The WAL and shared-memory files exist while the store is open.
+        for file in [
+            db.clone(),
+            dir.path().join("meta.db-wal"),
+            dir.path().join("meta.db-shm"),
+        ] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        store.close().await;
+
+        // A database an older version created world-readable is made private.
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = MetaStore::connect(None, dir.path()).await.unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(
+            store.stream_names(10).await.unwrap(),
+            vec!["cam".to_owned()]
+        );
+        store.close().await;
     }
 }

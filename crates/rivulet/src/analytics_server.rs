@@ -5,21 +5,26 @@
 use std::future::Future;
 use std::path::Path;
 
-use analytics::{Analytics, AnalyticsConfig, AnalyticsStore, EmitConfig, Emitter, GeoIp};
+use analytics::{
+    Analytics, AnalyticsConfig, AnalyticsStore, EmitConfig, Emitter, EventsAccess, EventsToken,
+    GeoIp,
+};
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use meta::MetaStore;
+use meta::{MetaStore, TokenSource};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsMode, AnalyticsSettings};
 
-/// Opens the analytics server over the metadata store's database.
+/// Opens the analytics server over the metadata store's database; `events` says who
+/// may POST delivery events.
 pub(crate) async fn open(
     settings: &AnalyticsSettings,
     store: &MetaStore,
+    events: EventsAccess,
 ) -> anyhow::Result<Analytics> {
     let geo = open_geoip(settings.geoip_db.as_deref())?;
     let analytics_store = AnalyticsStore::open(store)
@@ -31,11 +36,14 @@ pub(crate) async fn open(
         AnalyticsConfig {
             aggregator: analytics::AggregatorConfig {
                 window_ms: settings.window_ms,
+                max_sessions: settings.limits.max_sessions,
+                max_values: settings.limits.max_values,
                 ..Default::default()
             },
             retention: settings.retention,
             trusted_proxies: settings.trusted_proxies.clone(),
-            events_token: settings.token.clone(),
+            events,
+            max_raw_rows: settings.limits.max_raw_rows,
             ..Default::default()
         },
     ))
@@ -91,7 +99,11 @@ impl ServeAnalytics {
                 server: None,
             },
             AnalyticsMode::Remote(url) => {
-                let (emitter, drain) = Emitter::remote(url, settings.token.clone(), emit);
+                if settings.token.is_none() {
+                    tracing::warn!(url = %url, "--analytics-url without --analytics-token: the analytics server will refuse the delivery events (set the token it uses, e.g. the one in its DATA_DIR/analytics-token)");
+                }
+                let token = settings.token.as_ref().map(|t| t.expose().to_owned());
+                let (emitter, drain) = Emitter::remote(url, token, emit);
                 Self {
                     emitter,
                     local: None,
@@ -102,7 +114,13 @@ impl ServeAnalytics {
             AnalyticsMode::Local => {
                 // `serve` opens the database whenever analytics runs here.
                 let store = store.context("in-process analytics needs the database")?;
-                let analytics = open(settings, store).await?;
+                // This server's own deliveries are handed over in-process; HTTP events
+                // (from edges) only with a token.
+                let events = settings
+                    .token
+                    .clone()
+                    .map_or(EventsAccess::InProcessOnly, EventsAccess::Token);
+                let analytics = open(settings, store, events).await?;
                 let (emitter, drain) = Emitter::local(analytics.clone(), emit);
                 // Its own stop signal: it must outlive the drain, so that the last
                 // events are written.
@@ -152,7 +170,18 @@ pub(crate) async fn run(
         .context("cannot install the metrics recorder")?;
     let store =
         crate::metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?;
-    let analytics = open(&config.analytics, &store).await?;
+    // Alone, events come over HTTP only: always behind a token.
+    let (token, source) = match &config.analytics.token {
+        Some(token) => (token.clone(), TokenSource::Configured),
+        None => EventsToken::load_or_generate(&config.data_dir)
+            .context("cannot set up the analytics events token (set --analytics-token)")?,
+    };
+    let analytics = open(
+        &config.analytics,
+        &store,
+        EventsAccess::Token(token.clone()),
+    )
+    .await?;
     let listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
@@ -171,8 +200,18 @@ pub(crate) async fn run(
         "  API: http://{http}/api/analytics (OpenAPI document: http://{http}/api/openapi.json)"
     );
     println!(
-        "  Delivery events: POST http://{http}/api/analytics/events (rivulet serve --analytics-url http://{http})"
+        "  Delivery events: POST http://{http}/api/analytics/events (rivulet serve --analytics-url http://{http} --analytics-token TOKEN)"
     );
+    let file = config.data_dir.join(analytics::EVENTS_TOKEN_FILE);
+    match source {
+        TokenSource::Configured => println!("  Events token: the one configured"),
+        TokenSource::File => println!("  Events token: in {}", file.display()),
+        TokenSource::Generated => println!(
+            "  Events token (generated now and shown only this once; kept in {}): {}",
+            file.display(),
+            token.expose()
+        ),
+    }
     println!(
         "  GeoIP: {}",
         analytics.geo().path().map_or_else(

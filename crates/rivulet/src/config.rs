@@ -61,6 +61,9 @@ pub(crate) struct StoreArgs {
         value_delimiter = ','
     )]
     pub(crate) streams: Vec<StreamDecl>,
+
+    #[command(flatten)]
+    pub(crate) api_limits: crate::api_limits::ApiLimitArgs,
 }
 
 /// The options of `rivulet serve` (and of `demo`, which runs `serve` in-process).
@@ -220,8 +223,11 @@ pub(crate) struct AnalyticsArgs {
     #[arg(long, env = "RIVULET_ANALYTICS_WINDOW_MS", value_name = "MS")]
     pub(crate) analytics_window_ms: Option<u64>,
 
-    /// Bearer token that delivery events POSTed to /api/analytics/events must carry
-    /// (set the same on the servers that send them). [default: none needed]
+    /// Bearer token of delivery events POSTed to /api/analytics/events (set the same
+    /// on the servers that send them, --analytics-token of `serve --analytics-url` and
+    /// `edge`). `rivulet analytics` without one generates it into
+    /// DATA_DIR/analytics-token; `serve` without one records its own deliveries
+    /// in-process and refuses events over HTTP. [default: none]
     #[arg(
         long,
         env = "RIVULET_ANALYTICS_TOKEN",
@@ -229,6 +235,9 @@ pub(crate) struct AnalyticsArgs {
         hide_env_values = true
     )]
     pub(crate) analytics_token: Option<String>,
+
+    #[command(flatten)]
+    pub(crate) limits: crate::analytics_limits::AnalyticsLimitArgs,
 }
 
 /// `NAME=KEY`.
@@ -305,6 +314,8 @@ struct FileConfig {
     /// The HTTP server's limits and held requests.
     #[serde(default)]
     http: crate::http_options::HttpFile,
+    analytics_limits: Option<crate::analytics_limits::AnalyticsLimitsFile>,
+    api_limits: Option<crate::api_limits::ApiLimitsFile>,
 }
 
 /// The resolved configuration of `serve`.
@@ -334,6 +345,8 @@ pub(crate) struct ServeConfig {
     pub(crate) http: httpd::HttpLimits,
     /// Requests held open (blocking reloads, part waits) at most.
     pub(crate) held: httpd::HeldLimits,
+    /// Largest request body of the metadata API.
+    pub(crate) api_max_body: usize,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -391,8 +404,10 @@ pub(crate) struct AnalyticsSettings {
     pub(crate) trusted_proxies: analytics::TrustedProxies,
     pub(crate) retention: Duration,
     pub(crate) window_ms: i64,
-    pub(crate) token: Option<String>,
+    /// The events token: sent by `serve --analytics-url`, required by the server.
+    pub(crate) token: Option<analytics::EventsToken>,
     pub(crate) queue: usize,
+    pub(crate) limits: crate::analytics_limits::AnalyticsLimits,
 }
 
 impl ServeArgs {
@@ -419,6 +434,7 @@ impl ServeArgs {
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
             http: self.node.http.resolve(&file.http),
             held: self.held.resolve(&file.http),
+            api_max_body: self.store.api_limits.resolve(file.api_limits.as_ref())?,
             meta,
             node_name,
             analytics,
@@ -598,12 +614,19 @@ impl ServeArgs {
                 .analytics_token
                 .clone()
                 .or(file.analytics_token.clone())
-                .filter(|t| !t.is_empty()),
+                .filter(|t| !t.is_empty())
+                .map(analytics::EventsToken::new)
+                .transpose()
+                .context("check --analytics-token (RIVULET_ANALYTICS_TOKEN, analytics_token)")?,
             queue: self
                 .analytics_queue
                 .or(file.analytics_queue)
                 .unwrap_or(65_536)
                 .max(1),
+            limits: self
+                .analytics
+                .limits
+                .resolve(file.analytics_limits.as_ref())?,
         })
     }
 
@@ -687,6 +710,7 @@ pub(crate) struct MetaConfig {
     pub(crate) admin_token: Option<meta::AdminToken>,
     pub(crate) streams: Vec<StreamDecl>,
     pub(crate) http: httpd::HttpLimits,
+    pub(crate) api_max_body: usize,
 }
 
 impl MetaArgs {
@@ -701,6 +725,7 @@ impl MetaArgs {
         .resolve()?;
         Ok(MetaConfig {
             http: serve.http,
+            api_max_body: serve.api_max_body,
             http_listen: serve.http_listen,
             data_dir: serve.data_dir,
             database_url: serve.database_url,

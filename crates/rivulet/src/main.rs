@@ -1,6 +1,8 @@
 //! `rivulet`: one binary, one subcommand per role.
 
+mod analytics_limits;
 mod analytics_server;
+mod api_limits;
 mod config;
 mod demo;
 mod edge;

@@ -264,7 +264,11 @@ pub(crate) async fn run(
         .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
     let addr = listener.local_addr()?;
     let app = Router::new()
-        .merge(meta::api::router(store.clone(), token.clone()))
+        .merge({
+            let (routes, doc) =
+                meta::api::routes_with_limit(store.clone(), token.clone(), config.api_max_body);
+            routes.merge(meta::api::finish(doc))
+        })
         .route("/healthz", get(|| async { "ok\n" }));
     let http = crate::serve::display_addr(addr);
     println!("Rivulet metadata server is running.");

@@ -142,7 +142,9 @@ pub(crate) async fn serve(
     let analytics =
         ServeAnalytics::start(&config.analytics, analytics_store.as_ref(), node.clone()).await?;
     let (mut api, mut doc) = match &local {
-        Some((store, token, _)) => meta::api::routes(store.clone(), token.clone()),
+        Some((store, token, _)) => {
+            meta::api::routes_with_limit(store.clone(), token.clone(), config.api_max_body)
+        }
         None => (Router::new(), meta::api::empty_openapi()),
     };
     if let Some(local) = &analytics.local {

@@ -218,7 +218,8 @@ async fn viewers_countries_watch_time_and_beacons() {
         ])
     );
 
-    // Beacons: one good batch, three refused (bad JSON, too large, a negative duration).
+    // Beacons: one good batch, three refused (bad JSON, too large: 413, a negative
+    // duration).
     let client = client();
     let beacons = server.url("/api/analytics/beacons");
     let r = client
@@ -240,6 +241,7 @@ async fn viewers_countries_watch_time_and_beacons() {
                 .post(&beacons)
                 .body("{not json")
                 .header("content-type", "application/json"),
+            400,
             None,
         ),
         (
@@ -247,18 +249,20 @@ async fn viewers_countries_watch_time_and_beacons() {
                 "{{\"beacons\":[{{\"stream\":\"{}\"}}]}}",
                 "x".repeat(100_000)
             )),
+            413,
             None,
         ),
         (
             client.post(&beacons).json(
                 &json!({"beacons": [{"stream": "an", "session_id": "v1", "rebuffer_ms": -20}]}),
             ),
+            400,
             Some("beacons[0].rebuffer_ms"),
         ),
     ];
-    for (request, field) in refused {
+    for (request, status, field) in refused {
         let r = request.send().await.unwrap();
-        assert_eq!(r.status(), 400);
+        assert_eq!(r.status(), status);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["field"].as_str(), field, "{body}");
     }
@@ -558,13 +562,25 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_through_an_edge_are_counted_by_the_edge() {
+    // The edge POSTs its events to the server's analytics, with the token that lets
+    // it (without one, the server takes none over HTTP).
     let server = Server::start(&[
         "--stream",
         "ed=ed-key-0001",
         "--analytics-window-ms",
         "3000",
+        "--analytics-token",
+        "edge-events-token-1",
     ]);
-    let edge = EdgeNode::local(&[&server.http], &["--analytics-url", &server.http]);
+    let edge = EdgeNode::local(
+        &[&server.http],
+        &[
+            "--analytics-url",
+            &server.http,
+            "--analytics-token",
+            "edge-events-token-1",
+        ],
+    );
     let edge_port = edge.url.rsplit(':').next().unwrap().to_owned();
     let mut ffmpeg = publish(&format!("{}/live/ed-key-0001", server.rtmp), 40);
     get_when_ready(&edge.url("/live/ed/master.m3u8"), Duration::from_secs(20)).await;
