@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 mod analytics_load;
 mod api_load;
 mod failover;
+mod soak;
 mod viewer;
 
 /// Benchmarks against a peer (nginx-rtmp, ffmpeg, nginx) run in the same go, printed
@@ -89,6 +90,11 @@ pub(crate) enum BenchKind {
     /// the key check's latency on the publish path: in-process, against a remote
     /// metadata server uncached, and cached (goal: cached adds at most 5 ms).
     Api(api_load::ApiBenchArgs),
+    /// A long run (not a test): streams whose publishers leave and come back, a crowd
+    /// of LL-HLS viewers through an edge, API and beacon traffic; prints memory,
+    /// descriptors, threads, tasks and held requests of the origin and the edge every
+    /// interval, and whether they grew.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args, Debug)]
@@ -143,6 +149,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Analytics(a) => analytics_load::run(a),
         BenchKind::Failover(a) => failover::run(a),
         BenchKind::Api(a) => api_load::run(a),
+        BenchKind::Soak(a) => soak::run(a),
     }
 }
 

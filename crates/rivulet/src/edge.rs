@@ -206,17 +206,7 @@ fn stop_signal()
 fn metrics_route(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
-        get(move || {
-            let handle = handle.clone();
-            async move {
-                (
-                    StatusCode::OK,
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    handle.render(),
-                )
-                    .into_response()
-            }
-        }),
+        get(move || crate::serve::metrics_page(handle.clone())),
     )
 }
 
