@@ -116,7 +116,10 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp_port}")])
         .args(["--http-listen", &format!("127.0.0.1:{origin_port}")])
         .args(["--admin-token", ADMIN_TOKEN, "--grace-period-ms", "20000"])
-        .args(["--renditions", if args.ladder { "source,234p" } else { "source" }])
+        .args([
+            "--renditions",
+            if args.ladder { "source,234p" } else { "source" },
+        ])
         .arg("--data-dir")
         .arg(dir.join("data"));
     for i in 0..args.streams {
@@ -189,11 +192,26 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     let mut reports: Vec<(ProcessSample, ProcessSample)> = Vec::new();
     println!(
         "{:>6} | {:>9} {:>5} {:>4} {:>6} {:>5} {:>6} | {:>9} {:>5} {:>4} {:>6} {:>6} | {:>9} {:>9} {:>7}",
-        "min", "origin KiB", "fds", "thr", "tasks", "held", "conns", "edge KiB", "fds", "thr", "tasks", "conns", "parts", "playlists", "errors"
+        "min",
+        "origin KiB",
+        "fds",
+        "thr",
+        "tasks",
+        "held",
+        "conns",
+        "edge KiB",
+        "fds",
+        "thr",
+        "tasks",
+        "conns",
+        "parts",
+        "playlists",
+        "errors"
     );
     while Instant::now() < end {
         std::thread::sleep(
-            Duration::from_secs(args.report_seconds).min(end.saturating_duration_since(Instant::now())),
+            Duration::from_secs(args.report_seconds)
+                .min(end.saturating_duration_since(Instant::now())),
         );
         let o = sample(origin.0.id(), origin_port);
         let e = sample(edge.0.id(), edge_port);
@@ -230,7 +248,10 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
 
 /// The verdicts: memory growth after the warm-up, descriptors, viewer errors.
 fn summarize(reports: &[(ProcessSample, ProcessSample)], warmup: usize, stats: &ViewerStats) {
-    let (Some(first), Some(last)) = (reports.get(warmup.min(reports.len().saturating_sub(1))), reports.last()) else {
+    let (Some(first), Some(last)) = (
+        reports.get(warmup.min(reports.len().saturating_sub(1))),
+        reports.last(),
+    ) else {
         println!("no report: run for longer than one report interval");
         return;
     };
@@ -276,10 +297,28 @@ fn churning_publisher(rtmp_port: u16, i: usize, first: u64, churn: u64, stop: &A
             .args(["-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args(["-t", &run_for.to_string()])
-            .args(["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"])
-            .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-b:v", "300k"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-g",
+                "60",
+                "-keyint_min",
+                "60",
+                "-sc_threshold",
+                "0",
+                "-b:v",
+                "300k",
+            ])
             .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/soak-key-{i}-0123456789"))
+            .arg(format!(
+                "rtmp://127.0.0.1:{rtmp_port}/live/soak-key-{i}-0123456789"
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn();
@@ -304,7 +343,12 @@ fn churning_publisher(rtmp_port: u16, i: usize, first: u64, churn: u64, stop: &A
 
 /// An LL-HLS player's requests: a blocking reload for the part after the last one, and
 /// that part, fetched from the preload hint while it is produced.
-async fn viewer(client: reqwest::Client, base: String, stop: Arc<AtomicBool>, stats: Arc<ViewerStats>) {
+async fn viewer(
+    client: reqwest::Client,
+    base: String,
+    stop: Arc<AtomicBool>,
+    stats: Arc<ViewerStats>,
+) {
     let playlist_url = format!("{base}/index.m3u8");
     // The stream may still be starting: wait for a first playlist with a hint.
     let mut hint = loop {
@@ -378,7 +422,11 @@ fn preload_hint(playlist: &str) -> Option<(u64, u32)> {
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:") && l.contains("TYPE=PART"))?;
     let uri = line.split("URI=\"").nth(1)?.split('"').next()?;
-    let name = uri.rsplit('/').next()?.strip_prefix("part-")?.strip_suffix(".m4s")?;
+    let name = uri
+        .rsplit('/')
+        .next()?
+        .strip_prefix("part-")?
+        .strip_suffix(".m4s")?;
     let (msn, part) = name.split_once('-')?;
     Some((msn.parse().ok()?, part.parse().ok()?))
 }

@@ -201,16 +201,8 @@ pub(crate) struct AnalyticsArgs {
     #[arg(long, env = "RIVULET_GEOIP_DB", value_name = "FILE")]
     pub(crate) geoip_db: Option<PathBuf>,
 
-    /// A proxy (address, or network as ADDRESS/PREFIX) whose X-Forwarded-For header is
-    /// believed for the client's address. Repeatable. In the environment:
-    /// comma-separated. From any other peer the header is ignored.
-    #[arg(
-        long = "trusted-proxy",
-        env = "RIVULET_TRUSTED_PROXIES",
-        value_name = "ADDR[/PREFIX]",
-        value_delimiter = ','
-    )]
-    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
+    #[command(flatten)]
+    pub(crate) proxies: TrustedProxyArgs,
 
     /// Hours raw analytics events (which hold client addresses) are kept before they
     /// are deleted; per-minute rollups (no addresses) are kept. [default: 48]
@@ -238,6 +230,22 @@ pub(crate) struct AnalyticsArgs {
 
     #[command(flatten)]
     pub(crate) limits: crate::analytics_limits::AnalyticsLimitArgs,
+}
+
+/// The proxies whose `X-Forwarded-For` is believed for a client's address (for its
+/// country and its per-client limits): `serve`, `analytics`, `edge`, `route`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct TrustedProxyArgs {
+    /// A proxy (address, or network as ADDRESS/PREFIX) in front of this server whose
+    /// X-Forwarded-For header is believed for the client's address. Repeatable. In the
+    /// environment: comma-separated. From any other peer the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "RIVULET_TRUSTED_PROXIES",
+        value_name = "ADDR[/PREFIX]",
+        value_delimiter = ','
+    )]
+    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
 }
 
 /// `NAME=KEY`.
@@ -571,8 +579,8 @@ impl ServeArgs {
                     .context("in the config file's trusted_proxies")?,
             );
         }
-        if !self.analytics.trusted_proxies.is_empty() {
-            trusted = self.analytics.trusted_proxies.clone();
+        if !self.analytics.proxies.trusted_proxies.is_empty() {
+            trusted = self.analytics.proxies.trusted_proxies.clone();
         }
         let analytics_url = self.analytics_url.clone().or(file.analytics_url.clone());
         let mode = if self.no_analytics || file.no_analytics == Some(true) {

@@ -85,15 +85,8 @@ pub(crate) struct EdgeArgs {
     )]
     pub(crate) analytics_token: Option<String>,
 
-    /// A proxy (address, or ADDRESS/PREFIX) in front of this edge whose
-    /// X-Forwarded-For is believed for the viewer's address. Repeatable.
-    #[arg(
-        long = "trusted-proxy",
-        env = "RIVULET_TRUSTED_PROXIES",
-        value_name = "ADDR[/PREFIX]",
-        value_delimiter = ','
-    )]
-    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
+    #[command(flatten)]
+    pub(crate) proxies: crate::config::TrustedProxyArgs,
 
     /// Delivery events queued at most; more are dropped (and counted).
     #[arg(
@@ -136,15 +129,8 @@ pub(crate) struct RouteArgs {
     #[arg(long, env = "RIVULET_GEOIP_DB", value_name = "FILE")]
     pub(crate) geoip_db: Option<std::path::PathBuf>,
 
-    /// A proxy (address, or ADDRESS/PREFIX) in front of the router whose
-    /// X-Forwarded-For is believed for the viewer's address. Repeatable.
-    #[arg(
-        long = "trusted-proxy",
-        env = "RIVULET_TRUSTED_PROXIES",
-        value_name = "ADDR[/PREFIX]",
-        value_delimiter = ','
-    )]
-    pub(crate) trusted_proxies: Vec<analytics::ProxyNet>,
+    #[command(flatten)]
+    pub(crate) proxies: crate::config::TrustedProxyArgs,
 
     /// Address of the router's HTTP server.
     #[arg(
@@ -241,7 +227,9 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
                 args.analytics_token.clone(),
                 analytics::EmitConfig {
                     edge: crate::metadata::node_name(port),
-                    trusted_proxies: analytics::TrustedProxies::new(args.trusted_proxies.clone()),
+                    trusted_proxies: analytics::TrustedProxies::new(
+                        args.proxies.trusted_proxies.clone(),
+                    ),
                     queue: args.analytics_queue.max(1),
                     upstreams: args
                         .origins
@@ -328,7 +316,7 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
     let country_of: Option<edge::route::CountryOf> =
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
             let geo = crate::analytics_server::open_geoip(args.geoip_db.as_deref())?;
-            let proxies = analytics::TrustedProxies::new(args.trusted_proxies.clone());
+            let proxies = analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone());
             Some(std::sync::Arc::new(move |peer, forwarded: Option<&str>| {
                 let client = proxies.client_addr(peer, forwarded);
                 let country = geo.country(client);

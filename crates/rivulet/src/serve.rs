@@ -259,8 +259,11 @@ fn web_config(rtmp: std::net::SocketAddr, config: &ServeConfig) -> web::WebConfi
 
 pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     // Tasks alive on this runtime: a leak shows here first (the soak bench reads it).
-    metrics::gauge!("rivulet_runtime_tasks")
-        .set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as f64);
+    metrics::gauge!("rivulet_runtime_tasks").set(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks() as f64,
+    );
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
