@@ -473,10 +473,18 @@ fn check_events(events: &[DeliveryEvent]) -> Result<(), (String, String)> {
             ]
         });
         for (name, value, max) in [
-            ("stream", Some(e.stream.as_str()), crate::event::MAX_STREAM_NAME_LEN),
+            (
+                "stream",
+                Some(e.stream.as_str()),
+                crate::event::MAX_STREAM_NAME_LEN,
+            ),
             ("rendition", e.rendition.as_deref(), crate::cmcd::MAX_ID_LEN),
             ("session", Some(e.session.as_str()), crate::cmcd::MAX_ID_LEN),
-            ("edge", Some(e.edge.as_str()), crate::event::MAX_NODE_NAME_LEN),
+            (
+                "edge",
+                Some(e.edge.as_str()),
+                crate::event::MAX_NODE_NAME_LEN,
+            ),
             ("upstream", e.upstream.as_deref(), MAX_UPSTREAM_LEN),
             ("cmcd.sid", cmcd_ids[0], crate::cmcd::MAX_ID_LEN),
             ("cmcd.cid", cmcd_ids[1], crate::cmcd::MAX_ID_LEN),

@@ -53,7 +53,7 @@ pub use aggregate::{
     Aggregator, AggregatorConfig, AggregatorStats, Concurrent, DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_VALUES, OTHER,
 };
-pub use client::{ProxyNet, TrustedProxies, canonical, session_id};
+pub use client::{ProxyNet, ProxyNetError, TrustedProxies, canonical, session_id};
 pub use delivery::record_delivery;
 pub use emit::{EmitConfig, Emitter, PLAYER_ID_HEADER, RequestInfo};
 pub use error::AnalyticsError;

@@ -241,6 +241,9 @@ mod tests {
     async fn other_urls_are_refused_by_name() {
         let err = Database::open("mysql://u:pw@h/db").await.unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("mysql://u:***@h/db") && text.contains("postgres://"), "{text}");
+        assert!(
+            text.contains("mysql://u:***@h/db") && text.contains("postgres://"),
+            "{text}"
+        );
     }
 }

@@ -94,7 +94,10 @@ mod tests {
         }
         // A directory where the file should be: the error names the path.
         let err = load_or_generate_secret(dir.path()).unwrap_err();
-        assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

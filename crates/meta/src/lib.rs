@@ -33,6 +33,7 @@ pub mod remote;
 mod secret;
 mod store;
 
+pub use db::secret::{MIN_TOKEN_LEN, TokenSource};
 pub use error::MetaError;
 pub use events::StreamEvent;
 pub use model::{
@@ -42,6 +43,5 @@ pub use model::{
     StreamPage, StreamUpdate, StreamWithKey, ValidNewStream, ValidStreamUpdate, ValidationError,
     normalize_tag, validate_declared_key, validate_node_name,
 };
-pub use db::secret::{MIN_TOKEN_LEN, TokenSource};
 pub use secret::{AdminToken, TOKEN_FILE, TokenError, generate_key, hash_key};
 pub use store::MetaStore;

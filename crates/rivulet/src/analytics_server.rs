@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use analytics::{
-    Analytics, AnalyticsConfig, AnalyticsStore, DirectoryError, EmitConfig, Emitter,
-    EventsAccess, EventsToken, GeoIp, StreamDirectory,
+    Analytics, AnalyticsConfig, AnalyticsStore, DirectoryError, EmitConfig, Emitter, EventsAccess,
+    EventsToken, GeoIp, StreamDirectory,
 };
 use anyhow::Context;
 use axum::Router;
