@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
-use meta::{TokenError, TokenSource};
+use db::secret::{MIN_TOKEN_LEN, SecretFileError, TokenSource};
 
 /// Who may POST delivery events.
 #[derive(Clone, Debug, Default)]
@@ -28,24 +28,25 @@ pub struct EventsToken(String);
 impl EventsToken {
     /// A token the operator chose (at least [`MIN_EVENTS_TOKEN_LEN`] characters, no
     /// whitespace: it travels in a header).
-    pub fn new(token: impl Into<String>) -> Result<Self, TokenError> {
+    pub fn new(token: impl Into<String>) -> Result<Self, EventsTokenError> {
         let token = token.into();
         if token.len() < MIN_EVENTS_TOKEN_LEN || token.chars().any(char::is_whitespace) {
-            return Err(TokenError::TooShort);
+            return Err(EventsTokenError::TooShort);
         }
         Ok(Self(token))
     }
 
     /// The token in `DATA_DIR/analytics-token`, or a new random one written there
     /// (mode 0600) for the next start.
-    pub fn load_or_generate(data_dir: &Path) -> Result<(Self, TokenSource), TokenError> {
-        let (token, source) = meta::load_or_generate_secret(&data_dir.join(EVENTS_TOKEN_FILE))?;
+    pub fn load_or_generate(data_dir: &Path) -> Result<(Self, TokenSource), EventsTokenError> {
+        let (token, source) =
+            db::secret::load_or_generate_secret(&data_dir.join(EVENTS_TOKEN_FILE))?;
         Ok((Self::new(token)?, source))
     }
 
     /// Whether `presented` is the token, in constant time.
     pub fn matches(&self, presented: &str) -> bool {
-        meta::secret_matches(&self.0, presented)
+        db::secret::secret_matches(&self.0, presented)
     }
 
     /// The token itself, to print once or to send.
@@ -60,10 +61,24 @@ impl fmt::Debug for EventsToken {
     }
 }
 
+/// Why the events token could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventsTokenError {
+    /// The token is too short or has whitespace in it.
+    #[error(
+        "the analytics events token must be at least {MIN_EVENTS_TOKEN_LEN} characters without spaces"
+    )]
+    TooShort,
+    /// The token file in the data directory cannot be read or written.
+    #[error("analytics events token: {0}")]
+    File(#[from] SecretFileError),
+}
+
 /// Name of the generated events token's file in the data directory.
 pub const EVENTS_TOKEN_FILE: &str = "analytics-token";
 /// Shortest events token accepted.
-pub const MIN_EVENTS_TOKEN_LEN: usize = meta::MIN_TOKEN_LEN;
+pub const MIN_EVENTS_TOKEN_LEN: usize = MIN_TOKEN_LEN;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! The `/api/analytics` routes and their OpenAPI document.
 //!
-//! Errors have the metadata API's shape, `{"error": "...", "field": "..."}`. Every
+//! Errors have the metadata API's shape, `{"error": "...", "field": "..."}` ([`ErrorBody`]). Every
 //! route allows cross-origin requests: players POST beacons from pages on other
 //! origins, and dashboards may read figures from elsewhere. No route uses cookies, so
 //! this exposes nothing a page could not fetch anyway.
@@ -11,7 +11,6 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use meta::api::ErrorBody;
 use serde::{Deserialize, Serialize};
 use tower_http::cors::{Any, CorsLayer};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -25,15 +24,8 @@ use crate::event::{DeliveryBatch, DeliveryEvent, now_ms};
 use crate::rollup::{Dim, MINUTE_MS};
 use crate::service::{Analytics, PlatformSummary, StreamSummary, Timeseries};
 
-/// The analytics routes, `/api/openapi.json` (this API only) included: for
-/// `rivulet analytics` running alone.
-pub fn router(analytics: Analytics) -> axum::Router {
-    let (router, doc) = routes(analytics);
-    router.merge(meta::api::finish(doc))
-}
-
-/// The analytics routes and their OpenAPI document, to merge into a server that
-/// serves other APIs (see `meta::api::routes` and `meta::api::finish`).
+/// The analytics routes and their OpenAPI document. The caller serves the document
+/// (merged with those of the other APIs it serves, if any) at `/api/openapi.json`.
 pub fn routes(analytics: Analytics) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(post_beacons))
@@ -481,10 +473,18 @@ fn check_events(events: &[DeliveryEvent]) -> Result<(), (String, String)> {
             ]
         });
         for (name, value, max) in [
-            ("stream", Some(e.stream.as_str()), meta::MAX_NAME_LEN),
+            (
+                "stream",
+                Some(e.stream.as_str()),
+                crate::event::MAX_STREAM_NAME_LEN,
+            ),
             ("rendition", e.rendition.as_deref(), crate::cmcd::MAX_ID_LEN),
             ("session", Some(e.session.as_str()), crate::cmcd::MAX_ID_LEN),
-            ("edge", Some(e.edge.as_str()), meta::MAX_NODE_LEN),
+            (
+                "edge",
+                Some(e.edge.as_str()),
+                crate::event::MAX_NODE_NAME_LEN,
+            ),
             ("upstream", e.upstream.as_deref(), MAX_UPSTREAM_LEN),
             ("cmcd.sid", cmcd_ids[0], crate::cmcd::MAX_ID_LEN),
             ("cmcd.cid", cmcd_ids[1], crate::cmcd::MAX_ID_LEN),
@@ -497,6 +497,16 @@ fn check_events(events: &[DeliveryEvent]) -> Result<(), (String, String)> {
         }
     }
     Ok(())
+}
+
+/// The answer to every failed request: `{"error": "...", "field": "..."}`, the
+/// metadata API's shape, so that a client reads the errors of both the same way.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The request field at fault (body field or query parameter), if one is.
+    pub field: Option<String>,
 }
 
 fn peer_of(request: &Request) -> IpAddr {

@@ -137,7 +137,7 @@ fn validate(b: Beacon, at: &str) -> Result<ValidBeacon, BeaconError> {
     let field = |name: &str| format!("{at}.{name}");
     let stream = b.stream.trim().to_owned();
     if stream.is_empty()
-        || stream.len() > meta::MAX_NAME_LEN
+        || stream.len() > crate::event::MAX_STREAM_NAME_LEN
         || !stream
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')

@@ -18,10 +18,22 @@ pub struct ProxyNet {
     prefix: u8,
 }
 
-impl FromStr for ProxyNet {
-    type Err = String;
+/// Why a `--trusted-proxy` value is not an address or a network.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyNetError {
+    /// The part before any `/` is not an IPv4 or IPv6 address.
+    #[error("'{0}' is not an IP address or ADDRESS/PREFIX network")]
+    NotAnAddress(String),
+    /// The prefix length is not a number up to the address's width.
+    #[error("'{value}': the prefix length must be 0 to {max}")]
+    BadPrefix { value: String, max: u8 },
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for ProxyNet {
+    type Err = ProxyNetError;
+
+    fn from_str(s: &str) -> Result<Self, ProxyNetError> {
         let s = s.trim();
         let (addr, prefix) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -29,16 +41,17 @@ impl FromStr for ProxyNet {
         };
         let addr: IpAddr = addr
             .parse()
-            .map_err(|_| format!("'{s}' is not an IP address or ADDRESS/PREFIX network"))?;
+            .map_err(|_| ProxyNetError::NotAnAddress(s.to_owned()))?;
         let addr = canonical(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("'{s}': the prefix length must be 0 to {max}"))?,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
+                ProxyNetError::BadPrefix {
+                    value: s.to_owned(),
+                    max,
+                }
+            })?,
         };
         Ok(ProxyNet { addr, prefix })
     }
@@ -208,8 +221,14 @@ mod tests {
             TrustedProxies::default().client_addr(ip("127.0.0.1"), Some("8.8.8.8")),
             ip("127.0.0.1")
         );
-        assert!("10.0.0.0/33".parse::<ProxyNet>().is_err());
-        assert!("nope".parse::<ProxyNet>().is_err());
+        assert_eq!(
+            "10.0.0.0/33".parse::<ProxyNet>().unwrap_err().to_string(),
+            "'10.0.0.0/33': the prefix length must be 0 to 32"
+        );
+        assert_eq!(
+            "nope".parse::<ProxyNet>(),
+            Err(ProxyNetError::NotAnAddress("nope".into()))
+        );
         assert!(TrustedProxies::new(vec!["::/0".parse().unwrap()]).contains(ip("2001:db8::5")));
     }
 

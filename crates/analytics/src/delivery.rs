@@ -102,7 +102,7 @@ fn target(path: &str) -> Option<(String, Option<String>, ObjectKind)> {
     // would refuse the batch it came in).
     let stream = parts
         .next()
-        .filter(|s| !s.is_empty() && s.len() <= meta::MAX_NAME_LEN)?;
+        .filter(|s| !s.is_empty() && s.len() <= crate::event::MAX_STREAM_NAME_LEN)?;
     let (rendition, kind) = match (parts.next(), parts.next(), parts.next()) {
         (Some(rendition), _, _) if rendition.chars().count() > crate::cmcd::MAX_ID_LEN => {
             (None, ObjectKind::Other)
@@ -225,7 +225,7 @@ mod tests {
         );
         assert_eq!(target("/api/streams"), None);
         assert_eq!(target("/live//master.m3u8"), None);
-        let long = "x".repeat(meta::MAX_NAME_LEN + 1);
+        let long = "x".repeat(crate::event::MAX_STREAM_NAME_LEN + 1);
         assert_eq!(target(&format!("/live/{long}/master.m3u8")), None);
         let long = "r".repeat(crate::cmcd::MAX_ID_LEN + 1);
         assert_eq!(

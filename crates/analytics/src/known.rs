@@ -3,8 +3,8 @@
 //! Beacons come from anyone: a stream name in one is only believed if the stream is
 //! *known*, so that made-up names cannot grow the sessions, the rollups and the
 //! per-stream gauges without bound. A stream is known when
-//! - it is in the metadata database that analytics shares ([`KnownStreams::set_declared`],
-//!   refreshed by the service every few seconds), or
+//! - the [`StreamDirectory`] the caller wired (the metadata server's streams) lists it
+//!   ([`KnownStreams::set_declared`], refreshed by the service every few seconds), or
 //! - an origin or edge reported serving it successfully (status below 400) within the
 //!   session memory ([`KnownStreams::handle_served`]). Delivery events come from the
 //!   in-process emitter or carry the events token, and an origin answers 2xx/3xx only
@@ -13,7 +13,21 @@
 //! Sans-IO: times are arguments (ms since the epoch).
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+/// Where analytics learns which streams exist: the metadata server's streams, handed
+/// in by the binary (`AnalyticsConfig::directory`), so that analytics needs neither
+/// the metadata server's crate nor its tables.
+pub trait StreamDirectory: Send + Sync + fmt::Debug {
+    /// The names of the streams, at most `limit`.
+    fn stream_names(&self, limit: u32) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>>;
+}
+
+/// Why a [`StreamDirectory`] could not answer (logged; the previous list stays).
+pub type DirectoryError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The set of streams beacons and error deliveries may be about.
 #[derive(Debug, Default)]

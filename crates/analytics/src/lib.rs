@@ -13,16 +13,18 @@
 //!
 //! [`Aggregator`] (sans-IO) keeps the sessions and the open minutes; [`Analytics`]
 //! drives it, writes per-minute rollups and raw events (pruned after the retention)
-//! to the metadata server's database through [`AnalyticsStore`], and answers the API
+//! to the database it shares with the metadata server through [`AnalyticsStore`], and answers the API
 //! in [`api`]. Definitions of every figure are on [`Figures`].
 //!
 //! Bounded against hostile input: beacons are taken only for *known* streams (in the
-//! metadata tables, or served successfully), delivery events only with the
+//! [`StreamDirectory`] the caller wires, or served successfully), delivery events only with the
 //! [`EventsToken`] ([`EventsAccess`]); sessions, breakdown values and raw rows are
 //! capped ([`AggregatorConfig`], [`AnalyticsConfig`]); no query holds the aggregator's
 //! lock for longer than what it returns takes to copy.
 //!
-//! Not here: sockets of its own (the caller serves [`api::router`]), media.
+//! Not here: sockets of its own (the caller serves [`api::routes`]), media, the
+//! database connection (the caller opens a [`db::Database`], shared with the metadata
+//! server), the list of streams (the caller hands in a [`StreamDirectory`]).
 //!
 //! Call order: [`AnalyticsStore::open`] → [`Analytics::new`] → spawn
 //! [`Analytics::run`] → [`Emitter::local`] (or [`Emitter::remote`] on another host) for
@@ -44,17 +46,22 @@ mod rollup;
 mod service;
 mod store;
 
-pub use access::{EVENTS_TOKEN_FILE, EventsAccess, EventsToken, MIN_EVENTS_TOKEN_LEN};
+pub use access::{
+    EVENTS_TOKEN_FILE, EventsAccess, EventsToken, EventsTokenError, MIN_EVENTS_TOKEN_LEN,
+};
 pub use aggregate::{
     Aggregator, AggregatorConfig, AggregatorStats, Concurrent, DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_VALUES, OTHER,
 };
-pub use client::{ProxyNet, TrustedProxies, canonical, session_id};
+pub use client::{ProxyNet, ProxyNetError, TrustedProxies, canonical, session_id};
 pub use delivery::record_delivery;
 pub use emit::{EmitConfig, Emitter, PLAYER_ID_HEADER, RequestInfo};
 pub use error::AnalyticsError;
-pub use event::{DeliveryBatch, DeliveryEvent, ObjectKind, now_ms};
+pub use event::{
+    DeliveryBatch, DeliveryEvent, MAX_NODE_NAME_LEN, MAX_STREAM_NAME_LEN, ObjectKind, now_ms,
+};
 pub use geo::{GeoIp, PACKAGE_FILE, UNKNOWN, default_paths};
+pub use known::{DirectoryError, StreamDirectory};
 pub use rollup::{
     Counters, Dim, Figures, METRICS, MINUTE_MS, RollupRow, SAMPLE_CAP, Samples, minute_of,
     percentile,

@@ -16,7 +16,7 @@ use crate::client::{TrustedProxies, session_id};
 use crate::error::AnalyticsError;
 use crate::event::{DeliveryEvent, now_ms};
 use crate::geo::GeoIp;
-use crate::known::KnownStreams;
+use crate::known::{KnownStreams, StreamDirectory};
 use crate::rollup::{Dim, Figures, MINUTE_MS, RollupRow, minute_of};
 use crate::store::{AnalyticsStore, RawBeacon, RawDelivery};
 
@@ -38,6 +38,9 @@ pub struct AnalyticsConfig {
     /// oldest are deleted beyond it (`analytics_raw_pruned_total{reason="cap"}`), on top
     /// of the retention.
     pub max_raw_rows: u64,
+    /// The streams that exist (beacons about others are refused). Without one, only
+    /// streams an origin or edge reported serving are known.
+    pub directory: Option<Arc<dyn StreamDirectory>>,
 }
 
 impl Default for AnalyticsConfig {
@@ -49,6 +52,7 @@ impl Default for AnalyticsConfig {
             events: EventsAccess::default(),
             raw_buffer: 200_000,
             max_raw_rows: DEFAULT_MAX_RAW_ROWS,
+            directory: None,
         }
     }
 }
@@ -362,10 +366,13 @@ impl Analytics {
         Ok(())
     }
 
-    /// Reads the stream names of the metadata database (shared with analytics) into
-    /// the set of known streams.
+    /// Reads the stream names of the [`AnalyticsConfig::directory`] into the set of
+    /// known streams.
     pub async fn refresh_known(&self) {
-        match self.inner.store.stream_names(MAX_DECLARED_STREAMS).await {
+        let Some(directory) = &self.inner.config.directory else {
+            return;
+        };
+        match directory.stream_names(MAX_DECLARED_STREAMS).await {
             Ok(names) => lock(&self.inner.known).set_declared(names),
             // Without the list, the previous one and the served streams still count.
             Err(e) => tracing::warn!(error = %e, "cannot read the stream names for analytics"),

@@ -1,17 +1,13 @@
-//! The analytics tables, in the metadata server's database (SQLite by default,
-//! PostgreSQL by URL), through the same sqlx Any pool.
+//! The analytics tables, in the database the metadata server uses too (SQLite by
+//! default, PostgreSQL by URL), through the same sqlx Any pool ([`db::Database`]).
 //!
 //! As in `meta`, the SQL is written once for both databases (`$N` placeholders,
 //! integer epoch-ms times); only the schema differs (`migrations/{sqlite,postgres}`).
-//! Our migrations are numbered from [`meta::FOREIGN_MIGRATIONS_FROM`] up and share
-//! sqlx's `_sqlx_migrations` table with the metadata store's, each side ignoring the
-//! other's.
+//! Our migrations are numbered from 1000 up and share sqlx's `_sqlx_migrations` table
+//! with the metadata store's (below 1000), each side ignoring the other's.
 
-use futures::future::BoxFuture;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use db::{Database, EmbeddedMigration, Migrations};
 use sqlx::{AnyPool, Row};
-
-use meta::{Backend, MetaStore};
 
 use crate::error::AnalyticsError;
 use crate::event::DeliveryEvent;
@@ -43,14 +39,12 @@ pub struct RawDelivery {
 }
 
 impl AnalyticsStore {
-    /// Uses the metadata store's database and applies the analytics migrations.
-    pub async fn open(meta: &MetaStore) -> Result<Self, AnalyticsError> {
-        let pool = meta.pool().clone();
-        let mut migrator = Migrator::new(EmbeddedMigrations(meta.backend())).await?;
-        // The metadata store's migrations are in the same table.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
-        Ok(Self { pool })
+    /// The analytics tables in `db`, after applying the analytics migrations.
+    pub async fn open(db: &Database) -> Result<Self, AnalyticsError> {
+        db.migrate(&MIGRATIONS).await?;
+        Ok(Self {
+            pool: db.pool().clone(),
+        })
     }
 
     /// Writes rollup rows and raw events in one transaction.
@@ -249,16 +243,6 @@ impl AnalyticsStore {
         Ok(n)
     }
 
-    /// The names of the streams in the metadata tables of the same database.
-    pub async fn stream_names(&self, limit: u32) -> Result<Vec<String>, AnalyticsError> {
-        meta::list_names(&self.pool, limit)
-            .await
-            .map_err(|e| match e {
-                meta::MetaError::Database(e) => AnalyticsError::Database(e),
-                other => AnalyticsError::Corrupt(other.to_string()),
-            })
-    }
-
     /// Raw delivery events and raw beacons stored: `(deliveries, beacons)`.
     pub async fn raw_counts(&self) -> Result<(i64, i64), AnalyticsError> {
         let count = |table: &'static str| async move {
@@ -315,40 +299,20 @@ fn saturate(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The migrations, compiled into the binary.
-#[derive(Debug)]
-struct EmbeddedMigrations(Backend);
-
-impl MigrationSource<'static> for EmbeddedMigrations {
-    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        let files: &[(i64, &str, &str)] = match self.0 {
-            Backend::Sqlite => &[(
-                1001,
-                "analytics",
-                include_str!("../migrations/sqlite/1001_analytics.sql"),
-            )],
-            Backend::Postgres => &[(
-                1001,
-                "analytics",
-                include_str!("../migrations/postgres/1001_analytics.sql"),
-            )],
-        };
-        let migrations = files
-            .iter()
-            .map(|(version, description, sql)| {
-                debug_assert!(*version >= meta::FOREIGN_MIGRATIONS_FROM);
-                Migration::new(
-                    *version,
-                    (*description).into(),
-                    MigrationType::Simple,
-                    (*sql).into(),
-                    false,
-                )
-            })
-            .collect();
-        Box::pin(std::future::ready(Ok(migrations)))
-    }
-}
+/// The schema, compiled into the binary. Versions from 1000 up: the metadata
+/// store's stay below, in the same `_sqlx_migrations` table.
+const MIGRATIONS: Migrations = Migrations {
+    sqlite: &[EmbeddedMigration {
+        version: 1001,
+        description: "analytics",
+        sql: include_str!("../migrations/sqlite/1001_analytics.sql"),
+    }],
+    postgres: &[EmbeddedMigration {
+        version: 1001,
+        description: "analytics",
+        sql: include_str!("../migrations/postgres/1001_analytics.sql"),
+    }],
+};
 
 #[cfg(test)]
 mod tests {

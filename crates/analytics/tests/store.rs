@@ -15,6 +15,21 @@ use analytics::{
     Analytics, AnalyticsConfig, AnalyticsStore, DeliveryEvent, Dim, GeoIp, ObjectKind, now_ms,
 };
 use common::Harness;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// The metadata server's streams as analytics' directory, as the binary wires it.
+#[derive(Debug)]
+struct MetaStreams(meta::MetaStore);
+
+impl analytics::StreamDirectory for MetaStreams {
+    fn stream_names(
+        &self,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<String>, analytics::DirectoryError>> {
+        Box::pin(async move { Ok(self.0.stream_names(limit).await?) })
+    }
+}
 
 on_both_databases!(
     rollups_survive_and_raw_events_are_pruned,
@@ -39,9 +54,9 @@ fn event(ts: i64, session: &str, client: &str, status: u16) -> DeliveryEvent {
 }
 
 async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
-    let store = AnalyticsStore::open(&h.store).await.unwrap();
+    let store = AnalyticsStore::open(h.store.database()).await.unwrap();
     // Opening again (the migrations are applied already) is fine on both sides.
-    AnalyticsStore::open(&h.store).await.unwrap();
+    AnalyticsStore::open(h.store.database()).await.unwrap();
     let geo = analytics::default_paths()
         .into_iter()
         .find(|p| p.is_file())
@@ -151,8 +166,15 @@ async fn rollups_survive_and_raw_events_are_pruned(h: Harness) {
 /// served; errors about made-up streams are not counted; raw rows stay under the cap
 /// with the newest kept.
 async fn unknown_streams_are_refused_and_raw_rows_capped(h: Harness) {
-    let store = AnalyticsStore::open(&h.store).await.unwrap();
-    let an = Analytics::new(store.clone(), GeoIp::none(), AnalyticsConfig::default());
+    let store = AnalyticsStore::open(h.store.database()).await.unwrap();
+    let an = Analytics::new(
+        store.clone(),
+        GeoIp::none(),
+        AnalyticsConfig {
+            directory: Some(Arc::new(MetaStreams(h.store.clone()))),
+            ..AnalyticsConfig::default()
+        },
+    );
     let client = "192.0.2.1".parse().unwrap();
     let batch = |stream: &str| {
         analytics::beacon::parse_batch(

@@ -15,17 +15,9 @@ pub enum MetaError {
     /// `key` (another stream has this key).
     #[error("{field} '{value}' is already used by another stream")]
     Conflict { field: &'static str, value: String },
-    #[error(
-        "the database URL '{0}' is not supported: use postgres://… or sqlite://… (or leave it unset for DATA_DIR/meta.db)"
-    )]
-    UnsupportedUrl(String),
-    /// The SQLite file cannot be created or its mode set.
-    #[error("cannot prepare the database file {path}: {source}")]
-    File {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The database cannot be opened.
+    #[error(transparent)]
+    Open(#[from] db::DbError),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot apply the database migrations: {0}")]

@@ -10,7 +10,8 @@
 //! Not here: sockets of its own (the caller serves [`api::router`] with axum), media.
 //!
 //! Main types and call order:
-//! 1. [`MetaStore::connect`] opens the database and applies the migrations.
+//! 1. [`MetaStore::connect`] opens the database and applies the migrations (or
+//!    [`MetaStore::on`] over a [`db::Database`] the caller opened and shares).
 //! 2. [`AdminToken::load_or_generate`] gets the token that guards the admin endpoints.
 //! 3. [`api::router`] builds the `/api` routes over the store; merge it into a server.
 //! 4. The store is an [`access::StreamKeys`]: hand it to `ingest::serve`. Report
@@ -32,6 +33,7 @@ pub mod remote;
 mod secret;
 mod store;
 
+pub use db::secret::{MIN_TOKEN_LEN, TokenSource};
 pub use error::MetaError;
 pub use events::StreamEvent;
 pub use model::{
@@ -41,10 +43,5 @@ pub use model::{
     StreamPage, StreamUpdate, StreamWithKey, ValidNewStream, ValidStreamUpdate, ValidationError,
     normalize_tag, validate_declared_key, validate_node_name,
 };
-pub use secret::{
-    AdminToken, MIN_TOKEN_LEN, TOKEN_FILE, TokenError, TokenSource, create_private, generate_key,
-    hash_key, load_or_generate_secret, secret_matches,
-};
-pub use store::{
-    Backend, FOREIGN_MIGRATIONS_FROM, MetaStore, SQLITE_FILE, list_names, redact_url, sqlite_url,
-};
+pub use secret::{AdminToken, TOKEN_FILE, TokenError, generate_key, hash_key};
+pub use store::MetaStore;

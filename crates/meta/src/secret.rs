@@ -1,11 +1,11 @@
 //! Stream keys and the admin token: generation, hashing, comparison, the token file.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use db::secret::{MIN_TOKEN_LEN, TokenSource, load_or_generate_secret, secret_matches};
 use sha2::{Digest, Sha256};
 
 /// A new random stream key: 192 bits from the thread-local CSPRNG (ChaCha, seeded from
@@ -31,17 +31,6 @@ pub fn hash_key(key: &str) -> String {
 /// The bearer token that guards the admin endpoints. `Debug` does not show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminToken(String);
-
-/// Where an [`AdminToken`] came from, so that a generated one can be printed once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TokenSource {
-    /// Given by the operator (flag, environment, config file).
-    Configured,
-    /// Read from the token file written at an earlier start.
-    File,
-    /// Generated now and written to the token file.
-    Generated,
-}
 
 /// Why the admin token could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +65,9 @@ impl AdminToken {
         if let Some(token) = configured {
             return Ok((Self::new(token)?, TokenSource::Configured));
         }
-        let (token, source) = load_or_generate_secret(&data_dir.join(TOKEN_FILE))?;
+        let (token, source) = load_or_generate_secret(&data_dir.join(TOKEN_FILE)).map_err(
+            |db::secret::SecretFileError { path, source }| TokenError::File { path, source },
+        )?;
         Ok((Self::new(token)?, source))
     }
 
@@ -98,51 +89,8 @@ impl fmt::Debug for AdminToken {
     }
 }
 
-/// The secret in the file at `path` (trimmed), or a new random one (256 bits,
-/// base64url) written there with mode 0600 if the file does not exist. The file is
-/// created exclusively: two processes starting at once cannot each write their own.
-pub fn load_or_generate_secret(path: &Path) -> Result<(String, TokenSource), TokenError> {
-    let file_error = |source| TokenError::File {
-        path: path.to_owned(),
-        source,
-    };
-    match std::fs::read_to_string(path) {
-        Ok(text) => return Ok((text.trim().to_owned(), TokenSource::File)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(file_error(e)),
-    }
-    let secret = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    let mut file = create_private(path).map_err(file_error)?;
-    writeln!(file, "{secret}").map_err(file_error)?;
-    Ok((secret, TokenSource::Generated))
-}
-
-/// Creates a new file readable and writable by its owner only (0600 on Unix): for
-/// secrets and for databases holding client addresses. Fails if it exists.
-pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
-}
-
-/// Whether `presented` is `secret`, in time that depends on neither the position of
-/// the first difference nor the length of either: both are hashed to 32 bytes first,
-/// then compared with `subtle`'s constant-time equality.
-pub fn secret_matches(secret: &str, presented: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let (a, b) = (
-        Sha256::digest(secret.as_bytes()),
-        Sha256::digest(presented.as_bytes()),
-    );
-    a.as_slice().ct_eq(b.as_slice()).into()
-}
-
 /// Name of the generated token's file in the data directory.
 pub const TOKEN_FILE: &str = "admin-token";
-/// Shortest admin token accepted.
-pub const MIN_TOKEN_LEN: usize = 8;
 
 #[cfg(test)]
 mod tests {
@@ -189,19 +137,5 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(secret_matches("s3cret-token", "s3cret-token"));
-        for wrong in [
-            "",
-            "s3cret-toke",
-            "s3cret-token!",
-            "S3cret-token",
-            "x3cret-token",
-        ] {
-            assert!(!secret_matches("s3cret-token", wrong), "{wrong}");
-        }
     }
 }

@@ -12,12 +12,11 @@
 //! one stream, so that `add_tags` from many clients at once lose nothing.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::future::BoxFuture;
-use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use db::{Database, EmbeddedMigration, Migrations};
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Row};
 use tokio::sync::broadcast;
@@ -30,19 +29,12 @@ use crate::model::{
 };
 use crate::secret::{generate_key, hash_key};
 
-/// Which database a store runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
 /// The streams and their metadata. Cheap to clone; clones share the connection pool
 /// and the event channel.
 #[derive(Clone, Debug)]
 pub struct MetaStore {
+    db: Database,
     pool: AnyPool,
-    backend: Backend,
     events: broadcast::Sender<StreamEvent>,
 }
 
@@ -51,72 +43,29 @@ impl MetaStore {
     /// else the SQLite file `meta.db` in `data_dir` (created if missing), and applies
     /// the migrations.
     pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, MetaError> {
-        match database_url {
-            Some(url) => Self::open(url).await,
-            None => Self::open(&sqlite_url(&data_dir.join(SQLITE_FILE))).await,
-        }
+        Self::on(Database::connect(database_url, data_dir).await?).await
     }
 
-    /// Opens the database at `url` and applies the migrations. An SQLite file is
-    /// created (or made, if older versions created it otherwise) readable by its owner
-    /// only: it holds client addresses and key hashes.
+    /// Opens the database at `url` and applies the migrations.
     pub async fn open(url: &str) -> Result<Self, MetaError> {
-        sqlx::any::install_default_drivers();
-        if let Some(path) = sqlite_path(url) {
-            make_private(&path, url.contains("mode=rwc")).map_err(|source| MetaError::File {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            return Err(MetaError::UnsupportedUrl(redact_url(url)));
-        };
-        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        options = match backend {
-            Backend::Postgres => options.max_connections(16),
-            Backend::Sqlite => options.max_connections(8).after_connect(|conn, _meta| {
-                Box::pin(async move {
-                    // sqlx's SQLite URL has no way to say these; they are per connection
-                    // (journal_mode is stored in the file, and setting it again is free).
-                    for pragma in [
-                        "PRAGMA busy_timeout = 10000",
-                        "PRAGMA journal_mode = WAL",
-                        "PRAGMA synchronous = NORMAL",
-                        "PRAGMA foreign_keys = ON",
-                    ] {
-                        sqlx::query(pragma).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                })
-            }),
-        };
-        let pool = options.connect(url).await?;
-        let mut migrator = Migrator::new(EmbeddedMigrations(backend)).await?;
-        // The analytics server keeps its own migrations (versions from
-        // `FOREIGN_MIGRATIONS_FROM` up) in the same `_sqlx_migrations` table.
-        migrator.set_ignore_missing(true);
-        migrator.run(&pool).await?;
-        tracing::debug!(?backend, "metadata store open");
+        Self::on(Database::open(url).await?).await
+    }
+
+    /// The store over a database opened already (which other crates may share, with
+    /// their own migrations), after applying the migrations.
+    pub async fn on(db: Database) -> Result<Self, MetaError> {
+        db.migrate(&MIGRATIONS).await?;
+        tracing::debug!(backend = ?db.backend(), "metadata store open");
         Ok(Self {
-            pool,
-            backend,
+            pool: db.pool().clone(),
+            db,
             events: broadcast::channel(EVENT_CAPACITY).0,
         })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// The connection pool, for other parts of Rivulet that keep their own tables in
-    /// the same database (the analytics server). They must run their migrations with
-    /// versions of [`FOREIGN_MIGRATIONS_FROM`] and up, and ignore the others.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The database under the store, for other stores sharing it.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// Every change from now on, to any stream.
@@ -126,7 +75,7 @@ impl MetaStore {
 
     /// Closes the pool, waiting for connections in use to come back.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 
     /// Creates a stream with a new random key, returned this once.
@@ -354,7 +303,14 @@ impl MetaStore {
     /// The names of the streams, at most `limit` (sorted): what other parts of Rivulet
     /// sharing the database may take as "streams that exist".
     pub async fn stream_names(&self, limit: u32) -> Result<Vec<String>, MetaError> {
-        list_names(&self.pool, limit).await
+        let rows = sqlx::query("SELECT name FROM streams ORDER BY name LIMIT $1")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?)
     }
 
     /// The name of the stream whose key is `key`, if any.
@@ -452,127 +408,6 @@ impl MetaStore {
         let _ = self.events.send(event);
     }
 }
-
-/// The sqlx URL of an SQLite file, created if missing.
-pub fn sqlite_url(path: &Path) -> String {
-    // Percent-encode the path: a data directory may contain spaces, '#' or '?'.
-    let mut url = String::from("sqlite://");
-    for b in path.to_string_lossy().bytes() {
-        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
-            url.push(char::from(b));
-        } else {
-            url += &format!("%{b:02X}");
-        }
-    }
-    url + "?mode=rwc"
-}
-
-/// The names of the streams in the database behind `pool`, at most `limit` (sorted).
-pub async fn list_names(pool: &AnyPool, limit: u32) -> Result<Vec<String>, MetaError> {
-    let rows = sqlx::query("SELECT name FROM streams ORDER BY name LIMIT $1")
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?)
-}
-
-/// The file of an `sqlite:` URL, if it names one (not `:memory:`).
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or("");
-    if path.is_empty() || path.starts_with(":memory:") {
-        return None;
-    }
-    // Undo `sqlite_url`'s percent-encoding.
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).copied(),
-            bytes.get(i + 2).copied(),
-        ) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                let v = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
-                out.push(u8::try_from(v).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    Some(PathBuf::from(String::from_utf8_lossy(&out).into_owned()))
-}
-
-/// Creates the database file (if `create`) with mode 0600 before SQLite does (SQLite would use
-/// 0644, and gives its `-wal` and `-shm` files the database file's mode), or takes
-/// group and other access away from an existing one.
-fn make_private(path: &Path, create: bool) -> std::io::Result<()> {
-    let created = if create {
-        crate::secret::create_private(path).map(|_| ())
-    } else {
-        Err(std::io::ErrorKind::AlreadyExists.into())
-    };
-    match created {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                for file in [
-                    path.to_owned(),
-                    PathBuf::from(format!("{}-wal", path.display())),
-                    PathBuf::from(format!("{}-shm", path.display())),
-                ] {
-                    let Ok(meta) = std::fs::metadata(&file) else {
-                        continue;
-                    };
-                    let mode = meta.permissions().mode();
-                    if mode & 0o077 != 0 {
-                        std::fs::set_permissions(
-                            &file,
-                            std::fs::Permissions::from_mode(mode & 0o700),
-                        )?;
-                        tracing::info!(file = %file.display(), "database file made readable by its owner only (was {:o})", mode & 0o777);
-                    }
-                }
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// A URL for logs: the password, if any, replaced.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-/// Migration versions from this one up belong to other crates sharing the database
-/// (sqlx keeps every migration in one `_sqlx_migrations` table); the metadata store's
-/// own versions stay below it.
-pub const FOREIGN_MIGRATIONS_FROM: i64 = 1000;
-
-/// The SQLite file in the data directory.
-pub const SQLITE_FILE: &str = "meta.db";
 
 /// Events buffered for a slow SSE client before it is told it lagged (and resyncs).
 const EVENT_CAPACITY: usize = 1024;
@@ -742,62 +577,24 @@ impl Args {
     }
 }
 
-/// The migrations, compiled into the binary so that it runs without its source tree.
-#[derive(Debug)]
-struct EmbeddedMigrations(Backend);
-
-impl MigrationSource<'static> for EmbeddedMigrations {
-    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        let files: &[(i64, &str, &str)] = match self.0 {
-            Backend::Sqlite => &[(
-                1,
-                "streams",
-                include_str!("../migrations/sqlite/0001_streams.sql"),
-            )],
-            Backend::Postgres => &[(
-                1,
-                "streams",
-                include_str!("../migrations/postgres/0001_streams.sql"),
-            )],
-        };
-        let migrations = files
-            .iter()
-            .map(|(version, description, sql)| {
-                Migration::new(
-                    *version,
-                    (*description).into(),
-                    MigrationType::Simple,
-                    (*sql).into(),
-                    false,
-                )
-            })
-            .collect();
-        Box::pin(std::future::ready(Ok(migrations)))
-    }
-}
+/// The schema, compiled into the binary. Versions stay below 1000: analytics
+/// numbers its own from 1000 up in the same `_sqlx_migrations` table.
+const MIGRATIONS: Migrations = Migrations {
+    sqlite: &[EmbeddedMigration {
+        version: 1,
+        description: "streams",
+        sql: include_str!("../migrations/sqlite/0001_streams.sql"),
+    }],
+    postgres: &[EmbeddedMigration {
+        version: 1,
+        description: "streams",
+        sql: include_str!("../migrations/postgres/0001_streams.sql"),
+    }],
+};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_built_and_redacted() {
-        assert_eq!(
-            sqlite_url(Path::new("/data dir/meta.db")),
-            "sqlite:///data%20dir/meta.db?mode=rwc"
-        );
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
-        assert_eq!(
-            sqlite_path(&sqlite_url(Path::new("/data dir/meta.db"))),
-            Some(PathBuf::from("/data dir/meta.db"))
-        );
-        assert_eq!(sqlite_path("sqlite::memory:"), None);
-        assert_eq!(sqlite_path("postgres://h/db"), None);
-    }
 
     #[cfg(unix)]
     #[tokio::test]
@@ -810,7 +607,7 @@ mod tests {
             .upsert_with_key(&StreamName::parse("cam").unwrap(), "a-key-of-some-length")
             .await
             .unwrap();
-        let db = dir.path().join(SQLITE_FILE);
+        let db = dir.path().join(db::SQLITE_FILE);
         // The WAL and shared-memory files exist while the store is open.
         for file in [
             db.clone(),

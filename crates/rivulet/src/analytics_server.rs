@@ -4,14 +4,16 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
 use analytics::{
-    Analytics, AnalyticsConfig, AnalyticsStore, EmitConfig, Emitter, EventsAccess, EventsToken,
-    GeoIp,
+    Analytics, AnalyticsConfig, AnalyticsStore, DirectoryError, EmitConfig, Emitter, EventsAccess,
+    EventsToken, GeoIp, StreamDirectory,
 };
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+use futures::future::BoxFuture;
 use meta::{MetaStore, TokenSource};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
@@ -19,15 +21,26 @@ use tokio::sync::watch;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsMode, AnalyticsSettings};
 
-/// Opens the analytics server over the metadata store's database; `events` says who
-/// may POST delivery events.
+/// The metadata server's streams, as the analytics server's list of streams that
+/// exist: the wiring that lets `analytics` not depend on `meta`.
+#[derive(Debug)]
+struct MetaStreams(MetaStore);
+
+impl StreamDirectory for MetaStreams {
+    fn stream_names(&self, limit: u32) -> BoxFuture<'_, Result<Vec<String>, DirectoryError>> {
+        Box::pin(async move { Ok(self.0.stream_names(limit).await?) })
+    }
+}
+
+/// Opens the analytics server over the metadata store's database, its streams the
+/// ones analytics knows; `events` says who may POST delivery events.
 pub(crate) async fn open(
     settings: &AnalyticsSettings,
     store: &MetaStore,
     events: EventsAccess,
 ) -> anyhow::Result<Analytics> {
     let geo = open_geoip(settings.geoip_db.as_deref())?;
-    let analytics_store = AnalyticsStore::open(store)
+    let analytics_store = AnalyticsStore::open(store.database())
         .await
         .context("cannot set up the analytics tables")?;
     Ok(Analytics::new(
@@ -44,6 +57,7 @@ pub(crate) async fn open(
             trusted_proxies: settings.trusted_proxies.clone(),
             events,
             max_raw_rows: settings.limits.max_raw_rows,
+            directory: Some(Arc::new(MetaStreams(store.clone()))),
             ..Default::default()
         },
     ))
@@ -153,6 +167,13 @@ impl ServeAnalytics {
     }
 }
 
+/// The analytics routes with `/api/openapi.json` (this API only) and the JSON answer
+/// for unknown `/api/…` paths: for `rivulet analytics` running alone.
+fn api_router(analytics: Analytics) -> Router {
+    let (routes, doc) = analytics::api::routes(analytics);
+    routes.merge(meta::api::finish(doc))
+}
+
 /// `rivulet analytics`: the analytics API over the database, fed by the delivery
 /// events other servers POST and by player beacons.
 pub(crate) async fn run(
@@ -187,7 +208,7 @@ pub(crate) async fn run(
         .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
     let addr = listener.local_addr()?;
     let app = Router::new()
-        .merge(analytics::api::router(analytics.clone()))
+        .merge(api_router(analytics.clone()))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/metrics",
@@ -235,4 +256,15 @@ pub(crate) async fn run(
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Analytics keeps its own copies of the metadata server's name rules (so as not to
+    /// depend on it); they must agree, or beacons for real streams would be refused.
+    #[test]
+    fn name_rules_agree_with_the_metadata_server() {
+        assert_eq!(analytics::MAX_STREAM_NAME_LEN, meta::MAX_NAME_LEN);
+        assert_eq!(analytics::MAX_NODE_NAME_LEN, meta::MAX_NODE_LEN);
+    }
 }

@@ -29,11 +29,11 @@ pub(crate) async fn open_store(
         .with_context(|| match database_url {
             Some(url) => format!(
                 "cannot open the metadata database {} (check --database-url)",
-                meta::redact_url(url)
+                db::redact_url(url)
             ),
             None => format!(
                 "cannot open the metadata database {} (check --data-dir)",
-                data_dir.join(meta::SQLITE_FILE).display()
+                data_dir.join(db::SQLITE_FILE).display()
             ),
         })?;
     for s in streams {

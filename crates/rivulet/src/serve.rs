@@ -11,10 +11,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use hub::Hub;
 use meta::remote::RemoteKeys;
+use meta::{AdminToken, MetaStore, TokenSource};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use origin::{LiveStreams, OriginConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::analytics_server::ServeAnalytics;
 use crate::config::{AnalyticsMode, MetaMode, ServeConfig};
@@ -71,43 +73,21 @@ pub(crate) async fn serve(
     let prometheus = PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let (rtmp_listener, http_listener) = (listeners.rtmp, listeners.http);
-    let rtmp_addr = rtmp_listener.local_addr()?;
-    let http_addr = http_listener.local_addr()?;
-
+    let rtmp_addr = listeners.rtmp.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
     let node = config
         .node_name
         .clone()
         .unwrap_or_else(|| metadata::node_name(rtmp_addr.port()));
-    // Streams and keys live in the metadata store here, or on a remote metadata
-    // server; the declared ones are upserted either way.
-    let (meta_link, keys, local) = match &config.meta {
-        MetaMode::Local => {
-            let store = metadata::open_store(
-                config.database_url.as_deref(),
-                &config.data_dir,
-                &config.streams,
-            )
-            .await?;
-            let (token, source) =
-                metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
-            (
-                meta::live::LiveLink::Local(store.clone()),
-                Arc::new(store.clone()) as Arc<dyn ingest::StreamKeys>,
-                Some((store, token, source)),
-            )
-        }
-        MetaMode::Remote(settings) => {
-            let keys = RemoteKeys::new(settings.client()?, settings.cache);
-            metadata::declare_remote(&keys, &config.streams).await?;
-            (
-                meta::live::LiveLink::Remote(keys.remote().clone()),
-                Arc::new(keys) as Arc<dyn ingest::StreamKeys>,
-                None,
-            )
-        }
-    };
-    let hub = Hub::new();
+
+    let control = ControlPlane::open(&config).await?;
+    let stop = Stop::on(shutdown);
+    let analytics = ServeAnalytics::start(
+        &config.analytics,
+        control.analytics_store.as_ref(),
+        node.clone(),
+    )
+    .await?;
     let streams = LiveStreams::new(OriginConfig {
         packager: config.packager.clone(),
         grace_period: config.grace_period,
@@ -115,36 +95,141 @@ pub(crate) async fn serve(
         held: config.held,
         ..OriginConfig::default()
     });
+    let app = http_app(
+        &config, &control, &analytics, &streams, rtmp_addr, prometheus,
+    );
+    print_banner(rtmp_addr, http_addr, &config);
+    print_api_banner(http_addr, &config, &control, &analytics);
 
-    // One shutdown signal fanned out to every task.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
+    let tasks = Tasks::start(&config, &control, &node, streams, listeners.rtmp, &stop).await;
+    // Handlers see the peer's address (ConnectInfo), for analytics (client address,
+    // country) and the held-request bounds.
+    httpd::serve(
+        listeners.http,
+        app,
+        crate::http_options::fit_to_process(config.http.clone()),
+        stop.stopped(),
+    )
+    .await;
+    analytics.stop().await;
+    tasks.join().await?;
+    // Publishers were cut by the shutdown: their streams are no longer live here.
+    control.link.reset_node(&node).await;
+    if let Some(store) = control.analytics_store {
+        store.close().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The control plane as `serve` sees it: where live state goes, who checks stream
+/// keys, and the databases opened here.
+struct ControlPlane {
+    /// Where live state is reported: the store here or the remote metadata server.
+    link: meta::live::LiveLink,
+    keys: Arc<dyn ingest::StreamKeys>,
+    /// The metadata server run here, with its admin token.
+    local: Option<LocalMeta>,
+    /// The database in-process analytics keeps its tables in, if it runs here.
+    analytics_store: Option<MetaStore>,
+}
+
+struct LocalMeta {
+    store: MetaStore,
+    token: AdminToken,
+    source: TokenSource,
+}
+
+impl ControlPlane {
+    /// Opens the metadata link: the store here (streams and keys live in it), or the
+    /// remote metadata server; the declared streams are upserted either way. In-process
+    /// analytics keeps its tables in the metadata database, opened here for analytics
+    /// alone when the metadata server is remote.
+    async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
+        let (link, keys, local) = match &config.meta {
+            MetaMode::Local => {
+                let store = metadata::open_store(
+                    config.database_url.as_deref(),
+                    &config.data_dir,
+                    &config.streams,
+                )
+                .await?;
+                let (token, source) =
+                    metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
+                (
+                    meta::live::LiveLink::Local(store.clone()),
+                    Arc::new(store.clone()) as Arc<dyn ingest::StreamKeys>,
+                    Some(LocalMeta {
+                        store,
+                        token,
+                        source,
+                    }),
+                )
+            }
+            MetaMode::Remote(settings) => {
+                let keys = RemoteKeys::new(settings.client()?, settings.cache);
+                metadata::declare_remote(&keys, &config.streams).await?;
+                (
+                    meta::live::LiveLink::Remote(keys.remote().clone()),
+                    Arc::new(keys) as Arc<dyn ingest::StreamKeys>,
+                    None,
+                )
+            }
+        };
+        let analytics_store = match (&local, &config.analytics.mode) {
+            (Some(local), _) => Some(local.store.clone()),
+            (None, AnalyticsMode::Local) => Some(
+                metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?,
+            ),
+            (None, _) => None,
+        };
+        Ok(Self {
+            link,
+            keys,
+            local,
+            analytics_store,
+        })
+    }
+}
+
+/// One shutdown signal fanned out to every task.
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn on(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        Self(stop_rx)
+    }
+
+    /// Completes when the shutdown began.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
         async move {
             let _ = rx.wait_for(|stop| *stop).await;
         }
-    };
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    }
+}
 
-    // Delivery events go to the analytics server in this process, or to a remote one.
-    // In-process analytics keeps its tables in the metadata database (opened here for
-    // analytics alone when the metadata server is remote).
-    let analytics_store = match (&local, &config.analytics.mode) {
-        (Some((store, _, _)), _) => Some(store.clone()),
-        (None, AnalyticsMode::Local) => {
-            Some(metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?)
-        }
-        (None, _) => None,
-    };
-    let analytics =
-        ServeAnalytics::start(&config.analytics, analytics_store.as_ref(), node.clone()).await?;
-    let (mut api, mut doc) = match &local {
-        Some((store, token, _)) => {
-            meta::api::routes_with_limit(store.clone(), token.clone(), config.api_max_body)
-        }
+/// The HTTP app: the origin (its deliveries recorded for analytics), the APIs run
+/// here with one OpenAPI document, the web pages, health and metrics.
+fn http_app(
+    config: &ServeConfig,
+    control: &ControlPlane,
+    analytics: &ServeAnalytics,
+    streams: &LiveStreams,
+    rtmp_addr: std::net::SocketAddr,
+    prometheus: PrometheusHandle,
+) -> Router {
+    let (mut api, mut doc) = match &control.local {
+        Some(local) => meta::api::routes_with_limit(
+            local.store.clone(),
+            local.token.clone(),
+            config.api_max_body,
+        ),
         None => (Router::new(), meta::api::empty_openapi()),
     };
     if let Some(local) = &analytics.local {
@@ -152,7 +237,7 @@ pub(crate) async fn serve(
         doc.merge(analytics_doc);
         api = api.merge(routes);
     }
-    let app = Router::new()
+    Router::new()
         .merge(
             origin::router(streams.clone()).layer(axum::middleware::from_fn_with_state(
                 analytics.emitter.clone(),
@@ -161,16 +246,23 @@ pub(crate) async fn serve(
         )
         .merge(api)
         .merge(meta::api::finish(doc))
-        .merge(web::router(web_config(rtmp_addr, &config)))
+        .merge(web::router(web_config(rtmp_addr, config)))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(move || metrics_page(prometheus.clone())));
+        .route("/metrics", get(move || metrics_page(prometheus.clone())))
+}
 
-    print_banner(rtmp_addr, http_addr, &config);
-    match &local {
-        Some((_, token, source)) => metadata::print_api_banner(
+/// Where the APIs served here are, and the admin token.
+fn print_api_banner(
+    http_addr: std::net::SocketAddr,
+    config: &ServeConfig,
+    control: &ControlPlane,
+    analytics: &ServeAnalytics,
+) {
+    match &control.local {
+        Some(local) => metadata::print_api_banner(
             &format!("http://{}", display_addr(http_addr)),
-            token,
-            *source,
+            &local.token,
+            local.source,
             &config.data_dir,
         ),
         None => {
@@ -182,66 +274,80 @@ pub(crate) async fn serve(
             }
         }
     }
+}
 
-    // Subscribed before the RTMP listener starts, so that every publish session is seen.
-    meta_link.reset_node(&node).await;
-    let live = tokio::spawn(metadata::track_live(
-        hub.clone(),
-        hub.announcements(),
-        meta_link.clone(),
-        node.clone(),
-        streams.clone(),
-        stopped(),
-    ));
+/// The tasks of `serve` besides the HTTP server: live state, RTMP ingest, title
+/// following, the origin's feed.
+struct Tasks {
+    live: JoinHandle<()>,
+    rtmp: JoinHandle<()>,
+    titles: Option<JoinHandle<()>>,
+    feed: JoinHandle<()>,
+}
 
-    let rtmp = tokio::spawn(ingest::serve(
-        rtmp_listener,
-        hub.clone(),
-        keys,
-        config.rtmp.clone(),
-        stopped(),
-    ));
-    // With a remote metadata server, titles follow its event streams (`track_live`).
-    let titles = local.as_ref().map(|(store, _, _)| {
-        tokio::spawn(meta::live::sync_titles(
-            store.clone(),
-            metadata::title_sink(&streams),
-            stopped(),
-        ))
-    });
-    let feed = tokio::spawn(origin::run_feed(
-        streams,
-        hub,
-        Arc::new(transcode::Ladder::new(
-            &config.renditions,
-            &config.ladder,
-            Duration::from_millis(u64::from(config.packager.segment_target_ms)),
-        )),
-        stopped(),
-    ));
-    // Handlers see the peer's address (ConnectInfo), for analytics (client address,
-    // country) and the held-request bounds.
-    httpd::serve(
-        http_listener,
-        app,
-        crate::http_options::fit_to_process(config.http.clone()),
-        stopped(),
-    )
-    .await;
-    analytics.stop().await;
-    rtmp.await.context("RTMP server task panicked")?;
-    feed.await.context("feed task panicked")?;
-    live.await.context("live state task panicked")?;
-    if let Some(titles) = titles {
-        titles.await.context("title task panicked")?;
+impl Tasks {
+    async fn start(
+        config: &ServeConfig,
+        control: &ControlPlane,
+        node: &str,
+        streams: LiveStreams,
+        rtmp_listener: TcpListener,
+        stop: &Stop,
+    ) -> Self {
+        let hub = Hub::new();
+        // Subscribed before the RTMP listener starts, so that every publish session is seen.
+        control.link.reset_node(node).await;
+        let live = tokio::spawn(metadata::track_live(
+            hub.clone(),
+            hub.announcements(),
+            control.link.clone(),
+            node.to_owned(),
+            streams.clone(),
+            stop.stopped(),
+        ));
+        let rtmp = tokio::spawn(ingest::serve(
+            rtmp_listener,
+            hub.clone(),
+            control.keys.clone(),
+            config.rtmp.clone(),
+            stop.stopped(),
+        ));
+        // With a remote metadata server, titles follow its event streams (`track_live`).
+        let titles = control.local.as_ref().map(|local| {
+            tokio::spawn(meta::live::sync_titles(
+                local.store.clone(),
+                metadata::title_sink(&streams),
+                stop.stopped(),
+            ))
+        });
+        let feed = tokio::spawn(origin::run_feed(
+            streams,
+            hub,
+            Arc::new(transcode::Ladder::new(
+                &config.renditions,
+                &config.ladder,
+                Duration::from_millis(u64::from(config.packager.segment_target_ms)),
+            )),
+            stop.stopped(),
+        ));
+        Self {
+            live,
+            rtmp,
+            titles,
+            feed,
+        }
     }
-    // Publishers were cut by the shutdown: their streams are no longer live here.
-    meta_link.reset_node(&node).await;
-    if let Some(store) = analytics_store {
-        store.close().await;
+
+    /// Waits for every task to end (after the shutdown signal).
+    async fn join(self) -> anyhow::Result<()> {
+        self.rtmp.await.context("RTMP server task panicked")?;
+        self.feed.await.context("feed task panicked")?;
+        self.live.await.context("live state task panicked")?;
+        if let Some(titles) = self.titles {
+            titles.await.context("title task panicked")?;
+        }
+        Ok(())
     }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 /// What the web pages need to know: where publishers connect, where analytics is.

@@ -14,6 +14,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("media", &[]),
     ("access", &[]),
     ("httpd", &[]),
+    // the control plane's foundation: the database, the migration loader, secret files
+    ("db", &[]),
     // the data path, in pipeline order
     ("hub", &["media"]),
     ("rtmp", &["media"]),
@@ -25,8 +27,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("origin", &["hub", "httpd", "media", "package"]),
     ("edge", &["httpd", "media", "package"]),
     // the control plane: foundations only, never the data path
-    ("meta", &["access", "media"]),
-    ("analytics", &["media"]),
+    ("meta", &["access", "db", "media"]),
+    ("analytics", &["db", "media"]),
     ("web", &["media", "meta"]),
     // test support
     ("pgtest", &[]),
@@ -36,7 +38,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
 const WIRING: &[&str] = &["rivulet", "rivulet-bench"];
 
 /// The data path must not pull these in, even indirectly.
-const CONTROL_PLANE_ONLY: &[&str] = &["meta", "analytics", "web", "sqlx", "utoipa", "maxminddb"];
+const CONTROL_PLANE_ONLY: &[&str] = &[
+    "meta",
+    "analytics",
+    "web",
+    "db",
+    "sqlx",
+    "utoipa",
+    "maxminddb",
+];
 const DATA_PATH: &[&str] = &[
     "hub",
     "rtmp",

@@ -40,7 +40,7 @@ impl Harness {
         // Byte 18 of an SQLite file header is 2 in WAL mode.
         let header = std::fs::read(dir.path().join("meta.db")).unwrap();
         assert_eq!(header[18], 2, "meta.db is not in WAL mode");
-        let url = meta::sqlite_url(&dir.path().join("meta.db"));
+        let url = db::sqlite_url(&dir.path().join("meta.db"));
         Self::serve(store, url, Some(dir)).await
     }
 
