@@ -136,12 +136,7 @@ pub fn parse_batch(body: &[u8]) -> Result<Vec<ValidBeacon>, BeaconError> {
 fn validate(b: Beacon, at: &str) -> Result<ValidBeacon, BeaconError> {
     let field = |name: &str| format!("{at}.{name}");
     let stream = b.stream.trim().to_owned();
-    if stream.is_empty()
-        || stream.len() > crate::event::MAX_STREAM_NAME_LEN
-        || !stream
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    {
+    if media::live_path::check_stream_name(&stream).is_err() {
         return Err(invalid(field("stream"), "not a stream name".into()));
     }
     let id = |value: Option<String>, name: &str| -> Result<Option<String>, BeaconError> {

@@ -6,9 +6,10 @@
 //! half-way) and a request held for a blocking reload is counted when it is answered.
 //! The emitter never waits, so none of this can slow serving down.
 //!
-//! Objects are told apart by the URL layout of `docs/operator-guide.md` ("Watching"):
-//! `master.m3u8`, `RENDITION/index.m3u8`, `RENDITION/init-V.mp4`, `RENDITION/seg-N.m4s`,
-//! `RENDITION/part-N-P.m4s`; the edge serves the same paths as the origin.
+//! Objects are told apart by [`media::LivePath`], the one definition of the play URL
+//! layout that the packager, the origin and the edge use as well (`master.m3u8`,
+//! `RENDITION/index.m3u8`, `RENDITION/init-V.mp4`, `RENDITION/seg-N.m4s`,
+//! `RENDITION/part-N-P.m4s`, `health`); the edge serves the same paths as the origin.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
+use media::live_path::{self, LiveObject, LivePath, LivePathError, MediaObject};
 use tokio::time::Instant;
 
 use crate::emit::Emitter;
@@ -90,58 +92,44 @@ fn is_cache_fill(headers: &axum::http::HeaderMap) -> bool {
 }
 
 /// The header by which an edge says which of its upstreams answered (an index).
-const UPSTREAM_HEADER: &str = "x-rivulet-upstream";
+const UPSTREAM_HEADER: &str = media::live_path::UPSTREAM_HEADER;
 
 /// The start of the `User-Agent` a Rivulet edge sends upstream.
 const EDGE_USER_AGENT: &str = "rivulet-edge/";
 
-/// Stream, rendition and kind of a `/live/…` path.
+/// Stream, rendition and kind of a `/live/…` path (as sent, percent-encoded).
 fn target(path: &str) -> Option<(String, Option<String>, ObjectKind)> {
-    let mut parts = path.strip_prefix("/live/")?.split('/');
-    // A name longer than any stream's is no stream: not an event (the analytics server
-    // would refuse the batch it came in).
-    let stream = parts
-        .next()
-        .filter(|s| !s.is_empty() && s.len() <= crate::event::MAX_STREAM_NAME_LEN)?;
-    let (rendition, kind) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(rendition), _, _) if rendition.chars().count() > crate::cmcd::MAX_ID_LEN => {
-            (None, ObjectKind::Other)
+    match LivePath::from_request_path(path) {
+        Ok(live) => {
+            let kind = match live.object() {
+                LiveObject::Multivariant => ObjectKind::Multivariant,
+                LiveObject::MediaPlaylist { .. } => ObjectKind::Playlist,
+                LiveObject::Media { object, .. } => match object {
+                    MediaObject::Init { .. } => ObjectKind::Init,
+                    MediaObject::Segment { .. } => ObjectKind::Segment,
+                    MediaObject::Part { .. } => ObjectKind::Part,
+                },
+                LiveObject::Health => ObjectKind::Other,
+            };
+            Some((
+                live.stream().to_owned(),
+                live.rendition().map(str::to_owned),
+                kind,
+            ))
         }
-        (Some("master.m3u8"), None, None) => (None, ObjectKind::Multivariant),
-        (Some(rendition), Some("index.m3u8"), None) => (Some(rendition), ObjectKind::Playlist),
-        (Some(rendition), Some(object), None) => (Some(rendition), object_kind(object)),
-        _ => (None, ObjectKind::Other),
-    };
-    Some((stream.to_owned(), rendition.map(str::to_owned), kind))
-}
-
-/// What a media object's file name says it is.
-fn object_kind(name: &str) -> ObjectKind {
-    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if let Some(n) = name
-        .strip_prefix("seg-")
-        .and_then(|s| s.strip_suffix(".m4s"))
-    {
-        if number(n) {
-            return ObjectKind::Segment;
+        Err(LivePathError::NotLive) => None,
+        Err(_) => {
+            // Below a stream but not an object it serves: still a request its viewers
+            // made (a 404), counted as "other". A path whose stream name breaks the
+            // rule is no stream's (the analytics server would refuse the batch).
+            let stream = path
+                .strip_prefix(live_path::LIVE_PREFIX)?
+                .split('/')
+                .next()?;
+            live_path::check_stream_name(stream).ok()?;
+            Some((stream.to_owned(), None, ObjectKind::Other))
         }
-    } else if let Some(n) = name
-        .strip_prefix("part-")
-        .and_then(|s| s.strip_suffix(".m4s"))
-    {
-        if n.split_once('-')
-            .is_some_and(|(m, p)| number(m) && number(p))
-        {
-            return ObjectKind::Part;
-        }
-    } else if let Some(n) = name
-        .strip_prefix("init-")
-        .and_then(|s| s.strip_suffix(".mp4"))
-        && number(n)
-    {
-        return ObjectKind::Init;
     }
-    ObjectKind::Other
 }
 
 /// A response body that counts what passes through it and emits the event when it
@@ -225,9 +213,9 @@ mod tests {
         );
         assert_eq!(target("/api/streams"), None);
         assert_eq!(target("/live//master.m3u8"), None);
-        let long = "x".repeat(crate::event::MAX_STREAM_NAME_LEN + 1);
+        let long = "x".repeat(live_path::MAX_STREAM_NAME_LEN + 1);
         assert_eq!(target(&format!("/live/{long}/master.m3u8")), None);
-        let long = "r".repeat(crate::cmcd::MAX_ID_LEN + 1);
+        let long = "r".repeat(live_path::MAX_RENDITION_NAME_LEN + 1);
         assert_eq!(
             target(&format!("/live/cam/{long}/index.m3u8")),
             Some(("cam".into(), None, ObjectKind::Other))

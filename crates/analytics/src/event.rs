@@ -83,10 +83,8 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Longest stream name, bytes: the metadata server's rule (`meta::MAX_NAME_LEN`),
-/// written here again so that analytics does not depend on the metadata server. A
-/// shared stream-name type in `media` is on its way; this goes when it lands.
-pub const MAX_STREAM_NAME_LEN: usize = 64;
+/// Longest stream name, bytes: the one rule every role shares (`media::live_path`).
+pub const MAX_STREAM_NAME_LEN: usize = media::live_path::MAX_STREAM_NAME_LEN;
 /// Longest edge or ingest node name, characters: the metadata server's rule
 /// (`meta::MAX_NODE_LEN`), written again for the same reason.
 pub const MAX_NODE_NAME_LEN: usize = 255;

@@ -10,6 +10,23 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::watch;
 
+use crate::failover::UpstreamError;
+
+/// Why a waiter got no answer (or only part of one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No upstream could answer; the last reason.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// The fetch ended without a status line (a bug upstream of this type).
+    #[error("no answer")]
+    NoAnswer,
+    /// The fetch was dropped before it ended.
+    #[error("fetch abandoned")]
+    Abandoned,
+}
+
 /// Status and headers of the upstream answer.
 #[derive(Clone, Debug)]
 pub struct Head {
@@ -22,7 +39,7 @@ struct State {
     head: Option<Head>,
     chunks: Vec<Bytes>,
     /// `Some` once the body is complete (`Ok`) or broke off (`Err`).
-    end: Option<Result<(), String>>,
+    end: Option<Result<(), FetchError>>,
     /// The chunks joined, once complete: made once, shared by every waiter.
     whole: Option<Bytes>,
 }
@@ -62,7 +79,7 @@ impl Fetch {
         self.bump();
     }
 
-    pub fn finish(&self, result: Result<(), String>) {
+    pub fn finish(&self, result: Result<(), FetchError>) {
         {
             let mut s = self.lock();
             if result.is_ok() {
@@ -90,7 +107,7 @@ impl Fetch {
 
     /// Waits for the whole answer: for small objects (playlists), where one write
     /// with a length beats a chunked stream, and a waiter wakes to work only once.
-    pub async fn whole(&self) -> Result<(Head, Bytes), String> {
+    pub async fn whole(&self) -> Result<(Head, Bytes), FetchError> {
         let mut rx = self.changed.subscribe();
         loop {
             {
@@ -99,13 +116,13 @@ impl Fetch {
                     (Some(Ok(())), Some(head), Some(body)) => {
                         return Ok((head.clone(), body.clone()));
                     }
-                    (Some(Ok(())), _, _) => return Err("no answer".into()),
+                    (Some(Ok(())), _, _) => return Err(FetchError::NoAnswer),
                     (Some(Err(e)), _, _) => return Err(e.clone()),
                     (None, _, _) => {}
                 }
             }
             if rx.changed().await.is_err() {
-                return Err("fetch abandoned".into());
+                return Err(FetchError::Abandoned);
             }
         }
     }
@@ -116,7 +133,7 @@ impl Fetch {
     }
 
     /// Waits for the status and headers; `Err` if the fetch failed before them.
-    pub async fn head(&self) -> Result<Head, String> {
+    pub async fn head(&self) -> Result<Head, FetchError> {
         let mut rx = self.changed.subscribe();
         loop {
             {
@@ -125,11 +142,11 @@ impl Fetch {
                     return Ok(h.clone());
                 }
                 if let Some(end) = &s.end {
-                    return Err(end.clone().err().unwrap_or_else(|| "no answer".into()));
+                    return Err(end.clone().err().unwrap_or(FetchError::NoAnswer));
                 }
             }
             if rx.changed().await.is_err() {
-                return Err("fetch abandoned".into());
+                return Err(FetchError::Abandoned);
             }
         }
     }
@@ -178,6 +195,14 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+    use crate::failover::BodyError;
+
+    fn went_away() -> FetchError {
+        FetchError::Upstream(UpstreamError::Body {
+            upstream: "http://a".into(),
+            error: BodyError::Transport("connection reset".into()),
+        })
+    }
 
     #[tokio::test]
     async fn late_and_early_waiters_get_every_chunk() {
@@ -234,8 +259,8 @@ mod tests {
         let (_, body) = waiter.await.unwrap().unwrap();
         assert_eq!(body, Bytes::from_static(b"#EXTM3U\n"));
         let broken = Fetch::default();
-        broken.finish(Err("upstream went away".into()));
-        assert_eq!(broken.whole().await.unwrap_err(), "upstream went away");
+        broken.finish(Err(went_away()));
+        assert_eq!(broken.whole().await.unwrap_err(), went_away());
     }
 
     #[tokio::test]
@@ -246,13 +271,16 @@ mod tests {
             headers: HeaderMap::new(),
         });
         fetch.push(Bytes::from_static(b"a"));
-        fetch.finish(Err("upstream went away".into()));
+        fetch.finish(Err(went_away()));
         let items: Vec<_> = fetch.clone().body().collect().await;
         assert!(items[0].is_ok() && items[1].is_err() && items.len() == 2);
         assert_eq!(fetch.complete_body(), None);
-        assert_eq!(fetch.whole().await.unwrap_err(), "upstream went away");
+        assert_eq!(fetch.whole().await.unwrap_err(), went_away());
         let failed = Fetch::default();
-        failed.finish(Err("refused".into()));
-        assert_eq!(failed.head().await.unwrap_err(), "refused");
+        failed.finish(Err(FetchError::Upstream(UpstreamError::NoUpstream)));
+        assert_eq!(
+            failed.head().await.unwrap_err().to_string(),
+            "no upstream configured"
+        );
     }
 }

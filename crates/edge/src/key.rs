@@ -3,34 +3,25 @@
 //! the LL-HLS spec asks of caches.
 //!
 //! The path is percent-decoded and then parsed strictly into the names the packager
-//! produces (`/live/NAME/master.m3u8`, `/live/NAME/REND/index.m3u8`, `init-V.mp4`,
-//! `seg-N.m4s`, `part-N-P.m4s`, `/live/NAME/health`); anything else is refused before
-//! the cache or an upstream sees it. The key is then written out again from the
+//! produces ([`LivePath`]: `/live/NAME/master.m3u8`, `/live/NAME/REND/index.m3u8`,
+//! `init-V.mp4`, `seg-N.m4s`, `part-N-P.m4s`, `/live/NAME/health`); anything else is
+//! refused before the cache or an upstream sees it. The key is then written out again from the
 //! parsed parts, so that every spelling of one object (`%73eg-7.m4s`, `seg-007.m4s`)
 //! is one entry and one upstream fetch, and no spelling can reach another path
 //! upstream (`/live/%2e%2e/metrics`).
 
-use package::MediaObject;
+use media::live_path::{LiveObject, LivePath, LivePathError, MediaObject};
 
 /// The query parameters that select a different object, in canonical order.
 const LL_HLS_PARAMS: [&str; 3] = ["_HLS_msn", "_HLS_part", "_HLS_skip"];
-/// Longest stream or rendition name (the metadata server's rule for stream names).
-const MAX_NAME_LEN: usize = 64;
 
 /// Why a request cannot be cached or forwarded. The message is for the viewer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    #[error("path must start with /live/")]
-    NotLive,
-    #[error("malformed percent-encoding in the path")]
-    BadEncoding,
-    #[error(
-        "not a live object path: expected /live/NAME/master.m3u8 or /live/NAME/RENDITION/(index.m3u8|init-N.mp4|seg-N.m4s|part-N-P.m4s)"
-    )]
-    BadPath,
-    #[error("'{0}' is not a stream or rendition name: 1-64 letters, digits, '-' or '_'")]
-    BadName(String),
+    /// The path is not one of the objects the play URL layout names.
+    #[error(transparent)]
+    Path(#[from] LivePathError),
     #[error("query parameter {0} must be a non-negative integer")]
     NotANumber(&'static str),
     #[error("_HLS_skip must be YES or v2")]
@@ -52,42 +43,33 @@ pub enum ObjectKind {
 
 /// A normalised request target: `/live/NAME/…?_HLS_msn=…&_HLS_part=…&_HLS_skip=…`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CacheKey(String);
+pub struct CacheKey {
+    /// Path and canonical LL-HLS query.
+    key: String,
+    path: LivePath,
+    /// `_HLS_msn` and `_HLS_part` of a blocking reload.
+    blocking: Option<(u64, Option<u32>)>,
+}
 
 impl CacheKey {
     /// From a request's path (as sent, percent-encoded) and raw query.
     pub fn new(path: &str, query: Option<&str>) -> Result<Self, KeyError> {
-        let decoded = percent_decode(path)?;
-        let rest = decoded.strip_prefix("/live/").ok_or(KeyError::NotLive)?;
-        let segments: Vec<&str> = rest.split('/').collect();
-        let (canonical, playlist) = match segments.as_slice() {
-            [stream, "master.m3u8"] => (format!("/live/{}/master.m3u8", name(stream)?), true),
-            [stream, "health"] => (format!("/live/{}/health", name(stream)?), false),
-            [stream, rendition, "index.m3u8"] => (
-                format!("/live/{}/{}/index.m3u8", name(stream)?, name(rendition)?),
-                true,
-            ),
-            [stream, rendition, object] => {
-                let (stream, rendition) = (name(stream)?, name(rendition)?);
-                let object = MediaObject::parse(object).ok_or(KeyError::BadPath)?;
-                (
-                    format!("/live/{stream}/{rendition}/{}", object.file_name()),
-                    false,
-                )
-            }
-            _ => return Err(KeyError::BadPath),
-        };
+        let path = LivePath::from_request_path(path)?;
+        let mut key = path.to_string();
+        // Only a playlist is selected by the LL-HLS query: on media it is noise.
+        if !path.is_playlist() {
+            return Ok(Self {
+                key,
+                path,
+                blocking: None,
+            });
+        }
         let mut params: [Option<&str>; 3] = [None; 3];
         for pair in query.unwrap_or_default().split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if let Some(i) = LL_HLS_PARAMS.iter().position(|p| *p == name) {
                 params[i] = Some(value);
             }
-        }
-        let mut key = canonical;
-        // Only a playlist is selected by the LL-HLS query: on media it is noise.
-        if !playlist {
-            return Ok(Self(key));
         }
         let [msn, part, skip] = params;
         let msn = msn.map(|v| number::<u64>(v, "_HLS_msn")).transpose()?;
@@ -117,77 +99,56 @@ impl CacheKey {
         if let Some(s) = skip {
             push("_HLS_skip", s);
         }
-        Ok(Self(key))
+        Ok(Self {
+            key,
+            path,
+            blocking: msn.map(|m| (m, part)),
+        })
     }
 
     /// Path and query, to append to an upstream's base URL.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.key
     }
 
-    pub fn path(&self) -> &str {
-        self.0.split('?').next().unwrap_or_default()
+    /// The object, parsed.
+    pub fn live_path(&self) -> &LivePath {
+        &self.path
     }
 
     /// A playlist request (`.m3u8`).
     pub fn is_playlist(&self) -> bool {
-        self.path().ends_with(".m3u8")
+        self.path.is_playlist()
     }
 
     /// What the object is.
     pub fn kind(&self) -> ObjectKind {
-        if self.is_playlist() {
-            ObjectKind::Playlist
-        } else if self.path().ends_with(".m4s") || self.path().ends_with(".mp4") {
-            ObjectKind::Media
-        } else {
-            ObjectKind::Other
+        match self.path.object() {
+            LiveObject::Multivariant | LiveObject::MediaPlaylist { .. } => ObjectKind::Playlist,
+            LiveObject::Media { .. } => ObjectKind::Media,
+            LiveObject::Health => ObjectKind::Other,
         }
     }
 
     /// A blocking playlist reload (`_HLS_msn` present): held upstream until the part exists.
     pub fn is_blocking(&self) -> bool {
-        self.0.contains("_HLS_msn=")
+        self.blocking.is_some()
     }
 
     /// The stream name (`/live/NAME/…`).
     pub fn stream(&self) -> &str {
-        self.path().split('/').nth(2).unwrap_or_default()
+        self.path.stream()
     }
 
     /// A partial segment (`part-MSN-PART.m4s`): the next one is held upstream until it
     /// starts, which is at most a part duration away.
     pub fn is_part(&self) -> bool {
-        self.path()
-            .rsplit('/')
-            .next()
-            .is_some_and(|f| f.starts_with("part-") && f.ends_with(".m4s"))
+        matches!(self.path.media(), Some(MediaObject::Part { .. }))
     }
 
     /// What a blocking reload waits for: `_HLS_msn` and, if given, `_HLS_part`.
     pub fn blocking_target(&self) -> Option<(u64, Option<u32>)> {
-        let query = self.0.split_once('?')?.1;
-        let value = |name: &str| {
-            query
-                .split('&')
-                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-        };
-        let msn = value("_HLS_msn")?.parse().ok()?;
-        Some((msn, value("_HLS_part").and_then(|p| p.parse().ok())))
-    }
-}
-
-/// A stream or rendition name: the characters the packager and the metadata server
-/// use, which need no encoding in a URL.
-fn name(s: &str) -> Result<&str, KeyError> {
-    let ok = !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(s)
-    } else {
-        Err(KeyError::BadName(s.chars().take(MAX_NAME_LEN).collect()))
+        self.blocking
     }
 }
 
@@ -197,25 +158,6 @@ fn number<T: std::str::FromStr>(v: &str, param: &'static str) -> Result<T, KeyEr
         return Err(KeyError::NotANumber(param));
     }
     v.parse().map_err(|_| KeyError::NotANumber(param))
-}
-
-/// `%XX` decoded; the result must be text.
-fn percent_decode(path: &str) -> Result<String, KeyError> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(KeyError::BadEncoding)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| KeyError::BadEncoding)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| KeyError::BadEncoding)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| KeyError::BadEncoding)
 }
 
 #[cfg(test)]
@@ -286,7 +228,10 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_live_object() {
-        assert_eq!(CacheKey::new("/api/streams", None), Err(KeyError::NotLive));
+        assert_eq!(
+            CacheKey::new("/api/streams", None),
+            Err(KeyError::Path(LivePathError::NotLive))
+        );
         for bad in [
             "/live/../etc/passwd",
             "/live/cam//x",
@@ -298,7 +243,14 @@ mod tests {
         ] {
             let e = CacheKey::new(bad, None).unwrap_err();
             assert!(
-                matches!(e, KeyError::BadPath | KeyError::BadName(_)),
+                matches!(
+                    e,
+                    KeyError::Path(
+                        LivePathError::BadPath
+                            | LivePathError::BadStreamName(_)
+                            | LivePathError::BadRenditionName(_)
+                    )
+                ),
                 "{bad}: {e:?}"
             );
         }
@@ -313,7 +265,14 @@ mod tests {
         ] {
             let e = CacheKey::new(bad, None).unwrap_err();
             assert!(
-                matches!(e, KeyError::BadPath | KeyError::BadName(_)),
+                matches!(
+                    e,
+                    KeyError::Path(
+                        LivePathError::BadPath
+                            | LivePathError::BadStreamName(_)
+                            | LivePathError::BadRenditionName(_)
+                    )
+                ),
                 "{bad}: {e:?}"
             );
         }
@@ -324,14 +283,14 @@ mod tests {
         ] {
             assert_eq!(
                 CacheKey::new(bad, None),
-                Err(KeyError::BadEncoding),
+                Err(KeyError::Path(LivePathError::BadEncoding)),
                 "{bad}"
             );
         }
         let long = format!("/live/{}/master.m3u8", "a".repeat(65));
         assert!(matches!(
             CacheKey::new(&long, None),
-            Err(KeyError::BadName(_))
+            Err(KeyError::Path(LivePathError::BadStreamName(_)))
         ));
         assert_eq!(
             CacheKey::new("/live/cam/a/index.m3u8", Some("_HLS_msn=abc")),

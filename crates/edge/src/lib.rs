@@ -6,8 +6,10 @@
 //!   make exactly one upstream request ([`fetch`]); its bytes reach every waiter as
 //!   they arrive, so a part still being produced upstream streams to all of them.
 //! - [`upstream`]: several origins (or a shield edge) in order of preference, with
-//!   failover on connect errors, timeouts, 5xx and stalled playlists, and health
-//!   probes that bring an upstream back only after it has stayed healthy.
+//!   health probes that bring an upstream back only after it has stayed healthy;
+//!   [`failover`]: which of them answers a request (connect errors, timeouts, 5xx,
+//!   stalled or lagging playlists, unwell inputs), a sans-IO state machine driven by
+//!   a short loop with the HTTP client.
 //! - `/api/…` is passed through to the upstream uncached, for the viewer page an
 //!   edge serves (metadata, its event stream, QoE beacons).
 //! - [`route`]: the router that sends each stream's viewers to one edge (rendezvous
@@ -15,6 +17,7 @@
 
 mod api;
 pub mod boxes;
+pub mod failover;
 pub mod fetch;
 pub mod key;
 pub mod playlist;

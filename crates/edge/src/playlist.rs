@@ -8,6 +8,8 @@
 //! never saw. [`answers_blocking`] tells the two apart, so the edge asks the next
 //! upstream instead.
 
+use media::live_path::MediaObject;
+
 /// Whether `playlist` answers a blocking reload for `msn` (and `part`): the target is
 /// inside its window and it lists the target or something after it (a part index
 /// beyond a segment's last part means part 0 of the next segment, RFC 8216bis
@@ -25,12 +27,8 @@ pub fn answers_blocking(playlist: &str, msn: u64, part: Option<u32>) -> bool {
             if let Some(id) = uri(attrs).and_then(part_id) {
                 last_part = last_part.max(Some(id));
             }
-        } else if let Some(m) = line
-            .strip_prefix("seg-")
-            .and_then(|s| s.strip_suffix(".m4s"))
-            .and_then(|m| m.parse::<u64>().ok())
-        {
-            last_segment = last_segment.max(Some(m));
+        } else if let Some(MediaObject::Segment { msn }) = MediaObject::parse(line.trim()) {
+            last_segment = last_segment.max(Some(msn));
         }
     }
     let Some(first) = first_msn else {
@@ -61,12 +59,10 @@ fn uri(attrs: &str) -> Option<&str> {
 
 /// `part-M-P.m4s` → (M, P).
 fn part_id(uri: &str) -> Option<(u64, u32)> {
-    let name = uri.rsplit('/').next()?;
-    let (m, p) = name
-        .strip_prefix("part-")?
-        .strip_suffix(".m4s")?
-        .split_once('-')?;
-    Some((m.parse().ok()?, p.parse().ok()?))
+    match MediaObject::parse(uri.rsplit('/').next()?)? {
+        MediaObject::Part { msn, part } => Some((msn, part)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

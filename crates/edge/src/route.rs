@@ -47,10 +47,17 @@ pub struct EdgeSpec {
     pub countries: Vec<String>,
 }
 
-impl FromStr for EdgeSpec {
-    type Err = String;
+/// An `--edge` value that is not an edge URL.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{0}' is not an edge: expected an http:// or https:// URL, optionally followed by =CC,CC… (two-letter country codes), e.g. https://edge-eu.example.com=DE,FR"
+)]
+pub struct EdgeSpecError(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for EdgeSpec {
+    type Err = EdgeSpecError;
+
+    fn from_str(s: &str) -> Result<Self, EdgeSpecError> {
         let s = s.trim();
         // The last `=` splits off the countries only when what follows is a list of
         // two-letter codes: a URL may hold `=` itself.
@@ -78,11 +85,7 @@ impl FromStr for EdgeSpec {
                 base: base.trim_end_matches('/').to_owned(),
                 countries,
             }),
-            _ => Err(format!(
-                "'{s}' is not an edge: expected an http:// or https:// URL, optionally \
-                 followed by =CC,CC… (two-letter country codes), e.g. \
-                 https://edge-eu.example.com=DE,FR"
-            )),
+            _ => Err(EdgeSpecError(s.to_owned())),
         }
     }
 }
@@ -405,7 +408,7 @@ mod tests {
             "https:///x",
             "=DE",
         ] {
-            let err = bad.parse::<EdgeSpec>().unwrap_err();
+            let err = bad.parse::<EdgeSpec>().unwrap_err().to_string();
             assert!(err.contains("http://"), "{bad}: {err}");
         }
     }

@@ -16,8 +16,11 @@ use axum::routing::{any, get};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::fetch::{Fetch, Head};
-use crate::key::{CacheKey, ObjectKind};
+use crate::failover::{
+    AttemptError, BodyError, BodyPlan, Failover, FailoverConfig, UpstreamError, Verdict,
+};
+use crate::fetch::{Fetch, FetchError, Head};
+use crate::key::CacheKey;
 use crate::policy::{Storage, storage};
 use crate::upstream::Upstreams;
 
@@ -111,7 +114,10 @@ pub struct Edge {
 
 /// An origin's word on its stream's input (`ok`, `stalled`, `black`, `silent`,
 /// `lost`), on playlists.
-const INPUT: HeaderName = HeaderName::from_static("x-rivulet-input");
+const INPUT: HeaderName = HeaderName::from_static(media::live_path::INPUT_HEADER);
+
+/// Which upstream answered (its index), for the analytics of this edge's viewers.
+const UPSTREAM: HeaderName = HeaderName::from_static(media::live_path::UPSTREAM_HEADER);
 
 /// Headers passed from upstream to viewers.
 const FORWARDED: [HeaderName; 4] = [
@@ -220,8 +226,8 @@ impl Edge {
 
 /// The viewer learns that no upstream answered, not which hosts stand behind this
 /// edge; the log has the detail.
-fn bad_gateway(key: &CacheKey, detail: &str) -> Response {
-    tracing::debug!(key = key.as_str(), error = detail, "502 to a viewer");
+fn bad_gateway(key: &CacheKey, detail: &FetchError) -> Response {
+    tracing::debug!(key = key.as_str(), error = %detail, "502 to a viewer");
     error(
         StatusCode::BAD_GATEWAY,
         "no upstream could answer this request; retry shortly",
@@ -365,7 +371,7 @@ async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
         // Once per fetch, however many viewers waited for it; they get a generic 502.
         tracing::warn!(key = key.as_str(), error = %e, "no upstream could answer");
     }
-    fetch.finish(outcome.clone());
+    fetch.finish(outcome.clone().map_err(FetchError::from));
     let mut inflight = inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
     if outcome.is_ok()
         && let Some(head) = fetch.head_now()
@@ -394,59 +400,35 @@ async fn run_fetch(inner: Arc<Inner>, key: CacheKey, fetch: Arc<Fetch>) {
     inflight.remove(&key);
 }
 
-async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<(), String> {
-    let mut tried = Vec::new();
-    let mut last_answer: Option<(Head, Bytes)> = None;
-    // A good answer from an upstream whose input is unwell: served only if no other
-    // upstream answers as well.
-    let mut unwell: Option<(Head, Bytes)> = None;
-    let mut last_error = String::from("no upstream configured");
-    // Once an answer has started, what viewers already have: whole boxes of a media
-    // object (a broken-off part continues from the next upstream after them).
-    let mut delivered: Option<usize> = None;
-    let playlist = key.is_playlist();
-    // Held upstream until something that comes within a part duration exists: a
-    // blocking reload (the part completes) or a part (it starts).
-    let held = key.is_blocking() || key.is_part();
-    while let Some(index) = inner.upstreams.pick(key.stream(), &tried, Instant::now()) {
-        tried.push(index);
-        let Some(upstream) = inner.upstreams.get(index) else {
+/// Drives the failover state machine ([`Failover`]) with the HTTP client: the
+/// decisions are there, the sockets and timers here.
+async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<(), UpstreamError> {
+    let config = FailoverConfig {
+        first_byte_timeout: inner.config.first_byte_timeout,
+        stall_limit: inner.config.stall_limit,
+        body_stall_timeout: inner.config.body_stall_timeout,
+        max_playlist_bytes: inner.config.max_playlist_bytes,
+        max_media_bytes: inner.config.max_media_bytes,
+    };
+    let mut failover = Failover::new(&inner.upstreams, key, config);
+    while let Some(attempt) = failover.next(Instant::now()) {
+        let Some(upstream) = inner.upstreams.get(attempt.upstream) else {
             break;
-        };
-        let last_candidate = inner
-            .upstreams
-            .pick(key.stream(), &tried, Instant::now())
-            .is_none();
-        // Far longer than a part duration means the stream stopped advancing there (or
-        // the host went silent). The last candidate gets the full hold time: there is
-        // nowhere else to go.
-        let wait = if held && !last_candidate {
-            inner.config.stall_limit
-        } else {
-            inner.config.first_byte_timeout
         };
         let url = format!("{}{}", upstream.base, key.as_str());
         metrics::counter!("edge_upstream_fetches_total").increment(1);
-        let response = match tokio::time::timeout(wait, inner.client.get(&url).send()).await {
-            Err(_) if held => {
-                inner
-                    .upstreams
-                    .mark_stalled(index, key.stream(), Instant::now());
-                last_error = format!("{} held the request beyond {wait:?}", upstream.base);
-                continue;
-            }
-            Err(_) => {
-                inner.upstreams.mark_down(index);
-                last_error = format!("{} did not answer within {wait:?}", upstream.base);
-                continue;
-            }
-            Ok(Err(e)) => {
-                inner.upstreams.mark_down(index);
-                last_error = format!("{}: {e}", upstream.base);
-                continue;
-            }
-            Ok(Ok(r)) => r,
-        };
+        let response =
+            match tokio::time::timeout(attempt.first_byte, inner.client.get(&url).send()).await {
+                Err(_) => {
+                    failover.handle_error(Instant::now(), AttemptError::NoAnswerInTime);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    failover.handle_error(Instant::now(), AttemptError::Transport(e.to_string()));
+                    continue;
+                }
+                Ok(Ok(r)) => r,
+            };
         let status = response.status();
         let mut headers = HeaderMap::new();
         for name in FORWARDED {
@@ -454,147 +436,106 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
                 headers.insert(name, v.clone());
             }
         }
-        headers.insert("x-rivulet-upstream", HeaderValue::from(index));
+        headers.insert(UPSTREAM, HeaderValue::from(attempt.upstream));
         let head = Head { status, headers };
-        // Between bytes of a body: a part grows by a frame at a time, so a silence far
-        // longer than a part means the host is gone (a cut link sends no reset) or
-        // drips bytes to hold viewers.
-        let idle = if last_candidate {
-            inner.config.body_stall_timeout
-        } else {
-            inner.config.stall_limit
-        };
-        // An endless or huge body is an upstream gone wrong: bounded per kind, so that
-        // it cannot grow this edge's memory.
-        let max_bytes = match key.kind() {
-            ObjectKind::Media if status == StatusCode::OK => inner.config.max_media_bytes,
-            _ => inner.config.max_playlist_bytes,
-        };
         let mut stream = response.bytes_stream();
-        if playlist || status != StatusCode::OK {
-            // Small: read whole, so a broken one is simply fetched again elsewhere,
-            // and a playlist can be checked before anyone sees it.
-            let deadline = tokio::time::Instant::now() + inner.config.first_byte_timeout;
-            let body = match read_whole(&mut stream, idle, deadline, max_bytes).await {
-                Ok(b) => b,
-                Err(e) => {
-                    inner.upstreams.mark_down(index);
-                    last_error = format!("{} broke off the body: {e}", upstream.base);
-                    continue;
-                }
-            };
-            // Another upstream may have what this one lacks (a restarted origin has no
-            // history; one whose publisher dropped has no live playlist; one that is
-            // behind answers 400 to a reload too far ahead).
-            if !status.is_success() && (!last_candidate || unwell.is_some()) {
-                if status.is_server_error() {
-                    inner.upstreams.mark_down(index);
-                }
-                last_answer = Some((head, body));
-                continue;
-            }
-            if delivered.is_some() {
-                last_error = format!("{} cannot continue the object: {status}", upstream.base);
-                continue;
-            }
-            if status.is_success() && !last_candidate && playlist {
-                let text = String::from_utf8_lossy(&body);
-                let behind = key.blocking_target().is_some_and(|(msn, part)| {
-                    !crate::playlist::answers_blocking(&text, msn, part)
-                });
-                if behind {
-                    // It answered without the part asked for: its window starts later
-                    // (a restarted origin catching up). The other pipeline has it.
-                    inner
-                        .upstreams
-                        .mark_stalled(index, key.stream(), Instant::now());
-                }
-                if behind || crate::playlist::lacks_segments(&text) {
-                    // Nor a playlist without a whole segment (its first seconds): ask
-                    // the next upstream, this time only, since at a stream's start
-                    // every pipeline looks like that (a cool-down would make the
-                    // edge swing between them).
-                    last_answer = Some((head, body));
-                    continue;
+        match failover.handle_head(Instant::now(), status.as_u16()) {
+            BodyPlan::Whole {
+                idle,
+                deadline,
+                max_bytes,
+            } => {
+                let body = match read_whole(&mut stream, idle, deadline.into(), max_bytes).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failover.handle_error(Instant::now(), AttemptError::Body(e));
+                        continue;
+                    }
+                };
+                let input = head.headers.get(&INPUT).map(|v| v.as_bytes().to_vec());
+                let verdict = failover.handle_answer(
+                    Instant::now(),
+                    status.as_u16(),
+                    input.as_deref(),
+                    &body.clone(),
+                    (head, body),
+                );
+                if let Verdict::Serve((head, body)) = verdict {
+                    fetch.set_head(head);
+                    fetch.push(body);
+                    return Ok(());
                 }
             }
-            let input_ok = head
-                .headers
-                .get(&INPUT)
-                .is_none_or(|v| v.as_bytes() == b"ok");
-            if !input_ok && !last_candidate {
-                // Its input stalled, went black or silent: prefer the other pipeline for
-                // this stream for a while (as if its playlist had stopped advancing).
-                inner
-                    .upstreams
-                    .mark_stalled(index, key.stream(), Instant::now());
-                unwell.get_or_insert((head, body));
-                continue;
-            }
-            fetch.set_head(head);
-            fetch.push(body);
-            return Ok(());
-        }
-        let skip = *delivered.get_or_insert_with(|| {
-            // Viewers may not know the length: the next upstream's copy can differ.
-            let mut head = head.clone();
-            head.headers.remove(header::CONTENT_LENGTH);
-            fetch.set_head(head);
-            0
-        });
-        let mut splitter = crate::boxes::BoxSplitter::default();
-        let mut boxes = 0usize;
-        let mut received = 0usize;
-        let mut broken = None;
-        loop {
-            let c = match tokio::time::timeout(idle, stream.next()).await {
-                Ok(None) => break,
-                Ok(Some(Ok(c))) => c,
-                Ok(Some(Err(e))) => {
-                    broken = Some(e.to_string());
-                    break;
+            BodyPlan::Stream {
+                idle,
+                max_bytes,
+                skip_boxes,
+                send_head,
+            } => {
+                if send_head {
+                    // Viewers may not know the length: the next upstream's copy can differ.
+                    let mut head = head;
+                    head.headers.remove(header::CONTENT_LENGTH);
+                    fetch.set_head(head);
                 }
-                Err(_) => {
-                    broken = Some(format!("no bytes for {idle:?}"));
-                    break;
-                }
-            };
-            metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
-            received += c.len();
-            if received > max_bytes {
-                metrics::counter!("edge_upstream_oversized_total").increment(1);
-                broken = Some(format!("body over {max_bytes} bytes"));
-                break;
-            }
-            splitter.push(&c);
-            while let Some(b) = splitter.next_box() {
-                boxes += 1;
-                if boxes > skip {
-                    fetch.push(b);
-                    delivered = Some(boxes);
+                match stream_boxes(&mut stream, idle, max_bytes, skip_boxes, fetch).await {
+                    Ok(()) => return Ok(()),
+                    Err((boxes, e)) => {
+                        metrics::counter!("edge_spliced_total").increment(1);
+                        failover.handle_stream_error(Instant::now(), boxes, e);
+                    }
                 }
             }
         }
-        if let Some(e) = broken {
-            inner.upstreams.mark_down(index);
-            last_error = format!("{} broke off the body: {e}", upstream.base);
-            metrics::counter!("edge_spliced_total").increment(1);
-            continue;
-        }
-        let rest = splitter.rest();
-        if !rest.is_empty() {
-            fetch.push(rest);
-        }
-        return Ok(());
     }
-    match unwell.or(last_answer) {
-        Some((head, body)) if delivered.is_none() => {
-            fetch.set_head(head);
-            fetch.push(body);
-            Ok(())
+    let (head, body) = failover.finish()?;
+    fetch.set_head(head);
+    fetch.push(body);
+    Ok(())
+}
+
+/// Streams a media body to `fetch` in whole boxes, skipping the first `skip` (viewers
+/// have them from an upstream that broke off). On a break: how many whole boxes of
+/// this body arrived, and why.
+async fn stream_boxes<S>(
+    stream: &mut S,
+    idle: Duration,
+    max_bytes: usize,
+    skip: usize,
+    fetch: &Fetch,
+) -> Result<(), (usize, BodyError)>
+where
+    S: futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    let mut splitter = crate::boxes::BoxSplitter::default();
+    let mut boxes = 0usize;
+    let mut received = 0usize;
+    loop {
+        let c = match tokio::time::timeout(idle, stream.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(c))) => c,
+            Ok(Some(Err(e))) => return Err((boxes, BodyError::Transport(e.to_string()))),
+            Err(_) => return Err((boxes, BodyError::Idle(idle))),
+        };
+        metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
+        received += c.len();
+        if received > max_bytes {
+            metrics::counter!("edge_upstream_oversized_total").increment(1);
+            return Err((boxes, BodyError::TooLarge(max_bytes)));
         }
-        _ => Err(last_error),
+        splitter.push(&c);
+        while let Some(b) = splitter.next_box() {
+            boxes += 1;
+            if boxes > skip {
+                fetch.push(b);
+            }
+        }
     }
+    let rest = splitter.rest();
+    if !rest.is_empty() {
+        fetch.push(rest);
+    }
+    Ok(())
 }
 
 /// A whole (small) body, or why it broke off: no bytes for `idle`, not complete by
@@ -604,7 +545,7 @@ async fn read_whole<S>(
     idle: Duration,
     deadline: tokio::time::Instant,
     max_bytes: usize,
-) -> Result<Bytes, String>
+) -> Result<Bytes, BodyError>
 where
     S: futures::Stream<Item = reqwest::Result<Bytes>> + Unpin,
 {
@@ -617,15 +558,13 @@ where
                 metrics::counter!("edge_upstream_bytes_total").increment(c.len() as u64);
                 if whole.len() + c.len() > max_bytes {
                     metrics::counter!("edge_upstream_oversized_total").increment(1);
-                    return Err(format!("body over {max_bytes} bytes"));
+                    return Err(BodyError::TooLarge(max_bytes));
                 }
                 whole.extend_from_slice(&c);
             }
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Err(_) if until == deadline => {
-                return Err("body not complete in time".to_owned());
-            }
-            Err(_) => return Err(format!("no bytes for {idle:?}")),
+            Ok(Some(Err(e))) => return Err(BodyError::Transport(e.to_string())),
+            Err(_) if until == deadline => return Err(BodyError::Deadline),
+            Err(_) => return Err(BodyError::Idle(idle)),
         }
     }
 }

@@ -10,6 +10,9 @@
 //! - [`avc`], [`aac`]: decoder configurations (avcC, AudioSpecificConfig).
 //! - [`amf0`], [`flv`]: the RTMP payload formats.
 //! - [`cmaf`]: the fMP4 writer (init segments, fragments).
+//! - [`live_path`]: the play URL layout (`/live/STREAM/RENDITION/seg-N.m4s`, …) and the
+//!   stream-name rule, parsed and formatted by [`LivePath`] for every crate that serves or
+//!   reads those URLs.
 
 pub mod aac;
 pub mod amf0;
@@ -17,6 +20,7 @@ pub mod avc;
 pub mod cmaf;
 pub mod flv;
 mod frame;
+pub mod live_path;
 pub mod mp3;
 mod time;
 mod track;
@@ -24,6 +28,7 @@ mod track;
 pub use aac::AacConfig;
 pub use avc::AvcConfig;
 pub use frame::{Frame, TrackKind};
+pub use live_path::{LiveObject, LivePath, LivePathError, MediaObject};
 pub use mp3::Mp3Config;
 pub use time::{
     JumpPolicy, MILLISECONDS, MediaTime, Rounding, Timeline, TimestampJump, VIDEO_TIMESCALE,

@@ -21,22 +21,9 @@ impl StreamName {
     }
 
     pub(crate) fn parse_field(name: &str, field: &'static str) -> Result<Self, ValidationError> {
-        let bytes = name.as_bytes();
-        let first_ok = bytes
-            .first()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = bytes
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_');
-        if !first_ok || !rest_ok || bytes.len() > MAX_NAME_LEN {
-            return Err(ValidationError::new(
-                field,
-                format!(
-                    "'{}' is not a valid stream name: use 1-{MAX_NAME_LEN} lowercase letters, digits, '-' or '_', starting with a letter or digit (it appears in URLs)",
-                    name.chars().take(80).collect::<String>()
-                ),
-            ));
-        }
+        // One rule for every crate that sees stream names (edge, analytics, origin).
+        media::live_path::check_stream_name(name)
+            .map_err(|e| ValidationError::new(field, e.to_string()))?;
         Ok(Self(name.to_owned()))
     }
 
@@ -424,7 +411,7 @@ fn validate_description(description: String) -> Result<String, ValidationError> 
 }
 
 /// Longest stream name, in bytes (ASCII only).
-pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = media::live_path::MAX_STREAM_NAME_LEN;
 /// Longest title, in characters.
 pub const MAX_TITLE_LEN: usize = 200;
 /// Longest description, in characters.

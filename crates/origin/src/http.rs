@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use media::live_path::routes;
 use package::{MediaObject, Readiness};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -34,7 +35,7 @@ const MEDIA_CACHE: &str = "public, max-age=300, immutable";
 /// `EXT-X-SESSION-DATA` DATA-ID of the stream's title (reverse-DNS, as RFC 8216 asks).
 const TITLE_DATA_ID: &str = "com.rivulet.title";
 /// The response header that carries the input's health on playlists.
-pub const INPUT_HEADER: &str = "x-rivulet-input";
+pub const INPUT_HEADER: &str = media::live_path::INPUT_HEADER;
 /// Errors (a part that does not exist *yet*) must not be cached.
 const ERROR_CACHE: &str = "no-store";
 
@@ -47,10 +48,10 @@ pub fn router(streams: LiveStreams) -> Router {
         streams,
     };
     Router::new()
-        .route("/live/{name}/master.m3u8", get(multivariant_playlist))
-        .route("/live/{name}/health", get(input_health))
-        .route("/live/{name}/{rendition}/index.m3u8", get(media_playlist))
-        .route("/live/{name}/{rendition}/{object}", get(media_object))
+        .route(&routes::multivariant(), get(multivariant_playlist))
+        .route(&routes::health(), get(input_health))
+        .route(&routes::media_playlist(), get(media_playlist))
+        .route(&routes::media_object(), get(media_object))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -258,7 +259,7 @@ async fn media_playlist(
             .filter(|(i, _)| *i != index)
             .map(|(_, r)| {
                 r.packager
-                    .rendition_report(&format!("../{}/index.m3u8", r.name))
+                    .rendition_report(&media::live_path::sibling_playlist_uri(&r.name))
             })
             .collect();
         state.renditions[index]

@@ -199,7 +199,7 @@ pub fn multivariant_playlist(
         if let Some(fps) = v.frame_rate {
             let _ = write!(out, ",FRAME-RATE={fps:.3}");
         }
-        let _ = writeln!(out, "\n{name}/index.m3u8");
+        let _ = writeln!(out, "\n{}", media::live_path::media_playlist_uri(name));
     }
     out
 }
