@@ -369,6 +369,8 @@ impl PartState {
     fn read(stream: &LiveStream, index: usize, msn: u64, part: u32) -> Self {
         let state = stream.lock();
         let packager = &state.renditions[index].packager;
+        // A hinted number that a new segment overtook names that segment's first part.
+        let (msn, part) = packager.canonical_part(msn, part);
         if let Some(view) = packager.part(msn, part) {
             return if view.complete {
                 PartState::Complete(view.chunks)

@@ -464,15 +464,23 @@ impl RenditionPackager {
     /// it before the segment ended (see [`RenditionPackager::preload_hint`]), and the
     /// name is never used for other bytes.
     pub fn part(&self, msn: u64, part: u32) -> Option<PartView> {
+        let (msn, part) = self.canonical_part(msn, part);
         let segment = self.segment_ref(msn)?;
-        if segment.duration.is_some() && part as usize == segment.parts.len() {
-            return self.part(msn + 1, 0);
-        }
         let p = segment.parts.get(part as usize)?;
         Some(PartView {
             chunks: p.chunks.clone(),
             complete: p.complete,
         })
+    }
+
+    /// The part a part number denotes: the number just past the last part of a
+    /// complete segment is the next segment's first part (see [`Self::part`]); any
+    /// other number is itself.
+    pub fn canonical_part(&self, msn: u64, part: u32) -> (u64, u32) {
+        match self.segment_ref(msn) {
+            Some(s) if s.duration.is_some() && part as usize == s.parts.len() => (msn + 1, 0),
+            _ => (msn, part),
+        }
     }
 
     /// A complete segment's chunks.

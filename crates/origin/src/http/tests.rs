@@ -355,6 +355,9 @@ async fn a_hinted_part_that_lands_in_a_new_segment_is_answered_with_it() {
     // next part made is segment 1's first.
     stream.handle_publisher_gone();
     stream.handle_session_start();
+    // Between the sessions, the ended segment's next number still waits for the part.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!hinted.is_finished(), "answered before the part existed");
     push(&stream, 0, 12);
     let (status, _, bytes) = hinted.await.unwrap();
     assert_eq!(
