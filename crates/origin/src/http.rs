@@ -221,6 +221,13 @@ async fn media_playlist(
     if let Some((msn, part)) = block {
         let _held = HeldRequest::new();
         let mut waiting = None;
+        // Held for up to three of the playlist's actual target durations (not the
+        // configured segment target: a stream with longer keyframe intervals has longer
+        // segments, and a legal request may wait that long).
+        let hold = stream.lock().renditions[index]
+            .packager
+            .blocking_hold_limit();
+        waiter.extend_to(hold);
         loop {
             let readiness = stream.lock().renditions[index]
                 .packager
@@ -231,6 +238,14 @@ async fn media_playlist(
                     return error(
                         StatusCode::BAD_REQUEST,
                         "_HLS_msn is more than two segments ahead of the playlist",
+                    );
+                }
+                Readiness::PartOutOfRange => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "_HLS_part names a part that will not exist: past the end of a \
+                         complete segment, or more than three seconds' worth of parts \
+                         ahead of the playlist; ask for the part the playlist hints at",
                     );
                 }
                 Readiness::Wait => {
@@ -378,6 +393,10 @@ async fn serve_part(
     waiting: Waiting<'_>,
 ) -> Response {
     let mut waiter = Waiter::new(&stream, streams);
+    let hold = stream.lock().renditions[index]
+        .packager
+        .blocking_hold_limit();
+    waiter.extend_to(hold);
     let _held = HeldRequest::new();
     let mut held = None;
     loop {
@@ -447,6 +466,8 @@ impl PartState {
     fn read(stream: &LiveStream, index: usize, msn: u64, part: u32) -> Self {
         let state = stream.lock();
         let packager = &state.renditions[index].packager;
+        // A hinted number that a new segment overtook names that segment's first part.
+        let (msn, part) = packager.canonical_part(msn, part);
         if let Some(view) = packager.part(msn, part) {
             return if view.complete {
                 PartState::Complete(view.chunks)
@@ -580,6 +601,11 @@ impl Waiter {
             changes: stream.changes(),
             deadline: Instant::now() + hold_timeout(streams),
         }
+    }
+
+    /// Lets the request be held for `hold` from now if that is longer.
+    fn extend_to(&mut self, hold: Duration) {
+        self.deadline = self.deadline.max(Instant::now() + hold);
     }
 
     /// Waits for the next change; `false` once the deadline has passed.

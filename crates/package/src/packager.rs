@@ -48,10 +48,17 @@ pub enum Readiness {
     Wait,
     /// More than two segments beyond the playlist: the origin answers 400.
     TooFarAhead,
+    /// `_HLS_part` names a part that cannot come: past the part just after the last
+    /// one of a complete segment, or more than the Advance Part Limit (RFC 8216bis
+    /// §6.2.5.2: three seconds' worth of parts) beyond the last part of the playlist.
+    /// The origin answers 400.
+    PartOutOfRange,
 }
 
-/// Complete segments kept beyond the playlist window, for clients still fetching them.
-const EXTRA_RETAINED: usize = 2;
+/// At most this many complete segments per window segment are kept beyond the playlist
+/// window (removed, still served): the bound on the retention below, whatever the
+/// segment durations.
+const MAX_REMOVED_PER_WINDOW_SEGMENT: usize = 2;
 /// In an audio-only rendition, audio is chunked this often (ms).
 const AUDIO_ONLY_CHUNK_MS: i64 = 100;
 
@@ -375,14 +382,24 @@ impl RenditionPackager {
 
         // Complete the part now if the next frame would not fit (so it is servable as
         // soon as its last frame arrived), or if the next frame crosses a boundary.
+        //
+        // Not when the next frame may start a new segment: whether it does depends on
+        // it being a keyframe, which only its arrival tells. Completing the part early
+        // would leave a short part inside the segment when the keyframe is late (RFC
+        // 8216bis: every part but an independent one or a segment's last is at least
+        // 85 % of PART-TARGET), and the hint would name a part that never comes when
+        // it is not. The segment's last part completes when the next frame arrives.
         let next = dts + interval;
+        // Once the segment has crossed a boundary, any frame may be the keyframe that
+        // ends it (a late keyframe, or a returning publisher's off the 2 s grid).
         self.expect_segment_end = next.div_euclid(segment_ticks.max(1))
-            > boundary.max(self.open_segment().map_or(boundary, |s| s.boundary));
+            > self.open_segment().map_or(boundary, |s| s.boundary);
         if let Some(part_start) = self
             .open_segment()
             .and_then(|s| s.parts.last())
             .map(|p| p.start)
-            && (next + interval - part_start > part_ticks || self.expect_segment_end)
+            && next + interval - part_start > part_ticks
+            && !self.expect_segment_end
         {
             self.flush_chunk()?;
             self.close_part(next);
@@ -442,13 +459,28 @@ impl RenditionPackager {
             .map(|(_, b)| b.clone())
     }
 
-    /// A part, complete or growing.
+    /// A part, complete or growing. The part number just past the last part of a
+    /// complete segment is the next segment's first part: a preload hint may have named
+    /// it before the segment ended (see [`RenditionPackager::preload_hint`]), and the
+    /// name is never used for other bytes.
     pub fn part(&self, msn: u64, part: u32) -> Option<PartView> {
-        let p = self.segment_ref(msn)?.parts.get(part as usize)?;
+        let (msn, part) = self.canonical_part(msn, part);
+        let segment = self.segment_ref(msn)?;
+        let p = segment.parts.get(part as usize)?;
         Some(PartView {
             chunks: p.chunks.clone(),
             complete: p.complete,
         })
+    }
+
+    /// The part a part number denotes: the number just past the last part of a
+    /// complete segment is the next segment's first part (see [`Self::part`]); any
+    /// other number is itself.
+    pub fn canonical_part(&self, msn: u64, part: u32) -> (u64, u32) {
+        match self.segment_ref(msn) {
+            Some(s) if s.duration.is_some() && part as usize == s.parts.len() => (msn + 1, 0),
+            _ => (msn, part),
+        }
     }
 
     /// A complete segment's chunks.
@@ -467,10 +499,14 @@ impl RenditionPackager {
         if self.ended {
             return None;
         }
+        // The next part *number* this packager will emit. A segment's last part stays
+        // open until the frame after it arrives, so a complete last part of the open
+        // segment means the next frame continues this segment; should it start a new
+        // segment after all (a discontinuity), `part` answers the hinted number with
+        // the next segment's first part.
         match self.segments.back() {
             Some(s) if s.duration.is_none() => match s.parts.last() {
                 Some(p) if !p.complete => Some((s.msn, s.parts.len() as u32 - 1)),
-                _ if self.expect_segment_end => Some((s.msn + 1, 0)),
                 _ => Some((s.msn, s.parts.len() as u32)),
             },
             Some(s) => Some((s.msn + 1, 0)),
@@ -507,7 +543,11 @@ impl RenditionPackager {
             return Readiness::Ready;
         }
         let Some(segment) = self.segment_ref(msn) else {
-            return Readiness::Wait;
+            // A segment after the open one: its parts are all ahead of the playlist.
+            return match part {
+                Some(p) if p as usize >= self.advance_part_limit() => Readiness::PartOutOfRange,
+                _ => Readiness::Wait,
+            };
         };
         match part {
             None => {
@@ -519,12 +559,67 @@ impl RenditionPackager {
             }
             Some(p) => match segment.parts.get(p as usize) {
                 Some(part) if part.complete => Readiness::Ready,
-                // A part index beyond the last part of a completed segment means part 0
-                // of the next segment (RFC 8216bis §6.2.5.2).
-                None if segment.duration.is_some() => self.blocking_readiness(msn + 1, Some(0)),
-                _ => Readiness::Wait,
+                // The part number just past the last part of a completed segment is the
+                // next segment's part 0 (a preload hint may have named it, and RFC
+                // 8216bis §6.2.5.2 is satisfied by a later segment); anything further
+                // names a part that will never exist.
+                None if segment.duration.is_some() => {
+                    if p as usize == segment.parts.len() {
+                        self.blocking_readiness(msn + 1, Some(0))
+                    } else {
+                        Readiness::PartOutOfRange
+                    }
+                }
+                _ => {
+                    let last_complete = segment.parts.iter().filter(|p| p.complete).count();
+                    if p as usize >= last_complete + self.advance_part_limit() {
+                        Readiness::PartOutOfRange
+                    } else {
+                        Readiness::Wait
+                    }
+                }
             },
         }
+    }
+
+    /// The Advance Part Limit of RFC 8216bis §6.2.5.2: how many parts beyond the last
+    /// one of the playlist a blocking request may ask for (three seconds' worth when
+    /// PART-TARGET is below one second, else three).
+    fn advance_part_limit(&self) -> usize {
+        let part_ms = self.config.part_target_ms.max(1);
+        if part_ms < 1000 {
+            3000_u32.div_ceil(part_ms) as usize
+        } else {
+            3
+        }
+    }
+
+    /// `EXT-X-TARGETDURATION` of the playlist as served now (whole seconds): the
+    /// configured segment target, or the longest complete segment rounded if longer.
+    pub fn target_duration_secs(&self) -> u64 {
+        let timescale = i64::from(self.main_timescale().get());
+        let longest = self
+            .segments
+            .iter()
+            .filter_map(|s| s.duration)
+            .max()
+            .unwrap_or(0);
+        self.config
+            .target_duration_secs()
+            .max(playlist::rounded_secs(longest, timescale))
+    }
+
+    /// How long a blocking request may be held (RFC 8216bis §6.2.5.2 lets a client
+    /// give up after three target durations): three times the playlist's
+    /// TARGETDURATION, or of the open segment's length so far if it is longer (a late
+    /// keyframe stretches it, and the TARGETDURATION with it once it completes).
+    pub fn blocking_hold_limit(&self) -> std::time::Duration {
+        let timescale = i64::from(self.main_timescale().get());
+        let open = self
+            .open_segment()
+            .and_then(|s| Some(self.timeline_end()? - s.start))
+            .map_or(0, |ticks| playlist::rounded_secs(ticks, timescale) + 1);
+        std::time::Duration::from_secs(3 * self.target_duration_secs().max(open))
     }
 
     /// The media playlist; `skip` asks for a delta update (`_HLS_skip=YES`).
@@ -566,11 +661,7 @@ impl RenditionPackager {
             .collect();
         playlist::render_media_playlist(&playlist::MediaPlaylist {
             config: &self.config,
-            max_segment_secs: complete
-                .iter()
-                .filter_map(|s| s.duration)
-                .map(secs)
-                .fold(0.0, f64::max),
+            target_duration: self.target_duration_secs(),
             discontinuity_sequence,
             segments,
             preload_hint: self.preload_hint(),
@@ -670,7 +761,8 @@ impl RenditionPackager {
             }
         }
         assert!(
-            self.segments.len() <= self.config.window_segments + EXTRA_RETAINED + 1,
+            self.segments.len()
+                <= self.config.window_segments * (1 + MAX_REMOVED_PER_WINDOW_SEGMENT) + 1,
             "retention is bounded"
         );
     }
@@ -739,16 +831,35 @@ impl RenditionPackager {
             init_version: self.init_version().unwrap_or(0),
             program_date_ms,
         });
-        // Drop what has left the window, keeping a few for clients still fetching.
-        let complete = self
-            .segments
-            .iter()
-            .filter(|s| s.duration.is_some())
-            .count();
-        let excess = complete.saturating_sub(self.config.window_segments + EXTRA_RETAINED);
-        for _ in 0..excess {
-            if let Some(old) = self.segments.pop_front() {
-                self.dropped_discontinuities += u64::from(old.discontinuity);
+        self.drop_removed_segments();
+    }
+
+    /// Forgets segments that left the playlist long enough ago. RFC 8216bis §6.2.2: a
+    /// removed segment stays available for at least the duration of the playlist that
+    /// last listed it plus its own. Media time measures that period: a segment left the
+    /// playlist when the `window_segments` after it were complete, and is kept until
+    /// twice the window's duration plus its own (and one target of slack for the open
+    /// segment the playlist also listed) has been completed after it.
+    fn drop_removed_segments(&mut self) {
+        let window = self.config.window_segments;
+        let slack = i64::from(self.config.segment_target_ms)
+            * i64::from(self.main_timescale().get())
+            / 1000;
+        loop {
+            let complete: Vec<i64> = self.segments.iter().filter_map(|s| s.duration).collect();
+            if complete.len() <= window {
+                return;
+            }
+            let listed: i64 = complete[complete.len() - window..].iter().sum();
+            let later: i64 = complete[1..].iter().sum();
+            let removed = complete.len() - window;
+            let expired = later >= 2 * listed + complete[0] + slack;
+            if !expired && removed <= window * MAX_REMOVED_PER_WINDOW_SEGMENT {
+                return;
+            }
+            match self.segments.pop_front() {
+                Some(old) => self.dropped_discontinuities += u64::from(old.discontinuity),
+                None => return,
             }
         }
     }

@@ -39,7 +39,8 @@ pub(crate) struct PlaylistSegment {
 
 pub(crate) struct MediaPlaylist<'a> {
     pub(crate) config: &'a PackagerConfig,
-    pub(crate) max_segment_secs: f64,
+    /// `EXT-X-TARGETDURATION`: at least every EXTINF rounded to the nearest second.
+    pub(crate) target_duration: u64,
     pub(crate) discontinuity_sequence: u64,
     pub(crate) segments: Vec<PlaylistSegment>,
     pub(crate) preload_hint: Option<(u64, u32)>,
@@ -48,13 +49,16 @@ pub(crate) struct MediaPlaylist<'a> {
     pub(crate) skip: bool,
 }
 
+/// `ticks` in whole seconds, rounded to the nearest as RFC 8216bis rounds EXTINF against
+/// TARGETDURATION.
+pub(crate) fn rounded_secs(ticks: i64, timescale: i64) -> u64 {
+    let timescale = timescale.max(1);
+    u64::try_from((ticks + timescale / 2) / timescale).unwrap_or(0)
+}
+
 pub(crate) fn render_media_playlist(p: &MediaPlaylist<'_>) -> String {
     let mut out = String::with_capacity(4096);
-    // EXTINF durations rounded to the nearest second must not exceed the target.
-    let target = p
-        .config
-        .target_duration_secs()
-        .max(p.max_segment_secs.round() as u64);
+    let target = p.target_duration;
     let part_target = f64::from(p.config.part_target_ms) / 1000.0;
     let skip_until = 6.0 * target as f64;
     let _ = writeln!(out, "#EXTM3U");
@@ -99,17 +103,20 @@ pub(crate) fn render_media_playlist(p: &MediaPlaylist<'_>) -> String {
         }
     }
 
-    // Parts are listed for the segments in the last three target durations.
+    // Parts are listed only for the segments that lie wholly within the last three
+    // target durations (RFC 8216bis §4.4.4.9: part tags further from the end SHOULD be
+    // removed; strict parsers such as hls-parser refuse them). The open segment always
+    // has its parts: they are all it has.
     let mut from_end = 0.0;
     let mut parts_from = p.segments.len();
     for (i, s) in p.segments.iter().enumerate().rev() {
-        if from_end > 3.0 * target as f64 {
-            break;
-        }
-        parts_from = i;
         from_end += s
             .duration_secs
             .unwrap_or_else(|| s.parts.iter().map(|(d, _)| d).sum());
+        if from_end > 3.0 * target as f64 && s.duration_secs.is_some() {
+            break;
+        }
+        parts_from = i;
     }
 
     let mut map_version = None;

@@ -393,3 +393,114 @@ async fn held_requests_are_bounded_per_client_and_per_stream() {
     let (status, _) = ask([10, 0, 0, 1]).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Pushes video frames `from..to` of a 30 fps stream with a keyframe every `gop`.
+fn push_gop(stream: &LiveStream, from: i64, to: i64, gop: i64) {
+    for n in from..to {
+        let t = MediaTime::new(n * 3000, VIDEO_TIMESCALE);
+        let frame = Frame {
+            kind: TrackKind::Video,
+            dts: t,
+            pts: t,
+            keyframe: n % gop == 0,
+            data: Bytes::from(vec![0x41; 100]),
+        };
+        stream.handle_frame("source", frame, SystemTime::now(), Instant::now());
+    }
+}
+
+#[tokio::test]
+async fn a_hinted_part_that_lands_in_a_new_segment_is_answered_with_it() {
+    let (streams, stream) = live();
+    // Frame 49 completes part 0-4; the playlist hints part 0-5.
+    push(&stream, 0, 50);
+    let (_, _, body) = get(&streams, "/live/cam/source/index.m3u8").await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part-0-5.m4s\""),
+        "{text}"
+    );
+    let hinted = tokio::spawn({
+        let streams = streams.clone();
+        async move { get(&streams, "/live/cam/source/part-0-5.m4s").await }
+    });
+    tokio::task::yield_now().await;
+    // The publisher leaves and comes back: segment 0 ends after five parts, and the
+    // next part made is segment 1's first.
+    stream.handle_publisher_gone();
+    stream.handle_session_start();
+    // Between the sessions, the ended segment's next number still waits for the part.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!hinted.is_finished(), "answered before the part existed");
+    push(&stream, 0, 12);
+    let (status, _, bytes) = hinted.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let (status, _, first) = get(&streams, "/live/cam/source/part-1-0.m4s").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bytes, first, "the hinted name carries the part made next");
+    // Further numbers of the ended segment never exist.
+    assert_eq!(
+        get(&streams, "/live/cam/source/part-0-6.m4s").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_part_that_cannot_exist_is_refused_at_once_with_a_reason() {
+    let (streams, stream) = live();
+    push(&stream, 0, 130);
+    let started = std::time::Instant::now();
+    for query in [
+        // Segment 0 ended with 6 parts.
+        "_HLS_msn=0&_HLS_part=7",
+        // Far beyond the Advance Part Limit of the open segment and the next one.
+        "_HLS_msn=2&_HLS_part=40",
+        "_HLS_msn=3&_HLS_part=40",
+    ] {
+        let (status, headers, body) =
+            get(&streams, &format!("/live/cam/source/index.m3u8?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert!(
+            String::from_utf8_lossy(&body).contains("_HLS_part"),
+            "{query}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    // Not held (a held request would take seconds).
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // The part just past a complete segment is the next segment's first: answered.
+    let (status, _, _) = get(
+        &streams,
+        "/live/cam/source/index.m3u8?_HLS_msn=0&_HLS_part=6",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_blocking_reload_waits_three_of_the_playlists_target_durations() {
+    let (streams, stream) = live();
+    // 8 s keyframe interval with the default 2 s segment target: TARGETDURATION 8.
+    push_gop(&stream, 0, 3 * 240 + 10, 240);
+    let (_, _, body) = get(&streams, "/live/cam/source/index.m3u8").await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    assert!(text.contains("#EXT-X-TARGETDURATION:8\n"), "{text}");
+    // Segment 3 completes at frame 960; a legal request for it is held longer than
+    // three configured segment targets (6 s).
+    let request = tokio::spawn({
+        let streams = streams.clone();
+        async move { get(&streams, "/live/cam/source/index.m3u8?_HLS_msn=3").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert!(!request.is_finished(), "given up before 3 x TARGETDURATION");
+    push_gop(&stream, 3 * 240 + 10, 4 * 240 + 1, 240);
+    let (status, _, body) = request.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("seg-3.m4s"));
+}

@@ -44,6 +44,9 @@ struct Source {
     n: u64,
     audio_n: i64,
     with_audio: bool,
+    /// Round decode times to whole milliseconds, as RTMP carries them (30 fps then
+    /// alternates 33 and 34 ms intervals).
+    rtmp_ms: bool,
 }
 
 impl Source {
@@ -54,12 +57,23 @@ impl Source {
             n: 0,
             audio_n: 0,
             with_audio: true,
+            rtmp_ms: false,
+        }
+    }
+
+    fn rtmp(interval: i64, gop: u64) -> Self {
+        Source {
+            rtmp_ms: true,
+            ..Source::new(interval, gop)
         }
     }
 
     /// Frames up to and including video frame `n`.
     fn next(&mut self) -> Vec<Frame> {
-        let dts = self.n as i64 * self.interval;
+        let mut dts = self.n as i64 * self.interval;
+        if self.rtmp_ms {
+            dts = (dts + 45) / 90 * 90;
+        }
         let mut out = Vec::new();
         while self.with_audio && self.audio_n * 1024 * 90_000 / 48_000 <= dts {
             let t = MediaTime::new(self.audio_n * 1024, NonZeroU32::new(48_000).unwrap());
@@ -298,7 +312,7 @@ fn window_slides_and_discontinuity_sequence_counts_what_left() {
     let m = parse(&text);
     assert_eq!(m.segments.len(), 8, "{text}");
     assert!(text.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"), "{text}");
-    assert!(p.segments.len() <= 8 + EXTRA_RETAINED + 1);
+    assert!(p.segments.len() <= 8 * (1 + MAX_REMOVED_PER_WINDOW_SEGMENT) + 1);
     let first_kept = p.segments.front().unwrap().msn;
     assert!(p.segment(first_kept).is_some());
     assert!(p.segment(first_kept - 1).is_none());
@@ -318,12 +332,32 @@ fn blocking_readiness_follows_the_spec() {
     assert_eq!(p.blocking_readiness(msn, Some(parts + 3)), Readiness::Wait);
     assert_eq!(p.blocking_readiness(msn + 2, None), Readiness::Wait);
     assert_eq!(p.blocking_readiness(msn + 3, None), Readiness::TooFarAhead);
-    // A part index past the end of a completed segment means the next segment's part 0.
+    // The part number just past the end of a completed segment is the next segment's
+    // part 0; further ones never exist (400, not a held request).
     let done = &p.segments[0];
-    let past = done.parts.len() as u32 + 5;
+    let past = done.parts.len() as u32;
     assert_eq!(
         p.blocking_readiness(done.msn, Some(past)),
         p.blocking_readiness(done.msn + 1, Some(0))
+    );
+    assert_eq!(
+        p.blocking_readiness(done.msn, Some(past + 1)),
+        Readiness::PartOutOfRange
+    );
+    // The Advance Part Limit: 3 s / 0.334 s = 9 parts beyond the last one.
+    assert_eq!(p.blocking_readiness(msn, Some(parts + 8)), Readiness::Wait);
+    assert_eq!(
+        p.blocking_readiness(msn, Some(parts + 9)),
+        Readiness::PartOutOfRange
+    );
+    assert_eq!(
+        p.blocking_readiness(msn, Some(40)),
+        Readiness::PartOutOfRange
+    );
+    assert_eq!(p.blocking_readiness(msn + 1, Some(2)), Readiness::Wait);
+    assert_eq!(
+        p.blocking_readiness(msn + 1, Some(40)),
+        Readiness::PartOutOfRange
     );
     p.handle_end(t0());
     assert_eq!(p.blocking_readiness(msn + 2, Some(4)), Readiness::Ready);
@@ -529,4 +563,278 @@ fn random_operations_keep_invariants() {
         }
         parse(&p.media_playlist(false, &[]));
     }
+}
+
+/// Feeds `frames` video frames, checking after each frame that the preload hint of the
+/// playlist before it named exactly the next part the packager started (RFC 8216bis
+/// §4.4.5.2: a hint names a resource that will be produced). Returns how many parts were
+/// started.
+fn feed_checking_hints(p: &mut RenditionPackager, source: &mut Source, frames: u64) -> usize {
+    let mut started = 0;
+    for _ in 0..frames {
+        for f in source.next() {
+            // A hinted part already growing is produced; one not started yet must be
+            // the next to start.
+            let hint = p
+                .preload_hint()
+                .filter(|&(msn, part)| p.part(msn, part).is_none());
+            let wall = t0() + Duration::from_micros((f.dts.as_secs_f64() * 1e6) as u64);
+            p.handle_frame(f, wall).unwrap();
+            p.check_invariants();
+            while let Some(event) = p.poll_event() {
+                if let PackageEvent::PartStarted { msn, part } = event {
+                    if let Some(hint) = hint {
+                        assert_eq!(
+                            hint,
+                            (msn, part),
+                            "the hint named part-{}-{}, the next part made was part-{msn}-{part} (frame {})\n{}",
+                            hint.0,
+                            hint.1,
+                            source.n,
+                            p.media_playlist(false, &[])
+                        );
+                    }
+                    started += 1;
+                }
+            }
+        }
+    }
+    started
+}
+
+/// Every part but an independent one or a segment's last is within [0.85, 1.0] ×
+/// PART-TARGET, as the playlist states them.
+fn assert_part_durations_conform(text: &str, what: &str) {
+    parse(text);
+    let target: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    let mut checked = 0;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(attrs) = line.strip_prefix("#EXT-X-PART:") else {
+            continue;
+        };
+        let duration: f64 = attrs
+            .strip_prefix("DURATION=")
+            .and_then(|a| a.split(',').next())
+            .and_then(|d| d.parse().ok())
+            .unwrap();
+        assert!(
+            duration <= target + 1e-9,
+            "{what}: part of {duration} s\n{text}"
+        );
+        let independent = attrs.contains("INDEPENDENT=YES");
+        // The last part of its segment: the next line closes the segment.
+        let last_of_segment = lines
+            .get(i + 1)
+            .is_none_or(|next| !next.starts_with("#EXT-X-PART:"));
+        if !independent && !last_of_segment {
+            assert!(
+                duration >= 0.85 * target - 1e-9,
+                "{what}: part of {duration} s < 85 % of {target}\n{text}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "{what}: no part checked\n{text}");
+}
+
+#[test]
+fn preload_hints_name_the_next_part_made_even_when_a_keyframe_is_late() {
+    // (name, source): 30 fps 2 s GOP, 25 fps `-g 60` (2.4 s: every keyframe is late for
+    // a 2 s boundary), ffmpeg's default 250 frames, RTMP millisecond timestamps, 60 fps.
+    let cases: Vec<(&str, Source)> = vec![
+        ("30 fps, 2 s GOP", Source::new(3000, 60)),
+        ("25 fps, -g 60", Source::new(3600, 60)),
+        ("25 fps, -g 250", Source::new(3600, 250)),
+        ("30 fps over RTMP", Source::rtmp(3000, 60)),
+        ("29.97 fps, -g 250", Source::rtmp(3003, 250)),
+        ("60 fps, 2 s GOP", Source::new(1500, 120)),
+    ];
+    for (what, mut source) in cases {
+        let mut p = packager();
+        let started = feed_checking_hints(&mut p, &mut source, 900);
+        assert!(started > 20, "{what}: {started} parts");
+        let text = p.media_playlist(false, &[]);
+        // The hint of the final playlist is the part being made or the next one.
+        let (msn, part) = p.preload_hint().unwrap();
+        assert!(
+            p.part(msn, part).is_some()
+                || p.segment_ref(msn)
+                    .is_some_and(|s| s.parts.len() == part as usize),
+            "{what}: hint part-{msn}-{part}\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_hint_overtaken_by_a_new_segment_is_answered_with_its_first_part() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    // 70 frames: segment 1's first part is complete, the hint names its next part.
+    feed(&mut p, &mut s, 70);
+    let (msn, part) = p.preload_hint().unwrap();
+    // The publisher leaves and returns: the hinted number now lands in a new segment.
+    p.handle_discontinuity();
+    assert!(p.part(msn, part).is_none(), "not made yet");
+    assert_eq!(p.blocking_readiness(msn, Some(part)), Readiness::Wait);
+    let mut again = Source::new(3000, 60);
+    feed(&mut p, &mut again, 12);
+    let aliased = p.part(msn, part).expect("the hinted part is served");
+    assert_eq!(Some(aliased), p.part(msn + 1, 0));
+    assert_eq!(p.blocking_readiness(msn, Some(part)), Readiness::Ready);
+    assert_eq!(
+        p.blocking_readiness(msn, Some(part + 1)),
+        Readiness::PartOutOfRange
+    );
+}
+
+#[test]
+fn parts_are_at_least_85_percent_of_the_target_except_a_segments_last() {
+    let cases: Vec<(&str, Source)> = vec![
+        ("30 fps, 2 s GOP", Source::new(3000, 60)),
+        ("30 fps over RTMP", Source::rtmp(3000, 60)),
+        ("25 fps, -g 60", Source::new(3600, 60)),
+        ("25 fps over RTMP, -g 60", Source::rtmp(3600, 60)),
+        ("25 fps, -g 250", Source::new(3600, 250)),
+        ("29.97 fps over RTMP, -g 250", Source::rtmp(3003, 250)),
+        ("60 fps, 2 s GOP", Source::new(1500, 120)),
+        ("24 fps, 2 s GOP", Source::new(3750, 48)),
+    ];
+    for (what, mut source) in cases {
+        let mut p = packager();
+        for _ in 0..6 {
+            feed(&mut p, &mut source, 150);
+            assert_part_durations_conform(&p.media_playlist(false, &[]), what);
+        }
+    }
+}
+
+#[test]
+fn parts_conform_after_a_publisher_returns() {
+    // The returning publisher's keyframes fall anywhere relative to the 2 s boundaries
+    // of the continued timeline.
+    for (first, gap) in [(100, 0), (137, 3), (61, 1)] {
+        let mut p = packager();
+        feed(&mut p, &mut Source::rtmp(3000, 60), first);
+        p.handle_discontinuity();
+        let mut again = Source::rtmp(3000, 60);
+        for _ in 0..gap {
+            again.next();
+        }
+        for _ in 0..6 {
+            feed_checking_hints(&mut p, &mut again, 100);
+            let text = p.media_playlist(false, &[]);
+            assert_part_durations_conform(&text, &format!("return after {first} frames"));
+        }
+    }
+}
+
+#[test]
+fn part_tags_only_within_the_last_three_target_durations() {
+    for source in [
+        Source::new(3000, 60),
+        Source::new(3600, 60),
+        Source::new(3600, 250),
+    ] {
+        let mut p = packager();
+        let mut source = source;
+        for _ in 0..8 {
+            feed(&mut p, &mut source, 150);
+            let text = p.media_playlist(false, &[]);
+            let m = parse(&text);
+            let target = m.target_duration as f64;
+            // From each segment's start to the end of the playlist (the open segment's
+            // parts included).
+            let mut from_end = 0.0;
+            let mut blocks: Vec<(f64, bool)> = Vec::new();
+            let mut current: Vec<f64> = Vec::new();
+            for line in text.lines() {
+                if let Some(a) = line.strip_prefix("#EXT-X-PART:DURATION=") {
+                    current.push(a.split(',').next().unwrap().parse().unwrap());
+                } else if let Some(d) = line.strip_prefix("#EXTINF:") {
+                    let d: f64 = d.trim_end_matches(',').parse().unwrap();
+                    blocks.push((d, !current.is_empty()));
+                    current.clear();
+                }
+            }
+            if !current.is_empty() {
+                blocks.push((current.iter().sum(), true));
+            }
+            let mut parted = 0;
+            for (duration, has_parts) in blocks.iter().rev() {
+                from_end += duration;
+                if *has_parts {
+                    parted += 1;
+                    assert!(
+                        from_end <= 3.0 * target + 1e-6,
+                        "parts listed {from_end} s from the end (target {target})\n{text}"
+                    );
+                }
+            }
+            assert!(parted >= 1, "{text}");
+        }
+    }
+}
+
+#[test]
+fn removed_segments_stay_available_for_the_playlist_duration_plus_their_own() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    // (msn, media time it left the playlist, playlist duration then, its duration)
+    let mut removed: Vec<(u64, f64, f64, f64)> = Vec::new();
+    let mut listed: std::collections::HashMap<u64, f64> = Default::default();
+    let mut checked = 0;
+    for n in 0..1500 {
+        feed(&mut p, &mut s, 1);
+        let now = n as f64 / 30.0;
+        let m = parse(&p.media_playlist(false, &[]));
+        let total: f64 = m.segments.iter().map(|s| f64::from(s.duration)).sum();
+        let first = m.media_sequence;
+        for (msn, duration) in listed.clone() {
+            if msn < first {
+                listed.remove(&msn);
+                removed.push((msn, now, total, duration));
+            }
+        }
+        for (i, seg) in m.segments.iter().enumerate() {
+            if !seg.uri.is_empty() {
+                listed.insert(first + i as u64, f64::from(seg.duration));
+            }
+        }
+        for &(msn, left, playlist, duration) in &removed {
+            if now < left + playlist + duration {
+                assert!(
+                    p.segment(msn).is_some() && p.part(msn, 0).is_some(),
+                    "segment {msn} left the playlist at {left:.2} s and is gone at {now:.2} s"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        removed.len() > 10 && checked > 1000,
+        "{} {checked}",
+        removed.len()
+    );
+    // Bounded: not everything is kept.
+    assert!(p.segment(removed[0].0).is_none());
+}
+
+#[test]
+fn blocking_hold_follows_the_playlists_target_duration() {
+    // 8 s keyframe interval with the default 2 s segment target.
+    let mut p = packager();
+    feed(&mut p, &mut Source::new(3000, 240), 240 * 3 + 10);
+    let text = p.media_playlist(false, &[]);
+    assert!(text.contains("#EXT-X-TARGETDURATION:8\n"), "{text}");
+    assert_eq!(p.target_duration_secs(), 8);
+    assert!(p.blocking_hold_limit() >= Duration::from_secs(24));
+    // The default stream: 3 × 2 s.
+    let mut q = packager();
+    feed(&mut q, &mut Source::new(3000, 60), 200);
+    assert_eq!(q.blocking_hold_limit(), Duration::from_secs(6));
 }
