@@ -27,6 +27,9 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
+    if rivulet_fuzz::debug() {
+        eprintln!("{input:#?}");
+    }
     let rates = [8000, 22050, 44100, 48000, 96000];
     let rate = rates[usize::from(input.audio_rate) % rates.len()];
     let tracks = rivulet_fuzz::tracks(input.video, Some(rate));

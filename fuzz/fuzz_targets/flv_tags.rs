@@ -16,6 +16,9 @@ enum Tag {
 }
 
 fuzz_target!(|tags: Vec<Tag>| {
+    if rivulet_fuzz::debug() {
+        eprintln!("{tags:#?}");
+    }
     let mut assembler = StreamAssembler::new();
     let mut out = Vec::new();
     let mut last_video = None;

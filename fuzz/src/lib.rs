@@ -14,7 +14,7 @@ pub fn split(data: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     if seed == 0 {
         return (vec![rest], rest);
     }
-    let mut state = u32::from(seed) * 0x9e37_79b9 | 1;
+    let mut state = u32::from(seed).wrapping_mul(0x9e37_79b9) | 1;
     let mut pieces = Vec::new();
     let mut pos = 0;
     while pos < rest.len() {
@@ -52,4 +52,10 @@ pub fn tracks(video: bool, audio: Option<u32>) -> Tracks {
             codec: CodecConfig::Aac(AacConfig::build(2, rate, 2)),
         }),
     }
+}
+
+/// Whether `FUZZ_DEBUG` is set: targets then print their decoded input (to read a crash).
+pub fn debug() -> bool {
+    static DEBUG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DEBUG.get_or_init(|| std::env::var_os("FUZZ_DEBUG").is_some())
 }

@@ -245,6 +245,15 @@ impl RenditionPackager {
             TrackKind::Video => &mut self.video,
             TrackKind::Audio => &mut self.audio,
         };
+        // tfdt is unsigned: a negative decode time (AAC priming, a track that starts
+        // before the one that anchored the timeline) would be written as 0, and the
+        // next chunk's tfdt would go back over it.
+        if dts < 0 {
+            return Err(PackageError::BeforeStart {
+                kind: frame.kind,
+                dts,
+            });
+        }
         if let Some(last) = state.last_dts
             && dts <= last
         {

@@ -502,3 +502,41 @@ fn random_operations_keep_invariants() {
         parse(&p.media_playlist(false, &[]));
     }
 }
+
+/// Found by fuzzing (fuzz/corpus/packager): negative decode times were written as tfdt 0,
+/// so the next chunk's tfdt went back over the previous one's samples.
+#[test]
+fn frames_before_the_timeline_start_are_refused() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, false), t0());
+    for dts in [-20_211i64, -2_350, 25_810, 26_834] {
+        let t = MediaTime::new(dts, NonZeroU32::new(48_000).unwrap());
+        let frame = Frame {
+            kind: TrackKind::Audio,
+            dts: t,
+            pts: t,
+            keyframe: true,
+            data: Bytes::from_static(&[1; 69]),
+        };
+        let result = p.handle_frame(frame, t0());
+        assert_eq!(result.is_err(), dts < 0, "{dts}: {result:?}");
+        p.check_invariants();
+    }
+    p.handle_end(t0());
+    let mut last_end = None;
+    while let Some(event) = p.poll_event() {
+        if let PackageEvent::ChunkAppended { msn, part } = event {
+            for chunk in p.part(msn, part).unwrap().chunks {
+                let track = inspect_fragment(&chunk).unwrap().tracks.remove(0);
+                if let Some(end) = last_end {
+                    assert!(track.base_media_decode_time >= end, "tfdt went back");
+                }
+                last_end = Some(
+                    track.base_media_decode_time
+                        + track.durations.iter().map(|&d| u64::from(d)).sum::<u64>(),
+                );
+            }
+        }
+    }
+    assert!(last_end.is_some());
+}
