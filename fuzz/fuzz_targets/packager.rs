@@ -125,9 +125,10 @@ fuzz_target!(|input: Input| {
                             t.track_id
                         );
                     }
-                    last_tfdt[i] = Some(
-                        t.base_media_decode_time + t.durations.iter().map(|&d| u64::from(d)).sum::<u64>(),
-                    );
+                    // Not the previous chunk's end: a sample's duration is an estimate
+                    // (the next frame has not arrived when it is written), so a chunk
+                    // may start before the previous one's estimated end.
+                    last_tfdt[i] = Some(t.base_media_decode_time);
                 }
             }
         }

@@ -540,3 +540,37 @@ fn frames_before_the_timeline_start_are_refused() {
     }
     assert!(last_end.is_some());
 }
+
+/// Found by fuzzing (fuzz/corpus/packager): after a track change whose timestamps start
+/// over, or whose main track has another timescale (audio-only at 8 kHz, then video),
+/// segments started before the previous ones and old EXTINFs were read in the new
+/// timescale. The timeline now continues, in the new timescale.
+#[test]
+fn a_track_change_continues_the_timeline() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, false), t0());
+    for n in 0..200i64 {
+        let t = MediaTime::new(n * 1024, NonZeroU32::new(48_000).unwrap());
+        let frame = Frame {
+            kind: TrackKind::Audio,
+            dts: t,
+            pts: t,
+            keyframe: true,
+            data: Bytes::from_static(&[1; 10]),
+        };
+        p.handle_frame(frame, t0()).unwrap();
+    }
+    let before = parse(&p.media_playlist(false, &[]));
+    p.handle_tracks(tracks(true, true), t0());
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 130);
+    p.check_invariants();
+    let after = parse(&p.media_playlist(false, &[]));
+    let first = |pl: &m3u8_rs::MediaPlaylist| pl.segments[0].duration;
+    assert!(
+        (first(&before) - first(&after)).abs() < 0.01,
+        "old segments keep their duration: {} then {}",
+        first(&before),
+        first(&after)
+    );
+}
