@@ -53,13 +53,15 @@ fuzz_target!(|input: Input| {
     let mut dts = [0i64; 2];
     let mut last_tfdt = [None::<u64>; 2];
     for op in input.ops {
+        let mut restart = false;
         match op {
             Op::Tracks { video, audio } => {
                 let audio = audio.map(|r| rates[usize::from(r) % rates.len()]);
                 rate = audio.unwrap_or(rate);
                 p.handle_tracks(Arc::new(rivulet_fuzz::tracks(video, audio)), now);
-                // A new init segment may restart the timeline.
-                last_tfdt = [None; 2];
+                // A new init segment may change the timescales: compare afresh
+                // (after the events of the chunks flushed by the change).
+                restart = true;
             }
             Op::Video { step, cts, keyframe, len } => {
                 dts[0] = dts[0].saturating_add(i64::from(step));
@@ -131,6 +133,9 @@ fuzz_target!(|input: Input| {
                     last_tfdt[i] = Some(t.base_media_decode_time);
                 }
             }
+        }
+        if restart {
+            last_tfdt = [None; 2];
         }
         p.check_invariants();
     }

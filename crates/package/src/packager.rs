@@ -200,7 +200,8 @@ impl RenditionPackager {
                 .as_ref()
                 .or(tracks.audio.as_ref())
                 .map_or(media::VIDEO_TIMESCALE, |t| t.timescale);
-            self.rebase_end = self.timeline_end().map(|end| {
+            // (Several track changes before a frame: the end carried from the first.)
+            self.rebase_end = self.timeline_end().or(self.rebase_end).map(|end| {
                 rescale_ticks(end, self.main_timescale(), new_timescale, Rounding::Up)
             });
             self.rebase = self.rebase_end.is_some() || self.rebase;
@@ -234,6 +235,12 @@ impl RenditionPackager {
             .get(main_kind)
             .map_or(track.timescale, |t| t.timescale);
         if self.ended && !self.rebase {
+            return Ok(());
+        }
+        if self.rebase && frame.kind != main_kind {
+            // The main track re-anchors the timeline: audio that came first could be
+            // later than the video that follows, which would then start before the end.
+            self.frames_dropped += 1;
             return Ok(());
         }
         if self.rebase {

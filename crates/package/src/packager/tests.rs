@@ -574,3 +574,33 @@ fn a_track_change_continues_the_timeline() {
         first(&after)
     );
 }
+
+/// Found by fuzzing (fuzz/corpus/packager): after a discontinuity, audio that arrived
+/// first re-anchored the timeline and the video that followed, earlier, started a
+/// segment before the previous one's end. The main track re-anchors it now.
+#[test]
+fn the_main_track_reanchors_after_a_discontinuity() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 70);
+    p.handle_discontinuity();
+    let audio = MediaTime::new(48_000, NonZeroU32::new(48_000).unwrap());
+    let frame = Frame {
+        kind: TrackKind::Audio,
+        dts: audio,
+        pts: audio,
+        keyframe: true,
+        data: Bytes::from_static(&[1; 10]),
+    };
+    p.handle_frame(frame, t0()).unwrap();
+    let video = MediaTime::new(0, VIDEO_TIMESCALE);
+    let frame = Frame {
+        kind: TrackKind::Video,
+        dts: video,
+        pts: video,
+        keyframe: true,
+        data: Bytes::from_static(&[1; 10]),
+    };
+    p.handle_frame(frame, t0()).unwrap();
+    p.check_invariants();
+}
