@@ -73,6 +73,8 @@ pub enum PackageError {
         dts: i64,
         last: i64,
     },
+    #[error("{kind:?} decode time {dts} is before the start of the timeline; frame dropped")]
+    BeforeStart { kind: TrackKind, dts: i64 },
     #[error("cannot write CMAF: {0}")]
     Cmaf(String),
 }

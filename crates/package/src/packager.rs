@@ -91,6 +91,9 @@ pub struct RenditionPackager {
     /// The next frame is expected to start a new segment (it crosses a boundary).
     expect_segment_end: bool,
     frames_dropped: u64,
+    /// The end of the timeline before a track change (new main-track ticks), where
+    /// the next frame continues it.
+    rebase_end: Option<i64>,
 }
 
 #[derive(Default)]
@@ -177,6 +180,7 @@ impl RenditionPackager {
             sequence_number: 0,
             expect_segment_end: false,
             frames_dropped: 0,
+            rebase_end: None,
         }
     }
 
@@ -199,6 +203,20 @@ impl RenditionPackager {
         if self.tracks.is_some() {
             self.close_segment(None, now);
             self.pending_discontinuity = true;
+            // The next frame continues the timeline where it stopped (in the new main
+            // timescale), as after a discontinuity: the new tracks' timestamps may
+            // start over, and segments must not start before the previous ones.
+            let new_timescale = tracks
+                .video
+                .as_ref()
+                .or(tracks.audio.as_ref())
+                .map_or(media::VIDEO_TIMESCALE, |t| t.timescale);
+            // (Several track changes before a frame: the end carried from the first.)
+            self.rebase_end = self.timeline_end().or(self.rebase_end).map(|end| {
+                rescale_ticks(end, self.main_timescale(), new_timescale, Rounding::Up)
+            });
+            self.rebase = self.rebase_end.is_some() || self.rebase;
+            self.rescale_timeline(new_timescale);
             // Timescales may change with the tracks (audio sample rate): start afresh.
             self.video = TrackState::default();
             self.audio = TrackState::default();
@@ -250,9 +268,15 @@ impl RenditionPackager {
                 self.handle_discontinuity();
             }
         }
+        if self.rebase && frame.kind != main_kind {
+            // The main track re-anchors the timeline: audio that came first could be
+            // later than the video that follows, which would then start before the end.
+            self.frames_dropped += 1;
+            return Ok(());
+        }
         if self.rebase {
             // Continue where the old timeline stopped: its end in main-track ticks.
-            let end = self.timeline_end();
+            let end = self.timeline_end().or(self.rebase_end.take());
             let first = rescale_ticks(
                 frame.dts.ticks,
                 track.timescale,
@@ -276,6 +300,15 @@ impl RenditionPackager {
             TrackKind::Video => &mut self.video,
             TrackKind::Audio => &mut self.audio,
         };
+        // tfdt is unsigned: a negative decode time (AAC priming, a track that starts
+        // before the one that anchored the timeline) would be written as 0, and the
+        // next chunk's tfdt would go back over it.
+        if dts < 0 {
+            return Err(PackageError::BeforeStart {
+                kind: frame.kind,
+                dts,
+            });
+        }
         if let Some(last) = state.last_dts
             && dts <= last
         {
@@ -798,6 +831,29 @@ impl RenditionPackager {
     }
 
     /// End of the written main-track timeline: last decode time + its duration.
+    /// Keeps the retained segments' times in main-track ticks when the main track's
+    /// timescale changes with the tracks (an audio-only rendition's sample rate, video
+    /// added or removed): their EXTINF and PROGRAM-DATE-TIME stay right.
+    fn rescale_timeline(&mut self, to: NonZeroU32) {
+        let from = self.main_timescale();
+        if from == to {
+            return;
+        }
+        let r = |t: i64| rescale_ticks(t, from, to, Rounding::Nearest);
+        for s in &mut self.segments {
+            s.start = r(s.start);
+            s.duration = s.duration.map(r);
+            for p in &mut s.parts {
+                p.start = r(p.start);
+                p.duration = r(p.duration);
+            }
+        }
+        self.offset = r(self.offset);
+        if let Some((wall, ticks)) = self.anchor {
+            self.anchor = Some((wall, r(ticks)));
+        }
+    }
+
     fn timeline_end(&self) -> Option<i64> {
         let kind = if self.tracks.as_ref().is_some_and(|t| t.video.is_some()) {
             TrackKind::Video

@@ -837,4 +837,105 @@ fn blocking_hold_follows_the_playlists_target_duration() {
     let mut q = packager();
     feed(&mut q, &mut Source::new(3000, 60), 200);
     assert_eq!(q.blocking_hold_limit(), Duration::from_secs(6));
+
+/// Found by fuzzing (fuzz/corpus/packager): negative decode times were written as tfdt 0,
+/// so the next chunk's tfdt went back over the previous one's samples.
+#[test]
+fn frames_before_the_timeline_start_are_refused() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, false), t0());
+    for dts in [-20_211i64, -2_350, 25_810, 26_834] {
+        let t = MediaTime::new(dts, NonZeroU32::new(48_000).unwrap());
+        let frame = Frame {
+            kind: TrackKind::Audio,
+            dts: t,
+            pts: t,
+            keyframe: true,
+            data: Bytes::from_static(&[1; 69]),
+        };
+        let result = p.handle_frame(frame, t0());
+        assert_eq!(result.is_err(), dts < 0, "{dts}: {result:?}");
+        p.check_invariants();
+    }
+    p.handle_end(t0());
+    let mut last_end = None;
+    while let Some(event) = p.poll_event() {
+        if let PackageEvent::ChunkAppended { msn, part } = event {
+            for chunk in p.part(msn, part).unwrap().chunks {
+                let track = inspect_fragment(&chunk).unwrap().tracks.remove(0);
+                if let Some(end) = last_end {
+                    assert!(track.base_media_decode_time >= end, "tfdt went back");
+                }
+                last_end = Some(
+                    track.base_media_decode_time
+                        + track.durations.iter().map(|&d| u64::from(d)).sum::<u64>(),
+                );
+            }
+        }
+    }
+    assert!(last_end.is_some());
+}
+
+/// Found by fuzzing (fuzz/corpus/packager): after a track change whose timestamps start
+/// over, or whose main track has another timescale (audio-only at 8 kHz, then video),
+/// segments started before the previous ones and old EXTINFs were read in the new
+/// timescale. The timeline now continues, in the new timescale.
+#[test]
+fn a_track_change_continues_the_timeline() {
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, false), t0());
+    for n in 0..200i64 {
+        let t = MediaTime::new(n * 1024, NonZeroU32::new(48_000).unwrap());
+        let frame = Frame {
+            kind: TrackKind::Audio,
+            dts: t,
+            pts: t,
+            keyframe: true,
+            data: Bytes::from_static(&[1; 10]),
+        };
+        p.handle_frame(frame, t0()).unwrap();
+    }
+    let before = parse(&p.media_playlist(false, &[]));
+    p.handle_tracks(tracks(true, true), t0());
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 130);
+    p.check_invariants();
+    let after = parse(&p.media_playlist(false, &[]));
+    let first = |pl: &m3u8_rs::MediaPlaylist| pl.segments[0].duration;
+    assert!(
+        (first(&before) - first(&after)).abs() < 0.01,
+        "old segments keep their duration: {} then {}",
+        first(&before),
+        first(&after)
+    );
+}
+
+/// Found by fuzzing (fuzz/corpus/packager): after a discontinuity, audio that arrived
+/// first re-anchored the timeline and the video that followed, earlier, started a
+/// segment before the previous one's end. The main track re-anchors it now.
+#[test]
+fn the_main_track_reanchors_after_a_discontinuity() {
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    feed(&mut p, &mut s, 70);
+    p.handle_discontinuity();
+    let audio = MediaTime::new(48_000, NonZeroU32::new(48_000).unwrap());
+    let frame = Frame {
+        kind: TrackKind::Audio,
+        dts: audio,
+        pts: audio,
+        keyframe: true,
+        data: Bytes::from_static(&[1; 10]),
+    };
+    p.handle_frame(frame, t0()).unwrap();
+    let video = MediaTime::new(0, VIDEO_TIMESCALE);
+    let frame = Frame {
+        kind: TrackKind::Video,
+        dts: video,
+        pts: video,
+        keyframe: true,
+        data: Bytes::from_static(&[1; 10]),
+    };
+    p.handle_frame(frame, t0()).unwrap();
+    p.check_invariants();
 }
