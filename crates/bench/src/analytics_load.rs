@@ -195,7 +195,7 @@ async fn in_process_rate(dir: &std::path::Path, events: &[DeliveryEvent]) -> any
         .transpose()?
         .unwrap_or_else(analytics::GeoIp::none);
     let an = analytics::Analytics::new(
-        analytics::AnalyticsStore::open(&store).await?,
+        analytics::AnalyticsStore::open(store.database()).await?,
         geo,
         analytics::AnalyticsConfig {
             raw_buffer: usize::MAX,

@@ -406,10 +406,9 @@ async fn viewer(
                     .ok()
                     .and_then(|r| r.status().is_success().then_some(r))
                     .map(|r| r.text())
+                    && let Some(n) = n.await.ok().and_then(|t| preload_hint(&t))
                 {
-                    if let Some(n) = n.await.ok().and_then(|t| preload_hint(&t)) {
-                        hint = n;
-                    }
+                    hint = n;
                 }
             }
         }
@@ -449,7 +448,7 @@ async fn api_traffic(
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await;
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             let stream = format!("soak{}", tick as usize % streams.max(1));
             let _ = client
                 .patch(format!("{base}/api/streams/{stream}"))

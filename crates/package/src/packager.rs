@@ -212,9 +212,10 @@ impl RenditionPackager {
                 .or(tracks.audio.as_ref())
                 .map_or(media::VIDEO_TIMESCALE, |t| t.timescale);
             // (Several track changes before a frame: the end carried from the first.)
-            self.rebase_end = self.timeline_end().or(self.rebase_end).map(|end| {
-                rescale_ticks(end, self.main_timescale(), new_timescale, Rounding::Up)
-            });
+            self.rebase_end = self
+                .timeline_end()
+                .or(self.rebase_end)
+                .map(|end| rescale_ticks(end, self.main_timescale(), new_timescale, Rounding::Up));
             self.rebase = self.rebase_end.is_some() || self.rebase;
             self.rescale_timeline(new_timescale);
             // Timescales may change with the tracks (audio sample rate): start afresh.

@@ -837,6 +837,7 @@ fn blocking_hold_follows_the_playlists_target_duration() {
     let mut q = packager();
     feed(&mut q, &mut Source::new(3000, 60), 200);
     assert_eq!(q.blocking_hold_limit(), Duration::from_secs(6));
+}
 
 /// Found by fuzzing (fuzz/corpus/packager): negative decode times were written as tfdt 0,
 /// so the next chunk's tfdt went back over the previous one's samples.
