@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use media::cmaf::{self, Sample, TrackFragment};
-use media::{CodecConfig, Frame, Rounding, TrackKind, Tracks, rescale_ticks};
+use media::{CodecConfig, Frame, Rounding, Track, TrackKind, Tracks, rescale_ticks};
 
 use crate::config::{PackageError, PackagerConfig};
 use crate::playlist::{self, PlaylistSegment, RenditionReport, VariantInfo};
@@ -250,24 +250,7 @@ impl RenditionPackager {
             return Ok(());
         }
         if frame.kind == main_kind && !self.rebase {
-            // Ingest re-anchors timestamp jumps (media::Timeline); this guards every other
-            // source. A gap between two frames that no stream has would make one segment
-            // hours long (EXTINF and TARGETDURATION with it), or, backwards, freeze the
-            // stream: start over after a discontinuity instead.
-            let offset = rescale_ticks(
-                self.offset,
-                main_timescale,
-                track.timescale,
-                Rounding::Nearest,
-            );
-            let bound = i64::from(MAX_FRAME_GAP_MS.max(3 * self.config.segment_target_ms))
-                * i64::from(track.timescale.get())
-                / 1000;
-            if let Some(last) = self.main_state(main_kind).last_dts
-                && (frame.dts.ticks + offset - last).abs() > bound
-            {
-                self.handle_discontinuity();
-            }
+            self.guard_frame_gap(&frame, main_kind, main_timescale, track.timescale);
         }
         if self.rebase && frame.kind != main_kind {
             // The main track re-anchors the timeline: audio that came first could be
@@ -276,19 +259,7 @@ impl RenditionPackager {
             return Ok(());
         }
         if self.rebase {
-            // Continue where the old timeline stopped: its end in main-track ticks.
-            let end = self.timeline_end().or(self.rebase_end.take());
-            let first = rescale_ticks(
-                frame.dts.ticks,
-                track.timescale,
-                main_timescale,
-                Rounding::Nearest,
-            );
-            self.offset = end.map_or(0, |end| end - first);
-            self.rebase = false;
-            self.ended = false;
-            self.video.reset_timeline();
-            self.audio.reset_timeline();
+            self.rebase_timeline(&frame, main_timescale, track.timescale);
         }
         let offset = rescale_ticks(
             self.offset,
@@ -297,105 +268,136 @@ impl RenditionPackager {
             Rounding::Nearest,
         );
         let dts = frame.dts.ticks + offset;
-        let state = match frame.kind {
-            TrackKind::Video => &mut self.video,
-            TrackKind::Audio => &mut self.audio,
-        };
+        self.admit_decode_time(frame.kind, dts)?;
+        if frame.kind == main_kind {
+            self.handle_main_frame(frame, track, main_kind, dts, now)
+        } else {
+            self.handle_side_frame(frame, track, dts);
+            Ok(())
+        }
+    }
+
+    /// Ingest re-anchors timestamp jumps (media::Timeline); this guards every other
+    /// source. A gap between two frames that no stream has would make one segment hours
+    /// long (EXTINF and TARGETDURATION with it), or, backwards, freeze the stream: start
+    /// over after a discontinuity instead.
+    fn guard_frame_gap(
+        &mut self,
+        frame: &Frame,
+        main_kind: TrackKind,
+        main_timescale: NonZeroU32,
+        timescale: NonZeroU32,
+    ) {
+        let offset = rescale_ticks(self.offset, main_timescale, timescale, Rounding::Nearest);
+        let bound = i64::from(MAX_FRAME_GAP_MS.max(3 * self.config.segment_target_ms))
+            * i64::from(timescale.get())
+            / 1000;
+        if let Some(last) = self.main_state(main_kind).last_dts
+            && (frame.dts.ticks + offset - last).abs() > bound
+        {
+            self.handle_discontinuity();
+        }
+    }
+
+    /// Continues where the old timeline stopped (its end in main-track ticks), from the
+    /// first main-track frame after a discontinuity or a track change.
+    fn rebase_timeline(
+        &mut self,
+        frame: &Frame,
+        main_timescale: NonZeroU32,
+        timescale: NonZeroU32,
+    ) {
+        let end = self.timeline_end().or(self.rebase_end.take());
+        let first = rescale_ticks(
+            frame.dts.ticks,
+            timescale,
+            main_timescale,
+            Rounding::Nearest,
+        );
+        self.offset = end.map_or(0, |end| end - first);
+        self.rebase = false;
+        self.ended = false;
+        self.video.reset_timeline();
+        self.audio.reset_timeline();
+    }
+
+    /// Checks a frame's decode time on the timeline of its track and records it.
+    fn admit_decode_time(&mut self, kind: TrackKind, dts: i64) -> Result<(), PackageError> {
         // tfdt is unsigned: a negative decode time (AAC priming, a track that starts
         // before the one that anchored the timeline) would be written as 0, and the
         // next chunk's tfdt would go back over it.
         if dts < 0 {
-            return Err(PackageError::BeforeStart {
-                kind: frame.kind,
-                dts,
-            });
+            return Err(PackageError::BeforeStart { kind, dts });
         }
+        let state = match kind {
+            TrackKind::Video => &mut self.video,
+            TrackKind::Audio => &mut self.audio,
+        };
         if let Some(last) = state.last_dts
             && dts <= last
         {
-            return Err(PackageError::NonMonotonic {
-                kind: frame.kind,
-                dts,
-                last,
-            });
+            return Err(PackageError::NonMonotonic { kind, dts, last });
         }
         state.observe(dts);
-        let composition_offset = i32::try_from(frame.composition_offset()).unwrap_or(0);
-        let wall_ms = epoch_ms(now);
+        Ok(())
+    }
 
-        if frame.kind != main_kind {
-            // Audio beside video: rides in the next chunk, once a segment is open.
-            if self.open_segment().is_some() {
-                let samples = match &track.codec {
-                    CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
-                    CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
-                    CodecConfig::Avc(_) => 1,
-                };
-                let duration = self
-                    .audio
-                    .interval
-                    .unwrap_or(samples)
-                    .clamp(1, i64::from(u32::MAX)) as u32;
-                self.pending_audio.push((
-                    dts,
-                    Sample {
-                        duration,
-                        composition_offset,
-                        keyframe: true,
-                        data: frame.data,
-                    },
-                ));
-            } else {
-                self.frames_dropped += 1;
-            }
-            return Ok(());
+    /// Audio beside video: rides in the next chunk, once a segment is open.
+    fn handle_side_frame(&mut self, frame: Frame, track: &Track, dts: i64) {
+        if self.open_segment().is_none() {
+            self.frames_dropped += 1;
+            return;
         }
+        let samples = match &track.codec {
+            CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
+            CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
+            CodecConfig::Avc(_) => 1,
+        };
+        let duration = self
+            .audio
+            .interval
+            .unwrap_or(samples)
+            .clamp(1, i64::from(u32::MAX)) as u32;
+        let composition_offset = i32::try_from(frame.composition_offset()).unwrap_or(0);
+        self.pending_audio.push((
+            dts,
+            Sample {
+                duration,
+                composition_offset,
+                keyframe: true,
+                data: frame.data,
+            },
+        ));
+    }
 
+    /// A frame of the track that cuts segments and parts (video, or audio alone).
+    fn handle_main_frame(
+        &mut self,
+        frame: Frame,
+        track: &Track,
+        main_kind: TrackKind,
+        dts: i64,
+        now: SystemTime,
+    ) -> Result<(), PackageError> {
         let main_ts = track.timescale;
         let segment_ticks =
             i64::from(self.config.segment_target_ms) * i64::from(main_ts.get()) / 1000;
-        let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
         let keyframe = frame.keyframe;
         let boundary = dts.div_euclid(segment_ticks.max(1));
         let interval = self
             .main_state(main_kind)
             .interval
             .unwrap_or_else(|| default_interval(track, main_ts));
-
-        // Segment boundary?
-        let starts_segment = match self.open_segment() {
-            None => keyframe,
-            Some(seg) => keyframe && (self.pending_discontinuity || boundary > seg.boundary),
-        };
-        if starts_segment {
-            self.close_segment(Some(dts), now);
-            self.open_new_segment(dts, boundary, wall_ms);
-        } else if self.open_segment().is_none() {
+        if !self.cut_before(dts, keyframe, boundary, interval, main_ts, now) {
             // Nothing is decodable before the first keyframe.
             self.frames_dropped += 1;
             return Ok(());
-        } else {
-            // Part boundary before this frame?
-            let seg = self.open_segment().map(|s| {
-                (
-                    s.msn,
-                    s.parts
-                        .last()
-                        .map(|p| (p.start, p.complete, p.chunks.is_empty())),
-                )
-            });
-            if let Some((_, Some((part_start, complete, empty)))) = seg
-                && (complete || (!empty && dts + interval - part_start > part_ticks))
-            {
-                self.close_part(dts);
-            }
         }
         self.ensure_open_part(dts, keyframe);
 
-        let duration = interval.clamp(1, i64::from(u32::MAX)) as u32;
         let sample = Sample {
-            duration,
-            composition_offset,
+            duration: interval.clamp(1, i64::from(u32::MAX)) as u32,
+            composition_offset: i32::try_from(frame.composition_offset()).unwrap_or(0),
             keyframe,
             data: frame.data,
         };
@@ -413,16 +415,60 @@ impl RenditionPackager {
                 }
             }
         }
+        self.complete_part_early(dts, interval, boundary, segment_ticks, main_ts)
+    }
 
-        // Complete the part now if the next frame would not fit (so it is servable as
-        // soon as its last frame arrived), or if the next frame crosses a boundary.
-        //
-        // Not when the next frame may start a new segment: whether it does depends on
-        // it being a keyframe, which only its arrival tells. Completing the part early
-        // would leave a short part inside the segment when the keyframe is late (RFC
-        // 8216bis: every part but an independent one or a segment's last is at least
-        // 85 % of PART-TARGET), and the hint would name a part that never comes when
-        // it is not. The segment's last part completes when the next frame arrives.
+    /// Starts a segment or closes a part before a main-track frame where it must.
+    /// False when the frame cannot be packaged (no segment open and not a keyframe).
+    fn cut_before(
+        &mut self,
+        dts: i64,
+        keyframe: bool,
+        boundary: i64,
+        interval: i64,
+        main_ts: NonZeroU32,
+        now: SystemTime,
+    ) -> bool {
+        let starts_segment = match self.open_segment() {
+            None => keyframe,
+            Some(seg) => keyframe && (self.pending_discontinuity || boundary > seg.boundary),
+        };
+        if starts_segment {
+            self.close_segment(Some(dts), now);
+            self.open_new_segment(dts, boundary, epoch_ms(now));
+            return true;
+        }
+        let Some(seg) = self.open_segment() else {
+            return false;
+        };
+        let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
+        if let Some(part) = seg.parts.last()
+            && (part.complete
+                || (!part.chunks.is_empty() && dts + interval - part.start > part_ticks))
+        {
+            self.close_part(dts);
+        }
+        true
+    }
+
+    /// Completes the part now if the next frame would not fit (so it is servable as soon
+    /// as its last frame arrived).
+    ///
+    /// Not when the next frame may start a new segment: whether it does depends on it
+    /// being a keyframe, which only its arrival tells. Completing the part early would
+    /// leave a short part inside the segment when the keyframe is late (RFC 8216bis:
+    /// every part but an independent one or a segment's last is at least 85 % of
+    /// PART-TARGET), and the hint would name a part that never comes when it is not. The
+    /// segment's last part completes when the next frame arrives.
+    fn complete_part_early(
+        &mut self,
+        dts: i64,
+        interval: i64,
+        boundary: i64,
+        segment_ticks: i64,
+        main_ts: NonZeroU32,
+    ) -> Result<(), PackageError> {
+        let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
         let next = dts + interval;
         // Once the segment has crossed a boundary, any frame may be the keyframe that
         // ends it (a late keyframe, or a returning publisher's off the 2 s grid).
