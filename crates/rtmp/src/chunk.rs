@@ -146,7 +146,19 @@ impl ChunkDecoder {
     /// hold a whole chunk yet (nothing is consumed then); `Ok(Some(None))` when a chunk
     /// was consumed without completing a message.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Option<Message>>, ChunkError> {
-        let data = &buf[..];
+        let Some(header) = self.read_header(&buf[..])? else {
+            return Ok(None);
+        };
+        let take = self.admit(&header)?;
+        if buf.len() < header.header_len + take {
+            return Ok(None);
+        }
+        Ok(Some(self.commit(&header, take, buf)))
+    }
+
+    /// Parses the basic, message and extended-timestamp headers at the front of `data`,
+    /// resolved against the chunk stream's previous header. `Ok(None)`: not all here yet.
+    fn read_header(&self, data: &[u8]) -> Result<Option<ChunkHeader>, ChunkError> {
         let Some(&b0) = data.first() else {
             return Ok(None);
         };
@@ -162,11 +174,11 @@ impl ChunkDecoder {
             },
             id => (u32::from(id), 1),
         };
-        let header_len = [11, 7, 3, 0][usize::from(fmt)];
-        let Some(h) = data.get(pos..pos + header_len) else {
+        let message_header_len = [11, 7, 3, 0][usize::from(fmt)];
+        let Some(h) = data.get(pos..pos + message_header_len) else {
             return Ok(None);
         };
-        pos += header_len;
+        pos += message_header_len;
         let known = self.streams.get(&csid);
         if fmt != 0 && !known.is_some_and(|s| s.has_header) {
             return Err(ChunkError::NoPreviousHeader { csid, fmt });
@@ -176,28 +188,17 @@ impl ChunkDecoder {
                 self.limits.max_chunk_streams,
             ));
         }
-        let prev = known.map(|s| {
-            (
-                s.timestamp,
-                s.delta,
-                s.length,
-                s.type_id,
-                s.stream_id,
-                s.extended,
-                !s.partial.is_empty(),
-            )
+        let prev = known.map_or(Previous::default(), |s| Previous {
+            timestamp: s.timestamp,
+            delta: s.delta,
+            length: s.length,
+            type_id: s.type_id,
+            stream_id: s.stream_id,
+            extended: s.extended,
+            partial: s.partial.len(),
         });
-        let (p_ts, p_delta, p_len, p_type, p_sid, p_ext, mid_message) =
-            prev.unwrap_or((0, 0, 0, 0, 0, None, false));
         let u24 = |b: &[u8]| u32::from_be_bytes([0, b[0], b[1], b[2]]);
         let field = if fmt <= 2 { Some(u24(&h[0..3])) } else { None };
-        let length = if fmt <= 1 { u24(&h[3..6]) } else { p_len };
-        let type_id = if fmt <= 1 { h[6] } else { p_type };
-        let stream_id = if fmt == 0 {
-            u32::from_le_bytes([h[7], h[8], h[9], h[10]])
-        } else {
-            p_sid
-        };
 
         // Extended timestamp: present when the 24-bit field is 0xffffff, and on type 3
         // chunks whose stream's last header had one (ffmpeg and OBS send it there; some
@@ -210,7 +211,7 @@ impl ChunkDecoder {
             extended = Some(u32::from_be_bytes([e[0], e[1], e[2], e[3]]));
             pos += 4;
         } else if fmt == 3
-            && let Some(value) = p_ext
+            && let Some(value) = prev.extended
         {
             let Some(e) = data.get(pos..pos + 4) else {
                 return Ok(None);
@@ -220,23 +221,39 @@ impl ChunkDecoder {
             }
             extended = Some(value);
         }
-        let field_value = extended.or(field);
-        if fmt <= 1 && mid_message && length != p_len {
+        Ok(Some(ChunkHeader {
+            fmt,
+            csid,
+            header_len: pos,
+            timestamp_field: extended.or(field),
+            extended,
+            length: if fmt <= 1 { u24(&h[3..6]) } else { prev.length },
+            type_id: if fmt <= 1 { h[6] } else { prev.type_id },
+            stream_id: if fmt == 0 {
+                u32::from_le_bytes([h[7], h[8], h[9], h[10]])
+            } else {
+                prev.stream_id
+            },
+            prev,
+        }))
+    }
+
+    /// Checks the chunk against the limits; returns how many payload bytes it carries.
+    fn admit(&self, header: &ChunkHeader) -> Result<usize, ChunkError> {
+        let csid = header.csid;
+        let mid_message = header.prev.partial > 0;
+        if header.fmt <= 1 && mid_message && header.length != header.prev.length {
             return Err(ChunkError::HeaderChangedMidMessage(csid));
         }
-        if length > self.limits.max_message_len {
+        if header.length > self.limits.max_message_len {
             return Err(ChunkError::MessageTooLong {
                 csid,
-                len: length,
+                len: header.length,
                 limit: self.limits.max_message_len,
             });
         }
-        let have = if mid_message {
-            self.streams.get(&csid).map_or(0, |s| s.partial.len())
-        } else {
-            0
-        };
-        let take = (length as usize - have.min(length as usize)).min(self.chunk_size as usize);
+        let length = header.length as usize;
+        let take = (length - header.prev.partial.min(length)).min(self.chunk_size as usize);
         // Checked before the chunk's bytes are here, so that a peer cannot park a large
         // chunk in the caller's input buffer either; a message that completes in this
         // chunk counts too (its bytes are held until the caller takes the payload).
@@ -248,47 +265,78 @@ impl ChunkDecoder {
                 budget: self.budget,
             });
         }
-        if data.len() < pos + take {
-            return Ok(None);
-        }
+        Ok(take)
+    }
 
-        // The whole chunk is here: commit.
-        let stream = self.streams.entry(csid).or_default();
-        if !mid_message {
-            match fmt {
+    /// The whole chunk is in `buf`: consumes it into its chunk stream and returns the
+    /// message it completes, if any.
+    fn commit(&mut self, header: &ChunkHeader, take: usize, buf: &mut BytesMut) -> Option<Message> {
+        let prev = &header.prev;
+        let stream = self.streams.entry(header.csid).or_default();
+        if prev.partial == 0 {
+            match header.fmt {
                 0 => {
-                    stream.timestamp = field_value.unwrap_or(0);
+                    stream.timestamp = header.timestamp_field.unwrap_or(0);
                     stream.delta = 0;
                 }
                 1 | 2 => {
-                    stream.delta = field_value.unwrap_or(0);
-                    stream.timestamp = p_ts.wrapping_add(stream.delta);
+                    stream.delta = header.timestamp_field.unwrap_or(0);
+                    stream.timestamp = prev.timestamp.wrapping_add(stream.delta);
                 }
-                _ => stream.timestamp = p_ts.wrapping_add(p_delta),
+                _ => stream.timestamp = prev.timestamp.wrapping_add(prev.delta),
             }
         }
-        stream.length = length;
-        stream.type_id = type_id;
-        stream.stream_id = stream_id;
-        stream.extended = extended;
+        stream.length = header.length;
+        stream.type_id = header.type_id;
+        stream.stream_id = header.stream_id;
+        stream.extended = header.extended;
         stream.has_header = true;
         // Grows only with bytes that arrived: never reserve from the peer's `length`.
-        stream.partial.extend_from_slice(&data[pos..pos + take]);
+        let pos = header.header_len;
+        stream.partial.extend_from_slice(&buf[pos..pos + take]);
         self.buffered += take;
         buf.advance(pos + take);
-        if stream.partial.len() < length as usize {
-            return Ok(Some(None));
+        if stream.partial.len() < header.length as usize {
+            return None;
         }
         self.buffered -= stream.partial.len();
-        let payload = Bytes::from(std::mem::take(&mut stream.partial));
-        Ok(Some(Some(Message {
-            chunk_stream_id: csid,
+        Some(Message {
+            chunk_stream_id: header.csid,
             timestamp: stream.timestamp,
-            type_id,
-            stream_id,
-            payload,
-        })))
+            type_id: header.type_id,
+            stream_id: header.stream_id,
+            payload: Bytes::from(std::mem::take(&mut stream.partial)),
+        })
     }
+}
+
+/// What a chunk stream's last header said (zero for a new chunk stream).
+#[derive(Debug, Default, Clone, Copy)]
+struct Previous {
+    timestamp: u32,
+    delta: u32,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    extended: Option<u32>,
+    /// Bytes of an unfinished message already held: the chunk continues it.
+    partial: usize,
+}
+
+/// One chunk's header, resolved against its chunk stream's previous one.
+#[derive(Debug)]
+struct ChunkHeader {
+    fmt: u8,
+    csid: u32,
+    /// Basic, message and extended-timestamp header bytes.
+    header_len: usize,
+    /// The timestamp (type 0) or delta (types 1, 2) the header carries.
+    timestamp_field: Option<u32>,
+    extended: Option<u32>,
+    length: u32,
+    type_id: u8,
+    stream_id: u32,
+    prev: Previous,
 }
 
 /// Splits messages into chunks.
