@@ -438,71 +438,7 @@ impl ServerSession {
         match name.as_str() {
             "connect" => {
                 let props = values.get(2).cloned().unwrap_or(Amf0Value::Null);
-                let app = props
-                    .get("app")
-                    .and_then(Amf0Value::as_str)
-                    .unwrap_or_default();
-                let app = app
-                    .split('?')
-                    .next()
-                    .unwrap_or_default()
-                    .trim_matches('/')
-                    .to_owned();
-                let tc_url = props
-                    .get("tcUrl")
-                    .and_then(Amf0Value::as_str)
-                    .map(str::to_owned);
-                let encoding = props
-                    .get("objectEncoding")
-                    .and_then(Amf0Value::as_f64)
-                    .unwrap_or(0.0);
-                self.send(control(
-                    WINDOW_ACK_SIZE,
-                    u32_payload(self.config.window_ack_size),
-                ));
-                let mut bw = u32_payload(self.config.window_ack_size);
-                bw.push(2);
-                self.send(control(SET_PEER_BANDWIDTH, bw));
-                self.send(control(SET_CHUNK_SIZE, u32_payload(self.config.chunk_size)));
-                self.encoder.set_chunk_size(self.config.chunk_size);
-                let mut server_props = vec![
-                    ("fmsVer".into(), Amf0Value::String("FMS/3,5,7,7009".into())),
-                    ("capabilities".into(), Amf0Value::Number(31.0)),
-                    ("mode".into(), Amf0Value::Number(1.0)),
-                ];
-                // Enhanced RTMP: say which FourCCs we take, so capable encoders pick one.
-                if props.get("fourCcList").is_some() {
-                    server_props.push((
-                        "fourCcList".into(),
-                        Amf0Value::StrictArray(vec![
-                            Amf0Value::String("avc1".into()),
-                            Amf0Value::String("mp4a".into()),
-                        ]),
-                    ));
-                }
-                self.send(command(
-                    0,
-                    &[
-                        Amf0Value::String("_result".into()),
-                        Amf0Value::Number(txn),
-                        Amf0Value::Object(server_props),
-                        Amf0Value::Object(vec![
-                            ("level".into(), Amf0Value::String("status".into())),
-                            (
-                                "code".into(),
-                                Amf0Value::String("NetConnection.Connect.Success".into()),
-                            ),
-                            (
-                                "description".into(),
-                                Amf0Value::String("Connection succeeded.".into()),
-                            ),
-                            ("objectEncoding".into(), Amf0Value::Number(encoding)),
-                        ]),
-                    ],
-                ));
-                self.app = Some(app.clone());
-                self.events
-                    .push_back(SessionEvent::Connected { app, tc_url });
+                self.handle_connect(txn, &props);
             }
             "releaseStream" | "FCPublish" => {
                 self.result(stream_id, txn, Amf0Value::Undefined);
@@ -510,24 +446,7 @@ impl ServerSession {
             "createStream" => {
                 self.result(0, txn, Amf0Value::Number(1.0));
             }
-            "publish" => {
-                let Some(app) = self.app.clone() else {
-                    return Err(self.violation("publish before connect".into()));
-                };
-                if self.publish != Publish::None {
-                    return Err(self.violation("a second publish on one connection".into()));
-                }
-                let key = args.first().and_then(Amf0Value::as_str).unwrap_or_default();
-                // OBS and ffmpeg may append a query string to the key; it is not part of it.
-                let stream_key = key.split('?').next().unwrap_or_default().to_owned();
-                let stream_id = if stream_id == 0 { 1 } else { stream_id };
-                self.publish = Publish::Requested { stream_id };
-                self.events.push_back(SessionEvent::PublishRequested {
-                    app,
-                    stream_key,
-                    stream_id,
-                });
-            }
+            "publish" => self.handle_publish(stream_id, args)?,
             "FCUnpublish" | "deleteStream" | "closeStream" => {
                 if matches!(self.publish, Publish::Accepted { .. }) {
                     self.publish = Publish::Closing;
@@ -561,6 +480,98 @@ impl ServerSession {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `connect`: the window, bandwidth and chunk size, then `_result` with what the
+    /// server offers.
+    fn handle_connect(&mut self, txn: f64, props: &Amf0Value) {
+        let app = props
+            .get("app")
+            .and_then(Amf0Value::as_str)
+            .unwrap_or_default();
+        let app = app
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_matches('/')
+            .to_owned();
+        let tc_url = props
+            .get("tcUrl")
+            .and_then(Amf0Value::as_str)
+            .map(str::to_owned);
+        let encoding = props
+            .get("objectEncoding")
+            .and_then(Amf0Value::as_f64)
+            .unwrap_or(0.0);
+        self.send(control(
+            WINDOW_ACK_SIZE,
+            u32_payload(self.config.window_ack_size),
+        ));
+        let mut bw = u32_payload(self.config.window_ack_size);
+        bw.push(2);
+        self.send(control(SET_PEER_BANDWIDTH, bw));
+        self.send(control(SET_CHUNK_SIZE, u32_payload(self.config.chunk_size)));
+        self.encoder.set_chunk_size(self.config.chunk_size);
+        let mut server_props = vec![
+            ("fmsVer".into(), Amf0Value::String("FMS/3,5,7,7009".into())),
+            ("capabilities".into(), Amf0Value::Number(31.0)),
+            ("mode".into(), Amf0Value::Number(1.0)),
+        ];
+        // Enhanced RTMP: say which FourCCs we take, so capable encoders pick one.
+        if props.get("fourCcList").is_some() {
+            server_props.push((
+                "fourCcList".into(),
+                Amf0Value::StrictArray(vec![
+                    Amf0Value::String("avc1".into()),
+                    Amf0Value::String("mp4a".into()),
+                ]),
+            ));
+        }
+        self.send(command(
+            0,
+            &[
+                Amf0Value::String("_result".into()),
+                Amf0Value::Number(txn),
+                Amf0Value::Object(server_props),
+                Amf0Value::Object(vec![
+                    ("level".into(), Amf0Value::String("status".into())),
+                    (
+                        "code".into(),
+                        Amf0Value::String("NetConnection.Connect.Success".into()),
+                    ),
+                    (
+                        "description".into(),
+                        Amf0Value::String("Connection succeeded.".into()),
+                    ),
+                    ("objectEncoding".into(), Amf0Value::Number(encoding)),
+                ]),
+            ],
+        ));
+        self.app = Some(app.clone());
+        self.events
+            .push_back(SessionEvent::Connected { app, tc_url });
+    }
+
+    /// `publish`: handed to the application as a request (answered with
+    /// `accept_publish` or `reject_publish`).
+    fn handle_publish(&mut self, stream_id: u32, args: &[Amf0Value]) -> Result<(), RtmpError> {
+        let Some(app) = self.app.clone() else {
+            return Err(self.violation("publish before connect".into()));
+        };
+        if self.publish != Publish::None {
+            return Err(self.violation("a second publish on one connection".into()));
+        }
+        let key = args.first().and_then(Amf0Value::as_str).unwrap_or_default();
+        // OBS and ffmpeg may append a query string to the key; it is not part of it.
+        let stream_key = key.split('?').next().unwrap_or_default().to_owned();
+        let stream_id = if stream_id == 0 { 1 } else { stream_id };
+        self.publish = Publish::Requested { stream_id };
+        self.events.push_back(SessionEvent::PublishRequested {
+            app,
+            stream_key,
+            stream_id,
+        });
         Ok(())
     }
 
