@@ -81,10 +81,6 @@ impl StreamAssembler {
     ) -> Result<(), AssembleError> {
         let tag =
             flv::parse_video_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
-        let (ms, jump) = self.video_timeline.place_checked(timestamp_ms);
-        if let Some(jump) = jump {
-            self.jumps.push((TrackKind::Video, jump));
-        }
         match tag.packet {
             VideoPacket::AvcSequenceHeader(record) => {
                 let config = AvcConfig::parse(record)
@@ -102,6 +98,7 @@ impl StreamAssembler {
                     self.dropped += 1;
                     return Ok(());
                 }
+                let ms = self.place(TrackKind::Video, timestamp_ms);
                 let dts = ms.rescale(VIDEO_TIMESCALE, Rounding::Nearest);
                 if self.last_video_dts.is_some_and(|last| dts.ticks <= last) {
                     self.dropped += 1;
@@ -142,10 +139,6 @@ impl StreamAssembler {
     ) -> Result<(), AssembleError> {
         let packet =
             flv::parse_audio_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
-        let (ms, jump) = self.audio_timeline.place_checked(timestamp_ms);
-        if let Some(jump) = jump {
-            self.jumps.push((TrackKind::Audio, jump));
-        }
         match packet {
             AudioPacket::AacSequenceHeader(asc) => {
                 let config =
@@ -166,6 +159,7 @@ impl StreamAssembler {
                     return Err(AssembleError::Malformed("AAC sample rate 0".into()));
                 };
                 let spf = i64::from(aac.samples_per_frame());
+                let ms = self.place(TrackKind::Audio, timestamp_ms);
                 self.emit_audio(data, ms, rate, spf, out);
             }
             AudioPacket::Mp3(data) => {
@@ -182,11 +176,27 @@ impl StreamAssembler {
                 let Some(rate) = NonZeroU32::new(config.sample_rate) else {
                     return Err(AssembleError::Malformed("MP3 sample rate 0".into()));
                 };
+                let ms = self.place(TrackKind::Audio, timestamp_ms);
                 self.emit_audio(data, ms, rate, i64::from(config.samples_per_frame), out);
             }
             AudioPacket::Unsupported { codec } => return Err(AssembleError::Unsupported(codec)),
         }
         Ok(())
+    }
+
+    /// Places a media frame's timestamp on its track's timeline. Only frames: a sequence
+    /// header's timestamp is not media time (encoders send it at 0 when they reconnect
+    /// and continue their frames where they were, which would read as a jump).
+    fn place(&mut self, kind: TrackKind, timestamp_ms: u32) -> MediaTime {
+        let timeline = match kind {
+            TrackKind::Video => &mut self.video_timeline,
+            TrackKind::Audio => &mut self.audio_timeline,
+        };
+        let (ms, jump) = timeline.place_checked(timestamp_ms);
+        if let Some(jump) = jump {
+            self.jumps.push((kind, jump));
+        }
+        ms
     }
 
     /// One audio frame of `spf` samples, its time counted in samples rather than taken
@@ -430,6 +440,46 @@ mod tests {
         }
         assert!(matches!(&out[0], Assembled::Tracks(t) if t.video.is_some() && t.audio.is_none()));
         assert_eq!(out.len(), 41);
+    }
+
+    #[test]
+    fn sequence_headers_at_zero_before_frames_further_on_are_no_jump() {
+        // A publisher that reconnects (to a restarted ingest, say) sends its sequence
+        // headers at 0 and continues its frames where it was: the A/B numbering needs
+        // those frame times as sent.
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        let header = VideoPacket::AvcSequenceHeader(Bytes::from_static(RECORD));
+        a.handle_video(0, video(VideoFrameType::Key, header), &mut out)
+            .unwrap();
+        a.handle_audio(
+            0,
+            audio(AudioPacket::AacSequenceHeader(Bytes::from_static(&[
+                0x11, 0x90,
+            ]))),
+            &mut out,
+        )
+        .unwrap();
+        for i in 0..3u32 {
+            let nalus = VideoPacket::AvcNalus {
+                composition_time_ms: 0,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+            };
+            a.handle_video(18_000 + i * 33, video(VideoFrameType::Key, nalus), &mut out)
+                .unwrap();
+            a.handle_audio(
+                18_000 + i * 21,
+                audio(AudioPacket::AacRaw(Bytes::from_static(&[1, 2]))),
+                &mut out,
+            )
+            .unwrap();
+        }
+        assert_eq!(a.poll_jump(), None);
+        let first_video = out.iter().find_map(|o| match o {
+            Assembled::Frame(f) if f.kind == TrackKind::Video => Some(f.dts.ticks),
+            _ => None,
+        });
+        assert_eq!(first_video, Some(18_000 * 90));
     }
 
     #[test]

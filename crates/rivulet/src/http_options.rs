@@ -211,6 +211,14 @@ impl UpstreamArgs {
     }
 }
 
+/// `limits` for a server that takes delivery-event batches: the body limit raised to
+/// what that endpoint accepts (it bounds its own body, 8 MiB), so that the server-wide
+/// limit does not answer 413 below the endpoint's documented bound.
+pub(crate) fn with_event_batches(mut limits: httpd::HttpLimits) -> httpd::HttpLimits {
+    limits.max_body_bytes = limits.max_body_bytes.max(analytics::api::MAX_EVENTS_BODY);
+    limits
+}
+
 /// `limits` for this process: the open-files limit raised to its maximum, and the
 /// connection cap fitted under it (logged when lowered).
 pub(crate) fn fit_to_process(mut limits: httpd::HttpLimits) -> httpd::HttpLimits {

@@ -107,7 +107,9 @@ pub(crate) async fn serve(
     httpd::serve(
         listeners.http,
         app,
-        crate::http_options::fit_to_process(config.http.clone()),
+        crate::http_options::fit_to_process(crate::http_options::with_event_batches(
+            config.http.clone(),
+        )),
         stop.stopped(),
     )
     .await;
