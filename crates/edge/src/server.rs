@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use bytes::Bytes;
 use futures::StreamExt;
+use tower_http::cors::{Any, CorsLayer};
 
 use crate::failover::{
     AttemptError, BodyError, BodyPlan, Failover, FailoverConfig, UpstreamError, Verdict,
@@ -167,12 +168,23 @@ impl Edge {
     }
 
     /// `/live/…` through the cache, `/api/…` passed through, plus `/healthz`.
+    ///
+    /// `/live/…` answers CORS itself, as the origin does (players on other sites —
+    /// Shaka, video.js — preflight and read headers); `/api/…` passes the upstream's
+    /// CORS headers through.
     pub fn router(&self) -> Router {
+        let live = Router::new().route("/live/{*rest}", get(serve_live)).layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+                .allow_headers(Any)
+                .expose_headers(Any),
+        );
         Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/edge/load", get(load))
-            .route("/live/{*rest}", get(serve_live))
             .route("/api/{*rest}", any(crate::api::pass_through))
+            .merge(live)
             .with_state(self.clone())
     }
 

@@ -93,6 +93,40 @@ async fn a_thousand_viewers_make_one_origin_request_per_object() {
     let _ = publisher.kill();
 }
 
+/// CORS as at the origin: a player on another site (Shaka, video.js) preflights, then
+/// reads the playlist and its headers.
+async fn players_on_other_sites_may_read(url: &str) {
+    let client = client();
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, url)
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "range")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let allowed = preflight.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(allowed.contains("GET"), "{allowed}");
+    let answer = client
+        .get(url)
+        .header("origin", "https://player.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let allow: Vec<_> = answer
+        .headers()
+        .get_all("access-control-allow-origin")
+        .iter()
+        .collect();
+    assert_eq!(allow, ["*"], "exactly one allow-origin header");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
     let origin = Server::start(&["--stream", "live=live-key"]);
@@ -101,6 +135,7 @@ async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
     let edge = EdgeNode::local(&[&shield.url], &[]);
     let playlist_url = format!("{}/live/live/source/index.m3u8", edge.url);
     get_when_ready(&playlist_url, Duration::from_secs(15)).await;
+    players_on_other_sites_may_read(&playlist_url).await;
     for _ in 0..3 {
         let playlist = get_text(&playlist_url).await.1;
         let (msn, part) = preload_hint(&playlist);
