@@ -496,7 +496,12 @@ fn ffmpeg_publisher(w: u32, h: u32, bitrate: u64, rtmp_port: u16) -> anyhow::Res
 fn report_time_strip(http_port: u16, dir: &Path) -> anyhow::Result<()> {
     println!("time strip read back from the packaged HLS (rivulet publish, 720p source):");
     let playlist = http_get(http_port, "/live/ours720/source/index.m3u8")?;
-    let init = http_get_bytes(http_port, "/live/ours720/source/init-0.mp4")?;
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .context("the packaged playlist names no init segment")?;
+    let init = http_get_bytes(http_port, &format!("/live/ours720/source/{map}"))?;
     let segments: Vec<&str> = playlist.lines().filter(|l| l.starts_with("seg-")).collect();
     if segments.is_empty() {
         bail!("the sink packaged nothing from our publisher:\n{playlist}");

@@ -222,7 +222,7 @@ impl RenditionPackager {
             self.video = TrackState::default();
             self.audio = TrackState::default();
         }
-        let version = self.inits.back().map_or(0, |(v, _)| v + 1);
+        let version = init_version(&init);
         self.inits.push_back((version, init));
         if self.inits.len() > 4 {
             self.inits.pop_front();
@@ -527,7 +527,8 @@ impl RenditionPackager {
         self.ended
     }
 
-    /// The current init segment version (the one `EXT-X-MAP` names for new segments).
+    /// The current init segment version (the one `EXT-X-MAP` names for new segments):
+    /// a checksum of its bytes (see [`init_version`]).
     pub fn init_version(&self) -> Option<u32> {
         self.inits.back().map(|(v, _)| *v)
     }
@@ -1097,3 +1098,12 @@ fn epoch_ms(t: SystemTime) -> i64 {
 
 #[cfg(test)]
 mod tests;
+
+/// The version in an init segment's name (`init-V.mp4`): a checksum of its bytes, so that
+/// a name is never used for other bytes — caches keep init segments as immutable, and an
+/// origin that restarts, or a stream whose codec changes, would otherwise serve a new
+/// configuration under an old name (players fail to decode). A and B pipelines, which
+/// make the same init segment from the same source, name it alike.
+fn init_version(init: &[u8]) -> u32 {
+    crc32fast::hash(init)
+}

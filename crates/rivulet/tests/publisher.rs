@@ -70,8 +70,13 @@ async fn time_strip_reads_back_through_hls_at_every_size() {
     )
     .await;
     let media = m3u8_rs::parse_media_playlist_res(playlist.as_bytes()).unwrap();
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
     let init = client()
-        .get(server.url("/live/strip/source/init-0.mp4"))
+        .get(server.url(&format!("/live/strip/source/{map}")))
         .send()
         .await
         .unwrap()

@@ -137,7 +137,14 @@ async fn statuses_and_cache_headers() {
         body.len().to_string().as_str()
     );
     assert_eq!(&body[4..8], b"moof");
-    let (status, _, init) = get(&streams, "/live/cam/source/init-0.mp4").await;
+    let (_, _, playlist) = get(&streams, "/live/cam/source/index.m3u8").await;
+    let playlist = String::from_utf8_lossy(&playlist).into_owned();
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap();
+    let (status, _, init) = get(&streams, &format!("/live/cam/source/{map}")).await;
     assert_eq!((status, &init[4..8]), (StatusCode::OK, &b"ftyp"[..]));
 }
 
