@@ -14,6 +14,10 @@ packages=(
   # test: a real PostgreSQL for the metadata store's tests (they start their own
   # throwaway cluster on loopback; the packaged service is not used)
   postgresql
+  # test: publishers and players we did not write (GStreamer's rtmp2sink, x264enc,
+  # avenc_aac; its HLS demuxer)
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # build: node/npm fetch the web pages' packages (hls.js, uPlot) and the GeoIP
   # database; test: node and Debian's Chromium run the browser tests (playwright-core)
   nodejs chromium

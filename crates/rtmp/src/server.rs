@@ -102,10 +102,23 @@ enum State {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Publish {
     None,
-    Requested { stream_id: u32 },
-    Accepted { stream_id: u32 },
+    Requested {
+        stream_id: u32,
+    },
+    Accepted {
+        stream_id: u32,
+    },
+    /// The publisher said it stops (`FCUnpublish`, `closeStream`, `deleteStream`): the
+    /// rest of its unpublish sequence is still taken, and the peer closes the connection
+    /// (or it is closed after [`UNPUBLISH_LINGER`]).
+    Unpublished,
     Closing,
 }
+
+/// How long a connection stays open after the publisher stopped, for the rest of its
+/// unpublish sequence and for the peer to close first (GStreamer's `rtmp2sink` reports
+/// an error and exits 1 at end of stream when the server closes before it does).
+const UNPUBLISH_LINGER: Duration = Duration::from_secs(3);
 
 /// The server side of one RTMP connection.
 pub struct ServerSession {
@@ -186,6 +199,9 @@ impl ServerSession {
             self.fail(RtmpError::Timeout(
                 "no publish request within --rtmp-setup-timeout-ms",
             ));
+        } else if self.publish == Publish::Unpublished && now >= self.idle_deadline {
+            // The publisher stopped and did not finish its sequence: close quietly.
+            self.publish = Publish::Closing;
         } else if now >= self.idle_deadline {
             self.fail(RtmpError::Timeout(
                 "no complete message (no media, once publishing) within --rtmp-idle-timeout-ms",
@@ -352,6 +368,10 @@ impl ServerSession {
                                 self.idle_deadline = now + self.config.idle_timeout;
                             }
                             self.handle_message(msg)?;
+                            if publishing && self.publish == Publish::Unpublished {
+                                self.idle_deadline =
+                                    now + UNPUBLISH_LINGER.min(self.config.idle_timeout);
+                            }
                         }
                     }
                     if self.bytes_in - self.acked >= u64::from(self.peer_window) {
@@ -449,7 +469,7 @@ impl ServerSession {
             "publish" => self.handle_publish(stream_id, args)?,
             "FCUnpublish" | "deleteStream" | "closeStream" => {
                 if matches!(self.publish, Publish::Accepted { .. }) {
-                    self.publish = Publish::Closing;
+                    self.publish = Publish::Unpublished;
                     self.events.push_back(SessionEvent::Unpublished);
                 }
                 if txn > 0.0 && name == "FCUnpublish" {

@@ -461,3 +461,72 @@ fn random_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn the_unpublish_sequence_is_answered_to_its_end() {
+    let s = |v: &str| Amf0Value::String(v.into());
+    // FCUnpublish, then deleteStream: open until the peer closes (GStreamer's rtmp2sink
+    // fails at end of stream when the server closes first).
+    let mut p = Pair::new();
+    let _ = p.connect_and_publish("key");
+    p.server.accept_publish();
+    let _ = p.replies();
+    p.command(
+        0,
+        &[
+            s("FCUnpublish"),
+            Amf0Value::Number(6.0),
+            Amf0Value::Null,
+            s("key"),
+        ],
+    );
+    assert!(matches!(p.events().as_slice(), [SessionEvent::Unpublished]));
+    assert!(
+        !p.server.is_closing(),
+        "closed in the middle of the sequence"
+    );
+    let results: Vec<Message> = p.replies();
+    assert!(
+        results.iter().any(|m| {
+            amf0::decode_all(&m.payload, &Limits::default())
+                .ok()
+                .and_then(|v| v.first().and_then(|n| n.as_str().map(str::to_owned)))
+                .as_deref()
+                == Some("_result")
+        }),
+        "FCUnpublish is answered"
+    );
+    p.command(
+        1,
+        &[
+            s("deleteStream"),
+            Amf0Value::Number(7.0),
+            Amf0Value::Null,
+            Amf0Value::Number(1.0),
+        ],
+    );
+    assert!(!p.server.is_closing(), "the peer closes first");
+    assert!(p.replies().is_empty(), "deleteStream takes no answer");
+    assert!(p.events().is_empty(), "one Unpublished per publish");
+
+    // A publisher that stops and never closes: closed after the linger, quietly (not
+    // as a failure).
+    let mut p = Pair::new();
+    let _ = p.connect_and_publish("key");
+    p.server.accept_publish();
+    p.command(
+        0,
+        &[
+            s("FCUnpublish"),
+            Amf0Value::Number(6.0),
+            Amf0Value::Null,
+            s("key"),
+        ],
+    );
+    assert!(!p.server.is_closing());
+    let deadline = p.server.poll_timeout().unwrap();
+    assert!(deadline <= p.now + UNPUBLISH_LINGER);
+    p.server.handle_timeout(deadline);
+    assert!(p.server.is_closing());
+    assert!(p.server.error().is_none());
+}
