@@ -43,6 +43,22 @@ fn ffmpeg(url: &str, seconds: u32, fps: u32, gop: u32, bframes: u32) -> Child {
         .expect("ffmpeg must be installed (see the README's set-up command)")
 }
 
+/// An ffmpeg publisher of AAC alone (no video), in real time for `seconds`.
+fn ffmpeg_audio_only(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg must be installed (see the README's set-up command)")
+}
+
 /// What one playlist says, as far as the checks need.
 #[derive(Debug, Default)]
 struct Playlist {
@@ -209,6 +225,15 @@ async fn check_rendition(
             }
         }
         listed.retain(|&msn, _| msn >= playlist.media_sequence);
+        // A published segment is never rewritten: its EXTINF stays what it was.
+        for &(msn, extinf) in &playlist.segments {
+            if let Some(&before) = listed.get(&msn) {
+                assert!(
+                    (before - extinf).abs() < 0.001,
+                    "{what}: seg-{msn} was listed with EXTINF {before} and now {extinf}"
+                );
+            }
+        }
         listed.extend(playlist.segments.iter().copied());
 
         // Every hint names a part that is produced: fetch it as a player would.
@@ -381,4 +406,49 @@ async fn a_transcoded_rung_beside_the_source() {
         2,
     ));
     check_stream(&server, "ladder", &["source", "234p"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpegs_default_keyframe_interval_of_250_frames() {
+    // 8.3 s segments against a 2 s target: TARGETDURATION follows, blocking reloads
+    // are held for three of them.
+    let server = server("g250", "g250-key", &[]);
+    let _ffmpeg = KillOnDrop(ffmpeg(
+        &format!("{}/live/g250-key", server.rtmp),
+        24,
+        30,
+        250,
+        2,
+    ));
+    check_stream(&server, "g250", &["source"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_that_switches_to_audio_only() {
+    // Video and audio, then the same key publishes audio alone within the grace
+    // period: the segments already published keep their durations (the timeline
+    // continues in the audio timescale), and the new parts conform.
+    let server = server("switch", "switch-key", &[]);
+    let url = format!("{}/live/switch-key", server.rtmp);
+    let mut first = KillOnDrop(ffmpeg(&url, 7, 30, 60, 0));
+    let checker = tokio::spawn({
+        let base = server.url("/live/switch/");
+        async move { check_rendition(base, "source".into(), Vec::new(), WATCH).await }
+    });
+    tokio::task::spawn_blocking(move || {
+        assert!(wait_exit(&mut first, Duration::from_secs(20)).is_some());
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let _second = KillOnDrop(ffmpeg_audio_only(&url, 16));
+    let seen = checker
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    eprintln!("switch/source: {seen:?}");
+    let (_, master) = get_text(&server.url("/live/switch/master.m3u8")).await;
+    assert!(
+        master.contains("CODECS=\"mp4a.40.2\"") && !master.contains("avc1"),
+        "the master lists the audio-only stream as it is now:\n{master}"
+    );
 }
