@@ -31,6 +31,8 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
+    // An hour later the session has ended: failed on a timeout, or closed quietly after
+    // the publisher's unpublish sequence.
     s.handle_timeout(start + Duration::from_secs(3600));
-    assert!(s.error().is_some());
+    assert!(s.error().is_some() || s.is_closing());
 });
