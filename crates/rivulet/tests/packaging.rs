@@ -184,14 +184,23 @@ fn the_package_metadata_names_files_that_exist() {
     for wanted in ["usr/bin/", "etc/rivulet/rivulet.toml"] {
         assert!(targets.iter().any(|t| t == wanted), "{wanted} not packaged");
     }
-    let units = crate_dir.join(deb["systemd-units"]["unit-scripts"].as_str().unwrap());
-    for unit in UNITS {
-        assert!(
-            units.join(unit).is_file(),
-            "{unit} not in {}",
-            units.display()
+    // One systemd-units entry per unit, each naming its file in deploy/systemd/.
+    let mut named: Vec<String> = Vec::new();
+    for entry in deb["systemd-units"].as_array().unwrap() {
+        let dir = crate_dir.join(entry["unit-scripts"].as_str().unwrap());
+        let unit = format!("{}.service", entry["unit-name"].as_str().unwrap());
+        assert!(dir.join(&unit).is_file(), "{unit} not in {}", dir.display());
+        assert_eq!(
+            entry["enable"].as_bool(),
+            Some(false),
+            "{unit}: not enabled on install"
         );
+        named.push(unit);
     }
+    named.sort();
+    let mut all: Vec<String> = UNITS.iter().map(|u| (*u).to_owned()).collect();
+    all.sort();
+    assert_eq!(named, all, "every unit is packaged");
     let scripts = crate_dir.join(deb["maintainer-scripts"].as_str().unwrap());
     let postinst = std::fs::read_to_string(scripts.join("postinst")).unwrap();
     assert!(postinst.contains("adduser --system") && postinst.contains("#DEBHELPER#"));
@@ -199,7 +208,8 @@ fn the_package_metadata_names_files_that_exist() {
 
 /// Builds the `.deb` from the release binary already built (`cargo build --release -p
 /// rivulet`), if `cargo-deb` is installed and that binary exists; a release build is
-/// too slow for the suite.
+/// too slow for the suite. `RIVULET_TEST_DEB=1` packages the debug build instead
+/// (stripped; cargo-deb warns about the profile) when there is no release binary.
 #[test]
 fn the_deb_holds_the_binary_config_and_units() {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -209,13 +219,18 @@ fn the_deb_holds_the_binary_config_and_units() {
         eprintln!("SKIPPED: cargo-deb is not installed (cargo install cargo-deb)");
         return;
     }
-    if !target.join("release/rivulet").is_file() {
+    let profile = if target.join("release/rivulet").is_file() {
+        "release"
+    } else if std::env::var_os("RIVULET_TEST_DEB").is_some_and(|v| v == "1") {
+        "dev"
+    } else {
         eprintln!(
-            "SKIPPED: no release binary at {} (cargo build --release -p rivulet)",
+            "SKIPPED: no release binary at {} (cargo build --release -p rivulet; or \
+             RIVULET_TEST_DEB=1 to package the debug build)",
             target.join("release/rivulet").display()
         );
         return;
-    }
+    };
     let out_dir = tempfile::tempdir().unwrap();
     let (ok, out, err) = run(Command::new("cargo")
         .current_dir(repo())
@@ -224,7 +239,9 @@ fn the_deb_holds_the_binary_config_and_units() {
             "-p",
             "rivulet",
             "--no-build",
-            "--no-strip",
+            "--strip",
+            "--profile",
+            profile,
             "--output",
         ])
         .arg(out_dir.path()));
