@@ -480,17 +480,16 @@ async fn viewers_follow_live_through_nginx_with_one_origin_request_per_part() {
     crowd_behind("nginx", |port| Some(start_nginx(port))).await;
 }
 
-/// hls.js in headless Chromium plays the viewer page through Varnish for 20 s:
+/// hls.js in headless Chromium plays the viewer page through the cache for 20 s:
 /// `web/tests/failover.mjs` (no fatal or network error, no failed playlist or media
 /// response, the playhead never frozen over a second, the media sequence never going
 /// back, the playhead advancing after the one event): it prints `READY` once playing
 /// and checks on `STOP`.
-#[test]
-fn hls_js_plays_through_varnish() {
+fn hls_js_plays_through(cache_kind: &str, start: impl FnOnce(u16) -> Option<Cache>) {
     use std::io::{BufRead, Write};
     let server = Server::start(&["--stream", "cached=cached-key"]);
     let origin_port: u16 = server.http.rsplit(':').next().unwrap().parse().unwrap();
-    let Some(cache) = start_varnish(origin_port) else {
+    let Some(cache) = start(origin_port) else {
         return;
     };
     let mut publisher = publish(&format!("{}/live/cached-key", server.rtmp), 90);
@@ -530,13 +529,13 @@ fn hls_js_plays_through_varnish() {
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "hls.js did not play through Varnish"
+                    "hls.js did not play through {cache_kind}"
                 );
             }
         }
     }
     // The script checks that the playhead advances after each event: one, at the start.
-    writeln!(stdin, "EVENT watching through Varnish").unwrap();
+    writeln!(stdin, "EVENT watching through {cache_kind}").unwrap();
     stdin.flush().unwrap();
     std::thread::sleep(Duration::from_secs(20));
     writeln!(stdin, "STOP").unwrap();
@@ -544,7 +543,17 @@ fn hls_js_plays_through_varnish() {
     let status = wait_exit(&mut child.0, Duration::from_secs(60)).expect("the browser test ends");
     assert!(
         status.success(),
-        "hls.js through Varnish: the browser test failed (see its output above)\n{}",
+        "hls.js through {cache_kind}: the browser test failed (see its output above)\n{}",
         cache.log()
     );
+}
+
+#[test]
+fn hls_js_plays_through_varnish() {
+    hls_js_plays_through("varnish", start_varnish);
+}
+
+#[test]
+fn hls_js_plays_through_nginx() {
+    hls_js_plays_through("nginx", |port| Some(start_nginx(port)));
 }
