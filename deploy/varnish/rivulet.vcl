@@ -38,9 +38,10 @@ sub vcl_recv {
     if (req.method != "GET" && req.method != "HEAD") {
         return (pass);
     }
-    # Media needs neither; the builtin VCL would refuse to cache with them.
+    # Media needs no cookie; the builtin VCL would refuse to cache with one. (A
+    # playback token, in the query or a header, goes to the origin with the request
+    # that fetches, and is never part of the key.)
     unset req.http.Cookie;
-    unset req.http.Authorization;
     return (hash);
 }
 
