@@ -21,6 +21,10 @@ packages=(
   # build: node/npm fetch the web pages' packages (hls.js, uPlot) and the GeoIP
   # database; test: node and Debian's Chromium run the browser tests (playwright-core)
   nodejs chromium
+  # test: Varnish in front of the origin with deploy/varnish/rivulet.vcl (the test
+  # starts its own varnishd on loopback); systemd-analyze verifies deploy/systemd/;
+  # dpkg-dev's dpkg-shlibdeps gives the .deb (cargo deb) its library dependencies
+  varnish systemd dpkg-dev
 )
 
 missing=()
@@ -36,10 +40,13 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts nginx on install; our benchmarks start their own on loopback.
-  if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
-    $sudo systemctl stop nginx || true
-  fi
+  # Debian starts nginx and Varnish on install; our tests and benchmarks start their
+  # own on loopback.
+  for service in nginx varnish; do
+    if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+      $sudo systemctl stop "$service" || true
+    fi
+  done
 fi
 
 # test: validates the OpenAPI document the metadata API serves (PyPI, by name).

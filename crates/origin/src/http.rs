@@ -57,7 +57,11 @@ pub fn router(streams: LiveStreams) -> Router {
                 .allow_origin(Any)
                 .allow_methods(Any)
                 .allow_headers(Any)
-                .expose_headers(Any),
+                .expose_headers(Any)
+                // The answer is the same whatever the request's Origin (`*`): without
+                // this, the default `Vary: origin, …` would make a shared cache (Varnish,
+                // nginx, a CDN) keep and fetch one copy per embedding site.
+                .vary(Vec::<header::HeaderName>::new()),
         )
         .with_state(state)
 }

@@ -244,6 +244,7 @@ pub(crate) async fn run(
     let worker = tokio::spawn(analytics.clone().run(async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
+    crate::systemd::notify_ready();
     httpd::serve(
         listener,
         app,

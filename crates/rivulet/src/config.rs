@@ -36,6 +36,12 @@ pub(crate) struct NodeArgs {
 
     #[command(flatten)]
     pub(crate) http: crate::http_options::HttpArgs,
+
+    /// Read and check the configuration (file, flags, environment), say whether it is
+    /// valid, and exit without starting anything (e.g. `ExecStartPre=` or before
+    /// `systemctl reload`). Exits non-zero, naming what is wrong, if it is not.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 /// The metadata store's own options (`serve` with its store in-process, `meta`).

@@ -266,6 +266,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         "http"
     };
     print_edge_banner(scheme, listener.local_addr()?, &args.origins);
+    crate::systemd::notify_ready();
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             // Offers h2 and http/1.1 by ALPN.
@@ -351,6 +352,7 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
     }
     let app = router.router().merge(metrics_route(prometheus));
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
+    crate::systemd::notify_ready();
     httpd::serve(listener, app, limits, stopped()).await;
     probe.abort();
     Ok(())

@@ -12,6 +12,7 @@ mod publish;
 mod rtmp_limits;
 mod serve;
 mod streams;
+mod systemd;
 
 use clap::{Parser, Subcommand};
 
@@ -92,6 +93,9 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
+            if args.node.check {
+                return config_ok(&args.node);
+            }
             runtime()?.block_on(serve::run(config, serve::shutdown_signal()))
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
@@ -101,10 +105,16 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Meta(args) => {
             let config = args.resolve()?;
+            if args.node.check {
+                return config_ok(&args.node);
+            }
             runtime()?.block_on(metadata::run(config, serve::shutdown_signal()))
         }
         Command::Analytics(args) => {
             let config = args.resolve()?;
+            if args.node.check {
+                return config_ok(&args.node);
+            }
             runtime()?.block_on(analytics_server::run(config, serve::shutdown_signal()))
         }
         Command::Streams(args) => runtime()?.block_on(streams::run(args)),
@@ -112,6 +122,16 @@ fn run() -> anyhow::Result<()> {
         Command::Route(args) => runtime()?.block_on(edge::run_route(args)),
         Command::Bench { args } => run_bench(&args),
     }
+}
+
+/// `--check`: the configuration resolved without an error (resolving reads and
+/// validates the file, flags and environment); say so and start nothing.
+fn config_ok(node: &config::NodeArgs) -> anyhow::Result<()> {
+    match &node.config {
+        Some(path) => println!("configuration OK ({})", path.display()),
+        None => println!("configuration OK (flags, environment and defaults; no --config)"),
+    }
+    Ok(())
 }
 
 /// `rivulet bench …` forwards to the `rivulet-bench` program beside this one, so that

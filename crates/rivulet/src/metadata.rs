@@ -274,6 +274,7 @@ pub(crate) async fn run(
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
     print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
+    crate::systemd::notify_ready();
     httpd::serve(
         listener,
         app,

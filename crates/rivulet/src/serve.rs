@@ -102,6 +102,8 @@ pub(crate) async fn serve(
     print_api_banner(http_addr, &config, &control, &analytics);
 
     let tasks = Tasks::start(&config, &control, &node, streams, listeners.rtmp, &stop).await;
+    // Both listeners are bound and the RTMP one is accepting: a `Type=notify` unit is up.
+    crate::systemd::notify_ready();
     // Handlers see the peer's address (ConnectInfo), for analytics (client address,
     // country) and the held-request bounds.
     httpd::serve(

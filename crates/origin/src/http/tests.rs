@@ -511,3 +511,56 @@ async fn a_blocking_reload_waits_three_of_the_playlists_target_durations() {
     assert_eq!(status, StatusCode::OK);
     assert!(String::from_utf8_lossy(&body).contains("seg-3.m4s"));
 }
+
+/// What a shared cache in front (Varnish, nginx, a CDN) needs with no special
+/// knowledge: every kind of answer says how long it may be kept, and none varies by
+/// the request's `Origin` (CORS answers `*`), so one copy serves every embedding site.
+#[tokio::test]
+async fn every_answer_tells_a_shared_cache_how_to_keep_it_and_varies_by_nothing() {
+    let (streams, stream) = live();
+    push(&stream, 0, 130);
+    let cases = [
+        ("/live/cam/master.m3u8", "no-cache"),
+        ("/live/cam/source/index.m3u8", "no-cache"),
+        (
+            "/live/cam/source/index.m3u8?_HLS_msn=1&_HLS_part=0",
+            "public, max-age=6",
+        ),
+        (
+            "/live/cam/source/init-0.mp4",
+            "public, max-age=300, immutable",
+        ),
+        (
+            "/live/cam/source/seg-0.m4s",
+            "public, max-age=300, immutable",
+        ),
+        (
+            "/live/cam/source/part-1-0.m4s",
+            "public, max-age=300, immutable",
+        ),
+        ("/live/cam/source/seg-999.m4s", "no-store"),
+        ("/live/nope/master.m3u8", "no-store"),
+    ];
+    for (uri, cache) in cases {
+        for origin in [None, Some("https://a.example"), Some("https://b.example")] {
+            let mut request = Request::get(uri);
+            if let Some(o) = origin {
+                request = request.header(header::ORIGIN, o);
+            }
+            let response = super::router(streams.clone())
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let headers = response.headers();
+            assert_eq!(headers[header::CACHE_CONTROL], cache, "{uri}");
+            assert!(
+                headers.get(header::VARY).is_none(),
+                "{uri} varies by {:?}",
+                headers.get(header::VARY)
+            );
+            if origin.is_some() {
+                assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*", "{uri}");
+            }
+        }
+    }
+}
