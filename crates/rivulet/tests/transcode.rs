@@ -16,13 +16,19 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// ffmpeg publishing `size` at 30 fps with B-frames and a 2 s GOP for `seconds`,
 /// with AAC audio or none.
 fn publish_source(url: &str, seconds: u32, size: &str, audio: bool) -> Child {
+    publish_source_at(url, seconds, size, audio, 30)
+}
+
+/// [`publish_source`] at `fps` frames a second (a keyframe every 2 s).
+fn publish_source_at(url: &str, seconds: u32, size: &str, audio: bool, fps: u32) -> Child {
     let mut cmd = Command::new("ffmpeg");
+    let gop = (2 * fps).to_string();
     cmd.args(["-hide_banner", "-loglevel", "error", "-re"])
         .args([
             "-f",
             "lavfi",
             "-i",
-            &format!("testsrc2=size={size}:rate=30:duration={seconds}"),
+            &format!("testsrc2=size={size}:rate={fps}:duration={seconds}"),
         ]);
     if audio {
         cmd.args([
@@ -43,9 +49,9 @@ fn publish_source(url: &str, seconds: u32, size: &str, audio: bool) -> Child {
         "-bf",
         "2",
         "-g",
-        "60",
+        &gop,
         "-keyint_min",
-        "60",
+        &gop,
     ])
     .args([
         "-sc_threshold",
@@ -502,4 +508,60 @@ async fn the_first_multivariant_answer_lists_every_rendition() {
         rungs.windows(2).all(|w| w[0].0 < w[1].0),
         "BANDWIDTH grows with the picture:\n{master}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_60_fps_source_is_halved_in_the_rungs_up_to_720p() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&[
+        "--stream",
+        "fast=fast-key",
+        "--renditions",
+        "360p,234p",
+        "--grace-period-ms",
+        "1000",
+    ]);
+    let mut ffmpeg = publish_source_at(
+        &format!("{}/live/fast-key", server.rtmp),
+        6,
+        "640x360",
+        false,
+        60,
+    );
+    assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = get_text(&server.url("/live/fast/234p/index.m3u8")).await;
+        if body.contains("#EXT-X-ENDLIST") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "playlists did not end:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, master) = get_text(&server.url("/live/fast/master.m3u8")).await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    for v in &parsed.variants {
+        let rate = v.frame_rate.unwrap();
+        assert!((rate - 30.0).abs() < 0.5, "FRAME-RATE {rate}: {master}");
+    }
+    for (name, w, h) in [("360p", 640, 360), ("234p", 416, 234)] {
+        let counts = count_frames(&server.url(&format!("/live/fast/{name}/index.m3u8")));
+        // 360 source pictures, every other one kept.
+        let kept = counts.get(&format!("video {w}x{h}")).copied().unwrap_or(0);
+        assert!((175..=181).contains(&kept), "{name}: {counts:?}");
+    }
+    // Still aligned: every segment of every rung starts with a keyframe.
+    for name in ["360p", "234p"] {
+        let playlist = get_text(&server.url(&format!("/live/fast/{name}/index.m3u8")))
+            .await
+            .1;
+        let media = m3u8_rs::parse_media_playlist_res(playlist.as_bytes()).unwrap();
+        for seg in &media.segments {
+            let body = get_bytes(&server.url(&format!("/live/fast/{name}/{}", seg.uri))).await;
+            assert!(first_video_sample(&body).1, "{name}/{}", seg.uri);
+        }
+    }
 }

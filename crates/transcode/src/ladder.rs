@@ -126,13 +126,20 @@ pub const SOURCE: &str = hub::SOURCE_RENDITION;
 
 /// The default ladder, after Apple's HLS authoring specification (16:9, 30 fps):
 /// 1080p 6 Mbit/s, 720p 3 Mbit/s, 480p 1.2 Mbit/s, 360p 730 kbit/s, 234p 145 kbit/s.
+/// Rungs up to 720p keep at most 30 frames a second (a 60 fps source is halved there:
+/// five 60 fps encodes do not keep real time on a small machine, and a small picture
+/// gains little from them); 1080p keeps the source's rate.
 pub fn default_rungs() -> Vec<Rung> {
+    let at_30 = |mut r: Rung| {
+        r.max_fps = Some(30);
+        r
+    };
     vec![
         Rung::new("1080p", 1080, 6_000_000),
-        Rung::new("720p", 720, 3_000_000),
-        Rung::new("480p", 480, 1_200_000),
-        Rung::new("360p", 360, 730_000),
-        Rung::new("234p", 234, 145_000),
+        at_30(Rung::new("720p", 720, 3_000_000)),
+        at_30(Rung::new("480p", 480, 1_200_000)),
+        at_30(Rung::new("360p", 360, 730_000)),
+        at_30(Rung::new("234p", 234, 145_000)),
     ]
 }
 

@@ -167,6 +167,9 @@ struct RungWorker {
     )>,
     /// A forced IDR was dropped: the next picture sent is one.
     pending_keyframe: bool,
+    /// Frame-rate cap: after a picture is sent, the next one at or after this many
+    /// ticks is (`None`: every picture).
+    keep_every: Option<i64>,
     /// Frame-rate cap: the next picture at or after this pts is sent.
     next_pts: i64,
     dropped: u64,
@@ -382,12 +385,16 @@ impl Decoder {
         let (tx, rx) = sync_channel(self.config.rung_queue.max(1));
         let name: Arc<str> = Arc::from(planned.rung.name.as_str());
         let depth = Arc::new(AtomicUsize::new(0));
-        let mut rate = source_rate(frame_rate);
-        if let Some(cap) = planned.rung.max_fps
-            && rate.as_f64() > f64::from(cap)
-        {
-            rate = source::FrameRate::new(cap, 1);
-        }
+        let source = source_rate(frame_rate);
+        let rate = capped_rate(source, planned.rung.max_fps);
+        // Kept pictures are one rung interval apart; half a source interval of slack
+        // takes jittery timestamps.
+        let keep_every = (rate != source).then(|| {
+            let ticks = |r: source::FrameRate| {
+                i64::from(VIDEO_TIMESCALE.get()) * i64::from(r.den) / i64::from(r.num.max(1))
+            };
+            ticks(rate) - ticks(source) / 2
+        });
         let mut settings =
             VideoEncoderConfig::new(planned.width, planned.height, rate, planned.rung.bitrate);
         settings.max_rate = planned.rung.max_rate;
@@ -415,6 +422,7 @@ impl Decoder {
             thread,
             scaler: None,
             pending_keyframe: false,
+            keep_every,
             next_pts: i64::MIN,
             dropped: 0,
         }
@@ -542,9 +550,8 @@ impl Decoder {
             let capped = pts < r.next_pts;
             let keyframe = force || r.pending_keyframe;
             if !capped || force {
-                if let Some(cap) = r.planned.rung.max_fps {
-                    r.next_pts =
-                        pts + i64::from(VIDEO_TIMESCALE.get()) / i64::from(cap.max(1)) - 90;
+                if let Some(interval) = r.keep_every {
+                    r.next_pts = pts + interval;
                 }
                 let picture = RungInput::Picture {
                     frame: scaled.clone(),
@@ -615,6 +622,21 @@ impl Decoder {
 
 fn source_rate((num, den): (u32, u32)) -> source::FrameRate {
     source::FrameRate::new(num, den)
+}
+
+/// A rung's frame rate under its cap: the source's divided by the smallest whole number
+/// that brings it to the cap or below (60 → 30, 50 → 25, 59.94 → 29.97), so that the
+/// pictures kept are evenly spaced source pictures (30 of 50 a second would judder).
+fn capped_rate(source: source::FrameRate, cap: Option<u32>) -> source::FrameRate {
+    let Some(cap) = cap.filter(|&c| c > 0) else {
+        return source;
+    };
+    let mut divisor = 1u32;
+    // (A hundredth of slack: 30000/1001 is not above 30.)
+    while source.as_f64() / f64::from(divisor) > f64::from(cap) + 0.01 && divisor < 64 {
+        divisor += 1;
+    }
+    source::FrameRate::new(source.num, source.den.saturating_mul(divisor))
 }
 
 /// One rung's encoder, on its own thread.
@@ -921,5 +943,32 @@ impl AacLevel {
             silent = Some(crate::levels::audio_is_silent(&planes));
         }
         silent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_rung_keeps_evenly_spaced_source_pictures() {
+        let rate = source::FrameRate::new;
+        assert_eq!(capped_rate(rate(60, 1), Some(30)), rate(60, 2));
+        assert_eq!(capped_rate(rate(50, 1), Some(30)), rate(50, 2));
+        assert_eq!(
+            capped_rate(rate(60_000, 1001), Some(30)),
+            rate(60_000, 2002)
+        );
+        assert_eq!(capped_rate(rate(120, 1), Some(30)), rate(120, 4));
+        // At or under the cap, or no cap: the source's rate.
+        assert_eq!(
+            capped_rate(rate(30_000, 1001), Some(30)),
+            rate(30_000, 1001)
+        );
+        assert_eq!(capped_rate(rate(25, 1), Some(30)), rate(25, 1));
+        assert_eq!(capped_rate(rate(60, 1), None), rate(60, 1));
+        assert_eq!(capped_rate(rate(60, 1), Some(0)), rate(60, 1));
+        // An unknown source rate stays unknown.
+        assert_eq!(capped_rate(rate(0, 1), Some(30)), rate(0, 1));
     }
 }
