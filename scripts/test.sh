@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
+# Every link of the README and docs/ works in a clone.
+python3 scripts/check-links.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # setup.sh installed PostgreSQL: the metadata tests must run against it, not skip.
 RIVULET_TEST_REQUIRE_POSTGRES=1 cargo test --workspace --all-targets --locked
