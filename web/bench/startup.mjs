@@ -1,8 +1,9 @@
 // Viewer-side benchmark in headless Chromium on loopback, against the real binary:
 //   node web/bench/startup.mjs [--runs 5] [--duration 60] [--bin target/release/rivulet]
-//        [--renditions source,360p] [--size 1280x720] [--bitrate 3M]
+//        [--renditions source,360p] [--size 1280x720] [--bitrate 3M] [--edge]
 // Starts `rivulet serve` and `rivulet publish --test-pattern`, then per run opens
-// /watch/NAME?debug=1 in a fresh browser context and prints:
+// /watch/NAME?debug=1 in a fresh browser context (through a `rivulet edge` in front of
+// the origin with --edge: a cold edge cache for the first viewer) and prints:
 //   startup     navigation start → first video frame on screen (goal ≤ 0.5 s)
 //   g2g         glass-to-glass latency, the test pattern's time strip read from the
 //               frames on screen vs this machine's clock (goal p50 ≤ 1.0 s, p95 ≤ 1.5 s)
@@ -12,7 +13,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { launchBrowser, newPage, publish, rivuletBinary, startServer, until } from '../tests/lib.mjs';
+import { launchBrowser, newPage, publish, rivuletBinary, startEdge, startServer, until } from '../tests/lib.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -22,6 +23,7 @@ const { values: opt } = parseArgs({
     renditions: { type: 'string', default: 'source,360p' },
     size: { type: 'string', default: '1280x720' },
     bitrate: { type: 'string', default: '3M' },
+    edge: { type: 'boolean', default: false },
   },
 });
 const runs = Number(opt.runs);
@@ -45,7 +47,9 @@ await until('the stream to be playable', async () => {
 }, 60_000);
 // Let the ladder settle (every rendition with a few segments).
 await new Promise((r) => setTimeout(r, 8000));
-console.log(`rivulet ${bin}\nrenditions ${opt.renditions}, test pattern ${opt.size} at ${opt.bitrate}, ${runs} runs of ${duration} s`);
+const edge = opt.edge ? await startEdge(bin, [server.http]) : null;
+const viewerBase = edge ? edge.url : server.http;
+console.log(`rivulet ${bin}${edge ? ' (viewers through rivulet edge)' : ''}\nrenditions ${opt.renditions}, test pattern ${opt.size} at ${opt.bitrate}, ${runs} runs of ${duration} s`);
 
 const browser = await launchBrowser();
 const startups = [];
@@ -53,7 +57,7 @@ const allG2g = [];
 const rebuffers = [];
 for (let i = 1; i <= runs; i++) {
   const page = await newPage(browser); // a fresh context: cold cache, a new viewer
-  await page.goto(`${server.http}/watch/${NAME}?debug=1`);
+  await page.goto(`${viewerBase}/watch/${NAME}?debug=1`);
   await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt !== null, undefined, { timeout: 60_000 });
   const startup = await page.evaluate(() => window.rivulet.player.firstFrameAt);
   await page.waitForTimeout(duration * 1000);
