@@ -12,6 +12,7 @@ mod publish;
 mod rtmp_limits;
 mod serve;
 mod streams;
+mod tls_options;
 
 use clap::{Parser, Subcommand};
 

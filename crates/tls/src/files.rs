@@ -74,13 +74,14 @@ impl CertificateFiles {
             detail: detail(&e),
         })?;
         let provider = crate::provider();
-        let signing = provider
-            .key_provider
-            .load_private_key(key)
-            .map_err(|e| TlsError::BadKey {
-                path: self.key.clone(),
-                reason: e.to_string(),
-            })?;
+        let signing =
+            provider
+                .key_provider
+                .load_private_key(key)
+                .map_err(|e| TlsError::BadKey {
+                    path: self.key.clone(),
+                    reason: e.to_string(),
+                })?;
         let certified = CertifiedKey::new(chain, signing);
         match certified.keys_match() {
             Ok(()) => Ok(certified),

@@ -27,6 +27,7 @@ mod reload;
 pub use client::{ClientTrust, client_config};
 pub use files::{CertificateFiles, TlsError, fingerprint};
 pub use reload::{ReloadingCert, WATCH_INTERVAL, server_config, watch};
+pub use rustls::{ClientConfig, ServerConfig};
 
 /// The crypto provider every configuration here uses (aws-lc-rs, rustls' default).
 fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {

@@ -123,14 +123,13 @@ pub fn server_config(
 /// one kept; the next change tries again.
 pub async fn watch(cert: Arc<ReloadingCert>, interval: Duration, stop: impl Future<Output = ()>) {
     #[cfg(unix)]
-    let mut hangup =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; the TLS certificate reloads only when its files change");
-                None
-            }
-        };
+    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; the TLS certificate reloads only when its files change");
+            None
+        }
+    };
     #[cfg(not(unix))]
     let mut hangup: Option<()> = None;
     let mut seen = Stamp::of(cert.files());

@@ -64,7 +64,10 @@ fn loads_a_pair_and_names_the_file_of_each_mistake() {
         .load()
         .unwrap_err()
         .to_string();
-    assert!(e.contains("a.crt") && e.contains("no PEM private key"), "{e}");
+    assert!(
+        e.contains("a.crt") && e.contains("no PEM private key"),
+        "{e}"
+    );
 
     let e = CertificateFiles::new(&a.cert, &b.key)
         .load()
