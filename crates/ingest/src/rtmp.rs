@@ -207,7 +207,15 @@ async fn tls_handshake(
         Ok(Ok(stream)) => Some(stream),
         Ok(Err(e)) => {
             metrics::counter!("rtmps_handshakes_failed_total", "reason" => "error").increment(1);
-            tracing::info!(%peer, error = %Escaped(&e.to_string()), "RTMPS connection closed: TLS handshake failed (a plain rtmp:// client on the rtmps:// port?)");
+            let not_tls = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+                .is_some_and(|e| matches!(e, tokio_rustls::rustls::Error::InvalidMessage(_)));
+            if not_tls {
+                tracing::info!(%peer, error = %Escaped(&e.to_string()), "RTMPS connection closed: TLS handshake failed, the client does not speak TLS (a plain rtmp:// client on the rtmps:// port?)");
+            } else {
+                tracing::info!(%peer, error = %Escaped(&e.to_string()), "RTMPS connection closed: TLS handshake failed");
+            }
             None
         }
         Err(_) => {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -18,8 +19,8 @@ pub enum ClientTrust {
     /// browsers accept: what YouTube, Twitch and Facebook present.
     #[default]
     WebRoots,
-    /// Certificates issued by the CA (or the self-signed certificate) in this PEM
-    /// file, for a private deployment.
+    /// Certificates issued by a CA in this PEM file, or exactly a certificate in it
+    /// (a server's self-signed certificate), for a private deployment.
     CaFile(PathBuf),
     /// Any certificate, unchecked: the connection is encrypted but the server is not
     /// authenticated. For tests and trusted networks only.
@@ -40,14 +41,23 @@ pub fn client_config(trust: &ClientTrust) -> Result<Arc<ClientConfig>, TlsError>
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         ClientTrust::CaFile(path) => {
+            let bad = |reason: String| TlsError::BadCa {
+                path: path.clone(),
+                reason,
+            };
+            let pinned = read_certificates(path, "CA certificate")?;
             let mut roots = RootCertStore::empty();
-            for cert in read_certificates(path, "CA certificate")? {
-                roots.add(cert).map_err(|e| TlsError::BadCa {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            for cert in &pinned {
+                roots.add(cert.clone()).map_err(|e| bad(e.to_string()))?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let issued =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(CaFile { issued, pinned }))
+                .with_no_client_auth()
         }
         ClientTrust::Insecure => builder
             .dangerous()
@@ -55,6 +65,58 @@ pub fn client_config(trust: &ClientTrust) -> Result<Arc<ClientConfig>, TlsError>
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// Trusts certificates issued by the file's CAs, and the file's certificates
+/// themselves: a self-signed server certificate made with `openssl req -x509` is
+/// marked as a CA, which the web's rules refuse as a server's own certificate.
+#[derive(Debug)]
+struct CaFile {
+    issued: Arc<WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for CaFile {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.issued
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.issued.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.issued.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.issued.supported_verify_schemes()
+    }
 }
 
 /// Accepts any server certificate, but still checks the handshake's signatures (the

@@ -33,6 +33,9 @@ pub enum TlsError {
     /// The key is of a kind or form rustls cannot sign with.
     #[error("the private key in {path} cannot be used: {reason}")]
     BadKey { path: PathBuf, reason: String },
+    /// The certificate cannot be parsed.
+    #[error("the certificate in {path} cannot be used: {reason}")]
+    BadCertificate { path: PathBuf, reason: String },
     /// The key and the certificate are not a pair.
     #[error(
         "the private key {key} does not belong to the certificate {cert} ({reason}): give the key the certificate was issued for"
@@ -89,9 +92,13 @@ impl CertificateFiles {
             Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
                 Ok(certified)
             }
-            Err(e) => Err(TlsError::Mismatch {
+            Err(e @ rustls::Error::InconsistentKeys(_)) => Err(TlsError::Mismatch {
                 cert: self.cert.clone(),
                 key: self.key.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(TlsError::BadCertificate {
+                path: self.cert.clone(),
                 reason: e.to_string(),
             }),
         }

@@ -93,9 +93,16 @@ fn reload_swaps_the_pair_and_a_bad_one_keeps_the_old() {
     cert.reload().expect("the new pair loads");
     assert_eq!(cert.fingerprint(), file_fingerprint(&next.cert));
 
-    std::fs::write(&live.cert, "-----BEGIN CERTIFICATE-----\nAAAA\n").expect("write");
-    let e = cert.reload().unwrap_err();
-    assert!(e.to_string().contains("live.crt"), "{e}");
+    std::fs::write(
+        &live.cert,
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    let e = cert.reload().unwrap_err().to_string();
+    assert!(
+        e.contains("live.crt") && e.contains("certificate in") && !e.contains("does not belong"),
+        "{e}"
+    );
     assert_eq!(
         cert.fingerprint(),
         file_fingerprint(&next.cert),
