@@ -1063,4 +1063,62 @@ mod tests {
         .expect("resolve");
         assert_eq!(c.analytics.mode, AnalyticsMode::Off);
     }
+
+    #[test]
+    fn tls_listeners_come_with_their_files_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "rtmps_listen = \"127.0.0.1:1936\"\ntls_cert = \"/etc/c.pem\"\ntls_key = \"/etc/k.pem\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            node: with_file(path),
+            https_listen: Some("127.0.0.1:8443".parse().expect("addr")),
+            tls: crate::tls_options::TlsArgs {
+                tls_cert: Some("/flag/c.pem".into()),
+                tls_key: None,
+            },
+            ..Default::default()
+        };
+        let c = args.resolve().expect("valid");
+        assert_eq!(
+            c.tls.rtmps_listen,
+            Some("127.0.0.1:1936".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.tls.https_listen,
+            Some("127.0.0.1:8443".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.tls.files,
+            Some(tls::CertificateFiles::new("/flag/c.pem", "/etc/k.pem")),
+            "the flag wins, the file fills the rest"
+        );
+
+        let no_files = ServeArgs {
+            rtmps_listen: Some("127.0.0.1:1936".parse().expect("addr")),
+            ..Default::default()
+        };
+        let e = no_files.resolve().unwrap_err().to_string();
+        assert!(e.contains("--rtmps-listen needs --tls-cert"), "{e}");
+        let half = ServeArgs {
+            tls: crate::tls_options::TlsArgs {
+                tls_cert: Some("/c.pem".into()),
+                tls_key: None,
+            },
+            ..Default::default()
+        };
+        let e = half.resolve().unwrap_err().to_string();
+        assert!(e.contains("--tls-cert needs --tls-key"), "{e}");
+        assert!(
+            ServeArgs::default()
+                .resolve()
+                .expect("valid")
+                .tls
+                .files
+                .is_none()
+        );
+    }
 }
