@@ -325,3 +325,52 @@ fn a_bad_certificate_stops_the_start_naming_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tls_handshakes_hold_a_connection_slot_and_time_out() {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_pair(dir.path(), "caps");
+    let rtmps = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(&[
+        "--rtmps-listen",
+        &rtmps,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--rtmp-max-connections",
+        "2",
+        "--rtmp-handshake-timeout-ms",
+        "1500",
+    ]);
+    // Two clients that never start their TLS handshake fill the caps RTMP and RTMPS
+    // share: a plain RTMP connection is refused.
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(&rtmps).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = server.rtmp.trim_start_matches("rtmp://");
+    let _refused = TcpStream::connect(addr).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("--rtmp-max-connections)") {
+        assert!(Instant::now() < deadline, "no refusal: {}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The unfinished handshakes are closed at the handshake timeout.
+    for mut s in silent {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "the server closes an unfinished TLS handshake");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log().contains("TLS handshake not complete in time") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Their slots are free again: a real handshake completes.
+    assert_eq!(served_fingerprint(&rtmps), file_fingerprint(&cert));
+}
