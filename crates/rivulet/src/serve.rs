@@ -146,10 +146,7 @@ pub(crate) async fn serve(
     let app = http_app(
         &config, &control, &analytics, &streams, rtmp_addr, prometheus,
     );
-    print_banner(rtmp_addr, http_addr, &config);
-    if let Some(tls) = &listeners.tls {
-        print_tls_banner(tls);
-    }
+    print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
     print_api_banner(http_addr, &config, &control, &analytics);
 
     let Listeners { rtmp, http, tls } = listeners;
@@ -486,12 +483,20 @@ fn print_tls_banner(tls: &TlsListeners) {
     );
 }
 
-fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: &ServeConfig) {
+fn print_banner(
+    rtmp: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    tls: Option<&TlsListeners>,
+    config: &ServeConfig,
+) {
     let host = display_addr;
     println!("Rivulet is running.");
     println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
     println!("  HTTP origin: http://{}/", host(http));
     println!("  Dashboard:   http://{}/dashboard", host(http));
+    if let Some(tls) = tls {
+        print_tls_banner(tls);
+    }
     for s in &config.streams {
         println!(
             "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/watch/{} (HLS: http://{}/live/{}/master.m3u8)",
