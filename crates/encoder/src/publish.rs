@@ -18,10 +18,13 @@ use media::{CodecConfig, Frame, MediaTime, TrackKind, Tracks};
 use rtmp::{
     ClientConfig, ClientError, ClientEvent, ClientSession, HANDSHAKE_PACKET_LEN, PublishUrl,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::ClientConfig as TlsClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 use crate::Encoded;
 
@@ -171,6 +174,10 @@ pub enum PublishError {
     Resolve { url: String, reason: String },
     #[error("{url}: cannot connect: {reason}")]
     Connect { url: String, reason: String },
+    /// The TLS handshake of an `rtmps://` URL failed (untrusted or wrong certificate,
+    /// or not a TLS server).
+    #[error("{url}: TLS: {reason}")]
+    Tls { url: String, reason: String },
     #[error("{url}: {source}")]
     Rtmp {
         url: String,
@@ -242,6 +249,8 @@ impl UrlStatus {
 #[derive(Clone, Debug)]
 pub struct PublishConfig {
     pub client: ClientConfig,
+    /// Whom `rtmps://` URLs trust; `None`: the web's public authorities.
+    pub tls: Option<Arc<TlsClientConfig>>,
     pub connect_timeout: Duration,
     pub max_backoff: Duration,
     /// Packets a URL may fall behind before it skips to the next keyframe.
@@ -252,6 +261,7 @@ impl Default for PublishConfig {
     fn default() -> Self {
         Self {
             client: ClientConfig::default(),
+            tls: None,
             connect_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(10),
             queue_packets: 2048,
@@ -427,40 +437,81 @@ async fn run_url(
     }
 }
 
-/// TCP connect, handshake, connect, createStream, publish.
-async fn establish(
+/// A connection to an RTMP server: TCP, or TLS over TCP for `rtmps://`.
+pub trait RtmpIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> RtmpIo for T {}
+
+/// Opens the connection `url` names, within `timeout`: resolves the host, connects
+/// over TCP, and for `rtmps://` completes the TLS handshake with `tls` (the server's
+/// certificate checked against the URL's host; `None`: trusting the web's public
+/// authorities). What is sent inside is the caller's: anything that sends RTMP out
+/// (the publisher, restreaming) opens its connections here.
+pub async fn open_connection(
     url: &PublishUrl,
-    config: &PublishConfig,
-) -> Result<(TcpStream, ClientSession), PublishError> {
+    tls: Option<&Arc<TlsClientConfig>>,
+    timeout: Duration,
+) -> Result<Box<dyn RtmpIo>, PublishError> {
     let shown = url.to_string();
-    let addrs: Vec<_> = tokio::net::lookup_host((url.host.as_str(), url.port))
-        .await
-        .map_err(|e| PublishError::Resolve {
-            url: shown.clone(),
-            reason: e.to_string(),
-        })?
-        .collect();
-    let connect = async {
-        let mut last = None;
-        for addr in &addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => return Ok(s),
-                Err(e) => last = Some(e.to_string()),
-            }
+    let open = async {
+        let socket = connect_tcp(url, &shown).await?;
+        let _ = socket.set_nodelay(true);
+        if !url.tls {
+            return Ok(Box::new(socket) as Box<dyn RtmpIo>);
         }
-        Err(last.unwrap_or_else(|| "the host has no address".into()))
+        let tls_err = |reason: String| PublishError::Tls {
+            url: shown.clone(),
+            reason,
+        };
+        let config = match tls {
+            Some(c) => c.clone(),
+            None => tls::client_config(&tls::ClientTrust::WebRoots)
+                .map_err(|e| tls_err(e.to_string()))?,
+        };
+        let name = ServerName::try_from(url.host.clone())
+            .map_err(|e| tls_err(format!("'{}' is not a host name: {e}", url.host)))?;
+        let stream = TlsConnector::from(config)
+            .connect(name, socket)
+            .await
+            .map_err(|e| tls_err(format!("handshake failed: {e}")))?;
+        Ok(Box::new(stream) as Box<dyn RtmpIo>)
     };
-    let mut socket = tokio::time::timeout(config.connect_timeout, connect)
+    tokio::time::timeout(timeout, open)
         .await
         .map_err(|_| PublishError::Connect {
             url: shown.clone(),
-            reason: format!("no answer within {:?}", config.connect_timeout),
+            reason: format!("no answer within {timeout:?}"),
         })?
-        .map_err(|reason| PublishError::Connect {
-            url: shown.clone(),
-            reason,
-        })?;
-    let _ = socket.set_nodelay(true);
+}
+
+async fn connect_tcp(url: &PublishUrl, shown: &str) -> Result<TcpStream, PublishError> {
+    let addrs: Vec<_> = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| PublishError::Resolve {
+            url: shown.to_owned(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    let mut last = None;
+    for addr in &addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e.to_string()),
+        }
+    }
+    Err(PublishError::Connect {
+        url: shown.to_owned(),
+        reason: last.unwrap_or_else(|| "the host has no address".into()),
+    })
+}
+
+/// Connect (TCP, TLS), handshake, connect, createStream, publish.
+async fn establish(
+    url: &PublishUrl,
+    config: &PublishConfig,
+) -> Result<(Box<dyn RtmpIo>, ClientSession), PublishError> {
+    let shown = url.to_string();
+    let mut socket = open_connection(url, config.tls.as_ref(), config.connect_timeout).await?;
     let mut random = [0u8; HANDSHAKE_PACKET_LEN];
     rand::fill(&mut random[..]);
     let mut session =
@@ -508,7 +559,7 @@ async fn establish(
 }
 
 async fn stream_media(
-    mut socket: TcpStream,
+    mut socket: Box<dyn RtmpIo>,
     mut session: ClientSession,
     mut packets: broadcast::Receiver<Arc<FlvPacket>>,
     start: watch::Receiver<StreamStart>,

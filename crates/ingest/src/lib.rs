@@ -1,7 +1,8 @@
 //! Rivulet's ingest: publishers in, live streams on the [`hub::Hub`] out.
 //!
 //! - [`rtmp`] (this crate's module): the tokio listener that drives one sans-IO
-//!   [`::rtmp::ServerSession`] per connection (the protocol core is its own crate).
+//!   [`::rtmp::ServerSession`] per connection (the protocol core is its own crate);
+//!   [`RtmpListener::tls`] makes a listener RTMPS (TLS with rustls, then RTMP).
 //! - [`StreamAssembler`]: FLV tag bodies to [`media::Frame`]s, unwrapping RTMP's 32-bit
 //!   millisecond timestamps once, here, per track.
 //! - [`StreamKeys`]: who may publish (a stream key resolves to a stream name); the
@@ -26,4 +27,4 @@ pub use limits::{
     AcceptBackoff, Bitrate, BitrateExceeded, BitrateLimiter, ConnectionLimiter, ConnectionPermit,
     ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LogThrottle,
 };
-pub use rtmp::{RtmpConfig, serve};
+pub use rtmp::{RtmpConfig, RtmpListener, serve, serve_all};

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hub::{Hub, HubError, Publisher};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::assemble::{Assembled, StreamAssembler};
 use crate::escape::Escaped;
@@ -50,6 +52,33 @@ impl Default for RtmpConfig {
     }
 }
 
+/// One listening socket of the RTMP server: plain `rtmp://`, or `rtmps://` (a TLS
+/// handshake first, then RTMP inside it).
+pub struct RtmpListener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+}
+
+impl RtmpListener {
+    /// Plain RTMP.
+    pub fn plain(tcp: TcpListener) -> Self {
+        Self { tcp, tls: None }
+    }
+
+    /// RTMPS: each connection completes a TLS handshake with `tls` (within the RTMP
+    /// handshake timeout) before RTMP starts.
+    pub fn tls(tcp: TcpListener, tls: Arc<ServerConfig>) -> Self {
+        Self {
+            tcp,
+            tls: Some(TlsAcceptor::from(tls)),
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "rtmps" } else { "rtmp" }
+    }
+}
+
 /// Accepts RTMP connections on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -58,28 +87,75 @@ pub async fn serve(
     config: RtmpConfig,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut connections = tokio::task::JoinSet::new();
+    serve_all(
+        vec![RtmpListener::plain(listener)],
+        hub,
+        keys,
+        config,
+        shutdown,
+    )
+    .await;
+}
+
+/// Accepts connections on every listener (RTMP and RTMPS) until `shutdown`
+/// completes. They share one set of connection caps: a publisher is a publisher,
+/// whichever port it came in by.
+pub async fn serve_all(
+    listeners: Vec<RtmpListener>,
+    hub: Hub,
+    keys: Arc<dyn StreamKeys>,
+    config: RtmpConfig,
+    shutdown: impl Future<Output = ()>,
+) {
     let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut loops = tokio::task::JoinSet::new();
+    for listener in listeners {
+        loops.spawn(accept_loop(
+            listener,
+            hub.clone(),
+            keys.clone(),
+            config.clone(),
+            limiter.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while loops.join_next().await.is_some() {}
+}
+
+async fn accept_loop(
+    listener: RtmpListener,
+    hub: Hub,
+    keys: Arc<dyn StreamKeys>,
+    config: RtmpConfig,
+    limiter: ConnectionLimiter,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let scheme = listener.scheme();
+    let mut connections = tokio::task::JoinSet::new();
     let mut backoff = AcceptBackoff::default();
     // A flood of refused connections gets one log line a second, not one each.
     let mut refusal_log = LogThrottle::new(Duration::from_secs(1));
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            () = stopped(&mut stop) => break,
+            accepted = listener.tcp.accept() => match accepted {
                 Ok((socket, peer)) => {
                     let failed = backoff.handle_success();
                     if failed > 0 {
-                        tracing::info!(failed, "accepting RTMP connections again");
+                        tracing::info!(failed, scheme, "accepting RTMP connections again");
                     }
                     metrics::counter!("rtmp_connections_total").increment(1);
+                    // Taken before the TLS handshake: a handshake in progress holds a
+                    // slot like any connection, so a flood of them is capped too.
                     let permit = match limiter.try_admit(peer.ip()) {
                         Ok(permit) => permit,
                         Err(refusal) => {
                             metrics::counter!("rtmp_connections_refused_total", "reason" => refusal.label()).increment(1);
                             if let Some(suppressed) = refusal_log.allow(Instant::now()) {
-                                tracing::warn!(%peer, suppressed, reason = %refusal, "refusing an RTMP connection");
+                                tracing::warn!(%peer, suppressed, scheme, reason = %refusal, "refusing an RTMP connection");
                             }
                             // Before the handshake there is no way to say why: close.
                             drop(socket);
@@ -87,9 +163,18 @@ pub async fn serve(
                         }
                     };
                     let (hub, keys, config) = (hub.clone(), keys.clone(), config.clone());
+                    let tls = listener.tls.clone();
                     connections.spawn(async move {
                         let _ = socket.set_nodelay(true);
-                        Connection::new(peer, hub, keys, config, permit).run(socket).await;
+                        let connection = Connection::new(peer, hub, keys, config, permit);
+                        match tls {
+                            None => connection.run(socket).await,
+                            Some(tls) => {
+                                if let Some(stream) = tls_handshake(&tls, socket, peer, connection.handshake_timeout).await {
+                                    connection.run(stream).await;
+                                }
+                            }
+                        }
                     });
                 }
                 Err(e) => {
@@ -99,7 +184,7 @@ pub async fn serve(
                     let wait = backoff.handle_error();
                     metrics::counter!("rtmp_accept_errors_total").increment(1);
                     if backoff.is_first_failure() {
-                        tracing::warn!(error = %e, "cannot accept RTMP connections (out of file descriptors? raise `ulimit -n` or lower --rtmp-max-connections); backing off up to 1 s");
+                        tracing::warn!(error = %e, scheme, "cannot accept RTMP connections (out of file descriptors? raise `ulimit -n` or lower --rtmp-max-connections); backing off up to 1 s");
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -110,11 +195,44 @@ pub async fn serve(
     connections.abort_all();
 }
 
+/// The TLS handshake of an RTMPS connection, within `timeout`; `None` (logged) if it
+/// fails, e.g. a plain `rtmp://` client on the RTMPS port.
+async fn tls_handshake(
+    tls: &TlsAcceptor,
+    socket: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(timeout, tls.accept(socket)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            metrics::counter!("rtmps_handshakes_failed_total", "reason" => "error").increment(1);
+            let not_tls = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>())
+                .is_some_and(|e| matches!(e, tokio_rustls::rustls::Error::InvalidMessage(_)));
+            if not_tls {
+                tracing::info!(%peer, error = %Escaped(&e.to_string()), "RTMPS connection closed: TLS handshake failed, the client does not speak TLS (a plain rtmp:// client on the rtmps:// port?)");
+            } else {
+                tracing::info!(%peer, error = %Escaped(&e.to_string()), "RTMPS connection closed: TLS handshake failed");
+            }
+            None
+        }
+        Err(_) => {
+            metrics::counter!("rtmps_handshakes_failed_total", "reason" => "timeout").increment(1);
+            tracing::info!(%peer, timeout_ms = timeout.as_millis() as u64, "RTMPS connection closed: TLS handshake not complete in time (--rtmp-handshake-timeout-ms)");
+            None
+        }
+    }
+}
+
 struct Connection {
     peer: SocketAddr,
     /// Frees the connection's slot in the caps when the connection ends.
     _permit: ConnectionPermit,
     write_timeout: Duration,
+    /// RTMPS: the TLS handshake must complete within this too.
+    handshake_timeout: Duration,
     max_bitrate: Option<Bitrate>,
     bitrate_burst: Duration,
     bitrate: Option<BitrateLimiter>,
@@ -141,11 +259,13 @@ impl Connection {
         let epoch_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u32);
+        let handshake_timeout = config.session.handshake_timeout;
         Self {
             session: ServerSession::new(config.session, Instant::now(), random, epoch_ms),
             peer,
             _permit: permit,
             write_timeout: config.write_timeout,
+            handshake_timeout,
             max_bitrate: config.max_bitrate,
             bitrate_burst: config.bitrate_burst,
             bitrate: None,
@@ -158,7 +278,7 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut socket: TcpStream) {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin>(mut self, mut socket: S) {
         // 16 KiB reads: a 60 Mbit/s publisher needs ~500 a second, and an idle
         // connection costs a quarter of what 64 KiB did.
         let mut buf = vec![0u8; 16 * 1024];
@@ -223,7 +343,7 @@ impl Connection {
     }
 
     /// Writes `out` within the write timeout; `false` if the connection is done.
-    async fn write(&self, socket: &mut TcpStream, out: &[u8]) -> bool {
+    async fn write<S: AsyncWrite + Unpin>(&self, socket: &mut S, out: &[u8]) -> bool {
         match tokio::time::timeout(self.write_timeout, socket.write_all(out)).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
@@ -391,6 +511,11 @@ impl Connection {
             }
         }
     }
+}
+
+/// Completes once the stop flag is set (the watch guard never lives across an await).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

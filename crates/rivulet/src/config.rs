@@ -86,6 +86,20 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RIVULET_RTMP_LISTEN", value_name = "ADDR")]
     pub(crate) rtmp_listen: Option<SocketAddr>,
 
+    /// Address of an RTMPS listener (publish to rtmps://HOST:PORT/live/STREAM_KEY):
+    /// RTMP inside TLS, with the same stream keys and limits as RTMP. Needs
+    /// --tls-cert and --tls-key. [default: none]
+    #[arg(long, env = "RIVULET_RTMPS_LISTEN", value_name = "ADDR")]
+    pub(crate) rtmps_listen: Option<SocketAddr>,
+
+    /// Address of an HTTPS listener (HTTP/2 by ALPN) serving what the HTTP listener
+    /// serves, with the same limits. Needs --tls-cert and --tls-key. [default: none]
+    #[arg(long, env = "RIVULET_HTTPS_LISTEN", value_name = "ADDR")]
+    pub(crate) https_listen: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub(crate) tls: crate::tls_options::TlsArgs,
+
     /// Use the metadata server at this base URL (a `rivulet meta`, e.g.
     /// http://meta.internal:8080) instead of the one in this process: stream keys are
     /// checked there (answers cached, see --meta-cache-ttl-ms; keys that worked keep
@@ -292,6 +306,10 @@ impl StreamDecl {
 struct FileConfig {
     rtmp_listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
+    rtmps_listen: Option<SocketAddr>,
+    https_listen: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     admin_token: Option<String>,
@@ -337,6 +355,8 @@ struct FileConfig {
 pub(crate) struct ServeConfig {
     pub(crate) rtmp_listen: SocketAddr,
     pub(crate) http_listen: SocketAddr,
+    /// The TLS listeners, if any, and the certificate they present.
+    pub(crate) tls: TlsListeners,
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     /// `None`: use the one in the data directory, or generate it.
@@ -361,6 +381,15 @@ pub(crate) struct ServeConfig {
     pub(crate) held: httpd::HeldLimits,
     /// Largest request body of the metadata API.
     pub(crate) api_max_body: usize,
+}
+
+/// `serve`'s TLS listeners and their certificate: all or nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsListeners {
+    pub(crate) rtmps_listen: Option<SocketAddr>,
+    pub(crate) https_listen: Option<SocketAddr>,
+    /// Set whenever a listener is.
+    pub(crate) files: Option<tls::CertificateFiles>,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -437,6 +466,7 @@ impl ServeArgs {
         let analytics = self.analytics_settings(&file, &packager)?;
         let meta = self.meta_mode(&file)?;
         let health = self.health_config(&file);
+        let tls = self.tls_listeners(&file)?;
         let node_name = self.node_name.clone().or(file.node_name);
         if let Some(node) = &node_name {
             meta::validate_node_name(node, "node_name")
@@ -445,6 +475,7 @@ impl ServeArgs {
         }
 
         Ok(ServeConfig {
+            tls,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
             http: self.node.http.resolve(&file.http),
             held: self.held.resolve(&file.http),
@@ -487,6 +518,31 @@ impl ServeArgs {
             renditions,
             ladder,
         })
+    }
+
+    /// The RTMPS and HTTPS listeners and the certificate files they need.
+    fn tls_listeners(&self, file: &FileConfig) -> anyhow::Result<TlsListeners> {
+        let files = self
+            .tls
+            .resolve(file.tls_cert.clone(), file.tls_key.clone())?;
+        let listeners = TlsListeners {
+            rtmps_listen: self.rtmps_listen.or(file.rtmps_listen),
+            https_listen: self.https_listen.or(file.https_listen),
+            files,
+        };
+        if listeners.files.is_none() {
+            if listeners.rtmps_listen.is_some() {
+                bail!(
+                    "--rtmps-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
+                );
+            }
+            if listeners.https_listen.is_some() {
+                bail!(
+                    "--https-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
+                );
+            }
+        }
+        Ok(listeners)
     }
 
     /// Segment and part targets, and the playlist window.
@@ -1012,5 +1068,63 @@ mod tests {
         .resolve()
         .expect("resolve");
         assert_eq!(c.analytics.mode, AnalyticsMode::Off);
+    }
+
+    #[test]
+    fn tls_listeners_come_with_their_files_from_flags_or_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        std::fs::write(
+            &path,
+            "rtmps_listen = \"127.0.0.1:1936\"\ntls_cert = \"/etc/c.pem\"\ntls_key = \"/etc/k.pem\"\n",
+        )
+        .expect("write");
+        let args = ServeArgs {
+            node: with_file(path),
+            https_listen: Some("127.0.0.1:8443".parse().expect("addr")),
+            tls: crate::tls_options::TlsArgs {
+                tls_cert: Some("/flag/c.pem".into()),
+                tls_key: None,
+            },
+            ..Default::default()
+        };
+        let c = args.resolve().expect("valid");
+        assert_eq!(
+            c.tls.rtmps_listen,
+            Some("127.0.0.1:1936".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.tls.https_listen,
+            Some("127.0.0.1:8443".parse().expect("addr"))
+        );
+        assert_eq!(
+            c.tls.files,
+            Some(tls::CertificateFiles::new("/flag/c.pem", "/etc/k.pem")),
+            "the flag wins, the file fills the rest"
+        );
+
+        let no_files = ServeArgs {
+            rtmps_listen: Some("127.0.0.1:1936".parse().expect("addr")),
+            ..Default::default()
+        };
+        let e = no_files.resolve().unwrap_err().to_string();
+        assert!(e.contains("--rtmps-listen needs --tls-cert"), "{e}");
+        let half = ServeArgs {
+            tls: crate::tls_options::TlsArgs {
+                tls_cert: Some("/c.pem".into()),
+                tls_key: None,
+            },
+            ..Default::default()
+        };
+        let e = half.resolve().unwrap_err().to_string();
+        assert!(e.contains("--tls-cert needs --tls-key"), "{e}");
+        assert!(
+            ServeArgs::default()
+                .resolve()
+                .expect("valid")
+                .tls
+                .files
+                .is_none()
+        );
     }
 }

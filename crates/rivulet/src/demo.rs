@@ -80,6 +80,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         no_audio: false,
         name: format!("Rivulet demo: {}", demo.name),
         duration: None,
+        tls_ca: None,
+        tls_insecure: false,
     };
     let plan: PublishPlan = publish.plan()?;
     // Our banner goes after the server's: wait until it answers HTTP.

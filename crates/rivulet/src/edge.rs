@@ -50,23 +50,9 @@ pub(crate) struct EdgeArgs {
     )]
     pub(crate) stall_limit_ms: u64,
 
-    /// TLS certificate chain (PEM) for HTTPS with HTTP/2; needs --tls-key.
-    #[arg(
-        long,
-        env = "RIVULET_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key"
-    )]
-    pub(crate) tls_cert: Option<std::path::PathBuf>,
-
-    /// TLS private key (PEM).
-    #[arg(
-        long,
-        env = "RIVULET_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
-    pub(crate) tls_key: Option<std::path::PathBuf>,
+    // With --tls-cert and --tls-key, the HTTP server speaks HTTPS (HTTP/2 by ALPN).
+    #[command(flatten)]
+    pub(crate) tls: crate::tls_options::TlsArgs,
 
     /// Send a delivery event for every request this edge answers to the analytics
     /// server at this base URL (`rivulet serve`, or `rivulet analytics`). Events it
@@ -260,28 +246,21 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         let stop = stopped();
         tokio::spawn(async move { edge.probe_upstreams(stop).await })
     };
-    let scheme = if args.tls_cert.is_some() {
-        "https"
-    } else {
-        "http"
+    let tls = match args.tls.resolve(None, None)? {
+        Some(files) => {
+            let cert = crate::tls_options::load(&files)?;
+            let config = crate::tls_options::server_config(&cert, crate::tls_options::HTTP_ALPN)?;
+            tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stopped()));
+            Some(config)
+        }
+        None => None,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     print_edge_banner(scheme, listener.local_addr()?, &args.origins);
     crate::systemd::notify_ready();
-    match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            // Offers h2 and http/1.1 by ALPN.
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot load the TLS certificate {} / key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            httpd::serve_tls(listener, app, tls.get_inner(), limits, stopped()).await;
-        }
-        _ => httpd::serve(listener, app, limits, stopped()).await,
+    match tls {
+        Some(tls) => httpd::serve_tls(listener, app, tls, limits, stopped()).await,
+        None => httpd::serve(listener, app, limits, stopped()).await,
     }
     prober.abort();
     if let Some(drain) = drain {

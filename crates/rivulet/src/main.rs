@@ -13,6 +13,7 @@ mod rtmp_limits;
 mod serve;
 mod streams;
 mod systemd;
+mod tls_options;
 
 use clap::{Parser, Subcommand};
 

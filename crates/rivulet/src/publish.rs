@@ -17,7 +17,7 @@ use source::{FileSource, FileSourceConfig, FrameRate, Source, TestPattern, TestP
 /// The options of `rivulet publish`.
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  rivulet publish --test-pattern rtmp://127.0.0.1:1935/live/KEY\n  rivulet publish --test-pattern --size 1920x1080 --fps 60 --bitrate 6M rtmp://a/live/KEY rtmp://b/live/KEY\n  rivulet publish talk.mp4 --loop rtmp://127.0.0.1:1935/live/KEY"
+    after_help = "Examples:\n  rivulet publish --test-pattern rtmp://127.0.0.1:1935/live/KEY\n  rivulet publish --test-pattern --size 1920x1080 --fps 60 --bitrate 6M rtmp://a/live/KEY rtmp://b/live/KEY\n  rivulet publish talk.mp4 --loop rtmp://127.0.0.1:1935/live/KEY\n  rivulet publish --test-pattern --tls-ca server.crt rtmps://ingest.example.com:1936/live/KEY"
 )]
 pub(crate) struct PublishArgs {
     /// Publish the built-in test pattern (colour bars, clock, time strip, tone)
@@ -26,7 +26,8 @@ pub(crate) struct PublishArgs {
     pub(crate) test_pattern: bool,
 
     /// The media FILE (unless --test-pattern) followed by one or more RTMP URLs
-    /// (rtmp://HOST[:PORT]/APP/STREAM_KEY). Every URL gets the same packets.
+    /// (rtmp://HOST[:PORT]/APP/STREAM_KEY, or rtmps://HOST[:PORT]/APP/STREAM_KEY
+    /// with TLS, port 443 by default). Every URL gets the same packets.
     #[arg(value_name = "FILE|URL", required = true)]
     pub(crate) inputs: Vec<String>,
 
@@ -75,6 +76,16 @@ pub(crate) struct PublishArgs {
     /// Stop after this many seconds (default: run until Ctrl-C, or the file's end).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) duration: Option<f64>,
+
+    /// For rtmps:// URLs: trust the CA certificate (or the server's self-signed
+    /// certificate) in this PEM file instead of the web's public authorities.
+    #[arg(long, value_name = "FILE", conflicts_with = "tls_insecure")]
+    pub(crate) tls_ca: Option<PathBuf>,
+
+    /// For rtmps:// URLs: accept any server certificate. The connection is encrypted
+    /// but the server is not authenticated: for tests and trusted networks only.
+    #[arg(long)]
+    pub(crate) tls_insecure: bool,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -206,17 +217,34 @@ pub(crate) fn start_encoder(plan: &PublishPlan) -> LiveEncoder {
     LiveEncoder::start(make_source, make_config)
 }
 
+/// The publisher's settings: whom rtmps:// URLs trust.
+fn publish_config(args: &PublishArgs) -> anyhow::Result<PublishConfig> {
+    let trust = match (&args.tls_ca, args.tls_insecure) {
+        (Some(ca), _) => Some(tls::ClientTrust::CaFile(ca.clone())),
+        (None, true) => Some(tls::ClientTrust::Insecure),
+        (None, false) => None,
+    };
+    let tls = match trust {
+        Some(trust) => Some(tls::client_config(&trust).context("check --tls-ca")?),
+        None => None,
+    };
+    Ok(PublishConfig {
+        tls,
+        ..PublishConfig::default()
+    })
+}
+
 /// Runs `rivulet publish` until the duration, the file's end, or `shutdown`.
 pub(crate) async fn run(
     plan: PublishPlan,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let shown: Vec<String> = plan.urls.iter().map(ToString::to_string).collect();
+    let config = publish_config(&plan.args)?;
     let mut live = start_encoder(&plan);
     let stats = live.stats.clone();
     // Connect while the encoder produces its first frames (they are queued).
-    let mut publisher = match Publisher::connect(plan.urls.clone(), PublishConfig::default()).await
-    {
+    let mut publisher = match Publisher::connect(plan.urls.clone(), config).await {
         Ok(p) => p,
         Err(e) => {
             let _ = tokio::task::spawn_blocking(move || live.join()).await;

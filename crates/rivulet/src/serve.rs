@@ -27,17 +27,65 @@ use crate::metadata;
 pub(crate) struct Listeners {
     rtmp: TcpListener,
     http: TcpListener,
+    /// The TLS listeners, if configured, and the certificate they share.
+    tls: Option<TlsListeners>,
+}
+
+struct TlsListeners {
+    cert: Arc<tls::ReloadingCert>,
+    rtmps: Option<TcpListener>,
+    https: Option<TcpListener>,
+}
+
+impl TlsListeners {
+    /// Loads the certificate (a bad one stops the start, naming the file) and binds
+    /// the listeners that need it.
+    async fn bind(config: &crate::config::TlsListeners) -> anyhow::Result<Option<Self>> {
+        let Some(files) = &config.files else {
+            return Ok(None);
+        };
+        if config.rtmps_listen.is_none() && config.https_listen.is_none() {
+            tracing::warn!(
+                "--tls-cert and --tls-key are set but no TLS listener is: add --rtmps-listen and/or --https-listen"
+            );
+            return Ok(None);
+        }
+        let cert = crate::tls_options::load(files)?;
+        let rtmps = match config.rtmps_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for RTMPS on {addr} (is another server using the port? set --rtmps-listen)")
+            })?),
+            None => None,
+        };
+        let https = match config.https_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for HTTPS on {addr} (is another server using the port? set --https-listen)")
+            })?),
+            None => None,
+        };
+        Ok(Some(Self { cert, rtmps, https }))
+    }
+
+    fn rtmps_addr(&self) -> Option<std::net::SocketAddr> {
+        self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    fn https_addr(&self) -> Option<std::net::SocketAddr> {
+        self.https.as_ref().and_then(|l| l.local_addr().ok())
+    }
 }
 
 impl Listeners {
     pub(crate) async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        // First: a certificate that cannot be used stops the start before any port is taken.
+        let tls = TlsListeners::bind(&config.tls).await?;
         let rtmp = TcpListener::bind(config.rtmp_listen)
             .await
             .with_context(|| format!("cannot listen for RTMP on {} (is another server using the port? set --rtmp-listen)", config.rtmp_listen))?;
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
-        Ok(Self { rtmp, http })
+        Ok(Self { rtmp, http, tls })
     }
 
     pub(crate) fn rtmp_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -98,16 +146,44 @@ pub(crate) async fn serve(
     let app = http_app(
         &config, &control, &analytics, &streams, rtmp_addr, prometheus,
     );
-    print_banner(rtmp_addr, http_addr, &config);
+    print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
     print_api_banner(http_addr, &config, &control, &analytics);
 
-    let tasks = Tasks::start(&config, &control, &node, streams, listeners.rtmp, &stop).await;
-    // Both listeners are bound and the RTMP one is accepting: a `Type=notify` unit is up.
+    let Listeners { rtmp, http, tls } = listeners;
+    let (rtmps, https, cert) = match tls {
+        Some(t) => (t.rtmps, t.https, Some(t.cert)),
+        None => (None, None, None),
+    };
+    let mut rtmp_listeners = vec![ingest::RtmpListener::plain(rtmp)];
+    if let (Some(listener), Some(cert)) = (rtmps, &cert) {
+        // No ALPN: RTMP clients offer none.
+        let tls = crate::tls_options::server_config(cert, &[])?;
+        rtmp_listeners.push(ingest::RtmpListener::tls(listener, tls));
+    }
+    let https_server = match (https, &cert) {
+        (Some(listener), Some(cert)) => {
+            let tls = crate::tls_options::server_config(cert, crate::tls_options::HTTP_ALPN)?;
+            Some(tokio::spawn(httpd::serve_tls(
+                listener,
+                app.clone(),
+                tls,
+                crate::http_options::fit_to_process(crate::http_options::with_event_batches(
+                    config.http.clone(),
+                )),
+                stop.stopped(),
+            )))
+        }
+        _ => None,
+    };
+    let cert_watch =
+        cert.map(|cert| tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stop.stopped())));
+    let tasks = Tasks::start(&config, &control, &node, streams, rtmp_listeners, &stop).await;
+    // Every listener is bound and the RTMP ones are accepting: a `Type=notify` unit is up.
     crate::systemd::notify_ready();
     // Handlers see the peer's address (ConnectInfo), for analytics (client address,
     // country) and the held-request bounds.
     httpd::serve(
-        listeners.http,
+        http,
         app,
         crate::http_options::fit_to_process(crate::http_options::with_event_batches(
             config.http.clone(),
@@ -115,6 +191,12 @@ pub(crate) async fn serve(
         stop.stopped(),
     )
     .await;
+    if let Some(server) = https_server {
+        server.await.context("HTTPS server task panicked")?;
+    }
+    if let Some(watch) = cert_watch {
+        watch.await.context("TLS certificate watch task panicked")?;
+    }
     analytics.stop().await;
     tasks.join().await?;
     // Publishers were cut by the shutdown: their streams are no longer live here.
@@ -295,7 +377,7 @@ impl Tasks {
         control: &ControlPlane,
         node: &str,
         streams: LiveStreams,
-        rtmp_listener: TcpListener,
+        rtmp_listeners: Vec<ingest::RtmpListener>,
         stop: &Stop,
     ) -> Self {
         let hub = Hub::new();
@@ -309,8 +391,8 @@ impl Tasks {
             streams.clone(),
             stop.stopped(),
         ));
-        let rtmp = tokio::spawn(ingest::serve(
-            rtmp_listener,
+        let rtmp = tokio::spawn(ingest::serve_all(
+            rtmp_listeners,
             hub.clone(),
             control.keys.clone(),
             config.rtmp.clone(),
@@ -390,12 +472,37 @@ pub(crate) fn display_addr(a: std::net::SocketAddr) -> String {
     }
 }
 
-fn print_banner(rtmp: std::net::SocketAddr, http: std::net::SocketAddr, config: &ServeConfig) {
+fn print_tls_banner(tls: &TlsListeners) {
+    if let Some(addr) = tls.rtmps_addr() {
+        println!(
+            "  RTMPS ingest: rtmps://{}/live/STREAM_KEY",
+            display_addr(addr)
+        );
+    }
+    if let Some(addr) = tls.https_addr() {
+        println!("  HTTPS origin: https://{}/", display_addr(addr));
+    }
+    println!(
+        "  TLS certificate: {} (SHA-256 {}; reloaded on SIGHUP and when the files change)",
+        tls.cert.files().cert.display(),
+        tls.cert.fingerprint()
+    );
+}
+
+fn print_banner(
+    rtmp: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    tls: Option<&TlsListeners>,
+    config: &ServeConfig,
+) {
     let host = display_addr;
     println!("Rivulet is running.");
     println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
     println!("  HTTP origin: http://{}/", host(http));
     println!("  Dashboard:   http://{}/dashboard", host(http));
+    if let Some(tls) = tls {
+        print_tls_banner(tls);
+    }
     for s in &config.streams {
         println!(
             "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/watch/{} (HLS: http://{}/live/{}/master.m3u8)",

@@ -14,13 +14,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("media", &[]),
     ("access", &[]),
     ("httpd", &[]),
+    // TLS: certificate files, reloading, rustls configs for HTTPS, RTMPS and clients
+    ("tls", &[]),
     // the control plane's foundation: the database, the migration loader, secret files
     ("db", &[]),
     // the data path, in pipeline order
     ("hub", &["media"]),
     ("rtmp", &["media"]),
     ("source", &["media"]),
-    ("encoder", &["media", "rtmp", "source"]),
+    ("encoder", &["media", "rtmp", "source", "tls"]),
     ("ingest", &["access", "hub", "media", "rtmp"]),
     ("transcode", &["encoder", "hub", "media", "source"]),
     ("package", &["media"]),

@@ -127,6 +127,7 @@ impl RawPublisher {
     fn publish(addr: &str, app: &str, key: &str) -> Result<RawPublisher, String> {
         let (host, port) = addr.rsplit_once(':').unwrap();
         let url = PublishUrl {
+            tls: false,
             host: host.to_owned(),
             port: port.parse().unwrap(),
             app: app.to_owned(),

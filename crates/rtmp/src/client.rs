@@ -29,9 +29,12 @@ const TXN_CONNECT: f64 = 1.0;
 const TXN_CREATE_STREAM: f64 = 4.0;
 const TXN_PUBLISH: f64 = 5.0;
 
-/// `rtmp://host[:port]/app/stream_key`, split into what the protocol sends.
+/// `rtmp://host[:port]/app/stream_key` (or `rtmps://`), split into what the protocol
+/// sends.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublishUrl {
+    /// `rtmps://`: the connection is TLS (the caller's job), RTMP inside it.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// The application: every path segment but the last (`live`).
@@ -47,9 +50,13 @@ impl PublishUrl {
             url: redact_url(url),
             why: why.to_owned(),
         };
-        let rest = url
-            .strip_prefix("rtmp://")
-            .ok_or_else(|| bad("only rtmp:// URLs are supported (rtmps:// is not yet)"))?;
+        let (tls, rest) = match (url.strip_prefix("rtmp://"), url.strip_prefix("rtmps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad("only rtmp:// and rtmps:// URLs are supported")),
+        };
+        // RTMPS has no port of its own: services listen on HTTPS's.
+        let default_port = if tls { 443 } else { 1935 };
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| bad("expected rtmp://HOST[:PORT]/APP/STREAM_KEY"))?;
@@ -60,7 +67,7 @@ impl PublishUrl {
                     .map_err(|_| bad(&format!("'{p}' is not a port number")))?;
                 (h, port)
             }
-            _ => (authority, 1935),
+            _ => (authority, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
@@ -76,6 +83,7 @@ impl PublishUrl {
             return Err(bad("the stream key is missing"));
         }
         Ok(Self {
+            tls,
             host: host.to_owned(),
             port,
             app: app.to_owned(),
@@ -90,7 +98,8 @@ impl PublishUrl {
         } else {
             self.host.clone()
         };
-        format!("rtmp://{}:{}/{}", host, self.port, self.app)
+        let scheme = if self.tls { "rtmps" } else { "rtmp" };
+        format!("{scheme}://{}:{}/{}", host, self.port, self.app)
     }
 }
 

@@ -180,6 +180,14 @@ fn urls_parse_and_hide_their_keys() {
     );
     assert_eq!(url.stream_key, "key?x=1");
     assert_eq!(url.tc_url(), "rtmp://[::1]:1940/app/inst");
+    let url = PublishUrl::parse("rtmps://live-api-s.facebook.com/rtmp/KEY").unwrap();
+    assert!(url.tls);
+    assert_eq!((url.port, url.app.as_str()), (443, "rtmp"));
+    assert_eq!(
+        url.to_string(),
+        "rtmps://live-api-s.facebook.com:443/rtmp/KEY…"
+    );
+    assert!(!PublishUrl::parse("rtmp://h/live/k").unwrap().tls);
     for (bad, why) in [
         ("http://h/live/k", "only rtmp://"),
         ("rtmp://h", "expected rtmp://"),

@@ -1,0 +1,73 @@
+//! The TLS options of `serve` and `edge`: one certificate and key, for every TLS
+//! listener of the process (HTTPS, RTMPS), reloaded on SIGHUP and when the files
+//! change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+/// ALPN of the HTTPS listeners: HTTP/2, then HTTP/1.1.
+pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The flags (flattened into `serve`'s and `edge`'s).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct TlsArgs {
+    /// TLS certificate chain (PEM, the server's certificate first) for HTTPS and
+    /// RTMPS; reloaded on SIGHUP and when the file changes. Needs --tls-key.
+    #[arg(long, env = "RIVULET_TLS_CERT", value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RIVULET_TLS_KEY", value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files, flag > environment > config file; both or neither.
+    pub(crate) fn resolve(
+        &self,
+        file_cert: Option<PathBuf>,
+        file_key: Option<PathBuf>,
+    ) -> anyhow::Result<Option<tls::CertificateFiles>> {
+        match (
+            self.tls_cert.clone().or(file_cert),
+            self.tls_key.clone().or(file_key),
+        ) {
+            (Some(cert), Some(key)) => Ok(Some(tls::CertificateFiles::new(cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                bail!(
+                    "--tls-cert needs --tls-key (RIVULET_TLS_KEY, tls_key): the certificate's private key"
+                )
+            }
+            (None, Some(_)) => {
+                bail!(
+                    "--tls-key needs --tls-cert (RIVULET_TLS_CERT, tls_cert): the certificate chain"
+                )
+            }
+        }
+    }
+}
+
+/// Loads the pair for the process's TLS listeners; the error names the file and
+/// what is wrong with it.
+pub(crate) fn load(files: &tls::CertificateFiles) -> anyhow::Result<Arc<tls::ReloadingCert>> {
+    let cert = tls::ReloadingCert::load(files.clone())
+        .context("cannot use the TLS certificate and key (check --tls-cert and --tls-key)")?;
+    tracing::info!(
+        cert = %files.cert.display(),
+        fingerprint = %cert.fingerprint(),
+        "TLS certificate loaded (reloaded on SIGHUP and when the files change)"
+    );
+    Ok(cert)
+}
+
+/// A rustls server configuration over `cert` offering `alpn`.
+pub(crate) fn server_config(
+    cert: &Arc<tls::ReloadingCert>,
+    alpn: &[&[u8]],
+) -> anyhow::Result<Arc<tls::ServerConfig>> {
+    tls::server_config(cert.clone(), alpn).context("cannot configure TLS")
+}
