@@ -195,7 +195,7 @@ impl MetaStore {
     }
 
     /// Appends one attempt to a hook's delivery log and trims the log to its length.
-    pub(crate) async fn log_delivery(
+    pub async fn log_delivery(
         &self,
         webhook_id: i64,
         delivery: &Delivery,
