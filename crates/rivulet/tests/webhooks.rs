@@ -172,7 +172,11 @@ async fn webhooks_are_signed_retried_logged_and_the_hook_decides_publishes() {
     );
     let mut ffmpeg_err = String::new();
     std::io::Read::read_to_string(refused.stderr.as_mut().unwrap(), &mut ffmpeg_err).unwrap();
-    eprintln!("refused ffmpeg said: {ffmpeg_err}");
+    assert!(
+        ffmpeg_err.contains("authorisation hook")
+            && ffmpeg_err.contains("this channel is suspended"),
+        "the encoder is told why: {ffmpeg_err}"
+    );
     let log = server.log();
     assert!(
         log.contains("publish refused") && log.contains("this channel is suspended"),
@@ -281,6 +285,42 @@ async fn webhooks_are_signed_retried_logged_and_the_hook_decides_publishes() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+}
+
+/// A hook nobody answers refuses publishes, unless the server is told to fail open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_hook_fails_closed_unless_fail_open() {
+    let dead = format!("http://127.0.0.1:{}/auth", free_port());
+    let closed = Server::start(&[
+        "--stream",
+        "s=stream-key-0123",
+        "--on-publish-url",
+        &dead,
+        "--no-analytics",
+    ]);
+    let open = Server::start(&[
+        "--stream",
+        "s=stream-key-0123",
+        "--on-publish-url",
+        &dead,
+        "--on-publish-fail-open",
+        "--no-analytics",
+    ]);
+    let mut refused = publish_plain(&format!("{}/live/stream-key-0123", closed.rtmp), 5);
+    let status = wait_exit(&mut refused, Duration::from_secs(15)).expect("ffmpeg kept running");
+    assert!(!status.success());
+    let mut ffmpeg_err = String::new();
+    std::io::Read::read_to_string(refused.stderr.as_mut().unwrap(), &mut ffmpeg_err).unwrap();
+    assert!(
+        ffmpeg_err.contains("authorisation hook did not answer"),
+        "{ffmpeg_err}"
+    );
+    assert!(closed.log().contains("publish refused (fail closed)"));
+
+    let mut allowed = publish_plain(&format!("{}/live/stream-key-0123", open.rtmp), 3);
+    get_when_ready(&open.url("/live/s/master.m3u8"), Duration::from_secs(20)).await;
+    assert!(wait_exit(&mut allowed, Duration::from_secs(30)).is_some_and(|s| s.success()));
+    assert!(open.log().contains("publish allowed (fail open)"));
 }
 
 /// Checks the `Rivulet-Signature` of a request the way a receiver would: HMAC-SHA256
