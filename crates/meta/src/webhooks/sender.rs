@@ -58,44 +58,15 @@ pub async fn run_sender(
         }
     };
     let mut events = store.subscribe();
-    // The publish each stream is in (its start time): a `live` event whose start
-    // differs is a new publish; others only update its facts.
-    let mut live: HashMap<String, i64> = HashMap::new();
+    let mut publishes = Publishes::default();
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             () = &mut stop => return,
             e = events.recv() => e,
         };
-        let (kind, body) = match event {
-            Ok(StreamEvent::Live {
-                stream,
-                live: state,
-                ..
-            }) => {
-                let Some(since) = state.since else { continue };
-                if live.insert(stream.clone(), since) == Some(since) {
-                    continue;
-                }
-                let body = json!({
-                    "stream": stream,
-                    "since": since,
-                    "ingest_node": state.ingest_node,
-                });
-                (WebhookEvent::StreamPublished, body)
-            }
-            Ok(StreamEvent::Offline { stream, .. }) => {
-                live.remove(&stream);
-                (WebhookEvent::StreamUnpublished, json!({ "stream": stream }))
-            }
-            Ok(StreamEvent::Deleted { stream }) => {
-                // A live stream deleted: its publish is over.
-                if live.remove(&stream).is_none() {
-                    continue;
-                }
-                (WebhookEvent::StreamUnpublished, json!({ "stream": stream }))
-            }
-            Ok(_) => continue,
+        let event = match event {
+            Ok(e) => e,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
                     missed = n,
@@ -105,6 +76,9 @@ pub async fn run_sender(
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some((kind, body)) = publishes.handle(&event) else {
+            continue;
         };
         let hooks = match store.hook_targets(kind).await {
             Ok(h) => h,
@@ -122,6 +96,49 @@ pub async fn run_sender(
                 kind,
                 body.clone(),
             ));
+        }
+    }
+}
+
+/// Turns the store's stream events into webhook events. A `live` event is sent when a
+/// publish starts and again whenever its facts (bitrate, renditions) change: only one
+/// whose publish start differs from the last one seen is a new publish.
+#[derive(Debug, Default)]
+struct Publishes {
+    /// The start (epoch ms) of each live stream's publish.
+    live: HashMap<String, i64>,
+}
+
+impl Publishes {
+    /// The webhook event `event` makes, with its body's fields, if it makes one.
+    fn handle(&mut self, event: &StreamEvent) -> Option<(WebhookEvent, Value)> {
+        match event {
+            StreamEvent::Live {
+                stream,
+                live: state,
+                ..
+            } => {
+                let since = state.since?;
+                if self.live.insert(stream.clone(), since) == Some(since) {
+                    return None;
+                }
+                let body = json!({
+                    "stream": stream,
+                    "since": since,
+                    "ingest_node": state.ingest_node,
+                });
+                Some((WebhookEvent::StreamPublished, body))
+            }
+            StreamEvent::Offline { stream, .. } => {
+                self.live.remove(stream);
+                Some((WebhookEvent::StreamUnpublished, json!({ "stream": stream })))
+            }
+            // A live stream deleted: its publish is over.
+            StreamEvent::Deleted { stream } => self
+                .live
+                .remove(stream)
+                .map(|_| (WebhookEvent::StreamUnpublished, json!({ "stream": stream }))),
+            _ => None,
         }
     }
 }
@@ -233,4 +250,55 @@ fn error_chain(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LiveState;
+
+    fn live(stream: &str, since: i64, bitrate: i64) -> StreamEvent {
+        StreamEvent::Live {
+            stream: stream.into(),
+            version: 1,
+            live: LiveState {
+                live: true,
+                since: Some(since),
+                ingest_node: Some("node".into()),
+                ingest_bitrate: Some(bitrate),
+                renditions: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_publish_is_announced_once_and_its_end_once() {
+        let mut p = Publishes::default();
+        let kind = |r: Option<(WebhookEvent, Value)>| r.map(|(k, _)| k);
+        let (k, body) = p.handle(&live("a", 100, 1)).unwrap();
+        assert_eq!(k, WebhookEvent::StreamPublished);
+        assert_eq!(body["since"], 100);
+        // New facts of the same publish are not a new publish.
+        assert_eq!(kind(p.handle(&live("a", 100, 2))), None);
+        assert_eq!(
+            kind(p.handle(&StreamEvent::Offline {
+                stream: "a".into(),
+                version: 3
+            })),
+            Some(WebhookEvent::StreamUnpublished)
+        );
+        // The next publish is announced again; a deleted stream that was not live is not.
+        assert_eq!(
+            kind(p.handle(&live("a", 200, 1))),
+            Some(WebhookEvent::StreamPublished)
+        );
+        assert_eq!(
+            kind(p.handle(&StreamEvent::Deleted { stream: "b".into() })),
+            None
+        );
+        assert_eq!(
+            kind(p.handle(&StreamEvent::Deleted { stream: "a".into() })),
+            Some(WebhookEvent::StreamUnpublished)
+        );
+    }
 }
