@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -126,43 +125,8 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_is_forwarded_to_nginx_rtmp() {
-    let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-    assert!(
-        Path::new(module).exists(),
-        "nginx-rtmp missing: run scripts/setup.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path();
-    let rec = prefix.join("rec");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    std::fs::create_dir_all(&rec).unwrap();
-    // nginx's workers may run as another user: let them write the recording.
-    run(Command::new("chmod").arg("0777").arg(&rec).arg(prefix));
-    let port = free_port();
-    let conf = format!(
-        "load_module {module};\ndaemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
-         events {{ worker_connections 64; }}\n\
-         rtmp {{ server {{ listen 127.0.0.1:{port};\n\
-           application live {{ live on; record all; record_path {r}; record_unique off; }} }} }}\n",
-        p = prefix.display(),
-        r = rec.display()
-    );
-    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-    let mut nginx = KillOnDrop(
-        Command::new("nginx")
-            .arg("-p")
-            .arg(prefix)
-            .arg("-c")
-            .arg(prefix.join("nginx.conf"))
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut nginx = NginxRtmp::start();
+    let port = nginx.port;
     let primary = Server::start(&[
         "--admin-token",
         TOKEN,
@@ -186,35 +150,10 @@ async fn source_is_forwarded_to_nginx_rtmp() {
     assert!(wait_exit(&mut ffmpeg, Duration::from_secs(30)).is_some_and(|s| s.success()));
     // The forwarding ends with the publish; SIGTERM lets nginx finish the recording.
     wait_state(&primary, id, "idle").await;
-    run(Command::new("kill")
-        .arg("-TERM")
-        .arg(nginx.0.id().to_string()));
-    let _ = wait_exit(&mut nginx.0, Duration::from_secs(10));
-    let flv = rec.join("peer.flv");
-    let (ok, out, err) = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&flv));
-    let nginx_log = std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
-    assert!(
-        ok,
-        "ffprobe {}: {err}\nnginx log:\n{nginx_log}",
-        flv.display()
-    );
+    nginx.stop();
+    let (out, frames) = nginx.probe("peer", 320, 240);
     assert!(out.contains("h264,320,240,"), "{out}");
     assert!(out.contains("aac"), "{out}");
-    let frames: u32 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("h264,320,240,"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap();
     // 5 s at 30 fps, less the start (the target connects when the publish begins).
     assert!(frames >= 90, "nginx recorded only {frames} frames");
 }
