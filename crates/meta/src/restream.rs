@@ -156,7 +156,7 @@ impl MetaStore {
             .collect()
     }
 
-    /// Removes a target (its forwarding stops at the end of the current publish).
+    /// Removes a target (a forwarding in progress stops at the next refresh).
     pub async fn delete_restream(&self, name: &StreamName, id: i64) -> Result<(), MetaError> {
         let stream_id = self.stream_id(name).await?;
         let done = sqlx::query("DELETE FROM restream_targets WHERE id = $1 AND stream_id = $2")

@@ -9,7 +9,9 @@
 //! 1. [`Restreamer::new`]; [`Restreamer::status`] answers a target's state and bytes
 //!    sent (for the API), [`run`] keeps them.
 //! 2. [`run`] follows the hub's new publish sessions, asks the [`TargetSource`] for
-//!    the stream's targets, and starts one task per target.
+//!    the stream's targets, and starts one task per target; it reads the live
+//!    streams' targets again every few seconds, starting added ones and stopping
+//!    removed ones.
 //! 3. Each task connects (with backoff while the target is down), then feeds the
 //!    session's frames to an [`encoder::publish::Publisher`] of one URL, which never
 //!    waits for the network: a target that falls behind skips to the next keyframe,
@@ -88,6 +90,8 @@ pub struct RestreamConfig {
     pub connect_timeout: Duration,
     /// Packets a target may fall behind before it skips to the next keyframe.
     pub queue_packets: usize,
+    /// How often the live streams' targets are read again.
+    pub refresh: Duration,
 }
 
 impl Default for RestreamConfig {
@@ -96,6 +100,7 @@ impl Default for RestreamConfig {
             max_backoff: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             queue_packets: 1024,
+            refresh: Duration::from_secs(5),
         }
     }
 }
@@ -124,7 +129,8 @@ impl Restreamer {
 }
 
 /// Starts forwarding every new publish session of `hub` to its stream's targets,
-/// until `stop` completes.
+/// until `stop` completes. The live streams' targets are read again every
+/// [`RestreamConfig::refresh`]: a target added while live starts, one removed stops.
 pub async fn run(
     hub: Hub,
     source: Arc<dyn TargetSource>,
@@ -133,33 +139,95 @@ pub async fn run(
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut sessions = hub.announcements();
-    let (stop_tx, _) = tokio::sync::watch::channel(false);
+    let mut running = Running::default();
+    let mut refresh = tokio::time::interval(config.refresh);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
-        let session = tokio::select! {
+        let live: Vec<Arc<Session>> = tokio::select! {
             () = &mut stop => break,
-            s = sessions.recv() => s,
+            s = sessions.recv() => match s {
+                Ok(s) => vec![s],
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "restreaming missed publish sessions; catching up");
+                    live_sessions(&hub)
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = refresh.tick() => live_sessions(&hub),
         };
-        let session = match session {
-            Ok(s) => s,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!(missed = n, "restreaming missed publish sessions");
+        running.forget_ended();
+        for session in live {
+            let targets = source.targets(&session.info().stream).await;
+            running.reconcile(&session, targets, &restreamer, &config);
+        }
+    }
+    running.stop_all();
+}
+
+fn live_sessions(hub: &Hub) -> Vec<Arc<Session>> {
+    hub.live_streams()
+        .iter()
+        .filter_map(|name| hub.session(name))
+        .collect()
+}
+
+/// The forwarding tasks running, by (session id, target id), each with its stop switch.
+#[derive(Default)]
+struct Running {
+    tasks: HashMap<
+        (u64, i64),
+        (
+            tokio::sync::watch::Sender<bool>,
+            tokio::task::JoinHandle<()>,
+        ),
+    >,
+}
+
+impl Running {
+    /// Starts the targets of `session` not running yet, and stops those no longer listed.
+    fn reconcile(
+        &mut self,
+        session: &Arc<Session>,
+        targets: Vec<Target>,
+        restreamer: &Restreamer,
+        config: &RestreamConfig,
+    ) {
+        let sid = session.info().id;
+        let listed: Vec<i64> = targets.iter().map(|t| t.id).collect();
+        self.tasks.retain(|(s, id), (stop, _)| {
+            let keep = *s != sid || listed.contains(id);
+            if !keep {
+                stop.send_replace(true);
+            }
+            keep
+        });
+        for target in targets {
+            if self.tasks.contains_key(&(sid, target.id)) {
                 continue;
             }
-            Err(broadcast::error::RecvError::Closed) => break,
-        };
-        let stream = session.info().stream.clone();
-        for target in source.targets(&stream).await {
-            tokio::spawn(forward(
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let id = target.id;
+            let task = tokio::spawn(forward(
                 session.clone(),
                 target,
                 restreamer.clone(),
                 config.clone(),
-                stop_tx.subscribe(),
+                stop_rx,
             ));
+            self.tasks.insert((sid, id), (stop_tx, task));
         }
     }
-    stop_tx.send_replace(true);
+
+    fn forget_ended(&mut self) {
+        self.tasks.retain(|_, (_, task)| !task.is_finished());
+    }
+
+    fn stop_all(&mut self) {
+        for (stop, _) in self.tasks.values() {
+            stop.send_replace(true);
+        }
+    }
 }
 
 /// One target for one publish session.
@@ -208,7 +276,7 @@ async fn forward(
     };
     tracing::info!(stream = %stream, target = id, url = %url, "restreaming");
     feed(&session, publisher, id, &restreamer, &mut stop).await;
-    tracing::info!(stream = %stream, target = id, "restream ended with the publish");
+    tracing::info!(stream = %stream, target = id, "restream ended");
 }
 
 /// Feeds the session's frames to the publisher until the session ends.

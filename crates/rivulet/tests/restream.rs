@@ -1,5 +1,5 @@
 //! Restreaming to a second real `rivulet serve`: a real ffmpeg publishes to the
-//! primary, which forwards the source (no re-encode) to the target; ffprobe reads the
+//! primary, which forwards the source (no re-encode) to a target added while live; ffprobe reads the
 //! forwarded stream from the target's HLS output; the target is killed (its state
 //! turns `failed`, the primary keeps producing parts) and started again on the same
 //! ports (forwarding resumes by itself); bytes sent are in the API and /metrics. And
@@ -39,6 +39,14 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
     ]);
     let client = client();
 
+    // Publishing first: a target added while live starts by itself.
+    let mut ffmpeg = KillOnDrop(publish(&format!("{}/live/main-key-0123", primary.rtmp), 60));
+    get_when_ready(
+        &primary.url("/live/main/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+
     // The target's URL is shown in full once, then redacted.
     let url = format!("rtmp://{target_rtmp}/live/{TARGET_KEY}");
     let response = client
@@ -72,8 +80,7 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
         .unwrap();
     assert_eq!(response.status(), 401);
 
-    // Publish to the primary; the target gets the stream.
-    let mut ffmpeg = KillOnDrop(publish(&format!("{}/live/main-key-0123", primary.rtmp), 60));
+    // The target gets the stream.
     let forwarded = target.url("/live/fwd/master.m3u8");
     get_when_ready(&forwarded, Duration::from_secs(30)).await;
     let streams = probe(&forwarded);
@@ -110,7 +117,7 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
         "{metrics}"
     );
 
-    // Removing the target.
+    // Removing the target stops its forwarding while the stream stays live.
     let response = client
         .delete(primary.url(&format!("/api/streams/main/restreams/{id}")))
         .bearer_auth(TOKEN)
@@ -119,6 +126,14 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(restreams(&primary).await["restreams"], json!([]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !primary.log().contains("restream ended") {
+        assert!(
+            Instant::now() < deadline,
+            "the removed target kept forwarding"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let _ = ffmpeg.0.kill();
     drop(target);
 }

@@ -63,7 +63,7 @@ pub(super) async fn list_restreams(
     }))
 }
 
-/// Remove a restream target. A forwarding in progress ends with the current publish.
+/// Remove a restream target. A forwarding in progress stops within seconds.
 #[utoipa::path(
     delete,
     path = "/api/streams/{name}/restreams/{id}",
