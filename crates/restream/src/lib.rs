@@ -343,3 +343,75 @@ pub fn redact(url: &str) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OneTarget(String);
+
+    impl TargetSource for OneTarget {
+        fn targets<'a>(&'a self, _stream: &'a str) -> TargetsFuture<'a> {
+            Box::pin(std::future::ready(vec![Target {
+                id: 7,
+                url: self.0.clone(),
+            }]))
+        }
+    }
+
+    #[test]
+    fn urls_are_shown_without_their_key() {
+        assert_eq!(
+            redact("rtmp://a.rtmp.youtube.com/live2/abcd-efgh"),
+            "rtmp://a.rtmp.youtube.com:1935/live2/abc…"
+        );
+        assert!(!redact("rtmps://x/app/secret-key").contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn a_dead_target_fails_with_a_reason_and_goes_idle_with_the_publish() {
+        // A port nobody listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let hub = Hub::new();
+        let restreamer = Restreamer::new();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(run(
+            hub.clone(),
+            Arc::new(OneTarget(format!("rtmp://127.0.0.1:{port}/live/key-123"))),
+            restreamer.clone(),
+            RestreamConfig::default(),
+            async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            },
+        ));
+        tokio::task::yield_now().await;
+        let Ok(publisher) = hub.publish("show", "test") else {
+            panic!("publish");
+        };
+        let failed = wait_for(&restreamer, |p| matches!(p, TargetPhase::Failed(_))).await;
+        let TargetPhase::Failed(reason) = failed else {
+            unreachable!()
+        };
+        assert!(reason.contains("cannot connect"), "{reason}");
+        assert!(!reason.contains("key-123"), "the key is not in the reason");
+        drop(publisher);
+        wait_for(&restreamer, |p| *p == TargetPhase::Idle).await;
+        stop_tx.send_replace(true);
+        let _ = task.await;
+    }
+
+    async fn wait_for(restreamer: &Restreamer, want: impl Fn(&TargetPhase) -> bool) -> TargetPhase {
+        for _ in 0..200 {
+            if let Some(status) = restreamer.status(7)
+                && want(&status.phase)
+            {
+                return status.phase;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("state never reached: {:?}", restreamer.status(7));
+    }
+}
