@@ -24,6 +24,9 @@ pub enum KeyRejection {
     WrongApp(String),
     #[error("cannot check the stream key right now ({0}); try again shortly")]
     Unavailable(String),
+    /// The operator's authorisation hook (`on_publish_url`) said no.
+    #[error("publish refused by the server's authorisation hook: {0}")]
+    Refused(String),
 }
 
 /// A boxed future returned by [`StreamKeys::authorize`].

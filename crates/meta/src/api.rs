@@ -34,6 +34,9 @@ use crate::model::{
 use crate::secret::AdminToken;
 use crate::store::MetaStore;
 
+mod restreams;
+mod webhooks;
+
 /// The `/api` routes, `/api/openapi.json` included, ready to merge into a server.
 pub fn router(store: MetaStore, admin: AdminToken) -> axum::Router {
     let (router, doc) = routes(store, admin);
@@ -121,6 +124,15 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(declare_key))
         .routes(routes!(report_live, report_offline))
         .routes(routes!(reset_node))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::webhook_deliveries))
+        .routes(routes!(restreams::add_restream, restreams::list_restreams))
+        .routes(routes!(restreams::delete_restream))
 }
 
 #[derive(OpenApi)]
@@ -133,6 +145,8 @@ fn api_router() -> OpenApiRouter<ApiState> {
     tags(
         (name = "streams", description = "Streams: name, title, description, tags, live state"),
         (name = "ingest", description = "What ingest nodes (`rivulet serve --meta-url`) ask and report: key checks, declared streams, live state. Admin token required."),
+        (name = "restreams", description = "A stream's external RTMP targets (YouTube, Twitch, …): forwarded while live, keys redacted. Admin token required."),
+        (name = "webhooks", description = "Where stream events are POSTed (signed), and each hook's delivery log. Admin token required."),
     ),
     components(schemas(StreamEvent, ErrorBody))
 )]
@@ -782,7 +796,12 @@ impl From<MetaError> for ApiError {
             MetaError::Invalid(v) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, v.reason, Some(v.field))
             }
-            MetaError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, e.to_string(), None),
+            MetaError::NotFound(_) | MetaError::NotFoundWhat(_) => {
+                Self::new(StatusCode::NOT_FOUND, e.to_string(), None)
+            }
+            MetaError::Taken { field, .. } => {
+                Self::new(StatusCode::CONFLICT, e.to_string(), Some(field.to_owned()))
+            }
             MetaError::Conflict { field, .. } => {
                 Self::new(StatusCode::CONFLICT, e.to_string(), Some(field.to_owned()))
             }

@@ -15,6 +15,13 @@ pub enum MetaError {
     /// `key` (another stream has this key).
     #[error("{field} '{value}' is already used by another stream")]
     Conflict { field: &'static str, value: String },
+    /// Something other than a stream does not exist (a webhook, a restream target):
+    /// the text says what.
+    #[error("{0}")]
+    NotFoundWhat(String),
+    /// A unique value other than a stream's is taken (answered as 409).
+    #[error("{reason}")]
+    Taken { field: &'static str, reason: String },
     /// The database cannot be opened.
     #[error(transparent)]
     Open(#[from] db::DbError),

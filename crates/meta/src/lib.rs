@@ -29,9 +29,12 @@ mod events;
 mod keys;
 pub mod live;
 mod model;
+pub mod publish_hook;
 pub mod remote;
+pub mod restream;
 mod secret;
 mod store;
+pub mod webhooks;
 
 pub use db::secret::{MIN_TOKEN_LEN, TokenSource};
 pub use error::MetaError;

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use db::{Database, EmbeddedMigration, Migrations};
@@ -36,6 +37,8 @@ pub struct MetaStore {
     db: Database,
     pool: AnyPool,
     events: broadcast::Sender<StreamEvent>,
+    /// The forwarding tasks' states of restream targets, set once by the binary.
+    restream_states: Arc<crate::restream::StatesSlot>,
 }
 
 impl MetaStore {
@@ -60,7 +63,17 @@ impl MetaStore {
             pool: db.pool().clone(),
             db,
             events: broadcast::channel(EVENT_CAPACITY).0,
+            restream_states: Arc::default(),
         })
+    }
+
+    pub(crate) fn restream_states(&self) -> &OnceLock<Arc<dyn crate::restream::RestreamStates>> {
+        &self.restream_states.0
+    }
+
+    /// The connection pool, for the store's other tables (webhooks, restreams).
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// The database under the store, for other stores sharing it.
@@ -540,7 +553,7 @@ fn unique_violation(e: sqlx::Error, name: &str) -> MetaError {
     MetaError::Database(e)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -580,16 +593,30 @@ impl Args {
 /// The schema, compiled into the binary. Versions stay below 1000: analytics
 /// numbers its own from 1000 up in the same `_sqlx_migrations` table.
 const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[EmbeddedMigration {
-        version: 1,
-        description: "streams",
-        sql: include_str!("../migrations/sqlite/0001_streams.sql"),
-    }],
-    postgres: &[EmbeddedMigration {
-        version: 1,
-        description: "streams",
-        sql: include_str!("../migrations/postgres/0001_streams.sql"),
-    }],
+    sqlite: &[
+        EmbeddedMigration {
+            version: 1,
+            description: "streams",
+            sql: include_str!("../migrations/sqlite/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 3,
+            description: "webhooks restream",
+            sql: include_str!("../migrations/sqlite/0003_webhooks_restream.sql"),
+        },
+    ],
+    postgres: &[
+        EmbeddedMigration {
+            version: 1,
+            description: "streams",
+            sql: include_str!("../migrations/postgres/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 3,
+            description: "webhooks restream",
+            sql: include_str!("../migrations/postgres/0003_webhooks_restream.sql"),
+        },
+    ],
 };
 
 #[cfg(test)]

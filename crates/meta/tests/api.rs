@@ -558,6 +558,15 @@ async fn openapi_document_matches_the_routes_and_validates() {
         "PUT /api/streams/{name}/live",
         "DELETE /api/streams/{name}/live",
         "POST /api/live/reset",
+        "POST /api/webhooks",
+        "GET /api/webhooks",
+        "GET /api/webhooks/{id}",
+        "PATCH /api/webhooks/{id}",
+        "DELETE /api/webhooks/{id}",
+        "GET /api/webhooks/{id}/deliveries",
+        "POST /api/streams/{name}/restreams",
+        "GET /api/streams/{name}/restreams",
+        "DELETE /api/streams/{name}/restreams/{id}",
     ];
     expected.sort();
     assert_eq!(documented, expected);
@@ -597,6 +606,9 @@ async fn openapi_document_matches_the_routes_and_validates() {
         ("/api/streams/{name}/live", "put"),
         ("/api/streams/{name}/live", "delete"),
         ("/api/live/reset", "post"),
+        ("/api/webhooks", "get"),
+        ("/api/webhooks/{id}/deliveries", "get"),
+        ("/api/streams/{name}/restreams", "get"),
     ] {
         assert!(
             doc["paths"][path][method]["security"].is_array(),

@@ -70,6 +70,9 @@ pub(crate) struct StoreArgs {
 
     #[command(flatten)]
     pub(crate) api_limits: crate::api_limits::ApiLimitArgs,
+
+    #[command(flatten)]
+    pub(crate) webhooks: crate::hooks_options::WebhookArgs,
 }
 
 /// The options of `rivulet serve` (and of `demo`, which runs `serve` in-process).
@@ -194,6 +197,9 @@ pub(crate) struct ServeArgs {
 
     #[command(flatten)]
     pub(crate) held: crate::http_options::HeldArgs,
+
+    #[command(flatten)]
+    pub(crate) publish_hook: crate::hooks_options::PublishHookArgs,
 
     /// Send delivery events to a remote analytics server (`rivulet analytics`) at this
     /// base URL, e.g. http://analytics.example:8080, instead of running analytics in
@@ -348,6 +354,29 @@ struct FileConfig {
     http: crate::http_options::HttpFile,
     analytics_limits: Option<crate::analytics_limits::AnalyticsLimitsFile>,
     api_limits: Option<crate::api_limits::ApiLimitsFile>,
+    #[serde(default)]
+    webhooks: Vec<meta::webhooks::DeclaredWebhook>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_retry_for_ms: Option<u64>,
+    on_publish_url: Option<String>,
+    on_publish_timeout_ms: Option<u64>,
+    on_publish_fail_open: Option<bool>,
+    on_publish_secret: Option<String>,
+}
+
+impl FileConfig {
+    /// The keys of webhooks and the authorisation hook.
+    fn hooks(&self) -> crate::hooks_options::HooksFile {
+        crate::hooks_options::HooksFile {
+            webhooks: self.webhooks.clone(),
+            webhook_timeout_ms: self.webhook_timeout_ms,
+            webhook_retry_for_ms: self.webhook_retry_for_ms,
+            on_publish_url: self.on_publish_url.clone(),
+            on_publish_timeout_ms: self.on_publish_timeout_ms,
+            on_publish_fail_open: self.on_publish_fail_open,
+            on_publish_secret: self.on_publish_secret.clone(),
+        }
+    }
 }
 
 /// The resolved configuration of `serve`.
@@ -381,6 +410,10 @@ pub(crate) struct ServeConfig {
     pub(crate) held: httpd::HeldLimits,
     /// Largest request body of the metadata API.
     pub(crate) api_max_body: usize,
+    /// Webhooks (declared, and how they are sent), where the metadata store runs here.
+    pub(crate) webhooks: crate::hooks_options::WebhookSettings,
+    /// The publish authorisation hook, if one is configured.
+    pub(crate) publish_hook: Option<meta::publish_hook::PublishHookConfig>,
 }
 
 /// `serve`'s TLS listeners and their certificate: all or nothing.
@@ -460,6 +493,7 @@ impl ServeArgs {
             Some(path) => read_file_config(path)?,
             None => FileConfig::default(),
         };
+        let hooks = file.hooks();
         let packager = self.packager_config(&file)?;
         let streams = self.declared_streams(&file)?;
         let (renditions, ladder) = self.renditions(&file)?;
@@ -476,6 +510,15 @@ impl ServeArgs {
 
         Ok(ServeConfig {
             tls,
+            webhooks: self
+                .store
+                .webhooks
+                .resolve(&hooks)
+                .context("check the webhooks")?,
+            publish_hook: self
+                .publish_hook
+                .resolve(&hooks)
+                .context("check the authorisation hook (on_publish_url)")?,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
             http: self.node.http.resolve(&file.http),
             held: self.held.resolve(&file.http),
@@ -781,6 +824,7 @@ pub(crate) struct MetaConfig {
     pub(crate) streams: Vec<StreamDecl>,
     pub(crate) http: httpd::HttpLimits,
     pub(crate) api_max_body: usize,
+    pub(crate) webhooks: crate::hooks_options::WebhookSettings,
 }
 
 impl MetaArgs {
@@ -801,6 +845,7 @@ impl MetaArgs {
             database_url: serve.database_url,
             admin_token: serve.admin_token,
             streams: serve.streams,
+            webhooks: serve.webhooks,
         })
     }
 }

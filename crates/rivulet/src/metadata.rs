@@ -49,6 +49,17 @@ pub(crate) async fn open_store(
     Ok(store)
 }
 
+/// Stores the configuration's webhooks (and forgets the ones no longer declared).
+pub(crate) async fn declare_webhooks(
+    store: &MetaStore,
+    webhooks: &crate::hooks_options::WebhookSettings,
+) -> anyhow::Result<()> {
+    store
+        .declare_webhooks(&webhooks.declared)
+        .await
+        .context("cannot store the declared webhooks")
+}
+
 /// The admin token, generated and stored in the data directory if none is configured.
 pub(crate) fn admin_token(
     configured: Option<&AdminToken>,
@@ -258,7 +269,21 @@ pub(crate) async fn run(
         &config.streams,
     )
     .await?;
+    declare_webhooks(&store, &config.webhooks).await?;
     let (token, source) = admin_token(config.admin_token.as_ref(), &config.data_dir)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let webhooks = tokio::spawn(meta::webhooks::run_sender(
+        store.clone(),
+        config.webhooks.sender,
+        stopped(stop_rx.clone()),
+    ));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
     let listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
@@ -279,9 +304,10 @@ pub(crate) async fn run(
         listener,
         app,
         crate::http_options::fit_to_process(config.http.clone()),
-        shutdown,
+        stopped(stop_rx),
     )
     .await;
+    webhooks.await.context("webhook task panicked")?;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

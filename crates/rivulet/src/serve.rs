@@ -240,6 +240,7 @@ impl ControlPlane {
                     &config.streams,
                 )
                 .await?;
+                metadata::declare_webhooks(&store, &config.webhooks).await?;
                 let (token, source) =
                     metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
                 (
@@ -253,6 +254,11 @@ impl ControlPlane {
                 )
             }
             MetaMode::Remote(settings) => {
+                if !config.webhooks.declared.is_empty() {
+                    tracing::warn!(
+                        "webhooks are sent by the metadata server: declare them on the `rivulet meta` at --meta-url; the ones given here are ignored"
+                    );
+                }
                 let keys = RemoteKeys::new(settings.client()?, settings.cache);
                 metadata::declare_remote(&keys, &config.streams).await?;
                 (
@@ -261,6 +267,14 @@ impl ControlPlane {
                     None,
                 )
             }
+        };
+        // The operator's authorisation hook is asked after the key check accepted a key.
+        let keys = match &config.publish_hook {
+            Some(hook) => Arc::new(
+                meta::publish_hook::PublishHook::new(keys, hook.clone())
+                    .context("cannot set up the authorisation hook (on_publish_url)")?,
+            ) as Arc<dyn ingest::StreamKeys>,
+            None => keys,
         };
         let analytics_store = match (&local, &config.analytics.mode) {
             (Some(local), _) => Some(local.store.clone()),
@@ -368,6 +382,8 @@ struct Tasks {
     live: JoinHandle<()>,
     rtmp: JoinHandle<()>,
     titles: Option<JoinHandle<()>>,
+    webhooks: Option<JoinHandle<()>>,
+    restream: Option<JoinHandle<()>>,
     feed: JoinHandle<()>,
 }
 
@@ -406,6 +422,29 @@ impl Tasks {
                 stop.stopped(),
             ))
         });
+        // Webhooks are sent where the metadata store is (with --meta-url, by `rivulet meta`).
+        let webhooks = control.local.as_ref().map(|local| {
+            tokio::spawn(meta::webhooks::run_sender(
+                local.store.clone(),
+                config.webhooks.sender,
+                stop.stopped(),
+            ))
+        });
+        // Restream targets are kept by the metadata store here; forwarding runs beside
+        // ingest and reports its states back to the API.
+        let restream = control.local.as_ref().map(|local| {
+            let restreamer = restream::Restreamer::new();
+            local
+                .store
+                .set_restream_states(Arc::new(crate::restreams::States(restreamer.clone())));
+            tokio::spawn(restream::run(
+                hub.clone(),
+                Arc::new(crate::restreams::StoreTargets(local.store.clone())),
+                restreamer,
+                restream::RestreamConfig::default(),
+                stop.stopped(),
+            ))
+        });
         let feed = tokio::spawn(origin::run_feed(
             streams,
             hub,
@@ -420,6 +459,8 @@ impl Tasks {
             live,
             rtmp,
             titles,
+            webhooks,
+            restream,
             feed,
         }
     }
@@ -431,6 +472,12 @@ impl Tasks {
         self.live.await.context("live state task panicked")?;
         if let Some(titles) = self.titles {
             titles.await.context("title task panicked")?;
+        }
+        if let Some(restream) = self.restream {
+            restream.await.context("restream task panicked")?;
+        }
+        if let Some(webhooks) = self.webhooks {
+            webhooks.await.context("webhook task panicked")?;
         }
         Ok(())
     }

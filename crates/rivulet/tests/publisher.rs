@@ -243,81 +243,21 @@ async fn a_looped_file_plays_with_continuous_timestamps() {
 
 #[test]
 fn publishes_to_nginx_rtmp() {
-    let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-    assert!(
-        Path::new(module).exists(),
-        "nginx-rtmp missing: run scripts/setup.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path();
-    let rec = prefix.join("rec");
-    std::fs::create_dir_all(prefix.join("logs")).unwrap();
-    std::fs::create_dir_all(&rec).unwrap();
-    // nginx's workers may run as another user: let them write the recording.
-    run(Command::new("chmod").arg("0777").arg(&rec).arg(prefix));
-    let port = free_port();
-    let conf = format!(
-        "load_module {module};\ndaemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
-         events {{ worker_connections 64; }}\n\
-         rtmp {{ server {{ listen 127.0.0.1:{port};\n\
-           application live {{ live on; record all; record_path {r}; record_unique off; }} }} }}\n",
-        p = prefix.display(),
-        r = rec.display()
-    );
-    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-    let mut nginx = Command::new("nginx")
-        .arg("-p")
-        .arg(prefix)
-        .arg("-c")
-        .arg(prefix.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut nginx = NginxRtmp::start();
     let (mut publisher, log) = rivulet_publish(&[
         "--test-pattern",
         "--size",
         "320x180",
         "--duration",
         "4",
-        &format!("rtmp://127.0.0.1:{port}/live/peer"),
+        &format!("rtmp://127.0.0.1:{}/live/peer", nginx.port),
     ]);
     let status = wait_exit(&mut publisher, Duration::from_secs(30));
-    // SIGTERM lets nginx finish the recording.
-    run(Command::new("kill")
-        .arg("-TERM")
-        .arg(nginx.id().to_string()));
-    let _ = wait_exit(&mut nginx, Duration::from_secs(10));
+    nginx.stop();
     assert!(status.unwrap().success(), "{}", log.lock().unwrap());
-    let flv = rec.join("peer.flv");
-    let (ok, out, err) = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&flv));
-    let nginx_log = std::fs::read_to_string(prefix.join("logs/error.log")).unwrap_or_default();
-    assert!(
-        ok,
-        "ffprobe {}: {err}\nnginx log:\n{nginx_log}",
-        flv.display()
-    );
+    let (out, frames) = nginx.probe("peer", 320, 180);
     assert!(out.contains("h264,320,180,"), "{out}");
     assert!(out.contains("aac"), "{out}");
-    let frames: u32 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("h264,320,180,"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap();
     assert!(
         frames >= 90,
         "nginx recorded only {frames} frames of 4 s at 30 fps"

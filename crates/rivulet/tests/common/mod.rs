@@ -402,3 +402,101 @@ impl Drop for EdgeNode {
         let _ = self.child.wait();
     }
 }
+
+/// A real nginx with the RTMP module on a free loopback port, recording every stream
+/// published to `rtmp://127.0.0.1:PORT/live/NAME` into `rec/NAME.flv`.
+pub struct NginxRtmp {
+    nginx: KillOnDrop,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NginxRtmp {
+    pub fn start() -> NginxRtmp {
+        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+        assert!(
+            std::path::Path::new(module).exists(),
+            "nginx-rtmp missing: run scripts/setup.sh"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path();
+        let rec = prefix.join("rec");
+        std::fs::create_dir_all(prefix.join("logs")).unwrap();
+        std::fs::create_dir_all(&rec).unwrap();
+        // nginx's workers may run as another user: let them write the recording.
+        run(Command::new("chmod").arg("0777").arg(&rec).arg(prefix));
+        let port = free_port();
+        let conf = format!(
+            "load_module {module};\ndaemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/logs/error.log info;\n\
+             events {{ worker_connections 64; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port};\n\
+               application live {{ live on; record all; record_path {r}; record_unique off; }} }} }}\n",
+            p = prefix.display(),
+            r = rec.display()
+        );
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let nginx = KillOnDrop(
+            Command::new("nginx")
+                .arg("-p")
+                .arg(prefix)
+                .arg("-c")
+                .arg(prefix.join("nginx.conf"))
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        NginxRtmp { nginx, port, dir }
+    }
+
+    /// Stops nginx with SIGTERM, which lets it finish its recordings.
+    pub fn stop(&mut self) {
+        run(Command::new("kill")
+            .arg("-TERM")
+            .arg(self.nginx.0.id().to_string()));
+        let _ = wait_exit(&mut self.nginx.0, Duration::from_secs(10));
+    }
+
+    /// The recording of stream `name`.
+    pub fn recording(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join("rec").join(format!("{name}.flv"))
+    }
+
+    /// nginx's error log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("logs/error.log")).unwrap_or_default()
+    }
+
+    /// `codec_name,width,height,nb_read_frames` of each stream of a recording, and the
+    /// video frame count of `WIDTHxHEIGHT` H.264 in it.
+    pub fn probe(&self, name: &str, width: u32, height: u32) -> (String, u32) {
+        let flv = self.recording(name);
+        let (ok, out, err) = run(Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_frames",
+                "-show_entries",
+                "stream=codec_name,width,height,nb_read_frames",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&flv));
+        assert!(
+            ok,
+            "ffprobe {}: {err}\nnginx log:\n{}",
+            flv.display(),
+            self.log()
+        );
+        let frames = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("h264,{width},{height},")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        (out, frames)
+    }
+}
