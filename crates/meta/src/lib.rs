@@ -29,6 +29,7 @@ mod events;
 mod keys;
 pub mod live;
 mod model;
+pub mod recordings;
 pub mod remote;
 mod secret;
 mod store;

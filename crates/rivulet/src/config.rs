@@ -75,6 +75,9 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 
+    #[command(flatten)]
+    pub(crate) record: crate::recording::RecordArgs,
+
     /// Address of the RTMP listener (publish to rtmp://HOST:PORT/live/STREAM_KEY).
     /// [default: 0.0.0.0:1935]
     #[arg(long, env = "RIVULET_RTMP_LISTEN", value_name = "ADDR")]
@@ -324,6 +327,8 @@ struct FileConfig {
     http: crate::http_options::HttpFile,
     analytics_limits: Option<crate::analytics_limits::AnalyticsLimitsFile>,
     api_limits: Option<crate::api_limits::ApiLimitsFile>,
+    /// Recording (docs/recording.md).
+    record: Option<crate::recording::RecordFile>,
 }
 
 /// The resolved configuration of `serve`.
@@ -342,6 +347,7 @@ pub(crate) struct ServeConfig {
     /// The renditions to make: `source` (passthrough) and/or rungs of `ladder`.
     pub(crate) renditions: Vec<String>,
     pub(crate) ladder: Vec<transcode::Rung>,
+    pub(crate) record: crate::recording::RecordSettings,
     pub(crate) analytics: AnalyticsSettings,
     /// Where streams and keys live.
     pub(crate) meta: MetaMode,
@@ -443,6 +449,10 @@ impl ServeArgs {
             http: self.node.http.resolve(&file.http),
             held: self.held.resolve(&file.http),
             api_max_body: self.store.api_limits.resolve(file.api_limits.as_ref())?,
+            record: self
+                .record
+                .resolve(file.record.as_ref())
+                .context("check the [record] options")?,
             meta,
             node_name,
             analytics,

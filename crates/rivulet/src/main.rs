@@ -9,9 +9,11 @@ mod edge;
 mod http_options;
 mod metadata;
 mod publish;
+mod recording;
 mod rtmp_limits;
 mod serve;
 mod streams;
+mod thumbnail;
 
 use clap::{Parser, Subcommand};
 
