@@ -584,16 +584,30 @@ impl Args {
 /// The schema, compiled into the binary. Versions stay below 1000: analytics
 /// numbers its own from 1000 up in the same `_sqlx_migrations` table.
 const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[EmbeddedMigration {
-        version: 1,
-        description: "streams",
-        sql: include_str!("../migrations/sqlite/0001_streams.sql"),
-    }],
-    postgres: &[EmbeddedMigration {
-        version: 1,
-        description: "streams",
-        sql: include_str!("../migrations/postgres/0001_streams.sql"),
-    }],
+    sqlite: &[
+        EmbeddedMigration {
+            version: 1,
+            description: "streams",
+            sql: include_str!("../migrations/sqlite/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 4,
+            description: "stream record",
+            sql: include_str!("../migrations/sqlite/0004_stream_record.sql"),
+        },
+    ],
+    postgres: &[
+        EmbeddedMigration {
+            version: 1,
+            description: "streams",
+            sql: include_str!("../migrations/postgres/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 4,
+            description: "stream record",
+            sql: include_str!("../migrations/postgres/0004_stream_record.sql"),
+        },
+    ],
 };
 
 #[cfg(test)]
