@@ -489,10 +489,10 @@ fn drain_events(stream: &str, r: &mut Rendition, sink: Option<&dyn SegmentSink>)
             PackageEvent::SegmentCompleted { msn, .. } => {
                 tracing::trace!(stream, rendition = %r.name, msn, "segment completed");
                 metrics::counter!("origin_segments_total").increment(1);
-                if let Some(sink) = sink {
-                    if let Some(segment) = r.packager.completed_segment(msn) {
-                        sink.segment_completed(stream, &r.name, segment);
-                    }
+                if let Some(sink) = sink
+                    && let Some(segment) = r.packager.completed_segment(msn)
+                {
+                    sink.segment_completed(stream, &r.name, segment);
                 }
             }
             _ => {}

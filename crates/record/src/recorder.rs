@@ -315,10 +315,10 @@ impl SegmentSink for Recorder {
     }
 
     fn stream_ended(&self, stream: &str) {
-        if let Some(mut s) = self.active().remove(stream) {
-            if let Some(end) = s.end.take() {
-                let _ = end.send(());
-            }
+        if let Some(mut s) = self.active().remove(stream)
+            && let Some(end) = s.end.take()
+        {
+            let _ = end.send(());
         }
     }
 }
@@ -583,7 +583,8 @@ impl Writer {
             duration_ms = recording.duration_ms,
             bytes = recording.bytes,
             gaps = recording.gaps,
-            "recording finished: VOD at /vod/{id}/master.m3u8"
+            vod = %format!("/vod/{id}/master.m3u8"),
+            "recording finished"
         );
         self.inner
             .catalog
@@ -597,11 +598,7 @@ impl Writer {
 fn recorded_rendition(name: &str, log: &RenditionLog) -> RecordedRendition {
     let duration_ms =
         u64::try_from(i128::from(log.ticks) * 1000 / i128::from(log.timescale.max(1))).unwrap_or(0);
-    let average = if duration_ms > 0 {
-        log.bytes * 8 * 1000 / duration_ms
-    } else {
-        0
-    };
+    let average = (log.bytes * 8 * 1000).checked_div(duration_ms).unwrap_or(0);
     let variant = log.variant.as_ref();
     RecordedRendition {
         name: name.to_owned(),

@@ -22,11 +22,13 @@ const MAX_AGE_SECS: u32 = 2;
 /// Thumbnails kept (stream, width); the oldest entries go first past this.
 const CACHE_ENTRIES: usize = 256;
 
+/// (stream, width) -> (the keyframe's decode time, its JPEG).
+type ThumbnailCache = HashMap<(String, Option<u32>), (i64, Bytes)>;
+
 #[derive(Clone)]
 struct ThumbnailState {
     streams: LiveStreams,
-    /// (stream, width) -> (keyframe decode time, JPEG).
-    cache: Arc<Mutex<HashMap<(String, Option<u32>), (i64, Bytes)>>>,
+    cache: Arc<Mutex<ThumbnailCache>>,
 }
 
 #[derive(Deserialize)]
