@@ -433,3 +433,59 @@ async fn recording_to_an_s3_compatible_store() {
         "decoded {frames} frames of the {published} published"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_returning_within_the_grace_period_continues_the_recording() {
+    let server = Server::start(&[
+        "--admin-token",
+        TOKEN,
+        "--stream",
+        "again=again-key-0001",
+        "--grace-period-ms",
+        "4000",
+        "--record-default",
+    ]);
+    let seconds = 4;
+    for _ in 0..2 {
+        let mut ffmpeg = publish(&format!("{}/live/again-key-0001", server.rtmp), seconds);
+        assert!(
+            wait_exit(&mut ffmpeg, Duration::from_secs(u64::from(seconds) + 30))
+                .is_some_and(|s| s.success())
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all = loop {
+        let all = recordings(&server).await;
+        if !all.is_empty() {
+            break all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording listed:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // One recording of both sessions, with the discontinuity between them.
+    assert_eq!(all.len(), 1, "{all:?}");
+    let id = all[0]["id"].as_str().unwrap();
+    let duration_ms = all[0]["duration_ms"].as_u64().unwrap();
+    assert!(
+        duration_ms.abs_diff(2 * u64::from(seconds) * 1000) <= 1500,
+        "duration {duration_ms} ms"
+    );
+    let media = get_text(&server.url(&format!("/vod/{id}/source/index.m3u8")))
+        .await
+        .1;
+    assert_eq!(
+        media.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{media}"
+    );
+    let frames = decoded_frames(&server.url(&format!("/vod/{id}/master.m3u8")));
+    let published = u64::from(2 * seconds * FPS);
+    assert!(
+        frames.abs_diff(published) <= 6,
+        "decoded {frames} frames of the {published} published"
+    );
+}
