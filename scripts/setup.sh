@@ -57,6 +57,14 @@ if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator'
     || echo "setup: could not install openapi-spec-validator; its test will say SKIPPED" >&2
 fi
 
+# test: a real S3-compatible server on loopback for the recorder's S3 test (PyPI, by name).
+if command -v python3 >/dev/null && ! command -v moto_server >/dev/null; then
+  echo "setup: installing moto[server] (PyPI)"
+  python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages 'moto[server]' \
+    || echo "setup: could not install moto[server]; the S3 recording test will say SKIPPED" >&2
+fi
+
 # run and test: the IP-to-country database the analytics server reads (npm package
 # @ip-location-db/geo-whois-asn-country-mmdb, CC BY 4.0; see docs/api.md), pinned by
 # analytics-data/package-lock.json.

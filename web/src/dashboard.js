@@ -2,7 +2,6 @@
 // stream's charts and its metadata editor). Needs the admin token, typed in by the
 // operator and kept in sessionStorage (this tab only).
 
-import Hls from './vendor/hls.min.mjs';
 import uPlot from './vendor/uPlot.esm.js';
 
 const config = readConfig();
@@ -13,7 +12,7 @@ const path = location.pathname.split('/').filter(Boolean);
 const streamName = path[1] === 'streams' && path[2] ? decodeURIComponent(path[2]) : null;
 
 /** Thumbnails are grabbed again after this long, ms. */
-const THUMB_REFRESH_MS = 60_000;
+const THUMB_REFRESH_MS = 10_000;
 const LIST_REFRESH_MS = 5000;
 const CHART_REFRESH_MS = 30_000;
 
@@ -270,34 +269,10 @@ function parseMaster(text) {
 }
 
 // Thumbnails: the stream's own `thumbnail` URL when the metadata has one; otherwise
-// one frame of the lowest rendition, decoded by a muted hls.js player that stops at
-// once. One at a time, so a page of many streams does not load many at once.
-const thumbQueue = [];
-let thumbBusy = false;
-
+// the server's picture of its latest keyframe (`/live/NAME/thumbnail.jpg`, decoded on
+// the server, not counted as a viewer), fetched again every THUMB_REFRESH_MS.
 function queueThumbnail(card, s) {
-  if (s.thumbnail) {
-    setThumb(card, s.thumbnail);
-    return;
-  }
-  thumbQueue.push(card);
-  if (!thumbBusy) nextThumbnail();
-}
-
-async function nextThumbnail() {
-  const card = thumbQueue.shift();
-  if (!card) {
-    thumbBusy = false;
-    return;
-  }
-  thumbBusy = true;
-  try {
-    const url = await grabFrame(`/live/${encodeURIComponent(card.name)}/master.m3u8`);
-    if (url) setThumb(card, url);
-  } catch {
-    // No thumbnail this time.
-  }
-  nextThumbnail();
+  setThumb(card, s.thumbnail || `/live/${encodeURIComponent(card.name)}/thumbnail.jpg?width=320&t=${Date.now()}`);
 }
 
 function setThumb(card, url) {
@@ -310,48 +285,6 @@ function setThumb(card, url) {
   }
   img.src = url;
   thumb.querySelector('.placeholder').hidden = true;
-}
-
-function grabFrame(src) {
-  return new Promise((resolve) => {
-    if (!Hls.isSupported()) return resolve(null);
-    const video = document.createElement('video');
-    video.muted = true;
-    video.playsInline = true;
-    video.style.cssText = 'position:fixed;left:-10px;top:-10px;width:2px;height:2px;opacity:0;pointer-events:none';
-    document.body.appendChild(video);
-    const hls = new Hls({ lowLatencyMode: true, startLevel: 0, capLevelToPlayerSize: false, maxBufferLength: 2, enableWorker: false });
-    let done = false;
-    const finish = (url) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      hls.destroy();
-      video.remove();
-      resolve(url);
-    };
-    const timer = setTimeout(() => finish(null), 15000);
-    hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
-      // The smallest rendition: a thumbnail needs few pixels.
-      let lowest = 0;
-      data.levels.forEach((l, i) => {
-        if (l.bitrate < data.levels[lowest].bitrate) lowest = i;
-      });
-      hls.currentLevel = lowest;
-      video.play().catch(() => {});
-    });
-    hls.on(Hls.Events.ERROR, (_, d) => d.fatal && finish(null));
-    video.addEventListener('timeupdate', () => {
-      if (video.readyState < 2 || !video.videoWidth || video.currentTime <= 0) return;
-      const canvas = document.createElement('canvas');
-      canvas.width = 320;
-      canvas.height = Math.round((320 * video.videoHeight) / video.videoWidth);
-      canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
-      finish(canvas.toDataURL('image/jpeg', 0.75));
-    });
-    hls.loadSource(src);
-    hls.attachMedia(video);
-  });
 }
 
 // ---- One stream ----

@@ -20,6 +20,9 @@ const player = new Player(video, {
   engine: params.get('engine') || undefined,
 });
 const qoe = analytics === null ? null : new Qoe(player, { name, sessionId, base: analytics });
+// The latest picture as the poster while the player loads (made on the server, not a
+// viewer); offline it is a 404 and the page shows no picture.
+video.poster = `/live/${encodeURIComponent(name)}/thumbnail.jpg?width=640`;
 
 // For tests, the benchmark and the curious: window.rivulet.
 window.rivulet = { player, qoe, sessionId, get hls() { return player.hls; } };

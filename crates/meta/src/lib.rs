@@ -30,6 +30,7 @@ mod keys;
 pub mod live;
 mod model;
 pub mod publish_hook;
+pub mod recordings;
 pub mod remote;
 pub mod restream;
 mod secret;

@@ -76,6 +76,10 @@ pub struct Stream {
     /// ignore one older than what it already shows.
     pub version: i64,
     pub live: LiveState,
+    /// Whether the stream is recorded: `true`, `false`, or `null` for the server's
+    /// default (`--record-default`). Takes effect within seconds on a live stream.
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 /// Whether the stream is being published, and facts about the publish.
@@ -260,6 +264,9 @@ pub struct StreamUpdate {
     pub add_tags: Vec<String>,
     #[serde(default)]
     pub remove_tags: Vec<String>,
+    /// Record the stream (`true`) or not (`false`); see [`Stream::record`].
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 /// A checked [`StreamUpdate`].
@@ -270,6 +277,7 @@ pub struct ValidStreamUpdate {
     pub tags: Option<Vec<String>>,
     pub add_tags: Vec<String>,
     pub remove_tags: Vec<String>,
+    pub record: Option<bool>,
 }
 
 impl StreamUpdate {
@@ -279,10 +287,11 @@ impl StreamUpdate {
             && self.tags.is_none()
             && self.add_tags.is_empty()
             && self.remove_tags.is_empty()
+            && self.record.is_none()
         {
             return Err(ValidationError::new(
                 "body",
-                "nothing to change: give at least one of title, description, tags, add_tags, remove_tags",
+                "nothing to change: give at least one of title, description, tags, add_tags, remove_tags, record",
             ));
         }
         Ok(ValidStreamUpdate {
@@ -291,6 +300,7 @@ impl StreamUpdate {
             tags: self.tags.map(|t| normalize_tags(t, "tags")).transpose()?,
             add_tags: normalize_tags(self.add_tags, "add_tags")?,
             remove_tags: normalize_tags(self.remove_tags, "remove_tags")?,
+            record: self.record,
         })
     }
 }

@@ -197,18 +197,17 @@ impl MetaStore {
     }
 }
 
-/// Checks a target URL: `rtmp://HOST[:PORT]/APP/KEY`.
+/// Checks a target URL: `rtmp://HOST[:PORT]/APP/KEY` or `rtmps://…` (TLS, trusting the
+/// web's public certificate authorities).
 fn validate_target_url(url: &str) -> Result<String, ValidationError> {
     let url = url.trim();
     let bad = |reason: String| ValidationError::new("url", reason);
-    if url.starts_with("rtmps://") {
+    let Some(rest) = url
+        .strip_prefix("rtmp://")
+        .or_else(|| url.strip_prefix("rtmps://"))
+    else {
         return Err(bad(
-            "rtmps:// targets are not supported yet; use an rtmp:// URL".into(),
-        ));
-    }
-    let Some(rest) = url.strip_prefix("rtmp://") else {
-        return Err(bad(
-            "not an rtmp:// URL: use rtmp://HOST[:PORT]/APP/STREAM_KEY".into(),
+            "not an rtmp:// or rtmps:// URL: use rtmp://HOST[:PORT]/APP/STREAM_KEY".into(),
         ));
     };
     if url.len() > 2048 || url.chars().any(char::is_control) {
@@ -246,11 +245,12 @@ mod tests {
     fn target_urls_are_checked_and_redacted() {
         assert!(validate_target_url("rtmp://a.rtmp.youtube.com/live2/abcd-efgh").is_ok());
         assert!(validate_target_url("rtmp://host:1936/app/sub/key").is_ok());
+        assert!(validate_target_url("rtmps://live-api-s.facebook.com:443/rtmp/KEY").is_ok());
         for bad in [
             "http://x/a/b",
             "rtmp://host/key",
             "rtmp:///live/k",
-            "rtmps://h/a/k",
+            "rtmps://h/key",
         ] {
             assert!(validate_target_url(bad).is_err(), "{bad}");
         }

@@ -218,6 +218,9 @@ impl MetaStore {
         if let Some(description) = update.description {
             sql += &format!(", description = {}", args.push(Arg::Text(description)));
         }
+        if let Some(record) = update.record {
+            sql += &format!(", record = {}", args.push(Arg::Int(i64::from(record))));
+        }
         sql += &format!(
             " WHERE name = {} RETURNING id",
             args.push(Arg::Text(name.to_string()))
@@ -426,7 +429,7 @@ impl MetaStore {
 const EVENT_CAPACITY: usize = 1024;
 
 const STREAM_COLUMNS: &str = "s.id, s.name, s.title, s.description, s.thumbnail, s.created_at, \
-     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions";
+     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions, s.record";
 
 async fn fetch_stream(conn: &mut AnyConnection, name: &str) -> Result<Stream, MetaError> {
     let row = sqlx::query(&format!(
@@ -515,6 +518,7 @@ fn stream_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Stream, MetaError>
             ingest_bitrate: row.try_get("ingest_bitrate")?,
             renditions,
         },
+        record: row.try_get::<Option<i64>, _>("record")?.map(|r| r != 0),
         name,
     })
 }
@@ -604,6 +608,11 @@ const MIGRATIONS: Migrations = Migrations {
             description: "webhooks restream",
             sql: include_str!("../migrations/sqlite/0003_webhooks_restream.sql"),
         },
+        EmbeddedMigration {
+            version: 4,
+            description: "stream record",
+            sql: include_str!("../migrations/sqlite/0004_stream_record.sql"),
+        },
     ],
     postgres: &[
         EmbeddedMigration {
@@ -615,6 +624,11 @@ const MIGRATIONS: Migrations = Migrations {
             version: 3,
             description: "webhooks restream",
             sql: include_str!("../migrations/postgres/0003_webhooks_restream.sql"),
+        },
+        EmbeddedMigration {
+            version: 4,
+            description: "stream record",
+            sql: include_str!("../migrations/postgres/0004_stream_record.sql"),
         },
     ],
 };

@@ -72,6 +72,17 @@ async fn round_trip(h: Harness) {
         )
         .await;
     assert_eq!((status, patched["tags"].clone()), (200, json!([])));
+    // Recording: unset (the server's default) until set, then true or false.
+    assert_eq!(patched["record"], Value::Null);
+    for record in [true, false] {
+        let (status, patched) = h
+            .send(
+                h.admin(Method::PATCH, "/api/streams/studio")
+                    .json(&json!({"record": record})),
+            )
+            .await;
+        assert_eq!((status, patched["record"].clone()), (200, json!(record)));
+    }
 
     let (status, list) = h.send(h.client.get(h.url("/api/streams"))).await;
     assert_eq!(status, 200);

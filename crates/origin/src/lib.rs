@@ -22,4 +22,6 @@ mod live;
 pub use feed::run_feed;
 pub use health::{HealthConfig, InputHealth, InputState};
 pub use http::{INPUT_HEADER, router};
-pub use live::{LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase};
+pub use live::{
+    LatestKeyframe, LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase,
+};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hub::{AnnouncedRendition, DeclaredRate};
 use media::{Frame, Tracks};
-use package::{PackageEvent, PackagerConfig, RenditionPackager, VariantInfo};
+use package::{PackageEvent, PackagerConfig, RenditionPackager, SegmentSink, VariantInfo};
 use tokio::sync::watch;
 
 use crate::health::{HealthConfig, InputHealth, InputState};
@@ -60,6 +60,8 @@ pub struct LiveStreams {
     /// from `streams` because a stream has a title before it is ever published.
     titles: Arc<RwLock<HashMap<String, String>>>,
     config: Arc<OriginConfig>,
+    /// Where complete segments also go (the recorder), if anywhere.
+    sink: Option<Arc<dyn SegmentSink>>,
 }
 
 impl LiveStreams {
@@ -68,6 +70,16 @@ impl LiveStreams {
             streams: Arc::default(),
             titles: Arc::default(),
             config: Arc::new(config),
+            sink: None,
+        }
+    }
+
+    /// Like [`LiveStreams::new`], also handing every complete segment and each stream's
+    /// start and end to `sink` (a recorder), which must never wait.
+    pub fn with_sink(config: OriginConfig, sink: Arc<dyn SegmentSink>) -> Self {
+        Self {
+            sink: Some(sink),
+            ..Self::new(config)
         }
     }
 
@@ -112,7 +124,7 @@ impl LiveStreams {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         streams
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(LiveStream::new(name, &self.config)))
+            .or_insert_with(|| Arc::new(LiveStream::new(name, &self.config, self.sink.clone())))
             .clone()
     }
 
@@ -138,6 +150,7 @@ pub struct LiveStream {
     /// Bumped after every change to any packager of this stream.
     changed: watch::Sender<u64>,
     packager_config: PackagerConfig,
+    sink: Option<Arc<dyn SegmentSink>>,
 }
 
 pub(crate) struct StreamState {
@@ -172,10 +185,21 @@ pub(crate) struct Rendition {
     last_arrival: Option<Instant>,
     /// The part that received the last chunk, and when that chunk's frame arrived.
     last_chunk: Option<((u64, u32), Instant)>,
+    /// The rendition's tracks and its latest video keyframe, for thumbnails.
+    tracks: Option<Arc<Tracks>>,
+    keyframe: Option<Frame>,
+}
+
+/// A rendition's latest video keyframe, with the tracks that describe it.
+#[derive(Clone, Debug)]
+pub struct LatestKeyframe {
+    pub rendition: String,
+    pub tracks: Arc<Tracks>,
+    pub frame: Frame,
 }
 
 impl LiveStream {
-    fn new(name: &str, config: &OriginConfig) -> Self {
+    fn new(name: &str, config: &OriginConfig, sink: Option<Arc<dyn SegmentSink>>) -> Self {
         Self {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
@@ -187,6 +211,7 @@ impl LiveStream {
             }),
             changed: watch::channel(0).0,
             packager_config: config.packager.clone(),
+            sink,
         }
     }
 
@@ -216,6 +241,36 @@ impl LiveStream {
 
     pub fn phase(&self) -> StreamPhase {
         self.lock().phase
+    }
+
+    /// The latest video keyframe of the smallest rendition (the cheapest to decode),
+    /// while the stream is live or in its grace period.
+    pub fn latest_keyframe(&self) -> Option<LatestKeyframe> {
+        let state = self.lock();
+        if !matches!(state.phase, StreamPhase::Live | StreamPhase::Grace) {
+            return None;
+        }
+        state
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                let tracks = r.tracks.clone()?;
+                let frame = r.keyframe.clone()?;
+                let width = match &tracks.video.as_ref()?.codec {
+                    media::CodecConfig::Avc(avc) => avc.width,
+                    _ => return None,
+                };
+                Some((
+                    width,
+                    LatestKeyframe {
+                        rendition: r.name.clone(),
+                        tracks,
+                        frame,
+                    },
+                ))
+            })
+            .min_by_key(|(width, _)| *width)
+            .map(|(_, k)| k)
     }
 
     /// The names of the renditions packaged so far, in the order they appeared.
@@ -257,6 +312,9 @@ impl LiveStream {
         // The new session's pipeline says what it makes as soon as it knows.
         state.expected = ExpectedRenditions::Pending;
         drop(state);
+        if let Some(sink) = &self.sink {
+            sink.session_started(&self.name);
+        }
         self.notify();
     }
 
@@ -273,13 +331,16 @@ impl LiveStream {
                     advertised_peak: 0,
                     last_arrival: None,
                     last_chunk: None,
+                    tracks: None,
+                    keyframe: None,
                 });
                 state.renditions.len() - 1
             }
         };
         let r = &mut state.renditions[index];
+        r.tracks = Some(tracks.clone());
         r.packager.handle_tracks(tracks, now);
-        drain_events(&self.name, r);
+        drain_events(&self.name, r, self.sink.as_deref());
         drop(state);
         self.notify();
     }
@@ -301,12 +362,15 @@ impl LiveStream {
             metrics::counter!("origin_frames_rejected_total").increment(1);
             return;
         };
+        if frame.keyframe && frame.kind == media::TrackKind::Video {
+            r.keyframe = Some(frame.clone());
+        }
         if let Err(e) = r.packager.handle_frame(frame, now) {
             metrics::counter!("origin_frames_rejected_total").increment(1);
             tracing::warn!(stream = %self.name, rendition = %r.name, error = %e, "frame not packaged");
         }
         r.last_arrival = Some(arrival);
-        drain_events(&self.name, r);
+        drain_events(&self.name, r, self.sink.as_deref());
         drop(state);
         self.notify();
     }
@@ -329,11 +393,14 @@ impl LiveStream {
         let mut state = self.lock();
         for r in &mut state.renditions {
             r.packager.handle_end(now);
-            drain_events(&self.name, r);
+            drain_events(&self.name, r, self.sink.as_deref());
         }
         state.phase = StreamPhase::Ended;
         state.since = Instant::now();
         drop(state);
+        if let Some(sink) = &self.sink {
+            sink.stream_ended(&self.name);
+        }
         self.notify();
     }
 
@@ -402,7 +469,7 @@ impl LiveStream {
 }
 
 /// Drains a packager's events into metrics. Waiters are woken by the caller's `notify`.
-fn drain_events(stream: &str, r: &mut Rendition) {
+fn drain_events(stream: &str, r: &mut Rendition, sink: Option<&dyn SegmentSink>) {
     while let Some(event) = r.packager.poll_event() {
         match event {
             PackageEvent::ChunkAppended { msn, part } => {
@@ -422,6 +489,11 @@ fn drain_events(stream: &str, r: &mut Rendition) {
             PackageEvent::SegmentCompleted { msn, .. } => {
                 tracing::trace!(stream, rendition = %r.name, msn, "segment completed");
                 metrics::counter!("origin_segments_total").increment(1);
+                if let Some(sink) = sink
+                    && let Some(segment) = r.packager.completed_segment(msn)
+                {
+                    sink.segment_completed(stream, &r.name, segment);
+                }
             }
             _ => {}
         }

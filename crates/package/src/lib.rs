@@ -35,9 +35,11 @@ mod config;
 mod object;
 mod packager;
 mod playlist;
+mod sink;
 mod time_format;
 
 pub use config::{PackageError, PackagerConfig};
 pub use object::MediaObject;
 pub use packager::{PackageEvent, PartView, Readiness, RenditionPackager};
 pub use playlist::{RenditionReport, VariantInfo, multivariant_playlist};
+pub use sink::{CompletedSegment, SegmentSink};

@@ -575,6 +575,27 @@ impl RenditionPackager {
         )
     }
 
+    /// A complete segment with its init segment and timing, for a recorder.
+    pub fn completed_segment(&self, msn: u64) -> Option<crate::CompletedSegment> {
+        let s = self.segment_ref(msn)?;
+        let duration_ticks = s.duration?;
+        Some(crate::CompletedSegment {
+            msn,
+            duration_ticks,
+            timescale: self.main_timescale().get(),
+            discontinuity: s.discontinuity,
+            init_version: s.init_version,
+            init: self.init_segment(s.init_version)?,
+            program_date_ms: s.program_date_ms,
+            chunks: s
+                .parts
+                .iter()
+                .flat_map(|p| p.chunks.iter().cloned())
+                .collect(),
+            variant: self.variant(),
+        })
+    }
+
     /// The part the next playlist hints at with `EXT-X-PRELOAD-HINT`.
     pub fn preload_hint(&self) -> Option<(u64, u32)> {
         if self.ended {

@@ -19,8 +19,8 @@
 //!    therefore never slows the stream or the other targets. The task ends with the
 //!    session.
 //!
-//! Connectors: `rtmp://` through our own client (`crates/rtmp`); other schemes
-//! (`rtmps://`) are refused with a clear reason until a TLS connector exists.
+//! Connectors: `rtmp://` through our own client (`crates/rtmp`), `rtmps://` the same
+//! over TLS (the encoder's connector, trusting the web's public authorities).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -84,6 +84,9 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) store: StoreArgs,
 
+    #[command(flatten)]
+    pub(crate) record: crate::recording::RecordArgs,
+
     /// Address of the RTMP listener (publish to rtmp://HOST:PORT/live/STREAM_KEY).
     /// [default: 0.0.0.0:1935]
     #[arg(long, env = "RIVULET_RTMP_LISTEN", value_name = "ADDR")]
@@ -362,6 +365,8 @@ struct FileConfig {
     on_publish_timeout_ms: Option<u64>,
     on_publish_fail_open: Option<bool>,
     on_publish_secret: Option<String>,
+    /// Recording (docs/recording.md).
+    record: Option<crate::recording::RecordFile>,
 }
 
 impl FileConfig {
@@ -397,6 +402,7 @@ pub(crate) struct ServeConfig {
     /// The renditions to make: `source` (passthrough) and/or rungs of `ladder`.
     pub(crate) renditions: Vec<String>,
     pub(crate) ladder: Vec<transcode::Rung>,
+    pub(crate) record: crate::recording::RecordSettings,
     pub(crate) analytics: AnalyticsSettings,
     /// Where streams and keys live.
     pub(crate) meta: MetaMode,
@@ -523,6 +529,10 @@ impl ServeArgs {
             http: self.node.http.resolve(&file.http),
             held: self.held.resolve(&file.http),
             api_max_body: self.store.api_limits.resolve(file.api_limits.as_ref())?,
+            record: self
+                .record
+                .resolve(file.record.as_ref())
+                .context("check the [record] options")?,
             meta,
             node_name,
             analytics,

@@ -10,11 +10,13 @@ mod hooks_options;
 mod http_options;
 mod metadata;
 mod publish;
+mod recording;
 mod restreams;
 mod rtmp_limits;
 mod serve;
 mod streams;
 mod systemd;
+mod thumbnail;
 mod tls_options;
 
 use clap::{Parser, Subcommand};

@@ -136,15 +136,25 @@ pub(crate) async fn serve(
         node.clone(),
     )
     .await?;
-    let streams = LiveStreams::new(OriginConfig {
-        packager: config.packager.clone(),
-        grace_period: config.grace_period,
-        health: config.health.clone(),
-        held: config.held,
-        ..OriginConfig::default()
-    });
+    let recorder = crate::recording::open(
+        &config.record,
+        &config.data_dir,
+        control.local.as_ref().map(|l| l.store.clone()),
+    )
+    .await?;
+    let retention = crate::recording::spawn_retention(&recorder, &config.record, stop.stopped());
+    let streams = LiveStreams::with_sink(
+        OriginConfig {
+            packager: config.packager.clone(),
+            grace_period: config.grace_period,
+            health: config.health.clone(),
+            held: config.held,
+            ..OriginConfig::default()
+        },
+        Arc::new(recorder.clone()),
+    );
     let app = http_app(
-        &config, &control, &analytics, &streams, rtmp_addr, prometheus,
+        &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
     print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
     print_api_banner(http_addr, &config, &control, &analytics);
@@ -199,6 +209,7 @@ pub(crate) async fn serve(
     }
     analytics.stop().await;
     tasks.join().await?;
+    retention.await.context("retention task panicked")?;
     // Publishers were cut by the shutdown: their streams are no longer live here.
     control.link.reset_node(&node).await;
     if let Some(store) = control.analytics_store {
@@ -321,6 +332,7 @@ fn http_app(
     control: &ControlPlane,
     analytics: &ServeAnalytics,
     streams: &LiveStreams,
+    recorder: &record::Recorder,
     rtmp_addr: std::net::SocketAddr,
     prometheus: PrometheusHandle,
 ) -> Router {
@@ -332,6 +344,12 @@ fn http_app(
         ),
         None => (Router::new(), meta::api::empty_openapi()),
     };
+    if let Some(local) = &control.local {
+        let catalog = Arc::new(crate::recording::Catalog(recorder.clone()));
+        let (routes, recordings_doc) = meta::recordings::routes(catalog, local.token.clone());
+        doc.merge(recordings_doc);
+        api = api.merge(routes);
+    }
     if let Some(local) = &analytics.local {
         let (routes, analytics_doc) = analytics::api::routes(local.clone());
         doc.merge(analytics_doc);
@@ -344,6 +362,8 @@ fn http_app(
                 analytics::record_delivery,
             )),
         )
+        .merge(record::router(recorder.clone()))
+        .merge(crate::thumbnail::router(streams.clone()))
         .merge(api)
         .merge(meta::api::finish(doc))
         .merge(web::router(web_config(rtmp_addr, config)))

@@ -29,6 +29,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("package", &["media"]),
     ("origin", &["hub", "httpd", "media", "package"]),
     ("edge", &["httpd", "media", "package"]),
+    // the recorder: the packager's complete segments to an object store, VOD after live
+    ("record", &["media", "package"]),
     // the control plane: foundations only, never the data path
     ("meta", &["access", "db", "media"]),
     ("analytics", &["db", "media"]),
@@ -61,6 +63,7 @@ const DATA_PATH: &[&str] = &[
     "package",
     "origin",
     "edge",
+    "record",
 ];
 /// Sans-IO crates: no async runtime.
 const SANS_IO: &[&str] = &["media", "rtmp", "package", "access"];

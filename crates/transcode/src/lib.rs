@@ -11,12 +11,14 @@
 //! - [`start`]: one stream's transcoding session (threads, bounded queues, shedding);
 //!   it emits the hub's `RenditionOutput`s.
 //! - [`levels`]: whether a decoded picture is black (for input health; pure).
+//! - [`thumbnail`]: one keyframe decoded into a JPEG (the thumbnail endpoint).
 
 mod keyframes;
 pub mod ladder;
 pub mod levels;
 mod renditions;
 mod session;
+pub mod thumbnail;
 
 pub use keyframes::KeyframePlanner;
 pub use ladder::{PlannedRung, Rung, RungError, SOURCE, default_rungs, plan};

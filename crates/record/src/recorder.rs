@@ -1,0 +1,619 @@
+//! The recorder: a [`package::SegmentSink`] that queues each stream's segments and a
+//! writer task per stream that puts them into the object store, then the VOD playlists
+//! and the manifest when the stream ends.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use media::live_path::MediaObject;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use package::{CompletedSegment, SegmentSink};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::RecordError;
+use crate::retention::RetentionPolicy;
+use crate::vod::{self, LoggedSegment, MANIFEST, RecordedRendition, Recording};
+
+/// Settings of the recorder.
+#[derive(Clone, Debug)]
+pub struct RecorderConfig {
+    /// Segments (of all renditions) queued per stream before further ones are dropped
+    /// from the recording (a gap), so that a slow store never holds up the live path.
+    pub queue_segments: usize,
+    /// Tries of one write before its segment is given up (a gap).
+    pub write_tries: u32,
+    /// The first retry's delay; each later one doubles it.
+    pub retry_delay: Duration,
+    /// While a stream is not being recorded, how often its policy is asked again (so
+    /// that `record: true` set on a live stream takes effect).
+    pub policy_recheck: Duration,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            queue_segments: 64,
+            write_tries: 4,
+            retry_delay: Duration::from_millis(200),
+            policy_recheck: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Facts about a stream that a finished recording keeps.
+#[derive(Clone, Debug, Default)]
+pub struct StreamDescription {
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+}
+
+/// Which streams are recorded, and what they are: answered by the control plane
+/// (the binary implements it over the metadata server).
+pub trait RecordPolicy: Send + Sync {
+    /// Whether `stream` is to be recorded now.
+    fn should_record<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool>;
+    /// The stream's title, description and tags, copied into a finished recording.
+    fn describe<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, StreamDescription>;
+}
+
+/// Records every stream its policy says to. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn ObjectStore>,
+    policy: Arc<dyn RecordPolicy>,
+    config: RecorderConfig,
+    runtime: tokio::runtime::Handle,
+    /// The streams being recorded (or considered), by name.
+    active: Mutex<HashMap<String, ActiveStream>>,
+    /// Finished recordings, by id.
+    catalog: RwLock<BTreeMap<String, Recording>>,
+}
+
+/// The live path's side of one stream's recording.
+struct ActiveStream {
+    jobs: mpsc::Sender<CompletedJob>,
+    end: Option<oneshot::Sender<()>>,
+    /// Renditions that lost a segment to a full queue: their next queued segment is
+    /// marked as following a gap.
+    gapped: HashSet<String>,
+}
+
+struct CompletedJob {
+    rendition: String,
+    segment: CompletedSegment,
+    after_gap: bool,
+}
+
+impl Recorder {
+    /// A recorder over `store`, its catalog loaded from the manifests already there.
+    /// Must be called inside a tokio runtime, whose handle runs the writer tasks.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        policy: Arc<dyn RecordPolicy>,
+        config: RecorderConfig,
+    ) -> Result<Self, RecordError> {
+        let recorder = Self {
+            inner: Arc::new(Inner {
+                store,
+                policy,
+                config,
+                runtime: tokio::runtime::Handle::current(),
+                active: Mutex::default(),
+                catalog: RwLock::default(),
+            }),
+        };
+        recorder.load_catalog().await?;
+        Ok(recorder)
+    }
+
+    /// The store the recordings are in.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner.store
+    }
+
+    async fn load_catalog(&self) -> Result<(), RecordError> {
+        let listing = self.inner.store.list_with_delimiter(None).await?;
+        let mut catalog = BTreeMap::new();
+        for prefix in listing.common_prefixes {
+            let id = prefix.to_string();
+            if !vod::valid_id(&id) {
+                continue;
+            }
+            match self.read_manifest(&id).await {
+                Ok(Some(recording)) => {
+                    catalog.insert(id, recording);
+                }
+                // A recording the process did not finish (it stopped mid-stream).
+                Ok(None) => {
+                    tracing::warn!(recording = %id, "recording has no manifest (unfinished); not listed")
+                }
+                Err(e) => {
+                    tracing::warn!(recording = %id, error = %e, "recording manifest unreadable; not listed")
+                }
+            }
+        }
+        *self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = catalog;
+        Ok(())
+    }
+
+    async fn read_manifest(&self, id: &str) -> Result<Option<Recording>, RecordError> {
+        match self
+            .inner
+            .store
+            .get(&vod::object_path(id, None, MANIFEST))
+            .await
+        {
+            Ok(got) => Ok(Some(serde_json::from_slice(&got.bytes().await?)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Finished recordings, newest first.
+    pub fn list(&self) -> Vec<Recording> {
+        let catalog = self.inner.catalog.read().unwrap_or_else(|e| e.into_inner());
+        let mut all: Vec<Recording> = catalog.values().cloned().collect();
+        all.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        all
+    }
+
+    /// A finished recording.
+    pub fn get(&self, id: &str) -> Option<Recording> {
+        self.inner
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Removes a finished recording and all its objects. `false` if there is none.
+    pub async fn delete(&self, id: &str) -> Result<bool, RecordError> {
+        let removed = self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if removed.is_none() {
+            return Ok(false);
+        }
+        let prefix = object_store::path::Path::from(id);
+        let locations = self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .map(|meta| meta.map(|m| m.location))
+            .boxed();
+        let mut deleted = self.inner.store.delete_stream(locations);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        tracing::info!(recording = %id, "recording deleted");
+        Ok(true)
+    }
+
+    /// Applies `policy` once at `now`: deletes what it expires. Returns the ids deleted.
+    pub async fn enforce_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now: SystemTime,
+    ) -> Vec<String> {
+        let expired = policy.expired(&self.list(), epoch_ms(now));
+        let mut deleted = Vec::new();
+        for id in expired {
+            match self.delete(&id).await {
+                Ok(true) => {
+                    metrics::counter!("record_retention_deleted_total").increment(1);
+                    deleted.push(id);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(recording = %id, error = %e, "retention could not delete a recording; will retry")
+                }
+            }
+        }
+        deleted
+    }
+
+    /// Applies `policy` every `interval` until `stop` completes.
+    pub async fn run_retention(
+        self,
+        policy: RetentionPolicy,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        if policy.is_off() {
+            return;
+        }
+        tokio::pin!(stop);
+        loop {
+            let deleted = self.enforce_retention(&policy, SystemTime::now()).await;
+            if !deleted.is_empty() {
+                tracing::info!(count = deleted.len(), "retention deleted recordings");
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveStream>> {
+        self.inner.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl SegmentSink for Recorder {
+    fn session_started(&self, stream: &str) {
+        let mut active = self.active();
+        // A publisher returning within the grace period continues the same recording.
+        if active.contains_key(stream) {
+            return;
+        }
+        let (jobs, rx) = mpsc::channel(self.inner.config.queue_segments.max(1));
+        let (end, end_rx) = oneshot::channel();
+        active.insert(
+            stream.to_owned(),
+            ActiveStream {
+                jobs,
+                end: Some(end),
+                gapped: HashSet::new(),
+            },
+        );
+        let writer = Writer::new(self.inner.clone(), stream.to_owned());
+        self.inner.runtime.spawn(writer.run(rx, end_rx));
+    }
+
+    fn segment_completed(&self, stream: &str, rendition: &str, segment: CompletedSegment) {
+        let mut active = self.active();
+        let Some(s) = active.get_mut(stream) else {
+            return;
+        };
+        let after_gap = s.gapped.contains(rendition);
+        let job = CompletedJob {
+            rendition: rendition.to_owned(),
+            segment,
+            after_gap,
+        };
+        match s.jobs.try_send(job) {
+            Ok(()) => {
+                if after_gap {
+                    s.gapped.remove(rendition);
+                }
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                metrics::counter!("record_segments_dropped_total", "reason" => "queue_full")
+                    .increment(1);
+                if s.gapped.insert(rendition.to_owned()) {
+                    tracing::warn!(
+                        stream,
+                        rendition,
+                        msn = job.segment.msn,
+                        "recording queue full (the store is slow or failing): segment left out of the recording; the live stream is not affected"
+                    );
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn stream_ended(&self, stream: &str) {
+        if let Some(mut s) = self.active().remove(stream)
+            && let Some(end) = s.end.take()
+        {
+            let _ = end.send(());
+        }
+    }
+}
+
+/// One stream's recording, in its own task.
+struct Writer {
+    inner: Arc<Inner>,
+    stream: String,
+    /// Set once the policy said yes: the recording's id and when it started.
+    recording: Option<(String, i64)>,
+    renditions: BTreeMap<String, RenditionLog>,
+    gaps: u64,
+    bytes: u64,
+    /// When the store last failed, to log a failing store once in a while, not per write.
+    last_failure_log: Option<Instant>,
+}
+
+#[derive(Default)]
+struct RenditionLog {
+    segments: Vec<LoggedSegment>,
+    inits_written: HashSet<u32>,
+    variant: Option<package::VariantInfo>,
+    bytes: u64,
+    ticks: i64,
+    timescale: u32,
+    /// The next segment follows one that is missing.
+    after_gap: bool,
+}
+
+impl Writer {
+    fn new(inner: Arc<Inner>, stream: String) -> Self {
+        Self {
+            inner,
+            stream,
+            recording: None,
+            renditions: BTreeMap::new(),
+            gaps: 0,
+            bytes: 0,
+            last_failure_log: None,
+        }
+    }
+
+    async fn run(mut self, mut jobs: mpsc::Receiver<CompletedJob>, end: oneshot::Receiver<()>) {
+        let mut asked: Option<Instant> = None;
+        tokio::pin!(end);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => {
+                        if self.recording.is_none() {
+                            let due = asked.is_none_or(|at| at.elapsed() >= self.inner.config.policy_recheck);
+                            if !due {
+                                continue;
+                            }
+                            asked = Some(Instant::now());
+                            if !self.inner.policy.should_record(&self.stream).await {
+                                continue;
+                            }
+                            let started = job.segment.program_date_ms;
+                            let id = format!("{}-{}", self.stream, started.max(0));
+                            tracing::info!(stream = %self.stream, recording = %id, "recording started");
+                            metrics::gauge!("record_active_recordings").increment(1.0);
+                            self.recording = Some((id, started));
+                        }
+                        self.write_segment(job).await;
+                    }
+                    None => break,
+                },
+                _ = &mut end => {
+                    // Write what was queued before the end, then finish.
+                    jobs.close();
+                    while let Some(job) = jobs.recv().await {
+                        if self.recording.is_some() {
+                            self.write_segment(job).await;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        if self.recording.is_some() {
+            metrics::gauge!("record_active_recordings").decrement(1.0);
+            self.finish().await;
+        }
+    }
+
+    async fn write_segment(&mut self, job: CompletedJob) {
+        let Some((id, _)) = self.recording.clone() else {
+            return;
+        };
+        let CompletedJob {
+            rendition,
+            segment,
+            after_gap,
+        } = job;
+        let log = self.renditions.entry(rendition.clone()).or_default();
+        if after_gap {
+            log.after_gap = true;
+            self.gaps += 1;
+        }
+        let mut written = 0u64;
+        if !log.inits_written.contains(&segment.init_version) {
+            let file = MediaObject::Init {
+                version: segment.init_version,
+            }
+            .file_name();
+            let path = vod::object_path(&id, Some(&rendition), &file);
+            let init = segment.init.clone();
+            if !self.put_with_retries(&path, init.clone()).await {
+                self.lose_segment(&rendition);
+                return;
+            }
+            written += init.len() as u64;
+            let log = self.renditions.entry(rendition.clone()).or_default();
+            log.inits_written.insert(segment.init_version);
+        }
+        let file = MediaObject::Segment { msn: segment.msn }.file_name();
+        let path = vod::object_path(&id, Some(&rendition), &file);
+        let mut body = Vec::with_capacity(segment.len());
+        for chunk in &segment.chunks {
+            body.extend_from_slice(chunk);
+        }
+        if !self.put_with_retries(&path, Bytes::from(body)).await {
+            self.lose_segment(&rendition);
+            return;
+        }
+        written += segment.len() as u64;
+        metrics::counter!("record_segments_written_total").increment(1);
+        metrics::counter!("record_bytes_written_total").increment(written);
+        self.bytes += written;
+        let log = self.renditions.entry(rendition).or_default();
+        log.segments.push(LoggedSegment {
+            msn: segment.msn,
+            duration_ticks: segment.duration_ticks,
+            timescale: segment.timescale,
+            discontinuity: segment.discontinuity || std::mem::take(&mut log.after_gap),
+            init_version: segment.init_version,
+        });
+        log.bytes += written;
+        // Durations in one timescale per rendition; a change of timescale (tracks) is
+        // rare, and the total is for display only.
+        log.ticks += segment.duration_ticks;
+        log.timescale = segment.timescale;
+        if segment.variant.is_some() {
+            log.variant = segment.variant;
+        }
+    }
+
+    fn lose_segment(&mut self, rendition: &str) {
+        metrics::counter!("record_segments_dropped_total", "reason" => "write_failed").increment(1);
+        self.gaps += 1;
+        self.renditions
+            .entry(rendition.to_owned())
+            .or_default()
+            .after_gap = true;
+    }
+
+    /// Puts one object, retrying with backoff. `false` when every try failed.
+    async fn put_with_retries(&mut self, path: &object_store::path::Path, bytes: Bytes) -> bool {
+        let mut delay = self.inner.config.retry_delay;
+        let tries = self.inner.config.write_tries.max(1);
+        for attempt in 1..=tries {
+            match self
+                .inner
+                .store
+                .put(path, PutPayload::from_bytes(bytes.clone()))
+                .await
+            {
+                Ok(_) => return true,
+                Err(e) => {
+                    metrics::counter!("record_write_errors_total").increment(1);
+                    let log_now = self
+                        .last_failure_log
+                        .is_none_or(|at| at.elapsed() >= Duration::from_secs(30));
+                    if log_now {
+                        self.last_failure_log = Some(Instant::now());
+                        tracing::error!(
+                            stream = %self.stream,
+                            object = %path,
+                            attempt,
+                            error = %e,
+                            "cannot write to the recording store (check its permissions, space or credentials); retrying, the live stream is not affected"
+                        );
+                    }
+                    if attempt < tries {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// The stream ended: the VOD playlists and the manifest.
+    async fn finish(&mut self) {
+        let Some((id, started_at)) = self.recording.clone() else {
+            return;
+        };
+        let description = self.inner.policy.describe(&self.stream).await;
+        let finished: Vec<(String, String, RecordedRendition)> = self
+            .renditions
+            .iter()
+            .filter(|(_, log)| !log.segments.is_empty())
+            .map(|(name, log)| {
+                (
+                    name.clone(),
+                    vod::media_playlist(&log.segments),
+                    recorded_rendition(name, log),
+                )
+            })
+            .collect();
+        let mut renditions = Vec::new();
+        for (name, playlist, rendition) in finished {
+            let path = vod::object_path(&id, Some(&name), media::live_path::MEDIA_PLAYLIST);
+            if !self.put_with_retries(&path, Bytes::from(playlist)).await {
+                tracing::error!(stream = %self.stream, recording = %id, rendition = %name, "cannot write the recording's playlist; rendition left out");
+                continue;
+            }
+            renditions.push(rendition);
+        }
+        if renditions.is_empty() {
+            tracing::warn!(stream = %self.stream, recording = %id, "nothing was recorded");
+            return;
+        }
+        let recording = Recording {
+            id: id.clone(),
+            stream: self.stream.clone(),
+            started_at,
+            ended_at: epoch_ms(SystemTime::now()),
+            duration_ms: renditions.iter().map(|r| r.duration_ms).max().unwrap_or(0),
+            bytes: self.bytes,
+            renditions,
+            gaps: self.gaps,
+            title: description.title,
+            description: description.description,
+            tags: description.tags,
+        };
+        let master = vod::master_playlist(&recording);
+        let master_path = vod::object_path(&id, None, media::live_path::MULTIVARIANT_PLAYLIST);
+        let manifest = match serde_json::to_vec_pretty(&recording) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(recording = %id, error = %e, "cannot encode the recording's manifest");
+                return;
+            }
+        };
+        let manifest_path = vod::object_path(&id, None, MANIFEST);
+        if !self
+            .put_with_retries(&master_path, Bytes::from(master))
+            .await
+            || !self
+                .put_with_retries(&manifest_path, Bytes::from(manifest))
+                .await
+        {
+            tracing::error!(stream = %self.stream, recording = %id, "cannot write the recording's manifest; it is not listed");
+            return;
+        }
+        tracing::info!(
+            stream = %self.stream,
+            recording = %id,
+            duration_ms = recording.duration_ms,
+            bytes = recording.bytes,
+            gaps = recording.gaps,
+            vod = %format!("/vod/{id}/master.m3u8"),
+            "recording finished"
+        );
+        self.inner
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, recording);
+    }
+}
+
+/// A rendition's line in the manifest: sizes, duration, and its multivariant facts.
+fn recorded_rendition(name: &str, log: &RenditionLog) -> RecordedRendition {
+    let duration_ms =
+        u64::try_from(i128::from(log.ticks) * 1000 / i128::from(log.timescale.max(1))).unwrap_or(0);
+    let average = (log.bytes * 8 * 1000).checked_div(duration_ms).unwrap_or(0);
+    let variant = log.variant.as_ref();
+    RecordedRendition {
+        name: name.to_owned(),
+        segments: log.segments.len() as u64,
+        bytes: log.bytes,
+        duration_ms,
+        bandwidth: variant.map_or(average, |v| v.bandwidth.max(average)),
+        average_bandwidth: average,
+        codecs: variant.map(|v| v.codecs.clone()).unwrap_or_default(),
+        resolution: variant.and_then(|v| v.resolution),
+        frame_rate: variant.and_then(|v| v.frame_rate),
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,255 @@
+//! Recording in `serve`: the options (flag > `RIVULET_…` environment > the config
+//! file's `[record]` section > default), the recorder's policy over the metadata
+//! server, and the recordings API's catalog over the recorder. See docs/recording.md.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use meta::recordings::{RecordingCatalog, RecordingInfo};
+use record::{RecordPolicy, Recorder, RecorderConfig, RetentionPolicy, StreamDescription};
+use serde::Deserialize;
+
+/// The flags (and environment variables) of recording.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct RecordArgs {
+    /// Record streams whose `record` is not set (PATCH /api/streams/NAME
+    /// {"record": true|false} sets it per stream). [default: false]
+    #[arg(long, env = "RIVULET_RECORD_DEFAULT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub(crate) record_default: Option<bool>,
+
+    /// Where recordings are kept: a directory, or s3://BUCKET[/PREFIX] for an
+    /// S3-compatible store (credentials and region from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION). [default: DATA_DIR/recordings]
+    #[arg(long, env = "RIVULET_RECORD_STORE", value_name = "DIR|URL")]
+    pub(crate) record_store: Option<String>,
+
+    /// The S3-compatible server of an s3:// --record-store (MinIO, Ceph, …), e.g.
+    /// http://127.0.0.1:9000. [default: AWS]
+    #[arg(long, env = "RIVULET_RECORD_S3_ENDPOINT", value_name = "URL")]
+    pub(crate) record_s3_endpoint: Option<String>,
+
+    /// Segments (all renditions) queued per stream for the store; when full, further
+    /// segments are left out of the recording (a gap, logged and counted) rather than
+    /// holding up the live stream. [default: 64]
+    #[arg(long, env = "RIVULET_RECORD_QUEUE_SEGMENTS", value_name = "N")]
+    pub(crate) record_queue_segments: Option<usize>,
+
+    /// Delete recordings this many days after their stream ended. [default: keep]
+    #[arg(long, env = "RIVULET_RECORD_RETENTION_DAYS", value_name = "DAYS")]
+    pub(crate) record_retention_days: Option<f64>,
+
+    /// Per stream, keep the newest recordings while they fit in this many bytes and
+    /// delete older ones (the newest is always kept). [default: no limit]
+    #[arg(long, env = "RIVULET_RECORD_RETENTION_BYTES", value_name = "BYTES")]
+    pub(crate) record_retention_bytes: Option<u64>,
+}
+
+/// The config file's `[record]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RecordFile {
+    default: Option<bool>,
+    store: Option<String>,
+    s3_endpoint: Option<String>,
+    queue_segments: Option<usize>,
+    retention_days: Option<f64>,
+    retention_bytes: Option<u64>,
+}
+
+/// Recording, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordSettings {
+    pub(crate) default: bool,
+    /// `None`: DATA_DIR/recordings.
+    pub(crate) store: Option<String>,
+    pub(crate) s3_endpoint: Option<String>,
+    pub(crate) recorder: RecorderConfig,
+    pub(crate) retention: RetentionPolicy,
+}
+
+impl RecordArgs {
+    pub(crate) fn resolve(&self, file: Option<&RecordFile>) -> anyhow::Result<RecordSettings> {
+        let empty = RecordFile::default();
+        let file = file.unwrap_or(&empty);
+        let queue = self
+            .record_queue_segments
+            .or(file.queue_segments)
+            .unwrap_or(RecorderConfig::default().queue_segments);
+        if queue == 0 {
+            bail!("--record-queue-segments must be at least 1");
+        }
+        let days = self.record_retention_days.or(file.retention_days);
+        let max_age = match days {
+            Some(d) if !(d.is_finite() && d > 0.0) => {
+                bail!("--record-retention-days must be a positive number of days")
+            }
+            Some(d) => Some(Duration::from_secs_f64(d * 86_400.0)),
+            None => None,
+        };
+        Ok(RecordSettings {
+            default: self.record_default.or(file.default).unwrap_or(false),
+            store: self.record_store.clone().or(file.store.clone()),
+            s3_endpoint: self.record_s3_endpoint.clone().or(file.s3_endpoint.clone()),
+            recorder: RecorderConfig {
+                queue_segments: queue,
+                ..RecorderConfig::default()
+            },
+            retention: RetentionPolicy {
+                max_age,
+                max_bytes_per_stream: self.record_retention_bytes.or(file.retention_bytes),
+            },
+        })
+    }
+}
+
+/// How often retention runs.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Opens the store and the recorder (its catalog read from the store).
+pub(crate) async fn open(
+    settings: &RecordSettings,
+    data_dir: &Path,
+    store: Option<meta::MetaStore>,
+) -> anyhow::Result<Recorder> {
+    let location = settings
+        .store
+        .clone()
+        .unwrap_or_else(|| data_dir.join("recordings").to_string_lossy().into_owned());
+    let objects = record::open_store(&location, settings.s3_endpoint.as_deref())
+        .context("check --record-store (RIVULET_RECORD_STORE, [record] store)")?;
+    let policy = Arc::new(MetaPolicy {
+        store,
+        default: settings.default,
+    });
+    let recorder = Recorder::open(objects, policy, settings.recorder.clone())
+        .await
+        .with_context(|| format!("cannot read the recordings in {location}"))?;
+    Ok(recorder)
+}
+
+/// Runs retention in the background until `stop`.
+pub(crate) fn spawn_retention(
+    recorder: &Recorder,
+    settings: &RecordSettings,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(
+        recorder
+            .clone()
+            .run_retention(settings.retention, RETENTION_INTERVAL, stop),
+    )
+}
+
+/// Which streams are recorded: the stream's `record` in the metadata store, else the
+/// configured default (always the default with a remote metadata server).
+struct MetaPolicy {
+    store: Option<meta::MetaStore>,
+    default: bool,
+}
+
+impl MetaPolicy {
+    async fn stream(&self, name: &str) -> Option<meta::Stream> {
+        let store = self.store.as_ref()?;
+        let name = meta::StreamName::parse(name).ok()?;
+        match store.get(&name).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::debug!(stream = %name, error = %e, "no stream metadata for the recorder");
+                None
+            }
+        }
+    }
+}
+
+impl RecordPolicy for MetaPolicy {
+    fn should_record<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool> {
+        async move {
+            self.stream(stream)
+                .await
+                .and_then(|s| s.record)
+                .unwrap_or(self.default)
+        }
+        .boxed()
+    }
+
+    fn describe<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, StreamDescription> {
+        async move {
+            self.stream(stream)
+                .await
+                .map(|s| StreamDescription {
+                    title: s.title,
+                    description: s.description,
+                    tags: s.tags,
+                })
+                .unwrap_or_default()
+        }
+        .boxed()
+    }
+}
+
+/// The recordings API's view of the recorder.
+pub(crate) struct Catalog(pub(crate) Recorder);
+
+impl RecordingCatalog for Catalog {
+    fn list(&self) -> Vec<RecordingInfo> {
+        self.0
+            .list()
+            .into_iter()
+            .map(|r| RecordingInfo {
+                playlist: format!("/vod/{}/master.m3u8", r.id),
+                id: r.id,
+                stream: r.stream,
+                started_at: r.started_at,
+                ended_at: r.ended_at,
+                duration_ms: r.duration_ms,
+                bytes: r.bytes,
+                renditions: r.renditions.into_iter().map(|r| r.name).collect(),
+                gaps: r.gaps,
+                title: r.title,
+                description: r.description,
+                tags: r.tags,
+            })
+            .collect()
+    }
+
+    fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, String>> {
+        async move { self.0.delete(id).await.map_err(|e| e.to_string()) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_over_section_over_default() {
+        let file: RecordFile =
+            toml::from_str("default = true\nretention_days = 2\nqueue_segments = 8\n")
+                .expect("toml");
+        let none = RecordArgs::default().resolve(None).expect("ok");
+        assert!(!none.default);
+        assert!(none.retention.is_off());
+        let from_file = RecordArgs::default().resolve(Some(&file)).expect("ok");
+        assert!(from_file.default);
+        assert_eq!(from_file.recorder.queue_segments, 8);
+        assert_eq!(
+            from_file.retention.max_age,
+            Some(Duration::from_secs(2 * 86_400))
+        );
+        let flag = RecordArgs {
+            record_default: Some(false),
+            ..RecordArgs::default()
+        };
+        assert!(!flag.resolve(Some(&file)).expect("ok").default);
+        let bad = RecordArgs {
+            record_retention_days: Some(-1.0),
+            ..RecordArgs::default()
+        };
+        assert!(format!("{:#}", bad.resolve(None).unwrap_err()).contains("retention-days"));
+    }
+}

@@ -1,0 +1,151 @@
+//! `GET /live/NAME/thumbnail.jpg[?width=W]`: the latest keyframe of the stream's
+//! smallest rendition as a JPEG. Decoded only when asked, and at most once per
+//! keyframe and width (the answer is kept until the next keyframe arrives). Served
+//! beside the origin, not through it: a thumbnail is not a viewer in analytics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use media::CodecConfig;
+use origin::LiveStreams;
+use serde::Deserialize;
+use transcode::thumbnail::{MAX_THUMBNAIL_WIDTH, MIN_THUMBNAIL_WIDTH};
+
+/// How long a client or cache may keep a thumbnail: about one keyframe interval.
+const MAX_AGE_SECS: u32 = 2;
+/// Thumbnails kept (stream, width); the oldest entries go first past this.
+const CACHE_ENTRIES: usize = 256;
+
+/// (stream, width) -> (the keyframe's decode time, its JPEG).
+type ThumbnailCache = HashMap<(String, Option<u32>), (i64, Bytes)>;
+
+#[derive(Clone)]
+struct ThumbnailState {
+    streams: LiveStreams,
+    cache: Arc<Mutex<ThumbnailCache>>,
+}
+
+#[derive(Deserialize)]
+struct ThumbnailQuery {
+    width: Option<u32>,
+}
+
+pub(crate) fn router(streams: LiveStreams) -> Router {
+    Router::new()
+        .route("/live/{name}/thumbnail.jpg", get(thumbnail))
+        .with_state(ThumbnailState {
+            streams,
+            cache: Arc::default(),
+        })
+}
+
+fn answer(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn thumbnail(
+    State(state): State<ThumbnailState>,
+    Path(name): Path<String>,
+    query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "width must be a whole number of pixels, {MIN_THUMBNAIL_WIDTH} to {MAX_THUMBNAIL_WIDTH}"
+            ),
+        );
+    };
+    if query
+        .width
+        .is_some_and(|w| !(MIN_THUMBNAIL_WIDTH..=MAX_THUMBNAIL_WIDTH).contains(&w))
+    {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            format!("width must be {MIN_THUMBNAIL_WIDTH} to {MAX_THUMBNAIL_WIDTH} pixels"),
+        );
+    }
+    let Some(keyframe) = state.streams.get(&name).and_then(|s| s.latest_keyframe()) else {
+        return answer(
+            StatusCode::NOT_FOUND,
+            format!("stream '{name}' is not live: no picture to show"),
+        );
+    };
+    let key = (name.clone(), query.width);
+    let dts = keyframe.frame.dts.ticks;
+    let cached = state
+        .cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .filter(|(at, _)| *at == dts)
+        .map(|(_, jpeg)| jpeg.clone());
+    let jpeg = match cached {
+        Some(jpeg) => {
+            metrics::counter!("thumbnails_total", "cached" => "true").increment(1);
+            jpeg
+        }
+        None => {
+            let Some(CodecConfig::Avc(avc)) =
+                keyframe.tracks.video.as_ref().map(|t| t.codec.clone())
+            else {
+                return answer(
+                    StatusCode::NOT_FOUND,
+                    format!("stream '{name}' has no video"),
+                );
+            };
+            let width = query.width;
+            let data = keyframe.frame.data.clone();
+            let made = tokio::task::spawn_blocking(move || {
+                transcode::thumbnail::keyframe_jpeg(&avc, &data, width)
+            })
+            .await;
+            let jpeg = match made {
+                Ok(Ok(jpeg)) => Bytes::from(jpeg),
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %name, rendition = %keyframe.rendition, error = %e, "cannot make a thumbnail");
+                    return answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("cannot make a thumbnail now: {e}"),
+                    );
+                }
+                Err(e) => {
+                    return answer(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the thumbnail task failed: {e}"),
+                    );
+                }
+            };
+            metrics::counter!("thumbnails_total", "cached" => "false").increment(1);
+            let mut cache = state.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_ENTRIES && !cache.contains_key(&key) {
+                // Bounded, not clever: a full cache starts over.
+                cache.clear();
+            }
+            cache.insert(key, (dts, jpeg.clone()));
+            jpeg
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "image/jpeg".to_owned()),
+            (
+                header::CACHE_CONTROL,
+                format!("public, max-age={MAX_AGE_SECS}"),
+            ),
+        ],
+        jpeg,
+    )
+        .into_response()
+}
