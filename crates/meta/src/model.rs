@@ -75,6 +75,10 @@ pub struct Stream {
     /// Increases by one with every change; events carry it so that a client can
     /// ignore one older than what it already shows.
     pub version: i64,
+    /// Playback needs a signed token (`POST /api/streams/{name}/tokens`), checked by
+    /// the origin and every edge.
+    #[serde(default)]
+    pub private: bool,
     pub live: LiveState,
 }
 
@@ -220,6 +224,9 @@ pub struct NewStream {
     pub description: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Playback needs a signed token.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// A checked [`NewStream`].
@@ -229,6 +236,7 @@ pub struct ValidNewStream {
     pub title: String,
     pub description: String,
     pub tags: Vec<String>,
+    pub private: bool,
 }
 
 impl NewStream {
@@ -238,6 +246,7 @@ impl NewStream {
             title: validate_title(self.title.unwrap_or_default())?,
             description: validate_description(self.description.unwrap_or_default())?,
             tags: normalize_tags(self.tags, "tags")?,
+            private: self.private,
         })
     }
 }
@@ -260,6 +269,9 @@ pub struct StreamUpdate {
     pub add_tags: Vec<String>,
     #[serde(default)]
     pub remove_tags: Vec<String>,
+    /// `true`: playback needs a signed token from now on; `false`: anyone may watch.
+    #[serde(default)]
+    pub private: Option<bool>,
 }
 
 /// A checked [`StreamUpdate`].
@@ -270,6 +282,7 @@ pub struct ValidStreamUpdate {
     pub tags: Option<Vec<String>>,
     pub add_tags: Vec<String>,
     pub remove_tags: Vec<String>,
+    pub private: Option<bool>,
 }
 
 impl StreamUpdate {
@@ -279,10 +292,11 @@ impl StreamUpdate {
             && self.tags.is_none()
             && self.add_tags.is_empty()
             && self.remove_tags.is_empty()
+            && self.private.is_none()
         {
             return Err(ValidationError::new(
                 "body",
-                "nothing to change: give at least one of title, description, tags, add_tags, remove_tags",
+                "nothing to change: give at least one of title, description, tags, add_tags, remove_tags, private",
             ));
         }
         Ok(ValidStreamUpdate {
@@ -291,6 +305,7 @@ impl StreamUpdate {
             tags: self.tags.map(|t| normalize_tags(t, "tags")).transpose()?,
             add_tags: normalize_tags(self.add_tags, "add_tags")?,
             remove_tags: normalize_tags(self.remove_tags, "remove_tags")?,
+            private: self.private,
         })
     }
 }

@@ -84,8 +84,8 @@ impl MetaStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO streams (name, key_hash, title, description, created_at, updated_at, version, live) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, 0) RETURNING id",
+            "INSERT INTO streams (name, key_hash, title, description, created_at, updated_at, version, live, private) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7) RETURNING id",
         )
         .bind(new.name.as_str())
         .bind(hash_key(&key))
@@ -93,6 +93,7 @@ impl MetaStore {
         .bind(new.description.as_str())
         .bind(now)
         .bind(now)
+        .bind(i64::from(new.private))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, new.name.as_str()))?
@@ -204,6 +205,9 @@ impl MetaStore {
         }
         if let Some(description) = update.description {
             sql += &format!(", description = {}", args.push(Arg::Text(description)));
+        }
+        if let Some(private) = update.private {
+            sql += &format!(", private = {}", args.push(Arg::Int(i64::from(private))));
         }
         sql += &format!(
             " WHERE name = {} RETURNING id",
@@ -413,7 +417,8 @@ impl MetaStore {
 const EVENT_CAPACITY: usize = 1024;
 
 const STREAM_COLUMNS: &str = "s.id, s.name, s.title, s.description, s.thumbnail, s.created_at, \
-     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions";
+     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions, \
+     s.private";
 
 async fn fetch_stream(conn: &mut AnyConnection, name: &str) -> Result<Stream, MetaError> {
     let row = sqlx::query(&format!(
@@ -495,6 +500,7 @@ fn stream_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Stream, MetaError>
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
+        private: row.try_get::<i64, _>("private")? != 0,
         live: LiveState {
             live: row.try_get::<i64, _>("live")? != 0,
             since: row.try_get("live_since")?,
@@ -513,6 +519,7 @@ fn metadata_event(stream: &Stream) -> StreamEvent {
         title: stream.title.clone(),
         description: stream.description.clone(),
         tags: stream.tags.clone(),
+        private: stream.private,
         updated_at: stream.updated_at,
     }
 }
@@ -580,16 +587,30 @@ impl Args {
 /// The schema, compiled into the binary. Versions stay below 1000: analytics
 /// numbers its own from 1000 up in the same `_sqlx_migrations` table.
 const MIGRATIONS: Migrations = Migrations {
-    sqlite: &[EmbeddedMigration {
-        version: 1,
-        description: "streams",
-        sql: include_str!("../migrations/sqlite/0001_streams.sql"),
-    }],
-    postgres: &[EmbeddedMigration {
-        version: 1,
-        description: "streams",
-        sql: include_str!("../migrations/postgres/0001_streams.sql"),
-    }],
+    sqlite: &[
+        EmbeddedMigration {
+            version: 1,
+            description: "streams",
+            sql: include_str!("../migrations/sqlite/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 2,
+            description: "private streams",
+            sql: include_str!("../migrations/sqlite/0002_private_streams.sql"),
+        },
+    ],
+    postgres: &[
+        EmbeddedMigration {
+            version: 1,
+            description: "streams",
+            sql: include_str!("../migrations/postgres/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 2,
+            description: "private streams",
+            sql: include_str!("../migrations/postgres/0002_private_streams.sql"),
+        },
+    ],
 };
 
 #[cfg(test)]

@@ -116,11 +116,17 @@ pub(crate) async fn declare_remote(
         })
 }
 
-/// The origin's playlists take their titles (`EXT-X-SESSION-DATA`) from the metadata
-/// server through this.
+/// The origin's playlists take their titles (`EXT-X-SESSION-DATA`), and its private
+/// streams their guard, from the metadata server through this.
 pub(crate) fn title_sink(streams: &origin::LiveStreams) -> TitleSink {
     let streams = streams.clone();
-    Arc::new(move |stream, title| streams.set_title(stream, title))
+    Arc::new(move |stream, settings| {
+        streams.set_title(stream, settings.map(|s| s.title));
+        // A deleted stream keeps its privacy: a publish still running stays guarded.
+        if let Some(s) = settings {
+            streams.set_private(stream, s.private);
+        }
+    })
 }
 
 /// Reports publish sessions on the hub as live/offline until `stop`, with their
