@@ -61,6 +61,47 @@ pub(crate) fn admin_token(
     }
 }
 
+/// The file in the data directory holding the generated playback key.
+pub(crate) const PLAYBACK_KEY_FILE: &str = "playback-key";
+/// The id of the generated playback key.
+pub(crate) const PLAYBACK_KEY_ID: &str = "local";
+
+/// The keys of signed playback: the configured ones, else the one in
+/// DATA_DIR/playback-key (generated on the first start, like the admin token).
+pub(crate) fn playback_keys(
+    configured: &access::playback::PlaybackKeys,
+    data_dir: &Path,
+) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
+    if !configured.is_empty() {
+        return Ok((configured.clone(), TokenSource::Configured));
+    }
+    let path = data_dir.join(PLAYBACK_KEY_FILE);
+    let (secret, source) = db::secret::load_or_generate_secret(&path)
+        .context("cannot set up the playback key (set --playback-key ID=SECRET)")?;
+    let mut keys = access::playback::PlaybackKeys::default();
+    keys.add(PLAYBACK_KEY_ID, secret.as_bytes())
+        .with_context(|| format!("the playback key in {} is not usable", path.display()))?;
+    Ok((keys, source))
+}
+
+/// The start-up banner's line about the playback key.
+pub(crate) fn print_playback_banner(
+    keys: &access::playback::PlaybackKeys,
+    source: TokenSource,
+    data_dir: &Path,
+) {
+    match source {
+        TokenSource::Configured => println!(
+            "  Playback keys (private streams): {} (the first signs)",
+            keys.ids().collect::<Vec<_>>().join(", ")
+        ),
+        _ => println!(
+            "  Playback key (private streams): id `{PLAYBACK_KEY_ID}` in {}; give edges --playback-key {PLAYBACK_KEY_ID}=\"$(cat FILE)\"",
+            data_dir.join(PLAYBACK_KEY_FILE).display()
+        ),
+    }
+}
+
 /// Lines of the start-up banner about the API and its token.
 pub(crate) fn print_api_banner(
     http: &str,
@@ -265,14 +306,19 @@ pub(crate) async fn run(
     )
     .await?;
     let (token, source) = admin_token(config.admin_token.as_ref(), &config.data_dir)?;
+    let (playback, playback_source) = playback_keys(&config.playback_keys, &config.data_dir)?;
     let listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .merge({
-            let (routes, doc) =
-                meta::api::routes_with_limit(store.clone(), token.clone(), config.api_max_body);
+            let (routes, doc) = meta::api::routes_with_keys(
+                store.clone(),
+                token.clone(),
+                config.api_max_body,
+                playback.clone(),
+            );
             routes.merge(meta::api::finish(doc))
         })
         .route("/healthz", get(|| async { "ok\n" }));
@@ -280,6 +326,7 @@ pub(crate) async fn run(
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
     print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
+    print_playback_banner(&playback, playback_source, &config.data_dir);
     httpd::serve(
         listener,
         app,

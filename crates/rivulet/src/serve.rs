@@ -93,6 +93,7 @@ pub(crate) async fn serve(
         grace_period: config.grace_period,
         health: config.health.clone(),
         held: config.held,
+        playback_keys: control.playback_keys.clone(),
         ..OriginConfig::default()
     });
     let app = http_app(
@@ -100,6 +101,11 @@ pub(crate) async fn serve(
     );
     print_banner(rtmp_addr, http_addr, &config);
     print_api_banner(http_addr, &config, &control, &analytics);
+    metadata::print_playback_banner(
+        &control.playback_keys,
+        control.playback_source,
+        &config.data_dir,
+    );
 
     let tasks = Tasks::start(&config, &control, &node, streams, listeners.rtmp, &stop).await;
     // Handlers see the peer's address (ConnectInfo), for analytics (client address,
@@ -132,6 +138,9 @@ struct ControlPlane {
     local: Option<LocalMeta>,
     /// The database in-process analytics keeps its tables in, if it runs here.
     analytics_store: Option<MetaStore>,
+    /// What signs (API) and checks (origin) the playback tokens of private streams.
+    playback_keys: access::playback::PlaybackKeys,
+    playback_source: TokenSource,
 }
 
 struct LocalMeta {
@@ -183,11 +192,15 @@ impl ControlPlane {
             ),
             (None, _) => None,
         };
+        let (playback_keys, playback_source) =
+            metadata::playback_keys(&config.playback_keys, &config.data_dir)?;
         Ok(Self {
             link,
             keys,
             local,
             analytics_store,
+            playback_keys,
+            playback_source,
         })
     }
 }
@@ -225,10 +238,11 @@ fn http_app(
     prometheus: PrometheusHandle,
 ) -> Router {
     let (mut api, mut doc) = match &control.local {
-        Some(local) => meta::api::routes_with_limit(
+        Some(local) => meta::api::routes_with_keys(
             local.store.clone(),
             local.token.clone(),
             config.api_max_body,
+            control.playback_keys.clone(),
         ),
         None => (Router::new(), meta::api::empty_openapi()),
     };

@@ -24,8 +24,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ingest", &["access", "hub", "media", "rtmp"]),
     ("transcode", &["encoder", "hub", "media", "source"]),
     ("package", &["media"]),
-    ("origin", &["hub", "httpd", "media", "package"]),
-    ("edge", &["httpd", "media", "package"]),
+    ("origin", &["access", "hub", "httpd", "media", "package"]),
+    ("edge", &["access", "httpd", "media", "package"]),
     // the control plane: foundations only, never the data path
     ("meta", &["access", "db", "media"]),
     ("analytics", &["db", "media"]),
