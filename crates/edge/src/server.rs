@@ -1,6 +1,6 @@
 //! The edge: a pull-through cache for `/live/…` in front of one or more upstreams.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,17 +108,22 @@ struct Inner {
     requests: AtomicU64,
     load_mark: Mutex<(u64, Instant)>,
     held: httpd::HeldRequests,
-    /// Streams whose upstream answers were marked private (`X-Rivulet-Access`): their
-    /// viewers need a token, even for what is in the cache.
-    private: Mutex<HashSet<String>>,
+    /// Streams whose upstream answers were marked private (`X-Rivulet-Access`), and
+    /// when last: their viewers need a token, even for what is in the cache.
+    private: Mutex<HashMap<String, Instant>>,
 }
 
 impl Inner {
+    /// Whether an upstream said `stream` is private within [`PRIVATE_MEMORY`]. Past
+    /// that, a request without a valid token goes to the cache and upstream like any
+    /// other and is checked against what answers: that is how the edge learns that a
+    /// stream became public again (a refused request would never ask).
     fn is_private(&self, stream: &str) -> bool {
         self.private
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(stream)
+            .get(stream)
+            .is_some_and(|at| at.elapsed() < PRIVATE_MEMORY)
     }
 
     /// Learns a stream's privacy from an upstream answer: marked private, it is; a
@@ -130,7 +135,7 @@ impl Inner {
             .is_some_and(|v| v.as_bytes() == access::playback::ACCESS_PRIVATE.as_bytes());
         let mut private = self.private.lock().unwrap_or_else(|e| e.into_inner());
         if marked {
-            private.insert(stream.to_owned());
+            private.insert(stream.to_owned(), Instant::now());
         } else if status == StatusCode::OK {
             private.remove(stream);
         }
@@ -175,6 +180,10 @@ impl Inner {
         })
     }
 }
+
+/// How long an upstream's "private" mark is trusted without a new one. Viewers of a
+/// private stream reload its playlists (uncached) every part, renewing it.
+const PRIVATE_MEMORY: Duration = Duration::from_secs(5);
 
 /// Seconds an edge's own upstream token is good for: one request (held at most a
 /// few seconds) and clock skew between hosts.
