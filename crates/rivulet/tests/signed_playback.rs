@@ -111,7 +111,7 @@ async fn play(base: &str, token: &str) -> Vec<(&'static str, String)> {
     let init = find("#EXT-X-MAP").expect("an init segment");
     let part = find("#EXT-X-PART:").expect("a part");
     let hint = find("#EXT-X-PRELOAD-HINT").expect("a preload hint");
-    let (msn, p) = preload_hint(&media);
+    let (msn, p) = hinted_part(&media);
     // The player adds the LL-HLS query after the token.
     let blocking = format!("{media_url}&_HLS_msn={msn}&_HLS_part={p}");
     let objects = vec![
@@ -135,6 +135,16 @@ async fn play(base: &str, token: &str) -> Vec<(&'static str, String)> {
         }
     }
     objects
+}
+
+/// The (msn, part) of the playlist's preload hint, its URI carrying a token.
+fn hinted_part(playlist: &str) -> (u64, u32) {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT"))
+        .expect("a preload hint");
+    let uri = attr(line, "URI").unwrap();
+    parse_part_uri(uri.split('?').next().unwrap())
 }
 
 /// `url` without its token.
@@ -175,13 +185,22 @@ async fn a_private_stream_plays_only_with_its_token_at_the_origin_and_through_an
             "1000",
         ],
     );
-    // Public first: it plays without a token, its playlists carry none.
-    let public = get_when_ready(
-        &edge.url("/live/vip/source/index.m3u8"),
-        Duration::from_secs(30),
-    )
-    .await;
-    assert!(!public.contains("token="), "{public}");
+    // Public first: it plays without a token, its playlists carry none. Wait for a
+    // complete segment, so that every object kind exists.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let public = get_when_ready(
+            &edge.url("/live/vip/source/index.m3u8"),
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(!public.contains("token="), "{public}");
+        if public.lines().any(|l| l.starts_with("seg-")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no segment in time:\n{public}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     let (status, patched) = api(
         &origin,
@@ -272,7 +291,7 @@ async fn a_private_stream_plays_only_with_its_token_at_the_origin_and_through_an
     let playlist_url = format!("{}/live/vip/source/index.m3u8?token={token}", edge.url);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let playlist = get_text(&playlist_url).await.1;
-    let (msn, part) = preload_hint(&playlist);
+    let (msn, part) = hinted_part(&playlist);
     let before = origin_requests(&origin).await;
     let tasks: Vec<_> = tokens
         .iter()
@@ -289,7 +308,7 @@ async fn a_private_stream_plays_only_with_its_token_at_the_origin_and_through_an
                     async { client.get(&part_url).send().await.unwrap() },
                     async { client.get(&blocking).send().await.unwrap() }
                 );
-                assert_eq!((p.status(), b.status()), (200, 200));
+                assert_eq!((p.status().as_u16(), b.status().as_u16()), (200, 200));
                 let p = p.bytes().await.unwrap();
                 let b = b.text().await.unwrap();
                 // Each viewer's playlist carries its own token, and only that.
