@@ -147,25 +147,11 @@ impl Inner {
         stream: &str,
         token: Option<&str>,
         client: Option<std::net::IpAddr>,
-    ) -> Result<(), Response> {
+    ) -> Result<(), access::playback::TokenError> {
         self.config
             .playback_keys
             .verify(token.unwrap_or_default(), stream, client, unix_now())
             .map(|_| ())
-            .map_err(|e| {
-                metrics::counter!("edge_requests_refused_total", "reason" => "token").increment(1);
-                let status = if e.is_forbidden() {
-                    StatusCode::FORBIDDEN
-                } else {
-                    StatusCode::UNAUTHORIZED
-                };
-                let mut response = error(status, &e.to_string());
-                response.headers_mut().insert(
-                    ACCESS,
-                    HeaderValue::from_static(access::playback::ACCESS_PRIVATE),
-                );
-                response
-            })
     }
 
     /// The query this edge adds to its upstream requests: a token of its own for the
@@ -318,6 +304,22 @@ impl Edge {
     }
 }
 
+/// 401 (no valid token) or 403 (a token that does not cover this), saying why.
+fn refused(e: &access::playback::TokenError) -> Response {
+    metrics::counter!("edge_requests_refused_total", "reason" => "token").increment(1);
+    let status = if e.is_forbidden() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    let mut response = error(status, &e.to_string());
+    response.headers_mut().insert(
+        ACCESS,
+        HeaderValue::from_static(access::playback::ACCESS_PRIVATE),
+    );
+    response
+}
+
 /// The viewer learns that no upstream answered, not which hosts stand behind this
 /// edge; the log has the detail.
 fn bad_gateway(key: &CacheKey, detail: &FetchError) -> Response {
@@ -390,8 +392,8 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
     // turns out private from the upstream's answer, once that answer is there.
     let mut checked = false;
     if inner.is_private(key.stream()) {
-        if let Err(refusal) = inner.check_token(key.stream(), token.as_deref(), client) {
-            return refusal;
+        if let Err(e) = inner.check_token(key.stream(), token.as_deref(), client) {
+            return refused(&e);
         }
         checked = true;
     }
@@ -420,7 +422,7 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
             drop(inflight);
             let private = match guard.admit(&hit.headers) {
                 Ok(p) => p,
-                Err(refusal) => return refusal,
+                Err(e) => return refused(&e),
             };
             metrics::counter!("edge_requests_total", "result" => "hit").increment(1);
             let body = guard.body(private, &key, hit.body.clone());
@@ -456,7 +458,7 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
             Ok((head, body)) => {
                 let private = match guard.admit(&head.headers) {
                     Ok(p) => p,
-                    Err(refusal) => return refusal,
+                    Err(e) => return refused(&e),
                 };
                 let body = guard.body(private, &key, body);
                 metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
@@ -480,8 +482,8 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         Ok(h) => h,
         Err(e) => return bad_gateway(&key, &e),
     };
-    if let Err(refusal) = guard.admit(&head.headers) {
-        return refusal;
+    if let Err(e) = guard.admit(&head.headers) {
+        return refused(&e);
     }
     let body = fetch.body().map(|chunk| {
         if let Ok(c) = &chunk {
@@ -511,7 +513,7 @@ struct Guard<'a> {
 impl Guard<'_> {
     /// Whether the answer with `headers` may go to this viewer: `Ok(true)` for a
     /// private stream and a valid token, `Ok(false)` for a public stream.
-    fn admit(&self, headers: &HeaderMap) -> Result<bool, Response> {
+    fn admit(&self, headers: &HeaderMap) -> Result<bool, access::playback::TokenError> {
         let private =
             self.checked || headers.contains_key(ACCESS) || self.inner.is_private(self.stream);
         if private && !self.checked {

@@ -135,7 +135,7 @@ async fn multivariant_playlist(
 ) -> Response {
     let access = match check_access(&streams, &name, raw.as_deref(), client.0) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(e) => return refused(&e),
     };
     let Some(stream) = playable(&streams, &name) else {
         return access.mark(offline(&name));
@@ -187,7 +187,7 @@ async fn media_playlist(
 ) -> Response {
     let access = match check_access(&streams, &name, raw.as_deref(), client.0) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(e) => return refused(&e),
     };
     access.mark(
         media_playlist_for(&streams, &held, &client, &name, &rendition, &query, &access).await,
@@ -364,7 +364,7 @@ async fn media_object(
 ) -> Response {
     let access = match check_access(&streams, &name, raw.as_deref(), client.0) {
         Ok(a) => a,
-        Err(refusal) => return refusal,
+        Err(e) => return refused(&e),
     };
     access.mark(media_object_for(&streams, &held, client, &name, &rendition, &object).await)
 }
@@ -748,7 +748,7 @@ fn check_access(
     name: &str,
     query: Option<&str>,
     client: Option<IpAddr>,
-) -> Result<Access, Response> {
+) -> Result<Access, access::playback::TokenError> {
     if !streams.is_private(name) {
         return Ok(Access::Public);
     }
@@ -764,7 +764,7 @@ fn check_access(
         Ok(_) => Ok(Access::Private {
             token: token.to_owned(),
         }),
-        Err(e) => Err(refused(&e)),
+        Err(e) => Err(e),
     }
 }
 

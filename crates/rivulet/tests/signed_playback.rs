@@ -99,13 +99,12 @@ async fn play(base: &str, token: &str) -> Vec<(&'static str, String)> {
             .lines()
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| attr(l, "URI"))
-            .last()
+            .next_back()
             .map(|u| resolve(&media_url, u))
     };
     let segment = media
         .lines()
-        .filter(|l| l.starts_with("seg-"))
-        .last()
+        .rfind(|l| l.starts_with("seg-"))
         .map(|u| resolve(&media_url, u))
         .expect("a segment");
     let init = find("#EXT-X-MAP").expect("an init segment");
