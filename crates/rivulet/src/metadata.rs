@@ -325,8 +325,9 @@ pub(crate) async fn run(
     let http = crate::serve::display_addr(addr);
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
-    print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
+    // Before the admin token's line: scripts may stop reading at that one.
     print_playback_banner(&playback, playback_source, &config.data_dir);
+    print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
     httpd::serve(
         listener,
         app,

@@ -100,12 +100,13 @@ pub(crate) async fn serve(
         &config, &control, &analytics, &streams, rtmp_addr, prometheus,
     );
     print_banner(rtmp_addr, http_addr, &config);
-    print_api_banner(http_addr, &config, &control, &analytics);
+    // Before the admin token's line: scripts may stop reading at that one.
     metadata::print_playback_banner(
         &control.playback_keys,
         control.playback_source,
         &config.data_dir,
     );
+    print_api_banner(http_addr, &config, &control, &analytics);
 
     let tasks = Tasks::start(&config, &control, &node, streams, listeners.rtmp, &stop).await;
     // Handlers see the peer's address (ConnectInfo), for analytics (client address,
