@@ -605,7 +605,10 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
                 Ok(Ok(r)) => r,
             };
         let status = response.status();
-        inner.learn_privacy(key.stream(), status, response.headers());
+        // The input's health is public on a private stream too: it says nothing.
+        if key.kind() != crate::key::ObjectKind::Other {
+            inner.learn_privacy(key.stream(), status, response.headers());
+        }
         let mut headers = HeaderMap::new();
         for name in FORWARDED {
             if let Some(v) = response.headers().get(&name) {
