@@ -306,6 +306,7 @@ async function showStream() {
   f.title.value = stream.title;
   f.description.value = stream.description;
   f.tags.value = stream.tags.join(', ');
+  f.private.checked = Boolean(stream.private);
   refreshCharts();
 }
 
@@ -325,10 +326,26 @@ $('edit-form').addEventListener('submit', async (e) => {
       title: f.title.value,
       description: f.description.value,
       tags: splitTags(f.tags.value),
+      private: f.private.checked,
     });
     f.tags.value = stream.tags.join(', ');
     renderStreamHead();
     $('edit-ok').textContent = 'Saved. Viewers see it now.';
+  } catch (err) {
+    $('edit-error').textContent = err.message;
+  }
+});
+
+// A token for a private stream: the watch page passes it on to every request.
+$('edit-token').addEventListener('click', async () => {
+  $('edit-error').textContent = '';
+  $('edit-link').textContent = '';
+  try {
+    const minted = await api('POST', `/api/streams/${encodeURIComponent(streamName)}/tokens`, {});
+    const a = document.createElement('a');
+    a.href = minted.watch_url;
+    a.textContent = new URL(minted.watch_url, location.href).href;
+    $('edit-link').append('Watch link: ', a);
   } catch (err) {
     $('edit-error').textContent = err.message;
   }

@@ -13,8 +13,10 @@ const video = $('video');
 /** Analytics base URL, or null when analytics is off. */
 const analytics = typeof config.analytics === 'string' ? config.analytics : null;
 const sessionId = newSessionId();
+// A private stream's token: on master.m3u8, the playlists carry it into every URI.
+const token = params.get('token');
 const player = new Player(video, {
-  src: `/live/${encodeURIComponent(name)}/master.m3u8`,
+  src: `/live/${encodeURIComponent(name)}/master.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`,
   name,
   cmcdSessionId: analytics === null ? undefined : sessionId,
   engine: params.get('engine') || undefined,

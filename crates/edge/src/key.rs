@@ -174,6 +174,13 @@ mod tests {
         let b =
             CacheKey::new("/live/cam/720p/index.m3u8", Some("_HLS_msn=10&_HLS_part=2")).unwrap();
         assert_eq!(a, b);
+        // A playback token is checked, never part of the key: one entry for all viewers.
+        let with_token = CacheKey::new(
+            "/live/cam/720p/index.m3u8",
+            Some("token=a.b.c&_HLS_msn=10&_HLS_part=2"),
+        )
+        .unwrap();
+        assert_eq!(with_token, b);
         assert_eq!(
             a.as_str(),
             "/live/cam/720p/index.m3u8?_HLS_msn=10&_HLS_part=2"

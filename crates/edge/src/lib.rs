@@ -10,6 +10,11 @@
 //!   [`failover`]: which of them answers a request (connect errors, timeouts, 5xx,
 //!   stalled or lagging playlists, unwell inputs), a sans-IO state machine driven by
 //!   a short loop with the HTTP client.
+//! - Private streams: an upstream's `X-Rivulet-Access: private` tells the edge to
+//!   check each viewer's playback token (`access::playback`) before serving from the
+//!   cache; the token is not part of the [`CacheKey`], playlists are rewritten per
+//!   viewer with their own token, and the edge's upstream requests carry a token it
+//!   signs itself ([`EdgeConfig::playback_keys`]).
 //! - `/api/…` is passed through to the upstream uncached, for the viewer page an
 //!   edge serves (metadata, its event stream, QoE beacons).
 //! - [`route`]: the router that sends each stream's viewers to one edge (rendezvous

@@ -54,6 +54,9 @@ pub struct EdgeConfig {
     pub negative_ttl: Duration,
     /// Bounds on requests held waiting for an upstream (blocking reloads, parts).
     pub held: httpd::HeldLimits,
+    /// The keys that check viewers' playback tokens for private streams, and sign the
+    /// edge's own requests upstream. Without any, private streams are refused.
+    pub playback_keys: access::playback::PlaybackKeys,
 }
 
 impl Default for EdgeConfig {
@@ -69,6 +72,7 @@ impl Default for EdgeConfig {
             max_media_bytes: 64 << 20,
             negative_ttl: Duration::from_secs(1),
             held: httpd::HeldLimits::default(),
+            playback_keys: access::playback::PlaybackKeys::default(),
         }
     }
 }
@@ -105,6 +109,77 @@ struct Inner {
     requests: AtomicU64,
     load_mark: Mutex<(u64, Instant)>,
     held: httpd::HeldRequests,
+    /// Streams whose upstream answers were marked private (`X-Rivulet-Access`), and
+    /// when last: their viewers need a token, even for what is in the cache.
+    private: Mutex<HashMap<String, Instant>>,
+}
+
+impl Inner {
+    /// Whether an upstream said `stream` is private within [`PRIVATE_MEMORY`]. Past
+    /// that, a request without a valid token goes to the cache and upstream like any
+    /// other and is checked against what answers: that is how the edge learns that a
+    /// stream became public again (a refused request would never ask).
+    fn is_private(&self, stream: &str) -> bool {
+        self.private
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .is_some_and(|at| at.elapsed() < PRIVATE_MEMORY)
+    }
+
+    /// Learns a stream's privacy from an upstream answer: marked private, it is; a
+    /// 200 without the mark means public again. Other answers (a shield's own 502)
+    /// say nothing either way.
+    fn learn_privacy(&self, stream: &str, status: StatusCode, headers: &HeaderMap) {
+        let marked = headers
+            .get(ACCESS)
+            .is_some_and(|v| v.as_bytes() == access::playback::ACCESS_PRIVATE.as_bytes());
+        let mut private = self.private.lock().unwrap_or_else(|e| e.into_inner());
+        if marked {
+            private.insert(stream.to_owned(), Instant::now());
+        } else if status == StatusCode::OK {
+            private.remove(stream);
+        }
+    }
+
+    /// Checks a viewer's token for `stream`.
+    fn check_token(
+        &self,
+        stream: &str,
+        token: Option<&str>,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), access::playback::TokenError> {
+        self.config
+            .playback_keys
+            .verify(token.unwrap_or_default(), stream, client, unix_now())
+            .map(|_| ())
+    }
+
+    /// The query this edge adds to its upstream requests: a token of its own for the
+    /// stream (no address, short-lived), so that the upstream answers for a private
+    /// stream whatever viewer asked. Empty without keys.
+    fn upstream_token(&self, stream: &str) -> Option<String> {
+        self.config.playback_keys.sign(&access::playback::Grant {
+            stream: stream.to_owned(),
+            expires: unix_now() + UPSTREAM_TOKEN_LIFETIME,
+            ip: None,
+            session: None,
+        })
+    }
+}
+
+/// How long an upstream's "private" mark is trusted without a new one. Viewers of a
+/// private stream reload its playlists (uncached) every part, renewing it.
+const PRIVATE_MEMORY: Duration = Duration::from_secs(5);
+
+/// Seconds an edge's own upstream token is good for: one request (held at most a
+/// few seconds) and clock skew between hosts.
+const UPSTREAM_TOKEN_LIFETIME: u64 = 300;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A running edge's state; [`Edge::router`] serves it.
@@ -120,12 +195,16 @@ const INPUT: HeaderName = HeaderName::from_static(media::live_path::INPUT_HEADER
 /// Which upstream answered (its index), for the analytics of this edge's viewers.
 const UPSTREAM: HeaderName = HeaderName::from_static(media::live_path::UPSTREAM_HEADER);
 
+/// An origin's mark on a private stream's answers.
+const ACCESS: HeaderName = HeaderName::from_static(access::playback::ACCESS_HEADER);
+
 /// Headers passed from upstream to viewers.
-const FORWARDED: [HeaderName; 4] = [
+const FORWARDED: [HeaderName; 5] = [
     header::CONTENT_TYPE,
     header::CACHE_CONTROL,
     header::CONTENT_LENGTH,
     INPUT,
+    ACCESS,
 ];
 
 impl Edge {
@@ -163,6 +242,7 @@ impl Edge {
                 requests: AtomicU64::new(0),
                 load_mark: Mutex::new((0, Instant::now())),
                 held: httpd::HeldRequests::new(held),
+                private: Mutex::default(),
             }),
         }
     }
@@ -236,6 +316,22 @@ impl Edge {
     }
 }
 
+/// 401 (no valid token) or 403 (a token that does not cover this), saying why.
+fn refused(e: &access::playback::TokenError) -> Response {
+    metrics::counter!("edge_requests_refused_total", "reason" => "token").increment(1);
+    let status = if e.is_forbidden() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    let mut response = error(status, &e.to_string());
+    response.headers_mut().insert(
+        ACCESS,
+        HeaderValue::from_static(access::playback::ACCESS_PRIVATE),
+    );
+    response
+}
+
 /// The viewer learns that no upstream answered, not which hosts stand behind this
 /// edge; the log has the detail.
 fn bad_gateway(key: &CacheKey, detail: &FetchError) -> Response {
@@ -299,8 +395,27 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    // The viewer's playback token: checked, never part of the cache key, and written
+    // into the playlists this viewer is served.
+    let token = access::playback::token_in_query(request.uri().query()).map(str::to_owned);
     drop(request);
     let inner = &edge.inner;
+    // A stream known to be private is checked before anything is fetched; one that
+    // turns out private from the upstream's answer, once that answer is there.
+    let mut checked = false;
+    if inner.is_private(key.stream()) {
+        if let Err(e) = inner.check_token(key.stream(), token.as_deref(), client) {
+            return refused(&e);
+        }
+        checked = true;
+    }
+    let guard = Guard {
+        inner,
+        stream: key.stream(),
+        token: token.as_deref(),
+        client,
+        checked,
+    };
     // What may wait on an upstream (a blocking reload, the next part) is bounded per
     // stream and per client; a cache hit lets go at once.
     let _held = if key.is_blocking() || key.is_part() {
@@ -317,11 +432,19 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         // that no request can miss both.
         if let Some(hit) = inner.cache.get(&key) {
             drop(inflight);
+            let private = match guard.admit(&hit.headers) {
+                Ok(p) => p,
+                Err(e) => return refused(&e),
+            };
             metrics::counter!("edge_requests_total", "result" => "hit").increment(1);
-            metrics::counter!("edge_bytes_out_total").increment(hit.body.len() as u64);
-            let mut response = Response::new(Body::from(hit.body.clone()));
+            let body = guard.body(private, &key, hit.body.clone());
+            metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
+            let mut response = Response::new(Body::from(body.clone()));
             *response.status_mut() = hit.status;
             *response.headers_mut() = hit.headers.clone();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
             response
                 .headers_mut()
                 .insert("x-cache", HeaderValue::from_static("HIT"));
@@ -345,10 +468,20 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         // reloads wake once, when it is whole, and each answers with one write.
         return match fetch.whole().await {
             Ok((head, body)) => {
+                let private = match guard.admit(&head.headers) {
+                    Ok(p) => p,
+                    Err(e) => return refused(&e),
+                };
+                let body = guard.body(private, &key, body);
                 metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
-                let mut response = Response::new(Body::from(body));
+                let mut response = Response::new(Body::from(body.clone()));
                 *response.status_mut() = head.status;
                 *response.headers_mut() = head.headers;
+                if private {
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                }
                 response
                     .headers_mut()
                     .insert("x-cache", HeaderValue::from_static(role));
@@ -361,6 +494,9 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         Ok(h) => h,
         Err(e) => return bad_gateway(&key, &e),
     };
+    if let Err(e) = guard.admit(&head.headers) {
+        return refused(&e);
+    }
     let body = fetch.body().map(|chunk| {
         if let Ok(c) = &chunk {
             metrics::counter!("edge_bytes_out_total").increment(c.len() as u64);
@@ -374,6 +510,42 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         .headers_mut()
         .insert("x-cache", HeaderValue::from_static(role));
     response
+}
+
+/// The token check of one viewer request.
+struct Guard<'a> {
+    inner: &'a Inner,
+    stream: &'a str,
+    token: Option<&'a str>,
+    client: Option<std::net::IpAddr>,
+    /// Checked already (the stream was known private before the lookup).
+    checked: bool,
+}
+
+impl Guard<'_> {
+    /// Whether the answer with `headers` may go to this viewer: `Ok(true)` for a
+    /// private stream and a valid token, `Ok(false)` for a public stream.
+    fn admit(&self, headers: &HeaderMap) -> Result<bool, access::playback::TokenError> {
+        let private =
+            self.checked || headers.contains_key(ACCESS) || self.inner.is_private(self.stream);
+        if private && !self.checked {
+            self.inner
+                .check_token(self.stream, self.token, self.client)?;
+        }
+        Ok(private)
+    }
+
+    /// The body for this viewer: a private stream's playlist carries their token in
+    /// every URI (the cached copy carries whatever token fetched it).
+    fn body(&self, private: bool, key: &CacheKey, body: Bytes) -> Bytes {
+        match (private, self.token, key.is_playlist()) {
+            (true, Some(token), true) => match std::str::from_utf8(&body) {
+                Ok(text) => Bytes::from(access::playback::with_token(text, token)),
+                Err(_) => body,
+            },
+            _ => body,
+        }
+    }
 }
 
 /// Fetches `key` from the upstreams (failing over), feeding `fetch`; then caches it.
@@ -427,7 +599,10 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
         let Some(upstream) = inner.upstreams.get(attempt.upstream) else {
             break;
         };
-        let url = format!("{}{}", upstream.base, key.as_str());
+        let mut url = format!("{}{}", upstream.base, key.as_str());
+        if let Some(token) = inner.upstream_token(key.stream()) {
+            url = access::playback::set_token(&url, &token);
+        }
         metrics::counter!("edge_upstream_fetches_total").increment(1);
         let response =
             match tokio::time::timeout(attempt.first_byte, inner.client.get(&url).send()).await {
@@ -442,6 +617,10 @@ async fn fetch_upstream(inner: &Inner, key: &CacheKey, fetch: &Fetch) -> Result<
                 Ok(Ok(r)) => r,
             };
         let status = response.status();
+        // The input's health is public on a private stream too: it says nothing.
+        if key.kind() != crate::key::ObjectKind::Other {
+            inner.learn_privacy(key.stream(), status, response.headers());
+        }
         let mut headers = HeaderMap::new();
         for name in FORWARDED {
             if let Some(v) = response.headers().get(&name) {

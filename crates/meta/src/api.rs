@@ -33,6 +33,7 @@ use crate::model::{
 };
 use crate::secret::AdminToken;
 use crate::store::MetaStore;
+use access::playback::{Grant, PlaybackKeys};
 
 mod restreams;
 mod webhooks;
@@ -57,11 +58,23 @@ pub fn routes_with_limit(
     admin: AdminToken,
     max_body: usize,
 ) -> (axum::Router, utoipa::openapi::OpenApi) {
+    routes_with_keys(store, admin, max_body, PlaybackKeys::default())
+}
+
+/// [`routes_with_limit`] minting playback tokens for private streams with
+/// `playback_keys` (`POST /api/streams/{name}/tokens`; without keys it answers 503).
+pub fn routes_with_keys(
+    store: MetaStore,
+    admin: AdminToken,
+    max_body: usize,
+    playback_keys: PlaybackKeys,
+) -> (axum::Router, utoipa::openapi::OpenApi) {
     let (router, doc) = api_router().split_for_parts();
     let router = router.with_state(ApiState {
         store,
         admin: Arc::new(admin),
         max_body,
+        playback_keys: Arc::new(playback_keys),
     });
     (router, doc)
 }
@@ -112,6 +125,8 @@ struct ApiState {
     admin: Arc<AdminToken>,
     /// Largest request body, bytes.
     max_body: usize,
+    /// What signs playback tokens.
+    playback_keys: Arc<PlaybackKeys>,
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
@@ -119,6 +134,7 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(create_stream, list_streams))
         .routes(routes!(get_stream, update_stream, delete_stream))
         .routes(routes!(rotate_key))
+        .routes(routes!(mint_token))
         .routes(routes!(stream_events))
         .routes(routes!(check_key))
         .routes(routes!(declare_key))
@@ -323,6 +339,119 @@ async fn rotate_key(
 ) -> Result<Response, ApiError> {
     let rotated = state.store.rotate_key(&path_name(&name)?).await?;
     Ok((no_store(), Json(rotated)).into_response())
+}
+
+/// The body of `POST /api/streams/{name}/tokens` (all optional).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Seconds the token is good for, 1-2592000 (30 days). Default 3600.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    /// The only viewer address the token is good for (as the origin or edge sees it).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "192.0.2.7")]
+    pub ip: Option<std::net::IpAddr>,
+    /// A session id carried in the token (`sid`), for your own bookkeeping.
+    #[serde(default)]
+    pub session: Option<String>,
+}
+
+/// A playback token and the URLs that use it.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+pub struct PlaybackToken {
+    /// An HS256 JSON Web Token: `kid` names the signing key; claims `sub` (stream),
+    /// `exp` (seconds since the Unix epoch), optionally `ip` and `sid`.
+    pub token: String,
+    pub stream: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// The viewer page with the token, relative to this server (or an edge).
+    #[schema(example = "/watch/studio?token=…")]
+    pub watch_url: String,
+    /// The multivariant playlist with the token, relative to this server (or an edge).
+    #[schema(example = "/live/studio/master.m3u8?token=…")]
+    pub master_url: String,
+}
+
+/// Longest lifetime of a playback token, seconds.
+pub const MAX_TOKEN_LIFETIME: u64 = 30 * 24 * 3600;
+/// Lifetime of a playback token when none is asked for, seconds.
+pub const DEFAULT_TOKEN_LIFETIME: u64 = 3600;
+
+/// Mint a playback token for a stream (needed to watch it when it is private): the
+/// body is optional.
+#[utoipa::path(
+    post,
+    path = "/api/streams/{name}/tokens",
+    tag = "streams",
+    params(("name" = String, Path, description = "The stream's public name")),
+    request_body(content = Option<TokenRequest>, description = "Optional: expiry, viewer address, session id"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "A token and the URLs that use it", body = PlaybackToken),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
+        (status = 404, description = "No such stream", body = ErrorBody),
+        (status = 422, description = "A field is invalid", body = ErrorBody),
+        (status = 503, description = "No playback key is configured", body = ErrorBody),
+    )
+)]
+async fn mint_token(
+    _: Admin,
+    State(state): State<ApiState>,
+    Path(name): Path<String>,
+    OptionalJsonBody(body): OptionalJsonBody<TokenRequest>,
+) -> Result<Response, ApiError> {
+    let name = path_name(&name)?;
+    let lifetime = body.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME);
+    if lifetime == 0 || lifetime > MAX_TOKEN_LIFETIME {
+        return Err(crate::model::ValidationError::new(
+            "expires_in",
+            format!("seconds, 1-{MAX_TOKEN_LIFETIME}"),
+        )
+        .into());
+    }
+    if let Some(session) = &body.session
+        && (session.is_empty()
+            || session.len() > access::playback::MAX_SESSION_LEN
+            || session.chars().any(char::is_control))
+    {
+        return Err(crate::model::ValidationError::new(
+            "session",
+            format!(
+                "1-{} bytes without control characters",
+                access::playback::MAX_SESSION_LEN
+            ),
+        )
+        .into());
+    }
+    // 404 for a stream that does not exist, before anything is signed.
+    state.store.get(&name).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let grant = Grant {
+        stream: name.to_string(),
+        expires: now + lifetime,
+        ip: body.ip,
+        session: body.session,
+    };
+    let token = state.playback_keys.sign(&grant).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no playback key is configured on this server (--playback-key ID=SECRET)",
+            None,
+        )
+    })?;
+    let minted = PlaybackToken {
+        watch_url: format!("/watch/{name}?token={token}"),
+        master_url: format!("/live/{name}/master.m3u8?token={token}"),
+        stream: name.to_string(),
+        expires_at: grant.expires,
+        token,
+    };
+    Ok((StatusCode::CREATED, no_store(), Json(minted)).into_response())
 }
 
 /// Server-sent events of one stream. First a `snapshot` event (the stream as a
@@ -619,6 +748,32 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de)
             .map(JsonBody)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let field = (path != ".").then_some(path);
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid JSON body: {}", e.inner()),
+                    field,
+                )
+            })
+    }
+}
+
+/// A JSON body that may be absent (empty): then `T::default()`.
+struct OptionalJsonBody<T>(T);
+
+impl<T: DeserializeOwned + Default> FromRequest<ApiState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state.max_body).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de)
+            .map(OptionalJsonBody)
             .map_err(|e| {
                 let path = e.path().to_string();
                 let field = (path != ".").then_some(path);

@@ -12,13 +12,16 @@ use crate::model::LiveState;
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StreamEvent {
-    /// The title, description or tags changed (all three are sent).
+    /// The title, description, tags or privacy changed (all are sent).
     Metadata {
         stream: String,
         version: i64,
         title: String,
         description: String,
         tags: Vec<String>,
+        /// Whether playback needs a signed token.
+        #[serde(default)]
+        private: bool,
         updated_at: i64,
     },
     /// A publish started (or its facts changed).

@@ -147,12 +147,20 @@ async fn redeclare(remote: RemoteMeta, mut pending: Vec<(StreamName, String)>) {
     }
 }
 
-/// Where followed titles go: `(stream, Some(title))`, or `(stream, None)` when the
-/// stream was deleted.
-pub type TitleSink = Arc<dyn Fn(&str, Option<&str>) + Send + Sync>;
+/// What the origin needs to know of a stream to serve it: its title (for the
+/// playlists) and whether playback needs a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlaybackSettings<'a> {
+    pub title: &'a str,
+    pub private: bool,
+}
 
-/// Keeps `sink` told of every stream's title in the store until `stop`: all of them
-/// first, then every change (all again if changes were missed).
+/// Where followed settings go: `(stream, Some(settings))`, or `(stream, None)` when
+/// the stream was deleted.
+pub type TitleSink = Arc<dyn Fn(&str, Option<PlaybackSettings<'_>>) + Send + Sync>;
+
+/// Keeps `sink` told of every stream's title and privacy in the store until `stop`:
+/// all of them first, then every change (all again if changes were missed).
 pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Output = ()>) {
     // Subscribed before the first load, so that no change falls between the two.
     let mut changes = store.subscribe();
@@ -168,7 +176,9 @@ pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Ou
         tokio::select! {
             () = &mut stop => break,
             change = changes.recv() => match change {
-                Ok(StreamEvent::Metadata { stream, title, .. }) => sink(&stream, Some(&title)),
+                Ok(StreamEvent::Metadata { stream, title, private, .. }) => {
+                    sink(&stream, Some(PlaybackSettings { title: &title, private }));
+                }
                 Ok(StreamEvent::Deleted { stream }) => sink(&stream, None),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
@@ -186,7 +196,13 @@ async fn load_titles(store: &MetaStore, sink: &TitleSink) -> Result<(), MetaErro
     loop {
         let page = store.list(&query).await?;
         for s in &page.streams {
-            sink(&s.name, Some(&s.title));
+            sink(
+                &s.name,
+                Some(PlaybackSettings {
+                    title: &s.title,
+                    private: s.private,
+                }),
+            );
         }
         match page.next_cursor {
             Some(cursor) => query.after = Some(StreamName::parse(&cursor)?),
@@ -195,7 +211,7 @@ async fn load_titles(store: &MetaStore, sink: &TitleSink) -> Result<(), MetaErro
     }
 }
 
-/// Keeps `sink` told of `stream`'s title on the remote metadata server, from the
+/// Keeps `sink` told of `stream`'s title and privacy on the remote metadata server, from the
 /// stream's event stream, reconnecting after errors with backoff, until aborted.
 pub async fn follow_remote_title(remote: RemoteMeta, stream: String, sink: TitleSink) {
     let mut delay = Duration::from_secs(1);
@@ -206,10 +222,24 @@ pub async fn follow_remote_title(remote: RemoteMeta, stream: String, sink: Title
                 match events.next().await {
                     Ok(Some(RemoteEvent::Snapshot(s))) => {
                         delay = Duration::from_secs(1);
-                        sink(&stream, Some(&s.title));
+                        sink(
+                            &stream,
+                            Some(PlaybackSettings {
+                                title: &s.title,
+                                private: s.private,
+                            }),
+                        );
                     }
-                    Ok(Some(RemoteEvent::Change(StreamEvent::Metadata { title, .. }))) => {
-                        sink(&stream, Some(&title));
+                    Ok(Some(RemoteEvent::Change(StreamEvent::Metadata {
+                        title, private, ..
+                    }))) => {
+                        sink(
+                            &stream,
+                            Some(PlaybackSettings {
+                                title: &title,
+                                private,
+                            }),
+                        );
                     }
                     Ok(Some(RemoteEvent::Change(StreamEvent::Deleted { .. }))) => {
                         sink(&stream, None);

@@ -75,6 +75,10 @@ pub struct Stream {
     /// Increases by one with every change; events carry it so that a client can
     /// ignore one older than what it already shows.
     pub version: i64,
+    /// Playback needs a signed token (`POST /api/streams/{name}/tokens`), checked by
+    /// the origin and every edge.
+    #[serde(default)]
+    pub private: bool,
     pub live: LiveState,
     /// Whether the stream is recorded: `true`, `false`, or `null` for the server's
     /// default (`--record-default`). Takes effect within seconds on a live stream.
@@ -224,6 +228,9 @@ pub struct NewStream {
     pub description: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Playback needs a signed token.
+    #[serde(default)]
+    pub private: bool,
 }
 
 /// A checked [`NewStream`].
@@ -233,6 +240,7 @@ pub struct ValidNewStream {
     pub title: String,
     pub description: String,
     pub tags: Vec<String>,
+    pub private: bool,
 }
 
 impl NewStream {
@@ -242,6 +250,7 @@ impl NewStream {
             title: validate_title(self.title.unwrap_or_default())?,
             description: validate_description(self.description.unwrap_or_default())?,
             tags: normalize_tags(self.tags, "tags")?,
+            private: self.private,
         })
     }
 }
@@ -267,6 +276,9 @@ pub struct StreamUpdate {
     /// Record the stream (`true`) or not (`false`); see [`Stream::record`].
     #[serde(default)]
     pub record: Option<bool>,
+    /// `true`: playback needs a signed token from now on; `false`: anyone may watch.
+    #[serde(default)]
+    pub private: Option<bool>,
 }
 
 /// A checked [`StreamUpdate`].
@@ -278,6 +290,7 @@ pub struct ValidStreamUpdate {
     pub add_tags: Vec<String>,
     pub remove_tags: Vec<String>,
     pub record: Option<bool>,
+    pub private: Option<bool>,
 }
 
 impl StreamUpdate {
@@ -288,10 +301,11 @@ impl StreamUpdate {
             && self.add_tags.is_empty()
             && self.remove_tags.is_empty()
             && self.record.is_none()
+            && self.private.is_none()
         {
             return Err(ValidationError::new(
                 "body",
-                "nothing to change: give at least one of title, description, tags, add_tags, remove_tags, record",
+                "nothing to change: give at least one of title, description, tags, add_tags, remove_tags, record, private",
             ));
         }
         Ok(ValidStreamUpdate {
@@ -301,6 +315,7 @@ impl StreamUpdate {
             add_tags: normalize_tags(self.add_tags, "add_tags")?,
             remove_tags: normalize_tags(self.remove_tags, "remove_tags")?,
             record: self.record,
+            private: self.private,
         })
     }
 }

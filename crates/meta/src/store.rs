@@ -97,8 +97,8 @@ impl MetaStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         let id: i64 = sqlx::query(
-            "INSERT INTO streams (name, key_hash, title, description, created_at, updated_at, version, live) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, 0) RETURNING id",
+            "INSERT INTO streams (name, key_hash, title, description, created_at, updated_at, version, live, private) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 0, $7) RETURNING id",
         )
         .bind(new.name.as_str())
         .bind(hash_key(&key))
@@ -106,6 +106,7 @@ impl MetaStore {
         .bind(new.description.as_str())
         .bind(now)
         .bind(now)
+        .bind(i64::from(new.private))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, new.name.as_str()))?
@@ -220,6 +221,9 @@ impl MetaStore {
         }
         if let Some(record) = update.record {
             sql += &format!(", record = {}", args.push(Arg::Int(i64::from(record))));
+        }
+        if let Some(private) = update.private {
+            sql += &format!(", private = {}", args.push(Arg::Int(i64::from(private))));
         }
         sql += &format!(
             " WHERE name = {} RETURNING id",
@@ -429,7 +433,8 @@ impl MetaStore {
 const EVENT_CAPACITY: usize = 1024;
 
 const STREAM_COLUMNS: &str = "s.id, s.name, s.title, s.description, s.thumbnail, s.created_at, \
-     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions, s.record";
+     s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions, \
+     s.record, s.private";
 
 async fn fetch_stream(conn: &mut AnyConnection, name: &str) -> Result<Stream, MetaError> {
     let row = sqlx::query(&format!(
@@ -511,6 +516,7 @@ fn stream_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Stream, MetaError>
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
+        private: row.try_get::<i64, _>("private")? != 0,
         live: LiveState {
             live: row.try_get::<i64, _>("live")? != 0,
             since: row.try_get("live_since")?,
@@ -530,6 +536,7 @@ fn metadata_event(stream: &Stream) -> StreamEvent {
         title: stream.title.clone(),
         description: stream.description.clone(),
         tags: stream.tags.clone(),
+        private: stream.private,
         updated_at: stream.updated_at,
     }
 }
@@ -604,6 +611,11 @@ const MIGRATIONS: Migrations = Migrations {
             sql: include_str!("../migrations/sqlite/0001_streams.sql"),
         },
         EmbeddedMigration {
+            version: 2,
+            description: "private streams",
+            sql: include_str!("../migrations/sqlite/0002_private_streams.sql"),
+        },
+        EmbeddedMigration {
             version: 3,
             description: "webhooks restream",
             sql: include_str!("../migrations/sqlite/0003_webhooks_restream.sql"),
@@ -619,6 +631,11 @@ const MIGRATIONS: Migrations = Migrations {
             version: 1,
             description: "streams",
             sql: include_str!("../migrations/postgres/0001_streams.sql"),
+        },
+        EmbeddedMigration {
+            version: 2,
+            description: "private streams",
+            sql: include_str!("../migrations/postgres/0002_private_streams.sql"),
         },
         EmbeddedMigration {
             version: 3,

@@ -25,6 +25,7 @@ on_both_databases!(
     list_filters_and_pages,
     sse_delivers_changes,
     declared_streams_are_upserted,
+    private_streams_and_their_tokens,
 );
 
 async fn round_trip(h: Harness) {
@@ -534,6 +535,96 @@ async fn declared_streams_are_upserted(h: Harness) {
     );
 }
 
+async fn private_streams_and_their_tokens(h: Harness) {
+    use access::playback::{PlaybackKeys, TokenError};
+    let created = h.create(json!({"name": "vip"})).await;
+    assert_eq!(created["private"], false);
+    let (status, patched) = h
+        .send(
+            h.admin(Method::PATCH, "/api/streams/vip")
+                .json(&json!({"private": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, &patched["private"]),
+        (200, &json!(true)),
+        "{patched}"
+    );
+    let (_, got) = h.send(h.client.get(h.url("/api/streams/vip"))).await;
+    assert_eq!(got["private"], true);
+
+    let keys = PlaybackKeys::parse(&[common::PLAYBACK_KEY]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // No body: an hour, any address.
+    let (status, minted) = h
+        .send(h.admin(Method::POST, "/api/streams/vip/tokens"))
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let grant = keys.verify(token, "vip", None, now).unwrap();
+    assert!((now + 3590..=now + 3610).contains(&grant.expires));
+    assert_eq!(minted["expires_at"], grant.expires);
+    assert_eq!(
+        minted["master_url"],
+        format!("/live/vip/master.m3u8?token={token}")
+    );
+    assert_eq!(minted["watch_url"], format!("/watch/vip?token={token}"));
+    // With expiry, address and session.
+    let (status, minted) = h
+        .send(
+            h.admin(Method::POST, "/api/streams/vip/tokens")
+                .json(&json!({"expires_in": 60, "ip": "192.0.2.7", "session": "s-1"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let ip = "192.0.2.7".parse().unwrap();
+    let grant = keys.verify(token, "vip", Some(ip), now).unwrap();
+    assert_eq!(grant.session.as_deref(), Some("s-1"));
+    assert!(grant.expires <= now + 61);
+    assert_eq!(
+        keys.verify(token, "vip", Some("192.0.2.8".parse().unwrap()), now),
+        Err(TokenError::WrongAddress)
+    );
+    // Refusals.
+    for (body, field) in [
+        (json!({"expires_in": 0}), "expires_in"),
+        (json!({"expires_in": 99_999_999}), "expires_in"),
+        (json!({"session": ""}), "session"),
+    ] {
+        let (status, e) = h
+            .send(h.admin(Method::POST, "/api/streams/vip/tokens").json(&body))
+            .await;
+        assert_eq!((status, e["field"].as_str()), (422, Some(field)), "{body}");
+    }
+    let (status, _) = h
+        .send(
+            h.admin(Method::POST, "/api/streams/vip/tokens")
+                .json(&json!({"ip": "nope"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = h
+        .send(h.admin(Method::POST, "/api/streams/nope/tokens"))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = h
+        .send(h.client.post(h.url("/api/streams/vip/tokens")))
+        .await;
+    assert_eq!(status, 401);
+    // And public again.
+    let (status, patched) = h
+        .send(
+            h.admin(Method::PATCH, "/api/streams/vip")
+                .json(&json!({"private": false})),
+        )
+        .await;
+    assert_eq!((status, &patched["private"]), (200, &json!(false)));
+}
+
 /// Not per database: the document does not depend on it.
 #[tokio::test]
 async fn openapi_document_matches_the_routes_and_validates() {
@@ -563,6 +654,7 @@ async fn openapi_document_matches_the_routes_and_validates() {
         "PATCH /api/streams/{name}",
         "DELETE /api/streams/{name}",
         "POST /api/streams/{name}/rotate-key",
+        "POST /api/streams/{name}/tokens",
         "GET /api/streams/{name}/events",
         "POST /api/keys/check",
         "PUT /api/streams/{name}/key",

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, Query, State};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -133,10 +133,16 @@ struct HlsQuery {
 
 async fn multivariant_playlist(
     State(streams): State<LiveStreams>,
+    client: ClientAddr,
     Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
+    let access = match check_access(&streams, &name, raw.as_deref(), client.0) {
+        Ok(a) => a,
+        Err(e) => return refused(&e),
+    };
     let Some(stream) = playable(&streams, &name) else {
-        return offline(&name);
+        return access.mark(offline(&name));
     };
     // Right after a publisher connects the renditions are not all there yet: hold the
     // request until every rendition the session will have has media, rather than
@@ -159,7 +165,7 @@ async fn multivariant_playlist(
         });
         if let Some(text) = text {
             metrics::counter!("origin_requests_total", "kind" => "multivariant").increment(1);
-            return playlist_response(text, PLAYLIST_CACHE, &stream);
+            return access.playlist(text, PLAYLIST_CACHE, &stream);
         }
         if !waiter.changed().await {
             // No-store (as every error) and a retry hint: a cache must not keep it.
@@ -181,19 +187,38 @@ async fn media_playlist(
     client: ClientAddr,
     Path((name, rendition)): Path<(String, String)>,
     Query(query): Query<HlsQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let block = match parse_blocking(&query) {
+    let access = match check_access(&streams, &name, raw.as_deref(), client.0) {
+        Ok(a) => a,
+        Err(e) => return refused(&e),
+    };
+    access.mark(
+        media_playlist_for(&streams, &held, &client, &name, &rendition, &query, &access).await,
+    )
+}
+
+async fn media_playlist_for(
+    streams: &LiveStreams,
+    held: &httpd::HeldRequests,
+    client: &ClientAddr,
+    name: &str,
+    rendition: &str,
+    query: &HlsQuery,
+    access: &Access,
+) -> Response {
+    let block = match parse_blocking(query) {
         Ok(b) => b,
         Err(reason) => return error(StatusCode::BAD_REQUEST, reason),
     };
     let skip = matches!(query.skip.as_deref(), Some("YES" | "v2"));
-    let Some(stream) = playable(&streams, &name) else {
-        return offline(&name);
+    let Some(stream) = playable(streams, name) else {
+        return offline(name);
     };
-    let Some(index) = rendition_index(&stream, &rendition) else {
+    let Some(index) = rendition_index(&stream, rendition) else {
         return error(StatusCode::NOT_FOUND, "no such rendition");
     };
-    let mut waiter = Waiter::new(&stream, &streams);
+    let mut waiter = Waiter::new(&stream, streams);
     // Right after a publisher connects there is no part yet: an empty playlist is of no
     // use to a player, so hold the request until the first part exists.
     loop {
@@ -254,7 +279,7 @@ async fn media_playlist(
                 }
                 Readiness::Wait => {
                     if waiting.is_none() {
-                        match held.hold(&name, client.0) {
+                        match held.hold(name, client.0) {
                             Ok(h) => waiting = Some(h),
                             Err(e) => return held_refusal(e),
                         }
@@ -293,7 +318,7 @@ async fn media_playlist(
     } else {
         PLAYLIST_CACHE
     };
-    playlist_response(text, cache, &stream)
+    access.playlist(text, cache, &stream)
 }
 
 /// `GET /live/NAME/health`: the input's state as JSON; 200 when `ok`, else 503 (so a
@@ -339,14 +364,30 @@ async fn media_object(
     State(held): State<httpd::HeldRequests>,
     client: ClientAddr,
     Path((name, rendition, object)): Path<(String, String, String)>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(object) = MediaObject::parse(&object) else {
+    let access = match check_access(&streams, &name, raw.as_deref(), client.0) {
+        Ok(a) => a,
+        Err(e) => return refused(&e),
+    };
+    access.mark(media_object_for(&streams, &held, client, &name, &rendition, &object).await)
+}
+
+async fn media_object_for(
+    streams: &LiveStreams,
+    held: &httpd::HeldRequests,
+    client: ClientAddr,
+    name: &str,
+    rendition: &str,
+    object: &str,
+) -> Response {
+    let Some(object) = MediaObject::parse(object) else {
         return error(StatusCode::NOT_FOUND, "no such object");
     };
-    let Some(stream) = streams.get(&name) else {
-        return offline(&name);
+    let Some(stream) = streams.get(name) else {
+        return offline(name);
     };
-    let Some(index) = rendition_index(&stream, &rendition) else {
+    let Some(index) = rendition_index(&stream, rendition) else {
         return error(StatusCode::NOT_FOUND, "no such rendition");
     };
     match object {
@@ -377,11 +418,11 @@ async fn media_object(
         }
         MediaObject::Part { msn, part } => {
             let waiting = Waiting {
-                held: &held,
-                stream: &name,
+                held,
+                stream: name,
                 client: &client,
             };
-            serve_part(&streams, stream, index, msn, part, waiting).await
+            serve_part(streams, stream, index, msn, part, waiting).await
         }
     }
 }
@@ -673,6 +714,87 @@ fn rendition_index(stream: &LiveStream, rendition: &str) -> Option<usize> {
         .renditions
         .iter()
         .position(|r| r.name == rendition)
+}
+
+/// Whether a request may be answered, and how: a public stream's answers are as they
+/// always were; a private stream's carry the viewer's token in every URI of their
+/// playlists, and `X-Rivulet-Access: private` (so that an edge learns to check tokens).
+enum Access {
+    Public,
+    Private { token: String },
+}
+
+impl Access {
+    /// The playlist response, its URIs carrying the token of a private stream.
+    fn playlist(&self, text: String, cache: &'static str, stream: &LiveStream) -> Response {
+        match self {
+            Access::Public => playlist_response(text, cache, stream),
+            Access::Private { token } => self.mark(playlist_response(
+                access::playback::with_token(&text, token),
+                cache,
+                stream,
+            )),
+        }
+    }
+
+    /// `response` with the private marker if the stream is private.
+    fn mark(&self, mut response: Response) -> Response {
+        if let Access::Private { .. } = self {
+            mark_private(&mut response);
+        }
+        response
+    }
+}
+
+/// Checks the playback token of a request for `name`, if the stream is private.
+fn check_access(
+    streams: &LiveStreams,
+    name: &str,
+    query: Option<&str>,
+    client: Option<IpAddr>,
+) -> Result<Access, access::playback::TokenError> {
+    if !streams.is_private(name) {
+        return Ok(Access::Public);
+    }
+    let token = access::playback::token_in_query(query).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match streams
+        .config()
+        .playback_keys
+        .verify(token, name, client, now)
+    {
+        Ok(_) => Ok(Access::Private {
+            token: token.to_owned(),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// 401 (no valid token) or 403 (a token that does not cover this), saying why.
+fn refused(e: &access::playback::TokenError) -> Response {
+    let status = if e.is_forbidden() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    metrics::counter!("origin_errors_total", "status" => status.as_str().to_owned()).increment(1);
+    let mut response = (
+        status,
+        [(header::CACHE_CONTROL, HeaderValue::from_static(ERROR_CACHE))],
+        format!("{e}\n"),
+    )
+        .into_response();
+    mark_private(&mut response);
+    response
+}
+
+fn mark_private(response: &mut Response) {
+    response.headers_mut().insert(
+        header::HeaderName::from_static(access::playback::ACCESS_HEADER),
+        HeaderValue::from_static(access::playback::ACCESS_PRIVATE),
+    );
 }
 
 /// A playlist, with the input's health in `X-Rivulet-Input` (an edge in front of two

@@ -13,6 +13,12 @@
 //!
 //! Waiting, timeouts, HTTP status codes and `Cache-Control` live here; the packager
 //! only answers questions about its state.
+//!
+//! Private streams ([`LiveStreams::set_private`], fed by the binary from the metadata
+//! server): every `/live/NAME/…` request needs a playback token (`?token=`), checked
+//! with [`OriginConfig::playback_keys`] (`access::playback`); playlists carry it into
+//! every URI they hold, and answers are marked `X-Rivulet-Access: private` for edges.
+//! Public streams are served exactly as before.
 
 mod feed;
 pub mod health;

@@ -1,6 +1,6 @@
 //! The registry of packaged streams and the state each one is in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,6 +25,9 @@ pub struct OriginConfig {
     /// Bounds on requests held waiting (blocking reloads, the next part), per stream
     /// and per client address.
     pub held: httpd::HeldLimits,
+    /// The keys that check the playback tokens of private streams ([`LiveStreams::set_private`]).
+    /// Without any, a private stream refuses every viewer.
+    pub playback_keys: access::playback::PlaybackKeys,
 }
 
 impl Default for OriginConfig {
@@ -35,6 +38,7 @@ impl Default for OriginConfig {
             ended_linger: Duration::from_secs(30),
             health: HealthConfig::default(),
             held: httpd::HeldLimits::default(),
+            playback_keys: access::playback::PlaybackKeys::default(),
         }
     }
 }
@@ -59,6 +63,9 @@ pub struct LiveStreams {
     /// Stream titles, from the metadata server, for `EXT-X-SESSION-DATA`. Kept apart
     /// from `streams` because a stream has a title before it is ever published.
     titles: Arc<RwLock<HashMap<String, String>>>,
+    /// The streams that need a playback token, from the metadata server; like titles,
+    /// known before a stream is published.
+    private: Arc<RwLock<HashSet<String>>>,
     config: Arc<OriginConfig>,
     /// Where complete segments also go (the recorder), if anywhere.
     sink: Option<Arc<dyn SegmentSink>>,
@@ -69,6 +76,7 @@ impl LiveStreams {
         Self {
             streams: Arc::default(),
             titles: Arc::default(),
+            private: Arc::default(),
             config: Arc::new(config),
             sink: None,
         }
@@ -104,6 +112,24 @@ impl LiveStreams {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Marks `name` private (every request needs a playback token) or public.
+    pub fn set_private(&self, name: &str, private: bool) {
+        let mut set = self.private.write().unwrap_or_else(|e| e.into_inner());
+        if private {
+            set.insert(name.to_owned());
+        } else {
+            set.remove(name);
+        }
+    }
+
+    /// Whether `name` needs a playback token.
+    pub fn is_private(&self, name: &str) -> bool {
+        self.private
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
     }
 
     pub fn config(&self) -> &OriginConfig {

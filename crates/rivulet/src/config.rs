@@ -73,6 +73,44 @@ pub(crate) struct StoreArgs {
 
     #[command(flatten)]
     pub(crate) webhooks: crate::hooks_options::WebhookArgs,
+
+    #[command(flatten)]
+    pub(crate) playback: PlaybackKeyArgs,
+}
+
+/// The keys of signed playback for private streams (`serve`, `meta`, `edge`).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct PlaybackKeyArgs {
+    /// A key that signs and checks the playback tokens of private streams, as
+    /// ID=SECRET (ID: letters, digits, '-', '_'; SECRET: at least 16 bytes).
+    /// Repeatable for rotation: the first signs, all verify. Give the origins, the
+    /// edges and the metadata server the same keys. In the environment:
+    /// comma-separated. [default (serve, meta): a key generated into
+    /// DATA_DIR/playback-key, id `local`; edge: none, private streams refused]
+    #[arg(
+        long = "playback-key",
+        env = "RIVULET_PLAYBACK_KEYS",
+        value_name = "ID=SECRET",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) playback_keys: Vec<String>,
+}
+
+impl PlaybackKeyArgs {
+    /// The keys from the flags/environment, else the file's; empty if neither has any.
+    pub(crate) fn resolve(
+        &self,
+        file: Option<&[String]>,
+    ) -> anyhow::Result<access::playback::PlaybackKeys> {
+        let specs = if self.playback_keys.is_empty() {
+            file.unwrap_or_default()
+        } else {
+            &self.playback_keys
+        };
+        access::playback::PlaybackKeys::parse(specs)
+            .context("check --playback-key (RIVULET_PLAYBACK_KEYS, playback_keys)")
+    }
 }
 
 /// The options of `rivulet serve` (and of `demo`, which runs `serve` in-process).
@@ -322,6 +360,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     admin_token: Option<String>,
+    playback_keys: Option<Vec<String>>,
     meta_url: Option<String>,
     meta_token: Option<String>,
     meta_cache_ttl_ms: Option<u64>,
@@ -420,6 +459,8 @@ pub(crate) struct ServeConfig {
     pub(crate) webhooks: crate::hooks_options::WebhookSettings,
     /// The publish authorisation hook, if one is configured.
     pub(crate) publish_hook: Option<meta::publish_hook::PublishHookConfig>,
+    /// Keys of signed playback; empty: the one in the data directory, or generate it.
+    pub(crate) playback_keys: access::playback::PlaybackKeys,
 }
 
 /// `serve`'s TLS listeners and their certificate: all or nothing.
@@ -525,6 +566,7 @@ impl ServeArgs {
                 .publish_hook
                 .resolve(&hooks)
                 .context("check the authorisation hook (on_publish_url)")?,
+            playback_keys: self.store.playback.resolve(file.playback_keys.as_deref())?,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
             http: self.node.http.resolve(&file.http),
             held: self.held.resolve(&file.http),
@@ -835,6 +877,7 @@ pub(crate) struct MetaConfig {
     pub(crate) http: httpd::HttpLimits,
     pub(crate) api_max_body: usize,
     pub(crate) webhooks: crate::hooks_options::WebhookSettings,
+    pub(crate) playback_keys: access::playback::PlaybackKeys,
 }
 
 impl MetaArgs {
@@ -856,6 +899,7 @@ impl MetaArgs {
             admin_token: serve.admin_token,
             streams: serve.streams,
             webhooks: serve.webhooks,
+            playback_keys: serve.playback_keys,
         })
     }
 }

@@ -89,6 +89,9 @@ pub(crate) struct EdgeArgs {
 
     #[command(flatten)]
     pub(crate) held: crate::http_options::HeldArgs,
+
+    #[command(flatten)]
+    pub(crate) playback: crate::config::PlaybackKeyArgs,
 }
 
 /// The options of `rivulet route`.
@@ -190,8 +193,14 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         cache_bytes: args.cache_size,
         stall_limit: Duration::from_millis(args.stall_limit_ms.max(100)),
         held: args.held.resolve(&Default::default()),
+        playback_keys: args.playback.resolve(None)?,
         ..edge::EdgeConfig::default()
     };
+    if config.playback_keys.is_empty() {
+        println!(
+            "  No --playback-key: private streams are refused here (give the origin's key to serve them)"
+        );
+    }
     args.upstream.apply(&mut config);
     let edge = edge::Edge::new(config);
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));

@@ -72,6 +72,47 @@ pub(crate) fn admin_token(
     }
 }
 
+/// The file in the data directory holding the generated playback key.
+pub(crate) const PLAYBACK_KEY_FILE: &str = "playback-key";
+/// The id of the generated playback key.
+pub(crate) const PLAYBACK_KEY_ID: &str = "local";
+
+/// The keys of signed playback: the configured ones, else the one in
+/// DATA_DIR/playback-key (generated on the first start, like the admin token).
+pub(crate) fn playback_keys(
+    configured: &access::playback::PlaybackKeys,
+    data_dir: &Path,
+) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
+    if !configured.is_empty() {
+        return Ok((configured.clone(), TokenSource::Configured));
+    }
+    let path = data_dir.join(PLAYBACK_KEY_FILE);
+    let (secret, source) = db::secret::load_or_generate_secret(&path)
+        .context("cannot set up the playback key (set --playback-key ID=SECRET)")?;
+    let mut keys = access::playback::PlaybackKeys::default();
+    keys.add(PLAYBACK_KEY_ID, secret.as_bytes())
+        .with_context(|| format!("the playback key in {} is not usable", path.display()))?;
+    Ok((keys, source))
+}
+
+/// The start-up banner's line about the playback key.
+pub(crate) fn print_playback_banner(
+    keys: &access::playback::PlaybackKeys,
+    source: TokenSource,
+    data_dir: &Path,
+) {
+    match source {
+        TokenSource::Configured => println!(
+            "  Playback keys (private streams): {} (the first signs)",
+            keys.ids().collect::<Vec<_>>().join(", ")
+        ),
+        _ => println!(
+            "  Playback key (private streams): id `{PLAYBACK_KEY_ID}` in {}; give edges --playback-key {PLAYBACK_KEY_ID}=\"$(cat FILE)\"",
+            data_dir.join(PLAYBACK_KEY_FILE).display()
+        ),
+    }
+}
+
 /// Lines of the start-up banner about the API and its token.
 pub(crate) fn print_api_banner(
     http: &str,
@@ -127,11 +168,17 @@ pub(crate) async fn declare_remote(
         })
 }
 
-/// The origin's playlists take their titles (`EXT-X-SESSION-DATA`) from the metadata
-/// server through this.
+/// The origin's playlists take their titles (`EXT-X-SESSION-DATA`), and its private
+/// streams their guard, from the metadata server through this.
 pub(crate) fn title_sink(streams: &origin::LiveStreams) -> TitleSink {
     let streams = streams.clone();
-    Arc::new(move |stream, title| streams.set_title(stream, title))
+    Arc::new(move |stream, settings| {
+        streams.set_title(stream, settings.map(|s| s.title));
+        // A deleted stream keeps its privacy: a publish still running stays guarded.
+        if let Some(s) = settings {
+            streams.set_private(stream, s.private);
+        }
+    })
 }
 
 /// Reports publish sessions on the hub as live/offline until `stop`, with their
@@ -284,20 +331,27 @@ pub(crate) async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    let (playback, playback_source) = playback_keys(&config.playback_keys, &config.data_dir)?;
     let listener = TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .merge({
-            let (routes, doc) =
-                meta::api::routes_with_limit(store.clone(), token.clone(), config.api_max_body);
+            let (routes, doc) = meta::api::routes_with_keys(
+                store.clone(),
+                token.clone(),
+                config.api_max_body,
+                playback.clone(),
+            );
             routes.merge(meta::api::finish(doc))
         })
         .route("/healthz", get(|| async { "ok\n" }));
     let http = crate::serve::display_addr(addr);
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
+    // Before the admin token's line: scripts may stop reading at that one.
+    print_playback_banner(&playback, playback_source, &config.data_dir);
     print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
     crate::systemd::notify_ready();
     httpd::serve(

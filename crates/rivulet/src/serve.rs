@@ -149,6 +149,7 @@ pub(crate) async fn serve(
             grace_period: config.grace_period,
             health: config.health.clone(),
             held: config.held,
+            playback_keys: control.playback_keys.clone(),
             ..OriginConfig::default()
         },
         Arc::new(recorder.clone()),
@@ -157,6 +158,12 @@ pub(crate) async fn serve(
         &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
     print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
+    // Before the admin token's line: scripts may stop reading at that one.
+    metadata::print_playback_banner(
+        &control.playback_keys,
+        control.playback_source,
+        &config.data_dir,
+    );
     print_api_banner(http_addr, &config, &control, &analytics);
 
     let Listeners { rtmp, http, tls } = listeners;
@@ -229,6 +236,9 @@ struct ControlPlane {
     local: Option<LocalMeta>,
     /// The database in-process analytics keeps its tables in, if it runs here.
     analytics_store: Option<MetaStore>,
+    /// What signs (API) and checks (origin) the playback tokens of private streams.
+    playback_keys: access::playback::PlaybackKeys,
+    playback_source: TokenSource,
 }
 
 struct LocalMeta {
@@ -294,11 +304,15 @@ impl ControlPlane {
             ),
             (None, _) => None,
         };
+        let (playback_keys, playback_source) =
+            metadata::playback_keys(&config.playback_keys, &config.data_dir)?;
         Ok(Self {
             link,
             keys,
             local,
             analytics_store,
+            playback_keys,
+            playback_source,
         })
     }
 }
@@ -337,10 +351,11 @@ fn http_app(
     prometheus: PrometheusHandle,
 ) -> Router {
     let (mut api, mut doc) = match &control.local {
-        Some(local) => meta::api::routes_with_limit(
+        Some(local) => meta::api::routes_with_keys(
             local.store.clone(),
             local.token.clone(),
             config.api_max_body,
+            control.playback_keys.clone(),
         ),
         None => (Router::new(), meta::api::empty_openapi()),
     };

@@ -27,8 +27,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("transcode", &["encoder", "hub", "media", "source"]),
     ("restream", &["encoder", "hub", "media", "rtmp"]),
     ("package", &["media"]),
-    ("origin", &["hub", "httpd", "media", "package"]),
-    ("edge", &["httpd", "media", "package"]),
+    ("origin", &["access", "hub", "httpd", "media", "package"]),
+    ("edge", &["access", "httpd", "media", "package"]),
     // the recorder: the packager's complete segments to an object store, VOD after live
     ("record", &["media", "package"]),
     // the control plane: foundations only, never the data path

@@ -51,3 +51,8 @@ fn viewer_page_plays_switches_and_follows_the_api() {
 fn dashboard_lists_creates_and_edits() {
     browser_test("tests/dashboard.mjs");
 }
+
+#[test]
+fn a_private_stream_plays_through_an_edge_with_its_token() {
+    browser_test("tests/private.mjs");
+}

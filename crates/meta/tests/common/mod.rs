@@ -19,6 +19,9 @@ use std::time::Duration;
 use meta::{AdminToken, MetaStore};
 use sqlx::Connection;
 
+/// The playback key the test server signs with.
+pub const PLAYBACK_KEY: &str = "k1=test-playback-secret-0123456789";
+
 pub const TOKEN: &str = "test-admin-token-123";
 
 /// A running API over a fresh database.
@@ -66,7 +69,13 @@ impl Harness {
     }
 
     async fn serve(store: MetaStore, url: String, dir: Option<tempfile::TempDir>) -> Harness {
-        let app = meta::api::router(store.clone(), AdminToken::new(TOKEN).unwrap());
+        let (routes, doc) = meta::api::routes_with_keys(
+            store.clone(),
+            AdminToken::new(TOKEN).unwrap(),
+            meta::api::MAX_BODY,
+            access::playback::PlaybackKeys::parse(&[PLAYBACK_KEY]).unwrap(),
+        );
+        let app = routes.merge(meta::api::finish(doc));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {

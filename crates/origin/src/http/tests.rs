@@ -512,6 +512,23 @@ async fn a_blocking_reload_waits_three_of_the_playlists_target_durations() {
     assert!(String::from_utf8_lossy(&body).contains("seg-3.m4s"));
 }
 
+/// The path of the init segment the media playlist of `cam/source` names (its name is
+/// a checksum of its bytes).
+async fn init_path(streams: &LiveStreams) -> String {
+    let playlist = get(streams, "/live/cam/source/index.m3u8").await.2;
+    let playlist = String::from_utf8_lossy(&playlist).into_owned();
+    let map = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\""))
+        .and_then(|l| l.split('"').next())
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    format!("/live/cam/source/{map}")
+}
+
 /// What a shared cache in front (Varnish, nginx, a CDN) needs with no special
 /// knowledge: every kind of answer says how long it may be kept, and none varies by
 /// the request's `Origin` (CORS answers `*`), so one copy serves every embedding site.
@@ -519,6 +536,7 @@ async fn a_blocking_reload_waits_three_of_the_playlists_target_durations() {
 async fn every_answer_tells_a_shared_cache_how_to_keep_it_and_varies_by_nothing() {
     let (streams, stream) = live();
     push(&stream, 0, 130);
+    let init = init_path(&streams).await;
     let cases = [
         ("/live/cam/master.m3u8", "no-cache"),
         ("/live/cam/source/index.m3u8", "no-cache"),
@@ -526,10 +544,7 @@ async fn every_answer_tells_a_shared_cache_how_to_keep_it_and_varies_by_nothing(
             "/live/cam/source/index.m3u8?_HLS_msn=1&_HLS_part=0",
             "public, max-age=6",
         ),
-        (
-            "/live/cam/source/init-0.mp4",
-            "public, max-age=300, immutable",
-        ),
+        (init.as_str(), "public, max-age=300, immutable"),
         (
             "/live/cam/source/seg-0.m4s",
             "public, max-age=300, immutable",
@@ -563,4 +578,85 @@ async fn every_answer_tells_a_shared_cache_how_to_keep_it_and_varies_by_nothing(
             }
         }
     }
+}
+
+#[tokio::test]
+async fn private_streams_need_a_token_on_every_object_and_pass_it_on() {
+    use access::playback::{Grant, PlaybackKeys};
+    let keys = PlaybackKeys::parse(&["k1=0123456789abcdef-secret"]).unwrap();
+    let streams = LiveStreams::new(OriginConfig {
+        playback_keys: keys.clone(),
+        ..OriginConfig::default()
+    });
+    let stream = streams.get_or_create("cam");
+    stream.handle_session_start();
+    stream.handle_announce(Arc::from([hub::AnnouncedRendition {
+        name: Arc::from("source"),
+        declared: None,
+    }]));
+    stream.handle_tracks("source", source_tracks(), SystemTime::now());
+    push(&stream, 0, 130);
+    let public_playlist = get(&streams, "/live/cam/source/index.m3u8").await.2;
+    let init = init_path(&streams).await;
+
+    streams.set_private("cam", true);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = |stream: &str, expires: u64| {
+        keys.sign(&Grant {
+            stream: stream.into(),
+            expires,
+            ip: None,
+            session: None,
+        })
+        .unwrap()
+    };
+    let good = token("cam", now + 60);
+    let objects = [
+        "/live/cam/master.m3u8",
+        "/live/cam/source/index.m3u8",
+        init.as_str(),
+        "/live/cam/source/seg-0.m4s",
+        "/live/cam/source/part-1-0.m4s",
+    ];
+    for object in objects {
+        let (status, headers, body) = get(&streams, object).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{object}");
+        assert_eq!(headers["x-rivulet-access"], "private");
+        assert!(
+            String::from_utf8_lossy(&body).contains("?token="),
+            "{object}"
+        );
+        for (bad, want) in [
+            (token("cam", now - 1), StatusCode::FORBIDDEN),
+            (token("other", now + 60), StatusCode::FORBIDDEN),
+            (format!("{good}x"), StatusCode::UNAUTHORIZED),
+        ] {
+            let (status, _, _) = get(&streams, &format!("{object}?token={bad}")).await;
+            assert_eq!(status, want, "{object} {bad}");
+        }
+        let (status, headers, _) = get(&streams, &format!("{object}?token={good}")).await;
+        assert_eq!(status, StatusCode::OK, "{object}");
+        assert_eq!(headers["x-rivulet-access"], "private");
+    }
+    let (_, _, body) = get(
+        &streams,
+        &format!("/live/cam/source/index.m3u8?token={good}"),
+    )
+    .await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for line in text
+        .lines()
+        .filter(|l| l.contains(".m4s") || l.contains(".mp4"))
+    {
+        assert!(line.contains(&format!("?token={good}")), "{line}");
+    }
+    // Back to public: byte for byte what it was.
+    streams.set_private("cam", false);
+    let (status, headers, body) = get(&streams, "/live/cam/source/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers.get("x-rivulet-access").is_none());
+    assert_eq!(body, public_playlist);
 }
