@@ -23,8 +23,11 @@ const player = new Player(video, {
 });
 const qoe = analytics === null ? null : new Qoe(player, { name, sessionId, base: analytics });
 // The latest picture as the poster while the player loads (made on the server, not a
-// viewer); offline it is a 404 and the page shows no picture.
-video.poster = `/live/${encodeURIComponent(name)}/thumbnail.jpg?width=640`;
+// viewer); offline it is a 404 and the page shows no picture. Not for a private stream:
+// its picture needs the token, and only the origin makes pictures (an edge would refuse).
+if (!token) {
+  video.poster = `/live/${encodeURIComponent(name)}/thumbnail.jpg?width=640`;
+}
 
 // For tests, the benchmark and the curious: window.rivulet.
 window.rivulet = { player, qoe, sessionId, get hls() { return player.hls; } };

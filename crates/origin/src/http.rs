@@ -86,7 +86,7 @@ impl FromRef<OriginState> for httpd::HeldRequests {
 }
 
 /// The client's address, when served with connection info (not through `oneshot`).
-struct ClientAddr(Option<IpAddr>);
+pub struct ClientAddr(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = Infallible;
@@ -770,6 +770,20 @@ fn check_access(
         }),
         Err(e) => Err(e),
     }
+}
+
+/// For other handlers of a stream's objects (the binary's thumbnail): the refusal to
+/// answer if `name` is private and the request's `query` has no token that covers it
+/// for `client`; `None` when the request may be answered.
+pub fn playback_refusal(
+    streams: &LiveStreams,
+    name: &str,
+    query: Option<&str>,
+    client: Option<IpAddr>,
+) -> Option<Response> {
+    check_access(streams, name, query, client)
+        .err()
+        .map(|e| refused(&e))
 }
 
 /// 401 (no valid token) or 403 (a token that does not cover this), saying why.

@@ -27,7 +27,7 @@ mod live;
 
 pub use feed::run_feed;
 pub use health::{HealthConfig, InputHealth, InputState};
-pub use http::{INPUT_HEADER, router};
+pub use http::{ClientAddr, INPUT_HEADER, playback_refusal, router};
 pub use live::{
     LatestKeyframe, LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase,
 };

@@ -59,6 +59,9 @@ pub trait RecordPolicy: Send + Sync {
     fn should_record<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool>;
     /// The stream's title, description and tags, copied into a finished recording.
     fn describe<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, StreamDescription>;
+    /// A recording is finished and listed (its VOD playable): tell whoever wants to
+    /// know (the `recording.ready` webhook). Must not wait for the network.
+    fn finished(&self, _recording: &Recording) {}
 }
 
 /// Records every stream its policy says to. Cheap to clone.
@@ -586,6 +589,7 @@ impl Writer {
             vod = %format!("/vod/{id}/master.m3u8"),
             "recording finished"
         );
+        self.inner.policy.finished(&recording);
         self.inner
             .catalog
             .write()

@@ -248,9 +248,7 @@ pub(crate) async fn run(
     httpd::serve(
         listener,
         app,
-        crate::http_options::fit_to_process(crate::http_options::with_event_batches(
-            config.http.clone(),
-        )),
+        crate::http_options::fit_to_process(config.http.clone()),
         shutdown,
     )
     .await;

@@ -568,7 +568,15 @@ impl ServeArgs {
                 .context("check the authorisation hook (on_publish_url)")?,
             playback_keys: self.store.playback.resolve(file.playback_keys.as_deref())?,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
-            http: self.node.http.resolve(&file.http),
+            http: {
+                let mut http = self.node.http.resolve(&file.http);
+                // The analytics events endpoint takes batches up to 8 MiB: unless the
+                // operator set a limit, the server-wide one does not cut below it.
+                if !self.node.http.body_limit_given(&file.http) {
+                    http.max_body_bytes = http.max_body_bytes.max(analytics::api::MAX_EVENTS_BODY);
+                }
+                http
+            },
             held: self.held.resolve(&file.http),
             api_max_body: self.store.api_limits.resolve(file.api_limits.as_ref())?,
             record: self

@@ -136,6 +136,11 @@ pub(crate) struct HttpFile {
 }
 
 impl HttpArgs {
+    /// Whether the operator set the body limit (flag, environment or file).
+    pub(crate) fn body_limit_given(&self, file: &HttpFile) -> bool {
+        self.http_max_body_bytes.is_some() || file.max_body_bytes.is_some()
+    }
+
     /// Flags and environment over the file over the defaults.
     pub(crate) fn resolve(&self, file: &HttpFile) -> httpd::HttpLimits {
         let d = httpd::HttpLimits::default();
@@ -209,14 +214,6 @@ impl UpstreamArgs {
         config.body_stall_timeout = Duration::from_millis(self.upstream_body_stall_ms.max(100));
         config.negative_ttl = Duration::from_millis(self.negative_ttl_ms.min(10_000));
     }
-}
-
-/// `limits` for a server that takes delivery-event batches: the body limit raised to
-/// what that endpoint accepts (it bounds its own body, 8 MiB), so that the server-wide
-/// limit does not answer 413 below the endpoint's documented bound.
-pub(crate) fn with_event_batches(mut limits: httpd::HttpLimits) -> httpd::HttpLimits {
-    limits.max_body_bytes = limits.max_body_bytes.max(analytics::api::MAX_EVENTS_BODY);
-    limits
 }
 
 /// `limits` for this process: the open-files limit raised to its maximum, and the

@@ -115,6 +115,7 @@ pub(crate) async fn open(
     settings: &RecordSettings,
     data_dir: &Path,
     store: Option<meta::MetaStore>,
+    webhooks: meta::webhooks::SenderConfig,
 ) -> anyhow::Result<Recorder> {
     let location = settings
         .store
@@ -125,6 +126,7 @@ pub(crate) async fn open(
     let policy = Arc::new(MetaPolicy {
         store,
         default: settings.default,
+        webhooks,
     });
     let recorder = Recorder::open(objects, policy, settings.recorder.clone())
         .await
@@ -150,6 +152,8 @@ pub(crate) fn spawn_retention(
 struct MetaPolicy {
     store: Option<meta::MetaStore>,
     default: bool,
+    /// How `recording.ready` is sent (where the metadata store is here).
+    webhooks: meta::webhooks::SenderConfig,
 }
 
 impl MetaPolicy {
@@ -189,6 +193,27 @@ impl RecordPolicy for MetaPolicy {
                 .unwrap_or_default()
         }
         .boxed()
+    }
+
+    fn finished(&self, recording: &record::Recording) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        meta::webhooks::send_event(
+            store,
+            self.webhooks,
+            meta::webhooks::WebhookEvent::RecordingReady,
+            serde_json::json!({
+                "stream": recording.stream,
+                "recording": recording.id,
+                "vod": format!("/vod/{}/master.m3u8", recording.id),
+                "started_at": recording.started_at,
+                "ended_at": recording.ended_at,
+                "duration_ms": recording.duration_ms,
+                "bytes": recording.bytes,
+                "gaps": recording.gaps,
+            }),
+        );
     }
 }
 

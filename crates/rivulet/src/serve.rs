@@ -140,6 +140,7 @@ pub(crate) async fn serve(
         &config.record,
         &config.data_dir,
         control.local.as_ref().map(|l| l.store.clone()),
+        config.webhooks.sender,
     )
     .await?;
     let retention = crate::recording::spawn_retention(&recorder, &config.record, stop.stopped());
@@ -184,9 +185,7 @@ pub(crate) async fn serve(
                 listener,
                 app.clone(),
                 tls,
-                crate::http_options::fit_to_process(crate::http_options::with_event_batches(
-                    config.http.clone(),
-                )),
+                crate::http_options::fit_to_process(config.http.clone()),
                 stop.stopped(),
             )))
         }
@@ -202,9 +201,7 @@ pub(crate) async fn serve(
     httpd::serve(
         http,
         app,
-        crate::http_options::fit_to_process(crate::http_options::with_event_batches(
-            config.http.clone(),
-        )),
+        crate::http_options::fit_to_process(config.http.clone()),
         stop.stopped(),
     )
     .await;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -34,6 +34,9 @@ struct ThumbnailState {
 #[derive(Deserialize)]
 struct ThumbnailQuery {
     width: Option<u32>,
+    /// A private stream's playback token (checked by the origin's rule).
+    #[allow(dead_code)]
+    token: Option<String>,
 }
 
 pub(crate) fn router(streams: LiveStreams) -> Router {
@@ -57,8 +60,16 @@ fn answer(status: StatusCode, message: String) -> Response {
 async fn thumbnail(
     State(state): State<ThumbnailState>,
     Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+    client: origin::ClientAddr,
     query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    // A private stream's picture is as private as its media.
+    if let Some(refusal) = origin::playback_refusal(&state.streams, &name, raw.as_deref(), client.0)
+    {
+        return refusal;
+    }
+    let private = state.streams.is_private(&name);
     let Ok(Query(query)) = query else {
         return answer(
             StatusCode::BAD_REQUEST,
@@ -142,7 +153,10 @@ async fn thumbnail(
             (header::CONTENT_TYPE, "image/jpeg".to_owned()),
             (
                 header::CACHE_CONTROL,
-                format!("public, max-age={MAX_AGE_SECS}"),
+                format!(
+                    "{}, max-age={MAX_AGE_SECS}",
+                    if private { "private" } else { "public" }
+                ),
             ),
         ],
         jpeg,

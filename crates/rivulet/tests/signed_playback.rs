@@ -282,6 +282,24 @@ async fn a_private_stream_plays_only_with_its_token_at_the_origin_and_through_an
         eprintln!("{name}: every object kind plays with the token and is refused without");
     }
 
+    // The stream's picture is as private as its media (the origin serves it).
+    let thumbnail = origin.url("/live/vip/thumbnail.jpg?width=160");
+    let r = client.get(&thumbnail).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "a private thumbnail without a token");
+    let r = client
+        .get(format!("{thumbnail}&token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("private"),
+        "a shared cache must not keep a private stream's picture"
+    );
+
     // Fifty viewers, fifty tokens, one edge: one origin fetch per object.
     let mut tokens = Vec::new();
     for _ in 0..50 {

@@ -115,6 +115,7 @@ async fn webhooks_are_signed_retried_logged_and_the_hook_decides_publishes() {
         &format!("{base}/declared"),
         "--webhook-secret",
         DECLARED_SECRET,
+        "--record-default",
     ]);
     let client = client();
 
@@ -245,6 +246,30 @@ async fn webhooks_are_signed_retried_logged_and_the_hook_decides_publishes() {
         "{events:?}"
     );
     assert!(declared.iter().all(|r| verified(r, DECLARED_SECRET)));
+
+    // The publish was recorded: once its VOD is playable, recording.ready says where.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let got = receiver.on("/declared");
+        if let Some(r) = got.iter().find(|r| event_of(r) == "recording.ready") {
+            break serde_json::from_slice::<Value>(&r.body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording.ready: {:?}",
+            got.iter().map(event_of).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["stream"], "allowed", "{ready}");
+    let vod = ready["vod"].as_str().unwrap();
+    assert_eq!(
+        vod,
+        format!("/vod/{}/master.m3u8", ready["recording"].as_str().unwrap())
+    );
+    let (status, master) = get_text(&server.url(vod)).await;
+    assert_eq!(status, 200, "{master}");
+    assert!(master.contains("#EXT-X-STREAM-INF"), "{master}");
 
     // The delivery log: the 500 and the 200 of the same delivery, newest first.
     let log: Value = client

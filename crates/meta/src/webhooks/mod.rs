@@ -18,7 +18,7 @@ mod store;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use sender::{SenderConfig, run_sender};
+pub use sender::{SenderConfig, run_sender, send_event};
 pub use sign::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify};
 
 use crate::model::ValidationError;

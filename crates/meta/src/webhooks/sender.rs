@@ -45,17 +45,8 @@ pub async fn run_sender(
     config: SenderConfig,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(config.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("Rivulet-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "webhooks off: cannot build the HTTP client");
-            return;
-        }
+    let Some(client) = client(config) else {
+        return;
     };
     let mut events = store.subscribe();
     let mut publishes = Publishes::default();
@@ -80,23 +71,56 @@ pub async fn run_sender(
         let Some((kind, body)) = publishes.handle(&event) else {
             continue;
         };
-        let hooks = match store.hook_targets(kind).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(event = %kind, error = %e, "cannot read the webhooks; event not sent");
-                continue;
-            }
-        };
-        for hook in hooks {
-            tokio::spawn(deliver(
-                store.clone(),
-                client.clone(),
-                config,
-                hook,
-                kind,
-                body.clone(),
-            ));
+        dispatch(&store, &client, config, kind, body).await;
+    }
+}
+
+/// Sends one event that does not come from the store's stream events (e.g.
+/// `recording.ready`, from the recorder) to the hooks that want it, in the background.
+pub fn send_event(store: &MetaStore, config: SenderConfig, kind: WebhookEvent, fields: Value) {
+    let store = store.clone();
+    tokio::spawn(async move {
+        if let Some(client) = client(config) {
+            dispatch(&store, &client, config, kind, fields).await;
         }
+    });
+}
+
+/// The HTTP client of deliveries: the attempt's time limit, no redirects.
+fn client(config: SenderConfig) -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(config.timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("Rivulet-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| tracing::error!(error = %e, "webhooks off: cannot build the HTTP client"))
+        .ok()
+}
+
+/// One task per hook that wants `kind`.
+async fn dispatch(
+    store: &MetaStore,
+    client: &reqwest::Client,
+    config: SenderConfig,
+    kind: WebhookEvent,
+    body: Value,
+) {
+    let hooks = match store.hook_targets(kind).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(event = %kind, error = %e, "cannot read the webhooks; event not sent");
+            return;
+        }
+    };
+    for hook in hooks {
+        tokio::spawn(deliver(
+            store.clone(),
+            client.clone(),
+            config,
+            hook,
+            kind,
+            body.clone(),
+        ));
     }
 }
 
