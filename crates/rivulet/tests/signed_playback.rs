@@ -285,7 +285,11 @@ async fn a_private_stream_plays_only_with_its_token_at_the_origin_and_through_an
     // The stream's picture is as private as its media (the origin serves it).
     let thumbnail = origin.url("/live/vip/thumbnail.jpg?width=160");
     let r = client.get(&thumbnail).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401, "a private thumbnail without a token");
+    assert_eq!(
+        r.status().as_u16(),
+        401,
+        "a private thumbnail without a token"
+    );
     let r = client
         .get(format!("{thumbnail}&token={token}"))
         .send()
