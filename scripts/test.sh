@@ -10,5 +10,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # setup.sh installed PostgreSQL: the metadata tests must run against it, not skip.
 RIVULET_TEST_REQUIRE_POSTGRES=1 cargo test --workspace --all-targets --locked
 # The fuzz targets keep building and run briefly (coverage-guided, libFuzzer on stable;
-# docs/fuzzing.md): 10 s each over the committed corpus.
-scripts/fuzz.sh all 10
+# docs/fuzzing.md): 5 s each over the committed corpus.
+scripts/fuzz.sh all 5
