@@ -21,6 +21,8 @@ packages=(
   # build: node/npm fetch the web pages' packages (hls.js, uPlot) and the GeoIP
   # database; test: node and Debian's Chromium run the browser tests (playwright-core)
   nodejs chromium
+  # test: pip installs the OpenAPI validator and the S3 server (moto) by name
+  python3 python3-pip
   # test: Varnish in front of the origin with deploy/varnish/rivulet.vcl (the test
   # starts its own varnishd on loopback); systemd-analyze verifies deploy/systemd/;
   # dpkg-dev's dpkg-shlibdeps gives the .deb (cargo deb) its library dependencies
@@ -58,7 +60,8 @@ if command -v python3 >/dev/null && ! python3 -c 'import openapi_spec_validator'
 fi
 
 # test: a real S3-compatible server on loopback for the recorder's S3 test (PyPI, by name).
-if command -v python3 >/dev/null && ! command -v moto_server >/dev/null; then
+if command -v python3 >/dev/null && ! command -v moto_server >/dev/null \
+  && [ ! -x "$HOME/.local/bin/moto_server" ]; then
   echo "setup: installing moto[server] (PyPI)"
   python3 -m pip install --quiet 'moto[server]' 2>/dev/null \
     || python3 -m pip install --quiet --user --break-system-packages 'moto[server]' \

@@ -331,7 +331,12 @@ async fn unwritable_store_does_not_stall_the_live_stream() {
 /// loopback port, killed on drop.
 fn start_s3() -> Option<(KillOnDrop, String)> {
     let port = free_port();
-    let child = Command::new("moto_server")
+    // On PATH, or where `pip install --user` puts it (not on a fresh machine's PATH).
+    let user_bin = std::env::var_os("HOME")
+        .map(|h| std::path::Path::new(&h).join(".local/bin/moto_server"))
+        .filter(|p| p.is_file());
+    let program = user_bin.map_or_else(|| "moto_server".into(), |p| p.into_os_string());
+    let child = Command::new(program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
