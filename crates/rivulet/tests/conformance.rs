@@ -367,28 +367,34 @@ async fn keyframes_every_60_frames_at_25_fps() {
     check_stream(&server, "g60", &["source"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publisher_that_reconnects() {
-    let server = server("again", "again-key", &[]);
-    let url = format!("{}/live/again-key", server.rtmp);
+/// Checks stream `name`'s source rendition while a 7 s ffmpeg session ends and
+/// `second` (given the publish URL) continues the stream with the same key.
+async fn two_sessions(server: &Server, name: &str, second: impl FnOnce(&str) -> Child) {
+    let url = format!("{}/live/{name}-key", server.rtmp);
     let mut first = KillOnDrop(ffmpeg(&url, 7, 30, 60, 0));
     let checker = tokio::spawn({
-        let base = server.url("/live/again/");
+        let base = server.url(&format!("/live/{name}/"));
         async move { check_rendition(base, "source".into(), Vec::new(), WATCH).await }
     });
-    // The first session ends; a new one continues the stream (a discontinuity, with
-    // keyframes off the old 2 s grid).
     tokio::task::spawn_blocking(move || {
         assert!(wait_exit(&mut first, Duration::from_secs(20)).is_some());
     })
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let _second = KillOnDrop(ffmpeg(&url, 16, 30, 60, 0));
+    let _second = KillOnDrop(second(&url));
     let seen = checker
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    eprintln!("again/source: {seen:?}");
+    eprintln!("{name}/source: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_reconnects() {
+    let server = server("again", "again-key", &[]);
+    // A new session continues the stream (a discontinuity, with keyframes off the old
+    // 2 s grid).
+    two_sessions(&server, "again", |url| ffmpeg(url, 16, 30, 60, 0)).await;
     let text = get_text(&server.url("/live/again/source/index.m3u8"))
         .await
         .1;
@@ -429,23 +435,7 @@ async fn a_key_that_switches_to_audio_only() {
     // period: the segments already published keep their durations (the timeline
     // continues in the audio timescale), and the new parts conform.
     let server = server("switch", "switch-key", &[]);
-    let url = format!("{}/live/switch-key", server.rtmp);
-    let mut first = KillOnDrop(ffmpeg(&url, 7, 30, 60, 0));
-    let checker = tokio::spawn({
-        let base = server.url("/live/switch/");
-        async move { check_rendition(base, "source".into(), Vec::new(), WATCH).await }
-    });
-    tokio::task::spawn_blocking(move || {
-        assert!(wait_exit(&mut first, Duration::from_secs(20)).is_some());
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let _second = KillOnDrop(ffmpeg_audio_only(&url, 16));
-    let seen = checker
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    eprintln!("switch/source: {seen:?}");
+    two_sessions(&server, "switch", |url| ffmpeg_audio_only(url, 16)).await;
     let (_, master) = get_text(&server.url("/live/switch/master.m3u8")).await;
     assert!(
         master.contains("CODECS=\"mp4a.40.2\"") && !master.contains("avc1"),
