@@ -24,6 +24,7 @@ mod feed;
 pub mod health;
 mod http;
 mod live;
+pub mod thumbnail;
 
 pub use feed::run_feed;
 pub use health::{HealthConfig, InputHealth, InputState};

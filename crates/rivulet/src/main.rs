@@ -16,7 +16,6 @@ mod rtmp_limits;
 mod serve;
 mod streams;
 mod systemd;
-mod thumbnail;
 mod tls_options;
 
 use clap::{Parser, Subcommand};

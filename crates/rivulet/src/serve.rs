@@ -375,7 +375,11 @@ fn http_app(
             )),
         )
         .merge(record::router(recorder.clone()))
-        .merge(crate::thumbnail::router(streams.clone()))
+        .merge(origin::thumbnail::router(
+            streams.clone(),
+            transcode::thumbnail::MIN_THUMBNAIL_WIDTH..=transcode::thumbnail::MAX_THUMBNAIL_WIDTH,
+            transcode::thumbnail::keyframe_jpeg,
+        ))
         .merge(api)
         .merge(meta::api::finish(doc))
         .merge(web::router(web_config(rtmp_addr, config)))

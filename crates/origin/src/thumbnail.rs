@@ -1,9 +1,13 @@
 //! `GET /live/NAME/thumbnail.jpg[?width=W]`: the latest keyframe of the stream's
 //! smallest rendition as a JPEG. Decoded only when asked, and at most once per
 //! keyframe and width (the answer is kept until the next keyframe arrives). Served
-//! beside the origin, not through it: a thumbnail is not a viewer in analytics.
+//! beside the origin's media routes, not through them: a thumbnail is not a viewer in
+//! analytics. The decoding (FFmpeg) is the transcoder's: the binary passes it in as a
+//! [`Painter`], so that the origin stays free of codecs.
 
 use std::collections::HashMap;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -12,10 +16,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use media::CodecConfig;
-use origin::LiveStreams;
+use media::{AvcConfig, CodecConfig};
 use serde::Deserialize;
-use transcode::thumbnail::{MAX_THUMBNAIL_WIDTH, MIN_THUMBNAIL_WIDTH};
+
+use crate::LiveStreams;
 
 /// How long a client or cache may keep a thumbnail: about one keyframe interval.
 const MAX_AGE_SECS: u32 = 2;
@@ -25,9 +29,34 @@ const CACHE_ENTRIES: usize = 256;
 /// (stream, width) -> (the keyframe's decode time, its JPEG).
 type ThumbnailCache = HashMap<(String, Option<u32>), (i64, Bytes)>;
 
+/// Makes the JPEG of one keyframe (AVCC data, as the hub carries it), `width` pixels
+/// wide or as wide as the picture. Blocking: it runs on a blocking thread.
+pub trait Painter: Clone + Send + Sync + 'static {
+    type Error: Display + Send;
+    fn paint(
+        &self,
+        avc: &AvcConfig,
+        data: &[u8],
+        width: Option<u32>,
+    ) -> Result<Vec<u8>, Self::Error>;
+}
+
+impl<F, E> Painter for F
+where
+    F: Fn(&AvcConfig, &[u8], Option<u32>) -> Result<Vec<u8>, E> + Clone + Send + Sync + 'static,
+    E: Display + Send,
+{
+    type Error = E;
+    fn paint(&self, avc: &AvcConfig, data: &[u8], width: Option<u32>) -> Result<Vec<u8>, E> {
+        self(avc, data, width)
+    }
+}
+
 #[derive(Clone)]
-struct ThumbnailState {
+struct ThumbnailState<P> {
     streams: LiveStreams,
+    painter: P,
+    widths: RangeInclusive<u32>,
     cache: Arc<Mutex<ThumbnailCache>>,
 }
 
@@ -39,11 +68,14 @@ struct ThumbnailQuery {
     token: Option<String>,
 }
 
-pub(crate) fn router(streams: LiveStreams) -> Router {
+/// `GET /live/{name}/thumbnail.jpg`, painted by `painter`, `?width=` within `widths`.
+pub fn router<P: Painter>(streams: LiveStreams, widths: RangeInclusive<u32>, painter: P) -> Router {
     Router::new()
-        .route("/live/{name}/thumbnail.jpg", get(thumbnail))
+        .route("/live/{name}/thumbnail.jpg", get(thumbnail::<P>))
         .with_state(ThumbnailState {
             streams,
+            painter,
+            widths,
             cache: Arc::default(),
         })
 }
@@ -57,34 +89,30 @@ fn answer(status: StatusCode, message: String) -> Response {
         .into_response()
 }
 
-async fn thumbnail(
-    State(state): State<ThumbnailState>,
+async fn thumbnail<P: Painter>(
+    State(state): State<ThumbnailState<P>>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
-    client: origin::ClientAddr,
+    client: crate::ClientAddr,
     query: Result<Query<ThumbnailQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     // A private stream's picture is as private as its media.
-    if let Some(refusal) = origin::playback_refusal(&state.streams, &name, raw.as_deref(), client.0)
+    if let Some(refusal) = crate::playback_refusal(&state.streams, &name, raw.as_deref(), client.0)
     {
         return refusal;
     }
     let private = state.streams.is_private(&name);
+    let (min, max) = (state.widths.start(), state.widths.end());
     let Ok(Query(query)) = query else {
         return answer(
             StatusCode::BAD_REQUEST,
-            format!(
-                "width must be a whole number of pixels, {MIN_THUMBNAIL_WIDTH} to {MAX_THUMBNAIL_WIDTH}"
-            ),
+            format!("width must be a whole number of pixels, {min} to {max}"),
         );
     };
-    if query
-        .width
-        .is_some_and(|w| !(MIN_THUMBNAIL_WIDTH..=MAX_THUMBNAIL_WIDTH).contains(&w))
-    {
+    if query.width.is_some_and(|w| !state.widths.contains(&w)) {
         return answer(
             StatusCode::BAD_REQUEST,
-            format!("width must be {MIN_THUMBNAIL_WIDTH} to {MAX_THUMBNAIL_WIDTH} pixels"),
+            format!("width must be {min} to {max} pixels"),
         );
     }
     let Some(keyframe) = state.streams.get(&name).and_then(|s| s.latest_keyframe()) else {
@@ -118,10 +146,8 @@ async fn thumbnail(
             };
             let width = query.width;
             let data = keyframe.frame.data.clone();
-            let made = tokio::task::spawn_blocking(move || {
-                transcode::thumbnail::keyframe_jpeg(&avc, &data, width)
-            })
-            .await;
+            let painter = state.painter.clone();
+            let made = tokio::task::spawn_blocking(move || painter.paint(&avc, &data, width)).await;
             let jpeg = match made {
                 Ok(Ok(jpeg)) => Bytes::from(jpeg),
                 Ok(Err(e)) => {
