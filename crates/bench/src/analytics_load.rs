@@ -59,6 +59,24 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
             .context("start rivulet analytics")?,
     );
     wait_for_port(an_port)?;
+    http_ingest(&runtime, &analytics, an_port, &events, &args)?;
+
+    // 3. Serving cached parts with and without emission.
+    serving_cost(&runtime, &dir, an_port, &args)?;
+    drop(analytics);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Posts JSON batches to `rivulet analytics` on `an_port` for `args.seconds`, and
+/// prints the rate accepted, the process's CPU and the raw events it stored.
+fn http_ingest(
+    runtime: &tokio::runtime::Runtime,
+    analytics: &Reaped,
+    an_port: u16,
+    events: &[DeliveryEvent],
+    args: &AnalyticsBenchArgs,
+) -> anyhow::Result<()> {
     let bodies: Vec<String> = events
         .chunks(2_000)
         .take(50)
@@ -95,8 +113,17 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
         ingested,
         (ingested - not_stored) / (elapsed + 3.0)
     );
+    Ok(())
+}
 
-    // 3. Serving cached parts with and without emission.
+/// The CPU of `rivulet serve` serving cached parts with analytics off, emitting to the
+/// remote analytics server on `an_port`, and in-process, alternated in rounds.
+fn serving_cost(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    an_port: u16,
+    args: &AnalyticsBenchArgs,
+) -> anyhow::Result<()> {
     let input = dir.join("input.flv");
     make_input(&input)?;
     let mut cpu: [Vec<f64>; 3] = Default::default();
@@ -118,7 +145,7 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
                 ],
                 _ => vec![],
             };
-            let (c, d) = serve_and_measure(&runtime, &dir, &input, &extra, &args)
+            let (c, d) = serve_and_measure(runtime, dir, &input, &extra, args)
                 .with_context(|| format!("round {}, {name}", round + 1))?;
             println!(
                 "  round {} {name:<26} {:6.2} % of a core",
@@ -129,7 +156,6 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
             dropped[m] += d;
         }
     }
-    drop(analytics);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let base = mean(&cpu[0]);
     println!(
@@ -146,7 +172,6 @@ pub(crate) fn run(args: AnalyticsBenchArgs) -> anyhow::Result<()> {
         );
     }
     println!("  (goal: emission adds at most 5 %: ratio of 'emit to remote analytics' <= 1.05)");
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

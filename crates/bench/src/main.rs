@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 mod analytics_load;
 mod api_load;
 mod failover;
+mod fleet;
 mod soak;
 mod viewer;
 
@@ -95,6 +96,10 @@ pub(crate) enum BenchKind {
     /// descriptors, threads, tasks and held requests of the origin and the edge every
     /// interval, and whether they grew.
     Soak(soak::SoakArgs),
+    /// A small CDN in network namespaces (origin, shield, N edges) under a crowd of
+    /// simulated LL-HLS players: origin requests per object, edge CPU and memory per
+    /// 1,000 players, players behind live. The figures behind docs/capacity.md.
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +155,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Failover(a) => failover::run(a),
         BenchKind::Api(a) => api_load::run(a),
         BenchKind::Soak(a) => soak::run(a),
+        BenchKind::Fleet(a) => fleet::run(a),
     }
 }
 

@@ -108,45 +108,8 @@ fn sample(pid: u32, http_port: u16) -> ProcessSample {
 
 pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
-    let exe = crate::rivulet_exe()?;
     let (rtmp_port, origin_port, edge_port) = (free_port()?, free_port()?, free_port()?);
-    let mut serve = Command::new(&exe);
-    serve
-        .arg("serve")
-        .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp_port}")])
-        .args(["--http-listen", &format!("127.0.0.1:{origin_port}")])
-        .args(["--admin-token", ADMIN_TOKEN, "--grace-period-ms", "20000"])
-        .args([
-            "--renditions",
-            if args.ladder { "source,234p" } else { "source" },
-        ])
-        .arg("--data-dir")
-        .arg(dir.join("data"));
-    for i in 0..args.streams {
-        serve.args(["--stream", &format!("soak{i}=soak-key-{i}-0123456789")]);
-    }
-    let origin = Reaped(
-        serve
-            .env("RIVULET_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start rivulet serve")?,
-    );
-    wait_for_port(origin_port)?;
-    // The crowd comes from one address: lift the per-client caps a real edge has.
-    let edge = Reaped(
-        Command::new(&exe)
-            .arg("edge")
-            .args(["--http-listen", &format!("127.0.0.1:{edge_port}")])
-            .args(["--origin", &format!("http://127.0.0.1:{origin_port}")])
-            .args(["--http-max-connections-per-client", "100000"])
-            .args(["--max-held-per-client", "100000"])
-            .env("RIVULET_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("start rivulet edge")?,
-    );
-    wait_for_port(edge_port)?;
+    let (origin, edge) = start_servers(&args, &dir, rtmp_port, origin_port, edge_port)?;
     println!(
         "soak: {} min, {} streams (publishers leave every {} s), {} viewers through the edge, API and beacons; report every {} s",
         args.minutes, args.streams, args.churn_seconds, args.viewers, args.report_seconds
@@ -187,6 +150,77 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         stop.clone(),
     ));
 
+    let reports = report_until_end(&args, &origin, &edge, origin_port, edge_port, &stats);
+    stop.store(true, Ordering::Relaxed);
+    for p in publishers {
+        let _ = p.join();
+    }
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    summarize(&reports, args.warmup_reports, &stats);
+    drop((edge, origin));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `rivulet serve` with the soak's streams declared, and `rivulet edge` in front of it.
+fn start_servers(
+    args: &SoakArgs,
+    dir: &std::path::Path,
+    rtmp_port: u16,
+    origin_port: u16,
+    edge_port: u16,
+) -> anyhow::Result<(Reaped, Reaped)> {
+    let exe = crate::rivulet_exe()?;
+    let mut serve = Command::new(&exe);
+    serve
+        .arg("serve")
+        .args(["--rtmp-listen", &format!("127.0.0.1:{rtmp_port}")])
+        .args(["--http-listen", &format!("127.0.0.1:{origin_port}")])
+        .args(["--admin-token", ADMIN_TOKEN, "--grace-period-ms", "20000"])
+        .args([
+            "--renditions",
+            if args.ladder { "source,234p" } else { "source" },
+        ])
+        .arg("--data-dir")
+        .arg(dir.join("data"));
+    for i in 0..args.streams {
+        serve.args(["--stream", &format!("soak{i}=soak-key-{i}-0123456789")]);
+    }
+    let origin = Reaped(
+        serve
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet serve")?,
+    );
+    wait_for_port(origin_port)?;
+    // The crowd comes from one address: lift the per-client caps a real edge has.
+    let edge = Reaped(
+        Command::new(&exe)
+            .arg("edge")
+            .args(["--http-listen", &format!("127.0.0.1:{edge_port}")])
+            .args(["--origin", &format!("http://127.0.0.1:{origin_port}")])
+            .args(["--http-max-connections-per-client", "100000"])
+            .args(["--max-held-per-client", "100000"])
+            .env("RIVULET_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("start rivulet edge")?,
+    );
+    wait_for_port(edge_port)?;
+    Ok((origin, edge))
+}
+
+/// Samples both servers every report interval until the soak's time is up, printing a
+/// row each time; returns the samples.
+fn report_until_end(
+    args: &SoakArgs,
+    origin: &Reaped,
+    edge: &Reaped,
+    origin_port: u16,
+    edge_port: u16,
+    stats: &ViewerStats,
+) -> Vec<(ProcessSample, ProcessSample)> {
     let started = Instant::now();
     let end = started + Duration::from_secs(args.minutes * 60);
     let mut reports: Vec<(ProcessSample, ProcessSample)> = Vec::new();
@@ -235,15 +269,7 @@ pub(crate) fn run(args: SoakArgs) -> anyhow::Result<()> {
         );
         reports.push((o, e));
     }
-    stop.store(true, Ordering::Relaxed);
-    for p in publishers {
-        let _ = p.join();
-    }
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    summarize(&reports, args.warmup_reports, &stats);
-    drop((edge, origin));
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    reports
 }
 
 /// The verdicts: memory growth after the warm-up, descriptors, viewer errors.
@@ -416,7 +442,7 @@ async fn viewer(
 }
 
 /// The `(msn, part)` of `#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part-M-P.m4s"`.
-fn preload_hint(playlist: &str) -> Option<(u64, u32)> {
+pub(crate) fn preload_hint(playlist: &str) -> Option<(u64, u32)> {
     let line = playlist
         .lines()
         .find(|l| l.starts_with("#EXT-X-PRELOAD-HINT:") && l.contains("TYPE=PART"))?;
