@@ -9,10 +9,10 @@ use hub::{
     AnnouncedRendition, DeclaredRate, MediaEvent, PassthroughInput, RenditionInput,
     RenditionOutput, RenditionPipeline, Renditions, SOURCE_RENDITION,
 };
-use media::{CodecConfig, Tracks};
+use media::{CodecConfig, TrackKind, Tracks};
 
 use crate::ladder::{Rung, plan};
-use crate::session::{TranscodeConfig, TranscodeInput, start};
+use crate::session::{TranscodeConfig, TranscodeInput, aac_track_for_mp3, start};
 
 /// A stream's renditions: `source` (passed through) if configured, and one transcoded
 /// rendition per configured rung of the ladder.
@@ -36,6 +36,7 @@ impl Ladder {
                 rungs,
                 align_to_source_keyframes: source,
                 segment_target,
+                source_audio: source,
                 ..TranscodeConfig::default()
             })
         });
@@ -56,6 +57,9 @@ struct LadderInput {
     /// Every rung name this session has had: the transcoder keeps them across source
     /// changes, and so does the announcement.
     names: Vec<String>,
+    /// The source's audio is MP3 and the passthrough carries the transcoder's AAC of
+    /// it instead (the MP3 frames are not passed through).
+    source_gets_aac: bool,
 }
 
 impl LadderInput {
@@ -108,8 +112,44 @@ impl RenditionInput for LadderInput {
                 MediaEvent::Frame(frame) => t.push_frame(frame.clone(), arrival),
             }
         }
-        if let Some(s) = self.source.as_mut() {
-            s.push(event, arrival, out);
+        if self.source.is_some() {
+            let event = match event {
+                MediaEvent::Tracks(tracks) => {
+                    MediaEvent::Tracks(self.source_tracks(tracks, self.transcode.is_some()))
+                }
+                MediaEvent::Frame(f) if self.source_gets_aac && f.kind == TrackKind::Audio => {
+                    return;
+                }
+                event => event,
+            };
+            if let Some(s) = self.source.as_mut() {
+                s.push(event, arrival, out);
+            }
+        }
+    }
+}
+
+impl LadderInput {
+    /// The passthrough's tracks: the source's, except MP3 audio (which CMAF cannot
+    /// carry) becomes the AAC the transcoder makes of it, when there is a transcoder.
+    fn source_tracks(&mut self, tracks: Arc<Tracks>, transcoding: bool) -> Arc<Tracks> {
+        self.source_gets_aac = false;
+        let mp3 = match tracks.audio.as_ref().map(|a| &a.codec) {
+            Some(CodecConfig::Mp3(mp3)) if transcoding => *mp3,
+            _ => return tracks,
+        };
+        match aac_track_for_mp3(mp3) {
+            Ok(aac) => {
+                self.source_gets_aac = true;
+                Arc::new(Tracks {
+                    video: tracks.video.clone(),
+                    audio: Some(aac),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make AAC of the MP3 audio; the source rendition goes without audio");
+                tracks
+            }
         }
     }
 }
@@ -132,6 +172,7 @@ impl Renditions for Ladder {
                 transcode,
                 config: self.transcode.clone(),
                 names: Vec::new(),
+                source_gets_aac: false,
             }),
             output,
         }

@@ -51,6 +51,9 @@ pub struct TranscodeConfig {
     /// Wait for room instead of dropping (offline use: benchmarks, files). A live
     /// stream must never set this: a slow rung would hold back every other.
     pub lossless: bool,
+    /// The passthrough `source` rendition carries the AAC made of MP3 audio (CMAF
+    /// carries no MP3): the transcoder sends it there too, made once for all.
+    pub source_audio: bool,
 }
 
 impl Default for TranscodeConfig {
@@ -62,6 +65,7 @@ impl Default for TranscodeConfig {
             input_queue: 180,
             rung_queue: 80,
             lossless: false,
+            source_audio: false,
         }
     }
 }
@@ -583,6 +587,16 @@ impl Decoder {
         if let Some(m) = self.mp3_to_aac.as_mut() {
             let (aac, silent) = m.transcode(&frame, &self.stream);
             self.report_silence(silent);
+            if self.config.source_audio {
+                let source: Arc<str> = Arc::from(hub::SOURCE_RENDITION);
+                for f in &aac {
+                    // On this thread, never the runtime's: waiting for room is fine.
+                    let _ = self.out.blocking_send(RenditionOutput::media(
+                        &source,
+                        RenditionUpdate::Frame(f.clone(), arrival),
+                    ));
+                }
+            }
             for f in aac {
                 self.send_audio(f, arrival);
             }
@@ -819,6 +833,32 @@ enum AudioError {
 }
 
 /// MP3 decoded and encoded to AAC once, for every rendition.
+/// The AAC encoder MP3 audio of `source`'s kind is turned into, and its track.
+fn aac_for_mp3(source: media::Mp3Config) -> Result<(encoder::AacEncoder, Track), AudioError> {
+    let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
+        sample_rate: source.sample_rate,
+        channels: u16::from(source.channels),
+        bitrate: 128_000,
+    })?;
+    let timescale =
+        std::num::NonZeroU32::new(source.sample_rate).ok_or(AudioError::ZeroSampleRate)?;
+    let track = Track {
+        kind: TrackKind::Audio,
+        timescale,
+        codec: CodecConfig::Aac(aac.config().clone()),
+    };
+    Ok((aac, track))
+}
+
+/// The AAC track the transcoder makes of MP3 audio like `source`'s (what the
+/// passthrough advertises when it carries that AAC), or why it cannot.
+pub(crate) fn aac_track_for_mp3(source: media::Mp3Config) -> Result<Track, String> {
+    ff::init().map_err(|e| e.to_string())?;
+    aac_for_mp3(source)
+        .map(|(_, track)| track)
+        .map_err(|e| e.to_string())
+}
+
 struct Mp3ToAac {
     source: media::Mp3Config,
     decoder: ff::decoder::Audio,
@@ -834,18 +874,8 @@ impl Mp3ToAac {
             .decoder()
             .audio()
             .map_err(|e| AudioError::Decoder("MP3", e))?;
-        let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
-            sample_rate: source.sample_rate,
-            channels: u16::from(source.channels),
-            bitrate: 128_000,
-        })?;
-        let timescale =
-            std::num::NonZeroU32::new(source.sample_rate).ok_or(AudioError::ZeroSampleRate)?;
-        let track = Track {
-            kind: TrackKind::Audio,
-            timescale,
-            codec: CodecConfig::Aac(aac.config().clone()),
-        };
+        let (aac, track) = aac_for_mp3(source)?;
+        let timescale = track.timescale;
         Ok(Self {
             source,
             decoder,
