@@ -585,3 +585,69 @@ async fn a_60_fps_source_is_halved_in_the_rungs_up_to_720p() {
         }
     }
 }
+
+/// 4:2:2 and 10-bit H.264 (High 4:2:2, High 10: CODECS `avc1.7A…`, `avc1.6E…`) is not
+/// played by browsers: such a source is transcoded into the 8-bit 4:2:0 ladder and
+/// left out of the passthrough; every variant the master lists decodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_422_or_10_bit_source_is_transcoded_and_left_out_of_the_passthrough() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    for pix_fmt in ["yuv422p", "yuv420p10le"] {
+        let server = Server::start(&[
+            "--stream",
+            "deep=deep-key",
+            "--renditions",
+            "source,234p",
+            "--grace-period-ms",
+            "1000",
+        ]);
+        let (ok, _, err) = run(Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=30:duration=4",
+            ])
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "60"])
+            .args(["-pix_fmt", pix_fmt, "-an", "-f", "flv"])
+            .arg(format!("{}/live/deep-key", server.rtmp)));
+        assert!(ok, "ffmpeg could not publish {pix_fmt}: {err}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !get_text(&server.url("/live/deep/234p/index.m3u8"))
+            .await
+            .1
+            .contains("#EXT-X-ENDLIST")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pix_fmt}: playlist did not end"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let (_, master) = get_text(&server.url("/live/deep/master.m3u8")).await;
+        let variants: Vec<&str> = master
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect();
+        assert_eq!(variants, ["234p/index.m3u8"], "{pix_fmt}: {master}");
+        for codecs in master.lines().filter_map(|l| attr(l, "CODECS")) {
+            let upper = codecs.to_ascii_uppercase();
+            assert!(
+                !upper.contains("AVC1.7A") && !upper.contains("AVC1.6E"),
+                "{pix_fmt}: unplayable CODECS in {master}"
+            );
+        }
+        for variant in variants {
+            let frames = count_frames(&server.url(&format!("/live/deep/{variant}")));
+            assert!(
+                frames.get("video 312x234").is_some_and(|n| *n >= 110),
+                "{pix_fmt}: {variant} decodes: {frames:?}"
+            );
+        }
+        assert!(
+            server.log().contains("the source rendition is left out"),
+            "{pix_fmt}: the log says why"
+        );
+    }
+}

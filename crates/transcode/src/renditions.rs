@@ -49,6 +49,15 @@ impl Ladder {
 /// send by default), MP3 becomes AAC at 128 kbit/s.
 const AUDIO_ALLOWANCE: u64 = 128_000;
 
+/// H.264 profiles (profile_idc) whose 4:2:2, 4:4:4 or 10-bit pictures browsers do
+/// not decode: a source in one of them is transcoded only.
+const UNPLAYABLE_PROFILES: [(u8, &str); 4] = [
+    (110, "High 10"),
+    (122, "High 4:2:2"),
+    (244, "High 4:4:4 Predictive"),
+    (44, "CAVLC 4:4:4 Intra"),
+];
+
 /// One session's input: to the passthrough at once, to the transcoder's thread.
 struct LadderInput {
     source: Option<PassthroughInput>,
@@ -60,6 +69,9 @@ struct LadderInput {
     /// The source's audio is MP3 and the passthrough carries the transcoder's AAC of
     /// it instead (the MP3 frames are not passed through).
     source_gets_aac: bool,
+    /// The source's video is one a browser cannot play (4:2:2, 4:4:4 or 10-bit
+    /// H.264) and there are rungs: this session leaves the passthrough out.
+    source_left_out: bool,
 }
 
 impl LadderInput {
@@ -67,7 +79,7 @@ impl LadderInput {
     /// transcoder plans for the source's size, with their configured rates.
     fn announcement(&mut self, tracks: &Tracks) -> Arc<[AnnouncedRendition]> {
         let mut set = Vec::new();
-        if self.source.is_some() {
+        if self.source.is_some() && !self.source_left_out {
             set.push(AnnouncedRendition {
                 name: Arc::from(SOURCE_RENDITION),
                 declared: None,
@@ -104,6 +116,27 @@ impl LadderInput {
 impl RenditionInput for LadderInput {
     fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
         if let MediaEvent::Tracks(tracks) = &event {
+            let unplayable = tracks.video.as_ref().and_then(|t| match &t.codec {
+                CodecConfig::Avc(avc) => UNPLAYABLE_PROFILES
+                    .iter()
+                    .find(|(idc, _)| *idc == avc.profile_idc),
+                _ => None,
+            });
+            self.source_left_out =
+                self.source.is_some() && self.config.is_some() && unplayable.is_some();
+            if let Some((_, profile)) = unplayable {
+                if self.source_left_out {
+                    tracing::warn!(
+                        profile,
+                        "H.264 {profile} is not played by browsers: the source rendition is left out, the ladder is 8-bit 4:2:0"
+                    );
+                } else if self.source.is_some() {
+                    tracing::warn!(
+                        profile,
+                        "H.264 {profile} is passed through (no ladder configured); browsers will not play it"
+                    );
+                }
+            }
             out.push(RenditionOutput::Announce(self.announcement(tracks)));
         }
         if let Some(t) = self.transcode.as_mut() {
@@ -112,7 +145,7 @@ impl RenditionInput for LadderInput {
                 MediaEvent::Frame(frame) => t.push_frame(frame.clone(), arrival),
             }
         }
-        if self.source.is_some() {
+        if self.source.is_some() && !self.source_left_out {
             let event = match event {
                 MediaEvent::Tracks(tracks) => {
                     MediaEvent::Tracks(self.source_tracks(tracks, self.transcode.is_some()))
@@ -173,6 +206,7 @@ impl Renditions for Ladder {
                 config: self.transcode.clone(),
                 names: Vec::new(),
                 source_gets_aac: false,
+                source_left_out: false,
             }),
             output,
         }
@@ -220,6 +254,8 @@ mod tests {
                 ..TranscodeConfig::default()
             })),
             names: Vec::new(),
+            source_gets_aac: false,
+            source_left_out: false,
         }
     }
 
