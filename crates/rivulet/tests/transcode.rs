@@ -651,3 +651,86 @@ async fn a_422_or_10_bit_source_is_transcoded_and_left_out_of_the_passthrough() 
         );
     }
 }
+
+/// A transcoder that cannot keep real time degrades predictably: one rung made too
+/// slow on purpose (`RIVULET_TEST_SLOW_RUNG`: its encoder sleeps 200 ms a picture, 5
+/// pictures a second of 30) drops frames, and after the lag limit the top rung is
+/// withdrawn: the log says why, /metrics counts it, the master stops listing it, and
+/// the other renditions keep playing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rung_that_cannot_keep_real_time_is_withdrawn_and_the_others_play_on() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start_cmd(
+        &["env".into(), "RIVULET_TEST_SLOW_RUNG=360p:200".into()],
+        "rivulet",
+        data.path(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[
+            "--stream",
+            "slow=slow-key",
+            "--renditions",
+            "source,360p,234p",
+        ],
+    );
+    let _publisher = KillOnDrop(publish_source(
+        &format!("{}/live/slow-key", server.rtmp),
+        40,
+        "640x360",
+        true,
+    ));
+    let master_url = server.url("/live/slow/master.m3u8");
+    let first = get_when_ready(&master_url, Duration::from_secs(30)).await;
+    assert!(first.contains("360p/index.m3u8"), "{first}");
+    // The queue (80 pictures) fills in about 3 s at 5 a second of 30, then 3 s of
+    // drops: withdrawn well within 30 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let master = loop {
+        let (_, master) = get_text(&master_url).await;
+        if !master.contains("360p/index.m3u8") {
+            break master;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow rung was never withdrawn: {master}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        master.contains("source/index.m3u8") && master.contains("234p/index.m3u8"),
+        "the others stay: {master}"
+    );
+    assert!(
+        server
+            .log()
+            .contains("the top rung is withdrawn from the master"),
+        "the log says why"
+    );
+    let (_, metrics) = get_text(&server.url("/metrics")).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("transcode_rungs_withdrawn_total")
+                && l.contains("rendition=\"360p\"")
+                && l.ends_with(" 1")),
+        "counted in /metrics"
+    );
+    // The others keep playing: 234p gains segments after the withdrawal, and decodes.
+    let (_, before) = get_text(&server.url("/live/slow/234p/index.m3u8")).await;
+    let (msn, _) = preload_hint(&before);
+    get_when_ready(
+        &server.url(&format!(
+            "/live/slow/234p/index.m3u8?_HLS_msn={}&_HLS_part=0",
+            msn + 2
+        )),
+        Duration::from_secs(15),
+    )
+    .await;
+    let frames = count_frames(&server.url("/live/slow/234p/index.m3u8"));
+    assert!(
+        frames.get("video 416x234").is_some_and(|n| *n >= 150),
+        "234p decodes: {frames:?}"
+    );
+}

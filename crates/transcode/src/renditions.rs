@@ -37,11 +37,20 @@ impl Ladder {
                 align_to_source_keyframes: source,
                 segment_target,
                 source_audio: source,
+                slow_rung: slow_rung_for_tests(),
                 ..TranscodeConfig::default()
             })
         });
         Self { source, transcode }
     }
+}
+
+/// `RIVULET_TEST_SLOW_RUNG=NAME:MS`: the tests' way to make one rung's encoder too
+/// slow for real time, deterministically (see `TranscodeConfig::slow_rung`).
+fn slow_rung_for_tests() -> Option<(String, Duration)> {
+    let value = std::env::var("RIVULET_TEST_SLOW_RUNG").ok()?;
+    let (name, ms) = value.split_once(':')?;
+    Some((name.to_owned(), Duration::from_millis(ms.parse().ok()?)))
 }
 
 /// What the audio of a transcoded rendition is counted at in its declared rate: the

@@ -54,6 +54,14 @@ pub struct TranscodeConfig {
     /// The passthrough `source` rendition carries the AAC made of MP3 audio (CMAF
     /// carries no MP3): the transcoder sends it there too, made once for all.
     pub source_audio: bool,
+    /// A rung that drops frames (its encoder queue full) for this long without a
+    /// pause is more than the machine can encode in real time: the top rung is
+    /// withdrawn (logged, counted in `transcode_rungs_withdrawn_total`, gone from
+    /// the master) rather than every rung dropping frames silently.
+    pub lag_limit: Duration,
+    /// Test only: the named rung's encoder sleeps this long per picture, a machine
+    /// too slow for it on demand (`RIVULET_TEST_SLOW_RUNG=NAME:MS`).
+    pub slow_rung: Option<(String, Duration)>,
 }
 
 impl Default for TranscodeConfig {
@@ -66,6 +74,8 @@ impl Default for TranscodeConfig {
             rung_queue: 80,
             lossless: false,
             source_audio: false,
+            lag_limit: Duration::from_secs(3),
+            slow_rung: None,
         }
     }
 }
@@ -177,6 +187,9 @@ struct RungWorker {
     /// Frame-rate cap: the next picture at or after this pts is sent.
     next_pts: i64,
     dropped: u64,
+    /// Since when this rung has dropped frames without a pause of `lag_limit`, and
+    /// its latest drop.
+    dropping: Option<(Instant, Instant)>,
 }
 
 impl RungWorker {
@@ -223,6 +236,8 @@ struct Decoder {
     /// Set when the source's audio is MP3: decoded and encoded to AAC once, here.
     mp3_to_aac: Option<Mp3ToAac>,
     rungs: Vec<RungWorker>,
+    /// Rungs withdrawn for lag: stopped when the session ends.
+    retired: Vec<RungWorker>,
     /// Every rendition name this stream has had (kept across source changes).
     names: Vec<String>,
     /// Source frames sent to the decoder: (pts, keyframe, arrival).
@@ -257,6 +272,7 @@ impl Decoder {
             audio: None,
             mp3_to_aac: None,
             rungs: Vec::new(),
+            retired: Vec::new(),
             names: Vec::new(),
             pending: VecDeque::new(),
             keyframes,
@@ -281,7 +297,7 @@ impl Decoder {
             }
         }
         self.flush_decoder();
-        for r in &mut self.rungs {
+        for r in self.rungs.iter_mut().chain(self.retired.iter_mut()) {
             r.stop();
         }
     }
@@ -412,6 +428,12 @@ impl Decoder {
             audio: self.audio.clone(),
             out: self.out.clone(),
             depth: depth.clone(),
+            delay: self
+                .config
+                .slow_rung
+                .as_ref()
+                .filter(|(n, _)| *n == planned.rung.name)
+                .map(|(_, d)| *d),
         };
         let thread = std::thread::Builder::new()
             .name(format!("x264-{}", planned.rung.name))
@@ -429,6 +451,7 @@ impl Decoder {
             keep_every,
             next_pts: i64::MIN,
             dropped: 0,
+            dropping: None,
         }
     }
 
@@ -515,6 +538,7 @@ impl Decoder {
     /// each rung its copy.
     fn fan_out(&mut self, decoded: &ff::frame::Video, pts: i64, force: bool, arrival: SystemTime) {
         let mut previous: Option<ff::frame::Video> = None;
+        let mut lagging = None;
         for i in 0..self.rungs.len() {
             let input = previous.as_ref().unwrap_or(decoded);
             let r = &mut self.rungs[i];
@@ -573,11 +597,60 @@ impl Decoder {
                         if r.dropped.is_power_of_two() {
                             tracing::warn!(stream = %self.stream, rendition = %r.name, dropped = r.dropped, "rung cannot keep up; dropping its frames");
                         }
+                        let now = Instant::now();
+                        let since = match r.dropping {
+                            Some((since, last))
+                                if now.duration_since(last) < self.config.lag_limit =>
+                            {
+                                since
+                            }
+                            _ => now,
+                        };
+                        r.dropping = Some((since, now));
+                        if now.duration_since(since) >= self.config.lag_limit {
+                            lagging = Some(r.name.clone());
+                        }
                     }
                 }
             }
             previous = Some(scaled);
         }
+        if let Some(lagging) = lagging {
+            self.withdraw_top_rung(&lagging);
+        }
+    }
+
+    /// `lagging` has dropped frames for `lag_limit`: the machine cannot encode the
+    /// ladder in real time. The top rung (the most expensive) goes, once, unless it is
+    /// the last: the others then get the time it took.
+    fn withdraw_top_rung(&mut self, lagging: &str) {
+        if self.rungs.len() < 2 {
+            return;
+        }
+        let mut top = self.rungs.remove(0);
+        // Not joined here: it may still be encoding its queue, and this thread must
+        // not wait for it.
+        top.tx = None;
+        tracing::warn!(
+            stream = %self.stream,
+            rendition = %top.name,
+            lagging,
+            lag_limit = ?self.config.lag_limit,
+            "the transcoder cannot keep real time (a rung dropped frames for the lag limit): \
+             the top rung is withdrawn from the master; use a smaller ladder, faster presets \
+             or more CPU"
+        );
+        metrics::counter!("transcode_rungs_withdrawn_total", "stream" => self.stream.clone(), "rendition" => top.name.to_string())
+            .increment(1);
+        // On this thread, never the runtime's: waiting for room is fine.
+        let _ = self
+            .out
+            .blocking_send(RenditionOutput::Withdraw(top.name.clone()));
+        // The rest start afresh: their drops were the withdrawn rung's doing.
+        for r in &mut self.rungs {
+            r.dropping = None;
+        }
+        self.retired.push(top);
     }
 
     fn handle_audio(&mut self, frame: Frame, arrival: SystemTime) {
@@ -661,6 +734,8 @@ struct RungThread {
     audio: Option<Track>,
     out: mpsc::Sender<RenditionOutput>,
     depth: Arc<AtomicUsize>,
+    /// Test only: sleep this long per picture (see `TranscodeConfig::slow_rung`).
+    delay: Option<Duration>,
 }
 
 impl RungThread {
@@ -690,6 +765,9 @@ impl RungThread {
                     keyframe,
                     arrival,
                 } => {
+                    if let Some(d) = self.delay {
+                        std::thread::sleep(d);
+                    }
                     last_arrival = arrival;
                     if let Err(e) = encoder.encode_av_frame(&mut frame, pts, keyframe, &mut encoded)
                     {
