@@ -78,7 +78,8 @@ if [ ! -f "$(dirname "$0")/../$geo_db" ]; then
 fi
 
 # build: the web pages' npm packages, pinned by web/package-lock.json; crates/web
-# embeds hls.js and uPlot from web/node_modules into the binary.
+# embeds hls.js and uPlot from web/node_modules into the binary. test: playwright-core,
+# and the players we did not write (Shaka Player, video.js) for tests/players.rs.
 if [ ! -f "$(dirname "$0")/../web/node_modules/.package-lock.json" ] \
   || [ "$(dirname "$0")/../web/package-lock.json" -nt "$(dirname "$0")/../web/node_modules/.package-lock.json" ]; then
   echo "setup: installing the web pages' packages (npm ci --prefix web)"

@@ -7,7 +7,7 @@
 # What the origin already does, so that this file stays short:
 #   - every object carries an honest Cache-Control: parts, segments and init segments
 #     `public, max-age=300, immutable`; answers to blocking playlist reloads (URLs with
-#     _HLS_msn/_HLS_part) `public, max-age=6`; plain playlists `no-cache`; errors and a
+#     _HLS_msn/_HLS_part) `public, max-age=0, s-maxage=1`; plain playlists `no-cache`; errors and a
 #     part that does not exist yet `no-store`.
 #   - a blocking reload and the next part (the preload hint) are held at the origin
 #     until they exist, so Varnish's waiting list coalesces every viewer asking for them

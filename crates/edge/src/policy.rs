@@ -129,6 +129,11 @@ mod tests {
         assert_eq!(storage(200, Some("no-cache"), true), Storage::CoalesceOnly);
         assert_eq!(storage(200, Some("no-store"), false), Storage::CoalesceOnly);
         assert_eq!(storage(200, Some("max-age=60, s-maxage=2"), false), keep(2));
+        // The origin's blocking reloads: a second here, nothing in the browser.
+        assert_eq!(
+            storage(200, Some("public, max-age=0, s-maxage=1"), true),
+            keep(1)
+        );
         assert_eq!(storage(200, None, false), keep(60));
         assert_eq!(storage(200, None, true), Storage::CoalesceOnly);
         assert_eq!(

@@ -30,6 +30,9 @@ pub enum RenditionOutput {
     /// their first frames, so that the multivariant playlist is whole from its first
     /// answer. Replaces any earlier announcement of the session.
     Announce(Arc<[AnnouncedRendition]>),
+    /// A rendition leaves the session's set (a rung the machine cannot encode in real
+    /// time): the multivariant playlist stops listing it.
+    Withdraw(Arc<str>),
 }
 
 /// A rendition a session will have.

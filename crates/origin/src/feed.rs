@@ -187,6 +187,7 @@ fn deliver(live: &crate::LiveStream, updates: impl Iterator<Item = RenditionOutp
                 live.handle_input_audio(Instant::now(), silent)
             }
             RenditionOutput::Announce(renditions) => live.handle_announce(renditions),
+            RenditionOutput::Withdraw(rendition) => live.handle_withdraw(&rendition),
         }
     }
 }

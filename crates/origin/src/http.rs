@@ -38,6 +38,13 @@ const TITLE_DATA_ID: &str = "com.rivulet.title";
 pub const INPUT_HEADER: &str = media::live_path::INPUT_HEADER;
 /// Errors (a part that does not exist *yet*) must not be cached.
 const ERROR_CACHE: &str = "no-store";
+/// Answers to blocking reloads: a shared cache (edge, CDN) keeps one a second, long
+/// enough for every viewer waiting on that part to share it; a browser keeps none.
+/// video.js asks again for a part it already has at each segment end and calls the
+/// playlist "unchanged" if the answer is the same: with `max-age=6` its browser cache
+/// (or an edge) served it that same answer for six seconds, about every 40 to 340 ms,
+/// and playback stalled (issue 20, item 11).
+const BLOCKING_PLAYLIST_CACHE: &str = "public, max-age=0, s-maxage=1";
 
 /// The router for `/live/NAME/…`, with CORS for browser players. The binary layers
 /// the analytics delivery middleware on it (as on the edge's): the origin knows
@@ -312,9 +319,9 @@ async fn media_playlist_for(
     };
     metrics::counter!("origin_requests_total", "kind" => "playlist").increment(1);
     // A blocking response describes a state that, by its URL, has been reached: a
-    // cache may keep it as long as the segments it lists stay meaningful.
+    // shared cache may keep it briefly (see BLOCKING_PLAYLIST_CACHE).
     let cache = if block.is_some() {
-        "public, max-age=6"
+        BLOCKING_PLAYLIST_CACHE
     } else {
         PLAYLIST_CACHE
     };

@@ -379,6 +379,22 @@ impl LiveStream {
         self.notify();
     }
 
+    /// `rendition` leaves the announced set: the master stops listing it (its media
+    /// playlist stays, with no new parts; rendition reports still name its last).
+    pub fn handle_withdraw(&self, rendition: &str) {
+        let mut state = self.lock();
+        if let ExpectedRenditions::Known(set) = &state.expected {
+            let kept: Arc<[AnnouncedRendition]> = set
+                .iter()
+                .filter(|a| &*a.name != rendition)
+                .cloned()
+                .collect();
+            state.expected = ExpectedRenditions::Known(kept);
+        }
+        drop(state);
+        self.notify();
+    }
+
     /// Packages one frame of `rendition`. `now` is the wall clock the frame stands
     /// for (its arrival at ingest, for PROGRAM-DATE-TIME), `arrival` when it reached
     /// this origin (for the availability metric).

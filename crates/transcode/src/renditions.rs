@@ -9,10 +9,10 @@ use hub::{
     AnnouncedRendition, DeclaredRate, MediaEvent, PassthroughInput, RenditionInput,
     RenditionOutput, RenditionPipeline, Renditions, SOURCE_RENDITION,
 };
-use media::{CodecConfig, Tracks};
+use media::{CodecConfig, TrackKind, Tracks};
 
 use crate::ladder::{Rung, plan};
-use crate::session::{TranscodeConfig, TranscodeInput, start};
+use crate::session::{TranscodeConfig, TranscodeInput, aac_track_for_mp3, start};
 
 /// A stream's renditions: `source` (passed through) if configured, and one transcoded
 /// rendition per configured rung of the ladder.
@@ -36,6 +36,8 @@ impl Ladder {
                 rungs,
                 align_to_source_keyframes: source,
                 segment_target,
+                source_audio: source,
+                slow_rung: slow_rung_for_tests(),
                 ..TranscodeConfig::default()
             })
         });
@@ -43,10 +45,27 @@ impl Ladder {
     }
 }
 
+/// `RIVULET_TEST_SLOW_RUNG=NAME:MS`: the tests' way to make one rung's encoder too
+/// slow for real time, deterministically (see `TranscodeConfig::slow_rung`).
+fn slow_rung_for_tests() -> Option<(String, Duration)> {
+    let value = std::env::var("RIVULET_TEST_SLOW_RUNG").ok()?;
+    let (name, ms) = value.split_once(':')?;
+    Some((name.to_owned(), Duration::from_millis(ms.parse().ok()?)))
+}
+
 /// What the audio of a transcoded rendition is counted at in its declared rate: the
 /// source's AAC passes through at a rate nobody declared (128 kbit/s is what encoders
 /// send by default), MP3 becomes AAC at 128 kbit/s.
 const AUDIO_ALLOWANCE: u64 = 128_000;
+
+/// H.264 profiles (profile_idc) whose 4:2:2, 4:4:4 or 10-bit pictures browsers do
+/// not decode: a source in one of them is transcoded only.
+const UNPLAYABLE_PROFILES: [(u8, &str); 4] = [
+    (110, "High 10"),
+    (122, "High 4:2:2"),
+    (244, "High 4:4:4 Predictive"),
+    (44, "CAVLC 4:4:4 Intra"),
+];
 
 /// One session's input: to the passthrough at once, to the transcoder's thread.
 struct LadderInput {
@@ -56,6 +75,12 @@ struct LadderInput {
     /// Every rung name this session has had: the transcoder keeps them across source
     /// changes, and so does the announcement.
     names: Vec<String>,
+    /// The source's audio is MP3 and the passthrough carries the transcoder's AAC of
+    /// it instead (the MP3 frames are not passed through).
+    source_gets_aac: bool,
+    /// The source's video is one a browser cannot play (4:2:2, 4:4:4 or 10-bit
+    /// H.264) and there are rungs: this session leaves the passthrough out.
+    source_left_out: bool,
 }
 
 impl LadderInput {
@@ -63,7 +88,7 @@ impl LadderInput {
     /// transcoder plans for the source's size, with their configured rates.
     fn announcement(&mut self, tracks: &Tracks) -> Arc<[AnnouncedRendition]> {
         let mut set = Vec::new();
-        if self.source.is_some() {
+        if self.source.is_some() && !self.source_left_out {
             set.push(AnnouncedRendition {
                 name: Arc::from(SOURCE_RENDITION),
                 declared: None,
@@ -100,6 +125,27 @@ impl LadderInput {
 impl RenditionInput for LadderInput {
     fn push(&mut self, event: MediaEvent, arrival: SystemTime, out: &mut Vec<RenditionOutput>) {
         if let MediaEvent::Tracks(tracks) = &event {
+            let unplayable = tracks.video.as_ref().and_then(|t| match &t.codec {
+                CodecConfig::Avc(avc) => UNPLAYABLE_PROFILES
+                    .iter()
+                    .find(|(idc, _)| *idc == avc.profile_idc),
+                _ => None,
+            });
+            self.source_left_out =
+                self.source.is_some() && self.config.is_some() && unplayable.is_some();
+            if let Some((_, profile)) = unplayable {
+                if self.source_left_out {
+                    tracing::warn!(
+                        profile,
+                        "H.264 {profile} is not played by browsers: the source rendition is left out, the ladder is 8-bit 4:2:0"
+                    );
+                } else if self.source.is_some() {
+                    tracing::warn!(
+                        profile,
+                        "H.264 {profile} is passed through (no ladder configured); browsers will not play it"
+                    );
+                }
+            }
             out.push(RenditionOutput::Announce(self.announcement(tracks)));
         }
         if let Some(t) = self.transcode.as_mut() {
@@ -108,8 +154,44 @@ impl RenditionInput for LadderInput {
                 MediaEvent::Frame(frame) => t.push_frame(frame.clone(), arrival),
             }
         }
-        if let Some(s) = self.source.as_mut() {
-            s.push(event, arrival, out);
+        if self.source.is_some() && !self.source_left_out {
+            let event = match event {
+                MediaEvent::Tracks(tracks) => {
+                    MediaEvent::Tracks(self.source_tracks(tracks, self.transcode.is_some()))
+                }
+                MediaEvent::Frame(f) if self.source_gets_aac && f.kind == TrackKind::Audio => {
+                    return;
+                }
+                event => event,
+            };
+            if let Some(s) = self.source.as_mut() {
+                s.push(event, arrival, out);
+            }
+        }
+    }
+}
+
+impl LadderInput {
+    /// The passthrough's tracks: the source's, except MP3 audio (which CMAF cannot
+    /// carry) becomes the AAC the transcoder makes of it, when there is a transcoder.
+    fn source_tracks(&mut self, tracks: Arc<Tracks>, transcoding: bool) -> Arc<Tracks> {
+        self.source_gets_aac = false;
+        let mp3 = match tracks.audio.as_ref().map(|a| &a.codec) {
+            Some(CodecConfig::Mp3(mp3)) if transcoding => *mp3,
+            _ => return tracks,
+        };
+        match aac_track_for_mp3(mp3) {
+            Ok(aac) => {
+                self.source_gets_aac = true;
+                Arc::new(Tracks {
+                    video: tracks.video.clone(),
+                    audio: Some(aac),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot make AAC of the MP3 audio; the source rendition goes without audio");
+                tracks
+            }
         }
     }
 }
@@ -132,6 +214,8 @@ impl Renditions for Ladder {
                 transcode,
                 config: self.transcode.clone(),
                 names: Vec::new(),
+                source_gets_aac: false,
+                source_left_out: false,
             }),
             output,
         }
@@ -179,6 +263,8 @@ mod tests {
                 ..TranscodeConfig::default()
             })),
             names: Vec::new(),
+            source_gets_aac: false,
+            source_left_out: false,
         }
     }
 

@@ -51,6 +51,17 @@ pub struct TranscodeConfig {
     /// Wait for room instead of dropping (offline use: benchmarks, files). A live
     /// stream must never set this: a slow rung would hold back every other.
     pub lossless: bool,
+    /// The passthrough `source` rendition carries the AAC made of MP3 audio (CMAF
+    /// carries no MP3): the transcoder sends it there too, made once for all.
+    pub source_audio: bool,
+    /// A rung that drops frames (its encoder queue full) for this long without a
+    /// pause is more than the machine can encode in real time: the top rung is
+    /// withdrawn (logged, counted in `transcode_rungs_withdrawn_total`, gone from
+    /// the master) rather than every rung dropping frames silently.
+    pub lag_limit: Duration,
+    /// Test only: the named rung's encoder sleeps this long per picture, a machine
+    /// too slow for it on demand (`RIVULET_TEST_SLOW_RUNG=NAME:MS`).
+    pub slow_rung: Option<(String, Duration)>,
 }
 
 impl Default for TranscodeConfig {
@@ -62,6 +73,9 @@ impl Default for TranscodeConfig {
             input_queue: 180,
             rung_queue: 80,
             lossless: false,
+            source_audio: false,
+            lag_limit: Duration::from_secs(3),
+            slow_rung: None,
         }
     }
 }
@@ -173,6 +187,9 @@ struct RungWorker {
     /// Frame-rate cap: the next picture at or after this pts is sent.
     next_pts: i64,
     dropped: u64,
+    /// Since when this rung has dropped frames without a pause of `lag_limit`, and
+    /// its latest drop.
+    dropping: Option<(Instant, Instant)>,
 }
 
 impl RungWorker {
@@ -219,6 +236,8 @@ struct Decoder {
     /// Set when the source's audio is MP3: decoded and encoded to AAC once, here.
     mp3_to_aac: Option<Mp3ToAac>,
     rungs: Vec<RungWorker>,
+    /// Rungs withdrawn for lag: stopped when the session ends.
+    retired: Vec<RungWorker>,
     /// Every rendition name this stream has had (kept across source changes).
     names: Vec<String>,
     /// Source frames sent to the decoder: (pts, keyframe, arrival).
@@ -253,6 +272,7 @@ impl Decoder {
             audio: None,
             mp3_to_aac: None,
             rungs: Vec::new(),
+            retired: Vec::new(),
             names: Vec::new(),
             pending: VecDeque::new(),
             keyframes,
@@ -277,7 +297,7 @@ impl Decoder {
             }
         }
         self.flush_decoder();
-        for r in &mut self.rungs {
+        for r in self.rungs.iter_mut().chain(self.retired.iter_mut()) {
             r.stop();
         }
     }
@@ -408,6 +428,12 @@ impl Decoder {
             audio: self.audio.clone(),
             out: self.out.clone(),
             depth: depth.clone(),
+            delay: self
+                .config
+                .slow_rung
+                .as_ref()
+                .filter(|(n, _)| *n == planned.rung.name)
+                .map(|(_, d)| *d),
         };
         let thread = std::thread::Builder::new()
             .name(format!("x264-{}", planned.rung.name))
@@ -425,6 +451,7 @@ impl Decoder {
             keep_every,
             next_pts: i64::MIN,
             dropped: 0,
+            dropping: None,
         }
     }
 
@@ -511,6 +538,7 @@ impl Decoder {
     /// each rung its copy.
     fn fan_out(&mut self, decoded: &ff::frame::Video, pts: i64, force: bool, arrival: SystemTime) {
         let mut previous: Option<ff::frame::Video> = None;
+        let mut lagging = None;
         for i in 0..self.rungs.len() {
             let input = previous.as_ref().unwrap_or(decoded);
             let r = &mut self.rungs[i];
@@ -569,11 +597,60 @@ impl Decoder {
                         if r.dropped.is_power_of_two() {
                             tracing::warn!(stream = %self.stream, rendition = %r.name, dropped = r.dropped, "rung cannot keep up; dropping its frames");
                         }
+                        let now = Instant::now();
+                        let since = match r.dropping {
+                            Some((since, last))
+                                if now.duration_since(last) < self.config.lag_limit =>
+                            {
+                                since
+                            }
+                            _ => now,
+                        };
+                        r.dropping = Some((since, now));
+                        if now.duration_since(since) >= self.config.lag_limit {
+                            lagging = Some(r.name.clone());
+                        }
                     }
                 }
             }
             previous = Some(scaled);
         }
+        if let Some(lagging) = lagging {
+            self.withdraw_top_rung(&lagging);
+        }
+    }
+
+    /// `lagging` has dropped frames for `lag_limit`: the machine cannot encode the
+    /// ladder in real time. The top rung (the most expensive) goes, once, unless it is
+    /// the last: the others then get the time it took.
+    fn withdraw_top_rung(&mut self, lagging: &str) {
+        if self.rungs.len() < 2 {
+            return;
+        }
+        let mut top = self.rungs.remove(0);
+        // Not joined here: it may still be encoding its queue, and this thread must
+        // not wait for it.
+        top.tx = None;
+        tracing::warn!(
+            stream = %self.stream,
+            rendition = %top.name,
+            lagging,
+            lag_limit = ?self.config.lag_limit,
+            "the transcoder cannot keep real time (a rung dropped frames for the lag limit): \
+             the top rung is withdrawn from the master; use a smaller ladder, faster presets \
+             or more CPU"
+        );
+        metrics::counter!("transcode_rungs_withdrawn_total", "stream" => self.stream.clone(), "rendition" => top.name.to_string())
+            .increment(1);
+        // On this thread, never the runtime's: waiting for room is fine.
+        let _ = self
+            .out
+            .blocking_send(RenditionOutput::Withdraw(top.name.clone()));
+        // The rest start afresh: their drops were the withdrawn rung's doing.
+        for r in &mut self.rungs {
+            r.dropping = None;
+        }
+        self.retired.push(top);
     }
 
     fn handle_audio(&mut self, frame: Frame, arrival: SystemTime) {
@@ -583,6 +660,16 @@ impl Decoder {
         if let Some(m) = self.mp3_to_aac.as_mut() {
             let (aac, silent) = m.transcode(&frame, &self.stream);
             self.report_silence(silent);
+            if self.config.source_audio {
+                let source: Arc<str> = Arc::from(hub::SOURCE_RENDITION);
+                for f in &aac {
+                    // On this thread, never the runtime's: waiting for room is fine.
+                    let _ = self.out.blocking_send(RenditionOutput::media(
+                        &source,
+                        RenditionUpdate::Frame(f.clone(), arrival),
+                    ));
+                }
+            }
             for f in aac {
                 self.send_audio(f, arrival);
             }
@@ -647,6 +734,8 @@ struct RungThread {
     audio: Option<Track>,
     out: mpsc::Sender<RenditionOutput>,
     depth: Arc<AtomicUsize>,
+    /// Test only: sleep this long per picture (see `TranscodeConfig::slow_rung`).
+    delay: Option<Duration>,
 }
 
 impl RungThread {
@@ -676,6 +765,9 @@ impl RungThread {
                     keyframe,
                     arrival,
                 } => {
+                    if let Some(d) = self.delay {
+                        std::thread::sleep(d);
+                    }
                     last_arrival = arrival;
                     if let Err(e) = encoder.encode_av_frame(&mut frame, pts, keyframe, &mut encoded)
                     {
@@ -819,6 +911,32 @@ enum AudioError {
 }
 
 /// MP3 decoded and encoded to AAC once, for every rendition.
+/// The AAC encoder MP3 audio of `source`'s kind is turned into, and its track.
+fn aac_for_mp3(source: media::Mp3Config) -> Result<(encoder::AacEncoder, Track), AudioError> {
+    let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
+        sample_rate: source.sample_rate,
+        channels: u16::from(source.channels),
+        bitrate: 128_000,
+    })?;
+    let timescale =
+        std::num::NonZeroU32::new(source.sample_rate).ok_or(AudioError::ZeroSampleRate)?;
+    let track = Track {
+        kind: TrackKind::Audio,
+        timescale,
+        codec: CodecConfig::Aac(aac.config().clone()),
+    };
+    Ok((aac, track))
+}
+
+/// The AAC track the transcoder makes of MP3 audio like `source`'s (what the
+/// passthrough advertises when it carries that AAC), or why it cannot.
+pub(crate) fn aac_track_for_mp3(source: media::Mp3Config) -> Result<Track, String> {
+    ff::init().map_err(|e| e.to_string())?;
+    aac_for_mp3(source)
+        .map(|(_, track)| track)
+        .map_err(|e| e.to_string())
+}
+
 struct Mp3ToAac {
     source: media::Mp3Config,
     decoder: ff::decoder::Audio,
@@ -834,18 +952,8 @@ impl Mp3ToAac {
             .decoder()
             .audio()
             .map_err(|e| AudioError::Decoder("MP3", e))?;
-        let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
-            sample_rate: source.sample_rate,
-            channels: u16::from(source.channels),
-            bitrate: 128_000,
-        })?;
-        let timescale =
-            std::num::NonZeroU32::new(source.sample_rate).ok_or(AudioError::ZeroSampleRate)?;
-        let track = Track {
-            kind: TrackKind::Audio,
-            timescale,
-            codec: CodecConfig::Aac(aac.config().clone()),
-        };
+        let (aac, track) = aac_for_mp3(source)?;
+        let timescale = track.timescale;
         Ok(Self {
             source,
             decoder,

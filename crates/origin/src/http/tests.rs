@@ -167,7 +167,10 @@ async fn a_blocking_reload_is_answered_once_the_part_exists() {
     push(&stream, 15, 25);
     let (status, headers, body) = request.await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=6");
+    assert_eq!(
+        headers[header::CACHE_CONTROL],
+        "public, max-age=0, s-maxage=1"
+    );
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("URI=\"part-0-1.m4s\""), "{text}");
 }
@@ -542,7 +545,7 @@ async fn every_answer_tells_a_shared_cache_how_to_keep_it_and_varies_by_nothing(
         ("/live/cam/source/index.m3u8", "no-cache"),
         (
             "/live/cam/source/index.m3u8?_HLS_msn=1&_HLS_part=0",
-            "public, max-age=6",
+            "public, max-age=0, s-maxage=1",
         ),
         (init.as_str(), "public, max-age=300, immutable"),
         (
