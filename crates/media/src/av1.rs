@@ -76,6 +76,19 @@ pub fn strip_temporal_delimiters(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether a temporal unit starts with a key frame: its first frame header says
+/// `frame_type == KEY_FRAME` and is not a `show_existing_frame` (AV1 §5.9.2; sequences
+/// with `reduced_still_picture_header` are all key frames and have no such bits, and
+/// are not live streams).
+pub fn is_key_frame(data: &[u8]) -> bool {
+    const OBU_FRAME_HEADER: u8 = 3;
+    const OBU_FRAME: u8 = 6;
+    obus(data)
+        .find(|o| o.obu_type == OBU_FRAME_HEADER || o.obu_type == OBU_FRAME)
+        .and_then(|o| o.payload.first())
+        .is_some_and(|b| b & 0x80 == 0 && (b >> 5) & 0x03 == 0)
+}
+
 /// The sequence header OBU of a temporal unit, if it has one (key frames do).
 pub fn find_sequence_header(data: &[u8]) -> Option<&[u8]> {
     obus(data)
@@ -313,6 +326,10 @@ mod tests {
         assert_eq!(strip_temporal_delimiters(&tu), [0x30, 1, 2, 3]);
         assert_eq!(leb128(&[0x80, 0x01]), Some((128, 2)));
         assert_eq!(obus(&[0x12, 0x05, 1]).count(), 0);
+        // A frame OBU: show_existing_frame 0, frame_type 0 (key) / 1 (inter).
+        assert!(is_key_frame(&[0x12, 0x00, 0x32, 0x01, 0x10]));
+        assert!(!is_key_frame(&[0x12, 0x00, 0x32, 0x01, 0x30]));
+        assert!(!is_key_frame(&[0x12, 0x00]));
     }
 
     #[test]

@@ -744,14 +744,14 @@ impl RungThread {
         arrival: SystemTime,
     ) -> bool {
         use encoder::VideoEncode;
-        let Some(avc) = encoder.config() else {
+        let Some(video) = encoder.config() else {
             return true;
         };
         let tracks = Arc::new(Tracks {
             video: Some(Track {
                 kind: TrackKind::Video,
                 timescale: VIDEO_TIMESCALE,
-                codec: CodecConfig::Avc(avc.clone()),
+                codec: video.clone(),
             }),
             audio: self.audio.clone(),
         });
