@@ -110,6 +110,9 @@ pub struct Av1Config {
     /// Displayed size in pixels (`max_frame_width`/`height` of the sequence header).
     pub width: u32,
     pub height: u32,
+    /// The sequence header OBU (from `configOBUs`), for a decoder that starts at a key
+    /// frame without one.
+    pub sequence_header: Bytes,
 }
 
 impl Av1Config {
@@ -133,8 +136,10 @@ impl Av1Config {
         let header = find_sequence_header(&av1c.config_obus)
             .ok_or_else(|| CodecError::Av1("av1C record has no sequence header OBU".into()))?;
         let seq = SequenceHeader::read(header)?;
+        let sequence_header = Bytes::copy_from_slice(header);
         Ok(Av1Config {
             record,
+            sequence_header,
             seq_profile: seq.profile,
             seq_level_idx: seq.level_idx,
             seq_tier: seq.tier,
@@ -343,6 +348,7 @@ mod tests {
             monochrome: false,
             width: 320,
             height: 240,
+            sequence_header: Bytes::new(),
         };
         assert_eq!(c.codec_string(), "av01.0.04M.08");
         assert!(Av1Config::parse(Bytes::from_static(&[0x81, 0, 0x0c, 0])).is_err());
