@@ -45,6 +45,9 @@ pub struct VideoEncoderConfig {
     /// is one we force. SVT-AV1 through Debian 12's libavcodec (5.1) ignores forced
     /// keyframes, so AV1 keyframes come from this period instead.
     pub gop: Option<u32>,
+    /// The libavcodec encoder by name, in place of the codec's default (libx264,
+    /// libx265, libsvtav1); `libaom-av1` is the other AV1 encoder known here.
+    pub encoder: Option<String>,
 }
 
 impl VideoEncoderConfig {
@@ -62,6 +65,7 @@ impl VideoEncoderConfig {
             b_frames: 0,
             threads: 0,
             gop: None,
+            encoder: None,
         }
     }
 
@@ -145,10 +149,11 @@ pub struct LibavVideoEncoder {
 
 impl LibavVideoEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self, EncodeError> {
-        let name = match config.codec {
-            VideoCodec::Avc => "libx264",
-            VideoCodec::Hevc => "libx265",
-            VideoCodec::Av1 => "libsvtav1",
+        let name = match (config.codec, config.encoder.as_deref()) {
+            (VideoCodec::Av1, Some("libaom-av1")) => "libaom-av1",
+            (VideoCodec::Avc, _) => "libx264",
+            (VideoCodec::Hevc, _) => "libx265",
+            (VideoCodec::Av1, _) => "libsvtav1",
         };
         let setup = |e: ff::Error| EncodeError::Setup(format!("{name}: {e}"));
         ff::init().map_err(setup)?;
@@ -217,6 +222,13 @@ impl LibavVideoEncoder {
                 options.set("profile", "main");
                 options.set("forced-idr", "1");
                 options.set("x265-params", &config.x265_params());
+            }
+            VideoCodec::Av1 if name == "libaom-av1" => {
+                // Real-time mode, no lookahead: each picture out as it goes in.
+                options.set("usage", "realtime");
+                options.set("cpu-used", "8");
+                options.set("lag-in-frames", "0");
+                options.set("row-mt", "1");
             }
             VideoCodec::Av1 => {
                 options.set("preset", &config.svtav1_preset());
@@ -373,7 +385,7 @@ fn hevc_sample(data: &[u8]) -> Result<Sample, EncodeError> {
     Ok((out, irap, config))
 }
 
-/// SVT-AV1's temporal unit without its temporal delimiter; the av1C from the sequence
+/// An AV1 encoder's temporal unit without its temporal delimiter; the av1C from the sequence
 /// header that key frames carry. Key frames are read from the frame header (the
 /// wrapper's packet flag is not reliable).
 fn av1_sample(data: &[u8]) -> Result<Sample, EncodeError> {
@@ -381,7 +393,7 @@ fn av1_sample(data: &[u8]) -> Result<Sample, EncodeError> {
     let config = match media::av1::find_sequence_header(data) {
         Some(header) => Some(CodecConfig::Av1(
             Av1Config::from_sequence_header(header)
-                .map_err(|e| EncodeError::Encode(format!("SVT-AV1 sequence header: {e}")))?,
+                .map_err(|e| EncodeError::Encode(format!("AV1 sequence header: {e}")))?,
         )),
         None => None,
     };

@@ -409,6 +409,12 @@ impl Decoder {
         settings.buffer_size = planned.rung.buffer_size;
         settings.preset = planned.rung.preset.clone();
         settings.profile = planned.rung.profile.clone();
+        settings.codec = planned.rung.codec;
+        if settings.codec == VideoCodec::Av1 {
+            // libsvtav1 through this libavcodec ignores forced keyframes; libaom's
+            // real-time mode takes them, so the AV1 rung stays aligned.
+            settings.encoder = Some("libaom-av1".into());
+        }
         let worker = RungThread {
             stream: self.stream.clone(),
             name: name.clone(),
