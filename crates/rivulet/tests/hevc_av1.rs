@@ -1,8 +1,8 @@
 //! HEVC and AV1 in and out, end to end: our own RTMP client (`rivulet publish`) sends
 //! HEVC (libx265) and AV1 (libsvtav1) over Enhanced RTMP to the real binary; the
 //! passthrough rendition carries them as CMAF (hvc1/av01 sample entries) and the
-//! transcoder makes the H.264 ladder of them; an H.264 source gets an HEVC rung beside
-//! its H.264 one, keyframes aligned. Read back over HTTP by ffprobe.
+//! transcoder makes the H.264 ladder of them; an H.264 source gets HEVC and AV1 rungs
+//! beside its H.264 one, keyframes aligned. Read back over HTTP by ffprobe.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -250,15 +250,16 @@ async fn av1_over_enhanced_rtmp_passes_through_and_makes_the_h264_ladder() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_hevc_rung_beside_the_h264_rung_is_aligned_with_it() {
+async fn hevc_and_av1_rungs_beside_the_h264_rung_are_aligned_with_it() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rivulet.toml");
     std::fs::write(
         &config,
-        "renditions = [\"234p\", \"234p-hevc\"]\n\
+        "renditions = [\"234p\", \"234p-hevc\", \"234p-av1\"]\n\
          [[ladder]]\nname = \"234p\"\nheight = 234\nbitrate = 200000\n\
-         [[ladder]]\nname = \"234p-hevc\"\nheight = 234\nbitrate = 150000\ncodec = \"hevc\"\npreset = \"ultrafast\"\n",
+         [[ladder]]\nname = \"234p-hevc\"\nheight = 234\nbitrate = 150000\ncodec = \"hevc\"\npreset = \"ultrafast\"\n\
+         [[ladder]]\nname = \"234p-av1\"\nheight = 234\nbitrate = 120000\ncodec = \"av1\"\n",
     )
     .unwrap();
     let server = Server::start(&[
@@ -274,6 +275,7 @@ async fn an_hevc_rung_beside_the_h264_rung_is_aligned_with_it() {
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
     wait_ended(&server, "rungs", "234p").await;
     wait_ended(&server, "rungs", "234p-hevc").await;
+    wait_ended(&server, "rungs", "234p-av1").await;
 
     let hevc = probe_video(&server.url("/live/rungs/234p-hevc/index.m3u8"));
     let h264 = probe_video(&server.url("/live/rungs/234p/index.m3u8"));
