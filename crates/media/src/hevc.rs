@@ -82,9 +82,9 @@ pub struct HevcConfig {
     pub profile: HevcProfile,
     /// Bytes in each NAL unit length prefix (1, 2 or 4).
     pub nal_length_size: u8,
-    pub vps: Vec<Bytes>,
-    pub sps: Vec<Bytes>,
-    pub pps: Vec<Bytes>,
+    /// The VPS, SPS and PPS NAL units, in that order (one list keeps `CodecConfig`
+    /// small).
+    pub parameter_sets: Vec<Bytes>,
     /// Displayed size in pixels, after the conformance window.
     pub width: u32,
     pub height: u32,
@@ -97,6 +97,13 @@ impl HevcConfig {
     /// The RFC 6381 string for an `hvc1` sample entry (parameter sets out of band).
     pub fn codec_string(&self) -> String {
         self.profile.codec_string("hvc1")
+    }
+
+    /// The parameter sets of one NAL unit type ([`NAL_VPS`], [`NAL_SPS`], [`NAL_PPS`]).
+    pub fn sets(&self, nal_unit_type: u8) -> impl Iterator<Item = &Bytes> {
+        self.parameter_sets
+            .iter()
+            .filter(move |n| nal_type(n) == Some(nal_unit_type))
     }
 
     /// Reads an `HEVCDecoderConfigurationRecord` and its first SPS.
@@ -134,9 +141,7 @@ impl HevcConfig {
                 level_idc: hvcc.general_level_idc,
             },
             nal_length_size: hvcc.length_size_minus_one + 1,
-            vps,
-            sps,
-            pps,
+            parameter_sets: vps.into_iter().chain(sps).chain(pps).collect(),
             width: facts.width,
             height: facts.height,
             chroma_format_idc: facts.chroma_format_idc,
@@ -331,10 +336,7 @@ mod tests {
     fn malformed_records_are_errors() {
         assert!(HevcConfig::parse(Bytes::from_static(&[1, 2, 3])).is_err());
         assert!(HevcConfig::from_parameter_sets(&[], &[], &[]).is_err());
-        let not_sps = Bytes::from_static(&[0x40, 0x01, 0x0c]);
-        assert!(
-            HevcConfig::from_parameter_sets(&[not_sps.clone()], &[not_sps.clone()], &[not_sps])
-                .is_err()
-        );
+        let not_sps = [Bytes::from_static(&[0x40, 0x01, 0x0c])];
+        assert!(HevcConfig::from_parameter_sets(&not_sps, &not_sps, &not_sps).is_err());
     }
 }

@@ -139,7 +139,7 @@ impl Renditions for Ladder {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use media::{AacConfig, AvcConfig, Track, TrackKind, VIDEO_TIMESCALE};
+    use media::{AacConfig, AvcConfig, CodecConfig, Track, TrackKind, VIDEO_TIMESCALE};
 
     use super::*;
 

@@ -811,12 +811,7 @@ fn decoder_input(video: &CodecConfig, frame: &Frame) -> Vec<u8> {
             avc.nal_length_size,
         ),
         CodecConfig::Hevc(hevc) => (
-            hevc.vps
-                .iter()
-                .chain(hevc.sps.iter())
-                .chain(hevc.pps.iter())
-                .map(|b| &b[..])
-                .collect(),
+            hevc.parameter_sets.iter().map(|b| &b[..]).collect(),
             hevc.nal_length_size,
         ),
         CodecConfig::Av1(av1) => {
