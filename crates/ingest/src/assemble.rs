@@ -428,6 +428,59 @@ mod tests {
         assert_eq!(f.dts.ticks, 240_000);
     }
 
+    /// The sequence header OBU of libsvtav1 at 320x240 (`ffmpeg -f lavfi -i
+    /// testsrc2=size=320x240 -c:v libsvtav1 -f obu`).
+    const AV1_SEQUENCE_HEADER: &[u8] = &[
+        0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xfb, 0xf9, 0x00, 0x40,
+    ];
+
+    #[test]
+    fn av1_without_av1c_takes_its_configuration_from_the_key_frame() {
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        // Enhanced RTMP metadata: the FourCC as the video codec id, and no audio.
+        a.handle_metadata(&Amf0Value::Object(vec![
+            (
+                "videocodecid".into(),
+                Amf0Value::Number(f64::from(u32::from_be_bytes(*b"av01"))),
+            ),
+            ("audiocodecid".into(), Amf0Value::Null),
+        ]));
+        // MPEG-2 TS sequence start (the TS AV1 descriptor): no sequence header yet.
+        let ts_start =
+            Bytes::from_static(&[0x95, b'a', b'v', b'0', b'1', 0x80, 4, 0x81, 0, 0x0c, 0]);
+        a.handle_video(0, ts_start, &mut out).unwrap();
+        assert!(out.is_empty());
+        // A key frame: temporal delimiter, sequence header, a (key) frame OBU.
+        let mut key = vec![0x91, b'a', b'v', b'0', b'1', 0x12, 0x00];
+        key.extend_from_slice(AV1_SEQUENCE_HEADER);
+        key.extend_from_slice(&[0x32, 0x02, 0x10, 0x00]);
+        a.handle_video(0, Bytes::from(key), &mut out).unwrap();
+        let tracks = out
+            .iter()
+            .find_map(|o| match o {
+                Assembled::Tracks(t) => Some(t.clone()),
+                Assembled::Frame(_) => None,
+            })
+            .expect("tracks announced");
+        let video = tracks.video.expect("a video track");
+        assert_eq!(video.codec.video_size(), Some((320, 240)));
+        assert_eq!(video.codec.codec_string(), "av01.0.00M.08");
+        let frame = out
+            .iter()
+            .find_map(|o| match o {
+                Assembled::Frame(f) => Some(f.clone()),
+                Assembled::Tracks(_) => None,
+            })
+            .expect("the key frame");
+        assert!(frame.keyframe);
+        // The temporal delimiter is gone (an av01 sample has none).
+        assert_eq!(
+            &frame.data[..AV1_SEQUENCE_HEADER.len()],
+            AV1_SEQUENCE_HEADER
+        );
+    }
+
     #[test]
     fn unsupported_codecs_are_named() {
         let mut a = StreamAssembler::new();
