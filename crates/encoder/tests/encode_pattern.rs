@@ -139,19 +139,28 @@ fn flv_packets_carry_millisecond_timestamps_and_headers_first() {
     ));
 }
 
-/// HEVC (libx265) and AV1 (libsvtav1): keyframes where we force them and nowhere else,
-/// the configuration from the encoder's own parameter sets, and Enhanced RTMP tags that
-/// read back as what went in.
+/// HEVC (libx265) and AV1 (libsvtav1 by period, libaom-av1 forced): keyframes on the
+/// interval boundaries and nowhere else, the configuration from the encoder's own
+/// parameter sets, and Enhanced RTMP tags that read back as what went in.
 #[test]
 fn hevc_and_av1_keyframes_on_boundaries_and_enhanced_rtmp_tags() {
     use media::VideoCodec;
     use media::flv::{self, VideoPacket};
     let fps = FrameRate::new(30, 1);
-    for codec in [VideoCodec::Hevc, VideoCodec::Av1] {
+    for (codec, name) in [
+        (VideoCodec::Hevc, None),
+        (VideoCodec::Av1, None),
+        (VideoCodec::Av1, Some("libaom-av1")),
+    ] {
         let mut source = pattern(fps);
         let mut video_config = VideoEncoderConfig::new(320, 180, fps, 300_000);
         video_config.codec = codec;
         video_config.preset = "ultrafast".into();
+        if let Some(name) = name {
+            // A long period: every keyframe seen is a forced one.
+            video_config.encoder = Some(name.into());
+            video_config.gop = Some(300);
+        }
         let mut enc = Encoder::new(EncoderConfig {
             video: Some(video_config),
             audio: Some(AudioEncoderConfig::default()),
@@ -185,7 +194,11 @@ fn hevc_and_av1_keyframes_on_boundaries_and_enhanced_rtmp_tags() {
             }
             muxer.push(e, &mut packets);
         }
-        assert_eq!(keyframes, [0, 45_000, 90_000], "{codec:?} keyframes");
+        assert_eq!(
+            keyframes,
+            [0, 45_000, 90_000],
+            "{codec:?} {name:?} keyframes"
+        );
         let mut coded = 0;
         for p in packets.iter().filter(|p| p.kind == TrackKind::Video) {
             // Enhanced RTMP: the ExHeader bit and the FourCC.
