@@ -8,7 +8,34 @@ use std::process::Command;
 use bytes::Bytes;
 use media::avc::annexb_nalus;
 use media::hevc::{NAL_PPS, NAL_SPS, NAL_VPS, nal_type};
-use media::{Av1Config, HevcConfig};
+use media::{Av1Config, CodecConfig, HevcConfig, Track, TrackKind, Tracks, VIDEO_TIMESCALE};
+
+/// The CMAF init segment of a video track: ffprobe reads its codec and size back.
+fn init_segment_probes_as(codec: CodecConfig, dir: &std::path::Path, want: &str) {
+    let init = media::cmaf::init_segment(&Tracks {
+        video: Some(Track {
+            kind: TrackKind::Video,
+            timescale: VIDEO_TIMESCALE,
+            codec,
+        }),
+        audio: None,
+    })
+    .expect("init segment");
+    let path = dir.join("init.mp4");
+    std::fs::write(&path, &init).expect("write init");
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_tag_string,width,height",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want);
+}
 
 fn ffmpeg(args: &[&str]) -> Vec<u8> {
     let out = Command::new("ffmpeg")
@@ -113,6 +140,8 @@ fn x265_parameter_sets_make_the_hvcc_ffmpeg_makes() {
         assert_eq!(theirs.codec_string(), ours.codec_string());
         assert_eq!((theirs.width, theirs.height), (ours.width, ours.height));
         assert!(theirs.sets(NAL_SPS).eq(ours.sets(NAL_SPS)));
+        let (w, h) = (ours.width, ours.height);
+        init_segment_probes_as(CodecConfig::Hevc(ours), &dir, &format!("hvc1,{w},{h}"));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -153,6 +182,8 @@ fn svtav1_sequence_header_makes_the_av1c_ffmpeg_makes() {
             .expect("ffmpeg's av1C parses");
         assert_eq!(theirs.codec_string(), ours.codec_string());
         assert_eq!((theirs.width, theirs.height), (ours.width, ours.height));
+        let (w, h) = (ours.width, ours.height);
+        init_segment_probes_as(CodecConfig::Av1(ours), &dir, &format!("av01,{w},{h}"));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
