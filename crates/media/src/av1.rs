@@ -354,4 +354,34 @@ mod tests {
         assert!(Av1Config::parse(Bytes::from_static(&[0x81, 0, 0x0c, 0])).is_err());
         assert!(Av1Config::from_sequence_header(&[0x0a, 0x01, 0x00]).is_err());
     }
+
+    #[test]
+    fn random_records_and_obus_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            let len = (seed % 40) as usize;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            // Often a plausible start: the av1C marker, a sequence header OBU, an hvcC version.
+            match seed % 4 {
+                0 if len > 4 => bytes[..2].copy_from_slice(&[0x81, 0x00]),
+                1 if len > 2 => bytes[..2].copy_from_slice(&[0x0a, (len - 2) as u8]),
+                2 if len > 1 => bytes[0] = 1,
+                _ => {}
+            }
+            let data = Bytes::from(bytes);
+            let _ = Av1Config::parse(data.clone());
+            let _ = Av1Config::from_sequence_header(&data);
+            let _ = crate::HevcConfig::parse(data.clone());
+            let stripped = strip_temporal_delimiters(&data);
+            assert!(obus(&stripped).all(|o| o.obu_type != OBU_TEMPORAL_DELIMITER));
+            let _ = is_key_frame(&data);
+        }
+    }
 }

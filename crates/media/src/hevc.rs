@@ -116,11 +116,13 @@ impl HevcConfig {
                 hvcc.configuration_version
             )));
         }
+        // By each NAL unit's own header, whatever array it was filed in.
         let sets = |t: u8| -> Vec<Bytes> {
             hvcc.arrays
                 .iter()
-                .filter(|a| a.nal_unit_type == t)
-                .flat_map(|a| a.nalus.iter().map(|n| Bytes::copy_from_slice(n)))
+                .flat_map(|a| a.nalus.iter())
+                .filter(|n| nal_type(n) == Some(t))
+                .map(|n| Bytes::copy_from_slice(n))
                 .collect()
         };
         let (vps, sps, pps) = (sets(NAL_VPS), sets(NAL_SPS), sets(NAL_PPS));
