@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod analytics_load;
 mod api_load;
+mod codecs;
 mod failover;
 mod fleet;
 mod soak;
@@ -75,6 +76,10 @@ pub(crate) enum BenchKind {
     /// 720p30 file as fast as it goes, against the ffmpeg CLI doing the same with
     /// `split` + `scale` + one libx264 per output: CPU seconds, wall fps, ratio.
     Ladder(LadderBenchArgs),
+    /// What an HEVC (libx265) or AV1 (libaom-av1, libsvtav1) rung costs against the
+    /// H.264 rung (libx264) at the same size and bitrate: CPU seconds per media second
+    /// of each encoder on the same pictures, and the ratio.
+    Codecs(codecs::CodecsBenchArgs),
     /// The edge against nginx (proxy_cache + proxy_cache_lock) in front of the same
     /// origin: cached playlist and part requests per second and p99, and upstream
     /// fetches during a 1,000-client burst for a part not yet produced.
@@ -150,6 +155,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Ingest(a) => ingest(a),
         BenchKind::Encoder(a) => encoder(a),
         BenchKind::Ladder(a) => ladder(a),
+        BenchKind::Codecs(a) => codecs::run(a),
         BenchKind::Edge(a) => edge_bench(a),
         BenchKind::Analytics(a) => analytics_load::run(a),
         BenchKind::Failover(a) => failover::run(a),

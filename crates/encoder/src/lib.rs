@@ -23,7 +23,7 @@ use source::SourceFrame;
 
 pub use audio::{AacEncoder, AudioEncoderConfig};
 pub use live::{LiveEncoder, LiveError, LiveStats};
-pub use video::{EncodedPicture, VideoEncode, VideoEncoderConfig, X264Encoder};
+pub use video::{EncodedPicture, LibavVideoEncoder, VideoEncode, VideoEncoderConfig, X264Encoder};
 
 /// Why encoding failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +68,15 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(config: EncoderConfig) -> Result<Self, EncodeError> {
         let video = match config.video {
-            Some(v) => Some(Box::new(X264Encoder::new(v)?) as Box<dyn VideoEncode>),
+            Some(mut v) => {
+                if v.codec == media::VideoCodec::Av1 && v.gop.is_none() {
+                    // SVT-AV1 cannot be forced (see `VideoEncoderConfig::gop`): the
+                    // keyframe interval as a whole number of pictures instead.
+                    let frames = config.keyframe_interval.as_secs_f64() * v.frame_rate.as_f64();
+                    v.gop = Some(frames.round().max(1.0) as u32);
+                }
+                Some(Box::new(X264Encoder::new(v)?) as Box<dyn VideoEncode>)
+            }
             None => None,
         };
         Self::with_video_encoder(video, config.audio, config.keyframe_interval)
@@ -155,7 +163,7 @@ impl Encoder {
             Some(v) => Some(Track {
                 kind: TrackKind::Video,
                 timescale: VIDEO_TIMESCALE,
-                codec: CodecConfig::Avc(v.config()?.clone()),
+                codec: v.config()?.clone(),
             }),
             None => None,
         };

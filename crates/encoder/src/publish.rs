@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use media::amf0::Amf0Value;
 use media::flv::{self, AudioPacket, VideoFrameType, VideoPacket};
-use media::{CodecConfig, Frame, MediaTime, TrackKind, Tracks};
+use media::{CodecConfig, Frame, MediaTime, TrackKind, Tracks, VideoCodec};
 use rtmp::{
     ClientConfig, ClientError, ClientEvent, ClientSession, HANDSHAKE_PACKET_LEN, PublishUrl,
 };
@@ -46,6 +46,9 @@ pub struct FlvPacket {
 #[derive(Debug, Default)]
 pub struct FlvMuxer {
     headers: Vec<FlvPacket>,
+    /// The video codec of the current tracks: H.264 goes out as classic FLV (every
+    /// server takes it), HEVC and AV1 as Enhanced RTMP.
+    video_codec: Option<VideoCodec>,
     metadata: Vec<(String, Amf0Value)>,
 }
 
@@ -59,10 +62,11 @@ impl FlvMuxer {
         match encoded {
             Encoded::Tracks(tracks) => {
                 self.headers = Self::sequence_headers(tracks);
+                self.video_codec = tracks.video.as_ref().and_then(|t| t.codec.video_codec());
                 self.metadata = Self::metadata_of(tracks);
                 out.extend(self.headers.iter().cloned());
             }
-            Encoded::Frame(frame) => out.push(Self::packet(frame)),
+            Encoded::Frame(frame) => out.push(self.packet(frame)),
         }
     }
 
@@ -86,6 +90,22 @@ impl FlvMuxer {
                     &VideoPacket::AvcSequenceHeader(avc.record.clone()),
                     &mut body,
                 ),
+                CodecConfig::Hevc(_) | CodecConfig::Av1(_) => {
+                    let (Some(codec), Some(record)) =
+                        (track.codec.video_codec(), track.codec.record())
+                    else {
+                        continue;
+                    };
+                    flv::write_ex_video_tag(
+                        VideoFrameType::Key,
+                        codec,
+                        &VideoPacket::SequenceStart {
+                            codec,
+                            record: record.clone(),
+                        },
+                        &mut body,
+                    )
+                }
                 CodecConfig::Aac(aac) => flv::write_audio_tag(
                     &AudioPacket::AacSequenceHeader(aac.asc.clone()),
                     &mut body,
@@ -106,13 +126,17 @@ impl FlvMuxer {
 
     fn metadata_of(tracks: &Tracks) -> Vec<(String, Amf0Value)> {
         let mut m = Vec::new();
-        if let Some(CodecConfig::Avc(avc)) = tracks.video.as_ref().map(|t| &t.codec) {
-            m.push(("width".to_owned(), Amf0Value::Number(f64::from(avc.width))));
-            m.push((
-                "height".to_owned(),
-                Amf0Value::Number(f64::from(avc.height)),
-            ));
-            m.push(("videocodecid".to_owned(), Amf0Value::Number(7.0)));
+        if let Some(video) = tracks.video.as_ref().map(|t| &t.codec)
+            && let (Some((width, height)), Some(codec)) = (video.video_size(), video.video_codec())
+        {
+            m.push(("width".to_owned(), Amf0Value::Number(f64::from(width))));
+            m.push(("height".to_owned(), Amf0Value::Number(f64::from(height))));
+            // Enhanced RTMP: a FourCC's number in place of the FLV codec id.
+            let id = match codec {
+                VideoCodec::Avc => 7.0,
+                _ => f64::from(u32::from_be_bytes(codec.fourcc())),
+            };
+            m.push(("videocodecid".to_owned(), Amf0Value::Number(id)));
         }
         if let Some(CodecConfig::Aac(aac)) = tracks.audio.as_ref().map(|t| &t.codec) {
             m.push(("audiocodecid".to_owned(), Amf0Value::Number(10.0)));
@@ -132,24 +156,37 @@ impl FlvMuxer {
         m
     }
 
-    fn packet(frame: &Frame) -> FlvPacket {
+    fn packet(&self, frame: &Frame) -> FlvPacket {
         let dts_ms = millis(frame.dts);
         let mut body = Vec::with_capacity(frame.data.len() + 5);
         match frame.kind {
             TrackKind::Video => {
                 let cts = (millis(frame.pts) - dts_ms).clamp(-(1 << 23), (1 << 23) - 1) as i32;
-                flv::write_video_tag(
-                    if frame.keyframe {
-                        VideoFrameType::Key
-                    } else {
-                        VideoFrameType::Inter
-                    },
-                    &VideoPacket::AvcNalus {
-                        composition_time_ms: cts,
-                        data: frame.data.clone(),
-                    },
-                    &mut body,
-                );
+                let frame_type = if frame.keyframe {
+                    VideoFrameType::Key
+                } else {
+                    VideoFrameType::Inter
+                };
+                match self.video_codec {
+                    Some(codec @ (VideoCodec::Hevc | VideoCodec::Av1)) => flv::write_ex_video_tag(
+                        frame_type,
+                        codec,
+                        &VideoPacket::CodedFrames {
+                            codec,
+                            composition_time_ms: cts,
+                            data: frame.data.clone(),
+                        },
+                        &mut body,
+                    ),
+                    _ => flv::write_video_tag(
+                        frame_type,
+                        &VideoPacket::AvcNalus {
+                            composition_time_ms: cts,
+                            data: frame.data.clone(),
+                        },
+                        &mut body,
+                    ),
+                }
             }
             TrackKind::Audio => {
                 flv::write_audio_tag(&AudioPacket::AacRaw(frame.data.clone()), &mut body)

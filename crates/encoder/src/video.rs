@@ -1,18 +1,26 @@
-//! H.264 encoding. [`VideoEncode`] is the seam for hardware encoders (NVENC, VAAPI,
-//! QSV) later; [`X264Encoder`] is libx264 through libavcodec.
+//! Video encoding. [`VideoEncode`] is the seam for hardware encoders (NVENC, VAAPI,
+//! QSV) later; [`LibavVideoEncoder`] is libx264 (H.264), libx265 (HEVC) or libsvtav1
+//! (AV1) through libavcodec, with the same forced-keyframe contract for all three.
 
 use bytes::Bytes;
 use ffmpeg_next as ff;
 use media::avc::annexb_nalus;
-use media::{AvcConfig, Frame, MediaTime, TrackKind, VIDEO_TIMESCALE};
+use media::hevc::{self, NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS};
+use media::{
+    Av1Config, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, TrackKind, VIDEO_TIMESCALE,
+    VideoCodec,
+};
 use source::{FrameRate, Picture};
 
 use crate::EncodeError;
 
-/// x264 settings. Defaults are the low-latency ones: no B-frames, no lookahead
-/// (`tune=zerolatency`), no scene-cut keyframes — every keyframe is one we force.
+/// Encoder settings. Defaults are the low-latency ones: no B-frames, no lookahead
+/// (`tune=zerolatency`, SVT-AV1's low-delay prediction), no scene-cut keyframes — every
+/// keyframe is one we force.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VideoEncoderConfig {
+    /// H.264 (libx264, the default), HEVC (libx265) or AV1 (libsvtav1).
+    pub codec: VideoCodec,
     pub width: u32,
     pub height: u32,
     pub frame_rate: FrameRate,
@@ -23,19 +31,29 @@ pub struct VideoEncoderConfig {
     pub max_rate: Option<u64>,
     /// VBV buffer (bits); `None` = 2 × bitrate (two seconds at the target).
     pub buffer_size: Option<u64>,
-    /// `ultrafast` … `veryslow`.
+    /// `ultrafast` … `veryslow` (x264, x265); for SVT-AV1 these names map to its
+    /// numeric presets (`ultrafast` = 12 … `veryslow` = 4), or give the number.
     pub preset: String,
-    /// `baseline`, `main`, `high` (a ceiling: x264 may pick less).
+    /// `baseline`, `main`, `high` (a ceiling: x264 may pick less). HEVC and AV1 use
+    /// their Main profile.
     pub profile: String,
     /// B-frames. Each one delays output by a frame: keep 0 for low latency.
     pub b_frames: u32,
     /// Encoder threads; 0 = x264 decides.
     pub threads: u32,
+    /// A fixed keyframe period in pictures; `None`: a 10 s ceiling, every real keyframe
+    /// is one we force. SVT-AV1 through Debian 12's libavcodec (5.1) ignores forced
+    /// keyframes, so AV1 keyframes come from this period instead.
+    pub gop: Option<u32>,
+    /// The libavcodec encoder by name, in place of the codec's default (libx264,
+    /// libx265, libsvtav1); `libaom-av1` is the other AV1 encoder known here.
+    pub encoder: Option<String>,
 }
 
 impl VideoEncoderConfig {
     pub fn new(width: u32, height: u32, frame_rate: FrameRate, bitrate: u64) -> Self {
         Self {
+            codec: VideoCodec::Avc,
             width,
             height,
             frame_rate,
@@ -46,7 +64,37 @@ impl VideoEncoderConfig {
             profile: "high".into(),
             b_frames: 0,
             threads: 0,
+            gop: None,
+            encoder: None,
         }
+    }
+
+    /// SVT-AV1's numeric preset for [`VideoEncoderConfig::preset`].
+    pub fn svtav1_preset(&self) -> String {
+        match self.preset.as_str() {
+            "ultrafast" | "superfast" => "12",
+            "veryfast" => "11",
+            "faster" => "10",
+            "fast" => "9",
+            "medium" => "8",
+            "slow" => "6",
+            "slower" | "veryslow" | "placebo" => "4",
+            other => other,
+        }
+        .to_owned()
+    }
+
+    /// The libx265 private options (`x265-params`): the x264 ones' equivalents, and the
+    /// parameter sets repeated before every keyframe (we take them from the stream).
+    pub fn x265_params(&self) -> String {
+        let max_rate = self.max_rate.unwrap_or(self.bitrate * 3 / 2);
+        let buffer = self.buffer_size.unwrap_or(self.bitrate * 2);
+        format!(
+            "log-level=error:scenecut=0:open-gop=0:bframes={}:vbv-maxrate={}:vbv-bufsize={}:repeat-headers=1:aud=0",
+            self.b_frames,
+            max_rate / 1000,
+            buffer / 1000
+        )
     }
 
     /// The libx264 private options, as `x264opts`-style text. Shared with the ffmpeg CLI
@@ -70,7 +118,7 @@ pub struct EncodedPicture {
     pub frame: Frame,
 }
 
-/// Something that turns pictures into H.264.
+/// Something that turns pictures into coded video.
 pub trait VideoEncode: Send {
     /// Encodes `picture` presented at `pts` (90 kHz); `keyframe` forces an IDR.
     fn encode(
@@ -82,21 +130,32 @@ pub trait VideoEncode: Send {
     ) -> Result<(), EncodeError>;
     /// Drains what the encoder still holds.
     fn flush(&mut self, out: &mut Vec<EncodedPicture>) -> Result<(), EncodeError>;
-    /// The parameter sets, once the first IDR is out.
-    fn config(&self) -> Option<&AvcConfig>;
+    /// The decoder configuration (avcC, hvcC or av1C), once the first keyframe is out.
+    fn config(&self) -> Option<&CodecConfig>;
 }
 
-/// libx264 through libavcodec.
-pub struct X264Encoder {
+/// The name this encoder had when it made only H.264.
+pub type X264Encoder = LibavVideoEncoder;
+
+/// libx264, libx265 or libsvtav1 through libavcodec.
+pub struct LibavVideoEncoder {
     encoder: ff::encoder::Video,
     config: VideoEncoderConfig,
     frame: ff::frame::Video,
-    avc: Option<AvcConfig>,
+    codec_config: Option<CodecConfig>,
+    /// The libavcodec encoder's name, for messages.
+    name: &'static str,
 }
 
-impl X264Encoder {
+impl LibavVideoEncoder {
     pub fn new(config: VideoEncoderConfig) -> Result<Self, EncodeError> {
-        let setup = |e: ff::Error| EncodeError::Setup(format!("libx264: {e}"));
+        let name = match (config.codec, config.encoder.as_deref()) {
+            (VideoCodec::Av1, Some("libaom-av1")) => "libaom-av1",
+            (VideoCodec::Avc, _) => "libx264",
+            (VideoCodec::Hevc, _) => "libx265",
+            (VideoCodec::Av1, _) => "libsvtav1",
+        };
+        let setup = |e: ff::Error| EncodeError::Setup(format!("{name}: {e}"));
         ff::init().map_err(setup)?;
         // libav's own console chatter (encoder statistics) is not for our users.
         ff::util::log::set_level(ff::util::log::Level::Error);
@@ -106,14 +165,16 @@ impl X264Encoder {
             || config.height == 0
         {
             return Err(EncodeError::Setup(format!(
-                "picture size {}x{} must be even and non-zero for 4:2:0 H.264",
-                config.width, config.height
+                "picture size {}x{} must be even and non-zero for 4:2:0 {}",
+                config.width,
+                config.height,
+                config.codec.name()
             )));
         }
-        let codec = ff::encoder::find_by_name("libx264").ok_or_else(|| {
-            EncodeError::Setup(
-                "libx264 is not available in this libavcodec (install libavcodec-extra or an FFmpeg built with --enable-libx264)".into(),
-            )
+        let codec = ff::encoder::find_by_name(name).ok_or_else(|| {
+            EncodeError::Setup(format!(
+                "{name} is not available in this libavcodec (install libavcodec-extra or an FFmpeg built with --enable-{name})"
+            ))
         })?;
         let mut enc = ff::codec::context::Context::new_with_codec(codec)
             .encoder()
@@ -130,7 +191,12 @@ impl X264Encoder {
         enc.set_bit_rate(config.bitrate as usize);
         enc.set_max_bit_rate(config.max_rate.unwrap_or(config.bitrate * 3 / 2) as usize);
         // Forced keyframes only: a long GOP ceiling, the real cadence comes from us.
-        enc.set_gop(config.frame_rate.as_f64().ceil() as u32 * 10);
+        enc.set_gop(
+            config
+                .gop
+                .unwrap_or(config.frame_rate.as_f64().ceil() as u32 * 10)
+                .max(1),
+        );
         enc.set_max_b_frames(config.b_frames as usize);
         enc.set_colorspace(ff::color::Space::BT709);
         enc.set_color_range(ff::color::Range::MPEG);
@@ -142,14 +208,38 @@ impl X264Encoder {
             });
         }
         let mut options = ff::Dictionary::new();
-        options.set("preset", &config.preset);
-        options.set("tune", "zerolatency");
-        options.set("profile", &config.profile);
-        options.set("forced-idr", "1");
-        options.set("x264-params", &config.x264_params());
+        match config.codec {
+            VideoCodec::Avc => {
+                options.set("preset", &config.preset);
+                options.set("tune", "zerolatency");
+                options.set("profile", &config.profile);
+                options.set("forced-idr", "1");
+                options.set("x264-params", &config.x264_params());
+            }
+            VideoCodec::Hevc => {
+                options.set("preset", &config.preset);
+                options.set("tune", "zerolatency");
+                options.set("profile", "main");
+                options.set("forced-idr", "1");
+                options.set("x265-params", &config.x265_params());
+            }
+            VideoCodec::Av1 if name == "libaom-av1" => {
+                // Real-time mode, no lookahead: each picture out as it goes in.
+                options.set("usage", "realtime");
+                options.set("cpu-used", "8");
+                options.set("lag-in-frames", "0");
+                options.set("row-mt", "1");
+            }
+            VideoCodec::Av1 => {
+                options.set("preset", &config.svtav1_preset());
+                // Low-delay prediction (no frames held back), keyframes only where we
+                // force them.
+                options.set("svtav1-params", "pred-struct=1:scd=0");
+            }
+        }
         let encoder = enc.open_as_with(codec, options).map_err(|e| {
             EncodeError::Setup(format!(
-                "libx264 refused the settings (preset '{}', profile '{}'): {e}",
+                "{name} refused the settings (preset '{}', profile '{}'): {e}",
                 config.preset, config.profile
             ))
         })?;
@@ -158,7 +248,8 @@ impl X264Encoder {
             encoder,
             config,
             frame,
-            avc: None,
+            codec_config: None,
+            name,
         })
     }
 
@@ -195,7 +286,7 @@ impl X264Encoder {
         });
         self.encoder
             .send_frame(frame)
-            .map_err(|e| EncodeError::Encode(format!("libx264: {e}")))?;
+            .map_err(|e| EncodeError::Encode(format!("{}: {e}", self.name)))?;
         self.receive(out)
     }
 
@@ -209,37 +300,23 @@ impl X264Encoder {
             let Some(data) = packet.data() else { continue };
             let pts = packet.pts().unwrap_or(0);
             let dts = packet.dts().unwrap_or(pts);
-            let mut sps = Vec::new();
-            let mut pps = Vec::new();
-            let mut avcc = Vec::with_capacity(data.len() + 16);
-            let mut idr = false;
-            for nal in annexb_nalus(data) {
-                match nal.first().map(|b| b & 0x1f) {
-                    Some(7) => sps.push(Bytes::copy_from_slice(nal)),
-                    Some(8) => pps.push(Bytes::copy_from_slice(nal)),
-                    // Access unit delimiters carry nothing a player needs.
-                    Some(9) | None => {}
-                    Some(t) => {
-                        idr |= t == 5;
-                        avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-                        avcc.extend_from_slice(nal);
-                    }
-                }
-            }
-            if !sps.is_empty() && !pps.is_empty() {
-                let avc = AvcConfig::from_parameter_sets(&sps, &pps)
-                    .map_err(|e| EncodeError::Encode(format!("x264 parameter sets: {e}")))?;
-                if self.avc.as_ref() != Some(&avc) {
-                    self.avc = Some(avc);
-                }
+            let (sample, keyframe, config) = match self.config.codec {
+                VideoCodec::Avc => avc_sample(data)?,
+                VideoCodec::Hevc => hevc_sample(data)?,
+                VideoCodec::Av1 => av1_sample(data)?,
+            };
+            if let Some(config) = config
+                && self.codec_config.as_ref() != Some(&config)
+            {
+                self.codec_config = Some(config);
             }
             out.push(EncodedPicture {
                 frame: Frame {
                     kind: TrackKind::Video,
                     dts: MediaTime::new(dts, VIDEO_TIMESCALE),
                     pts: MediaTime::new(pts, VIDEO_TIMESCALE),
-                    keyframe: idr,
-                    data: Bytes::from(avcc),
+                    keyframe,
+                    data: Bytes::from(sample),
                 },
             });
         }
@@ -247,7 +324,83 @@ impl X264Encoder {
     }
 }
 
-impl VideoEncode for X264Encoder {
+/// A coded picture as the encoder gave it, made a sample: (data, keyframe, the
+/// configuration its in-band parameter sets describe).
+type Sample = (Vec<u8>, bool, Option<CodecConfig>);
+
+/// x264's Annex B to AVCC, parameter sets moved to the avcC.
+fn avc_sample(data: &[u8]) -> Result<Sample, EncodeError> {
+    let mut sps = Vec::new();
+    let mut pps = Vec::new();
+    let mut avcc = Vec::with_capacity(data.len() + 16);
+    let mut idr = false;
+    for nal in annexb_nalus(data) {
+        match nal.first().map(|b| b & 0x1f) {
+            Some(7) => sps.push(Bytes::copy_from_slice(nal)),
+            Some(8) => pps.push(Bytes::copy_from_slice(nal)),
+            // Access unit delimiters carry nothing a player needs.
+            Some(9) | None => {}
+            Some(t) => {
+                idr |= t == 5;
+                avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                avcc.extend_from_slice(nal);
+            }
+        }
+    }
+    let config = if !sps.is_empty() && !pps.is_empty() {
+        let avc = AvcConfig::from_parameter_sets(&sps, &pps)
+            .map_err(|e| EncodeError::Encode(format!("x264 parameter sets: {e}")))?;
+        Some(CodecConfig::Avc(avc))
+    } else {
+        None
+    };
+    Ok((avcc, idr, config))
+}
+
+/// x265's Annex B to length-prefixed NAL units, parameter sets moved to the hvcC.
+fn hevc_sample(data: &[u8]) -> Result<Sample, EncodeError> {
+    let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut out = Vec::with_capacity(data.len() + 16);
+    let mut irap = false;
+    for nal in annexb_nalus(data) {
+        match hevc::nal_type(nal) {
+            Some(NAL_VPS) => vps.push(Bytes::copy_from_slice(nal)),
+            Some(NAL_SPS) => sps.push(Bytes::copy_from_slice(nal)),
+            Some(NAL_PPS) => pps.push(Bytes::copy_from_slice(nal)),
+            Some(NAL_AUD) | None => {}
+            Some(t) => {
+                irap |= hevc::is_irap(t);
+                out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                out.extend_from_slice(nal);
+            }
+        }
+    }
+    let config = if !vps.is_empty() && !sps.is_empty() && !pps.is_empty() {
+        let hevc = HevcConfig::from_parameter_sets(&vps, &sps, &pps)
+            .map_err(|e| EncodeError::Encode(format!("x265 parameter sets: {e}")))?;
+        Some(CodecConfig::Hevc(hevc))
+    } else {
+        None
+    };
+    Ok((out, irap, config))
+}
+
+/// An AV1 encoder's temporal unit without its temporal delimiter; the av1C from the sequence
+/// header that key frames carry. Key frames are read from the frame header (the
+/// wrapper's packet flag is not reliable).
+fn av1_sample(data: &[u8]) -> Result<Sample, EncodeError> {
+    let key = media::av1::is_key_frame(data);
+    let config = match media::av1::find_sequence_header(data) {
+        Some(header) => Some(CodecConfig::Av1(
+            Av1Config::from_sequence_header(header)
+                .map_err(|e| EncodeError::Encode(format!("AV1 sequence header: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok((media::av1::strip_temporal_delimiters(data), key, config))
+}
+
+impl VideoEncode for LibavVideoEncoder {
     fn encode(
         &mut self,
         picture: &Picture,
@@ -283,7 +436,7 @@ impl VideoEncode for X264Encoder {
         });
         self.encoder
             .send_frame(&self.frame)
-            .map_err(|e| EncodeError::Encode(format!("libx264: {e}")))?;
+            .map_err(|e| EncodeError::Encode(format!("{}: {e}", self.name)))?;
         self.receive(out)
     }
 
@@ -292,7 +445,7 @@ impl VideoEncode for X264Encoder {
         self.receive(out)
     }
 
-    fn config(&self) -> Option<&AvcConfig> {
-        self.avc.as_ref()
+    fn config(&self) -> Option<&CodecConfig> {
+        self.codec_config.as_ref()
     }
 }

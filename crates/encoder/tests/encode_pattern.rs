@@ -138,3 +138,81 @@ fn flv_packets_carry_millisecond_timestamps_and_headers_first() {
         }
     ));
 }
+
+/// HEVC (libx265) and AV1 (libsvtav1 by period, libaom-av1 forced): keyframes on the
+/// interval boundaries and nowhere else, the configuration from the encoder's own
+/// parameter sets, and Enhanced RTMP tags that read back as what went in.
+#[test]
+fn hevc_and_av1_keyframes_on_boundaries_and_enhanced_rtmp_tags() {
+    use media::VideoCodec;
+    use media::flv::{self, VideoPacket};
+    let fps = FrameRate::new(30, 1);
+    for (codec, name) in [
+        (VideoCodec::Hevc, None),
+        (VideoCodec::Av1, None),
+        (VideoCodec::Av1, Some("libaom-av1")),
+    ] {
+        let mut source = pattern(fps);
+        let mut video_config = VideoEncoderConfig::new(320, 180, fps, 300_000);
+        video_config.codec = codec;
+        video_config.preset = "ultrafast".into();
+        if let Some(name) = name {
+            // A long period: every keyframe seen is a forced one.
+            video_config.encoder = Some(name.into());
+            video_config.gop = Some(300);
+        }
+        let mut enc = Encoder::new(EncoderConfig {
+            video: Some(video_config),
+            audio: Some(AudioEncoderConfig::default()),
+            keyframe_interval: Duration::from_millis(500),
+        })
+        .unwrap();
+        let mut out = Vec::new();
+        let mut pictures_in = 0;
+        while pictures_in < 40 {
+            let frame = source.next_frame().unwrap().unwrap();
+            pictures_in += usize::from(matches!(frame, SourceFrame::Video(_)));
+            enc.encode(&frame, &mut out).unwrap();
+        }
+        enc.finish(&mut out).unwrap();
+        let mut muxer = FlvMuxer::default();
+        let mut packets = Vec::new();
+        let mut keyframes = Vec::new();
+        for e in &out {
+            match e {
+                Encoded::Tracks(t) => {
+                    let v = t.video.as_ref().expect("a video track");
+                    assert_eq!(v.codec.video_codec(), Some(codec));
+                    assert_eq!(v.codec.video_size(), Some((320, 180)), "{codec:?}");
+                }
+                Encoded::Frame(f) if f.kind == TrackKind::Video => {
+                    if f.keyframe {
+                        keyframes.push(f.pts.ticks);
+                    }
+                }
+                Encoded::Frame(_) => {}
+            }
+            muxer.push(e, &mut packets);
+        }
+        assert_eq!(
+            keyframes,
+            [0, 45_000, 90_000],
+            "{codec:?} {name:?} keyframes"
+        );
+        let mut coded = 0;
+        for p in packets.iter().filter(|p| p.kind == TrackKind::Video) {
+            // Enhanced RTMP: the ExHeader bit and the FourCC.
+            assert_eq!(p.body[0] & 0x80, 0x80);
+            assert_eq!(&p.body[1..5], &codec.fourcc());
+            match flv::parse_video_tag(p.body.clone()).unwrap().packet {
+                VideoPacket::SequenceStart { codec: c, .. } => assert_eq!(c, codec),
+                VideoPacket::CodedFrames { codec: c, .. } => {
+                    assert_eq!(c, codec);
+                    coded += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(coded >= 40, "{codec:?}: {coded} coded frames");
+    }
+}

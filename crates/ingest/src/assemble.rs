@@ -6,8 +6,8 @@ use bytes::Bytes;
 use media::amf0::Amf0Value;
 use media::flv::{self, AudioPacket, StreamMetadata, VideoFrameType, VideoPacket};
 use media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Mp3Config, Rounding, Timeline,
-    TimestampJump, Track, TrackKind, Tracks, VIDEO_TIMESCALE,
+    AacConfig, Av1Config, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, Mp3Config,
+    Rounding, Timeline, TimestampJump, Track, TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec,
 };
 
 /// What the assembler produces, in order.
@@ -21,7 +21,7 @@ pub enum Assembled {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AssembleError {
-    #[error("{0} is not supported yet; publish H.264 video and AAC (or MP3) audio")]
+    #[error("{0} is not supported yet; publish H.264, HEVC or AV1 video and AAC (or MP3) audio")]
     Unsupported(String),
     #[error("malformed media: {0}")]
     Malformed(String),
@@ -37,7 +37,8 @@ const AUDIO_RESYNC_FRAMES: i64 = 2;
 pub struct StreamAssembler {
     video_timeline: Timeline,
     audio_timeline: Timeline,
-    avc: Option<AvcConfig>,
+    /// The video configuration: H.264 (avcC), HEVC (hvcC) or AV1 (av1C).
+    video: Option<CodecConfig>,
     aac: Option<AacConfig>,
     /// MP3 audio instead of AAC (for the transcoder, which makes AAC of it).
     mp3: Option<Mp3Config>,
@@ -81,47 +82,66 @@ impl StreamAssembler {
     ) -> Result<(), AssembleError> {
         let tag =
             flv::parse_video_tag(body).map_err(|e| AssembleError::Malformed(e.to_string()))?;
+        let keyframe = matches!(
+            tag.frame_type,
+            VideoFrameType::Key | VideoFrameType::GeneratedKey
+        );
+        let malformed = |e: media::avc::CodecError| AssembleError::Malformed(e.to_string());
         match tag.packet {
             VideoPacket::AvcSequenceHeader(record) => {
-                let config = AvcConfig::parse(record)
-                    .map_err(|e| AssembleError::Malformed(e.to_string()))?;
-                if self.avc.as_ref() != Some(&config) {
-                    self.avc = Some(config);
-                    self.reannounce(out);
-                }
+                let config = AvcConfig::parse(record).map_err(malformed)?;
+                self.set_video(CodecConfig::Avc(config), out);
+            }
+            VideoPacket::SequenceStart { codec, record } => {
+                let config = match codec {
+                    VideoCodec::Avc => {
+                        CodecConfig::Avc(AvcConfig::parse(record).map_err(malformed)?)
+                    }
+                    VideoCodec::Hevc => {
+                        CodecConfig::Hevc(HevcConfig::parse(record).map_err(malformed)?)
+                    }
+                    VideoCodec::Av1 => {
+                        CodecConfig::Av1(Av1Config::parse(record).map_err(malformed)?)
+                    }
+                };
+                self.set_video(config, out);
             }
             VideoPacket::AvcNalus {
                 composition_time_ms,
                 data,
+            } => self.video_frame(
+                VideoCodec::Avc,
+                timestamp_ms,
+                composition_time_ms,
+                keyframe,
+                data,
+                out,
+            ),
+            VideoPacket::CodedFrames {
+                codec,
+                composition_time_ms,
+                data,
             } => {
-                if self.avc.is_none() {
-                    self.dropped += 1;
-                    return Ok(());
-                }
-                let ms = self.place(TrackKind::Video, timestamp_ms);
-                let dts = ms.rescale(VIDEO_TIMESCALE, Rounding::Nearest);
-                if self.last_video_dts.is_some_and(|last| dts.ticks <= last) {
-                    self.dropped += 1;
-                    return Ok(());
-                }
-                self.last_video_dts = Some(dts.ticks);
-                let pts = MediaTime::new(
-                    dts.ticks + i64::from(composition_time_ms) * 90,
-                    VIDEO_TIMESCALE,
-                );
-                let keyframe = matches!(
-                    tag.frame_type,
-                    VideoFrameType::Key | VideoFrameType::GeneratedKey
-                );
-                self.emit(
-                    Frame {
-                        kind: TrackKind::Video,
-                        dts,
-                        pts,
-                        keyframe,
-                        data,
-                    },
-                    ms.ticks,
+                let data = if codec == VideoCodec::Av1 {
+                    // A sender that gave no av1C (the MPEG-2 TS sequence start) has the
+                    // sequence header in its key frames.
+                    if keyframe
+                        && !matches!(self.video, Some(CodecConfig::Av1(_)))
+                        && let Some(header) = media::av1::find_sequence_header(&data)
+                    {
+                        let config = Av1Config::from_sequence_header(header).map_err(malformed)?;
+                        self.set_video(CodecConfig::Av1(config), out);
+                    }
+                    Bytes::from(media::av1::strip_temporal_delimiters(&data))
+                } else {
+                    data
+                };
+                self.video_frame(
+                    codec,
+                    timestamp_ms,
+                    composition_time_ms,
+                    keyframe,
+                    data,
                     out,
                 );
             }
@@ -129,6 +149,52 @@ impl StreamAssembler {
             VideoPacket::Unsupported { codec } => return Err(AssembleError::Unsupported(codec)),
         }
         Ok(())
+    }
+
+    fn set_video(&mut self, config: CodecConfig, out: &mut Vec<Assembled>) {
+        if self.video.as_ref() != Some(&config) {
+            self.video = Some(config);
+            self.reannounce(out);
+        }
+    }
+
+    /// One coded picture, placed on the video timeline; dropped before its codec's
+    /// configuration (a decoder could not start there).
+    fn video_frame(
+        &mut self,
+        codec: VideoCodec,
+        timestamp_ms: u32,
+        composition_time_ms: i32,
+        keyframe: bool,
+        data: Bytes,
+        out: &mut Vec<Assembled>,
+    ) {
+        if self.video.as_ref().and_then(CodecConfig::video_codec) != Some(codec) {
+            self.dropped += 1;
+            return;
+        }
+        let ms = self.place(TrackKind::Video, timestamp_ms);
+        let dts = ms.rescale(VIDEO_TIMESCALE, Rounding::Nearest);
+        if self.last_video_dts.is_some_and(|last| dts.ticks <= last) {
+            self.dropped += 1;
+            return;
+        }
+        self.last_video_dts = Some(dts.ticks);
+        let pts = MediaTime::new(
+            dts.ticks + i64::from(composition_time_ms) * 90,
+            VIDEO_TIMESCALE,
+        );
+        self.emit(
+            Frame {
+                kind: TrackKind::Video,
+                dts,
+                pts,
+                keyframe,
+                data,
+            },
+            ms.ticks,
+            out,
+        );
     }
 
     pub fn handle_audio(
@@ -232,10 +298,10 @@ impl StreamAssembler {
 
     fn tracks(&self) -> Tracks {
         Tracks {
-            video: self.avc.clone().map(|c| Track {
+            video: self.video.clone().map(|codec| Track {
                 kind: TrackKind::Video,
                 timescale: VIDEO_TIMESCALE,
-                codec: CodecConfig::Avc(c),
+                codec,
             }),
             audio: match (&self.aac, &self.mp3) {
                 (Some(c), _) => NonZeroU32::new(c.sample_rate).map(|timescale| Track {
@@ -273,7 +339,7 @@ impl StreamAssembler {
         let wants_video = meta.and_then(|m| m.has_video).unwrap_or(true);
         let wants_audio = meta.and_then(|m| m.has_audio).unwrap_or(true);
         let has_audio = self.aac.is_some() || self.mp3.is_some();
-        let complete = (self.avc.is_some() || !wants_video) && (has_audio || !wants_audio);
+        let complete = (self.video.is_some() || !wants_video) && (has_audio || !wants_audio);
         if complete || arrival_ms - first >= HOLD_MS {
             let tracks = self.tracks();
             self.announced = Some(tracks.clone());
@@ -362,12 +428,69 @@ mod tests {
         assert_eq!(f.dts.ticks, 240_000);
     }
 
+    /// The sequence header OBU of libsvtav1 at 320x240 (`ffmpeg -f lavfi -i
+    /// testsrc2=size=320x240 -c:v libsvtav1 -f obu`).
+    const AV1_SEQUENCE_HEADER: &[u8] = &[
+        0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xfb, 0xf9, 0x00, 0x40,
+    ];
+
+    #[test]
+    fn av1_without_av1c_takes_its_configuration_from_the_key_frame() {
+        let mut a = StreamAssembler::new();
+        let mut out = Vec::new();
+        // Enhanced RTMP metadata: the FourCC as the video codec id, and no audio.
+        a.handle_metadata(&Amf0Value::Object(vec![
+            (
+                "videocodecid".into(),
+                Amf0Value::Number(f64::from(u32::from_be_bytes(*b"av01"))),
+            ),
+            ("audiocodecid".into(), Amf0Value::Null),
+        ]));
+        // MPEG-2 TS sequence start (the TS AV1 descriptor): no sequence header yet.
+        let ts_start =
+            Bytes::from_static(&[0x95, b'a', b'v', b'0', b'1', 0x80, 4, 0x81, 0, 0x0c, 0]);
+        a.handle_video(0, ts_start, &mut out).unwrap();
+        assert!(out.is_empty());
+        // A key frame: temporal delimiter, sequence header, a (key) frame OBU.
+        let mut key = vec![0x91, b'a', b'v', b'0', b'1', 0x12, 0x00];
+        key.extend_from_slice(AV1_SEQUENCE_HEADER);
+        key.extend_from_slice(&[0x32, 0x02, 0x10, 0x00]);
+        a.handle_video(0, Bytes::from(key), &mut out).unwrap();
+        let tracks = out
+            .iter()
+            .find_map(|o| match o {
+                Assembled::Tracks(t) => Some(t.clone()),
+                Assembled::Frame(_) => None,
+            })
+            .expect("tracks announced");
+        let video = tracks.video.expect("a video track");
+        assert_eq!(video.codec.video_size(), Some((320, 240)));
+        assert_eq!(video.codec.codec_string(), "av01.0.00M.08");
+        let frame = out
+            .iter()
+            .find_map(|o| match o {
+                Assembled::Frame(f) => Some(f.clone()),
+                Assembled::Tracks(_) => None,
+            })
+            .expect("the key frame");
+        assert!(frame.keyframe);
+        // The temporal delimiter is gone (an av01 sample has none).
+        assert_eq!(
+            &frame.data[..AV1_SEQUENCE_HEADER.len()],
+            AV1_SEQUENCE_HEADER
+        );
+    }
+
     #[test]
     fn unsupported_codecs_are_named() {
         let mut a = StreamAssembler::new();
+        let vp9 = Bytes::from_static(&[0x90, b'v', b'p', b'0', b'9', 1]);
+        let err = a.handle_video(0, vp9, &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("VP9"), "{err}");
+        // HEVC is taken; a broken hvcC record says what is wrong with it.
         let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1]);
         let err = a.handle_video(0, hevc, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains("HEVC"), "{err}");
+        assert!(err.to_string().contains("HEVC configuration"), "{err}");
         let speex = Bytes::from_static(&[0xb2, 0x00]);
         let err = a.handle_audio(0, speex, &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("Speex"), "{err}");

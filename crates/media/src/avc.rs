@@ -25,6 +25,10 @@ pub enum CodecError {
     AacFrequencyIndex(u8),
     #[error("AAC channel configuration {0} is not supported (only 1 to 7)")]
     AacChannels(u8),
+    #[error("HEVC configuration: {0}")]
+    Hevc(String),
+    #[error("AV1 configuration: {0}")]
+    Av1(String),
 }
 
 /// An H.264 decoder configuration and the facts read from its first SPS.

@@ -11,9 +11,9 @@
 use bytes::Bytes;
 use mp4_atom::esds::{DecoderConfig, DecoderSpecific, EsDescriptor, SLConfig};
 use mp4_atom::{
-    Atom, Audio, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Mdhd, Mdia, Mfhd,
-    Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz, Stts, Tfdt, Tfhd, Tkhd,
-    Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
+    Atom, Audio, Av01, Av1c, Avc1, Avcc, Codec, Dinf, Dref, Encode, Esds, FourCC, Ftyp, Hdlr, Hvc1,
+    Hvcc, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mp4a, Mvex, Mvhd, Smhd, Stbl, Stco, Stsc, Stsd, Stsz,
+    Stts, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Url, Visual, Vmhd,
 };
 
 use crate::frame::TrackKind;
@@ -109,28 +109,54 @@ pub fn init_segment(tracks: &Tracks) -> Result<Bytes, CmafError> {
     Ok(Bytes::from(out))
 }
 
+/// The visual sample entry fields of a picture size.
+fn visual(width: u32, height: u32) -> Visual {
+    Visual {
+        data_reference_index: 1,
+        width: width.min(u32::from(u16::MAX)) as u16,
+        height: height.min(u32::from(u16::MAX)) as u16,
+        horizresolution: 72.into(),
+        vertresolution: 72.into(),
+        frame_count: 1,
+        compressor: "".into(),
+        depth: 24,
+    }
+}
+
 fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
     let (handler, codec, width, height, minf_media) = match &track.codec {
         CodecConfig::Mp3(_) => return Err(CmafError::Unsupported("MP3")),
         CodecConfig::Avc(avc) => {
             let avcc =
                 Avcc::decode_body(&mut &avc.record[..]).map_err(|e| CmafError::Box("avcC", e))?;
-            let visual = Visual {
-                data_reference_index: 1,
-                width: avc.width.min(u32::from(u16::MAX)) as u16,
-                height: avc.height.min(u32::from(u16::MAX)) as u16,
-                horizresolution: 72.into(),
-                vertresolution: 72.into(),
-                frame_count: 1,
-                compressor: "".into(),
-                depth: 24,
-            };
             let codec = Codec::Avc1(Avc1 {
-                visual,
+                visual: visual(avc.width, avc.height),
                 avcc,
                 ..Default::default()
             });
             (b"vide", codec, avc.width, avc.height, true)
+        }
+        CodecConfig::Hevc(hevc) => {
+            let hvcc =
+                Hvcc::decode_body(&mut &hevc.record[..]).map_err(|e| CmafError::Box("hvcC", e))?;
+            // `hvc1`: the parameter sets are in the sample entry (CMAF, HLS, and what
+            // Safari and Chrome expect).
+            let codec = Codec::Hvc1(Hvc1 {
+                visual: visual(hevc.width, hevc.height),
+                hvcc,
+                ..Default::default()
+            });
+            (b"vide", codec, hevc.width, hevc.height, true)
+        }
+        CodecConfig::Av1(av1) => {
+            let av1c =
+                Av1c::decode_body(&mut &av1.record[..]).map_err(|e| CmafError::Box("av1C", e))?;
+            let codec = Codec::Av01(Av01 {
+                visual: visual(av1.width, av1.height),
+                av1c,
+                ..Default::default()
+            });
+            (b"vide", codec, av1.width, av1.height, true)
         }
         CodecConfig::Aac(aac) => {
             let esds = Esds {

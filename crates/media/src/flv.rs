@@ -1,11 +1,13 @@
 //! FLV tags (Adobe FLV spec v10.1, Annex E) as carried in RTMP audio (type 8) and video
-//! (type 9) messages, with Enhanced RTMP (veovera enhanced-rtmp v1/v2) headers
-//! recognised so that HEVC/AV1/VP9/Opus publishers get a clear "not supported" answer.
+//! (type 9) messages, with Enhanced RTMP (veovera enhanced-rtmp v1/v2) video headers:
+//! `avc1`, `hvc1` and `av01` are read and written; other FourCCs (VP9, VP8, Opus, …) are
+//! named so that their publishers get a clear "not supported" answer.
 //! Also the FLV file header and tag header, for reading `.flv` files.
 
 use bytes::Bytes;
 
 use crate::amf0::{self, Amf0Value, Limits};
+use crate::track::VideoCodec;
 
 /// FLV `FrameType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,13 +30,21 @@ pub enum VideoPacket {
         composition_time_ms: i32,
         data: Bytes,
     },
+    /// The end of the sequence (of any codec).
     AvcEndOfSequence,
+    /// Enhanced RTMP `SequenceStart` of HEVC (the hvcC record) or AV1 (the av1C record).
+    SequenceStart { codec: VideoCodec, record: Bytes },
+    /// Enhanced RTMP `CodedFrames`/`CodedFramesX` of HEVC (length-prefixed NAL units) or
+    /// AV1 (a temporal unit of OBUs; AV1 has no composition time, it is always 0).
+    CodedFrames {
+        codec: VideoCodec,
+        composition_time_ms: i32,
+        data: Bytes,
+    },
     /// A command frame or Enhanced RTMP metadata: nothing to decode.
     Ignored,
     /// A codec we do not ingest, named for people.
-    Unsupported {
-        codec: String,
-    },
+    Unsupported { codec: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,10 +153,8 @@ fn parse_enhanced_video(body: Bytes) -> Result<VideoTag, FlvError> {
             packet: VideoPacket::Ignored,
         });
     }
-    if fourcc != b"avc1" {
+    let Some(codec) = VideoCodec::from_fourcc(fourcc) else {
         let codec = match fourcc {
-            b"hvc1" => "HEVC (Enhanced RTMP hvc1)".to_owned(),
-            b"av01" => "AV1 (Enhanced RTMP av01)".to_owned(),
             b"vp09" => "VP9 (Enhanced RTMP vp09)".to_owned(),
             b"vp08" => "VP8 (Enhanced RTMP vp08)".to_owned(),
             other => format!("Enhanced RTMP video '{}'", String::from_utf8_lossy(other)),
@@ -155,30 +163,97 @@ fn parse_enhanced_video(body: Bytes) -> Result<VideoTag, FlvError> {
             frame_type,
             packet: VideoPacket::Unsupported { codec },
         });
-    }
+    };
+    let coded = |composition_time_ms: i32, data: Bytes| match codec {
+        VideoCodec::Avc => VideoPacket::AvcNalus {
+            composition_time_ms,
+            data,
+        },
+        _ => VideoPacket::CodedFrames {
+            codec,
+            composition_time_ms,
+            data,
+        },
+    };
     let packet = match packet_type {
-        EX_SEQUENCE_START => VideoPacket::AvcSequenceHeader(body.slice(5..)),
-        EX_CODED_FRAMES => {
+        EX_SEQUENCE_START => match codec {
+            VideoCodec::Avc => VideoPacket::AvcSequenceHeader(body.slice(5..)),
+            _ => VideoPacket::SequenceStart {
+                codec,
+                record: body.slice(5..),
+            },
+        },
+        // Only AVC and HEVC carry a composition time in CodedFrames.
+        EX_CODED_FRAMES if codec != VideoCodec::Av1 => {
             if body.len() < 8 {
                 return Err(FlvError::TooShort {
                     what: "Enhanced RTMP coded frames",
                     len: body.len(),
                 });
             }
-            VideoPacket::AvcNalus {
-                composition_time_ms: composition_time(&body[5..8]),
-                data: body.slice(8..),
-            }
+            coded(composition_time(&body[5..8]), body.slice(8..))
         }
-        EX_CODED_FRAMES_X => VideoPacket::AvcNalus {
-            composition_time_ms: 0,
-            data: body.slice(5..),
-        },
+        EX_CODED_FRAMES | EX_CODED_FRAMES_X => coded(0, body.slice(5..)),
         EX_SEQUENCE_END => VideoPacket::AvcEndOfSequence,
-        // Multitrack, MPEG-2 TS sequence start and future types carry nothing we use.
+        // AV1's MPEG-2 TS sequence start carries the TS AV1 descriptor, without the
+        // sequence header: the assembler takes the configuration from the sequence header
+        // OBU of the first key frame instead. Multitrack, ModEx and future types carry
+        // nothing we use.
         _ => VideoPacket::Ignored,
     };
     Ok(VideoTag { frame_type, packet })
+}
+
+/// Writes an Enhanced RTMP video tag body for `codec` (`SequenceStart`, `CodedFrames`
+/// or `SequenceEnd`, with the FourCC). AVC packets are written the same way as the
+/// HEVC/AV1 ones, so a publisher can send any of the three.
+pub fn write_ex_video_tag(
+    frame_type: VideoFrameType,
+    codec: VideoCodec,
+    packet: &VideoPacket,
+    out: &mut Vec<u8>,
+) {
+    let (packet_type, cts, data): (u8, Option<i32>, &[u8]) = match packet {
+        VideoPacket::AvcSequenceHeader(d) | VideoPacket::SequenceStart { record: d, .. } => {
+            (EX_SEQUENCE_START, None, d)
+        }
+        VideoPacket::AvcNalus {
+            composition_time_ms,
+            data,
+        }
+        | VideoPacket::CodedFrames {
+            composition_time_ms,
+            data,
+            ..
+        } => {
+            if codec == VideoCodec::Av1 {
+                (EX_CODED_FRAMES, None, data)
+            } else if *composition_time_ms == 0 {
+                (EX_CODED_FRAMES_X, None, data)
+            } else {
+                (EX_CODED_FRAMES, Some(*composition_time_ms), data)
+            }
+        }
+        VideoPacket::AvcEndOfSequence | VideoPacket::Ignored | VideoPacket::Unsupported { .. } => {
+            (EX_SEQUENCE_END, None, &[])
+        }
+    };
+    out.push(0x80 | (frame_type_bits(frame_type) << 4) | packet_type);
+    out.extend_from_slice(&codec.fourcc());
+    if let Some(cts) = cts {
+        out.extend_from_slice(&cts.to_be_bytes()[1..]);
+    }
+    out.extend_from_slice(data);
+}
+
+fn frame_type_bits(frame_type: VideoFrameType) -> u8 {
+    match frame_type {
+        VideoFrameType::Key => 1,
+        VideoFrameType::Inter => 2,
+        VideoFrameType::DisposableInter => 3,
+        VideoFrameType::GeneratedKey => 4,
+        VideoFrameType::Command => 5,
+    }
 }
 
 /// Reads the body of an RTMP audio message / FLV audio tag.
@@ -244,19 +319,19 @@ pub fn parse_audio_tag(body: Bytes) -> Result<AudioPacket, FlvError> {
 
 /// Writes a legacy (codec id 7) AVC video tag body.
 pub fn write_video_tag(frame_type: VideoFrameType, packet: &VideoPacket, out: &mut Vec<u8>) {
-    let ft: u8 = match frame_type {
-        VideoFrameType::Key => 1,
-        VideoFrameType::Inter => 2,
-        VideoFrameType::DisposableInter => 3,
-        VideoFrameType::GeneratedKey => 4,
-        VideoFrameType::Command => 5,
-    };
-    out.push((ft << 4) | 7);
+    out.push((frame_type_bits(frame_type) << 4) | 7);
     let (kind, cts, data): (u8, i32, &[u8]) = match packet {
-        VideoPacket::AvcSequenceHeader(d) => (0, 0, d),
+        VideoPacket::AvcSequenceHeader(d) | VideoPacket::SequenceStart { record: d, .. } => {
+            (0, 0, d)
+        }
         VideoPacket::AvcNalus {
             composition_time_ms,
             data,
+        }
+        | VideoPacket::CodedFrames {
+            composition_time_ms,
+            data,
+            ..
         } => (1, *composition_time_ms, data),
         VideoPacket::AvcEndOfSequence | VideoPacket::Ignored | VideoPacket::Unsupported { .. } => {
             (2, 0, &[])
@@ -468,17 +543,51 @@ mod tests {
     }
 
     #[test]
-    fn enhanced_rtmp_is_recognised() {
+    fn enhanced_hevc_and_av1_are_read() {
         let hevc = Bytes::from_static(&[0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
         assert_eq!(
             parse_video_tag(hevc).expect("parses").packet,
-            VideoPacket::Unsupported {
-                codec: "HEVC (Enhanced RTMP hvc1)".into()
+            VideoPacket::SequenceStart {
+                codec: VideoCodec::Hevc,
+                record: Bytes::from_static(&[1, 2, 3])
             }
         );
-        let av1 = Bytes::from_static(&[0x91, b'a', b'v', b'0', b'1', 0, 0, 0]);
+        // HEVC CodedFrames has a composition time; CodedFramesX has none.
+        let hevc = Bytes::from_static(&[0xa1, b'h', b'v', b'c', b'1', 0xff, 0xff, 0xdf, 7]);
+        let tag = parse_video_tag(hevc).expect("parses");
+        assert_eq!(tag.frame_type, VideoFrameType::Inter);
+        assert_eq!(
+            tag.packet,
+            VideoPacket::CodedFrames {
+                codec: VideoCodec::Hevc,
+                composition_time_ms: -33,
+                data: Bytes::from_static(&[7])
+            }
+        );
+        let hevc = Bytes::from_static(&[0x93, b'h', b'v', b'c', b'1', 7]);
+        assert!(matches!(
+            parse_video_tag(hevc).expect("parses").packet,
+            VideoPacket::CodedFrames { composition_time_ms: 0, data, .. } if data[..] == [7]
+        ));
+        // AV1 CodedFrames has no composition time: the OBUs start right after the FourCC.
+        let av1 = Bytes::from_static(&[0x91, b'a', b'v', b'0', b'1', 0x0a, 0, 0]);
+        assert_eq!(
+            parse_video_tag(av1).expect("parses").packet,
+            VideoPacket::CodedFrames {
+                codec: VideoCodec::Av1,
+                composition_time_ms: 0,
+                data: Bytes::from_static(&[0x0a, 0, 0])
+            }
+        );
+        // MPEG-2 TS sequence start (AV1): the configuration comes from the key frame.
+        let av1 = Bytes::from_static(&[0x95, b'a', b'v', b'0', b'1', 0x80, 4]);
+        assert_eq!(
+            parse_video_tag(av1).expect("parses").packet,
+            VideoPacket::Ignored
+        );
+        let vp9 = Bytes::from_static(&[0x90, b'v', b'p', b'0', b'9', 1]);
         assert!(
-            matches!(parse_video_tag(av1).expect("parses").packet, VideoPacket::Unsupported { codec } if codec.contains("AV1"))
+            matches!(parse_video_tag(vp9).expect("parses").packet, VideoPacket::Unsupported { codec } if codec.contains("VP9"))
         );
         let avc = Bytes::from_static(&[0x91, b'a', b'v', b'c', b'1', 0, 0, 0x21, 9, 9]);
         let tag = parse_video_tag(avc).expect("parses");
@@ -506,6 +615,58 @@ mod tests {
                 codec: "Nellymoser".into()
             }
         );
+    }
+
+    #[test]
+    fn enhanced_round_trip() {
+        for (codec, packet) in [
+            (
+                VideoCodec::Hevc,
+                VideoPacket::SequenceStart {
+                    codec: VideoCodec::Hevc,
+                    record: Bytes::from_static(&[1, 2]),
+                },
+            ),
+            (
+                VideoCodec::Hevc,
+                VideoPacket::CodedFrames {
+                    codec: VideoCodec::Hevc,
+                    composition_time_ms: 66,
+                    data: Bytes::from_static(&[0, 0, 0, 1, 0x26]),
+                },
+            ),
+            (
+                VideoCodec::Hevc,
+                VideoPacket::CodedFrames {
+                    codec: VideoCodec::Hevc,
+                    composition_time_ms: 0,
+                    data: Bytes::from_static(&[0, 0, 0, 1, 0x26]),
+                },
+            ),
+            (
+                VideoCodec::Av1,
+                VideoPacket::CodedFrames {
+                    codec: VideoCodec::Av1,
+                    composition_time_ms: 0,
+                    data: Bytes::from_static(&[0x32, 0]),
+                },
+            ),
+            (
+                VideoCodec::Avc,
+                VideoPacket::AvcNalus {
+                    composition_time_ms: 40,
+                    data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+                },
+            ),
+            (VideoCodec::Av1, VideoPacket::AvcEndOfSequence),
+        ] {
+            let mut out = Vec::new();
+            write_ex_video_tag(VideoFrameType::Key, codec, &packet, &mut out);
+            assert_eq!(&out[1..5], &codec.fourcc());
+            let tag = parse_video_tag(Bytes::from(out)).expect("parses");
+            assert_eq!(tag.frame_type, VideoFrameType::Key);
+            assert_eq!(tag.packet, packet);
+        }
     }
 
     #[test]

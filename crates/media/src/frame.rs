@@ -14,8 +14,10 @@ pub enum TrackKind {
 
 /// One coded access unit.
 ///
-/// Video `data` is AVCC-framed: NAL units each preceded by a big-endian length of
-/// `AvcConfig::nal_length_size` bytes, exactly as carried in FLV and in an fMP4 `mdat`.
+/// H.264 and HEVC video `data` is length-prefixed: NAL units each preceded by a
+/// big-endian length of the configuration's `nal_length_size` bytes, exactly as carried
+/// in FLV and in an fMP4 `mdat`. AV1 `data` is a temporal unit of OBUs (each with its
+/// size field) without the temporal delimiter, as in an `av01` sample.
 /// Audio `data` is one raw AAC access unit (no ADTS header).
 ///
 /// A frame has no duration; it follows from the next frame's `dts` (as in retina).

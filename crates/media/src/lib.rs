@@ -7,7 +7,8 @@
 //! - [`MediaTime`], [`Timeline`]: integer media time in a stated timescale, and the
 //!   unwrapping of 32-bit RTMP timestamps.
 //! - [`Frame`], [`Track`], [`Tracks`], [`CodecConfig`]: what flows from ingest to the packager.
-//! - [`avc`], [`aac`]: decoder configurations (avcC, AudioSpecificConfig).
+//! - [`avc`], [`hevc`], [`av1`], [`aac`]: decoder configurations (avcC, hvcC, av1C,
+//!   AudioSpecificConfig) and their RFC 6381 codec strings.
 //! - [`amf0`], [`flv`]: the RTMP payload formats.
 //! - [`cmaf`]: the fMP4 writer (init segments, fragments).
 //! - [`live_path`]: the play URL layout (`/live/STREAM/RENDITION/seg-N.m4s`, …) and the
@@ -16,22 +17,27 @@
 
 pub mod aac;
 pub mod amf0;
+pub mod av1;
 pub mod avc;
+mod bits;
 pub mod cmaf;
 pub mod flv;
 mod frame;
+pub mod hevc;
 pub mod live_path;
 pub mod mp3;
 mod time;
 mod track;
 
 pub use aac::AacConfig;
+pub use av1::Av1Config;
 pub use avc::AvcConfig;
 pub use frame::{Frame, TrackKind};
+pub use hevc::HevcConfig;
 pub use live_path::{LiveObject, LivePath, LivePathError, MediaObject};
 pub use mp3::Mp3Config;
 pub use time::{
     JumpPolicy, MILLISECONDS, MediaTime, Rounding, Timeline, TimestampJump, VIDEO_TIMESCALE,
     rescale_ticks,
 };
-pub use track::{CodecConfig, Track, Tracks};
+pub use track::{CodecConfig, Track, Tracks, VideoCodec};

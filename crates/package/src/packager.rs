@@ -351,7 +351,7 @@ impl RenditionPackager {
         let samples = match &track.codec {
             CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
             CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
-            CodecConfig::Avc(_) => 1,
+            CodecConfig::Avc(_) | CodecConfig::Hevc(_) | CodecConfig::Av1(_) => 1,
         };
         let duration = self
             .audio
@@ -802,12 +802,9 @@ impl RenditionPackager {
             peak = bits * f64::from(timescale.get()) / ticks as f64 * 1.25;
         }
         let average = bits * f64::from(timescale.get()) / ticks as f64;
-        let video = tracks.video.as_ref().and_then(|t| match &t.codec {
-            CodecConfig::Avc(avc) => Some(avc),
-            CodecConfig::Aac(_) | CodecConfig::Mp3(_) => None,
-        });
+        let video = tracks.video.as_ref().map(|t| &t.codec);
         let frame_rate = video
-            .and_then(|v| v.frame_rate)
+            .and_then(CodecConfig::frame_rate)
             .map(|(n, d)| f64::from(n) / f64::from(d.max(1)))
             .or_else(|| {
                 self.video
@@ -818,7 +815,7 @@ impl RenditionPackager {
             bandwidth: peak.max(average).round() as u64,
             average_bandwidth: average.round() as u64,
             codecs: tracks.codecs(),
-            resolution: video.map(|v| (v.width, v.height)),
+            resolution: video.and_then(CodecConfig::video_size),
             frame_rate,
         })
     }
@@ -1102,8 +1099,9 @@ impl RenditionPackager {
 
 fn default_interval(track: &media::Track, timescale: NonZeroU32) -> i64 {
     match &track.codec {
-        CodecConfig::Avc(avc) => avc
-            .frame_rate
+        CodecConfig::Avc(_) | CodecConfig::Hevc(_) | CodecConfig::Av1(_) => track
+            .codec
+            .frame_rate()
             .filter(|(n, d)| *n > 0 && *d > 0)
             .map(|(n, d)| i64::from(timescale.get()) * i64::from(d) / i64::from(n))
             .unwrap_or(i64::from(timescale.get()) / 30),

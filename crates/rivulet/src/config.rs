@@ -1006,6 +1006,32 @@ mod tests {
     }
 
     #[test]
+    fn ladder_rungs_name_their_codec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rivulet.toml");
+        let rung = |codec: &str| {
+            format!(
+                "renditions = [\"360p\", \"360p-x\"]\n[[ladder]]\nname = \"360p\"\nheight = 360\nbitrate = 730000\n[[ladder]]\nname = \"360p-x\"\nheight = 360\nbitrate = 500000\ncodec = \"{codec}\"\n"
+            )
+        };
+        std::fs::write(&path, rung("hevc")).expect("write");
+        let args = ServeArgs {
+            node: with_file(path.clone()),
+            ..Default::default()
+        };
+        let c = args.resolve().expect("valid");
+        let codecs: Vec<media::VideoCodec> = c.ladder.iter().map(|r| r.codec).collect();
+        assert_eq!(codecs, [media::VideoCodec::Avc, media::VideoCodec::Hevc]);
+        std::fs::write(&path, rung("vp9")).expect("write");
+        let args = ServeArgs {
+            node: with_file(path),
+            ..Default::default()
+        };
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("unknown video codec 'vp9'"), "{err}");
+    }
+
+    #[test]
     fn meta_takes_its_share_of_the_same_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("rivulet.toml");

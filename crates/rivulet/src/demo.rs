@@ -73,6 +73,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         fps: source::FrameRate::new(30, 1),
         bitrate: crate::publish::parse_bitrate(&args.demo_bitrate).map_err(anyhow::Error::msg)?,
         audio_bitrate: 128_000,
+        video_codec: media::VideoCodec::Avc,
         preset: "veryfast".into(),
         profile: "high".into(),
         keyframe_interval_ms: segment_target_ms,

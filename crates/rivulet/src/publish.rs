@@ -48,6 +48,11 @@ pub(crate) struct PublishArgs {
     #[arg(long, default_value = "128k", value_parser = parse_bitrate)]
     pub(crate) audio_bitrate: u64,
 
+    /// Video codec: h264 (libx264, classic RTMP), hevc (libx265) or av1 (libsvtav1),
+    /// both over Enhanced RTMP.
+    #[arg(long, default_value = "h264", value_parser = parse_video_codec)]
+    pub(crate) video_codec: media::VideoCodec,
+
     /// x264 preset: ultrafast, superfast, veryfast, faster, fast, medium, slow.
     #[arg(long, default_value = "veryfast")]
     pub(crate) preset: String,
@@ -107,6 +112,10 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
 fn parse_fps(s: &str) -> Result<FrameRate, String> {
     FrameRate::parse(s)
         .ok_or_else(|| format!("'{s}' is not a frame rate (examples: 30, 29.97, 30000/1001)"))
+}
+
+fn parse_video_codec(s: &str) -> Result<media::VideoCodec, String> {
+    s.parse()
 }
 
 pub(crate) fn parse_bitrate(s: &str) -> Result<u64, String> {
@@ -200,6 +209,7 @@ pub(crate) fn start_encoder(plan: &PublishPlan) -> LiveEncoder {
         EncoderConfig {
             video: video.map(|v| {
                 let mut c = VideoEncoderConfig::new(v.width, v.height, v.frame_rate, args.bitrate);
+                c.codec = args.video_codec;
                 c.preset = args.preset.clone();
                 c.profile = args.profile.clone();
                 c

@@ -418,6 +418,16 @@ impl ClientSession {
                             Amf0Value::String(self.config.flash_ver.clone()),
                         ),
                         ("tcUrl".into(), Amf0Value::String(self.url.tc_url())),
+                        // Enhanced RTMP: we may send HEVC and AV1 as well as H.264.
+                        (
+                            "fourCcList".into(),
+                            Amf0Value::StrictArray(
+                                ["avc1", "hvc1", "av01"]
+                                    .into_iter()
+                                    .map(|c| Amf0Value::String(c.into()))
+                                    .collect(),
+                            ),
+                        ),
                     ]),
                 ],
             ));

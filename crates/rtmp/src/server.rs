@@ -538,14 +538,28 @@ impl ServerSession {
             ("capabilities".into(), Amf0Value::Number(31.0)),
             ("mode".into(), Amf0Value::Number(1.0)),
         ];
-        // Enhanced RTMP: say which FourCCs we take, so capable encoders pick one.
+        // Enhanced RTMP: say which FourCCs we take, so capable encoders pick one. The
+        // v1 list, and the v2 map (each FourCC's capability: 1 = we can decode it).
         if props.get("fourCcList").is_some() {
             server_props.push((
                 "fourCcList".into(),
-                Amf0Value::StrictArray(vec![
-                    Amf0Value::String("avc1".into()),
-                    Amf0Value::String("mp4a".into()),
-                ]),
+                Amf0Value::StrictArray(
+                    ["avc1", "hvc1", "av01", "mp4a"]
+                        .into_iter()
+                        .map(|c| Amf0Value::String(c.into()))
+                        .collect(),
+                ),
+            ));
+        }
+        if props.get("videoFourCcInfoMap").is_some() {
+            server_props.push((
+                "videoFourCcInfoMap".into(),
+                Amf0Value::Object(
+                    ["avc1", "hvc1", "av01"]
+                        .into_iter()
+                        .map(|c| (c.to_owned(), Amf0Value::Number(1.0)))
+                        .collect(),
+                ),
             ));
         }
         self.send(command(

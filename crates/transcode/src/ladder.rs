@@ -1,6 +1,7 @@
 //! The ABR ladder: which renditions to make from a source of a given size. Pure
 //! computation, no libav.
 
+use media::VideoCodec;
 use serde::Deserialize;
 
 /// One rung as configured.
@@ -26,6 +27,21 @@ pub struct Rung {
     pub preset: String,
     #[serde(default = "default_profile")]
     pub profile: String,
+    /// The rung's video codec: `h264` (libx264, the default, what every player plays),
+    /// `hevc` (libx265) or `av1` (libaom-av1 in real-time mode). HEVC and AV1 rungs are
+    /// extra renditions for the players that support them; their keyframes are forced
+    /// at the same times as the H.264 rungs'. `profile` applies to H.264 only.
+    #[serde(default = "default_codec", deserialize_with = "codec_from_str")]
+    pub codec: VideoCodec,
+}
+
+fn default_codec() -> VideoCodec {
+    VideoCodec::Avc
+}
+
+fn codec_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<VideoCodec, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }
 
 fn default_preset() -> String {
@@ -47,6 +63,7 @@ impl Rung {
             max_fps: None,
             preset: default_preset(),
             profile: default_profile(),
+            codec: default_codec(),
         }
     }
 

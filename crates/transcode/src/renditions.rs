@@ -94,17 +94,15 @@ impl LadderInput {
                 declared: None,
             });
         }
-        let video = tracks.video.as_ref().and_then(|t| match &t.codec {
-            CodecConfig::Avc(avc) => Some(avc),
-            _ => None,
-        });
-        if let (Some(config), Some(avc)) = (&self.config, video) {
+        // H.264, HEVC and AV1 sources are all decoded into the ladder.
+        let video = tracks.video.as_ref().and_then(|t| t.codec.video_size());
+        if let (Some(config), Some((width, height))) = (&self.config, video) {
             let audio = if tracks.audio.is_some() {
                 AUDIO_ALLOWANCE
             } else {
                 0
             };
-            for p in plan(&config.rungs, avc.width, avc.height, &self.names) {
+            for p in plan(&config.rungs, width, height, &self.names) {
                 if !self.names.contains(&p.rung.name) {
                     self.names.push(p.rung.name.clone());
                 }
@@ -225,7 +223,7 @@ impl Renditions for Ladder {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use media::{AacConfig, AvcConfig, Track, TrackKind, VIDEO_TIMESCALE};
+    use media::{AacConfig, AvcConfig, CodecConfig, Track, TrackKind, VIDEO_TIMESCALE};
 
     use super::*;
 

@@ -25,7 +25,7 @@ use encoder::{EncodedPicture, VideoEncoderConfig, X264Encoder};
 use ffmpeg_next as ff;
 use hub::{InputSignal, RenditionOutput, RenditionUpdate};
 use media::avc::avcc_to_annexb;
-use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks, VIDEO_TIMESCALE};
+use media::{CodecConfig, Frame, Track, TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec};
 use tokio::sync::mpsc;
 
 use crate::keyframes::KeyframePlanner;
@@ -230,7 +230,8 @@ struct Decoder {
     stream: String,
     out: mpsc::Sender<RenditionOutput>,
     decoder: Option<ff::decoder::Video>,
-    avc: Option<AvcConfig>,
+    /// The source's video configuration (H.264, HEVC or AV1) the decoder was opened for.
+    source_video: Option<CodecConfig>,
     /// The audio every rendition carries: the source's AAC, or AAC made from MP3.
     audio: Option<Track>,
     /// Set when the source's audio is MP3: decoded and encoded to AAC once, here.
@@ -268,7 +269,7 @@ impl Decoder {
             stream,
             out,
             decoder: None,
-            avc: None,
+            source_video: None,
             audio: None,
             mp3_to_aac: None,
             rungs: Vec::new(),
@@ -343,14 +344,17 @@ impl Decoder {
                 );
             }
         }
-        let avc = match tracks.video.as_ref().map(|t| &t.codec) {
-            Some(CodecConfig::Avc(avc)) => avc.clone(),
-            _ => {
-                tracing::warn!(stream = %self.stream, "no H.264 video: nothing to transcode");
-                return;
-            }
+        let Some((video, codec, (width, height))) = tracks.video.as_ref().and_then(|t| {
+            Some((
+                t.codec.clone(),
+                t.codec.video_codec()?,
+                t.codec.video_size()?,
+            ))
+        }) else {
+            tracing::warn!(stream = %self.stream, "no video: nothing to transcode");
+            return;
         };
-        if self.avc.as_ref() == Some(&avc) {
+        if self.source_video.as_ref() == Some(&video) {
             return;
         }
         // A new source format: finish the old ladder, start a new one.
@@ -361,34 +365,38 @@ impl Decoder {
         self.rungs.clear();
         self.pending.clear();
         self.keyframes.reset();
-        let decoder = ff::decoder::find(ff::codec::Id::H264)
-            .ok_or(ff::Error::DecoderNotFound)
-            .and_then(|codec| {
-                let mut ctx = ff::codec::context::Context::new_with_codec(codec);
-                // Slice threads only: frame threads would add a frame of delay each.
-                ctx.set_threading(ff::threading::Config {
-                    kind: ff::threading::Type::Slice,
-                    count: 0,
-                    ..Default::default()
-                });
-                ctx.set_time_base(ff::Rational::new(1, VIDEO_TIMESCALE.get() as i32));
-                ctx.decoder().video()
+        // AV1: dav1d (libavcodec's own AV1 decoder needs a hardware device).
+        let found = match codec {
+            VideoCodec::Avc => ff::decoder::find(ff::codec::Id::H264),
+            VideoCodec::Hevc => ff::decoder::find(ff::codec::Id::HEVC),
+            VideoCodec::Av1 => ff::decoder::find_by_name("libdav1d"),
+        };
+        let decoder = found.ok_or(ff::Error::DecoderNotFound).and_then(|codec| {
+            let mut ctx = ff::codec::context::Context::new_with_codec(codec);
+            // Slice threads only: frame threads would add a frame of delay each.
+            ctx.set_threading(ff::threading::Config {
+                kind: ff::threading::Type::Slice,
+                count: 0,
+                ..Default::default()
             });
+            ctx.set_time_base(ff::Rational::new(1, VIDEO_TIMESCALE.get() as i32));
+            ctx.decoder().video()
+        });
         match decoder {
             Ok(d) => self.decoder = Some(d),
             Err(e) => {
-                tracing::error!(stream = %self.stream, error = %e, "cannot open the H.264 decoder");
+                tracing::error!(stream = %self.stream, error = %e, codec = codec.name(), "cannot open the video decoder");
                 return;
             }
         }
-        let frame_rate = avc
-            .frame_rate
+        let frame_rate = video
+            .frame_rate()
             .filter(|(n, d)| *n > 0 && *d > 0)
             .unwrap_or((30, 1));
-        let planned = plan(&self.config.rungs, avc.width, avc.height, &self.names);
+        let planned = plan(&self.config.rungs, width, height, &self.names);
         tracing::info!(
             stream = %self.stream,
-            source = %format!("{}x{}", avc.width, avc.height),
+            source = %format!("{} {width}x{height}", codec.name()),
             renditions = %planned.iter().map(|p| format!("{}={}x{}", p.rung.name, p.width, p.height)).collect::<Vec<_>>().join(" "),
             "transcoding"
         );
@@ -398,7 +406,7 @@ impl Decoder {
             }
             self.rungs.push(self.spawn_rung(p, frame_rate));
         }
-        self.avc = Some(avc);
+        self.source_video = Some(video);
     }
 
     fn spawn_rung(&self, planned: PlannedRung, frame_rate: (u32, u32)) -> RungWorker {
@@ -421,6 +429,12 @@ impl Decoder {
         settings.buffer_size = planned.rung.buffer_size;
         settings.preset = planned.rung.preset.clone();
         settings.profile = planned.rung.profile.clone();
+        settings.codec = planned.rung.codec;
+        if settings.codec == VideoCodec::Av1 {
+            // libsvtav1 through this libavcodec ignores forced keyframes; libaom's
+            // real-time mode takes them, so the AV1 rung stays aligned.
+            settings.encoder = Some("libaom-av1".into());
+        }
         let worker = RungThread {
             stream: self.stream.clone(),
             name: name.clone(),
@@ -456,18 +470,11 @@ impl Decoder {
     }
 
     fn handle_video(&mut self, frame: Frame, arrival: SystemTime) {
-        let (Some(decoder), Some(avc)) = (self.decoder.as_mut(), self.avc.as_ref()) else {
+        let (Some(decoder), Some(video)) = (self.decoder.as_mut(), self.source_video.as_ref())
+        else {
             return;
         };
-        let mut data = Vec::with_capacity(frame.data.len() + 64);
-        if frame.keyframe {
-            // In-band parameter sets: the decoder needs no extradata.
-            for ps in avc.sps.iter().chain(avc.pps.iter()) {
-                data.extend_from_slice(&[0, 0, 0, 1]);
-                data.extend_from_slice(ps);
-            }
-        }
-        data.extend_from_slice(&avcc_to_annexb(&frame.data, avc.nal_length_size));
+        let data = decoder_input(video, &frame);
         let mut packet = ff::Packet::copy(&data);
         packet.set_pts(Some(frame.pts.ticks));
         packet.set_dts(Some(frame.dts.ticks));
@@ -836,14 +843,14 @@ impl RungThread {
         arrival: SystemTime,
     ) -> bool {
         use encoder::VideoEncode;
-        let Some(avc) = encoder.config() else {
+        let Some(video) = encoder.config() else {
             return true;
         };
         let tracks = Arc::new(Tracks {
             video: Some(Track {
                 kind: TrackKind::Video,
                 timescale: VIDEO_TIMESCALE,
-                codec: CodecConfig::Avc(avc.clone()),
+                codec: video.clone(),
             }),
             audio: self.audio.clone(),
         });
@@ -878,6 +885,44 @@ impl RungThread {
     fn emit(&self, output: RenditionOutput) -> bool {
         self.out.blocking_send(output).is_ok()
     }
+}
+
+/// A source frame as the decoder takes it, with the parameter sets in band on key
+/// frames (the decoder then needs no extradata, and a new source configuration needs no
+/// new decoder): Annex B for H.264 and HEVC, the OBUs for AV1 with the sequence header
+/// put in front when the key frame lacks it.
+fn decoder_input(video: &CodecConfig, frame: &Frame) -> Vec<u8> {
+    let mut data = Vec::with_capacity(frame.data.len() + 64);
+    let (sets, nal_length_size): (Vec<&[u8]>, u8) = match video {
+        CodecConfig::Avc(avc) => (
+            avc.sps
+                .iter()
+                .chain(avc.pps.iter())
+                .map(|b| &b[..])
+                .collect(),
+            avc.nal_length_size,
+        ),
+        CodecConfig::Hevc(hevc) => (
+            hevc.parameter_sets.iter().map(|b| &b[..]).collect(),
+            hevc.nal_length_size,
+        ),
+        CodecConfig::Av1(av1) => {
+            if frame.keyframe && media::av1::find_sequence_header(&frame.data).is_none() {
+                data.extend_from_slice(&av1.sequence_header);
+            }
+            data.extend_from_slice(&frame.data);
+            return data;
+        }
+        CodecConfig::Aac(_) | CodecConfig::Mp3(_) => return data,
+    };
+    if frame.keyframe {
+        for ps in sets {
+            data.extend_from_slice(&[0, 0, 0, 1]);
+            data.extend_from_slice(ps);
+        }
+    }
+    data.extend_from_slice(&avcc_to_annexb(&frame.data, nal_length_size));
+    data
 }
 
 fn encoder_flush(

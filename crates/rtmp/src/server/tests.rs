@@ -530,3 +530,47 @@ fn the_unpublish_sequence_is_answered_to_its_end() {
     assert!(p.server.is_closing());
     assert!(p.server.error().is_none());
 }
+
+#[test]
+fn enhanced_rtmp_fourccs_are_answered() {
+    let mut p = Pair::new();
+    p.handshake();
+    let s = |v: &str| Amf0Value::String(v.into());
+    p.command(
+        0,
+        &[
+            s("connect"),
+            Amf0Value::Number(1.0),
+            Amf0Value::Object(vec![
+                ("app".into(), s("live")),
+                (
+                    "fourCcList".into(),
+                    Amf0Value::StrictArray(vec![s("hvc1"), s("av01"), s("vp09")]),
+                ),
+                (
+                    "videoFourCcInfoMap".into(),
+                    Amf0Value::Object(vec![("hvc1".into(), Amf0Value::Number(1.0))]),
+                ),
+            ]),
+        ],
+    );
+    let result = p
+        .replies()
+        .into_iter()
+        .find_map(|m| {
+            let values = amf0::decode_all(&m.payload, &Limits::default()).ok()?;
+            (values.first()?.as_str()? == "_result").then(|| values[2].clone())
+        })
+        .expect("connect answered");
+    let list: Vec<String> = match result.get("fourCcList") {
+        Some(Amf0Value::StrictArray(v)) => v
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect(),
+        other => panic!("no fourCcList: {other:?}"),
+    };
+    assert_eq!(list, ["avc1", "hvc1", "av01", "mp4a"]);
+    let map = result.get("videoFourCcInfoMap").expect("v2 map answered");
+    assert_eq!(map.get("av01").and_then(Amf0Value::as_f64), Some(1.0));
+    assert!(map.get("vp09").is_none());
+}
