@@ -18,6 +18,8 @@ mod streams;
 mod systemd;
 mod thumbnail;
 mod tls_options;
+mod webrtc_options;
+mod whep;
 
 use clap::{Parser, Subcommand};
 
