@@ -1,0 +1,116 @@
+// Real-time playback (WHEP) in headless Chromium against the real binary:
+//   node web/tests/webrtc.mjs [path/to/rivulet]
+// An ffmpeg RTMP publisher (lavfi testsrc + sine, libx264 without B-frames) → rivulet
+// serve with one transcoded rung; /watch/NAME?mode=webrtc plays over the browser's
+// own RTCPeerConnection: video frames decode, an audio track is there; a reload plays
+// again and the old session is gone from the server; a malformed offer and an offer
+// without H.264 get 400 with the reason.
+
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+import {
+  artifactsDir, assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run,
+  startServer, until, waitInPage,
+} from './lib.mjs';
+
+const NAME = 'rtc';
+const KEY = 'rtc-secret-key-1234';
+
+function ffmpegPublisher(url) {
+  const args = [
+    '-hide_banner', '-loglevel', 'error', '-re',
+    '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=30',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
+    '-c:v', 'libx264', '-preset', 'ultrafast', '-tune', 'zerolatency', '-bf', '0', '-g', '30', '-pix_fmt', 'yuv420p',
+    '-c:a', 'aac', '-b:a', '96k',
+    '-f', 'flv', url,
+  ];
+  const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  process.on('exit', () => proc.kill('SIGKILL'));
+  return proc;
+}
+
+async function sessions(server) {
+  const text = await (await fetch(`${server.http}/metrics`)).text();
+  const m = /^webrtc_sessions (\d+)/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** The page's video frames decoded so far and the kinds of its tracks. */
+function playback(page) {
+  return page.evaluate(async () => {
+    const p = window.rivulet.player;
+    if (!p.pc) return { frames: 0, kinds: [], mode: window.rivulet.mode };
+    let frames = 0;
+    for (const s of (await p.pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+    }
+    const v = document.querySelector('video');
+    const kinds = v.srcObject ? v.srcObject.getTracks().map((t) => t.kind).sort() : [];
+    return { frames, kinds, mode: window.rivulet.mode, width: v.videoWidth, latency: p.latencyMs };
+  });
+}
+
+async function playsInRealTime(page, server, label) {
+  await page.goto(`${server.http}/watch/${NAME}?mode=webrtc`);
+  await waitInPage(page, `${label}: real-time playback`, () => document.body.dataset.state === 'playing', undefined, 60_000);
+  const first = await until(`${label}: decoded frames`, async () => {
+    const p = await playback(page);
+    return p.frames > 0 ? p : null;
+  }, 30_000);
+  const later = await until(`${label}: frames keep decoding`, async () => {
+    const p = await playback(page);
+    return p.frames >= first.frames + 30 ? p : null;
+  }, 30_000);
+  assert(later.mode === 'webrtc', `${label}: still WebRTC, not the LL-HLS fallback (${later.mode})`);
+  assert(JSON.stringify(later.kinds) === JSON.stringify(['audio', 'video']), `${label}: an audio and a video track, not ${later.kinds}`);
+  assert(later.width > 0, `${label}: a picture (${later.width} px wide)`);
+  const button = await page.textContent('#mode');
+  assert(button === 'Real-time', `the toggle says Real-time, not ${button}`);
+  log(`${label}: ${later.frames} frames decoded, tracks ${later.kinds}, ${later.width} px wide, latency readout ${later.latency} ms`);
+  return later;
+}
+
+run('webrtc', async () => {
+  const bin = rivuletBinary();
+  const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', '360p', '--webrtc-listen', '127.0.0.1:0']);
+  log(`server ${server.http} ${server.rtmp}`);
+  const publisher = ffmpegPublisher(`${server.rtmp}/live/${KEY}`);
+  await until('the stream to be live', async () => (await fetch(`${server.http}/live/${NAME}/master.m3u8`)).status === 200, 90_000);
+
+  // Bad offers: 400 with the reason, nothing started.
+  const whep = `${server.http}/live/${NAME}/whep`;
+  const malformed = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: 'this is not SDP' });
+  const malformedText = await malformed.text();
+  assert(malformed.status === 400 && /SDP/.test(malformedText), `malformed SDP: ${malformed.status} ${malformedText}`);
+  const wrongType = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'v=0' });
+  assert(wrongType.status === 415, `a non-SDP content type: ${wrongType.status}`);
+
+  const browser = await launchBrowser();
+  const page = await newPage(browser);
+  await page.goto(`${server.http}/watch/${NAME}`);
+  const audioOnly = await page.evaluate(async (url) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+    pc.close();
+    return { status: r.status, text: await r.text() };
+  }, `/live/${NAME}/whep`);
+  assert(audioOnly.status === 400 && /H\.264/.test(audioOnly.text), `an offer without video: ${JSON.stringify(audioOnly)}`);
+  const unknown = await fetch(`${whep}?rendition=nope`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: 'v=0' });
+  assert(unknown.status === 404, `an unknown rendition: ${unknown.status}`);
+  assert((await sessions(server)) === 0, 'refused offers leave no session');
+
+  // Real time in the viewer page, then again after a reload.
+  await playsInRealTime(page, server, 'first load');
+  await page.screenshot({ path: join(artifactsDir(), 'watch-webrtc.png') });
+  await playsInRealTime(page, server, 'after a reload');
+  // The first page's session ended (DELETE on pagehide, or ICE consent stopping).
+  await until('one WebRTC session on the server', async () => (await sessions(server)) === 1, 45_000);
+  assertNoPageErrors(page);
+
+  await browser.close();
+  publisher.kill('SIGKILL');
+});
