@@ -194,7 +194,9 @@ setInterval(() => {
   el.hidden = false;
   const behind = player.behindLive;
   el.classList.toggle('behind', behind);
-  $('latency-text').textContent = `${behind ? 'BEHIND LIVE' : 'LIVE'} · ${(latency / 1000).toFixed(1)} s delay`;
+  // Real time is well under a second: milliseconds say more there.
+  const delay = latency < 1000 ? `${Math.max(0, Math.round(latency))} ms` : `${(latency / 1000).toFixed(1)} s`;
+  $('latency-text').textContent = `${behind ? 'BEHIND LIVE' : 'LIVE'} · ${delay} delay`;
   $('live').hidden = !behind;
 }, 500);
 

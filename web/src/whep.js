@@ -6,8 +6,8 @@
 /** How long ICE and DTLS may take before the page gives up on WebRTC. */
 const CONNECT_TIMEOUT_MS = 10_000;
 const OFFLINE_POLL_MS = 3_000;
-/** NTP (1900) to Unix (1970) epoch, ms. */
-const NTP_UNIX_OFFSET_MS = 2_208_988_800_000;
+/** RTP timestamps wrap at 2^32 ticks of the 90 kHz video clock (about 13 hours). */
+const RTP_WRAP = 4_294_967_296n;
 
 export class WhepPlayer extends EventTarget {
   constructor(video, { name, token, rendition }) {
@@ -46,7 +46,9 @@ export class WhepPlayer extends EventTarget {
     this.dispatch('state', { state, ...detail });
   }
 
-  /** Wall clock minus the capture time of the frame on screen (RTCP sender reports). */
+  /** Wall clock minus the ingest time of the frame on screen: the server's RTP
+   * timestamps are the ingest wall clock at 90 kHz (mod 2^32), as PROGRAM-DATE-TIME is
+   * for LL-HLS. */
   get latencyMs() {
     return this.latency;
   }
@@ -138,18 +140,21 @@ export class WhepPlayer extends EventTarget {
       this.dispatch('firstframe', { startupMs: this.firstFrameAt - startedAt, at: this.firstFrameAt });
     };
     if ('requestVideoFrameCallback' in this.video) this.video.requestVideoFrameCallback(done);
-    this.statsTimer = setInterval(() => this.readStats(pc), 1000);
+    this.statsTimer = setInterval(() => this.readStats(pc), 500);
   }
 
-  async readStats(pc) {
+  readStats(pc) {
     if (this.pc !== pc) return;
-    const stats = await pc.getStats();
-    for (const s of stats.values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') {
-        this.framesDecoded = s.framesDecoded;
-        this.latency = s.estimatedPlayoutTimestamp ? Date.now() - (s.estimatedPlayoutTimestamp - NTP_UNIX_OFFSET_MS) : null;
-      }
+    const receiver = pc.getReceivers().find((r) => r.track && r.track.kind === 'video');
+    const source = receiver && receiver.getSynchronizationSources()[0];
+    if (!source) {
+      this.latency = null;
+      return;
     }
+    const now = (BigInt(Date.now()) * 90n) % RTP_WRAP;
+    const behind = (now - BigInt(source.rtpTimestamp) + RTP_WRAP) % RTP_WRAP;
+    // Far off (a server with another clock convention): no readout rather than nonsense.
+    this.latency = behind < 90n * 600_000n ? Number(behind) / 90 : null;
   }
 
   goOffline() {

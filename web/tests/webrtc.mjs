@@ -43,12 +43,15 @@ function playback(page) {
     const p = window.rivulet.player;
     if (!p.pc) return { frames: 0, kinds: [], mode: window.rivulet.mode };
     let frames = 0;
+    let audioPackets = 0;
     for (const s of (await p.pc.getStats()).values()) {
       if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') audioPackets = s.packetsReceived || 0;
     }
     const v = document.querySelector('video');
     const kinds = v.srcObject ? v.srcObject.getTracks().map((t) => t.kind).sort() : [];
-    return { frames, kinds, mode: window.rivulet.mode, width: v.videoWidth, latency: p.latencyMs };
+    const readout = document.getElementById('latency');
+    return { frames, audioPackets, kinds, mode: window.rivulet.mode, width: v.videoWidth, latency: p.latencyMs, readout: readout.hidden ? null : readout.textContent };
   });
 }
 
@@ -66,9 +69,20 @@ async function playsInRealTime(page, server, label) {
   assert(later.mode === 'webrtc', `${label}: still WebRTC, not the LL-HLS fallback (${later.mode})`);
   assert(JSON.stringify(later.kinds) === JSON.stringify(['audio', 'video']), `${label}: an audio and a video track, not ${later.kinds}`);
   assert(later.width > 0, `${label}: a picture (${later.width} px wide)`);
+  // Opus made of the stream's AAC arrives on the audio track.
+  const audio = await until(`${label}: Opus packets`, async () => {
+    const p = await playback(page);
+    return p.audioPackets > 10 ? p : null;
+  }, 30_000);
+  // The latency readout works in real time too (RTCP sender reports carry the
+  // ingest wall clock).
+  const readout = await until(`${label}: the latency readout`, async () => {
+    const p = await playback(page);
+    return p.readout && /delay/.test(p.readout) ? p : null;
+  }, 30_000);
   const button = await page.textContent('#mode');
   assert(button === 'Real-time', `the toggle says Real-time, not ${button}`);
-  log(`${label}: ${later.frames} frames decoded, tracks ${later.kinds}, ${later.width} px wide, latency readout ${later.latency} ms`);
+  log(`${label}: ${later.frames} frames decoded, ${audio.audioPackets} audio packets, tracks ${later.kinds}, ${later.width} px wide, readout "${readout.readout}" (${readout.latency} ms)`);
   return later;
 }
 

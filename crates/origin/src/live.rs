@@ -193,9 +193,11 @@ pub enum TappedMedia {
         rendition: Arc<str>,
         tracks: Arc<Tracks>,
     },
+    /// A frame, with the wall clock its source frame arrived at ingest.
     Frame {
         rendition: Arc<str>,
         frame: Frame,
+        at: SystemTime,
     },
 }
 
@@ -439,6 +441,7 @@ impl LiveStream {
             let _ = self.tap.send(TappedMedia::Frame {
                 rendition: Arc::from(rendition),
                 frame: frame.clone(),
+                at: now,
             });
         }
         if let Err(e) = r.packager.handle_frame(frame, now) {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use axum::Router;
@@ -27,7 +27,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tower_http::cors::{Any, CorsLayer};
-use webrtc::{KeyframeRequests, SessionOutput, VideoAccessUnit, WhepConfig, WhepSession};
+use webrtc::{
+    AudioPacket, KeyframeRequests, SessionOutput, VideoAccessUnit, WhepConfig, WhepSession,
+};
 
 use crate::webrtc_options::WebRtcSettings;
 
@@ -335,7 +337,9 @@ async fn end_session(
 
 /// What a tap hands the driver.
 enum TapItem {
-    Video(VideoAccessUnit),
+    /// An access unit, with the wall clock its source frame arrived at ingest.
+    Video(VideoAccessUnit, SystemTime),
+    Audio(AudioPacket, SystemTime),
     /// Frames were lost: every viewer waits for the next keyframe.
     Gap,
 }
@@ -504,14 +508,20 @@ impl Driver {
     }
 
     fn handle_media(&mut self, key: &TapKey, item: TapItem) {
-        let now = Instant::now();
+        // The media's wall clock as an Instant: RTCP sender reports map RTP time to
+        // it, so a viewer's estimated playout time reads as the latency from ingest.
+        let wallclock = |at: &SystemTime| {
+            let age = SystemTime::now().duration_since(*at).unwrap_or_default();
+            Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+        };
         let ids: Vec<String> = self
             .sessions
             .iter_mut()
             .filter(|(_, e)| &e.key == key)
             .map(|(id, e)| {
                 match &item {
-                    TapItem::Video(unit) => e.session.write_video(now, unit),
+                    TapItem::Video(unit, at) => e.session.write_video(wallclock(at), unit),
+                    TapItem::Audio(packet, at) => e.session.write_audio(wallclock(at), packet),
                     TapItem::Gap => e.session.handle_gap(),
                 }
                 id.clone()
@@ -585,64 +595,170 @@ impl Driver {
     }
 }
 
-/// Follows one rendition of a stream: its H.264 as Annex B access units, once for
-/// every viewer.
+/// Follows one rendition of a stream: its H.264 as Annex B access units and its AAC
+/// as Opus, made once here for every viewer.
 async fn run_tap(live: Arc<origin::LiveStream>, key: TapKey, out: mpsc::Sender<(TapKey, TapItem)>) {
     let (current, mut rx) = live.tap();
-    let mut avc = None;
+    let mut tap = TapState {
+        key: key.clone(),
+        avc: None,
+        aac: None,
+        opus: None,
+        offset_ms: None,
+        least_offset_ms: None,
+        ready: Vec::new(),
+    };
+    for media in current {
+        tap.handle(media);
+    }
+    tap.ready.clear();
     let mut gap = false;
-    let handle = |media: TappedMedia, avc: &mut Option<media::AvcConfig>| -> Option<TapItem> {
+    loop {
+        match rx.recv().await {
+            Ok(media) => tap.handle(media),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                metrics::counter!("webrtc_frames_skipped_total").increment(missed);
+                tap.ready.push(TapItem::Gap);
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+        for item in tap.ready.drain(..) {
+            if gap {
+                if out.try_send((key.clone(), TapItem::Gap)).is_err() {
+                    continue;
+                }
+                gap = false;
+            }
+            if out.try_send((key.clone(), item)).is_err() {
+                metrics::counter!("webrtc_frames_skipped_total").increment(1);
+                gap = true;
+            }
+        }
+    }
+}
+
+struct TapState {
+    key: TapKey,
+    avc: Option<media::AvcConfig>,
+    aac: Option<media::AacConfig>,
+    opus: Option<transcode::opus::AacToOpus>,
+    /// Ingest wall clock minus media time, ms, as RTP time carries it: RTP time is the
+    /// ingest wall clock of the frame, so a viewer reads the latency from the RTP
+    /// timestamp (as PROGRAM-DATE-TIME serves LL-HLS), while pacing stays the encoder's.
+    offset_ms: Option<i64>,
+    /// The least offset seen (the frame that queued least on its way to ingest): taken
+    /// at the next video keyframe, where a step in RTP time does no harm.
+    least_offset_ms: Option<i64>,
+    ready: Vec<TapItem>,
+}
+
+impl TapState {
+    /// Notes a frame's arrival; a video keyframe may move the RTP clock earlier.
+    fn observe(&mut self, frame: &media::Frame, at: SystemTime) {
+        let at_ms = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
+            .unwrap_or(0);
+        let pts_ms = frame.pts.ticks * 1000 / i64::from(frame.pts.timescale.get());
+        let offset = at_ms - pts_ms;
+        let least = self.least_offset_ms.map_or(offset, |l| l.min(offset));
+        self.least_offset_ms = Some(least);
+        let moved = self.offset_ms.is_none_or(|o| least + 10 < o);
+        if frame.kind == TrackKind::Video && frame.keyframe && moved {
+            self.offset_ms = Some(least);
+        }
+    }
+
+    /// `pts` on the ingest wall clock, in its timescale.
+    fn on_wall_clock(&self, pts: media::MediaTime) -> media::MediaTime {
+        let offset = self.offset_ms.or(self.least_offset_ms).unwrap_or(0);
+        let rate = i64::from(pts.timescale.get());
+        media::MediaTime::new(pts.ticks + offset * rate / 1000, pts.timescale)
+    }
+}
+
+impl TapState {
+    fn handle(&mut self, media: TappedMedia) {
         match media {
-            TappedMedia::Tracks { rendition, tracks } if *rendition == *key.1 => {
-                *avc = match tracks.video.as_ref().map(|t| &t.codec) {
+            TappedMedia::Tracks { rendition, tracks } if *rendition == *self.key.1 => {
+                // New tracks (a publisher's return) may start a new timeline.
+                self.offset_ms = None;
+                self.least_offset_ms = None;
+                self.avc = match tracks.video.as_ref().map(|t| &t.codec) {
                     Some(CodecConfig::Avc(c)) => Some(c.clone()),
                     _ => None,
                 };
-                None
+                self.aac = match tracks.audio.as_ref().map(|t| &t.codec) {
+                    Some(CodecConfig::Aac(c)) => Some(c.clone()),
+                    _ => None,
+                };
             }
-            TappedMedia::Frame { rendition, frame }
-                if *rendition == *key.1 && frame.kind == TrackKind::Video =>
-            {
-                let config = avc.as_ref()?;
-                match webrtc::annex_b(config, &frame.data, frame.keyframe) {
-                    Ok(data) => Some(TapItem::Video(VideoAccessUnit {
-                        data,
-                        pts: frame.pts,
-                        keyframe: frame.keyframe,
-                    })),
-                    Err(e) => {
-                        tracing::warn!(stream = %key.0, error = %e, "H.264 frame not sent over WebRTC");
-                        Some(TapItem::Gap)
-                    }
+            TappedMedia::Frame {
+                rendition,
+                frame,
+                at,
+            } if *rendition == *self.key.1 => {
+                self.observe(&frame, at);
+                match frame.kind {
+                    TrackKind::Video => self.handle_video(&frame, at),
+                    TrackKind::Audio => self.handle_audio(&frame, at),
                 }
             }
-            _ => None,
+            _ => {}
         }
-    };
-    for media in current {
-        handle(media, &mut avc);
     }
-    loop {
-        let item = match rx.recv().await {
-            Ok(media) => match handle(media, &mut avc) {
-                Some(item) => item,
-                None => continue,
-            },
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                metrics::counter!("webrtc_frames_skipped_total").increment(missed);
-                TapItem::Gap
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
+
+    fn handle_video(&mut self, frame: &media::Frame, at: SystemTime) {
+        let Some(config) = self.avc.as_ref() else {
+            return;
         };
-        if gap {
-            if out.try_send((key.clone(), TapItem::Gap)).is_err() {
-                continue;
+        match webrtc::annex_b(config, &frame.data, frame.keyframe) {
+            Ok(data) => {
+                let pts = self.on_wall_clock(frame.pts);
+                self.ready.push(TapItem::Video(
+                    VideoAccessUnit {
+                        data,
+                        pts,
+                        keyframe: frame.keyframe,
+                    },
+                    at,
+                ));
             }
-            gap = false;
+            Err(e) => {
+                tracing::warn!(stream = %self.key.0, error = %e, "H.264 frame not sent over WebRTC");
+                self.ready.push(TapItem::Gap);
+            }
         }
-        if out.try_send((key.clone(), item)).is_err() {
-            metrics::counter!("webrtc_frames_skipped_total").increment(1);
-            gap = true;
+    }
+
+    fn handle_audio(&mut self, frame: &media::Frame, at: SystemTime) {
+        let Some(aac) = self.aac.as_ref() else {
+            return;
+        };
+        if !self.opus.as_ref().is_some_and(|o| o.is_for(aac)) {
+            self.opus = match transcode::opus::AacToOpus::new(aac) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::warn!(stream = %self.key.0, error = %e, "no audio for WebRTC viewers");
+                    self.aac = None;
+                    return;
+                }
+            };
+        }
+        let Some(opus) = self.opus.as_mut() else {
+            return;
+        };
+        let mut packets = Vec::new();
+        opus.transcode(frame, &mut packets);
+        for p in packets {
+            let pts = self.on_wall_clock(p.pts);
+            self.ready.push(TapItem::Audio(
+                AudioPacket {
+                    data: Arc::from(&p.data[..]),
+                    pts,
+                },
+                at,
+            ));
         }
     }
 }
