@@ -4,7 +4,9 @@
 // serve with one transcoded rung; /watch/NAME?mode=webrtc plays over the browser's
 // own RTCPeerConnection: video frames decode, an audio track is there; a reload plays
 // again and the old session is gone from the server; a malformed offer and an offer
-// without H.264 get 400 with the reason.
+// without H.264 get 400 with the reason. Then aiortc (PyPI, web/tests/whep_aiortc.py),
+// a WebRTC stack we did not write, receives video and audio frames and ends its
+// session with DELETE.
 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -126,5 +128,19 @@ run('webrtc', async () => {
   assertNoPageErrors(page);
 
   await browser.close();
+
+  // A second client we did not write: aiortc (PyPI) as a WHEP viewer.
+  const aiortc = await new Promise((resolveRun) => {
+    const py = spawn('python3', [join(import.meta.dirname, 'whep_aiortc.py'), whep, '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    py.stdout.on('data', (d) => { out += d; });
+    py.stderr.on('data', (d) => { out += d; });
+    py.on('exit', (code) => resolveRun({ code, out: out.trim() }));
+  });
+  if (aiortc.code === 77) log(`aiortc client: ${aiortc.out}`);
+  else {
+    assert(aiortc.code === 0, `the aiortc WHEP client failed (${aiortc.code}):\n${aiortc.out}`);
+    log(aiortc.out.split('\n').pop());
+  }
   publisher.kill('SIGKILL');
 });
