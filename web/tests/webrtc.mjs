@@ -122,6 +122,13 @@ run('webrtc', async () => {
   // Real time in the viewer page, then again after a reload.
   await playsInRealTime(page, server, 'first load');
   await page.screenshot({ path: join(artifactsDir(), 'watch-webrtc.png') });
+  // Analytics counts the WebRTC viewer (its session reported as kind `webrtc`).
+  const summary = await until('analytics to count the WebRTC viewer', async () => {
+    const r = await fetch(`${server.http}/api/analytics/streams/${NAME}/summary?from=${Date.now() - 60_000}`);
+    const s = r.ok ? await r.json() : null;
+    return s && s.concurrent_viewers >= 1 ? s : null;
+  }, 30_000);
+  log(`analytics: ${summary.concurrent_viewers} concurrent viewer(s)`);
   await playsInRealTime(page, server, 'after a reload');
   // The first page's session ended (DELETE on pagehide, or ICE consent stopping).
   await until('one WebRTC session on the server', async () => (await sessions(server)) === 1, 45_000);

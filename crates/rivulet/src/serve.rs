@@ -176,6 +176,7 @@ pub(crate) async fn serve(
                 socket,
                 &config.webrtc,
                 streams.clone(),
+                analytics.emitter.clone(),
                 stop.stopped(),
             )?)
         }

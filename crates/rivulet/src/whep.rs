@@ -38,6 +38,9 @@ const MAX_OFFER_BYTES: usize = 64 * 1024;
 /// Media items queued from the taps to the driver; a full queue is a gap (viewers
 /// wait for the next keyframe), never a wait.
 const MEDIA_QUEUE: usize = 512;
+/// How often a playing session is reported to analytics (a viewer is concurrent while
+/// its last report is within analytics' window, three segment targets by default).
+const ANALYTICS_INTERVAL: Duration = Duration::from_secs(2);
 /// Keyframe requests of one stream's viewers logged at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -80,6 +83,7 @@ enum Command {
         stream: String,
         rendition: String,
         session: Box<WhepSession>,
+        client: Option<std::net::IpAddr>,
     },
     Remove {
         id: String,
@@ -96,6 +100,7 @@ pub(crate) fn start(
     socket: UdpSocket,
     settings: &WebRtcSettings,
     streams: LiveStreams,
+    analytics: analytics::Emitter,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(Whep, JoinHandle<()>)> {
     let bound = socket
@@ -113,6 +118,7 @@ pub(crate) fn start(
         sessions: HashMap::new(),
         taps: HashMap::new(),
         count: sessions.clone(),
+        analytics,
     };
     let task = tokio::spawn(driver.run(rx, stop));
     Ok((
@@ -253,6 +259,7 @@ async fn offer(
             stream: name.clone(),
             rendition: rendition.clone(),
             session: Box::new(session),
+            client: client.0,
         })
         .await;
     if added.is_err() {
@@ -351,6 +358,10 @@ struct Entry {
     session: WhepSession,
     timeout: Instant,
     started: Instant,
+    client: Option<std::net::IpAddr>,
+    /// Bytes sent since the last analytics report, and when that was.
+    unreported: u64,
+    reported: Instant,
 }
 
 struct Tap {
@@ -367,6 +378,9 @@ struct Driver {
     taps: HashMap<TapKey, Tap>,
     /// Sessions open (and reserved by handlers), for the cap.
     count: Arc<AtomicUsize>,
+    /// Where WebRTC viewers are reported (a delivery event of kind `webrtc` per
+    /// session every few seconds), as the origin's middleware reports HLS viewers.
+    analytics: analytics::Emitter,
 }
 
 impl Driver {
@@ -468,6 +482,7 @@ impl Driver {
                 stream,
                 rendition,
                 session,
+                client,
             } => {
                 let key = (stream, rendition);
                 if !self.taps.contains_key(&key) {
@@ -489,6 +504,9 @@ impl Driver {
                         session: *session,
                         timeout: now,
                         started: now,
+                        client,
+                        unreported: 0,
+                        reported: now,
                     },
                 );
                 metrics::gauge!("webrtc_sessions").set(self.sessions.len() as f64);
@@ -540,6 +558,7 @@ impl Driver {
         loop {
             match entry.session.poll_output() {
                 SessionOutput::Transmit { destination, data } => {
+                    entry.unreported += data.len() as u64;
                     // UDP: a full socket buffer is loss, which NACK and PLI repair.
                     if let Err(e) = self.socket.try_send_to(&data, destination) {
                         metrics::counter!("webrtc_send_errors_total").increment(1);
@@ -568,8 +587,42 @@ impl Driver {
         }
     }
 
+    /// Reports the sessions that play to analytics, every few seconds each.
+    fn report(&mut self) {
+        if !self.analytics.is_enabled() {
+            return;
+        }
+        let now = Instant::now();
+        for (id, e) in &mut self.sessions {
+            if now.saturating_duration_since(e.reported) < ANALYTICS_INTERVAL
+                || !e.session.is_connected()
+            {
+                continue;
+            }
+            let elapsed = now.saturating_duration_since(e.reported);
+            e.reported = now;
+            self.analytics.emit(analytics::DeliveryEvent {
+                ts: analytics::now_ms(),
+                stream: e.key.0.clone(),
+                rendition: Some(e.key.1.clone()),
+                kind: analytics::ObjectKind::WebRtc,
+                status: 200,
+                bytes: std::mem::take(&mut e.unreported),
+                ttfb_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                client: e
+                    .client
+                    .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                session: id.clone(),
+                edge: self.analytics.edge().to_owned(),
+                upstream: None,
+                cmcd: None,
+            });
+        }
+    }
+
     /// Drops ended sessions, and the taps nobody watches any more.
     fn reap(&mut self) {
+        self.report();
         let before = self.sessions.len();
         self.sessions.retain(|id, e| {
             let alive = e.session.is_alive();
