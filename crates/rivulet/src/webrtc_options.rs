@@ -131,3 +131,84 @@ pub(crate) fn candidate_ips(configured: &[IpAddr], bound: SocketAddr) -> Vec<Soc
     let ip = routed.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     vec![SocketAddr::new(ip, bound.port())]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(toml_text: &str) -> WebRtcFile {
+        toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
+        let none = WebRtcArgs::default();
+        let s = none
+            .resolve(&WebRtcFile::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.enabled && !s.listen_given);
+        assert_eq!((s.listen, s.max_sessions), (DEFAULT_LISTEN, 500));
+
+        let f =
+            file("listen = \"127.0.0.1:9000\"\ncandidates = [\"192.0.2.5\"]\nmax_sessions = 7\n");
+        let s = none.resolve(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.listen_given);
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.max_sessions, 7);
+        assert_eq!(
+            s.candidates,
+            vec![
+                "192.0.2.5"
+                    .parse::<IpAddr>()
+                    .unwrap_or_else(|e| panic!("{e}"))
+            ]
+        );
+
+        let flags = WebRtcArgs {
+            webrtc_max_sessions: Some(3),
+            no_webrtc: true,
+            ..WebRtcArgs::default()
+        };
+        let s = flags.resolve(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.max_sessions, 3);
+        assert!(!s.enabled);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        let zero = WebRtcArgs {
+            webrtc_max_sessions: Some(0),
+            ..WebRtcArgs::default()
+        };
+        let e = zero
+            .resolve(&WebRtcFile::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("--webrtc-max-sessions")));
+        let wildcard = WebRtcArgs {
+            webrtc_candidate: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            ..WebRtcArgs::default()
+        };
+        let e = wildcard
+            .resolve(&WebRtcFile::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("reach")));
+        assert!(toml::from_str::<WebRtcFile>("lisen = \"x\"").is_err());
+    }
+
+    #[test]
+    fn candidates_follow_the_bound_socket() {
+        let bound: SocketAddr = "127.0.0.1:8189".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(candidate_ips(&[], bound), vec![bound]);
+        let public: IpAddr = "203.0.113.7".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            candidate_ips(&[public], bound),
+            vec![SocketAddr::new(public, 8189)]
+        );
+        let wildcard = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189);
+        let chosen = candidate_ips(&[], wildcard);
+        assert_eq!(chosen.len(), 1);
+        assert!(!chosen[0].ip().is_unspecified() && chosen[0].port() == 8189);
+    }
+}
