@@ -6,7 +6,8 @@
 // again and the old session is gone from the server; a malformed offer and an offer
 // without H.264 get 400 with the reason. Then aiortc (PyPI, web/tests/whep_aiortc.py),
 // a WebRTC stack we did not write, receives video and audio frames and ends its
-// session with DELETE.
+// session with DELETE. Last, against a server with WebRTC off, the page falls back
+// to LL-HLS by itself.
 
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
@@ -150,4 +151,20 @@ run('webrtc', async () => {
     log(aiortc.out.split('\n').pop());
   }
   publisher.kill('SIGKILL');
+
+  // Where WebRTC cannot work (here: a server with it off), the page plays LL-HLS.
+  const plain = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', 'source', '--no-webrtc']);
+  const second = ffmpegPublisher(`${plain.rtmp}/live/${KEY}`);
+  await until('the second stream to be live', async () => (await fetch(`${plain.http}/live/${NAME}/master.m3u8`)).status === 200, 90_000);
+  const off = await fetch(`${plain.http}/live/${NAME}/whep`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: 'v=0' });
+  assert(off.status === 503, `WHEP with WebRTC off: ${off.status}`);
+  const browser2 = await launchBrowser();
+  const page2 = await newPage(browser2);
+  await page2.goto(`${plain.http}/watch/${NAME}?mode=webrtc`);
+  await waitInPage(page2, 'the LL-HLS fallback to play', () => window.rivulet.mode === 'hls' && document.body.dataset.state === 'playing' && document.querySelector('video').currentTime > 1, undefined, 90_000);
+  const label = await page2.textContent('#mode');
+  assert(label === 'LL-HLS', `the toggle says LL-HLS after the fallback, not ${label}`);
+  log('WebRTC off: the page fell back to LL-HLS and plays');
+  await browser2.close();
+  second.kill('SIGKILL');
 });

@@ -185,9 +185,10 @@ pub(crate) async fn serve(
     let mut app = http_app(
         &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
-    if let Some((whep, _)) = &whep {
-        app = app.merge(crate::whep::router(whep.clone()));
-    }
+    app = app.merge(match &whep {
+        Some((whep, _)) => crate::whep::router(whep.clone()),
+        None => crate::whep::disabled_router(),
+    });
     print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
     // Before the admin token's line: scripts may stop reading at that one.
     metadata::print_playback_banner(

@@ -148,6 +148,29 @@ pub(crate) fn router(whep: Whep) -> Router {
         .with_state(whep)
 }
 
+/// The WHEP URL where WebRTC is off: 503 with the reason, so that a player falls
+/// back to LL-HLS at once (a 404 would read as "not live yet").
+pub(crate) fn disabled_router() -> Router {
+    Router::new()
+        .route(
+            "/live/{name}/whep",
+            post(|Path(name): Path<String>| async move {
+                answer(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "WebRTC is off on this server; watch over LL-HLS: /live/{name}/master.m3u8"
+                    ),
+                )
+            }),
+        )
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods(Any)
+                .allow_headers(Any),
+        )
+}
+
 fn answer(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (
         status,
