@@ -116,9 +116,32 @@ run('webrtc', async () => {
     return { status: r.status, text: await r.text() };
   }, `/live/${NAME}/whep`);
   assert(audioOnly.status === 400 && /H\.264/.test(audioOnly.text), `an offer without video: ${JSON.stringify(audioOnly)}`);
+  // The session resource: CORS for other origins' players, trickle ICE, DELETE.
+  const preflight = await fetch(whep, { method: 'OPTIONS', headers: { Origin: 'https://player.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type' } });
+  assert(preflight.ok && preflight.headers.get('access-control-allow-origin') === '*', `CORS preflight: ${preflight.status}`);
+  const offer = await page.evaluate(async () => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const sdp = pc.localDescription.sdp;
+    pc.close();
+    return sdp;
+  });
+  const created = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp', Origin: 'https://player.example' }, body: offer });
+  const location = created.headers.get('location');
+  assert(created.status === 201 && /^\/live\/rtc\/whep\/[0-9a-f]+$/.test(location), `POST: ${created.status} ${location}`);
+  assert((created.headers.get('access-control-expose-headers') || '').toLowerCase().includes('location'), 'Location is exposed to other origins');
+  assert((await created.text()).includes('a=ice-lite'), 'the answer is ICE-lite');
+  const resource = `${server.http}${location}`;
+  const trickle = await fetch(resource, { method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag' }, body: 'a=end-of-candidates\r\n' });
+  assert(trickle.status === 204, `PATCH trickle: ${trickle.status}`);
+  const badPatch = await fetch(resource, { method: 'PATCH', headers: { 'Content-Type': 'text/plain' }, body: 'x' });
+  assert(badPatch.status === 415, `PATCH with another type: ${badPatch.status}`);
+  assert((await fetch(resource, { method: 'DELETE' })).status === 200, 'DELETE ends the session');
+  assert((await fetch(resource, { method: 'DELETE' })).status === 404, 'a second DELETE finds no session');
   const unknown = await fetch(`${whep}?rendition=nope`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: 'v=0' });
   assert(unknown.status === 404, `an unknown rendition: ${unknown.status}`);
-  assert((await sessions(server)) === 0, 'refused offers leave no session');
+  await until('no WebRTC session left', async () => (await sessions(server)) === 0, 10_000);
 
   // Real time in the viewer page, then again after a reload.
   await playsInRealTime(page, server, 'first load');
