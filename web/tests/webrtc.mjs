@@ -3,7 +3,8 @@
 // An ffmpeg RTMP publisher (lavfi testsrc + sine, libx264 without B-frames) → rivulet
 // serve with one transcoded rung; /watch/NAME?mode=webrtc plays over the browser's
 // own RTCPeerConnection: video frames decode, an audio track is there; a reload plays
-// again and the old session is gone from the server; a malformed offer and an offer
+// again and the old session is gone from the server; the publisher reconnects and the
+// same page plays on; a malformed offer and an offer
 // without H.264 get 400 with the reason. Then aiortc (PyPI, web/tests/whep_aiortc.py),
 // a WebRTC stack we did not write, receives video and audio frames and ends its
 // session with DELETE. Last, against a server with WebRTC off, the page falls back
@@ -93,7 +94,7 @@ run('webrtc', async () => {
   const bin = rivuletBinary();
   const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', '360p', '--webrtc-listen', '127.0.0.1:0']);
   log(`server ${server.http} ${server.rtmp}`);
-  const publisher = ffmpegPublisher(`${server.rtmp}/live/${KEY}`);
+  let publisher = ffmpegPublisher(`${server.rtmp}/live/${KEY}`);
   await until('the stream to be live', async () => (await fetch(`${server.http}/live/${NAME}/master.m3u8`)).status === 200, 90_000);
 
   // Bad offers: 400 with the reason, nothing started.
@@ -156,6 +157,18 @@ run('webrtc', async () => {
   await playsInRealTime(page, server, 'after a reload');
   // The first page's session ended (DELETE on pagehide, or ICE consent stopping).
   await until('one WebRTC session on the server', async () => (await sessions(server)) === 1, 45_000);
+
+  // The publisher reconnects: the same page keeps playing (the session stays up over
+  // the grace period and continues from the new publisher's first keyframe).
+  publisher.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 3000));
+  const before = await playback(page);
+  publisher = ffmpegPublisher(`${server.rtmp}/live/${KEY}`);
+  const resumed = await until('frames after the publisher reconnected', async () => {
+    const p = await playback(page);
+    return p.frames >= before.frames + 30 && p.mode === 'webrtc' ? p : null;
+  }, 60_000);
+  log(`publisher reconnect: ${before.frames} → ${resumed.frames} frames on the same page`);
   assertNoPageErrors(page);
 
   await browser.close();
