@@ -421,7 +421,10 @@ impl Driver {
                 .values()
                 .map(|e| e.timeout)
                 .min()
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+                // At least once a second: the analytics reports ride on this wake-up.
+                .map_or(Instant::now() + Duration::from_secs(1), |t| {
+                    t.min(Instant::now() + Duration::from_secs(1))
+                });
             tokio::select! {
                 () = &mut stop => break,
                 received = self.socket.recv_from(&mut buf) => match received {
@@ -445,6 +448,7 @@ impl Driver {
                     for id in ids {
                         self.drive(&id);
                     }
+                    self.report();
                 }
             }
             self.reap();
@@ -645,7 +649,6 @@ impl Driver {
 
     /// Drops ended sessions, and the taps nobody watches any more.
     fn reap(&mut self) {
-        self.report();
         let before = self.sessions.len();
         self.sessions.retain(|id, e| {
             let alive = e.session.is_alive();
