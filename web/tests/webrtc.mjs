@@ -5,7 +5,7 @@
 // own RTCPeerConnection: video frames decode, an audio track is there; a reload plays
 // again and the old session is gone from the server; the publisher reconnects and the
 // same page plays on; a malformed offer and an offer
-// without H.264 get 400 with the reason. Then aiortc (PyPI, web/tests/whep_aiortc.py),
+// without H.264 get 400 with the reason; a private stream needs its playback token. Then aiortc (PyPI, web/tests/whep_aiortc.py),
 // a WebRTC stack we did not write, receives video and audio frames and ends its
 // session with DELETE. Last, against a server with WebRTC off, the page falls back
 // to LL-HLS by itself.
@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
 import {
-  artifactsDir, assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run,
+  api, artifactsDir, assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run,
   startServer, until, waitInPage,
 } from './lib.mjs';
 
@@ -140,6 +140,15 @@ run('webrtc', async () => {
   assert(badPatch.status === 415, `PATCH with another type: ${badPatch.status}`);
   assert((await fetch(resource, { method: 'DELETE' })).status === 200, 'DELETE ends the session');
   assert((await fetch(resource, { method: 'DELETE' })).status === 404, 'a second DELETE finds no session');
+  // A private stream needs the same playback token as LL-HLS.
+  assert((await api(server, 'PATCH', `/api/streams/${NAME}`, { private: true })).status === 200, 'made private');
+  const noToken = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offer });
+  assert(noToken.status === 401, `a private stream without a token: ${noToken.status}`);
+  const { json: minted } = await api(server, 'POST', `/api/streams/${NAME}/tokens`, {});
+  const withToken = await fetch(`${whep}?token=${encodeURIComponent(minted.token)}`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: offer });
+  assert(withToken.status === 201, `a private stream with its token: ${withToken.status}`);
+  assert((await fetch(`${server.http}${withToken.headers.get('location')}`, { method: 'DELETE' })).status === 200, 'DELETE the token session');
+  assert((await api(server, 'PATCH', `/api/streams/${NAME}`, { private: false })).status === 200, 'public again');
   const unknown = await fetch(`${whep}?rendition=nope`, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: 'v=0' });
   assert(unknown.status === 404, `an unknown rendition: ${unknown.status}`);
   await until('no WebRTC session left', async () => (await sessions(server)) === 0, 10_000);
