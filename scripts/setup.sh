@@ -68,6 +68,14 @@ if command -v python3 >/dev/null && ! command -v moto_server >/dev/null \
     || echo "setup: could not install moto[server]; the S3 recording test will say SKIPPED" >&2
 fi
 
+# test: an independent WebRTC client (aiortc, PyPI) receiving WHEP in the WebRTC test.
+if command -v python3 >/dev/null && ! python3 -c 'import aiortc' 2>/dev/null; then
+  echo "setup: installing aiortc (PyPI)"
+  python3 -m pip install --quiet aiortc 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages aiortc \
+    || echo "setup: could not install aiortc; the WebRTC test's aiortc client will say SKIPPED" >&2
+fi
+
 # run and test: the IP-to-country database the analytics server reads (npm package
 # @ip-location-db/geo-whois-asn-country-mmdb, CC BY 4.0; see docs/api.md), pinned by
 # analytics-data/package-lock.json.

@@ -3,6 +3,7 @@
 
 import { Player } from './player.js';
 import { Qoe, newSessionId } from './qoe.js';
+import { WhepPlayer } from './whep.js';
 
 const config = readConfig();
 const name = decodeURIComponent(location.pathname.split('/').filter(Boolean)[1] || '');
@@ -15,13 +16,17 @@ const analytics = typeof config.analytics === 'string' ? config.analytics : null
 const sessionId = newSessionId();
 // A private stream's token: on master.m3u8, the playlists carry it into every URI.
 const token = params.get('token');
-const player = new Player(video, {
-  src: `/live/${encodeURIComponent(name)}/master.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`,
-  name,
-  cmcdSessionId: analytics === null ? undefined : sessionId,
-  engine: params.get('engine') || undefined,
-});
-const qoe = analytics === null ? null : new Qoe(player, { name, sessionId, base: analytics });
+// `?mode=webrtc`: real time over WHEP, falling back to LL-HLS when it cannot connect.
+const mode = params.get('mode') === 'webrtc' ? 'webrtc' : 'hls';
+const hlsPlayer = () =>
+  new Player(video, {
+    src: `/live/${encodeURIComponent(name)}/master.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`,
+    name,
+    cmcdSessionId: analytics === null ? undefined : sessionId,
+    engine: params.get('engine') || undefined,
+  });
+let player = mode === 'webrtc' ? new WhepPlayer(video, { name, token, rendition: params.get('rendition') }) : hlsPlayer();
+let qoe = analytics === null || mode === 'webrtc' ? null : new Qoe(player, { name, sessionId, base: analytics });
 // The latest picture as the poster while the player loads (made on the server, not a
 // viewer); offline it is a 404 and the page shows no picture. Not for a private stream:
 // its picture needs the token, and only the origin makes pictures (an edge would refuse).
@@ -30,7 +35,13 @@ if (!token) {
 }
 
 // For tests, the benchmark and the curious: window.rivulet.
-window.rivulet = { player, qoe, sessionId, get hls() { return player.hls; } };
+window.rivulet = {
+  get player() { return player; },
+  get qoe() { return qoe; },
+  sessionId,
+  get hls() { return player.hls; },
+  get mode() { return player.engine === 'webrtc' ? 'webrtc' : 'hls'; },
+};
 
 const STATUS = {
   loading: { text: 'Loading…', spinner: true },
@@ -40,47 +51,77 @@ const STATUS = {
   paused: { text: 'Press play to start.', spinner: false },
 };
 
-player.addEventListener('state', (e) => {
-  const { state, message, retry } = e.detail;
-  const status = $('status');
-  document.body.dataset.state = state;
-  if (state === 'playing') {
-    status.hidden = true;
-    return;
-  }
-  const s = STATUS[state] || { text: message || 'Something went wrong.', spinner: false };
-  status.hidden = false;
-  $('spinner').hidden = !s.spinner;
-  $('status-text').hidden = s.text === null;
-  $('status-text').textContent = s.text || '';
-  $('retry').hidden = !(state === 'error' && retry !== false);
-  status.classList.toggle('quiet', state === 'buffering');
-  if (state === 'offline') $('latency').hidden = true;
-  syncMute();
-  syncViewers();
-});
+function wire(p) {
+  p.addEventListener('state', (e) => {
+    const { state, message, retry } = e.detail;
+    const status = $('status');
+    document.body.dataset.state = state;
+    if (state === 'playing') {
+      status.hidden = true;
+      return;
+    }
+    const s = STATUS[state] || { text: message || 'Something went wrong.', spinner: false };
+    status.hidden = false;
+    $('spinner').hidden = !s.spinner;
+    $('status-text').hidden = s.text === null;
+    $('status-text').textContent = s.text || '';
+    $('retry').hidden = !(state === 'error' && retry !== false);
+    status.classList.toggle('quiet', state === 'buffering');
+    if (state === 'offline') $('latency').hidden = true;
+    syncMute();
+    syncViewers();
+  });
 
-// ---- Quality menu ----
+  // ---- Quality menu ----
 
-player.addEventListener('levels', (e) => {
-  const select = $('quality');
-  select.replaceChildren(new Option('Auto', '-1'));
-  for (const l of e.detail.levels) {
-    const label = `${l.height ? `${l.height}p` : l.name} · ${mbps(l.bitrate)}`;
-    const option = new Option(label, String(l.index));
-    option.dataset.rendition = l.name;
-    select.add(option);
-  }
-  select.value = player.autoLevel ? '-1' : String(player.currentLevel);
-  select.disabled = e.detail.levels.length === 0;
-});
-player.addEventListener('level', (e) => {
-  const select = $('quality');
-  const auto = select.options[0];
-  const level = player.level;
-  // "Auto (720p)": what automatic selection picked.
-  auto.textContent = level ? `Auto (${level.height ? `${level.height}p` : level.name})` : 'Auto';
-  if (!e.detail.auto) select.value = String(e.detail.index);
+  p.addEventListener('levels', (e) => {
+    const select = $('quality');
+    select.replaceChildren(new Option('Auto', '-1'));
+    for (const l of e.detail.levels) {
+      const label = `${l.height ? `${l.height}p` : l.name} · ${mbps(l.bitrate)}`;
+      const option = new Option(label, String(l.index));
+      option.dataset.rendition = l.name;
+      select.add(option);
+    }
+    select.value = player.autoLevel ? '-1' : String(player.currentLevel);
+    select.disabled = e.detail.levels.length === 0;
+  });
+  p.addEventListener('level', (e) => {
+    const select = $('quality');
+    const auto = select.options[0];
+    const level = player.level;
+    // "Auto (720p)": what automatic selection picked.
+    auto.textContent = level ? `Auto (${level.height ? `${level.height}p` : level.name})` : 'Auto';
+    if (!e.detail.auto) select.value = String(e.detail.index);
+  });
+  // Real time that cannot connect (UDP blocked): LL-HLS instead, in place.
+  p.addEventListener('failed', (e) => {
+    if (player !== p) return;
+    console.warn(`WebRTC failed (${e.detail.message}); playing LL-HLS`);
+    player = hlsPlayer();
+    if (analytics !== null) qoe = new Qoe(player, { name, sessionId, base: analytics });
+    wire(player);
+    syncMode();
+    player.start();
+  });
+}
+wire(player);
+
+// ---- Real-time / LL-HLS toggle ----
+
+function syncMode() {
+  const realtime = player.engine === 'webrtc';
+  const button = $('mode');
+  button.textContent = realtime ? 'Real-time' : 'LL-HLS';
+  button.setAttribute('aria-pressed', String(realtime));
+  button.title = realtime ? 'Playing over WebRTC; switch to LL-HLS' : 'Playing LL-HLS; switch to real time (WebRTC)';
+  $('quality').parentElement.hidden = realtime;
+}
+$('mode').addEventListener('click', () => {
+  const next = new URLSearchParams(location.search);
+  if (player.engine === 'webrtc') next.delete('mode');
+  else next.set('mode', 'webrtc');
+  location.search = next.toString();
 });
 $('quality').addEventListener('change', (e) => player.setLevel(Number(e.target.value)));
 
@@ -153,7 +194,9 @@ setInterval(() => {
   el.hidden = false;
   const behind = player.behindLive;
   el.classList.toggle('behind', behind);
-  $('latency-text').textContent = `${behind ? 'BEHIND LIVE' : 'LIVE'} · ${(latency / 1000).toFixed(1)} s delay`;
+  // Real time is well under a second: milliseconds say more there.
+  const delay = latency < 1000 ? `${Math.max(0, Math.round(latency))} ms` : `${(latency / 1000).toFixed(1)} s`;
+  $('latency-text').textContent = `${behind ? 'BEHIND LIVE' : 'LIVE'} · ${delay} delay`;
   $('live').hidden = !behind;
 }, 500);
 
@@ -272,6 +315,7 @@ if (params.get('debug') === '1') {
 }
 syncPlay();
 syncMute();
+syncMode();
 showStream({ title: name });
 player.start();
 loadStream();

@@ -60,12 +60,19 @@ pub enum ObjectKind {
     Segment,
     /// Anything else under a stream's path (answered 404).
     Other,
+    /// A WebRTC (WHEP) viewer's media over the last few seconds: the server reports
+    /// each session periodically while it plays, with the bytes it sent.
+    #[serde(rename = "webrtc")]
+    WebRtc,
 }
 
 impl ObjectKind {
     /// Media data, as opposed to playlists: what bitrate figures are about.
     pub fn is_media(self) -> bool {
-        matches!(self, ObjectKind::Part | ObjectKind::Segment)
+        matches!(
+            self,
+            ObjectKind::Part | ObjectKind::Segment | ObjectKind::WebRtc
+        )
     }
 }
 

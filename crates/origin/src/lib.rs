@@ -31,4 +31,5 @@ pub use health::{HealthConfig, InputHealth, InputState};
 pub use http::{ClientAddr, INPUT_HEADER, playback_refusal, router};
 pub use live::{
     LatestKeyframe, LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase,
+    TappedMedia,
 };

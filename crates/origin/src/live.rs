@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use hub::{AnnouncedRendition, DeclaredRate};
 use media::{Frame, Tracks};
 use package::{PackageEvent, PackagerConfig, RenditionPackager, SegmentSink, VariantInfo};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::health::{HealthConfig, InputHealth, InputState};
 
@@ -177,6 +177,28 @@ pub struct LiveStream {
     changed: watch::Sender<u64>,
     packager_config: PackagerConfig,
     sink: Option<Arc<dyn SegmentSink>>,
+    /// The renditions' media as packaged, for other outputs (WebRTC). Sent to only
+    /// while someone listens; frames are shared (`Bytes`), never copied.
+    tap: broadcast::Sender<TappedMedia>,
+}
+
+/// Rendition updates a tap buffers before a slow listener loses some (about 4 s of
+/// five renditions at 30 fps with audio).
+const TAP_CAPACITY: usize = 1024;
+
+/// One update of a rendition, as [`LiveStream::tap`] sees it.
+#[derive(Clone, Debug)]
+pub enum TappedMedia {
+    Tracks {
+        rendition: Arc<str>,
+        tracks: Arc<Tracks>,
+    },
+    /// A frame, with the wall clock its source frame arrived at ingest.
+    Frame {
+        rendition: Arc<str>,
+        frame: Frame,
+        at: SystemTime,
+    },
 }
 
 pub(crate) struct StreamState {
@@ -238,6 +260,7 @@ impl LiveStream {
             changed: watch::channel(0).0,
             packager_config: config.packager.clone(),
             sink,
+            tap: broadcast::channel(TAP_CAPACITY).0,
         }
     }
 
@@ -308,6 +331,23 @@ impl LiveStream {
             .collect()
     }
 
+    /// Every rendition's tracks and frames from now on (a listener that falls behind
+    /// is told how many it missed), with the tracks each rendition has now.
+    pub fn tap(&self) -> (Vec<TappedMedia>, broadcast::Receiver<TappedMedia>) {
+        let state = self.lock();
+        let current = state
+            .renditions
+            .iter()
+            .filter_map(|r| {
+                Some(TappedMedia::Tracks {
+                    rendition: Arc::from(r.name.as_str()),
+                    tracks: r.tracks.clone()?,
+                })
+            })
+            .collect();
+        (current, self.tap.subscribe())
+    }
+
     /// A receiver that sees a new value after every change of this stream.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
@@ -364,6 +404,12 @@ impl LiveStream {
             }
         };
         let r = &mut state.renditions[index];
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(TappedMedia::Tracks {
+                rendition: Arc::from(rendition),
+                tracks: tracks.clone(),
+            });
+        }
         r.tracks = Some(tracks.clone());
         r.packager.handle_tracks(tracks, now);
         drain_events(&self.name, r, self.sink.as_deref());
@@ -406,6 +452,13 @@ impl LiveStream {
         };
         if frame.keyframe && frame.kind == media::TrackKind::Video {
             r.keyframe = Some(frame.clone());
+        }
+        if self.tap.receiver_count() > 0 {
+            let _ = self.tap.send(TappedMedia::Frame {
+                rendition: Arc::from(rendition),
+                frame: frame.clone(),
+                at: now,
+            });
         }
         if let Err(e) = r.packager.handle_frame(frame, now) {
             metrics::counter!("origin_frames_rejected_total").increment(1);

@@ -235,6 +235,8 @@ pub(crate) struct ServeArgs {
     pub(crate) analytics: AnalyticsArgs,
     #[command(flatten)]
     pub(crate) rtmp_limits: crate::rtmp_limits::RtmpLimitArgs,
+    #[command(flatten)]
+    pub(crate) webrtc: crate::webrtc_options::WebRtcArgs,
 
     #[command(flatten)]
     pub(crate) held: crate::http_options::HeldArgs,
@@ -391,6 +393,9 @@ struct FileConfig {
     /// The RTMP listener's limits.
     #[serde(default)]
     rtmp: crate::rtmp_limits::RtmpLimitFile,
+    /// WebRTC (WHEP): the UDP socket, candidates, the session cap.
+    #[serde(default)]
+    webrtc: crate::webrtc_options::WebRtcFile,
     /// The HTTP server's limits and held requests.
     #[serde(default)]
     http: crate::http_options::HttpFile,
@@ -461,6 +466,8 @@ pub(crate) struct ServeConfig {
     pub(crate) publish_hook: Option<meta::publish_hook::PublishHookConfig>,
     /// Keys of signed playback; empty: the one in the data directory, or generate it.
     pub(crate) playback_keys: access::playback::PlaybackKeys,
+    /// WebRTC (WHEP) playback.
+    pub(crate) webrtc: crate::webrtc_options::WebRtcSettings,
 }
 
 /// `serve`'s TLS listeners and their certificate: all or nothing.
@@ -568,6 +575,7 @@ impl ServeArgs {
                 .context("check the authorisation hook (on_publish_url)")?,
             playback_keys: self.store.playback.resolve(file.playback_keys.as_deref())?,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
+            webrtc: self.webrtc.resolve(&file.webrtc)?,
             http: {
                 let mut http = self.node.http.resolve(&file.http);
                 // The analytics events endpoint takes batches up to 8 MiB: unless the

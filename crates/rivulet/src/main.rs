@@ -17,6 +17,8 @@ mod serve;
 mod streams;
 mod systemd;
 mod tls_options;
+mod webrtc_options;
+mod whep;
 
 use clap::{Parser, Subcommand};
 

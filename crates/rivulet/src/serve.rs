@@ -29,6 +29,8 @@ pub(crate) struct Listeners {
     http: TcpListener,
     /// The TLS listeners, if configured, and the certificate they share.
     tls: Option<TlsListeners>,
+    /// The UDP socket of every WebRTC session; `None`: WebRTC is off.
+    webrtc: Option<tokio::net::UdpSocket>,
 }
 
 struct TlsListeners {
@@ -85,7 +87,13 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
-        Ok(Self { rtmp, http, tls })
+        let webrtc = crate::whep::bind(&config.webrtc).await?;
+        Ok(Self {
+            rtmp,
+            http,
+            tls,
+            webrtc,
+        })
     }
 
     pub(crate) fn rtmp_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -109,7 +117,7 @@ pub(crate) async fn run(
 /// [`run`] on listeners bound already.
 pub(crate) async fn serve(
     config: ServeConfig,
-    listeners: Listeners,
+    mut listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -155,9 +163,32 @@ pub(crate) async fn serve(
         },
         Arc::new(recorder.clone()),
     );
-    let app = http_app(
+    let whep = match listeners.webrtc.take() {
+        Some(socket) => {
+            if let Ok(addr) = socket.local_addr() {
+                println!(
+                    "  WebRTC (WHEP): UDP {} (POST http://{}/live/NAME/whep)",
+                    addr,
+                    display_addr(http_addr)
+                );
+            }
+            Some(crate::whep::start(
+                socket,
+                &config.webrtc,
+                streams.clone(),
+                analytics.emitter.clone(),
+                stop.stopped(),
+            )?)
+        }
+        None => None,
+    };
+    let mut app = http_app(
         &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
+    app = app.merge(match &whep {
+        Some((whep, _)) => crate::whep::router(whep.clone()),
+        None => crate::whep::disabled_router(),
+    });
     print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
     // Before the admin token's line: scripts may stop reading at that one.
     metadata::print_playback_banner(
@@ -167,7 +198,9 @@ pub(crate) async fn serve(
     );
     print_api_banner(http_addr, &config, &control, &analytics);
 
-    let Listeners { rtmp, http, tls } = listeners;
+    let Listeners {
+        rtmp, http, tls, ..
+    } = listeners;
     let (rtmps, https, cert) = match tls {
         Some(t) => (t.rtmps, t.https, Some(t.cert)),
         None => (None, None, None),
@@ -212,6 +245,9 @@ pub(crate) async fn serve(
         watch.await.context("TLS certificate watch task panicked")?;
     }
     analytics.stop().await;
+    if let Some((_, task)) = whep {
+        task.await.context("WebRTC task panicked")?;
+    }
     tasks.join().await?;
     retention.await.context("retention task panicked")?;
     // Publishers were cut by the shutdown: their streams are no longer live here.

@@ -27,6 +27,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("transcode", &["encoder", "hub", "media", "source"]),
     ("restream", &["encoder", "hub", "media", "rtmp"]),
     ("package", &["media"]),
+    // sans-IO WebRTC sessions on str0m (WHEP): H.264/Opus out
+    ("webrtc", &["media"]),
     ("origin", &["access", "hub", "httpd", "media", "package"]),
     ("edge", &["access", "httpd", "media", "package"]),
     // the recorder: the packager's complete segments to an object store, VOD after live
@@ -64,9 +66,10 @@ const DATA_PATH: &[&str] = &[
     "origin",
     "edge",
     "record",
+    "webrtc",
 ];
 /// Sans-IO crates: no async runtime.
-const SANS_IO: &[&str] = &["media", "rtmp", "package", "access"];
+const SANS_IO: &[&str] = &["media", "rtmp", "package", "access", "webrtc"];
 
 struct Graph {
     workspace: BTreeSet<String>,

@@ -16,6 +16,7 @@
 mod keyframes;
 pub mod ladder;
 pub mod levels;
+pub mod opus;
 mod renditions;
 mod session;
 pub mod thumbnail;

@@ -663,3 +663,47 @@ async fn private_streams_need_a_token_on_every_object_and_pass_it_on() {
     assert!(headers.get("x-rivulet-access").is_none());
     assert_eq!(body, public_playlist);
 }
+
+/// The tap (for WebRTC): the current tracks first, then every frame with its ingest
+/// wall clock, sharing the frame's bytes; nothing is sent while nobody listens.
+#[tokio::test]
+async fn the_tap_sees_current_tracks_then_frames_by_reference() {
+    let (_streams, stream) = live();
+    push(&stream, 0, 3); // before anyone taps: not buffered for later
+    let (current, mut rx) = stream.tap();
+    assert!(matches!(
+        current.as_slice(),
+        [crate::TappedMedia::Tracks { rendition, .. }] if &**rendition == "source"
+    ));
+    let at = SystemTime::now();
+    let data = Bytes::from(vec![0x65; 50]);
+    let t = MediaTime::new(9000, VIDEO_TIMESCALE);
+    stream.handle_frame(
+        "source",
+        Frame {
+            kind: TrackKind::Video,
+            dts: t,
+            pts: t,
+            keyframe: true,
+            data: data.clone(),
+        },
+        at,
+        Instant::now(),
+    );
+    match rx.try_recv() {
+        Ok(crate::TappedMedia::Frame {
+            rendition,
+            frame,
+            at: tapped_at,
+        }) => {
+            assert_eq!(&*rendition, "source");
+            assert_eq!(tapped_at, at);
+            assert_eq!(frame.data.as_ptr(), data.as_ptr(), "shared, not copied");
+        }
+        other => panic!("expected the frame, got {other:?}"),
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "the frames before the tap are not replayed"
+    );
+}

@@ -1,0 +1,392 @@
+//! One WHEP viewer: offer → answer, ICE-lite on the caller's socket, media out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer;
+/// about two seconds of a 2 Mbit/s rung).
+pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 400;
+/// How long a session may take from its answer to a working ICE connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What every session of a process shares: the DTLS identity (generated once: key
+/// generation per viewer would be slow) and the addresses it advertises.
+#[derive(Clone)]
+pub struct WhepConfig {
+    crypto: Arc<CryptoProvider>,
+    cert: DtlsCert,
+    /// Host candidates: the address(es) of the one UDP socket, as viewers reach it.
+    pub candidates: Vec<SocketAddr>,
+    /// Video packets kept per viewer for NACK resends.
+    pub send_buffer_video: usize,
+}
+
+impl WhepConfig {
+    /// A configuration advertising `candidates`, with a fresh DTLS certificate.
+    pub fn new(candidates: Vec<SocketAddr>) -> Result<Self, OfferError> {
+        let crypto = str0m::crypto::from_feature_flags();
+        let cert = crypto
+            .dtls_provider
+            .generate_certificate()
+            .ok_or(OfferError::Certificate)?;
+        Ok(Self {
+            crypto: Arc::new(crypto),
+            cert,
+            candidates,
+            send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,
+        })
+    }
+}
+
+/// Why an offer was not answered. The text is the HTTP answer's body.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    #[error("the SDP offer cannot be parsed: {0}")]
+    Malformed(String),
+    #[error(
+        "the SDP offer has no H.264 video (a=rtpmap:… H264/90000 on a video m-line): this server sends H.264 only"
+    )]
+    NoH264,
+    #[error("the SDP offer cannot be answered: {0}")]
+    Rejected(String),
+    #[error("no usable host candidate address: {0}")]
+    Candidate(String),
+    #[error("cannot generate the DTLS certificate")]
+    Certificate,
+}
+
+/// One H.264 access unit in Annex B form ([`crate::annex_b`]), shared by every viewer.
+#[derive(Clone, Debug)]
+pub struct VideoAccessUnit {
+    pub data: Arc<[u8]>,
+    /// Presentation time.
+    pub pts: media::MediaTime,
+    pub keyframe: bool,
+}
+
+/// One Opus packet, shared by every viewer.
+#[derive(Clone, Debug)]
+pub struct AudioPacket {
+    pub data: Arc<[u8]>,
+    pub pts: media::MediaTime,
+}
+
+/// What the caller must do next for a session.
+#[derive(Debug)]
+pub enum SessionOutput {
+    /// Send this datagram from the session's socket.
+    Transmit {
+        destination: SocketAddr,
+        data: Vec<u8>,
+    },
+    /// Call [`WhepSession::handle_timeout`] at this time (or earlier, with new input).
+    Timeout(Instant),
+    /// The viewer lost a picture and asked for a keyframe (PLI/FIR). It gets the
+    /// ladder's next IDR; until then its deltas are held back.
+    KeyframeRequest,
+    /// The session has ended (ICE consent stopped, DTLS failed, or closed).
+    Closed,
+}
+
+/// One viewer's WebRTC session.
+pub struct WhepSession {
+    rtc: Rtc,
+    video: Option<(Mid, Pt)>,
+    audio: Option<(Mid, Pt)>,
+    connected: bool,
+    created: Instant,
+    /// No video is sent until a keyframe: a new viewer, or one after a gap.
+    waiting_for_keyframe: bool,
+}
+
+impl WhepSession {
+    /// Answers `offer` (SDP text). The offer must have a video m-line with H.264.
+    pub fn answer(
+        config: &WhepConfig,
+        offer: &str,
+        now: Instant,
+    ) -> Result<(Self, String), OfferError> {
+        let parsed =
+            SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
+        if !offers_h264(offer) {
+            return Err(OfferError::NoH264);
+        }
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_crypto_provider(config.crypto.clone())
+            .set_dtls_cert(config.cert.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_send_buffer_video(config.send_buffer_video.max(1))
+            .build(now);
+        if config.candidates.is_empty() {
+            return Err(OfferError::Candidate("none configured".into()));
+        }
+        for addr in &config.candidates {
+            let candidate = Candidate::host(*addr, "udp")
+                .map_err(|e| OfferError::Candidate(format!("{addr}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(parsed)
+            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let session = Self {
+            rtc,
+            video: None,
+            audio: None,
+            connected: false,
+            created: now,
+            waiting_for_keyframe: true,
+        };
+        Ok((session, answer.to_sdp_string()))
+    }
+
+    /// Whether the datagram belongs to this session (ICE ufrag, DTLS/SRTP peer).
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let Ok(contents) = data.try_into() else {
+            return false;
+        };
+        self.rtc.accepts(&Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        ))
+    }
+
+    /// Handles a datagram [accepted](Self::accepts) for this session.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if let Err(e) = self.rtc.handle_input(input) {
+            tracing::debug!(error = %e, "WebRTC input refused; session closed");
+            self.rtc.disconnect();
+        }
+    }
+
+    /// Moves time forward.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if !self.connected && now.saturating_duration_since(self.created) > CONNECT_TIMEOUT {
+            tracing::debug!("WebRTC session never connected; closed");
+            self.rtc.disconnect();
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(error = %e, "WebRTC timeout handling failed; session closed");
+            self.rtc.disconnect();
+        }
+    }
+
+    /// The next thing to do; call until it is a `Timeout` or `Closed`.
+    pub fn poll_output(&mut self) -> SessionOutput {
+        loop {
+            if !self.rtc.is_alive() {
+                return SessionOutput::Closed;
+            }
+            let output = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebRTC session failed; closed");
+                    self.rtc.disconnect();
+                    return SessionOutput::Closed;
+                }
+            };
+            match output {
+                Output::Transmit(t) => {
+                    return SessionOutput::Transmit {
+                        destination: t.destination,
+                        data: t.contents.into(),
+                    };
+                }
+                Output::Timeout(t) => return SessionOutput::Timeout(t),
+                Output::Event(event) => {
+                    if let Some(out) = self.handle_event(event) {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) -> Option<SessionOutput> {
+        match event {
+            Event::Connected => self.connected = true,
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                // ICE-lite: the viewer stopped its consent checks (RFC 7675).
+                self.rtc.disconnect();
+                return Some(SessionOutput::Closed);
+            }
+            Event::MediaAdded(added) => {
+                let wanted = match added.kind {
+                    MediaKind::Video => Codec::H264,
+                    MediaKind::Audio => Codec::Opus,
+                };
+                let pt = self.rtc.writer(added.mid).and_then(|w| {
+                    let params: Vec<_> = w
+                        .payload_params()
+                        .filter(|p| p.spec().codec == wanted)
+                        .copied()
+                        .collect();
+                    // Packetization mode 1 (FU-A): access units larger than a datagram.
+                    params
+                        .iter()
+                        .find(|p| p.spec().format.packetization_mode == Some(1))
+                        .or(params.first())
+                        .map(|p| p.pt())
+                });
+                if let Some(pt) = pt {
+                    match added.kind {
+                        MediaKind::Video if self.video.is_none() => {
+                            self.video = Some((added.mid, pt))
+                        }
+                        MediaKind::Audio if self.audio.is_none() => {
+                            self.audio = Some((added.mid, pt))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Event::KeyframeRequest(req) if Some(req.mid) == self.video.map(|v| v.0) => {
+                self.waiting_for_keyframe = true;
+                return Some(SessionOutput::KeyframeRequest);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// Whether DTLS and ICE are up (media written before is dropped).
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Whether the offer had a video m-line with H.264 that media can go to.
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// Whether the offer had an audio m-line with Opus.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Whether the session is waiting for a keyframe before it sends video again.
+    pub fn is_waiting_for_keyframe(&self) -> bool {
+        self.waiting_for_keyframe
+    }
+
+    /// The stream skipped frames (a slow tap): send nothing until the next keyframe.
+    pub fn handle_gap(&mut self) {
+        self.waiting_for_keyframe = true;
+    }
+
+    /// Sends one access unit (dropped before the first keyframe and after a gap).
+    pub fn write_video(&mut self, now: Instant, unit: &VideoAccessUnit) {
+        let Some((mid, pt)) = self.video else { return };
+        if !self.connected {
+            return;
+        }
+        if self.waiting_for_keyframe {
+            if !unit.keyframe {
+                return;
+            }
+            self.waiting_for_keyframe = false;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        if let Err(e) = writer.write(pt, now, rtp_time(unit.pts), unit.data.clone()) {
+            tracing::debug!(error = %e, "video write failed");
+        }
+    }
+
+    /// Sends one Opus packet.
+    pub fn write_audio(&mut self, now: Instant, packet: &AudioPacket) {
+        let Some((mid, pt)) = self.audio else { return };
+        if !self.connected {
+            return;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        if let Err(e) = writer.write(pt, now, rtp_time(packet.pts), packet.data.clone()) {
+            tracing::debug!(error = %e, "audio write failed");
+        }
+    }
+
+    /// Ends the session (WHEP DELETE).
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.rtc.is_alive()
+    }
+}
+
+/// Media time as str0m's (unsigned) RTP time; str0m rescales to the codec's clock.
+fn rtp_time(t: media::MediaTime) -> MediaTime {
+    MediaTime::new(
+        u64::try_from(t.ticks).unwrap_or(0),
+        Frequency::from_nonzero(t.timescale),
+    )
+}
+
+/// Whether a video m-line of the offer lists H.264.
+fn offers_h264(sdp: &str) -> bool {
+    let mut in_video = false;
+    for line in sdp.lines() {
+        let line = line.trim();
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video ");
+        } else if in_video
+            && let Some(rtpmap) = line.strip_prefix("a=rtpmap:")
+            && rtpmap
+                .split_whitespace()
+                .nth(1)
+                .is_some_and(|c| c.to_ascii_uppercase().starts_with("H264/"))
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+//! Offer/answer and a whole session between two in-memory peers: a str0m client as
+//! the viewer, datagrams passed by hand, simulated time.
+
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::*;
+
+const SERVER: &str = "127.0.0.1:8189";
+const CLIENT: &str = "127.0.0.1:40000";
+
+fn config() -> WhepConfig {
+    WhepConfig::new(vec![SERVER.parse().unwrap()]).unwrap()
+}
+
+/// A viewer's offer: receive-only video and audio, as a browser's WHEP client makes it.
+fn viewer(now: Instant, audio: bool, video: bool) -> (Rtc, String, str0m::change::SdpPendingOffer) {
+    let mut rtc = Rtc::builder().build(now);
+    rtc.add_local_candidate(Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    if video {
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    }
+    if audio {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, pending) = api.apply().unwrap();
+    (rtc, offer.to_sdp_string(), pending)
+}
+
+#[test]
+fn answer_is_ice_lite_with_the_configured_candidate() {
+    let now = Instant::now();
+    let (_, offer, _) = viewer(now, true, true);
+    let (session, answer) = WhepSession::answer(&config(), &offer, now).unwrap();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(answer.contains("127.0.0.1 8189 typ host"), "{answer}");
+    assert!(answer.contains("H264/90000"), "{answer}");
+    assert!(answer.contains("opus/48000"), "{answer}");
+    assert!(answer.contains("a=sendonly"), "{answer}");
+    assert!(session.is_alive());
+}
+
+#[test]
+fn malformed_and_video_less_offers_are_refused_with_a_reason() {
+    let now = Instant::now();
+    let err = WhepSession::answer(&config(), "hello", now).err().unwrap();
+    assert!(matches!(err, OfferError::Malformed(_)), "{err}");
+    let (_, audio_only, _) = viewer(now, true, false);
+    let err = WhepSession::answer(&config(), &audio_only, now)
+        .err()
+        .unwrap();
+    assert!(matches!(err, OfferError::NoH264), "{err}");
+    assert!(err.to_string().contains("H.264"));
+}
+
+/// Moves datagrams between the two peers until both are idle at `now`.
+fn pump(server: &mut WhepSession, client: &mut Rtc, now: Instant, events: &mut Vec<Event>) {
+    let (s_addr, c_addr) = (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
+    for _ in 0..1000 {
+        let mut moved = false;
+        loop {
+            match server.poll_output() {
+                SessionOutput::Transmit { destination, data } => {
+                    assert_eq!(destination, c_addr);
+                    let input = Input::Receive(
+                        now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: s_addr,
+                            destination: c_addr,
+                            contents: data.as_slice().try_into().unwrap(),
+                        },
+                    );
+                    client.handle_input(input).unwrap();
+                    moved = true;
+                }
+                SessionOutput::KeyframeRequest => {}
+                SessionOutput::Timeout(_) | SessionOutput::Closed => break,
+            }
+        }
+        loop {
+            match client.poll_output().unwrap() {
+                Output::Transmit(t) => {
+                    assert!(server.accepts(now, c_addr, s_addr, &t.contents));
+                    server.handle_datagram(now, c_addr, s_addr, &t.contents);
+                    moved = true;
+                }
+                Output::Event(e) => events.push(e),
+                Output::Timeout(_) => break,
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_viewer_connects_and_receives_video_from_the_first_keyframe() {
+    let start = Instant::now();
+    let (mut client, offer, pending) = viewer(start, true, true);
+    let (mut server, answer) = WhepSession::answer(&config(), &offer, start).unwrap();
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let mut events = Vec::new();
+    let mut now = start;
+    for _ in 0..200 {
+        now += Duration::from_millis(10);
+        server.handle_timeout(now);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        pump(&mut server, &mut client, now, &mut events);
+        if server.is_connected() {
+            break;
+        }
+    }
+    assert!(server.is_connected(), "ICE and DTLS come up");
+    assert!(server.has_video() && server.has_audio());
+
+    let timescale = std::num::NonZeroU32::new(90_000).unwrap();
+    let unit = |n: i64, keyframe: bool, nal: u8| VideoAccessUnit {
+        data: vec![0, 0, 0, 1, nal, n as u8, 0xaa, 0xbb].into(),
+        pts: media::MediaTime::new(n * 3000, timescale),
+        keyframe,
+    };
+    // A delta before any keyframe is held back; the keyframe and what follows go out.
+    server.write_video(now, &unit(1, false, 0x41));
+    assert!(server.is_waiting_for_keyframe());
+    for (n, (key, nal)) in [(true, 0x65), (false, 0x41), (false, 0x41)]
+        .into_iter()
+        .enumerate()
+    {
+        now += Duration::from_millis(33);
+        server.write_video(now, &unit(n as i64 + 2, key, nal));
+        server.handle_timeout(now);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        pump(&mut server, &mut client, now, &mut events);
+    }
+    for _ in 0..20 {
+        now += Duration::from_millis(10);
+        server.handle_timeout(now);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        pump(&mut server, &mut client, now, &mut events);
+    }
+    let received: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MediaData(d) => Some(d.data.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!received.is_empty(), "the viewer received video");
+    // The viewer's depacketiser hands back Annex B: the NAL header follows the start code.
+    assert_eq!(received[0][4] & 0x1f, 5, "the first picture is the IDR");
+    assert!(
+        received.len() <= 3,
+        "the delta before the keyframe was not sent"
+    );
+
+    server.close();
+    assert!(!server.is_alive());
+    assert!(matches!(server.poll_output(), SessionOutput::Closed));
+}
+
+#[test]
+fn a_viewer_that_never_connects_is_dropped() {
+    let start = Instant::now();
+    let (_, offer, _) = viewer(start, false, true);
+    let (mut server, _) = WhepSession::answer(&config(), &offer, start).unwrap();
+    server.handle_timeout(start + Duration::from_secs(1));
+    assert!(server.is_alive());
+    server.handle_timeout(start + Duration::from_secs(30));
+    assert!(!server.is_alive());
+}
+
+#[test]
+fn the_nack_buffer_is_bounded_by_configuration() {
+    let mut c = config();
+    c.send_buffer_video = 0;
+    let (_, offer, _) = viewer(Instant::now(), true, true);
+    // Zero would panic inside str0m: it is raised to one.
+    assert!(WhepSession::answer(&c, &offer, Instant::now()).is_ok());
+}
