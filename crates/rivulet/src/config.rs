@@ -235,6 +235,8 @@ pub(crate) struct ServeArgs {
     pub(crate) analytics: AnalyticsArgs,
     #[command(flatten)]
     pub(crate) rtmp_limits: crate::rtmp_limits::RtmpLimitArgs,
+    #[command(flatten)]
+    pub(crate) srt: crate::srt_options::SrtArgs,
 
     #[command(flatten)]
     pub(crate) held: crate::http_options::HeldArgs,
@@ -391,6 +393,10 @@ struct FileConfig {
     /// The RTMP listener's limits.
     #[serde(default)]
     rtmp: crate::rtmp_limits::RtmpLimitFile,
+    /// The SRT listener's address (or `off`) and its `[srt]` options.
+    srt_listen: Option<String>,
+    #[serde(default)]
+    srt: crate::srt_options::SrtFile,
     /// The HTTP server's limits and held requests.
     #[serde(default)]
     http: crate::http_options::HttpFile,
@@ -449,6 +455,7 @@ pub(crate) struct ServeConfig {
     pub(crate) node_name: Option<String>,
     /// The RTMP listener's limits and timeouts.
     pub(crate) rtmp: ingest::RtmpConfig,
+    pub(crate) srt: crate::srt_options::SrtOptions,
     /// The HTTP server's limits and timeouts.
     pub(crate) http: httpd::HttpLimits,
     /// Requests held open (blocking reloads, part waits) at most.
@@ -568,6 +575,10 @@ impl ServeArgs {
                 .context("check the authorisation hook (on_publish_url)")?,
             playback_keys: self.store.playback.resolve(file.playback_keys.as_deref())?,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
+            srt: self
+                .srt
+                .resolve(file.srt_listen.as_deref(), &file.srt)
+                .context("check the SRT options")?,
             http: {
                 let mut http = self.node.http.resolve(&file.http);
                 // The analytics events endpoint takes batches up to 8 MiB: unless the

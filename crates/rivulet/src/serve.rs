@@ -29,6 +29,8 @@ pub(crate) struct Listeners {
     http: TcpListener,
     /// The TLS listeners, if configured, and the certificate they share.
     tls: Option<TlsListeners>,
+    /// The SRT listener's socket, unless SRT is off.
+    srt: Option<tokio::net::UdpSocket>,
 }
 
 struct TlsListeners {
@@ -85,7 +87,13 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
-        Ok(Self { rtmp, http, tls })
+        let srt = config.srt.bind().await?;
+        Ok(Self {
+            rtmp,
+            http,
+            tls,
+            srt,
+        })
     }
 
     pub(crate) fn rtmp_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -167,7 +175,19 @@ pub(crate) async fn serve(
     );
     print_api_banner(http_addr, &config, &control, &analytics);
 
-    let Listeners { rtmp, http, tls } = listeners;
+    let srt_addr = listeners.srt.as_ref().and_then(|s| s.local_addr().ok());
+    if let Some(addr) = srt_addr {
+        println!(
+            "  SRT ingest:  srt://{}?streamid=publish:STREAM_KEY",
+            display_addr(addr)
+        );
+    }
+    let Listeners {
+        rtmp,
+        http,
+        tls,
+        srt,
+    } = listeners;
     let (rtmps, https, cert) = match tls {
         Some(t) => (t.rtmps, t.https, Some(t.cert)),
         None => (None, None, None),
@@ -193,7 +213,15 @@ pub(crate) async fn serve(
     };
     let cert_watch =
         cert.map(|cert| tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stop.stopped())));
-    let tasks = Tasks::start(&config, &control, &node, streams, rtmp_listeners, &stop).await;
+    let tasks = Tasks::start(
+        &config,
+        &control,
+        &node,
+        streams,
+        (rtmp_listeners, srt),
+        &stop,
+    )
+    .await;
     // Every listener is bound and the RTMP ones are accepting: a `Type=notify` unit is up.
     crate::systemd::notify_ready();
     // Handlers see the peer's address (ConnectInfo), for analytics (client address,
@@ -413,6 +441,7 @@ fn print_api_banner(
 struct Tasks {
     live: JoinHandle<()>,
     rtmp: JoinHandle<()>,
+    srt: Option<JoinHandle<std::io::Result<()>>>,
     titles: Option<JoinHandle<()>>,
     webhooks: Option<JoinHandle<()>>,
     restream: Option<JoinHandle<()>>,
@@ -425,7 +454,7 @@ impl Tasks {
         control: &ControlPlane,
         node: &str,
         streams: LiveStreams,
-        rtmp_listeners: Vec<ingest::RtmpListener>,
+        (rtmp_listeners, srt_socket): (Vec<ingest::RtmpListener>, Option<tokio::net::UdpSocket>),
         stop: &Stop,
     ) -> Self {
         let hub = Hub::new();
@@ -446,6 +475,17 @@ impl Tasks {
             config.rtmp.clone(),
             stop.stopped(),
         ));
+        let srt = srt_socket.map(|socket| {
+            tokio::spawn(ingest::serve_srt(
+                socket,
+                hub.clone(),
+                control.keys.clone(),
+                config
+                    .srt
+                    .ingest_config(&config.rtmp, ingest::SrtStatsRegistry::default()),
+                stop.stopped(),
+            ))
+        });
         // With a remote metadata server, titles follow its event streams (`track_live`).
         let titles = control.local.as_ref().map(|local| {
             tokio::spawn(meta::live::sync_titles(
@@ -490,6 +530,7 @@ impl Tasks {
         Self {
             live,
             rtmp,
+            srt,
             titles,
             webhooks,
             restream,
@@ -500,6 +541,11 @@ impl Tasks {
     /// Waits for every task to end (after the shutdown signal).
     async fn join(self) -> anyhow::Result<()> {
         self.rtmp.await.context("RTMP server task panicked")?;
+        if let Some(srt) = self.srt {
+            srt.await
+                .context("SRT server task panicked")?
+                .context("the SRT listener failed")?;
+        }
         self.feed.await.context("feed task panicked")?;
         self.live.await.context("live state task panicked")?;
         if let Some(titles) = self.titles {
