@@ -65,21 +65,18 @@ impl Default for SrtConfig {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SrtConnectionStats {
     pub peer: String,
-    /// Smoothed round-trip time, ms.
-    pub rtt_ms: u64,
     /// The negotiated receive latency, ms.
     pub latency_ms: u64,
     /// Data packets received (including retransmissions).
     pub packets_received: u64,
-    /// Data packets detected lost (each later recovered or dropped).
-    pub packets_lost: u64,
-    /// Retransmitted data packets received.
+    /// Loss reports (NAKs) sent to the caller: each names packets found missing.
+    pub loss_reports: u64,
+    /// Retransmitted data packets received (losses recovered).
     pub packets_retransmitted: u64,
     /// Packets dropped because they came too late to play (unrecovered losses).
     pub packets_dropped: u64,
-    /// Media held in the receive buffer, ms, and its free space in bytes.
+    /// Media held in the receive buffer, ms.
     pub receive_buffer_ms: u64,
-    pub receive_buffer_available_bytes: u64,
     /// Bytes of data packets received.
     pub bytes_received: u64,
     /// MPEG-TS continuity-counter gaps (packets lost after SRT gave up on them).
@@ -382,13 +379,13 @@ impl Connection {
                     None => break,
                 },
                 Some(s) = statistics.next() => {
-                    stats.rtt_ms = s.rx_average_rtt.as_millis() as u64;
+                    // srt-tokio 0.4 keeps no RTT, loss count or buffer space on the
+                    // receiving side (docs/srt.md): these are the counters it keeps.
                     stats.packets_received = s.rx_data;
-                    stats.packets_lost = s.rx_loss_data;
+                    stats.loss_reports = s.tx_nak;
                     stats.packets_retransmitted = s.rx_retransmit_data;
                     stats.packets_dropped = s.rx_dropped_data;
                     stats.receive_buffer_ms = s.rx_acknowledged_time.as_millis() as u64;
-                    stats.receive_buffer_available_bytes = s.rx_buffer_available_bytes;
                     stats.bytes_received = s.rx_bytes;
                     stats.ts_continuity_gaps = demuxer.stats().continuity_gaps;
                     counted.report(name, &stats);
@@ -417,6 +414,18 @@ impl Connection {
                 &mut malformed_log,
             );
         }
+        let counts = demuxer.stats();
+        tracing::info!(
+            %peer,
+            stream = name,
+            ts_packets = counts.packets,
+            continuity_gaps = counts.continuity_gaps,
+            dropped_frames = counts.dropped_frames,
+            malformed = counts.malformed,
+            srt_retransmitted = stats.packets_retransmitted,
+            srt_dropped = stats.packets_dropped,
+            "SRT publish ended"
+        );
         let _ = socket.close_and_finish().await;
     }
 
@@ -489,17 +498,15 @@ struct Totals {
 impl Totals {
     fn report(&mut self, stream: &str, s: &SrtConnectionStats) {
         let labels = [("stream", stream.to_string())];
-        metrics::gauge!("srt_rtt_ms", &labels).set(s.rtt_ms as f64);
+        metrics::gauge!("srt_latency_ms", &labels).set(s.latency_ms as f64);
         metrics::gauge!("srt_receive_buffer_ms", &labels).set(s.receive_buffer_ms as f64);
-        metrics::gauge!("srt_receive_buffer_available_bytes", &labels)
-            .set(s.receive_buffer_available_bytes as f64);
-        metrics::counter!("srt_packets_lost_total", &labels)
-            .increment(s.packets_lost.saturating_sub(self.lost));
+        metrics::counter!("srt_loss_reports_total", &labels)
+            .increment(s.loss_reports.saturating_sub(self.lost));
         metrics::counter!("srt_packets_retransmitted_total", &labels)
             .increment(s.packets_retransmitted.saturating_sub(self.retransmitted));
         metrics::counter!("srt_packets_dropped_total", &labels)
             .increment(s.packets_dropped.saturating_sub(self.dropped));
-        self.lost = self.lost.max(s.packets_lost);
+        self.lost = self.lost.max(s.loss_reports);
         self.retransmitted = self.retransmitted.max(s.packets_retransmitted);
         self.dropped = self.dropped.max(s.packets_dropped);
     }
