@@ -460,12 +460,15 @@ impl Tasks {
         let hub = Hub::new();
         // Subscribed before the RTMP listener starts, so that every publish session is seen.
         control.link.reset_node(node).await;
+        // SRT publishers' connection statistics, for the streams' live state.
+        let srt_stats = ingest::SrtStatsRegistry::default();
         let live = tokio::spawn(metadata::track_live(
             hub.clone(),
             hub.announcements(),
             control.link.clone(),
             node.to_owned(),
             streams.clone(),
+            srt_stats.clone(),
             stop.stopped(),
         ));
         let rtmp = tokio::spawn(ingest::serve_all(
@@ -480,9 +483,7 @@ impl Tasks {
                 socket,
                 hub.clone(),
                 control.keys.clone(),
-                config
-                    .srt
-                    .ingest_config(&config.rtmp, ingest::SrtStatsRegistry::default()),
+                config.srt.ingest_config(&config.rtmp, srt_stats.clone()),
                 stop.stopped(),
             ))
         });

@@ -202,6 +202,25 @@ fn count_frames(server: &Server, stream: &str) -> (u64, u64) {
     (count("video"), count("audio"))
 }
 
+/// The stream's `live.ingest_stats` in the API once it satisfies `ready`.
+async fn ingest_stats(
+    server: &Server,
+    stream: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get_text(&server.url(&format!("/api/streams/{stream}"))).await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let stats = &json["live"]["ingest_stats"];
+        if ready(stats) {
+            return stats.clone();
+        }
+        assert!(Instant::now() < deadline, "no ingest_stats in time: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
 fn metric(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -241,6 +260,15 @@ async fn ffmpeg_publishes_h264_aac_over_srt_and_it_plays_back() {
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "srt_active_publishers"), 1.0);
+    // ... and in the stream's API representation.
+    let stats = ingest_stats(&server, "srt", |s| s["packets_received"].as_u64() > Some(0)).await;
+    assert_eq!(stats["protocol"], "srt", "{stats}");
+    assert_eq!(stats["latency_ms"], 120, "{stats}");
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!([]),
+        "{stats}"
+    );
 
     let (ok, err) = finish(publisher, Duration::from_secs(30));
     assert!(ok, "ffmpeg failed: {err}");
@@ -475,7 +503,7 @@ async fn hevc_over_srt_is_named_as_unsupported() {
     let (server, port) = start(&["--stream", "hevc=hevc-key"]);
     let publisher = ffmpeg_ts(
         &srt_url(port, "hevc-key", ""),
-        4,
+        8,
         &[
             "-c:v",
             "libx265",
@@ -484,6 +512,13 @@ async fn hevc_over_srt_is_named_as_unsupported() {
             "-x265-params",
             "log-level=error",
         ],
+    );
+    // The API names it while the publisher is live (its audio still plays).
+    let stats = ingest_stats(&server, "hevc", |s| s.is_object()).await;
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!(["HEVC (H.265)"]),
+        "{stats}"
     );
     let (_, err) = finish(publisher, Duration::from_secs(30));
     let log = server.log();
