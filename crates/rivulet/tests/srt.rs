@@ -535,3 +535,45 @@ async fn hevc_over_srt_is_named_as_unsupported() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passphrase_encrypts_and_a_wrong_one_is_refused() {
+    let (server, port) = start(&[
+        "--stream",
+        "secret=secret-key",
+        "--srt-passphrase",
+        "correct-horse-battery",
+        "--srt-pbkeylen",
+        "32",
+    ]);
+    let wrong = ffmpeg_ts(
+        &srt_url(
+            port,
+            "secret-key",
+            "&passphrase=wrong-horse-battery&pbkeylen=32",
+        ),
+        3,
+        H264,
+    );
+    let (ok, _) = finish(wrong, Duration::from_secs(20));
+    assert!(!ok, "a wrong passphrase must not publish");
+    let publisher = ffmpeg_ts(
+        &srt_url(
+            port,
+            "secret-key",
+            "&passphrase=correct-horse-battery&pbkeylen=32",
+        ),
+        4,
+        H264,
+    );
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "{err}");
+    let playlist = ended_playlist(&server, "secret", "source").await;
+    check_segments(&server, "secret", "source", &playlist).await;
+    assert_eq!(count_frames(&server, "secret").0, 4 * 30);
+    assert!(
+        server.log().contains("passphrase mismatch"),
+        "{}",
+        server.log()
+    );
+}
