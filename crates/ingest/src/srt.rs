@@ -41,6 +41,9 @@ pub struct SrtConfig {
     /// A publisher sending above this for longer than `bitrate_burst` is closed.
     pub max_bitrate: Option<Bitrate>,
     pub bitrate_burst: Duration,
+    /// A publisher that sends no media for this long is closed (an encoder that
+    /// keeps the SRT connection alive but sends nothing would hold its stream).
+    pub idle_timeout: Duration,
     /// Connection statistics of the live SRT publishers, shared with the caller
     /// (the binary shows them in the stream's API representation).
     pub stats: SrtStatsRegistry,
@@ -56,6 +59,7 @@ impl Default for SrtConfig {
             max_connections_per_ip: 32,
             max_bitrate: Some(Bitrate(60_000_000)),
             bitrate_burst: Duration::from_secs(4),
+            idle_timeout: Duration::from_secs(30),
             stats: SrtStatsRegistry::default(),
         }
     }
@@ -358,10 +362,18 @@ impl Connection {
         let mut gap_log = LogThrottle::new(Duration::from_secs(5));
         let mut malformed_log = LogThrottle::new(Duration::from_secs(5));
         let mut counted = Totals::default();
+        let idle = self.config.idle_timeout;
+        let mut last_data = tokio::time::Instant::now();
         loop {
             tokio::select! {
+                () = tokio::time::sleep_until(last_data + idle) => {
+                    metrics::counter!("srt_sessions_timed_out_total").increment(1);
+                    tracing::info!(%peer, stream = name, timeout_ms = idle.as_millis() as u64, "closing the SRT publisher: no media for too long (--rtmp-idle-timeout-ms)");
+                    break;
+                }
                 item = socket.next() => match item {
                     Some(Ok((_, data))) => {
+                        last_data = tokio::time::Instant::now();
                         metrics::counter!("ingest_bytes_total").increment(data.len() as u64);
                         if let Some(limiter) = &mut bitrate
                             && let Err(exceeded) = limiter.handle_bytes(Instant::now(), data.len())

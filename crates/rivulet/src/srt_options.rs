@@ -1,7 +1,8 @@
 //! The SRT listener's options: `--srt-listen` (a flag, `RIVULET_SRT_LISTEN` and the
 //! file's `srt_listen`, like `--rtmp-listen`), and `--srt-latency`,
 //! `--srt-passphrase`, `--srt-pbkeylen` (also keys of the file's `[srt]` table).
-//! Connection caps and the bitrate cap are the RTMP listener's (`--rtmp-max-…`).
+//! Connection caps, the bitrate cap and the idle timeout are the RTMP listener's
+//! (`--rtmp-max-…`, `--rtmp-idle-timeout-ms`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -131,6 +132,7 @@ impl SrtOptions {
             max_connections_per_ip: rtmp.max_connections_per_ip,
             max_bitrate: rtmp.max_bitrate,
             bitrate_burst: rtmp.bitrate_burst,
+            idle_timeout: rtmp.session.idle_timeout,
             stats,
         }
     }
