@@ -27,6 +27,8 @@ packages=(
   # starts its own varnishd on loopback); systemd-analyze verifies deploy/systemd/;
   # dpkg-dev's dpkg-shlibdeps gives the .deb (cargo deb) its library dependencies
   varnish systemd dpkg-dev
+  # test: srt-live-transmit, an SRT caller we did not write (ffmpeg's libsrt is the other)
+  srt-tools
 )
 
 missing=()

@@ -3,6 +3,8 @@
 //! - [`rtmp`] (this crate's module): the tokio listener that drives one sans-IO
 //!   [`::rtmp::ServerSession`] per connection (the protocol core is its own crate);
 //!   [`RtmpListener::tls`] makes a listener RTMPS (TLS with rustls, then RTMP).
+//! - [`serve_srt`]: the SRT listener (`srt-tokio`), MPEG-TS demuxed by the `ts` crate
+//!   into the same tracks and frames; the key is checked in the SRT handshake.
 //! - [`StreamAssembler`]: FLV tag bodies to [`media::Frame`]s, unwrapping RTMP's 32-bit
 //!   millisecond timestamps once, here, per track.
 //! - [`StreamKeys`]: who may publish (a stream key resolves to a stream name); the
@@ -17,6 +19,7 @@ mod assemble;
 mod escape;
 mod limits;
 mod rtmp;
+mod srt;
 
 pub use access::{
     AuthorizeFuture, KeyRejection, PublishRequest, StaticKeys, StreamKeys, check_app, redact,
@@ -28,3 +31,4 @@ pub use limits::{
     ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LogThrottle,
 };
 pub use rtmp::{RtmpConfig, RtmpListener, serve, serve_all};
+pub use srt::{Rejection, SrtConfig, SrtConnectionStats, SrtStatsRegistry, serve_srt, stream_key};

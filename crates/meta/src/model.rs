@@ -99,7 +99,15 @@ pub struct LiveState {
     /// The renditions being produced, as reported by the ingest (free-form JSON).
     #[schema(value_type = Option<Object>)]
     pub renditions: Option<serde_json::Value>,
+    /// The publisher's connection statistics, as reported by the ingest (free-form
+    /// JSON; Rivulet sends SRT's for SRT publishers: docs/srt.md).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ingest_stats: Option<serde_json::Value>,
 }
+
+/// The longest `ingest_stats` object taken, serialised.
+pub(crate) const MAX_INGEST_STATS_LEN: usize = 4096;
 
 /// What the ingest reports when a publish starts or its facts change (the body of
 /// `PUT /api/streams/{name}/live`).
@@ -118,6 +126,11 @@ pub struct LiveReport {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub renditions: Option<serde_json::Value>,
+    /// The publisher's connection statistics (free-form JSON object; Rivulet sends
+    /// SRT's for SRT publishers).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub ingest_stats: Option<serde_json::Value>,
 }
 
 impl LiveReport {
@@ -136,6 +149,14 @@ impl LiveReport {
             return Err(ValidationError::new(
                 "ingest_bitrate",
                 "must not be negative",
+            ));
+        }
+        if let Some(stats) = &self.ingest_stats
+            && (!stats.is_object() || stats.to_string().len() > MAX_INGEST_STATS_LEN)
+        {
+            return Err(ValidationError::new(
+                "ingest_stats",
+                format!("must be a JSON object of at most {MAX_INGEST_STATS_LEN} bytes"),
             ));
         }
         Ok(())

@@ -345,9 +345,13 @@ impl MetaStore {
     /// Marks a stream live with the facts the ingest knows.
     pub async fn set_live(&self, name: &str, report: &LiveReport) -> Result<(), MetaError> {
         let renditions = report.renditions.as_ref().map(serde_json::Value::to_string);
+        let ingest_stats = report
+            .ingest_stats
+            .as_ref()
+            .map(serde_json::Value::to_string);
         let row = sqlx::query(
             "UPDATE streams SET live = 1, live_since = $1, ingest_node = $2, ingest_bitrate = $3, \
-                 renditions = $4, updated_at = $5, version = version + 1 \
+                 renditions = $4, ingest_stats = $7, updated_at = $5, version = version + 1 \
              WHERE name = $6 RETURNING version",
         )
         .bind(report.since)
@@ -356,6 +360,7 @@ impl MetaStore {
         .bind(renditions)
         .bind(now_ms())
         .bind(name)
+        .bind(ingest_stats)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| MetaError::NotFound(name.to_owned()))?;
@@ -368,6 +373,7 @@ impl MetaStore {
                 ingest_node: report.ingest_node.clone(),
                 ingest_bitrate: report.ingest_bitrate,
                 renditions: report.renditions.clone(),
+                ingest_stats: report.ingest_stats.clone(),
             },
         });
         Ok(())
@@ -380,7 +386,7 @@ impl MetaStore {
         let mut args = Args::default();
         let mut sql = format!(
             "UPDATE streams SET live = 0, live_since = NULL, ingest_bitrate = NULL, \
-                 renditions = NULL, updated_at = {}, version = version + 1 \
+                 renditions = NULL, ingest_stats = NULL, updated_at = {}, version = version + 1 \
              WHERE live = 1 AND name = {}",
             args.push(Arg::Int(now_ms())),
             args.push(Arg::Text(name.to_owned())),
@@ -407,7 +413,7 @@ impl MetaStore {
     pub async fn reset_node(&self, node: &str) -> Result<usize, MetaError> {
         let rows = sqlx::query(
             "UPDATE streams SET live = 0, live_since = NULL, ingest_bitrate = NULL, \
-                 renditions = NULL, updated_at = $1, version = version + 1 \
+                 renditions = NULL, ingest_stats = NULL, updated_at = $1, version = version + 1 \
              WHERE live = 1 AND ingest_node = $2 RETURNING name, version",
         )
         .bind(now_ms())
@@ -434,7 +440,7 @@ const EVENT_CAPACITY: usize = 1024;
 
 const STREAM_COLUMNS: &str = "s.id, s.name, s.title, s.description, s.thumbnail, s.created_at, \
      s.updated_at, s.version, s.live, s.live_since, s.ingest_node, s.ingest_bitrate, s.renditions, \
-     s.record, s.private";
+     s.ingest_stats, s.record, s.private";
 
 async fn fetch_stream(conn: &mut AnyConnection, name: &str) -> Result<Stream, MetaError> {
     let row = sqlx::query(&format!(
@@ -508,6 +514,13 @@ fn stream_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Stream, MetaError>
                 .map_err(|e| MetaError::Corrupt(format!("renditions of stream '{name}': {e}")))
         })
         .transpose()?;
+    let ingest_stats = row
+        .try_get::<Option<String>, _>("ingest_stats")?
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| MetaError::Corrupt(format!("ingest_stats of stream '{name}': {e}")))
+        })
+        .transpose()?;
     Ok(Stream {
         title: row.try_get("title")?,
         description: row.try_get("description")?,
@@ -523,6 +536,7 @@ fn stream_from_row(row: &AnyRow, tags: Vec<String>) -> Result<Stream, MetaError>
             ingest_node: row.try_get("ingest_node")?,
             ingest_bitrate: row.try_get("ingest_bitrate")?,
             renditions,
+            ingest_stats,
         },
         record: row.try_get::<Option<i64>, _>("record")?.map(|r| r != 0),
         name,
@@ -625,6 +639,11 @@ const MIGRATIONS: Migrations = Migrations {
             description: "stream record",
             sql: include_str!("../migrations/sqlite/0004_stream_record.sql"),
         },
+        EmbeddedMigration {
+            version: 7,
+            description: "ingest stats",
+            sql: include_str!("../migrations/sqlite/0007_ingest_stats.sql"),
+        },
     ],
     postgres: &[
         EmbeddedMigration {
@@ -646,6 +665,11 @@ const MIGRATIONS: Migrations = Migrations {
             version: 4,
             description: "stream record",
             sql: include_str!("../migrations/postgres/0004_stream_record.sql"),
+        },
+        EmbeddedMigration {
+            version: 7,
+            description: "ingest stats",
+            sql: include_str!("../migrations/postgres/0007_ingest_stats.sql"),
         },
     ],
 };

@@ -369,6 +369,7 @@ async fn list_filters_and_pages(h: Harness) {
                     ingest_node: Some("node-a".into()),
                     ingest_bitrate: Some(2_500_000),
                     renditions: Some(json!([{"name": "source", "height": 240}])),
+                    ingest_stats: None,
                 },
             )
             .await

@@ -84,6 +84,7 @@ async fn remote_client_round_trip(h: Harness) {
         ingest_node: Some("node-a:1935".into()),
         ingest_bitrate: Some(2_500_000),
         renditions: Some(json!(["source", "720p"])),
+        ingest_stats: Some(json!({"protocol": "srt", "packets_retransmitted": 3})),
     };
     remote.set_live("remote", &report).await.unwrap();
     let stream = remote.stream("remote").await.unwrap();
@@ -92,6 +93,7 @@ async fn remote_client_round_trip(h: Harness) {
     assert_eq!(stream.live.ingest_node.as_deref(), Some("node-a:1935"));
     assert_eq!(stream.live.ingest_bitrate, Some(2_500_000));
     assert_eq!(stream.live.renditions, Some(json!(["source", "720p"])));
+    assert_eq!(stream.live.ingest_stats, report.ingest_stats);
     // An offline report for an older publish does not end this one.
     remote
         .set_offline("remote", Some(report.since - 1))

@@ -237,6 +237,8 @@ pub(crate) struct ServeArgs {
     pub(crate) rtmp_limits: crate::rtmp_limits::RtmpLimitArgs,
     #[command(flatten)]
     pub(crate) webrtc: crate::webrtc_options::WebRtcArgs,
+    #[command(flatten)]
+    pub(crate) srt: crate::srt_options::SrtArgs,
 
     #[command(flatten)]
     pub(crate) held: crate::http_options::HeldArgs,
@@ -396,6 +398,10 @@ struct FileConfig {
     /// WebRTC (WHEP): the UDP socket, candidates, the session cap.
     #[serde(default)]
     webrtc: crate::webrtc_options::WebRtcFile,
+    /// The SRT listener's address (or `off`) and its `[srt]` options.
+    srt_listen: Option<String>,
+    #[serde(default)]
+    srt: crate::srt_options::SrtFile,
     /// The HTTP server's limits and held requests.
     #[serde(default)]
     http: crate::http_options::HttpFile,
@@ -454,6 +460,7 @@ pub(crate) struct ServeConfig {
     pub(crate) node_name: Option<String>,
     /// The RTMP listener's limits and timeouts.
     pub(crate) rtmp: ingest::RtmpConfig,
+    pub(crate) srt: crate::srt_options::SrtOptions,
     /// The HTTP server's limits and timeouts.
     pub(crate) http: httpd::HttpLimits,
     /// Requests held open (blocking reloads, part waits) at most.
@@ -576,6 +583,10 @@ impl ServeArgs {
             playback_keys: self.store.playback.resolve(file.playback_keys.as_deref())?,
             rtmp: self.rtmp_limits.resolve(&file.rtmp)?,
             webrtc: self.webrtc.resolve(&file.webrtc)?,
+            srt: self
+                .srt
+                .resolve(file.srt_listen.as_deref(), &file.srt)
+                .context("check the SRT options")?,
             http: {
                 let mut http = self.node.http.resolve(&file.http);
                 // The analytics events endpoint takes batches up to 8 MiB: unless the

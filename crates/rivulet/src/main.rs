@@ -14,6 +14,7 @@ mod recording;
 mod restreams;
 mod rtmp_limits;
 mod serve;
+mod srt_options;
 mod streams;
 mod systemd;
 mod tls_options;

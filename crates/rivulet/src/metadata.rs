@@ -193,6 +193,7 @@ pub(crate) async fn track_live(
     meta: LiveLink,
     node: String,
     streams: origin::LiveStreams,
+    srt_stats: ingest::SrtStatsRegistry,
     stop: impl Future<Output = ()>,
 ) {
     let follow = |session: Arc<Session>| {
@@ -200,6 +201,7 @@ pub(crate) async fn track_live(
             meta.clone(),
             node.clone(),
             streams.clone(),
+            srt_stats.clone(),
             session,
         ));
     };
@@ -230,6 +232,7 @@ async fn follow_session(
     meta: LiveLink,
     node: String,
     streams: origin::LiveStreams,
+    srt_stats: ingest::SrtStatsRegistry,
     session: Arc<Session>,
 ) {
     let info = session.info().clone();
@@ -285,6 +288,7 @@ async fn follow_session(
                     .get(&info.stream)
                     .map(|s| serde_json::json!(s.rendition_names()))
                     .filter(|r| r.as_array().is_some_and(|a| !a.is_empty()));
+                report.ingest_stats = srt_stats.get(&info.stream).map(|s| srt_stats_json(&s));
                 if let Err(e) = meta.set_live(&info.stream, &report).await {
                     tracing::warn!(stream = %info.stream, error = %e, "cannot update the stream's live state");
                 }
@@ -297,6 +301,23 @@ async fn follow_session(
     }
     // Conditional on `since`: if a new publish already started, it stays live.
     meta.set_offline_with_retries(&info.stream, since).await;
+}
+
+/// An SRT publisher's statistics as the stream's `live.ingest_stats` (docs/srt.md).
+fn srt_stats_json(s: &ingest::SrtConnectionStats) -> serde_json::Value {
+    serde_json::json!({
+        "protocol": "srt",
+        "peer": s.peer,
+        "latency_ms": s.latency_ms,
+        "packets_received": s.packets_received,
+        "bytes_received": s.bytes_received,
+        "loss_reports": s.loss_reports,
+        "packets_retransmitted": s.packets_retransmitted,
+        "packets_dropped": s.packets_dropped,
+        "receive_buffer_ms": s.receive_buffer_ms,
+        "ts_continuity_gaps": s.ts_continuity_gaps,
+        "unsupported_streams": s.unsupported_streams,
+    })
 }
 
 /// `rivulet meta`: the API and the database, without ingest or origin.

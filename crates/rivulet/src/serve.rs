@@ -31,6 +31,8 @@ pub(crate) struct Listeners {
     tls: Option<TlsListeners>,
     /// The UDP socket of every WebRTC session; `None`: WebRTC is off.
     webrtc: Option<tokio::net::UdpSocket>,
+    /// The SRT listener's socket, unless SRT is off.
+    srt: Option<tokio::net::UdpSocket>,
 }
 
 struct TlsListeners {
@@ -88,11 +90,13 @@ impl Listeners {
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
         let webrtc = crate::whep::bind(&config.webrtc).await?;
+        let srt = config.srt.bind().await?;
         Ok(Self {
             rtmp,
             http,
             tls,
             webrtc,
+            srt,
         })
     }
 
@@ -198,8 +202,19 @@ pub(crate) async fn serve(
     );
     print_api_banner(http_addr, &config, &control, &analytics);
 
+    let srt_addr = listeners.srt.as_ref().and_then(|s| s.local_addr().ok());
+    if let Some(addr) = srt_addr {
+        println!(
+            "  SRT ingest:  srt://{}?streamid=publish:STREAM_KEY",
+            display_addr(addr)
+        );
+    }
     let Listeners {
-        rtmp, http, tls, ..
+        rtmp,
+        http,
+        tls,
+        srt,
+        ..
     } = listeners;
     let (rtmps, https, cert) = match tls {
         Some(t) => (t.rtmps, t.https, Some(t.cert)),
@@ -226,7 +241,15 @@ pub(crate) async fn serve(
     };
     let cert_watch =
         cert.map(|cert| tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stop.stopped())));
-    let tasks = Tasks::start(&config, &control, &node, streams, rtmp_listeners, &stop).await;
+    let tasks = Tasks::start(
+        &config,
+        &control,
+        &node,
+        streams,
+        (rtmp_listeners, srt),
+        &stop,
+    )
+    .await;
     // Every listener is bound and the RTMP ones are accepting: a `Type=notify` unit is up.
     crate::systemd::notify_ready();
     // Handlers see the peer's address (ConnectInfo), for analytics (client address,
@@ -453,6 +476,7 @@ fn print_api_banner(
 struct Tasks {
     live: JoinHandle<()>,
     rtmp: JoinHandle<()>,
+    srt: Option<JoinHandle<std::io::Result<()>>>,
     titles: Option<JoinHandle<()>>,
     webhooks: Option<JoinHandle<()>>,
     restream: Option<JoinHandle<()>>,
@@ -465,18 +489,21 @@ impl Tasks {
         control: &ControlPlane,
         node: &str,
         streams: LiveStreams,
-        rtmp_listeners: Vec<ingest::RtmpListener>,
+        (rtmp_listeners, srt_socket): (Vec<ingest::RtmpListener>, Option<tokio::net::UdpSocket>),
         stop: &Stop,
     ) -> Self {
         let hub = Hub::new();
         // Subscribed before the RTMP listener starts, so that every publish session is seen.
         control.link.reset_node(node).await;
+        // SRT publishers' connection statistics, for the streams' live state.
+        let srt_stats = ingest::SrtStatsRegistry::default();
         let live = tokio::spawn(metadata::track_live(
             hub.clone(),
             hub.announcements(),
             control.link.clone(),
             node.to_owned(),
             streams.clone(),
+            srt_stats.clone(),
             stop.stopped(),
         ));
         let rtmp = tokio::spawn(ingest::serve_all(
@@ -486,6 +513,15 @@ impl Tasks {
             config.rtmp.clone(),
             stop.stopped(),
         ));
+        let srt = srt_socket.map(|socket| {
+            tokio::spawn(ingest::serve_srt(
+                socket,
+                hub.clone(),
+                control.keys.clone(),
+                config.srt.ingest_config(&config.rtmp, srt_stats.clone()),
+                stop.stopped(),
+            ))
+        });
         // With a remote metadata server, titles follow its event streams (`track_live`).
         let titles = control.local.as_ref().map(|local| {
             tokio::spawn(meta::live::sync_titles(
@@ -530,6 +566,7 @@ impl Tasks {
         Self {
             live,
             rtmp,
+            srt,
             titles,
             webhooks,
             restream,
@@ -540,6 +577,11 @@ impl Tasks {
     /// Waits for every task to end (after the shutdown signal).
     async fn join(self) -> anyhow::Result<()> {
         self.rtmp.await.context("RTMP server task panicked")?;
+        if let Some(srt) = self.srt {
+            srt.await
+                .context("SRT server task panicked")?
+                .context("the SRT listener failed")?;
+        }
         self.feed.await.context("feed task panicked")?;
         self.live.await.context("live state task panicked")?;
         if let Some(titles) = self.titles {

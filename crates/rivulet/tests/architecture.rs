@@ -21,9 +21,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // the data path, in pipeline order
     ("hub", &["media"]),
     ("rtmp", &["media"]),
+    // sans-IO MPEG-TS demuxing (what SRT carries)
+    ("ts", &["media"]),
     ("source", &["media"]),
     ("encoder", &["media", "rtmp", "source", "tls"]),
-    ("ingest", &["access", "hub", "media", "rtmp"]),
+    ("ingest", &["access", "hub", "media", "rtmp", "ts"]),
     ("transcode", &["encoder", "hub", "media", "source"]),
     ("restream", &["encoder", "hub", "media", "rtmp"]),
     ("package", &["media"]),
@@ -57,6 +59,7 @@ const CONTROL_PLANE_ONLY: &[&str] = &[
 const DATA_PATH: &[&str] = &[
     "hub",
     "rtmp",
+    "ts",
     "source",
     "encoder",
     "ingest",
@@ -69,7 +72,7 @@ const DATA_PATH: &[&str] = &[
     "webrtc",
 ];
 /// Sans-IO crates: no async runtime.
-const SANS_IO: &[&str] = &["media", "rtmp", "package", "access", "webrtc"];
+const SANS_IO: &[&str] = &["media", "rtmp", "ts", "package", "access", "webrtc"];
 
 struct Graph {
     workspace: BTreeSet<String>,

@@ -291,6 +291,7 @@ mod tests {
                 ingest_node: Some("node".into()),
                 ingest_bitrate: Some(bitrate),
                 renditions: None,
+                ingest_stats: None,
             },
         }
     }

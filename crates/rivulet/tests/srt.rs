@@ -1,0 +1,579 @@
+//! SRT ingest end to end: real ffmpeg (libsrt) and srt-live-transmit callers, MPEG-TS
+//! inside, LL-HLS out, checked with ffprobe.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{KillOnDrop, Server, attr, get_text, get_when_ready, run, wait_exit};
+
+/// A free loopback UDP port (SRT runs over UDP).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `rivulet serve` with an SRT listener on a free loopback port; returns it and the port.
+fn start(extra: &[&str]) -> (Server, u16) {
+    let port = free_udp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["--srt-listen", listen.as_str(), "--grace-period-ms", "1500"];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args);
+    (server, port)
+}
+
+/// ffmpeg publishing `seconds` of a 320x240 30 fps test pattern (2 s GOP) and a
+/// 48 kHz tone as MPEG-TS to `url` (srt:// or udp://), in real time.
+fn ffmpeg_ts(url: &str, seconds: u32, video: &[&str]) -> Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "warning",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            &seconds.to_string(),
+        ])
+        .args(video)
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ffmpeg")
+}
+
+const H264: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "60",
+    "-keyint_min",
+    "60",
+    "-sc_threshold",
+    "0",
+];
+
+fn srt_url(port: u16, key: &str, extra: &str) -> String {
+    // linger: ffmpeg (libsrt live mode) would otherwise drop what is unsent or
+    // unacknowledged when it closes, i.e. the last frame.
+    format!("srt://127.0.0.1:{port}?streamid=publish:{key}&latency=120000&linger=2{extra}")
+}
+
+/// Waits for the ffmpeg publisher and returns its exit status and stderr.
+fn finish(mut child: Child, within: Duration) -> (bool, String) {
+    let status = wait_exit(&mut child, within);
+    let mut err = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        use std::io::Read;
+        let _ = stderr.read_to_string(&mut err);
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    (status.is_some_and(|s| s.success()), err)
+}
+
+/// The ended media playlist of `rendition` (after the grace period).
+async fn ended_playlist(server: &Server, stream: &str, rendition: &str) -> String {
+    let url = server.url(&format!("/live/{stream}/{rendition}/index.m3u8"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, text) = get_text(&url).await;
+        if text.contains("#EXT-X-ENDLIST") {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no EXT-X-ENDLIST on {url}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Checks that every segment of the ended playlist starts with an IDR frame and
+/// that segments follow each other without a gap; returns the segment count.
+async fn check_segments(server: &Server, stream: &str, rendition: &str, playlist: &str) -> usize {
+    let base = server.url(&format!("/live/{stream}/{rendition}/"));
+    let media = m3u8_rs::parse_media_playlist_res(playlist.as_bytes()).expect("valid playlist");
+    assert!(!media.segments.is_empty(), "{playlist}");
+    assert!(
+        !playlist.contains("#EXT-X-GAP") && !playlist.contains("#EXT-X-DISCONTINUITY"),
+        "a gap in the playlist:\n{playlist}"
+    );
+    let init_uri = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MAP"))
+        .and_then(|l| attr(l, "URI"))
+        .unwrap();
+    let init = reqwest::get(format!("{base}{init_uri}"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut numbers = Vec::new();
+    for segment in &media.segments {
+        let number: u64 = segment
+            .uri
+            .trim_start_matches("seg-")
+            .trim_end_matches(".m4s")
+            .parse()
+            .unwrap_or_else(|_| panic!("segment name {}", segment.uri));
+        numbers.push(number);
+        let bytes = reqwest::get(format!("{base}{}", segment.uri))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let path = dir.path().join(format!("{}.mp4", segment.uri));
+        std::fs::write(&path, [init.as_ref(), bytes.as_ref()].concat()).unwrap();
+        let (ok, out, err) = run(Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "frame=key_frame,pict_type",
+                "-of",
+                "csv=p=0",
+                "-read_intervals",
+                "%+#1",
+            ])
+            .arg(&path));
+        assert!(ok, "{err}");
+        let first = out.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("1,I"),
+            "{rendition} segment {} does not start with an IDR: {first:?}",
+            segment.uri
+        );
+    }
+    for pair in numbers.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "segments missing:\n{playlist}");
+    }
+    media.segments.len()
+}
+
+/// Video and audio frames ffprobe decodes from the stream's multivariant playlist.
+fn count_frames(server: &Server, stream: &str) -> (u64, u64) {
+    let (ok, out, err) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(server.url(&format!("/live/{stream}/master.m3u8"))));
+    assert!(ok && err.trim().is_empty(), "ffprobe errors: {err}");
+    let count = |kind: &str| {
+        out.lines()
+            .find(|l| l.starts_with(kind))
+            .and_then(|l| l.split(',').nth(1))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (count("video"), count("audio"))
+}
+
+/// The stream's `live.ingest_stats` in the API once it satisfies `ready`.
+async fn ingest_stats(
+    server: &Server,
+    stream: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = get_text(&server.url(&format!("/api/streams/{stream}"))).await;
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let stats = &json["live"]["ingest_stats"];
+        if ready(stats) {
+            return stats.clone();
+        }
+        assert!(Instant::now() < deadline, "no ingest_stats in time: {body}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ffmpeg_publishes_h264_aac_over_srt_and_it_plays_back() {
+    let (server, port) = start(&["--stream", "srt=srt-key", "--renditions", "source,234p"]);
+    let publisher = ffmpeg_ts(&srt_url(port, "srt-key", ""), 8, H264);
+
+    let master = get_when_ready(
+        &server.url("/live/srt/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
+    assert_eq!(parsed.variants.len(), 2, "source and 234p:\n{master}");
+    for variant in &parsed.variants {
+        let codecs = variant.codecs.clone().unwrap_or_default();
+        assert!(
+            codecs.starts_with("avc1.") && codecs.contains("mp4a.40.2"),
+            "{codecs}"
+        );
+    }
+    // The connection statistics are in /metrics while it publishes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    assert!(
+        metrics.contains("srt_latency_ms{stream=\"srt\"} 120"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("srt_receive_buffer_ms{stream=\"srt\"}"),
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "srt_active_publishers"), 1.0);
+    // ... and in the stream's API representation.
+    let stats = ingest_stats(&server, "srt", |s| s["packets_received"].as_u64() > Some(0)).await;
+    assert_eq!(stats["protocol"], "srt", "{stats}");
+    assert_eq!(stats["latency_ms"], 120, "{stats}");
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!([]),
+        "{stats}"
+    );
+
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "ffmpeg failed: {err}");
+    for rendition in ["source", "234p"] {
+        let playlist = ended_playlist(&server, "srt", rendition).await;
+        let segments = check_segments(&server, "srt", rendition, &playlist).await;
+        assert!(segments >= 3, "{rendition}: {segments} segments");
+    }
+    let (video, audio) = count_frames(&server, "srt");
+    assert_eq!(video, 8 * 30, "every published frame plays back");
+    // 8 s of 1024-sample AAC frames at 48 kHz: 375 (and ffmpeg's priming frames).
+    assert!((355..=380).contains(&audio), "{audio} audio frames");
+    assert!(server.log().contains("publishing over SRT"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn srt_live_transmit_relays_a_ts_file() {
+    let (server, port) = start(&["--stream", "relay=relay-key"]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ts");
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "6",
+        ])
+        .args(H264)
+        .args(["-c:a", "aac", "-f", "mpegts"])
+        .arg(&file));
+    assert!(ok, "{err}");
+
+    // ffmpeg plays the file in real time to UDP; srt-live-transmit carries it from
+    // there to Rivulet as an SRT caller with the access-control stream id.
+    let udp = free_udp_port();
+    let relay = KillOnDrop(
+        Command::new("srt-live-transmit")
+            .args([
+                "-a:no",
+                "-t:12",
+                &format!("udp://127.0.0.1:{udp}"),
+                &format!("srt://127.0.0.1:{port}?streamid=#!::u=studio,r=relay-key,m=publish"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("srt-live-transmit (Debian srt-tools; scripts/setup.sh installs it)"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let player = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .arg(&file)
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            &format!("udp://127.0.0.1:{udp}?pkt_size=1316"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    get_when_ready(
+        &server.url("/live/relay/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let (ok, err) = finish(player, Duration::from_secs(30));
+    assert!(ok, "{err}");
+    // srt-live-transmit ends by itself (-t), closing the SRT connection.
+    let mut relay = relay;
+    wait_exit(&mut relay.0, Duration::from_secs(20));
+    let playlist = ended_playlist(&server, "relay", "source").await;
+    check_segments(&server, "relay", "source", &playlist).await;
+    let (video, _) = count_frames(&server, "relay");
+    assert_eq!(video, 6 * 30, "every frame of the file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_key_is_refused_at_handshake_and_other_streams_go_on() {
+    let (server, port) = start(&["--stream", "good=good-key"]);
+    let publisher = ffmpeg_ts(&srt_url(port, "good-key", ""), 10, H264);
+    let playlist_url = server.url("/live/good/source/index.m3u8");
+    get_when_ready(&playlist_url, Duration::from_secs(20)).await;
+
+    let refused = ffmpeg_ts(&srt_url(port, "wrong-key", ""), 3, H264);
+    let (ok, err) = finish(refused, Duration::from_secs(20));
+    assert!(!ok, "a wrong key must not publish: {err}");
+    let bad_id = ffmpeg_ts(
+        &format!("srt://127.0.0.1:{port}?streamid=live/good-key"),
+        3,
+        H264,
+    );
+    let (ok, _) = finish(bad_id, Duration::from_secs(20));
+    assert!(!ok, "a stream id without publish: is refused");
+    // The same key twice: the second publisher is refused while the first is live.
+    let second = ffmpeg_ts(&srt_url(port, "good-key", ""), 3, H264);
+    let (ok, _) = finish(second, Duration::from_secs(20));
+    assert!(!ok, "a second publisher on a live stream is refused");
+
+    let log = server.log();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("SRT publish refused at handshake"))
+        .collect();
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("code=1403") && l.contains("stream key not recognised")),
+        "{log}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("code=1400") && l.contains("publish:STREAM_KEY")),
+        "{log}"
+    );
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("code=1409") && l.contains("already has a live publisher")),
+        "{log}"
+    );
+    assert!(!log.contains("wrong-key"), "keys are redacted in the log");
+
+    // The good stream was never disturbed: it keeps producing segments and ends whole.
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "{err}");
+    let playlist = ended_playlist(&server, "good", "source").await;
+    check_segments(&server, "good", "source", &playlist).await;
+    assert_eq!(count_frames(&server, "good").0, 10 * 30);
+}
+
+/// A UDP relay between an SRT caller and the listener that drops `loss_per_mille` of
+/// the datagrams each way, chosen by a seeded generator (the same run every time).
+async fn lossy_relay(target: SocketAddr, loss_per_mille: u64, seed: u64) -> (u16, Arc<AtomicU64>) {
+    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = front.local_addr().unwrap().port();
+    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    back.connect(target).await.unwrap();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counter = dropped.clone();
+    tokio::spawn(async move {
+        let mut state = seed;
+        let mut lose = move || {
+            // xorshift64
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % 1000 < loss_per_mille
+        };
+        let mut caller: Option<SocketAddr> = None;
+        let (mut up, mut down) = (vec![0u8; 2048], vec![0u8; 2048]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                Ok((n, from)) = front.recv_from(&mut up) => {
+                    caller = Some(from);
+                    if lose() {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let _ = back.send(&up[..n]).await;
+                    }
+                }
+                Ok(n) = back.recv(&mut down) => {
+                    if let Some(to) = caller {
+                        if lose() {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            let _ = front.send_to(&down[..n], to).await;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    (port, dropped)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_percent_packet_loss_leaves_no_gap() {
+    let (server, port) = start(&["--stream", "lossy=lossy-key", "--srt-latency", "500"]);
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (relay_port, dropped) = lossy_relay(target, 20, 0x5eed_1234_abcd_0001).await;
+    let publisher = ffmpeg_ts(&srt_url(relay_port, "lossy-key", ""), 10, H264);
+    get_when_ready(
+        &server.url("/live/lossy/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let (ok, err) = finish(publisher, Duration::from_secs(40));
+    assert!(ok, "{err}");
+    assert!(
+        dropped.load(Ordering::Relaxed) > 20,
+        "the relay dropped {} datagrams",
+        dropped.load(Ordering::Relaxed)
+    );
+    let playlist = ended_playlist(&server, "lossy", "source").await;
+    // Counters outlive the connection (its statistics come once a second).
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    // SRT saw the losses and recovered them by retransmission.
+    assert!(
+        metric(&metrics, "srt_loss_reports_total") > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        metric(&metrics, "srt_packets_retransmitted_total") > 0.0,
+        "{metrics}"
+    );
+    check_segments(&server, "lossy", "source", &playlist).await;
+    let (video, _) = count_frames(&server, "lossy");
+    assert_eq!(video, 10 * 30, "no frame lost at 500 ms latency");
+    assert!(
+        !server.log().contains("continuity gap"),
+        "no TS packet lost after SRT's recovery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hevc_over_srt_is_named_as_unsupported() {
+    let (server, port) = start(&["--stream", "hevc=hevc-key"]);
+    let publisher = ffmpeg_ts(
+        &srt_url(port, "hevc-key", ""),
+        8,
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error",
+        ],
+    );
+    // The API names it while the publisher is live (its audio still plays).
+    let stats = ingest_stats(&server, "hevc", |s| s.is_object()).await;
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!(["HEVC (H.265)"]),
+        "{stats}"
+    );
+    let (_, err) = finish(publisher, Duration::from_secs(30));
+    let log = server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("MPEG-TS stream not supported")
+                && l.contains("HEVC (H.265)")
+                && l.contains("stream_type=0x24")),
+        "{log}\n{err}"
+    );
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    assert!(
+        metric(&metrics, "srt_unsupported_streams_total") >= 1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passphrase_encrypts_and_a_wrong_one_is_refused() {
+    let (server, port) = start(&[
+        "--stream",
+        "secret=secret-key",
+        "--srt-passphrase",
+        "correct-horse-battery",
+        "--srt-pbkeylen",
+        "32",
+    ]);
+    let wrong = ffmpeg_ts(
+        &srt_url(
+            port,
+            "secret-key",
+            "&passphrase=wrong-horse-battery&pbkeylen=32",
+        ),
+        3,
+        H264,
+    );
+    let (ok, _) = finish(wrong, Duration::from_secs(20));
+    assert!(!ok, "a wrong passphrase must not publish");
+    let publisher = ffmpeg_ts(
+        &srt_url(
+            port,
+            "secret-key",
+            "&passphrase=correct-horse-battery&pbkeylen=32",
+        ),
+        4,
+        H264,
+    );
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "{err}");
+    let playlist = ended_playlist(&server, "secret", "source").await;
+    check_segments(&server, "secret", "source", &playlist).await;
+    assert_eq!(count_frames(&server, "secret").0, 4 * 30);
+    assert!(
+        server.log().contains("passphrase mismatch"),
+        "{}",
+        server.log()
+    );
+}

@@ -1,0 +1,662 @@
+//! The demuxer: transport packets in, a program's tracks and frames out.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+
+use bytes::Bytes;
+use media::avc::annexb_nalus;
+use media::{
+    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Rounding, Track, TrackKind, Tracks,
+    VIDEO_TIMESCALE, rescale_ticks,
+};
+
+use crate::clock::Unwrapper;
+use crate::packet::{
+    NULL_PID, PACKET_LEN, PAT_PID, Pmt, SYNC_BYTE, SectionBuffer, StreamEntry, parse_header,
+    parse_pat, parse_pes_header, parse_pmt,
+};
+
+/// What the demuxer reports, in stream order.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum DemuxEvent {
+    /// A program map was found or changed (a new PMT version): the streams it
+    /// declares. The tracks of the old program are over; new [`DemuxEvent::Tracks`]
+    /// follow once the new streams' decoder configurations are known.
+    Program(ProgramInfo),
+    /// The tracks of the frames that follow (also sent again when a decoder
+    /// configuration changes, e.g. a new resolution).
+    Tracks(Tracks),
+    /// One access unit: H.264 in AVCC framing on the 90 kHz timeline, or one raw AAC
+    /// frame on its sample-rate timeline. Times are the unwrapped PTS/DTS.
+    Frame(Frame),
+    /// A stream of the program that is not turned into frames (HEVC, AC-3, Opus, …).
+    /// Its PES payloads still come out as [`DemuxEvent::ElementaryStream`].
+    UnsupportedStream {
+        pid: u16,
+        stream_type: u8,
+        name: String,
+    },
+    /// One PES payload of an unsupported stream, for a caller that handles the codec.
+    ElementaryStream(ElementaryData),
+    /// Packets of a PID were lost (its continuity counter skipped). The access unit
+    /// they belonged to is dropped; demuxing goes on at the next one.
+    ContinuityGap { pid: u16, expected: u8, found: u8 },
+    /// Something could not be read; it was skipped.
+    Malformed { pid: u16, reason: String },
+}
+
+/// The streams of a program as its PMT declares them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramInfo {
+    pub program_number: u16,
+    pub version: u8,
+    pub streams: Vec<StreamEntry>,
+}
+
+/// A PES payload of a stream the demuxer does not decode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ElementaryData {
+    pub pid: u16,
+    pub stream_type: u8,
+    /// Unwrapped 90 kHz times, as for frames.
+    pub pts: Option<i64>,
+    pub dts: Option<i64>,
+    pub data: Bytes,
+}
+
+/// Running counts, for metrics and logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DemuxStats {
+    /// Transport packets read.
+    pub packets: u64,
+    /// Continuity-counter gaps (lost packets) on the program's PIDs.
+    pub continuity_gaps: u64,
+    /// Times the byte stream lost packet alignment and resynchronised.
+    pub sync_losses: u64,
+    /// Packets flagged with transport_error_indicator.
+    pub transport_errors: u64,
+    /// Unreadable sections, PES headers, ADTS frames or parameter sets.
+    pub malformed: u64,
+    /// Access units dropped: damaged by a gap, before their decoder configuration,
+    /// or with a decode time going backwards.
+    pub dropped_frames: u64,
+    /// Times the 33-bit timestamps wrapped around (every ~26.5 h).
+    pub timestamp_wraps: u64,
+    /// Program maps applied (the first, and each change).
+    pub programs: u64,
+}
+
+/// A PES packet longer than this is not media we can take (an 8K intra frame is a few MB).
+const MAX_PES: usize = 16 * 1024 * 1024;
+/// Frames held while waiting for the other track's configuration, at most.
+const HOLD_FRAMES: usize = 1000;
+/// ... and at most this much media time.
+const HOLD_MS: i64 = 2000;
+/// An AAC frame this close (in frames) to the sample count keeps the count.
+const AUDIO_RESYNC_FRAMES: i64 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Video,
+    Audio,
+    Other { stream_type: u8 },
+}
+
+#[derive(Debug)]
+struct PesBuffer {
+    role: Role,
+    data: Vec<u8>,
+    /// Collecting a PES packet (false after a gap until the next unit start).
+    active: bool,
+    /// The whole PES packet's length, once its header says so (0: unbounded).
+    total: Option<usize>,
+}
+
+/// A sans-IO MPEG-TS demuxer for one transport stream carrying one program.
+///
+/// Push bytes with [`Demuxer::push`] (any split: SRT payloads, file chunks), then
+/// drain [`Demuxer::poll_event`] until `None`. Call [`Demuxer::finish`] at the end of
+/// the stream to get the last access unit out. The first program of the PAT is
+/// followed; H.264 (stream type 0x1B) and ADTS AAC (0x0F) become frames.
+#[derive(Debug, Default)]
+pub struct Demuxer {
+    carry: Vec<u8>,
+    in_sync: bool,
+    counters: HashMap<u16, u8>,
+    pat: SectionBuffer,
+    pmt_pid: Option<u16>,
+    pmt: SectionBuffer,
+    program: Option<Pmt>,
+    pes: HashMap<u16, PesBuffer>,
+    clock: Unwrapper,
+    video_pid: Option<u16>,
+    audio_pid: Option<u16>,
+    sps: Option<Bytes>,
+    pps: Option<Bytes>,
+    avc: Option<AvcConfig>,
+    aac: Option<AacConfig>,
+    last_video_dts: Option<i64>,
+    next_audio_dts: Option<i64>,
+    announced: Option<Tracks>,
+    held: Vec<Frame>,
+    events: VecDeque<DemuxEvent>,
+    stats: DemuxStats,
+}
+
+impl Demuxer {
+    pub fn new() -> Self {
+        Self {
+            in_sync: true,
+            ..Self::default()
+        }
+    }
+
+    /// The counts so far.
+    pub fn stats(&self) -> DemuxStats {
+        DemuxStats {
+            timestamp_wraps: self.clock.wraps(),
+            ..self.stats
+        }
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<DemuxEvent> {
+        self.events.pop_front()
+    }
+
+    /// Feeds transport-stream bytes. Packets may be split anywhere; bytes before a
+    /// sync byte are skipped (and counted as a sync loss).
+    pub fn push(&mut self, data: &[u8]) {
+        let mut buf = std::mem::take(&mut self.carry);
+        buf.extend_from_slice(data);
+        let mut pos = 0;
+        while buf.len() - pos >= PACKET_LEN {
+            if buf[pos] != SYNC_BYTE {
+                if self.in_sync {
+                    self.in_sync = false;
+                    self.stats.sync_losses += 1;
+                }
+                pos = buf[pos + 1..]
+                    .iter()
+                    .position(|b| *b == SYNC_BYTE)
+                    .map_or(buf.len(), |i| pos + 1 + i);
+                continue;
+            }
+            let mut packet = [0u8; PACKET_LEN];
+            packet.copy_from_slice(&buf[pos..pos + PACKET_LEN]);
+            // A sync byte is only trusted when the next packet (if here) has one too.
+            if !self.in_sync && buf.get(pos + PACKET_LEN).is_some_and(|b| *b != SYNC_BYTE) {
+                pos += 1;
+                continue;
+            }
+            self.in_sync = true;
+            self.handle_packet(&packet);
+            pos += PACKET_LEN;
+        }
+        buf.drain(..pos);
+        self.carry = buf;
+    }
+
+    /// The end of the stream: emits the access units still being collected and any
+    /// frames held back waiting for a track's configuration.
+    pub fn finish(&mut self) {
+        let pids: Vec<u16> = self.pes.keys().copied().collect();
+        for pid in pids {
+            self.finish_pes(pid);
+        }
+        self.release_held(true);
+    }
+
+    fn handle_packet(&mut self, p: &[u8; PACKET_LEN]) {
+        self.stats.packets += 1;
+        let Some(h) = parse_header(p) else {
+            self.malformed(
+                0xffff,
+                "transport packet with an adaptation field beyond its end",
+            );
+            return;
+        };
+        if h.pid == NULL_PID {
+            return;
+        }
+        let tracked =
+            h.pid == PAT_PID || Some(h.pid) == self.pmt_pid || self.pes.contains_key(&h.pid);
+        if !tracked {
+            return;
+        }
+        if h.transport_error {
+            self.stats.transport_errors += 1;
+            self.break_pes(h.pid);
+            return;
+        }
+        if h.has_payload {
+            if let Some(&last) = self.counters.get(&h.pid) {
+                let expected = (last + 1) & 0x0f;
+                if h.continuity_counter == last && !h.discontinuity {
+                    // A duplicate packet (allowed once): same bytes again.
+                    return;
+                }
+                if h.continuity_counter != expected && !h.discontinuity {
+                    self.stats.continuity_gaps += 1;
+                    self.events.push_back(DemuxEvent::ContinuityGap {
+                        pid: h.pid,
+                        expected,
+                        found: h.continuity_counter,
+                    });
+                    self.break_pes(h.pid);
+                }
+            }
+            self.counters.insert(h.pid, h.continuity_counter);
+        }
+        if !h.has_payload {
+            return;
+        }
+        let payload = &p[h.payload_offset..];
+        if h.pid == PAT_PID {
+            match self.pat.push(payload, h.payload_unit_start) {
+                Ok(Some(section)) => self.handle_pat(&section),
+                Ok(None) => {}
+                Err(reason) => self.malformed(h.pid, reason),
+            }
+        } else if Some(h.pid) == self.pmt_pid {
+            match self.pmt.push(payload, h.payload_unit_start) {
+                Ok(Some(section)) => match parse_pmt(&section) {
+                    Ok(pmt) => self.handle_pmt(pmt),
+                    Err(reason) => self.malformed(h.pid, reason),
+                },
+                Ok(None) => {}
+                Err(reason) => self.malformed(h.pid, reason),
+            }
+        } else {
+            self.handle_pes_payload(h.pid, payload, h.payload_unit_start);
+        }
+    }
+
+    fn handle_pat(&mut self, section: &[u8]) {
+        match parse_pat(section) {
+            Ok(Some((_, pid))) if Some(pid) != self.pmt_pid => {
+                self.pmt_pid = Some(pid);
+                self.pmt.reset();
+                self.counters.remove(&pid);
+            }
+            Ok(_) => {}
+            Err(reason) => self.malformed(PAT_PID, reason),
+        }
+    }
+
+    fn handle_pmt(&mut self, pmt: Pmt) {
+        if self.program.as_ref() == Some(&pmt) {
+            return;
+        }
+        // The old program's last access units belong to the old track set.
+        let pids: Vec<u16> = self.pes.keys().copied().collect();
+        for pid in pids {
+            self.finish_pes(pid);
+        }
+        self.release_held(true);
+        for pid in self.pes.keys() {
+            self.counters.remove(pid);
+        }
+        self.pes.clear();
+        self.video_pid = None;
+        self.audio_pid = None;
+        self.sps = None;
+        self.pps = None;
+        self.avc = None;
+        self.aac = None;
+        self.last_video_dts = None;
+        self.next_audio_dts = None;
+        self.announced = None;
+        self.stats.programs += 1;
+        self.events.push_back(DemuxEvent::Program(ProgramInfo {
+            program_number: pmt.program_number,
+            version: pmt.version,
+            streams: pmt.streams.clone(),
+        }));
+        for entry in &pmt.streams {
+            let role = match entry.stream_type {
+                0x1b if self.video_pid.is_none() => {
+                    self.video_pid = Some(entry.pid);
+                    Role::Video
+                }
+                0x0f if self.audio_pid.is_none() => {
+                    self.audio_pid = Some(entry.pid);
+                    Role::Audio
+                }
+                stream_type => {
+                    let name = match stream_type {
+                        0x1b => "H.264 (a second video stream; only the first is taken)".into(),
+                        0x0f => "AAC (a second audio stream; only the first is taken)".into(),
+                        _ => stream_name(entry).to_string(),
+                    };
+                    self.events.push_back(DemuxEvent::UnsupportedStream {
+                        pid: entry.pid,
+                        stream_type,
+                        name,
+                    });
+                    Role::Other { stream_type }
+                }
+            };
+            self.pes.insert(
+                entry.pid,
+                PesBuffer {
+                    role,
+                    data: Vec::new(),
+                    active: false,
+                    total: None,
+                },
+            );
+        }
+        self.program = Some(pmt);
+    }
+
+    fn handle_pes_payload(&mut self, pid: u16, payload: &[u8], unit_start: bool) {
+        if unit_start {
+            self.finish_pes(pid);
+        }
+        let Some(buffer) = self.pes.get_mut(&pid) else {
+            return;
+        };
+        if unit_start {
+            buffer.data.clear();
+            buffer.active = true;
+            buffer.total = None;
+        }
+        if !buffer.active {
+            return;
+        }
+        if buffer.data.len() + payload.len() > MAX_PES {
+            buffer.active = false;
+            buffer.data.clear();
+            self.stats.dropped_frames += 1;
+            self.malformed(pid, "PES packet larger than 16 MiB; dropped");
+            return;
+        }
+        buffer.data.extend_from_slice(payload);
+        if buffer.total.is_none() && buffer.data.len() >= 6 {
+            let len = usize::from(u16::from_be_bytes([buffer.data[4], buffer.data[5]]));
+            buffer.total = Some(if len == 0 { 0 } else { 6 + len });
+        }
+        // A bounded PES packet (audio) is complete without waiting for the next one.
+        if let Some(total) = buffer.total.filter(|t| *t > 0)
+            && buffer.data.len() >= total
+        {
+            self.finish_pes(pid);
+        }
+    }
+
+    /// A gap or error on `pid`: the access unit being collected is damaged.
+    fn break_pes(&mut self, pid: u16) {
+        if let Some(buffer) = self.pes.get_mut(&pid)
+            && buffer.active
+        {
+            buffer.active = false;
+            buffer.data.clear();
+            self.stats.dropped_frames += 1;
+        }
+    }
+
+    /// Hands a collected PES packet on, if one is being collected.
+    fn finish_pes(&mut self, pid: u16) {
+        let Some(buffer) = self.pes.get_mut(&pid) else {
+            return;
+        };
+        if !buffer.active {
+            return;
+        }
+        buffer.active = false;
+        let mut data = std::mem::take(&mut buffer.data);
+        if let Some(total) = buffer.total.filter(|t| *t > 0) {
+            data.truncate(total);
+        }
+        let role = buffer.role;
+        let header = match parse_pes_header(&data) {
+            Ok(Some(header)) => header,
+            Ok(None) => {
+                if !matches!(role, Role::Other { .. }) {
+                    self.stats.dropped_frames += 1;
+                    self.malformed(pid, "PES packet shorter than its header");
+                }
+                return;
+            }
+            Err(reason) => {
+                if !matches!(role, Role::Other { .. }) {
+                    self.stats.dropped_frames += 1;
+                    self.malformed(pid, reason);
+                }
+                return;
+            }
+        };
+        let pts = header.pts.map(|t| self.clock.unwrap(t));
+        let dts = header.dts.map(|t| self.clock.unwrap(t)).or(pts);
+        let payload = &data[header.payload_offset.min(data.len())..];
+        match role {
+            Role::Video => self.handle_h264(pid, pts, dts, payload),
+            Role::Audio => self.handle_adts(pid, pts, payload),
+            Role::Other { stream_type } => {
+                self.events
+                    .push_back(DemuxEvent::ElementaryStream(ElementaryData {
+                        pid,
+                        stream_type,
+                        pts,
+                        dts,
+                        data: Bytes::copy_from_slice(payload),
+                    }));
+            }
+        }
+    }
+
+    fn handle_h264(&mut self, pid: u16, pts: Option<i64>, dts: Option<i64>, payload: &[u8]) {
+        let mut avcc = Vec::with_capacity(payload.len() + 16);
+        let mut keyframe = false;
+        let mut new_sets = false;
+        for nal in annexb_nalus(payload) {
+            match nal[0] & 0x1f {
+                7 => {
+                    if self.sps.as_deref() != Some(nal) {
+                        self.sps = Some(Bytes::copy_from_slice(nal));
+                        new_sets = true;
+                    }
+                }
+                8 => {
+                    if self.pps.as_deref() != Some(nal) {
+                        self.pps = Some(Bytes::copy_from_slice(nal));
+                        new_sets = true;
+                    }
+                }
+                // Access unit delimiters and filler: framing the fMP4 sample does itself.
+                9 | 12 => {}
+                kind => {
+                    keyframe |= kind == 5;
+                    avcc.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                    avcc.extend_from_slice(nal);
+                }
+            }
+        }
+        if new_sets && let (Some(sps), Some(pps)) = (&self.sps, &self.pps) {
+            match AvcConfig::from_parameter_sets(
+                std::slice::from_ref(sps),
+                std::slice::from_ref(pps),
+            ) {
+                Ok(config) => self.avc = Some(config),
+                Err(e) => self.malformed(pid, &format!("H.264 parameter sets: {e}")),
+            }
+        }
+        let (Some(pts), Some(dts)) = (pts, dts) else {
+            if !avcc.is_empty() {
+                self.stats.dropped_frames += 1;
+                self.malformed(pid, "H.264 access unit without a PTS");
+            }
+            return;
+        };
+        if avcc.is_empty() {
+            return;
+        }
+        if self.avc.is_none() || self.last_video_dts.is_some_and(|last| dts <= last) {
+            self.stats.dropped_frames += 1;
+            return;
+        }
+        self.last_video_dts = Some(dts);
+        self.emit(Frame {
+            kind: TrackKind::Video,
+            dts: MediaTime::new(dts, VIDEO_TIMESCALE),
+            pts: MediaTime::new(pts.max(dts), VIDEO_TIMESCALE),
+            keyframe,
+            data: Bytes::from(avcc),
+        });
+    }
+
+    fn handle_adts(&mut self, pid: u16, pts: Option<i64>, payload: &[u8]) {
+        let Some(pts) = pts else {
+            self.stats.dropped_frames += 1;
+            self.malformed(pid, "AAC PES packet without a PTS");
+            return;
+        };
+        let mut rest = payload;
+        let mut index = 0i64;
+        while !rest.is_empty() {
+            let Some((config, header_len, frame_len)) = media::aac::parse_adts_header(rest) else {
+                self.stats.dropped_frames += 1;
+                self.malformed(pid, "ADTS frame without a valid header");
+                return;
+            };
+            let Some(frame) = rest.get(header_len..frame_len) else {
+                self.stats.dropped_frames += 1;
+                self.malformed(pid, "ADTS frame longer than its PES packet");
+                return;
+            };
+            if self.aac.as_ref() != Some(&config) {
+                self.aac = Some(config.clone());
+                self.next_audio_dts = None;
+            }
+            let Some(rate) = NonZeroU32::new(config.sample_rate) else {
+                self.malformed(pid, "AAC sample rate 0");
+                return;
+            };
+            let spf = i64::from(config.samples_per_frame());
+            let stamped =
+                rescale_ticks(pts, VIDEO_TIMESCALE, rate, Rounding::Nearest) + index * spf;
+            // Keep counting samples while the PES times agree (they are rounded to
+            // 90 kHz); re-anchor when they do not (a gap, a new clock).
+            let dts = match self.next_audio_dts {
+                Some(next) if (stamped - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
+                _ => stamped,
+            };
+            self.next_audio_dts = Some(dts + spf);
+            let time = MediaTime::new(dts, rate);
+            self.emit(Frame {
+                kind: TrackKind::Audio,
+                dts: time,
+                pts: time,
+                keyframe: true,
+                data: Bytes::copy_from_slice(frame),
+            });
+            rest = &rest[frame_len..];
+            index += 1;
+        }
+    }
+
+    /// The tracks the frames so far describe.
+    fn current_tracks(&self) -> Tracks {
+        Tracks {
+            video: self.avc.clone().map(|c| Track {
+                kind: TrackKind::Video,
+                timescale: VIDEO_TIMESCALE,
+                codec: CodecConfig::Avc(c),
+            }),
+            audio: self.aac.clone().and_then(|c| {
+                Some(Track {
+                    kind: TrackKind::Audio,
+                    timescale: NonZeroU32::new(c.sample_rate)?,
+                    codec: CodecConfig::Aac(c),
+                })
+            }),
+        }
+    }
+
+    /// Every stream the program declares has its configuration.
+    fn ready(&self) -> bool {
+        (self.video_pid.is_none() || self.avc.is_some())
+            && (self.audio_pid.is_none() || self.aac.is_some())
+    }
+
+    fn emit(&mut self, frame: Frame) {
+        let tracks = self.current_tracks();
+        if self.announced.as_ref() == Some(&tracks) {
+            self.events.push_back(DemuxEvent::Frame(frame));
+            return;
+        }
+        self.held.push(frame);
+        let span_ms = match (self.held.first(), self.held.last()) {
+            (Some(a), Some(b)) => b.dts.as_millis() - a.dts.as_millis(),
+            _ => 0,
+        };
+        let give_up = self.held.len() >= HOLD_FRAMES || span_ms >= HOLD_MS;
+        if self.ready() || give_up {
+            self.release_held(true);
+        }
+    }
+
+    /// Announces the tracks known now and sends the held frames that fit them.
+    fn release_held(&mut self, announce: bool) {
+        if self.held.is_empty() {
+            return;
+        }
+        let tracks = self.current_tracks();
+        if announce && self.announced.as_ref() != Some(&tracks) {
+            if tracks.video.is_none() && tracks.audio.is_none() {
+                self.held.clear();
+                return;
+            }
+            self.events.push_back(DemuxEvent::Tracks(tracks.clone()));
+            self.announced = Some(tracks.clone());
+        }
+        for frame in std::mem::take(&mut self.held) {
+            if tracks.get(frame.kind).is_some() {
+                self.events.push_back(DemuxEvent::Frame(frame));
+            } else {
+                self.stats.dropped_frames += 1;
+            }
+        }
+    }
+
+    fn malformed(&mut self, pid: u16, reason: &str) {
+        self.stats.malformed += 1;
+        self.events.push_back(DemuxEvent::Malformed {
+            pid,
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// A stream type's name, for logs and the API.
+pub fn stream_name(entry: &StreamEntry) -> &'static str {
+    match entry.stream_type {
+        0x01 => "MPEG-1 video",
+        0x02 => "MPEG-2 video",
+        0x03 => "MPEG-1 audio (MP2/MP3)",
+        0x04 => "MPEG-2 audio (MP2/MP3)",
+        0x05 => "private sections",
+        0x0f => "AAC (ADTS)",
+        0x10 => "MPEG-4 Part 2 video",
+        0x11 => "AAC (LATM)",
+        0x15 => "timed metadata",
+        0x1b => "H.264",
+        0x24 => "HEVC (H.265)",
+        0x33 => "VVC (H.266)",
+        0x81 => "AC-3",
+        0x86 => "SCTE-35 cues",
+        0x87 => "E-AC-3",
+        0x06 => match (entry.registration.as_ref(), entry.ac3_descriptor) {
+            (Some(b"Opus"), _) => "Opus",
+            (Some(b"AV01"), _) => "AV1",
+            (Some(b"HEVC"), _) => "HEVC (H.265)",
+            (Some(b"AC-3"), _) | (_, Some(0x6a)) => "AC-3",
+            (Some(b"EAC3"), _) | (_, Some(0x7a)) => "E-AC-3",
+            (Some(b"KLVA"), _) => "KLV metadata",
+            _ => "private data",
+        },
+        _ => "unknown stream type",
+    }
+}

@@ -1,0 +1,362 @@
+//! The demuxer on transport streams that ffmpeg writes at test time.
+
+use std::process::Command;
+
+use media::{CodecConfig, Frame, TrackKind, Tracks};
+use ts::{DemuxEvent, DemuxStats, Demuxer, PACKET_LEN, WRAP};
+
+/// `seconds` of 30 fps 320x240 H.264 (2 s GOP) and 48 kHz AAC as MPEG-TS, plus `extra`
+/// output options.
+fn generate(seconds: u32, video: &[&str], extra: &[&str]) -> Vec<u8> {
+    let duration = seconds.to_string();
+    let mut args = vec![
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &duration,
+    ];
+    args.extend_from_slice(video);
+    args.extend_from_slice(&["-c:a", "aac", "-b:a", "64k"]);
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-f", "mpegts", "-"]);
+    let out = Command::new("ffmpeg")
+        .args(&args)
+        .output()
+        .expect("ffmpeg runs (Debian's ffmpeg package)");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len() % PACKET_LEN, 0);
+    out.stdout
+}
+
+const H264: &[&str] = &["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"];
+
+#[derive(Default)]
+struct Demuxed {
+    events: Vec<DemuxEvent>,
+    stats: DemuxStats,
+}
+
+impl Demuxed {
+    fn frames(&self, kind: TrackKind) -> Vec<&Frame> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                DemuxEvent::Frame(f) if f.kind == kind => Some(f),
+                _ => None,
+            })
+            .collect()
+    }
+    fn tracks(&self) -> Vec<&Tracks> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                DemuxEvent::Tracks(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Feeds `data` in uneven pieces (as datagrams and reads split it), then finishes.
+fn demux(data: &[u8]) -> Demuxed {
+    let mut demuxer = Demuxer::new();
+    let mut out = Demuxed::default();
+    let sizes = [1316, 1000, 7, 188, 4096, 1];
+    let mut rest = data;
+    let mut i = 0;
+    while !rest.is_empty() {
+        let n = sizes[i % sizes.len()].min(rest.len());
+        demuxer.push(&rest[..n]);
+        rest = &rest[n..];
+        i += 1;
+        while let Some(e) = demuxer.poll_event() {
+            out.events.push(e);
+        }
+    }
+    demuxer.finish();
+    while let Some(e) = demuxer.poll_event() {
+        out.events.push(e);
+    }
+    out.stats = demuxer.stats();
+    out
+}
+
+fn assert_increasing(frames: &[&Frame]) {
+    for pair in frames.windows(2) {
+        assert!(
+            pair[1].dts.ticks > pair[0].dts.ticks,
+            "decode times go backwards: {:?} then {:?}",
+            pair[0].dts,
+            pair[1].dts
+        );
+    }
+}
+
+#[test]
+fn h264_and_aac_become_tracks_and_frames() {
+    let d = demux(&generate(2, H264, &[]));
+    let tracks = d.tracks();
+    assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
+    let Some(CodecConfig::Avc(avc)) = tracks[0].video.as_ref().map(|t| &t.codec) else {
+        panic!("an H.264 video track: {tracks:?}");
+    };
+    assert_eq!((avc.width, avc.height), (320, 240));
+    let Some(CodecConfig::Aac(aac)) = tracks[0].audio.as_ref().map(|t| &t.codec) else {
+        panic!("an AAC audio track: {tracks:?}");
+    };
+    assert_eq!((aac.sample_rate, aac.channels), (48_000, 1));
+    // The track set comes before the first frame.
+    assert!(matches!(
+        d.events
+            .iter()
+            .find(|e| matches!(e, DemuxEvent::Tracks(_) | DemuxEvent::Frame(_))),
+        Some(DemuxEvent::Tracks(_))
+    ));
+
+    let video = d.frames(TrackKind::Video);
+    assert_eq!(video.len(), 60, "2 s at 30 fps");
+    assert!(video[0].keyframe, "starts with the IDR");
+    assert_eq!(
+        video.iter().filter(|f| f.keyframe).count(),
+        1,
+        "one 2 s GOP"
+    );
+    assert_increasing(&video);
+    assert_eq!(
+        video[1].dts.ticks - video[0].dts.ticks,
+        3000,
+        "30 fps on 90 kHz"
+    );
+    // AVCC framing: the first NAL length covers a NAL, no start codes.
+    let first = &video[0].data;
+    let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]) as usize;
+    assert!(len > 0 && len + 4 <= first.len());
+    assert!(media::avc::is_idr(first, 4));
+
+    let audio = d.frames(TrackKind::Audio);
+    // ~2 s of 1024-sample frames at 48 kHz (ffmpeg's AAC priming adds one or two).
+    assert!(
+        (90..=98).contains(&audio.len()),
+        "{} AAC frames",
+        audio.len()
+    );
+    assert_increasing(&audio);
+    for pair in audio.windows(2) {
+        assert_eq!(pair[1].dts.ticks - pair[0].dts.ticks, 1024, "sample-exact");
+    }
+    // Audio and video share one clock: they start within a frame of each other.
+    let (v0, a0) = (video[0].dts.as_millis(), audio[0].dts.as_millis());
+    assert!((v0 - a0).abs() < 200, "video at {v0} ms, audio at {a0} ms");
+
+    assert_eq!(d.stats.continuity_gaps, 0);
+    assert_eq!(d.stats.malformed, 0);
+    assert_eq!(d.stats.dropped_frames, 0);
+    assert_eq!(d.stats.programs, 1);
+}
+
+#[test]
+fn timestamps_unwrap_across_2_pow_33() {
+    // 95 440 s is 2^33 ticks of 90 kHz less ~3.7 s: the 6 s stream crosses the wrap.
+    let d = demux(&generate(6, H264, &["-output_ts_offset", "95440"]));
+    let video = d.frames(TrackKind::Video);
+    assert_eq!(video.len(), 180);
+    assert_increasing(&video);
+    assert!(video[0].dts.ticks < WRAP, "starts before the wrap");
+    assert!(
+        video[179].dts.ticks > WRAP,
+        "ends after it, unwrapped: {}",
+        video[179].dts.ticks
+    );
+    let audio = d.frames(TrackKind::Audio);
+    assert_increasing(&audio);
+    assert!(
+        audio
+            .last()
+            .is_some_and(|a| a.dts.ticks > WRAP / 90_000 * 48_000)
+    );
+    assert_eq!(d.stats.timestamp_wraps, 1);
+    assert_eq!(d.stats.dropped_frames, 0);
+}
+
+/// The PID of the packet at `index`.
+fn pid(data: &[u8], index: usize) -> u16 {
+    let p = &data[index * PACKET_LEN..];
+    (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])
+}
+
+#[test]
+fn continuity_gaps_are_counted_and_survived() {
+    let clean = generate(4, H264, &[]);
+    let packets = clean.len() / PACKET_LEN;
+    let video_pid = 0x100;
+    // Drop every 50th packet of the video PID, inside predicted pictures (a lost
+    // keyframe would rightly take its parameter sets, and the GOP, with it).
+    let mut lossy = Vec::with_capacity(clean.len());
+    let mut seen = 0;
+    let mut dropped = 0;
+    let mut in_keyframe = false;
+    for i in 0..packets {
+        let p = &clean[i * PACKET_LEN..(i + 1) * PACKET_LEN];
+        if pid(&clean, i) == video_pid {
+            let unit_start = p[1] & 0x40 != 0;
+            if unit_start {
+                // ffmpeg flags a keyframe's first packet random_access_indicator.
+                in_keyframe = p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x40 != 0;
+            }
+            seen += 1;
+            if seen % 50 == 0 && !unit_start && !in_keyframe {
+                dropped += 1;
+                continue;
+            }
+        }
+        lossy.extend_from_slice(&clean[i * PACKET_LEN..(i + 1) * PACKET_LEN]);
+    }
+    assert!(dropped >= 3, "the stream is long enough to lose packets");
+    let gaps: Vec<_> = demux(&lossy)
+        .events
+        .into_iter()
+        .filter(|e| matches!(e, DemuxEvent::ContinuityGap { pid, .. } if *pid == video_pid))
+        .collect();
+    assert_eq!(gaps.len(), dropped, "each lost packet reported once");
+
+    let d = demux(&lossy);
+    assert_eq!(d.stats.continuity_gaps, dropped as u64);
+    let video = d.frames(TrackKind::Video);
+    // Each loss costs the access unit it hit, no more.
+    assert_eq!(video.len(), 120 - dropped, "{dropped} losses");
+    assert_eq!(d.stats.dropped_frames, dropped as u64);
+    assert_increasing(&video);
+    // Audio (another PID) is untouched.
+    assert_eq!(
+        d.frames(TrackKind::Audio).len(),
+        demux(&clean).frames(TrackKind::Audio).len()
+    );
+}
+
+#[test]
+fn a_new_program_map_is_a_new_track_set() {
+    // A publisher that restarts with another picture size and without audio: a
+    // different PMT mid-stream.
+    let mut data = generate(2, H264, &[]);
+    let second = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x360:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-f",
+            "mpegts",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(second.status.success());
+    data.extend_from_slice(&second.stdout);
+    let d = demux(&data);
+    let programs = d
+        .events
+        .iter()
+        .filter(|e| matches!(e, DemuxEvent::Program(_)))
+        .count();
+    assert_eq!(programs, 2);
+    let tracks = d.tracks();
+    assert_eq!(tracks.len(), 2, "{tracks:?}");
+    assert!(tracks[0].audio.is_some() && tracks[1].audio.is_none());
+    let Some(CodecConfig::Avc(avc)) = tracks[1].video.as_ref().map(|t| &t.codec) else {
+        panic!("H.264 in the second program");
+    };
+    assert_eq!((avc.width, avc.height), (640, 360));
+    // Every frame of both programs comes out (the second restarts its clock).
+    assert_eq!(d.frames(TrackKind::Video).len(), 120);
+}
+
+#[test]
+fn hevc_is_named_and_its_bytes_passed_on() {
+    let d = demux(&generate(
+        1,
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "log-level=error",
+        ],
+        &[],
+    ));
+    let named: Vec<_> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            DemuxEvent::UnsupportedStream {
+                stream_type, name, ..
+            } => Some((*stream_type, name.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(named, vec![(0x24, "HEVC (H.265)".to_string())]);
+    let hevc: Vec<_> = d
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            DemuxEvent::ElementaryStream(es) if es.stream_type == 0x24 => Some(es),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hevc.len(), 30, "one PES per HEVC picture");
+    assert!(hevc[0].data.starts_with(&[0, 0, 0, 1]), "Annex B as sent");
+    // The audio of the program still plays: an audio-only track set.
+    let tracks = d.tracks();
+    assert_eq!(tracks.len(), 1);
+    assert!(tracks[0].video.is_none() && tracks[0].audio.is_some());
+    assert!(d.frames(TrackKind::Audio).len() > 40);
+}
+
+#[test]
+fn damaged_and_random_input_never_panics() {
+    let clean = generate(1, H264, &[]);
+    // A cheap deterministic generator (xorshift): flip bytes, cut pieces, add noise.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for round in 0..40 {
+        let mut data = clean.clone();
+        for _ in 0..(round * 5 + 1) {
+            let at = (next() as usize) % data.len();
+            data[at] = next() as u8;
+        }
+        let cut = (next() as usize) % data.len();
+        data.drain(cut..(cut + (next() as usize) % 2000).min(data.len()));
+        let d = demux(&data);
+        assert_increasing(&d.frames(TrackKind::Video));
+    }
+    let noise: Vec<u8> = (0..100_000).map(|_| next() as u8).collect();
+    let d = demux(&noise);
+    assert!(d.frames(TrackKind::Video).is_empty());
+}
