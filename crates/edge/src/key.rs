@@ -124,8 +124,11 @@ impl CacheKey {
     /// What the object is.
     pub fn kind(&self) -> ObjectKind {
         match self.path.object() {
-            LiveObject::Multivariant | LiveObject::MediaPlaylist { .. } => ObjectKind::Playlist,
-            LiveObject::Media { .. } => ObjectKind::Media,
+            LiveObject::Multivariant
+            | LiveObject::MediaPlaylist { .. }
+            | LiveObject::DvrMultivariant
+            | LiveObject::DvrPlaylist { .. } => ObjectKind::Playlist,
+            LiveObject::Media { .. } | LiveObject::Recorded { .. } => ObjectKind::Media,
             LiveObject::Health => ObjectKind::Other,
         }
     }

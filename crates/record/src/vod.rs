@@ -52,6 +52,8 @@ pub(crate) struct LoggedSegment {
     /// A discontinuity in the stream, or a segment missing before this one.
     pub(crate) discontinuity: bool,
     pub(crate) init_version: u32,
+    /// Wall clock at the segment's start, ms since the epoch (the DVR's PDT).
+    pub(crate) program_date_ms: i64,
 }
 
 /// The object name of a recording's file: `ID/RENDITION/FILE` or `ID/FILE`.
@@ -182,6 +184,7 @@ mod tests {
             timescale: 90_000,
             discontinuity,
             init_version,
+            program_date_ms: 0,
         }
     }
 
