@@ -375,6 +375,12 @@ fn http_app(
             )),
         )
         .merge(record::router(recorder.clone()))
+        .merge(crate::dvr::router(streams.clone(), recorder.clone()).layer(
+            axum::middleware::from_fn_with_state(
+                analytics.emitter.clone(),
+                analytics::record_delivery,
+            ),
+        ))
         .merge(crate::thumbnail::router(streams.clone()))
         .merge(api)
         .merge(meta::api::finish(doc))
