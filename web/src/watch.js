@@ -15,8 +15,11 @@ const analytics = typeof config.analytics === 'string' ? config.analytics : null
 const sessionId = newSessionId();
 // A private stream's token: on master.m3u8, the playlists carry it into every URI.
 const token = params.get('token');
+const tokenQuery = token ? `?token=${encodeURIComponent(token)}` : '';
 const player = new Player(video, {
-  src: `/live/${encodeURIComponent(name)}/master.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`,
+  src: `/live/${encodeURIComponent(name)}/master.m3u8${tokenQuery}`,
+  // The rewind window of a recorded stream (404 when it has none).
+  dvrSrc: `/live/${encodeURIComponent(name)}/dvr.m3u8${tokenQuery}`,
   name,
   cmcdSessionId: analytics === null ? undefined : sessionId,
   engine: params.get('engine') || undefined,
@@ -155,7 +158,63 @@ setInterval(() => {
   el.classList.toggle('behind', behind);
   $('latency-text').textContent = `${behind ? 'BEHIND LIVE' : 'LIVE'} · ${(latency / 1000).toFixed(1)} s delay`;
   $('live').hidden = !behind;
+  syncSeek();
 }, 500);
+
+// ---- Rewind (the DVR window of a recorded stream) ----
+
+/** Seconds of the rewind window; 0 hides the seek bar. */
+let dvrWindow = 0;
+/** The viewer is dragging the seek bar: leave its value alone. */
+let dragging = false;
+
+function clock(seconds) {
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `-${h}:${String(m).padStart(2, '0')}:${ss}` : `-${m}:${ss}`;
+}
+
+function syncSeek() {
+  const seek = $('seek');
+  const show = dvrWindow >= 10 && player.state !== 'offline';
+  $('seek-bar').hidden = !show;
+  $('seek-time').hidden = !show;
+  if (!show) return;
+  seek.min = String(-Math.floor(dvrWindow));
+  if (!dragging) {
+    const latency = player.latencyMs;
+    const behind = player.mode === 'dvr' && latency !== null ? Math.min(dvrWindow, latency / 1000) : 0;
+    seek.value = String(-Math.round(behind));
+  }
+  const behind = -Number(seek.value);
+  const text = behind < 1 ? 'live' : `${clock(behind)} behind live`;
+  seek.setAttribute('aria-valuetext', text);
+  $('seek-time').textContent = behind < 1 ? '' : clock(behind);
+}
+
+async function updateDvrWindow() {
+  dvrWindow = player.state === 'offline' ? 0 : await player.dvrWindowSeconds();
+  syncSeek();
+}
+
+$('seek').addEventListener('input', () => {
+  dragging = true;
+  syncSeek();
+});
+$('seek').addEventListener('change', () => {
+  dragging = false;
+  const behind = -Number($('seek').value);
+  // Near the edge is live: the low-latency playlist serves it better.
+  if (behind < 6) player.jumpToLive();
+  else player.rewind(behind);
+});
+player.addEventListener('mode', () => syncSeek());
+player.addEventListener('state', (e) => {
+  if (e.detail.state === 'playing' && dvrWindow === 0) updateDvrWindow();
+});
+setInterval(updateDvrWindow, 10000);
 
 // ---- Title, description, tags, live state (metadata API + SSE) ----
 
