@@ -82,8 +82,9 @@ pub(crate) fn media_playlist(
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
     let mut init = None;
-    for (i, s) in segments.iter().enumerate() {
-        if i > 0 && s.discontinuity {
+    let mut previous: Option<u64> = None;
+    for s in segments {
+        if previous.is_some_and(|p| s.discontinuity || p + 1 != s.msn) {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if init != Some(s.init_version) {
@@ -96,6 +97,7 @@ pub(crate) fn media_playlist(
                 }
             );
         }
+        previous = Some(s.msn);
         let _ = writeln!(
             out,
             "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\n{dir}/{}",

@@ -415,8 +415,6 @@ struct RenditionLog {
     bytes: u64,
     ticks: i64,
     timescale: u32,
-    /// The next segment follows one that is missing.
-    after_gap: bool,
 }
 
 impl Writer {
@@ -517,16 +515,16 @@ impl Writer {
             segment,
             after_gap,
         } = job;
-        let log = self.renditions.entry(rendition.clone()).or_default();
         if after_gap {
-            log.after_gap = true;
             self.gaps += 1;
         }
+        // A missing segment before this one shows as a hole in the numbering (the
+        // playlists mark it); the flag is the stream's own discontinuity.
         let logged = LoggedSegment {
             msn: segment.msn,
             duration_ticks: segment.duration_ticks,
             timescale: segment.timescale,
-            discontinuity: segment.discontinuity || log.after_gap,
+            discontinuity: segment.discontinuity,
             init_version: segment.init_version,
             program_date_ms: segment.program_date_ms,
         };
@@ -574,7 +572,6 @@ impl Writer {
         metrics::counter!("record_bytes_written_total").increment(written);
         self.bytes += written;
         let log = self.renditions.entry(rendition).or_default();
-        log.after_gap = false;
         log.segments.push(logged);
         log.bytes += written;
         // Durations in one timescale per rendition; a change of timescale (tracks) is
@@ -622,10 +619,7 @@ impl Writer {
     fn lose_segment(&mut self, rendition: &str) {
         metrics::counter!("record_segments_dropped_total", "reason" => "write_failed").increment(1);
         self.gaps += 1;
-        self.renditions
-            .entry(rendition.to_owned())
-            .or_default()
-            .after_gap = true;
+        self.renditions.entry(rendition.to_owned()).or_default();
     }
 
     /// Puts one object, retrying with backoff. `false` when every try failed.
@@ -665,11 +659,109 @@ impl Writer {
         false
     }
 
+    /// Segments this writer lacks but the store has, written by the other pipeline of
+    /// an A/B pair under the same names (a segment this one lost, or the start of a
+    /// stream it joined late): added to the log, their durations read from their
+    /// `tfdt`/`trun`, so that the VOD lists them.
+    async fn fill_from_store(&mut self, id: &str) {
+        let names: Vec<String> = self.renditions.keys().cloned().collect();
+        let mut filled = 0u64;
+        for rendition in names {
+            let prefix = object_store::path::Path::from(format!("{id}/{rendition}"));
+            let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(recording = %id, error = %e, "cannot list the recording to fill its gaps");
+                    return;
+                }
+            };
+            let Some(log) = self.renditions.get(&rendition) else {
+                continue;
+            };
+            let Some(template) = log.segments.first().cloned() else {
+                continue;
+            };
+            let own: HashSet<u64> = log.segments.iter().map(|s| s.msn).collect();
+            let missing: Vec<(u64, object_store::path::Path)> = listing
+                .objects
+                .into_iter()
+                .filter_map(|o| match MediaObject::parse(o.location.filename()?) {
+                    Some(MediaObject::Segment { msn }) if !own.contains(&msn) => {
+                        Some((msn, o.location))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (msn, path) in missing {
+                let bytes = match self.inner.store.get(&path).await {
+                    Ok(got) => match got.bytes().await {
+                        Ok(b) => b,
+                        Err(_) => continue,
+                    },
+                    Err(_) => continue,
+                };
+                let Some(duration_ticks) = segment_duration(&bytes) else {
+                    tracing::warn!(recording = %id, object = %path, "a segment of the other pipeline cannot be read; left out");
+                    continue;
+                };
+                let Some(log) = self.renditions.get_mut(&rendition) else {
+                    continue;
+                };
+                // Next to its neighbours: their init segment, a date from theirs.
+                let at = log.segments.partition_point(|s| s.msn < msn);
+                let ms =
+                    |s: &LoggedSegment| s.duration_ticks * 1000 / i64::from(s.timescale.max(1));
+                let (init_version, program_date_ms) = match (
+                    at.checked_sub(1).and_then(|i| log.segments.get(i)),
+                    log.segments.get(at),
+                ) {
+                    (Some(before), _) => (before.init_version, before.program_date_ms + ms(before)),
+                    (None, Some(after)) => (
+                        after.init_version,
+                        after.program_date_ms
+                            - duration_ticks * 1000 / i64::from(template.timescale.max(1)),
+                    ),
+                    (None, None) => (template.init_version, template.program_date_ms),
+                };
+                log.segments.insert(
+                    at,
+                    LoggedSegment {
+                        msn,
+                        duration_ticks,
+                        timescale: template.timescale,
+                        discontinuity: false,
+                        init_version,
+                        program_date_ms,
+                    },
+                );
+                log.ticks += duration_ticks;
+                log.bytes += bytes.len() as u64;
+                self.bytes += bytes.len() as u64;
+                filled += 1;
+            }
+        }
+        if filled > 0 {
+            tracing::info!(stream = %self.stream, recording = %id, segments = filled, "recording completed with segments the other pipeline wrote");
+            // What is still missing: the holes left in the numbering.
+            self.gaps = self
+                .renditions
+                .values()
+                .map(|log| {
+                    log.segments
+                        .windows(2)
+                        .filter(|w| w[0].msn + 1 != w[1].msn)
+                        .count() as u64
+                })
+                .sum();
+        }
+    }
+
     /// The stream ended: the VOD playlists and the manifest.
     async fn finish(&mut self) {
         let Some((id, started_at)) = self.recording.clone() else {
             return;
         };
+        self.fill_from_store(&id).await;
         let description = self.inner.policy.describe(&self.stream).await;
         let finished: Vec<(String, String, RecordedRendition)> = self
             .renditions
@@ -764,6 +856,29 @@ fn recorded_rendition(name: &str, log: &RenditionLog) -> RecordedRendition {
         resolution: variant.and_then(|v| v.resolution),
         frame_rate: variant.and_then(|v| v.frame_rate),
     }
+}
+
+/// A segment's duration in its main track's timescale (video if it has video): the
+/// sum of the sample durations of its CMAF chunks. `None` if it does not parse.
+fn segment_duration(mut bytes: &[u8]) -> Option<i64> {
+    let box_len = |b: &[u8]| -> Option<usize> {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        (len >= 8 && len <= b.len()).then_some(len)
+    };
+    let mut total = 0i64;
+    while !bytes.is_empty() {
+        let moof = box_len(bytes)?;
+        let mdat = box_len(bytes.get(moof..)?)?;
+        let summary = media::cmaf::inspect_fragment(bytes.get(..moof + mdat)?).ok()?;
+        let main = summary
+            .tracks
+            .iter()
+            .find(|t| t.track_id == media::cmaf::VIDEO_TRACK_ID)
+            .or_else(|| summary.tracks.first())?;
+        total += main.durations.iter().map(|d| i64::from(*d)).sum::<i64>();
+        bytes = &bytes[moof + mdat..];
+    }
+    Some(total)
 }
 
 /// Recording ids round the start down to this (see `Writer::recording_id`).
