@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 mod analytics_load;
 mod api_load;
 mod failover;
+mod recording;
 mod soak;
 mod viewer;
 
@@ -95,6 +96,10 @@ pub(crate) enum BenchKind {
     /// descriptors, threads, tasks and held requests of the origin and the edge every
     /// interval, and whether they grew.
     Soak(soak::SoakArgs),
+    /// Recording's cost, off then on with the same publishers: server CPU, write
+    /// amplification (bytes in the store / bytes produced), the live part-availability
+    /// delay p50/p99, and a thumbnail's cost per request cached and uncached.
+    Recording(recording::RecordingBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +155,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Failover(a) => failover::run(a),
         BenchKind::Api(a) => api_load::run(a),
         BenchKind::Soak(a) => soak::run(a),
+        BenchKind::Recording(a) => recording::run(a),
     }
 }
 
