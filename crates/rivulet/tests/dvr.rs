@@ -227,3 +227,82 @@ async fn no_dvr_when_off_or_not_recorded() {
     assert_eq!(get_text(&server.url("/live/nobody/dvr.m3u8")).await.0, 404);
     let _ = wait_exit(&mut ffmpeg, Duration::from_secs(30));
 }
+
+/// A private stream's DVR URLs follow its live token rules: refused without a
+/// token, served with one, the token carried into every URI of the DVR playlists, at
+/// the origin and through an edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_streams_dvr_needs_its_token() {
+    const ADMIN: &str = "dvr-admin-token-0123";
+    const PLAYBACK_KEY: &str = "k1=dvr-playback-secret-0123456789";
+    let server = Server::start(&[
+        "--record-default",
+        "--admin-token",
+        ADMIN,
+        "--playback-key",
+        PLAYBACK_KEY,
+        "--stream",
+        "vip=vip-dvr-key-0001",
+    ]);
+    let client = client();
+    let r = client
+        .patch(server.url("/api/streams/vip"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"private": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let minted: serde_json::Value = client
+        .post(server.url("/api/streams/vip/tokens"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"expires_in": 600}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = minted["token"].as_str().unwrap().to_owned();
+    let mut ffmpeg = KillOnDrop(publish(
+        &format!("{}/live/vip-dvr-key-0001", server.rtmp),
+        30,
+    ));
+    let edge = EdgeNode::local(&[&server.http], &["--playback-key", PLAYBACK_KEY]);
+    let with_token = format!("/live/vip/source/dvr.m3u8?token={token}");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let playlist = loop {
+        let (status, text) = get_text(&server.url(&with_token)).await;
+        if status == 200 && segment_uris(&text).len() >= 2 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "no DVR playlist: {status} {text}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let uris = segment_uris(&playlist);
+    assert!(
+        uris.iter().all(|u| u.contains(&format!("token={token}"))),
+        "{playlist}"
+    );
+    let (unsigned, _) = uris[0].split_once('?').unwrap();
+    for base in [server.http.as_str(), edge.url.as_str()] {
+        for path in [
+            "/live/vip/dvr.m3u8".to_owned(),
+            "/live/vip/source/dvr.m3u8".to_owned(),
+            format!("/live/vip/source/{unsigned}"),
+        ] {
+            let (status, _) = get_text(&format!("{base}{path}")).await;
+            assert_eq!(status, 401, "{base}{path} without a token");
+        }
+        let (status, _) = get_text(&format!("{base}{with_token}")).await;
+        assert_eq!(status, 200, "{base}{with_token}");
+        let r = client
+            .get(format!("{base}/live/vip/source/{}", uris[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{base} {}", uris[0]);
+        assert_eq!(r.headers()["x-rivulet-access"], "private");
+    }
+    let _ = ffmpeg.kill();
+}
