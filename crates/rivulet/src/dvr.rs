@@ -72,9 +72,9 @@ fn admit(
     name: &str,
     raw: Option<&str>,
     client: &origin::ClientAddr,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, Box<Response>> {
     if let Some(refusal) = origin::playback_refusal(&state.streams, name, raw, client.0) {
-        return Err(refusal);
+        return Err(Box::new(refusal));
     }
     Ok(state.streams.is_private(name).then(|| {
         access::playback::token_in_query(raw)
@@ -120,7 +120,7 @@ async fn multivariant(
 ) -> Response {
     let token = match admit(&state, &name, raw.as_deref(), &client) {
         Ok(t) => t,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     match state.recorder.dvr_multivariant(&name) {
         Some(text) => playlist(text, token.as_deref()),
@@ -136,7 +136,7 @@ async fn media_playlist(
 ) -> Response {
     let token = match admit(&state, &name, raw.as_deref(), &client) {
         Ok(t) => t,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     match state.recorder.dvr_playlist(&name, &rendition) {
         Some(text) => playlist(text, token.as_deref()),
@@ -168,7 +168,7 @@ async fn recorded_object(
     let name = path.stream();
     let token = match admit(&state, name, uri.query(), &client) {
         Ok(t) => t,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let private = token.is_some();
     match state

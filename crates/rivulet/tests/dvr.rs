@@ -276,7 +276,10 @@ async fn a_private_streams_dvr_needs_its_token() {
         if status == 200 && segment_uris(&text).len() >= 2 {
             break text;
         }
-        assert!(Instant::now() < deadline, "no DVR playlist: {status} {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no DVR playlist: {status} {text}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let uris = segment_uris(&playlist);

@@ -565,7 +565,7 @@ async fn ab_pipelines_write_one_recording_and_a_killed_one_leaves_no_gap() {
     };
     assert_eq!(recording_dirs().len(), 1, "{:?}", recording_dirs());
     let id = recording["id"].as_str().unwrap().to_owned();
-    assert_eq!(recording_dirs(), [id.clone()]);
+    assert_eq!(recording_dirs(), std::slice::from_ref(&id));
     assert_eq!(recording["gaps"], 0);
     let media = get_text(&b.url(&format!("/vod/{id}/source/index.m3u8")))
         .await
