@@ -194,8 +194,20 @@ function syncSeek() {
   $('seek-time').textContent = behind < 1 ? '' : clock(behind);
 }
 
+/** When to ask for the window next: a stream without one is asked less and less often. */
+let dvrNextAt = 0;
+let dvrBackoff = 10_000;
+/** The stream's `record` from the metadata API: false means no window to ask for. */
+let streamRecord = null;
+
 async function updateDvrWindow() {
-  dvrWindow = player.state === 'offline' ? 0 : await player.dvrWindowSeconds();
+  if (player.state === 'offline' || streamRecord === false) {
+    dvrWindow = 0;
+  } else if (Date.now() >= dvrNextAt) {
+    dvrWindow = await player.dvrWindowSeconds();
+    dvrBackoff = dvrWindow > 0 ? 10_000 : Math.min(dvrBackoff * 2, 300_000);
+    dvrNextAt = Date.now() + dvrBackoff;
+  }
   syncSeek();
 }
 
@@ -214,7 +226,7 @@ player.addEventListener('mode', () => syncSeek());
 player.addEventListener('state', (e) => {
   if (e.detail.state === 'playing' && dvrWindow === 0) updateDvrWindow();
 });
-setInterval(updateDvrWindow, 10000);
+setInterval(updateDvrWindow, 5000);
 
 // ---- Title, description, tags, live state (metadata API + SSE) ----
 
@@ -257,6 +269,7 @@ async function loadStream() {
     }
     if (r.ok) {
       const s = await r.json();
+      if (s.record !== undefined) streamRecord = s.record;
       showStream(s);
       showLive(s.live && s.live.live);
     }

@@ -84,7 +84,7 @@ run('dvr', async () => {
   }, undefined, 45_000);
   const back = await page.evaluate(() => window.rivulet.player.latencyMs);
   log(`back live at ${back} ms`);
-  assert(await page.isHidden('#live'), 'the Live button hides at the edge');
+  await waitInPage(page, 'the Live button to hide at the edge', () => document.getElementById('live').hidden, undefined, 10_000);
   assertNoPageErrors(page);
   await browser.close();
 });
