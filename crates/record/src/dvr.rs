@@ -59,6 +59,10 @@ impl DvrLog {
     }
 }
 
+/// Longest run of lost segments written as `EXT-X-GAP` entries; past it, a
+/// discontinuity.
+const MAX_GAP_ENTRIES: u64 = 1800;
+
 /// A rendition's DVR media playlist: every segment of the window, a sliding window
 /// (no `PLAYLIST-TYPE`, no `ENDLIST` while live), `EXT-X-PROGRAM-DATE-TIME` on every
 /// segment, URIs into the recording's directory (`rec-T/seg-N.m4s`). `None` when
@@ -82,10 +86,26 @@ pub(crate) fn media_playlist(
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
     let mut init = None;
-    let mut previous: Option<u64> = None;
+    let mut previous: Option<&LoggedSegment> = None;
     for s in segments {
-        if previous.is_some_and(|p| s.discontinuity || p + 1 != s.msn) {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
+        // A segment the recording lost: an `EXT-X-GAP` entry in its place, so that
+        // media sequence numbers stay segment numbers as the window slides (a player
+        // matches reloads by them) and the timeline runs on.
+        if let Some(p) = previous {
+            let lost = s.msn.saturating_sub(p.msn + 1).min(MAX_GAP_ENTRIES);
+            let ms = p.duration_ticks * 1000 / i64::from(p.timescale.max(1));
+            for i in 0..lost {
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-GAP\n#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\n{dir}/{}",
+                    package::iso8601_millis(p.program_date_ms + ms * (i as i64 + 1)),
+                    secs(p),
+                    MediaObject::Segment { msn: p.msn + 1 + i }
+                );
+            }
+            if s.discontinuity || p.msn + 1 + lost != s.msn {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
         }
         if init != Some(s.init_version) {
             init = Some(s.init_version);
@@ -97,7 +117,7 @@ pub(crate) fn media_playlist(
                 }
             );
         }
-        previous = Some(s.msn);
+        previous = Some(s);
         let _ = writeln!(
             out,
             "#EXT-X-PROGRAM-DATE-TIME:{}\n#EXTINF:{:.5},\n{dir}/{}",
@@ -178,6 +198,18 @@ mod tests {
         assert!(p.contains("#EXT-X-MAP:URI=\"rec-1000000/init-0.mp4\"\n"));
         assert!(p.contains("#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:16:48.000Z\n#EXTINF:2.00000,\nrec-1000000/seg-9.m4s\n"));
         assert!(media_playlist(1, &VecDeque::new(), false).is_none());
+    }
+
+    #[test]
+    fn a_lost_segment_is_a_gap_entry_and_numbering_holds() {
+        let segments: VecDeque<_> = [seg(1, 0), seg(2, 2000), seg(4, 6000)].into();
+        let p = media_playlist(7, &segments, false).expect("segments");
+        assert!(
+            p.contains("#EXT-X-GAP\n#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:00:04.000Z\n#EXTINF:2.00000,\nrec-7/seg-3.m4s\n"),
+            "{p}"
+        );
+        assert!(!p.contains("DISCONTINUITY"), "{p}");
+        assert_eq!(p.matches("#EXTINF").count(), 4);
     }
 
     #[test]
