@@ -306,7 +306,26 @@ fn measure(
     input: &Path,
     args: &IngestBenchArgs,
 ) -> anyhow::Result<f64> {
-    let publishers: Vec<Reaped> = (0..args.streams)
+    let publishers = copy_publishers(rtmp_port, path_prefix, input, args.streams)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let start_ticks = process_tree_ticks(pid)?;
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    let ticks = process_tree_ticks(pid)? - start_ticks;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(publishers);
+    Ok(ticks as f64 / clock_ticks_per_second() / elapsed)
+}
+
+/// `streams` ffmpeg publishers sending `input` in real time, looped, without
+/// re-encoding, to `rtmp://127.0.0.1:PORT/{path_prefix}{i}`.
+fn copy_publishers(
+    rtmp_port: u16,
+    path_prefix: &str,
+    input: &Path,
+    streams: u32,
+) -> anyhow::Result<Vec<Reaped>> {
+    (0..streams)
         .map(|i| {
             Command::new("ffmpeg")
                 .args([
@@ -331,15 +350,7 @@ fn measure(
                 .map(Reaped)
         })
         .collect::<Result<_, _>>()
-        .context("start ffmpeg publishers")?;
-    std::thread::sleep(Duration::from_secs(4));
-    let start_ticks = process_tree_ticks(pid)?;
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(args.seconds));
-    let ticks = process_tree_ticks(pid)? - start_ticks;
-    let elapsed = start.elapsed().as_secs_f64();
-    drop(publishers);
-    Ok(ticks as f64 / clock_ticks_per_second() / elapsed)
+        .context("start ffmpeg publishers")
 }
 
 fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<Reaped> {

@@ -151,32 +151,7 @@ fn one_run(
         "recording {}: publishing ...",
         if record { "on" } else { "off" }
     );
-    let publishers: Vec<Reaped> = (0..args.streams)
-        .map(|i| {
-            Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-re",
-                    "-stream_loop",
-                    "-1",
-                    "-i",
-                ])
-                .arg(input)
-                .args([
-                    "-c",
-                    "copy",
-                    "-f",
-                    "flv",
-                    &format!("rtmp://127.0.0.1:{rtmp_port}/live/rec-key-{i}"),
-                ])
-                .stdin(Stdio::null())
-                .spawn()
-                .map(Reaped)
-        })
-        .collect::<Result<_, _>>()
-        .context("start ffmpeg publishers")?;
+    let publishers = crate::copy_publishers(rtmp_port, "live/rec-key-", input, args.streams)?;
     std::thread::sleep(Duration::from_secs(4));
     let pid = server.0.id();
     let start_ticks = process_tree_ticks(pid)?;
