@@ -4,6 +4,7 @@
 //   levels  { levels }         the renditions, highest first: { index, name, width, height, bitrate }
 //   level   { index, auto }    the rendition now playing
 //   firstframe { startupMs }   the first frame of this attach is on screen
+//   mode    { mode }           live (the low-latency playlist) | dvr (the rewind window)
 // The page (watch.js), QoE (qoe.js) and the debug overlay (debug.js) listen.
 
 import Hls from './vendor/hls.min.mjs';
@@ -16,13 +17,20 @@ const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
 export class Player extends EventTarget {
   /**
    * @param {HTMLVideoElement} video
-   * @param {{ src: string, name: string, cmcdSessionId?: string, engine?: string }} options
+   * @param {{ src: string, dvrSrc?: string, name: string, cmcdSessionId?: string, engine?: string }} options
    *   `engine`: `hls.js` or `native` to force one (default: native on Safari only).
+   *   `dvrSrc`: the DVR multivariant playlist, for rewinding (see rewind()).
    */
   constructor(video, options) {
     super();
     this.video = video;
+    this.liveSrc = options.src;
+    this.dvrSrc = options.dvrSrc || null;
     this.src = options.src;
+    // live: the low-latency playlist; dvr: the rewind window (a viewer who seeks back
+    // leaves the live edge, so the low-latency path is kept for those at it).
+    this.mode = 'live';
+    this.startPosition = -1;
     this.name = options.name;
     this.cmcdSessionId = options.cmcdSessionId;
     this.engine = options.engine || (preferNative(video) ? 'native' : 'hls.js');
@@ -48,6 +56,7 @@ export class Player extends EventTarget {
 
   /** Stops everything and starts again (the error state's retry). */
   retry() {
+    this.setMode('live', -1);
     this.detach();
     this.reconnects = 0;
     this.mediaRecoveries = 0;
@@ -89,8 +98,9 @@ export class Player extends EventTarget {
     return (this.hls && this.hls.targetLatency) || 3;
   }
 
-  /** Whether the viewer is noticeably behind live (paused, or fell back). */
+  /** Whether the viewer is noticeably behind live (paused, fell back, or rewound). */
   get behindLive() {
+    if (this.mode === 'dvr') return true;
     if (!this.hls) {
       const r = this.video.seekable;
       return r.length > 0 && r.end(r.length - 1) - this.video.currentTime > 6;
@@ -99,7 +109,14 @@ export class Player extends EventTarget {
     return Number.isFinite(behind) && behind > this.targetLatency + 2;
   }
 
+  /** Back to the live edge; from the rewind window, back to the low-latency playlist. */
   jumpToLive() {
+    if (this.mode === 'dvr') {
+      this.setMode('live', -1);
+      this.detach();
+      this.attach();
+      return;
+    }
     const v = this.video;
     if (this.hls && Number.isFinite(this.hls.liveSyncPosition)) {
       v.currentTime = this.hls.liveSyncPosition;
@@ -107,6 +124,61 @@ export class Player extends EventTarget {
       v.currentTime = Math.max(0, v.seekable.end(v.seekable.length - 1) - 3);
     }
     v.play().catch(() => {});
+  }
+
+  /**
+   * The rewind window's length, seconds: the media its first rendition's DVR playlist
+   * lists; 0 when the stream has none (not recorded, DVR off, offline).
+   */
+  async dvrWindowSeconds() {
+    if (!this.dvrSrc) return 0;
+    try {
+      const base = new URL(this.dvrSrc, location.href);
+      const master = await fetch(base, { cache: 'no-store' });
+      if (!master.ok) return 0;
+      const lines = (await master.text()).split('\n').map((l) => l.trim());
+      const uri = lines.find((l, i) => i > 0 && lines[i - 1].startsWith('#EXT-X-STREAM-INF'));
+      if (!uri) return 0;
+      const media = await fetch(new URL(uri, base), { cache: 'no-store' });
+      if (!media.ok) return 0;
+      return (await media.text())
+        .split('\n')
+        .filter((l) => l.startsWith('#EXTINF:'))
+        .reduce((sum, l) => sum + (parseFloat(l.slice(8)) || 0), 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * Plays `seconds` behind live from the rewind window. From the live edge this
+   * switches to the DVR playlist; within it, it seeks.
+   */
+  async rewind(seconds) {
+    if (!this.dvrSrc) return;
+    const v = this.video;
+    const latency = this.latencyMs;
+    if (this.mode === 'dvr' && this.hls && latency !== null) {
+      const target = v.currentTime - (seconds * 1000 - latency) / 1000;
+      const r = v.seekable;
+      const start = r.length ? r.start(0) : 0;
+      v.currentTime = Math.max(start, target);
+      v.play().catch(() => {});
+      return;
+    }
+    const window = await this.dvrWindowSeconds();
+    if (window <= 0) return;
+    this.setMode('dvr', Math.max(0, window - seconds));
+    this.detach();
+    this.attach();
+  }
+
+  setMode(mode, startPosition) {
+    this.startPosition = startPosition;
+    if (this.mode === mode) return;
+    this.mode = mode;
+    this.src = mode === 'dvr' ? this.dvrSrc : this.liveSrc;
+    this.dispatch('mode', { mode });
   }
 
   /** The level now playing, or null. */
@@ -183,12 +255,15 @@ export class Player extends EventTarget {
   }
 
   goOffline() {
+    // Whatever comes next starts at the live edge.
+    this.setMode('live', -1);
     this.setState('offline');
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => this.checkLive(), OFFLINE_POLL_MS);
   }
 
   scheduleReconnect() {
+    this.setMode('live', -1);
     const delay = RECONNECT_MS[Math.min(this.reconnects, RECONNECT_MS.length - 1)];
     this.reconnects += 1;
     this.setState('reconnecting');
@@ -215,11 +290,15 @@ export class Player extends EventTarget {
       this.setState('error', { message: 'This browser cannot play HLS video.', retry: false });
       return;
     }
+    const live = this.mode === 'live';
     const config = {
-      lowLatencyMode: true,
+      // The rewind window is plain HLS (whole segments): no parts to follow there.
+      lowLatencyMode: live,
       backBufferLength: 30,
-      // Catch up (up to 10 % faster) when behind the target latency.
-      maxLiveSyncPlaybackRate: 1.1,
+      // Catch up (up to 10 % faster) when behind the target latency; never when the
+      // viewer rewound on purpose.
+      maxLiveSyncPlaybackRate: live ? 1.1 : 1,
+      startPosition: live ? -1 : this.startPosition,
       // Errors are handled here: a few quick retries inside hls.js, then ours.
       manifestLoadingMaxRetry: 2,
       levelLoadingMaxRetry: 3,

@@ -18,9 +18,12 @@ const sessionId = newSessionId();
 const token = params.get('token');
 // `?mode=webrtc`: real time over WHEP, falling back to LL-HLS when it cannot connect.
 const mode = params.get('mode') === 'webrtc' ? 'webrtc' : 'hls';
+const tokenQuery = token ? `?token=${encodeURIComponent(token)}` : '';
 const hlsPlayer = () =>
   new Player(video, {
-    src: `/live/${encodeURIComponent(name)}/master.m3u8${token ? `?token=${encodeURIComponent(token)}` : ''}`,
+    src: `/live/${encodeURIComponent(name)}/master.m3u8${tokenQuery}`,
+    // The rewind window of a recorded stream (404 when it has none).
+    dvrSrc: `/live/${encodeURIComponent(name)}/dvr.m3u8${tokenQuery}`,
     name,
     cmcdSessionId: analytics === null ? undefined : sessionId,
     engine: params.get('engine') || undefined,
@@ -94,6 +97,12 @@ function wire(p) {
     auto.textContent = level ? `Auto (${level.height ? `${level.height}p` : level.name})` : 'Auto';
     if (!e.detail.auto) select.value = String(e.detail.index);
   });
+  // ---- The rewind window (LL-HLS only: real time has none) ----
+  p.addEventListener('mode', () => syncSeek());
+  p.addEventListener('state', (e) => {
+    if (e.detail.state === 'playing' && dvrWindow === 0) updateDvrWindow();
+  });
+
   // Real time that cannot connect (UDP blocked): LL-HLS instead, in place.
   p.addEventListener('failed', (e) => {
     if (player !== p) return;
@@ -198,7 +207,71 @@ setInterval(() => {
   const delay = latency < 1000 ? `${Math.max(0, Math.round(latency))} ms` : `${(latency / 1000).toFixed(1)} s`;
   $('latency-text').textContent = `${behind ? 'BEHIND LIVE' : 'LIVE'} · ${delay} delay`;
   $('live').hidden = !behind;
+  syncSeek();
 }, 500);
+
+// ---- Rewind (the DVR window of a recorded stream) ----
+
+/** Seconds of the rewind window; 0 hides the seek bar. */
+let dvrWindow = 0;
+/** The viewer is dragging the seek bar: leave its value alone. */
+let dragging = false;
+
+function clock(seconds) {
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `-${h}:${String(m).padStart(2, '0')}:${ss}` : `-${m}:${ss}`;
+}
+
+function syncSeek() {
+  const seek = $('seek');
+  const show = dvrWindow >= 10 && player.state !== 'offline';
+  $('seek-bar').hidden = !show;
+  $('seek-time').hidden = !show;
+  if (!show) return;
+  seek.min = String(-Math.floor(dvrWindow));
+  if (!dragging) {
+    const latency = player.latencyMs;
+    const behind = player.mode === 'dvr' && latency !== null ? Math.min(dvrWindow, latency / 1000) : 0;
+    seek.value = String(-Math.round(behind));
+  }
+  const behind = -Number(seek.value);
+  const text = behind < 1 ? 'live' : `${clock(behind)} behind live`;
+  seek.setAttribute('aria-valuetext', text);
+  $('seek-time').textContent = behind < 1 ? '' : clock(behind);
+}
+
+/** When to ask for the window next: a stream without one is asked less and less often. */
+let dvrNextAt = 0;
+let dvrBackoff = 10_000;
+/** The stream's `record` from the metadata API: false means no window to ask for. */
+let streamRecord = null;
+
+async function updateDvrWindow() {
+  if (player.state === 'offline' || streamRecord === false || player.engine === 'webrtc') {
+    dvrWindow = 0;
+  } else if (Date.now() >= dvrNextAt) {
+    dvrWindow = await player.dvrWindowSeconds();
+    dvrBackoff = dvrWindow > 0 ? 10_000 : Math.min(dvrBackoff * 2, 300_000);
+    dvrNextAt = Date.now() + dvrBackoff;
+  }
+  syncSeek();
+}
+
+$('seek').addEventListener('input', () => {
+  dragging = true;
+  syncSeek();
+});
+$('seek').addEventListener('change', () => {
+  dragging = false;
+  const behind = -Number($('seek').value);
+  // Near the edge is live: the low-latency playlist serves it better.
+  if (behind < 6) player.jumpToLive();
+  else player.rewind(behind);
+});
+setInterval(updateDvrWindow, 5000);
 
 // ---- Title, description, tags, live state (metadata API + SSE) ----
 
@@ -241,6 +314,7 @@ async function loadStream() {
     }
     if (r.ok) {
       const s = await r.json();
+      if (s.record !== undefined) streamRecord = s.record;
       showStream(s);
       showLive(s.live && s.live.live);
     }

@@ -102,13 +102,17 @@ fn target(path: &str) -> Option<(String, Option<String>, ObjectKind)> {
     match LivePath::from_request_path(path) {
         Ok(live) => {
             let kind = match live.object() {
-                LiveObject::Multivariant => ObjectKind::Multivariant,
-                LiveObject::MediaPlaylist { .. } => ObjectKind::Playlist,
-                LiveObject::Media { object, .. } => match object {
-                    MediaObject::Init { .. } => ObjectKind::Init,
-                    MediaObject::Segment { .. } => ObjectKind::Segment,
-                    MediaObject::Part { .. } => ObjectKind::Part,
-                },
+                LiveObject::Multivariant | LiveObject::DvrMultivariant => ObjectKind::Multivariant,
+                LiveObject::MediaPlaylist { .. } | LiveObject::DvrPlaylist { .. } => {
+                    ObjectKind::Playlist
+                }
+                LiveObject::Media { object, .. } | LiveObject::Recorded { object, .. } => {
+                    match object {
+                        MediaObject::Init { .. } => ObjectKind::Init,
+                        MediaObject::Segment { .. } => ObjectKind::Segment,
+                        MediaObject::Part { .. } => ObjectKind::Part,
+                    }
+                }
                 LiveObject::Health => ObjectKind::Other,
             };
             Some((

@@ -15,6 +15,7 @@ mod api_load;
 mod codecs;
 mod failover;
 mod fleet;
+mod recording;
 mod soak;
 mod viewer;
 
@@ -105,6 +106,10 @@ pub(crate) enum BenchKind {
     /// simulated LL-HLS players: origin requests per object, edge CPU and memory per
     /// 1,000 players, players behind live. The figures behind docs/capacity.md.
     Fleet(fleet::FleetArgs),
+    /// Recording's cost, off then on with the same publishers: server CPU, write
+    /// amplification (bytes in the store / bytes produced), the live part-availability
+    /// delay p50/p99, and a thumbnail's cost per request cached and uncached.
+    Recording(recording::RecordingBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +167,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Api(a) => api_load::run(a),
         BenchKind::Soak(a) => soak::run(a),
         BenchKind::Fleet(a) => fleet::run(a),
+        BenchKind::Recording(a) => recording::run(a),
     }
 }
 
@@ -312,7 +318,26 @@ fn measure(
     input: &Path,
     args: &IngestBenchArgs,
 ) -> anyhow::Result<f64> {
-    let publishers: Vec<Reaped> = (0..args.streams)
+    let publishers = copy_publishers(rtmp_port, path_prefix, input, args.streams)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let start_ticks = process_tree_ticks(pid)?;
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    let ticks = process_tree_ticks(pid)? - start_ticks;
+    let elapsed = start.elapsed().as_secs_f64();
+    drop(publishers);
+    Ok(ticks as f64 / clock_ticks_per_second() / elapsed)
+}
+
+/// `streams` ffmpeg publishers sending `input` in real time, looped, without
+/// re-encoding, to `rtmp://127.0.0.1:PORT/{path_prefix}{i}`.
+fn copy_publishers(
+    rtmp_port: u16,
+    path_prefix: &str,
+    input: &Path,
+    streams: u32,
+) -> anyhow::Result<Vec<Reaped>> {
+    (0..streams)
         .map(|i| {
             Command::new("ffmpeg")
                 .args([
@@ -337,15 +362,7 @@ fn measure(
                 .map(Reaped)
         })
         .collect::<Result<_, _>>()
-        .context("start ffmpeg publishers")?;
-    std::thread::sleep(Duration::from_secs(4));
-    let start_ticks = process_tree_ticks(pid)?;
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs(args.seconds));
-    let ticks = process_tree_ticks(pid)? - start_ticks;
-    let elapsed = start.elapsed().as_secs_f64();
-    drop(publishers);
-    Ok(ticks as f64 / clock_ticks_per_second() / elapsed)
+        .context("start ffmpeg publishers")
 }
 
 fn start_nginx(dir: &Path, port: u16) -> anyhow::Result<Reaped> {

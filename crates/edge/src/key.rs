@@ -4,7 +4,8 @@
 //!
 //! The path is percent-decoded and then parsed strictly into the names the packager
 //! produces ([`LivePath`]: `/live/NAME/master.m3u8`, `/live/NAME/REND/index.m3u8`,
-//! `init-V.mp4`, `seg-N.m4s`, `part-N-P.m4s`, `/live/NAME/health`); anything else is
+//! `init-V.mp4`, `seg-N.m4s`, `part-N-P.m4s`, `/live/NAME/health`, and the DVR's
+//! `dvr.m3u8` and `REND/rec-T/(init-V.mp4|seg-N.m4s)`); anything else is
 //! refused before the cache or an upstream sees it. The key is then written out again from the
 //! parsed parts, so that every spelling of one object (`%73eg-7.m4s`, `seg-007.m4s`)
 //! is one entry and one upstream fetch, and no spelling can reach another path
@@ -124,8 +125,11 @@ impl CacheKey {
     /// What the object is.
     pub fn kind(&self) -> ObjectKind {
         match self.path.object() {
-            LiveObject::Multivariant | LiveObject::MediaPlaylist { .. } => ObjectKind::Playlist,
-            LiveObject::Media { .. } => ObjectKind::Media,
+            LiveObject::Multivariant
+            | LiveObject::MediaPlaylist { .. }
+            | LiveObject::DvrMultivariant
+            | LiveObject::DvrPlaylist { .. } => ObjectKind::Playlist,
+            LiveObject::Media { .. } | LiveObject::Recorded { .. } => ObjectKind::Media,
             LiveObject::Health => ObjectKind::Other,
         }
     }

@@ -8,6 +8,10 @@
 //! /live/STREAM/RENDITION/init-V.mp4     init segment, version V
 //! /live/STREAM/RENDITION/seg-N.m4s      segment, media sequence number N
 //! /live/STREAM/RENDITION/part-N-P.m4s   part P of segment N
+//! /live/STREAM/dvr.m3u8                 DVR multivariant playlist (the rewind window)
+//! /live/STREAM/RENDITION/dvr.m3u8       DVR media playlist
+//! /live/STREAM/RENDITION/rec-T/seg-N.m4s  a recorded segment of the recording that
+//!                                        started at T (init-V.mp4 likewise)
 //! ```
 //!
 //! The packager writes these names into playlists, the origin routes them, the edge
@@ -25,6 +29,8 @@ pub const LIVE_PREFIX: &str = "/live/";
 pub const MULTIVARIANT_PLAYLIST: &str = "master.m3u8";
 /// A rendition's media playlist file name.
 pub const MEDIA_PLAYLIST: &str = "index.m3u8";
+/// The DVR playlists' file name (the multivariant one, and each rendition's).
+pub const DVR_PLAYLIST: &str = "dvr.m3u8";
 /// The input-health object's name.
 pub const HEALTH: &str = "health";
 /// The response header by which an origin reports its stream's input on playlists:
@@ -53,7 +59,7 @@ pub enum LivePathError {
     BadEncoding,
     /// Below `/live/`, but not one of the objects a stream serves.
     #[error(
-        "not a live object path: expected /live/NAME/master.m3u8, /live/NAME/health or /live/NAME/RENDITION/(index.m3u8|init-N.mp4|seg-N.m4s|part-N-P.m4s)"
+        "not a live object path: expected /live/NAME/(master.m3u8|dvr.m3u8|health), /live/NAME/RENDITION/(index.m3u8|dvr.m3u8|init-N.mp4|seg-N.m4s|part-N-P.m4s) or /live/NAME/RENDITION/rec-T/(init-N.mp4|seg-N.m4s)"
     )]
     BadPath,
     /// The stream name breaks the naming rule.
@@ -172,6 +178,23 @@ pub enum LiveObject {
         rendition: String,
         object: MediaObject,
     },
+    /// `dvr.m3u8`: the DVR multivariant playlist.
+    DvrMultivariant,
+    /// `RENDITION/dvr.m3u8`: a rendition's DVR playlist.
+    DvrPlaylist { rendition: String },
+    /// `RENDITION/rec-T/init-V.mp4`, `RENDITION/rec-T/seg-N.m4s`: an object of the
+    /// recording that started at `T` (ms since the epoch, as in its id). The start
+    /// makes the name unique per session, so it may be cached as immutable.
+    Recorded {
+        rendition: String,
+        recording: u64,
+        object: MediaObject,
+    },
+}
+
+/// The directory of a recording's objects below a rendition: `rec-T`.
+pub fn recording_dir(recording: u64) -> String {
+    format!("{RECORDING_PREFIX}{recording}")
 }
 
 /// A play URL path, parsed: `/live/STREAM/…`. [`LivePath::parse`] and the
@@ -186,8 +209,10 @@ impl LivePath {
     /// A path from its parts; the names are checked as [`LivePath::parse`] checks them.
     pub fn new(stream: &str, object: LiveObject) -> Result<Self, LivePathError> {
         check_stream_name(stream)?;
-        if let LiveObject::MediaPlaylist { rendition } | LiveObject::Media { rendition, .. } =
-            &object
+        if let LiveObject::MediaPlaylist { rendition }
+        | LiveObject::Media { rendition, .. }
+        | LiveObject::DvrPlaylist { rendition }
+        | LiveObject::Recorded { rendition, .. } = &object
         {
             check_rendition_name(rendition)?;
         }
@@ -214,6 +239,33 @@ impl LivePath {
         let (stream, object) = match segments.as_slice() {
             [stream, MULTIVARIANT_PLAYLIST] => (stream, LiveObject::Multivariant),
             [stream, HEALTH] => (stream, LiveObject::Health),
+            [stream, DVR_PLAYLIST] => (stream, LiveObject::DvrMultivariant),
+            [stream, rendition, DVR_PLAYLIST] => (
+                stream,
+                LiveObject::DvrPlaylist {
+                    rendition: (*rendition).to_owned(),
+                },
+            ),
+            [stream, rendition, dir, object] => {
+                check_stream_name(stream)?;
+                check_rendition_name(rendition)?;
+                let recording = dir
+                    .strip_prefix(RECORDING_PREFIX)
+                    .and_then(parse_number)
+                    .ok_or(LivePathError::BadPath)?;
+                let object = match MediaObject::parse(object) {
+                    Some(o @ (MediaObject::Init { .. } | MediaObject::Segment { .. })) => o,
+                    _ => return Err(LivePathError::BadPath),
+                };
+                (
+                    stream,
+                    LiveObject::Recorded {
+                        rendition: (*rendition).to_owned(),
+                        recording,
+                        object,
+                    },
+                )
+            }
             [stream, rendition, MEDIA_PLAYLIST] => (
                 stream,
                 LiveObject::MediaPlaylist {
@@ -246,10 +298,11 @@ impl LivePath {
     /// The rendition, for objects below one.
     pub fn rendition(&self) -> Option<&str> {
         match &self.object {
-            LiveObject::MediaPlaylist { rendition } | LiveObject::Media { rendition, .. } => {
-                Some(rendition)
-            }
-            LiveObject::Multivariant | LiveObject::Health => None,
+            LiveObject::MediaPlaylist { rendition }
+            | LiveObject::Media { rendition, .. }
+            | LiveObject::DvrPlaylist { rendition }
+            | LiveObject::Recorded { rendition, .. } => Some(rendition),
+            LiveObject::Multivariant | LiveObject::Health | LiveObject::DvrMultivariant => None,
         }
     }
 
@@ -262,14 +315,17 @@ impl LivePath {
     pub fn is_playlist(&self) -> bool {
         matches!(
             self.object,
-            LiveObject::Multivariant | LiveObject::MediaPlaylist { .. }
+            LiveObject::Multivariant
+                | LiveObject::MediaPlaylist { .. }
+                | LiveObject::DvrMultivariant
+                | LiveObject::DvrPlaylist { .. }
         )
     }
 
-    /// The media object (init segment, segment or part), if it is one.
+    /// The media object (init segment, segment or part), live or recorded, if it is one.
     pub fn media(&self) -> Option<MediaObject> {
         match &self.object {
-            LiveObject::Media { object, .. } => Some(*object),
+            LiveObject::Media { object, .. } | LiveObject::Recorded { object, .. } => Some(*object),
             _ => None,
         }
     }
@@ -287,6 +343,18 @@ impl fmt::Display for LivePath {
             LiveObject::Media { rendition, object } => {
                 write!(f, "{LIVE_PREFIX}{stream}/{rendition}/{object}")
             }
+            LiveObject::DvrMultivariant => write!(f, "{LIVE_PREFIX}{stream}/{DVR_PLAYLIST}"),
+            LiveObject::DvrPlaylist { rendition } => {
+                write!(f, "{LIVE_PREFIX}{stream}/{rendition}/{DVR_PLAYLIST}")
+            }
+            LiveObject::Recorded {
+                rendition,
+                recording,
+                object,
+            } => write!(
+                f,
+                "{LIVE_PREFIX}{stream}/{rendition}/{RECORDING_PREFIX}{recording}/{object}"
+            ),
         }
     }
 }
@@ -324,6 +392,7 @@ pub mod routes {
     }
 }
 
+const RECORDING_PREFIX: &str = "rec-";
 const INIT_PREFIX: &str = "init-";
 const INIT_SUFFIX: &str = ".mp4";
 const SEGMENT_PREFIX: &str = "seg-";
@@ -386,6 +455,15 @@ mod tests {
                 rendition: rendition(),
                 object: MediaObject::Part { msn: 7, part: 2 },
             },
+            LiveObject::DvrMultivariant,
+            LiveObject::DvrPlaylist {
+                rendition: rendition(),
+            },
+            LiveObject::Recorded {
+                rendition: rendition(),
+                recording: 1_700_000_000_000,
+                object: MediaObject::Segment { msn: 12 },
+            },
         ]
         .into_iter()
         .map(|o| LivePath::new("cam-1", o).expect("valid names"))
@@ -404,8 +482,19 @@ mod tests {
                 "/live/cam-1/720p/init-3.mp4",
                 "/live/cam-1/720p/seg-99.m4s",
                 "/live/cam-1/720p/part-7-2.m4s",
+                "/live/cam-1/dvr.m3u8",
+                "/live/cam-1/720p/dvr.m3u8",
+                "/live/cam-1/720p/rec-1700000000000/seg-12.m4s",
             ]
         );
+        // A recording holds no parts, and its directory is `rec-` and digits.
+        for bad in [
+            "/live/cam-1/720p/rec-1/part-1-0.m4s",
+            "/live/cam-1/720p/rec-x/seg-1.m4s",
+            "/live/cam-1/720p/other-1/seg-1.m4s",
+        ] {
+            assert_eq!(LivePath::parse(bad), Err(LivePathError::BadPath), "{bad}");
+        }
         for (path, text) in every_kind().into_iter().zip(&written) {
             assert_eq!(LivePath::parse(text).as_ref(), Ok(&path), "{text}");
             if let Some(object) = path.media() {

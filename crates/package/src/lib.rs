@@ -43,3 +43,5 @@ pub use object::MediaObject;
 pub use packager::{PackageEvent, PartView, Readiness, RenditionPackager};
 pub use playlist::{RenditionReport, VariantInfo, multivariant_playlist};
 pub use sink::{CompletedSegment, SegmentSink};
+/// `EXT-X-PROGRAM-DATE-TIME` values, for playlists written outside the packager (the DVR).
+pub use time_format::iso8601_millis;

@@ -1,7 +1,7 @@
 //! ISO 8601 date-times for `EXT-X-PROGRAM-DATE-TIME`, without a date library.
 
 /// `2026-11-25T03:04:05.678Z` for milliseconds since the Unix epoch.
-pub(crate) fn iso8601_millis(epoch_ms: i64) -> String {
+pub fn iso8601_millis(epoch_ms: i64) -> String {
     let days = epoch_ms.div_euclid(86_400_000);
     let ms_of_day = epoch_ms.rem_euclid(86_400_000);
     let (y, m, d) = civil_from_days(days);

@@ -18,6 +18,10 @@
 //! - [`RetentionPolicy`] says which recordings to delete (age, bytes per stream);
 //!   [`Recorder::run_retention`] applies it in the background.
 //!
+//! - While a stream is recorded, the last [`RecorderConfig::dvr_window`] of it is its
+//!   DVR window: [`Recorder::dvr_playlist`] and [`Recorder::dvr_object`] (served by
+//!   the binary below `/live/STREAM/`, beside the live objects).
+//!
 //! Which streams are recorded, and their titles, come from a [`RecordPolicy`] the
 //! caller implements (the binary, over the metadata server): this crate knows nothing of
 //! the control plane.
@@ -32,6 +36,7 @@
 //! ID/RENDITION/seg-N.m4s      segment N
 //! ```
 
+mod dvr;
 mod error;
 mod http;
 mod recorder;

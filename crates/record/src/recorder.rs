@@ -14,6 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use package::{CompletedSegment, SegmentSink};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::dvr::{self, DvrLog};
 use crate::error::RecordError;
 use crate::retention::RetentionPolicy;
 use crate::vod::{self, LoggedSegment, MANIFEST, RecordedRendition, Recording};
@@ -31,6 +32,9 @@ pub struct RecorderConfig {
     /// While a stream is not being recorded, how often its policy is asked again (so
     /// that `record: true` set on a live stream takes effect).
     pub policy_recheck: Duration,
+    /// How far back a viewer of a recorded live stream may rewind (the DVR playlists);
+    /// zero: no DVR.
+    pub dvr_window: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -40,6 +44,7 @@ impl Default for RecorderConfig {
             write_tries: 4,
             retry_delay: Duration::from_millis(200),
             policy_recheck: Duration::from_secs(5),
+            dvr_window: Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -88,6 +93,8 @@ struct ActiveStream {
     /// Renditions that lost a segment to a full queue: their next queued segment is
     /// marked as following a gap.
     gapped: HashSet<String>,
+    /// The DVR window, shared with the writer.
+    dvr: Arc<Mutex<DvrLog>>,
 }
 
 struct CompletedJob {
@@ -258,6 +265,64 @@ impl Recorder {
         }
     }
 
+    /// The DVR window of `stream`, while it is being recorded (and DVR is on).
+    fn dvr_log(&self, stream: &str) -> Option<Arc<Mutex<DvrLog>>> {
+        if self.inner.config.dvr_window.is_zero() {
+            return None;
+        }
+        self.active().get(stream).map(|s| s.dvr.clone())
+    }
+
+    /// The DVR multivariant playlist of `stream` (`/live/STREAM/dvr.m3u8`): `None`
+    /// unless it is being recorded with DVR on and has a segment.
+    pub fn dvr_multivariant(&self, stream: &str) -> Option<String> {
+        let log = self.dvr_log(stream)?;
+        let log = log.lock().unwrap_or_else(|e| e.into_inner());
+        dvr::multivariant_playlist(&log)
+    }
+
+    /// The DVR playlist of one rendition (`/live/STREAM/RENDITION/dvr.m3u8`): the
+    /// window's segments, `None` as for [`Recorder::dvr_multivariant`].
+    pub fn dvr_playlist(&self, stream: &str, rendition: &str) -> Option<String> {
+        let log = self.dvr_log(stream)?;
+        let log = log.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, t) = log.recording.as_ref()?;
+        dvr::media_playlist(*t, &log.renditions.get(rendition)?.segments, false)
+    }
+
+    /// A recorded object the DVR playlists name (`RENDITION/rec-T/seg-N.m4s`,
+    /// `…/init-V.mp4`): from memory while it is being written, else from the store.
+    /// `Ok(None)` when there is no such object.
+    pub async fn dvr_object(
+        &self,
+        stream: &str,
+        rendition: &str,
+        recording: u64,
+        object: MediaObject,
+    ) -> Result<Option<Bytes>, RecordError> {
+        if let Some(log) = self.dvr_log(stream) {
+            let log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let pending = log
+                .recording
+                .as_ref()
+                .filter(|(_, t)| *t == recording)
+                .and_then(|_| log.renditions.get(rendition)?.pending.get(&object).cloned());
+            if let Some(bytes) = pending {
+                return Ok(Some(bytes));
+            }
+        }
+        let id = format!("{stream}-{recording}");
+        if !vod::valid_id(&id) {
+            return Ok(None);
+        }
+        let path = vod::object_path(&id, Some(rendition), &object.file_name());
+        match self.inner.store.get(&path).await {
+            Ok(got) => Ok(Some(got.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveStream>> {
         self.inner.active.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -272,15 +337,17 @@ impl SegmentSink for Recorder {
         }
         let (jobs, rx) = mpsc::channel(self.inner.config.queue_segments.max(1));
         let (end, end_rx) = oneshot::channel();
+        let dvr = Arc::new(Mutex::new(DvrLog::default()));
         active.insert(
             stream.to_owned(),
             ActiveStream {
                 jobs,
                 end: Some(end),
                 gapped: HashSet::new(),
+                dvr: dvr.clone(),
             },
         );
-        let writer = Writer::new(self.inner.clone(), stream.to_owned());
+        let writer = Writer::new(self.inner.clone(), stream.to_owned(), dvr);
         self.inner.runtime.spawn(writer.run(rx, end_rx));
     }
 
@@ -337,6 +404,7 @@ struct Writer {
     bytes: u64,
     /// When the store last failed, to log a failing store once in a while, not per write.
     last_failure_log: Option<Instant>,
+    dvr: Arc<Mutex<DvrLog>>,
 }
 
 #[derive(Default)]
@@ -347,12 +415,10 @@ struct RenditionLog {
     bytes: u64,
     ticks: i64,
     timescale: u32,
-    /// The next segment follows one that is missing.
-    after_gap: bool,
 }
 
 impl Writer {
-    fn new(inner: Arc<Inner>, stream: String) -> Self {
+    fn new(inner: Arc<Inner>, stream: String, dvr: Arc<Mutex<DvrLog>>) -> Self {
         Self {
             inner,
             stream,
@@ -361,6 +427,37 @@ impl Writer {
             gaps: 0,
             bytes: 0,
             last_failure_log: None,
+            dvr,
+        }
+    }
+
+    fn dvr(&self) -> std::sync::MutexGuard<'_, DvrLog> {
+        self.dvr.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dvr_on(&self) -> bool {
+        !self.inner.config.dvr_window.is_zero()
+    }
+
+    /// The recording's id, `STREAM-T`. Both pipelines of an A/B pair must name it
+    /// alike, so that they write the same objects: `T` is the first segment's wall
+    /// clock rounded down to [`ID_ROUNDING_MS`] (the pipelines' clocks for one segment
+    /// differ by milliseconds). Should a finished recording already have that name (a
+    /// stream that ended and came back within the rounding), the exact time is used.
+    async fn recording_id(&self, started: i64) -> (String, u64) {
+        let exact = u64::try_from(started).unwrap_or(0);
+        let rounded = exact - exact % ID_ROUNDING_MS;
+        let id = format!("{}-{rounded}", self.stream);
+        let taken = self
+            .inner
+            .store
+            .head(&vod::object_path(&id, None, MANIFEST))
+            .await
+            .is_ok();
+        if taken {
+            (format!("{}-{exact}", self.stream), exact)
+        } else {
+            (id, rounded)
         }
     }
 
@@ -381,9 +478,10 @@ impl Writer {
                                 continue;
                             }
                             let started = job.segment.program_date_ms;
-                            let id = format!("{}-{}", self.stream, started.max(0));
+                            let (id, t) = self.recording_id(started).await;
                             tracing::info!(stream = %self.stream, recording = %id, "recording started");
                             metrics::gauge!("record_active_recordings").increment(1.0);
+                            self.dvr().recording = Some((id.clone(), t));
                             self.recording = Some((id, started));
                         }
                         self.write_segment(job).await;
@@ -417,49 +515,64 @@ impl Writer {
             segment,
             after_gap,
         } = job;
-        let log = self.renditions.entry(rendition.clone()).or_default();
         if after_gap {
-            log.after_gap = true;
             self.gaps += 1;
         }
-        let mut written = 0u64;
-        if !log.inits_written.contains(&segment.init_version) {
-            let file = MediaObject::Init {
-                version: segment.init_version,
-            }
-            .file_name();
-            let path = vod::object_path(&id, Some(&rendition), &file);
-            let init = segment.init.clone();
-            if !self.put_with_retries(&path, init.clone()).await {
-                self.lose_segment(&rendition);
-                return;
-            }
-            written += init.len() as u64;
-            let log = self.renditions.entry(rendition.clone()).or_default();
-            log.inits_written.insert(segment.init_version);
-        }
-        let file = MediaObject::Segment { msn: segment.msn }.file_name();
-        let path = vod::object_path(&id, Some(&rendition), &file);
+        // A missing segment before this one shows as a hole in the numbering (the
+        // playlists mark it); the flag is the stream's own discontinuity.
+        let logged = LoggedSegment {
+            msn: segment.msn,
+            duration_ticks: segment.duration_ticks,
+            timescale: segment.timescale,
+            discontinuity: segment.discontinuity,
+            init_version: segment.init_version,
+            program_date_ms: segment.program_date_ms,
+        };
         let mut body = Vec::with_capacity(segment.len());
         for chunk in &segment.chunks {
             body.extend_from_slice(chunk);
         }
-        if !self.put_with_retries(&path, Bytes::from(body)).await {
+        let body = Bytes::from(body);
+        let init_object = MediaObject::Init {
+            version: segment.init_version,
+        };
+        let segment_object = MediaObject::Segment { msn: segment.msn };
+        if self.dvr_on() {
+            // Listed at once, served from memory until the store has it.
+            let window_ms =
+                i64::try_from(self.inner.config.dvr_window.as_millis()).unwrap_or(i64::MAX);
+            let mut dvr = self.dvr();
+            dvr.push(
+                &rendition,
+                logged.clone(),
+                segment.variant.clone(),
+                window_ms,
+            );
+            if let Some(r) = dvr.renditions.get_mut(&rendition) {
+                r.pending.insert(init_object, segment.init.clone());
+                r.pending.insert(segment_object, body.clone());
+            }
+        }
+        let stored = self.store_segment(&id, &rendition, &segment, body).await;
+        if self.dvr_on() {
+            let mut dvr = self.dvr();
+            if let Some(r) = dvr.renditions.get_mut(&rendition) {
+                r.pending.remove(&init_object);
+                r.pending.remove(&segment_object);
+                if stored.is_none() {
+                    r.segments.retain(|s| s.msn != logged.msn);
+                }
+            }
+        }
+        let Some(written) = stored else {
             self.lose_segment(&rendition);
             return;
-        }
-        written += segment.len() as u64;
+        };
         metrics::counter!("record_segments_written_total").increment(1);
         metrics::counter!("record_bytes_written_total").increment(written);
         self.bytes += written;
         let log = self.renditions.entry(rendition).or_default();
-        log.segments.push(LoggedSegment {
-            msn: segment.msn,
-            duration_ticks: segment.duration_ticks,
-            timescale: segment.timescale,
-            discontinuity: segment.discontinuity || std::mem::take(&mut log.after_gap),
-            init_version: segment.init_version,
-        });
+        log.segments.push(logged);
         log.bytes += written;
         // Durations in one timescale per rendition; a change of timescale (tracks) is
         // rare, and the total is for display only.
@@ -470,13 +583,43 @@ impl Writer {
         }
     }
 
+    /// Puts the segment (and its init segment, the first time): the bytes written, or
+    /// `None` when the store would not take them.
+    async fn store_segment(
+        &mut self,
+        id: &str,
+        rendition: &str,
+        segment: &CompletedSegment,
+        body: Bytes,
+    ) -> Option<u64> {
+        let mut written = 0u64;
+        let log = self.renditions.entry(rendition.to_owned()).or_default();
+        if !log.inits_written.contains(&segment.init_version) {
+            let file = MediaObject::Init {
+                version: segment.init_version,
+            }
+            .file_name();
+            let path = vod::object_path(id, Some(rendition), &file);
+            if !self.put_with_retries(&path, segment.init.clone()).await {
+                return None;
+            }
+            written += segment.init.len() as u64;
+            let log = self.renditions.entry(rendition.to_owned()).or_default();
+            log.inits_written.insert(segment.init_version);
+        }
+        let file = MediaObject::Segment { msn: segment.msn }.file_name();
+        let path = vod::object_path(id, Some(rendition), &file);
+        let len = body.len() as u64;
+        if !self.put_with_retries(&path, body).await {
+            return None;
+        }
+        Some(written + len)
+    }
+
     fn lose_segment(&mut self, rendition: &str) {
         metrics::counter!("record_segments_dropped_total", "reason" => "write_failed").increment(1);
         self.gaps += 1;
-        self.renditions
-            .entry(rendition.to_owned())
-            .or_default()
-            .after_gap = true;
+        self.renditions.entry(rendition.to_owned()).or_default();
     }
 
     /// Puts one object, retrying with backoff. `false` when every try failed.
@@ -516,11 +659,109 @@ impl Writer {
         false
     }
 
+    /// Segments this writer lacks but the store has, written by the other pipeline of
+    /// an A/B pair under the same names (a segment this one lost, or the start of a
+    /// stream it joined late): added to the log, their durations read from their
+    /// `tfdt`/`trun`, so that the VOD lists them.
+    async fn fill_from_store(&mut self, id: &str) {
+        let names: Vec<String> = self.renditions.keys().cloned().collect();
+        let mut filled = 0u64;
+        for rendition in names {
+            let prefix = object_store::path::Path::from(format!("{id}/{rendition}"));
+            let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(recording = %id, error = %e, "cannot list the recording to fill its gaps");
+                    return;
+                }
+            };
+            let Some(log) = self.renditions.get(&rendition) else {
+                continue;
+            };
+            let Some(template) = log.segments.first().cloned() else {
+                continue;
+            };
+            let own: HashSet<u64> = log.segments.iter().map(|s| s.msn).collect();
+            let missing: Vec<(u64, object_store::path::Path)> = listing
+                .objects
+                .into_iter()
+                .filter_map(|o| match MediaObject::parse(o.location.filename()?) {
+                    Some(MediaObject::Segment { msn }) if !own.contains(&msn) => {
+                        Some((msn, o.location))
+                    }
+                    _ => None,
+                })
+                .collect();
+            for (msn, path) in missing {
+                let bytes = match self.inner.store.get(&path).await {
+                    Ok(got) => match got.bytes().await {
+                        Ok(b) => b,
+                        Err(_) => continue,
+                    },
+                    Err(_) => continue,
+                };
+                let Some(duration_ticks) = segment_duration(&bytes) else {
+                    tracing::warn!(recording = %id, object = %path, "a segment of the other pipeline cannot be read; left out");
+                    continue;
+                };
+                let Some(log) = self.renditions.get_mut(&rendition) else {
+                    continue;
+                };
+                // Next to its neighbours: their init segment, a date from theirs.
+                let at = log.segments.partition_point(|s| s.msn < msn);
+                let ms =
+                    |s: &LoggedSegment| s.duration_ticks * 1000 / i64::from(s.timescale.max(1));
+                let (init_version, program_date_ms) = match (
+                    at.checked_sub(1).and_then(|i| log.segments.get(i)),
+                    log.segments.get(at),
+                ) {
+                    (Some(before), _) => (before.init_version, before.program_date_ms + ms(before)),
+                    (None, Some(after)) => (
+                        after.init_version,
+                        after.program_date_ms
+                            - duration_ticks * 1000 / i64::from(template.timescale.max(1)),
+                    ),
+                    (None, None) => (template.init_version, template.program_date_ms),
+                };
+                log.segments.insert(
+                    at,
+                    LoggedSegment {
+                        msn,
+                        duration_ticks,
+                        timescale: template.timescale,
+                        discontinuity: false,
+                        init_version,
+                        program_date_ms,
+                    },
+                );
+                log.ticks += duration_ticks;
+                log.bytes += bytes.len() as u64;
+                self.bytes += bytes.len() as u64;
+                filled += 1;
+            }
+        }
+        if filled > 0 {
+            tracing::info!(stream = %self.stream, recording = %id, segments = filled, "recording completed with segments the other pipeline wrote");
+            // What is still missing: the holes left in the numbering.
+            self.gaps = self
+                .renditions
+                .values()
+                .map(|log| {
+                    log.segments
+                        .windows(2)
+                        .filter(|w| w[0].msn + 1 != w[1].msn)
+                        .count() as u64
+                })
+                .sum();
+        }
+    }
+
     /// The stream ended: the VOD playlists and the manifest.
     async fn finish(&mut self) {
         let Some((id, started_at)) = self.recording.clone() else {
             return;
         };
+        self.fill_from_store(&id).await;
         let description = self.inner.policy.describe(&self.stream).await;
         let finished: Vec<(String, String, RecordedRendition)> = self
             .renditions
@@ -616,6 +857,32 @@ fn recorded_rendition(name: &str, log: &RenditionLog) -> RecordedRendition {
         frame_rate: variant.and_then(|v| v.frame_rate),
     }
 }
+
+/// A segment's duration in its main track's timescale (video if it has video): the
+/// sum of the sample durations of its CMAF chunks. `None` if it does not parse.
+fn segment_duration(mut bytes: &[u8]) -> Option<i64> {
+    let box_len = |b: &[u8]| -> Option<usize> {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        (len >= 8 && len <= b.len()).then_some(len)
+    };
+    let mut total = 0i64;
+    while !bytes.is_empty() {
+        let moof = box_len(bytes)?;
+        let mdat = box_len(bytes.get(moof..)?)?;
+        let summary = media::cmaf::inspect_fragment(bytes.get(..moof + mdat)?).ok()?;
+        let main = summary
+            .tracks
+            .iter()
+            .find(|t| t.track_id == media::cmaf::VIDEO_TRACK_ID)
+            .or_else(|| summary.tracks.first())?;
+        total += main.durations.iter().map(|d| i64::from(*d)).sum::<i64>();
+        bytes = &bytes[moof + mdat..];
+    }
+    Some(total)
+}
+
+/// Recording ids round the start down to this (see `Writer::recording_id`).
+const ID_ROUNDING_MS: u64 = 10_000;
 
 fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

@@ -49,9 +49,12 @@ pub(crate) struct LoggedSegment {
     pub(crate) msn: u64,
     pub(crate) duration_ticks: i64,
     pub(crate) timescale: u32,
-    /// A discontinuity in the stream, or a segment missing before this one.
+    /// A discontinuity in the stream (a segment missing before this one shows as a
+    /// hole in the numbering instead).
     pub(crate) discontinuity: bool,
     pub(crate) init_version: u32,
+    /// Wall clock at the segment's start, ms since the epoch (the DVR's PDT).
+    pub(crate) program_date_ms: i64,
 }
 
 /// The object name of a recording's file: `ID/RENDITION/FILE` or `ID/FILE`.
@@ -90,7 +93,7 @@ pub(crate) fn media_playlist(segments: &[LoggedSegment]) -> String {
     );
     let mut init = None;
     for (i, s) in segments.iter().enumerate() {
-        if i > 0 && s.discontinuity {
+        if i > 0 && (s.discontinuity || segments[i - 1].msn + 1 != s.msn) {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if init != Some(s.init_version) {
@@ -182,12 +185,13 @@ mod tests {
             timescale: 90_000,
             discontinuity,
             init_version,
+            program_date_ms: 0,
         }
     }
 
     #[test]
     fn media_playlist_is_vod_with_maps_and_discontinuities() {
-        let p = media_playlist(&[seg(5, false, 1), seg(6, false, 1), seg(8, true, 1)]);
+        let p = media_playlist(&[seg(5, false, 1), seg(6, false, 1), seg(8, false, 1)]);
         assert!(p.contains("#EXT-X-PLAYLIST-TYPE:VOD\n"));
         assert!(p.ends_with("#EXT-X-ENDLIST\n"));
         assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:5\n"));

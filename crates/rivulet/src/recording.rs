@@ -47,6 +47,11 @@ pub(crate) struct RecordArgs {
     /// delete older ones (the newest is always kept). [default: no limit]
     #[arg(long, env = "RIVULET_RECORD_RETENTION_BYTES", value_name = "BYTES")]
     pub(crate) record_retention_bytes: Option<u64>,
+
+    /// How far back viewers of a recorded live stream may rewind, in seconds
+    /// (/live/NAME/dvr.m3u8); 0 turns DVR off. [default: 7200]
+    #[arg(long, env = "RIVULET_DVR_WINDOW", value_name = "SECS")]
+    pub(crate) dvr_window: Option<u64>,
 }
 
 /// The config file's `[record]` section.
@@ -59,6 +64,7 @@ pub(crate) struct RecordFile {
     queue_segments: Option<usize>,
     retention_days: Option<f64>,
     retention_bytes: Option<u64>,
+    dvr_window: Option<u64>,
 }
 
 /// Recording, resolved.
@@ -97,6 +103,10 @@ impl RecordArgs {
             s3_endpoint: self.record_s3_endpoint.clone().or(file.s3_endpoint.clone()),
             recorder: RecorderConfig {
                 queue_segments: queue,
+                dvr_window: self
+                    .dvr_window
+                    .or(file.dvr_window)
+                    .map_or(RecorderConfig::default().dvr_window, Duration::from_secs),
                 ..RecorderConfig::default()
             },
             retention: RetentionPolicy {
@@ -262,6 +272,21 @@ mod tests {
         let from_file = RecordArgs::default().resolve(Some(&file)).expect("ok");
         assert!(from_file.default);
         assert_eq!(from_file.recorder.queue_segments, 8);
+        assert_eq!(none.recorder.dvr_window, Duration::from_secs(7200));
+        let dvr_file: RecordFile = toml::from_str("dvr_window = 600\n").expect("toml");
+        let dvr = RecordArgs::default().resolve(Some(&dvr_file)).expect("ok");
+        assert_eq!(dvr.recorder.dvr_window, Duration::from_secs(600));
+        let off = RecordArgs {
+            dvr_window: Some(0),
+            ..RecordArgs::default()
+        };
+        assert!(
+            off.resolve(Some(&dvr_file))
+                .expect("ok")
+                .recorder
+                .dvr_window
+                .is_zero()
+        );
         assert_eq!(
             from_file.retention.max_age,
             Some(Duration::from_secs(2 * 86_400))

@@ -434,6 +434,12 @@ fn http_app(
             )),
         )
         .merge(record::router(recorder.clone()))
+        .merge(crate::dvr::router(streams.clone(), recorder.clone()).layer(
+            axum::middleware::from_fn_with_state(
+                analytics.emitter.clone(),
+                analytics::record_delivery,
+            ),
+        ))
         .merge(origin::thumbnail::router(
             streams.clone(),
             transcode::thumbnail::MIN_THUMBNAIL_WIDTH..=transcode::thumbnail::MAX_THUMBNAIL_WIDTH,

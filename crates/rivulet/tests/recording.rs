@@ -29,34 +29,6 @@ async fn recordings(server: &Server) -> Vec<Value> {
     r.json::<Vec<Value>>().await.unwrap()
 }
 
-/// Counts the video frames ffmpeg decodes from `url`; panics on any decode error.
-fn decoded_frames(url: &str) -> u64 {
-    let (ok, stdout, stderr) = run(Command::new("ffprobe").args([
-        "-v",
-        "error",
-        "-count_frames",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "stream=nb_read_frames",
-        "-of",
-        "csv=p=0",
-        url,
-    ]));
-    assert!(ok, "ffprobe failed on {url}: {stderr}");
-    assert!(stderr.trim().is_empty(), "decode errors in {url}: {stderr}");
-    // An HLS source lists its streams once per program (variant): the first will do.
-    let first = stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    first
-        .trim_end_matches(',')
-        .parse()
-        .unwrap_or_else(|_| panic!("frame count of {url}: {stdout:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_stream_becomes_vod_playlist_and_mp4() {
     let server = Server::start(&[
@@ -491,6 +463,98 @@ async fn a_publisher_returning_within_the_grace_period_continues_the_recording()
     let published = u64::from(2 * seconds * FPS);
     assert!(
         frames.abs_diff(published) <= 6,
+        "decoded {frames} frames of the {published} published"
+    );
+}
+
+/// A/B pipelines: one publisher feeds two `rivulet serve` recording into one shared
+/// directory; A is killed mid-stream. Both wrote the same object names (one recording
+/// directory, not two), and B's recording has every segment: no gap, every frame
+/// decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_pipelines_write_one_recording_and_a_killed_one_leaves_no_gap() {
+    const AB_SECONDS: u32 = 24;
+    let shared = tempfile::tempdir().unwrap();
+    let store = shared.path().to_str().unwrap();
+    let args = [
+        "--admin-token",
+        TOKEN,
+        "--record-default",
+        "--record-store",
+        store,
+        "--stream",
+        "ab=ab-rec-key-0001",
+        "--grace-period-ms",
+        "1000",
+    ];
+    let mut a = Server::start(&args);
+    let b = Server::start(&args);
+    let (mut publisher, output) = rivulet_publish(&[
+        "--test-pattern",
+        "--size",
+        "320x180",
+        "--bitrate",
+        "300k",
+        "--duration",
+        &AB_SECONDS.to_string(),
+        &format!("{}/live/ab-rec-key-0001", a.rtmp),
+        &format!("{}/live/ab-rec-key-0001", b.rtmp),
+    ]);
+    for server in [&a, &b] {
+        get_when_ready(
+            &server.url("/live/ab/source/index.m3u8"),
+            Duration::from_secs(20),
+        )
+        .await;
+    }
+    // Both record under one name: a single recording directory in the shared store.
+    let recording_dirs = || -> Vec<String> {
+        std::fs::read_dir(shared.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("ab-"))
+            .collect()
+    };
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(recording_dirs().len(), 1, "{:?}", recording_dirs());
+    a.kill();
+    assert!(
+        wait_exit(
+            &mut publisher,
+            Duration::from_secs(u64::from(AB_SECONDS) + 30)
+        )
+        .is_some(),
+        "the publisher did not finish: {}",
+        output.lock().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        if let Some(r) = recordings(&b).await.into_iter().next() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no recording on B:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(recording_dirs().len(), 1, "{:?}", recording_dirs());
+    let id = recording["id"].as_str().unwrap().to_owned();
+    assert_eq!(recording_dirs(), std::slice::from_ref(&id));
+    assert_eq!(recording["gaps"], 0);
+    let media = get_text(&b.url(&format!("/vod/{id}/source/index.m3u8")))
+        .await
+        .1;
+    assert!(!media.contains("#EXT-X-DISCONTINUITY"), "{media}");
+    let msns: Vec<u64> = media
+        .lines()
+        .filter_map(|l| l.strip_prefix("seg-")?.strip_suffix(".m4s")?.parse().ok())
+        .collect();
+    assert!(
+        msns.windows(2).all(|w| w[1] == w[0] + 1),
+        "a segment is missing: {msns:?}"
+    );
+    let published = u64::from(AB_SECONDS * FPS);
+    let frames = decoded_frames(&b.url(&format!("/vod/{id}/master.m3u8")));
+    assert!(
+        frames.abs_diff(published) <= 3,
         "decoded {frames} frames of the {published} published"
     );
 }

@@ -56,3 +56,8 @@ fn dashboard_lists_creates_and_edits() {
 fn a_private_stream_plays_through_an_edge_with_its_token() {
     browser_test("tests/private.mjs");
 }
+
+#[test]
+fn a_recorded_stream_rewinds_20_s_and_returns_to_live() {
+    browser_test("tests/dvr.mjs");
+}

@@ -500,3 +500,31 @@ impl NginxRtmp {
         (out, frames)
     }
 }
+
+/// Counts the video frames ffmpeg decodes from `url`; panics on any decode error.
+pub fn decoded_frames(url: &str) -> u64 {
+    let (ok, stdout, stderr) = run(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-count_frames",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=nb_read_frames",
+        "-of",
+        "csv=p=0",
+        url,
+    ]));
+    assert!(ok, "ffprobe failed on {url}: {stderr}");
+    assert!(stderr.trim().is_empty(), "decode errors in {url}: {stderr}");
+    // An HLS source lists its streams once per program (variant): the first will do.
+    let first = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    first
+        .trim_end_matches(',')
+        .parse()
+        .unwrap_or_else(|_| panic!("frame count of {url}: {stdout:?}"))
+}
