@@ -113,7 +113,23 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
         anyhow::anyhow!("cannot make the network namespaces ({e}); run as root with iproute2")
     })?;
 
+    // From here on, this thread and the runtime's threads (which inherit it) live on
+    // the players' host (`ip netns exec` still starts the servers in their own).
+    lab.enter("players").map_err(|e| anyhow::anyhow!(e))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.viewers * 2)
+        .timeout(Duration::from_secs(20))
+        .build()?;
+
     let origin = start_origin(&lab, &exe, &dir, &renditions.join(","))?;
+    let origin_url = format!("http://{}:{HTTP_PORT}", origin.addr);
+    runtime
+        .block_on(wait_for_http(&client, &origin_url))
+        .context("the origin did not start")?;
     let shield = if args.no_shield {
         None
     } else {
@@ -124,19 +140,6 @@ pub(crate) fn run(args: FleetArgs) -> anyhow::Result<()> {
         .map(|i| start_edge(&lab, &exe, &format!("edge{i}"), upstream))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let publisher = start_publisher(&lab)?;
-
-    // From here on, this thread and the runtime's threads (which inherit it) live on
-    // the players' host.
-    lab.enter("players").map_err(|e| anyhow::anyhow!(e))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.viewers * 2)
-        .timeout(Duration::from_secs(20))
-        .build()?;
-    let origin_url = format!("http://{}:{HTTP_PORT}", origin.addr);
     runtime
         .block_on(wait_for_stream(&client, &origin_url, &renditions))
         .context("the stream did not come up at the origin")?;
@@ -265,6 +268,18 @@ fn start_publisher(lab: &netns::Lab) -> anyhow::Result<Reaped> {
             .spawn()
             .context("start ffmpeg (scripts/setup.sh installs it)")?,
     ))
+}
+
+/// Waits until `base` answers HTTP (its `/metrics`).
+async fn wait_for_http(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(format!("{base}/metrics")).send().await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing answers at {base} after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
 }
 
 /// Waits until every rendition's playlist has a preload hint at the origin.
