@@ -248,9 +248,13 @@ let dvrNextAt = 0;
 let dvrBackoff = 10_000;
 /** The stream's `record` from the metadata API: false means no window to ask for. */
 let streamRecord = null;
+/** Whether this server keeps a rewind window, and whether a stream whose `record` is
+ * unset records: `null` when it keeps none (the page never asks). */
+const dvrRecordDefault = typeof config.dvrRecordDefault === 'boolean' ? config.dvrRecordDefault : null;
 
 async function updateDvrWindow() {
-  if (player.state === 'offline' || streamRecord === false || player.engine === 'webrtc') {
+  const records = dvrRecordDefault !== null && (streamRecord ?? dvrRecordDefault) === true;
+  if (player.state === 'offline' || !records || player.engine === 'webrtc') {
     dvrWindow = 0;
   } else if (Date.now() >= dvrNextAt) {
     dvrWindow = await player.dvrWindowSeconds();

@@ -247,6 +247,9 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         .merge(web::router(web::WebConfig {
             rtmp_port: None,
             analytics: web::AnalyticsLink::Local,
+            // The edge passes the rewind window through; it cannot know the origin's
+            // recording default, so only streams that say they record get a seek bar.
+            dvr_record_default: Some(false),
         }))
         .merge(metrics_route(prometheus));
     let stopped = stop_signal();

@@ -613,6 +613,8 @@ fn web_config(rtmp: std::net::SocketAddr, config: &ServeConfig) -> web::WebConfi
             AnalyticsMode::Remote(url) => web::AnalyticsLink::Remote(url.clone()),
             AnalyticsMode::Off => web::AnalyticsLink::Off,
         },
+        dvr_record_default: (!config.record.recorder.dvr_window.is_zero())
+            .then_some(config.record.default),
     }
 }
 

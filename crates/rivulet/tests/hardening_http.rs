@@ -381,7 +381,8 @@ async fn the_edge_refuses_encoded_dot_segments_and_fetches_each_object_once() {
         assert_eq!(status, 400, "{attack}: {reason}");
         assert!(
             reason.contains("not a live object path")
-                || reason.contains("not a stream or rendition name"),
+                || reason.contains("not a stream or rendition name")
+                || reason.contains("is not a rendition name"),
             "{attack}: {reason}"
         );
     }

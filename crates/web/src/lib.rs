@@ -35,6 +35,10 @@ pub struct WebConfig {
     pub rtmp_port: Option<u16>,
     /// Where the analytics API is, for beacons, viewer counts and charts.
     pub analytics: AnalyticsLink,
+    /// Whether this server keeps a rewind window (DVR) for recorded streams, and if so
+    /// whether streams record by default (`Some(default)`); `None`: it keeps none, and
+    /// the viewer page never asks for one.
+    pub dvr_record_default: Option<bool>,
 }
 
 /// Where the pages find the analytics API.
@@ -121,6 +125,9 @@ struct PageConfig {
     rtmp_port: Option<u16>,
     /// Base URL of the analytics API: `""` for this server, `null` for none.
     analytics: Option<String>,
+    /// `null`: no rewind window on this server; otherwise whether a stream whose
+    /// `record` is unset records (and so can be rewound).
+    dvr_record_default: Option<bool>,
     version: &'static str,
 }
 
@@ -133,6 +140,7 @@ impl PageConfig {
                 AnalyticsLink::Remote(url) => Some(url.trim_end_matches('/').to_owned()),
                 AnalyticsLink::Off => None,
             },
+            dvr_record_default: config.dvr_record_default,
             version: assets::VERSION,
         }
     }

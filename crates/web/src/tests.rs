@@ -16,6 +16,7 @@ async fn get(
     let app = router(WebConfig {
         rtmp_port: Some(1935),
         analytics: AnalyticsLink::Local,
+        dvr_record_default: Some(false),
     });
     let mut request = Request::get(path);
     for (k, v) in headers {
@@ -155,6 +156,7 @@ fn analytics_link_in_the_page_config() {
         serde_json::to_value(PageConfig::new(&WebConfig {
             rtmp_port: None,
             analytics,
+            dvr_record_default: None,
         }))
         .unwrap()
     };
