@@ -60,9 +60,13 @@ fn ffmpeg_ts(url: &str, seconds: u32, video: &[&str]) -> Child {
         .expect("start ffmpeg")
 }
 
+// 4:2:0 as encoders send it (ffmpeg would make testsrc's RGB into 4:4:4, High 4:4:4,
+// which the passthrough rendition leaves out).
 const H264: &[&str] = &[
     "-c:v",
     "libx264",
+    "-pix_fmt",
+    "yuv420p",
     "-preset",
     "veryfast",
     "-tune",
