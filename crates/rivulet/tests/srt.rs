@@ -126,17 +126,7 @@ async fn check_segments(server: &Server, stream: &str, rendition: &str, playlist
         !playlist.contains("#EXT-X-GAP") && !playlist.contains("#EXT-X-DISCONTINUITY"),
         "a gap in the playlist:\n{playlist}"
     );
-    let init_uri = playlist
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-MAP"))
-        .and_then(|l| attr(l, "URI"))
-        .unwrap();
-    let init = reqwest::get(format!("{base}{init_uri}"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let init = init_segment(server, stream, rendition, playlist).await;
     let dir = tempfile::tempdir().unwrap();
     let mut numbers = Vec::new();
     for segment in &media.segments {
@@ -181,6 +171,26 @@ async fn check_segments(server: &Server, stream: &str, rendition: &str, playlist
         assert_eq!(pair[1], pair[0] + 1, "segments missing:\n{playlist}");
     }
     media.segments.len()
+}
+
+/// The init segment (`#EXT-X-MAP`) of a rendition's media playlist.
+async fn init_segment(
+    server: &Server,
+    stream: &str,
+    rendition: &str,
+    playlist: &str,
+) -> bytes::Bytes {
+    let init_uri = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MAP"))
+        .and_then(|l| attr(l, "URI"))
+        .unwrap();
+    reqwest::get(server.url(&format!("/live/{stream}/{rendition}/{init_uri}")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
 }
 
 /// Video and audio frames ffprobe decodes from the stream's multivariant playlist.
@@ -561,17 +571,7 @@ async fn ffmpeg_publishes_hevc_aac_over_srt_and_it_plays_back() {
     assert!(ok, "ffmpeg failed: {err}");
     // The passthrough rendition: hvc1 with its hvcC, every segment from an IRAP.
     let playlist = ended_playlist(&server, "hevc", "source").await;
-    let init_uri = playlist
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-MAP"))
-        .and_then(|l| attr(l, "URI"))
-        .unwrap();
-    let init = reqwest::get(server.url(&format!("/live/hevc/source/{init_uri}")))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let init = init_segment(&server, "hevc", "source", &playlist).await;
     let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
     assert!(has(b"hvc1") && has(b"hvcC"), "an hvc1 sample entry");
     let segments = check_segments(&server, "hevc", "source", &playlist).await;
