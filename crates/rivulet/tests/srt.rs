@@ -31,8 +31,8 @@ fn start(extra: &[&str]) -> (Server, u16) {
     (server, port)
 }
 
-/// ffmpeg publishing `seconds` of a 320x240 30 fps test pattern (2 s GOP) and a
-/// 48 kHz tone as MPEG-TS to `url` (srt:// or udp://), in real time.
+/// ffmpeg publishing `seconds` of a 320x240 30 fps test pattern and a 48 kHz tone (AAC
+/// unless `video` says otherwise) as MPEG-TS to `url` (srt:// or udp://), in real time.
 fn ffmpeg_ts(url: &str, seconds: u32, video: &[&str]) -> Child {
     Command::new("ffmpeg")
         .args([
@@ -51,17 +51,22 @@ fn ffmpeg_ts(url: &str, seconds: u32, video: &[&str]) -> Child {
             "-t",
             &seconds.to_string(),
         ])
+        .args(["-c:a", "aac", "-b:a", "64k"])
         .args(video)
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "mpegts", url])
+        .args(["-f", "mpegts", url])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ffmpeg")
 }
 
+// 4:2:0 as encoders send it (ffmpeg would make testsrc's RGB into 4:4:4, High 4:4:4,
+// which the passthrough rendition leaves out).
 const H264: &[&str] = &[
     "-c:v",
     "libx264",
+    "-pix_fmt",
+    "yuv420p",
     "-preset",
     "veryfast",
     "-tune",
@@ -121,17 +126,7 @@ async fn check_segments(server: &Server, stream: &str, rendition: &str, playlist
         !playlist.contains("#EXT-X-GAP") && !playlist.contains("#EXT-X-DISCONTINUITY"),
         "a gap in the playlist:\n{playlist}"
     );
-    let init_uri = playlist
-        .lines()
-        .find(|l| l.starts_with("#EXT-X-MAP"))
-        .and_then(|l| attr(l, "URI"))
-        .unwrap();
-    let init = reqwest::get(format!("{base}{init_uri}"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let init = init_segment(server, stream, rendition, playlist).await;
     let dir = tempfile::tempdir().unwrap();
     let mut numbers = Vec::new();
     for segment in &media.segments {
@@ -178,8 +173,33 @@ async fn check_segments(server: &Server, stream: &str, rendition: &str, playlist
     media.segments.len()
 }
 
+/// The init segment (`#EXT-X-MAP`) of a rendition's media playlist.
+async fn init_segment(
+    server: &Server,
+    stream: &str,
+    rendition: &str,
+    playlist: &str,
+) -> bytes::Bytes {
+    let init_uri = playlist
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-MAP"))
+        .and_then(|l| attr(l, "URI"))
+        .unwrap();
+    reqwest::get(server.url(&format!("/live/{stream}/{rendition}/{init_uri}")))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+}
+
 /// Video and audio frames ffprobe decodes from the stream's multivariant playlist.
 fn count_frames(server: &Server, stream: &str) -> (u64, u64) {
+    count_frames_at(server, &format!("/live/{stream}/master.m3u8"))
+}
+
+/// Video and audio frames ffprobe decodes from the playlist at `path`.
+fn count_frames_at(server: &Server, path: &str) -> (u64, u64) {
     let (ok, out, err) = run(Command::new("ffprobe")
         .args([
             "-v",
@@ -190,7 +210,7 @@ fn count_frames(server: &Server, stream: &str) -> (u64, u64) {
             "-of",
             "csv=p=0",
         ])
-        .arg(server.url(&format!("/live/{stream}/master.m3u8"))));
+        .arg(server.url(path)));
     assert!(ok && err.trim().is_empty(), "ffprobe errors: {err}");
     let count = |kind: &str| {
         out.lines()
@@ -499,25 +519,89 @@ async fn two_percent_packet_loss_leaves_no_gap() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn hevc_over_srt_is_named_as_unsupported() {
-    let (server, port) = start(&["--stream", "hevc=hevc-key"]);
+async fn ffmpeg_publishes_hevc_aac_over_srt_and_it_plays_back() {
+    let (server, port) = start(&["--stream", "hevc=hevc-key", "--renditions", "source,234p"]);
     let publisher = ffmpeg_ts(
         &srt_url(port, "hevc-key", ""),
-        8,
+        6,
         &[
             "-c:v",
             "libx265",
+            "-pix_fmt",
+            "yuv420p",
             "-preset",
             "ultrafast",
             "-x265-params",
-            "log-level=error",
+            "log-level=error:keyint=60:min-keyint=60:scenecut=0",
         ],
     );
-    // The API names it while the publisher is live (its audio still plays).
-    let stats = ingest_stats(&server, "hevc", |s| s.is_object()).await;
+    let master = get_when_ready(
+        &server.url("/live/hevc/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
+    let codecs: Vec<String> = parsed
+        .variants
+        .iter()
+        .map(|v| v.codecs.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(codecs.len(), 2, "source and 234p:\n{master}");
+    assert!(
+        codecs
+            .iter()
+            .any(|c| c.starts_with("hvc1.1.") && c.contains("mp4a.40.2")),
+        "the passthrough rendition's CODECS from the in-band SPS: {codecs:?}"
+    );
+    assert!(
+        codecs.iter().any(|c| c.starts_with("avc1.")),
+        "the H.264 rung: {codecs:?}"
+    );
+    let stats = ingest_stats(&server, "hevc", |s| {
+        s["packets_received"].as_u64() > Some(0)
+    })
+    .await;
     assert_eq!(
         stats["unsupported_streams"],
-        serde_json::json!(["HEVC (H.265)"]),
+        serde_json::json!([]),
+        "{stats}"
+    );
+
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "ffmpeg failed: {err}");
+    // The passthrough rendition: hvc1 with its hvcC, every segment from an IRAP.
+    let playlist = ended_playlist(&server, "hevc", "source").await;
+    let init = init_segment(&server, "hevc", "source", &playlist).await;
+    let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
+    assert!(has(b"hvc1") && has(b"hvcC"), "an hvc1 sample entry");
+    let segments = check_segments(&server, "hevc", "source", &playlist).await;
+    assert!(segments >= 2, "source: {segments} segments");
+    let (video, audio) = count_frames_at(&server, "/live/hevc/source/index.m3u8");
+    assert_eq!(video, 6 * 30, "every published HEVC frame plays back");
+    assert!(audio > 250, "{audio} audio frames");
+    // The H.264 rung decoded from it.
+    let playlist = ended_playlist(&server, "hevc", "234p").await;
+    check_segments(&server, "hevc", "234p", &playlist).await;
+    let (video, _) = count_frames_at(&server, "/live/hevc/234p/index.m3u8");
+    assert_eq!(video, 6 * 30, "every frame through the ladder");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsupported_codec_in_ts_is_named_and_the_rest_plays() {
+    // AC-3 audio (stream type 0x81) beside H.264: named, and the video still plays.
+    let (server, port) = start(&["--stream", "ac3=ac3-key"]);
+    let mut options = H264.to_vec();
+    options.extend(["-c:a", "ac3"]);
+    let publisher = ffmpeg_ts(&srt_url(port, "ac3-key", ""), 4, &options);
+    let stats = ingest_stats(&server, "ac3", |s| {
+        s["unsupported_streams"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!(["AC-3"]),
         "{stats}"
     );
     let (_, err) = finish(publisher, Duration::from_secs(30));
@@ -525,8 +609,8 @@ async fn hevc_over_srt_is_named_as_unsupported() {
     assert!(
         log.lines()
             .any(|l| l.contains("MPEG-TS stream not supported")
-                && l.contains("HEVC (H.265)")
-                && l.contains("stream_type=0x24")),
+                && l.contains("AC-3")
+                && l.contains("stream_type=0x81")),
         "{log}\n{err}"
     );
     let metrics = get_text(&server.url("/metrics")).await.1;
@@ -534,6 +618,9 @@ async fn hevc_over_srt_is_named_as_unsupported() {
         metric(&metrics, "srt_unsupported_streams_total") >= 1.0,
         "{metrics}"
     );
+    let playlist = ended_playlist(&server, "ac3", "source").await;
+    check_segments(&server, "ac3", "source", &playlist).await;
+    assert_eq!(count_frames(&server, "ac3").0, 4 * 30, "the video plays");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,9 +5,10 @@ use std::num::NonZeroU32;
 
 use bytes::Bytes;
 use media::avc::annexb_nalus;
+use media::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS};
 use media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, MediaTime, Rounding, Track, TrackKind, Tracks,
-    VIDEO_TIMESCALE, rescale_ticks,
+    AacConfig, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, Rounding, Track, TrackKind,
+    Tracks, VIDEO_TIMESCALE, VideoCodec, rescale_ticks,
 };
 
 use crate::clock::Unwrapper;
@@ -27,10 +28,10 @@ pub enum DemuxEvent {
     /// The tracks of the frames that follow (also sent again when a decoder
     /// configuration changes, e.g. a new resolution).
     Tracks(Tracks),
-    /// One access unit: H.264 in AVCC framing on the 90 kHz timeline, or one raw AAC
-    /// frame on its sample-rate timeline. Times are the unwrapped PTS/DTS.
+    /// One access unit: H.264 or HEVC with 4-byte NAL lengths (as in avcC/hvcC) on the
+    /// 90 kHz timeline, or one raw AAC frame on its sample-rate timeline. Times are the unwrapped PTS/DTS.
     Frame(Frame),
-    /// A stream of the program that is not turned into frames (HEVC, AC-3, Opus, …).
+    /// A stream of the program that is not turned into frames (AC-3, Opus, AV1, …).
     /// Its PES payloads still come out as [`DemuxEvent::ElementaryStream`].
     UnsupportedStream {
         pid: u16,
@@ -98,7 +99,7 @@ const AUDIO_RESYNC_FRAMES: i64 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
-    Video,
+    Video(VideoCodec),
     Audio,
     Other { stream_type: u8 },
 }
@@ -118,7 +119,7 @@ struct PesBuffer {
 /// Push bytes with [`Demuxer::push`] (any split: SRT payloads, file chunks), then
 /// drain [`Demuxer::poll_event`] until `None`. Call [`Demuxer::finish`] at the end of
 /// the stream to get the last access unit out. The first program of the PAT is
-/// followed; H.264 (stream type 0x1B) and ADTS AAC (0x0F) become frames.
+/// followed; H.264 (stream type 0x1B), HEVC (0x24) and ADTS AAC (0x0F) become frames.
 #[derive(Debug, Default)]
 pub struct Demuxer {
     carry: Vec<u8>,
@@ -132,9 +133,12 @@ pub struct Demuxer {
     clock: Unwrapper,
     video_pid: Option<u16>,
     audio_pid: Option<u16>,
+    /// The latest in-band parameter sets of the video stream (the VPS only for HEVC).
+    vps: Option<Bytes>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
-    avc: Option<AvcConfig>,
+    /// The video's decoder configuration (avcC or hvcC), built from those sets.
+    video: Option<CodecConfig>,
     aac: Option<AacConfig>,
     last_video_dts: Option<i64>,
     next_audio_dts: Option<i64>,
@@ -301,9 +305,10 @@ impl Demuxer {
         self.pes.clear();
         self.video_pid = None;
         self.audio_pid = None;
+        self.vps = None;
         self.sps = None;
         self.pps = None;
-        self.avc = None;
+        self.video = None;
         self.aac = None;
         self.last_video_dts = None;
         self.next_audio_dts = None;
@@ -318,7 +323,11 @@ impl Demuxer {
             let role = match entry.stream_type {
                 0x1b if self.video_pid.is_none() => {
                     self.video_pid = Some(entry.pid);
-                    Role::Video
+                    Role::Video(VideoCodec::Avc)
+                }
+                0x24 if self.video_pid.is_none() => {
+                    self.video_pid = Some(entry.pid);
+                    Role::Video(VideoCodec::Hevc)
                 }
                 0x0f if self.audio_pid.is_none() => {
                     self.audio_pid = Some(entry.pid);
@@ -326,7 +335,10 @@ impl Demuxer {
                 }
                 stream_type => {
                     let name = match stream_type {
-                        0x1b => "H.264 (a second video stream; only the first is taken)".into(),
+                        0x1b | 0x24 => format!(
+                            "{} (a second video stream; only the first is taken)",
+                            stream_name(entry)
+                        ),
                         0x0f => "AAC (a second audio stream; only the first is taken)".into(),
                         _ => stream_name(entry).to_string(),
                     };
@@ -432,7 +444,8 @@ impl Demuxer {
         let dts = header.dts.map(|t| self.clock.unwrap(t)).or(pts);
         let payload = &data[header.payload_offset.min(data.len())..];
         match role {
-            Role::Video => self.handle_h264(pid, pts, dts, payload),
+            Role::Video(VideoCodec::Hevc) => self.handle_hevc(pid, pts, dts, payload),
+            Role::Video(_) => self.handle_h264(pid, pts, dts, payload),
             Role::Audio => self.handle_adts(pid, pts, payload),
             Role::Other { stream_type } => {
                 self.events
@@ -479,21 +492,80 @@ impl Demuxer {
                 std::slice::from_ref(sps),
                 std::slice::from_ref(pps),
             ) {
-                Ok(config) => self.avc = Some(config),
+                Ok(config) => self.video = Some(CodecConfig::Avc(config)),
                 Err(e) => self.malformed(pid, &format!("H.264 parameter sets: {e}")),
             }
         }
+        self.video_access_unit(pid, "H.264", pts, dts, keyframe, avcc);
+    }
+
+    /// An HEVC access unit (Annex B): parameter sets kept for the hvcC record (a new
+    /// record, hence a new track set, when they change), the other NAL units framed
+    /// with 4-byte lengths; an IRAP picture (NAL types 16–23) is a keyframe.
+    fn handle_hevc(&mut self, pid: u16, pts: Option<i64>, dts: Option<i64>, payload: &[u8]) {
+        let mut sample = Vec::with_capacity(payload.len() + 16);
+        let mut keyframe = false;
+        let mut new_sets = false;
+        for nal in annexb_nalus(payload) {
+            let Some(kind) = media::hevc::nal_type(nal) else {
+                continue;
+            };
+            let slot = match kind {
+                NAL_VPS => Some(&mut self.vps),
+                NAL_SPS => Some(&mut self.sps),
+                NAL_PPS => Some(&mut self.pps),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                if slot.as_deref() != Some(nal) {
+                    *slot = Some(Bytes::copy_from_slice(nal));
+                    new_sets = true;
+                }
+                continue;
+            }
+            // Access unit delimiters and filler data: the fMP4 sample frames itself.
+            if kind == NAL_AUD || kind == 38 {
+                continue;
+            }
+            keyframe |= (16..=23).contains(&kind);
+            sample.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            sample.extend_from_slice(nal);
+        }
+        if new_sets && let (Some(vps), Some(sps), Some(pps)) = (&self.vps, &self.sps, &self.pps) {
+            match HevcConfig::from_parameter_sets(
+                std::slice::from_ref(vps),
+                std::slice::from_ref(sps),
+                std::slice::from_ref(pps),
+            ) {
+                Ok(config) => self.video = Some(CodecConfig::Hevc(config)),
+                Err(e) => self.malformed(pid, &format!("HEVC parameter sets: {e}")),
+            }
+        }
+        self.video_access_unit(pid, "HEVC", pts, dts, keyframe, sample);
+    }
+
+    /// A video access unit in length-prefixed framing, placed on the 90 kHz timeline;
+    /// dropped before the decoder configuration or when its decode time goes backwards.
+    fn video_access_unit(
+        &mut self,
+        pid: u16,
+        codec: &str,
+        pts: Option<i64>,
+        dts: Option<i64>,
+        keyframe: bool,
+        data: Vec<u8>,
+    ) {
         let (Some(pts), Some(dts)) = (pts, dts) else {
-            if !avcc.is_empty() {
+            if !data.is_empty() {
                 self.stats.dropped_frames += 1;
-                self.malformed(pid, "H.264 access unit without a PTS");
+                self.malformed(pid, &format!("{codec} access unit without a PTS"));
             }
             return;
         };
-        if avcc.is_empty() {
+        if data.is_empty() {
             return;
         }
-        if self.avc.is_none() || self.last_video_dts.is_some_and(|last| dts <= last) {
+        if self.video.is_none() || self.last_video_dts.is_some_and(|last| dts <= last) {
             self.stats.dropped_frames += 1;
             return;
         }
@@ -503,7 +575,7 @@ impl Demuxer {
             dts: MediaTime::new(dts, VIDEO_TIMESCALE),
             pts: MediaTime::new(pts.max(dts), VIDEO_TIMESCALE),
             keyframe,
-            data: Bytes::from(avcc),
+            data: Bytes::from(data),
         });
     }
 
@@ -560,10 +632,10 @@ impl Demuxer {
     /// The tracks the frames so far describe.
     fn current_tracks(&self) -> Tracks {
         Tracks {
-            video: self.avc.clone().map(|c| Track {
+            video: self.video.clone().map(|codec| Track {
                 kind: TrackKind::Video,
                 timescale: VIDEO_TIMESCALE,
-                codec: CodecConfig::Avc(c),
+                codec,
             }),
             audio: self.aac.clone().and_then(|c| {
                 Some(Track {
@@ -577,7 +649,7 @@ impl Demuxer {
 
     /// Every stream the program declares has its configuration.
     fn ready(&self) -> bool {
-        (self.video_pid.is_none() || self.avc.is_some())
+        (self.video_pid.is_none() || self.video.is_some())
             && (self.audio_pid.is_none() || self.aac.is_some())
     }
 

@@ -292,51 +292,98 @@ fn a_new_program_map_is_a_new_track_set() {
     assert_eq!(d.frames(TrackKind::Video).len(), 120);
 }
 
+const HEVC: &[&str] = &[
+    "-c:v",
+    "libx265",
+    "-pix_fmt",
+    "yuv420p",
+    "-preset",
+    "ultrafast",
+    "-x265-params",
+    "log-level=error:keyint=30:min-keyint=30:bframes=2",
+];
+
 #[test]
-fn hevc_is_named_and_its_bytes_passed_on() {
-    let d = demux(&generate(
+fn hevc_and_aac_become_tracks_and_frames() {
+    let d = demux(&generate(2, HEVC, &[]));
+    assert!(
+        !d.events
+            .iter()
+            .any(|e| matches!(e, DemuxEvent::UnsupportedStream { .. })),
+        "HEVC is taken"
+    );
+    let tracks = d.tracks();
+    assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
+    let Some(CodecConfig::Hevc(hevc)) = tracks[0].video.as_ref().map(|t| &t.codec) else {
+        panic!("an HEVC video track: {tracks:?}");
+    };
+    assert_eq!((hevc.width, hevc.height), (320, 240));
+    assert_eq!(hevc.nal_length_size, 4);
+    let codec = hevc.codec_string();
+    assert!(codec.starts_with("hvc1.1."), "Main profile: {codec}");
+    assert!(tracks[0].audio.is_some());
+
+    let video = d.frames(TrackKind::Video);
+    assert_eq!(video.len(), 60, "2 s at 30 fps");
+    assert!(video[0].keyframe, "starts with the IRAP picture");
+    assert_eq!(
+        video.iter().filter(|f| f.keyframe).count(),
+        2,
+        "two 1 s GOPs"
+    );
+    assert_increasing(&video);
+    // B-frames: presentation after decode, by a composition offset.
+    assert!(video.iter().all(|f| f.pts.ticks >= f.dts.ticks));
+    assert!(video.iter().any(|f| f.pts.ticks > f.dts.ticks));
+    // Length-prefixed NAL units that fill the sample exactly, no parameter sets or AUDs.
+    for frame in &video {
+        let mut rest = &frame.data[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            let kind = media::hevc::nal_type(&rest[4..]).unwrap();
+            assert!(!(32..=35).contains(&kind), "NAL type {kind} in a sample");
+            rest = &rest[4 + len..];
+        }
+    }
+    assert!(d.frames(TrackKind::Audio).len() > 80);
+}
+
+#[test]
+fn new_hevc_parameter_sets_are_a_new_track_set() {
+    // Two encodes of different sizes, one after the other on the same PIDs and clock.
+    let mut data = generate(1, HEVC, &[]);
+    data.extend(generate(
         1,
         &[
             "-c:v",
             "libx265",
+            "-pix_fmt",
+            "yuv420p",
             "-preset",
             "ultrafast",
             "-x265-params",
             "log-level=error",
+            "-vf",
+            "scale=160x120",
         ],
-        &[],
+        &["-output_ts_offset", "2"],
     ));
-    let named: Vec<_> = d
-        .events
+    let d = demux(&data);
+    let sizes: Vec<(u32, u32)> = d
+        .tracks()
         .iter()
-        .filter_map(|e| match e {
-            DemuxEvent::UnsupportedStream {
-                stream_type, name, ..
-            } => Some((*stream_type, name.clone())),
+        .filter_map(|t| match t.video.as_ref().map(|v| &v.codec) {
+            Some(CodecConfig::Hevc(h)) => Some((h.width, h.height)),
             _ => None,
         })
         .collect();
-    assert_eq!(named, vec![(0x24, "HEVC (H.265)".to_string())]);
-    let hevc: Vec<_> = d
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            DemuxEvent::ElementaryStream(es) if es.stream_type == 0x24 => Some(es),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(hevc.len(), 30, "one PES per HEVC picture");
-    assert!(hevc[0].data.starts_with(&[0, 0, 0, 1]), "Annex B as sent");
-    // The audio of the program still plays: an audio-only track set.
-    let tracks = d.tracks();
-    assert_eq!(tracks.len(), 1);
-    assert!(tracks[0].video.is_none() && tracks[0].audio.is_some());
-    assert!(d.frames(TrackKind::Audio).len() > 40);
+    assert_eq!(sizes.first(), Some(&(320, 240)), "{sizes:?}");
+    assert_eq!(sizes.last(), Some(&(160, 120)), "{sizes:?}");
 }
 
 #[test]
 fn damaged_and_random_input_never_panics() {
-    let clean = generate(1, H264, &[]);
+    let streams = [generate(1, H264, &[]), generate(1, HEVC, &[])];
     // A cheap deterministic generator (xorshift): flip bytes, cut pieces, add noise.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
@@ -345,9 +392,10 @@ fn damaged_and_random_input_never_panics() {
         state ^= state << 17;
         state
     };
-    for round in 0..40 {
-        let mut data = clean.clone();
-        for _ in 0..(round * 5 + 1) {
+    for round in 0..80 {
+        // H.264 and HEVC (damaged parameter sets are another SPS parser's input).
+        let mut data = streams[round % 2].clone();
+        for _ in 0..(round / 2 * 5 + 1) {
             let at = (next() as usize) % data.len();
             data[at] = next() as u8;
         }
