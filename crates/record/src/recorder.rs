@@ -628,7 +628,8 @@ impl Writer {
         let Some(own) = self.renditions.get(rendition).map(size) else {
             return false;
         };
-        own != u64::MAX && self.renditions.values().all(|log| size(log) >= own)
+        // Sizes not known (yet): any rendition will do.
+        self.renditions.values().all(|log| size(log) >= own)
     }
 
     /// Paints the poster from the keyframe that starts `chunk` and writes it beside the
