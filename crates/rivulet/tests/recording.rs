@@ -443,6 +443,13 @@ async fn recording_to_an_s3_compatible_store() {
         listing.contains(&format!("recordings/{id}/source/init-")),
         "{listing}"
     );
+    // The poster went the same way, and is served from the bucket.
+    assert!(
+        listing.contains(&format!("recordings/{id}/poster.jpg")),
+        "{listing}"
+    );
+    let (status, _) = get_text(&server.url(&format!("/vod/{id}/poster.jpg"))).await;
+    assert_eq!(status, 200);
     // And it plays from there.
     let published = u64::from(seconds * FPS);
     let frames = decoded_frames(&server.url(&format!("/vod/{id}/master.m3u8")));
