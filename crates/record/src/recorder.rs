@@ -418,6 +418,9 @@ struct Writer {
     /// Whether the poster was attempted, and its object name once written.
     poster_tried: bool,
     poster: Option<String>,
+    /// The first keyframe chunk of the smallest rendition so far (rendition, init,
+    /// chunk): the poster of a recording that ends before [`POSTER_AFTER_MS`].
+    poster_fallback: Option<(String, Bytes, Bytes)>,
 }
 
 #[derive(Default)]
@@ -443,6 +446,7 @@ impl Writer {
             dvr,
             poster_tried: false,
             poster: None,
+            poster_fallback: None,
         }
     }
 
@@ -586,19 +590,14 @@ impl Writer {
         metrics::counter!("record_segments_written_total").increment(1);
         metrics::counter!("record_bytes_written_total").increment(written);
         self.bytes += written;
-        let poster_due = !self.poster_tried
-            && self.inner.painter.get().is_some()
-            && self
-                .recording
-                .as_ref()
-                .is_some_and(|(_, started)| segment.program_date_ms - started >= POSTER_AFTER_MS);
-        let poster_from = poster_due.then(|| {
-            (
-                rendition.clone(),
-                segment.init.clone(),
-                segment.chunks.first().cloned(),
-            )
-        });
+        let poster_candidate = (!self.poster_tried && self.inner.painter.get().is_some())
+            .then(|| segment.chunks.first().cloned())
+            .flatten()
+            .map(|chunk| (rendition.clone(), segment.init.clone(), chunk));
+        let poster_due = self
+            .recording
+            .as_ref()
+            .is_some_and(|(_, started)| segment.program_date_ms - started >= POSTER_AFTER_MS);
         let log = self.renditions.entry(rendition).or_default();
         log.segments.push(logged);
         log.bytes += written;
@@ -609,10 +608,18 @@ impl Writer {
         if segment.variant.is_some() {
             log.variant = segment.variant;
         }
-        if let Some((rendition, init, Some(chunk))) = poster_from
+        if let Some((rendition, init, chunk)) = poster_candidate
             && self.is_smallest(&rendition)
         {
-            self.paint_poster(&id, &rendition, init, chunk).await;
+            if poster_due {
+                self.paint_poster(&id, &rendition, init, chunk).await;
+            } else if self
+                .poster_fallback
+                .as_ref()
+                .is_none_or(|(kept, _, _)| !self.is_smallest(kept))
+            {
+                self.poster_fallback = Some((rendition, init, chunk));
+            }
         }
     }
 
@@ -636,6 +643,7 @@ impl Writer {
     /// recording. Tried once; a recording without a poster is still complete.
     async fn paint_poster(&mut self, id: &str, rendition: &str, init: Bytes, chunk: Bytes) {
         self.poster_tried = true;
+        self.poster_fallback = None;
         let Some(painter) = self.inner.painter.get().cloned() else {
             return;
         };
@@ -845,6 +853,12 @@ impl Writer {
             return;
         };
         self.fill_from_store(&id).await;
+        // A recording shorter than the poster's delay: its first keyframe.
+        if !self.poster_tried
+            && let Some((rendition, init, chunk)) = self.poster_fallback.take()
+        {
+            self.paint_poster(&id, &rendition, init, chunk).await;
+        }
         let description = self.inner.policy.describe(&self.stream).await;
         let finished: Vec<(String, String, RecordedRendition)> = self
             .renditions

@@ -91,7 +91,11 @@ fn segment(rendition: &str, width: u32, msn: u64, start_ms: i64) -> CompletedSeg
     }
 }
 
-async fn recorded(dir: &std::path::Path, painter: impl record::PosterPainter) -> record::Recording {
+async fn recorded(
+    dir: &std::path::Path,
+    segments: u64,
+    painter: impl record::PosterPainter,
+) -> record::Recording {
     let store = record::open_store(dir.to_str().unwrap(), None).unwrap();
     let recorder = Recorder::open(store, Arc::new(AlwaysRecord), RecorderConfig::default())
         .await
@@ -102,17 +106,20 @@ async fn recorded(dir: &std::path::Path, painter: impl record::PosterPainter) ->
         .unwrap()
         .as_millis() as i64;
     recorder.session_started("show");
-    for msn in 0..5 {
+    for msn in 0..segments {
         recorder.segment_completed("show", "high", segment("high", 1280, msn, start));
         recorder.segment_completed("show", "low", segment("low", 320, msn, start));
     }
     // The stream ends once its segments are written (as after a grace period).
     let deadline = Instant::now() + Duration::from_secs(10);
     let written = |rendition: &str| {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .any(|recording| recording.path().join(rendition).join("seg-4.m4s").exists())
+        std::fs::read_dir(dir).unwrap().flatten().any(|recording| {
+            recording
+                .path()
+                .join(rendition)
+                .join(format!("seg-{}.m4s", segments - 1))
+                .exists()
+        })
     };
     while !(written("low") && written("high")) {
         assert!(Instant::now() < deadline, "the segments are not written");
@@ -138,7 +145,7 @@ async fn the_poster_is_the_smallest_renditions_keyframe_two_seconds_in() {
         seen.lock().unwrap().push(keyframe.clone());
         Ok::<_, String>(format!("JPEG of {keyframe}").into_bytes())
     };
-    let recording = recorded(dir.path(), painter).await;
+    let recording = recorded(dir.path(), 5, painter).await;
     assert_eq!(
         *painted.lock().unwrap(),
         vec!["key low 2".to_owned()],
@@ -161,7 +168,7 @@ async fn a_poster_that_cannot_be_painted_leaves_a_complete_recording_without_one
     let painter = |_: &AvcConfig, _: &[u8], _: Option<u32>| -> Result<Vec<u8>, String> {
         Err("the keyframe did not decode to a picture".into())
     };
-    let recording = recorded(dir.path(), painter).await;
+    let recording = recorded(dir.path(), 5, painter).await;
     assert_eq!(recording.poster, None);
     assert_eq!(recording.gaps, 0);
     assert_eq!(recording.renditions.len(), 2);
@@ -170,4 +177,20 @@ async fn a_poster_that_cannot_be_painted_leaves_a_complete_recording_without_one
     let manifest =
         std::fs::read_to_string(dir.path().join(&recording.id).join("recording.json")).unwrap();
     assert!(!manifest.contains("poster"), "{manifest}");
+}
+
+#[tokio::test]
+async fn a_recording_shorter_than_the_delay_gets_its_first_keyframe() {
+    let dir = tempfile::tempdir().unwrap();
+    let painted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = painted.clone();
+    let painter = move |_: &AvcConfig, data: &[u8], _: Option<u32>| {
+        seen.lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(data).into_owned());
+        Ok::<_, String>(b"JPEG".to_vec())
+    };
+    let recording = recorded(dir.path(), 1, painter).await;
+    assert_eq!(*painted.lock().unwrap(), vec!["key low 0".to_owned()]);
+    assert_eq!(recording.poster.as_deref(), Some(record::POSTER));
 }
