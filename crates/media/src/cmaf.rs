@@ -373,6 +373,58 @@ pub fn inspect_fragment(bytes: &[u8]) -> Result<FragmentSummary, CmafError> {
     })
 }
 
+/// The first H.264 keyframe of a CMAF segment, with the decoder configuration of its
+/// init segment: what a still picture of the segment is painted from. `init` is
+/// `ftyp` + `moov`, `fragment` one `moof` + `mdat` (a chunk). `Ok(None)` when the video
+/// track is not H.264 or the chunk has no video keyframe.
+pub fn first_avc_keyframe(
+    init: &[u8],
+    fragment: &[u8],
+) -> Result<Option<(crate::AvcConfig, Bytes)>, CmafError> {
+    use mp4_atom::Decode;
+    let mut buf = init;
+    Ftyp::decode(&mut buf).map_err(|e| CmafError::Box("ftyp", e))?;
+    let moov = Moov::decode(&mut buf).map_err(|e| CmafError::Box("moov", e))?;
+    let avcc = moov
+        .trak
+        .iter()
+        .filter(|t| t.tkhd.track_id == VIDEO_TRACK_ID)
+        .flat_map(|t| t.mdia.minf.stbl.stsd.codecs.iter())
+        .find_map(|c| match c {
+            Codec::Avc1(avc1) => Some(&avc1.avcc),
+            _ => None,
+        });
+    let Some(avcc) = avcc else {
+        return Ok(None);
+    };
+    let mut record = Vec::new();
+    avcc.encode_body(&mut record)
+        .map_err(|e| CmafError::Box("avcC", e))?;
+    let Ok(config) = crate::AvcConfig::parse(Bytes::from(record)) else {
+        return Ok(None);
+    };
+    let mut buf = fragment;
+    let moof = Moof::decode(&mut buf).map_err(|e| CmafError::Box("moof", e))?;
+    let Some(traf) = moof.traf.iter().find(|t| t.tfhd.track_id == VIDEO_TRACK_ID) else {
+        return Ok(None);
+    };
+    // Our chunks' data offsets count from the start of the moof (default-base-is-moof).
+    for trun in &traf.trun {
+        let mut offset = usize::try_from(trun.data_offset.unwrap_or(0)).unwrap_or(usize::MAX);
+        for sample in &trun.samples {
+            let size = sample.size.unwrap_or(0) as usize;
+            let keyframe = sample.flags.is_some_and(|f| f & 0x0001_0000 == 0);
+            if keyframe {
+                return Ok(fragment
+                    .get(offset..offset.saturating_add(size))
+                    .map(|data| (config.clone(), Bytes::copy_from_slice(data))));
+            }
+            offset = offset.saturating_add(size);
+        }
+    }
+    Ok(None)
+}
+
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroU32;
@@ -404,6 +456,61 @@ mod tests {
                 codec: CodecConfig::Aac(AacConfig::build(2, 48_000, 2)),
             }),
         }
+    }
+
+    #[test]
+    fn first_avc_keyframe_is_found_in_a_chunk() {
+        let init = init_segment(&tracks()).expect("init");
+        let video = TrackFragment {
+            track_id: VIDEO_TRACK_ID,
+            base_media_decode_time: 0,
+            samples: vec![
+                Sample {
+                    duration: 3000,
+                    composition_offset: 0,
+                    keyframe: false,
+                    data: Bytes::from_static(b"PPPP"),
+                },
+                Sample {
+                    duration: 3000,
+                    composition_offset: 0,
+                    keyframe: true,
+                    data: Bytes::from_static(b"KEYFRAME"),
+                },
+            ],
+        };
+        let audio = TrackFragment {
+            track_id: AUDIO_TRACK_ID,
+            base_media_decode_time: 0,
+            samples: vec![Sample {
+                duration: 1024,
+                composition_offset: 0,
+                keyframe: true,
+                data: Bytes::from_static(b"AAC"),
+            }],
+        };
+        let chunk = fragment(1, &[audio, video]).expect("fragment");
+        let (avc, data) = first_avc_keyframe(&init, &chunk)
+            .expect("parses")
+            .expect("a keyframe");
+        assert_eq!(&data[..], b"KEYFRAME");
+        assert_eq!(&avc.sps[0][..], SPS);
+        let no_key = fragment(
+            2,
+            &[TrackFragment {
+                track_id: VIDEO_TRACK_ID,
+                base_media_decode_time: 0,
+                samples: vec![Sample {
+                    duration: 3000,
+                    composition_offset: 0,
+                    keyframe: false,
+                    data: Bytes::from_static(b"PPPP"),
+                }],
+            }],
+        )
+        .expect("fragment");
+        assert_eq!(first_avc_keyframe(&init, &no_key).expect("parses"), None);
+        assert!(first_avc_keyframe(b"junk", &chunk).is_err());
     }
 
     #[test]

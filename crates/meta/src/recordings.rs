@@ -46,6 +46,11 @@ pub struct RecordingInfo {
     pub tags: Vec<String>,
     /// `/vod/{id}/master.m3u8`
     pub playlist: String,
+    /// `/vod/{id}/poster.jpg`, a JPEG of a keyframe a few seconds in; absent when no
+    /// poster could be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/vod/studio-1764745200000/poster.jpg")]
+    pub poster: Option<String>,
 }
 
 /// Where the recordings are: implemented by the binary over the recorder.

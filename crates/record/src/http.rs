@@ -10,6 +10,7 @@ use futures::StreamExt;
 use media::live_path::{MEDIA_PLAYLIST, MULTIVARIANT_PLAYLIST, MediaObject, check_rendition_name};
 use object_store::ObjectStoreExt;
 
+use crate::poster::POSTER;
 use crate::recorder::Recorder;
 use crate::vod;
 
@@ -18,8 +19,8 @@ const VOD_CACHE: &str = "public, max-age=3600";
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
 /// The routes for finished recordings:
-/// `/vod/ID/master.m3u8`, `/vod/ID/RENDITION/(index.m3u8|init-V.mp4|seg-N.m4s)` and
-/// the download `/vod/ID/RENDITION.mp4`.
+/// `/vod/ID/master.m3u8`, `/vod/ID/RENDITION/(index.m3u8|init-V.mp4|seg-N.m4s)`, the
+/// download `/vod/ID/RENDITION.mp4` and the poster `/vod/ID/poster.jpg`.
 pub fn router(recorder: Recorder) -> Router {
     Router::new()
         .route("/vod/{id}/{file}", get(recording_file))
@@ -52,6 +53,9 @@ async fn recording_file(
     }
     if file == MULTIVARIANT_PLAYLIST {
         return object(&recorder, vod::object_path(&id, None, &file), PLAYLIST_TYPE).await;
+    }
+    if file == POSTER {
+        return object(&recorder, vod::object_path(&id, None, &file), "image/jpeg").await;
     }
     match file.strip_suffix(".mp4") {
         Some(rendition) if check_rendition_name(rendition).is_ok() => {

@@ -15,6 +15,9 @@
 //! - [`router`] serves `/vod/ID/master.m3u8`, the renditions' playlists and objects,
 //!   and `/vod/ID/RENDITION.mp4`: the init segment and every segment concatenated, a
 //!   fragmented MP4 made without re-encoding.
+//! - A few seconds into a recording, the writer paints its poster (`ID/poster.jpg`)
+//!   from a keyframe of the smallest rendition, with the [`PosterPainter`] the binary
+//!   set ([`Recorder::set_poster_painter`]); served as `/vod/ID/poster.jpg`.
 //! - [`RetentionPolicy`] says which recordings to delete (age, bytes per stream);
 //!   [`Recorder::run_retention`] applies it in the background.
 //!
@@ -31,6 +34,7 @@
 //! ```text
 //! ID/recording.json           the manifest, written last
 //! ID/master.m3u8              VOD multivariant playlist
+//! ID/poster.jpg               the poster, when one could be painted
 //! ID/RENDITION/index.m3u8     VOD media playlist (PLAYLIST-TYPE:VOD, ENDLIST)
 //! ID/RENDITION/init-V.mp4     init segment
 //! ID/RENDITION/seg-N.m4s      segment N
@@ -39,6 +43,7 @@
 mod dvr;
 mod error;
 mod http;
+mod poster;
 mod recorder;
 mod retention;
 mod store;
@@ -46,6 +51,7 @@ mod vod;
 
 pub use error::RecordError;
 pub use http::router;
+pub use poster::{POSTER, PosterPainter};
 pub use recorder::{RecordPolicy, Recorder, RecorderConfig, StreamDescription};
 pub use retention::RetentionPolicy;
 pub use store::open_store;

@@ -3,7 +3,7 @@
 //! and the manifest when the stream ends.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dvr::{self, DvrLog};
 use crate::error::RecordError;
+use crate::poster::{POSTER, POSTER_AFTER_MS, PosterPainter};
 use crate::retention::RetentionPolicy;
 use crate::vod::{self, LoggedSegment, MANIFEST, RecordedRendition, Recording};
 
@@ -84,6 +85,8 @@ struct Inner {
     active: Mutex<HashMap<String, ActiveStream>>,
     /// Finished recordings, by id.
     catalog: RwLock<BTreeMap<String, Recording>>,
+    /// Paints the recordings' posters; none until the binary sets it.
+    painter: OnceLock<Arc<dyn PosterPainter>>,
 }
 
 /// The live path's side of one stream's recording.
@@ -119,10 +122,17 @@ impl Recorder {
                 runtime: tokio::runtime::Handle::current(),
                 active: Mutex::default(),
                 catalog: RwLock::default(),
+                painter: OnceLock::new(),
             }),
         };
         recorder.load_catalog().await?;
         Ok(recorder)
+    }
+
+    /// Paints a poster for each recording from now on (`ID/poster.jpg`). Once: a
+    /// second painter is ignored.
+    pub fn set_poster_painter(&self, painter: impl PosterPainter) {
+        let _ = self.inner.painter.set(Arc::new(painter));
     }
 
     /// The store the recordings are in.
@@ -405,6 +415,12 @@ struct Writer {
     /// When the store last failed, to log a failing store once in a while, not per write.
     last_failure_log: Option<Instant>,
     dvr: Arc<Mutex<DvrLog>>,
+    /// Whether the poster was attempted, and its object name once written.
+    poster_tried: bool,
+    poster: Option<String>,
+    /// The first keyframe chunk of the smallest rendition so far (rendition, init,
+    /// chunk): the poster of a recording that ends before [`POSTER_AFTER_MS`].
+    poster_fallback: Option<(String, Bytes, Bytes)>,
 }
 
 #[derive(Default)]
@@ -428,6 +444,9 @@ impl Writer {
             bytes: 0,
             last_failure_log: None,
             dvr,
+            poster_tried: false,
+            poster: None,
+            poster_fallback: None,
         }
     }
 
@@ -571,6 +590,14 @@ impl Writer {
         metrics::counter!("record_segments_written_total").increment(1);
         metrics::counter!("record_bytes_written_total").increment(written);
         self.bytes += written;
+        let poster_candidate = (!self.poster_tried && self.inner.painter.get().is_some())
+            .then(|| segment.chunks.first().cloned())
+            .flatten()
+            .map(|chunk| (rendition.clone(), segment.init.clone(), chunk));
+        let poster_due = self
+            .recording
+            .as_ref()
+            .is_some_and(|(_, started)| segment.program_date_ms - started >= POSTER_AFTER_MS);
         let log = self.renditions.entry(rendition).or_default();
         log.segments.push(logged);
         log.bytes += written;
@@ -580,6 +607,70 @@ impl Writer {
         log.timescale = segment.timescale;
         if segment.variant.is_some() {
             log.variant = segment.variant;
+        }
+        if let Some((rendition, init, chunk)) = poster_candidate
+            && self.is_smallest(&rendition)
+        {
+            if poster_due {
+                self.paint_poster(&id, &rendition, init, chunk).await;
+            } else if self
+                .poster_fallback
+                .as_ref()
+                .is_none_or(|(kept, _, _)| !self.is_smallest(kept))
+            {
+                self.poster_fallback = Some((rendition, init, chunk));
+            }
+        }
+    }
+
+    /// Whether `rendition` is the smallest picture among the renditions recorded so
+    /// far (the lowest rung: cheapest to decode, and a poster is shown small).
+    fn is_smallest(&self, rendition: &str) -> bool {
+        let size = |log: &RenditionLog| {
+            log.variant
+                .as_ref()
+                .and_then(|v| v.resolution)
+                .map_or(u64::MAX, |(w, h)| u64::from(w) * u64::from(h))
+        };
+        let Some(own) = self.renditions.get(rendition).map(size) else {
+            return false;
+        };
+        // Sizes not known (yet): any rendition will do.
+        self.renditions.values().all(|log| size(log) >= own)
+    }
+
+    /// Paints the poster from the keyframe that starts `chunk` and writes it beside the
+    /// recording. Tried once; a recording without a poster is still complete.
+    async fn paint_poster(&mut self, id: &str, rendition: &str, init: Bytes, chunk: Bytes) {
+        self.poster_tried = true;
+        self.poster_fallback = None;
+        let Some(painter) = self.inner.painter.get().cloned() else {
+            return;
+        };
+        let made = tokio::task::spawn_blocking(move || {
+            let (avc, data) = media::cmaf::first_avc_keyframe(&init, &chunk)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "the segment does not start with an H.264 keyframe".to_owned())?;
+            painter.paint(&avc, &data, None)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the painting task failed: {e}")));
+        let jpeg = match made {
+            Ok(jpeg) => jpeg,
+            Err(e) => {
+                metrics::counter!("record_posters_total", "result" => "failed").increment(1);
+                tracing::warn!(stream = %self.stream, recording = %id, rendition, error = %e, "cannot paint the recording's poster; it will have none");
+                return;
+            }
+        };
+        let path = vod::object_path(id, None, POSTER);
+        if self.put_with_retries(&path, Bytes::from(jpeg)).await {
+            metrics::counter!("record_posters_total", "result" => "written").increment(1);
+            tracing::debug!(stream = %self.stream, recording = %id, rendition, "poster written");
+            self.poster = Some(POSTER.to_owned());
+        } else {
+            metrics::counter!("record_posters_total", "result" => "failed").increment(1);
+            tracing::warn!(stream = %self.stream, recording = %id, "cannot write the recording's poster; it will have none");
         }
     }
 
@@ -762,6 +853,12 @@ impl Writer {
             return;
         };
         self.fill_from_store(&id).await;
+        // A recording shorter than the poster's delay: its first keyframe.
+        if !self.poster_tried
+            && let Some((rendition, init, chunk)) = self.poster_fallback.take()
+        {
+            self.paint_poster(&id, &rendition, init, chunk).await;
+        }
         let description = self.inner.policy.describe(&self.stream).await;
         let finished: Vec<(String, String, RecordedRendition)> = self
             .renditions
@@ -800,6 +897,7 @@ impl Writer {
             title: description.title,
             description: description.description,
             tags: description.tags,
+            poster: self.poster.clone(),
         };
         let master = vod::master_playlist(&recording);
         let master_path = vod::object_path(&id, None, media::live_path::MULTIVARIANT_PLAYLIST);

@@ -27,6 +27,10 @@ pub struct Recording {
     pub title: String,
     pub description: String,
     pub tags: Vec<String>,
+    /// The poster's object name beside the manifest ([`crate::POSTER`]), if one was
+    /// painted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster: Option<String>,
 }
 
 /// One rendition of a recording.

@@ -141,6 +141,8 @@ pub(crate) async fn open(
     let recorder = Recorder::open(objects, policy, settings.recorder.clone())
         .await
         .with_context(|| format!("cannot read the recordings in {location}"))?;
+    // The live thumbnail's painter (FFmpeg) paints the recordings' posters too.
+    recorder.set_poster_painter(transcode::thumbnail::keyframe_jpeg);
     Ok(recorder)
 }
 
@@ -237,6 +239,10 @@ impl RecordingCatalog for Catalog {
             .into_iter()
             .map(|r| RecordingInfo {
                 playlist: format!("/vod/{}/master.m3u8", r.id),
+                poster: r
+                    .poster
+                    .as_ref()
+                    .map(|file| format!("/vod/{}/{file}", r.id)),
                 id: r.id,
                 stream: r.stream,
                 started_at: r.started_at,

@@ -1,7 +1,8 @@
 //! Recording end to end: a real ffmpeg publishes to `rivulet serve` with recording on;
 //! when the stream ends the recording is a VOD asset whose playlists parse, which
 //! ffmpeg decodes over HTTP without errors and with the frames published, and whose MP4
-//! download ffprobes right; while live, the thumbnail is a JPEG of the asked size. A store that cannot be written never stalls the live stream.
+//! download ffprobes right; while live, the thumbnail is a JPEG of the asked size, and the recording has a
+//! poster JPEG. A store that cannot be written never stalls the live stream.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -145,6 +146,45 @@ async fn recorded_stream_becomes_vod_playlist_and_mp4() {
         "OpenAPI lacks the recordings"
     );
 
+    assert!(
+        doc.contains("poster"),
+        "OpenAPI lacks the recording's poster"
+    );
+
+    // Its poster: a JPEG of the (only, so smallest) rendition, at its width.
+    let poster = format!("/vod/{id}/poster.jpg");
+    assert_eq!(
+        recording["poster"],
+        json!(poster),
+        "no poster listed:\n{}",
+        server.log()
+    );
+    let r = client.get(server.url(&poster)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=")
+    );
+    let jpeg = r.bytes().await.unwrap();
+    assert_eq!(&jpeg[..2], &[0xff, 0xd8], "the poster is not a JPEG");
+    let poster_file = thumbnail_dir.path().join("poster.jpg");
+    std::fs::write(&poster_file, &jpeg).unwrap();
+    let (ok, probe, stderr) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&poster_file));
+    assert!(ok, "{stderr}");
+    assert_eq!(probe.trim(), "mjpeg,320,240");
+
     // The VOD playlists parse: a multivariant playlist and a VOD media playlist.
     let master = get_text(&server.url(&format!("/vod/{id}/master.m3u8")))
         .await
@@ -238,6 +278,7 @@ async fn recorded_stream_becomes_vod_playlist_and_mp4() {
         .unwrap();
     assert_eq!(r.status(), 204);
     assert!(recordings(&server).await.is_empty());
+    assert_eq!(get_text(&server.url(&poster)).await.0, 404);
     assert_eq!(
         get_text(&server.url(&format!("/vod/{id}/master.m3u8")))
             .await
@@ -402,6 +443,13 @@ async fn recording_to_an_s3_compatible_store() {
         listing.contains(&format!("recordings/{id}/source/init-")),
         "{listing}"
     );
+    // The poster went the same way, and is served from the bucket.
+    assert!(
+        listing.contains(&format!("recordings/{id}/poster.jpg")),
+        "{listing}"
+    );
+    let (status, _) = get_text(&server.url(&format!("/vod/{id}/poster.jpg"))).await;
+    assert_eq!(status, 200);
     // And it plays from there.
     let published = u64::from(seconds * FPS);
     let frames = decoded_frames(&server.url(&format!("/vod/{id}/master.m3u8")));
