@@ -432,23 +432,7 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         // that no request can miss both.
         if let Some(hit) = inner.cache.get(&key) {
             drop(inflight);
-            let private = match guard.admit(&hit.headers) {
-                Ok(p) => p,
-                Err(e) => return refused(&e),
-            };
-            metrics::counter!("edge_requests_total", "result" => "hit").increment(1);
-            let body = guard.body(private, &key, hit.body.clone());
-            metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
-            let mut response = Response::new(Body::from(body.clone()));
-            *response.status_mut() = hit.status;
-            *response.headers_mut() = hit.headers.clone();
-            response
-                .headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-            response
-                .headers_mut()
-                .insert("x-cache", HeaderValue::from_static("HIT"));
-            return response;
+            return answer_hit(&guard, &key, &hit);
         }
         match inflight.get(&key) {
             Some(f) => (f.clone(), "COALESCED"),
@@ -467,26 +451,7 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
         // A playlist is small and useless in pieces: thousands of held blocking
         // reloads wake once, when it is whole, and each answers with one write.
         return match fetch.whole().await {
-            Ok((head, body)) => {
-                let private = match guard.admit(&head.headers) {
-                    Ok(p) => p,
-                    Err(e) => return refused(&e),
-                };
-                let body = guard.body(private, &key, body);
-                metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
-                let mut response = Response::new(Body::from(body.clone()));
-                *response.status_mut() = head.status;
-                *response.headers_mut() = head.headers;
-                if private {
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                }
-                response
-                    .headers_mut()
-                    .insert("x-cache", HeaderValue::from_static(role));
-                response
-            }
+            Ok((head, body)) => answer_playlist(&guard, &key, head, body, role),
             Err(e) => bad_gateway(&key, &e),
         };
     }
@@ -506,6 +471,56 @@ async fn serve_live(State(edge): State<Edge>, request: Request) -> Response {
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(role));
+    response
+}
+
+/// A cached object, to a viewer the guard admits.
+fn answer_hit(guard: &Guard<'_>, key: &CacheKey, hit: &Cached) -> Response {
+    let private = match guard.admit(&hit.headers) {
+        Ok(p) => p,
+        Err(e) => return refused(&e),
+    };
+    metrics::counter!("edge_requests_total", "result" => "hit").increment(1);
+    let body = guard.body(private, key, hit.body.clone());
+    metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
+    let mut response = Response::new(Body::from(body.clone()));
+    *response.status_mut() = hit.status;
+    *response.headers_mut() = hit.headers.clone();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static("HIT"));
+    response
+}
+
+/// A whole playlist just fetched (`role`: MISS or COALESCED), to a viewer the guard
+/// admits, with the viewer's token written in if the stream is private.
+fn answer_playlist(
+    guard: &Guard<'_>,
+    key: &CacheKey,
+    head: Head,
+    body: Bytes,
+    role: &'static str,
+) -> Response {
+    let private = match guard.admit(&head.headers) {
+        Ok(p) => p,
+        Err(e) => return refused(&e),
+    };
+    let body = guard.body(private, key, body);
+    metrics::counter!("edge_bytes_out_total").increment(body.len() as u64);
+    let mut response = Response::new(Body::from(body.clone()));
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    if private {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
     response
         .headers_mut()
         .insert("x-cache", HeaderValue::from_static(role));

@@ -134,6 +134,42 @@ pub trait VideoEncode: Send {
     fn config(&self) -> Option<&CodecConfig>;
 }
 
+/// The libavcodec private options of encoder `name` for `config`: x264/x265 tuned for
+/// low delay with forced IDRs, libaom in real-time mode, SVT-AV1 in low-delay mode.
+fn codec_options(config: &VideoEncoderConfig, name: &str) -> ff::Dictionary<'static> {
+    let mut options = ff::Dictionary::new();
+    match config.codec {
+        VideoCodec::Avc => {
+            options.set("preset", &config.preset);
+            options.set("tune", "zerolatency");
+            options.set("profile", &config.profile);
+            options.set("forced-idr", "1");
+            options.set("x264-params", &config.x264_params());
+        }
+        VideoCodec::Hevc => {
+            options.set("preset", &config.preset);
+            options.set("tune", "zerolatency");
+            options.set("profile", "main");
+            options.set("forced-idr", "1");
+            options.set("x265-params", &config.x265_params());
+        }
+        VideoCodec::Av1 if name == "libaom-av1" => {
+            // Real-time mode, no lookahead: each picture out as it goes in.
+            options.set("usage", "realtime");
+            options.set("cpu-used", "8");
+            options.set("lag-in-frames", "0");
+            options.set("row-mt", "1");
+        }
+        VideoCodec::Av1 => {
+            options.set("preset", &config.svtav1_preset());
+            // Low-delay prediction (no frames held back), keyframes only where we
+            // force them.
+            options.set("svtav1-params", "pred-struct=1:scd=0");
+        }
+    }
+    options
+}
+
 /// The name this encoder had when it made only H.264.
 pub type X264Encoder = LibavVideoEncoder;
 
@@ -207,36 +243,7 @@ impl LibavVideoEncoder {
                 ..Default::default()
             });
         }
-        let mut options = ff::Dictionary::new();
-        match config.codec {
-            VideoCodec::Avc => {
-                options.set("preset", &config.preset);
-                options.set("tune", "zerolatency");
-                options.set("profile", &config.profile);
-                options.set("forced-idr", "1");
-                options.set("x264-params", &config.x264_params());
-            }
-            VideoCodec::Hevc => {
-                options.set("preset", &config.preset);
-                options.set("tune", "zerolatency");
-                options.set("profile", "main");
-                options.set("forced-idr", "1");
-                options.set("x265-params", &config.x265_params());
-            }
-            VideoCodec::Av1 if name == "libaom-av1" => {
-                // Real-time mode, no lookahead: each picture out as it goes in.
-                options.set("usage", "realtime");
-                options.set("cpu-used", "8");
-                options.set("lag-in-frames", "0");
-                options.set("row-mt", "1");
-            }
-            VideoCodec::Av1 => {
-                options.set("preset", &config.svtav1_preset());
-                // Low-delay prediction (no frames held back), keyframes only where we
-                // force them.
-                options.set("svtav1-params", "pred-struct=1:scd=0");
-            }
-        }
+        let options = codec_options(&config, name);
         let encoder = enc.open_as_with(codec, options).map_err(|e| {
             EncodeError::Setup(format!(
                 "{name} refused the settings (preset '{}', profile '{}'): {e}",

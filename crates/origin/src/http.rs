@@ -301,22 +301,7 @@ async fn media_playlist_for(
             }
         }
     }
-    let text = {
-        let state = stream.lock();
-        let reports: Vec<_> = state
-            .renditions
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != index)
-            .map(|(_, r)| {
-                r.packager
-                    .rendition_report(&media::live_path::sibling_playlist_uri(&r.name))
-            })
-            .collect();
-        state.renditions[index]
-            .packager
-            .media_playlist(skip, &reports)
-    };
+    let text = render_media_playlist(&stream, index, skip);
     metrics::counter!("origin_requests_total", "kind" => "playlist").increment(1);
     // A blocking response describes a state that, by its URL, has been reached: a
     // shared cache may keep it briefly (see BLOCKING_PLAYLIST_CACHE).
@@ -326,6 +311,24 @@ async fn media_playlist_for(
         PLAYLIST_CACHE
     };
     access.playlist(text, cache, &stream)
+}
+
+/// Rendition `index`'s media playlist as it is now, with the other renditions' reports.
+fn render_media_playlist(stream: &LiveStream, index: usize, skip: bool) -> String {
+    let state = stream.lock();
+    let reports: Vec<_> = state
+        .renditions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, r)| {
+            r.packager
+                .rendition_report(&media::live_path::sibling_playlist_uri(&r.name))
+        })
+        .collect();
+    state.renditions[index]
+        .packager
+        .media_playlist(skip, &reports)
 }
 
 /// `GET /live/NAME/health`: the input's state as JSON; 200 when `ok`, else 503 (so a

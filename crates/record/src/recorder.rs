@@ -56,6 +56,9 @@ pub struct StreamDescription {
     pub title: String,
     pub description: String,
     pub tags: Vec<String>,
+    /// A private stream's recording needs the stream's playback token, as its live
+    /// media did.
+    pub private: bool,
 }
 
 /// Which streams are recorded, and what they are: answered by the control plane
@@ -897,6 +900,7 @@ impl Writer {
             title: description.title,
             description: description.description,
             tags: description.tags,
+            private: description.private,
             poster: self.poster.clone(),
         };
         let master = vod::master_playlist(&recording);

@@ -76,6 +76,7 @@ mod tests {
             title: String::new(),
             description: String::new(),
             tags: Vec::new(),
+            private: false,
             poster: None,
         }
     }

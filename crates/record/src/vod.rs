@@ -27,6 +27,10 @@ pub struct Recording {
     pub title: String,
     pub description: String,
     pub tags: Vec<String>,
+    /// Copied from the stream when it ended: its VOD objects need the stream's
+    /// playback token (`?token=`), as its live media did.
+    #[serde(default)]
+    pub private: bool,
     /// The poster's object name beside the manifest ([`crate::POSTER`]), if one was
     /// painted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

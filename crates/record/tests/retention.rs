@@ -66,6 +66,7 @@ fn write_recording(root: &Path, stream: &str, ended_at: i64, segment_bytes: usiz
         title: String::new(),
         description: String::new(),
         tags: Vec::new(),
+        private: false,
         poster: None,
     };
     std::fs::write(

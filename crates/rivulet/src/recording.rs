@@ -201,6 +201,7 @@ impl RecordPolicy for MetaPolicy {
                     title: s.title,
                     description: s.description,
                     tags: s.tags,
+                    private: s.private,
                 })
                 .unwrap_or_default()
         }

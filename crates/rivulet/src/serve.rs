@@ -167,25 +167,14 @@ pub(crate) async fn serve(
         },
         Arc::new(recorder.clone()),
     );
-    let whep = match listeners.webrtc.take() {
-        Some(socket) => {
-            if let Ok(addr) = socket.local_addr() {
-                println!(
-                    "  WebRTC (WHEP): UDP {} (POST http://{}/live/NAME/whep)",
-                    addr,
-                    display_addr(http_addr)
-                );
-            }
-            Some(crate::whep::start(
-                socket,
-                &config.webrtc,
-                streams.clone(),
-                analytics.emitter.clone(),
-                stop.stopped(),
-            )?)
-        }
-        None => None,
-    };
+    let whep = start_whep(
+        listeners.webrtc.take(),
+        &config,
+        &streams,
+        &analytics,
+        http_addr,
+        &stop,
+    )?;
     let mut app = http_app(
         &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
@@ -216,31 +205,8 @@ pub(crate) async fn serve(
         srt,
         ..
     } = listeners;
-    let (rtmps, https, cert) = match tls {
-        Some(t) => (t.rtmps, t.https, Some(t.cert)),
-        None => (None, None, None),
-    };
-    let mut rtmp_listeners = vec![ingest::RtmpListener::plain(rtmp)];
-    if let (Some(listener), Some(cert)) = (rtmps, &cert) {
-        // No ALPN: RTMP clients offer none.
-        let tls = crate::tls_options::server_config(cert, &[])?;
-        rtmp_listeners.push(ingest::RtmpListener::tls(listener, tls));
-    }
-    let https_server = match (https, &cert) {
-        (Some(listener), Some(cert)) => {
-            let tls = crate::tls_options::server_config(cert, crate::tls_options::HTTP_ALPN)?;
-            Some(tokio::spawn(httpd::serve_tls(
-                listener,
-                app.clone(),
-                tls,
-                crate::http_options::fit_to_process(config.http.clone()),
-                stop.stopped(),
-            )))
-        }
-        _ => None,
-    };
-    let cert_watch =
-        cert.map(|cert| tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stop.stopped())));
+    let (rtmp_listeners, https_server, cert_watch) =
+        start_tls_listeners(rtmp, tls, &app, &config, &stop)?;
     let tasks = Tasks::start(
         &config,
         &control,
@@ -433,7 +399,10 @@ fn http_app(
                 analytics::record_delivery,
             )),
         )
-        .merge(record::router(recorder.clone()))
+        .merge(record::router(
+            recorder.clone(),
+            control.playback_keys.clone(),
+        ))
         .merge(crate::dvr::router(streams.clone(), recorder.clone()).layer(
             axum::middleware::from_fn_with_state(
                 analytics.emitter.clone(),
@@ -601,6 +570,76 @@ impl Tasks {
         }
         Ok(())
     }
+}
+
+/// The WHEP side, if WebRTC has its socket: the session driver and its routes' state.
+fn start_whep(
+    socket: Option<tokio::net::UdpSocket>,
+    config: &ServeConfig,
+    streams: &LiveStreams,
+    analytics: &ServeAnalytics,
+    http_addr: std::net::SocketAddr,
+    stop: &Stop,
+) -> anyhow::Result<Option<(crate::whep::Whep, tokio::task::JoinHandle<()>)>> {
+    let Some(socket) = socket else {
+        return Ok(None);
+    };
+    if let Ok(addr) = socket.local_addr() {
+        println!(
+            "  WebRTC (WHEP): UDP {} (POST http://{}/live/NAME/whep)",
+            addr,
+            display_addr(http_addr)
+        );
+    }
+    Ok(Some(crate::whep::start(
+        socket,
+        &config.webrtc,
+        streams.clone(),
+        analytics.emitter.clone(),
+        stop.stopped(),
+    )?))
+}
+
+/// The plain RTMP listener beside the RTMPS one, the HTTPS server (serving `app`) and
+/// the certificate's reload watch, when TLS is configured.
+#[allow(clippy::type_complexity)]
+fn start_tls_listeners(
+    rtmp: TcpListener,
+    tls: Option<TlsListeners>,
+    app: &axum::Router,
+    config: &ServeConfig,
+    stop: &Stop,
+) -> anyhow::Result<(
+    Vec<ingest::RtmpListener>,
+    Option<tokio::task::JoinHandle<()>>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let (rtmps, https, cert) = match tls {
+        Some(t) => (t.rtmps, t.https, Some(t.cert)),
+        None => (None, None, None),
+    };
+    let mut rtmp_listeners = vec![ingest::RtmpListener::plain(rtmp)];
+    if let (Some(listener), Some(cert)) = (rtmps, &cert) {
+        // No ALPN: RTMP clients offer none.
+        let tls = crate::tls_options::server_config(cert, &[])?;
+        rtmp_listeners.push(ingest::RtmpListener::tls(listener, tls));
+    }
+    let https_server = match (https, &cert) {
+        (Some(listener), Some(cert)) => {
+            let tls = crate::tls_options::server_config(cert, crate::tls_options::HTTP_ALPN)?;
+            Some(tokio::spawn(httpd::serve_tls(
+                listener,
+                app.clone(),
+                tls,
+                crate::http_options::fit_to_process(config.http.clone()),
+                stop.stopped(),
+            )))
+        }
+        _ => None,
+    };
+    let cert_watch =
+        cert.map(|cert| tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stop.stopped())));
+    Ok((rtmp_listeners, https_server, cert_watch))
 }
 
 /// What the web pages need to know: where publishers connect, where analytics is.

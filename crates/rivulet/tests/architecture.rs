@@ -34,7 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("origin", &["access", "hub", "httpd", "media", "package"]),
     ("edge", &["access", "httpd", "media", "package"]),
     // the recorder: the packager's complete segments to an object store, VOD after live
-    ("record", &["media", "package"]),
+    ("record", &["access", "media", "package"]),
     // the control plane: foundations only, never the data path
     ("meta", &["access", "db", "media"]),
     ("analytics", &["db", "media"]),

@@ -606,3 +606,100 @@ async fn ab_pipelines_write_one_recording_and_a_killed_one_leaves_no_gap() {
         "decoded {frames} frames of the {published} published"
     );
 }
+
+/// A private stream's recording is as private as its live media: without the stream's
+/// playback token every `/vod/ID/…` object is refused (401), with it the playlists
+/// carry the token into every URI, ffmpeg decodes the VOD, and nothing is cached by a
+/// shared cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_streams_recording_needs_its_token() {
+    let server = Server::start(&[
+        "--admin-token",
+        TOKEN,
+        "--stream",
+        "vip=vip-key-0001",
+        "--grace-period-ms",
+        "1000",
+        "--record-default",
+        "--playback-key",
+        "vod=e2e-vod-playback-secret-0123",
+    ]);
+    let client = client();
+    let r = client
+        .patch(server.url("/api/streams/vip"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"private": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seconds = 4;
+    let mut ffmpeg = publish(&format!("{}/live/vip-key-0001", server.rtmp), seconds);
+    assert!(
+        wait_exit(&mut ffmpeg, Duration::from_secs(u64::from(seconds) + 30))
+            .is_some_and(|s| s.success())
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        if let Some(r) = recordings(&server).await.into_iter().next() {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording listed:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let id = recording["id"].as_str().unwrap().to_owned();
+
+    // Without a token (or with a wrong one): refused, saying why.
+    for path in [
+        format!("/vod/{id}/master.m3u8"),
+        format!("/vod/{id}/source/index.m3u8"),
+        format!("/vod/{id}/source/seg-0.m4s"),
+        format!("/vod/{id}/source.mp4"),
+        format!("/vod/{id}/master.m3u8?token=not-a-token"),
+    ] {
+        let (status, body) = get_text(&server.url(&path)).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("token"), "{path}: {body}");
+    }
+
+    // With the stream's token: the playlists carry it, the VOD decodes.
+    let r = client
+        .post(server.url("/api/streams/vip/tokens"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"expires_in": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = client
+        .get(server.url(&format!("/vod/{id}/source/index.m3u8?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("private"),
+        "a shared cache must not keep a private recording"
+    );
+    let media = r.text().await.unwrap();
+    for line in media.lines().filter(|l| l.starts_with("seg-")) {
+        assert!(line.contains(&format!("token={token}")), "{line}");
+    }
+    let frames = decoded_frames(&server.url(&format!("/vod/{id}/master.m3u8?token={token}")));
+    let published = u64::from(seconds * FPS);
+    assert!(
+        frames.abs_diff(published) <= 6,
+        "decoded {frames} frames of the {published} published"
+    );
+}
