@@ -182,22 +182,7 @@ pub(crate) async fn serve(
         Some((whep, _)) => crate::whep::router(whep.clone()),
         None => crate::whep::disabled_router(),
     });
-    print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), &config);
-    // Before the admin token's line: scripts may stop reading at that one.
-    metadata::print_playback_banner(
-        &control.playback_keys,
-        control.playback_source,
-        &config.data_dir,
-    );
-    print_api_banner(http_addr, &config, &control, &analytics);
-
-    let srt_addr = listeners.srt.as_ref().and_then(|s| s.local_addr().ok());
-    if let Some(addr) = srt_addr {
-        println!(
-            "  SRT ingest:  srt://{}?streamid=publish:STREAM_KEY",
-            display_addr(addr)
-        );
-    }
+    print_banners(&listeners, &config, &control, &analytics)?;
     let Listeners {
         rtmp,
         http,
@@ -570,6 +555,31 @@ impl Tasks {
         }
         Ok(())
     }
+}
+
+/// What a user needs to see at start: where to publish and watch, the keys and tokens.
+fn print_banners(
+    listeners: &Listeners,
+    config: &ServeConfig,
+    control: &ControlPlane,
+    analytics: &ServeAnalytics,
+) -> anyhow::Result<()> {
+    let (rtmp_addr, http_addr) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
+    print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), config);
+    // Before the admin token's line: scripts may stop reading at that one.
+    metadata::print_playback_banner(
+        &control.playback_keys,
+        control.playback_source,
+        &config.data_dir,
+    );
+    print_api_banner(http_addr, config, control, analytics);
+    if let Some(addr) = listeners.srt.as_ref().and_then(|s| s.local_addr().ok()) {
+        println!(
+            "  SRT ingest:  srt://{}?streamid=publish:STREAM_KEY",
+            display_addr(addr)
+        );
+    }
+    Ok(())
 }
 
 /// The WHEP side, if WebRTC has its socket: the session driver and its routes' state.
