@@ -61,3 +61,8 @@ fn a_private_stream_plays_through_an_edge_with_its_token() {
 fn a_recorded_stream_rewinds_20_s_and_returns_to_live() {
     browser_test("tests/dvr.mjs");
 }
+
+#[test]
+fn a_finished_recording_plays_in_hls_js_to_its_end() {
+    browser_test("tests/vod.mjs");
+}
