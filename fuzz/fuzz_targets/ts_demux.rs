@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
         while let Some(event) = demuxer.poll_event() {
             match event {
                 DemuxEvent::Program(_) => last = [None, None],
+                // A new AAC configuration may count in another sample rate.
+                DemuxEvent::Tracks(_) => last[1] = None,
                 DemuxEvent::Frame(f) => {
                     let i = usize::from(f.kind == TrackKind::Audio);
                     if let Some(prev) = last[i] {

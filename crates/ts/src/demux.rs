@@ -142,6 +142,9 @@ pub struct Demuxer {
     aac: Option<AacConfig>,
     last_video_dts: Option<i64>,
     next_audio_dts: Option<i64>,
+    /// The last audio frame's decode time (in the current AAC config's rate): a PES
+    /// whose time goes back is dropped, as video's is.
+    last_audio_dts: Option<i64>,
     announced: Option<Tracks>,
     held: Vec<Frame>,
     events: VecDeque<DemuxEvent>,
@@ -312,6 +315,7 @@ impl Demuxer {
         self.aac = None;
         self.last_video_dts = None;
         self.next_audio_dts = None;
+        self.last_audio_dts = None;
         self.announced = None;
         self.stats.programs += 1;
         self.events.push_back(DemuxEvent::Program(ProgramInfo {
@@ -601,6 +605,12 @@ impl Demuxer {
             if self.aac.as_ref() != Some(&config) {
                 self.aac = Some(config.clone());
                 self.next_audio_dts = None;
+                self.last_audio_dts = None;
+                // Frames held for the announcement were counted in the old
+                // configuration's rate: they cannot go out under the new one.
+                let held = self.held.len();
+                self.held.retain(|f| f.kind != TrackKind::Audio);
+                self.stats.dropped_frames += (held - self.held.len()) as u64;
             }
             let Some(rate) = NonZeroU32::new(config.sample_rate) else {
                 self.malformed(pid, "AAC sample rate 0");
@@ -616,6 +626,14 @@ impl Demuxer {
                 _ => stamped,
             };
             self.next_audio_dts = Some(dts + spf);
+            rest = &rest[frame_len..];
+            index += 1;
+            if self.last_audio_dts.is_some_and(|last| dts <= last) {
+                // Time went back (a damaged or rewound PTS): not playable in order.
+                self.stats.dropped_frames += 1;
+                continue;
+            }
+            self.last_audio_dts = Some(dts);
             let time = MediaTime::new(dts, rate);
             self.emit(Frame {
                 kind: TrackKind::Audio,
@@ -624,8 +642,6 @@ impl Demuxer {
                 keyframe: true,
                 data: Bytes::copy_from_slice(frame),
             });
-            rest = &rest[frame_len..];
-            index += 1;
         }
     }
 
