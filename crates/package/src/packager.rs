@@ -128,11 +128,6 @@ impl TrackState {
             }
         }
     }
-
-    fn reset_timeline(&mut self) {
-        self.last_dts = None;
-        self.recent.clear();
-    }
 }
 
 struct Segment {
@@ -317,8 +312,11 @@ impl RenditionPackager {
         self.offset = end.map_or(0, |end| end - first);
         self.rebase = false;
         self.ended = false;
-        self.video.reset_timeline();
-        self.audio.reset_timeline();
+        // The last decode times stay: the new timeline continues after them, so a
+        // track far out of step with the main one (its frames would land before its
+        // own last chunk) is refused rather than sent back in time.
+        self.video.recent.clear();
+        self.audio.recent.clear();
     }
 
     /// Checks a frame's decode time on the timeline of its track and records it.
