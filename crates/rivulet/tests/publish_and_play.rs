@@ -175,24 +175,11 @@ async fn publish_play_block_stream_and_decode() {
             .bytes()
             .await
             .unwrap();
-        let path = dir.path().join(format!("{}.mp4", segment.uri));
-        std::fs::write(&path, [init.as_ref(), bytes.as_ref()].concat()).unwrap();
-        let (ok, out, err) = run(Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "frame=key_frame,pict_type",
-                "-of",
-                "csv=p=0",
-                "-read_intervals",
-                "%+#1",
-            ])
-            .arg(&path));
-        assert!(ok, "{err}");
-        let first = out.lines().next().unwrap_or_default();
+        let first = first_video_frame(
+            &dir.path().join(format!("{}.mp4", segment.uri)),
+            &init,
+            &bytes,
+        );
         assert!(
             first.starts_with("1,I"),
             "segment {} does not start with an IDR: {first:?}",

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, Server, attr, get_text, get_when_ready, run, wait_exit};
+use common::{
+    KillOnDrop, Server, attr, first_video_frame, get_text, get_when_ready, run, wait_exit,
+};
 
 /// A free loopback UDP port (SRT runs over UDP).
 fn free_udp_port() -> u16 {
@@ -143,24 +145,11 @@ async fn check_segments(server: &Server, stream: &str, rendition: &str, playlist
             .bytes()
             .await
             .unwrap();
-        let path = dir.path().join(format!("{}.mp4", segment.uri));
-        std::fs::write(&path, [init.as_ref(), bytes.as_ref()].concat()).unwrap();
-        let (ok, out, err) = run(Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "frame=key_frame,pict_type",
-                "-of",
-                "csv=p=0",
-                "-read_intervals",
-                "%+#1",
-            ])
-            .arg(&path));
-        assert!(ok, "{err}");
-        let first = out.lines().next().unwrap_or_default();
+        let first = first_video_frame(
+            &dir.path().join(format!("{}.mp4", segment.uri)),
+            &init,
+            &bytes,
+        );
         assert!(
             first.starts_with("1,I"),
             "{rendition} segment {} does not start with an IDR: {first:?}",

@@ -501,6 +501,28 @@ impl NginxRtmp {
     }
 }
 
+/// `init` + `segment` written to `path`, and ffprobe's `key_frame,pict_type` of its
+/// first video frame (`1,I` for an IDR), so a test can check where a segment starts.
+pub fn first_video_frame(path: &std::path::Path, init: &[u8], segment: &[u8]) -> String {
+    std::fs::write(path, [init, segment].concat()).unwrap();
+    let (ok, out, err) = run(Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+            "-of",
+            "csv=p=0",
+            "-read_intervals",
+            "%+#1",
+        ])
+        .arg(path));
+    assert!(ok, "{err}");
+    out.lines().next().unwrap_or_default().to_owned()
+}
+
 /// Counts the video frames ffmpeg decodes from `url`; panics on any decode error.
 pub fn decoded_frames(url: &str) -> u64 {
     let (ok, stdout, stderr) = run(Command::new("ffprobe").args([
