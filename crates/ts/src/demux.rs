@@ -446,11 +446,13 @@ impl Demuxer {
         };
         let pts = header.pts.map(|t| self.clock.unwrap(t));
         let dts = header.dts.map(|t| self.clock.unwrap(t)).or(pts);
-        let payload = &data[header.payload_offset.min(data.len())..];
+        // Shared, not copied: audio frames are slices of it.
+        let data = Bytes::from(data);
+        let payload = data.slice(header.payload_offset.min(data.len())..);
         match role {
-            Role::Video(VideoCodec::Hevc) => self.handle_hevc(pid, pts, dts, payload),
-            Role::Video(_) => self.handle_h264(pid, pts, dts, payload),
-            Role::Audio => self.handle_adts(pid, pts, payload),
+            Role::Video(VideoCodec::Hevc) => self.handle_hevc(pid, pts, dts, &payload),
+            Role::Video(_) => self.handle_h264(pid, pts, dts, &payload),
+            Role::Audio => self.handle_adts(pid, pts, &payload),
             Role::Other { stream_type } => {
                 self.events
                     .push_back(DemuxEvent::ElementaryStream(ElementaryData {
@@ -458,7 +460,7 @@ impl Demuxer {
                         stream_type,
                         pts,
                         dts,
-                        data: Bytes::copy_from_slice(payload),
+                        data: payload,
                     }));
             }
         }
@@ -583,29 +585,44 @@ impl Demuxer {
         });
     }
 
-    fn handle_adts(&mut self, pid: u16, pts: Option<i64>, payload: &[u8]) {
+    fn handle_adts(&mut self, pid: u16, pts: Option<i64>, payload: &Bytes) {
         let Some(pts) = pts else {
             self.stats.dropped_frames += 1;
             self.malformed(pid, "AAC PES packet without a PTS");
             return;
         };
-        let mut rest = payload;
+        let mut rest = payload.clone();
         let mut index = 0i64;
         while !rest.is_empty() {
-            let Some((config, header_len, frame_len)) = media::aac::parse_adts_header(rest) else {
+            let Some((config, header_len, frame_len)) = media::aac::parse_adts_header(&rest) else {
                 self.stats.dropped_frames += 1;
                 self.malformed(pid, "ADTS frame without a valid header");
                 return;
             };
-            let Some(frame) = rest.get(header_len..frame_len) else {
+            if header_len > frame_len || frame_len > rest.len() {
                 self.stats.dropped_frames += 1;
                 self.malformed(pid, "ADTS frame longer than its PES packet");
                 return;
-            };
+            }
             if self.aac.as_ref() != Some(&config) {
+                // The floor keeps its place in time, counted in the new rate: a
+                // configuration that changes back and forth never sends audio back.
+                let old_rate = self
+                    .aac
+                    .as_ref()
+                    .and_then(|c| NonZeroU32::new(c.sample_rate));
+                self.last_audio_dts = match (
+                    self.last_audio_dts,
+                    old_rate,
+                    NonZeroU32::new(config.sample_rate),
+                ) {
+                    (Some(last), Some(from), Some(to)) => {
+                        Some(rescale_ticks(last, from, to, Rounding::Up))
+                    }
+                    _ => None,
+                };
                 self.aac = Some(config.clone());
                 self.next_audio_dts = None;
-                self.last_audio_dts = None;
                 // Frames held for the announcement were counted in the old
                 // configuration's rate: they cannot go out under the new one.
                 let held = self.held.len();
@@ -626,7 +643,8 @@ impl Demuxer {
                 _ => stamped,
             };
             self.next_audio_dts = Some(dts + spf);
-            rest = &rest[frame_len..];
+            let frame = rest.slice(header_len..frame_len);
+            rest = rest.slice(frame_len..);
             index += 1;
             if self.last_audio_dts.is_some_and(|last| dts <= last) {
                 // Time went back (a damaged or rewound PTS): not playable in order.
@@ -640,7 +658,7 @@ impl Demuxer {
                 dts: time,
                 pts: time,
                 keyframe: true,
-                data: Bytes::copy_from_slice(frame),
+                data: frame,
             });
         }
     }
