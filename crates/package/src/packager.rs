@@ -148,6 +148,9 @@ struct Part {
     start: i64,
     /// Sum of the written sample durations of the main track (ticks).
     duration: i64,
+    /// Main-track samples written: a part of one sample may exceed PART-TARGET (a
+    /// frame cannot be split), whatever side-track chunks ride with it.
+    main_samples: usize,
     chunks: Vec<Bytes>,
     independent: bool,
     complete: bool,
@@ -440,10 +443,19 @@ impl RenditionPackager {
             return false;
         };
         let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
+        // Audio alone is written in chunks of several frames: the frames still pending
+        // are the part's too, or a few long frames would overfill it before it flushes.
+        let audio_only = self.tracks.as_ref().is_some_and(|t| t.video.is_none());
+        let pending_main = audio_only && !self.pending_audio.is_empty();
         if let Some(part) = seg.parts.last()
             && (part.complete
-                || (!part.chunks.is_empty() && dts + interval - part.start > part_ticks))
+                || ((!part.chunks.is_empty() || pending_main)
+                    && dts + interval - part.start > part_ticks))
         {
+            if pending_main {
+                // A CMAF error here only loses these frames, as at a segment's close.
+                let _ = self.flush_chunk();
+            }
             self.close_part(dts);
         }
         true
@@ -841,12 +853,12 @@ impl RenditionPackager {
                     "only the last part of the open segment may grow"
                 );
                 assert!(
-                    p.duration <= self.part_ticks() || !p.complete || p.chunks.len() == 1,
-                    "part within target: {} > {} in segment {} ({} chunks)",
+                    p.duration <= self.part_ticks() || !p.complete || p.main_samples <= 1,
+                    "part within target: {} > {} in segment {} ({} main-track samples)",
                     p.duration,
                     self.part_ticks(),
                     s.msn,
-                    p.chunks.len()
+                    p.main_samples
                 );
             }
             if s.duration.is_some() {
@@ -993,6 +1005,7 @@ impl RenditionPackager {
             seg.parts.push(Part {
                 start,
                 duration: 0,
+                main_samples: 0,
                 chunks: Vec::new(),
                 independent: keyframe || audio_only,
                 complete: false,
@@ -1034,6 +1047,7 @@ impl RenditionPackager {
                     let end = pending_last_dts.unwrap_or(base)
                         + samples.last().map_or(0, |s| i64::from(s.duration));
                     part.duration = end - part.start;
+                    part.main_samples += samples.len();
                 }
                 fragments.push(TrackFragment {
                     track_id: cmaf::track_id(kind),

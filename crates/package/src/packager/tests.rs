@@ -479,6 +479,49 @@ fn audio_only_and_video_only_renditions_work() {
 }
 
 #[test]
+fn audio_alone_with_long_irregular_frames_never_overfills_a_part() {
+    // Audio frames far longer than AAC's 1024 samples (a broken or exotic source):
+    // the frames still waiting for their chunk count towards the part, so a part
+    // holds more than one frame only while they fit PART-TARGET (found by fuzzing:
+    // the first two frames of a timeline made a part of 1.2 targets).
+    let mut p = RenditionPackager::new(PackagerConfig::default());
+    p.handle_tracks(tracks(true, false), t0());
+    let rate = NonZeroU32::new(48_000).unwrap();
+    let target = f64::from(PackagerConfig::default().part_target_ms) / 1000.0;
+    // 0.6 of PART-TARGET a frame, with runs of ordinary ones between.
+    let long = i64::from(PackagerConfig::default().part_target_ms) * 48 * 6 / 10;
+    let mut dts = 0;
+    let mut parts_seen = 0;
+    for n in 0..200i64 {
+        dts += if n < 20 || n % 13 >= 10 {
+            long + n % 5 * 100
+        } else {
+            1024
+        };
+        let t = MediaTime::new(dts, rate);
+        p.handle_frame(
+            Frame {
+                kind: TrackKind::Audio,
+                dts: t,
+                pts: t,
+                keyframe: true,
+                data: Bytes::from_static(&[1; 10]),
+            },
+            t0(),
+        )
+        .unwrap();
+        p.check_invariants();
+        let durations = part_durations(&p.media_playlist(false, &[]));
+        assert!(
+            durations.iter().all(|d| *d <= target + 1e-3),
+            "frame {n}: {durations:?}"
+        );
+        parts_seen = parts_seen.max(durations.len());
+    }
+    assert!(parts_seen > 5, "{}", p.media_playlist(false, &[]));
+}
+
+#[test]
 fn bad_frames_are_refused_and_the_packager_goes_on() {
     let mut p = RenditionPackager::new(PackagerConfig::default());
     let f = Source::new(3000, 60).next().pop().unwrap();
