@@ -2,7 +2,8 @@
 // analytics server (POST /api/analytics/beacons; schema in crates/analytics/src/beacon.rs,
 // unknown fields are refused). One beacon every SAMPLE_MS holds the counters since the
 // previous one; beacons are sent in batches every FLUSH_MS, at once for the first
-// (startup) one, and with navigator.sendBeacon when the page goes away.
+// (startup) one, and with navigator.sendBeacon when the page goes away. The same for
+// LL-HLS and real time (WebRTC): the WHEP player reports its freezes as stalls.
 
 /** A beacon is taken this often, ms. */
 const SAMPLE_MS = 5000;
@@ -43,6 +44,8 @@ export class Qoe {
     this.playingSince = null;
     this.lastDropped = 0;
     this.lastLevel = null;
+    // Ends every listener at stop(): the video element outlives a player.
+    this.listening = new AbortController();
     this.listen();
     this.sampleTimer = setInterval(() => this.sample(), SAMPLE_MS);
     this.flushTimer = setInterval(() => this.flush(), FLUSH_MS);
@@ -51,7 +54,8 @@ export class Qoe {
   listen() {
     const p = this.player;
     const v = this.video;
-    p.addEventListener('firstframe', (e) => {
+    const on = (target, type, fn) => target.addEventListener(type, fn, { signal: this.listening.signal });
+    on(p, 'firstframe', (e) => {
       const ms = Math.max(0, Math.round(e.detail.startupMs));
       if (this.totals.startupMs === null) this.totals.startupMs = ms;
       this.pending.startupMs = ms;
@@ -60,18 +64,18 @@ export class Qoe {
       this.sample();
       this.flush();
     });
-    p.addEventListener('level', (e) => {
+    on(p, 'level', (e) => {
       if (this.lastLevel !== null && e.detail.index !== this.lastLevel) {
         this.pending.switches += 1;
         this.totals.switches += 1;
       }
       this.lastLevel = e.detail.index;
     });
-    p.addEventListener('hlserror', (e) => {
+    on(p, 'hlserror', (e) => {
       if (e.detail.fatal) this.countError();
     });
-    v.addEventListener('error', () => this.countError());
-    v.addEventListener('waiting', () => {
+    on(v, 'error', () => this.countError());
+    on(v, 'waiting', () => {
       // A stall counts only after the first frame (before it, it is startup).
       if (p.firstFrameAt === null || this.stallStart !== null) return;
       this.stallStart = performance.now();
@@ -79,15 +83,15 @@ export class Qoe {
       this.totals.rebufferCount += 1;
       this.stopPlaying();
     });
-    v.addEventListener('playing', () => {
+    on(v, 'playing', () => {
       this.endStall();
       this.playingSince = performance.now();
     });
-    v.addEventListener('pause', () => {
+    on(v, 'pause', () => {
       this.endStall();
       this.stopPlaying();
     });
-    p.addEventListener('state', (e) => {
+    on(p, 'state', (e) => {
       if (e.detail.state === 'offline' || e.detail.state === 'error') {
         this.endStall();
         this.stopPlaying();
@@ -97,10 +101,28 @@ export class Qoe {
       this.sample();
       this.flush(true);
     };
-    addEventListener('pagehide', bye);
-    document.addEventListener('visibilitychange', () => {
+    // Real time: a freeze the WebRTC receiver counted (its video element does not
+    // fire `waiting` for a MediaStream that stops).
+    on(p, 'freeze', (e) => {
+      if (p.firstFrameAt === null) return;
+      this.pending.rebufferCount += e.detail.count;
+      this.totals.rebufferCount += e.detail.count;
+      this.pending.rebufferMs += e.detail.ms;
+      this.totals.rebufferMs += e.detail.ms;
+    });
+    on(window, 'pagehide', bye);
+    on(document, 'visibilitychange', () => {
       if (document.visibilityState === 'hidden') bye();
     });
+  }
+
+  /** Sends what is left and stops: the page plays on with another player. */
+  stop() {
+    this.sample();
+    this.flush();
+    this.listening.abort();
+    clearInterval(this.sampleTimer);
+    clearInterval(this.flushTimer);
   }
 
   countError() {

@@ -29,7 +29,7 @@ const hlsPlayer = () =>
     engine: params.get('engine') || undefined,
   });
 let player = mode === 'webrtc' ? new WhepPlayer(video, { name, token, rendition: params.get('rendition') }) : hlsPlayer();
-let qoe = analytics === null || mode === 'webrtc' ? null : new Qoe(player, { name, sessionId, base: analytics });
+let qoe = analytics === null ? null : new Qoe(player, { name, sessionId, base: analytics });
 // The latest picture as the poster while the player loads (made on the server, not a
 // viewer); offline it is a 404 and the page shows no picture. Not for a private stream:
 // its picture needs the token, and only the origin makes pictures (an edge would refuse).
@@ -108,6 +108,7 @@ function wire(p) {
     if (player !== p) return;
     console.warn(`WebRTC failed (${e.detail.message}); playing LL-HLS`);
     player = hlsPlayer();
+    if (qoe !== null) qoe.stop();
     if (analytics !== null) qoe = new Qoe(player, { name, sessionId, base: analytics });
     wire(player);
     syncMode();

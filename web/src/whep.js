@@ -30,6 +30,8 @@ export class WhepPlayer extends EventTarget {
     this.timer = null;
     this.statsTimer = null;
     this.firstFrameAt = null;
+    // The receiver's freeze counters at the last look (inbound-rtp statistics).
+    this.freezes = { count: 0, seconds: 0 };
     video.addEventListener('playing', () => {
       if (this.pc) this.setState('playing');
     });
@@ -140,7 +142,30 @@ export class WhepPlayer extends EventTarget {
       this.dispatch('firstframe', { startupMs: this.firstFrameAt - startedAt, at: this.firstFrameAt });
     };
     if ('requestVideoFrameCallback' in this.video) this.video.requestVideoFrameCallback(done);
-    this.statsTimer = setInterval(() => this.readStats(pc), 500);
+    this.freezes = { count: 0, seconds: 0 };
+    let ticks = 0;
+    this.statsTimer = setInterval(() => {
+      this.readStats(pc);
+      if (++ticks % 4 === 0) this.readFreezes(pc);
+    }, 500);
+  }
+
+  /** Reports the receiver's new freezes (for QoE: a stall of real-time playback). */
+  async readFreezes(pc) {
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch {
+      return; // closed meanwhile
+    }
+    if (this.pc !== pc) return;
+    for (const s of report.values()) {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'video' || s.freezeCount === undefined) continue;
+      const count = s.freezeCount - this.freezes.count;
+      const seconds = (s.totalFreezesDuration || 0) - this.freezes.seconds;
+      this.freezes = { count: s.freezeCount, seconds: s.totalFreezesDuration || 0 };
+      if (count > 0) this.dispatch('freeze', { count, ms: Math.max(0, seconds * 1000) });
+    }
   }
 
   readStats(pc) {

@@ -4,7 +4,8 @@
 // serve with one transcoded rung; /watch/NAME?mode=webrtc plays over the browser's
 // own RTCPeerConnection: video frames decode, an audio track is there; a reload plays
 // again and the old session is gone from the server; the publisher reconnects and the
-// same page plays on; a malformed offer and an offer
+// same page plays on; QoE beacons (startup, latency, freezes) reach analytics; a
+// malformed offer and an offer
 // without H.264 get 400 with the reason; a private stream needs its playback token. Then aiortc (PyPI, web/tests/whep_aiortc.py),
 // a WebRTC stack we did not write, receives video and audio frames and ends its
 // session with DELETE. Last, against a server with WebRTC off, the page falls back
@@ -163,6 +164,15 @@ run('webrtc', async () => {
     return s && s.concurrent_viewers >= 1 ? s : null;
   }, 30_000);
   log(`analytics: ${summary.concurrent_viewers} concurrent viewer(s)`);
+  // QoE beacons in real time too: the startup and the latency reach analytics.
+  const qoe = await until('a real-time startup beacon in the analytics summary', async () => {
+    const r = await fetch(`${server.http}/api/analytics/streams/${NAME}/summary?from=${Date.now() - 60_000}`);
+    const s = r.ok ? await r.json() : null;
+    return s && s.startups >= 1 && s.startup_p50_ms !== null ? s : null;
+  }, 30_000, 1000);
+  const beacons = await page.evaluate(() => ({ sent: window.rivulet.qoe.sent, failed: window.rivulet.qoe.failed }));
+  assert(beacons.sent >= 1 && beacons.failed === 0, `beacons sent and none refused: ${JSON.stringify(beacons)}`);
+  log(`QoE in real time: startup p50 ${qoe.startup_p50_ms} ms, latency ${qoe.avg_live_latency_ms} ms, ${beacons.sent} beacons`);
   await playsInRealTime(page, server, 'after a reload');
   // The first page's session ended (DELETE on pagehide, or ICE consent stopping).
   await until('one WebRTC session on the server', async () => (await sessions(server)) === 1, 45_000);
