@@ -8,7 +8,9 @@ cargo fmt --all -- --check
 python3 scripts/check-links.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # setup.sh installed PostgreSQL: the metadata tests must run against it, not skip.
-RIVULET_TEST_REQUIRE_POSTGRES=1 cargo test --workspace --all-targets --locked
+# What `cargo test --workspace --all-targets --locked` runs, two test binaries at a time
+# (docs/testing.md).
+RIVULET_TEST_REQUIRE_POSTGRES=1 scripts/run-tests.py
 # The fuzz targets keep building and run briefly (coverage-guided, libFuzzer on stable;
 # docs/fuzzing.md): 5 s each over the committed corpus.
 scripts/fuzz.sh all 5
