@@ -45,6 +45,8 @@ export class Player extends EventTarget {
     this.pollTimer = 0;
     this.reconnects = 0;
     this.mediaRecoveries = 0;
+    // An ended playlist was seen: isLive reads the media playlist too until it is live.
+    this.endedSeen = false;
     this.bindVideo();
   }
 
@@ -210,6 +212,7 @@ export class Player extends EventTarget {
     });
     v.addEventListener('ended', () => {
       // The stream ended (EXT-X-ENDLIST): wait for it to come back.
+      this.endedSeen = true;
       this.detach();
       this.goOffline();
     });
@@ -218,7 +221,12 @@ export class Player extends EventTarget {
     });
   }
 
-  /** Is the stream live: a multivariant playlist with variants whose first one has not ended? */
+  /**
+   * Is the stream live: a multivariant playlist with variants? Only after an ended
+   * stream was seen is the first variant's media playlist read too (has it ended?):
+   * otherwise hls.js reads it anyway, and the first level it loads says (see attach),
+   * which saves the page a round trip before the first frame.
+   */
   async isLive() {
     // With the view's CMCD session id, so that analytics sees one session, not two.
     const cmcd = this.cmcdSessionId ? `CMCD=${encodeURIComponent(`cid="${this.name}",ot=m,sid="${this.cmcdSessionId}",st=l`)}` : '';
@@ -234,9 +242,12 @@ export class Player extends EventTarget {
       const text = await master.text();
       const uri = text.split('\n').map((l) => l.trim()).find((l, i, all) => i > 0 && all[i - 1].startsWith('#EXT-X-STREAM-INF'));
       if (!uri) return { live: false, status: 200 };
+      if (!this.endedSeen) return { live: true, status: 200 };
       const media = await fetch(withCmcd(new URL(uri, new URL(this.src, location.href)).href), { cache: 'no-store' });
       if (!media.ok) return { live: false, status: media.status };
-      return { live: !(await media.text()).includes('#EXT-X-ENDLIST'), status: 200 };
+      const live = !(await media.text()).includes('#EXT-X-ENDLIST');
+      if (live) this.endedSeen = false;
+      return { live, status: 200 };
     } catch (e) {
       return { live: false, status: 0, error: e };
     }
@@ -324,6 +335,19 @@ export class Player extends EventTarget {
         // Autoplay refused even muted (rare): the play button still works.
         this.setState('paused');
       });
+    });
+    let firstLevel = true;
+    hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
+      // The first playlist of a live attach has ended: the stream is over, not live
+      // (isLive no longer reads it first). Later ones end as the stream does, and
+      // the buffer plays out to 'ended'.
+      if (!firstLevel) return;
+      firstLevel = false;
+      if (live && !data.details.live) {
+        this.endedSeen = true;
+        this.detach();
+        this.goOffline();
+      }
     });
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
       this.currentLevel = data.level;

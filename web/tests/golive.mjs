@@ -4,13 +4,15 @@
 // The page is open (offline) before the publish; once it plays by itself, hls.js has
 // every rendition of the ladder as a level, and forcing each other level plays frames
 // of that level's height. Every multivariant playlist the page received (through the
-// edge) lists the whole ladder.
+// edge) lists the whole ladder. Once the stream has ended, a new viewer's page says
+// offline (the page no longer reads a media playlist before attaching hls.js: the first
+// level hls.js loads tells it the stream ended).
 
 import { spawn } from 'node:child_process';
 
 import {
   assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run, startEdge,
-  startServer, stop, waitInPage,
+  startServer, stop, until, waitInPage,
 } from './lib.mjs';
 
 const NAME = 'golive';
@@ -36,7 +38,7 @@ function ffmpegPublisher(url) {
 
 run('golive', async () => {
   const bin = rivuletBinary();
-  const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', RENDITIONS.join(',')]);
+  const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', RENDITIONS.join(','), '--grace-period-ms', '1000']);
   const edge = await startEdge(bin, [server.http]);
   log(`origin ${server.http}, edge ${edge.url}`);
 
@@ -99,6 +101,18 @@ run('golive', async () => {
     assert(errors.length === 0, `errors: ${errors.join('; ')}`);
     assertNoPageErrors(page);
     assert(publisher.exitCode === null, `the publisher is still running: ${publisher.output.join('')}`);
+
+    // The stream ends: a viewer who opens the page now is told it is offline.
+    stop(publisher);
+    await until('the playlist to end', async () => (await (await fetch(`${server.http}/live/${NAME}/234p/index.m3u8`)).text()).includes('#EXT-X-ENDLIST'), 30_000);
+    const late = await newPage(browser);
+    const states = [];
+    await late.exposeFunction('__state', (s) => states.push(s));
+    await late.goto(`${edge.url}/watch/${NAME}`);
+    await late.evaluate(() => window.rivulet.player.addEventListener('state', (e) => window.__state(e.detail.state)));
+    await waitInPage(late, 'the ended stream to show as offline', () => document.body.dataset.state === 'offline', undefined, 30_000);
+    assert(!states.includes('playing'), `an ended stream does not play: ${states.join(' ')}`);
+    assertNoPageErrors(late);
   } finally {
     stop(publisher);
     await browser.close();
