@@ -11,6 +11,14 @@ import Hls from './vendor/hls.min.mjs';
 
 /** How often an offline stream's playlist is checked, ms. */
 const OFFLINE_POLL_MS = 2000;
+/** How often the catch-up rate is decided, ms. */
+const CATCH_UP_MS = 250;
+/** Seconds behind the target latency from which the player catches up. */
+const CATCH_UP_FROM_S = 0.1;
+/** Seconds buffered ahead below which it does not (it would run dry). */
+const CATCH_UP_BUFFER_S = 0.3;
+/** Playback rate while catching up: 0.5 s behind is made good in 5 s, hardly audible. */
+const CATCH_UP_RATE = 1.1;
 /** Backoff of reconnection attempts, ms. */
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
 
@@ -43,6 +51,7 @@ export class Player extends EventTarget {
     this.firstFrameAt = null;
     this.started = false;
     this.pollTimer = 0;
+    this.catchUpTimer = 0;
     this.reconnects = 0;
     this.mediaRecoveries = 0;
     // An ended playlist was seen: isLive reads the media playlist too until it is live.
@@ -306,9 +315,13 @@ export class Player extends EventTarget {
       // The rewind window is plain HLS (whole segments): no parts to follow there.
       lowLatencyMode: live,
       backBufferLength: 30,
-      // Catch up (up to 10 % faster) when behind the target latency; never when the
-      // viewer rewound on purpose.
-      maxLiveSyncPlaybackRate: live ? 1.1 : 1,
+      // Catching up with the target latency is done here (see catchUp): hls.js only
+      // speeds up with more than 1 s buffered, which a low-latency viewer never has,
+      // so it stayed ~0.5 s behind its target for good (rivulet-bench latency).
+      maxLiveSyncPlaybackRate: 1,
+      // After a stall hls.js moves its target back by this much for the rest of the
+      // session; its default (1 s) made one stall cost a viewer a second for good.
+      liveSyncOnStallIncrease: live ? 0.25 : 1,
       startPosition: live ? -1 : this.startPosition,
       // Errors are handled here: a few quick retries inside hls.js, then ours.
       manifestLoadingMaxRetry: 2,
@@ -362,6 +375,7 @@ export class Player extends EventTarget {
     });
     hls.loadSource(this.src);
     hls.attachMedia(v);
+    if (live) this.catchUpTimer = setInterval(() => this.catchUp(), CATCH_UP_MS);
     this.watchFirstFrame();
   }
 
@@ -392,8 +406,28 @@ export class Player extends EventTarget {
     }
   }
 
+  /**
+   * Plays a little faster while the viewer is behind hls.js's target latency and has
+   * enough buffered not to run dry doing so; at the target (or short of buffer) plays
+   * at normal speed. Never while paused or rewound.
+   */
+  catchUp() {
+    const h = this.hls;
+    const v = this.video;
+    if (!h || this.mode !== 'live' || v.paused) return;
+    const behind = h.latency - h.targetLatency;
+    let ahead = 0;
+    for (let i = 0; i < v.buffered.length; i++) {
+      if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) ahead = v.buffered.end(i) - v.currentTime;
+    }
+    const rate = Number.isFinite(behind) && behind > CATCH_UP_FROM_S && ahead > CATCH_UP_BUFFER_S ? CATCH_UP_RATE : 1;
+    if (v.playbackRate !== rate) v.playbackRate = rate;
+  }
+
   detach() {
     clearTimeout(this.pollTimer);
+    clearInterval(this.catchUpTimer);
+    if (this.video.playbackRate !== 1) this.video.playbackRate = 1;
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
