@@ -11,6 +11,14 @@ import Hls from './vendor/hls.min.mjs';
 
 /** How often an offline stream's playlist is checked, ms. */
 const OFFLINE_POLL_MS = 2000;
+/** How often the catch-up rate is decided, ms. */
+const CATCH_UP_MS = 250;
+/** Seconds behind the target latency from which the player catches up. */
+const CATCH_UP_FROM_S = 0.1;
+/** Seconds buffered ahead below which it does not (it would run dry). */
+const CATCH_UP_BUFFER_S = 0.3;
+/** Playback rate while catching up: 0.5 s behind is made good in 5 s, hardly audible. */
+const CATCH_UP_RATE = 1.1;
 /** Backoff of reconnection attempts, ms. */
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
 
@@ -43,8 +51,11 @@ export class Player extends EventTarget {
     this.firstFrameAt = null;
     this.started = false;
     this.pollTimer = 0;
+    this.catchUpTimer = 0;
     this.reconnects = 0;
     this.mediaRecoveries = 0;
+    // An ended playlist was seen: isLive reads the media playlist too until it is live.
+    this.endedSeen = false;
     this.bindVideo();
   }
 
@@ -210,6 +221,7 @@ export class Player extends EventTarget {
     });
     v.addEventListener('ended', () => {
       // The stream ended (EXT-X-ENDLIST): wait for it to come back.
+      this.endedSeen = true;
       this.detach();
       this.goOffline();
     });
@@ -218,7 +230,12 @@ export class Player extends EventTarget {
     });
   }
 
-  /** Is the stream live: a multivariant playlist with variants whose first one has not ended? */
+  /**
+   * Is the stream live: a multivariant playlist with variants? Only after an ended
+   * stream was seen is the first variant's media playlist read too (has it ended?):
+   * otherwise hls.js reads it anyway, and the first level it loads says (see attach),
+   * which saves the page a round trip before the first frame.
+   */
   async isLive() {
     // With the view's CMCD session id, so that analytics sees one session, not two.
     const cmcd = this.cmcdSessionId ? `CMCD=${encodeURIComponent(`cid="${this.name}",ot=m,sid="${this.cmcdSessionId}",st=l`)}` : '';
@@ -234,9 +251,12 @@ export class Player extends EventTarget {
       const text = await master.text();
       const uri = text.split('\n').map((l) => l.trim()).find((l, i, all) => i > 0 && all[i - 1].startsWith('#EXT-X-STREAM-INF'));
       if (!uri) return { live: false, status: 200 };
+      if (!this.endedSeen) return { live: true, status: 200 };
       const media = await fetch(withCmcd(new URL(uri, new URL(this.src, location.href)).href), { cache: 'no-store' });
       if (!media.ok) return { live: false, status: media.status };
-      return { live: !(await media.text()).includes('#EXT-X-ENDLIST'), status: 200 };
+      const live = !(await media.text()).includes('#EXT-X-ENDLIST');
+      if (live) this.endedSeen = false;
+      return { live, status: 200 };
     } catch (e) {
       return { live: false, status: 0, error: e };
     }
@@ -295,9 +315,13 @@ export class Player extends EventTarget {
       // The rewind window is plain HLS (whole segments): no parts to follow there.
       lowLatencyMode: live,
       backBufferLength: 30,
-      // Catch up (up to 10 % faster) when behind the target latency; never when the
-      // viewer rewound on purpose.
-      maxLiveSyncPlaybackRate: live ? 1.1 : 1,
+      // Catching up with the target latency is done here (see catchUp): hls.js only
+      // speeds up with more than 1 s buffered, which a low-latency viewer never has,
+      // so it stayed ~0.5 s behind its target for good (rivulet-bench latency).
+      maxLiveSyncPlaybackRate: 1,
+      // After a stall hls.js moves its target back by this much for the rest of the
+      // session; its default (1 s) made one stall cost a viewer a second for good.
+      liveSyncOnStallIncrease: live ? 0.25 : 1,
       startPosition: live ? -1 : this.startPosition,
       // Errors are handled here: a few quick retries inside hls.js, then ours.
       manifestLoadingMaxRetry: 2,
@@ -325,6 +349,19 @@ export class Player extends EventTarget {
         this.setState('paused');
       });
     });
+    let firstLevel = true;
+    hls.on(Hls.Events.LEVEL_LOADED, (_, data) => {
+      // The first playlist of a live attach has ended: the stream is over, not live
+      // (isLive no longer reads it first). Later ones end as the stream does, and
+      // the buffer plays out to 'ended'.
+      if (!firstLevel) return;
+      firstLevel = false;
+      if (live && !data.details.live) {
+        this.endedSeen = true;
+        this.detach();
+        this.goOffline();
+      }
+    });
     hls.on(Hls.Events.LEVEL_SWITCHED, (_, data) => {
       this.currentLevel = data.level;
       this.dispatch('level', { index: data.level, auto: this.autoLevel });
@@ -338,6 +375,7 @@ export class Player extends EventTarget {
     });
     hls.loadSource(this.src);
     hls.attachMedia(v);
+    if (live) this.catchUpTimer = setInterval(() => this.catchUp(), CATCH_UP_MS);
     this.watchFirstFrame();
   }
 
@@ -368,8 +406,28 @@ export class Player extends EventTarget {
     }
   }
 
+  /**
+   * Plays a little faster while the viewer is behind hls.js's target latency and has
+   * enough buffered not to run dry doing so; at the target (or short of buffer) plays
+   * at normal speed. Never while paused or rewound.
+   */
+  catchUp() {
+    const h = this.hls;
+    const v = this.video;
+    if (!h || this.mode !== 'live' || v.paused) return;
+    const behind = h.latency - h.targetLatency;
+    let ahead = 0;
+    for (let i = 0; i < v.buffered.length; i++) {
+      if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) ahead = v.buffered.end(i) - v.currentTime;
+    }
+    const rate = Number.isFinite(behind) && behind > CATCH_UP_FROM_S && ahead > CATCH_UP_BUFFER_S ? CATCH_UP_RATE : 1;
+    if (v.playbackRate !== rate) v.playbackRate = rate;
+  }
+
   detach() {
     clearTimeout(this.pollTimer);
+    clearInterval(this.catchUpTimer);
+    if (this.video.playbackRate !== 1) this.video.playbackRate = 1;
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;

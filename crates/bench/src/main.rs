@@ -15,6 +15,7 @@ mod api_load;
 mod codecs;
 mod failover;
 mod fleet;
+mod latency;
 mod recording;
 mod soak;
 mod viewer;
@@ -110,6 +111,10 @@ pub(crate) enum BenchKind {
     /// amplification (bytes in the store / bytes produced), the live part-availability
     /// delay p50/p99, and a thumbnail's cost per request cached and uncached.
     Recording(recording::RecordingBenchArgs),
+    /// The latency budget: an external ffmpeg publisher (drawing the wall clock into
+    /// its pictures), the default ladder, hls.js in headless Chromium through
+    /// `rivulet edge`; glass to glass and each stage's share (web/bench/latency.mjs).
+    Latency(latency::LatencyBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +173,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Soak(a) => soak::run(a),
         BenchKind::Fleet(a) => fleet::run(a),
         BenchKind::Recording(a) => recording::run(a),
+        BenchKind::Latency(a) => latency::run(a),
     }
 }
 

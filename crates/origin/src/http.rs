@@ -225,14 +225,20 @@ async fn media_playlist_for(
     let Some(index) = rendition_index(&stream, rendition) else {
         return error(StatusCode::NOT_FOUND, "no such rendition");
     };
+    if stream.lock().renditions[index].withdrawn {
+        return withdrawn();
+    }
     let mut waiter = Waiter::new(&stream, streams);
     // Right after a publisher connects there is no part yet: an empty playlist is of no
     // use to a player, so hold the request until the first part exists.
     loop {
         let has_part = {
             let state = stream.lock();
-            let packager = &state.renditions[index].packager;
-            packager.rendition_report("").last_msn.is_some() || packager.is_ended()
+            let r = &state.renditions[index];
+            if r.withdrawn {
+                return withdrawn();
+            }
+            r.packager.rendition_report("").last_msn.is_some() || r.packager.is_ended()
         };
         if has_part {
             break;
@@ -265,9 +271,14 @@ async fn media_playlist_for(
             .blocking_hold_limit();
         waiter.extend_to(hold);
         loop {
-            let readiness = stream.lock().renditions[index]
-                .packager
-                .blocking_readiness(msn, part);
+            let readiness = {
+                let state = stream.lock();
+                let r = &state.renditions[index];
+                if r.withdrawn {
+                    return withdrawn();
+                }
+                r.packager.blocking_readiness(msn, part)
+            };
             match readiness {
                 Readiness::Ready => break,
                 Readiness::TooFarAhead => {
@@ -320,7 +331,7 @@ fn render_media_playlist(stream: &LiveStream, index: usize, skip: bool) -> Strin
         .renditions
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != index)
+        .filter(|(i, r)| *i != index && !r.withdrawn)
         .map(|(_, r)| {
             r.packager
                 .rendition_report(&media::live_path::sibling_playlist_uri(&r.name))
@@ -716,6 +727,15 @@ fn playable(streams: &LiveStreams, name: &str) -> Option<Arc<LiveStream>> {
     streams
         .get(name)
         .filter(|s| s.phase() != StreamPhase::Offline)
+}
+
+/// The answer for a withdrawn rendition's media playlist.
+fn withdrawn() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this rendition was withdrawn (the server could not encode it in real time); \
+         load the multivariant playlist again for the renditions that play",
+    )
 }
 
 fn rendition_index(stream: &LiveStream, rendition: &str) -> Option<usize> {

@@ -229,6 +229,10 @@ pub(crate) struct Rendition {
     /// The highest measured peak bit rate advertised so far: a measured `BANDWIDTH`
     /// only goes up, so that players never see a rung get cheaper than it was.
     pub(crate) advertised_peak: u64,
+    /// Withdrawn from the session's set (a rung the machine could not encode in real
+    /// time): its media playlist answers 404 and no sibling reports it, so players
+    /// move to a rendition that plays on. A new announcement naming it again clears it.
+    pub(crate) withdrawn: bool,
     /// When the frame last handed to the packager arrived (for the availability metric).
     last_arrival: Option<Instant>,
     /// The part that received the last chunk, and when that chunk's frame arrived.
@@ -395,6 +399,7 @@ impl LiveStream {
                     name: rendition.to_owned(),
                     packager: RenditionPackager::new(self.packager_config.clone()),
                     advertised_peak: 0,
+                    withdrawn: false,
                     last_arrival: None,
                     last_chunk: None,
                     tracks: None,
@@ -420,15 +425,25 @@ impl LiveStream {
     /// The session's pipeline announced the renditions it will make.
     pub fn handle_announce(&self, renditions: Arc<[AnnouncedRendition]>) {
         let mut state = self.lock();
+        for r in &mut state.renditions {
+            if renditions.iter().any(|a| *a.name == r.name) {
+                r.withdrawn = false;
+            }
+        }
         state.expected = ExpectedRenditions::Known(renditions);
         drop(state);
         self.notify();
     }
 
-    /// `rendition` leaves the announced set: the master stops listing it (its media
-    /// playlist stays, with no new parts; rendition reports still name its last).
+    /// `rendition` leaves the announced set: the master stops listing it, the other
+    /// renditions stop reporting it, and its media playlist answers 404 (a player on it
+    /// fails over to another rendition instead of waiting on parts that never come).
+    /// Its segments and parts stay available for the players still fetching them.
     pub fn handle_withdraw(&self, rendition: &str) {
         let mut state = self.lock();
+        if let Some(r) = state.renditions.iter_mut().find(|r| r.name == rendition) {
+            r.withdrawn = true;
+        }
         if let ExpectedRenditions::Known(set) = &state.expected {
             let kept: Arc<[AnnouncedRendition]> = set
                 .iter()

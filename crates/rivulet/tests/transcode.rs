@@ -459,6 +459,8 @@ async fn silent_audio_makes_the_input_unhealthy_and_a_tone_does_not() {
 /// A player that asks for the multivariant playlist while the publisher connects gets
 /// the whole ladder in its first answer, with BANDWIDTH from each rung's configured
 /// rate (VBV maximum plus audio) and the passthrough's measured: never part of it.
+/// Polled from before the publish to 5 s after the first answer, every answer is whole
+/// and BANDWIDTH never falls, in order with the picture.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_multivariant_answer_lists_every_rendition() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -470,30 +472,84 @@ async fn the_first_multivariant_answer_lists_every_rendition() {
     ]);
     let master_url = server.url("/live/golive/master.m3u8");
     // Asking from before the publish: the first 200 is what a waiting page gets.
-    let first = tokio::spawn(async move {
+    let answers = tokio::spawn(async move {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut answers: Vec<String> = Vec::new();
+        let mut first_at = None;
         loop {
+            let now = std::time::Instant::now();
             assert!(
-                std::time::Instant::now() < deadline,
+                now < deadline || first_at.is_some(),
                 "no multivariant playlist in 30 s"
             );
-            if let Ok(r) = client().get(&master_url).send().await
-                && r.status().is_success()
-            {
-                return r.text().await.unwrap();
+            if first_at.is_some_and(|t: std::time::Instant| now > t + Duration::from_secs(5)) {
+                return answers;
+            }
+            if let Ok(r) = client().get(&master_url).send().await {
+                let status = r.status();
+                let cache = r
+                    .headers()
+                    .get("cache-control")
+                    .map(|v| v.to_str().unwrap_or_default().to_owned());
+                if status.is_success() {
+                    // A shared cache must revalidate it: never keep a master as it was.
+                    assert_eq!(cache.as_deref(), Some("no-cache"));
+                    answers.push(r.text().await.unwrap());
+                    first_at.get_or_insert(now);
+                } else {
+                    assert_eq!(cache.as_deref(), Some("no-store"), "{status}");
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     });
     let mut ffmpeg = publish_source(
         &format!("{}/live/golive-key", server.rtmp),
-        6,
+        12,
         "854x480",
         true,
     );
-    let master = first.await.unwrap();
+    let answers = answers.await.unwrap();
     let _ = ffmpeg.kill();
     let _ = ffmpeg.wait();
+    assert!(answers.len() > 10, "polled often: {}", answers.len());
+    let mut source_peak = 0;
+    for master in &answers {
+        let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+        let mut names: Vec<&str> = parsed
+            .variants
+            .iter()
+            .map(|v| v.uri.trim_end_matches("/index.m3u8"))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["234p", "360p", "480p", "source"],
+            "whole:\n{master}"
+        );
+        let mut rungs: Vec<_> = parsed
+            .variants
+            .iter()
+            .filter(|v| !v.uri.starts_with("source"))
+            .map(|v| (v.resolution.map_or(0, |r| r.height), v.bandwidth))
+            .collect();
+        rungs.sort_unstable();
+        assert!(
+            rungs.windows(2).all(|w| w[0].1 < w[1].1),
+            "BANDWIDTH in order with the picture:\n{master}"
+        );
+        let source = parsed
+            .variants
+            .iter()
+            .find(|v| v.uri.starts_with("source"))
+            .map_or(0, |v| v.bandwidth);
+        assert!(
+            source >= source_peak,
+            "the measured BANDWIDTH only rises:\n{master}"
+        );
+        source_peak = source;
+    }
+    let master = &answers[0];
     let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
     let mut by_name: BTreeMap<String, (u64, Option<u64>, u64)> = parsed
         .variants
@@ -717,8 +773,16 @@ async fn a_rung_that_cannot_keep_real_time_is_withdrawn_and_the_others_play_on()
                 && l.ends_with(" 1")),
         "counted in /metrics"
     );
+    // Its media playlist answers 404 (a player on it fails over), and the others'
+    // rendition reports no longer name it.
+    let (status, body) = get_text(&server.url("/live/slow/360p/index.m3u8")).await;
+    assert_eq!(status, 404, "the withdrawn rung's playlist: {body}");
     // The others keep playing: 234p gains segments after the withdrawal, and decodes.
     let (_, before) = get_text(&server.url("/live/slow/234p/index.m3u8")).await;
+    assert!(
+        !before.contains("360p"),
+        "no report of the withdrawn rung: {before}"
+    );
     let (msn, _) = preload_hint(&before);
     get_when_ready(
         &server.url(&format!(

@@ -66,3 +66,8 @@ fn a_recorded_stream_rewinds_20_s_and_returns_to_live() {
 fn a_finished_recording_plays_in_hls_js_to_its_end() {
     browser_test("tests/vod.mjs");
 }
+
+#[test]
+fn a_viewer_waiting_through_an_edge_gets_every_rendition_at_go_live() {
+    browser_test("tests/golive.mjs");
+}

@@ -707,3 +707,70 @@ async fn the_tap_sees_current_tracks_then_frames_by_reference() {
         "the frames before the tap are not replayed"
     );
 }
+
+#[tokio::test]
+async fn a_withdrawn_rendition_leaves_the_master_the_reports_and_its_playlist() {
+    let (streams, stream) = live();
+    let announce = |names: &[&str]| {
+        let set: Vec<_> = names
+            .iter()
+            .map(|n| hub::AnnouncedRendition {
+                name: Arc::from(*n),
+                declared: None,
+            })
+            .collect();
+        stream.handle_announce(Arc::from(set));
+    };
+    announce(&["source", "360p"]);
+    stream.handle_tracks("360p", source_tracks(), SystemTime::now());
+    for n in 0..90 {
+        let t = MediaTime::new(n * 3000, VIDEO_TIMESCALE);
+        for rendition in ["source", "360p"] {
+            let frame = Frame {
+                kind: TrackKind::Video,
+                dts: t,
+                pts: t,
+                keyframe: n % 60 == 0,
+                data: Bytes::from(vec![0x41; 100]),
+            };
+            stream.handle_frame(rendition, frame, SystemTime::now(), Instant::now());
+        }
+    }
+    let text = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
+    let (_, _, master) = get(&streams, "/live/cam/master.m3u8").await;
+    assert!(
+        text(&master).contains("360p/index.m3u8"),
+        "{}",
+        text(&master)
+    );
+    let (_, _, source) = get(&streams, "/live/cam/source/index.m3u8").await;
+    assert!(text(&source).contains("RENDITION-REPORT:URI=\"../360p/index.m3u8\""));
+    let (_, _, rung) = get(&streams, "/live/cam/360p/index.m3u8").await;
+    let segment = text(&rung)
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .expect("a complete segment")
+        .to_owned();
+
+    stream.handle_withdraw("360p");
+    let (status, _, master) = get(&streams, "/live/cam/master.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!text(&master).contains("360p"), "{}", text(&master));
+    let (_, _, source) = get(&streams, "/live/cam/source/index.m3u8").await;
+    assert!(!text(&source).contains("360p"), "{}", text(&source));
+    let (status, headers, body) = get(&streams, "/live/cam/360p/index.m3u8").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert!(text(&body).contains("withdrawn"), "{}", text(&body));
+    // A blocking reload on it is refused at once too, not held.
+    let (status, _, _) = get(&streams, "/live/cam/360p/index.m3u8?_HLS_msn=1&_HLS_part=0").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Its parts already listed stay available to the players fetching them.
+    let (status, _, _) = get(&streams, &format!("/live/cam/360p/{segment}")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A new session that makes it again lists it again.
+    announce(&["source", "360p"]);
+    let (status, _, _) = get(&streams, "/live/cam/360p/index.m3u8").await;
+    assert_eq!(status, StatusCode::OK);
+}
