@@ -89,7 +89,7 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
-        let webrtc = crate::whep::bind(&config.webrtc).await?;
+        let webrtc = crate::webrtc_options::bind(&config.webrtc).await?;
         let srt = config.srt.bind().await?;
         Ok(Self {
             rtmp,
@@ -179,8 +179,8 @@ pub(crate) async fn serve(
         &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
     app = app.merge(match &whep {
-        Some((whep, _)) => crate::whep::router(whep.clone()),
-        None => crate::whep::disabled_router(),
+        Some((whep, _)) => webrtc_server::router(whep.clone()),
+        None => webrtc_server::disabled_router(),
     });
     print_banners(&listeners, &config, &control, &analytics)?;
     let Listeners {
@@ -590,7 +590,7 @@ fn start_whep(
     analytics: &ServeAnalytics,
     http_addr: std::net::SocketAddr,
     stop: &Stop,
-) -> anyhow::Result<Option<(crate::whep::Whep, tokio::task::JoinHandle<()>)>> {
+) -> anyhow::Result<Option<(webrtc_server::WebRtc, tokio::task::JoinHandle<()>)>> {
     let Some(socket) = socket else {
         return Ok(None);
     };
@@ -601,7 +601,7 @@ fn start_whep(
             display_addr(http_addr)
         );
     }
-    Ok(Some(crate::whep::start(
+    Ok(Some(crate::webrtc_options::start(
         socket,
         &config.webrtc,
         streams.clone(),

@@ -19,6 +19,6 @@ mod session;
 pub use h264::{H264Error, annex_b};
 pub use keyframe::KeyframeRequests;
 pub use session::{
-    AudioPacket, DEFAULT_SEND_BUFFER_VIDEO, OfferError, SessionOutput, VideoAccessUnit, WhepConfig,
-    WhepSession,
+    AudioPacket, DEFAULT_SEND_BUFFER_AUDIO, DEFAULT_SEND_BUFFER_VIDEO, OfferError, SessionOutput,
+    VideoAccessUnit, WhepConfig, WhepSession,
 };

@@ -11,9 +11,11 @@ use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
-/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer;
-/// about two seconds of a 2 Mbit/s rung).
-pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 400;
+/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
+/// datagrams of at most 1200 bytes: 180 KB; about half a second of a 2.5 Mbit/s rung).
+pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 150;
+/// Opus packets kept per viewer (a second of 20 ms packets, about 12 KB).
+pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 50;
 /// How long a session may take from its answer to a working ICE connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -27,6 +29,8 @@ pub struct WhepConfig {
     pub candidates: Vec<SocketAddr>,
     /// Video packets kept per viewer for NACK resends.
     pub send_buffer_video: usize,
+    /// Audio packets kept per viewer for NACK resends.
+    pub send_buffer_audio: usize,
 }
 
 impl WhepConfig {
@@ -42,6 +46,7 @@ impl WhepConfig {
             cert,
             candidates,
             send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,
+            send_buffer_audio: DEFAULT_SEND_BUFFER_AUDIO,
         })
     }
 }
@@ -128,6 +133,7 @@ impl WhepSession {
             .enable_h264(true)
             .enable_opus(true, false)
             .set_send_buffer_video(config.send_buffer_video.max(1))
+            .set_send_buffer_audio(config.send_buffer_audio.max(1))
             .build(now);
         if config.candidates.is_empty() {
             return Err(OfferError::Candidate("none configured".into()));
