@@ -51,6 +51,22 @@ impl WhepConfig {
     }
 }
 
+impl WhepConfig {
+    /// str0m's configuration of every session, viewer or publisher: ICE-lite, the
+    /// shared DTLS identity, H.264 and Opus only, the bounded resend buffers.
+    pub(crate) fn builder(&self) -> str0m::RtcConfig {
+        Rtc::builder()
+            .set_ice_lite(true)
+            .set_crypto_provider(self.crypto.clone())
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_send_buffer_video(self.send_buffer_video.max(1))
+            .set_send_buffer_audio(self.send_buffer_audio.max(1))
+    }
+}
+
 /// Why an offer was not answered. The text is the HTTP answer's body.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,7 +74,7 @@ pub enum OfferError {
     #[error("the SDP offer cannot be parsed: {0}")]
     Malformed(String),
     #[error(
-        "the SDP offer has no H.264 video (a=rtpmap:… H264/90000 on a video m-line): this server sends H.264 only"
+        "the SDP offer has no H.264 video (a=rtpmap:… H264/90000 on a video m-line): this server takes and sends H.264 only"
     )]
     NoH264,
     #[error("the SDP offer cannot be answered: {0}")]
@@ -125,16 +141,7 @@ impl WhepSession {
         if !offers_h264(offer) {
             return Err(OfferError::NoH264);
         }
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .set_crypto_provider(config.crypto.clone())
-            .set_dtls_cert(config.cert.clone())
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_opus(true, false)
-            .set_send_buffer_video(config.send_buffer_video.max(1))
-            .set_send_buffer_audio(config.send_buffer_audio.max(1))
-            .build(now);
+        let mut rtc = config.builder().build(now);
         if config.candidates.is_empty() {
             return Err(OfferError::Candidate("none configured".into()));
         }
@@ -375,7 +382,7 @@ fn rtp_time(t: media::MediaTime) -> MediaTime {
 }
 
 /// Whether a video m-line of the offer lists H.264.
-fn offers_h264(sdp: &str) -> bool {
+pub(crate) fn offers_h264(sdp: &str) -> bool {
     let mut in_video = false;
     for line in sdp.lines() {
         let line = line.trim();
