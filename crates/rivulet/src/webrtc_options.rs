@@ -164,6 +164,7 @@ pub(crate) fn start(
     settings: &WebRtcSettings,
     streams: origin::LiveStreams,
     analytics: analytics::Emitter,
+    whip: webrtc_server::WhipIngest,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(webrtc_server::WebRtc, tokio::task::JoinHandle<()>)> {
     let bound = socket
@@ -172,6 +173,7 @@ pub(crate) fn start(
     let config = webrtc_server::ServerConfig {
         candidates: candidate_ips(&settings.candidates, bound),
         max_sessions: settings.max_sessions,
+        whip: Some(whip),
     };
     let reports: Arc<dyn webrtc_server::ViewerReports> = Arc::new(AnalyticsReports(analytics));
     webrtc_server::start(socket, &config, streams, reports, stop).context("cannot start WebRTC")

@@ -216,7 +216,8 @@ pub struct OpusToAac {
 impl OpusToAac {
     pub fn new() -> Result<Self, OpusError> {
         ff::init().map_err(|e| OpusError::Setup("libav", e))?;
-        let opus = ff::decoder::find(ff::codec::Id::OPUS).ok_or(OpusError::NoCodec("Opus decoder"))?;
+        let opus =
+            ff::decoder::find(ff::codec::Id::OPUS).ok_or(OpusError::NoCodec("Opus decoder"))?;
         // Without extradata (WebRTC signals none: always 48 kHz stereo, RFC 7587) libav's
         // decoder takes Opus's default header, stereo at 48 kHz.
         let decoder = ff::codec::context::Context::new_with_codec(opus)
@@ -373,7 +374,9 @@ mod tests {
         let mut frames = Vec::new();
         for i in 0..50i64 {
             let tone: Vec<f32> = (0..1024)
-                .map(|k| ((i * 1024 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 0.3)
+                .map(|k| {
+                    ((i * 1024 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 0.3
+                })
                 .collect();
             let raw = source::AudioFrame {
                 pts: MediaTime::new(96_000 + i * 1024, rate),
@@ -401,10 +404,21 @@ mod tests {
             back.transcode(&frame, &mut out);
         }
         assert!(out.len() >= 35, "{} AAC frames", out.len());
-        assert!(out.iter().all(|f| f.pts.timescale.get() == 48_000 && !f.data.is_empty()));
-        let steps: Vec<i64> = out.windows(2).map(|w| w[1].pts.ticks - w[0].pts.ticks).collect();
+        assert!(
+            out.iter()
+                .all(|f| f.pts.timescale.get() == 48_000 && !f.data.is_empty())
+        );
+        let steps: Vec<i64> = out
+            .windows(2)
+            .map(|w| w[1].pts.ticks - w[0].pts.ticks)
+            .collect();
         assert!(steps.iter().all(|s| *s == 1024), "{steps:?}");
         // The AAC starts where the Opus did (about 2 s in), not at 0.
-        assert!((out[0].pts.ticks - opus[0].pts.ticks).abs() <= 2048, "{} vs {}", out[0].pts.ticks, opus[0].pts.ticks);
+        assert!(
+            (out[0].pts.ticks - opus[0].pts.ticks).abs() <= 2048,
+            "{} vs {}",
+            out[0].pts.ticks,
+            opus[0].pts.ticks
+        );
     }
 }

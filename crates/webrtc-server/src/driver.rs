@@ -23,7 +23,13 @@ const ANALYTICS_INTERVAL: Duration = Duration::from_secs(2);
 /// Keyframe requests of one stream's viewers logged at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
+mod publish;
+
+pub(crate) use publish::Publish;
+
 pub(crate) enum Command {
+    /// A WHIP publisher, authorised and on the hub already.
+    AddPublish { id: String, publish: Box<Publish> },
     Add {
         id: String,
         stream: String,
@@ -40,6 +46,9 @@ pub(crate) enum Command {
         found: oneshot::Sender<bool>,
     },
 }
+
+/// AAC frames made of the publishers' Opus, queued to the driver.
+const AAC_QUEUE: usize = 256;
 
 struct Entry {
     key: TapKey,
@@ -64,6 +73,11 @@ pub(crate) struct Driver {
     candidates: Vec<SocketAddr>,
     streams: LiveStreams,
     sessions: HashMap<String, Entry>,
+    /// WHIP publishers, by session id.
+    publishes: HashMap<String, Publish>,
+    /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
+    aac_tx: mpsc::Sender<(String, media::Frame)>,
+    aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
     taps: HashMap<TapKey, Tap>,
     /// Sessions open (and reserved by handlers), for the cap.
     count: Arc<AtomicUsize>,
@@ -81,12 +95,16 @@ impl Driver {
         count: Arc<AtomicUsize>,
         reports: Arc<dyn ViewerReports>,
     ) -> Self {
+        let (aac_tx, aac_rx) = mpsc::channel(AAC_QUEUE);
         Self {
             socket,
             bound,
             candidates,
             streams,
             sessions: HashMap::new(),
+            publishes: HashMap::new(),
+            aac_tx,
+            aac_rx: Some(aac_rx),
             taps: HashMap::new(),
             count,
             reports,
@@ -99,6 +117,9 @@ impl Driver {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         let (media_tx, mut media_rx) = mpsc::channel::<(TapKey, TapItem)>(MEDIA_QUEUE);
+        let Some(mut aac_rx) = self.aac_rx.take() else {
+            return;
+        };
         let mut buf = vec![0u8; 2048];
         tokio::pin!(stop);
         loop {
@@ -106,6 +127,7 @@ impl Driver {
                 .sessions
                 .values()
                 .map(|e| e.timeout)
+                .chain(self.publishes.values().map(|p| p.timeout))
                 .min()
                 // At least once a second: the analytics reports ride on this wake-up.
                 .map_or(Instant::now() + Duration::from_secs(1), |t| {
@@ -122,6 +144,11 @@ impl Driver {
                     None => break,
                 },
                 Some((key, item)) = media_rx.recv() => self.handle_media(&key, item),
+                Some((id, frame)) = aac_rx.recv() => {
+                    if let Some(publish) = self.publishes.get(&id) {
+                        publish.send_aac(frame);
+                    }
+                }
                 () = tokio::time::sleep_until(next.into()) => {
                     let now = Instant::now();
                     for entry in self.sessions.values_mut() {
@@ -130,9 +157,20 @@ impl Driver {
                             entry.timeout = now + Duration::from_secs(1);
                         }
                     }
+                    for publish in self.publishes.values_mut() {
+                        publish.check_idle(now);
+                        if publish.timeout <= now {
+                            publish.session.handle_timeout(now);
+                            publish.timeout = now + Duration::from_secs(1);
+                        }
+                    }
                     let ids: Vec<String> = self.sessions.keys().cloned().collect();
                     for id in ids {
                         self.drive(&id);
+                    }
+                    let ids: Vec<String> = self.publishes.keys().cloned().collect();
+                    for id in ids {
+                        self.drive_publish(&id);
                     }
                     self.report();
                 }
@@ -140,7 +178,8 @@ impl Driver {
             self.reap();
         }
         self.taps.clear();
-        let open = self.sessions.len();
+        let open = self.sessions.len() + self.publishes.len();
+        self.publishes.clear();
         self.count.fetch_sub(open, Ordering::AcqRel);
         metrics::gauge!("webrtc_sessions").set(0.0);
     }
@@ -175,7 +214,19 @@ impl Driver {
             .find(|(_, e)| e.session.accepts(now, source, destination, data))
             .map(|(id, _)| id.clone());
         let Some(id) = id else {
-            metrics::counter!("webrtc_datagrams_unmatched_total").increment(1);
+            let publisher = self
+                .publishes
+                .iter_mut()
+                .find(|(_, p)| p.session.accepts(now, source, destination, data));
+            let Some((id, publish)) = publisher else {
+                metrics::counter!("webrtc_datagrams_unmatched_total").increment(1);
+                return;
+            };
+            publish
+                .session
+                .handle_datagram(now, source, destination, data);
+            let id = id.clone();
+            self.drive_publish(&id);
             return;
         };
         if let Some(entry) = self.sessions.get_mut(&id) {
@@ -188,6 +239,11 @@ impl Driver {
 
     fn handle_command(&mut self, command: Command, media_tx: &mpsc::Sender<(TapKey, TapItem)>) {
         match command {
+            Command::AddPublish { id, publish } => {
+                self.publishes.insert(id.clone(), *publish);
+                metrics::gauge!("whip_publishes").set(self.publishes.len() as f64);
+                self.drive_publish(&id);
+            }
             Command::Add {
                 id,
                 stream,
@@ -224,14 +280,19 @@ impl Driver {
                 self.drive(&id);
             }
             Command::Remove { id, found } => {
-                let entry = self.sessions.get_mut(&id);
-                let _ = found.send(entry.is_some());
-                if let Some(entry) = entry {
+                if let Some(entry) = self.sessions.get_mut(&id) {
                     entry.session.close();
+                    let _ = found.send(true);
+                } else if let Some(publish) = self.publishes.get_mut(&id) {
+                    publish.session.close();
+                    let _ = found.send(true);
+                } else {
+                    let _ = found.send(false);
                 }
             }
             Command::Exists { id, found } => {
-                let _ = found.send(self.sessions.contains_key(&id));
+                let _ =
+                    found.send(self.sessions.contains_key(&id) || self.publishes.contains_key(&id));
             }
         }
     }
@@ -325,6 +386,19 @@ impl Driver {
 
     /// Drops ended sessions, and the taps nobody watches any more.
     fn reap(&mut self) {
+        let publishing = self.publishes.len();
+        self.publishes.retain(|id, p| {
+            let alive = p.session.is_alive();
+            if !alive {
+                p.log_end(id);
+            }
+            alive
+        });
+        let ended = publishing - self.publishes.len();
+        if ended > 0 {
+            self.count.fetch_sub(ended, Ordering::AcqRel);
+            metrics::gauge!("whip_publishes").set(self.publishes.len() as f64);
+        }
         let before = self.sessions.len();
         self.sessions.retain(|id, e| {
             let alive = e.session.is_alive();

@@ -4,7 +4,11 @@
 //!   goes to the session that accepts it (ICE ufrag, DTLS/SRTP peer), time goes to
 //!   all, and each session's datagrams go out of the same socket.
 //! - [`router`]: the WHEP resource (`POST /live/NAME/whep`, `PATCH`/`DELETE` on the
-//!   session), an axum `Router` the binary mounts.
+//!   session) and, with [`WhipIngest`], the WHIP resource (`POST /whip/KEY` or `POST
+//!   /whip` with the key as Bearer token; RFC 9725): an axum `Router` the binary mounts.
+//!   A WHIP publisher's key is checked by the ingest's [`access::StreamKeys`] and its
+//!   media goes to the [`hub::Hub`] like an RTMP or SRT publish; its Opus is made AAC
+//!   on a thread of its own (`transcode::opus::OpusToAac`).
 //! - The taps: the media of each (stream, rendition) that has viewers, followed on a
 //!   dedicated thread (the AAC → Opus transcode is blocking work), converted once
 //!   (H.264 to Annex B, AAC to Opus) and shared by `Arc` with every viewer.
@@ -15,6 +19,7 @@
 mod driver;
 mod tap;
 mod whep;
+mod whip;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -38,12 +43,25 @@ pub const SEND_BUFFER_VIDEO: usize = 150;
 pub const SEND_BUFFER_AUDIO: usize = 50;
 
 /// How the server runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Host candidates: the address(es) of the socket as peers reach it.
     pub candidates: Vec<SocketAddr>,
-    /// WebRTC sessions at most in this process; more get 503.
+    /// WebRTC sessions (viewers and publishers) at most in this process; more get 503.
     pub max_sessions: usize,
+    /// WHIP ingest; `None`: `POST /whip` is answered 503.
+    pub whip: Option<WhipIngest>,
+}
+
+/// What WHIP publishing needs: where streams go and who may publish.
+#[derive(Clone)]
+pub struct WhipIngest {
+    pub hub: hub::Hub,
+    /// The same key check as RTMP and SRT publishers get.
+    pub keys: Arc<dyn access::StreamKeys>,
+    /// A publisher that sends no media for this long is closed (the RTMP/SRT idle
+    /// timeout).
+    pub idle_timeout: Duration,
 }
 
 /// Why the server cannot start.
@@ -95,6 +113,7 @@ pub struct WebRtc {
     commands: mpsc::Sender<driver::Command>,
     sessions: Arc<AtomicUsize>,
     max_sessions: usize,
+    whip: Option<WhipIngest>,
 }
 
 /// Starts the driver on `socket`; returns the state for [`router`] and the driver's
@@ -128,6 +147,7 @@ pub fn start(
             commands,
             sessions,
             max_sessions: config.max_sessions,
+            whip: config.whip.clone(),
         },
         task,
     ))

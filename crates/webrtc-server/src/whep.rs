@@ -20,11 +20,14 @@ use crate::{WebRtc, driver};
 /// Largest SDP offer taken (a browser's is a few kB).
 pub(crate) const MAX_OFFER_BYTES: usize = 64 * 1024;
 
+/// The WebRTC routes: WHEP (and WHIP, [`crate::WhipIngest`]), with CORS.
+///
 /// `POST /live/{name}/whep`, `PATCH`/`DELETE /live/{name}/whep/{id}`, with CORS.
 pub fn router(whep: WebRtc) -> Router {
     Router::new()
         .route("/live/{name}/whep", post(offer))
         .route("/live/{name}/whep/{id}", patch(trickle).delete(end_session))
+        .merge(crate::whip::routes())
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -35,7 +38,7 @@ pub fn router(whep: WebRtc) -> Router {
         .with_state(whep)
 }
 
-/// The WHEP URL where WebRTC is off: 503 with the reason, so that a player falls
+/// The WHEP (and WHIP) URLs where WebRTC is off: 503 with the reason, so that a player falls
 /// back to LL-HLS at once (a 404 would read as "not live yet").
 pub fn disabled_router() -> Router {
     Router::new()
@@ -50,12 +53,21 @@ pub fn disabled_router() -> Router {
                 )
             }),
         )
+        .route("/whip", post(whip_off))
+        .route("/whip/{key}", post(whip_off))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
                 .allow_methods(Any)
                 .allow_headers(Any),
         )
+}
+
+async fn whip_off() -> Response {
+    answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "WebRTC is off on this server; publish over RTMP: rtmp://HOST:1935/live/STREAM_KEY",
+    )
 }
 
 pub(crate) fn answer(status: StatusCode, message: impl std::fmt::Display) -> Response {
