@@ -18,6 +18,7 @@ mod fleet;
 mod recording;
 mod soak;
 mod viewer;
+mod webrtc;
 
 /// Benchmarks against a peer (nginx-rtmp, ffmpeg, nginx) run in the same go, printed
 /// as ratios. Build it in release mode beside the server:
@@ -110,6 +111,9 @@ pub(crate) enum BenchKind {
     /// amplification (bytes in the store / bytes produced), the live part-availability
     /// delay p50/p99, and a thumbnail's cost per request cached and uncached.
     Recording(recording::RecordingBenchArgs),
+    /// What a WHEP viewer costs: the server's CPU and memory with no viewer, then with
+    /// N WebRTC viewers (str0m clients in this process) on one stream, per viewer.
+    Webrtc(webrtc::WebRtcBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -168,6 +172,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Soak(a) => soak::run(a),
         BenchKind::Fleet(a) => fleet::run(a),
         BenchKind::Recording(a) => recording::run(a),
+        BenchKind::Webrtc(a) => webrtc::run(a),
     }
 }
 
