@@ -14,6 +14,7 @@
 
 mod h264;
 mod keyframe;
+mod peer;
 mod session;
 mod whip;
 

@@ -2,22 +2,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
 /// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
 /// datagrams of at most 1200 bytes: 180 KB; about half a second of a 2.5 Mbit/s rung).
 pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 150;
 /// Opus packets kept per viewer (a second of 20 ms packets, about 12 KB).
 pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 50;
-/// How long a session may take from its answer to a working ICE connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What every session of a process shares: the DTLS identity (generated once: key
 /// generation per viewer would be slow) and the addresses it advertises.
@@ -173,18 +170,7 @@ impl WhepSession {
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        let Ok(contents) = data.try_into() else {
-            return false;
-        };
-        self.rtc.accepts(&Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        ))
+        crate::peer::receive(now, source, destination, data).is_some_and(|i| self.rtc.accepts(&i))
     }
 
     /// Handles a datagram [accepted](Self::accepts) for this session.
@@ -195,60 +181,23 @@ impl WhepSession {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
-        if let Err(e) = self.rtc.handle_input(input) {
-            tracing::debug!(error = %e, "WebRTC input refused; session closed");
-            self.rtc.disconnect();
-        }
+        crate::peer::handle_datagram(&mut self.rtc, now, source, destination, data);
     }
 
     /// Moves time forward.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.connected && now.saturating_duration_since(self.created) > CONNECT_TIMEOUT {
-            tracing::debug!("WebRTC session never connected; closed");
-            self.rtc.disconnect();
+        if !crate::peer::in_time(&mut self.rtc, self.connected, self.created, now) {
             return;
         }
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            tracing::debug!(error = %e, "WebRTC timeout handling failed; session closed");
-            self.rtc.disconnect();
-        }
+        crate::peer::handle_timeout(&mut self.rtc, now);
     }
 
     /// The next thing to do; call until it is a `Timeout` or `Closed`.
     pub fn poll_output(&mut self) -> SessionOutput {
         loop {
-            if !self.rtc.is_alive() {
-                return SessionOutput::Closed;
-            }
-            let output = match self.rtc.poll_output() {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::debug!(error = %e, "WebRTC session failed; closed");
-                    self.rtc.disconnect();
-                    return SessionOutput::Closed;
-                }
-            };
-            match output {
-                Output::Transmit(t) => {
-                    return SessionOutput::Transmit {
-                        destination: t.destination,
-                        data: t.contents.into(),
-                    };
-                }
-                Output::Timeout(t) => return SessionOutput::Timeout(t),
-                Output::Event(event) => {
+            match crate::peer::poll(&mut self.rtc) {
+                crate::peer::Polled::Output(out) => return out,
+                crate::peer::Polled::Event(event) => {
                     if let Some(out) = self.handle_event(event) {
                         return out;
                     }

@@ -18,13 +18,10 @@ use media::{AvcConfig, Frame, MediaTime, TrackKind};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
 use crate::session::{OfferError, SessionOutput, WhepConfig, offers_h264};
 
-/// How long a publisher may take from its answer to a working ICE connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Keyframe requests (PLI) while waiting for one, at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// Opus's RTP clock.
@@ -151,18 +148,7 @@ impl WhipSession {
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        let Ok(contents) = data.try_into() else {
-            return false;
-        };
-        self.rtc.accepts(&Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        ))
+        crate::peer::receive(now, source, destination, data).is_some_and(|i| self.rtc.accepts(&i))
     }
 
     /// Handles a datagram [accepted](Self::accepts) for this session.
@@ -173,62 +159,25 @@ impl WhipSession {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
-        if let Err(e) = self.rtc.handle_input(input) {
-            tracing::debug!(error = %e, "WHIP input refused; session closed");
-            self.rtc.disconnect();
-        }
+        crate::peer::handle_datagram(&mut self.rtc, now, source, destination, data);
     }
 
     /// Moves time forward.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.connected && now.saturating_duration_since(self.created) > CONNECT_TIMEOUT {
-            tracing::debug!("WHIP session never connected; closed");
-            self.rtc.disconnect();
+        if !crate::peer::in_time(&mut self.rtc, self.connected, self.created, now) {
             return;
         }
         self.request_keyframe_if_waiting(now);
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            tracing::debug!(error = %e, "WHIP timeout handling failed; session closed");
-            self.rtc.disconnect();
-        }
+        crate::peer::handle_timeout(&mut self.rtc, now);
     }
 
-    /// The next thing to do; call until it is a `Timeout` or `Closed`. Media found on
-    /// the way is queued for [`Self::poll_event`].
+    /// The next thing to do; call until it is a `Timeout` or `Closed`.
+    /// Media found on the way is queued for [`Self::poll_event`].
     pub fn poll_output(&mut self) -> SessionOutput {
         loop {
-            if !self.rtc.is_alive() {
-                return SessionOutput::Closed;
-            }
-            let output = match self.rtc.poll_output() {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::debug!(error = %e, "WHIP session failed; closed");
-                    self.rtc.disconnect();
-                    return SessionOutput::Closed;
-                }
-            };
-            match output {
-                Output::Transmit(t) => {
-                    return SessionOutput::Transmit {
-                        destination: t.destination,
-                        data: t.contents.into(),
-                    };
-                }
-                Output::Timeout(t) => return SessionOutput::Timeout(t),
-                Output::Event(event) => {
+            match crate::peer::poll(&mut self.rtc) {
+                crate::peer::Polled::Output(out) => return out,
+                crate::peer::Polled::Event(event) => {
                     if let Some(out) = self.handle_event(event) {
                         return out;
                     }
