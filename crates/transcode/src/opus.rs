@@ -127,18 +127,9 @@ impl AacToOpus {
 
     fn resample(&mut self, decoded: &ff::frame::Audio) {
         if self.resampler.is_none() {
-            let layout = if decoded.channel_layout().is_empty() {
-                ff::ChannelLayout::default(i32::from(decoded.channels().max(1)))
-            } else {
-                decoded.channel_layout()
-            };
-            match ff::software::resampling::Context::get(
-                decoded.format(),
-                layout,
-                decoded.rate(),
+            match stereo_48k(
+                decoded,
                 ff::format::Sample::F32(ff::format::sample::Type::Packed),
-                ff::ChannelLayout::STEREO,
-                OPUS_RATE,
             ) {
                 Ok(r) => self.resampler = Some(r),
                 Err(e) => {
@@ -276,19 +267,7 @@ impl OpusToAac {
     fn planar_stereo(&mut self, decoded: &ff::frame::Audio) -> Option<Vec<Vec<f32>>> {
         let planar = ff::format::Sample::F32(ff::format::sample::Type::Planar);
         if self.resampler.is_none() {
-            let layout = if decoded.channel_layout().is_empty() {
-                ff::ChannelLayout::default(i32::from(decoded.channels().max(1)))
-            } else {
-                decoded.channel_layout()
-            };
-            match ff::software::resampling::Context::get(
-                decoded.format(),
-                layout,
-                decoded.rate().max(1),
-                planar,
-                ff::ChannelLayout::STEREO,
-                OPUS_RATE,
-            ) {
+            match stereo_48k(decoded, planar) {
                 Ok(r) => self.resampler = Some(r),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot convert the decoded Opus audio");
@@ -310,6 +289,26 @@ impl OpusToAac {
                 .collect(),
         )
     }
+}
+
+/// A converter of decoded audio like `decoded` to 48 kHz stereo in `format`.
+fn stereo_48k(
+    decoded: &ff::frame::Audio,
+    format: ff::format::Sample,
+) -> Result<ff::software::resampling::Context, ff::Error> {
+    let layout = if decoded.channel_layout().is_empty() {
+        ff::ChannelLayout::default(i32::from(decoded.channels().max(1)))
+    } else {
+        decoded.channel_layout()
+    };
+    ff::software::resampling::Context::get(
+        decoded.format(),
+        layout,
+        decoded.rate().max(1),
+        format,
+        ff::ChannelLayout::STEREO,
+        OPUS_RATE,
+    )
 }
 
 #[cfg(test)]

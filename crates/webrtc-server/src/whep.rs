@@ -215,13 +215,23 @@ fn default_rendition(names: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// `PATCH`: trickle ICE. As an ICE-lite server we need no candidates of the viewer
-/// (its checks reach us and teach us its address), so a fragment is accepted and
-/// nothing is sent back (the draft's 204).
+/// `PATCH`: trickle ICE ([`patch_session`]).
 async fn trickle(
     State(whep): State<WebRtc>,
     Path((_name, id)): Path<(String, String)>,
     headers: HeaderMap,
+) -> Response {
+    patch_session(&whep, id, &headers, "WHEP").await
+}
+
+/// `PATCH` on a session (WHEP or WHIP): trickle ICE. As an ICE-lite server we need no
+/// candidates of the peer (its checks reach us and teach us its address), so a
+/// fragment is accepted and nothing is sent back (204).
+pub(crate) async fn patch_session(
+    state: &WebRtc,
+    id: String,
+    headers: &HeaderMap,
+    what: &str,
 ) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -234,14 +244,14 @@ async fn trickle(
         );
     }
     let (found, rx) = oneshot::channel();
-    if whep
+    if state
         .commands
         .send(driver::Command::Exists { id, found })
         .await
         .is_err()
         || !rx.await.unwrap_or(false)
     {
-        return answer(StatusCode::NOT_FOUND, "no such WHEP session");
+        return answer(StatusCode::NOT_FOUND, format!("no such {what} session"));
     }
     StatusCode::NO_CONTENT.into_response()
 }
@@ -251,15 +261,20 @@ async fn end_session(
     State(whep): State<WebRtc>,
     Path((_name, id)): Path<(String, String)>,
 ) -> Response {
+    delete_session(&whep, id, "WHEP").await
+}
+
+/// `DELETE` on a session (WHEP or WHIP): it ends.
+pub(crate) async fn delete_session(state: &WebRtc, id: String, what: &str) -> Response {
     let (found, rx) = oneshot::channel();
-    if whep
+    if state
         .commands
         .send(driver::Command::Remove { id, found })
         .await
         .is_err()
         || !rx.await.unwrap_or(false)
     {
-        return answer(StatusCode::NOT_FOUND, "no such WHEP session");
+        return answer(StatusCode::NOT_FOUND, format!("no such {what} session"));
     }
     StatusCode::OK.into_response()
 }

@@ -15,11 +15,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
-use tokio::sync::oneshot;
 use webrtc::{OfferError, WhipSession};
 
 use crate::driver::{self, Publish};
-use crate::whep::{MAX_OFFER_BYTES, answer};
+use crate::whep::{MAX_OFFER_BYTES, answer, delete_session, patch_session};
 use crate::{WebRtc, WhipIngest};
 
 /// The WHIP routes (state: the server's).
@@ -237,50 +236,19 @@ async fn authorize(ingest: &WhipIngest, key: String, peer: SocketAddr) -> Result
     Ok(name)
 }
 
-/// `PATCH`: trickle ICE. The server is ICE-lite and needs no candidates of the
-/// publisher, so a fragment is accepted and nothing is sent back (204).
+/// `PATCH`: trickle ICE, answered 204 (the server is ICE-lite).
 async fn trickle(
     State(state): State<WebRtc>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/trickle-ice-sdpfrag") {
-        return answer(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "PATCH takes Content-Type: application/trickle-ice-sdpfrag",
-        );
-    }
-    let (found, rx) = oneshot::channel();
-    if state
-        .commands
-        .send(driver::Command::Exists { id, found })
-        .await
-        .is_err()
-        || !rx.await.unwrap_or(false)
-    {
-        return answer(StatusCode::NOT_FOUND, "no such WHIP session");
-    }
-    StatusCode::NO_CONTENT.into_response()
+    patch_session(&state, id, &headers, "WHIP").await
 }
 
 /// `DELETE`: the publisher stops; the stream goes offline as when an RTMP encoder
 /// disconnects.
 async fn end_session(State(state): State<WebRtc>, Path(id): Path<String>) -> Response {
-    let (found, rx) = oneshot::channel();
-    if state
-        .commands
-        .send(driver::Command::Remove { id, found })
-        .await
-        .is_err()
-        || !rx.await.unwrap_or(false)
-    {
-        return answer(StatusCode::NOT_FOUND, "no such WHIP session");
-    }
-    StatusCode::OK.into_response()
+    delete_session(&state, id, "WHIP").await
 }
 
 #[cfg(test)]
