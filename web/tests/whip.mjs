@@ -3,7 +3,8 @@
 // Headless Chromium publishes its fake camera and microphone
 // (--use-fake-device-for-media-stream) with its own RTCPeerConnection and a fetch POST
 // to /whip/KEY; the stream then plays over LL-HLS: ffprobe decodes video frames at the
-// transcoded rung, the audio is AAC, a segment starts with an IDR. Refusals: no key
+// transcoded rung, the audio is AAC, a segment starts with an IDR; a second page plays
+// it in real time over WHEP. Refusals: no key
 // 401, a wrong key 403, malformed SDP 400, an offer without H.264 406, a second
 // publisher while live 409, CORS exposing Location. DELETE ends the publish and the
 // stream goes offline. Then aiortc (PyPI, web/tests/whip_aiortc.py), a WebRTC stack
@@ -134,6 +135,20 @@ run('whip', async () => {
   assert(published.status === 201 && /^\/whip\/session\/[0-9a-f]+$/.test(published.location), `POST /whip/KEY: ${JSON.stringify(published)}`);
   await until('the WHIP stream to be live', () => live(server), 30_000);
   await playsOverHls(server, 'Chromium over WHIP');
+
+  // The same stream in real time: a second page plays it over WHEP.
+  const viewer = await newPage(browser);
+  await viewer.goto(`${server.http}/watch/${NAME}?mode=webrtc`);
+  const played = await until('WHEP playback of the WHIP stream', () => viewer.evaluate(async () => {
+    const p = window.rivulet.player;
+    if (window.rivulet.mode !== 'webrtc' || !p.pc) return null;
+    for (const s of (await p.pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'video' && s.framesDecoded >= 30) return s.framesDecoded;
+    }
+    return null;
+  }), 60_000);
+  log(`WHEP: ${played} frames of the WHIP stream decoded in a second page`);
+  await viewer.close();
 
   // A second publisher on the live stream: 409, with the key as Bearer token this time.
   const page2 = await newPage(browser);
