@@ -34,13 +34,14 @@ use webrtc::WhepConfig;
 
 pub use whep::{disabled_router, router};
 
-/// Video RTP packets kept per viewer for NACK resends: at most 150 datagrams of at most
-/// 1200 bytes (str0m's MTU), 180 KB; with [`SEND_BUFFER_AUDIO`] a full buffer is
-/// under 200 KB a viewer. About half a second of a 2.5 Mbit/s rung: enough for the
-/// NACKs of a viewer with a round trip under 200 ms.
-pub const SEND_BUFFER_VIDEO: usize = 150;
-/// Opus packets kept per viewer (1 s of 20 ms packets, about 12 KB at 96 kbit/s).
-pub const SEND_BUFFER_AUDIO: usize = 50;
+/// Video RTP packets kept per viewer for NACK resends: 100 datagrams of at most 1200
+/// bytes of payload (str0m's MTU), about 1.8 KB each in memory with str0m's
+/// bookkeeping (measured with `rivulet-bench webrtc`), so a full buffer is about 180 KB;
+/// with [`SEND_BUFFER_AUDIO`] under 200 KB a viewer. About 0.4 s of a 2.5 Mbit/s rung:
+/// enough for the NACKs of a viewer with a round trip under 200 ms.
+pub const SEND_BUFFER_VIDEO: usize = 100;
+/// Opus packets kept per viewer (0.5 s of 20 ms packets, a few KB at 96 kbit/s).
+pub const SEND_BUFFER_AUDIO: usize = 25;
 
 /// How the server runs.
 #[derive(Clone)]

@@ -11,10 +11,11 @@ use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
 /// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
-/// datagrams of at most 1200 bytes: 180 KB; about half a second of a 2.5 Mbit/s rung).
-pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 150;
-/// Opus packets kept per viewer (a second of 20 ms packets, about 12 KB).
-pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 50;
+/// datagrams of at most 1200 bytes of payload, about 1.8 KB each in memory: about
+/// 180 KB full; about 0.4 s of a 2.5 Mbit/s rung).
+pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 100;
+/// Opus packets kept per viewer (half a second of 20 ms packets).
+pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 25;
 
 /// What every session of a process shares: the DTLS identity (generated once: key
 /// generation per viewer would be slow) and the addresses it advertises.
