@@ -119,12 +119,12 @@ export function stop(proc) {
   children.delete(proc);
 }
 
-/** Headless Chromium (Debian's), with autoplay allowed. */
-export async function launchBrowser() {
+/** Headless Chromium (Debian's), with autoplay allowed; `extra`: more flags. */
+export async function launchBrowser(extra = []) {
   return chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--autoplay-policy=no-user-gesture-required'],
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--autoplay-policy=no-user-gesture-required', ...extra],
   });
 }
 

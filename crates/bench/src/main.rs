@@ -19,6 +19,7 @@ mod latency;
 mod recording;
 mod soak;
 mod viewer;
+mod webrtc;
 
 /// Benchmarks against a peer (nginx-rtmp, ffmpeg, nginx) run in the same go, printed
 /// as ratios. Build it in release mode beside the server:
@@ -115,6 +116,9 @@ pub(crate) enum BenchKind {
     /// its pictures), the default ladder, hls.js in headless Chromium through
     /// `rivulet edge`; glass to glass and each stage's share (web/bench/latency.mjs).
     Latency(latency::LatencyBenchArgs),
+    /// What a WHEP viewer costs: the server's CPU and memory with no viewer, then with
+    /// N WebRTC viewers (str0m clients in this process) on one stream, per viewer.
+    Webrtc(webrtc::WebRtcBenchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +178,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Fleet(a) => fleet::run(a),
         BenchKind::Recording(a) => recording::run(a),
         BenchKind::Latency(a) => latency::run(a),
+        BenchKind::Webrtc(a) => webrtc::run(a),
     }
 }
 

@@ -20,7 +20,6 @@ mod streams;
 mod systemd;
 mod tls_options;
 mod webrtc_options;
-mod whep;
 
 use clap::{Parser, Subcommand};
 

@@ -89,7 +89,7 @@ impl Listeners {
         let http = TcpListener::bind(config.http_listen)
             .await
             .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
-        let webrtc = crate::whep::bind(&config.webrtc).await?;
+        let webrtc = crate::webrtc_options::bind(&config.webrtc).await?;
         let srt = config.srt.bind().await?;
         Ok(Self {
             rtmp,
@@ -167,11 +167,18 @@ pub(crate) async fn serve(
         },
         Arc::new(recorder.clone()),
     );
+    // Every publish (RTMP, SRT, WHIP) goes to this hub.
+    let hub = Hub::new();
     let whep = start_whep(
         listeners.webrtc.take(),
         &config,
         &streams,
         &analytics,
+        webrtc_server::WhipIngest {
+            hub: hub.clone(),
+            keys: control.keys.clone(),
+            idle_timeout: config.rtmp.session.idle_timeout,
+        },
         http_addr,
         &stop,
     )?;
@@ -179,8 +186,8 @@ pub(crate) async fn serve(
         &config, &control, &analytics, &streams, &recorder, rtmp_addr, prometheus,
     );
     app = app.merge(match &whep {
-        Some((whep, _)) => crate::whep::router(whep.clone()),
-        None => crate::whep::disabled_router(),
+        Some((whep, _)) => webrtc_server::router(whep.clone()),
+        None => webrtc_server::disabled_router(),
     });
     print_banners(&listeners, &config, &control, &analytics)?;
     let Listeners {
@@ -196,6 +203,7 @@ pub(crate) async fn serve(
         &config,
         &control,
         &node,
+        hub,
         streams,
         (rtmp_listeners, srt),
         &stop,
@@ -448,11 +456,11 @@ impl Tasks {
         config: &ServeConfig,
         control: &ControlPlane,
         node: &str,
+        hub: Hub,
         streams: LiveStreams,
         (rtmp_listeners, srt_socket): (Vec<ingest::RtmpListener>, Option<tokio::net::UdpSocket>),
         stop: &Stop,
     ) -> Self {
-        let hub = Hub::new();
         // Subscribed before the RTMP listener starts, so that every publish session is seen.
         control.link.reset_node(node).await;
         // SRT publishers' connection statistics, for the streams' live state.
@@ -588,9 +596,10 @@ fn start_whep(
     config: &ServeConfig,
     streams: &LiveStreams,
     analytics: &ServeAnalytics,
+    whip: webrtc_server::WhipIngest,
     http_addr: std::net::SocketAddr,
     stop: &Stop,
-) -> anyhow::Result<Option<(crate::whep::Whep, tokio::task::JoinHandle<()>)>> {
+) -> anyhow::Result<Option<(webrtc_server::WebRtc, tokio::task::JoinHandle<()>)>> {
     let Some(socket) = socket else {
         return Ok(None);
     };
@@ -600,12 +609,17 @@ fn start_whep(
             addr,
             display_addr(http_addr)
         );
+        println!(
+            "  WHIP ingest: POST http://{}/whip/STREAM_KEY (or /whip with Authorization: Bearer STREAM_KEY)",
+            display_addr(http_addr)
+        );
     }
-    Ok(Some(crate::whep::start(
+    Ok(Some(crate::webrtc_options::start(
         socket,
         &config.webrtc,
         streams.clone(),
         analytics.emitter.clone(),
+        whip,
         stop.stopped(),
     )?))
 }

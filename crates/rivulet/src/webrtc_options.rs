@@ -3,8 +3,9 @@
 //! file's `[webrtc]` table (flag > environment > file > default); see docs/webrtc.md.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
@@ -130,6 +131,78 @@ pub(crate) fn candidate_ips(configured: &[IpAddr], bound: SocketAddr) -> Vec<Soc
         .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
     let ip = routed.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     vec![SocketAddr::new(ip, bound.port())]
+}
+
+/// The UDP socket, bound before anything starts. `None`: WebRTC is off.
+pub(crate) async fn bind(
+    settings: &WebRtcSettings,
+) -> anyhow::Result<Option<tokio::net::UdpSocket>> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    match tokio::net::UdpSocket::bind(settings.listen).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if !settings.listen_given => {
+            tracing::warn!(
+                addr = %settings.listen, error = %e,
+                "WebRTC is off: its default UDP port cannot be bound (set --webrtc-listen, or --no-webrtc)"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot listen for WebRTC on UDP {} (is another server using the port? set --webrtc-listen)",
+                settings.listen
+            )
+        }),
+    }
+}
+
+/// Starts the WebRTC server on `socket`: its state (for the routes) and its task.
+pub(crate) fn start(
+    socket: tokio::net::UdpSocket,
+    settings: &WebRtcSettings,
+    streams: origin::LiveStreams,
+    analytics: analytics::Emitter,
+    whip: webrtc_server::WhipIngest,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(webrtc_server::WebRtc, tokio::task::JoinHandle<()>)> {
+    let bound = socket
+        .local_addr()
+        .context("the WebRTC socket has no address")?;
+    let config = webrtc_server::ServerConfig {
+        candidates: candidate_ips(&settings.candidates, bound),
+        max_sessions: settings.max_sessions,
+        whip: Some(whip),
+    };
+    let reports: Arc<dyn webrtc_server::ViewerReports> = Arc::new(AnalyticsReports(analytics));
+    webrtc_server::start(socket, &config, streams, reports, stop).context("cannot start WebRTC")
+}
+
+/// WebRTC viewers as analytics delivery events of kind `webrtc`.
+struct AnalyticsReports(analytics::Emitter);
+
+impl webrtc_server::ViewerReports for AnalyticsReports {
+    fn is_enabled(&self) -> bool {
+        self.0.is_enabled()
+    }
+
+    fn report(&self, r: webrtc_server::ViewerReport) {
+        self.0.emit(analytics::DeliveryEvent {
+            ts: analytics::now_ms(),
+            stream: r.stream,
+            rendition: Some(r.rendition),
+            kind: analytics::ObjectKind::WebRtc,
+            status: 200,
+            bytes: r.bytes,
+            ttfb_us: u64::try_from(r.interval.as_micros()).unwrap_or(u64::MAX),
+            client: r.client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            session: r.session,
+            edge: self.0.edge().to_owned(),
+            upstream: None,
+            cmcd: None,
+        });
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // sans-IO WebRTC sessions on str0m (WHEP): H.264/Opus out
     ("webrtc", &["media"]),
     ("origin", &["access", "hub", "httpd", "media", "package"]),
+    // the WebRTC server: the UDP driver, the WHEP/WHIP resources, the AAC/Opus taps
+    (
+        "webrtc-server",
+        &["access", "hub", "media", "origin", "transcode", "webrtc"],
+    ),
     ("edge", &["access", "httpd", "media", "package"]),
     // the recorder: the packager's complete segments to an object store, VOD after live
     ("record", &["access", "media", "package"]),
@@ -70,6 +75,7 @@ const DATA_PATH: &[&str] = &[
     "edge",
     "record",
     "webrtc",
+    "webrtc-server",
 ];
 /// Sans-IO crates: no async runtime.
 const SANS_IO: &[&str] = &["media", "rtmp", "ts", "package", "access", "webrtc"];

@@ -1,4 +1,4 @@
-//! Sans-IO WebRTC sessions on [`str0m`]: WHEP playback.
+//! Sans-IO WebRTC sessions on [`str0m`]: WHEP playback and WHIP ingest.
 //!
 //! A [`WhepSession`] is one viewer: built from the browser's SDP offer (which must
 //! carry H.264), it answers as an ICE-lite peer with host candidates on the one UDP
@@ -14,11 +14,14 @@
 
 mod h264;
 mod keyframe;
+mod peer;
 mod session;
+mod whip;
 
 pub use h264::{H264Error, annex_b};
 pub use keyframe::KeyframeRequests;
 pub use session::{
-    AudioPacket, DEFAULT_SEND_BUFFER_VIDEO, OfferError, SessionOutput, VideoAccessUnit, WhepConfig,
-    WhepSession,
+    AudioPacket, DEFAULT_SEND_BUFFER_AUDIO, DEFAULT_SEND_BUFFER_VIDEO, OfferError, SessionOutput,
+    VideoAccessUnit, WhepConfig, WhepSession,
 };
+pub use whip::{AccessUnit, AssembleError, WhipEvent, WhipSession, assemble};

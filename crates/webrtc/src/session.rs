@@ -2,20 +2,20 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, Rtc};
 
-/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer;
-/// about two seconds of a 2 Mbit/s rung).
-pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 400;
-/// How long a session may take from its answer to a working ICE connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
+/// datagrams of at most 1200 bytes of payload, about 1.8 KB each in memory: about
+/// 180 KB full; about 0.4 s of a 2.5 Mbit/s rung).
+pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 100;
+/// Opus packets kept per viewer (half a second of 20 ms packets).
+pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 25;
 
 /// What every session of a process shares: the DTLS identity (generated once: key
 /// generation per viewer would be slow) and the addresses it advertises.
@@ -27,6 +27,8 @@ pub struct WhepConfig {
     pub candidates: Vec<SocketAddr>,
     /// Video packets kept per viewer for NACK resends.
     pub send_buffer_video: usize,
+    /// Audio packets kept per viewer for NACK resends.
+    pub send_buffer_audio: usize,
 }
 
 impl WhepConfig {
@@ -42,7 +44,24 @@ impl WhepConfig {
             cert,
             candidates,
             send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,
+            send_buffer_audio: DEFAULT_SEND_BUFFER_AUDIO,
         })
+    }
+}
+
+impl WhepConfig {
+    /// str0m's configuration of every session, viewer or publisher: ICE-lite, the
+    /// shared DTLS identity, H.264 and Opus only, the bounded resend buffers.
+    pub(crate) fn builder(&self) -> str0m::RtcConfig {
+        Rtc::builder()
+            .set_ice_lite(true)
+            .set_crypto_provider(self.crypto.clone())
+            .set_dtls_cert(self.cert.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            .enable_opus(true, false)
+            .set_send_buffer_video(self.send_buffer_video.max(1))
+            .set_send_buffer_audio(self.send_buffer_audio.max(1))
     }
 }
 
@@ -53,7 +72,7 @@ pub enum OfferError {
     #[error("the SDP offer cannot be parsed: {0}")]
     Malformed(String),
     #[error(
-        "the SDP offer has no H.264 video (a=rtpmap:… H264/90000 on a video m-line): this server sends H.264 only"
+        "the SDP offer has no H.264 video (a=rtpmap:… H264/90000 on a video m-line): this server takes and sends H.264 only"
     )]
     NoH264,
     #[error("the SDP offer cannot be answered: {0}")]
@@ -120,15 +139,7 @@ impl WhepSession {
         if !offers_h264(offer) {
             return Err(OfferError::NoH264);
         }
-        let mut rtc = Rtc::builder()
-            .set_ice_lite(true)
-            .set_crypto_provider(config.crypto.clone())
-            .set_dtls_cert(config.cert.clone())
-            .clear_codecs()
-            .enable_h264(true)
-            .enable_opus(true, false)
-            .set_send_buffer_video(config.send_buffer_video.max(1))
-            .build(now);
+        let mut rtc = config.builder().build(now);
         if config.candidates.is_empty() {
             return Err(OfferError::Candidate("none configured".into()));
         }
@@ -160,18 +171,7 @@ impl WhepSession {
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        let Ok(contents) = data.try_into() else {
-            return false;
-        };
-        self.rtc.accepts(&Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        ))
+        crate::peer::receive(now, source, destination, data).is_some_and(|i| self.rtc.accepts(&i))
     }
 
     /// Handles a datagram [accepted](Self::accepts) for this session.
@@ -182,60 +182,23 @@ impl WhepSession {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
-        let input = Input::Receive(
-            now,
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination,
-                contents,
-            },
-        );
-        if let Err(e) = self.rtc.handle_input(input) {
-            tracing::debug!(error = %e, "WebRTC input refused; session closed");
-            self.rtc.disconnect();
-        }
+        crate::peer::handle_datagram(&mut self.rtc, now, source, destination, data);
     }
 
     /// Moves time forward.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if !self.connected && now.saturating_duration_since(self.created) > CONNECT_TIMEOUT {
-            tracing::debug!("WebRTC session never connected; closed");
-            self.rtc.disconnect();
+        if !crate::peer::in_time(&mut self.rtc, self.connected, self.created, now) {
             return;
         }
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            tracing::debug!(error = %e, "WebRTC timeout handling failed; session closed");
-            self.rtc.disconnect();
-        }
+        crate::peer::handle_timeout(&mut self.rtc, now);
     }
 
     /// The next thing to do; call until it is a `Timeout` or `Closed`.
     pub fn poll_output(&mut self) -> SessionOutput {
         loop {
-            if !self.rtc.is_alive() {
-                return SessionOutput::Closed;
-            }
-            let output = match self.rtc.poll_output() {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::debug!(error = %e, "WebRTC session failed; closed");
-                    self.rtc.disconnect();
-                    return SessionOutput::Closed;
-                }
-            };
-            match output {
-                Output::Transmit(t) => {
-                    return SessionOutput::Transmit {
-                        destination: t.destination,
-                        data: t.contents.into(),
-                    };
-                }
-                Output::Timeout(t) => return SessionOutput::Timeout(t),
-                Output::Event(event) => {
+            match crate::peer::poll(&mut self.rtc) {
+                crate::peer::Polled::Output(out) => return out,
+                crate::peer::Polled::Event(event) => {
                     if let Some(out) = self.handle_event(event) {
                         return out;
                     }
@@ -369,7 +332,7 @@ fn rtp_time(t: media::MediaTime) -> MediaTime {
 }
 
 /// Whether a video m-line of the offer lists H.264.
-fn offers_h264(sdp: &str) -> bool {
+pub(crate) fn offers_h264(sdp: &str) -> bool {
     let mut in_video = false;
     for line in sdp.lines() {
         let line = line.trim();

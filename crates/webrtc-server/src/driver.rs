@@ -1,0 +1,420 @@
+//! The driver: one task owns the UDP socket and every session.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use origin::LiveStreams;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use webrtc::{KeyframeRequests, SessionOutput, WhepSession};
+
+use crate::tap::{self, TapHandle, TapItem, TapKey};
+use crate::{ViewerReport, ViewerReports};
+
+/// Media items queued from the taps to the driver; a full queue is a gap (viewers
+/// wait for the next keyframe), never a wait.
+const MEDIA_QUEUE: usize = 512;
+/// How often a playing session is reported to analytics (a viewer is concurrent while
+/// its last report is within analytics' window, three segment targets by default).
+const ANALYTICS_INTERVAL: Duration = Duration::from_secs(2);
+/// Keyframe requests of one stream's viewers logged at most this often.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
+
+mod publish;
+
+pub(crate) use publish::Publish;
+
+pub(crate) enum Command {
+    /// A WHIP publisher, authorised and on the hub already.
+    AddPublish { id: String, publish: Box<Publish> },
+    Add {
+        id: String,
+        stream: String,
+        rendition: String,
+        session: Box<WhepSession>,
+        client: Option<std::net::IpAddr>,
+    },
+    Remove {
+        id: String,
+        found: oneshot::Sender<bool>,
+    },
+    Exists {
+        id: String,
+        found: oneshot::Sender<bool>,
+    },
+}
+
+/// AAC frames made of the publishers' Opus, queued to the driver.
+const AAC_QUEUE: usize = 256;
+
+struct Entry {
+    key: TapKey,
+    session: WhepSession,
+    timeout: Instant,
+    started: Instant,
+    client: Option<std::net::IpAddr>,
+    /// Bytes sent since the last analytics report, and when that was.
+    unreported: u64,
+    reported: Instant,
+}
+
+struct Tap {
+    /// The tap's thread stops when this is dropped.
+    _handle: TapHandle,
+    keyframe_requests: KeyframeRequests,
+}
+
+pub(crate) struct Driver {
+    socket: UdpSocket,
+    bound: SocketAddr,
+    candidates: Vec<SocketAddr>,
+    streams: LiveStreams,
+    sessions: HashMap<String, Entry>,
+    /// WHIP publishers, by session id.
+    publishes: HashMap<String, Publish>,
+    /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
+    aac_tx: mpsc::Sender<(String, media::Frame)>,
+    aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
+    taps: HashMap<TapKey, Tap>,
+    /// Sessions open (and reserved by handlers), for the cap.
+    count: Arc<AtomicUsize>,
+    /// Where WebRTC viewers are reported (every few seconds per playing session), as
+    /// the origin's middleware reports HLS viewers.
+    reports: Arc<dyn ViewerReports>,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        socket: UdpSocket,
+        bound: SocketAddr,
+        candidates: Vec<SocketAddr>,
+        streams: LiveStreams,
+        count: Arc<AtomicUsize>,
+        reports: Arc<dyn ViewerReports>,
+    ) -> Self {
+        let (aac_tx, aac_rx) = mpsc::channel(AAC_QUEUE);
+        Self {
+            socket,
+            bound,
+            candidates,
+            streams,
+            sessions: HashMap::new(),
+            publishes: HashMap::new(),
+            aac_tx,
+            aac_rx: Some(aac_rx),
+            taps: HashMap::new(),
+            count,
+            reports,
+        }
+    }
+
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let (media_tx, mut media_rx) = mpsc::channel::<(TapKey, TapItem)>(MEDIA_QUEUE);
+        let Some(mut aac_rx) = self.aac_rx.take() else {
+            return;
+        };
+        let mut buf = vec![0u8; 2048];
+        tokio::pin!(stop);
+        loop {
+            let next = self
+                .sessions
+                .values()
+                .map(|e| e.timeout)
+                .chain(self.publishes.values().map(|p| p.timeout))
+                .min()
+                // At least once a second: the analytics reports ride on this wake-up.
+                .map_or(Instant::now() + Duration::from_secs(1), |t| {
+                    t.min(Instant::now() + Duration::from_secs(1))
+                });
+            tokio::select! {
+                () = &mut stop => break,
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => self.handle_datagram(source, &buf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "WebRTC socket read failed"),
+                },
+                command = commands.recv() => match command {
+                    Some(command) => self.handle_command(command, &media_tx),
+                    None => break,
+                },
+                Some((key, item)) = media_rx.recv() => self.handle_media(&key, item),
+                Some((id, frame)) = aac_rx.recv() => {
+                    if let Some(publish) = self.publishes.get(&id) {
+                        publish.send_aac(frame);
+                    }
+                }
+                () = tokio::time::sleep_until(next.into()) => {
+                    let now = Instant::now();
+                    for entry in self.sessions.values_mut() {
+                        if entry.timeout <= now {
+                            entry.session.handle_timeout(now);
+                            entry.timeout = now + Duration::from_secs(1);
+                        }
+                    }
+                    for publish in self.publishes.values_mut() {
+                        publish.check_idle(now);
+                        if publish.timeout <= now {
+                            publish.session.handle_timeout(now);
+                            publish.timeout = now + Duration::from_secs(1);
+                        }
+                    }
+                    let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                    for id in ids {
+                        self.drive(&id);
+                    }
+                    let ids: Vec<String> = self.publishes.keys().cloned().collect();
+                    for id in ids {
+                        self.drive_publish(&id);
+                    }
+                    self.report();
+                }
+            }
+            self.reap();
+        }
+        self.taps.clear();
+        let open = self.sessions.len() + self.publishes.len();
+        self.publishes.clear();
+        self.count.fetch_sub(open, Ordering::AcqRel);
+        metrics::gauge!("webrtc_sessions").set(0.0);
+    }
+
+    /// The address the datagram was sent to: the socket's, or for a wildcard socket
+    /// the advertised candidate of the sender's family (str0m matches it to its
+    /// local candidates).
+    fn destination(&self, source: SocketAddr) -> SocketAddr {
+        if !self.bound.ip().is_unspecified() {
+            return self.bound;
+        }
+        self.candidates
+            .iter()
+            .find(|c| {
+                c.is_ipv4() == source.is_ipv4() && c.ip().is_loopback() == source.ip().is_loopback()
+            })
+            .or_else(|| {
+                self.candidates
+                    .iter()
+                    .find(|c| c.is_ipv4() == source.is_ipv4())
+            })
+            .copied()
+            .unwrap_or(self.bound)
+    }
+
+    fn handle_datagram(&mut self, source: SocketAddr, data: &[u8]) {
+        let now = Instant::now();
+        let destination = self.destination(source);
+        let id = self
+            .sessions
+            .iter()
+            .find(|(_, e)| e.session.accepts(now, source, destination, data))
+            .map(|(id, _)| id.clone());
+        let Some(id) = id else {
+            let publisher = self
+                .publishes
+                .iter_mut()
+                .find(|(_, p)| p.session.accepts(now, source, destination, data));
+            let Some((id, publish)) = publisher else {
+                metrics::counter!("webrtc_datagrams_unmatched_total").increment(1);
+                return;
+            };
+            publish
+                .session
+                .handle_datagram(now, source, destination, data);
+            let id = id.clone();
+            self.drive_publish(&id);
+            return;
+        };
+        if let Some(entry) = self.sessions.get_mut(&id) {
+            entry
+                .session
+                .handle_datagram(now, source, destination, data);
+        }
+        self.drive(&id);
+    }
+
+    fn handle_command(&mut self, command: Command, media_tx: &mpsc::Sender<(TapKey, TapItem)>) {
+        match command {
+            Command::AddPublish { id, publish } => {
+                self.publishes.insert(id.clone(), *publish);
+                metrics::gauge!("whip_publishes").set(self.publishes.len() as f64);
+                self.drive_publish(&id);
+            }
+            Command::Add {
+                id,
+                stream,
+                rendition,
+                session,
+                client,
+            } => {
+                let key = (stream, rendition);
+                if !self.taps.contains_key(&key) {
+                    let live = self.streams.get_or_create(&key.0);
+                    let handle = tap::spawn(live, key.clone(), media_tx.clone());
+                    self.taps.insert(
+                        key.clone(),
+                        Tap {
+                            _handle: handle,
+                            keyframe_requests: KeyframeRequests::new(KEYFRAME_REQUEST_INTERVAL),
+                        },
+                    );
+                }
+                let now = Instant::now();
+                self.sessions.insert(
+                    id.clone(),
+                    Entry {
+                        key,
+                        session: *session,
+                        timeout: now,
+                        started: now,
+                        client,
+                        unreported: 0,
+                        reported: now,
+                    },
+                );
+                metrics::gauge!("webrtc_sessions").set(self.sessions.len() as f64);
+                self.drive(&id);
+            }
+            Command::Remove { id, found } => {
+                if let Some(entry) = self.sessions.get_mut(&id) {
+                    entry.session.close();
+                    let _ = found.send(true);
+                } else if let Some(publish) = self.publishes.get_mut(&id) {
+                    publish.session.close();
+                    let _ = found.send(true);
+                } else {
+                    let _ = found.send(false);
+                }
+            }
+            Command::Exists { id, found } => {
+                let _ =
+                    found.send(self.sessions.contains_key(&id) || self.publishes.contains_key(&id));
+            }
+        }
+    }
+
+    fn handle_media(&mut self, key: &TapKey, item: TapItem) {
+        // The media's wall clock as an Instant: RTCP sender reports map RTP time to
+        // it, so a viewer's estimated playout time reads as the latency from ingest.
+        let wallclock = |at: &SystemTime| {
+            let age = SystemTime::now().duration_since(*at).unwrap_or_default();
+            Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
+        };
+        let ids: Vec<String> = self
+            .sessions
+            .iter_mut()
+            .filter(|(_, e)| &e.key == key)
+            .map(|(id, e)| {
+                match &item {
+                    TapItem::Video(unit, at) => e.session.write_video(wallclock(at), unit),
+                    TapItem::Audio(packet, at) => e.session.write_audio(wallclock(at), packet),
+                    TapItem::Gap => e.session.handle_gap(),
+                }
+                id.clone()
+            })
+            .collect();
+        for id in ids {
+            self.drive(&id);
+        }
+    }
+
+    /// Sends what the session has to send and notes when it wants time next.
+    fn drive(&mut self, id: &str) {
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return;
+        };
+        loop {
+            match entry.session.poll_output() {
+                SessionOutput::Transmit { destination, data } => {
+                    entry.unreported += data.len() as u64;
+                    // UDP: a full socket buffer is loss, which NACK and PLI repair.
+                    if let Err(e) = self.socket.try_send_to(&data, destination) {
+                        metrics::counter!("webrtc_send_errors_total").increment(1);
+                        tracing::trace!(error = %e, "WebRTC datagram not sent");
+                    }
+                }
+                SessionOutput::Timeout(t) => {
+                    entry.timeout = t;
+                    break;
+                }
+                SessionOutput::KeyframeRequest => {
+                    metrics::counter!("webrtc_keyframe_requests_total").increment(1);
+                    // No encoder hook: the viewer waits for the ladder's next IDR (on
+                    // every segment boundary). Logged at most once a second per stream.
+                    if let Some(tap) = self.taps.get_mut(&entry.key)
+                        && tap.keyframe_requests.allow(Instant::now())
+                    {
+                        tracing::debug!(stream = %entry.key.0, rendition = %entry.key.1, "viewer asked for a keyframe; it gets the next IDR");
+                    }
+                }
+                SessionOutput::Closed => {
+                    entry.timeout = Instant::now();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Reports the sessions that play, every few seconds each.
+    fn report(&mut self) {
+        if !self.reports.is_enabled() {
+            return;
+        }
+        let now = Instant::now();
+        for (id, e) in &mut self.sessions {
+            if now.saturating_duration_since(e.reported) < ANALYTICS_INTERVAL
+                || !e.session.is_connected()
+            {
+                continue;
+            }
+            let interval = now.saturating_duration_since(e.reported);
+            e.reported = now;
+            self.reports.report(ViewerReport {
+                stream: e.key.0.clone(),
+                rendition: e.key.1.clone(),
+                session: id.clone(),
+                client: e.client,
+                bytes: std::mem::take(&mut e.unreported),
+                interval,
+            });
+        }
+    }
+
+    /// Drops ended sessions, and the taps nobody watches any more.
+    fn reap(&mut self) {
+        let publishing = self.publishes.len();
+        self.publishes.retain(|id, p| {
+            let alive = p.session.is_alive();
+            if !alive {
+                p.log_end(id);
+            }
+            alive
+        });
+        let ended = publishing - self.publishes.len();
+        if ended > 0 {
+            self.count.fetch_sub(ended, Ordering::AcqRel);
+            metrics::gauge!("whip_publishes").set(self.publishes.len() as f64);
+        }
+        let before = self.sessions.len();
+        self.sessions.retain(|id, e| {
+            let alive = e.session.is_alive();
+            if !alive {
+                tracing::info!(stream = %e.key.0, session = %id, watched_s = e.started.elapsed().as_secs(), "WHEP session ended");
+            }
+            alive
+        });
+        let ended = before - self.sessions.len();
+        if ended == 0 {
+            return;
+        }
+        self.count.fetch_sub(ended, Ordering::AcqRel);
+        metrics::gauge!("webrtc_sessions").set(self.sessions.len() as f64);
+        let sessions = &self.sessions;
+        self.taps
+            .retain(|key, _| sessions.values().any(|e| &e.key == key));
+    }
+}

@@ -1,0 +1,95 @@
+//! What viewer and publisher sessions do alike with their str0m peer: datagrams in,
+//! time in, output out, the connect timeout.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, Input, Output, Rtc};
+
+use crate::SessionOutput;
+
+/// How long a session may take from its answer to a working ICE connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A UDP datagram as str0m's input (`None`: not a datagram str0m can read).
+pub(crate) fn receive(
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) -> Option<Input<'_>> {
+    let contents = data.try_into().ok()?;
+    Some(Input::Receive(
+        now,
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination,
+            contents,
+        },
+    ))
+}
+
+/// Hands a datagram to `rtc`; input it refuses ends the session.
+pub(crate) fn handle_datagram(
+    rtc: &mut Rtc,
+    now: Instant,
+    source: SocketAddr,
+    destination: SocketAddr,
+    data: &[u8],
+) {
+    let Some(input) = receive(now, source, destination, data) else {
+        return;
+    };
+    if let Err(e) = rtc.handle_input(input) {
+        tracing::debug!(error = %e, "WebRTC input refused; session closed");
+        rtc.disconnect();
+    }
+}
+
+/// Whether a session is still within its connect timeout (else it is closed).
+pub(crate) fn in_time(rtc: &mut Rtc, connected: bool, created: Instant, now: Instant) -> bool {
+    if !connected && now.saturating_duration_since(created) > CONNECT_TIMEOUT {
+        tracing::debug!("WebRTC session never connected; closed");
+        rtc.disconnect();
+        return false;
+    }
+    true
+}
+
+/// Moves `rtc`'s time forward; a failure ends the session.
+pub(crate) fn handle_timeout(rtc: &mut Rtc, now: Instant) {
+    if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+        tracing::debug!(error = %e, "WebRTC timeout handling failed; session closed");
+        rtc.disconnect();
+    }
+}
+
+/// One step of a session's output: for the caller, or an event for the session.
+// Consumed at once, as str0m's own `Output` (which carries the same `Event`) is.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Polled {
+    Output(SessionOutput),
+    Event(Event),
+}
+
+/// `rtc`'s next output; a failure ends the session.
+pub(crate) fn poll(rtc: &mut Rtc) -> Polled {
+    if !rtc.is_alive() {
+        return Polled::Output(SessionOutput::Closed);
+    }
+    match rtc.poll_output() {
+        Ok(Output::Transmit(t)) => Polled::Output(SessionOutput::Transmit {
+            destination: t.destination,
+            data: t.contents.into(),
+        }),
+        Ok(Output::Timeout(t)) => Polled::Output(SessionOutput::Timeout(t)),
+        Ok(Output::Event(event)) => Polled::Event(event),
+        Err(e) => {
+            tracing::debug!(error = %e, "WebRTC session failed; closed");
+            rtc.disconnect();
+            Polled::Output(SessionOutput::Closed)
+        }
+    }
+}
