@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-TARGETS=(rtmp_server rtmp_client amf0 flv_tags codec_configs cmaf_writer packager edge_playlist config_toml playback_token ts_demux whep_offer)
+TARGETS=(rtmp_server rtmp_client amf0 flv_tags codec_configs cmaf_writer packager edge_playlist config_toml playback_token ts_demux webrtc_offer)
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 # What cargo-fuzz passes (minus -Zsanitizer=address, which needs nightly). With --target,

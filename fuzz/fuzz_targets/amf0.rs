@@ -8,14 +8,24 @@ use media::amf0::{self, Amf0Value, Limits};
 fn same(a: &Amf0Value, b: &Amf0Value) -> bool {
     use Amf0Value::*;
     let props = |x: &[(std::string::String, Amf0Value)], y: &[(std::string::String, Amf0Value)]| {
-        x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| k1 == k2 && same(v1, v2))
+        x.len() == y.len()
+            && x.iter()
+                .zip(y)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && same(v1, v2))
     };
     match (a, b) {
         (Number(x), Number(y)) => x.to_bits() == y.to_bits(),
         (String(x) | LongString(x), String(y) | LongString(y)) => x == y,
-        (Date { millis: x, time_zone: t1 }, Date { millis: y, time_zone: t2 }) => {
-            x.to_bits() == y.to_bits() && t1 == t2
-        }
+        (
+            Date {
+                millis: x,
+                time_zone: t1,
+            },
+            Date {
+                millis: y,
+                time_zone: t2,
+            },
+        ) => x.to_bits() == y.to_bits() && t1 == t2,
         (Object(x), Object(y)) | (EcmaArray(x), EcmaArray(y)) => props(x, y),
         (StrictArray(x), StrictArray(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(v1, v2)| same(v1, v2))
@@ -25,7 +35,11 @@ fn same(a: &Amf0Value, b: &Amf0Value) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits { max_depth: 8, max_string_len: 4096, max_elements: 256 };
+    let limits = Limits {
+        max_depth: 8,
+        max_string_len: 4096,
+        max_elements: 256,
+    };
     // One value at a time, as the chunk layer sees them.
     let mut buf = data;
     while let Ok(Some(value)) = amf0::decode(&mut buf, &limits) {

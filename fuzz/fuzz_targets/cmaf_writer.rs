@@ -78,12 +78,27 @@ fuzz_target!(|input: Input| {
                 assert!(s.base_media_decode_time >= prev, "tfdt went back");
             }
             last_tfdt[t] = Some(s.base_media_decode_time);
-            assert_eq!(s.sizes, w.samples.iter().map(|x| x.data.len() as u32).collect::<Vec<_>>());
-            assert_eq!(s.durations, w.samples.iter().map(|x| x.duration).collect::<Vec<_>>());
-            assert_eq!(s.keyframes, w.samples.iter().map(|x| x.keyframe).collect::<Vec<_>>());
+            assert_eq!(
+                s.sizes,
+                w.samples
+                    .iter()
+                    .map(|x| x.data.len() as u32)
+                    .collect::<Vec<_>>()
+            );
+            assert_eq!(
+                s.durations,
+                w.samples.iter().map(|x| x.duration).collect::<Vec<_>>()
+            );
+            assert_eq!(
+                s.keyframes,
+                w.samples.iter().map(|x| x.keyframe).collect::<Vec<_>>()
+            );
             assert_eq!(
                 s.composition_offsets,
-                w.samples.iter().map(|x| i64::from(x.composition_offset)).collect::<Vec<_>>()
+                w.samples
+                    .iter()
+                    .map(|x| i64::from(x.composition_offset))
+                    .collect::<Vec<_>>()
             );
             payload += s.sizes.iter().map(|&x| x as usize).sum::<usize>();
         }

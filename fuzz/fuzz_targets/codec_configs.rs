@@ -19,9 +19,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = config.codec_string();
         let sets = |t| config.sets(t).cloned().collect::<Vec<_>>();
         // Rebuilt from its parameter sets, the record names the same stream.
-        if let Ok(again) =
-            HevcConfig::from_parameter_sets(&sets(hevc::NAL_VPS), &sets(hevc::NAL_SPS), &sets(hevc::NAL_PPS))
-        {
+        if let Ok(again) = HevcConfig::from_parameter_sets(
+            &sets(hevc::NAL_VPS),
+            &sets(hevc::NAL_SPS),
+            &sets(hevc::NAL_PPS),
+        ) {
             assert_eq!((again.width, again.height), (config.width, config.height));
         }
     }

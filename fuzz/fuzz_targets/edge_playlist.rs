@@ -27,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
         let canonical = key.live_path().to_string();
         assert_eq!(p, canonical);
         assert_eq!(CacheKey::new(p, q).as_ref(), Ok(&key));
-        assert!(!canonical.split('/').skip(1).any(|s| s.is_empty() || s == ".."));
+        assert!(
+            !canonical
+                .split('/')
+                .skip(1)
+                .any(|s| s.is_empty() || s == "..")
+        );
         let _ = (key.is_playlist(), key.is_part(), key.stream());
         if let Some((msn, part)) = key.blocking_target() {
             let _ = edge::playlist::answers_blocking(&playlist, msn, part);

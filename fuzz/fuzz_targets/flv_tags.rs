@@ -28,8 +28,8 @@ fuzz_target!(|tags: Vec<Tag>| {
                 let body = Bytes::from(body);
                 if let Ok(tag) = flv::parse_video_tag(body.clone()) {
                     // What parses as legacy AVC writes back to the same packet.
-                    if let flv::VideoPacket::AvcNalus { .. } | flv::VideoPacket::AvcSequenceHeader(_) =
-                        tag.packet
+                    if let flv::VideoPacket::AvcNalus { .. }
+                    | flv::VideoPacket::AvcSequenceHeader(_) = tag.packet
                     {
                         if body[0] & 0x80 == 0 {
                             let mut w = Vec::new();
@@ -42,8 +42,9 @@ fuzz_target!(|tags: Vec<Tag>| {
             }
             Tag::Audio(ts, body) => {
                 let body = Bytes::from(body);
-                if let Ok(p @ (flv::AudioPacket::AacRaw(_) | flv::AudioPacket::AacSequenceHeader(_))) =
-                    flv::parse_audio_tag(body.clone())
+                if let Ok(
+                    p @ (flv::AudioPacket::AacRaw(_) | flv::AudioPacket::AacSequenceHeader(_)),
+                ) = flv::parse_audio_tag(body.clone())
                 {
                     let mut w = Vec::new();
                     flv::write_audio_tag(&p, &mut w);
@@ -74,7 +75,12 @@ fuzz_target!(|tags: Vec<Tag>| {
             if let Assembled::Frame(f) = a {
                 if f.kind == media::TrackKind::Video {
                     if let Some(prev) = last_video {
-                        assert!(f.dts.ticks > prev, "video dts {} after {}", f.dts.ticks, prev);
+                        assert!(
+                            f.dts.ticks > prev,
+                            "video dts {} after {}",
+                            f.dts.ticks,
+                            prev
+                        );
                     }
                     last_video = Some(f.dts.ticks);
                 }

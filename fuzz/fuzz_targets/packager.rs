@@ -14,16 +14,35 @@ use package::{PackageEvent, PackagerConfig, RenditionPackager};
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Tracks { video: bool, audio: Option<u8> },
+    Tracks {
+        video: bool,
+        audio: Option<u8>,
+    },
     /// Decode time as a step from the track's last one (may go back).
-    Video { step: i32, cts: i16, keyframe: bool, len: u8 },
-    Audio { step: i16, len: u8 },
+    Video {
+        step: i32,
+        cts: i16,
+        keyframe: bool,
+        len: u8,
+    },
+    Audio {
+        step: i16,
+        len: u8,
+    },
     /// An absolute decode time: jumps.
-    Jump { audio: bool, dts: i64 },
+    Jump {
+        audio: bool,
+        dts: i64,
+    },
     Discontinuity,
     End,
-    Playlist { skip: bool },
-    Blocking { msn: u8, part: Option<u8> },
+    Playlist {
+        skip: bool,
+    },
+    Blocking {
+        msn: u8,
+        part: Option<u8>,
+    },
     Clock(u16),
 }
 
@@ -63,12 +82,20 @@ fuzz_target!(|input: Input| {
                 // (after the events of the chunks flushed by the change).
                 restart = true;
             }
-            Op::Video { step, cts, keyframe, len } => {
+            Op::Video {
+                step,
+                cts,
+                keyframe,
+                len,
+            } => {
                 dts[0] = dts[0].saturating_add(i64::from(step));
                 let frame = Frame {
                     kind: TrackKind::Video,
                     dts: MediaTime::new(dts[0], media::VIDEO_TIMESCALE),
-                    pts: MediaTime::new(dts[0].saturating_add(i64::from(cts)), media::VIDEO_TIMESCALE),
+                    pts: MediaTime::new(
+                        dts[0].saturating_add(i64::from(cts)),
+                        media::VIDEO_TIMESCALE,
+                    ),
                     keyframe,
                     data: Bytes::from(vec![0x65; usize::from(len)]),
                 };
@@ -78,7 +105,10 @@ fuzz_target!(|input: Input| {
                 dts[1] = dts[1].saturating_add(i64::from(step));
                 audio(&mut p, dts[1], rate, len, now);
             }
-            Op::Jump { audio: is_audio, dts: t } => {
+            Op::Jump {
+                audio: is_audio,
+                dts: t,
+            } => {
                 let t = t % (1 << 40);
                 if is_audio {
                     dts[1] = t;
@@ -166,7 +196,10 @@ fn check_playlist(text: &str) {
     let mut count = 0;
     for d in durations {
         let d: f64 = d.trim_end_matches(',').parse().expect("EXTINF is a number");
-        assert!(d.round() as u64 <= target, "EXTINF {d} > TARGETDURATION {target}\n{text}");
+        assert!(
+            d.round() as u64 <= target,
+            "EXTINF {d} > TARGETDURATION {target}\n{text}"
+        );
         count += 1;
     }
     assert_eq!(count, playlist.segments.len());

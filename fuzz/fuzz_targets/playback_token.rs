@@ -20,7 +20,10 @@ fuzz_target!(|data: &[u8]| {
     let now = u64::from(u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)]));
     let client = IpAddr::V4(Ipv4Addr::new(10, 0, byte(4), byte(5)));
 
-    let keys = match PlaybackKeys::parse(&["k1=fuzzing-secret-0123456789", "k0=older-secret-0123456789"]) {
+    let keys = match PlaybackKeys::parse(&[
+        "k1=fuzzing-secret-0123456789",
+        "k0=older-secret-0123456789",
+    ]) {
         Ok(keys) => keys,
         Err(e) => panic!("the fuzz target's own keys are valid: {e}"),
     };

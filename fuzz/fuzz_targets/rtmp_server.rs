@@ -8,7 +8,12 @@ use rtmp::{HANDSHAKE_PACKET_LEN, ServerSession, SessionConfig, SessionEvent};
 fuzz_target!(|data: &[u8]| {
     let (pieces, _) = rivulet_fuzz::split(data);
     let start = Instant::now();
-    let mut s = ServerSession::new(SessionConfig::default(), start, [7; HANDSHAKE_PACKET_LEN], 0);
+    let mut s = ServerSession::new(
+        SessionConfig::default(),
+        start,
+        [7; HANDSHAKE_PACKET_LEN],
+        0,
+    );
     let mut out = Vec::new();
     for (i, piece) in pieces.into_iter().enumerate() {
         let now = start + Duration::from_millis(i as u64);

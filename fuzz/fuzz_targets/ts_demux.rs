@@ -31,7 +31,12 @@ fuzz_target!(|data: &[u8]| {
                 DemuxEvent::Frame(f) => {
                     let i = usize::from(f.kind == TrackKind::Audio);
                     if let Some(prev) = last[i] {
-                        assert!(f.dts.ticks > prev, "{:?} dts {} after {prev}", f.kind, f.dts.ticks);
+                        assert!(
+                            f.dts.ticks > prev,
+                            "{:?} dts {} after {prev}",
+                            f.kind,
+                            f.dts.ticks
+                        );
                     }
                     last[i] = Some(f.dts.ticks);
                     assert!(f.pts.ticks >= f.dts.ticks);

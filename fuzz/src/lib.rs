@@ -22,7 +22,12 @@ pub fn split(data: &[u8]) -> (Vec<&[u8]>, &[u8]) {
         state ^= state >> 17;
         state ^= state << 5;
         // Mostly short pieces (across headers), sometimes long ones.
-        let len = if state & 0x300 == 0 { state % 4096 } else { state % 64 } as usize + 1;
+        let len = if state & 0x300 == 0 {
+            state % 4096
+        } else {
+            state % 64
+        } as usize
+            + 1;
         let end = (pos + len).min(rest.len());
         pieces.push(&rest[pos..end]);
         pos = end;
@@ -38,8 +43,9 @@ const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
 
 /// An H.264 track (160x90 High) and/or an AAC-LC track at `rate` Hz.
 pub fn tracks(video: bool, audio: Option<u32>) -> Tracks {
-    let avc = AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
-        .expect("the test SPS parses");
+    let avc =
+        AvcConfig::from_parameter_sets(&[Bytes::from_static(SPS)], &[Bytes::from_static(PPS)])
+            .expect("the test SPS parses");
     Tracks {
         video: video.then(|| Track {
             kind: TrackKind::Video,

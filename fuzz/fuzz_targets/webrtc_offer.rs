@@ -1,0 +1,108 @@
+//! WHEP and WHIP as a client reaches them: any body POSTed as an SDP offer, then any
+//! datagrams on the session's port. `WhepSession::answer` (a viewer, no credentials)
+//! and `WhipSession::answer` (a publisher) answer or refuse with a reason — str0m's SDP
+//! parser sees the bytes first — and a session fed arbitrary datagrams and time never
+//! panics, only closes. The datagrams are also read as a publisher's H.264 access unit
+//! (`assemble`, what str0m's depacketiser hands the WHIP session).
+//!
+//! Input: `OFFER 0xff DATAGRAM 0xff DATAGRAM …` (0xff never occurs in UTF-8). An offer
+//! that starts with `+` is a real browser offer (below) followed by the input's text,
+//! so the fuzzer also reaches past the parser.
+#![no_main]
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use webrtc::{SessionOutput, WhepConfig, WhepSession, WhipSession, assemble};
+
+/// An offer as Chromium makes it for a receive-only video and audio session.
+const BROWSER_OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0 1\r\na=msid-semantic: WMS\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102 103\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:fuzz\r\na=ice-pwd:fuzzfuzzfuzzfuzzfuzzfuzz\r\na=ice-options:trickle\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=mid:0\r\na=recvonly\r\na=rtcp-mux\r\na=rtcp-rsize\r\n\
+a=rtpmap:102 H264/90000\r\na=rtcp-fb:102 nack\r\na=rtcp-fb:102 nack pli\r\n\
+a=fmtp:102 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f\r\n\
+a=rtpmap:103 rtx/90000\r\na=fmtp:103 apt=102\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=ice-ufrag:fuzz\r\na=ice-pwd:fuzzfuzzfuzzfuzzfuzzfuzz\r\na=ice-options:trickle\r\n\
+a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+a=setup:actpass\r\na=mid:1\r\na=recvonly\r\na=rtcp-mux\r\n\
+a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n";
+
+fn config() -> &'static WhepConfig {
+    static CONFIG: OnceLock<WhepConfig> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        let host: SocketAddr = "127.0.0.1:8189".parse().expect("a literal address");
+        match WhepConfig::new(vec![host]) {
+            Ok(config) => config,
+            Err(e) => panic!("the fuzz target's own configuration: {e}"),
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut fields = data.split(|&b| b == 0xff);
+    let offer = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
+    let offer = match offer.strip_prefix('+') {
+        Some(rest) => format!("{BROWSER_OFFER}{rest}"),
+        None => offer,
+    };
+    let datagrams: Vec<&[u8]> = fields.take(16).collect();
+    for datagram in &datagrams {
+        if let Ok(unit) = assemble(datagram) {
+            assert!(unit.data.len() <= datagram.len() + 4 * datagram.len().div_ceil(3));
+        }
+    }
+    let start = Instant::now();
+    if let Ok((mut viewer, answer)) = WhepSession::answer(config(), &offer, start) {
+        assert!(answer.starts_with("v=0"), "an answer is SDP: {answer}");
+        drive(&datagrams, start, |now, from, to, d| {
+            if viewer.accepts(now, from, to, d) {
+                viewer.handle_datagram(now, from, to, d);
+            }
+            viewer.handle_timeout(now);
+            drain(|| viewer.poll_output());
+        });
+    }
+    if let Ok((mut publisher, answer)) = WhipSession::answer(config(), &offer, start) {
+        assert!(answer.starts_with("v=0"), "an answer is SDP: {answer}");
+        drive(&datagrams, start, |now, from, to, d| {
+            if publisher.accepts(now, from, to, d) {
+                publisher.handle_datagram(now, from, to, d);
+            }
+            publisher.handle_timeout(now);
+            drain(|| publisher.poll_output());
+            while publisher.poll_event().is_some() {}
+        });
+    }
+});
+
+/// Feeds each datagram 20 ms apart, then a minute later (a session that never
+/// connected gives up by itself).
+fn drive(
+    datagrams: &[&[u8]],
+    start: Instant,
+    mut step: impl FnMut(Instant, SocketAddr, SocketAddr, &[u8]),
+) {
+    let host = config().candidates[0];
+    let client: SocketAddr = "127.0.0.1:50000".parse().expect("a literal address");
+    let mut now = start;
+    for datagram in datagrams {
+        now += Duration::from_millis(20);
+        step(now, client, host, datagram);
+    }
+    step(now + Duration::from_secs(60), client, host, &[]);
+}
+
+/// Takes a session's output until it waits (bounded: a session must come to rest).
+fn drain(mut poll: impl FnMut() -> SessionOutput) {
+    for _ in 0..256 {
+        if matches!(poll(), SessionOutput::Timeout(_) | SessionOutput::Closed) {
+            return;
+        }
+    }
+    panic!("a session kept producing output without waiting");
+}
