@@ -20,6 +20,7 @@
 //! every URI they hold, and answers are marked `X-Rivulet-Access: private` for edges.
 //! Public streams are served exactly as before.
 
+pub mod dvr;
 mod feed;
 pub mod health;
 mod http;

@@ -5,7 +5,6 @@ mod analytics_server;
 mod api_limits;
 mod config;
 mod demo;
-mod dvr;
 mod edge;
 mod hooks_options;
 mod http_options;

@@ -388,7 +388,7 @@ fn http_app(
             recorder.clone(),
             control.playback_keys.clone(),
         ))
-        .merge(crate::dvr::router(streams.clone(), recorder.clone()).layer(
+        .merge(origin::dvr::router(streams.clone(), recorder.clone()).layer(
             axum::middleware::from_fn_with_state(
                 analytics.emitter.clone(),
                 analytics::record_delivery,
