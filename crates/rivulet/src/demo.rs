@@ -5,7 +5,8 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::config::{ServeArgs, StreamDecl};
-use crate::publish::{PublishArgs, PublishPlan};
+use crate::publish::PublishArgs;
+use encoder::session::PublishPlan;
 use crate::serve::{self, Listeners, display_addr};
 
 /// The options of `rivulet demo`: those of `serve`, plus the picture to publish.
@@ -71,7 +72,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 })?,
         ),
         fps: source::FrameRate::new(30, 1),
-        bitrate: crate::publish::parse_bitrate(&args.demo_bitrate).map_err(anyhow::Error::msg)?,
+        bitrate: encoder::session::parse_bitrate(&args.demo_bitrate)?,
         audio_bitrate: 128_000,
         video_codec: media::VideoCodec::Avc,
         preset: "veryfast".into(),
