@@ -44,6 +44,8 @@ mod geo;
 mod known;
 mod rollup;
 mod service;
+mod serving;
+mod settings;
 mod store;
 
 pub use access::{
@@ -69,5 +71,9 @@ pub use rollup::{
 pub use service::{
     Analytics, AnalyticsConfig, Breakdown, DEFAULT_MAX_RAW_ROWS, EdgeUpstream, PlatformSummary,
     Series, StreamSummary, Timeseries, UnknownStream,
+};
+pub use serving::{Serving, ServingError};
+pub use settings::{
+    AnalyticsLimits, AnalyticsLimitsFile, AnalyticsMode, AnalyticsSettings, LimitError,
 };
 pub use store::{AnalyticsStore, RawBeacon, RawDelivery};

@@ -523,29 +523,7 @@ impl RemoteMetaSettings {
     }
 }
 
-/// Where `serve`'s delivery events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AnalyticsMode {
-    /// The analytics server runs in this process.
-    Local,
-    /// POSTed to a remote analytics server at this base URL.
-    Remote(String),
-    Off,
-}
-
-/// The resolved analytics options.
-#[derive(Debug, Clone)]
-pub(crate) struct AnalyticsSettings {
-    pub(crate) mode: AnalyticsMode,
-    pub(crate) geoip_db: Option<PathBuf>,
-    pub(crate) trusted_proxies: analytics::TrustedProxies,
-    pub(crate) retention: Duration,
-    pub(crate) window_ms: i64,
-    /// The events token: sent by `serve --analytics-url`, required by the server.
-    pub(crate) token: Option<analytics::EventsToken>,
-    pub(crate) queue: usize,
-    pub(crate) limits: crate::analytics_limits::AnalyticsLimits,
-}
+pub(crate) use analytics::{AnalyticsMode, AnalyticsSettings};
 
 impl ServeArgs {
     /// Merges flags/environment over the config file over the defaults, and validates.

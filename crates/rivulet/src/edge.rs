@@ -305,7 +305,7 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
     // Countries are looked up only when some edge is tied to one.
     let country_of: Option<edge::route::CountryOf> =
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
-            let geo = crate::analytics_server::open_geoip(args.geoip_db.as_deref())?;
+            let geo = analytics::GeoIp::open_or_default(args.geoip_db.as_deref())?;
             let proxies = analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone());
             Some(std::sync::Arc::new(move |peer, forwarded: Option<&str>| {
                 let client = proxies.client_addr(peer, forwarded);

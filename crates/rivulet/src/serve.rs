@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::analytics_server::ServeAnalytics;
+use analytics::Serving as ServeAnalytics;
 use crate::config::{AnalyticsMode, MetaMode, ServeConfig};
 use crate::metadata;
 
@@ -142,7 +142,7 @@ pub(crate) async fn serve(
 
     let control = ControlPlane::open(&config).await?;
     let stop = Stop::on(shutdown);
-    let analytics = ServeAnalytics::start(
+    let analytics = crate::analytics_server::start_serving(
         &config.analytics,
         control.analytics_store.as_ref(),
         node.clone(),
