@@ -6,11 +6,13 @@
 //! - [`RemoteKeys`]: the ingest's key check ([`access::StreamKeys`]) over
 //!   [`RemoteMeta`], with a short-lived cache of answers and last-known-good keys
 //!   when the server is unreachable ([`KeyCache`], sans-IO).
+//! - [`AdminClient`]: the admin API's streams commands (`rivulet streams …`).
 //! - [`SseParser`]: the `text/event-stream` parser behind [`RemoteEvents`].
 //!
 //! Plain `http://` only (no TLS in this build): run the metadata server on a private
 //! network, or put a TLS tunnel between the nodes.
 
+mod admin;
 mod cache;
 mod keys;
 mod sse;
@@ -28,6 +30,7 @@ use crate::model::{
     StreamName,
 };
 
+pub use admin::{AdminClient, AdminError, ListFilter, StreamChanges};
 pub use cache::{CacheLookup, KeyCache, KeyCacheConfig, LastGood};
 pub use keys::{Clock, RemoteKeys};
 pub use sse::{MAX_PENDING, SseEvent, SseOverflow, SseParser};
