@@ -25,6 +25,7 @@ mod feed;
 pub mod health;
 mod http;
 mod live;
+pub mod live_report;
 pub mod thumbnail;
 
 pub use feed::run_feed;
