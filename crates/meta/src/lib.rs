@@ -26,6 +26,7 @@
 pub mod api;
 mod error;
 mod events;
+pub mod hook_options;
 mod keys;
 pub mod live;
 mod model;
