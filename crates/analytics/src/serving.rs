@@ -10,8 +10,8 @@ use db::Database;
 use tokio::sync::watch;
 
 use crate::{
-    Analytics, AnalyticsConfig, AnalyticsError, AnalyticsMode, AnalyticsSettings,
-    AnalyticsStore, EmitConfig, Emitter, EventsAccess, GeoIp, StreamDirectory,
+    Analytics, AnalyticsConfig, AnalyticsError, AnalyticsMode, AnalyticsSettings, AnalyticsStore,
+    EmitConfig, Emitter, EventsAccess, GeoIp, StreamDirectory,
 };
 
 /// Why the analytics side of a server could not start.
@@ -57,7 +57,8 @@ impl Analytics {
         directory: Arc<dyn StreamDirectory>,
         events: EventsAccess,
     ) -> Result<Analytics, ServingError> {
-        let geo = GeoIp::open_or_default(settings.geoip_db.as_deref()).map_err(ServingError::GeoIp)?;
+        let geo =
+            GeoIp::open_or_default(settings.geoip_db.as_deref()).map_err(ServingError::GeoIp)?;
         let store = AnalyticsStore::open(database)
             .await
             .map_err(ServingError::Tables)?;

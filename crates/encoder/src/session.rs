@@ -78,8 +78,10 @@ pub fn parse_size(s: &str) -> Result<(u32, u32), BadValue> {
         .split_once(['x', 'X'])
         .ok_or_else(|| BadValue(format!("'{s}' is not WIDTHxHEIGHT (example: 1280x720)")))?;
     let (w, h): (u32, u32) = (
-        w.parse().map_err(|_| BadValue(format!("'{w}' is not a width")))?,
-        h.parse().map_err(|_| BadValue(format!("'{h}' is not a height")))?,
+        w.parse()
+            .map_err(|_| BadValue(format!("'{w}' is not a width")))?,
+        h.parse()
+            .map_err(|_| BadValue(format!("'{h}' is not a height")))?,
     );
     if w < 64 || h < 64 || w > 7680 || h > 4320 || w % 2 == 1 || h % 2 == 1 {
         return Err(BadValue(format!(

@@ -105,4 +105,3 @@ fn clock(ms: i64) -> String {
     let s = ms / 1000;
     format!("{:02}:{:02}", s / 60, s % 60)
 }
-

@@ -18,9 +18,7 @@ pub const DEFAULT_SRT_LISTEN: ([u8; 4], u16) = ([0, 0, 0, 0], 9000);
 pub enum OptionsError {
     #[error("--rtmp-{0} must be more than 0")]
     ZeroTimeout(&'static str),
-    #[error(
-        "--rtmp-max-buffered-bytes must be at least {0} (the longest RTMP message taken)"
-    )]
+    #[error("--rtmp-max-buffered-bytes must be at least {0} (the longest RTMP message taken)")]
     BufferedBytes(u32),
     #[error("--rtmp-max-setup-buffered-bytes must be at least 4096 (a connect command)")]
     SetupBufferedBytes,
@@ -101,7 +99,11 @@ impl RtmpOptions {
             session.setup_timeout,
             "setup-timeout-ms",
         )?;
-        session.idle_timeout = ms(self.idle_timeout_ms, session.idle_timeout, "idle-timeout-ms")?;
+        session.idle_timeout = ms(
+            self.idle_timeout_ms,
+            session.idle_timeout,
+            "idle-timeout-ms",
+        )?;
         config.write_timeout = ms(
             self.write_timeout_ms,
             config.write_timeout,
@@ -161,12 +163,12 @@ impl SrtFileOptions {
         let listen = match self.listen.as_deref() {
             None => SrtListen::Default(DEFAULT_SRT_LISTEN.into()),
             Some(s) if s.trim().eq_ignore_ascii_case("off") => SrtListen::Off,
-            Some(s) => SrtListen::Given(s.trim().parse().map_err(|source| {
-                OptionsError::SrtListen {
+            Some(s) => {
+                SrtListen::Given(s.trim().parse().map_err(|source| OptionsError::SrtListen {
                     value: s.to_owned(),
                     source,
-                }
-            })?),
+                })?)
+            }
         };
         let latency = match self.latency {
             None => 120,

@@ -10,13 +10,13 @@
 //! stream's token by the origin's rule, carries it into the playlists' URIs, and sets
 //! the cache headers. The live playlists are not touched.
 
+use crate::LiveStreams;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use media::live_path::{DVR_PLAYLIST, LiveObject, LivePath};
-use crate::LiveStreams;
 use record::Recorder;
 
 /// A DVR playlist changes with every segment: a cache may keep it a second, so that

@@ -5,9 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use analytics::{
-    Analytics, DirectoryError, EventsAccess, EventsToken, Serving, StreamDirectory,
-};
+use analytics::{Analytics, DirectoryError, EventsAccess, EventsToken, Serving, StreamDirectory};
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
@@ -18,6 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsSettings};
+
+/// The analytics side of `serve` (`analytics::Serving`).
+pub(crate) use analytics::Serving as ServeAnalytics;
 
 /// The metadata server's streams, as the analytics server's list of streams that
 /// exist: the wiring that lets `analytics` not depend on `meta`.

@@ -6,8 +6,8 @@ use tokio::sync::watch;
 
 use crate::config::{ServeArgs, StreamDecl};
 use crate::publish::PublishArgs;
-use encoder::session::PublishPlan;
 use crate::serve::{self, Listeners, display_addr};
+use encoder::session::PublishPlan;
 
 /// The options of `rivulet demo`: those of `serve`, plus the picture to publish.
 #[derive(Args, Debug, Clone)]

@@ -21,6 +21,9 @@ mod tls_options;
 mod webrtc_options;
 mod whep;
 
+// The DVR routes are the origin's; `serve` merges them.
+use origin::dvr;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::{AnalyticsCmdArgs, MetaArgs, ServeArgs};

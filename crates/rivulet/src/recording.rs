@@ -2,13 +2,13 @@
 //! file's `[record]` section > default), the recorder's policy over the metadata
 //! server, and the recordings API's catalog over the recorder. See docs/recording.md.
 
-use std::path::Path;
-use std::sync::Arc;
 use clap::Args;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use meta::recordings::{RecordingCatalog, RecordingInfo};
 use record::{RecordPolicy, Recorder, StreamDescription};
+use std::path::Path;
+use std::sync::Arc;
 
 /// The flags (and environment variables) of recording.
 #[derive(Args, Debug, Clone, Default)]

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use analytics::Serving as ServeAnalytics;
+use crate::analytics_server::ServeAnalytics;
 use crate::config::{AnalyticsMode, MetaMode, ServeConfig};
 use crate::metadata;
 
@@ -388,7 +388,7 @@ fn http_app(
             recorder.clone(),
             control.playback_keys.clone(),
         ))
-        .merge(origin::dvr::router(streams.clone(), recorder.clone()).layer(
+        .merge(crate::dvr::router(streams.clone(), recorder.clone()).layer(
             axum::middleware::from_fn_with_state(
                 analytics.emitter.clone(),
                 analytics::record_delivery,

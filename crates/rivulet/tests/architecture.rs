@@ -31,7 +31,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("package", &["media"]),
     // sans-IO WebRTC sessions on str0m (WHEP): H.264/Opus out
     ("webrtc", &["media"]),
-    ("origin", &["access", "hub", "httpd", "media", "package", "record"]),
+    (
+        "origin",
+        &["access", "hub", "httpd", "media", "package", "record"],
+    ),
     ("edge", &["access", "httpd", "media", "package"]),
     // the recorder: the packager's complete segments to an object store, VOD after live
     ("record", &["access", "media", "package"]),
