@@ -42,6 +42,7 @@ mod error;
 mod event;
 mod geo;
 mod known;
+mod options;
 mod rollup;
 mod service;
 mod serving;
@@ -64,6 +65,7 @@ pub use event::{
 };
 pub use geo::{GeoIp, PACKAGE_FILE, UNKNOWN, default_paths};
 pub use known::{DirectoryError, StreamDirectory};
+pub use options::{AnalyticsOptions, AnalyticsOptionsError};
 pub use rollup::{
     Counters, Dim, Figures, METRICS, MINUTE_MS, RollupRow, SAMPLE_CAP, Samples, minute_of,
     percentile,

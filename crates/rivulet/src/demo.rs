@@ -32,9 +32,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut key_bytes = [0u8; 16];
     rand::fill(&mut key_bytes[..]);
     let key: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let demo: StreamDecl = format!("{}={key}", args.demo_stream)
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let demo: StreamDecl = format!("{}={key}", args.demo_stream).parse()?;
     let mut config = args.serve.resolve()?;
     config.streams.push(demo.clone());
 

@@ -15,6 +15,7 @@
 mod admin;
 mod cache;
 mod keys;
+mod options;
 mod sse;
 
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::model::{
 pub use admin::{AdminClient, AdminError, ListFilter, StreamChanges};
 pub use cache::{CacheLookup, KeyCache, KeyCacheConfig, LastGood};
 pub use keys::{Clock, RemoteKeys};
+pub use options::{RemoteOptions, RemoteOptionsError, RemoteSettings};
 pub use sse::{MAX_PENDING, SseEvent, SseOverflow, SseParser};
 
 /// Why a request to the metadata server failed.
