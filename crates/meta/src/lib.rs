@@ -31,6 +31,7 @@ pub mod hook_options;
 mod keys;
 pub mod live;
 mod model;
+pub mod playback_key;
 pub mod publish_hook;
 pub mod recordings;
 pub mod remote;

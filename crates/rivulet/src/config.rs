@@ -676,19 +676,11 @@ impl ServeArgs {
 
     /// When the input counts as stalled, black or silent.
     fn health_config(&self, file: &FileConfig) -> origin::HealthConfig {
-        origin::HealthConfig {
-            stall_after: Duration::from_millis(
-                self.input_stall_ms.or(file.input_stall_ms).unwrap_or(2000),
-            ),
-            black_after: Duration::from_millis(
-                self.input_black_ms.or(file.input_black_ms).unwrap_or(5000),
-            ),
-            silent_after: Duration::from_millis(
-                self.input_silent_ms
-                    .or(file.input_silent_ms)
-                    .unwrap_or(10_000),
-            ),
-        }
+        origin::HealthConfig::from_ms(
+            self.input_stall_ms.or(file.input_stall_ms),
+            self.input_black_ms.or(file.input_black_ms),
+            self.input_silent_ms.or(file.input_silent_ms),
+        )
     }
 }
 

@@ -72,10 +72,7 @@ pub(crate) fn admin_token(
     }
 }
 
-/// The file in the data directory holding the generated playback key.
-pub(crate) const PLAYBACK_KEY_FILE: &str = "playback-key";
-/// The id of the generated playback key.
-pub(crate) const PLAYBACK_KEY_ID: &str = "local";
+use meta::playback_key::{PLAYBACK_KEY_FILE, PLAYBACK_KEY_ID};
 
 /// The keys of signed playback: the configured ones, else the one in
 /// DATA_DIR/playback-key (generated on the first start, like the admin token).
@@ -83,16 +80,7 @@ pub(crate) fn playback_keys(
     configured: &access::playback::PlaybackKeys,
     data_dir: &Path,
 ) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
-    if !configured.is_empty() {
-        return Ok((configured.clone(), TokenSource::Configured));
-    }
-    let path = data_dir.join(PLAYBACK_KEY_FILE);
-    let (secret, source) = db::secret::load_or_generate_secret(&path)
-        .context("cannot set up the playback key (set --playback-key ID=SECRET)")?;
-    let mut keys = access::playback::PlaybackKeys::default();
-    keys.add(PLAYBACK_KEY_ID, secret.as_bytes())
-        .with_context(|| format!("the playback key in {} is not usable", path.display()))?;
-    Ok((keys, source))
+    Ok(meta::playback_key::playback_keys(configured, data_dir)?)
 }
 
 /// The start-up banner's line about the playback key.
@@ -252,7 +240,11 @@ impl PublishReport for MetaPublish {
             .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
         report.renditions =
             (!facts.renditions.is_empty()).then(|| serde_json::json!(facts.renditions));
-        report.ingest_stats = self.srt_stats.get(&self.stream).map(|s| srt_stats_json(&s));
+        // An SRT publisher's statistics (docs/srt.md).
+        report.ingest_stats = self
+            .srt_stats
+            .get(&self.stream)
+            .and_then(|s| serde_json::to_value(s).ok());
         if let Err(e) = self.meta.set_live(&self.stream, report).await {
             tracing::warn!(stream = %self.stream, error = %e, "cannot update the stream's live state");
         }
@@ -267,23 +259,6 @@ impl PublishReport for MetaPublish {
             .set_offline_with_retries(&self.stream, self.report.since)
             .await;
     }
-}
-
-/// An SRT publisher's statistics as the stream's `live.ingest_stats` (docs/srt.md).
-fn srt_stats_json(s: &ingest::SrtConnectionStats) -> serde_json::Value {
-    serde_json::json!({
-        "protocol": "srt",
-        "peer": s.peer,
-        "latency_ms": s.latency_ms,
-        "packets_received": s.packets_received,
-        "bytes_received": s.bytes_received,
-        "loss_reports": s.loss_reports,
-        "packets_retransmitted": s.packets_retransmitted,
-        "packets_dropped": s.packets_dropped,
-        "receive_buffer_ms": s.receive_buffer_ms,
-        "ts_continuity_gaps": s.ts_continuity_gaps,
-        "unsupported_streams": s.unsupported_streams,
-    })
 }
 
 /// `rivulet meta`: the API and the database, without ingest or origin.
