@@ -76,3 +76,65 @@ impl StreamDecl {
         Ok(streams)
     }
 }
+
+/// Why the store could not be opened with the declared streams.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error("cannot open the metadata database {what} (check {flag})")]
+    Database {
+        /// The database, its password left out.
+        what: String,
+        flag: &'static str,
+        #[source]
+        source: crate::MetaError,
+    },
+    #[error(transparent)]
+    Name(#[from] crate::ValidationError),
+    #[error("cannot declare stream '{name}'")]
+    Declare {
+        name: String,
+        #[source]
+        source: crate::MetaError,
+    },
+}
+
+impl crate::MetaStore {
+    /// Opens the metadata database (`database_url`, else the SQLite file in
+    /// `data_dir`) and creates (or re-keys) the declared streams.
+    pub async fn open_declared(
+        database_url: Option<&str>,
+        data_dir: &std::path::Path,
+        streams: &[StreamDecl],
+    ) -> Result<Self, OpenError> {
+        let store =
+            Self::connect(database_url, data_dir)
+                .await
+                .map_err(|source| match database_url {
+                    Some(url) => OpenError::Database {
+                        what: db::redact_url(url),
+                        flag: "--database-url",
+                        source,
+                    },
+                    None => OpenError::Database {
+                        what: data_dir.join(db::SQLITE_FILE).display().to_string(),
+                        flag: "--data-dir",
+                        source,
+                    },
+                })?;
+        for s in streams {
+            let name = StreamName::parse(&s.name)?;
+            let changed = store
+                .upsert_with_key(&name, &s.key)
+                .await
+                .map_err(|source| OpenError::Declare {
+                    name: s.name.clone(),
+                    source,
+                })?;
+            if changed {
+                tracing::info!(stream = %s.name, "declared stream stored (its key is the one given)");
+            }
+        }
+        Ok(store)
+    }
+}

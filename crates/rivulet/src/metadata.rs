@@ -24,29 +24,7 @@ pub(crate) async fn open_store(
     data_dir: &Path,
     streams: &[StreamDecl],
 ) -> anyhow::Result<MetaStore> {
-    let store = MetaStore::connect(database_url, data_dir)
-        .await
-        .with_context(|| match database_url {
-            Some(url) => format!(
-                "cannot open the metadata database {} (check --database-url)",
-                db::redact_url(url)
-            ),
-            None => format!(
-                "cannot open the metadata database {} (check --data-dir)",
-                data_dir.join(db::SQLITE_FILE).display()
-            ),
-        })?;
-    for s in streams {
-        let name = StreamName::parse(&s.name).map_err(|e| anyhow::anyhow!(e))?;
-        let changed = store
-            .upsert_with_key(&name, &s.key)
-            .await
-            .with_context(|| format!("cannot declare stream '{}'", s.name))?;
-        if changed {
-            tracing::info!(stream = %s.name, "declared stream stored (its key is the one given)");
-        }
-    }
-    Ok(store)
+    Ok(MetaStore::open_declared(database_url, data_dir, streams).await?)
 }
 
 /// Stores the configuration's webhooks (and forgets the ones no longer declared).
