@@ -593,25 +593,12 @@ impl ServeArgs {
 
     /// Segment and part targets, and the playlist window.
     fn packager_config(&self, file: &FileConfig) -> anyhow::Result<package::PackagerConfig> {
-        let defaults = package::PackagerConfig::default();
-        let packager = package::PackagerConfig {
-            segment_target_ms: self
-                .segment_target_ms
-                .or(file.segment_target_ms)
-                .unwrap_or(defaults.segment_target_ms),
-            part_target_ms: self
-                .part_target_ms
-                .or(file.part_target_ms)
-                .unwrap_or(defaults.part_target_ms),
-            window_segments: self
-                .window_segments
-                .or(file.window_segments)
-                .unwrap_or(defaults.window_segments),
-        };
-        packager
-            .validate()
-            .context("check segment_target_ms, part_target_ms and window_segments")?;
-        Ok(packager)
+        package::PackagerConfig::with(
+            self.segment_target_ms.or(file.segment_target_ms),
+            self.part_target_ms.or(file.part_target_ms),
+            self.window_segments.or(file.window_segments),
+        )
+        .context("check segment_target_ms, part_target_ms and window_segments")
     }
 
     /// The streams of the file, with those given as flags (which win by name).
