@@ -42,8 +42,11 @@ mod error;
 mod event;
 mod geo;
 mod known;
+mod options;
 mod rollup;
 mod service;
+mod serving;
+mod settings;
 mod store;
 
 pub use access::{
@@ -62,6 +65,7 @@ pub use event::{
 };
 pub use geo::{GeoIp, PACKAGE_FILE, UNKNOWN, default_paths};
 pub use known::{DirectoryError, StreamDirectory};
+pub use options::{AnalyticsOptions, AnalyticsOptionsError};
 pub use rollup::{
     Counters, Dim, Figures, METRICS, MINUTE_MS, RollupRow, SAMPLE_CAP, Samples, minute_of,
     percentile,
@@ -69,5 +73,9 @@ pub use rollup::{
 pub use service::{
     Analytics, AnalyticsConfig, Breakdown, DEFAULT_MAX_RAW_ROWS, EdgeUpstream, PlatformSummary,
     Series, StreamSummary, Timeseries, UnknownStream,
+};
+pub use serving::{Serving, ServingError};
+pub use settings::{
+    AnalyticsLimits, AnalyticsLimitsFile, AnalyticsMode, AnalyticsSettings, LimitError,
 };
 pub use store::{AnalyticsStore, RawBeacon, RawDelivery};

@@ -25,6 +25,7 @@ pub mod boxes;
 pub mod failover;
 pub mod fetch;
 pub mod key;
+pub mod options;
 pub mod playlist;
 pub mod policy;
 pub mod route;

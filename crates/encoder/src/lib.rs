@@ -9,10 +9,14 @@
 //! - [`publish`]: the tokio side: one connection per URL, each driving a sans-IO
 //!   [`rtmp::ClientSession`]; a URL that drops is reconnected with backoff while the
 //!   others go on.
+//! - [`session`]: what `rivulet publish` runs: a source, the live encoder and the
+//!   publisher together until a duration, the file's end or a stop, with a status line.
 
 mod audio;
 mod live;
 pub mod publish;
+pub mod session;
+mod status;
 mod video;
 
 use std::num::NonZeroU32;

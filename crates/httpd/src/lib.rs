@@ -28,10 +28,12 @@ mod clients;
 mod held;
 mod io;
 mod limits;
+mod options;
 mod server;
 
 pub use held::{HeldLimits, HeldRequest, HeldRequests, HoldError};
 pub use limits::{HttpLimits, RESERVED_DESCRIPTORS};
+pub use options::HttpOptions;
 pub use server::{serve, serve_tls};
 
 /// Raises this process's open-files limit (RLIMIT_NOFILE) to its hard maximum, as

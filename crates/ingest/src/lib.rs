@@ -18,6 +18,7 @@
 mod assemble;
 mod escape;
 mod limits;
+mod options;
 mod rtmp;
 mod srt;
 
@@ -29,6 +30,9 @@ pub use escape::Escaped;
 pub use limits::{
     AcceptBackoff, Bitrate, BitrateExceeded, BitrateLimiter, ConnectionLimiter, ConnectionPermit,
     ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LogThrottle,
+};
+pub use options::{
+    DEFAULT_SRT_LISTEN, OptionsError, RtmpOptions, SrtFileOptions, SrtListen, SrtOptions,
 };
 pub use rtmp::{RtmpConfig, RtmpListener, serve, serve_all};
 pub use srt::{Rejection, SrtConfig, SrtConnectionStats, SrtStatsRegistry, serve_srt, stream_key};

@@ -65,8 +65,10 @@ impl Default for SrtConfig {
     }
 }
 
-/// One SRT publisher's connection and demuxing statistics, updated every second.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One SRT publisher's connection and demuxing statistics, updated every second. As
+/// JSON (a stream's `live.ingest_stats`), tagged `"protocol": "srt"`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "protocol", rename = "srt")]
 pub struct SrtConnectionStats {
     pub peer: String,
     /// The negotiated receive latency, ms.

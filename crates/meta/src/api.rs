@@ -207,9 +207,9 @@ async fn create_stream(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody<NewStream>,
 ) -> Result<Response, ApiError> {
-    let created = state.store.create(body.validate()?).await?;
-    let location = format!("/api/streams/{}", created.stream.name);
-    let mut response = (StatusCode::CREATED, no_store(), Json(created)).into_response();
+    let made = state.store.create(body.validate()?).await?;
+    let location = format!("/api/streams/{}", made.stream.name);
+    let mut response = created(made);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -451,7 +451,7 @@ async fn mint_token(
         expires_at: grant.expires,
         token,
     };
-    Ok((StatusCode::CREATED, no_store(), Json(minted)).into_response())
+    Ok(created(minted))
 }
 
 /// Server-sent events of one stream. First a `snapshot` event (the stream as a
@@ -915,6 +915,18 @@ fn parse_since(query: &str) -> Result<Option<i64>, ApiError> {
         })?);
     }
     Ok(since)
+}
+
+/// `201 Created` with `value`, never cached: the admin's create routes (a stream, a
+/// token, a webhook, a restream target) answer with what they made, secrets and all.
+fn created(value: impl Serialize) -> Response {
+    (StatusCode::CREATED, no_store(), Json(value)).into_response()
+}
+
+/// A numeric id from the path; any other text names nothing (`missing` says what).
+fn path_id(id: &str, missing: impl FnOnce() -> String) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| MetaError::NotFoundWhat(missing()).into())
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 1] {

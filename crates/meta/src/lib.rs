@@ -24,11 +24,14 @@
 //! through it (cached; last known good when the server is unreachable).
 
 pub mod api;
+pub mod declared;
 mod error;
 mod events;
+pub mod hook_options;
 mod keys;
 pub mod live;
 mod model;
+pub mod playback_key;
 pub mod publish_hook;
 pub mod recordings;
 pub mod remote;

@@ -33,6 +33,19 @@ impl Default for HealthConfig {
     }
 }
 
+impl HealthConfig {
+    /// The thresholds given in milliseconds (`None`: the default).
+    pub fn from_ms(stall: Option<u64>, black: Option<u64>, silent: Option<u64>) -> Self {
+        let d = Self::default();
+        let ms = |given: Option<u64>, default| given.map_or(default, Duration::from_millis);
+        Self {
+            stall_after: ms(stall, d.stall_after),
+            black_after: ms(black, d.black_after),
+            silent_after: ms(silent, d.silent_after),
+        }
+    }
+}
+
 /// The state of a stream's input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

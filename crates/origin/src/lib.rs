@@ -20,10 +20,12 @@
 //! every URI they hold, and answers are marked `X-Rivulet-Access: private` for edges.
 //! Public streams are served exactly as before.
 
+pub mod dvr;
 mod feed;
 pub mod health;
 mod http;
 mod live;
+pub mod live_report;
 pub mod thumbnail;
 
 pub use feed::run_feed;

@@ -26,6 +26,22 @@ impl Default for PackagerConfig {
 }
 
 impl PackagerConfig {
+    /// The targets and window given (`None`: the default), checked.
+    pub fn with(
+        segment_target_ms: Option<u32>,
+        part_target_ms: Option<u32>,
+        window_segments: Option<usize>,
+    ) -> Result<Self, PackageError> {
+        let d = Self::default();
+        let config = Self {
+            segment_target_ms: segment_target_ms.unwrap_or(d.segment_target_ms),
+            part_target_ms: part_target_ms.unwrap_or(d.part_target_ms),
+            window_segments: window_segments.unwrap_or(d.window_segments),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks that the values make a playable stream.
     pub fn validate(&self) -> Result<(), PackageError> {
         let invalid = |reason: String| Err(PackageError::InvalidConfig(reason));

@@ -43,6 +43,7 @@
 mod dvr;
 mod error;
 mod http;
+mod options;
 mod poster;
 mod recorder;
 mod retention;
@@ -51,6 +52,7 @@ mod vod;
 
 pub use error::RecordError;
 pub use http::router;
+pub use options::{RETENTION_INTERVAL, RecordOptions, RecordOptionsError, RecordSettings};
 pub use poster::{POSTER, PosterPainter};
 pub use recorder::{RecordPolicy, Recorder, RecorderConfig, StreamDescription};
 pub use retention::RetentionPolicy;

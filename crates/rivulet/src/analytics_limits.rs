@@ -2,9 +2,7 @@
 //! (flag > `RIVULET_…` environment > the config file's `[analytics_limits]` > default).
 //! See docs/limits.md.
 
-use anyhow::bail;
 use clap::Args;
-use serde::Deserialize;
 
 /// The flags (and environment variables) of the limits.
 #[derive(Args, Debug, Clone, Default)]
@@ -31,32 +29,7 @@ pub(crate) struct AnalyticsLimitArgs {
     pub(crate) analytics_max_raw_rows: Option<u64>,
 }
 
-/// The config file's `[analytics_limits]` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AnalyticsLimitsFile {
-    max_sessions: Option<usize>,
-    max_breakdown_values: Option<usize>,
-    max_raw_rows: Option<u64>,
-}
-
-/// The resolved limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AnalyticsLimits {
-    pub(crate) max_sessions: usize,
-    pub(crate) max_values: usize,
-    pub(crate) max_raw_rows: u64,
-}
-
-impl Default for AnalyticsLimits {
-    fn default() -> Self {
-        Self {
-            max_sessions: analytics::DEFAULT_MAX_SESSIONS,
-            max_values: analytics::DEFAULT_MAX_VALUES,
-            max_raw_rows: analytics::DEFAULT_MAX_RAW_ROWS,
-        }
-    }
-}
+pub(crate) use analytics::{AnalyticsLimits, AnalyticsLimitsFile};
 
 impl AnalyticsLimitArgs {
     /// Flags over the file's section over the defaults; every limit must be at least 1.
@@ -81,15 +54,7 @@ impl AnalyticsLimitArgs {
                 .or(file.max_raw_rows)
                 .unwrap_or(defaults.max_raw_rows),
         };
-        for (value, flag) in [
-            (limits.max_sessions as u64, "--analytics-max-sessions"),
-            (limits.max_values as u64, "--analytics-max-breakdown-values"),
-            (limits.max_raw_rows, "--analytics-max-raw-rows"),
-        ] {
-            if value == 0 {
-                bail!("{flag} must be at least 1");
-            }
-        }
+        limits.validate()?;
         Ok(limits)
     }
 }

@@ -3,13 +3,9 @@
 //! (the analytics server alone).
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
-use analytics::{
-    Analytics, AnalyticsConfig, AnalyticsStore, DirectoryError, EmitConfig, Emitter, EventsAccess,
-    EventsToken, GeoIp, StreamDirectory,
-};
+use analytics::{Analytics, DirectoryError, EventsAccess, EventsToken, Serving, StreamDirectory};
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
@@ -19,7 +15,10 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{AnalyticsCmdConfig, AnalyticsMode, AnalyticsSettings};
+use crate::config::{AnalyticsCmdConfig, AnalyticsSettings};
+
+/// The analytics side of `serve` (`analytics::Serving`).
+pub(crate) use analytics::Serving as ServeAnalytics;
 
 /// The metadata server's streams, as the analytics server's list of streams that
 /// exist: the wiring that lets `analytics` not depend on `meta`.
@@ -32,139 +31,19 @@ impl StreamDirectory for MetaStreams {
     }
 }
 
-/// Opens the analytics server over the metadata store's database, its streams the
-/// ones analytics knows; `events` says who may POST delivery events.
-pub(crate) async fn open(
+/// The analytics side of `serve`: the emitter, the server when it runs here (over
+/// the metadata store's database, its streams the ones analytics knows).
+pub(crate) async fn start_serving(
     settings: &AnalyticsSettings,
-    store: &MetaStore,
-    events: EventsAccess,
-) -> anyhow::Result<Analytics> {
-    let geo = open_geoip(settings.geoip_db.as_deref())?;
-    let analytics_store = AnalyticsStore::open(store.database())
-        .await
-        .context("cannot set up the analytics tables")?;
-    Ok(Analytics::new(
-        analytics_store,
-        geo,
-        AnalyticsConfig {
-            aggregator: analytics::AggregatorConfig {
-                window_ms: settings.window_ms,
-                max_sessions: settings.limits.max_sessions,
-                max_values: settings.limits.max_values,
-                ..Default::default()
-            },
-            retention: settings.retention,
-            trusted_proxies: settings.trusted_proxies.clone(),
-            events,
-            max_raw_rows: settings.limits.max_raw_rows,
-            directory: Some(Arc::new(MetaStreams(store.clone()))),
-            ..Default::default()
-        },
-    ))
+    store: Option<&MetaStore>,
+    edge: String,
+) -> anyhow::Result<Serving> {
+    let local = store.map(|s| (s.database(), directory(s)));
+    Ok(Serving::start(settings, local, edge).await?)
 }
 
-/// The configured GeoIP database (an error if it cannot be read), or the installed
-/// one, or none (every country "unknown", said once in the log).
-pub(crate) fn open_geoip(configured: Option<&Path>) -> anyhow::Result<GeoIp> {
-    if let Some(path) = configured {
-        return Ok(GeoIp::open(path)?);
-    }
-    match analytics::default_paths().into_iter().find(|p| p.is_file()) {
-        Some(path) => {
-            let geo = GeoIp::open(&path)?;
-            tracing::debug!(path = %path.display(), "GeoIP database");
-            Ok(geo)
-        }
-        None => {
-            tracing::warn!(
-                "no GeoIP database (run scripts/setup.sh, or set --geoip-db): every viewer's country is \"unknown\""
-            );
-            Ok(GeoIp::none())
-        }
-    }
-}
-
-/// The analytics side of `serve`: what the origin emits into, the analytics server
-/// (when it runs here), and the tasks behind them.
-pub(crate) struct ServeAnalytics {
-    pub(crate) emitter: Emitter,
-    pub(crate) local: Option<Analytics>,
-    drain: Option<tokio::task::JoinHandle<()>>,
-    server: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
-}
-
-impl ServeAnalytics {
-    pub(crate) async fn start(
-        settings: &AnalyticsSettings,
-        store: Option<&MetaStore>,
-        edge: String,
-    ) -> anyhow::Result<Self> {
-        let emit = EmitConfig {
-            edge,
-            trusted_proxies: settings.trusted_proxies.clone(),
-            queue: settings.queue,
-            ..Default::default()
-        };
-        Ok(match &settings.mode {
-            AnalyticsMode::Off => Self {
-                emitter: Emitter::disabled(),
-                local: None,
-                drain: None,
-                server: None,
-            },
-            AnalyticsMode::Remote(url) => {
-                if settings.token.is_none() {
-                    tracing::warn!(url = %url, "--analytics-url without --analytics-token: the analytics server will refuse the delivery events (set the token it uses, e.g. the one in its DATA_DIR/analytics-token)");
-                }
-                let token = settings.token.as_ref().map(|t| t.expose().to_owned());
-                let (emitter, drain) = Emitter::remote(url, token, emit);
-                Self {
-                    emitter,
-                    local: None,
-                    drain: Some(tokio::spawn(drain)),
-                    server: None,
-                }
-            }
-            AnalyticsMode::Local => {
-                // `serve` opens the database whenever analytics runs here.
-                let store = store.context("in-process analytics needs the database")?;
-                // This server's own deliveries are handed over in-process; HTTP events
-                // (from edges) only with a token.
-                let events = settings
-                    .token
-                    .clone()
-                    .map_or(EventsAccess::InProcessOnly, EventsAccess::Token);
-                let analytics = open(settings, store, events).await?;
-                let (emitter, drain) = Emitter::local(analytics.clone(), emit);
-                // Its own stop signal: it must outlive the drain, so that the last
-                // events are written.
-                let (stop_tx, mut stop_rx) = watch::channel(false);
-                let server = tokio::spawn(analytics.clone().run(async move {
-                    let _ = stop_rx.wait_for(|s| *s).await;
-                }));
-                Self {
-                    emitter,
-                    local: Some(analytics),
-                    drain: Some(tokio::spawn(drain)),
-                    server: Some((stop_tx, server)),
-                }
-            }
-        })
-    }
-
-    /// After the HTTP server stopped (and dropped its emitters): lets the queue
-    /// drain, then writes what the analytics server holds.
-    pub(crate) async fn stop(mut self) {
-        drop(self.emitter);
-        if let Some(drain) = self.drain.take() {
-            // A remote server that hangs gets no more than its send timeout.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(6), drain).await;
-        }
-        if let Some((stop, task)) = self.server.take() {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
-    }
+fn directory(store: &MetaStore) -> Arc<dyn StreamDirectory> {
+    Arc::new(MetaStreams(store.clone()))
 }
 
 /// The analytics routes with `/api/openapi.json` (this API only) and the JSON answer
@@ -197,9 +76,10 @@ pub(crate) async fn run(
         None => EventsToken::load_or_generate(&config.data_dir)
             .context("cannot set up the analytics events token (set --analytics-token)")?,
     };
-    let analytics = open(
+    let analytics = Analytics::open_with(
         &config.analytics,
-        &store,
+        store.database(),
+        directory(&store),
         EventsAccess::Token(token.clone()),
     )
     .await?;

@@ -320,36 +320,7 @@ pub(crate) struct TrustedProxyArgs {
 }
 
 /// `NAME=KEY`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub(crate) struct StreamDecl {
-    pub(crate) name: String,
-    pub(crate) key: String,
-}
-
-impl std::str::FromStr for StreamDecl {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (name, key) = s.split_once('=').ok_or_else(|| {
-            format!("'{s}' is not NAME=KEY (example: --stream studio=s3cret-key)")
-        })?;
-        let decl = StreamDecl {
-            name: name.trim().to_owned(),
-            key: key.trim().to_owned(),
-        };
-        decl.validate()?;
-        Ok(decl)
-    }
-}
-
-impl StreamDecl {
-    fn validate(&self) -> Result<(), String> {
-        // The metadata store's naming rule, so that every declared stream can be stored.
-        meta::StreamName::parse(&self.name).map_err(|e| e.reason)?;
-        meta::validate_declared_key(&self.key)
-            .map_err(|e| format!("the key of stream '{}': {}", self.name, e.reason))
-    }
-}
+pub(crate) use meta::declared::StreamDecl;
 
 /// The TOML file. Field names are the long flag names with `_` for `-`.
 #[derive(Debug, Default, Deserialize)]
@@ -496,56 +467,9 @@ pub(crate) enum MetaMode {
 }
 
 /// How `serve` talks to a remote metadata server.
-#[derive(Clone)]
-pub(crate) struct RemoteMetaSettings {
-    pub(crate) url: String,
-    pub(crate) token: String,
-    pub(crate) cache: meta::remote::KeyCacheConfig,
-    pub(crate) client: meta::remote::RemoteConfig,
-}
+pub(crate) use meta::remote::RemoteSettings as RemoteMetaSettings;
 
-impl std::fmt::Debug for RemoteMetaSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the token.
-        f.debug_struct("RemoteMetaSettings")
-            .field("url", &self.url)
-            .field("cache", &self.cache)
-            .field("client", &self.client)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RemoteMetaSettings {
-    /// The client these settings describe.
-    pub(crate) fn client(&self) -> anyhow::Result<meta::remote::RemoteMeta> {
-        meta::remote::RemoteMeta::new(&self.url, &self.token, self.client)
-            .context("check --meta-url (RIVULET_META_URL, meta_url)")
-    }
-}
-
-/// Where `serve`'s delivery events go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AnalyticsMode {
-    /// The analytics server runs in this process.
-    Local,
-    /// POSTed to a remote analytics server at this base URL.
-    Remote(String),
-    Off,
-}
-
-/// The resolved analytics options.
-#[derive(Debug, Clone)]
-pub(crate) struct AnalyticsSettings {
-    pub(crate) mode: AnalyticsMode,
-    pub(crate) geoip_db: Option<PathBuf>,
-    pub(crate) trusted_proxies: analytics::TrustedProxies,
-    pub(crate) retention: Duration,
-    pub(crate) window_ms: i64,
-    /// The events token: sent by `serve --analytics-url`, required by the server.
-    pub(crate) token: Option<analytics::EventsToken>,
-    pub(crate) queue: usize,
-    pub(crate) limits: crate::analytics_limits::AnalyticsLimits,
-}
+pub(crate) use analytics::{AnalyticsMode, AnalyticsSettings};
 
 impl ServeArgs {
     /// Merges flags/environment over the config file over the defaults, and validates.
@@ -669,84 +593,26 @@ impl ServeArgs {
 
     /// Segment and part targets, and the playlist window.
     fn packager_config(&self, file: &FileConfig) -> anyhow::Result<package::PackagerConfig> {
-        let defaults = package::PackagerConfig::default();
-        let packager = package::PackagerConfig {
-            segment_target_ms: self
-                .segment_target_ms
-                .or(file.segment_target_ms)
-                .unwrap_or(defaults.segment_target_ms),
-            part_target_ms: self
-                .part_target_ms
-                .or(file.part_target_ms)
-                .unwrap_or(defaults.part_target_ms),
-            window_segments: self
-                .window_segments
-                .or(file.window_segments)
-                .unwrap_or(defaults.window_segments),
-        };
-        packager
-            .validate()
-            .context("check segment_target_ms, part_target_ms and window_segments")?;
-        Ok(packager)
+        package::PackagerConfig::with(
+            self.segment_target_ms.or(file.segment_target_ms),
+            self.part_target_ms.or(file.part_target_ms),
+            self.window_segments.or(file.window_segments),
+        )
+        .context("check segment_target_ms, part_target_ms and window_segments")
     }
 
     /// The streams of the file, with those given as flags (which win by name).
     fn declared_streams(&self, file: &FileConfig) -> anyhow::Result<Vec<StreamDecl>> {
-        let mut streams = file.streams.clone();
-        for s in &streams {
-            s.validate()
-                .map_err(anyhow::Error::msg)
-                .context("in the config file's [[streams]]")?;
-        }
-        // A flag redeclares a stream of the file by name.
-        for s in &self.store.streams {
-            streams.retain(|f| f.name != s.name);
-            streams.push(s.clone());
-        }
-        for (i, a) in streams.iter().enumerate() {
-            if let Some(b) = streams[i + 1..].iter().find(|b| b.key == a.key) {
-                bail!(
-                    "streams '{}' and '{}' have the same key; every stream needs its own key",
-                    a.name,
-                    b.name
-                );
-            }
-        }
-        Ok(streams)
+        Ok(StreamDecl::merge(&file.streams, &self.store.streams)?)
     }
 
     /// The renditions every stream gets, and the ladder their rungs come from.
     fn renditions(&self, file: &FileConfig) -> anyhow::Result<(Vec<String>, Vec<transcode::Rung>)> {
-        let ladder = file.ladder.clone().unwrap_or_else(transcode::default_rungs);
-        for (i, rung) in ladder.iter().enumerate() {
-            rung.validate().context("in the config file's [[ladder]]")?;
-            if ladder[..i].iter().any(|r| r.name == rung.name) {
-                bail!("the ladder has two rungs called '{}'", rung.name);
-            }
-        }
-        let renditions = if self.renditions.is_empty() {
-            file.renditions
-                .clone()
-                .unwrap_or_else(|| ladder.iter().map(|r| r.name.clone()).collect())
-        } else {
-            self.renditions.clone()
-        };
-        if renditions.is_empty() {
-            bail!("renditions is empty: name at least one (`source` passes the stream through)");
-        }
-        for r in &renditions {
-            if r != transcode::SOURCE && !ladder.iter().any(|l| &l.name == r) {
-                bail!(
-                    "unknown rendition '{r}': use `source` or a rung of the ladder ({})",
-                    ladder
-                        .iter()
-                        .map(|l| l.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
-        Ok((renditions, ladder))
+        let given = (!self.renditions.is_empty()).then(|| self.renditions.clone());
+        Ok(transcode::ladder::resolve_renditions(
+            given.or(file.renditions.clone()),
+            file.ladder.clone(),
+        )?)
     }
 
     /// Where delivery events go, and the analytics server's options.
@@ -766,120 +632,42 @@ impl ServeArgs {
         if !self.analytics.proxies.trusted_proxies.is_empty() {
             trusted = self.analytics.proxies.trusted_proxies.clone();
         }
-        let analytics_url = self.analytics_url.clone().or(file.analytics_url.clone());
-        let mode = if self.no_analytics || file.no_analytics == Some(true) {
-            AnalyticsMode::Off
-        } else if let Some(url) = analytics_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("--analytics-url must be an http:// or https:// URL, not '{url}'");
-            }
-            AnalyticsMode::Remote(url)
-        } else {
-            AnalyticsMode::Local
+        let a = &self.analytics;
+        let options = analytics::AnalyticsOptions {
+            url: self.analytics_url.clone().or(file.analytics_url.clone()),
+            off: self.no_analytics || file.no_analytics == Some(true),
+            geoip_db: a.geoip_db.clone().or(file.geoip_db.clone()),
+            trusted_proxies: trusted,
+            retention_hours: a
+                .analytics_retention_hours
+                .or(file.analytics_retention_hours),
+            window_ms: a.analytics_window_ms.or(file.analytics_window_ms),
+            token: a.analytics_token.clone().or(file.analytics_token.clone()),
+            queue: self.analytics_queue.or(file.analytics_queue),
+            limits: a.limits.resolve(file.analytics_limits.as_ref())?,
         };
-        let window_ms = self
-            .analytics
-            .analytics_window_ms
-            .or(file.analytics_window_ms)
-            // Three target durations: a player reloads its playlist at least once per
-            // target duration (LL-HLS players every part), so a viewer who is still
-            // there has been heard from within it even across a slow reload or a
-            // stall; one who has been silent for three is gone.
-            .unwrap_or(3 * u64::from(packager.segment_target_ms));
-        if window_ms == 0 {
-            bail!("--analytics-window-ms must be more than 0");
-        }
-        Ok(AnalyticsSettings {
-            mode,
-            geoip_db: self.analytics.geoip_db.clone().or(file.geoip_db.clone()),
-            trusted_proxies: analytics::TrustedProxies::new(trusted),
-            retention: Duration::from_secs(
-                3600 * self
-                    .analytics
-                    .analytics_retention_hours
-                    .or(file.analytics_retention_hours)
-                    .unwrap_or(48),
-            ),
-            window_ms: i64::try_from(window_ms).unwrap_or(i64::MAX),
-            token: self
-                .analytics
-                .analytics_token
-                .clone()
-                .or(file.analytics_token.clone())
-                .filter(|t| !t.is_empty())
-                .map(analytics::EventsToken::new)
-                .transpose()
-                .context("check --analytics-token (RIVULET_ANALYTICS_TOKEN, analytics_token)")?,
-            queue: self
-                .analytics_queue
-                .or(file.analytics_queue)
-                .unwrap_or(65_536)
-                .max(1),
-            limits: self
-                .analytics
-                .limits
-                .resolve(file.analytics_limits.as_ref())?,
-        })
+        Ok(options.resolve(packager.segment_target_ms)?)
     }
 
     /// Where streams and keys live: here, or on a remote metadata server.
     fn meta_mode(&self, file: &FileConfig) -> anyhow::Result<MetaMode> {
-        Ok(match self.meta_url.clone().or(file.meta_url.clone()) {
-            None => MetaMode::Local,
-            Some(url) => {
-                let token = self
-                    .meta_token
-                    .clone()
-                    .or(file.meta_token.clone())
-                    .filter(|t| !t.is_empty())
-                    .context(
-                        "--meta-url needs --meta-token (RIVULET_META_TOKEN, meta_token): the admin token of that metadata server",
-                    )?;
-                let ms = |flag: Option<u64>, file: Option<u64>, default: u64| {
-                    Duration::from_millis(flag.or(file).unwrap_or(default))
-                };
-                let timeout = ms(self.meta_timeout_ms, file.meta_timeout_ms, 2_000);
-                if timeout.is_zero() {
-                    bail!("--meta-timeout-ms must be more than 0");
-                }
-                let settings = RemoteMetaSettings {
-                    url,
-                    token,
-                    cache: meta::remote::KeyCacheConfig {
-                        ttl: ms(self.meta_cache_ttl_ms, file.meta_cache_ttl_ms, 30_000),
-                        negative_ttl: ms(
-                            self.meta_negative_ttl_ms,
-                            file.meta_negative_ttl_ms,
-                            2_000,
-                        ),
-                        ..Default::default()
-                    },
-                    client: meta::remote::RemoteConfig {
-                        timeout,
-                        connect_timeout: timeout.min(Duration::from_secs(1)),
-                    },
-                };
-                settings.client()?;
-                MetaMode::Remote(settings)
-            }
-        })
+        let remote = meta::remote::RemoteOptions {
+            url: self.meta_url.clone().or(file.meta_url.clone()),
+            token: self.meta_token.clone().or(file.meta_token.clone()),
+            cache_ttl_ms: self.meta_cache_ttl_ms.or(file.meta_cache_ttl_ms),
+            negative_ttl_ms: self.meta_negative_ttl_ms.or(file.meta_negative_ttl_ms),
+            timeout_ms: self.meta_timeout_ms.or(file.meta_timeout_ms),
+        };
+        Ok(remote.resolve()?.map_or(MetaMode::Local, MetaMode::Remote))
     }
 
     /// When the input counts as stalled, black or silent.
     fn health_config(&self, file: &FileConfig) -> origin::HealthConfig {
-        origin::HealthConfig {
-            stall_after: Duration::from_millis(
-                self.input_stall_ms.or(file.input_stall_ms).unwrap_or(2000),
-            ),
-            black_after: Duration::from_millis(
-                self.input_black_ms.or(file.input_black_ms).unwrap_or(5000),
-            ),
-            silent_after: Duration::from_millis(
-                self.input_silent_ms
-                    .or(file.input_silent_ms)
-                    .unwrap_or(10_000),
-            ),
-        }
+        origin::HealthConfig::from_ms(
+            self.input_stall_ms.or(file.input_stall_ms),
+            self.input_black_ms.or(file.input_black_ms),
+            self.input_silent_ms.or(file.input_silent_ms),
+        )
     }
 }
 
@@ -1086,12 +874,14 @@ mod tests {
             "nokey"
                 .parse::<StreamDecl>()
                 .unwrap_err()
+                .to_string()
                 .contains("NAME=KEY")
         );
         assert!(
             "bad name=key1"
                 .parse::<StreamDecl>()
                 .unwrap_err()
+                .to_string()
                 .contains("letters, digits")
         );
         assert!("Upper=key1".parse::<StreamDecl>().is_err());

@@ -5,8 +5,9 @@ use clap::Args;
 use tokio::sync::watch;
 
 use crate::config::{ServeArgs, StreamDecl};
-use crate::publish::{PublishArgs, PublishPlan};
+use crate::publish::PublishArgs;
 use crate::serve::{self, Listeners, display_addr};
+use encoder::session::PublishPlan;
 
 /// The options of `rivulet demo`: those of `serve`, plus the picture to publish.
 #[derive(Args, Debug, Clone)]
@@ -31,9 +32,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut key_bytes = [0u8; 16];
     rand::fill(&mut key_bytes[..]);
     let key: String = key_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let demo: StreamDecl = format!("{}={key}", args.demo_stream)
-        .parse()
-        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let demo: StreamDecl = format!("{}={key}", args.demo_stream).parse()?;
     let mut config = args.serve.resolve()?;
     config.streams.push(demo.clone());
 
@@ -71,7 +70,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 })?,
         ),
         fps: source::FrameRate::new(30, 1),
-        bitrate: crate::publish::parse_bitrate(&args.demo_bitrate).map_err(anyhow::Error::msg)?,
+        bitrate: encoder::session::parse_bitrate(&args.demo_bitrate)?,
         audio_bitrate: 128_000,
         video_codec: media::VideoCodec::Avc,
         preset: "veryfast".into(),

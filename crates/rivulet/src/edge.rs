@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use clap::Args;
@@ -37,7 +37,7 @@ pub(crate) struct EdgeArgs {
 
     /// Memory for cached objects (bytes; K, M, G suffixes), least recently used
     /// going first.
-    #[arg(long, env = "RIVULET_CACHE_SIZE", value_name = "SIZE", default_value = "512M", value_parser = parse_size)]
+    #[arg(long, env = "RIVULET_CACHE_SIZE", value_name = "SIZE", default_value = "512M", value_parser = edge::options::parse_cache_size)]
     pub(crate) cache_size: u64,
 
     /// A blocking playlist request unanswered this long means the playlist stopped
@@ -132,32 +132,8 @@ pub(crate) struct RouteArgs {
     pub(crate) http: crate::http_options::HttpArgs,
 }
 
-/// `512M`, `300K`, `2G`, `1048576`.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (digits, unit) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{s}' is not a size (examples: 512M, 300K, 2G)"))?;
-    let bytes = n.saturating_mul(unit);
-    if bytes < 64 * 1024 {
-        return Err(format!("cache size {s} is below 64K"));
-    }
-    Ok(bytes)
-}
-
-fn check_urls(urls: &[String], what: &str) -> anyhow::Result<()> {
-    for u in urls {
-        if !(u.starts_with("http://") || u.starts_with("https://")) || u.len() < "http://x".len() {
-            bail!("{what} '{u}' is not an http:// or https:// URL");
-        }
-    }
-    Ok(())
+fn check_urls(urls: &[String], what: &'static str) -> anyhow::Result<()> {
+    Ok(edge::options::check_http_urls(urls, what)?)
 }
 
 /// Ctrl-C / SIGTERM, as a future factory for every task that must stop.
@@ -305,7 +281,7 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
     // Countries are looked up only when some edge is tied to one.
     let country_of: Option<edge::route::CountryOf> =
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
-            let geo = crate::analytics_server::open_geoip(args.geoip_db.as_deref())?;
+            let geo = analytics::GeoIp::open_or_default(args.geoip_db.as_deref())?;
             let proxies = analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone());
             Some(std::sync::Arc::new(move |peer, forwarded: Option<&str>| {
                 let client = proxies.client_addr(peer, forwarded);

@@ -1,13 +1,8 @@
 //! Webhooks and the publish authorisation hook: flags, environment and config file
 //! (flag > `RIVULET_…` environment > file > default). See docs/webhooks.md.
 
-use std::time::Duration;
-
-use anyhow::{Context, bail};
 use clap::Args;
 use meta::publish_hook::PublishHookConfig;
-use meta::webhooks::{DeclaredWebhook, SenderConfig};
-use serde::Deserialize;
 
 /// Webhook options of the metadata store's node (`serve` with its store here, `meta`).
 #[derive(Args, Debug, Clone, Default)]
@@ -72,104 +67,33 @@ pub(crate) struct PublishHookArgs {
 }
 
 /// The config file's keys of both.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct HooksFile {
-    #[serde(default)]
-    pub(crate) webhooks: Vec<DeclaredWebhook>,
-    pub(crate) webhook_timeout_ms: Option<u64>,
-    pub(crate) webhook_retry_for_ms: Option<u64>,
-    pub(crate) on_publish_url: Option<String>,
-    pub(crate) on_publish_timeout_ms: Option<u64>,
-    pub(crate) on_publish_fail_open: Option<bool>,
-    pub(crate) on_publish_secret: Option<String>,
-}
-
-/// The resolved webhook settings.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WebhookSettings {
-    pub(crate) declared: Vec<DeclaredWebhook>,
-    pub(crate) sender: SenderConfig,
-}
+pub(crate) use meta::hook_options::{HookOptions as HooksFile, WebhookSettings};
 
 impl WebhookArgs {
+    /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: &HooksFile) -> anyhow::Result<WebhookSettings> {
-        let mut declared = file.webhooks.clone();
-        for hook in &declared {
-            hook.validate()
-                .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.reason))
-                .with_context(|| format!("in the config file's [[webhooks]] for {}", hook.url))?;
-        }
-        if !self.webhooks.is_empty() {
-            let Some(secret) = &self.webhook_secret else {
-                bail!(
-                    "--webhook needs --webhook-secret (RIVULET_WEBHOOK_SECRET): the key its requests are signed with"
-                );
-            };
-            for url in &self.webhooks {
-                let hook = DeclaredWebhook {
-                    url: url.clone(),
-                    events: Vec::new(),
-                    secret: secret.clone(),
-                };
-                hook.validate()
-                    .map_err(|e| anyhow::anyhow!("{}: {}", e.field, e.reason))
-                    .context("check --webhook and --webhook-secret")?;
-                declared.retain(|d| d.url != hook.url);
-                declared.push(hook);
-            }
-        }
-        let defaults = SenderConfig::default();
-        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
-            flag.or(file).map(Duration::from_millis).unwrap_or(default)
+        let flags = HooksFile {
+            webhook_timeout_ms: self.webhook_timeout_ms,
+            webhook_retry_for_ms: self.webhook_retry_for_ms,
+            ..Default::default()
         };
-        let sender = SenderConfig {
-            timeout: ms(
-                self.webhook_timeout_ms,
-                file.webhook_timeout_ms,
-                defaults.timeout,
-            ),
-            retry_for: ms(
-                self.webhook_retry_for_ms,
-                file.webhook_retry_for_ms,
-                defaults.retry_for,
-            ),
-            ..defaults
-        };
-        if sender.timeout.is_zero() {
-            bail!("--webhook-timeout-ms must be more than 0");
-        }
-        Ok(WebhookSettings { declared, sender })
+        Ok(flags
+            .or(file)
+            .webhooks(&self.webhooks, self.webhook_secret.as_deref())?)
     }
 }
 
 impl PublishHookArgs {
+    /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: &HooksFile) -> anyhow::Result<Option<PublishHookConfig>> {
-        let Some(url) = self.on_publish_url.clone().or(file.on_publish_url.clone()) else {
-            return Ok(None);
+        let flags = HooksFile {
+            on_publish_url: self.on_publish_url.clone(),
+            on_publish_timeout_ms: self.on_publish_timeout_ms,
+            on_publish_fail_open: Some(self.on_publish_fail_open),
+            on_publish_secret: self.on_publish_secret.clone(),
+            ..Default::default()
         };
-        let parsed = reqwest::Url::parse(&url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"));
-        if parsed.is_none() {
-            bail!("--on-publish-url '{url}' is not an http:// or https:// URL");
-        }
-        let timeout = Duration::from_millis(
-            self.on_publish_timeout_ms
-                .or(file.on_publish_timeout_ms)
-                .unwrap_or(3000),
-        );
-        if timeout.is_zero() {
-            bail!("--on-publish-timeout-ms must be more than 0");
-        }
-        Ok(Some(PublishHookConfig {
-            url,
-            timeout,
-            fail_open: self.on_publish_fail_open || file.on_publish_fail_open.unwrap_or(false),
-            secret: self
-                .on_publish_secret
-                .clone()
-                .or(file.on_publish_secret.clone()),
-        }))
+        Ok(flags.or(file).publish_hook()?)
     }
 }
 

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
 
 /// Limits of the HTTP server (connections, timeouts, sizes).
 #[derive(Args, Debug, Clone, Default)]
@@ -120,89 +119,42 @@ pub(crate) struct UpstreamArgs {
 }
 
 /// The `[http]` section of the config file (keys as the flags without `http-`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct HttpFile {
-    max_connections: Option<usize>,
-    max_connections_per_client: Option<usize>,
-    header_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    send_timeout_ms: Option<u64>,
-    max_header_bytes: Option<usize>,
-    max_headers: Option<usize>,
-    max_body_bytes: Option<usize>,
-    max_held_per_stream: Option<usize>,
-    max_held_per_client: Option<usize>,
-}
+pub(crate) use httpd::HttpOptions as HttpFile;
 
 impl HttpArgs {
-    /// Whether the operator set the body limit (flag, environment or file).
+    /// Whether the body limit was set (by a flag or the file).
     pub(crate) fn body_limit_given(&self, file: &HttpFile) -> bool {
         self.http_max_body_bytes.is_some() || file.max_body_bytes.is_some()
     }
 
-    /// Flags and environment over the file over the defaults.
+    /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: &HttpFile) -> httpd::HttpLimits {
-        let d = httpd::HttpLimits::default();
-        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
-            flag.or(file).map_or(default, Duration::from_millis)
-        };
-        httpd::HttpLimits {
-            max_connections: self
-                .http_max_connections
-                .or(file.max_connections)
-                .unwrap_or(d.max_connections)
-                .max(1),
-            max_connections_per_client: self
-                .http_max_connections_per_client
-                .or(file.max_connections_per_client)
-                .unwrap_or(d.max_connections_per_client)
-                .max(1),
-            header_timeout: ms(
-                self.http_header_timeout_ms,
-                file.header_timeout_ms,
-                d.header_timeout,
-            ),
-            idle_timeout: ms(
-                self.http_idle_timeout_ms,
-                file.idle_timeout_ms,
-                d.idle_timeout,
-            ),
-            send_timeout: ms(
-                self.http_send_timeout_ms,
-                file.send_timeout_ms,
-                d.send_timeout,
-            ),
-            max_header_bytes: self
-                .http_max_header_bytes
-                .or(file.max_header_bytes)
-                .unwrap_or(d.max_header_bytes),
-            max_headers: self
-                .http_max_headers
-                .or(file.max_headers)
-                .unwrap_or(d.max_headers),
-            max_body_bytes: self
-                .http_max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(d.max_body_bytes),
-            shutdown_grace: d.shutdown_grace,
+        HttpFile {
+            max_connections: self.http_max_connections,
+            max_connections_per_client: self.http_max_connections_per_client,
+            header_timeout_ms: self.http_header_timeout_ms,
+            idle_timeout_ms: self.http_idle_timeout_ms,
+            send_timeout_ms: self.http_send_timeout_ms,
+            max_header_bytes: self.http_max_header_bytes,
+            max_headers: self.http_max_headers,
+            max_body_bytes: self.http_max_body_bytes,
+            ..Default::default()
         }
+        .or(file)
+        .limits()
     }
 }
 
 impl HeldArgs {
+    /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: &HttpFile) -> httpd::HeldLimits {
-        let d = httpd::HeldLimits::default();
-        httpd::HeldLimits {
-            per_stream: self
-                .max_held_per_stream
-                .or(file.max_held_per_stream)
-                .unwrap_or(d.per_stream),
-            per_client: self
-                .max_held_per_client
-                .or(file.max_held_per_client)
-                .unwrap_or(d.per_client),
+        HttpFile {
+            max_held_per_stream: self.max_held_per_stream,
+            max_held_per_client: self.max_held_per_client,
+            ..Default::default()
         }
+        .or(file)
+        .held()
     }
 }
 
@@ -216,22 +168,9 @@ impl UpstreamArgs {
     }
 }
 
-/// `limits` for this process: the open-files limit raised to its maximum, and the
-/// connection cap fitted under it (logged when lowered).
-pub(crate) fn fit_to_process(mut limits: httpd::HttpLimits) -> httpd::HttpLimits {
-    if let Some(descriptors) = httpd::raise_descriptor_limit() {
-        let asked = limits.max_connections;
-        let applied = limits.fit_descriptors(descriptors);
-        if applied < asked {
-            tracing::warn!(
-                asked,
-                applied,
-                descriptors,
-                "HTTP connection cap lowered to leave a quarter of the open-files limit to publishers and upstreams (raise LimitNOFILE / ulimit -n to allow more)"
-            );
-        }
-    }
-    limits
+/// `limits` for this process (`HttpLimits::fit_to_process`).
+pub(crate) fn fit_to_process(limits: httpd::HttpLimits) -> httpd::HttpLimits {
+    limits.fit_to_process()
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@ mod analytics_server;
 mod api_limits;
 mod config;
 mod demo;
-mod dvr;
 mod edge;
 mod hooks_options;
 mod http_options;
@@ -20,6 +19,9 @@ mod streams;
 mod systemd;
 mod tls_options;
 mod webrtc_options;
+
+// The DVR routes are the origin's; `serve` merges them.
+use origin::dvr;
 
 use clap::{Parser, Subcommand};
 

@@ -4,15 +4,15 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use hub::{BitrateMeter, Hub, Session};
+use hub::{Hub, Session};
 use meta::live::{LiveLink, TitleSink};
 use meta::remote::RemoteKeys;
 use meta::{AdminToken, LiveReport, MetaStore, StreamName, TokenSource};
+use origin::live_report::{self, LiveStateSink, PublishFacts, PublishReport};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
@@ -24,29 +24,7 @@ pub(crate) async fn open_store(
     data_dir: &Path,
     streams: &[StreamDecl],
 ) -> anyhow::Result<MetaStore> {
-    let store = MetaStore::connect(database_url, data_dir)
-        .await
-        .with_context(|| match database_url {
-            Some(url) => format!(
-                "cannot open the metadata database {} (check --database-url)",
-                db::redact_url(url)
-            ),
-            None => format!(
-                "cannot open the metadata database {} (check --data-dir)",
-                data_dir.join(db::SQLITE_FILE).display()
-            ),
-        })?;
-    for s in streams {
-        let name = StreamName::parse(&s.name).map_err(|e| anyhow::anyhow!(e))?;
-        let changed = store
-            .upsert_with_key(&name, &s.key)
-            .await
-            .with_context(|| format!("cannot declare stream '{}'", s.name))?;
-        if changed {
-            tracing::info!(stream = %s.name, "declared stream stored (its key is the one given)");
-        }
-    }
-    Ok(store)
+    Ok(MetaStore::open_declared(database_url, data_dir, streams).await?)
 }
 
 /// Stores the configuration's webhooks (and forgets the ones no longer declared).
@@ -72,10 +50,7 @@ pub(crate) fn admin_token(
     }
 }
 
-/// The file in the data directory holding the generated playback key.
-pub(crate) const PLAYBACK_KEY_FILE: &str = "playback-key";
-/// The id of the generated playback key.
-pub(crate) const PLAYBACK_KEY_ID: &str = "local";
+use meta::playback_key::{PLAYBACK_KEY_FILE, PLAYBACK_KEY_ID};
 
 /// The keys of signed playback: the configured ones, else the one in
 /// DATA_DIR/playback-key (generated on the first start, like the admin token).
@@ -83,16 +58,7 @@ pub(crate) fn playback_keys(
     configured: &access::playback::PlaybackKeys,
     data_dir: &Path,
 ) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
-    if !configured.is_empty() {
-        return Ok((configured.clone(), TokenSource::Configured));
-    }
-    let path = data_dir.join(PLAYBACK_KEY_FILE);
-    let (secret, source) = db::secret::load_or_generate_secret(&path)
-        .context("cannot set up the playback key (set --playback-key ID=SECRET)")?;
-    let mut keys = access::playback::PlaybackKeys::default();
-    keys.add(PLAYBACK_KEY_ID, secret.as_bytes())
-        .with_context(|| format!("the playback key in {} is not usable", path.display()))?;
-    Ok((keys, source))
+    Ok(meta::playback_key::playback_keys(configured, data_dir)?)
 }
 
 /// The start-up banner's line about the playback key.
@@ -135,12 +101,6 @@ pub(crate) fn print_api_banner(
     }
 }
 
-/// When a publish's facts (bitrate, renditions) are first reported, after its
-/// media starts to flow.
-const FIRST_REPORT: Duration = Duration::from_secs(2);
-/// How often they are reported after that.
-const REPORT_INTERVAL: Duration = Duration::from_secs(10);
-
 /// A name for this node in the streams' live state: host name and RTMP port.
 pub(crate) fn node_name(rtmp_port: u16) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -181,143 +141,102 @@ pub(crate) fn title_sink(streams: &origin::LiveStreams) -> TitleSink {
     })
 }
 
-/// Reports publish sessions on the hub as live/offline until `stop`, with their
-/// facts: start time, this node, renditions and ingest bitrate (refreshed every
-/// [`REPORT_INTERVAL`]). With a remote metadata server, the titles of the streams
-/// published here follow its event streams. Takes the hub's announcements already
-/// subscribed, so that the caller can make sure no session starts unseen before this
-/// task runs.
+/// Reports publish sessions on the hub as live/offline in the metadata server until
+/// `stop` (`origin::live_report` does the following), with this node's name and the
+/// SRT statistics; with a remote metadata server, the titles of the streams
+/// published here follow its event streams.
 pub(crate) async fn track_live(
     hub: Hub,
-    mut announcements: broadcast::Receiver<Arc<Session>>,
+    announcements: broadcast::Receiver<Arc<Session>>,
     meta: LiveLink,
     node: String,
     streams: origin::LiveStreams,
     srt_stats: ingest::SrtStatsRegistry,
     stop: impl Future<Output = ()>,
 ) {
-    let follow = |session: Arc<Session>| {
-        tokio::spawn(follow_session(
-            meta.clone(),
-            node.clone(),
-            streams.clone(),
-            srt_stats.clone(),
-            session,
-        ));
-    };
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            announced = announcements.recv() => match announced {
-                Ok(session) => follow(session),
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Some starts were missed: follow every live session again (a
-                    // second report of the same publish changes nothing but the version).
-                    for name in hub.live_streams() {
-                        if let Some(session) = hub.session(&name) {
-                            follow(session);
-                        }
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            },
-        }
-    }
+    let sink = Arc::new(MetaLive {
+        meta,
+        node,
+        streams: streams.clone(),
+        srt_stats,
+    });
+    live_report::track_live(hub, announcements, sink, streams, stop).await;
 }
 
-/// Marks the session's stream live, refreshes its facts while it lasts, marks it
-/// offline when the publisher leaves.
-async fn follow_session(
+/// The metadata server as the keeper of this node's live state.
+struct MetaLive {
     meta: LiveLink,
     node: String,
     streams: origin::LiveStreams,
     srt_stats: ingest::SrtStatsRegistry,
-    session: Arc<Session>,
-) {
-    let info = session.info().clone();
-    let mut media = session.subscribe();
-    let since = info
-        .started_at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    let mut report = LiveReport {
-        since,
-        ingest_node: Some(node),
-        ..Default::default()
-    };
-    if let Err(e) = meta.set_live(&info.stream, &report).await {
-        tracing::warn!(stream = %info.stream, error = %e, "cannot record the stream as live");
-    }
-    let titles = match &meta {
-        LiveLink::Remote(remote) => Some(tokio::spawn(meta::live::follow_remote_title(
-            remote.clone(),
-            info.stream.clone(),
-            title_sink(&streams),
-        ))),
-        LiveLink::Local(_) => None,
-    };
-    // Facts are first reported a while after media starts to flow (the ingest may
-    // hold the first frames back until it knows the tracks), then every interval.
-    let mut meter: Option<BitrateMeter> = None;
-    let mut next_report: Option<tokio::time::Instant> = None;
-    loop {
-        let report_due = async {
-            match next_report {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            event = media.recv() => match event {
-                Some(_) if next_report.is_none() => {
-                    meter = Some(BitrateMeter::new(Instant::now(), session.media_bytes()));
-                    next_report = Some(tokio::time::Instant::now() + FIRST_REPORT);
-                }
-                Some(_) => {}
-                // The publisher left.
-                None => break,
-            },
-            () = report_due => {
-                report.ingest_bitrate = meter
-                    .as_mut()
-                    .and_then(|m| m.poll_bitrate(Instant::now(), session.media_bytes()))
-                    .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
-                report.renditions = streams
-                    .get(&info.stream)
-                    .map(|s| serde_json::json!(s.rendition_names()))
-                    .filter(|r| r.as_array().is_some_and(|a| !a.is_empty()));
-                report.ingest_stats = srt_stats.get(&info.stream).map(|s| srt_stats_json(&s));
-                if let Err(e) = meta.set_live(&info.stream, &report).await {
-                    tracing::warn!(stream = %info.stream, error = %e, "cannot update the stream's live state");
-                }
-                next_report = Some(tokio::time::Instant::now() + REPORT_INTERVAL);
-            }
-        }
-    }
-    if let Some(titles) = titles {
-        titles.abort();
-    }
-    // Conditional on `since`: if a new publish already started, it stays live.
-    meta.set_offline_with_retries(&info.stream, since).await;
 }
 
-/// An SRT publisher's statistics as the stream's `live.ingest_stats` (docs/srt.md).
-fn srt_stats_json(s: &ingest::SrtConnectionStats) -> serde_json::Value {
-    serde_json::json!({
-        "protocol": "srt",
-        "peer": s.peer,
-        "latency_ms": s.latency_ms,
-        "packets_received": s.packets_received,
-        "bytes_received": s.bytes_received,
-        "loss_reports": s.loss_reports,
-        "packets_retransmitted": s.packets_retransmitted,
-        "packets_dropped": s.packets_dropped,
-        "receive_buffer_ms": s.receive_buffer_ms,
-        "ts_continuity_gaps": s.ts_continuity_gaps,
-        "unsupported_streams": s.unsupported_streams,
-    })
+/// One publish's live state in the metadata server.
+struct MetaPublish {
+    meta: LiveLink,
+    stream: String,
+    report: LiveReport,
+    srt_stats: ingest::SrtStatsRegistry,
+    titles: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LiveStateSink for MetaLive {
+    type Report = MetaPublish;
+
+    async fn started(&self, stream: &str, facts: &PublishFacts) -> MetaPublish {
+        let report = LiveReport {
+            since: facts.since_ms,
+            ingest_node: Some(self.node.clone()),
+            ..Default::default()
+        };
+        if let Err(e) = self.meta.set_live(stream, &report).await {
+            tracing::warn!(stream = %stream, error = %e, "cannot record the stream as live");
+        }
+        let titles = match &self.meta {
+            LiveLink::Remote(remote) => Some(tokio::spawn(meta::live::follow_remote_title(
+                remote.clone(),
+                stream.to_owned(),
+                title_sink(&self.streams),
+            ))),
+            LiveLink::Local(_) => None,
+        };
+        MetaPublish {
+            meta: self.meta.clone(),
+            stream: stream.to_owned(),
+            report,
+            srt_stats: self.srt_stats.clone(),
+            titles,
+        }
+    }
+}
+
+impl PublishReport for MetaPublish {
+    async fn refresh(&mut self, facts: &PublishFacts) {
+        let report = &mut self.report;
+        report.ingest_bitrate = facts
+            .ingest_bitrate
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        report.renditions =
+            (!facts.renditions.is_empty()).then(|| serde_json::json!(facts.renditions));
+        // An SRT publisher's statistics (docs/srt.md).
+        report.ingest_stats = self
+            .srt_stats
+            .get(&self.stream)
+            .and_then(|s| serde_json::to_value(s).ok());
+        if let Err(e) = self.meta.set_live(&self.stream, report).await {
+            tracing::warn!(stream = %self.stream, error = %e, "cannot update the stream's live state");
+        }
+    }
+
+    async fn ended(self) {
+        if let Some(titles) = self.titles {
+            titles.abort();
+        }
+        // Conditional on `since`: if a new publish already started, it stays live.
+        self.meta
+            .set_offline_with_retries(&self.stream, self.report.since)
+            .await;
+    }
 }
 
 /// `rivulet meta`: the API and the database, without ingest or origin.

@@ -2,17 +2,13 @@
 //! file's `[record]` section > default), the recorder's policy over the metadata
 //! server, and the recordings API's catalog over the recorder. See docs/recording.md.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::{Context, bail};
 use clap::Args;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use meta::recordings::{RecordingCatalog, RecordingInfo};
-use record::{RecordPolicy, Recorder, RecorderConfig, RetentionPolicy, StreamDescription};
-use serde::Deserialize;
+use record::{RecordPolicy, Recorder, StreamDescription};
+use std::path::Path;
+use std::sync::Arc;
 
 /// The flags (and environment variables) of recording.
 #[derive(Args, Debug, Clone, Default)]
@@ -55,92 +51,38 @@ pub(crate) struct RecordArgs {
 }
 
 /// The config file's `[record]` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RecordFile {
-    default: Option<bool>,
-    store: Option<String>,
-    s3_endpoint: Option<String>,
-    queue_segments: Option<usize>,
-    retention_days: Option<f64>,
-    retention_bytes: Option<u64>,
-    dvr_window: Option<u64>,
-}
-
-/// Recording, resolved.
-#[derive(Debug, Clone)]
-pub(crate) struct RecordSettings {
-    pub(crate) default: bool,
-    /// `None`: DATA_DIR/recordings.
-    pub(crate) store: Option<String>,
-    pub(crate) s3_endpoint: Option<String>,
-    pub(crate) recorder: RecorderConfig,
-    pub(crate) retention: RetentionPolicy,
-}
+pub(crate) use record::{RecordOptions as RecordFile, RecordSettings};
 
 impl RecordArgs {
+    /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: Option<&RecordFile>) -> anyhow::Result<RecordSettings> {
-        let empty = RecordFile::default();
-        let file = file.unwrap_or(&empty);
-        let queue = self
-            .record_queue_segments
-            .or(file.queue_segments)
-            .unwrap_or(RecorderConfig::default().queue_segments);
-        if queue == 0 {
-            bail!("--record-queue-segments must be at least 1");
-        }
-        let days = self.record_retention_days.or(file.retention_days);
-        let max_age = match days {
-            Some(d) if !(d.is_finite() && d > 0.0) => {
-                bail!("--record-retention-days must be a positive number of days")
-            }
-            Some(d) => Some(Duration::from_secs_f64(d * 86_400.0)),
-            None => None,
+        let flags = RecordFile {
+            default: self.record_default,
+            store: self.record_store.clone(),
+            s3_endpoint: self.record_s3_endpoint.clone(),
+            queue_segments: self.record_queue_segments,
+            retention_days: self.record_retention_days,
+            retention_bytes: self.record_retention_bytes,
+            dvr_window: self.dvr_window,
         };
-        Ok(RecordSettings {
-            default: self.record_default.or(file.default).unwrap_or(false),
-            store: self.record_store.clone().or(file.store.clone()),
-            s3_endpoint: self.record_s3_endpoint.clone().or(file.s3_endpoint.clone()),
-            recorder: RecorderConfig {
-                queue_segments: queue,
-                dvr_window: self
-                    .dvr_window
-                    .or(file.dvr_window)
-                    .map_or(RecorderConfig::default().dvr_window, Duration::from_secs),
-                ..RecorderConfig::default()
-            },
-            retention: RetentionPolicy {
-                max_age,
-                max_bytes_per_stream: self.record_retention_bytes.or(file.retention_bytes),
-            },
-        })
+        Ok(flags.or(file.unwrap_or(&RecordFile::default())).resolve()?)
     }
 }
 
-/// How often retention runs.
-const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Opens the store and the recorder (its catalog read from the store).
+/// Opens the store and the recorder (its catalog read from the store), which records
+/// by the metadata store's word.
 pub(crate) async fn open(
     settings: &RecordSettings,
     data_dir: &Path,
     store: Option<meta::MetaStore>,
     webhooks: meta::webhooks::SenderConfig,
 ) -> anyhow::Result<Recorder> {
-    let location = settings
-        .store
-        .clone()
-        .unwrap_or_else(|| data_dir.join("recordings").to_string_lossy().into_owned());
-    let objects = record::open_store(&location, settings.s3_endpoint.as_deref())
-        .context("check --record-store (RIVULET_RECORD_STORE, [record] store)")?;
     let policy = Arc::new(MetaPolicy {
         store,
         default: settings.default,
         webhooks,
     });
-    let recorder = Recorder::open(objects, policy, settings.recorder.clone())
-        .await
-        .with_context(|| format!("cannot read the recordings in {location}"))?;
+    let recorder = settings.open(data_dir, policy).await?;
     // The live thumbnail's painter (FFmpeg) paints the recordings' posters too.
     recorder.set_poster_painter(transcode::thumbnail::keyframe_jpeg);
     Ok(recorder)
@@ -152,11 +94,7 @@ pub(crate) fn spawn_retention(
     settings: &RecordSettings,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(
-        recorder
-            .clone()
-            .run_retention(settings.retention, RETENTION_INTERVAL, stop),
-    )
+    settings.spawn_retention(recorder, stop)
 }
 
 /// Which streams are recorded: the stream's `record` in the metadata store, else the
@@ -266,6 +204,8 @@ impl RecordingCatalog for Catalog {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

@@ -3,11 +3,7 @@
 //! the config file's `[rtmp]` table (flag > environment > file > default); see
 //! docs/limits.md.
 
-use std::time::Duration;
-
-use anyhow::bail;
 use clap::Args;
-use serde::Deserialize;
 
 /// The options (flattened into `serve`'s).
 #[derive(Args, Debug, Clone, Default)]
@@ -62,93 +58,30 @@ pub(crate) struct RtmpLimitArgs {
 }
 
 /// The config file's `[rtmp]` table: the flags' names without `--rtmp-`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RtmpLimitFile {
-    max_connections: Option<usize>,
-    max_connections_per_ip: Option<usize>,
-    handshake_timeout_ms: Option<u64>,
-    setup_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    write_timeout_ms: Option<u64>,
-    max_bitrate_kbps: Option<u64>,
-    max_buffered_bytes: Option<usize>,
-    max_setup_buffered_bytes: Option<usize>,
-}
+pub(crate) use ingest::RtmpOptions as RtmpLimitFile;
 
 impl RtmpLimitArgs {
     /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: &RtmpLimitFile) -> anyhow::Result<ingest::RtmpConfig> {
-        let mut config = ingest::RtmpConfig::default();
-        let ms = |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| match flag
-            .or(file)
-        {
-            Some(0) => bail!("--rtmp-{name} must be more than 0"),
-            Some(ms) => Ok(Duration::from_millis(ms)),
-            None => Ok(default),
+        let flags = RtmpLimitFile {
+            max_connections: self.rtmp_max_connections,
+            max_connections_per_ip: self.rtmp_max_connections_per_ip,
+            handshake_timeout_ms: self.rtmp_handshake_timeout_ms,
+            setup_timeout_ms: self.rtmp_setup_timeout_ms,
+            idle_timeout_ms: self.rtmp_idle_timeout_ms,
+            write_timeout_ms: self.rtmp_write_timeout_ms,
+            max_bitrate_kbps: self.rtmp_max_bitrate_kbps,
+            max_buffered_bytes: self.rtmp_max_buffered_bytes,
+            max_setup_buffered_bytes: self.rtmp_max_setup_buffered_bytes,
         };
-        let session = &mut config.session;
-        session.handshake_timeout = ms(
-            self.rtmp_handshake_timeout_ms,
-            file.handshake_timeout_ms,
-            session.handshake_timeout,
-            "handshake-timeout-ms",
-        )?;
-        session.setup_timeout = ms(
-            self.rtmp_setup_timeout_ms,
-            file.setup_timeout_ms,
-            session.setup_timeout,
-            "setup-timeout-ms",
-        )?;
-        session.idle_timeout = ms(
-            self.rtmp_idle_timeout_ms,
-            file.idle_timeout_ms,
-            session.idle_timeout,
-            "idle-timeout-ms",
-        )?;
-        config.write_timeout = ms(
-            self.rtmp_write_timeout_ms,
-            file.write_timeout_ms,
-            config.write_timeout,
-            "write-timeout-ms",
-        )?;
-        let limits = &mut session.chunk_limits;
-        if let Some(bytes) = self.rtmp_max_buffered_bytes.or(file.max_buffered_bytes) {
-            if bytes < limits.max_message_len as usize {
-                bail!(
-                    "--rtmp-max-buffered-bytes must be at least {} (the longest RTMP message taken)",
-                    limits.max_message_len
-                );
-            }
-            limits.max_buffered = bytes;
-        }
-        if let Some(bytes) = self
-            .rtmp_max_setup_buffered_bytes
-            .or(file.max_setup_buffered_bytes)
-        {
-            if bytes < 4096 {
-                bail!("--rtmp-max-setup-buffered-bytes must be at least 4096 (a connect command)");
-            }
-            limits.max_buffered_setup = bytes;
-        }
-        if let Some(n) = self.rtmp_max_connections.or(file.max_connections) {
-            config.max_connections = n.max(1);
-        }
-        if let Some(n) = self
-            .rtmp_max_connections_per_ip
-            .or(file.max_connections_per_ip)
-        {
-            config.max_connections_per_ip = n.max(1);
-        }
-        if let Some(kbps) = self.rtmp_max_bitrate_kbps.or(file.max_bitrate_kbps) {
-            config.max_bitrate = (kbps > 0).then(|| ingest::Bitrate(kbps.saturating_mul(1000)));
-        }
-        Ok(config)
+        Ok(flags.or(file).resolve()?)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

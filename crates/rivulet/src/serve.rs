@@ -142,7 +142,7 @@ pub(crate) async fn serve(
 
     let control = ControlPlane::open(&config).await?;
     let stop = Stop::on(shutdown);
-    let analytics = ServeAnalytics::start(
+    let analytics = crate::analytics_server::start_serving(
         &config.analytics,
         control.analytics_store.as_ref(),
         node.clone(),

@@ -4,15 +4,9 @@
 //! Connection caps, the bitrate cap and the idle timeout are the RTMP listener's
 //! (`--rtmp-max-…`, `--rtmp-idle-timeout-ms`).
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use anyhow::{Context, bail};
 use clap::Args;
-use serde::Deserialize;
 
-/// The default SRT address (ARCHITECTURE.md: `srt://HOST:9000?streamid=publish:KEY`).
-pub(crate) const DEFAULT_LISTEN: ([u8; 4], u16) = ([0, 0, 0, 0], 9000);
+pub(crate) use ingest::SrtOptions;
 
 /// The options (flattened into `serve`'s).
 #[derive(Args, Debug, Clone, Default)]
@@ -46,32 +40,7 @@ pub(crate) struct SrtArgs {
 }
 
 /// The config file's `[srt]` table: the flags' names without `--srt-`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SrtFile {
-    latency: Option<u64>,
-    passphrase: Option<String>,
-    pbkeylen: Option<u16>,
-}
-
-/// Where the SRT listener listens.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SrtListen {
-    Off,
-    /// The default address: if it is taken, SRT is off (with a warning).
-    Default(SocketAddr),
-    /// An address the operator chose: it must be free.
-    Given(SocketAddr),
-}
-
-/// The resolved SRT options.
-#[derive(Clone, Debug)]
-pub(crate) struct SrtOptions {
-    pub(crate) listen: SrtListen,
-    pub(crate) latency: Duration,
-    pub(crate) passphrase: Option<String>,
-    pub(crate) key_size: u16,
-}
+pub(crate) use ingest::SrtFileOptions as SrtFile;
 
 impl SrtArgs {
     /// Flag > environment (both in `self`) > file > default.
@@ -80,85 +49,27 @@ impl SrtArgs {
         file_listen: Option<&str>,
         file: &SrtFile,
     ) -> anyhow::Result<SrtOptions> {
-        let listen = match self.srt_listen.as_deref().or(file_listen) {
-            None => SrtListen::Default(DEFAULT_LISTEN.into()),
-            Some(s) if s.trim().eq_ignore_ascii_case("off") => SrtListen::Off,
-            Some(s) => SrtListen::Given(s.trim().parse().with_context(|| {
-                format!("--srt-listen '{s}' is not an address like 0.0.0.0:9000 (or `off`)")
-            })?),
+        let flags = SrtFile {
+            listen: self.srt_listen.clone(),
+            latency: self.srt_latency,
+            passphrase: self.srt_passphrase.clone(),
+            pbkeylen: self.srt_pbkeylen,
         };
-        let latency = match self.srt_latency.or(file.latency) {
-            None => 120,
-            Some(ms @ 20..=60_000) => ms,
-            Some(ms) => bail!(
-                "--srt-latency {ms} is out of range: give milliseconds from 20 to 60000 (120 is SRT's default; lossy links want 4 times the round-trip time)"
-            ),
+        let file = SrtFile {
+            listen: file_listen.map(str::to_owned),
+            ..file.clone()
         };
-        let passphrase = self.srt_passphrase.clone().or(file.passphrase.clone());
-        if let Some(p) = &passphrase
-            && !(10..=79).contains(&p.chars().count())
-        {
-            bail!(
-                "--srt-passphrase must be 10 to 79 characters long (SRT's rule), it has {}",
-                p.chars().count()
-            );
-        }
-        let key_size = match self.srt_pbkeylen.or(file.pbkeylen) {
-            None => 16,
-            Some(n @ (16 | 24 | 32)) => n,
-            Some(n) => bail!("--srt-pbkeylen {n} is not an AES key length: use 16, 24 or 32"),
-        };
-        Ok(SrtOptions {
-            listen,
-            latency: Duration::from_millis(latency),
-            passphrase,
-            key_size,
-        })
-    }
-}
-
-impl SrtOptions {
-    /// The listener's settings; caps shared with the RTMP listener.
-    pub(crate) fn ingest_config(
-        &self,
-        rtmp: &ingest::RtmpConfig,
-        stats: ingest::SrtStatsRegistry,
-    ) -> ingest::SrtConfig {
-        ingest::SrtConfig {
-            latency: self.latency,
-            passphrase: self.passphrase.clone(),
-            key_size: self.key_size,
-            max_connections: rtmp.max_connections,
-            max_connections_per_ip: rtmp.max_connections_per_ip,
-            max_bitrate: rtmp.max_bitrate,
-            bitrate_burst: rtmp.bitrate_burst,
-            idle_timeout: rtmp.session.idle_timeout,
-            stats,
-        }
-    }
-
-    /// Binds the UDP socket; `None` when SRT is off (or its default port is taken).
-    pub(crate) async fn bind(&self) -> anyhow::Result<Option<tokio::net::UdpSocket>> {
-        match self.listen {
-            SrtListen::Off => Ok(None),
-            SrtListen::Given(addr) => tokio::net::UdpSocket::bind(addr)
-                .await
-                .map(Some)
-                .with_context(|| format!("cannot listen for SRT on {addr} (is another server using the port? set --srt-listen, or `--srt-listen off`)")),
-            SrtListen::Default(addr) => match tokio::net::UdpSocket::bind(addr).await {
-                Ok(socket) => Ok(Some(socket)),
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "SRT ingest is off: its default address is taken; set --srt-listen ADDR (or `--srt-listen off` to silence this)");
-                    Ok(None)
-                }
-            },
-        }
+        Ok(flags.or(&file).resolve()?)
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::time::Duration;
+
+    use ingest::{DEFAULT_SRT_LISTEN as DEFAULT_LISTEN, SrtListen};
+
     use super::*;
 
     #[test]

@@ -1,15 +1,10 @@
 //! `rivulet streams …`: the metadata API from a terminal.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use meta::api::ErrorBody;
-use meta::{Stream, StreamPage, StreamWithKey};
-use reqwest::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use meta::remote::{AdminClient, ListFilter, StreamChanges};
+use meta::{Stream, StreamWithKey};
 
 /// Options shared by every `streams` command.
 #[derive(Args, Debug, Clone)]
@@ -97,7 +92,15 @@ enum StreamsCommand {
 
 /// Runs one `streams` command.
 pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args)?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("rivulet-data"));
+    let client = AdminClient::new(&args.server, args.admin_token.clone(), &data_dir)?;
+    let out = Output {
+        server: client.server(),
+        json: args.json,
+    };
     match &args.command {
         StreamsCommand::Create {
             name,
@@ -105,33 +108,17 @@ pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
             description,
             tags,
         } => {
-            let body =
-                json!({"name": name, "title": title, "description": description, "tags": tags});
-            let created: StreamWithKey = client
-                .call(Method::POST, "/api/streams", Some(body), true)
+            let created = client
+                .create(name, title.as_deref(), description.as_deref(), tags)
                 .await?;
-            client.print_keyed("created", &created)
+            out.print_keyed("created", &created)
         }
         StreamsCommand::List { tag, live, offline } => {
-            let mut streams = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let mut query = vec![("limit", "500".to_owned())];
-                query.extend(tag.clone().map(|t| ("tag", t)));
-                if *live || *offline {
-                    query.push(("live", live.to_string()));
-                }
-                query.extend(after.take().map(|a| ("after", a)));
-                let query = serde_urlencoded::to_string(&query)?;
-                let page: StreamPage = client
-                    .call(Method::GET, &format!("/api/streams?{query}"), None, false)
-                    .await?;
-                streams.extend(page.streams);
-                match page.next_cursor {
-                    Some(cursor) => after = Some(cursor),
-                    None => break,
-                }
-            }
+            let filter = ListFilter {
+                tag: tag.clone(),
+                live: (*live || *offline).then_some(*live),
+            };
+            let streams = client.list(&filter).await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&streams)?);
             } else {
@@ -139,12 +126,7 @@ pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        StreamsCommand::Show { name } => {
-            let stream: Stream = client
-                .call(Method::GET, &stream_path(name), None, false)
-                .await?;
-            client.print_stream(&stream)
-        }
+        StreamsCommand::Show { name } => out.print_stream(&client.show(name).await?),
         StreamsCommand::Update {
             name,
             title,
@@ -152,30 +134,19 @@ pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
             add_tags,
             remove_tags,
         } => {
-            let body = json!({
-                "title": title, "description": description,
-                "add_tags": add_tags, "remove_tags": remove_tags,
-            });
-            let stream: Stream = client
-                .call(Method::PATCH, &stream_path(name), Some(body), true)
-                .await?;
-            client.print_stream(&stream)
+            let changes = StreamChanges {
+                title: title.clone(),
+                description: description.clone(),
+                add_tags: add_tags.clone(),
+                remove_tags: remove_tags.clone(),
+            };
+            out.print_stream(&client.update(name, &changes).await?)
         }
         StreamsCommand::RotateKey { name } => {
-            let rotated: StreamWithKey = client
-                .call(
-                    Method::POST,
-                    &format!("{}/rotate-key", stream_path(name)),
-                    None,
-                    true,
-                )
-                .await?;
-            client.print_keyed("new key for", &rotated)
+            out.print_keyed("new key for", &client.rotate_key(name).await?)
         }
         StreamsCommand::Delete { name } => {
-            let _: Value = client
-                .call(Method::DELETE, &stream_path(name), None, true)
-                .await?;
+            client.delete(name).await?;
             if !args.json {
                 println!("deleted stream '{name}'");
             }
@@ -184,90 +155,13 @@ pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    server: String,
-    token: Option<String>,
+/// How answers are printed: text, or the API's JSON.
+struct Output<'a> {
+    server: &'a str,
     json: bool,
 }
 
-impl Client {
-    fn new(args: &StreamsArgs) -> anyhow::Result<Self> {
-        let server = args.server.trim_end_matches('/').to_owned();
-        if !server.starts_with("http://") {
-            bail!(
-                "--server must be an http:// URL (got '{server}'); put TLS in front of Rivulet with a reverse proxy"
-            );
-        }
-        let token = match &args.admin_token {
-            Some(t) => Some(t.clone()),
-            None => {
-                let file = args
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("rivulet-data"))
-                    .join(meta::TOKEN_FILE);
-                std::fs::read_to_string(file)
-                    .ok()
-                    .map(|t| t.trim().to_owned())
-            }
-        };
-        Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()?,
-            server,
-            token,
-            json: args.json,
-        })
-    }
-
-    /// Sends a request; an error answer becomes an error naming the field at fault.
-    async fn call<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        admin: bool,
-    ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.server);
-        let mut request = self.http.request(method.clone(), &url);
-        if admin {
-            let token = self.token.as_deref().context(
-                "this command needs the admin token: pass --admin-token or set RIVULET_ADMIN_TOKEN",
-            )?;
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&strip_nulls(body));
-        }
-        let response = request.send().await.with_context(|| {
-            format!(
-                "cannot reach the Rivulet server at {} (set --server)",
-                self.server
-            )
-        })?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .context("the server's answer broke off")?;
-        if !status.is_success() {
-            let detail = serde_json::from_str::<ErrorBody>(&text)
-                .map(|e| match e.field {
-                    Some(field) => format!("{field}: {}", e.error),
-                    None => e.error,
-                })
-                .unwrap_or(text);
-            if status == StatusCode::UNAUTHORIZED {
-                bail!("{detail} (check --admin-token)");
-            }
-            bail!("{method} {path}: {status}: {detail}");
-        }
-        let text = if text.is_empty() { "null" } else { &text };
-        serde_json::from_str(text).with_context(|| format!("unexpected answer from {url}"))
-    }
-
+impl Output<'_> {
     fn print_keyed(&self, what: &str, keyed: &StreamWithKey) -> anyhow::Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(keyed)?);
@@ -366,19 +260,5 @@ fn print_table(streams: &[Stream]) {
     }
     if streams.is_empty() {
         println!("(no streams)");
-    }
-}
-
-fn stream_path(name: &str) -> String {
-    meta::remote::stream_path(name, "")
-}
-
-/// Drops `null` fields: absent means "leave as it is" in a PATCH.
-fn strip_nulls(body: Value) -> Value {
-    match body {
-        Value::Object(map) => {
-            Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
-        }
-        other => other,
     }
 }

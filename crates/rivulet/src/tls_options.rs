@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 /// ALPN of the HTTPS listeners: HTTP/2, then HTTP/1.1.
@@ -31,23 +31,10 @@ impl TlsArgs {
         file_cert: Option<PathBuf>,
         file_key: Option<PathBuf>,
     ) -> anyhow::Result<Option<tls::CertificateFiles>> {
-        match (
+        Ok(tls::CertificateFiles::pair(
             self.tls_cert.clone().or(file_cert),
             self.tls_key.clone().or(file_key),
-        ) {
-            (Some(cert), Some(key)) => Ok(Some(tls::CertificateFiles::new(cert, key))),
-            (None, None) => Ok(None),
-            (Some(_), None) => {
-                bail!(
-                    "--tls-cert needs --tls-key (RIVULET_TLS_KEY, tls_key): the certificate's private key"
-                )
-            }
-            (None, Some(_)) => {
-                bail!(
-                    "--tls-key needs --tls-cert (RIVULET_TLS_CERT, tls_cert): the certificate chain"
-                )
-            }
-        }
+        )?)
     }
 }
 

@@ -30,6 +30,29 @@ async fn recordings(server: &Server) -> Vec<Value> {
     r.json::<Vec<Value>>().await.unwrap()
 }
 
+/// The recordings listed, once there is at least one (within 30 s: the stream ended
+/// and its grace period passed).
+async fn listed_recordings(server: &Server) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = recordings(server).await;
+        if !all.is_empty() {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recording listed:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The first recording listed (see [`listed_recordings`]).
+async fn first_recording(server: &Server) -> Value {
+    listed_recordings(server).await.swap_remove(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_stream_becomes_vod_playlist_and_mp4() {
     let server = Server::start(&[
@@ -80,18 +103,10 @@ async fn recorded_stream_becomes_vod_playlist_and_mp4() {
         assert_eq!(&jpeg[..3], &[0xff, 0xd8, 0xff], "not a JPEG");
         let file = thumbnail_dir.path().join("t.jpg");
         std::fs::write(&file, &jpeg).unwrap();
-        let (ok, wh, stderr) = run(Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=width,height",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&file));
-        assert!(ok, "{stderr}");
-        assert_eq!(wh.trim(), format!("{},{}", size.0, size.1));
+        assert_eq!(
+            ffprobe_entries(&file, "stream=width,height"),
+            format!("{},{}", size.0, size.1)
+        );
     }
     assert_eq!(
         get_text(&server.url("/live/show/thumbnail.jpg?width=100000"))
@@ -110,18 +125,7 @@ async fn recorded_stream_becomes_vod_playlist_and_mp4() {
     );
 
     // The grace period passes, the stream ends, the recording is listed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let recording = loop {
-        if let Some(r) = recordings(&server).await.into_iter().next() {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording listed:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let recording = first_recording(&server).await;
     let id = recording["id"].as_str().unwrap().to_owned();
     assert_eq!(recording["stream"], "show");
     assert_eq!(recording["title"], "The show");
@@ -172,18 +176,10 @@ async fn recorded_stream_becomes_vod_playlist_and_mp4() {
     assert_eq!(&jpeg[..2], &[0xff, 0xd8], "the poster is not a JPEG");
     let poster_file = thumbnail_dir.path().join("poster.jpg");
     std::fs::write(&poster_file, &jpeg).unwrap();
-    let (ok, probe, stderr) = run(Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&poster_file));
-    assert!(ok, "{stderr}");
-    assert_eq!(probe.trim(), "mjpeg,320,240");
+    assert_eq!(
+        ffprobe_entries(&poster_file, "stream=codec_name,width,height"),
+        "mjpeg,320,240"
+    );
 
     // The VOD playlists parse: a multivariant playlist and a VOD media playlist.
     let master = get_text(&server.url(&format!("/vod/{id}/master.m3u8")))
@@ -412,18 +408,10 @@ async fn recording_to_an_s3_compatible_store() {
         wait_exit(&mut ffmpeg, Duration::from_secs(u64::from(seconds) + 30))
             .is_some_and(|s| s.success())
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        if let Some(r) = recordings(&server).await.into_iter().next() {
-            break r["id"].as_str().unwrap().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording listed:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let id = first_recording(&server).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The objects are in the bucket, below the prefix.
     let listing = client
         .get(format!(
@@ -478,19 +466,7 @@ async fn a_publisher_returning_within_the_grace_period_continues_the_recording()
                 .is_some_and(|s| s.success())
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let all = loop {
-        let all = recordings(&server).await;
-        if !all.is_empty() {
-            break all;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording listed:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let all = listed_recordings(&server).await;
     // One recording of both sessions, with the discontinuity between them.
     assert_eq!(all.len(), 1, "{all:?}");
     let id = all[0]["id"].as_str().unwrap();
@@ -575,14 +551,7 @@ async fn ab_pipelines_write_one_recording_and_a_killed_one_leaves_no_gap() {
         "the publisher did not finish: {}",
         output.lock().unwrap()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let recording = loop {
-        if let Some(r) = recordings(&b).await.into_iter().next() {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "no recording on B:\n{}", b.log());
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let recording = first_recording(&b).await;
     assert_eq!(recording_dirs().len(), 1, "{:?}", recording_dirs());
     let id = recording["id"].as_str().unwrap().to_owned();
     assert_eq!(recording_dirs(), std::slice::from_ref(&id));
@@ -639,18 +608,7 @@ async fn a_private_streams_recording_needs_its_token() {
         wait_exit(&mut ffmpeg, Duration::from_secs(u64::from(seconds) + 30))
             .is_some_and(|s| s.success())
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let recording = loop {
-        if let Some(r) = recordings(&server).await.into_iter().next() {
-            break r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recording listed:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let recording = first_recording(&server).await;
     let id = recording["id"].as_str().unwrap().to_owned();
 
     // Without a token (or with a wrong one): refused, saying why.

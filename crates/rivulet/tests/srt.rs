@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "../../ts/tests/support/mod.rs"]
+mod ts_fixture;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -37,22 +39,8 @@ fn start(extra: &[&str]) -> (Server, u16) {
 /// unless `video` says otherwise) as MPEG-TS to `url` (srt:// or udp://), in real time.
 fn ffmpeg_ts(url: &str, seconds: u32, video: &[&str]) -> Child {
     Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "warning",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            &seconds.to_string(),
-        ])
+        .args(["-hide_banner", "-loglevel", "warning", "-re"])
+        .args(ts_fixture::test_pattern_inputs(&seconds.to_string()))
         .args(["-c:a", "aac", "-b:a", "64k"])
         .args(video)
         .args(["-f", "mpegts", url])
@@ -298,26 +286,7 @@ async fn srt_live_transmit_relays_a_ts_file() {
     let (server, port) = start(&["--stream", "relay=relay-key"]);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("in.ts");
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "6",
-        ])
-        .args(H264)
-        .args(["-c:a", "aac", "-f", "mpegts"])
-        .arg(&file));
-    assert!(ok, "{err}");
+    std::fs::write(&file, ts_fixture::generate(6, H264, &[])).unwrap();
 
     // ffmpeg plays the file in real time to UDP; srt-live-transmit carries it from
     // there to Rivulet as an SRT caller with the access-control stream id.

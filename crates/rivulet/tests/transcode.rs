@@ -13,6 +13,20 @@ use common::*;
 /// Ladder tests run one at a time: each one keeps several x264 encoders busy.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A server whose stream NAME (key `NAME-key`) gets `renditions`, ending one second
+/// after its publisher leaves (so that a test can read every playlist to its end).
+fn ladder_server(name: &str, renditions: &str) -> Server {
+    let stream = format!("{name}={name}-key");
+    Server::start(&[
+        "--stream",
+        &stream,
+        "--renditions",
+        renditions,
+        "--grace-period-ms",
+        "1000",
+    ])
+}
+
 /// ffmpeg publishing `size` at 30 fps with B-frames and a 2 s GOP for `seconds`,
 /// with AAC audio or none.
 fn publish_source(url: &str, seconds: u32, size: &str, audio: bool) -> Child {
@@ -121,14 +135,7 @@ fn count_frames(url: &str) -> BTreeMap<String, u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_720p_source_becomes_an_aligned_ladder_with_every_frame() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let server = Server::start(&[
-        "--stream",
-        "ladder=ladder-key",
-        "--renditions",
-        "1080p,720p,480p,360p,234p",
-        "--grace-period-ms",
-        "1000",
-    ]);
+    let server = ladder_server("ladder", "1080p,720p,480p,360p,234p");
     let mut ffmpeg = publish_source(
         &format!("{}/live/ladder-key", server.rtmp),
         7,
@@ -137,24 +144,18 @@ async fn a_720p_source_becomes_an_aligned_ladder_with_every_frame() {
     );
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
     // After the grace period the playlists end: every frame is in a listed segment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let expected = [
         ("720p", 1280, 720),
         ("480p", 854, 480),
         ("360p", 640, 360),
         ("234p", 416, 234),
     ];
-    loop {
-        let (_, body) = get_text(&server.url("/live/ladder/234p/index.m3u8")).await;
-        if body.contains("#EXT-X-ENDLIST") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "playlists did not end:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_endlist(
+        &server.url("/live/ladder/234p/index.m3u8"),
+        Duration::from_secs(15),
+        "ladder",
+    )
+    .await;
 
     let master = get_text(&server.url("/live/ladder/master.m3u8")).await.1;
     let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
@@ -297,14 +298,7 @@ async fn a_resolution_change_without_audio_continues_after_a_discontinuity() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_mp3_source_gets_aac_in_its_renditions() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let server = Server::start(&[
-        "--stream",
-        "mp3=mp3-key",
-        "--renditions",
-        "source,234p",
-        "--grace-period-ms",
-        "1000",
-    ]);
+    let server = ladder_server("mp3", "source,234p");
     let (ok, _, err) = run(Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args([
@@ -325,15 +319,12 @@ async fn an_mp3_source_gets_aac_in_its_renditions() {
         .args(["-c:a", "libmp3lame", "-b:a", "128k", "-f", "flv"])
         .arg(format!("{}/live/mp3-key", server.rtmp)));
     assert!(ok, "ffmpeg could not publish MP3: {err}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !get_text(&server.url("/live/mp3/234p/index.m3u8"))
-        .await
-        .1
-        .contains("#EXT-X-ENDLIST")
-    {
-        assert!(std::time::Instant::now() < deadline, "playlist did not end");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_endlist(
+        &server.url("/live/mp3/234p/index.m3u8"),
+        Duration::from_secs(15),
+        "mp3",
+    )
+    .await;
     let rung = count_frames(&server.url("/live/mp3/234p/index.m3u8"));
     assert_eq!(rung.get("video 312x234"), Some(&150), "{rung:?}");
     // 5 s of 44.1 kHz in 1024-sample AAC frames: about 215.
@@ -589,14 +580,7 @@ async fn the_first_multivariant_answer_lists_every_rendition() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_60_fps_source_is_halved_in_the_rungs_up_to_720p() {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let server = Server::start(&[
-        "--stream",
-        "fast=fast-key",
-        "--renditions",
-        "360p,234p",
-        "--grace-period-ms",
-        "1000",
-    ]);
+    let server = ladder_server("fast", "360p,234p");
     let mut ffmpeg = publish_source_at(
         &format!("{}/live/fast-key", server.rtmp),
         6,
@@ -605,18 +589,12 @@ async fn a_60_fps_source_is_halved_in_the_rungs_up_to_720p() {
         60,
     );
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let (_, body) = get_text(&server.url("/live/fast/234p/index.m3u8")).await;
-        if body.contains("#EXT-X-ENDLIST") {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "playlists did not end:\n{body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for_endlist(
+        &server.url("/live/fast/234p/index.m3u8"),
+        Duration::from_secs(15),
+        "fast",
+    )
+    .await;
     let (_, master) = get_text(&server.url("/live/fast/master.m3u8")).await;
     let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
     for v in &parsed.variants {
@@ -649,14 +627,7 @@ async fn a_60_fps_source_is_halved_in_the_rungs_up_to_720p() {
 async fn a_422_or_10_bit_source_is_transcoded_and_left_out_of_the_passthrough() {
     let _serial = ONE_AT_A_TIME.lock().await;
     for pix_fmt in ["yuv422p", "yuv420p10le"] {
-        let server = Server::start(&[
-            "--stream",
-            "deep=deep-key",
-            "--renditions",
-            "source,234p",
-            "--grace-period-ms",
-            "1000",
-        ]);
+        let server = ladder_server("deep", "source,234p");
         let (ok, _, err) = run(Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
             .args([
@@ -669,18 +640,12 @@ async fn a_422_or_10_bit_source_is_transcoded_and_left_out_of_the_passthrough() 
             .args(["-pix_fmt", pix_fmt, "-an", "-f", "flv"])
             .arg(format!("{}/live/deep-key", server.rtmp)));
         assert!(ok, "ffmpeg could not publish {pix_fmt}: {err}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        while !get_text(&server.url("/live/deep/234p/index.m3u8"))
-            .await
-            .1
-            .contains("#EXT-X-ENDLIST")
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{pix_fmt}: playlist did not end"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_for_endlist(
+            &server.url("/live/deep/234p/index.m3u8"),
+            Duration::from_secs(15),
+            &format!("{pix_fmt}: deep"),
+        )
+        .await;
         let (_, master) = get_text(&server.url("/live/deep/master.m3u8")).await;
         let variants: Vec<&str> = master
             .lines()

@@ -56,27 +56,40 @@ pub fn client_config(trust: &ClientTrust) -> Result<Arc<ClientConfig>, TlsError>
                     .map_err(|e| bad(e.to_string()))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(CaFile { issued, pinned }))
+                .with_custom_certificate_verifier(Arc::new(Verifier {
+                    issued: Some(issued),
+                    pinned,
+                    provider,
+                }))
                 .with_no_client_auth()
         }
         ClientTrust::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                issued: None,
+                pinned: Vec::new(),
+                provider,
+            }))
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
 
-/// Trusts certificates issued by the file's CAs, and the file's certificates
-/// themselves: a self-signed server certificate made with `openssl req -x509` is
-/// marked as a CA, which the web's rules refuse as a server's own certificate.
+/// The two verifiers of our own: a CA file's (certificates issued by the file's CAs,
+/// and the file's certificates themselves: a self-signed server certificate made with
+/// `openssl req -x509` is marked as a CA, which the web's rules refuse as a server's
+/// own certificate), and "any certificate" (`issued: None`, nothing pinned). Both
+/// still check the handshake's signatures: the server holds the key of the
+/// certificate it showed.
 #[derive(Debug)]
-struct CaFile {
-    issued: Arc<WebPkiServerVerifier>,
+struct Verifier {
+    /// `None`: any certificate is accepted.
+    issued: Option<Arc<WebPkiServerVerifier>>,
     pinned: Vec<CertificateDer<'static>>,
+    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for CaFile {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -85,6 +98,9 @@ impl ServerCertVerifier for CaFile {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(issued) = &self.issued else {
+            return Ok(ServerCertVerified::assertion());
+        };
         if self
             .pinned
             .iter()
@@ -92,48 +108,7 @@ impl ServerCertVerifier for CaFile {
         {
             return Ok(ServerCertVerified::assertion());
         }
-        self.issued
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.issued.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.issued.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.issued.supported_verify_schemes()
-    }
-}
-
-/// Accepts any server certificate, but still checks the handshake's signatures (the
-/// server holds the key of the certificate it showed).
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        issued.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
@@ -146,7 +121,7 @@ impl ServerCertVerifier for AnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -160,11 +135,13 @@ impl ServerCertVerifier for AnyCertificate {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

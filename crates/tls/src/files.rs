@@ -53,6 +53,15 @@ pub enum TlsError {
     Config(String),
 }
 
+/// A certificate without its key, or a key without its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    #[error("--tls-cert needs --tls-key (RIVULET_TLS_KEY, tls_key): the certificate's private key")]
+    NoKey,
+    #[error("--tls-key needs --tls-cert (RIVULET_TLS_CERT, tls_cert): the certificate chain")]
+    NoCert,
+}
+
 /// A PEM certificate chain (server certificate first) and its private key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificateFiles {
@@ -65,6 +74,16 @@ impl CertificateFiles {
         Self {
             cert: cert.into(),
             key: key.into(),
+        }
+    }
+
+    /// The pair from options given apart: both or neither (`None`).
+    pub fn pair(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<Self>, PairError> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(Self::new(cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(PairError::NoKey),
+            (None, Some(_)) => Err(PairError::NoCert),
         }
     }
 

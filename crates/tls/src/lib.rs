@@ -25,7 +25,7 @@ mod files;
 mod reload;
 
 pub use client::{ClientTrust, client_config};
-pub use files::{CertificateFiles, TlsError, fingerprint};
+pub use files::{CertificateFiles, PairError, TlsError, fingerprint};
 pub use reload::{ReloadingCert, WATCH_INTERVAL, server_config, watch};
 pub use rustls::{ClientConfig, ServerConfig};
 

@@ -207,6 +207,52 @@ pub fn plan(rungs: &[Rung], width: u32, height: u32, keep: &[String]) -> Vec<Pla
     out
 }
 
+/// Why the renditions or the ladder of the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenditionsError {
+    #[error("in the config file's [[ladder]]")]
+    Rung(#[source] RungError),
+    #[error("the ladder has two rungs called '{0}'")]
+    TwoRungsCalled(String),
+    #[error("renditions is empty: name at least one (`source` passes the stream through)")]
+    Empty,
+    #[error("unknown rendition '{name}': use `source` or a rung of the ladder ({ladder})")]
+    Unknown { name: String, ladder: String },
+}
+
+/// The renditions every stream gets (`None`: every rung of the ladder) and the ladder
+/// their rungs come from (`None`: [`default_rungs`]), checked.
+pub fn resolve_renditions(
+    renditions: Option<Vec<String>>,
+    ladder: Option<Vec<Rung>>,
+) -> Result<(Vec<String>, Vec<Rung>), RenditionsError> {
+    let ladder = ladder.unwrap_or_else(default_rungs);
+    for (i, rung) in ladder.iter().enumerate() {
+        rung.validate().map_err(RenditionsError::Rung)?;
+        if ladder[..i].iter().any(|r| r.name == rung.name) {
+            return Err(RenditionsError::TwoRungsCalled(rung.name.clone()));
+        }
+    }
+    let renditions = renditions.unwrap_or_else(|| ladder.iter().map(|r| r.name.clone()).collect());
+    if renditions.is_empty() {
+        return Err(RenditionsError::Empty);
+    }
+    for r in &renditions {
+        if r != SOURCE && !ladder.iter().any(|l| &l.name == r) {
+            return Err(RenditionsError::Unknown {
+                name: r.clone(),
+                ladder: ladder
+                    .iter()
+                    .map(|l| l.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+    }
+    Ok((renditions, ladder))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

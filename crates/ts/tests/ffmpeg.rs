@@ -5,41 +5,9 @@ use std::process::Command;
 use media::{CodecConfig, Frame, TrackKind, Tracks};
 use ts::{DemuxEvent, DemuxStats, Demuxer, PACKET_LEN, WRAP};
 
-/// `seconds` of 30 fps 320x240 H.264 (2 s GOP) and 48 kHz AAC as MPEG-TS, plus `extra`
-/// output options.
-fn generate(seconds: u32, video: &[&str], extra: &[&str]) -> Vec<u8> {
-    let duration = seconds.to_string();
-    let mut args = vec![
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=30",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &duration,
-    ];
-    args.extend_from_slice(video);
-    args.extend_from_slice(&["-c:a", "aac", "-b:a", "64k"]);
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["-f", "mpegts", "-"]);
-    let out = Command::new("ffmpeg")
-        .args(&args)
-        .output()
-        .expect("ffmpeg runs (Debian's ffmpeg package)");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout.len() % PACKET_LEN, 0);
-    out.stdout
-}
+mod support;
+
+use support::generate;
 
 const H264: &[&str] = &["-c:v", "libx264", "-preset", "ultrafast", "-g", "60"];
 

@@ -3,10 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
-use super::{Admin, ApiError, ApiState, ErrorBody, JsonBody, no_store, path_name};
-use crate::error::MetaError;
+use super::{Admin, ApiError, ApiState, ErrorBody, JsonBody, created, path_id, path_name};
 use crate::restream::{NewRestreamTarget, RestreamList, RestreamTargetWithUrl};
 
 /// Add a restream target: while the stream is live, its source rendition is forwarded
@@ -33,7 +32,7 @@ pub(super) async fn add_restream(
     JsonBody(body): JsonBody<NewRestreamTarget>,
 ) -> Result<Response, ApiError> {
     let added = state.store.add_restream(&path_name(&name)?, body).await?;
-    Ok((StatusCode::CREATED, no_store(), Json(added)).into_response())
+    Ok(created(added))
 }
 
 /// List a stream's restream targets (keys redacted) with their state: `idle`,
@@ -85,10 +84,8 @@ pub(super) async fn delete_restream(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let name = path_name(&name)?;
-    let id = id.parse().map_err(|_| {
-        ApiError::from(MetaError::NotFoundWhat(format!(
-            "stream '{name}' has no restream target '{id}'"
-        )))
+    let id = path_id(&id, || {
+        format!("stream '{name}' has no restream target '{id}'")
     })?;
     state.store.delete_restream(&name, id).await?;
     Ok(StatusCode::NO_CONTENT)

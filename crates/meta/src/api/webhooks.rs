@@ -3,12 +3,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Admin, ApiError, ApiState, ErrorBody, JsonBody, no_store};
-use crate::error::MetaError;
+use super::{Admin, ApiError, ApiState, ErrorBody, JsonBody, created};
 use crate::webhooks::{DeliveryLog, NewWebhook, Webhook, WebhookUpdate, WebhookWithSecret};
 
 /// The webhooks, by id.
@@ -37,8 +36,8 @@ pub(super) async fn create_webhook(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody<NewWebhook>,
 ) -> Result<Response, ApiError> {
-    let created = state.store.create_webhook(body).await?;
-    Ok((StatusCode::CREATED, no_store(), Json(created)).into_response())
+    let made = state.store.create_webhook(body).await?;
+    Ok(created(made))
 }
 
 /// List the webhooks (secrets redacted).
@@ -154,6 +153,5 @@ pub(super) async fn webhook_deliveries(
 }
 
 fn path_id(id: &str) -> Result<i64, ApiError> {
-    id.parse()
-        .map_err(|_| MetaError::NotFoundWhat(format!("no webhook with id '{id}'")).into())
+    super::path_id(id, || format!("no webhook with id '{id}'"))
 }

@@ -6,13 +6,16 @@
 //! - [`RemoteKeys`]: the ingest's key check ([`access::StreamKeys`]) over
 //!   [`RemoteMeta`], with a short-lived cache of answers and last-known-good keys
 //!   when the server is unreachable ([`KeyCache`], sans-IO).
+//! - [`AdminClient`]: the admin API's streams commands (`rivulet streams …`).
 //! - [`SseParser`]: the `text/event-stream` parser behind [`RemoteEvents`].
 //!
 //! Plain `http://` only (no TLS in this build): run the metadata server on a private
 //! network, or put a TLS tunnel between the nodes.
 
+mod admin;
 mod cache;
 mod keys;
+mod options;
 mod sse;
 
 use std::time::Duration;
@@ -28,8 +31,10 @@ use crate::model::{
     StreamName,
 };
 
+pub use admin::{AdminClient, AdminError, ListFilter, StreamChanges};
 pub use cache::{CacheLookup, KeyCache, KeyCacheConfig, LastGood};
 pub use keys::{Clock, RemoteKeys};
+pub use options::{RemoteOptions, RemoteOptionsError, RemoteSettings};
 pub use sse::{MAX_PENDING, SseEvent, SseOverflow, SseParser};
 
 /// Why a request to the metadata server failed.

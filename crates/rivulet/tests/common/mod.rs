@@ -337,6 +337,33 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// Waits until the media playlist at `url` ends (`#EXT-X-ENDLIST`: the publisher left
+/// and the grace period passed); `what` names it in the failure.
+pub async fn wait_for_endlist(url: &str, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, body) = get_text(url).await;
+        if body.contains("#EXT-X-ENDLIST") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: playlist did not end:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// ffprobe's `entries` (`-show_entries`, e.g. `stream=width,height`) of a media
+/// file, as its one-line CSV, trimmed; ffprobe failing fails the test.
+pub fn ffprobe_entries(file: &std::path::Path, entries: &str) -> String {
+    let (ok, out, stderr) = run(Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
+        .arg(file));
+    assert!(ok, "ffprobe {}: {stderr}", file.display());
+    out.trim().to_owned()
+}
+
 /// A running `rivulet edge`, killed on drop.
 pub struct EdgeNode {
     child: Child,

@@ -10,13 +10,13 @@
 //! stream's token by the origin's rule, carries it into the playlists' URIs, and sets
 //! the cache headers. The live playlists are not touched.
 
+use crate::LiveStreams;
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use media::live_path::{DVR_PLAYLIST, LiveObject, LivePath};
-use origin::LiveStreams;
 use record::Recorder;
 
 /// A DVR playlist changes with every segment: a cache may keep it a second, so that
@@ -33,7 +33,7 @@ struct DvrState {
     recorder: Recorder,
 }
 
-pub(crate) fn router(streams: LiveStreams, recorder: Recorder) -> Router {
+pub fn router(streams: LiveStreams, recorder: Recorder) -> Router {
     Router::new()
         .route(&format!("/live/{{name}}/{DVR_PLAYLIST}"), get(multivariant))
         .route(
@@ -71,9 +71,9 @@ fn admit(
     state: &DvrState,
     name: &str,
     raw: Option<&str>,
-    client: &origin::ClientAddr,
+    client: &crate::ClientAddr,
 ) -> Result<Option<String>, Box<Response>> {
-    if let Some(refusal) = origin::playback_refusal(&state.streams, name, raw, client.0) {
+    if let Some(refusal) = crate::playback_refusal(&state.streams, name, raw, client.0) {
         return Err(Box::new(refusal));
     }
     Ok(state.streams.is_private(name).then(|| {
@@ -116,7 +116,7 @@ async fn multivariant(
     State(state): State<DvrState>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
-    client: origin::ClientAddr,
+    client: crate::ClientAddr,
 ) -> Response {
     let token = match admit(&state, &name, raw.as_deref(), &client) {
         Ok(t) => t,
@@ -132,7 +132,7 @@ async fn media_playlist(
     State(state): State<DvrState>,
     Path((name, rendition)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
-    client: origin::ClientAddr,
+    client: crate::ClientAddr,
 ) -> Response {
     let token = match admit(&state, &name, raw.as_deref(), &client) {
         Ok(t) => t,
@@ -147,7 +147,7 @@ async fn media_playlist(
 async fn recorded_object(
     State(state): State<DvrState>,
     uri: Uri,
-    client: origin::ClientAddr,
+    client: crate::ClientAddr,
 ) -> Response {
     let path = match LivePath::from_request_path(uri.path()) {
         Ok(p) => p,
