@@ -89,34 +89,9 @@ async fn offer(
             "WHIP ingest is off on this server; publish over RTMP: rtmp://HOST:1935/live/STREAM_KEY",
         );
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !content_type.starts_with("application/sdp") {
-        return answer(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a WHIP offer is an SDP offer with Content-Type: application/sdp",
-        );
-    }
-    let Some(key) = stream_key(key, &headers) else {
-        let mut response = answer(
-            StatusCode::UNAUTHORIZED,
-            "no stream key: POST to /whip/STREAM_KEY, or to /whip with Authorization: Bearer STREAM_KEY",
-        );
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
-    };
-    if body.len() > MAX_OFFER_BYTES {
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the SDP offer is larger than {MAX_OFFER_BYTES} bytes"),
-        );
-    }
-    let Ok(sdp) = std::str::from_utf8(&body) else {
-        return answer(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
+    let (key, sdp) = match read_offer(key, &headers, &body) {
+        Ok(offer) => offer,
+        Err(refusal) => return *refusal,
     };
     let peer = SocketAddr::new(client.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)), 0);
     let name = match authorize(&ingest, key, peer).await {
@@ -124,20 +99,8 @@ async fn offer(
         Err(refusal) => return refusal,
     };
     // Reserve a place under the cap before the work of answering.
-    let reserved = state
-        .sessions
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < state.max_sessions).then_some(n + 1)
-        });
-    if reserved.is_err() {
-        metrics::counter!("whip_publish_rejected_total", "reason" => "cap").increment(1);
-        return answer(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "this server has its maximum of {} WebRTC sessions (--webrtc-max-sessions); publish over RTMP or SRT",
-                state.max_sessions
-            ),
-        );
+    if let Err(refusal) = reserve_session(&state) {
+        return *refusal;
     }
     let release = || {
         state.sessions.fetch_sub(1, Ordering::AcqRel);
@@ -205,6 +168,67 @@ async fn offer(
 
 fn busy(name: &str, detail: impl std::fmt::Display) -> String {
     format!("stream '{name}' already has a live publisher ({detail}); stop the other encoder first")
+}
+
+/// The stream key and the SDP offer of a WHIP POST, or the refusal.
+fn read_offer<'a>(
+    key: Option<String>,
+    headers: &HeaderMap,
+    body: &'a Bytes,
+) -> Result<(String, &'a str), Box<Response>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type.starts_with("application/sdp") {
+        return Err(Box::new(answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a WHIP offer is an SDP offer with Content-Type: application/sdp",
+        )));
+    }
+    let Some(key) = stream_key(key, headers) else {
+        let mut response = answer(
+            StatusCode::UNAUTHORIZED,
+            "no stream key: POST to /whip/STREAM_KEY, or to /whip with Authorization: Bearer STREAM_KEY",
+        );
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return Err(Box::new(response));
+    };
+    if body.len() > MAX_OFFER_BYTES {
+        return Err(Box::new(answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the SDP offer is larger than {MAX_OFFER_BYTES} bytes"),
+        )));
+    }
+    let Ok(sdp) = std::str::from_utf8(body) else {
+        return Err(Box::new(answer(
+            StatusCode::BAD_REQUEST,
+            "the SDP offer is not UTF-8 text",
+        )));
+    };
+    Ok((key, sdp))
+}
+
+/// Takes a place under the session cap, or the refusal.
+fn reserve_session(state: &WebRtc) -> Result<(), Box<Response>> {
+    let reserved = state
+        .sessions
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < state.max_sessions).then_some(n + 1)
+        });
+    if reserved.is_err() {
+        metrics::counter!("whip_publish_rejected_total", "reason" => "cap").increment(1);
+        return Err(Box::new(answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "this server has its maximum of {} WebRTC sessions (--webrtc-max-sessions); publish over RTMP or SRT",
+                state.max_sessions
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// The stream `key` may publish, as an RTMP or SRT publish is checked, or the refusal.
