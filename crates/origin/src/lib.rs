@@ -24,6 +24,7 @@ mod feed;
 pub mod health;
 mod http;
 mod live;
+pub mod numbering;
 pub mod thumbnail;
 
 pub use feed::run_feed;
@@ -33,3 +34,4 @@ pub use live::{
     LatestKeyframe, LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase,
     TappedMedia,
 };
+pub use numbering::{NumberingDir, NumberingStore};

@@ -10,6 +10,7 @@ use media::cmaf::{self, Sample, TrackFragment};
 use media::{CodecConfig, Frame, Rounding, Track, TrackKind, Tracks, rescale_ticks};
 
 use crate::config::{PackageError, PackagerConfig};
+use crate::numbering::StreamNumbering;
 use crate::playlist::{self, PlaylistSegment, RenditionReport, VariantInfo};
 
 /// What changed, for the caller to wake waiting requests.
@@ -94,6 +95,8 @@ pub struct RenditionPackager {
     /// The end of the timeline before a track change (new main-track ticks), where
     /// the next frame continues it.
     rebase_end: Option<i64>,
+    /// Numbers the first segment; shared with the stream's other renditions.
+    numbering: Arc<StreamNumbering>,
 }
 
 #[derive(Default)]
@@ -155,7 +158,14 @@ struct Part {
 }
 
 impl RenditionPackager {
+    /// A packager for a stream never numbered before (in this process or another).
     pub fn new(config: PackagerConfig) -> Self {
+        Self::with_numbering(config, Arc::default())
+    }
+
+    /// A packager numbering its first segment by `numbering`, which the stream's
+    /// renditions share (see [`StreamNumbering`]).
+    pub fn with_numbering(config: PackagerConfig, numbering: Arc<StreamNumbering>) -> Self {
         Self {
             config,
             tracks: None,
@@ -176,6 +186,7 @@ impl RenditionPackager {
             expect_segment_end: false,
             frames_dropped: 0,
             rebase_end: None,
+            numbering,
         }
     }
 
@@ -931,7 +942,7 @@ impl RenditionPackager {
     fn open_new_segment(&mut self, start: i64, boundary: i64, wall_ms: i64) {
         let msn = match self.segments.back() {
             Some(prev) => prev.msn + 1,
-            None => u64::try_from(boundary).unwrap_or(0),
+            None => self.numbering.first_msn(boundary),
         };
         let timescale = i64::from(self.main_timescale().get());
         let (anchor_wall, anchor_ticks) = *self.anchor.get_or_insert((wall_ms, start));

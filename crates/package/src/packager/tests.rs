@@ -953,3 +953,50 @@ fn the_main_track_reanchors_after_a_discontinuity() {
     p.handle_frame(frame, t0()).unwrap();
     p.check_invariants();
 }
+
+#[test]
+fn a_session_starting_over_after_a_restart_numbers_above_the_last_one() {
+    // The first process: 20 s from t = 0, segments 0..=9.
+    let mut before = packager();
+    feed(&mut before, &mut Source::new(3000, 60), 600);
+    let floor = before.segments.back().unwrap().msn;
+    assert_eq!(floor, 9);
+    // A new process, the publisher again from t = 0; two renditions share the
+    // numbering, the second starting a GOP later.
+    let numbering = Arc::new(StreamNumbering::new(Some(floor)));
+    let mut renditions: Vec<RenditionPackager> = (0..2)
+        .map(|_| {
+            let mut p =
+                RenditionPackager::with_numbering(PackagerConfig::default(), numbering.clone());
+            p.handle_tracks(tracks(true, true), t0());
+            p
+        })
+        .collect();
+    feed(&mut renditions[0], &mut Source::new(3000, 60), 300);
+    let mut late = Source::new(3000, 60);
+    for _ in 0..60 {
+        late.next();
+    }
+    feed(&mut renditions[1], &mut late, 240);
+    let first: Vec<u64> = renditions
+        .iter()
+        .map(|p| p.segments.front().unwrap().msn)
+        .collect();
+    assert_eq!(first, [10, 11], "above the floor, and aligned");
+    let last: Vec<u64> = renditions
+        .iter()
+        .map(|p| p.segments.back().unwrap().msn)
+        .collect();
+    assert_eq!(last[0], last[1]);
+    // The same source after a restart of only this pipeline (timestamps carried on):
+    // the source's numbers, as any other pipeline fed by it has them.
+    let numbering = Arc::new(StreamNumbering::new(Some(floor)));
+    let mut p = RenditionPackager::with_numbering(PackagerConfig::default(), numbering);
+    p.handle_tracks(tracks(true, true), t0());
+    let mut carried_on = Source::new(3000, 60);
+    for _ in 0..600 {
+        carried_on.next();
+    }
+    feed(&mut p, &mut carried_on, 120);
+    assert_eq!(p.segments.front().unwrap().msn, 10);
+}
