@@ -377,6 +377,23 @@ impl RenditionPackager {
                 data: frame.data,
             },
         ));
+        if !self.pending_video.is_empty() {
+            // A segment's first video frame was held for this (see `holds_for_audio`).
+            let _ = self.flush_chunk();
+        }
+    }
+
+    /// Whether the pending video (a segment's first frame) waits for audio before it
+    /// is written: a segment's first chunk then carries both tracks. VLC 3 places a
+    /// track by the `tfdt` of the first fragment it sees and drops all audio of a
+    /// stream whose first fragment has none ("buffer too late"). The wait ends with
+    /// the next frame of either track: at most one frame interval.
+    fn holds_for_audio(&self) -> bool {
+        self.pending_audio.is_empty()
+            && self.tracks.as_ref().is_some_and(|t| t.audio.is_some())
+            && self
+                .open_segment()
+                .is_some_and(|s| s.parts.len() == 1 && s.parts[0].chunks.is_empty())
     }
 
     /// A frame of the track that cuts segments and parts (video, or audio alone).
@@ -413,7 +430,9 @@ impl RenditionPackager {
         match main_kind {
             TrackKind::Video => {
                 self.pending_video.push((dts, sample));
-                self.flush_chunk()?;
+                if !(self.pending_video.len() == 1 && self.holds_for_audio()) {
+                    self.flush_chunk()?;
+                }
             }
             TrackKind::Audio => {
                 self.pending_audio.push((dts, sample));

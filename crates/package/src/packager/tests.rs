@@ -204,6 +204,13 @@ fn segments_start_independent_and_chunks_keep_timing() {
         let video = first.tracks.iter().find(|t| t.track_id == 1).unwrap();
         assert!(video.keyframes[0]);
         assert_eq!(video.base_media_decode_time as i64, seg.start);
+        // Audio in the first chunk too: VLC drops all audio of a stream whose first
+        // fragment has none.
+        assert!(
+            first.tracks.iter().any(|t| t.track_id == 2),
+            "segment {}'s first chunk has audio",
+            seg.msn
+        );
     }
     assert!(text.contains(",INDEPENDENT=YES"));
     // Across all chunks: video tfdt advances by the frame interval, audio by 1024,
