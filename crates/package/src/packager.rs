@@ -519,6 +519,7 @@ impl RenditionPackager {
     /// timestamps start over, and the next segment carries a discontinuity.
     pub fn handle_discontinuity(&mut self) {
         let _ = self.flush_chunk();
+        self.write_trailing_audio();
         if let Some(end) = self.timeline_end() {
             self.close_segment_at(end);
         }
@@ -533,12 +534,67 @@ impl RenditionPackager {
     /// The stream ended: complete what is open and add `EXT-X-ENDLIST`.
     pub fn handle_end(&mut self, _now: SystemTime) {
         let _ = self.flush_chunk();
+        self.write_trailing_audio();
         if let Some(end) = self.timeline_end() {
             self.close_segment_at(end);
         }
         self.ended = true;
         self.rebase = true;
         self.pending_discontinuity = true;
+    }
+
+    /// Audio still pending when the video has stopped (the publisher left) and its
+    /// last part is complete: one more part of the open segment, rather than lost.
+    /// Audio made elsewhere comes a little after the video it goes with (the
+    /// transcoder's AAC of an MP3 source, in the passthrough: the last 0.5 s of a
+    /// stream was lost). The timeline's end moves past it, so that a returning
+    /// publisher continues after it.
+    fn write_trailing_audio(&mut self) {
+        let has_video = self.tracks.as_ref().is_some_and(|t| t.video.is_some());
+        let Some((last, last_sample)) = self.pending_audio.last() else {
+            return;
+        };
+        let audio_timescale = self.tracks.as_ref().and_then(|t| t.audio.as_ref());
+        let (Some(audio_timescale), Some(video_end)) =
+            (audio_timescale.map(|t| t.timescale), self.timeline_end())
+        else {
+            return;
+        };
+        if !has_video
+            || self
+                .open_segment()
+                .and_then(|s| s.parts.last())
+                .is_none_or(|p| !p.complete)
+        {
+            return;
+        }
+        let main = self.main_timescale();
+        let audio_end = rescale_ticks(
+            last + i64::from(last_sample.duration),
+            audio_timescale,
+            main,
+            Rounding::Up,
+        );
+        // The part starts where the video stopped; its audio may begin before (its
+        // `tfdt` says where), and it lasts until the audio's end, if that is later.
+        let start = video_end;
+        self.ensure_open_part(start, false);
+        if self.flush_chunk().is_err() {
+            return;
+        }
+        if let Some(part) = self
+            .segments
+            .back_mut()
+            .and_then(|s| s.parts.last_mut())
+            .filter(|p| !p.complete)
+        {
+            part.duration = (audio_end - part.start).max(1);
+        }
+        if audio_end > video_end {
+            // The main track ends where this audio does (see `timeline_end`).
+            let interval = self.video.interval.unwrap_or(0);
+            self.video.last_dts = Some(audio_end - interval);
+        }
     }
 
     #[must_use]

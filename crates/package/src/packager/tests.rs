@@ -1007,3 +1007,49 @@ fn a_session_starting_over_after_a_restart_numbers_above_the_last_one() {
     feed(&mut p, &mut carried_on, 120);
     assert_eq!(p.segments.front().unwrap().msn, 10);
 }
+
+#[test]
+fn audio_that_comes_after_the_last_video_frame_is_kept() {
+    // The transcoder's AAC of an MP3 source reaches the passthrough a little after
+    // the video it goes with: at the end, the last 0.5 s of audio came after the last
+    // video frame, whose part was complete, and was lost.
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    let frames: Vec<Frame> = (0..100).flat_map(|_| s.next()).collect();
+    let audio_total = frames.iter().filter(|f| f.kind == TrackKind::Audio).count();
+    let last_video = frames
+        .iter()
+        .rfind(|f| f.kind == TrackKind::Video)
+        .unwrap()
+        .dts
+        .as_secs_f64();
+    let (late, on_time): (Vec<Frame>, Vec<Frame>) = frames
+        .into_iter()
+        .partition(|f| f.kind == TrackKind::Audio && f.dts.as_secs_f64() > last_video - 0.5);
+    for f in on_time.into_iter().chain(late) {
+        p.handle_frame(f, t0()).unwrap();
+        p.check_invariants();
+    }
+    assert!(
+        p.open_segment()
+            .and_then(|s| s.parts.last())
+            .is_some_and(|part| part.complete),
+        "the case: the last video part is complete, the audio still pending"
+    );
+    p.handle_end(t0());
+    p.check_invariants();
+    let audio_written: usize = p
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .flat_map(|p| &p.chunks)
+        .flat_map(|c| inspect_fragment(c).unwrap().tracks)
+        .filter(|t| t.track_id == 2)
+        .map(|t| t.durations.len())
+        .sum();
+    // (The first audio frame came before the first keyframe: nothing to ride in.)
+    assert_eq!(audio_written as u64 + p.frames_dropped, audio_total as u64);
+    let text = p.media_playlist(false, &[]);
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_part_durations_conform(&text, "a trailing audio part");
+}
