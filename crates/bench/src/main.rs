@@ -17,6 +17,7 @@ mod failover;
 mod fleet;
 mod recording;
 mod soak;
+mod srt;
 mod viewer;
 
 /// Benchmarks against a peer (nginx-rtmp, ffmpeg, nginx) run in the same go, printed
@@ -106,6 +107,10 @@ pub(crate) enum BenchKind {
     /// simulated LL-HLS players: origin requests per object, edge CPU and memory per
     /// 1,000 players, players behind live. The figures behind docs/capacity.md.
     Fleet(fleet::FleetArgs),
+    /// SRT ingest against RTMP: the server's CPU per 6 Mbit/s passthrough stream
+    /// published by ffmpeg over each (MPEG-TS in SRT, FLV in RTMP), and the ratio
+    /// (goal: SRT at most 1.5 × RTMP).
+    Srt(srt::SrtBenchArgs),
     /// Recording's cost, off then on with the same publishers: server CPU, write
     /// amplification (bytes in the store / bytes produced), the live part-availability
     /// delay p50/p99, and a thumbnail's cost per request cached and uncached.
@@ -168,6 +173,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Soak(a) => soak::run(a),
         BenchKind::Fleet(a) => fleet::run(a),
         BenchKind::Recording(a) => recording::run(a),
+        BenchKind::Srt(a) => srt::run(a),
     }
 }
 
