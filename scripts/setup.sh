@@ -29,6 +29,8 @@ packages=(
   varnish systemd dpkg-dev
   # test: srt-live-transmit, an SRT caller we did not write (ffmpeg's libsrt is the other)
   srt-tools
+  # test: more players we did not write, headless (VLC's cvlc, mpv)
+  vlc-bin vlc-plugin-base mpv
 )
 
 missing=()

@@ -10,7 +10,7 @@
 // errors, failed responses, and the playlist requests: per rendition, how many, and the
 // most times one exact URL (with its _HLS_msn/_HLS_part) was asked for.
 // PLAYERS_DEBUG=1 prints each playlist answer (its last lines, Cache-Control, Date);
-// PLAYERS_NOCACHE=1 turns the browser's HTTP cache off (to tell its answers apart).
+// (and video.js's VHS debug log: its rendition choices); PLAYERS_NOCACHE=1 turns the browser's HTTP cache off (to tell its answers apart).
 
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
@@ -22,13 +22,16 @@ const args = { player: 'shaka', url: null, seconds: 20 };
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
 const seconds = Number(args.seconds);
 
+// A page embedding video.js loads its style sheet too: without it the <video> keeps
+// its default 300x150 box inside the player, which VHS takes for the player's size.
+const styles = { videojs: [require.resolve('video.js/dist/video-js.min.css')] };
 const scripts = {
   shaka: [require.resolve('shaka-player/dist/shaka-player.compiled.js')],
   videojs: [require.resolve('video.js/dist/video.min.js')],
 };
 
 // Runs in the page: starts the player on `url`, and keeps window.__p up to date.
-async function startPlayer({ player, url }) {
+async function startPlayer({ player, url, debug }) {
   const p = { errors: [], heights: [], started: false };
   window.__p = p;
   const video = document.querySelector('video');
@@ -48,7 +51,14 @@ async function startPlayer({ player, url }) {
     window.__player = s;
     s.load(url).catch((e) => p.errors.push(`shaka load ${e.code} ${JSON.stringify(e.data || [])}`));
   } else {
-    const v = videojs(video, { autoplay: 'muted', html5: { vhs: { overrideNative: true, llhls: true } } });
+    if (debug) videojs.log.level('debug');
+    // A player of the page's size (640x360). VHS (limitRenditionByPlayerDimensions, on
+    // by default) picks the smallest rendition larger than the player, and, once the
+    // player has the video's own size, the rendition of exactly that size: with a
+    // 300x150 player it kept the lowest rung whatever the bandwidth.
+    // As a page embedding video.js marks it: its style sheet sizes the <video> by it.
+    video.classList.add('video-js');
+    const v = videojs(video, { width: 640, height: 360, autoplay: 'muted', html5: { vhs: { overrideNative: true, llhls: true } } });
     v.on('error', () => p.errors.push(`video.js ${JSON.stringify(v.error())}`));
     setInterval(() => {
       const vhs = v.tech(true).vhs;
@@ -102,7 +112,9 @@ run(`players ${args.player}`, async () => {
   }
   await page.goto(siteUrl);
   for (const path of scripts[args.player]) await page.addScriptTag({ path });
-  await page.evaluate(startPlayer, { player: args.player, url: args.url });
+  for (const path of styles[args.player] || []) await page.addStyleTag({ path });
+  if (process.env.PLAYERS_DEBUG) page.on('console', (m) => /choosing|bandwidth/i.test(m.text()) && console.error(`PAGE ${m.text().slice(0, 400)}`));
+  await page.evaluate(startPlayer, { player: args.player, url: args.url, debug: !!process.env.PLAYERS_DEBUG });
   try {
     await waitInPage(page, `${args.player} to play`, () => document.querySelector('video').currentTime > 1, undefined, 60_000);
   } catch (e) {

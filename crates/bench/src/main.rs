@@ -18,6 +18,7 @@ mod fleet;
 mod latency;
 mod recording;
 mod soak;
+mod srt;
 mod viewer;
 mod webrtc;
 
@@ -108,6 +109,10 @@ pub(crate) enum BenchKind {
     /// simulated LL-HLS players: origin requests per object, edge CPU and memory per
     /// 1,000 players, players behind live. The figures behind docs/capacity.md.
     Fleet(fleet::FleetArgs),
+    /// SRT ingest against RTMP: the server's CPU per 6 Mbit/s passthrough stream
+    /// published by ffmpeg over each (MPEG-TS in SRT, FLV in RTMP), and the ratio
+    /// (goal: SRT at most 1.5 × RTMP).
+    Srt(srt::SrtBenchArgs),
     /// Recording's cost, off then on with the same publishers: server CPU, write
     /// amplification (bytes in the store / bytes produced), the live part-availability
     /// delay p50/p99, and a thumbnail's cost per request cached and uncached.
@@ -179,6 +184,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchKind::Recording(a) => recording::run(a),
         BenchKind::Latency(a) => latency::run(a),
         BenchKind::Webrtc(a) => webrtc::run(a),
+        BenchKind::Srt(a) => srt::run(a),
     }
 }
 

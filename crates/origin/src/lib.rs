@@ -26,6 +26,7 @@ pub mod health;
 mod http;
 mod live;
 pub mod live_report;
+pub mod numbering;
 pub mod thumbnail;
 
 pub use feed::run_feed;
@@ -35,3 +36,4 @@ pub use live::{
     LatestKeyframe, LiveStream, LiveStreams, OriginConfig, SOURCE_RENDITION, StreamPhase,
     TappedMedia,
 };
+pub use numbering::{NumberingDir, NumberingStore};

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hub::{AnnouncedRendition, DeclaredRate};
 use media::{Frame, Tracks};
-use package::{PackageEvent, PackagerConfig, RenditionPackager, SegmentSink, VariantInfo};
+use package::{
+    PackageEvent, PackagerConfig, RenditionPackager, SegmentSink, StreamNumbering, VariantInfo,
+};
 use tokio::sync::{broadcast, watch};
 
 use crate::health::{HealthConfig, InputHealth, InputState};
+use crate::numbering::NumberingStore;
 
 /// Settings of the origin and its feed.
 #[derive(Clone, Debug)]
@@ -69,6 +72,8 @@ pub struct LiveStreams {
     config: Arc<OriginConfig>,
     /// Where complete segments also go (the recorder), if anywhere.
     sink: Option<Arc<dyn SegmentSink>>,
+    /// Where each stream's highest media sequence number is kept across restarts.
+    numbering: Option<Arc<dyn NumberingStore>>,
 }
 
 impl LiveStreams {
@@ -79,6 +84,16 @@ impl LiveStreams {
             private: Arc::default(),
             config: Arc::new(config),
             sink: None,
+            numbering: None,
+        }
+    }
+
+    /// Keeps each stream's highest media sequence number in `store`, so that segment
+    /// and part names never repeat for a stream across restarts of this origin.
+    pub fn with_numbering_store(self, store: Arc<dyn NumberingStore>) -> Self {
+        Self {
+            numbering: Some(store),
+            ..self
         }
     }
 
@@ -150,7 +165,14 @@ impl LiveStreams {
         let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
         streams
             .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(LiveStream::new(name, &self.config, self.sink.clone())))
+            .or_insert_with(|| {
+                Arc::new(LiveStream::new(
+                    name,
+                    &self.config,
+                    self.sink.clone(),
+                    self.numbering.clone(),
+                ))
+            })
             .clone()
     }
 
@@ -177,6 +199,9 @@ pub struct LiveStream {
     changed: watch::Sender<u64>,
     packager_config: PackagerConfig,
     sink: Option<Arc<dyn SegmentSink>>,
+    /// Numbers the renditions' first segments alike, above any number used before.
+    numbering: Arc<StreamNumbering>,
+    numbering_store: Option<Arc<dyn NumberingStore>>,
     /// The renditions' media as packaged, for other outputs (WebRTC). Sent to only
     /// while someone listens; frames are shared (`Bytes`), never copied.
     tap: broadcast::Sender<TappedMedia>,
@@ -209,6 +234,8 @@ pub(crate) struct StreamState {
     /// When the phase last changed.
     pub(crate) since: Instant,
     pub(crate) health: InputHealth,
+    /// The highest media sequence number a segment was started with.
+    highest_msn: Option<u64>,
 }
 
 /// What the multivariant playlist lists.
@@ -251,7 +278,13 @@ pub struct LatestKeyframe {
 }
 
 impl LiveStream {
-    fn new(name: &str, config: &OriginConfig, sink: Option<Arc<dyn SegmentSink>>) -> Self {
+    fn new(
+        name: &str,
+        config: &OriginConfig,
+        sink: Option<Arc<dyn SegmentSink>>,
+        numbering_store: Option<Arc<dyn NumberingStore>>,
+    ) -> Self {
+        let floor = numbering_store.as_ref().and_then(|s| s.last_msn(name));
         Self {
             name: name.to_owned(),
             state: Mutex::new(StreamState {
@@ -260,10 +293,13 @@ impl LiveStream {
                 expected: ExpectedRenditions::Unknown,
                 since: Instant::now(),
                 health: InputHealth::new(config.health.clone(), Instant::now()),
+                highest_msn: floor,
             }),
             changed: watch::channel(0).0,
             packager_config: config.packager.clone(),
             sink,
+            numbering: Arc::new(StreamNumbering::new(floor)),
+            numbering_store,
             tap: broadcast::channel(TAP_CAPACITY).0,
         }
     }
@@ -397,7 +433,10 @@ impl LiveStream {
             None => {
                 state.renditions.push(Rendition {
                     name: rendition.to_owned(),
-                    packager: RenditionPackager::new(self.packager_config.clone()),
+                    packager: RenditionPackager::with_numbering(
+                        self.packager_config.clone(),
+                        self.numbering.clone(),
+                    ),
                     advertised_peak: 0,
                     withdrawn: false,
                     last_arrival: None,
@@ -480,7 +519,15 @@ impl LiveStream {
             tracing::warn!(stream = %self.name, rendition = %r.name, error = %e, "frame not packaged");
         }
         r.last_arrival = Some(arrival);
-        drain_events(&self.name, r, self.sink.as_deref());
+        let started = drain_events(&self.name, r, self.sink.as_deref());
+        if let Some(msn) = started
+            && state.highest_msn.is_none_or(|h| msn > h)
+        {
+            state.highest_msn = Some(msn);
+            if let Some(store) = &self.numbering_store {
+                store.record_msn(&self.name, msn);
+            }
+        }
         drop(state);
         self.notify();
     }
@@ -579,9 +626,14 @@ impl LiveStream {
 }
 
 /// Drains a packager's events into metrics. Waiters are woken by the caller's `notify`.
-fn drain_events(stream: &str, r: &mut Rendition, sink: Option<&dyn SegmentSink>) {
+/// Returns the highest media sequence number of a segment started meanwhile.
+fn drain_events(stream: &str, r: &mut Rendition, sink: Option<&dyn SegmentSink>) -> Option<u64> {
+    let mut started = None;
     while let Some(event) = r.packager.poll_event() {
         match event {
+            PackageEvent::PartStarted { msn, part: 0 } => {
+                started = started.max(Some(msn));
+            }
             PackageEvent::ChunkAppended { msn, part } => {
                 if let Some(arrival) = r.last_arrival {
                     r.last_chunk = Some(((msn, part), arrival));
@@ -608,4 +660,5 @@ fn drain_events(stream: &str, r: &mut Rendition, sink: Option<&dyn SegmentSink>)
             _ => {}
         }
     }
+    started
 }

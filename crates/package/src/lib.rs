@@ -26,12 +26,15 @@
 //!   numbers). Parts are cut so that none is longer than the part target, counting from
 //!   the segment start. Two pipelines fed by the same encoder thus agree on numbers and
 //!   boundaries as long as every segment-target interval holds a keyframe, which our
-//!   encoder and transcoder guarantee.
+//!   encoder and transcoder guarantee. Numbers never repeat for a stream, even across
+//!   origin restarts: [`StreamNumbering`] shifts a session whose timestamps started over
+//!   above the highest number used before.
 //! - **Discontinuities** (a publisher returning, a new resolution) rebase the new
 //!   timestamps so the timeline continues where it stopped (`tfdt` never goes back), and
 //!   mark the next segment with `EXT-X-DISCONTINUITY`.
 
 mod config;
+mod numbering;
 mod object;
 mod packager;
 mod playlist;
@@ -39,6 +42,7 @@ mod sink;
 mod time_format;
 
 pub use config::{PackageError, PackagerConfig};
+pub use numbering::StreamNumbering;
 pub use object::MediaObject;
 pub use packager::{PackageEvent, PartView, Readiness, RenditionPackager};
 pub use playlist::{RenditionReport, VariantInfo, multivariant_playlist};

@@ -10,6 +10,7 @@ use media::cmaf::{self, Sample, TrackFragment};
 use media::{CodecConfig, Frame, Rounding, Track, TrackKind, Tracks, rescale_ticks};
 
 use crate::config::{PackageError, PackagerConfig};
+use crate::numbering::StreamNumbering;
 use crate::playlist::{self, PlaylistSegment, RenditionReport, VariantInfo};
 
 /// What changed, for the caller to wake waiting requests.
@@ -94,6 +95,8 @@ pub struct RenditionPackager {
     /// The end of the timeline before a track change (new main-track ticks), where
     /// the next frame continues it.
     rebase_end: Option<i64>,
+    /// Numbers the first segment; shared with the stream's other renditions.
+    numbering: Arc<StreamNumbering>,
 }
 
 #[derive(Default)]
@@ -158,7 +161,14 @@ struct Part {
 }
 
 impl RenditionPackager {
+    /// A packager for a stream never numbered before (in this process or another).
     pub fn new(config: PackagerConfig) -> Self {
+        Self::with_numbering(config, Arc::default())
+    }
+
+    /// A packager numbering its first segment by `numbering`, which the stream's
+    /// renditions share (see [`StreamNumbering`]).
+    pub fn with_numbering(config: PackagerConfig, numbering: Arc<StreamNumbering>) -> Self {
         Self {
             config,
             tracks: None,
@@ -179,6 +189,7 @@ impl RenditionPackager {
             expect_segment_end: false,
             frames_dropped: 0,
             rebase_end: None,
+            numbering,
         }
     }
 
@@ -369,6 +380,23 @@ impl RenditionPackager {
                 data: frame.data,
             },
         ));
+        if !self.pending_video.is_empty() {
+            // A segment's first video frame was held for this (see `holds_for_audio`).
+            let _ = self.flush_chunk();
+        }
+    }
+
+    /// Whether the pending video (a segment's first frame) waits for audio before it
+    /// is written: a segment's first chunk then carries both tracks. VLC 3 places a
+    /// track by the `tfdt` of the first fragment it sees and drops all audio of a
+    /// stream whose first fragment has none ("buffer too late"). The wait ends with
+    /// the next frame of either track: at most one frame interval.
+    fn holds_for_audio(&self) -> bool {
+        self.pending_audio.is_empty()
+            && self.tracks.as_ref().is_some_and(|t| t.audio.is_some())
+            && self
+                .open_segment()
+                .is_some_and(|s| s.parts.len() == 1 && s.parts[0].chunks.is_empty())
     }
 
     /// A frame of the track that cuts segments and parts (video, or audio alone).
@@ -405,7 +433,9 @@ impl RenditionPackager {
         match main_kind {
             TrackKind::Video => {
                 self.pending_video.push((dts, sample));
-                self.flush_chunk()?;
+                if !(self.pending_video.len() == 1 && self.holds_for_audio()) {
+                    self.flush_chunk()?;
+                }
             }
             TrackKind::Audio => {
                 self.pending_audio.push((dts, sample));
@@ -501,6 +531,7 @@ impl RenditionPackager {
     /// timestamps start over, and the next segment carries a discontinuity.
     pub fn handle_discontinuity(&mut self) {
         let _ = self.flush_chunk();
+        self.write_trailing_audio();
         if let Some(end) = self.timeline_end() {
             self.close_segment_at(end);
         }
@@ -515,12 +546,67 @@ impl RenditionPackager {
     /// The stream ended: complete what is open and add `EXT-X-ENDLIST`.
     pub fn handle_end(&mut self, _now: SystemTime) {
         let _ = self.flush_chunk();
+        self.write_trailing_audio();
         if let Some(end) = self.timeline_end() {
             self.close_segment_at(end);
         }
         self.ended = true;
         self.rebase = true;
         self.pending_discontinuity = true;
+    }
+
+    /// Audio still pending when the video has stopped (the publisher left) and its
+    /// last part is complete: one more part of the open segment, rather than lost.
+    /// Audio made elsewhere comes a little after the video it goes with (the
+    /// transcoder's AAC of an MP3 source, in the passthrough: the last 0.5 s of a
+    /// stream was lost). The timeline's end moves past it, so that a returning
+    /// publisher continues after it.
+    fn write_trailing_audio(&mut self) {
+        let has_video = self.tracks.as_ref().is_some_and(|t| t.video.is_some());
+        let Some((last, last_sample)) = self.pending_audio.last() else {
+            return;
+        };
+        let audio_timescale = self.tracks.as_ref().and_then(|t| t.audio.as_ref());
+        let (Some(audio_timescale), Some(video_end)) =
+            (audio_timescale.map(|t| t.timescale), self.timeline_end())
+        else {
+            return;
+        };
+        if !has_video
+            || self
+                .open_segment()
+                .and_then(|s| s.parts.last())
+                .is_none_or(|p| !p.complete)
+        {
+            return;
+        }
+        let main = self.main_timescale();
+        let audio_end = rescale_ticks(
+            last + i64::from(last_sample.duration),
+            audio_timescale,
+            main,
+            Rounding::Up,
+        );
+        // The part starts where the video stopped; its audio may begin before (its
+        // `tfdt` says where), and it lasts until the audio's end, if that is later.
+        let start = video_end;
+        self.ensure_open_part(start, false);
+        if self.flush_chunk().is_err() {
+            return;
+        }
+        if let Some(part) = self
+            .segments
+            .back_mut()
+            .and_then(|s| s.parts.last_mut())
+            .filter(|p| !p.complete)
+        {
+            part.duration = (audio_end - part.start).max(1);
+        }
+        if audio_end > video_end {
+            // The main track ends where this audio does (see `timeline_end`).
+            let interval = self.video.interval.unwrap_or(0);
+            self.video.last_dts = Some(audio_end - interval);
+        }
     }
 
     #[must_use]
@@ -943,7 +1029,7 @@ impl RenditionPackager {
     fn open_new_segment(&mut self, start: i64, boundary: i64, wall_ms: i64) {
         let msn = match self.segments.back() {
             Some(prev) => prev.msn + 1,
-            None => u64::try_from(boundary).unwrap_or(0),
+            None => self.numbering.first_msn(boundary),
         };
         let timescale = i64::from(self.main_timescale().get());
         let (anchor_wall, anchor_ticks) = *self.anchor.get_or_insert((wall_ms, start));

@@ -19,6 +19,9 @@
 //!    therefore never slows the stream or the other targets. The task ends with the
 //!    session.
 //!
+//! The source's video must be H.264: an HEVC or AV1 source is refused per target
+//! with the reason (state `failed`), as plain RTMP targets cannot take it.
+//!
 //! Connectors: `rtmp://` through our own client (`crates/rtmp`), `rtmps://` the same
 //! over TLS (the encoder's connector, trusting the web's public authorities).
 
@@ -254,6 +257,10 @@ async fn forward(
         queue_packets: config.queue_packets,
         ..PublishConfig::default()
     };
+    if let Some(reason) = session.tracks().as_deref().and_then(unforwardable) {
+        refuse(&stream, id, &restreamer, reason, 0);
+        return;
+    }
     let mut backoff = Duration::from_millis(500);
     let publisher = loop {
         if session.is_ended() || *stop.borrow() {
@@ -297,10 +304,15 @@ async fn feed(
     let mut frames = session.subscribe();
     let mut report = tokio::time::interval(Duration::from_millis(500));
     let mut last_bytes = 0;
+    let mut refused = None;
     loop {
         tokio::select! {
             event = frames.recv() => match event {
                 Some(SubscriberEvent::Media(MediaEvent::Tracks(tracks))) => {
+                    if let Some(reason) = unforwardable(&tracks) {
+                        refused = Some(reason);
+                        break;
+                    }
                     publisher.send(&Encoded::Tracks((*tracks).clone()));
                 }
                 Some(SubscriberEvent::Media(MediaEvent::Frame(frame))) => {
@@ -326,10 +338,36 @@ async fn feed(
         }
     }
     let bytes = status.bytes_sent();
-    metrics::counter!("restream_bytes_sent_total", "stream" => stream, "target" => label)
+    metrics::counter!("restream_bytes_sent_total", "stream" => stream.clone(), "target" => label)
         .increment(bytes.saturating_sub(last_bytes));
     publisher.finish().await;
-    restreamer.set(id, TargetPhase::Idle, bytes);
+    match refused {
+        Some(reason) => refuse(&stream, id, restreamer, reason, bytes),
+        None => restreamer.set(id, TargetPhase::Idle, bytes),
+    }
+}
+
+/// Why a source cannot be forwarded, if it cannot. Restreaming sends the source as
+/// it came (no re-encode), and RTMP without Enhanced RTMP, which most targets speak
+/// (nginx-rtmp, many services), carries H.264 video only: an HEVC or AV1 source is
+/// refused with this reason rather than sent as extended FLV tags such a target
+/// would take for garbage. (Sending the top H.264 rung instead would need the
+/// transcoder's output here: not done.)
+fn unforwardable(tracks: &media::Tracks) -> Option<String> {
+    let codec = match tracks.video.as_ref()?.codec {
+        media::CodecConfig::Hevc(_) => "HEVC",
+        media::CodecConfig::Av1(_) => "AV1",
+        _ => return None,
+    };
+    Some(format!(
+        "the source's video is {codec}: restreaming forwards the source without re-encoding, and RTMP targets take H.264 (Enhanced RTMP is not assumed); publish H.264 to restream this stream"
+    ))
+}
+
+/// Marks the target failed for this publish, with the reason, in the log and the API.
+fn refuse(stream: &str, id: i64, restreamer: &Restreamer, reason: String, bytes: u64) {
+    tracing::warn!(stream = %stream, target = id, reason = %reason, "restream refused");
+    restreamer.set(id, TargetPhase::Failed(reason), bytes);
 }
 
 /// A target URL as logs and the API may show it: the key cut to three characters.

@@ -118,6 +118,14 @@ pub(crate) async fn run(
     serve(config, listeners, shutdown).await
 }
 
+/// Where each stream's highest media sequence number is kept, so that a restarted
+/// origin never names other bytes as it named segments before (`DATA/live-msn`).
+fn live_numbering(data_dir: &std::path::Path) -> anyhow::Result<origin::NumberingDir> {
+    let dir = data_dir.join("live-msn");
+    origin::NumberingDir::open(&dir)
+        .with_context(|| format!("cannot create {} (set --data-dir)", dir.display()))
+}
+
 /// [`run`] on listeners bound already.
 pub(crate) async fn serve(
     config: ServeConfig,
@@ -166,7 +174,8 @@ pub(crate) async fn serve(
             ..OriginConfig::default()
         },
         Arc::new(recorder.clone()),
-    );
+    )
+    .with_numbering_store(Arc::new(live_numbering(&config.data_dir)?));
     // Every publish (RTMP, SRT, WHIP) goes to this hub.
     let hub = Hub::new();
     let whep = start_whep(

@@ -3,7 +3,8 @@
 //! forwarded stream from the target's HLS output; the target is killed (its state
 //! turns `failed`, the primary keeps producing parts) and started again on the same
 //! ports (forwarding resumes by itself); bytes sent are in the API and /metrics. And
-//! to a real nginx-rtmp, whose recording ffprobe reads.
+//! to a real nginx-rtmp, whose recording ffprobe reads; an HEVC source is refused to
+//! it with the reason.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -171,6 +172,72 @@ async fn source_is_forwarded_to_nginx_rtmp() {
     assert!(out.contains("aac"), "{out}");
     // 5 s at 30 fps, less the start (the target connects when the publish begins).
     assert!(frames >= 90, "nginx recorded only {frames} frames");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hevc_source_is_refused_to_an_rtmp_target_with_the_reason() {
+    let mut nginx = NginxRtmp::start();
+    let port = nginx.port;
+    let primary = Server::start(&[
+        "--admin-token",
+        TOKEN,
+        "--stream",
+        "main=main-key-0123",
+        "--no-analytics",
+    ]);
+    let response = client()
+        .post(primary.url("/api/streams/main/restreams"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "url": format!("rtmp://127.0.0.1:{port}/live/peer") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // Our client publishes HEVC over Enhanced RTMP.
+    let (mut publisher, log) = rivulet_publish(&[
+        "--test-pattern",
+        "--size",
+        "320x240",
+        "--bitrate",
+        "300k",
+        "--preset",
+        "ultrafast",
+        "--video-codec",
+        "hevc",
+        "--duration",
+        "8",
+        &format!("{}/live/main-key-0123", primary.rtmp),
+    ]);
+    let state = wait_state(&primary, id, "failed").await;
+    let reason = state["reason"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        reason.contains("HEVC") && reason.contains("H.264"),
+        "the reason names the codec and what to do: {state}"
+    );
+    // The stream itself plays on.
+    get_when_ready(
+        &primary.url("/live/main/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publish ends");
+    assert!(status.success(), "publish failed: {}", log.lock().unwrap());
+    assert!(
+        primary.log().contains("restream refused"),
+        "{}",
+        primary.log()
+    );
+    // nginx-rtmp never got the stream: no recording with video.
+    nginx.stop();
+    let recording = nginx.recording("peer");
+    assert!(
+        std::fs::metadata(&recording).map_or(true, |m| m.len() < 1024),
+        "nginx recorded {}",
+        recording.display()
+    );
 }
 
 async fn restreams(server: &Server) -> Value {

@@ -204,6 +204,13 @@ fn segments_start_independent_and_chunks_keep_timing() {
         let video = first.tracks.iter().find(|t| t.track_id == 1).unwrap();
         assert!(video.keyframes[0]);
         assert_eq!(video.base_media_decode_time as i64, seg.start);
+        // Audio in the first chunk too: VLC drops all audio of a stream whose first
+        // fragment has none.
+        assert!(
+            first.tracks.iter().any(|t| t.track_id == 2),
+            "segment {}'s first chunk has audio",
+            seg.msn
+        );
     }
     assert!(text.contains(",INDEPENDENT=YES"));
     // Across all chunks: video tfdt advances by the frame interval, audio by 1024,
@@ -995,4 +1002,97 @@ fn the_main_track_reanchors_after_a_discontinuity() {
     };
     p.handle_frame(frame, t0()).unwrap();
     p.check_invariants();
+}
+
+#[test]
+fn a_session_starting_over_after_a_restart_numbers_above_the_last_one() {
+    // The first process: 20 s from t = 0, segments 0..=9.
+    let mut before = packager();
+    feed(&mut before, &mut Source::new(3000, 60), 600);
+    let floor = before.segments.back().unwrap().msn;
+    assert_eq!(floor, 9);
+    // A new process, the publisher again from t = 0; two renditions share the
+    // numbering, the second starting a GOP later.
+    let numbering = Arc::new(StreamNumbering::new(Some(floor)));
+    let mut renditions: Vec<RenditionPackager> = (0..2)
+        .map(|_| {
+            let mut p =
+                RenditionPackager::with_numbering(PackagerConfig::default(), numbering.clone());
+            p.handle_tracks(tracks(true, true), t0());
+            p
+        })
+        .collect();
+    feed(&mut renditions[0], &mut Source::new(3000, 60), 300);
+    let mut late = Source::new(3000, 60);
+    for _ in 0..60 {
+        late.next();
+    }
+    feed(&mut renditions[1], &mut late, 240);
+    let first: Vec<u64> = renditions
+        .iter()
+        .map(|p| p.segments.front().unwrap().msn)
+        .collect();
+    assert_eq!(first, [10, 11], "above the floor, and aligned");
+    let last: Vec<u64> = renditions
+        .iter()
+        .map(|p| p.segments.back().unwrap().msn)
+        .collect();
+    assert_eq!(last[0], last[1]);
+    // The same source after a restart of only this pipeline (timestamps carried on):
+    // the source's numbers, as any other pipeline fed by it has them.
+    let numbering = Arc::new(StreamNumbering::new(Some(floor)));
+    let mut p = RenditionPackager::with_numbering(PackagerConfig::default(), numbering);
+    p.handle_tracks(tracks(true, true), t0());
+    let mut carried_on = Source::new(3000, 60);
+    for _ in 0..600 {
+        carried_on.next();
+    }
+    feed(&mut p, &mut carried_on, 120);
+    assert_eq!(p.segments.front().unwrap().msn, 10);
+}
+
+#[test]
+fn audio_that_comes_after_the_last_video_frame_is_kept() {
+    // The transcoder's AAC of an MP3 source reaches the passthrough a little after
+    // the video it goes with: at the end, the last 0.5 s of audio came after the last
+    // video frame, whose part was complete, and was lost.
+    let mut p = packager();
+    let mut s = Source::new(3000, 60);
+    let frames: Vec<Frame> = (0..100).flat_map(|_| s.next()).collect();
+    let audio_total = frames.iter().filter(|f| f.kind == TrackKind::Audio).count();
+    let last_video = frames
+        .iter()
+        .rfind(|f| f.kind == TrackKind::Video)
+        .unwrap()
+        .dts
+        .as_secs_f64();
+    let (late, on_time): (Vec<Frame>, Vec<Frame>) = frames
+        .into_iter()
+        .partition(|f| f.kind == TrackKind::Audio && f.dts.as_secs_f64() > last_video - 0.5);
+    for f in on_time.into_iter().chain(late) {
+        p.handle_frame(f, t0()).unwrap();
+        p.check_invariants();
+    }
+    assert!(
+        p.open_segment()
+            .and_then(|s| s.parts.last())
+            .is_some_and(|part| part.complete),
+        "the case: the last video part is complete, the audio still pending"
+    );
+    p.handle_end(t0());
+    p.check_invariants();
+    let audio_written: usize = p
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .flat_map(|p| &p.chunks)
+        .flat_map(|c| inspect_fragment(c).unwrap().tracks)
+        .filter(|t| t.track_id == 2)
+        .map(|t| t.durations.len())
+        .sum();
+    // (The first audio frame came before the first keyframe: nothing to ride in.)
+    assert_eq!(audio_written as u64 + p.frames_dropped, audio_total as u64);
+    let text = p.media_playlist(false, &[]);
+    assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+    assert_part_durations_conform(&text, "a trailing audio part");
 }
