@@ -31,7 +31,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("package", &["media"]),
     // sans-IO WebRTC sessions on str0m (WHEP): H.264/Opus out
     ("webrtc", &["media"]),
-    ("origin", &["access", "hub", "httpd", "media", "package", "record"]),
+    (
+        "origin",
+        &["access", "hub", "httpd", "media", "package", "record"],
+    ),
     // the WebRTC server: the UDP driver, the WHEP/WHIP resources, the AAC/Opus taps
     (
         "webrtc-server",
