@@ -54,11 +54,8 @@ pub(crate) struct EdgeArgs {
     #[command(flatten)]
     pub(crate) tls: crate::tls_options::TlsArgs,
 
-    /// Send a delivery event for every request this edge answers to the analytics
-    /// server at this base URL (`rivulet serve`, or `rivulet analytics`). Events it
-    /// cannot take are dropped and counted, never waited for. [default: none sent]
-    #[arg(long, env = "RIVULET_ANALYTICS_URL", value_name = "URL")]
-    pub(crate) analytics_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) send: crate::config::AnalyticsSendArgs,
 
     /// Bearer token for the analytics server's /api/analytics/events.
     #[arg(
@@ -71,15 +68,6 @@ pub(crate) struct EdgeArgs {
 
     #[command(flatten)]
     pub(crate) proxies: crate::config::TrustedProxyArgs,
-
-    /// Delivery events queued at most; more are dropped (and counted).
-    #[arg(
-        long,
-        env = "RIVULET_ANALYTICS_QUEUE",
-        value_name = "EVENTS",
-        default_value_t = 65_536
-    )]
-    pub(crate) analytics_queue: usize,
 
     #[command(flatten)]
     pub(crate) upstream: crate::http_options::UpstreamArgs,
@@ -180,7 +168,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     args.upstream.apply(&mut config);
     let edge = edge::Edge::new(config);
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
-    if let Some(url) = &args.analytics_url {
+    if let Some(url) = &args.send.analytics_url {
         check_urls(std::slice::from_ref(url), "--analytics-url")?;
     }
     // Bound now, so that this node's name in analytics has the real port.
@@ -189,7 +177,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
     let port = listener.local_addr()?.port();
     // Delivery events go to a remote analytics server; the edge never runs one.
-    let (emitter, drain) = match &args.analytics_url {
+    let (emitter, drain) = match &args.send.analytics_url {
         Some(url) => {
             let (emitter, drain) = analytics::Emitter::remote(
                 url,
@@ -199,7 +187,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
                     trusted_proxies: analytics::TrustedProxies::new(
                         args.proxies.trusted_proxies.clone(),
                     ),
-                    queue: args.analytics_queue.max(1),
+                    queue: args.send.analytics_queue.unwrap_or(65_536).max(1),
                     upstreams: args
                         .origins
                         .iter()
