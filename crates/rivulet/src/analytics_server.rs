@@ -13,7 +13,6 @@ use futures::future::BoxFuture;
 use meta::{MetaStore, TokenSource};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsSettings};
 
@@ -120,10 +119,8 @@ pub(crate) async fn run(
             |p| p.display().to_string()
         )
     );
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(analytics.clone().run(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+    let stop = httpd::shutdown::Stop::new();
+    let worker = tokio::spawn(analytics.clone().run(stop.stopped()));
     crate::systemd::notify_ready();
     httpd::serve(
         listener,
@@ -132,7 +129,7 @@ pub(crate) async fn run(
         shutdown,
     )
     .await;
-    let _ = stop_tx.send(true);
+    stop.trigger();
     worker.await.context("analytics task panicked")?;
     store.close().await;
     tracing::info!("stopped");

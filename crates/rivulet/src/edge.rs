@@ -9,7 +9,6 @@ use axum::routing::get;
 use clap::Args;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// The options of `rivulet edge`.
 #[derive(Args, Debug, Clone)]
@@ -124,22 +123,6 @@ fn check_urls(urls: &[String], what: &'static str) -> anyhow::Result<()> {
     Ok(edge::options::check_http_urls(urls, what)?)
 }
 
-/// Ctrl-C / SIGTERM, as a future factory for every task that must stop.
-fn stop_signal()
--> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    move || {
-        let mut rx = rx.clone();
-        Box::pin(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-    }
-}
-
 fn metrics_route(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
@@ -216,7 +199,8 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
             dvr_record_default: Some(false),
         }))
         .merge(metrics_route(prometheus));
-    let stopped = stop_signal();
+    let stop = httpd::shutdown::Stop::on(httpd::shutdown::signal());
+    let stopped = || stop.stopped();
     let prober = {
         let edge = edge.clone();
         let stop = stopped();
@@ -280,7 +264,8 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
             None
         };
     let router = edge::route::ViewerRouter::new(&args.edges, country_of);
-    let stopped = stop_signal();
+    let stop = httpd::shutdown::Stop::on(httpd::shutdown::signal());
+    let stopped = || stop.stopped();
     let probe = {
         let r = router.clone();
         let stop = stopped();

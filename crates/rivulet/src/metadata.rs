@@ -258,19 +258,12 @@ pub(crate) async fn run(
     .await?;
     declare_webhooks(&store, &config.webhooks).await?;
     let (token, source) = admin_token(config.admin_token.as_ref(), &config.data_dir)?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = httpd::shutdown::Stop::on(shutdown);
     let webhooks = tokio::spawn(meta::webhooks::run_sender(
         store.clone(),
         config.webhooks.sender,
-        stopped(stop_rx.clone()),
+        stop.stopped(),
     ));
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     let (playback, playback_source) = playback_keys(&config.playback_keys, &config.data_dir)?;
     let listener = TcpListener::bind(config.http_listen)
         .await
@@ -298,7 +291,7 @@ pub(crate) async fn run(
         listener,
         app,
         crate::http_options::fit_to_process(config.http.clone()),
-        stopped(stop_rx),
+        stop.stopped(),
     )
     .await;
     webhooks.await.context("webhook task panicked")?;

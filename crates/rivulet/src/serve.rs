@@ -9,13 +9,13 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use httpd::shutdown::Stop;
 use hub::Hub;
 use meta::remote::RemoteKeys;
 use meta::{AdminToken, MetaStore, TokenSource};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use origin::{LiveStreams, OriginConfig};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::analytics_server::ServeAnalytics;
@@ -329,28 +329,6 @@ impl ControlPlane {
             playback_keys,
             playback_source,
         })
-    }
-}
-
-/// One shutdown signal fanned out to every task.
-struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    fn on(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        Self(stop_rx)
-    }
-
-    /// Completes when the shutdown began.
-    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
     }
 }
 
@@ -766,27 +744,4 @@ fn print_banner(
             "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY."
         );
     }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }
