@@ -9,9 +9,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use hub::{Hub, Session};
-use meta::live::{LiveLink, TitleSink};
+use meta::live::{LiveLink, LivePublish, TitleSink};
 use meta::remote::RemoteKeys;
-use meta::{AdminToken, LiveReport, MetaStore, StreamName, TokenSource};
+use meta::{AdminToken, MetaStore, StreamName, TokenSource};
 use origin::live_report::{self, LiveStateSink, PublishFacts, PublishReport};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -171,71 +171,39 @@ struct MetaLive {
     srt_stats: ingest::SrtStatsRegistry,
 }
 
-/// One publish's live state in the metadata server.
+/// One publish's live state in the metadata server, with its SRT statistics.
 struct MetaPublish {
-    meta: LiveLink,
-    stream: String,
-    report: LiveReport,
+    live: LivePublish,
     srt_stats: ingest::SrtStatsRegistry,
-    titles: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LiveStateSink for MetaLive {
     type Report = MetaPublish;
 
     async fn started(&self, stream: &str, facts: &PublishFacts) -> MetaPublish {
-        let report = LiveReport {
-            since: facts.since_ms,
-            ingest_node: Some(self.node.clone()),
-            ..Default::default()
-        };
-        if let Err(e) = self.meta.set_live(stream, &report).await {
-            tracing::warn!(stream = %stream, error = %e, "cannot record the stream as live");
-        }
-        let titles = match &self.meta {
-            LiveLink::Remote(remote) => Some(tokio::spawn(meta::live::follow_remote_title(
-                remote.clone(),
-                stream.to_owned(),
-                title_sink(&self.streams),
-            ))),
-            LiveLink::Local(_) => None,
-        };
+        let titles = title_sink(&self.streams);
+        let live = LivePublish::start(&self.meta, stream, facts.since_ms, &self.node, titles).await;
         MetaPublish {
-            meta: self.meta.clone(),
-            stream: stream.to_owned(),
-            report,
+            live,
             srt_stats: self.srt_stats.clone(),
-            titles,
         }
     }
 }
 
 impl PublishReport for MetaPublish {
     async fn refresh(&mut self, facts: &PublishFacts) {
-        let report = &mut self.report;
-        report.ingest_bitrate = facts
-            .ingest_bitrate
-            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
-        report.renditions =
-            (!facts.renditions.is_empty()).then(|| serde_json::json!(facts.renditions));
         // An SRT publisher's statistics (docs/srt.md).
-        report.ingest_stats = self
+        let stats = self
             .srt_stats
-            .get(&self.stream)
+            .get(self.live.stream())
             .and_then(|s| serde_json::to_value(s).ok());
-        if let Err(e) = self.meta.set_live(&self.stream, report).await {
-            tracing::warn!(stream = %self.stream, error = %e, "cannot update the stream's live state");
-        }
+        self.live
+            .refresh(facts.ingest_bitrate, &facts.renditions, stats)
+            .await;
     }
 
     async fn ended(self) {
-        if let Some(titles) = self.titles {
-            titles.abort();
-        }
-        // Conditional on `since`: if a new publish already started, it stays live.
-        self.meta
-            .set_offline_with_retries(&self.stream, self.report.since)
-            .await;
+        self.live.end().await;
     }
 }
 
