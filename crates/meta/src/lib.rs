@@ -24,6 +24,7 @@
 //! through it (cached; last known good when the server is unreachable).
 
 pub mod api;
+pub mod banner;
 pub mod declared;
 mod error;
 mod events;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use hub::{Hub, Session};
+use meta::banner;
 use meta::live::{LiveLink, LivePublish, TitleSink};
 use meta::remote::RemoteKeys;
 use meta::{AdminToken, MetaStore, StreamName, TokenSource};
@@ -50,8 +51,6 @@ pub(crate) fn admin_token(
     }
 }
 
-use meta::playback_key::{PLAYBACK_KEY_FILE, PLAYBACK_KEY_ID};
-
 /// The keys of signed playback: the configured ones, else the one in
 /// DATA_DIR/playback-key (generated on the first start, like the admin token).
 pub(crate) fn playback_keys(
@@ -59,46 +58,6 @@ pub(crate) fn playback_keys(
     data_dir: &Path,
 ) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
     Ok(meta::playback_key::playback_keys(configured, data_dir)?)
-}
-
-/// The start-up banner's line about the playback key.
-pub(crate) fn print_playback_banner(
-    keys: &access::playback::PlaybackKeys,
-    source: TokenSource,
-    data_dir: &Path,
-) {
-    match source {
-        TokenSource::Configured => println!(
-            "  Playback keys (private streams): {} (the first signs)",
-            keys.ids().collect::<Vec<_>>().join(", ")
-        ),
-        _ => println!(
-            "  Playback key (private streams): id `{PLAYBACK_KEY_ID}` in {}; give edges --playback-key {PLAYBACK_KEY_ID}=\"$(cat FILE)\"",
-            data_dir.join(PLAYBACK_KEY_FILE).display()
-        ),
-    }
-}
-
-/// Lines of the start-up banner about the API and its token.
-pub(crate) fn print_api_banner(
-    http: &str,
-    token: &AdminToken,
-    source: TokenSource,
-    data_dir: &Path,
-) {
-    println!("  API: {http}/api (OpenAPI document: {http}/api/openapi.json)");
-    let file = data_dir.join(meta::TOKEN_FILE);
-    match source {
-        TokenSource::Configured => println!("  Admin token: the one configured"),
-        TokenSource::File => println!("  Admin token: in {}", file.display()),
-        TokenSource::Generated => {
-            println!(
-                "  Admin token (generated now and shown only this once; kept in {}): {}",
-                file.display(),
-                token.expose()
-            );
-        }
-    }
 }
 
 /// A name for this node in the streams' live state: host name and RTMP port.
@@ -252,8 +211,15 @@ pub(crate) async fn run(
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
     // Before the admin token's line: scripts may stop reading at that one.
-    print_playback_banner(&playback, playback_source, &config.data_dir);
-    print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
+    let data_dir = &config.data_dir;
+    print!(
+        "{}",
+        banner::playback_keys(&playback, playback_source, data_dir)
+    );
+    print!(
+        "{}",
+        banner::api(&format!("http://{http}"), &token, source, data_dir)
+    );
     crate::systemd::notify_ready();
     httpd::serve(
         listener,

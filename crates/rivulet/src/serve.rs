@@ -400,11 +400,14 @@ fn print_api_banner(
     analytics: &ServeAnalytics,
 ) {
     match &control.local {
-        Some(local) => metadata::print_api_banner(
-            &format!("http://{}", display_addr(http_addr)),
-            &local.token,
-            local.source,
-            &config.data_dir,
+        Some(local) => print!(
+            "{}",
+            meta::banner::api(
+                &format!("http://{}", display_addr(http_addr)),
+                &local.token,
+                local.source,
+                &config.data_dir,
+            )
         ),
         None => {
             if analytics.local.is_some() {
@@ -553,10 +556,13 @@ fn print_banners(
     let (rtmp_addr, http_addr) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
     print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), config);
     // Before the admin token's line: scripts may stop reading at that one.
-    metadata::print_playback_banner(
-        &control.playback_keys,
-        control.playback_source,
-        &config.data_dir,
+    print!(
+        "{}",
+        meta::banner::playback_keys(
+            &control.playback_keys,
+            control.playback_source,
+            &config.data_dir
+        )
     );
     print_api_banner(http_addr, config, control, analytics);
     if let Some(addr) = listeners.srt.as_ref().and_then(|s| s.local_addr().ok()) {
