@@ -34,6 +34,7 @@ pub mod live;
 mod model;
 pub mod playback_key;
 pub mod publish_hook;
+pub mod record_rules;
 pub mod recordings;
 pub mod remote;
 pub mod restream;
