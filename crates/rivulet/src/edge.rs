@@ -255,11 +255,7 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
             let geo = analytics::GeoIp::open_or_default(args.geoip_db.as_deref())?;
             let proxies = analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone());
-            Some(std::sync::Arc::new(move |peer, forwarded: Option<&str>| {
-                let client = proxies.client_addr(peer, forwarded);
-                let country = geo.country(client);
-                (country != analytics::UNKNOWN).then_some(country)
-            }))
+            Some(std::sync::Arc::new(analytics::viewer_country(geo, proxies)))
         } else {
             None
         };
