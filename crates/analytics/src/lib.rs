@@ -33,6 +33,7 @@
 mod access;
 mod aggregate;
 pub mod api;
+pub mod banner;
 pub mod beacon;
 mod client;
 pub mod cmcd;

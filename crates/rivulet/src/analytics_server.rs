@@ -96,28 +96,10 @@ pub(crate) async fn run(
     let http = crate::serve::display_addr(addr);
     println!("Rivulet analytics server is running.");
     println!("  HTTP: http://{http}/");
-    println!(
-        "  API: http://{http}/api/analytics (OpenAPI document: http://{http}/api/openapi.json)"
-    );
-    println!(
-        "  Delivery events: POST http://{http}/api/analytics/events (rivulet serve --analytics-url http://{http} --analytics-token TOKEN)"
-    );
-    let file = config.data_dir.join(analytics::EVENTS_TOKEN_FILE);
-    match source {
-        TokenSource::Configured => println!("  Events token: the one configured"),
-        TokenSource::File => println!("  Events token: in {}", file.display()),
-        TokenSource::Generated => println!(
-            "  Events token (generated now and shown only this once; kept in {}): {}",
-            file.display(),
-            token.expose()
-        ),
-    }
-    println!(
-        "  GeoIP: {}",
-        analytics.geo().path().map_or_else(
-            || "none (every country \"unknown\")".into(),
-            |p| p.display().to_string()
-        )
+    let geo = analytics.geo();
+    print!(
+        "{}",
+        analytics::banner::alone(&http, &token, source, &config.data_dir, geo)
     );
     let stop = httpd::shutdown::Stop::new();
     let worker = tokio::spawn(analytics.clone().run(stop.stopped()));
