@@ -69,6 +69,19 @@ impl GeoIp {
     }
 }
 
+/// A viewer's country from its connection: the client's address (the peer, or behind
+/// `proxies` the forwarded one) looked up in `geo`; `None`: unknown. The viewer
+/// router's lookup.
+pub fn viewer_country(
+    geo: GeoIp,
+    proxies: crate::TrustedProxies,
+) -> impl Fn(IpAddr, Option<&str>) -> Option<String> + Send + Sync + 'static {
+    move |peer, forwarded| {
+        let country = geo.country(proxies.client_addr(peer, forwarded));
+        (country != UNKNOWN).then_some(country)
+    }
+}
+
 /// Where to look for the database when no path is configured: `analytics-data/` under
 /// the current directory, then next to the executable and its parent directories (a
 /// build in `target/…` of a checkout), then the checkout this binary was built from.

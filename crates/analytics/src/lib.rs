@@ -33,6 +33,7 @@
 mod access;
 mod aggregate;
 pub mod api;
+pub mod banner;
 pub mod beacon;
 mod client;
 pub mod cmcd;
@@ -63,7 +64,7 @@ pub use error::AnalyticsError;
 pub use event::{
     DeliveryBatch, DeliveryEvent, MAX_NODE_NAME_LEN, MAX_STREAM_NAME_LEN, ObjectKind, now_ms,
 };
-pub use geo::{GeoIp, PACKAGE_FILE, UNKNOWN, default_paths};
+pub use geo::{GeoIp, PACKAGE_FILE, UNKNOWN, default_paths, viewer_country};
 pub use known::{DirectoryError, StreamDirectory};
 pub use options::{AnalyticsOptions, AnalyticsOptionsError};
 pub use rollup::{

@@ -20,6 +20,9 @@
 //! - on shutdown, idle connections close at once, requests in flight get a grace
 //!   period, and what is left after it is cut.
 //!
+//! [`shutdown`]: Ctrl-C/SIGTERM and the [`Stop`](shutdown::Stop) every task of a role
+//! waits on.
+//!
 //! Not here: what a role serves, and limits that depend on the request (held requests
 //! per stream, beacon sizes), which belong to the role's crate.
 
@@ -30,6 +33,7 @@ mod io;
 mod limits;
 mod options;
 mod server;
+pub mod shutdown;
 
 pub use held::{HeldLimits, HeldRequest, HeldRequests, HoldError};
 pub use limits::{HttpLimits, RESERVED_DESCRIPTORS};

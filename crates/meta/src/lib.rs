@@ -24,6 +24,7 @@
 //! through it (cached; last known good when the server is unreachable).
 
 pub mod api;
+pub mod banner;
 pub mod declared;
 mod error;
 mod events;
@@ -33,6 +34,7 @@ pub mod live;
 mod model;
 pub mod playback_key;
 pub mod publish_hook;
+pub mod record_rules;
 pub mod recordings;
 pub mod remote;
 pub mod restream;

@@ -263,3 +263,81 @@ pub async fn follow_remote_title(remote: RemoteMeta, stream: String, sink: Title
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
+
+/// One publish's live state in the metadata server, from its start to its end: the
+/// node reports it live, refreshes its facts, and reports it offline. With a remote
+/// server, the stream's title follows the server's events meanwhile.
+pub struct LivePublish {
+    link: LiveLink,
+    stream: String,
+    report: LiveReport,
+    titles: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LivePublish {
+    /// Reports `stream` live since `since_ms` on `node`; with a remote server, its title
+    /// goes to `titles` as it changes there.
+    pub async fn start(
+        link: &LiveLink,
+        stream: &str,
+        since_ms: i64,
+        node: &str,
+        titles: TitleSink,
+    ) -> LivePublish {
+        let report = LiveReport {
+            since: since_ms,
+            ingest_node: Some(node.to_owned()),
+            ..Default::default()
+        };
+        if let Err(e) = link.set_live(stream, &report).await {
+            tracing::warn!(stream = %stream, error = %e, "cannot record the stream as live");
+        }
+        let titles = match link {
+            LiveLink::Remote(remote) => Some(tokio::spawn(follow_remote_title(
+                remote.clone(),
+                stream.to_owned(),
+                titles,
+            ))),
+            LiveLink::Local(_) => None,
+        };
+        LivePublish {
+            link: link.clone(),
+            stream: stream.to_owned(),
+            report,
+            titles,
+        }
+    }
+
+    /// The stream's name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Reports the publish's current facts: the publisher's bitrate, the renditions
+    /// being produced (none: not reported) and its connection statistics.
+    pub async fn refresh(
+        &mut self,
+        ingest_bitrate: Option<u64>,
+        renditions: &[String],
+        ingest_stats: Option<serde_json::Value>,
+    ) {
+        let report = &mut self.report;
+        report.ingest_bitrate = ingest_bitrate.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        report.renditions = (!renditions.is_empty()).then(|| serde_json::json!(renditions));
+        report.ingest_stats = ingest_stats;
+        if let Err(e) = self.link.set_live(&self.stream, report).await {
+            tracing::warn!(stream = %self.stream, error = %e, "cannot update the stream's live state");
+        }
+    }
+
+    /// Reports the publish offline (retrying), and stops following its title.
+    pub async fn end(self) {
+        if let Some(titles) = self.titles {
+            titles.abort();
+        }
+        // Conditional on `since`: if a new publish already started, it stays live.
+        self.link
+            .set_offline_with_retries(&self.stream, self.report.since)
+            .await;
+    }
+}

@@ -13,7 +13,6 @@ use futures::future::BoxFuture;
 use meta::{MetaStore, TokenSource};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsSettings};
 
@@ -97,33 +96,13 @@ pub(crate) async fn run(
     let http = crate::serve::display_addr(addr);
     println!("Rivulet analytics server is running.");
     println!("  HTTP: http://{http}/");
-    println!(
-        "  API: http://{http}/api/analytics (OpenAPI document: http://{http}/api/openapi.json)"
+    let geo = analytics.geo();
+    print!(
+        "{}",
+        analytics::banner::alone(&http, &token, source, &config.data_dir, geo)
     );
-    println!(
-        "  Delivery events: POST http://{http}/api/analytics/events (rivulet serve --analytics-url http://{http} --analytics-token TOKEN)"
-    );
-    let file = config.data_dir.join(analytics::EVENTS_TOKEN_FILE);
-    match source {
-        TokenSource::Configured => println!("  Events token: the one configured"),
-        TokenSource::File => println!("  Events token: in {}", file.display()),
-        TokenSource::Generated => println!(
-            "  Events token (generated now and shown only this once; kept in {}): {}",
-            file.display(),
-            token.expose()
-        ),
-    }
-    println!(
-        "  GeoIP: {}",
-        analytics.geo().path().map_or_else(
-            || "none (every country \"unknown\")".into(),
-            |p| p.display().to_string()
-        )
-    );
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let worker = tokio::spawn(analytics.clone().run(async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+    let stop = httpd::shutdown::Stop::new();
+    let worker = tokio::spawn(analytics.clone().run(stop.stopped()));
     crate::systemd::notify_ready();
     httpd::serve(
         listener,
@@ -132,7 +111,7 @@ pub(crate) async fn run(
         shutdown,
     )
     .await;
-    let _ = stop_tx.send(true);
+    stop.trigger();
     worker.await.context("analytics task panicked")?;
     store.close().await;
     tracing::info!("stopped");

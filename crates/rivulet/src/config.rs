@@ -246,15 +246,24 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) publish_hook: crate::hooks_options::PublishHookArgs,
 
-    /// Send delivery events to a remote analytics server (`rivulet analytics`) at this
-    /// base URL, e.g. http://analytics.example:8080, instead of running analytics in
-    /// this process. Events it cannot take are dropped and counted, never waited for.
-    #[arg(long, env = "RIVULET_ANALYTICS_URL", value_name = "URL")]
-    pub(crate) analytics_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) send: AnalyticsSendArgs,
 
     /// Turn analytics off: no delivery events, no /api/analytics.
     #[arg(long, env = "RIVULET_NO_ANALYTICS")]
     pub(crate) no_analytics: bool,
+}
+
+/// Where delivery events go, shared by `serve` and `edge`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct AnalyticsSendArgs {
+    /// Send a delivery event for every request this node answers to the analytics
+    /// server at this base URL (`rivulet analytics`, or `rivulet serve` for an edge),
+    /// e.g. http://analytics.example:8080; `serve` then runs no analytics of its own.
+    /// Events it cannot take are dropped and counted, never waited for. [default:
+    /// `serve` records in-process, `edge` sends none]
+    #[arg(long, env = "RIVULET_ANALYTICS_URL", value_name = "URL")]
+    pub(crate) analytics_url: Option<String>,
 
     /// Delivery events queued for analytics at most; more are dropped (and counted in
     /// analytics_events_dropped_total) rather than slow serving down. [default: 65536]
@@ -634,7 +643,11 @@ impl ServeArgs {
         }
         let a = &self.analytics;
         let options = analytics::AnalyticsOptions {
-            url: self.analytics_url.clone().or(file.analytics_url.clone()),
+            url: self
+                .send
+                .analytics_url
+                .clone()
+                .or(file.analytics_url.clone()),
             off: self.no_analytics || file.no_analytics == Some(true),
             geoip_db: a.geoip_db.clone().or(file.geoip_db.clone()),
             trusted_proxies: trusted,
@@ -643,7 +656,7 @@ impl ServeArgs {
                 .or(file.analytics_retention_hours),
             window_ms: a.analytics_window_ms.or(file.analytics_window_ms),
             token: a.analytics_token.clone().or(file.analytics_token.clone()),
-            queue: self.analytics_queue.or(file.analytics_queue),
+            queue: self.send.analytics_queue.or(file.analytics_queue),
             limits: a.limits.resolve(file.analytics_limits.as_ref())?,
         };
         Ok(options.resolve(packager.segment_target_ms)?)
@@ -975,7 +988,10 @@ mod tests {
         assert_eq!(c.analytics.mode, AnalyticsMode::Local);
         assert_eq!(c.analytics.retention, Duration::from_secs(48 * 3600));
         let bad = ServeArgs {
-            analytics_url: Some("ftp://x".into()),
+            send: AnalyticsSendArgs {
+                analytics_url: Some("ftp://x".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert!(format!("{:#}", bad.resolve().unwrap_err()).contains("analytics-url"));

@@ -2,7 +2,7 @@
 //! publisher feeding it — a live stream to watch a minute after building, no OBS needed.
 
 use clap::Args;
-use tokio::sync::watch;
+use httpd::shutdown::Stop;
 
 use crate::config::{ServeArgs, StreamDecl};
 use crate::publish::PublishArgs;
@@ -40,22 +40,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (rtmp, http) = (listeners.rtmp_addr()?, listeners.http_addr()?);
     let segment_target_ms = config.packager.segment_target_ms;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let server = tokio::spawn(serve::serve(config, listeners, stopped()));
-    let stop_tx = std::sync::Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            serve::shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-    }
+    let stop = Stop::on(httpd::shutdown::signal());
+    let server = tokio::spawn(serve::serve(config, listeners, stop.stopped()));
 
     let url = format!("rtmp://{}/live/{key}", display_addr(rtmp));
     let publish = PublishArgs {
@@ -110,13 +96,13 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("  Ctrl-C stops everything.");
 
-    let publishing = crate::publish::run(plan, stopped());
+    let publishing = crate::publish::run(plan, stop.stopped());
     let outcome = publishing.await;
     if let Err(e) = &outcome {
         tracing::error!("demo publisher stopped: {e:#}");
     }
     // Ctrl-C stopped both; a publisher that failed on its own stops the server too.
-    let _ = stop_tx.send(true);
+    stop.trigger();
     server.await??;
     outcome
 }

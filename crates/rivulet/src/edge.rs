@@ -9,7 +9,6 @@ use axum::routing::get;
 use clap::Args;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// The options of `rivulet edge`.
 #[derive(Args, Debug, Clone)]
@@ -54,11 +53,8 @@ pub(crate) struct EdgeArgs {
     #[command(flatten)]
     pub(crate) tls: crate::tls_options::TlsArgs,
 
-    /// Send a delivery event for every request this edge answers to the analytics
-    /// server at this base URL (`rivulet serve`, or `rivulet analytics`). Events it
-    /// cannot take are dropped and counted, never waited for. [default: none sent]
-    #[arg(long, env = "RIVULET_ANALYTICS_URL", value_name = "URL")]
-    pub(crate) analytics_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) send: crate::config::AnalyticsSendArgs,
 
     /// Bearer token for the analytics server's /api/analytics/events.
     #[arg(
@@ -71,15 +67,6 @@ pub(crate) struct EdgeArgs {
 
     #[command(flatten)]
     pub(crate) proxies: crate::config::TrustedProxyArgs,
-
-    /// Delivery events queued at most; more are dropped (and counted).
-    #[arg(
-        long,
-        env = "RIVULET_ANALYTICS_QUEUE",
-        value_name = "EVENTS",
-        default_value_t = 65_536
-    )]
-    pub(crate) analytics_queue: usize,
 
     #[command(flatten)]
     pub(crate) upstream: crate::http_options::UpstreamArgs,
@@ -136,22 +123,6 @@ fn check_urls(urls: &[String], what: &'static str) -> anyhow::Result<()> {
     Ok(edge::options::check_http_urls(urls, what)?)
 }
 
-/// Ctrl-C / SIGTERM, as a future factory for every task that must stop.
-fn stop_signal()
--> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Clone {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        crate::serve::shutdown_signal().await;
-        let _ = tx.send(true);
-    });
-    move || {
-        let mut rx = rx.clone();
-        Box::pin(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-    }
-}
-
 fn metrics_route(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
@@ -180,7 +151,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     args.upstream.apply(&mut config);
     let edge = edge::Edge::new(config);
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
-    if let Some(url) = &args.analytics_url {
+    if let Some(url) = &args.send.analytics_url {
         check_urls(std::slice::from_ref(url), "--analytics-url")?;
     }
     // Bound now, so that this node's name in analytics has the real port.
@@ -189,7 +160,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
     let port = listener.local_addr()?.port();
     // Delivery events go to a remote analytics server; the edge never runs one.
-    let (emitter, drain) = match &args.analytics_url {
+    let (emitter, drain) = match &args.send.analytics_url {
         Some(url) => {
             let (emitter, drain) = analytics::Emitter::remote(
                 url,
@@ -199,7 +170,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
                     trusted_proxies: analytics::TrustedProxies::new(
                         args.proxies.trusted_proxies.clone(),
                     ),
-                    queue: args.analytics_queue.max(1),
+                    queue: args.send.analytics_queue.unwrap_or(65_536).max(1),
                     upstreams: args
                         .origins
                         .iter()
@@ -228,7 +199,8 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
             dvr_record_default: Some(false),
         }))
         .merge(metrics_route(prometheus));
-    let stopped = stop_signal();
+    let stop = httpd::shutdown::Stop::on(httpd::shutdown::signal());
+    let stopped = || stop.stopped();
     let prober = {
         let edge = edge.clone();
         let stop = stopped();
@@ -283,16 +255,13 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
             let geo = analytics::GeoIp::open_or_default(args.geoip_db.as_deref())?;
             let proxies = analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone());
-            Some(std::sync::Arc::new(move |peer, forwarded: Option<&str>| {
-                let client = proxies.client_addr(peer, forwarded);
-                let country = geo.country(client);
-                (country != analytics::UNKNOWN).then_some(country)
-            }))
+            Some(std::sync::Arc::new(analytics::viewer_country(geo, proxies)))
         } else {
             None
         };
     let router = edge::route::ViewerRouter::new(&args.edges, country_of);
-    let stopped = stop_signal();
+    let stop = httpd::shutdown::Stop::on(httpd::shutdown::signal());
+    let stopped = || stop.stopped();
     let probe = {
         let r = router.clone();
         let stop = stopped();

@@ -105,26 +105,26 @@ fn run() -> anyhow::Result<()> {
             if args.node.check {
                 return config_ok(&args.node);
             }
-            runtime()?.block_on(serve::run(config, serve::shutdown_signal()))
+            runtime()?.block_on(serve::run(config, httpd::shutdown::signal()))
         }
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
         Command::Publish(args) => {
             let plan = args.plan()?;
-            runtime()?.block_on(publish::run(plan, serve::shutdown_signal()))
+            runtime()?.block_on(publish::run(plan, httpd::shutdown::signal()))
         }
         Command::Meta(args) => {
             let config = args.resolve()?;
             if args.node.check {
                 return config_ok(&args.node);
             }
-            runtime()?.block_on(metadata::run(config, serve::shutdown_signal()))
+            runtime()?.block_on(metadata::run(config, httpd::shutdown::signal()))
         }
         Command::Analytics(args) => {
             let config = args.resolve()?;
             if args.node.check {
                 return config_ok(&args.node);
             }
-            runtime()?.block_on(analytics_server::run(config, serve::shutdown_signal()))
+            runtime()?.block_on(analytics_server::run(config, httpd::shutdown::signal()))
         }
         Command::Streams(args) => runtime()?.block_on(streams::run(args)),
         Command::Edge(args) => runtime()?.block_on(edge::run_edge(args)),

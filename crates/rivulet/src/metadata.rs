@@ -9,9 +9,10 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use hub::{Hub, Session};
-use meta::live::{LiveLink, TitleSink};
+use meta::banner;
+use meta::live::{LiveLink, LivePublish, TitleSink};
 use meta::remote::RemoteKeys;
-use meta::{AdminToken, LiveReport, MetaStore, StreamName, TokenSource};
+use meta::{AdminToken, MetaStore, StreamName, TokenSource};
 use origin::live_report::{self, LiveStateSink, PublishFacts, PublishReport};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -50,8 +51,6 @@ pub(crate) fn admin_token(
     }
 }
 
-use meta::playback_key::{PLAYBACK_KEY_FILE, PLAYBACK_KEY_ID};
-
 /// The keys of signed playback: the configured ones, else the one in
 /// DATA_DIR/playback-key (generated on the first start, like the admin token).
 pub(crate) fn playback_keys(
@@ -59,46 +58,6 @@ pub(crate) fn playback_keys(
     data_dir: &Path,
 ) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
     Ok(meta::playback_key::playback_keys(configured, data_dir)?)
-}
-
-/// The start-up banner's line about the playback key.
-pub(crate) fn print_playback_banner(
-    keys: &access::playback::PlaybackKeys,
-    source: TokenSource,
-    data_dir: &Path,
-) {
-    match source {
-        TokenSource::Configured => println!(
-            "  Playback keys (private streams): {} (the first signs)",
-            keys.ids().collect::<Vec<_>>().join(", ")
-        ),
-        _ => println!(
-            "  Playback key (private streams): id `{PLAYBACK_KEY_ID}` in {}; give edges --playback-key {PLAYBACK_KEY_ID}=\"$(cat FILE)\"",
-            data_dir.join(PLAYBACK_KEY_FILE).display()
-        ),
-    }
-}
-
-/// Lines of the start-up banner about the API and its token.
-pub(crate) fn print_api_banner(
-    http: &str,
-    token: &AdminToken,
-    source: TokenSource,
-    data_dir: &Path,
-) {
-    println!("  API: {http}/api (OpenAPI document: {http}/api/openapi.json)");
-    let file = data_dir.join(meta::TOKEN_FILE);
-    match source {
-        TokenSource::Configured => println!("  Admin token: the one configured"),
-        TokenSource::File => println!("  Admin token: in {}", file.display()),
-        TokenSource::Generated => {
-            println!(
-                "  Admin token (generated now and shown only this once; kept in {}): {}",
-                file.display(),
-                token.expose()
-            );
-        }
-    }
 }
 
 /// A name for this node in the streams' live state: host name and RTMP port.
@@ -171,71 +130,39 @@ struct MetaLive {
     srt_stats: ingest::SrtStatsRegistry,
 }
 
-/// One publish's live state in the metadata server.
+/// One publish's live state in the metadata server, with its SRT statistics.
 struct MetaPublish {
-    meta: LiveLink,
-    stream: String,
-    report: LiveReport,
+    live: LivePublish,
     srt_stats: ingest::SrtStatsRegistry,
-    titles: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl LiveStateSink for MetaLive {
     type Report = MetaPublish;
 
     async fn started(&self, stream: &str, facts: &PublishFacts) -> MetaPublish {
-        let report = LiveReport {
-            since: facts.since_ms,
-            ingest_node: Some(self.node.clone()),
-            ..Default::default()
-        };
-        if let Err(e) = self.meta.set_live(stream, &report).await {
-            tracing::warn!(stream = %stream, error = %e, "cannot record the stream as live");
-        }
-        let titles = match &self.meta {
-            LiveLink::Remote(remote) => Some(tokio::spawn(meta::live::follow_remote_title(
-                remote.clone(),
-                stream.to_owned(),
-                title_sink(&self.streams),
-            ))),
-            LiveLink::Local(_) => None,
-        };
+        let titles = title_sink(&self.streams);
+        let live = LivePublish::start(&self.meta, stream, facts.since_ms, &self.node, titles).await;
         MetaPublish {
-            meta: self.meta.clone(),
-            stream: stream.to_owned(),
-            report,
+            live,
             srt_stats: self.srt_stats.clone(),
-            titles,
         }
     }
 }
 
 impl PublishReport for MetaPublish {
     async fn refresh(&mut self, facts: &PublishFacts) {
-        let report = &mut self.report;
-        report.ingest_bitrate = facts
-            .ingest_bitrate
-            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
-        report.renditions =
-            (!facts.renditions.is_empty()).then(|| serde_json::json!(facts.renditions));
         // An SRT publisher's statistics (docs/srt.md).
-        report.ingest_stats = self
+        let stats = self
             .srt_stats
-            .get(&self.stream)
+            .get(self.live.stream())
             .and_then(|s| serde_json::to_value(s).ok());
-        if let Err(e) = self.meta.set_live(&self.stream, report).await {
-            tracing::warn!(stream = %self.stream, error = %e, "cannot update the stream's live state");
-        }
+        self.live
+            .refresh(facts.ingest_bitrate, &facts.renditions, stats)
+            .await;
     }
 
     async fn ended(self) {
-        if let Some(titles) = self.titles {
-            titles.abort();
-        }
-        // Conditional on `since`: if a new publish already started, it stays live.
-        self.meta
-            .set_offline_with_retries(&self.stream, self.report.since)
-            .await;
+        self.live.end().await;
     }
 }
 
@@ -258,19 +185,12 @@ pub(crate) async fn run(
     .await?;
     declare_webhooks(&store, &config.webhooks).await?;
     let (token, source) = admin_token(config.admin_token.as_ref(), &config.data_dir)?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = httpd::shutdown::Stop::on(shutdown);
     let webhooks = tokio::spawn(meta::webhooks::run_sender(
         store.clone(),
         config.webhooks.sender,
-        stopped(stop_rx.clone()),
+        stop.stopped(),
     ));
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
     let (playback, playback_source) = playback_keys(&config.playback_keys, &config.data_dir)?;
     let listener = TcpListener::bind(config.http_listen)
         .await
@@ -291,14 +211,21 @@ pub(crate) async fn run(
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
     // Before the admin token's line: scripts may stop reading at that one.
-    print_playback_banner(&playback, playback_source, &config.data_dir);
-    print_api_banner(&format!("http://{http}"), &token, source, &config.data_dir);
+    let data_dir = &config.data_dir;
+    print!(
+        "{}",
+        banner::playback_keys(&playback, playback_source, data_dir)
+    );
+    print!(
+        "{}",
+        banner::api(&format!("http://{http}"), &token, source, data_dir)
+    );
     crate::systemd::notify_ready();
     httpd::serve(
         listener,
         app,
         crate::http_options::fit_to_process(config.http.clone()),
-        stopped(stop_rx),
+        stop.stopped(),
     )
     .await;
     webhooks.await.context("webhook task panicked")?;

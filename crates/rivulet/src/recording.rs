@@ -5,6 +5,7 @@
 use clap::Args;
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use meta::record_rules::RecordRules;
 use meta::recordings::{RecordingCatalog, RecordingInfo};
 use record::{RecordPolicy, Recorder, StreamDescription};
 use std::path::Path;
@@ -77,11 +78,11 @@ pub(crate) async fn open(
     store: Option<meta::MetaStore>,
     webhooks: meta::webhooks::SenderConfig,
 ) -> anyhow::Result<Recorder> {
-    let policy = Arc::new(MetaPolicy {
+    let policy = Arc::new(MetaPolicy(RecordRules {
         store,
         default: settings.default,
         webhooks,
-    });
+    }));
     let recorder = settings.open(data_dir, policy).await?;
     // The live thumbnail's painter (FFmpeg) paints the recordings' posters too.
     recorder.set_poster_painter(transcode::thumbnail::keyframe_jpeg);
@@ -97,43 +98,18 @@ pub(crate) fn spawn_retention(
     settings.spawn_retention(recorder, stop)
 }
 
-/// Which streams are recorded: the stream's `record` in the metadata store, else the
-/// configured default (always the default with a remote metadata server).
-struct MetaPolicy {
-    store: Option<meta::MetaStore>,
-    default: bool,
-    /// How `recording.ready` is sent (where the metadata store is here).
-    webhooks: meta::webhooks::SenderConfig,
-}
-
-impl MetaPolicy {
-    async fn stream(&self, name: &str) -> Option<meta::Stream> {
-        let store = self.store.as_ref()?;
-        let name = meta::StreamName::parse(name).ok()?;
-        match store.get(&name).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::debug!(stream = %name, error = %e, "no stream metadata for the recorder");
-                None
-            }
-        }
-    }
-}
+/// The recorder's policy: the metadata store's [`RecordRules`].
+struct MetaPolicy(RecordRules);
 
 impl RecordPolicy for MetaPolicy {
     fn should_record<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, bool> {
-        async move {
-            self.stream(stream)
-                .await
-                .and_then(|s| s.record)
-                .unwrap_or(self.default)
-        }
-        .boxed()
+        self.0.should_record(stream).boxed()
     }
 
     fn describe<'a>(&'a self, stream: &'a str) -> BoxFuture<'a, StreamDescription> {
         async move {
-            self.stream(stream)
+            self.0
+                .stream(stream)
                 .await
                 .map(|s| StreamDescription {
                     title: s.title,
@@ -147,24 +123,16 @@ impl RecordPolicy for MetaPolicy {
     }
 
     fn finished(&self, recording: &record::Recording) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        meta::webhooks::send_event(
-            store,
-            self.webhooks,
-            meta::webhooks::WebhookEvent::RecordingReady,
-            serde_json::json!({
-                "stream": recording.stream,
-                "recording": recording.id,
-                "vod": format!("/vod/{}/master.m3u8", recording.id),
-                "started_at": recording.started_at,
-                "ended_at": recording.ended_at,
-                "duration_ms": recording.duration_ms,
-                "bytes": recording.bytes,
-                "gaps": recording.gaps,
-            }),
-        );
+        self.0.recording_ready(serde_json::json!({
+            "stream": recording.stream,
+            "recording": recording.id,
+            "vod": format!("/vod/{}/master.m3u8", recording.id),
+            "started_at": recording.started_at,
+            "ended_at": recording.ended_at,
+            "duration_ms": recording.duration_ms,
+            "bytes": recording.bytes,
+            "gaps": recording.gaps,
+        }));
     }
 }
 

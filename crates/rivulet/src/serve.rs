@@ -9,13 +9,13 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use httpd::shutdown::Stop;
 use hub::Hub;
 use meta::remote::RemoteKeys;
 use meta::{AdminToken, MetaStore, TokenSource};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use origin::{LiveStreams, OriginConfig};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::analytics_server::ServeAnalytics;
@@ -341,28 +341,6 @@ impl ControlPlane {
     }
 }
 
-/// One shutdown signal fanned out to every task.
-struct Stop(watch::Receiver<bool>);
-
-impl Stop {
-    fn on(shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
-        let (stop_tx, stop_rx) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        Self(stop_rx)
-    }
-
-    /// Completes when the shutdown began.
-    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.0.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }
-}
-
 /// The HTTP app: the origin (its deliveries recorded for analytics), the APIs run
 /// here with one OpenAPI document, the web pages, health and metrics.
 fn http_app(
@@ -431,11 +409,14 @@ fn print_api_banner(
     analytics: &ServeAnalytics,
 ) {
     match &control.local {
-        Some(local) => metadata::print_api_banner(
-            &format!("http://{}", display_addr(http_addr)),
-            &local.token,
-            local.source,
-            &config.data_dir,
+        Some(local) => print!(
+            "{}",
+            meta::banner::api(
+                &format!("http://{}", display_addr(http_addr)),
+                &local.token,
+                local.source,
+                &config.data_dir,
+            )
         ),
         None => {
             if analytics.local.is_some() {
@@ -584,10 +565,13 @@ fn print_banners(
     let (rtmp_addr, http_addr) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
     print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), config);
     // Before the admin token's line: scripts may stop reading at that one.
-    metadata::print_playback_banner(
-        &control.playback_keys,
-        control.playback_source,
-        &config.data_dir,
+    print!(
+        "{}",
+        meta::banner::playback_keys(
+            &control.playback_keys,
+            control.playback_source,
+            &config.data_dir
+        )
     );
     print_api_banner(http_addr, config, control, analytics);
     if let Some(addr) = listeners.srt.as_ref().and_then(|s| s.local_addr().ok()) {
@@ -775,27 +759,4 @@ fn print_banner(
             "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY."
         );
     }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutting down");
 }

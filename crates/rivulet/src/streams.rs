@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use meta::remote::{AdminClient, ListFilter, StreamChanges};
+use meta::remote::{AdminClient, ListFilter, StreamChanges, text};
 use meta::{Stream, StreamWithKey};
 
 /// Options shared by every `streams` command.
@@ -122,7 +122,7 @@ pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&streams)?);
             } else {
-                print_table(&streams);
+                print!("{}", text::table(&streams));
             }
             Ok(())
         }
@@ -155,7 +155,7 @@ pub(crate) async fn run(args: StreamsArgs) -> anyhow::Result<()> {
     }
 }
 
-/// How answers are printed: text, or the API's JSON.
+/// How answers are printed: text ([`meta::remote::text`]), or the API's JSON.
 struct Output<'a> {
     server: &'a str,
     json: bool,
@@ -165,100 +165,18 @@ impl Output<'_> {
     fn print_keyed(&self, what: &str, keyed: &StreamWithKey) -> anyhow::Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(keyed)?);
-            return Ok(());
+        } else {
+            print!("{}", text::keyed(self.server, what, keyed));
         }
-        let rtmp_host = self
-            .server
-            .trim_start_matches("http://")
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("HOST");
-        println!("{what} stream '{}'", keyed.stream.name);
-        println!("key: {}", keyed.key);
-        println!("  (shown only this once: store it now)");
-        println!("  publish: rtmp://{rtmp_host}:1935/live/{}", keyed.key);
-        println!(
-            "  watch:   {}/live/{}/master.m3u8",
-            self.server, keyed.stream.name
-        );
         Ok(())
     }
 
     fn print_stream(&self, stream: &Stream) -> anyhow::Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(stream)?);
-            return Ok(());
-        }
-        println!("name:        {}", stream.name);
-        println!("title:       {}", stream.title);
-        println!("tags:        {}", stream.tags.join(", "));
-        println!(
-            "live:        {}",
-            if stream.live.live { "yes" } else { "no" }
-        );
-        if stream.live.live {
-            for line in live_facts(&stream.live) {
-                println!("  {line}");
-            }
-        }
-        if !stream.description.is_empty() {
-            println!("description:\n{}", stream.description);
+        } else {
+            print!("{}", text::stream(stream));
         }
         Ok(())
-    }
-}
-
-/// The facts the ingest reported about a live stream, one per line.
-fn live_facts(live: &meta::LiveState) -> Vec<String> {
-    let mut lines = Vec::new();
-    if let Some(since) = live.since {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        lines.push(format!(
-            "since:       {since} (ms since the Unix epoch; {} s ago)",
-            (now - since).max(0) / 1000
-        ));
-    }
-    if let Some(node) = &live.ingest_node {
-        lines.push(format!("ingest node: {node}"));
-    }
-    if let Some(bps) = live.ingest_bitrate {
-        lines.push(format!("bitrate:     {:.2} Mbit/s", bps as f64 / 1e6));
-    }
-    if let Some(renditions) = &live.renditions {
-        let names = match renditions.as_array() {
-            Some(list) => list
-                .iter()
-                .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned))
-                .collect::<Vec<_>>()
-                .join(", "),
-            None => renditions.to_string(),
-        };
-        lines.push(format!("renditions:  {names}"));
-    }
-    lines
-}
-
-fn print_table(streams: &[Stream]) {
-    let width = streams
-        .iter()
-        .map(|s| s.name.len())
-        .max()
-        .unwrap_or(0)
-        .max(4);
-    println!("{:width$}  LIVE  TITLE  [TAGS]", "NAME");
-    for s in streams {
-        println!(
-            "{:width$}  {:4}  {}  [{}]",
-            s.name,
-            if s.live.live { "yes" } else { "no" },
-            s.title,
-            s.tags.join(", ")
-        );
-    }
-    if streams.is_empty() {
-        println!("(no streams)");
     }
 }

@@ -1,18 +1,15 @@
 //! WebRTC (WHEP) options: the UDP socket, the addresses advertised to viewers, the
 //! session cap. Each is a flag, a `RIVULET_WEBRTC_…` variable and a key of the config
-//! file's `[webrtc]` table (flag > environment > file > default); see docs/webrtc.md.
+//! file's `[webrtc]` table (flag > environment > file > default; checked by
+//! [`webrtc_server::options`]); see docs/webrtc.md.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
-use serde::Deserialize;
 
-/// The UDP port every WebRTC session shares, unless configured.
-pub(crate) const DEFAULT_LISTEN: SocketAddr =
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189);
-const DEFAULT_MAX_SESSIONS: usize = 500;
+pub(crate) use webrtc_server::{WebRtcOptions as WebRtcFile, WebRtcSettings};
 
 /// The options (flattened into `serve`'s).
 #[derive(Args, Debug, Clone, Default)]
@@ -44,118 +41,24 @@ pub(crate) struct WebRtcArgs {
     pub(crate) no_webrtc: bool,
 }
 
-/// The config file's `[webrtc]` table: the flags' names without `--webrtc-`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WebRtcFile {
-    listen: Option<SocketAddr>,
-    candidates: Option<Vec<IpAddr>>,
-    max_sessions: Option<usize>,
-    enabled: Option<bool>,
-}
-
-/// WebRTC as configured.
-#[derive(Debug, Clone)]
-pub(crate) struct WebRtcSettings {
-    pub(crate) enabled: bool,
-    pub(crate) listen: SocketAddr,
-    /// Whether `listen` was configured (a bind failure is then an error).
-    pub(crate) listen_given: bool,
-    /// Empty: chosen from the bound address ([`candidate_ips`]).
-    pub(crate) candidates: Vec<IpAddr>,
-    pub(crate) max_sessions: usize,
-}
-
-impl Default for WebRtcSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            listen: DEFAULT_LISTEN,
-            listen_given: false,
-            candidates: Vec::new(),
-            max_sessions: DEFAULT_MAX_SESSIONS,
-        }
-    }
-}
-
 impl WebRtcArgs {
+    /// Flag > environment (both in `self`) > file > default.
     pub(crate) fn resolve(&self, file: &WebRtcFile) -> anyhow::Result<WebRtcSettings> {
-        let listen = self.webrtc_listen.or(file.listen);
-        let max_sessions = self
-            .webrtc_max_sessions
-            .or(file.max_sessions)
-            .unwrap_or(DEFAULT_MAX_SESSIONS);
-        if max_sessions == 0 {
-            bail!("--webrtc-max-sessions must be more than 0 (use --no-webrtc to turn WebRTC off)");
-        }
-        let candidates = if self.webrtc_candidate.is_empty() {
-            file.candidates.clone().unwrap_or_default()
-        } else {
-            self.webrtc_candidate.clone()
+        let flags = WebRtcFile {
+            listen: self.webrtc_listen,
+            candidates: (!self.webrtc_candidate.is_empty()).then(|| self.webrtc_candidate.clone()),
+            max_sessions: self.webrtc_max_sessions,
+            enabled: self.no_webrtc.then_some(false),
         };
-        if let Some(bad) = candidates.iter().find(|c| c.is_unspecified()) {
-            bail!(
-                "--webrtc-candidate {bad} is not an address a viewer can reach: give the server's public or LAN IP"
-            );
-        }
-        Ok(WebRtcSettings {
-            enabled: !self.no_webrtc && file.enabled.unwrap_or(true),
-            listen: listen.unwrap_or(DEFAULT_LISTEN),
-            listen_given: listen.is_some(),
-            candidates,
-            max_sessions,
-        })
+        Ok(flags.or(file).resolve()?)
     }
-}
-
-/// The host candidates for a socket bound at `bound`: the configured IPs, else the
-/// bound IP, else (a wildcard) the address this host routes from, else loopback.
-pub(crate) fn candidate_ips(configured: &[IpAddr], bound: SocketAddr) -> Vec<SocketAddr> {
-    if !configured.is_empty() {
-        return configured
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, bound.port()))
-            .collect();
-    }
-    if !bound.ip().is_unspecified() {
-        return vec![bound];
-    }
-    // The source address of a route to a public address: no packet is sent.
-    let routed = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
-        .and_then(|s| {
-            s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
-            s.local_addr()
-        })
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
-    let ip = routed.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    vec![SocketAddr::new(ip, bound.port())]
 }
 
 /// The UDP socket, bound before anything starts. `None`: WebRTC is off.
 pub(crate) async fn bind(
     settings: &WebRtcSettings,
 ) -> anyhow::Result<Option<tokio::net::UdpSocket>> {
-    if !settings.enabled {
-        return Ok(None);
-    }
-    match tokio::net::UdpSocket::bind(settings.listen).await {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if !settings.listen_given => {
-            tracing::warn!(
-                addr = %settings.listen, error = %e,
-                "WebRTC is off: its default UDP port cannot be bound (set --webrtc-listen, or --no-webrtc)"
-            );
-            Ok(None)
-        }
-        Err(e) => Err(e).with_context(|| {
-            format!(
-                "cannot listen for WebRTC on UDP {} (is another server using the port? set --webrtc-listen)",
-                settings.listen
-            )
-        }),
-    }
+    Ok(webrtc_server::options::bind(settings).await?)
 }
 
 /// Starts the WebRTC server on `socket`: its state (for the routes) and its task.
@@ -170,11 +73,7 @@ pub(crate) fn start(
     let bound = socket
         .local_addr()
         .context("the WebRTC socket has no address")?;
-    let config = webrtc_server::ServerConfig {
-        candidates: candidate_ips(&settings.candidates, bound),
-        max_sessions: settings.max_sessions,
-        whip: Some(whip),
-    };
+    let config = settings.server_config(bound, whip);
     let reports: Arc<dyn webrtc_server::ViewerReports> = Arc::new(AnalyticsReports(analytics));
     webrtc_server::start(socket, &config, streams, reports, stop).context("cannot start WebRTC")
 }
@@ -209,79 +108,23 @@ impl webrtc_server::ViewerReports for AnalyticsReports {
 mod tests {
     use super::*;
 
-    fn file(toml_text: &str) -> WebRtcFile {
-        toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"))
-    }
-
     #[test]
-    fn flags_win_over_the_file_and_defaults_fill_the_rest() {
-        let none = WebRtcArgs::default();
-        let s = none
-            .resolve(&WebRtcFile::default())
+    fn flags_win_over_the_file() {
+        let file: WebRtcFile = toml::from_str("max_sessions = 7\ncandidates = [\"192.0.2.5\"]\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.enabled && !s.listen_given);
-        assert_eq!((s.listen, s.max_sessions), (DEFAULT_LISTEN, 500));
-
-        let f =
-            file("listen = \"127.0.0.1:9000\"\ncandidates = [\"192.0.2.5\"]\nmax_sessions = 7\n");
-        let s = none.resolve(&f).unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.listen_given);
-        assert_eq!(s.listen.port(), 9000);
-        assert_eq!(s.max_sessions, 7);
-        assert_eq!(
-            s.candidates,
-            vec![
-                "192.0.2.5"
-                    .parse::<IpAddr>()
-                    .unwrap_or_else(|e| panic!("{e}"))
-            ]
-        );
-
+        let s = WebRtcArgs::default()
+            .resolve(&file)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.enabled);
+        assert_eq!((s.max_sessions, s.candidates.len()), (7, 1));
         let flags = WebRtcArgs {
             webrtc_max_sessions: Some(3),
             no_webrtc: true,
             ..WebRtcArgs::default()
         };
-        let s = flags.resolve(&f).unwrap_or_else(|e| panic!("{e}"));
+        let s = flags.resolve(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.max_sessions, 3);
         assert!(!s.enabled);
-    }
-
-    #[test]
-    fn bad_values_are_refused_with_the_reason() {
-        let zero = WebRtcArgs {
-            webrtc_max_sessions: Some(0),
-            ..WebRtcArgs::default()
-        };
-        let e = zero
-            .resolve(&WebRtcFile::default())
-            .err()
-            .map(|e| e.to_string());
-        assert!(e.is_some_and(|e| e.contains("--webrtc-max-sessions")));
-        let wildcard = WebRtcArgs {
-            webrtc_candidate: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
-            ..WebRtcArgs::default()
-        };
-        let e = wildcard
-            .resolve(&WebRtcFile::default())
-            .err()
-            .map(|e| e.to_string());
-        assert!(e.is_some_and(|e| e.contains("reach")));
         assert!(toml::from_str::<WebRtcFile>("lisen = \"x\"").is_err());
-    }
-
-    #[test]
-    fn candidates_follow_the_bound_socket() {
-        let bound: SocketAddr = "127.0.0.1:8189".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(candidate_ips(&[], bound), vec![bound]);
-        let public: IpAddr = "203.0.113.7".parse().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            candidate_ips(&[public], bound),
-            vec![SocketAddr::new(public, 8189)]
-        );
-        let wildcard = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189);
-        let chosen = candidate_ips(&[], wildcard);
-        assert_eq!(chosen.len(), 1);
-        assert!(!chosen[0].ip().is_unspecified() && chosen[0].port() == 8189);
     }
 }

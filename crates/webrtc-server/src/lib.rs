@@ -12,11 +12,14 @@
 //! - The taps: the media of each (stream, rendition) that has viewers, followed on a
 //!   dedicated thread (the AAC → Opus transcode is blocking work), converted once
 //!   (H.264 to Annex B, AAC to Opus) and shared by `Arc` with every viewer.
+//! - [`options`]: the `[webrtc]` table and `--webrtc-…` flags, checked, and the UDP
+//!   socket bound by them.
 //!
 //! Viewers are reported through [`ViewerReports`], which the binary implements on
 //! its analytics emitter (the data path does not depend on the control plane).
 
 mod driver;
+pub mod options;
 mod tap;
 mod whep;
 mod whip;
@@ -32,6 +35,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use webrtc::WhepConfig;
 
+pub use options::{WebRtcOptions, WebRtcSettings};
 pub use whep::{disabled_router, router};
 
 /// Video RTP packets kept per viewer for NACK resends: 100 datagrams of at most 1200

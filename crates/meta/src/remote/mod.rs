@@ -7,6 +7,7 @@
 //!   [`RemoteMeta`], with a short-lived cache of answers and last-known-good keys
 //!   when the server is unreachable ([`KeyCache`], sans-IO).
 //! - [`AdminClient`]: the admin API's streams commands (`rivulet streams …`).
+//! - [`text`]: the admin API's answers as text for a terminal.
 //! - [`SseParser`]: the `text/event-stream` parser behind [`RemoteEvents`].
 //!
 //! Plain `http://` only (no TLS in this build): run the metadata server on a private
@@ -17,6 +18,7 @@ mod cache;
 mod keys;
 mod options;
 mod sse;
+pub mod text;
 
 use std::time::Duration;
 

@@ -1,0 +1,236 @@
+//! The WebRTC options as the config file's `[webrtc]` table holds them and the
+//! binary's flags give them (`--webrtc-…`): merged ([`WebRtcOptions::or`], flags over
+//! the file), checked into [`WebRtcSettings`], and the UDP socket bound by them
+//! ([`bind`]). Errors name the flag. See docs/webrtc.md.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+
+use crate::{ServerConfig, WhipIngest};
+
+/// The UDP port every WebRTC session shares, unless configured.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189);
+const DEFAULT_MAX_SESSIONS: usize = 500;
+
+/// The config file's `[webrtc]` table: the flags' names without `--webrtc-`; `None`:
+/// not given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcOptions {
+    pub listen: Option<SocketAddr>,
+    pub candidates: Option<Vec<IpAddr>>,
+    pub max_sessions: Option<usize>,
+    pub enabled: Option<bool>,
+}
+
+/// WebRTC as configured.
+#[derive(Debug, Clone)]
+pub struct WebRtcSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// Whether `listen` was configured (a bind failure is then an error).
+    pub listen_given: bool,
+    /// Empty: chosen from the bound address ([`candidate_ips`]).
+    pub candidates: Vec<IpAddr>,
+    pub max_sessions: usize,
+}
+
+/// A WebRTC option set to what cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WebRtcOptionsError {
+    #[error("--webrtc-max-sessions must be more than 0 (use --no-webrtc to turn WebRTC off)")]
+    MaxSessions,
+    #[error(
+        "--webrtc-candidate {0} is not an address a viewer can reach: give the server's public or LAN IP"
+    )]
+    Candidate(IpAddr),
+}
+
+/// The configured UDP address cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot listen for WebRTC on UDP {addr} (is another server using the port? set --webrtc-listen)"
+)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl Default for WebRtcSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: DEFAULT_LISTEN,
+            listen_given: false,
+            candidates: Vec::new(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+        }
+    }
+}
+
+impl WebRtcOptions {
+    /// Each option of `self`, else `other`'s (flags over the file).
+    pub fn or(self, other: &WebRtcOptions) -> WebRtcOptions {
+        WebRtcOptions {
+            listen: self.listen.or(other.listen),
+            candidates: self.candidates.or_else(|| other.candidates.clone()),
+            max_sessions: self.max_sessions.or(other.max_sessions),
+            enabled: self.enabled.or(other.enabled),
+        }
+    }
+
+    /// The settings, defaults filling what is not given.
+    pub fn resolve(&self) -> Result<WebRtcSettings, WebRtcOptionsError> {
+        let max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
+        if max_sessions == 0 {
+            return Err(WebRtcOptionsError::MaxSessions);
+        }
+        let candidates = self.candidates.clone().unwrap_or_default();
+        if let Some(bad) = candidates.iter().find(|c| c.is_unspecified()) {
+            return Err(WebRtcOptionsError::Candidate(*bad));
+        }
+        Ok(WebRtcSettings {
+            enabled: self.enabled.unwrap_or(true),
+            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
+            listen_given: self.listen.is_some(),
+            candidates,
+            max_sessions,
+        })
+    }
+}
+
+impl WebRtcSettings {
+    /// The server's configuration for a socket bound at `bound`.
+    pub fn server_config(&self, bound: SocketAddr, whip: WhipIngest) -> ServerConfig {
+        ServerConfig {
+            candidates: candidate_ips(&self.candidates, bound),
+            max_sessions: self.max_sessions,
+            whip: Some(whip),
+        }
+    }
+}
+
+/// The host candidates for a socket bound at `bound`: the configured IPs, else the
+/// bound IP, else (a wildcard) the address this host routes from, else loopback.
+pub fn candidate_ips(configured: &[IpAddr], bound: SocketAddr) -> Vec<SocketAddr> {
+    if !configured.is_empty() {
+        return configured
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, bound.port()))
+            .collect();
+    }
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    // The source address of a route to a public address: no packet is sent.
+    let routed = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| {
+            s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+            s.local_addr()
+        })
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified() && !ip.is_loopback());
+    let ip = routed.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    vec![SocketAddr::new(ip, bound.port())]
+}
+
+/// The UDP socket, bound before anything starts. `None`: WebRTC is off (turned off,
+/// or the default port is taken: a warning).
+pub async fn bind(settings: &WebRtcSettings) -> Result<Option<UdpSocket>, BindError> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    match UdpSocket::bind(settings.listen).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if !settings.listen_given => {
+            tracing::warn!(
+                addr = %settings.listen, error = %e,
+                "WebRTC is off: its default UDP port cannot be bound (set --webrtc-listen, or --no-webrtc)"
+            );
+            Ok(None)
+        }
+        Err(source) => Err(BindError {
+            addr: settings.listen,
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_first_given_wins_and_defaults_fill_the_rest() {
+        let s = WebRtcOptions::default()
+            .resolve()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.enabled && !s.listen_given);
+        assert_eq!((s.listen, s.max_sessions), (DEFAULT_LISTEN, 500));
+
+        let file = WebRtcOptions {
+            listen: Some(SocketAddr::new(ip("127.0.0.1"), 9000)),
+            candidates: Some(vec![ip("192.0.2.5")]),
+            max_sessions: Some(7),
+            enabled: None,
+        };
+        let s = WebRtcOptions::default()
+            .or(&file)
+            .resolve()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.listen_given);
+        assert_eq!((s.listen.port(), s.max_sessions), (9000, 7));
+        assert_eq!(s.candidates, vec![ip("192.0.2.5")]);
+
+        let flags = WebRtcOptions {
+            max_sessions: Some(3),
+            enabled: Some(false),
+            ..WebRtcOptions::default()
+        };
+        let s = flags.or(&file).resolve().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.max_sessions, 3);
+        assert!(!s.enabled);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag() {
+        let zero = WebRtcOptions {
+            max_sessions: Some(0),
+            ..WebRtcOptions::default()
+        };
+        let e = zero.resolve().err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("--webrtc-max-sessions")));
+        let wildcard = WebRtcOptions {
+            candidates: Some(vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]),
+            ..WebRtcOptions::default()
+        };
+        let e = wildcard.resolve().err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("reach")));
+    }
+
+    #[test]
+    fn candidates_follow_the_bound_socket() {
+        let bound = SocketAddr::new(ip("127.0.0.1"), 8189);
+        assert_eq!(candidate_ips(&[], bound), vec![bound]);
+        let public = ip("203.0.113.7");
+        assert_eq!(
+            candidate_ips(&[public], bound),
+            vec![SocketAddr::new(public, 8189)]
+        );
+        let chosen = candidate_ips(
+            &[],
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189),
+        );
+        assert_eq!(chosen.len(), 1);
+        assert!(!chosen[0].ip().is_unspecified() && chosen[0].port() == 8189);
+    }
+}
