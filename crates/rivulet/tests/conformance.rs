@@ -369,7 +369,7 @@ async fn keyframes_every_60_frames_at_25_fps() {
 
 /// Checks stream `name`'s source rendition while a 7 s ffmpeg session ends and
 /// `second` (given the publish URL) continues the stream with the same key.
-async fn two_sessions(server: &Server, name: &str, second: impl FnOnce(&str) -> Child) {
+async fn two_sessions(server: &Server, name: &str, second: impl FnOnce(&str) -> KillOnDrop) {
     let url = format!("{}/live/{name}-key", server.rtmp);
     let mut first = KillOnDrop(ffmpeg(&url, 7, 30, 60, 0));
     let checker = tokio::spawn({
@@ -382,7 +382,7 @@ async fn two_sessions(server: &Server, name: &str, second: impl FnOnce(&str) -> 
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let _second = KillOnDrop(second(&url));
+    let _second = second(&url);
     let seen = checker
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
@@ -394,7 +394,10 @@ async fn a_publisher_that_reconnects() {
     let server = server("again", "again-key", &[]);
     // A new session continues the stream (a discontinuity, with keyframes off the old
     // 2 s grid).
-    two_sessions(&server, "again", |url| ffmpeg(url, 16, 30, 60, 0)).await;
+    two_sessions(&server, "again", |url| {
+        KillOnDrop(ffmpeg(url, 16, 30, 60, 0))
+    })
+    .await;
     let text = get_text(&server.url("/live/again/source/index.m3u8"))
         .await
         .1;
@@ -435,10 +438,61 @@ async fn a_key_that_switches_to_audio_only() {
     // period: the segments already published keep their durations (the timeline
     // continues in the audio timescale), and the new parts conform.
     let server = server("switch", "switch-key", &[]);
-    two_sessions(&server, "switch", |url| ffmpeg_audio_only(url, 16)).await;
+    two_sessions(&server, "switch", |url| {
+        KillOnDrop(ffmpeg_audio_only(url, 16))
+    })
+    .await;
     let (_, master) = get_text(&server.url("/live/switch/master.m3u8")).await;
     assert!(
         master.contains("CODECS=\"mp4a.40.2\"") && !master.contains("avc1"),
         "the master lists the audio-only stream as it is now:\n{master}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_fps_with_b_frames() {
+    let server = server("fps60", "fps60-key", &[]);
+    let _ffmpeg = KillOnDrop(ffmpeg(
+        &format!("{}/live/fps60-key", server.rtmp),
+        24,
+        60,
+        120,
+        2,
+    ));
+    check_stream(&server, "fps60", &["source"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_codec_change_from_h264_to_hevc() {
+    // H.264 from ffmpeg, then the same key publishes HEVC (our client, Enhanced RTMP)
+    // within the grace period: a new init segment after a discontinuity, and the parts
+    // on both sides of it conform.
+    let server = server("codec", "codec-key", &[]);
+    two_sessions(&server, "codec", |url| {
+        rivulet_publish(&[
+            "--test-pattern",
+            "--size",
+            "320x240",
+            "--fps",
+            "30",
+            "--bitrate",
+            "300k",
+            "--preset",
+            "ultrafast",
+            "--video-codec",
+            "hevc",
+            "--duration",
+            "16",
+            url,
+        ])
+        .0
+    })
+    .await;
+    let (_, master) = get_text(&server.url("/live/codec/master.m3u8")).await;
+    assert!(
+        master.contains("CODECS=\"hvc1."),
+        "the master lists the stream as it is now, HEVC:\n{master}"
+    );
+    let (_, media) = get_text(&server.url("/live/codec/source/index.m3u8")).await;
+    assert!(media.contains("#EXT-X-DISCONTINUITY"), "{media}");
 }
