@@ -37,3 +37,15 @@ pub fn alone(
          {token_line}\n  GeoIP: {geo}\n"
     )
 }
+
+/// Where `serve`'s analytics is (`http`: its address as people type it): here, a
+/// remote server, or off.
+pub fn serve(mode: &crate::AnalyticsMode, http: &str) -> String {
+    match mode {
+        crate::AnalyticsMode::Local => format!(
+            "  Analytics: http://{http}/api/analytics/summary (beacons: POST /api/analytics/beacons)\n"
+        ),
+        crate::AnalyticsMode::Remote(url) => format!("  Analytics: delivery events to {url}\n"),
+        crate::AnalyticsMode::Off => "  Analytics: off\n".to_owned(),
+    }
+}

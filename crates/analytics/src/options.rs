@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::{
     AnalyticsLimits, AnalyticsMode, AnalyticsSettings, EventsToken, EventsTokenError, ProxyNet,
-    TrustedProxies,
+    ProxyNetError, TrustedProxies,
 };
 
 /// The analytics options of `serve` and `analytics`; `None`: not given.
@@ -17,7 +17,10 @@ pub struct AnalyticsOptions {
     /// No analytics at all.
     pub off: bool,
     pub geoip_db: Option<PathBuf>,
+    /// The flags' trusted proxies, which replace the file's when there are any.
     pub trusted_proxies: Vec<ProxyNet>,
+    /// The config file's `trusted_proxies`, as written (checked even when replaced).
+    pub file_trusted_proxies: Vec<String>,
     pub retention_hours: Option<u64>,
     pub window_ms: Option<u64>,
     /// The events token (an empty one is none).
@@ -36,6 +39,8 @@ pub enum AnalyticsOptionsError {
     Window,
     #[error("check --analytics-token (RIVULET_ANALYTICS_TOKEN, analytics_token)")]
     Token(#[source] EventsTokenError),
+    #[error("in the config file's trusted_proxies")]
+    FileProxy(#[source] ProxyNetError),
 }
 
 impl AnalyticsOptions {
@@ -60,10 +65,17 @@ impl AnalyticsOptions {
         if window_ms == 0 {
             return Err(AnalyticsOptionsError::Window);
         }
+        let mut trusted_proxies = (self.file_trusted_proxies.iter())
+            .map(|p| p.parse::<ProxyNet>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(AnalyticsOptionsError::FileProxy)?;
+        if !self.trusted_proxies.is_empty() {
+            trusted_proxies = self.trusted_proxies;
+        }
         Ok(AnalyticsSettings {
             mode,
             geoip_db: self.geoip_db,
-            trusted_proxies: TrustedProxies::new(self.trusted_proxies),
+            trusted_proxies: TrustedProxies::new(trusted_proxies),
             retention: Duration::from_secs(3600 * self.retention_hours.unwrap_or(48)),
             window_ms: i64::try_from(window_ms).unwrap_or(i64::MAX),
             token: self

@@ -7,8 +7,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use clap::Args;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The options of `rivulet edge`.
 #[derive(Args, Debug, Clone)]
@@ -56,14 +55,8 @@ pub(crate) struct EdgeArgs {
     #[command(flatten)]
     pub(crate) send: crate::config::AnalyticsSendArgs,
 
-    /// Bearer token for the analytics server's /api/analytics/events.
-    #[arg(
-        long,
-        env = "RIVULET_ANALYTICS_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub(crate) analytics_token: Option<String>,
+    #[command(flatten)]
+    pub(crate) token: crate::config::AnalyticsTokenArgs,
 
     #[command(flatten)]
     pub(crate) proxies: crate::config::TrustedProxyArgs,
@@ -132,9 +125,7 @@ fn metrics_route(handle: PrometheusHandle) -> Router {
 
 pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     check_urls(&args.origins, "--origin")?;
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let prometheus = crate::serve::install_metrics()?;
     let mut config = edge::EdgeConfig {
         upstreams: args.origins.clone(),
         cache_bytes: args.cache_size,
@@ -155,38 +146,29 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         check_urls(std::slice::from_ref(url), "--analytics-url")?;
     }
     // Bound now, so that this node's name in analytics has the real port.
-    let listener = TcpListener::bind(args.http_listen)
+    let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
     let port = listener.local_addr()?.port();
-    // Delivery events go to a remote analytics server; the edge never runs one.
-    let (emitter, drain) = match &args.send.analytics_url {
-        Some(url) => {
-            let (emitter, drain) = analytics::Emitter::remote(
-                url,
-                args.analytics_token.clone(),
-                analytics::EmitConfig {
-                    edge: crate::metadata::node_name(port),
-                    trusted_proxies: analytics::TrustedProxies::new(
-                        args.proxies.trusted_proxies.clone(),
-                    ),
-                    queue: args.send.analytics_queue.unwrap_or(65_536).max(1),
-                    upstreams: args
-                        .origins
-                        .iter()
-                        .map(|o| o.trim_end_matches('/').to_owned())
-                        .collect(),
-                    ..Default::default()
-                },
-            );
-            (emitter, Some(tokio::spawn(drain)))
-        }
-        None => (analytics::Emitter::disabled(), None),
-    };
+    let analytics = analytics::Serving::remote(
+        args.send.analytics_url.as_deref(),
+        args.token.analytics_token.clone(),
+        analytics::EmitConfig {
+            edge: meta::live::node_name(port),
+            trusted_proxies: analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone()),
+            queue: args.send.analytics_queue.unwrap_or(65_536).max(1),
+            upstreams: args
+                .origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            ..Default::default()
+        },
+    );
     let app = edge
         .router()
         .layer(axum::middleware::from_fn_with_state(
-            emitter,
+            analytics.emitter.clone(),
             analytics::record_delivery,
         ))
         // The viewer page too, so that a viewer the router sends here can watch; its
@@ -208,7 +190,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     };
     let tls = match args.tls.resolve(None, None)? {
         Some(files) => {
-            let cert = crate::tls_options::load(&files)?;
+            let cert = tls::load(&files)?;
             let config = crate::tls_options::server_config(&cert, crate::tls_options::HTTP_ALPN)?;
             tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stopped()));
             Some(config)
@@ -223,22 +205,17 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         None => httpd::serve(listener, app, limits, stopped()).await,
     }
     prober.abort();
-    if let Some(drain) = drain {
-        // The server (and its emitter) is gone: the last batch goes out, or times out.
-        let _ = tokio::time::timeout(Duration::from_secs(6), drain).await;
-    }
+    // The server (and its emitter) is gone: the last batch goes out, or times out.
+    analytics.stop().await;
     Ok(())
 }
 
 fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
     println!("Rivulet edge is running.");
-    println!(
-        "  HTTP edge: {scheme}://{}/",
-        crate::serve::display_addr(addr)
-    );
+    println!("  HTTP edge: {scheme}://{}/", httpd::display_addr(addr));
     println!(
         "  viewer page: {scheme}://{}/watch/NAME",
-        crate::serve::display_addr(addr)
+        httpd::display_addr(addr)
     );
     println!(
         "  upstreams (in order of preference): {}",
@@ -247,9 +224,7 @@ fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
 }
 
 pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let prometheus = crate::serve::install_metrics()?;
     // Countries are looked up only when some edge is tied to one.
     let country_of: Option<edge::route::CountryOf> =
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
@@ -267,13 +242,13 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
         let stop = stopped();
         tokio::spawn(async move { r.probe(Duration::from_secs(1), stop).await })
     };
-    let listener = TcpListener::bind(args.http_listen)
+    let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
     println!("Rivulet router is running.");
     println!(
         "  HTTP router: http://{}/",
-        crate::serve::display_addr(listener.local_addr()?)
+        httpd::display_addr(listener.local_addr()?)
     );
     for e in &args.edges {
         if e.countries.is_empty() {

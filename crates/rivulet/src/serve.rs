@@ -15,12 +15,14 @@ use meta::remote::RemoteKeys;
 use meta::{AdminToken, MetaStore, TokenSource};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use origin::{LiveStreams, OriginConfig};
+use tls::TlsListeners;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::analytics_server::ServeAnalytics;
 use crate::config::{AnalyticsMode, MetaMode, ServeConfig};
 use crate::metadata;
+use httpd::display_addr;
 
 /// The listening sockets of `serve`, bound before anything else starts so that a
 /// caller (`demo`, tests) knows the real ports when it asked for port 0.
@@ -35,60 +37,13 @@ pub(crate) struct Listeners {
     srt: Option<tokio::net::UdpSocket>,
 }
 
-struct TlsListeners {
-    cert: Arc<tls::ReloadingCert>,
-    rtmps: Option<TcpListener>,
-    https: Option<TcpListener>,
-}
-
-impl TlsListeners {
-    /// Loads the certificate (a bad one stops the start, naming the file) and binds
-    /// the listeners that need it.
-    async fn bind(config: &crate::config::TlsListeners) -> anyhow::Result<Option<Self>> {
-        let Some(files) = &config.files else {
-            return Ok(None);
-        };
-        if config.rtmps_listen.is_none() && config.https_listen.is_none() {
-            tracing::warn!(
-                "--tls-cert and --tls-key are set but no TLS listener is: add --rtmps-listen and/or --https-listen"
-            );
-            return Ok(None);
-        }
-        let cert = crate::tls_options::load(files)?;
-        let rtmps = match config.rtmps_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen for RTMPS on {addr} (is another server using the port? set --rtmps-listen)")
-            })?),
-            None => None,
-        };
-        let https = match config.https_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen for HTTPS on {addr} (is another server using the port? set --https-listen)")
-            })?),
-            None => None,
-        };
-        Ok(Some(Self { cert, rtmps, https }))
-    }
-
-    fn rtmps_addr(&self) -> Option<std::net::SocketAddr> {
-        self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
-    fn https_addr(&self) -> Option<std::net::SocketAddr> {
-        self.https.as_ref().and_then(|l| l.local_addr().ok())
-    }
-}
-
 impl Listeners {
     pub(crate) async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
         // First: a certificate that cannot be used stops the start before any port is taken.
-        let tls = TlsListeners::bind(&config.tls).await?;
-        let rtmp = TcpListener::bind(config.rtmp_listen)
-            .await
-            .with_context(|| format!("cannot listen for RTMP on {} (is another server using the port? set --rtmp-listen)", config.rtmp_listen))?;
-        let http = TcpListener::bind(config.http_listen)
-            .await
-            .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+        let t = &config.tls;
+        let tls = TlsListeners::bind(t.files.as_ref(), t.rtmps_listen, t.https_listen).await?;
+        let rtmp = httpd::bind(config.rtmp_listen, "RTMP", "--rtmp-listen").await?;
+        let http = httpd::bind(config.http_listen, "HTTP", "--http-listen").await?;
         let webrtc = crate::webrtc_options::bind(&config.webrtc).await?;
         let srt = config.srt.bind().await?;
         Ok(Self {
@@ -132,21 +87,14 @@ pub(crate) async fn serve(
     mut listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (set --data-dir)",
-            config.data_dir.display()
-        )
-    })?;
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    create_data_dir(&config.data_dir)?;
+    let prometheus = crate::serve::install_metrics()?;
     let rtmp_addr = listeners.rtmp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let node = config
         .node_name
         .clone()
-        .unwrap_or_else(|| metadata::node_name(rtmp_addr.port()));
+        .unwrap_or_else(|| meta::live::node_name(rtmp_addr.port()));
 
     let control = ControlPlane::open(&config).await?;
     let stop = Stop::on(shutdown);
@@ -279,15 +227,14 @@ impl ControlPlane {
     async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
         let (link, keys, local) = match &config.meta {
             MetaMode::Local => {
-                let store = metadata::open_store(
+                let (store, token, source) = meta::declared::open_server(
                     config.database_url.as_deref(),
                     &config.data_dir,
                     &config.streams,
+                    &config.webhooks.declared,
+                    config.admin_token.as_ref(),
                 )
                 .await?;
-                metadata::declare_webhooks(&store, &config.webhooks).await?;
-                let (token, source) =
-                    metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
                 (
                     meta::live::LiveLink::Local(store.clone()),
                     Arc::new(store.clone()) as Arc<dyn ingest::StreamKeys>,
@@ -305,7 +252,7 @@ impl ControlPlane {
                     );
                 }
                 let keys = RemoteKeys::new(settings.client()?, settings.cache);
-                metadata::declare_remote(&keys, &config.streams).await?;
+                meta::declared::declare_remote(&keys, &config.streams).await?;
                 (
                     meta::live::LiveLink::Remote(keys.remote().clone()),
                     Arc::new(keys) as Arc<dyn ingest::StreamKeys>,
@@ -324,12 +271,13 @@ impl ControlPlane {
         let analytics_store = match (&local, &config.analytics.mode) {
             (Some(local), _) => Some(local.store.clone()),
             (None, AnalyticsMode::Local) => Some(
-                metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?,
+                MetaStore::open_declared(config.database_url.as_deref(), &config.data_dir, &[])
+                    .await?,
             ),
             (None, _) => None,
         };
         let (playback_keys, playback_source) =
-            metadata::playback_keys(&config.playback_keys, &config.data_dir)?;
+            meta::playback_key::playback_keys(&config.playback_keys, &config.data_dir)?;
         Ok(Self {
             link,
             keys,
@@ -674,6 +622,23 @@ fn web_config(rtmp: std::net::SocketAddr, config: &ServeConfig) -> web::WebConfi
     }
 }
 
+/// The data directory, made if missing.
+pub(crate) fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (set --data-dir)",
+            dir.display()
+        )
+    })
+}
+
+/// The process's Prometheus recorder, which `/metrics` renders.
+pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
 pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     // Tasks alive on this runtime: a leak shows here first (the soak bench reads it).
     metrics::gauge!("rivulet_runtime_tasks").set(
@@ -688,75 +653,33 @@ pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse 
     )
 }
 
-/// An address to show to people: a wildcard listener is reachable on loopback.
-pub(crate) fn display_addr(a: std::net::SocketAddr) -> String {
-    if a.ip().is_unspecified() {
-        format!("127.0.0.1:{}", a.port())
-    } else {
-        a.to_string()
-    }
-}
-
-fn print_tls_banner(tls: &TlsListeners) {
-    if let Some(addr) = tls.rtmps_addr() {
-        println!(
-            "  RTMPS ingest: rtmps://{}/live/STREAM_KEY",
-            display_addr(addr)
-        );
-    }
-    if let Some(addr) = tls.https_addr() {
-        println!("  HTTPS origin: https://{}/", display_addr(addr));
-    }
-    println!(
-        "  TLS certificate: {} (SHA-256 {}; reloaded on SIGHUP and when the files change)",
-        tls.cert.files().cert.display(),
-        tls.cert.fingerprint()
-    );
-}
-
 fn print_banner(
     rtmp: std::net::SocketAddr,
     http: std::net::SocketAddr,
     tls: Option<&TlsListeners>,
     config: &ServeConfig,
 ) {
-    let host = display_addr;
+    let (rtmp, http) = (display_addr(rtmp), display_addr(http));
     println!("Rivulet is running.");
-    println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
-    println!("  HTTP origin: http://{}/", host(http));
-    println!("  Dashboard:   http://{}/dashboard", host(http));
+    println!("  RTMP ingest: rtmp://{rtmp}/live/STREAM_KEY");
+    println!("  HTTP origin: http://{http}/");
+    println!("  Dashboard:   http://{http}/dashboard");
     if let Some(tls) = tls {
-        print_tls_banner(tls);
+        print!("{}", tls.banner(display_addr));
     }
-    for s in &config.streams {
-        println!(
-            "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/watch/{} (HLS: http://{}/live/{}/master.m3u8)",
-            s.name,
-            host(rtmp),
-            host(http),
-            s.name,
-            host(http),
-            s.name
-        );
-    }
-    if let MetaMode::Remote(remote) = &config.meta {
-        println!(
-            "  Metadata: the server at {} (key checks cached {} ms)",
-            remote.url,
-            remote.cache.ttl.as_millis()
-        );
-    }
-    match &config.analytics.mode {
-        AnalyticsMode::Local => println!(
-            "  Analytics: http://{}/api/analytics/summary (beacons: POST /api/analytics/beacons)",
-            host(http)
-        ),
-        AnalyticsMode::Remote(url) => println!("  Analytics: delivery events to {url}"),
-        AnalyticsMode::Off => println!("  Analytics: off"),
-    }
+    let remote = match &config.meta {
+        MetaMode::Remote(remote) => Some(remote),
+        MetaMode::Local => None,
+    };
+    print!(
+        "{}",
+        meta::banner::streams(&config.streams, remote, &rtmp, &http)
+    );
+    print!(
+        "{}",
+        analytics::banner::serve(&config.analytics.mode, &http)
+    );
     if config.streams.is_empty() {
-        println!(
-            "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY."
-        );
+        print!("{}", meta::banner::NO_STREAMS);
     }
 }

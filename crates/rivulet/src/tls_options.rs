@@ -38,19 +38,6 @@ impl TlsArgs {
     }
 }
 
-/// Loads the pair for the process's TLS listeners; the error names the file and
-/// what is wrong with it.
-pub(crate) fn load(files: &tls::CertificateFiles) -> anyhow::Result<Arc<tls::ReloadingCert>> {
-    let cert = tls::ReloadingCert::load(files.clone())
-        .context("cannot use the TLS certificate and key (check --tls-cert and --tls-key)")?;
-    tracing::info!(
-        cert = %files.cert.display(),
-        fingerprint = %cert.fingerprint(),
-        "TLS certificate loaded (reloaded on SIGHUP and when the files change)"
-    );
-    Ok(cert)
-}
-
 /// A rustls server configuration over `cert` offering `alpn`.
 pub(crate) fn server_config(
     cert: &Arc<tls::ReloadingCert>,
