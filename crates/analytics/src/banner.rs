@@ -49,3 +49,8 @@ pub fn serve(mode: &crate::AnalyticsMode, http: &str) -> String {
         crate::AnalyticsMode::Off => "  Analytics: off\n".to_owned(),
     }
 }
+
+/// The analytics API's address when it is the only API a server runs here.
+pub fn api(http: &str) -> String {
+    format!("  API: {http}/api/analytics (OpenAPI document: /api/openapi.json)\n")
+}

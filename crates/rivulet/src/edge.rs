@@ -112,10 +112,6 @@ pub(crate) struct RouteArgs {
     pub(crate) http: crate::http_options::HttpArgs,
 }
 
-fn check_urls(urls: &[String], what: &'static str) -> anyhow::Result<()> {
-    Ok(edge::options::check_http_urls(urls, what)?)
-}
-
 fn metrics_route(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
@@ -124,7 +120,7 @@ fn metrics_route(handle: PrometheusHandle) -> Router {
 }
 
 pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
-    check_urls(&args.origins, "--origin")?;
+    edge::options::check_http_urls(&args.origins, "--origin")?;
     let prometheus = crate::serve::install_metrics()?;
     let mut config = edge::EdgeConfig {
         upstreams: args.origins.clone(),
@@ -143,7 +139,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     let edge = edge::Edge::new(config);
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
     if let Some(url) = &args.send.analytics_url {
-        check_urls(std::slice::from_ref(url), "--analytics-url")?;
+        edge::options::check_http_urls(std::slice::from_ref(url), "--analytics-url")?;
     }
     // Bound now, so that this node's name in analytics has the real port.
     let listener = tokio::net::TcpListener::bind(args.http_listen)
@@ -198,7 +194,10 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    print_edge_banner(scheme, listener.local_addr()?, &args.origins);
+    print!(
+        "{}",
+        edge::options::banner(scheme, listener.local_addr()?, &args.origins)
+    );
     crate::systemd::notify_ready();
     match tls {
         Some(tls) => httpd::serve_tls(listener, app, tls, limits, stopped()).await,
@@ -208,19 +207,6 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     // The server (and its emitter) is gone: the last batch goes out, or times out.
     analytics.stop().await;
     Ok(())
-}
-
-fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
-    println!("Rivulet edge is running.");
-    println!("  HTTP edge: {scheme}://{}/", httpd::display_addr(addr));
-    println!(
-        "  viewer page: {scheme}://{}/watch/NAME",
-        httpd::display_addr(addr)
-    );
-    println!(
-        "  upstreams (in order of preference): {}",
-        origins.join(", ")
-    );
 }
 
 pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
@@ -245,22 +231,10 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
-    println!("Rivulet router is running.");
-    println!(
-        "  HTTP router: http://{}/",
-        httpd::display_addr(listener.local_addr()?)
+    print!(
+        "{}",
+        edge::route::banner(listener.local_addr()?, &args.edges)
     );
-    for e in &args.edges {
-        if e.countries.is_empty() {
-            println!("  edge: {}", e.base);
-        } else {
-            println!(
-                "  edge: {} (viewers from {})",
-                e.base,
-                e.countries.join(", ")
-            );
-        }
-    }
     let app = router.router().merge(metrics_route(prometheus));
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
     crate::systemd::notify_ready();

@@ -350,30 +350,14 @@ fn http_app(
 }
 
 /// Where the APIs served here are, and the admin token.
-fn print_api_banner(
-    http_addr: std::net::SocketAddr,
-    config: &ServeConfig,
-    control: &ControlPlane,
-    analytics: &ServeAnalytics,
-) {
+fn print_api_banner(http: &str, config: &ServeConfig, control: &ControlPlane, local: bool) {
     match &control.local {
-        Some(local) => print!(
+        Some(m) => print!(
             "{}",
-            meta::banner::api(
-                &format!("http://{}", display_addr(http_addr)),
-                &local.token,
-                local.source,
-                &config.data_dir,
-            )
+            meta::banner::api(http, &m.token, m.source, &config.data_dir)
         ),
-        None => {
-            if analytics.local.is_some() {
-                println!(
-                    "  API: http://{}/api/analytics (OpenAPI document: /api/openapi.json)",
-                    display_addr(http_addr)
-                );
-            }
-        }
+        None if local => print!("{}", analytics::banner::api(http)),
+        None => {}
     }
 }
 
@@ -521,7 +505,8 @@ fn print_banners(
             &config.data_dir
         )
     );
-    print_api_banner(http_addr, config, control, analytics);
+    let http = format!("http://{}", display_addr(http_addr));
+    print_api_banner(&http, config, control, analytics.local.is_some());
     if let Some(addr) = listeners.srt.as_ref().and_then(|s| s.local_addr().ok()) {
         println!(
             "  SRT ingest:  srt://{}?streamid=publish:STREAM_KEY",
