@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 
@@ -427,7 +427,7 @@ pub(crate) struct ServeConfig {
     pub(crate) rtmp_listen: SocketAddr,
     pub(crate) http_listen: SocketAddr,
     /// The TLS listeners, if any, and the certificate they present.
-    pub(crate) tls: TlsListeners,
+    pub(crate) tls: tls::ListenOptions,
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     /// `None`: use the one in the data directory, or generate it.
@@ -462,15 +462,6 @@ pub(crate) struct ServeConfig {
     pub(crate) playback_keys: access::playback::PlaybackKeys,
     /// WebRTC (WHEP) playback.
     pub(crate) webrtc: crate::webrtc_options::WebRtcSettings,
-}
-
-/// `serve`'s TLS listeners and their certificate: all or nothing.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TlsListeners {
-    pub(crate) rtmps_listen: Option<SocketAddr>,
-    pub(crate) https_listen: Option<SocketAddr>,
-    /// Set whenever a listener is.
-    pub(crate) files: Option<tls::CertificateFiles>,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -583,28 +574,16 @@ impl ServeArgs {
     }
 
     /// The RTMPS and HTTPS listeners and the certificate files they need.
-    fn tls_listeners(&self, file: &FileConfig) -> anyhow::Result<TlsListeners> {
+    fn tls_listeners(&self, file: &FileConfig) -> anyhow::Result<tls::ListenOptions> {
         let files = self
             .tls
             .resolve(file.tls_cert.clone(), file.tls_key.clone())?;
-        let listeners = TlsListeners {
+        let options = tls::ListenOptions {
             rtmps_listen: self.rtmps_listen.or(file.rtmps_listen),
             https_listen: self.https_listen.or(file.https_listen),
             files,
         };
-        if listeners.files.is_none() {
-            if listeners.rtmps_listen.is_some() {
-                bail!(
-                    "--rtmps-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
-                );
-            }
-            if listeners.https_listen.is_some() {
-                bail!(
-                    "--https-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
-                );
-            }
-        }
-        Ok(listeners)
+        Ok(options.check()?)
     }
 
     /// Segment and part targets, and the playlist window.

@@ -40,8 +40,7 @@ pub(crate) struct Listeners {
 impl Listeners {
     pub(crate) async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
         // First: a certificate that cannot be used stops the start before any port is taken.
-        let t = &config.tls;
-        let tls = TlsListeners::bind(t.files.as_ref(), t.rtmps_listen, t.https_listen).await?;
+        let tls = TlsListeners::bind(&config.tls).await?;
         let rtmp = httpd::bind(config.rtmp_listen, "RTMP", "--rtmp-listen").await?;
         let http = httpd::bind(config.http_listen, "HTTP", "--http-listen").await?;
         let webrtc = crate::webrtc_options::bind(&config.webrtc).await?;

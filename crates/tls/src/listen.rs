@@ -32,6 +32,33 @@ pub enum ListenError {
     },
 }
 
+/// Where the TLS listeners are and the certificate files they present: all or nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ListenOptions {
+    pub rtmps_listen: Option<SocketAddr>,
+    pub https_listen: Option<SocketAddr>,
+    /// Set whenever a listener is.
+    pub files: Option<CertificateFiles>,
+}
+
+/// A TLS listener without the certificate it needs; `.0` is `rtmps` or `https`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--{0}-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
+)]
+pub struct NoCertificate(pub &'static str);
+
+impl ListenOptions {
+    /// The options, checked: a listener needs the files.
+    pub fn check(self) -> Result<Self, NoCertificate> {
+        match (&self.files, self.rtmps_listen, self.https_listen) {
+            (None, Some(_), _) => Err(NoCertificate("rtmps")),
+            (None, None, Some(_)) => Err(NoCertificate("https")),
+            _ => Ok(self),
+        }
+    }
+}
+
 /// The certificate and the listeners that use it.
 pub struct TlsListeners {
     pub cert: Arc<ReloadingCert>,
@@ -54,12 +81,9 @@ pub fn load(files: &CertificateFiles) -> Result<Arc<ReloadingCert>, ListenError>
 impl TlsListeners {
     /// Loads the certificate and binds the listeners that need it; `None` without
     /// certificate files, or (with a warning) without a TLS listener.
-    pub async fn bind(
-        files: Option<&CertificateFiles>,
-        rtmps_listen: Option<SocketAddr>,
-        https_listen: Option<SocketAddr>,
-    ) -> Result<Option<Self>, ListenError> {
-        let Some(files) = files else {
+    pub async fn bind(options: &ListenOptions) -> Result<Option<Self>, ListenError> {
+        let (rtmps_listen, https_listen) = (options.rtmps_listen, options.https_listen);
+        let Some(files) = &options.files else {
             return Ok(None);
         };
         if rtmps_listen.is_none() && https_listen.is_none() {
