@@ -493,8 +493,30 @@ fn print_banners(
     control: &ControlPlane,
     analytics: &ServeAnalytics,
 ) -> anyhow::Result<()> {
-    let (rtmp_addr, http_addr) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
-    print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), config);
+    let (rtmp, http) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
+    let (rtmp, http) = (display_addr(rtmp), display_addr(http));
+    println!("Rivulet is running.");
+    println!("  RTMP ingest: rtmp://{rtmp}/live/STREAM_KEY");
+    println!("  HTTP origin: http://{http}/");
+    println!("  Dashboard:   http://{http}/dashboard");
+    if let Some(tls) = &listeners.tls {
+        print!("{}", tls.banner(display_addr));
+    }
+    let remote = match &config.meta {
+        MetaMode::Remote(remote) => Some(remote),
+        MetaMode::Local => None,
+    };
+    print!(
+        "{}",
+        meta::banner::streams(&config.streams, remote, &rtmp, &http)
+    );
+    print!(
+        "{}",
+        analytics::banner::serve(&config.analytics.mode, &http)
+    );
+    if config.streams.is_empty() {
+        print!("{}", meta::banner::NO_STREAMS);
+    }
     // Before the admin token's line: scripts may stop reading at that one.
     print!(
         "{}",
@@ -504,7 +526,7 @@ fn print_banners(
             &config.data_dir
         )
     );
-    let http = format!("http://{}", display_addr(http_addr));
+    let http = format!("http://{http}");
     print_api_banner(&http, config, control, analytics.local.is_some());
     if let Some(addr) = listeners.srt.as_ref().and_then(|s| s.local_addr().ok()) {
         println!(
@@ -529,15 +551,8 @@ fn start_whep(
         return Ok(None);
     };
     if let Ok(addr) = socket.local_addr() {
-        println!(
-            "  WebRTC (WHEP): UDP {} (POST http://{}/live/NAME/whep)",
-            addr,
-            display_addr(http_addr)
-        );
-        println!(
-            "  WHIP ingest: POST http://{}/whip/STREAM_KEY (or /whip with Authorization: Bearer STREAM_KEY)",
-            display_addr(http_addr)
-        );
+        let http = display_addr(http_addr);
+        print!("{}", webrtc_server::options::banner(addr, &http));
     }
     Ok(Some(crate::webrtc_options::start(
         socket,
@@ -635,35 +650,4 @@ pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse 
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
     )
-}
-
-fn print_banner(
-    rtmp: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-    tls: Option<&TlsListeners>,
-    config: &ServeConfig,
-) {
-    let (rtmp, http) = (display_addr(rtmp), display_addr(http));
-    println!("Rivulet is running.");
-    println!("  RTMP ingest: rtmp://{rtmp}/live/STREAM_KEY");
-    println!("  HTTP origin: http://{http}/");
-    println!("  Dashboard:   http://{http}/dashboard");
-    if let Some(tls) = tls {
-        print!("{}", tls.banner(display_addr));
-    }
-    let remote = match &config.meta {
-        MetaMode::Remote(remote) => Some(remote),
-        MetaMode::Local => None,
-    };
-    print!(
-        "{}",
-        meta::banner::streams(&config.streams, remote, &rtmp, &http)
-    );
-    print!(
-        "{}",
-        analytics::banner::serve(&config.analytics.mode, &http)
-    );
-    if config.streams.is_empty() {
-        print!("{}", meta::banner::NO_STREAMS);
-    }
 }
