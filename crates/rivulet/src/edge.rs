@@ -187,7 +187,7 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     let tls = match args.tls.resolve(None, None)? {
         Some(files) => {
             let cert = tls::load(&files)?;
-            let config = crate::tls_options::server_config(&cert, crate::tls_options::HTTP_ALPN)?;
+            let config = tls::listener_config(&cert, true)?;
             tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stopped()));
             Some(config)
         }

@@ -584,13 +584,12 @@ fn start_tls_listeners(
     };
     let mut rtmp_listeners = vec![ingest::RtmpListener::plain(rtmp)];
     if let (Some(listener), Some(cert)) = (rtmps, &cert) {
-        // No ALPN: RTMP clients offer none.
-        let tls = crate::tls_options::server_config(cert, &[])?;
+        let tls = tls::listener_config(cert, false)?;
         rtmp_listeners.push(ingest::RtmpListener::tls(listener, tls));
     }
     let https_server = match (https, &cert) {
         (Some(listener), Some(cert)) => {
-            let tls = crate::tls_options::server_config(cert, crate::tls_options::HTTP_ALPN)?;
+            let tls = tls::listener_config(cert, true)?;
             Some(tokio::spawn(httpd::serve_tls(
                 listener,
                 app.clone(),

@@ -3,13 +3,8 @@
 //! change.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
-
-/// ALPN of the HTTPS listeners: HTTP/2, then HTTP/1.1.
-pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The flags (flattened into `serve`'s and `edge`'s).
 #[derive(Args, Debug, Clone, Default)]
@@ -36,12 +31,4 @@ impl TlsArgs {
             self.tls_key.clone().or(file_key),
         )?)
     }
-}
-
-/// A rustls server configuration over `cert` offering `alpn`.
-pub(crate) fn server_config(
-    cert: &Arc<tls::ReloadingCert>,
-    alpn: &[&[u8]],
-) -> anyhow::Result<Arc<tls::ServerConfig>> {
-    tls::server_config(cert.clone(), alpn).context("cannot configure TLS")
 }

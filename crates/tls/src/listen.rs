@@ -14,6 +14,8 @@ use crate::{CertificateFiles, ReloadingCert, TlsError};
 pub enum ListenError {
     #[error("cannot use the TLS certificate and key (check --tls-cert and --tls-key)")]
     Certificate(#[source] TlsError),
+    #[error("cannot configure TLS")]
+    Config(#[source] TlsError),
     #[error(
         "cannot listen for RTMPS on {addr} (is another server using the port? set --rtmps-listen)"
     )]
@@ -64,6 +66,19 @@ pub struct TlsListeners {
     pub cert: Arc<ReloadingCert>,
     pub rtmps: Option<TcpListener>,
     pub https: Option<TcpListener>,
+}
+
+/// ALPN of the HTTPS listeners: HTTP/2, then HTTP/1.1.
+pub const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// The rustls configuration of an HTTPS listener over `cert` (HTTP/2 by ALPN), or with
+/// `alpn` false of an RTMPS one (RTMP clients offer no ALPN).
+pub fn listener_config(
+    cert: &Arc<ReloadingCert>,
+    https: bool,
+) -> Result<Arc<crate::ServerConfig>, ListenError> {
+    let alpn = if https { HTTP_ALPN } else { &[] };
+    crate::server_config(cert.clone(), alpn).map_err(ListenError::Config)
 }
 
 /// Loads the pair for the process's TLS listeners; the error names the file and what
