@@ -89,3 +89,39 @@ impl AnalyticsOptions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_files_trusted_proxies_are_checked_and_the_flags_replace_them() {
+        let file = AnalyticsOptions {
+            file_trusted_proxies: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        let settings = file.clone().resolve(2000).unwrap();
+        assert!(
+            settings
+                .trusted_proxies
+                .contains("10.1.2.3".parse().unwrap())
+        );
+        let flags = AnalyticsOptions {
+            trusted_proxies: vec!["192.0.2.1".parse().unwrap()],
+            ..file
+        };
+        let settings = flags.resolve(2000).unwrap();
+        assert!(
+            !settings
+                .trusted_proxies
+                .contains("10.1.2.3".parse().unwrap())
+        );
+        let bad = AnalyticsOptions {
+            file_trusted_proxies: vec!["nope".into()],
+            ..Default::default()
+        };
+        let e = bad.resolve(2000).unwrap_err();
+        assert_eq!(e.to_string(), "in the config file's trusted_proxies");
+        assert!(matches!(e, AnalyticsOptionsError::FileProxy(_)));
+    }
+}

@@ -38,3 +38,25 @@ pub fn display_addr(a: SocketAddr) -> String {
         a.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_names_the_listener_and_the_flag() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let e = bind(addr, "HTTP", "--http-listen").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot listen for HTTP on {addr} (is another server using the port? set --http-listen)"
+            )
+        );
+        assert_eq!(
+            display_addr("0.0.0.0:8080".parse().unwrap()),
+            "127.0.0.1:8080"
+        );
+    }
+}
