@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use futures::future::BoxFuture;
-use meta::{MetaStore, TokenSource};
+use meta::MetaStore;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsSettings};
 
@@ -61,11 +61,8 @@ pub(crate) async fn run(
     let store =
         MetaStore::open_declared(config.database_url.as_deref(), &config.data_dir, &[]).await?;
     // Alone, events come over HTTP only: always behind a token.
-    let (token, source) = match &config.analytics.token {
-        Some(token) => (token.clone(), TokenSource::Configured),
-        None => EventsToken::load_or_generate(&config.data_dir)
-            .context("cannot set up the analytics events token (set --analytics-token)")?,
-    };
+    let (token, source) =
+        EventsToken::configured_or_generated(config.analytics.token.as_ref(), &config.data_dir)?;
     let analytics = Analytics::open_with(
         &config.analytics,
         store.database(),

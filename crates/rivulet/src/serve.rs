@@ -259,14 +259,7 @@ impl ControlPlane {
                 )
             }
         };
-        // The operator's authorisation hook is asked after the key check accepted a key.
-        let keys = match &config.publish_hook {
-            Some(hook) => Arc::new(
-                meta::publish_hook::PublishHook::new(keys, hook.clone())
-                    .context("cannot set up the authorisation hook (on_publish_url)")?,
-            ) as Arc<dyn ingest::StreamKeys>,
-            None => keys,
-        };
+        let keys = meta::publish_hook::PublishHook::around(keys, config.publish_hook.as_ref())?;
         let analytics_store = match (&local, &config.analytics.mode) {
             (Some(local), _) => Some(local.store.clone()),
             (None, AnalyticsMode::Local) => Some(
