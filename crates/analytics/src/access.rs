@@ -25,6 +25,11 @@ pub enum EventsAccess {
 #[derive(Clone)]
 pub struct EventsToken(String);
 
+/// The events token could not be read or made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the analytics events token (set --analytics-token)")]
+pub struct EventsTokenSetup(#[source] EventsTokenError);
+
 impl EventsToken {
     /// A token the operator chose (at least [`MIN_EVENTS_TOKEN_LEN`] characters, no
     /// whitespace: it travels in a header).
@@ -42,6 +47,18 @@ impl EventsToken {
         let (token, source) =
             db::secret::load_or_generate_secret(&data_dir.join(EVENTS_TOKEN_FILE))?;
         Ok((Self::new(token)?, source))
+    }
+
+    /// The configured token, else the one in `DATA_DIR/analytics-token` (made at the
+    /// first start): the analytics server alone always takes events behind a token.
+    pub fn configured_or_generated(
+        configured: Option<&EventsToken>,
+        data_dir: &Path,
+    ) -> Result<(Self, TokenSource), EventsTokenSetup> {
+        match configured {
+            Some(token) => Ok((token.clone(), TokenSource::Configured)),
+            None => Self::load_or_generate(data_dir).map_err(EventsTokenSetup),
+        }
     }
 
     /// Whether `presented` is the token, in constant time.

@@ -37,3 +37,20 @@ pub fn alone(
          {token_line}\n  GeoIP: {geo}\n"
     )
 }
+
+/// Where `serve`'s analytics is (`http`: its address as people type it): here, a
+/// remote server, or off.
+pub fn serve(mode: &crate::AnalyticsMode, http: &str) -> String {
+    match mode {
+        crate::AnalyticsMode::Local => format!(
+            "  Analytics: http://{http}/api/analytics/summary (beacons: POST /api/analytics/beacons)\n"
+        ),
+        crate::AnalyticsMode::Remote(url) => format!("  Analytics: delivery events to {url}\n"),
+        crate::AnalyticsMode::Off => "  Analytics: off\n".to_owned(),
+    }
+}
+
+/// The analytics API's address when it is the only API a server runs here.
+pub fn api(http: &str) -> String {
+    format!("  API: {http}/api/analytics (OpenAPI document: /api/openapi.json)\n")
+}

@@ -51,7 +51,8 @@ mod settings;
 mod store;
 
 pub use access::{
-    EVENTS_TOKEN_FILE, EventsAccess, EventsToken, EventsTokenError, MIN_EVENTS_TOKEN_LEN,
+    EVENTS_TOKEN_FILE, EventsAccess, EventsToken, EventsTokenError, EventsTokenSetup,
+    MIN_EVENTS_TOKEN_LEN,
 };
 pub use aggregate::{
     Aggregator, AggregatorConfig, AggregatorStats, Concurrent, DEFAULT_MAX_SESSIONS,

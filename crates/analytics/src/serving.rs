@@ -152,6 +152,24 @@ impl Serving {
         })
     }
 
+    /// An edge's side: its delivery events go to the analytics server at `url` (an edge
+    /// never runs one), or nowhere without a URL.
+    pub fn remote(url: Option<&str>, token: Option<String>, emit: EmitConfig) -> Self {
+        let (emitter, drain) = match url {
+            Some(url) => {
+                let (emitter, drain) = Emitter::remote(url, token, emit);
+                (emitter, Some(tokio::spawn(drain)))
+            }
+            None => (Emitter::disabled(), None),
+        };
+        Self {
+            emitter,
+            local: None,
+            drain,
+            server: None,
+        }
+    }
+
     /// After the HTTP server stopped (and dropped its emitters): lets the queue
     /// drain, then writes what the analytics server holds.
     pub async fn stop(mut self) {

@@ -44,6 +44,16 @@ pub fn check_http_urls(urls: &[String], what: &'static str) -> Result<(), Option
     Ok(())
 }
 
+/// `rivulet edge`'s start-up lines: where it serves (`scheme` over `addr`) and its
+/// upstreams.
+pub fn banner(scheme: &str, addr: std::net::SocketAddr, origins: &[String]) -> String {
+    let addr = httpd::display_addr(addr);
+    format!(
+        "Rivulet edge is running.\n  HTTP edge: {scheme}://{addr}/\n  viewer page: {scheme}://{addr}/watch/NAME\n  upstreams (in order of preference): {}\n",
+        origins.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

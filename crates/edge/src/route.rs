@@ -302,6 +302,26 @@ async fn redirect_watch(
     r.redirect(&name, &format!("/watch/{name}"), q, &request)
 }
 
+/// `rivulet route`'s start-up lines: where it answers, and the edges with their
+/// countries.
+pub fn banner(addr: std::net::SocketAddr, edges: &[EdgeSpec]) -> String {
+    let mut text = format!(
+        "Rivulet router is running.\n  HTTP router: http://{}/\n",
+        httpd::display_addr(addr)
+    );
+    for e in edges {
+        text += &match e.countries.is_empty() {
+            true => format!("  edge: {}\n", e.base),
+            false => format!(
+                "  edge: {} (viewers from {})\n",
+                e.base,
+                e.countries.join(", ")
+            ),
+        };
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,12 +31,14 @@ mod clients;
 mod held;
 mod io;
 mod limits;
+mod listen;
 mod options;
 mod server;
 pub mod shutdown;
 
 pub use held::{HeldLimits, HeldRequest, HeldRequests, HoldError};
 pub use limits::{HttpLimits, RESERVED_DESCRIPTORS};
+pub use listen::{BindError, bind, display_addr};
 pub use options::HttpOptions;
 pub use server::{serve, serve_tls};
 

@@ -40,3 +40,32 @@ pub fn playback_keys(keys: &PlaybackKeys, source: TokenSource, data_dir: &Path) 
         ),
     }
 }
+
+/// The declared streams, each with where to publish and watch it (`rtmp` and `http`
+/// as people type them), or how to create one when there are none; and the remote
+/// metadata server, if the streams are kept there.
+pub fn streams(
+    declared: &[crate::declared::StreamDecl],
+    remote: Option<&crate::remote::RemoteSettings>,
+    rtmp: &str,
+    http: &str,
+) -> String {
+    let mut text = String::new();
+    for s in declared {
+        let name = &s.name;
+        text += &format!(
+            "  stream '{name}': publish to rtmp://{rtmp}/live/<its key>, watch http://{http}/watch/{name} (HLS: http://{http}/live/{name}/master.m3u8)\n"
+        );
+    }
+    if let Some(remote) = remote {
+        text += &format!(
+            "  Metadata: the server at {} (key checks cached {} ms)\n",
+            remote.url,
+            remote.cache.ttl.as_millis()
+        );
+    }
+    text
+}
+
+/// The hint when no stream is declared.
+pub const NO_STREAMS: &str = "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY.\n";

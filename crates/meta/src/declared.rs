@@ -97,6 +97,58 @@ pub enum OpenError {
         #[source]
         source: crate::MetaError,
     },
+    #[error("cannot declare stream '{name}'")]
+    DeclareRemote {
+        name: String,
+        #[source]
+        source: crate::remote::RemoteError,
+    },
+    #[error("cannot store the declared webhooks")]
+    Webhooks(#[source] crate::MetaError),
+    #[error("cannot set up the admin token (set --admin-token)")]
+    AdminToken(#[source] crate::TokenError),
+}
+
+/// The metadata server's start: the store with the declared streams and webhooks (the
+/// ones no longer declared forgotten), and the admin token (the configured one, else
+/// the one generated into `data_dir`).
+pub async fn open_server(
+    database_url: Option<&str>,
+    data_dir: &std::path::Path,
+    streams: &[StreamDecl],
+    webhooks: &[crate::webhooks::DeclaredWebhook],
+    admin_token: Option<&crate::AdminToken>,
+) -> Result<(crate::MetaStore, crate::AdminToken, crate::TokenSource), OpenError> {
+    let store = crate::MetaStore::open_declared(database_url, data_dir, streams).await?;
+    store
+        .declare_webhooks(webhooks)
+        .await
+        .map_err(OpenError::Webhooks)?;
+    let (token, source) = match admin_token {
+        Some(token) => (token.clone(), crate::TokenSource::Configured),
+        None => {
+            crate::AdminToken::load_or_generate(None, data_dir).map_err(OpenError::AdminToken)?
+        }
+    };
+    Ok((store, token, source))
+}
+
+/// Stores the declared streams on the remote metadata server (see
+/// [`crate::live::declare_remote`]); a refusal names the stream.
+pub async fn declare_remote(
+    keys: &crate::remote::RemoteKeys,
+    streams: &[StreamDecl],
+) -> Result<(), OpenError> {
+    let declared = streams
+        .iter()
+        .map(|s| Ok((StreamName::parse(&s.name)?, s.key.clone())))
+        .collect::<Result<Vec<_>, crate::ValidationError>>()?;
+    crate::live::declare_remote(keys, &declared)
+        .await
+        .map_err(|(name, source)| OpenError::DeclareRemote {
+            name: name.to_string(),
+            source,
+        })
 }
 
 impl crate::MetaStore {

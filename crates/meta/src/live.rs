@@ -341,3 +341,13 @@ impl LivePublish {
             .await;
     }
 }
+
+/// A name for this node in the streams' live state: host name and RTMP port.
+pub fn node_name(rtmp_port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rivulet".into());
+    format!("{host}:{rtmp_port}")
+}

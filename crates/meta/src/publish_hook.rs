@@ -45,7 +45,24 @@ pub struct PublishHook {
     client: reqwest::Client,
 }
 
+/// The hook's HTTP client could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the authorisation hook (on_publish_url)")]
+pub struct HookSetupError(#[source] reqwest::Error);
+
 impl PublishHook {
+    /// The key check the ingest asks: `keys`, followed by the operator's hook (asked
+    /// after `keys` accepted a key) when one is configured.
+    pub fn around(
+        keys: Arc<dyn StreamKeys>,
+        hook: Option<&PublishHookConfig>,
+    ) -> Result<Arc<dyn StreamKeys>, HookSetupError> {
+        Ok(match hook {
+            Some(hook) => Arc::new(Self::new(keys, hook.clone()).map_err(HookSetupError)?),
+            None => keys,
+        })
+    }
+
     /// Asks `config`'s hook after `keys` accepted a key.
     pub fn new(
         keys: Arc<dyn StreamKeys>,

@@ -10,9 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use futures::future::BoxFuture;
-use meta::{MetaStore, TokenSource};
-use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::net::TcpListener;
+use meta::MetaStore;
 
 use crate::config::{AnalyticsCmdConfig, AnalyticsSettings};
 
@@ -58,23 +56,13 @@ pub(crate) async fn run(
     config: AnalyticsCmdConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (set --data-dir)",
-            config.data_dir.display()
-        )
-    })?;
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    crate::serve::create_data_dir(&config.data_dir)?;
+    let prometheus = crate::serve::install_metrics()?;
     let store =
-        crate::metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?;
+        MetaStore::open_declared(config.database_url.as_deref(), &config.data_dir, &[]).await?;
     // Alone, events come over HTTP only: always behind a token.
-    let (token, source) = match &config.analytics.token {
-        Some(token) => (token.clone(), TokenSource::Configured),
-        None => EventsToken::load_or_generate(&config.data_dir)
-            .context("cannot set up the analytics events token (set --analytics-token)")?,
-    };
+    let (token, source) =
+        EventsToken::configured_or_generated(config.analytics.token.as_ref(), &config.data_dir)?;
     let analytics = Analytics::open_with(
         &config.analytics,
         store.database(),
@@ -82,9 +70,7 @@ pub(crate) async fn run(
         EventsAccess::Token(token.clone()),
     )
     .await?;
-    let listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+    let listener = httpd::bind(config.http_listen, "HTTP", "--http-listen").await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .merge(api_router(analytics.clone()))
@@ -93,7 +79,7 @@ pub(crate) async fn run(
             "/metrics",
             get(move || crate::serve::metrics_page(prometheus.clone())),
         );
-    let http = crate::serve::display_addr(addr);
+    let http = httpd::display_addr(addr);
     println!("Rivulet analytics server is running.");
     println!("  HTTP: http://{http}/");
     let geo = analytics.geo();

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 
@@ -295,11 +295,21 @@ pub(crate) struct AnalyticsArgs {
     #[arg(long, env = "RIVULET_ANALYTICS_WINDOW_MS", value_name = "MS")]
     pub(crate) analytics_window_ms: Option<u64>,
 
-    /// Bearer token of delivery events POSTed to /api/analytics/events (set the same
-    /// on the servers that send them, --analytics-token of `serve --analytics-url` and
-    /// `edge`). `rivulet analytics` without one generates it into
+    #[command(flatten)]
+    pub(crate) token: AnalyticsTokenArgs,
+
+    #[command(flatten)]
+    pub(crate) limits: crate::analytics_limits::AnalyticsLimitArgs,
+}
+
+/// The analytics events token: `serve`, `analytics` and `edge`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct AnalyticsTokenArgs {
+    /// Bearer token of delivery events POSTed to /api/analytics/events: the one the
+    /// analytics server checks (`rivulet analytics` without one generates it into
     /// DATA_DIR/analytics-token; `serve` without one records its own deliveries
-    /// in-process and refuses events over HTTP. [default: none]
+    /// in-process and refuses events over HTTP), and the one `serve --analytics-url`
+    /// and `edge` send theirs with; set the same on both sides. [default: none]
     #[arg(
         long,
         env = "RIVULET_ANALYTICS_TOKEN",
@@ -307,9 +317,6 @@ pub(crate) struct AnalyticsArgs {
         hide_env_values = true
     )]
     pub(crate) analytics_token: Option<String>,
-
-    #[command(flatten)]
-    pub(crate) limits: crate::analytics_limits::AnalyticsLimitArgs,
 }
 
 /// The proxies whose `X-Forwarded-For` is believed for a client's address (for its
@@ -420,7 +427,7 @@ pub(crate) struct ServeConfig {
     pub(crate) rtmp_listen: SocketAddr,
     pub(crate) http_listen: SocketAddr,
     /// The TLS listeners, if any, and the certificate they present.
-    pub(crate) tls: TlsListeners,
+    pub(crate) tls: tls::ListenOptions,
     pub(crate) data_dir: PathBuf,
     pub(crate) database_url: Option<String>,
     /// `None`: use the one in the data directory, or generate it.
@@ -455,15 +462,6 @@ pub(crate) struct ServeConfig {
     pub(crate) playback_keys: access::playback::PlaybackKeys,
     /// WebRTC (WHEP) playback.
     pub(crate) webrtc: crate::webrtc_options::WebRtcSettings,
-}
-
-/// `serve`'s TLS listeners and their certificate: all or nothing.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct TlsListeners {
-    pub(crate) rtmps_listen: Option<SocketAddr>,
-    pub(crate) https_listen: Option<SocketAddr>,
-    /// Set whenever a listener is.
-    pub(crate) files: Option<tls::CertificateFiles>,
 }
 
 /// Where `serve`'s streams and keys live.
@@ -576,28 +574,16 @@ impl ServeArgs {
     }
 
     /// The RTMPS and HTTPS listeners and the certificate files they need.
-    fn tls_listeners(&self, file: &FileConfig) -> anyhow::Result<TlsListeners> {
+    fn tls_listeners(&self, file: &FileConfig) -> anyhow::Result<tls::ListenOptions> {
         let files = self
             .tls
             .resolve(file.tls_cert.clone(), file.tls_key.clone())?;
-        let listeners = TlsListeners {
+        let options = tls::ListenOptions {
             rtmps_listen: self.rtmps_listen.or(file.rtmps_listen),
             https_listen: self.https_listen.or(file.https_listen),
             files,
         };
-        if listeners.files.is_none() {
-            if listeners.rtmps_listen.is_some() {
-                bail!(
-                    "--rtmps-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
-                );
-            }
-            if listeners.https_listen.is_some() {
-                bail!(
-                    "--https-listen needs --tls-cert and --tls-key (RIVULET_TLS_CERT/RIVULET_TLS_KEY, tls_cert/tls_key): the certificate and key files, PEM"
-                );
-            }
-        }
-        Ok(listeners)
+        Ok(options.check()?)
     }
 
     /// Segment and part targets, and the playlist window.
@@ -630,17 +616,6 @@ impl ServeArgs {
         file: &FileConfig,
         packager: &package::PackagerConfig,
     ) -> anyhow::Result<AnalyticsSettings> {
-        let mut trusted = Vec::new();
-        for p in &file.trusted_proxies {
-            trusted.push(
-                p.parse::<analytics::ProxyNet>()
-                    .map_err(anyhow::Error::msg)
-                    .context("in the config file's trusted_proxies")?,
-            );
-        }
-        if !self.analytics.proxies.trusted_proxies.is_empty() {
-            trusted = self.analytics.proxies.trusted_proxies.clone();
-        }
         let a = &self.analytics;
         let options = analytics::AnalyticsOptions {
             url: self
@@ -650,12 +625,17 @@ impl ServeArgs {
                 .or(file.analytics_url.clone()),
             off: self.no_analytics || file.no_analytics == Some(true),
             geoip_db: a.geoip_db.clone().or(file.geoip_db.clone()),
-            trusted_proxies: trusted,
+            trusted_proxies: a.proxies.trusted_proxies.clone(),
+            file_trusted_proxies: file.trusted_proxies.clone(),
             retention_hours: a
                 .analytics_retention_hours
                 .or(file.analytics_retention_hours),
             window_ms: a.analytics_window_ms.or(file.analytics_window_ms),
-            token: a.analytics_token.clone().or(file.analytics_token.clone()),
+            token: a
+                .token
+                .analytics_token
+                .clone()
+                .or(file.analytics_token.clone()),
             queue: self.send.analytics_queue.or(file.analytics_queue),
             limits: a.limits.resolve(file.analytics_limits.as_ref())?,
         };

@@ -6,8 +6,9 @@ use httpd::shutdown::Stop;
 
 use crate::config::{ServeArgs, StreamDecl};
 use crate::publish::PublishArgs;
-use crate::serve::{self, Listeners, display_addr};
+use crate::serve::{self, Listeners};
 use encoder::session::PublishPlan;
+use httpd::display_addr;
 
 /// The options of `rivulet demo`: those of `serve`, plus the picture to publish.
 #[derive(Args, Debug, Clone)]

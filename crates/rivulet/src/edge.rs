@@ -7,8 +7,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use clap::Args;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// The options of `rivulet edge`.
 #[derive(Args, Debug, Clone)]
@@ -56,14 +55,8 @@ pub(crate) struct EdgeArgs {
     #[command(flatten)]
     pub(crate) send: crate::config::AnalyticsSendArgs,
 
-    /// Bearer token for the analytics server's /api/analytics/events.
-    #[arg(
-        long,
-        env = "RIVULET_ANALYTICS_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub(crate) analytics_token: Option<String>,
+    #[command(flatten)]
+    pub(crate) token: crate::config::AnalyticsTokenArgs,
 
     #[command(flatten)]
     pub(crate) proxies: crate::config::TrustedProxyArgs,
@@ -119,10 +112,6 @@ pub(crate) struct RouteArgs {
     pub(crate) http: crate::http_options::HttpArgs,
 }
 
-fn check_urls(urls: &[String], what: &'static str) -> anyhow::Result<()> {
-    Ok(edge::options::check_http_urls(urls, what)?)
-}
-
 fn metrics_route(handle: PrometheusHandle) -> Router {
     Router::new().route(
         "/metrics",
@@ -131,10 +120,8 @@ fn metrics_route(handle: PrometheusHandle) -> Router {
 }
 
 pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
-    check_urls(&args.origins, "--origin")?;
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    edge::options::check_http_urls(&args.origins, "--origin")?;
+    let prometheus = crate::serve::install_metrics()?;
     let mut config = edge::EdgeConfig {
         upstreams: args.origins.clone(),
         cache_bytes: args.cache_size,
@@ -152,41 +139,32 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     let edge = edge::Edge::new(config);
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
     if let Some(url) = &args.send.analytics_url {
-        check_urls(std::slice::from_ref(url), "--analytics-url")?;
+        edge::options::check_http_urls(std::slice::from_ref(url), "--analytics-url")?;
     }
     // Bound now, so that this node's name in analytics has the real port.
-    let listener = TcpListener::bind(args.http_listen)
+    let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
     let port = listener.local_addr()?.port();
-    // Delivery events go to a remote analytics server; the edge never runs one.
-    let (emitter, drain) = match &args.send.analytics_url {
-        Some(url) => {
-            let (emitter, drain) = analytics::Emitter::remote(
-                url,
-                args.analytics_token.clone(),
-                analytics::EmitConfig {
-                    edge: crate::metadata::node_name(port),
-                    trusted_proxies: analytics::TrustedProxies::new(
-                        args.proxies.trusted_proxies.clone(),
-                    ),
-                    queue: args.send.analytics_queue.unwrap_or(65_536).max(1),
-                    upstreams: args
-                        .origins
-                        .iter()
-                        .map(|o| o.trim_end_matches('/').to_owned())
-                        .collect(),
-                    ..Default::default()
-                },
-            );
-            (emitter, Some(tokio::spawn(drain)))
-        }
-        None => (analytics::Emitter::disabled(), None),
-    };
+    let analytics = analytics::Serving::remote(
+        args.send.analytics_url.as_deref(),
+        args.token.analytics_token.clone(),
+        analytics::EmitConfig {
+            edge: meta::live::node_name(port),
+            trusted_proxies: analytics::TrustedProxies::new(args.proxies.trusted_proxies.clone()),
+            queue: args.send.analytics_queue.unwrap_or(65_536).max(1),
+            upstreams: args
+                .origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+            ..Default::default()
+        },
+    );
     let app = edge
         .router()
         .layer(axum::middleware::from_fn_with_state(
-            emitter,
+            analytics.emitter.clone(),
             analytics::record_delivery,
         ))
         // The viewer page too, so that a viewer the router sends here can watch; its
@@ -208,48 +186,31 @@ pub(crate) async fn run_edge(args: EdgeArgs) -> anyhow::Result<()> {
     };
     let tls = match args.tls.resolve(None, None)? {
         Some(files) => {
-            let cert = crate::tls_options::load(&files)?;
-            let config = crate::tls_options::server_config(&cert, crate::tls_options::HTTP_ALPN)?;
+            let cert = tls::load(&files)?;
+            let config = tls::listener_config(&cert, true)?;
             tokio::spawn(tls::watch(cert, tls::WATCH_INTERVAL, stopped()));
             Some(config)
         }
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    print_edge_banner(scheme, listener.local_addr()?, &args.origins);
+    print!(
+        "{}",
+        edge::options::banner(scheme, listener.local_addr()?, &args.origins)
+    );
     crate::systemd::notify_ready();
     match tls {
         Some(tls) => httpd::serve_tls(listener, app, tls, limits, stopped()).await,
         None => httpd::serve(listener, app, limits, stopped()).await,
     }
     prober.abort();
-    if let Some(drain) = drain {
-        // The server (and its emitter) is gone: the last batch goes out, or times out.
-        let _ = tokio::time::timeout(Duration::from_secs(6), drain).await;
-    }
+    // The server (and its emitter) is gone: the last batch goes out, or times out.
+    analytics.stop().await;
     Ok(())
 }
 
-fn print_edge_banner(scheme: &str, addr: SocketAddr, origins: &[String]) {
-    println!("Rivulet edge is running.");
-    println!(
-        "  HTTP edge: {scheme}://{}/",
-        crate::serve::display_addr(addr)
-    );
-    println!(
-        "  viewer page: {scheme}://{}/watch/NAME",
-        crate::serve::display_addr(addr)
-    );
-    println!(
-        "  upstreams (in order of preference): {}",
-        origins.join(", ")
-    );
-}
-
 pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    let prometheus = crate::serve::install_metrics()?;
     // Countries are looked up only when some edge is tied to one.
     let country_of: Option<edge::route::CountryOf> =
         if args.edges.iter().any(|e| !e.countries.is_empty()) {
@@ -267,25 +228,13 @@ pub(crate) async fn run_route(args: RouteArgs) -> anyhow::Result<()> {
         let stop = stopped();
         tokio::spawn(async move { r.probe(Duration::from_secs(1), stop).await })
     };
-    let listener = TcpListener::bind(args.http_listen)
+    let listener = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("cannot listen on {} (set --http-listen)", args.http_listen))?;
-    println!("Rivulet router is running.");
-    println!(
-        "  HTTP router: http://{}/",
-        crate::serve::display_addr(listener.local_addr()?)
+    print!(
+        "{}",
+        edge::route::banner(listener.local_addr()?, &args.edges)
     );
-    for e in &args.edges {
-        if e.countries.is_empty() {
-            println!("  edge: {}", e.base);
-        } else {
-            println!(
-                "  edge: {} (viewers from {})",
-                e.base,
-                e.countries.join(", ")
-            );
-        }
-    }
     let app = router.router().merge(metrics_route(prometheus));
     let limits = crate::http_options::fit_to_process(args.http.resolve(&Default::default()));
     crate::systemd::notify_ready();

@@ -2,7 +2,6 @@
 //! the hub, and `rivulet meta` (the metadata server alone).
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,81 +10,10 @@ use axum::routing::get;
 use hub::{Hub, Session};
 use meta::banner;
 use meta::live::{LiveLink, LivePublish, TitleSink};
-use meta::remote::RemoteKeys;
-use meta::{AdminToken, MetaStore, StreamName, TokenSource};
 use origin::live_report::{self, LiveStateSink, PublishFacts, PublishReport};
-use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
-use crate::config::{MetaConfig, StreamDecl};
-
-/// Opens the metadata database and creates (or re-keys) the declared streams.
-pub(crate) async fn open_store(
-    database_url: Option<&str>,
-    data_dir: &Path,
-    streams: &[StreamDecl],
-) -> anyhow::Result<MetaStore> {
-    Ok(MetaStore::open_declared(database_url, data_dir, streams).await?)
-}
-
-/// Stores the configuration's webhooks (and forgets the ones no longer declared).
-pub(crate) async fn declare_webhooks(
-    store: &MetaStore,
-    webhooks: &crate::hooks_options::WebhookSettings,
-) -> anyhow::Result<()> {
-    store
-        .declare_webhooks(&webhooks.declared)
-        .await
-        .context("cannot store the declared webhooks")
-}
-
-/// The admin token, generated and stored in the data directory if none is configured.
-pub(crate) fn admin_token(
-    configured: Option<&AdminToken>,
-    data_dir: &Path,
-) -> anyhow::Result<(AdminToken, TokenSource)> {
-    match configured {
-        Some(token) => Ok((token.clone(), TokenSource::Configured)),
-        None => AdminToken::load_or_generate(None, data_dir)
-            .context("cannot set up the admin token (set --admin-token)"),
-    }
-}
-
-/// The keys of signed playback: the configured ones, else the one in
-/// DATA_DIR/playback-key (generated on the first start, like the admin token).
-pub(crate) fn playback_keys(
-    configured: &access::playback::PlaybackKeys,
-    data_dir: &Path,
-) -> anyhow::Result<(access::playback::PlaybackKeys, TokenSource)> {
-    Ok(meta::playback_key::playback_keys(configured, data_dir)?)
-}
-
-/// A name for this node in the streams' live state: host name and RTMP port.
-pub(crate) fn node_name(rtmp_port: u16) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "rivulet".into());
-    format!("{host}:{rtmp_port}")
-}
-
-/// Stores the declared streams on the remote metadata server (see
-/// [`meta::live::declare_remote`]); a refusal stops the start.
-pub(crate) async fn declare_remote(
-    keys: &RemoteKeys,
-    streams: &[StreamDecl],
-) -> anyhow::Result<()> {
-    let declared = streams
-        .iter()
-        .map(|s| Ok((StreamName::parse(&s.name)?, s.key.clone())))
-        .collect::<Result<Vec<_>, meta::ValidationError>>()?;
-    meta::live::declare_remote(keys, &declared)
-        .await
-        .map_err(|(name, e)| {
-            anyhow::Error::new(e).context(format!("cannot declare stream '{name}'"))
-        })
-}
+use crate::config::MetaConfig;
 
 /// The origin's playlists take their titles (`EXT-X-SESSION-DATA`), and its private
 /// streams their guard, from the metadata server through this.
@@ -171,30 +99,24 @@ pub(crate) async fn run(
     config: MetaConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (set --data-dir)",
-            config.data_dir.display()
-        )
-    })?;
-    let store = open_store(
+    crate::serve::create_data_dir(&config.data_dir)?;
+    let (store, token, source) = meta::declared::open_server(
         config.database_url.as_deref(),
         &config.data_dir,
         &config.streams,
+        &config.webhooks.declared,
+        config.admin_token.as_ref(),
     )
     .await?;
-    declare_webhooks(&store, &config.webhooks).await?;
-    let (token, source) = admin_token(config.admin_token.as_ref(), &config.data_dir)?;
     let stop = httpd::shutdown::Stop::on(shutdown);
     let webhooks = tokio::spawn(meta::webhooks::run_sender(
         store.clone(),
         config.webhooks.sender,
         stop.stopped(),
     ));
-    let (playback, playback_source) = playback_keys(&config.playback_keys, &config.data_dir)?;
-    let listener = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+    let (playback, playback_source) =
+        meta::playback_key::playback_keys(&config.playback_keys, &config.data_dir)?;
+    let listener = httpd::bind(config.http_listen, "HTTP", "--http-listen").await?;
     let addr = listener.local_addr()?;
     let app = Router::new()
         .merge({
@@ -207,7 +129,7 @@ pub(crate) async fn run(
             routes.merge(meta::api::finish(doc))
         })
         .route("/healthz", get(|| async { "ok\n" }));
-    let http = crate::serve::display_addr(addr);
+    let http = httpd::display_addr(addr);
     println!("Rivulet metadata server is running.");
     println!("  HTTP: http://{http}/");
     // Before the admin token's line: scripts may stop reading at that one.

@@ -15,12 +15,14 @@ use meta::remote::RemoteKeys;
 use meta::{AdminToken, MetaStore, TokenSource};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use origin::{LiveStreams, OriginConfig};
+use tls::TlsListeners;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::analytics_server::ServeAnalytics;
 use crate::config::{AnalyticsMode, MetaMode, ServeConfig};
 use crate::metadata;
+use httpd::display_addr;
 
 /// The listening sockets of `serve`, bound before anything else starts so that a
 /// caller (`demo`, tests) knows the real ports when it asked for port 0.
@@ -35,60 +37,12 @@ pub(crate) struct Listeners {
     srt: Option<tokio::net::UdpSocket>,
 }
 
-struct TlsListeners {
-    cert: Arc<tls::ReloadingCert>,
-    rtmps: Option<TcpListener>,
-    https: Option<TcpListener>,
-}
-
-impl TlsListeners {
-    /// Loads the certificate (a bad one stops the start, naming the file) and binds
-    /// the listeners that need it.
-    async fn bind(config: &crate::config::TlsListeners) -> anyhow::Result<Option<Self>> {
-        let Some(files) = &config.files else {
-            return Ok(None);
-        };
-        if config.rtmps_listen.is_none() && config.https_listen.is_none() {
-            tracing::warn!(
-                "--tls-cert and --tls-key are set but no TLS listener is: add --rtmps-listen and/or --https-listen"
-            );
-            return Ok(None);
-        }
-        let cert = crate::tls_options::load(files)?;
-        let rtmps = match config.rtmps_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen for RTMPS on {addr} (is another server using the port? set --rtmps-listen)")
-            })?),
-            None => None,
-        };
-        let https = match config.https_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
-                format!("cannot listen for HTTPS on {addr} (is another server using the port? set --https-listen)")
-            })?),
-            None => None,
-        };
-        Ok(Some(Self { cert, rtmps, https }))
-    }
-
-    fn rtmps_addr(&self) -> Option<std::net::SocketAddr> {
-        self.rtmps.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
-    fn https_addr(&self) -> Option<std::net::SocketAddr> {
-        self.https.as_ref().and_then(|l| l.local_addr().ok())
-    }
-}
-
 impl Listeners {
     pub(crate) async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
         // First: a certificate that cannot be used stops the start before any port is taken.
         let tls = TlsListeners::bind(&config.tls).await?;
-        let rtmp = TcpListener::bind(config.rtmp_listen)
-            .await
-            .with_context(|| format!("cannot listen for RTMP on {} (is another server using the port? set --rtmp-listen)", config.rtmp_listen))?;
-        let http = TcpListener::bind(config.http_listen)
-            .await
-            .with_context(|| format!("cannot listen for HTTP on {} (is another server using the port? set --http-listen)", config.http_listen))?;
+        let rtmp = httpd::bind(config.rtmp_listen, "RTMP", "--rtmp-listen").await?;
+        let http = httpd::bind(config.http_listen, "HTTP", "--http-listen").await?;
         let webrtc = crate::webrtc_options::bind(&config.webrtc).await?;
         let srt = config.srt.bind().await?;
         Ok(Self {
@@ -132,21 +86,14 @@ pub(crate) async fn serve(
     mut listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {} (set --data-dir)",
-            config.data_dir.display()
-        )
-    })?;
-    let prometheus = PrometheusBuilder::new()
-        .install_recorder()
-        .context("cannot install the metrics recorder")?;
+    create_data_dir(&config.data_dir)?;
+    let prometheus = crate::serve::install_metrics()?;
     let rtmp_addr = listeners.rtmp.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     let node = config
         .node_name
         .clone()
-        .unwrap_or_else(|| metadata::node_name(rtmp_addr.port()));
+        .unwrap_or_else(|| meta::live::node_name(rtmp_addr.port()));
 
     let control = ControlPlane::open(&config).await?;
     let stop = Stop::on(shutdown);
@@ -279,15 +226,14 @@ impl ControlPlane {
     async fn open(config: &ServeConfig) -> anyhow::Result<Self> {
         let (link, keys, local) = match &config.meta {
             MetaMode::Local => {
-                let store = metadata::open_store(
+                let (store, token, source) = meta::declared::open_server(
                     config.database_url.as_deref(),
                     &config.data_dir,
                     &config.streams,
+                    &config.webhooks.declared,
+                    config.admin_token.as_ref(),
                 )
                 .await?;
-                metadata::declare_webhooks(&store, &config.webhooks).await?;
-                let (token, source) =
-                    metadata::admin_token(config.admin_token.as_ref(), &config.data_dir)?;
                 (
                     meta::live::LiveLink::Local(store.clone()),
                     Arc::new(store.clone()) as Arc<dyn ingest::StreamKeys>,
@@ -305,7 +251,7 @@ impl ControlPlane {
                     );
                 }
                 let keys = RemoteKeys::new(settings.client()?, settings.cache);
-                metadata::declare_remote(&keys, &config.streams).await?;
+                meta::declared::declare_remote(&keys, &config.streams).await?;
                 (
                     meta::live::LiveLink::Remote(keys.remote().clone()),
                     Arc::new(keys) as Arc<dyn ingest::StreamKeys>,
@@ -313,23 +259,17 @@ impl ControlPlane {
                 )
             }
         };
-        // The operator's authorisation hook is asked after the key check accepted a key.
-        let keys = match &config.publish_hook {
-            Some(hook) => Arc::new(
-                meta::publish_hook::PublishHook::new(keys, hook.clone())
-                    .context("cannot set up the authorisation hook (on_publish_url)")?,
-            ) as Arc<dyn ingest::StreamKeys>,
-            None => keys,
-        };
+        let keys = meta::publish_hook::PublishHook::around(keys, config.publish_hook.as_ref())?;
         let analytics_store = match (&local, &config.analytics.mode) {
             (Some(local), _) => Some(local.store.clone()),
             (None, AnalyticsMode::Local) => Some(
-                metadata::open_store(config.database_url.as_deref(), &config.data_dir, &[]).await?,
+                MetaStore::open_declared(config.database_url.as_deref(), &config.data_dir, &[])
+                    .await?,
             ),
             (None, _) => None,
         };
         let (playback_keys, playback_source) =
-            metadata::playback_keys(&config.playback_keys, &config.data_dir)?;
+            meta::playback_key::playback_keys(&config.playback_keys, &config.data_dir)?;
         Ok(Self {
             link,
             keys,
@@ -402,30 +342,14 @@ fn http_app(
 }
 
 /// Where the APIs served here are, and the admin token.
-fn print_api_banner(
-    http_addr: std::net::SocketAddr,
-    config: &ServeConfig,
-    control: &ControlPlane,
-    analytics: &ServeAnalytics,
-) {
+fn print_api_banner(http: &str, config: &ServeConfig, control: &ControlPlane, local: bool) {
     match &control.local {
-        Some(local) => print!(
+        Some(m) => print!(
             "{}",
-            meta::banner::api(
-                &format!("http://{}", display_addr(http_addr)),
-                &local.token,
-                local.source,
-                &config.data_dir,
-            )
+            meta::banner::api(http, &m.token, m.source, &config.data_dir)
         ),
-        None => {
-            if analytics.local.is_some() {
-                println!(
-                    "  API: http://{}/api/analytics (OpenAPI document: /api/openapi.json)",
-                    display_addr(http_addr)
-                );
-            }
-        }
+        None if local => print!("{}", analytics::banner::api(http)),
+        None => {}
     }
 }
 
@@ -562,8 +486,30 @@ fn print_banners(
     control: &ControlPlane,
     analytics: &ServeAnalytics,
 ) -> anyhow::Result<()> {
-    let (rtmp_addr, http_addr) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
-    print_banner(rtmp_addr, http_addr, listeners.tls.as_ref(), config);
+    let (rtmp, http) = (listeners.rtmp.local_addr()?, listeners.http.local_addr()?);
+    let (rtmp, http) = (display_addr(rtmp), display_addr(http));
+    println!("Rivulet is running.");
+    println!("  RTMP ingest: rtmp://{rtmp}/live/STREAM_KEY");
+    println!("  HTTP origin: http://{http}/");
+    println!("  Dashboard:   http://{http}/dashboard");
+    if let Some(tls) = &listeners.tls {
+        print!("{}", tls.banner(display_addr));
+    }
+    let remote = match &config.meta {
+        MetaMode::Remote(remote) => Some(remote),
+        MetaMode::Local => None,
+    };
+    print!(
+        "{}",
+        meta::banner::streams(&config.streams, remote, &rtmp, &http)
+    );
+    print!(
+        "{}",
+        analytics::banner::serve(&config.analytics.mode, &http)
+    );
+    if config.streams.is_empty() {
+        print!("{}", meta::banner::NO_STREAMS);
+    }
     // Before the admin token's line: scripts may stop reading at that one.
     print!(
         "{}",
@@ -573,7 +519,8 @@ fn print_banners(
             &config.data_dir
         )
     );
-    print_api_banner(http_addr, config, control, analytics);
+    let http = format!("http://{http}");
+    print_api_banner(&http, config, control, analytics.local.is_some());
     if let Some(addr) = listeners.srt.as_ref().and_then(|s| s.local_addr().ok()) {
         println!(
             "  SRT ingest:  srt://{}?streamid=publish:STREAM_KEY",
@@ -597,15 +544,8 @@ fn start_whep(
         return Ok(None);
     };
     if let Ok(addr) = socket.local_addr() {
-        println!(
-            "  WebRTC (WHEP): UDP {} (POST http://{}/live/NAME/whep)",
-            addr,
-            display_addr(http_addr)
-        );
-        println!(
-            "  WHIP ingest: POST http://{}/whip/STREAM_KEY (or /whip with Authorization: Bearer STREAM_KEY)",
-            display_addr(http_addr)
-        );
+        let http = display_addr(http_addr);
+        print!("{}", webrtc_server::options::banner(addr, &http));
     }
     Ok(Some(crate::webrtc_options::start(
         socket,
@@ -637,13 +577,12 @@ fn start_tls_listeners(
     };
     let mut rtmp_listeners = vec![ingest::RtmpListener::plain(rtmp)];
     if let (Some(listener), Some(cert)) = (rtmps, &cert) {
-        // No ALPN: RTMP clients offer none.
-        let tls = crate::tls_options::server_config(cert, &[])?;
+        let tls = tls::listener_config(cert, false)?;
         rtmp_listeners.push(ingest::RtmpListener::tls(listener, tls));
     }
     let https_server = match (https, &cert) {
         (Some(listener), Some(cert)) => {
-            let tls = crate::tls_options::server_config(cert, crate::tls_options::HTTP_ALPN)?;
+            let tls = tls::listener_config(cert, true)?;
             Some(tokio::spawn(httpd::serve_tls(
                 listener,
                 app.clone(),
@@ -674,6 +613,23 @@ fn web_config(rtmp: std::net::SocketAddr, config: &ServeConfig) -> web::WebConfi
     }
 }
 
+/// The data directory, made if missing.
+pub(crate) fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} (set --data-dir)",
+            dir.display()
+        )
+    })
+}
+
+/// The process's Prometheus recorder, which `/metrics` renders.
+pub(crate) fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
 pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse {
     // Tasks alive on this runtime: a leak shows here first (the soak bench reads it).
     metrics::gauge!("rivulet_runtime_tasks").set(
@@ -686,77 +642,4 @@ pub(crate) async fn metrics_page(handle: PrometheusHandle) -> impl IntoResponse 
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),
     )
-}
-
-/// An address to show to people: a wildcard listener is reachable on loopback.
-pub(crate) fn display_addr(a: std::net::SocketAddr) -> String {
-    if a.ip().is_unspecified() {
-        format!("127.0.0.1:{}", a.port())
-    } else {
-        a.to_string()
-    }
-}
-
-fn print_tls_banner(tls: &TlsListeners) {
-    if let Some(addr) = tls.rtmps_addr() {
-        println!(
-            "  RTMPS ingest: rtmps://{}/live/STREAM_KEY",
-            display_addr(addr)
-        );
-    }
-    if let Some(addr) = tls.https_addr() {
-        println!("  HTTPS origin: https://{}/", display_addr(addr));
-    }
-    println!(
-        "  TLS certificate: {} (SHA-256 {}; reloaded on SIGHUP and when the files change)",
-        tls.cert.files().cert.display(),
-        tls.cert.fingerprint()
-    );
-}
-
-fn print_banner(
-    rtmp: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-    tls: Option<&TlsListeners>,
-    config: &ServeConfig,
-) {
-    let host = display_addr;
-    println!("Rivulet is running.");
-    println!("  RTMP ingest: rtmp://{}/live/STREAM_KEY", host(rtmp));
-    println!("  HTTP origin: http://{}/", host(http));
-    println!("  Dashboard:   http://{}/dashboard", host(http));
-    if let Some(tls) = tls {
-        print_tls_banner(tls);
-    }
-    for s in &config.streams {
-        println!(
-            "  stream '{}': publish to rtmp://{}/live/<its key>, watch http://{}/watch/{} (HLS: http://{}/live/{}/master.m3u8)",
-            s.name,
-            host(rtmp),
-            host(http),
-            s.name,
-            host(http),
-            s.name
-        );
-    }
-    if let MetaMode::Remote(remote) = &config.meta {
-        println!(
-            "  Metadata: the server at {} (key checks cached {} ms)",
-            remote.url,
-            remote.cache.ttl.as_millis()
-        );
-    }
-    match &config.analytics.mode {
-        AnalyticsMode::Local => println!(
-            "  Analytics: http://{}/api/analytics/summary (beacons: POST /api/analytics/beacons)",
-            host(http)
-        ),
-        AnalyticsMode::Remote(url) => println!("  Analytics: delivery events to {url}"),
-        AnalyticsMode::Off => println!("  Analytics: off"),
-    }
-    if config.streams.is_empty() {
-        println!(
-            "  No streams declared: create them with `rivulet streams create NAME` (or POST /api/streams), or add --stream NAME=KEY."
-        );
-    }
 }

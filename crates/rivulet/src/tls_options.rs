@@ -3,13 +3,8 @@
 //! change.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Args;
-
-/// ALPN of the HTTPS listeners: HTTP/2, then HTTP/1.1.
-pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 /// The flags (flattened into `serve`'s and `edge`'s).
 #[derive(Args, Debug, Clone, Default)]
@@ -36,25 +31,4 @@ impl TlsArgs {
             self.tls_key.clone().or(file_key),
         )?)
     }
-}
-
-/// Loads the pair for the process's TLS listeners; the error names the file and
-/// what is wrong with it.
-pub(crate) fn load(files: &tls::CertificateFiles) -> anyhow::Result<Arc<tls::ReloadingCert>> {
-    let cert = tls::ReloadingCert::load(files.clone())
-        .context("cannot use the TLS certificate and key (check --tls-cert and --tls-key)")?;
-    tracing::info!(
-        cert = %files.cert.display(),
-        fingerprint = %cert.fingerprint(),
-        "TLS certificate loaded (reloaded on SIGHUP and when the files change)"
-    );
-    Ok(cert)
-}
-
-/// A rustls server configuration over `cert` offering `alpn`.
-pub(crate) fn server_config(
-    cert: &Arc<tls::ReloadingCert>,
-    alpn: &[&[u8]],
-) -> anyhow::Result<Arc<tls::ServerConfig>> {
-    tls::server_config(cert.clone(), alpn).context("cannot configure TLS")
 }

@@ -22,10 +22,14 @@
 
 mod client;
 mod files;
+mod listen;
 mod reload;
 
 pub use client::{ClientTrust, client_config};
 pub use files::{CertificateFiles, PairError, TlsError, fingerprint};
+pub use listen::{
+    HTTP_ALPN, ListenError, ListenOptions, NoCertificate, TlsListeners, listener_config, load,
+};
 pub use reload::{ReloadingCert, WATCH_INTERVAL, server_config, watch};
 pub use rustls::{ClientConfig, ServerConfig};
 

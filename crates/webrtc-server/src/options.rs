@@ -161,6 +161,14 @@ pub async fn bind(settings: &WebRtcSettings) -> Result<Option<UdpSocket>, BindEr
     }
 }
 
+/// The start-up lines: the sessions' UDP socket and the WHEP and WHIP resources on
+/// `http` (the HTTP server's address as people type it).
+pub fn banner(udp: SocketAddr, http: &str) -> String {
+    format!(
+        "  WebRTC (WHEP): UDP {udp} (POST http://{http}/live/NAME/whep)\n  WHIP ingest: POST http://{http}/whip/STREAM_KEY (or /whip with Authorization: Bearer STREAM_KEY)\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
