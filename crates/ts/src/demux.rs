@@ -689,7 +689,10 @@ impl Demuxer {
 
     fn emit(&mut self, frame: Frame) {
         let tracks = self.current_tracks();
-        if self.announced.as_ref() == Some(&tracks) {
+        // Behind frames already held, a frame waits its turn even if it fits the
+        // announced tracks (a configuration that changed and changed back): frames
+        // leave in the order they came, so decode times never go back.
+        if self.announced.as_ref() == Some(&tracks) && self.held.is_empty() {
             self.events.push_back(DemuxEvent::Frame(frame));
             return;
         }
