@@ -473,10 +473,15 @@ impl RenditionPackager {
             return false;
         };
         let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
-        // Audio alone is written in chunks of several frames: the frames still pending
-        // are the part's too, or a few long frames would overfill it before it flushes.
+        // Frames of the main track still pending are the part's too (audio alone is
+        // written in chunks of several frames; a segment's first video frame waits for
+        // audio), or a few long frames would overfill it before they are written.
         let audio_only = self.tracks.as_ref().is_some_and(|t| t.video.is_none());
-        let pending_main = audio_only && !self.pending_audio.is_empty();
+        let pending_main = if audio_only {
+            !self.pending_audio.is_empty()
+        } else {
+            !self.pending_video.is_empty()
+        };
         if let Some(part) = seg.parts.last()
             && (part.complete
                 || ((!part.chunks.is_empty() || pending_main)

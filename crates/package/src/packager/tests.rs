@@ -529,6 +529,35 @@ fn audio_alone_with_long_irregular_frames_never_overfills_a_part() {
 }
 
 #[test]
+fn a_segments_first_video_frame_waiting_for_audio_never_overfills_a_part() {
+    // The first frame of a segment waits for audio (VLC); when the next one is video
+    // and both would not fit PART-TARGET, the first is written alone (found by fuzzing).
+    let mut p = packager();
+    let long = i64::from(PackagerConfig::default().part_target_ms) * 90 * 6 / 10;
+    let target = f64::from(PackagerConfig::default().part_target_ms) / 1000.0;
+    for n in 0..40i64 {
+        let t = MediaTime::new(n * long, VIDEO_TIMESCALE);
+        p.handle_frame(
+            Frame {
+                kind: TrackKind::Video,
+                dts: t,
+                pts: t,
+                keyframe: n % 4 == 0,
+                data: Bytes::from_static(&[0x65; 10]),
+            },
+            t0(),
+        )
+        .unwrap();
+        p.check_invariants();
+        let durations = part_durations(&p.media_playlist(false, &[]));
+        assert!(
+            durations.iter().all(|d| *d <= target + 1e-3),
+            "frame {n}: {durations:?}"
+        );
+    }
+}
+
+#[test]
 fn bad_frames_are_refused_and_the_packager_goes_on() {
     let mut p = RenditionPackager::new(PackagerConfig::default());
     let f = Source::new(3000, 60).next().pop().unwrap();
