@@ -7,10 +7,42 @@ use std::time::{Duration, Instant};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, Input, Output, Rtc};
 
-use crate::SessionOutput;
+use str0m::Candidate;
+use str0m::change::SdpOffer;
+
+use crate::session::offers_h264;
+use crate::{OfferError, SessionOutput, WhepConfig};
 
 /// How long a session may take from its answer to a working ICE connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Answers `offer` (SDP text, which must offer H.264 video) as an ICE-lite peer with
+/// the configured host candidates: the peer and the SDP answer.
+pub(crate) fn accept_offer(
+    config: &WhepConfig,
+    offer: &str,
+    now: Instant,
+) -> Result<(Rtc, String), OfferError> {
+    let parsed =
+        SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
+    if !offers_h264(offer) {
+        return Err(OfferError::NoH264);
+    }
+    if config.candidates.is_empty() {
+        return Err(OfferError::Candidate("none configured".into()));
+    }
+    let mut rtc = config.builder().build(now);
+    for addr in &config.candidates {
+        let candidate = Candidate::host(*addr, "udp")
+            .map_err(|e| OfferError::Candidate(format!("{addr}: {e}")))?;
+        rtc.add_local_candidate(candidate);
+    }
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(parsed)
+        .map_err(|e| OfferError::Rejected(e.to_string()))?;
+    Ok((rtc, answer.to_sdp_string()))
+}
 
 /// A UDP datagram as str0m's input (`None`: not a datagram str0m can read).
 pub(crate) fn receive(

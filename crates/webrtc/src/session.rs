@@ -4,11 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::{Candidate, Event, IceConnectionState, Rtc};
+use str0m::{Event, IceConnectionState, Rtc};
 
 /// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
 /// datagrams of at most 1200 bytes of payload, about 1.8 KB each in memory: about
@@ -134,24 +133,7 @@ impl WhepSession {
         offer: &str,
         now: Instant,
     ) -> Result<(Self, String), OfferError> {
-        let parsed =
-            SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
-        if !offers_h264(offer) {
-            return Err(OfferError::NoH264);
-        }
-        let mut rtc = config.builder().build(now);
-        if config.candidates.is_empty() {
-            return Err(OfferError::Candidate("none configured".into()));
-        }
-        for addr in &config.candidates {
-            let candidate = Candidate::host(*addr, "udp")
-                .map_err(|e| OfferError::Candidate(format!("{addr}: {e}")))?;
-            rtc.add_local_candidate(candidate);
-        }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(parsed)
-            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let (rtc, answer) = crate::peer::accept_offer(config, offer, now)?;
         let session = Self {
             rtc,
             video: None,
@@ -160,7 +142,7 @@ impl WhepSession {
             created: now,
             waiting_for_keyframe: true,
         };
-        Ok((session, answer.to_sdp_string()))
+        Ok((session, answer))
     }
 
     /// Whether the datagram belongs to this session (ICE ufrag, DTLS/SRTP peer).

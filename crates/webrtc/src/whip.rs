@@ -15,12 +15,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use media::{AvcConfig, Frame, MediaTime, TrackKind};
-use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::{Candidate, Event, IceConnectionState, Rtc};
+use str0m::{Event, IceConnectionState, Rtc};
 
-use crate::session::{OfferError, SessionOutput, WhepConfig, offers_h264};
+use crate::session::{OfferError, SessionOutput, WhepConfig};
 
 /// Keyframe requests (PLI) while waiting for one, at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
@@ -101,24 +100,7 @@ impl WhipSession {
         offer: &str,
         now: Instant,
     ) -> Result<(Self, String), OfferError> {
-        let parsed =
-            SdpOffer::from_sdp_string(offer).map_err(|e| OfferError::Malformed(e.to_string()))?;
-        if !offers_h264(offer) {
-            return Err(OfferError::NoH264);
-        }
-        let mut rtc = config.builder().build(now);
-        if config.candidates.is_empty() {
-            return Err(OfferError::Candidate("none configured".into()));
-        }
-        for addr in &config.candidates {
-            let candidate = Candidate::host(*addr, "udp")
-                .map_err(|e| OfferError::Candidate(format!("{addr}: {e}")))?;
-            rtc.add_local_candidate(candidate);
-        }
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(parsed)
-            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let (rtc, answer) = crate::peer::accept_offer(config, offer, now)?;
         let (video_rate, audio_rate) = match (NonZeroU32::new(90_000), NonZeroU32::new(OPUS_RATE)) {
             (Some(v), Some(a)) => (v, a),
             _ => return Err(OfferError::Rejected("no clock rate".into())),
@@ -137,7 +119,7 @@ impl WhipSession {
             last_keyframe_request: None,
             events: VecDeque::new(),
         };
-        Ok((session, answer.to_sdp_string()))
+        Ok((session, answer))
     }
 
     /// Whether the datagram belongs to this session (ICE ufrag, DTLS/SRTP peer).
