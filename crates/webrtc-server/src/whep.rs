@@ -70,6 +70,25 @@ async fn whip_off() -> Response {
     )
 }
 
+/// 201 Created for a WHEP or WHIP session: the SDP answer, the session resource
+/// (`Location`) and its entity tag (the session id), never cached.
+pub(crate) fn created(sdp_answer: String, location: &str, id: &str) -> Response {
+    let mut response = (StatusCode::CREATED, sdp_answer).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    response
+}
+
 pub(crate) fn answer(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (
         status,
@@ -189,21 +208,7 @@ async fn offer(
         return answer(StatusCode::SERVICE_UNAVAILABLE, "WebRTC is shutting down");
     }
     tracing::info!(stream = %name, %rendition, session = %id, "WHEP session started");
-    let location = format!("/live/{name}/whep/{id}");
-    let mut response = (StatusCode::CREATED, sdp_answer).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/sdp"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
-        h.insert(header::ETAG, v);
-    }
-    response
+    created(sdp_answer, &format!("/live/{name}/whep/{id}"), &id)
 }
 
 /// The highest transcoded rung (the ladder announces largest first), else the source.

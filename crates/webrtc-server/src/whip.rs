@@ -18,7 +18,7 @@ use axum::routing::{patch, post};
 use webrtc::{OfferError, WhipSession};
 
 use crate::driver::{self, Publish};
-use crate::whep::{MAX_OFFER_BYTES, answer, delete_session, patch_session};
+use crate::whep::{MAX_OFFER_BYTES, answer, created, delete_session, patch_session};
 use crate::{WebRtc, WhipIngest};
 
 /// The WHIP routes (state: the server's).
@@ -149,21 +149,7 @@ async fn offer(
     }
     metrics::counter!("whip_publishes_total").increment(1);
     tracing::info!(stream = %name, %peer, session = %id, "publishing over WHIP");
-    let location = format!("/whip/session/{id}");
-    let mut response = (StatusCode::CREATED, sdp_answer).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/sdp"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
-        h.insert(header::ETAG, v);
-    }
-    response
+    created(sdp_answer, &format!("/whip/session/{id}"), &id)
 }
 
 fn busy(name: &str, detail: impl std::fmt::Display) -> String {
