@@ -4,33 +4,15 @@
 //! Needs `node`, `/usr/bin/chromium` and `web/node_modules` (scripts/setup.sh).
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use common::node;
+
 use std::sync::Mutex;
 
 /// One browser test at a time: each runs a server, a publisher, an encoder ladder
 /// and Chromium, which is plenty for a 2-core machine.
 static BROWSER: Mutex<()> = Mutex::new(());
-
-fn web_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web")
-}
-
-/// Runs `node ARGS` in `web/`, failing with its output on a non-zero exit.
-fn node(args: &[&str]) {
-    let out = Command::new("node")
-        .args(args)
-        .current_dir(web_dir())
-        .output()
-        .expect("node must be installed (scripts/setup.sh)");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "node {args:?} failed:\n{text}");
-}
 
 fn browser_test(script: &str) {
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());

@@ -577,3 +577,21 @@ pub fn decoded_frames(url: &str) -> u64 {
         .parse()
         .unwrap_or_else(|_| panic!("frame count of {url}: {stdout:?}"))
 }
+
+/// Runs `node ARGS` in `web/` (the browser tests, `web/tests/*.mjs`), failing with its
+/// output on a non-zero exit.
+pub fn node(args: &[&str]) {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let out = Command::new("node")
+        .args(args)
+        .current_dir(web)
+        .output()
+        .expect("node must be installed (scripts/setup.sh)");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "node {args:?} failed:\n{text}");
+}
