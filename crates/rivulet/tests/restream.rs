@@ -139,9 +139,9 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
     drop(target);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn source_is_forwarded_to_nginx_rtmp() {
-    let mut nginx = NginxRtmp::start();
+/// nginx-rtmp, and a primary whose stream `main` has it as restream target `id`.
+async fn forwarding_to_nginx() -> (NginxRtmp, Server, i64) {
+    let nginx = NginxRtmp::start();
     let port = nginx.port;
     let primary = Server::start(&[
         "--admin-token",
@@ -161,6 +161,12 @@ async fn source_is_forwarded_to_nginx_rtmp() {
     let id = response.json::<Value>().await.unwrap()["id"]
         .as_i64()
         .unwrap();
+    (nginx, primary, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_is_forwarded_to_nginx_rtmp() {
+    let (mut nginx, primary, id) = forwarding_to_nginx().await;
     let mut ffmpeg = publish(&format!("{}/live/main-key-0123", primary.rtmp), 5);
     wait_state(&primary, id, "live").await;
     assert!(wait_exit(&mut ffmpeg, Duration::from_secs(30)).is_some_and(|s| s.success()));
@@ -176,26 +182,7 @@ async fn source_is_forwarded_to_nginx_rtmp() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hevc_source_is_refused_to_an_rtmp_target_with_the_reason() {
-    let mut nginx = NginxRtmp::start();
-    let port = nginx.port;
-    let primary = Server::start(&[
-        "--admin-token",
-        TOKEN,
-        "--stream",
-        "main=main-key-0123",
-        "--no-analytics",
-    ]);
-    let response = client()
-        .post(primary.url("/api/streams/main/restreams"))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "url": format!("rtmp://127.0.0.1:{port}/live/peer") }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_i64()
-        .unwrap();
+    let (mut nginx, primary, id) = forwarding_to_nginx().await;
     // Our client publishes HEVC over Enhanced RTMP.
     let (mut publisher, log) = rivulet_publish(&[
         "--test-pattern",
