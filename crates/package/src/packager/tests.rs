@@ -132,6 +132,31 @@ fn part_durations(text: &str) -> Vec<f64> {
         .collect()
 }
 
+/// A frame of `kind` at `t` (decode and presentation time alike).
+fn frame_at(kind: TrackKind, t: MediaTime, keyframe: bool) -> Frame {
+    Frame {
+        kind,
+        dts: t,
+        pts: t,
+        keyframe,
+        data: Bytes::from_static(&[0x65; 10]),
+    }
+}
+
+/// Feeds `frame`, checks the invariants and that every listed part is within
+/// PART-TARGET; returns how many parts the playlist lists.
+fn feed_within_target(p: &mut RenditionPackager, frame: Frame, what: &str) -> usize {
+    p.handle_frame(frame, t0()).unwrap();
+    p.check_invariants();
+    let target = f64::from(p.config().part_target_ms) / 1000.0;
+    let durations = part_durations(&p.media_playlist(false, &[]));
+    assert!(
+        durations.iter().all(|d| *d <= target + 1e-3),
+        "{what}: {durations:?}"
+    );
+    durations.len()
+}
+
 #[test]
 fn a_late_pipeline_numbers_segments_and_parts_alike() {
     let mut a = packager();
@@ -494,7 +519,6 @@ fn audio_alone_with_long_irregular_frames_never_overfills_a_part() {
     let mut p = RenditionPackager::new(PackagerConfig::default());
     p.handle_tracks(tracks(true, false), t0());
     let rate = NonZeroU32::new(48_000).unwrap();
-    let target = f64::from(PackagerConfig::default().part_target_ms) / 1000.0;
     // 0.6 of PART-TARGET a frame, with runs of ordinary ones between.
     let long = i64::from(PackagerConfig::default().part_target_ms) * 48 * 6 / 10;
     let mut dts = 0;
@@ -505,25 +529,8 @@ fn audio_alone_with_long_irregular_frames_never_overfills_a_part() {
         } else {
             1024
         };
-        let t = MediaTime::new(dts, rate);
-        p.handle_frame(
-            Frame {
-                kind: TrackKind::Audio,
-                dts: t,
-                pts: t,
-                keyframe: true,
-                data: Bytes::from_static(&[1; 10]),
-            },
-            t0(),
-        )
-        .unwrap();
-        p.check_invariants();
-        let durations = part_durations(&p.media_playlist(false, &[]));
-        assert!(
-            durations.iter().all(|d| *d <= target + 1e-3),
-            "frame {n}: {durations:?}"
-        );
-        parts_seen = parts_seen.max(durations.len());
+        let frame = frame_at(TrackKind::Audio, MediaTime::new(dts, rate), true);
+        parts_seen = parts_seen.max(feed_within_target(&mut p, frame, &format!("frame {n}")));
     }
     assert!(parts_seen > 5, "{}", p.media_playlist(false, &[]));
 }
@@ -534,26 +541,13 @@ fn a_segments_first_video_frame_waiting_for_audio_never_overfills_a_part() {
     // and both would not fit PART-TARGET, the first is written alone (found by fuzzing).
     let mut p = packager();
     let long = i64::from(PackagerConfig::default().part_target_ms) * 90 * 6 / 10;
-    let target = f64::from(PackagerConfig::default().part_target_ms) / 1000.0;
     for n in 0..40i64 {
-        let t = MediaTime::new(n * long, VIDEO_TIMESCALE);
-        p.handle_frame(
-            Frame {
-                kind: TrackKind::Video,
-                dts: t,
-                pts: t,
-                keyframe: n % 4 == 0,
-                data: Bytes::from_static(&[0x65; 10]),
-            },
-            t0(),
-        )
-        .unwrap();
-        p.check_invariants();
-        let durations = part_durations(&p.media_playlist(false, &[]));
-        assert!(
-            durations.iter().all(|d| *d <= target + 1e-3),
-            "frame {n}: {durations:?}"
+        let frame = frame_at(
+            TrackKind::Video,
+            MediaTime::new(n * long, VIDEO_TIMESCALE),
+            n % 4 == 0,
         );
+        feed_within_target(&mut p, frame, &format!("frame {n}"));
     }
 }
 
