@@ -213,7 +213,8 @@ impl WhipSession {
                 dts: t,
                 pts: t,
                 keyframe: true,
-                data: Bytes::copy_from_slice(&data.data),
+                // Shares str0m's depacketised payload (an `Arc`) instead of copying it.
+                data: Bytes::from_owner(data.data),
             }));
         }
     }
