@@ -1,6 +1,7 @@
 // The latency budget (issue 13 item 1), measured, not estimated:
 //   node web/bench/latency.mjs [--bin target/release/rivulet] [--duration 45]
-//        [--renditions source,360p,234p] [--part-target-ms N]
+//        [--renditions source,360p,234p] [--part-target-ms N] [--peer nginx-rtmp|none]
+//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT]
 // (`rivulet-bench latency` runs this.) An external ffmpeg publisher (libx264 veryfast,
 // zerolatency, 2 s GOP, 1.5 Mbit/s, 640x360, 30 fps) draws the wall clock into every
 // picture twice: as text (drawtext, for a person) and as the machine-readable time
@@ -17,10 +18,18 @@
 //   origin → edge                the same blocking reload at the edge, t_e − t_o
 //   edge → on screen             arrival → on screen minus the above (the player:
 //                                hold-back behind the newest part, fetch, decode)
-// and glass to glass (strip vs this machine's clock). Prints figures, asserts nothing.
+// and glass to glass (strip vs this machine's clock); startup of the first viewer (the
+// edge's cache cold) step by step, and of five later ones. Then the peer on the same
+// encode (ffmpeg's tee muxer): nginx-rtmp's HLS in hls.js, its strip read the same way,
+// side by side with ratios. `--netem` puts a delaying, lossy link (a proxy in this
+// process) between the browser and the edge. Prints figures, asserts nothing.
 
 import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { launchBrowser, newPage, rivuletBinary, startEdge, startServer, until } from '../tests/lib.mjs';
@@ -31,6 +40,10 @@ const { values: opt } = parseArgs({
     duration: { type: 'string', default: '45' },
     renditions: { type: 'string' },
     'part-target-ms': { type: 'string' },
+    // The peer run side by side: nginx-rtmp's HLS (Debian's libnginx-mod-rtmp), or none.
+    peer: { type: 'string', default: 'nginx-rtmp' },
+    // A lossy, delaying link between the viewer and the edge: DELAY_MS,JITTER_MS,LOSS_PERCENT.
+    netem: { type: 'string' },
   },
 });
 const bin = opt.bin ? resolve(opt.bin) : rivuletBinary();
@@ -62,6 +75,12 @@ function crcMasks() {
   }
   return masks;
 }
+/**
+ * The publisher's video filter graph ([0:v] → [v]): the wall clock as text and as the
+ * time strip. The strip is computed on a 58×2 picture (one pixel per cell: geq runs a
+ * long expression per pixel, and over the whole frame it cost the publisher most of a
+ * core, which slowed everything else in the run) and scaled up over the frame's bottom.
+ */
 function stripFilter() {
   const rows = Math.max(Math.floor(HEIGHT / 10), 4);
   const margin = Math.floor(HEIGHT / 40);
@@ -75,27 +94,30 @@ function stripFilter() {
   for (let i = 7; i >= 0; i--) cell = `if(eq(ld(1),${50 + i}),${crcBit(masks[i])},${cell})`;
   cell = `if(lt(ld(1),50),mod(floor(ld(0)/pow(2,49-ld(1))),2),${cell})`;
   cell = `if(eq(ld(1),0),1,if(eq(ld(1),1),0,${cell}))`;
-  const lum = `if(between(Y,${top},${top + rows - 1}),st(0,floor(T*1000+0.5))*0+st(1,floor(X*${CELLS}/W))*0+16+219*${cell},lum(X,Y))`;
+  const lum = `st(0,floor(T*1000+0.5))*0+st(1,floor(X*${CELLS}/W))*0+16+219*${cell}`;
   const esc = (s) => s.replace(/,/g, '\\,');
   return [
     // The frame's time becomes the wall clock when it is made (ms), for geq's T.
-    'settb=1/1000', 'setpts=RTCTIME/1000',
-    `drawbox=x=0:y=${top}:w=${WIDTH}:h=${rows}:color=gray:t=fill`,
-    `geq=lum='${esc(lum)}':cb='cb(X,Y)':cr='cr(X,Y)'`,
-    "drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:fontsize=28:fontcolor=white:box=1:boxcolor=black:x=10:y=10:text='%{localtime\\:%T}'",
-    'setpts=PTS-STARTPTS',
-  ].join(',');
+    '[0:v]format=yuv420p,settb=1/1000,setpts=RTCTIME/1000,split[main][cells]',
+    `[cells]scale=${CELLS}:2:flags=neighbor,geq=lum='${esc(lum)}':cb=128:cr=128,scale=${WIDTH}:${rows}:flags=neighbor[strip]`,
+    `[main][strip]overlay=0:${top},drawtext=fontfile=/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf:fontsize=28:fontcolor=white:box=1:boxcolor=black:x=10:y=10:text='%{localtime\\:%T}',setpts=PTS-STARTPTS[v]`,
+  ].join(';');
 }
 
-function ffmpegPublisher(url) {
+/** One encode published to every URL (ffmpeg's tee muxer: the same frames everywhere). */
+function ffmpegPublisher(urls) {
+  const out = urls.length === 1
+    ? ['-map', '[v]', '-map', '1:a', '-f', 'flv', urls[0]]
+    // FLV wants the parameter sets in the stream header: tee does not tell the encoders.
+    : ['-flags', '+global_header', '-map', '[v]', '-map', '1:a', '-f', 'tee', urls.map((u) => `[f=flv:onfail=ignore]${u}`).join('|')];
   const args = [
     '-hide_banner', '-loglevel', 'error', '-re',
     '-f', 'lavfi', '-i', `testsrc2=size=${WIDTH}x${HEIGHT}:rate=30`,
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
-    '-vf', stripFilter(),
+    '-filter_complex', stripFilter(),
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
     '-g', '60', '-keyint_min', '60', '-b:v', '1500k', '-maxrate', '1500k', '-bufsize', '1500k',
-    '-c:a', 'aac', '-b:a', '128k', '-f', 'flv', url,
+    '-c:a', 'aac', '-b:a', '128k', ...out,
   ];
   const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   proc.output = [];
@@ -168,12 +190,177 @@ async function probe(base, edgeBase, rendition, until, out) {
   }
 }
 
+// --- The peer: nginx-rtmp's HLS, played by hls.js with its defaults, strip read the same way ---
+const here = dirname(fileURLToPath(import.meta.url));
+const freePort = () => new Promise((ok, fail) => {
+  const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const { port } = s.address();
+    s.close(() => ok(port));
+  }).on('error', fail);
+});
+
+async function startNginxRtmp() {
+  const module = '/usr/lib/nginx/modules/ngx_rtmp_module.so';
+  const dir = mkdtempSync(join(tmpdir(), 'rivulet-peer-'));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'logs'));
+  mkdirSync(join(dir, 'html/hls'), { recursive: true });
+  spawn('chmod', ['-R', '0777', dir]);
+  const [rtmpPort, httpPort] = [await freePort(), await freePort()];
+  const web = resolve(here, '..');
+  // hls_fragment 1s: nginx-rtmp cuts at the first keyframe after it, so fragments are
+  // the 2 s GOP, its shortest; a 6 s playlist. hls.js plays it with its defaults
+  // (3 fragments behind live), as a page pointed at nginx-rtmp would.
+  writeFileSync(join(dir, 'nginx.conf'), `load_module ${module};
+daemon off; master_process off; pid ${dir}/nginx.pid; error_log ${dir}/logs/error.log warn;
+events { worker_connections 256; }
+rtmp { server { listen 127.0.0.1:${rtmpPort};
+  application live { live on; hls on; hls_path ${dir}/html/hls; hls_fragment 1s; hls_playlist_length 6s; } } }
+http { access_log off;
+  types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; text/html html; text/javascript js mjs; }
+  server { listen 127.0.0.1:${httpPort};
+    location /hls/ { root ${dir}/html; add_header Cache-Control no-cache; }
+    location = /hls.min.mjs { alias ${web}/node_modules/hls.js/dist/hls.min.mjs; }
+    location = /timestrip.js { alias ${web}/src/timestrip.js; }
+    location = /peer.html { root ${dir}/html; } } }
+`);
+  writeFileSync(join(dir, 'html/peer.html'), `<!doctype html><meta charset="utf-8">
+<video id="video" muted autoplay playsinline width="${WIDTH}" height="${HEIGHT}"></video>
+<script type="module">
+import Hls from '/hls.min.mjs';
+import { readVideo } from '/timestrip.js';
+const video = document.getElementById('video');
+const canvas = document.createElement('canvas');
+const peer = { firstFrameAt: null, samples: [], sampleTimes: [], failed: 0, rebuffers: 0 };
+window.peer = peer;
+const hls = new Hls();
+hls.loadSource('/hls/${NAME}.m3u8');
+hls.attachMedia(video);
+hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
+video.addEventListener('waiting', () => { if (peer.firstFrameAt !== null) peer.rebuffers += 1; });
+let last = 0;
+const onFrame = (now) => {
+  if (peer.firstFrameAt === null) peer.firstFrameAt = performance.now();
+  if (now - last >= 250) {
+    last = now;
+    const r = readVideo(video, canvas);
+    if (r && r.millis !== undefined) { peer.samples.push(Date.now() - r.millis); peer.sampleTimes.push(performance.now()); } else peer.failed += 1;
+  }
+  video.requestVideoFrameCallback(onFrame);
+};
+video.requestVideoFrameCallback(onFrame);
+</script>
+`);
+  const proc = spawn('nginx', ['-p', dir, '-c', join(dir, 'nginx.conf')], { stdio: 'ignore' });
+  process.on('exit', () => proc.kill('SIGKILL'));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const up = await new Promise((ok) => net.connect(httpPort, '127.0.0.1').on('connect', function () { this.destroy(); ok(true); }).on('error', () => ok(false)));
+    if (up) break;
+    if (Date.now() > deadline) throw new Error(`nginx did not start (see ${dir}/logs/error.log)`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { rtmp: `rtmp://127.0.0.1:${rtmpPort}/live/${NAME}`, page: `http://127.0.0.1:${httpPort}/peer.html`, proc };
+}
+
+/** Watches the peer's page for `seconds`: glass to glass after the first 5 s, startup, rebuffers. */
+async function watchPeer(browser, url, seconds) {
+  const page = await newPage(browser);
+  await page.goto(url);
+  await page.waitForFunction(() => window.peer && window.peer.firstFrameAt != null, undefined, { timeout: 60_000 });
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const p = await page.evaluate(() => ({
+    startup: window.peer.firstFrameAt,
+    g2g: window.peer.samples.filter((_, i) => window.peer.sampleTimes[i] > window.peer.firstFrameAt + 5000),
+    failed: window.peer.failed,
+    rebuffers: window.peer.rebuffers,
+  }));
+  await page.close();
+  return p;
+}
+
+// --- A lossy, delaying link (tc netem does not work on these machines) ---
+// Each direction of each TCP connection is cut into 1448-byte packets; every packet
+// is held DELAY ± JITTER ms (in order: a packet never overtakes the one before it),
+// and a lost one (LOSS %) — with everything behind it on that connection — waits one
+// more round trip, at least 200 ms (Linux's minimum retransmission timeout), as TCP's
+// head-of-line blocking makes a receiver wait. TCP's congestion response to loss
+// (a smaller window) is not modelled.
+function lossyLink(targetPort, { delay, jitter, loss }) {
+  const stats = { packets: 0, lost: 0 };
+  const rto = Math.max(200, 2 * delay);
+  const pipe = (from, to) => {
+    // One queue per direction, drained in order by one timer (timers of different
+    // delays may fire out of order).
+    const queue = [];
+    let last = 0;
+    let timer = null;
+    let ended = false;
+    const drain = () => {
+      timer = null;
+      const now = Date.now();
+      while (queue.length && queue[0].at <= now) to.write(queue.shift().packet);
+      if (queue.length) timer = setTimeout(drain, queue[0].at - now);
+      else if (ended) to.end();
+    };
+    from.on('data', (chunk) => {
+      for (let off = 0; off < chunk.length; off += 1448) {
+        stats.packets += 1;
+        let at = Date.now() + delay + (Math.random() * 2 - 1) * jitter;
+        if (Math.random() < loss / 100) {
+          stats.lost += 1;
+          at += rto;
+        }
+        last = Math.max(last, at);
+        queue.push({ at: last, packet: chunk.subarray(off, off + 1448) });
+      }
+      if (!timer) timer = setTimeout(drain, Math.max(0, queue[0].at - Date.now()));
+    });
+    from.on('end', () => {
+      ended = true;
+      if (!timer) to.end();
+    });
+    from.on('error', () => to.destroy());
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    pipe(client, upstream);
+    pipe(upstream, client);
+    upstream.on('close', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, stats })));
+}
+
+/** In the page: when the first frame came, and when each step before it ended (ms after navigation). */
+function startupTimeline() {
+  const firstFrame = window.rivulet.player.firstFrameAt;
+  const nav = performance.getEntriesByType('navigation')[0];
+  const steps = [['page', nav.responseEnd], ['scripts', nav.domContentLoadedEventEnd], ['attach', window.rivulet.player.attachedAt]];
+  for (const e of performance.getEntriesByType('resource')) {
+    if (e.responseEnd > firstFrame) continue;
+    const path = new URL(e.name).pathname;
+    const what = /master\.m3u8$/.test(path) ? 'master' : /index\.m3u8$/.test(path) ? 'playlist' : /init/.test(path) ? 'init' : /\.(m4s|mp4)$/.test(path) ? 'media' : null;
+    if (what) steps.push([what, e.responseEnd]);
+  }
+  steps.push(['first frame', firstFrame]);
+  return { firstFrame, steps: steps.sort((a, b) => a[1] - b[1]) };
+}
+
 const extra = [];
 if (opt.renditions) extra.push('--renditions', opt.renditions);
 if (opt['part-target-ms']) extra.push('--part-target-ms', opt['part-target-ms']);
 const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, ...extra]);
 const edge = await startEdge(bin, [server.http]);
-const publisher = ffmpegPublisher(`${server.rtmp}/live/${KEY}`);
+const peer = opt.peer === 'nginx-rtmp' ? await startNginxRtmp() : null;
+const publisher = ffmpegPublisher([`${server.rtmp}/live/${KEY}`, ...(peer ? [peer.rtmp] : [])]);
+let netem = null;
+if (opt.netem) {
+  const [delay, jitter, loss] = opt.netem.split(',').map(Number);
+  if (![delay, jitter, loss].every(Number.isFinite)) throw new Error(`--netem takes DELAY_MS,JITTER_MS,LOSS_PERCENT, e.g. 50,20,1 (got ${opt.netem})`);
+  netem = { delay, jitter, loss, ...(await lossyLink(Number(new URL(edge.url).port), { delay, jitter, loss })) };
+}
+const viewerBase = netem ? netem.url : edge.url;
 await until('the stream to be playable', async () => {
   const r = await fetch(`${server.http}/live/${NAME}/master.m3u8`);
   return r.ok && (await r.text()).includes('#EXT-X-STREAM-INF');
@@ -185,10 +372,27 @@ const partTarget = /PART-TARGET=([\d.]+)/.exec(await (await fetch(`${server.http
 console.log(`rivulet ${bin}\nffmpeg publisher ${WIDTH}x${HEIGHT} 30 fps libx264 veryfast zerolatency, 2 s GOP, 1.5 Mbit/s; renditions ${renditions.join(',')}; PART-TARGET ${partTarget} s; hls.js through rivulet edge; ${duration} s`);
 
 const browser = await launchBrowser();
+// Chromium's first page pays for its renderer, JIT and media pipeline; a viewer's
+// browser is already running. An offline stream's page (same scripts) warms it without
+// touching this stream's playlists, so the first viewer still meets a cold edge.
+{
+  const warm = await newPage(browser);
+  await warm.goto(`${viewerBase}/watch/nobody-here`);
+  await warm.waitForFunction(() => document.body.dataset.state === 'offline', undefined, { timeout: 30_000 });
+  await warm.context().close();
+}
 const page = await newPage(browser);
-await page.goto(`${edge.url}/watch/${NAME}?debug=1`);
+// When the video stalled (after its first frame), to tell start-up from steady state.
+await page.addInitScript(() => {
+  window.stalls = [];
+  document.addEventListener('waiting', (e) => {
+    const first = window.rivulet && window.rivulet.player.firstFrameAt;
+    if (e.target.tagName === 'VIDEO' && first != null) window.stalls.push(performance.now() - first);
+  }, true);
+});
+await page.goto(`${viewerBase}/watch/${NAME}?debug=1`);
 await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
-const startup = await page.evaluate(() => window.rivulet.player.firstFrameAt);
+const startup = await page.evaluate(startupTimeline);
 
 const probes = Object.fromEntries(renditions.map((r) => [r, []]));
 const end = Date.now() + duration * 1000;
@@ -221,7 +425,19 @@ const page_ = await page.evaluate(() => ({
   g2g: window.rivulet.debug.samples.filter((_, i) => window.rivulet.debug.sampleTimes[i] > window.rivulet.player.firstFrameAt + 5000),
   reads: window.rivulet.debug.reads,
   rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
+  stalls: window.stalls,
 }));
+await page.close();
+// Later viewers (the edge's cache warm): a fresh page each, the first frame's time.
+const startups = [];
+for (let i = 0; i < 5; i++) {
+  const p = await newPage(browser);
+  await p.goto(`${viewerBase}/watch/${NAME}`);
+  await p.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
+  startups.push(await p.evaluate(() => window.rivulet.player.firstFrameAt));
+  await p.context().close();
+}
+const peerRun = peer ? await watchPeer(browser, peer.page, duration) : null;
 await browser.close();
 publisher.kill('SIGKILL');
 
@@ -244,5 +460,16 @@ rows.push([`edge → on screen (player: hold-back, fetch, decode)`, arrivalToScr
 console.log(`\n| stage | p50 | note |\n|---|---|---|`);
 for (const [stage, v, note] of rows) console.log(`| ${stage} | ${ms(v)} | ${note || ''} |`);
 console.log(`| **glass to glass** (strip vs clock) | **${ms(g2g)}** | p95 ${ms(pct(page_.g2g, 95))}, ${page_.g2g.length} frames read, ${page_.reads.failed} unreadable |`);
-console.log(`\nplayed ${played} (${playedHeight}p); startup ${ms(startup)}; rebuffers ${page_.rebuffers} in ${duration} s; arrival → on screen p50 ${ms(arrivalToScreen)}`);
+console.log(`\nplayed ${played} (${playedHeight}p); rebuffers ${page_.rebuffers} in ${duration} s${page_.stalls.length ? ` (at ${page_.stalls.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after the first frame)` : ''}; arrival → on screen p50 ${ms(arrivalToScreen)}`);
+console.log(`startup (navigation → first frame): first viewer (edge cache cold, browser warm) ${ms(startup.firstFrame)}; 5 later viewers p50 ${ms(pct(startups, 50))} (${startups.map(Math.round).join(', ')} ms)`);
+console.log(`first viewer's start, ms after navigation: ${startup.steps.map(([what, t]) => `${what} ${Math.round(t)}`).join(' · ')}`);
+if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
+if (peerRun) {
+  const row = (what, ours, theirs, unit = 'ms') => console.log(`| ${what} | ${unit === 'ms' ? ms(ours) : ours} | ${unit === 'ms' ? ms(theirs) : theirs} | ${Number.isFinite(ours / theirs) && theirs ? `${(ours / theirs).toFixed(2)}×` : '-'} |`);
+  console.log(`\nside by side, the same encode (ffmpeg's tee) — nginx-rtmp: HLS, 2 s MPEG-TS fragments, hls.js defaults, ${duration} s\n| | rivulet (LL-HLS, edge) | nginx-rtmp (HLS) | ratio |\n|---|---|---|---|`);
+  row('glass to glass p50', g2g, pct(peerRun.g2g, 50));
+  row('glass to glass p95', pct(page_.g2g, 95), pct(peerRun.g2g, 95));
+  row('startup', startup.firstFrame, peerRun.startup);
+  row('rebuffers', page_.rebuffers, peerRun.rebuffers, 'n');
+}
 process.exit(0);

@@ -19,6 +19,23 @@ const CATCH_UP_FROM_S = 0.1;
 const CATCH_UP_BUFFER_S = 0.3;
 /** Playback rate while catching up: 0.5 s behind is made good in 5 s, hardly audible. */
 const CATCH_UP_RATE = 1.1;
+/**
+ * Seconds behind the target from which the player catches up faster: after a start at
+ * the keyframe before the live position (see startOnSegmentBoundary), up to a GOP.
+ */
+const FAST_CATCH_UP_FROM_S = 0.5;
+/** Seconds buffered ahead below which it does not (it would soon be at the slow rate). */
+const FAST_CATCH_UP_BUFFER_S = 1.0;
+/** Rates of that faster catch-up: muted (the page autoplays muted) and with sound. */
+const FAST_CATCH_UP_RATE_MUTED = 1.5;
+const FAST_CATCH_UP_RATE = 1.25;
+/**
+ * The page's own round trip (ms) above which a live start waits for the parts up to
+ * the live position instead of starting at the keyframe: over a slow link (50 ± 20 ms
+ * each way, 1 % loss: rivulet-bench latency --netem 50,20,1) a start on 0.2 s of
+ * buffer stalled two or three times in its first seconds.
+ */
+const FAST_START_MAX_RTT_MS = 40;
 /** Backoff of reconnection attempts, ms. */
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
 
@@ -56,13 +73,25 @@ export class Player extends EventTarget {
     this.mediaRecoveries = 0;
     // An ended playlist was seen: isLive reads the media playlist too until it is live.
     this.endedSeen = false;
+    // Attached without asking isLive first (see start): a failed multivariant playlist
+    // means "ask", not "reconnect".
+    this.optimistic = false;
     this.bindVideo();
   }
 
   /** Starts: plays if the stream is live, else waits for it. */
   start() {
     this.setState('loading');
-    this.checkLive();
+    if (this.engine !== 'native' && !this.endedSeen && Hls.isSupported()) {
+      // Most pages open on a live stream: hls.js reads the multivariant playlist at
+      // once, and only if that fails does isLive find out why (offline, ended). Asking
+      // first cost every viewer a round trip and a turn of the page's main thread
+      // before hls.js started (rivulet-bench latency: ~60 ms of startup).
+      this.optimistic = true;
+      this.attach();
+    } else {
+      this.checkLive();
+    }
   }
 
   /** Stops everything and starts again (the error state's retry). */
@@ -321,8 +350,22 @@ export class Player extends EventTarget {
       maxLiveSyncPlaybackRate: 1,
       // After a stall hls.js moves its target back by this much for the rest of the
       // session; its default (1 s) made one stall cost a viewer a second for good.
-      liveSyncOnStallIncrease: live ? 0.25 : 1,
+      // Over a slow link a stall is the network's and comes again unless the step
+      // covers a lost packet: TCP's minimum retransmission timeout (0.2 s) and a few
+      // round trips (50 ± 20 ms each way, 1 % loss: 2 stalls a minute with 0.25 s).
+      liveSyncOnStallIncrease: live ? stallStep() : 1,
       startPosition: live ? -1 : this.startPosition,
+      // The first part is fetched while the video element's MediaSource opens, not after.
+      startFragPrefetch: true,
+      // Play from the keyframe hls.js loads first (the segment's first part) instead of
+      // waiting for every part up to the live position and decoding up to it; the
+      // player then catches up (see catchUp). rivulet-bench latency: the first frame
+      // came after 6–12 sequential part fetches, ~0.2–0.4 s of startup.
+      startOnSegmentBoundary: live && pageRoundTripMs() <= FAST_START_MAX_RTT_MS,
+      // Our parts are fMP4, which hls.js only re-times (no transmuxing): its worker
+      // saved nothing and cost every start a second parse of hls.js in the worker
+      // (~0.1 s of startup, rivulet-bench latency).
+      enableWorker: false,
       // Errors are handled here: a few quick retries inside hls.js, then ours.
       manifestLoadingMaxRetry: 2,
       levelLoadingMaxRetry: 3,
@@ -334,6 +377,7 @@ export class Player extends EventTarget {
     const hls = new Hls(config);
     this.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, (_, data) => {
+      this.optimistic = false;
       this.levels = data.levels
         .map((l, index) => ({
           index,
@@ -367,14 +411,22 @@ export class Player extends EventTarget {
       this.dispatch('level', { index: data.level, auto: this.autoLevel });
     });
     hls.on(Hls.Events.ERROR, (_, data) => {
+      if (this.optimistic && (data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR || data.details === Hls.ErrorDetails.MANIFEST_PARSING_ERROR)) {
+        // Not live (404, an empty ladder) or unreachable: isLive says which.
+        this.optimistic = false;
+        this.detach();
+        this.checkLive();
+        return;
+      }
       this.dispatch('hlserror', data);
       if (!data.fatal) return;
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR) this.handleFatal('network', data.details);
       else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) this.handleFatal('media', data.details);
       else this.handleFatal('other', data.details);
     });
-    hls.loadSource(this.src);
+    // The MediaSource opens while the playlists load.
     hls.attachMedia(v);
+    hls.loadSource(this.src);
     if (live) this.catchUpTimer = setInterval(() => this.catchUp(), CATCH_UP_MS);
     this.watchFirstFrame();
   }
@@ -420,7 +472,11 @@ export class Player extends EventTarget {
     for (let i = 0; i < v.buffered.length; i++) {
       if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) ahead = v.buffered.end(i) - v.currentTime;
     }
-    const rate = Number.isFinite(behind) && behind > CATCH_UP_FROM_S && ahead > CATCH_UP_BUFFER_S ? CATCH_UP_RATE : 1;
+    let rate = 1;
+    if (Number.isFinite(behind) && ahead > CATCH_UP_BUFFER_S) {
+      if (behind > FAST_CATCH_UP_FROM_S && ahead > FAST_CATCH_UP_BUFFER_S) rate = v.muted ? FAST_CATCH_UP_RATE_MUTED : FAST_CATCH_UP_RATE;
+      else if (behind > CATCH_UP_FROM_S) rate = CATCH_UP_RATE;
+    }
     if (v.playbackRate !== rate) v.playbackRate = rate;
   }
 
@@ -438,6 +494,18 @@ export class Player extends EventTarget {
     }
     this.currentLevel = -1;
   }
+}
+
+/** The round trip of the page's own request (request sent → first byte), ms; 0 if unknown. */
+function pageRoundTripMs() {
+  const nav = performance.getEntriesByType ? performance.getEntriesByType('navigation')[0] : null;
+  return nav && nav.responseStart > 0 ? nav.responseStart - nav.requestStart : 0;
+}
+
+/** How far a stall moves a live viewer's target back, seconds (see liveSyncOnStallIncrease). */
+function stallStep() {
+  const rtt = pageRoundTripMs();
+  return rtt > FAST_START_MAX_RTT_MS ? 0.2 + (3 * rtt) / 1000 : 0.25;
 }
 
 /** Safari: its own HLS plays LL-HLS best. Everywhere else hls.js (MSE). */

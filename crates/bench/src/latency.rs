@@ -20,6 +20,13 @@ pub(crate) struct LatencyBenchArgs {
     /// `--part-target-ms` for the server (default: the server's default).
     #[arg(long)]
     pub(crate) part_target_ms: Option<u32>,
+    /// The peer watched after rivulet on the same encode: `nginx-rtmp` (HLS) or `none`.
+    #[arg(long, default_value = "nginx-rtmp")]
+    pub(crate) peer: String,
+    /// A lossy, delaying link between the viewer and the edge: `DELAY_MS,JITTER_MS,LOSS_PERCENT`
+    /// (e.g. `50,20,1`).
+    #[arg(long)]
+    pub(crate) netem: Option<String>,
 }
 
 pub(crate) fn run(args: LatencyBenchArgs) -> anyhow::Result<()> {
@@ -36,6 +43,10 @@ pub(crate) fn run(args: LatencyBenchArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = args.part_target_ms {
         node.arg("--part-target-ms").arg(p.to_string());
+    }
+    node.arg("--peer").arg(&args.peer);
+    if let Some(n) = &args.netem {
+        node.arg("--netem").arg(n);
     }
     let status = node.status().with_context(|| {
         format!(

@@ -188,7 +188,7 @@ pub(crate) struct ServeArgs {
     pub(crate) segment_target_ms: Option<u32>,
 
     /// Target part duration in milliseconds (LL-HLS partial segments). Players stay
-    /// about three parts behind live. [default: 334]
+    /// about three parts behind live. [default: 201]
     #[arg(long, env = "RIVULET_PART_TARGET_MS", value_name = "MS")]
     pub(crate) part_target_ms: Option<u32>,
 

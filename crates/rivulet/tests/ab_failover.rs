@@ -38,8 +38,9 @@ use pgtest::{PgCluster, PgOptions};
 /// issue's one second. What to expect: a killed origin resets its connections and
 /// the edge moves at once (measured ~10 ms); a silent one (cut link) holds the
 /// request until the edge's stall limit (1002 ms) while the part it waits for would
-/// have taken a part duration (334 ms) anyway, so ~670 ms plus scheduling noise
-/// (measured 672 ms with namespaces, 719 ms on loopback, on a busy 2-core machine).
+/// have taken a part duration (200 ms) anyway, so ~800 ms plus scheduling noise
+/// (measured 672 ms with namespaces, 719 ms on loopback, on a busy 2-core machine,
+/// with 334 ms parts).
 const STALL_BOUND_MS: f64 = 1000.0;
 /// Chunks and parts must continue each other within this (90 kHz ticks, 10 ms): a
 /// chunk's last sample duration is an estimate (the mean frame interval) and RTMP's

@@ -321,7 +321,7 @@ async fn crowd_behind(cache_kind: &str, start: impl FnOnce(u16) -> Option<Cache>
             &log.failures[..log.failures.len().min(5)],
             cache.log()
         );
-        // 20 s of 334 ms parts is ~60 (fewer for a viewer whose start was slow).
+        // 20 s of 200 ms parts is ~100 (fewer for a viewer whose start was slow).
         assert!(
             log.parts.len() >= 20,
             "{cache_kind}: viewer {i} got only {} parts in {WATCH:?}",

@@ -54,7 +54,7 @@ async fn publish_play_block_stream_and_decode() {
         "#EXT-X-TARGETDURATION:2",
         "#EXT-X-MAP:URI=",
         "#EXT-X-PROGRAM-DATE-TIME:",
-        "#EXT-X-PART-INF:PART-TARGET=0.334",
+        "#EXT-X-PART-INF:PART-TARGET=0.201",
         "#EXT-X-PART:",
         "#EXT-X-PRELOAD-HINT:TYPE=PART",
     ] {
@@ -66,11 +66,11 @@ async fn publish_play_block_stream_and_decode() {
         .unwrap();
     assert!(control.contains("CAN-BLOCK-RELOAD=YES"), "{control}");
     let hold_back: f64 = attr(control, "PART-HOLD-BACK").unwrap().parse().unwrap();
-    assert!(hold_back >= 3.0 * 0.334 - 1e-9, "{control}");
+    assert!(hold_back >= 3.0 * 0.201 - 1e-9, "{control}");
     assert!(attr(control, "CAN-SKIP-UNTIL").is_some(), "{control}");
     for part in playlist.lines().filter(|l| l.starts_with("#EXT-X-PART:")) {
         let d: f64 = attr(part, "DURATION").unwrap().parse().unwrap();
-        assert!(d <= 0.334 + 1e-9, "part longer than PART-TARGET: {part}");
+        assert!(d <= 0.201 + 1e-9, "part longer than PART-TARGET: {part}");
     }
 
     // Blocking reload: ask for the part after the hinted one; the answer lists it, and

@@ -116,13 +116,28 @@ fn feed(p: &mut RenditionPackager, source: &mut Source, frames: u64) {
 }
 
 fn packager() -> RenditionPackager {
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(true, true), t0());
     p
 }
 
 fn parse(text: &str) -> m3u8_rs::MediaPlaylist {
     m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+}
+
+/// The geometry most of these tests were written for: 334 ms parts, six whole parts of
+/// 10 frames in a 2 s segment at 30 fps. The default's own arithmetic is checked by
+/// `default_parts_are_whole_at_common_frame_rates`.
+fn config() -> PackagerConfig {
+    PackagerConfig {
+        part_target_ms: 334,
+        ..PackagerConfig::default()
+    }
+}
+
+/// PART-TARGET of [`config`], seconds.
+fn part_target_secs() -> f64 {
+    f64::from(config().part_target_ms) / 1000.0
 }
 
 fn part_durations(text: &str) -> Vec<f64> {
@@ -192,6 +207,43 @@ fn a_late_pipeline_numbers_segments_and_parts_alike() {
 }
 
 #[test]
+fn default_parts_are_whole_at_common_frame_rates() {
+    // 25, 29.97, 30, 50 and 60 fps with a 2 s GOP (2.002 s at 29.97): every complete
+    // segment is ten parts of the same number of frames, none above PART-TARGET.
+    let default = PackagerConfig::default();
+    let target = f64::from(default.part_target_ms) / 1000.0;
+    for (interval, gop, frames_per_part) in [
+        (3600, 50, 5),
+        (3003, 60, 6),
+        (3000, 60, 6),
+        (1800, 100, 10),
+        (1500, 120, 12),
+    ] {
+        let mut p = RenditionPackager::new(default.clone());
+        p.handle_tracks(tracks(true, true), t0());
+        let mut s = Source::new(interval, gop);
+        feed(&mut p, &mut s, 10 * 90_000 / interval as u64);
+        let text = p.media_playlist(false, &[]);
+        assert!(
+            part_durations(&text).iter().all(|d| *d <= target + 1e-9),
+            "{text}"
+        );
+        let complete: Vec<_> = p.segments.iter().filter(|s| s.duration.is_some()).collect();
+        assert!(complete.len() >= 3, "interval {interval}");
+        for seg in complete {
+            assert_eq!(seg.parts.len(), 10, "interval {interval}: {text}");
+            for part in &seg.parts {
+                assert_eq!(
+                    part.duration,
+                    frames_per_part * interval,
+                    "interval {interval}: {text}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn parts_never_exceed_the_part_target() {
     for (interval, gop) in [(3600, 50), (3003, 60), (3000, 60), (1800, 100), (1500, 120)] {
         let mut p = packager();
@@ -202,14 +254,14 @@ fn parts_never_exceed_the_part_target() {
         let durations = part_durations(&text);
         assert!(!durations.is_empty());
         assert!(
-            durations.iter().all(|d| *d <= 0.334 + 1e-9),
+            durations.iter().all(|d| *d <= part_target_secs() + 1e-9),
             "interval {interval}: {durations:?}"
         );
         // Parts are not needlessly short: all but a segment's last are >= 85% of the target.
         for seg in p.segments.iter().filter(|s| s.duration.is_some()) {
             for part in &seg.parts[..seg.parts.len() - 1] {
                 assert!(
-                    part.duration as f64 >= 0.85 * 0.334 * 90_000.0 - interval as f64,
+                    part.duration as f64 >= 0.85 * part_target_secs() * 90_000.0 - interval as f64,
                     "interval {interval}"
                 );
             }
@@ -306,7 +358,7 @@ fn discontinuity_rebases_and_marks_the_next_segment() {
 
 #[test]
 fn timestamp_jumps_of_hours_start_over_instead_of_making_hour_long_segments() {
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(false, true), t0());
     let mut s = Source::new(3000, 30);
     s.with_audio = false;
@@ -376,10 +428,14 @@ fn blocking_readiness_follows_the_spec() {
         p.blocking_readiness(done.msn, Some(past + 1)),
         Readiness::PartOutOfRange
     );
-    // The Advance Part Limit: 3 s / 0.334 s = 9 parts beyond the last one.
-    assert_eq!(p.blocking_readiness(msn, Some(parts + 8)), Readiness::Wait);
+    // The Advance Part Limit: 3 s of parts beyond the last one (15 of 0.201 s).
+    let limit = 3000_u32.div_ceil(config().part_target_ms);
     assert_eq!(
-        p.blocking_readiness(msn, Some(parts + 9)),
+        p.blocking_readiness(msn, Some(parts + limit - 1)),
+        Readiness::Wait
+    );
+    assert_eq!(
+        p.blocking_readiness(msn, Some(parts + limit)),
         Readiness::PartOutOfRange
     );
     assert_eq!(
@@ -468,7 +524,7 @@ fn track_change_bumps_the_init_segment() {
     assert!(p.init_segment(second).is_some());
     // The name follows the bytes, not the order: a packager that starts afresh (an
     // origin restarted) with the second tracks names their init as this one did.
-    let mut fresh = RenditionPackager::new(PackagerConfig::default());
+    let mut fresh = RenditionPackager::new(config());
     fresh.handle_tracks(tracks(false, true), t0());
     assert_eq!(fresh.init_version(), Some(second));
     fresh.handle_tracks(tracks(true, true), t0());
@@ -477,7 +533,7 @@ fn track_change_bumps_the_init_segment() {
 
 #[test]
 fn audio_only_and_video_only_renditions_work() {
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(true, false), t0());
     for n in 0..500i64 {
         let t = MediaTime::new(n * 1024, NonZeroU32::new(48_000).unwrap());
@@ -497,12 +553,12 @@ fn audio_only_and_video_only_renditions_work() {
     let text = p.media_playlist(false, &[]);
     let durations = part_durations(&text);
     assert!(
-        durations.len() > 10 && durations.iter().all(|d| *d <= 0.334 + 1e-9),
+        durations.len() > 10 && durations.iter().all(|d| *d <= part_target_secs() + 1e-9),
         "{text}"
     );
     assert!(p.variant().unwrap().resolution.is_none());
 
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(false, true), t0());
     let mut s = Source::new(3000, 60);
     s.with_audio = false;
@@ -516,11 +572,11 @@ fn audio_alone_with_long_irregular_frames_never_overfills_a_part() {
     // the frames still waiting for their chunk count towards the part, so a part
     // holds more than one frame only while they fit PART-TARGET (found by fuzzing:
     // the first two frames of a timeline made a part of 1.2 targets).
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(true, false), t0());
     let rate = NonZeroU32::new(48_000).unwrap();
     // 0.6 of PART-TARGET a frame, with runs of ordinary ones between.
-    let long = i64::from(PackagerConfig::default().part_target_ms) * 48 * 6 / 10;
+    let long = i64::from(config().part_target_ms) * 48 * 6 / 10;
     let mut dts = 0;
     let mut parts_seen = 0;
     for n in 0..200i64 {
@@ -540,7 +596,7 @@ fn a_segments_first_video_frame_waiting_for_audio_never_overfills_a_part() {
     // The first frame of a segment waits for audio (VLC); when the next one is video
     // and both would not fit PART-TARGET, the first is written alone (found by fuzzing).
     let mut p = packager();
-    let long = i64::from(PackagerConfig::default().part_target_ms) * 90 * 6 / 10;
+    let long = i64::from(config().part_target_ms) * 90 * 6 / 10;
     for n in 0..40i64 {
         let frame = frame_at(
             TrackKind::Video,
@@ -553,7 +609,7 @@ fn a_segments_first_video_frame_waiting_for_audio_never_overfills_a_part() {
 
 #[test]
 fn bad_frames_are_refused_and_the_packager_goes_on() {
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     let f = Source::new(3000, 60).next().pop().unwrap();
     assert_eq!(
         p.handle_frame(f.clone(), t0()),
@@ -929,7 +985,7 @@ fn blocking_hold_follows_the_playlists_target_duration() {
 /// so the next chunk's tfdt went back over the previous one's samples.
 #[test]
 fn frames_before_the_timeline_start_are_refused() {
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(true, false), t0());
     for dts in [-20_211i64, -2_350, 25_810, 26_834] {
         let t = MediaTime::new(dts, NonZeroU32::new(48_000).unwrap());
@@ -969,7 +1025,7 @@ fn frames_before_the_timeline_start_are_refused() {
 /// timescale. The timeline now continues, in the new timescale.
 #[test]
 fn a_track_change_continues_the_timeline() {
-    let mut p = RenditionPackager::new(PackagerConfig::default());
+    let mut p = RenditionPackager::new(config());
     p.handle_tracks(tracks(true, false), t0());
     for n in 0..200i64 {
         let t = MediaTime::new(n * 1024, NonZeroU32::new(48_000).unwrap());
@@ -1039,8 +1095,7 @@ fn a_session_starting_over_after_a_restart_numbers_above_the_last_one() {
     let numbering = Arc::new(StreamNumbering::new(Some(floor)));
     let mut renditions: Vec<RenditionPackager> = (0..2)
         .map(|_| {
-            let mut p =
-                RenditionPackager::with_numbering(PackagerConfig::default(), numbering.clone());
+            let mut p = RenditionPackager::with_numbering(config(), numbering.clone());
             p.handle_tracks(tracks(true, true), t0());
             p
         })
@@ -1064,7 +1119,7 @@ fn a_session_starting_over_after_a_restart_numbers_above_the_last_one() {
     // The same source after a restart of only this pipeline (timestamps carried on):
     // the source's numbers, as any other pipeline fed by it has them.
     let numbering = Arc::new(StreamNumbering::new(Some(floor)));
-    let mut p = RenditionPackager::with_numbering(PackagerConfig::default(), numbering);
+    let mut p = RenditionPackager::with_numbering(config(), numbering);
     p.handle_tracks(tracks(true, true), t0());
     let mut carried_on = Source::new(3000, 60);
     for _ in 0..600 {
