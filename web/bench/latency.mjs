@@ -19,7 +19,8 @@
 //   edge → on screen             arrival → on screen minus the above (the player:
 //                                hold-back behind the newest part, fetch, decode)
 // and glass to glass (strip vs this machine's clock); startup of the first viewer (the
-// edge's cache cold) step by step, and of five later ones. Then the peer on the same
+// edge's cache cold) step by step, and of five later ones. Then real time: the page's
+// WHEP mode (?mode=webrtc) at the origin, on the same encode. Then the peer on the same
 // encode (ffmpeg's tee muxer): nginx-rtmp's HLS in hls.js, its strip read the same way,
 // side by side with ratios. `--netem` puts a delaying, lossy link (a proxy in this
 // process) between the browser and the edge. Prints figures, asserts nothing.
@@ -332,6 +333,22 @@ function lossyLink(targetPort, { delay, jitter, loss }) {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, stats })));
 }
 
+/** Real time on the same encode: the page's WHEP mode at the origin (the edge serves HTTP, not WebRTC). */
+async function watchWebRtc(browser, url, seconds) {
+  const page = await newPage(browser);
+  await page.goto(url);
+  await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
+  const mode = await page.evaluate(() => window.rivulet.mode);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const r = await page.evaluate(() => ({
+    startup: window.rivulet.player.firstFrameAt,
+    g2g: window.rivulet.debug.samples.filter((_, i) => window.rivulet.debug.sampleTimes[i] > window.rivulet.player.firstFrameAt + 5000),
+    rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
+  }));
+  await page.context().close();
+  return { ...r, mode, seconds };
+}
+
 /** In the page: when the first frame came, and when each step before it ended (ms after navigation). */
 function startupTimeline() {
   const firstFrame = window.rivulet.player.firstFrameAt;
@@ -350,7 +367,7 @@ function startupTimeline() {
 const extra = [];
 if (opt.renditions) extra.push('--renditions', opt.renditions);
 if (opt['part-target-ms']) extra.push('--part-target-ms', opt['part-target-ms']);
-const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, ...extra]);
+const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--webrtc-listen', '127.0.0.1:0', ...extra]);
 const edge = await startEdge(bin, [server.http]);
 const peer = opt.peer === 'nginx-rtmp' ? await startNginxRtmp() : null;
 const publisher = ffmpegPublisher([`${server.rtmp}/live/${KEY}`, ...(peer ? [peer.rtmp] : [])]);
@@ -437,6 +454,7 @@ for (let i = 0; i < 5; i++) {
   startups.push(await p.evaluate(() => window.rivulet.player.firstFrameAt));
   await p.context().close();
 }
+const rtcRun = await watchWebRtc(browser, `${server.http}/watch/${NAME}?mode=webrtc&debug=1`, Math.min(duration, 30));
 const peerRun = peer ? await watchPeer(browser, peer.page, duration) : null;
 await browser.close();
 publisher.kill('SIGKILL');
@@ -464,6 +482,7 @@ console.log(`\nplayed ${played} (${playedHeight}p); rebuffers ${page_.rebuffers}
 console.log(`startup (navigation → first frame): first viewer (edge cache cold, browser warm) ${ms(startup.firstFrame)}; 5 later viewers p50 ${ms(pct(startups, 50))} (${startups.map(Math.round).join(', ')} ms)`);
 console.log(`first viewer's start, ms after navigation: ${startup.steps.map(([what, t]) => `${what} ${Math.round(t)}`).join(' · ')}`);
 if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
+console.log(`\nreal time (the page's WHEP mode at the origin, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}`);
 if (peerRun) {
   const row = (what, ours, theirs, unit = 'ms') => console.log(`| ${what} | ${unit === 'ms' ? ms(ours) : ours} | ${unit === 'ms' ? ms(theirs) : theirs} | ${Number.isFinite(ours / theirs) && theirs ? `${(ours / theirs).toFixed(2)}×` : '-'} |`);
   console.log(`\nside by side, the same encode (ffmpeg's tee) — nginx-rtmp: HLS, 2 s MPEG-TS fragments, hls.js defaults, ${duration} s\n| | rivulet (LL-HLS, edge) | nginx-rtmp (HLS) | ratio |\n|---|---|---|---|`);

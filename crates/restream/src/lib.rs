@@ -19,8 +19,10 @@
 //!    therefore never slows the stream or the other targets. The task ends with the
 //!    session.
 //!
-//! The source's video must be H.264: an HEVC or AV1 source is refused per target
-//! with the reason (state `failed`), as plain RTMP targets cannot take it.
+//! RTMP targets take H.264: for an HEVC or AV1 source the target gets the top H.264
+//! rung of the stream's ladder instead (made by the transcoder already, from a
+//! [`LadderSource`] the binary hands in); with no such rung (a ladder of the source
+//! alone) the target is refused with the reason (state `failed`).
 //!
 //! Connectors: `rtmp://` through our own client (`crates/rtmp`), `rtmps://` the same
 //! over TLS (the encoder's connector, trusting the web's public authorities).
@@ -75,6 +77,17 @@ pub enum TargetPhase {
     Live,
     /// Down: the reason, while it is being retried.
     Failed(String),
+}
+
+/// Where a stream's H.264 comes from when its publisher sends HEVC or AV1, which RTMP
+/// targets cannot take: the top H.264 rung of its ladder (the binary follows the
+/// origin's renditions). Frames the transcoder made already, not a new encode.
+pub trait LadderSource: Send + Sync + 'static {
+    /// The tracks and frames of `stream`'s highest H.264 rendition from now on, the
+    /// tracks first and the first frame a video keyframe. The channel closes without
+    /// an event when the stream has no such rendition (a ladder of the source alone),
+    /// and when the receiver is dropped.
+    fn follow_h264(&self, stream: &str) -> tokio::sync::mpsc::Receiver<MediaEvent>;
 }
 
 /// A target's phase and the bytes sent to it in the current publish.
@@ -137,6 +150,7 @@ impl Restreamer {
 pub async fn run(
     hub: Hub,
     source: Arc<dyn TargetSource>,
+    ladder: Option<Arc<dyn LadderSource>>,
     restreamer: Restreamer,
     config: RestreamConfig,
     stop: impl Future<Output = ()> + Send + 'static,
@@ -162,7 +176,7 @@ pub async fn run(
         running.forget_ended();
         for session in live {
             let targets = source.targets(&session.info().stream).await;
-            running.reconcile(&session, targets, &restreamer, &config);
+            running.reconcile(&session, targets, &ladder, &restreamer, &config);
         }
     }
     running.stop_all();
@@ -193,6 +207,7 @@ impl Running {
         &mut self,
         session: &Arc<Session>,
         targets: Vec<Target>,
+        ladder: &Option<Arc<dyn LadderSource>>,
         restreamer: &Restreamer,
         config: &RestreamConfig,
     ) {
@@ -214,6 +229,7 @@ impl Running {
             let task = tokio::spawn(forward(
                 session.clone(),
                 target,
+                ladder.clone(),
                 restreamer.clone(),
                 config.clone(),
                 stop_rx,
@@ -237,6 +253,7 @@ impl Running {
 async fn forward(
     session: Arc<Session>,
     target: Target,
+    ladder: Option<Arc<dyn LadderSource>>,
     restreamer: Restreamer,
     config: RestreamConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -257,7 +274,9 @@ async fn forward(
         queue_packets: config.queue_packets,
         ..PublishConfig::default()
     };
-    if let Some(reason) = session.tracks().as_deref().and_then(unforwardable) {
+    if ladder.is_none()
+        && let Some(reason) = session.tracks().as_deref().and_then(unforwardable)
+    {
         refuse(&stream, id, &restreamer, reason, 0);
         return;
     }
@@ -282,8 +301,30 @@ async fn forward(
         }
     };
     tracing::info!(stream = %stream, target = id, url = %url, "restreaming");
-    feed(&session, publisher, id, &restreamer, &mut stop).await;
+    feed(&session, publisher, id, ladder, &restreamer, &mut stop).await;
     tracing::info!(stream = %stream, target = id, "restream ended");
+}
+
+/// Where a target's media comes from: the publisher's frames, or (for an HEVC or AV1
+/// source) the top H.264 rung of the ladder.
+enum Feed {
+    Source(hub::Subscriber),
+    Ladder(tokio::sync::mpsc::Receiver<MediaEvent>),
+}
+
+impl Feed {
+    /// The next tracks or frame; `None` when the feed ends.
+    async fn recv(&mut self) -> Option<MediaEvent> {
+        match self {
+            Feed::Source(frames) => loop {
+                match frames.recv().await? {
+                    SubscriberEvent::Media(event) => return Some(event),
+                    SubscriberEvent::Skipped { .. } => {}
+                }
+            },
+            Feed::Ladder(events) => events.recv().await,
+        }
+    }
 }
 
 /// Feeds the session's frames to the publisher until the session ends.
@@ -291,6 +332,7 @@ async fn feed(
     session: &Arc<Session>,
     mut publisher: Publisher,
     id: i64,
+    ladder: Option<Arc<dyn LadderSource>>,
     restreamer: &Restreamer,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) {
@@ -301,27 +343,51 @@ async fn feed(
     };
     // Subscribed now: the first events are the current tracks and the GOP cache,
     // which start at a keyframe.
-    let mut frames = session.subscribe();
+    let mut frames = Feed::Source(session.subscribe());
     let mut report = tokio::time::interval(Duration::from_millis(500));
     let mut last_bytes = 0;
     let mut refused = None;
+    // The source's codec, while the ladder's H.264 is forwarded instead.
+    let mut instead_of: Option<String> = None;
+    let mut ladder_frames = 0_u64;
     loop {
         tokio::select! {
             event = frames.recv() => match event {
-                Some(SubscriberEvent::Media(MediaEvent::Tracks(tracks))) => {
+                Some(MediaEvent::Tracks(tracks)) => {
                     if let Some(reason) = unforwardable(&tracks) {
-                        refused = Some(reason);
-                        break;
+                        match (&ladder, &frames) {
+                            (Some(ladder), Feed::Source(_)) => {
+                                tracing::info!(stream = %stream, target = id, "the source is not H.264: forwarding the ladder's top H.264 rung");
+                                instead_of = Some(reason);
+                                frames = Feed::Ladder(ladder.follow_h264(&stream));
+                                continue;
+                            }
+                            _ => {
+                                refused = Some(reason);
+                                break;
+                            }
+                        }
                     }
                     publisher.send(&Encoded::Tracks((*tracks).clone()));
                 }
-                Some(SubscriberEvent::Media(MediaEvent::Frame(frame))) => {
+                Some(MediaEvent::Frame(frame)) => {
+                    if instead_of.is_some() {
+                        ladder_frames += 1;
+                    }
                     publisher.send(&Encoded::Frame(frame));
                 }
-                Some(SubscriberEvent::Skipped { .. }) => {}
-                None => break,
+                None => {
+                    if let Some(reason) = instead_of.take().filter(|_| ladder_frames == 0 && !session.is_ended()) {
+                        refused = Some(format!("{reason} (and the ladder has no H.264 rendition to forward instead: add one with --renditions)"));
+                    }
+                    break;
+                }
             },
             _ = report.tick() => {
+                // The ladder's feed does not end with the publish: the session says.
+                if instead_of.is_some() && session.is_ended() {
+                    break;
+                }
                 let phase = match status.state() {
                     UrlState::Connecting => TargetPhase::Connecting,
                     UrlState::Publishing => TargetPhase::Live,
@@ -347,12 +413,11 @@ async fn feed(
     }
 }
 
-/// Why a source cannot be forwarded, if it cannot. Restreaming sends the source as
-/// it came (no re-encode), and RTMP without Enhanced RTMP, which most targets speak
-/// (nginx-rtmp, many services), carries H.264 video only: an HEVC or AV1 source is
-/// refused with this reason rather than sent as extended FLV tags such a target
-/// would take for garbage. (Sending the top H.264 rung instead would need the
-/// transcoder's output here: not done.)
+/// Why a source cannot be forwarded as it came, if it cannot. RTMP without Enhanced
+/// RTMP, which most targets speak (nginx-rtmp, many services), carries H.264 video
+/// only: an HEVC or AV1 source is not sent as extended FLV tags such a target would
+/// take for garbage, but replaced by the ladder's H.264 (see [`LadderSource`]) or
+/// refused with this reason.
 fn unforwardable(tracks: &media::Tracks) -> Option<String> {
     let codec = match tracks.video.as_ref()?.codec {
         media::CodecConfig::Hevc(_) => "HEVC",
@@ -360,7 +425,7 @@ fn unforwardable(tracks: &media::Tracks) -> Option<String> {
         _ => return None,
     };
     Some(format!(
-        "the source's video is {codec}: restreaming forwards the source without re-encoding, and RTMP targets take H.264 (Enhanced RTMP is not assumed); publish H.264 to restream this stream"
+        "the source's video is {codec}: RTMP targets take H.264 (Enhanced RTMP is not assumed); publish H.264, or keep an H.264 rung in the ladder, to restream this stream"
     ))
 }
 
@@ -419,6 +484,7 @@ mod tests {
         let task = tokio::spawn(run(
             hub.clone(),
             Arc::new(OneTarget(format!("rtmp://127.0.0.1:{port}/live/key-123"))),
+            None,
             restreamer.clone(),
             RestreamConfig::default(),
             async move {

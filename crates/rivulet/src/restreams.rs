@@ -44,3 +44,117 @@ impl RestreamStates for States {
         })
     }
 }
+
+/// The top H.264 rung of a stream's ladder, followed in the origin's renditions, for
+/// targets of an HEVC or AV1 publish (see [`restream::LadderSource`]).
+pub(crate) struct OriginLadder(pub(crate) origin::LiveStreams);
+
+/// How long a rung may take to appear after the source's tracks (the transcoder's
+/// start); past it the stream is taken to have no H.264 rung.
+const RUNG_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl restream::LadderSource for OriginLadder {
+    fn follow_h264(&self, stream: &str) -> tokio::sync::mpsc::Receiver<hub::MediaEvent> {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let live = self.0.get_or_create(stream);
+        tokio::spawn(follow_top_h264(live, tx));
+        rx
+    }
+}
+
+/// Forwards the highest transcoded H.264 rendition of `live` to `out`: the ladder
+/// announces its rungs largest first, and every rung's tracks come before its frames,
+/// so the choice is made at that rung's first keyframe. A listener that falls behind
+/// (the channel full, the tap lagging) skips to the next keyframe.
+async fn follow_top_h264(
+    live: std::sync::Arc<origin::LiveStream>,
+    out: tokio::sync::mpsc::Sender<hub::MediaEvent>,
+) {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use hub::MediaEvent;
+    use media::{CodecConfig, TrackKind};
+    use origin::TappedMedia;
+    use tokio::sync::broadcast::error::RecvError;
+
+    let (current, mut tap) = live.tap();
+    // The transcoded renditions whose video is H.264, with their tracks; true if
+    // `update` was such tracks.
+    fn note(h264: &mut HashMap<Arc<str>, Arc<media::Tracks>>, update: &TappedMedia) -> bool {
+        if let TappedMedia::Tracks { rendition, tracks } = update
+            && &**rendition != origin::SOURCE_RENDITION
+            && matches!(
+                tracks.video.as_ref().map(|v| &v.codec),
+                Some(CodecConfig::Avc(_))
+            )
+        {
+            h264.insert(rendition.clone(), tracks.clone());
+            return true;
+        }
+        false
+    }
+    let mut h264: HashMap<Arc<str>, Arc<media::Tracks>> = HashMap::new();
+    for update in &current {
+        note(&mut h264, update);
+    }
+    let mut chosen: Option<Arc<str>> = None;
+    let mut skipping = true;
+    let deadline = tokio::time::Instant::now() + RUNG_WAIT;
+    loop {
+        let update = tokio::select! {
+            u = tap.recv() => u,
+            () = out.closed() => return,
+            () = tokio::time::sleep_until(deadline), if chosen.is_none() => return,
+        };
+        let update = match update {
+            Ok(u) => u,
+            Err(RecvError::Lagged(_)) => {
+                skipping = true;
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let is_h264_tracks = note(&mut h264, &update);
+        match update {
+            TappedMedia::Tracks { rendition, tracks } => {
+                if is_h264_tracks && chosen.as_deref() == Some(&*rendition) {
+                    skipping = out.try_send(MediaEvent::Tracks(tracks)).is_err();
+                }
+            }
+            TappedMedia::Frame {
+                rendition, frame, ..
+            } => {
+                let video_key = frame.kind == TrackKind::Video && frame.keyframe;
+                if chosen.is_none() && video_key {
+                    // The highest rung with H.264 tracks, in the ladder's order.
+                    let best = live
+                        .rendition_names()
+                        .into_iter()
+                        .find(|n| h264.contains_key(n.as_str()));
+                    if best.as_deref() == Some(&*rendition) {
+                        let Some(tracks) = h264.get(&*rendition).cloned() else {
+                            continue;
+                        };
+                        if out.send(MediaEvent::Tracks(tracks)).await.is_err() {
+                            return;
+                        }
+                        tracing::info!(stream = %live.name(), %rendition, "restreaming this rung in place of the source");
+                        chosen = Some(rendition.clone());
+                    }
+                }
+                if chosen.as_deref() != Some(&*rendition) {
+                    continue;
+                }
+                if skipping && !video_key {
+                    continue;
+                }
+                skipping = match out.try_send(MediaEvent::Frame(frame)) {
+                    Ok(()) => false,
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => true,
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                };
+            }
+        }
+    }
+}

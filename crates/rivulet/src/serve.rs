@@ -430,6 +430,7 @@ impl Tasks {
             tokio::spawn(restream::run(
                 hub.clone(),
                 Arc::new(crate::restreams::StoreTargets(local.store.clone())),
+                Some(Arc::new(crate::restreams::OriginLadder(streams.clone()))),
                 restreamer,
                 restream::RestreamConfig::default(),
                 stop.stopped(),

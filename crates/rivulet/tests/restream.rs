@@ -3,8 +3,9 @@
 //! forwarded stream from the target's HLS output; the target is killed (its state
 //! turns `failed`, the primary keeps producing parts) and started again on the same
 //! ports (forwarding resumes by itself); bytes sent are in the API and /metrics. And
-//! to a real nginx-rtmp, whose recording ffprobe reads; an HEVC source is refused to
-//! it with the reason.
+//! to a real nginx-rtmp, whose recording ffprobe reads; for an HEVC source nginx-rtmp
+//! gets the ladder's top H.264 rung instead, and with no H.264 rung the target is
+//! refused with the reason.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -139,17 +140,20 @@ async fn source_is_forwarded_and_forwarding_survives_a_target_restart() {
     drop(target);
 }
 
-/// nginx-rtmp, and a primary whose stream `main` has it as restream target `id`.
-async fn forwarding_to_nginx() -> (NginxRtmp, Server, i64) {
+/// nginx-rtmp, and a primary (with `extra` options) whose stream `main` has it as
+/// restream target `id`.
+async fn forwarding_to_nginx(extra: &[&str]) -> (NginxRtmp, Server, i64) {
     let nginx = NginxRtmp::start();
     let port = nginx.port;
-    let primary = Server::start(&[
+    let mut args = vec![
         "--admin-token",
         TOKEN,
         "--stream",
         "main=main-key-0123",
         "--no-analytics",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let primary = Server::start(&args);
     let response = client()
         .post(primary.url("/api/streams/main/restreams"))
         .bearer_auth(TOKEN)
@@ -166,7 +170,7 @@ async fn forwarding_to_nginx() -> (NginxRtmp, Server, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_is_forwarded_to_nginx_rtmp() {
-    let (mut nginx, primary, id) = forwarding_to_nginx().await;
+    let (mut nginx, primary, id) = forwarding_to_nginx(&[]).await;
     let mut ffmpeg = publish(&format!("{}/live/main-key-0123", primary.rtmp), 5);
     wait_state(&primary, id, "live").await;
     assert!(wait_exit(&mut ffmpeg, Duration::from_secs(30)).is_some_and(|s| s.success()));
@@ -180,28 +184,63 @@ async fn source_is_forwarded_to_nginx_rtmp() {
     assert!(frames >= 90, "nginx recorded only {frames} frames");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_hevc_source_is_refused_to_an_rtmp_target_with_the_reason() {
-    let (mut nginx, primary, id) = forwarding_to_nginx().await;
-    // Our client publishes HEVC over Enhanced RTMP.
-    let (mut publisher, log) = rivulet_publish(&[
+/// Our client publishes 640x360 HEVC over Enhanced RTMP for `seconds`.
+fn publish_hevc(
+    server: &Server,
+    seconds: u32,
+) -> (KillOnDrop, std::sync::Arc<std::sync::Mutex<String>>) {
+    rivulet_publish(&[
         "--test-pattern",
         "--size",
-        "320x240",
+        "640x360",
         "--bitrate",
-        "300k",
+        "500k",
         "--preset",
         "ultrafast",
         "--video-codec",
         "hevc",
         "--duration",
-        "8",
-        &format!("{}/live/main-key-0123", primary.rtmp),
-    ]);
+        &seconds.to_string(),
+        &format!("{}/live/main-key-0123", server.rtmp),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hevc_source_is_restreamed_as_the_ladders_top_h264_rung() {
+    // A ladder of 360p and 234p in H.264 beside the HEVC passthrough: nginx-rtmp
+    // (plain RTMP) gets the 360p rung.
+    let (mut nginx, primary, id) = forwarding_to_nginx(&["--renditions", "source,360p,234p"]).await;
+    let (mut publisher, log) = publish_hevc(&primary, 8);
+    wait_state(&primary, id, "live").await;
+    let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publish ends");
+    assert!(status.success(), "publish failed: {}", log.lock().unwrap());
+    wait_state(&primary, id, "idle").await;
+    assert!(
+        primary
+            .log()
+            .contains("restreaming this rung in place of the source"),
+        "{}",
+        primary.log()
+    );
+    nginx.stop();
+    let (out, frames) = nginx.probe("peer", 640, 360);
+    assert!(!out.contains("hevc"), "{out}");
+    assert!(out.contains("aac"), "{out}");
+    // 8 s at 30 fps, less the transcoder's start and the wait for a keyframe.
+    assert!(
+        frames >= 90,
+        "nginx recorded only {frames} frames of 640x360 H.264: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hevc_source_without_an_h264_rung_is_refused_with_the_reason() {
+    let (mut nginx, primary, id) = forwarding_to_nginx(&["--renditions", "source"]).await;
+    let (mut publisher, log) = publish_hevc(&primary, 25);
     let state = wait_state(&primary, id, "failed").await;
     let reason = state["reason"].as_str().unwrap_or_default().to_owned();
     assert!(
-        reason.contains("HEVC") && reason.contains("H.264"),
+        reason.contains("HEVC") && reason.contains("H.264") && reason.contains("--renditions"),
         "the reason names the codec and what to do: {state}"
     );
     // The stream itself plays on.

@@ -151,11 +151,20 @@ impl Driver {
                 }
                 () = tokio::time::sleep_until(next.into()) => {
                     let now = Instant::now();
-                    for entry in self.sessions.values_mut() {
-                        if entry.timeout <= now {
+                    // A session packetises what was written to it when its time moves
+                    // on: each is driven (its datagrams sent) before the next one's
+                    // time moves, so a keyframe's packets (~100 KB at 720p) are held
+                    // by one session at a time, not by every viewer at once
+                    // (heaptrack: 408 KB a viewer at the peak before).
+                    let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                    for id in ids {
+                        if let Some(entry) = self.sessions.get_mut(&id)
+                            && entry.timeout <= now
+                        {
                             entry.session.handle_timeout(now);
                             entry.timeout = now + Duration::from_secs(1);
                         }
+                        self.drive(&id);
                     }
                     for publish in self.publishes.values_mut() {
                         publish.check_idle(now);
@@ -163,10 +172,6 @@ impl Driver {
                             publish.session.handle_timeout(now);
                             publish.timeout = now + Duration::from_secs(1);
                         }
-                    }
-                    let ids: Vec<String> = self.sessions.keys().cloned().collect();
-                    for id in ids {
-                        self.drive(&id);
                     }
                     let ids: Vec<String> = self.publishes.keys().cloned().collect();
                     for id in ids {
@@ -306,18 +311,19 @@ impl Driver {
         };
         let ids: Vec<String> = self
             .sessions
-            .iter_mut()
+            .iter()
             .filter(|(_, e)| &e.key == key)
-            .map(|(id, e)| {
+            .map(|(id, _)| id.clone())
+            .collect();
+        // Written and driven one session after the other (see the timer's branch).
+        for id in ids {
+            if let Some(e) = self.sessions.get_mut(&id) {
                 match &item {
                     TapItem::Video(unit, at) => e.session.write_video(wallclock(at), unit),
                     TapItem::Audio(packet, at) => e.session.write_audio(wallclock(at), packet),
                     TapItem::Gap => e.session.handle_gap(),
                 }
-                id.clone()
-            })
-            .collect();
-        for id in ids {
+            }
             self.drive(&id);
         }
     }

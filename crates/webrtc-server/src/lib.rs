@@ -43,7 +43,7 @@ pub use whep::{disabled_router, router};
 /// bookkeeping (measured with `rivulet-bench webrtc`), so a full buffer is about 180 KB;
 /// with [`SEND_BUFFER_AUDIO`] under 200 KB a viewer. About 0.4 s of a 2.5 Mbit/s rung:
 /// enough for the NACKs of a viewer with a round trip under 200 ms.
-pub const SEND_BUFFER_VIDEO: usize = 100;
+pub const SEND_BUFFER_VIDEO: usize = 50;
 /// Opus packets kept per viewer (0.5 s of 20 ms packets, a few KB at 96 kbit/s).
 pub const SEND_BUFFER_AUDIO: usize = 25;
 

@@ -20,6 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// the configured host candidates: the peer and the SDP answer.
 pub(crate) fn accept_offer(
     config: &WhepConfig,
+    builder: str0m::RtcConfig,
     offer: &str,
     now: Instant,
 ) -> Result<(Rtc, String), OfferError> {
@@ -31,7 +32,7 @@ pub(crate) fn accept_offer(
     if config.candidates.is_empty() {
         return Err(OfferError::Candidate("none configured".into()));
     }
-    let mut rtc = config.builder().build(now);
+    let mut rtc = builder.build(now);
     for addr in &config.candidates {
         let candidate = Candidate::host(*addr, "udp")
             .map_err(|e| OfferError::Candidate(format!("{addr}: {e}")))?;

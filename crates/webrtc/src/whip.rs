@@ -100,7 +100,7 @@ impl WhipSession {
         offer: &str,
         now: Instant,
     ) -> Result<(Self, String), OfferError> {
-        let (rtc, answer) = crate::peer::accept_offer(config, offer, now)?;
+        let (rtc, answer) = crate::peer::accept_offer(config, config.builder(), offer, now)?;
         let (video_rate, audio_rate) = match (NonZeroU32::new(90_000), NonZeroU32::new(OPUS_RATE)) {
             (Some(v), Some(a)) => (v, a),
             _ => return Err(OfferError::Rejected("no clock rate".into())),

@@ -187,3 +187,15 @@ fn the_nack_buffer_is_bounded_by_configuration() {
     // Zero would panic inside str0m: it is raised to one.
     assert!(WhepSession::answer(&c, &offer, Instant::now()).is_ok());
 }
+
+#[test]
+fn a_viewers_answer_leaves_out_transport_wide_congestion_control() {
+    let (_, offer, _) = viewer(Instant::now(), true, true);
+    assert!(offer.contains("transport-wide-cc"), "{offer}");
+    let (_, answer) = WhepSession::answer(&config(), &offer, Instant::now()).unwrap();
+    assert!(!answer.contains("transport-wide-cc"), "{answer}");
+    assert!(
+        answer.contains("urn:ietf:params:rtp-hdrext:sdes:mid"),
+        "{answer}"
+    );
+}
