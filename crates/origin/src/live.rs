@@ -362,6 +362,15 @@ impl LiveStream {
             .map(|(_, k)| k)
     }
 
+    /// The renditions the current session's pipeline announced, in its order (a ladder
+    /// announces its rungs largest first), once it has.
+    pub fn announced_renditions(&self) -> Option<Vec<String>> {
+        match &self.lock().expected {
+            ExpectedRenditions::Known(r) => Some(r.iter().map(|a| a.name.to_string()).collect()),
+            _ => None,
+        }
+    }
+
     /// The names of the renditions packaged so far, in the order they appeared.
     pub fn rendition_names(&self) -> Vec<String> {
         self.lock()

@@ -62,10 +62,11 @@ impl restream::LadderSource for OriginLadder {
     }
 }
 
-/// Forwards the highest transcoded H.264 rendition of `live` to `out`: the ladder
-/// announces its rungs largest first, and every rung's tracks come before its frames,
-/// so the choice is made at that rung's first keyframe. A listener that falls behind
-/// (the channel full, the tap lagging) skips to the next keyframe.
+/// Forwards the highest transcoded H.264 rendition of `live` to `out`: the first of the
+/// announced ladder (largest first) whose tracks are H.264, chosen at its first
+/// keyframe once the tracks of every rung above it are known (rungs start in any
+/// order: the smallest is often first). A listener that falls behind (the channel
+/// full, the tap lagging) skips to the next keyframe.
 async fn follow_top_h264(
     live: std::sync::Arc<origin::LiveStream>,
     out: tokio::sync::mpsc::Sender<hub::MediaEvent>,
@@ -79,24 +80,47 @@ async fn follow_top_h264(
     use tokio::sync::broadcast::error::RecvError;
 
     let (current, mut tap) = live.tap();
-    // The transcoded renditions whose video is H.264, with their tracks; true if
-    // `update` was such tracks.
-    fn note(h264: &mut HashMap<Arc<str>, Arc<media::Tracks>>, update: &TappedMedia) -> bool {
-        if let TappedMedia::Tracks { rendition, tracks } = update
-            && &**rendition != origin::SOURCE_RENDITION
+    // The renditions' tracks (`Some` when the video is H.264); true if `update` was
+    // H.264 tracks of a transcoded rendition.
+    fn note(
+        seen: &mut HashMap<Arc<str>, Option<Arc<media::Tracks>>>,
+        update: &TappedMedia,
+    ) -> bool {
+        let TappedMedia::Tracks { rendition, tracks } = update else {
+            return false;
+        };
+        let h264 = &**rendition != origin::SOURCE_RENDITION
             && matches!(
                 tracks.video.as_ref().map(|v| &v.codec),
                 Some(CodecConfig::Avc(_))
-            )
-        {
-            h264.insert(rendition.clone(), tracks.clone());
-            return true;
-        }
-        false
+            );
+        seen.insert(rendition.clone(), h264.then(|| tracks.clone()));
+        h264
     }
-    let mut h264: HashMap<Arc<str>, Arc<media::Tracks>> = HashMap::new();
+    // The rendition to forward, if it can be chosen now: the first transcoded one of
+    // the ladder with H.264 tracks, provided every one above it has tracks of its own.
+    fn best(
+        live: &origin::LiveStream,
+        seen: &HashMap<Arc<str>, Option<Arc<media::Tracks>>>,
+    ) -> Option<String> {
+        let order = live
+            .announced_renditions()
+            .unwrap_or_else(|| live.rendition_names());
+        for name in order {
+            if name == origin::SOURCE_RENDITION {
+                continue;
+            }
+            match seen.get(name.as_str()) {
+                Some(Some(_)) => return Some(name),
+                Some(None) => {}
+                None => return None,
+            }
+        }
+        None
+    }
+    let mut seen: HashMap<Arc<str>, Option<Arc<media::Tracks>>> = HashMap::new();
     for update in &current {
-        note(&mut h264, update);
+        note(&mut seen, update);
     }
     let mut chosen: Option<Arc<str>> = None;
     let mut skipping = true;
@@ -115,7 +139,7 @@ async fn follow_top_h264(
             }
             Err(RecvError::Closed) => return,
         };
-        let is_h264_tracks = note(&mut h264, &update);
+        let is_h264_tracks = note(&mut seen, &update);
         match update {
             TappedMedia::Tracks { rendition, tracks } => {
                 if is_h264_tracks && chosen.as_deref() == Some(&*rendition) {
@@ -126,22 +150,18 @@ async fn follow_top_h264(
                 rendition, frame, ..
             } => {
                 let video_key = frame.kind == TrackKind::Video && frame.keyframe;
-                if chosen.is_none() && video_key {
-                    // The highest rung with H.264 tracks, in the ladder's order.
-                    let best = live
-                        .rendition_names()
-                        .into_iter()
-                        .find(|n| h264.contains_key(n.as_str()));
-                    if best.as_deref() == Some(&*rendition) {
-                        let Some(tracks) = h264.get(&*rendition).cloned() else {
-                            continue;
-                        };
-                        if out.send(MediaEvent::Tracks(tracks)).await.is_err() {
-                            return;
-                        }
-                        tracing::info!(stream = %live.name(), %rendition, "restreaming this rung in place of the source");
-                        chosen = Some(rendition.clone());
+                if chosen.is_none()
+                    && video_key
+                    && best(&live, &seen).as_deref() == Some(&*rendition)
+                {
+                    let Some(Some(tracks)) = seen.get(&*rendition).cloned() else {
+                        continue;
+                    };
+                    if out.send(MediaEvent::Tracks(tracks)).await.is_err() {
+                        return;
                     }
+                    tracing::info!(stream = %live.name(), %rendition, "restreaming this rung in place of the source");
+                    chosen = Some(rendition.clone());
                 }
                 if chosen.as_deref() != Some(&*rendition) {
                     continue;

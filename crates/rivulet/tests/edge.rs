@@ -169,7 +169,16 @@ async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
             "first chunk after {first_chunk_at:?}, part complete after {completed_at:?}"
         );
     }
-    // Through two tiers, the stream decodes.
+    // Through two tiers, the stream decodes. ffprobe reads whole segments, not parts:
+    // wait for the first one (with 0.2 s parts the loop above may end before it).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !get_text(&playlist_url).await.1.contains("#EXTINF:") {
+        assert!(
+            Instant::now() < deadline,
+            "no complete segment through the edge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (ok, out, err) = run(Command::new("ffprobe")
         .args([
             "-v",
@@ -180,7 +189,7 @@ async fn a_part_in_progress_streams_through_the_edge_and_a_shield() {
             "csv=p=0",
         ])
         .arg(format!("{}/live/live/master.m3u8", edge.url)));
-    assert!(ok && out.contains("h264"), "{err}");
+    assert!(ok && out.contains("h264"), "ffprobe: {out} {err}");
     // A viewer sent to the edge watches there: the page is served by the edge, and its
     // API calls pass through both tiers to the origin.
     let page = get_text(&format!("{}/watch/live", edge.url)).await;

@@ -38,11 +38,11 @@ use webrtc::WhepConfig;
 pub use options::{WebRtcOptions, WebRtcSettings};
 pub use whep::{disabled_router, router};
 
-/// Video RTP packets kept per viewer for NACK resends: 100 datagrams of at most 1200
-/// bytes of payload (str0m's MTU), about 1.8 KB each in memory with str0m's
-/// bookkeeping (measured with `rivulet-bench webrtc`), so a full buffer is about 180 KB;
-/// with [`SEND_BUFFER_AUDIO`] under 200 KB a viewer. About 0.4 s of a 2.5 Mbit/s rung:
-/// enough for the NACKs of a viewer with a round trip under 200 ms.
+/// Video RTP packets kept per viewer for NACK resends (and at most 0.5 s of them):
+/// datagrams of at most 1200 bytes of payload (str0m's MTU). About 0.2 s of a
+/// 2.5 Mbit/s rung: enough for the NACKs of a viewer with a round trip under ~150 ms;
+/// a later loss is repaired by a keyframe. `rivulet-bench webrtc`, 200 viewers:
+/// 312 KiB a viewer in all with this bound (542 KiB when str0m kept its default 3 s).
 pub const SEND_BUFFER_VIDEO: usize = 50;
 /// Opus packets kept per viewer (0.5 s of 20 ms packets, a few KB at 96 kbit/s).
 pub const SEND_BUFFER_AUDIO: usize = 25;

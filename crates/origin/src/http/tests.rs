@@ -19,8 +19,20 @@ const SPS: &[u8] = &[
 ];
 const PPS: &[u8] = &[0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0];
 
+/// The geometry these tests were written for: 334 ms parts, six of 10 frames at 30 fps
+/// in a 2 s segment (the default is 201 ms).
+fn config() -> OriginConfig {
+    OriginConfig {
+        packager: package::PackagerConfig {
+            part_target_ms: 334,
+            ..package::PackagerConfig::default()
+        },
+        ..OriginConfig::default()
+    }
+}
+
 fn live() -> (LiveStreams, Arc<LiveStream>) {
-    let streams = LiveStreams::new(OriginConfig::default());
+    let streams = LiveStreams::new(config());
     let stream = streams.get_or_create("cam");
     stream.handle_session_start();
     stream.handle_announce(Arc::from([hub::AnnouncedRendition {
@@ -337,7 +349,7 @@ async fn held_requests_are_bounded_per_client_and_per_stream() {
             per_stream: 3,
             per_client: 2,
         },
-        ..OriginConfig::default()
+        ..config()
     });
     let cam = bounded.get_or_create("cam");
     cam.handle_session_start();
@@ -589,7 +601,7 @@ async fn private_streams_need_a_token_on_every_object_and_pass_it_on() {
     let keys = PlaybackKeys::parse(&["k1=0123456789abcdef-secret"]).unwrap();
     let streams = LiveStreams::new(OriginConfig {
         playback_keys: keys.clone(),
-        ..OriginConfig::default()
+        ..config()
     });
     let stream = streams.get_or_create("cam");
     stream.handle_session_start();
