@@ -27,6 +27,7 @@ mod http;
 mod live;
 pub mod live_report;
 pub mod numbering;
+pub mod rung_tap;
 pub mod thumbnail;
 
 pub use feed::run_feed;
