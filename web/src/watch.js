@@ -161,6 +161,9 @@ function togglePlay() {
 function toggleMute() {
   video.muted = !video.muted;
   if (!video.muted && video.volume === 0) video.volume = 1;
+  // At once, not at the `volumechange` task: hls.js works on the page's main thread
+  // (its worker is off), which can hold that task back a moment.
+  syncMute();
 }
 function toggleFullscreen() {
   const stage = $('stage');
@@ -177,6 +180,7 @@ $('mute').addEventListener('click', toggleMute);
 $('unmute').addEventListener('click', () => {
   video.muted = false;
   if (video.volume === 0) video.volume = 1;
+  syncMute();
   $('mute').focus();
 });
 $('live').addEventListener('click', () => player.jumpToLive());
