@@ -169,6 +169,8 @@ export async function waitInPage(page, what, fn, arg, ms = 60_000) {
       state: document.body.dataset.state,
       status: document.getElementById('status-text')?.textContent,
       t: document.querySelector('video')?.currentTime,
+      // A test's own account of what it waits on, if it keeps one.
+      test: window.diagnose?.(),
     })).catch(() => null);
     throw new Error(`timed out after ${ms / 1000} s waiting for ${what}; page: ${JSON.stringify(state)}; ${e.message.split('\n')[0]}`);
   }

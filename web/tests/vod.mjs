@@ -42,16 +42,41 @@ run('vod', async () => {
     const video = document.createElement('video');
     video.muted = true;
     document.body.append(video);
-    window.vod = { video, fatal: [] };
+    window.vod = { video, fatal: [], events: [] };
     const hls = new Hls();
+    const t0 = performance.now();
+    const note = (what) => window.vod.events.length < 60 && window.vod.events.push(`${Math.round(performance.now() - t0)} ${what}`);
+    for (const e of ['MEDIA_ATTACHED', 'MANIFEST_PARSED', 'LEVEL_LOADED', 'FRAG_BUFFERED', 'BUFFER_EOS']) {
+      hls.on(Hls.Events[e], (_, data) => note(`${e}${data?.frag ? ` ${data.frag.sn}` : ''}`));
+    }
+    for (const e of ['play', 'playing', 'waiting', 'stalled', 'pause', 'ended', 'error']) {
+      video.addEventListener(e, () => note(`video ${e}`));
+    }
     hls.on(Hls.Events.ERROR, (_, data) => {
+      note(`ERROR ${data.type} ${data.details} fatal=${data.fatal}`);
       if (data.fatal) window.vod.fatal.push(`${data.type}: ${data.details}`);
+    });
+    const ranges = (r) => Array.from({ length: r.length }, (_, i) => `${r.start(i).toFixed(2)}-${r.end(i).toFixed(2)}`).join(',');
+    window.diagnose = () => ({
+      readyState: video.readyState, networkState: video.networkState, paused: video.paused,
+      currentTime: video.currentTime, buffered: ranges(video.buffered), error: video.error?.message,
+      events: window.vod.events,
     });
     hls.loadSource(src);
     hls.attachMedia(video);
     video.play().catch(() => {});
   }, `/vod/${recording.id}/master.m3u8`);
-  await waitInPage(page, 'the VOD to play to its end', () => window.vod.video.ended || window.vod.fatal.length > 0, undefined, 60_000);
+  try {
+    await waitInPage(page, 'the VOD to play to its end', () => window.vod.video.ended || window.vod.fatal.length > 0, undefined, 60_000);
+  } catch (e) {
+    // What hls.js was given, for the failure's account.
+    const master = await (await fetch(`${server.http}/vod/${recording.id}/master.m3u8`)).text();
+    log(`master playlist:\n${master}`);
+    for (const uri of master.split('\n').filter((l) => l && !l.startsWith('#'))) {
+      log(`${uri}:\n${await (await fetch(`${server.http}/vod/${recording.id}/${uri}`)).text()}`);
+    }
+    throw e;
+  }
   const seen = await page.evaluate(() => ({
     duration: window.vod.video.duration,
     time: window.vod.video.currentTime,

@@ -53,4 +53,4 @@ pub use model::{
     normalize_tag, validate_declared_key, validate_node_name,
 };
 pub use secret::{AdminToken, TOKEN_FILE, TokenError, generate_key, hash_key};
-pub use store::MetaStore;
+pub use store::{ChangeObserver, MetaStore};

@@ -162,7 +162,12 @@ pub type TitleSink = Arc<dyn Fn(&str, Option<PlaybackSettings<'_>>) + Send + Syn
 /// Keeps `sink` told of every stream's title and privacy in the store until `stop`:
 /// all of them first, then every change (all again if changes were missed).
 pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Output = ()>) {
-    // Subscribed before the first load, so that no change falls between the two.
+    // Each change is applied before the API call that made it answers…
+    let observer = sink.clone();
+    store.observe(Arc::new(move |event| apply_settings(&observer, event)));
+    // …and again in order here, after the first load, so that a load that read a row
+    // before a change cannot leave the older settings in place. Subscribed before that
+    // load, so that no change falls between the two.
     let mut changes = store.subscribe();
     let mut reload = true;
     tokio::pin!(stop);
@@ -176,15 +181,31 @@ pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Ou
         tokio::select! {
             () = &mut stop => break,
             change = changes.recv() => match change {
-                Ok(StreamEvent::Metadata { stream, title, private, .. }) => {
-                    sink(&stream, Some(PlaybackSettings { title: &title, private }));
-                }
-                Ok(StreamEvent::Deleted { stream }) => sink(&stream, None),
-                Ok(_) => {}
+                Ok(event) => apply_settings(&sink, &event),
                 Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
                 Err(broadcast::error::RecvError::Closed) => break,
             },
         }
+    }
+}
+
+/// Passes a change of a stream's title or privacy, or its deletion, to `sink`.
+fn apply_settings(sink: &TitleSink, event: &StreamEvent) {
+    match event {
+        StreamEvent::Metadata {
+            stream,
+            title,
+            private,
+            ..
+        } => sink(
+            stream,
+            Some(PlaybackSettings {
+                title,
+                private: *private,
+            }),
+        ),
+        StreamEvent::Deleted { stream } => sink(stream, None),
+        StreamEvent::Live { .. } | StreamEvent::Offline { .. } => {}
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use db::{Database, EmbeddedMigration, Migrations};
@@ -37,6 +37,8 @@ pub struct MetaStore {
     db: Database,
     pool: AnyPool,
     events: broadcast::Sender<StreamEvent>,
+    /// Told of every change before the call that made it returns (see [`Self::observe`]).
+    observers: Arc<Observers>,
     /// The forwarding tasks' states of restream targets, set once by the binary.
     restream_states: Arc<crate::restream::StatesSlot>,
 }
@@ -63,6 +65,7 @@ impl MetaStore {
             pool: db.pool().clone(),
             db,
             events: broadcast::channel(EVENT_CAPACITY).0,
+            observers: Arc::default(),
             restream_states: Arc::default(),
         })
     }
@@ -84,6 +87,17 @@ impl MetaStore {
     /// Every change from now on, to any stream.
     pub fn subscribe(&self) -> broadcast::Receiver<StreamEvent> {
         self.events.subscribe()
+    }
+
+    /// Calls `observer` with every change from now on, before the call that made the
+    /// change returns: an origin in the same process guards a stream from the moment
+    /// the API answers that it was made private, not a task switch later.
+    pub fn observe(&self, observer: ChangeObserver) {
+        self.observers
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
     }
 
     /// Closes the pool, waiting for connections in use to come back.
@@ -430,8 +444,31 @@ impl MetaStore {
     }
 
     fn emit(&self, event: StreamEvent) {
+        for observer in self
+            .observers
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            observer(&event);
+        }
         // An error only means nobody is listening.
         let _ = self.events.send(event);
+    }
+}
+
+/// A synchronous listener to the store's changes (see [`MetaStore::observe`]); it must
+/// not block.
+pub type ChangeObserver = Arc<dyn Fn(&StreamEvent) + Send + Sync>;
+
+#[derive(Default)]
+struct Observers(Mutex<Vec<ChangeObserver>>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.lock().map_or(0, |o| o.len());
+        write!(f, "{count} observer(s)")
     }
 }
 

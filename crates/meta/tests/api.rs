@@ -538,6 +538,14 @@ async fn declared_streams_are_upserted(h: Harness) {
 
 async fn private_streams_and_their_tokens(h: Harness) {
     use access::playback::{PlaybackKeys, TokenError};
+    // What an origin in the same process is told, before the API answers.
+    let observed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = observed.clone();
+    h.store.observe(std::sync::Arc::new(move |event| {
+        if let meta::StreamEvent::Metadata { private, .. } = event {
+            *seen.lock().unwrap() = Some(*private);
+        }
+    }));
     let created = h.create(json!({"name": "vip"})).await;
     assert_eq!(created["private"], false);
     let (status, patched) = h
@@ -550,6 +558,11 @@ async fn private_streams_and_their_tokens(h: Harness) {
         (status, &patched["private"]),
         (200, &json!(true)),
         "{patched}"
+    );
+    assert_eq!(
+        *observed.lock().unwrap(),
+        Some(true),
+        "told before the answer"
     );
     let (_, got) = h.send(h.client.get(h.url("/api/streams/vip"))).await;
     assert_eq!(got["private"], true);
@@ -624,6 +637,11 @@ async fn private_streams_and_their_tokens(h: Harness) {
         )
         .await;
     assert_eq!((status, &patched["private"]), (200, &json!(false)));
+    assert_eq!(
+        *observed.lock().unwrap(),
+        Some(false),
+        "told before the answer"
+    );
 }
 
 /// Not per database: the document does not depend on it.

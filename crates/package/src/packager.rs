@@ -145,6 +145,9 @@ struct Segment {
     discontinuity: bool,
     init_version: u32,
     program_date_ms: i64,
+    /// Where the segment's audio ends, in main-track ticks, beside video (`None`
+    /// before any audio is written, and in audio-only renditions).
+    audio_end: Option<i64>,
 }
 
 struct Part {
@@ -552,12 +555,35 @@ impl RenditionPackager {
     pub fn handle_end(&mut self, _now: SystemTime) {
         let _ = self.flush_chunk();
         self.write_trailing_audio();
+        self.drop_a_last_segment_without_audio();
         if let Some(end) = self.timeline_end() {
             self.close_segment_at(end);
         }
         self.ended = true;
         self.rebase = true;
         self.pending_discontinuity = true;
+    }
+
+    /// The publisher stopped just after a keyframe: the segment it opened holds a
+    /// frame or two of video and only the audio that lags them, all before the
+    /// segment's start. Such a last segment is dropped, not completed: hls.js counts a
+    /// segment that adds no audio as a gap, and a player never reaches the end of a
+    /// recording, or of an ended live playlist, whose last segment is one. What is
+    /// lost is less than one part, none of it announced complete to viewers.
+    fn drop_a_last_segment_without_audio(&mut self) {
+        let has_audio_beside_video = self
+            .tracks
+            .as_ref()
+            .is_some_and(|t| t.video.is_some() && t.audio.is_some());
+        // Audio reaching less than this past the start does not count (hls.js: 4 ms).
+        let margin = i64::from(self.main_timescale().get()) / 100;
+        let degenerate = self.open_segment().is_some_and(|seg| {
+            seg.parts.iter().all(|p| !p.complete)
+                && seg.audio_end.is_none_or(|end| end <= seg.start + margin)
+        });
+        if has_audio_beside_video && degenerate {
+            self.segments.pop_back();
+        }
     }
 
     /// Audio still pending when the video has stopped (the publisher left) and its
@@ -1053,6 +1079,7 @@ impl RenditionPackager {
             discontinuity,
             init_version: self.init_version().unwrap_or(0),
             program_date_ms,
+            audio_end: None,
         });
         self.drop_removed_segments();
     }
@@ -1113,6 +1140,12 @@ impl RenditionPackager {
         if self.pending_video.is_empty() && self.pending_audio.is_empty() {
             return Ok(());
         }
+        let audio_timescale = self
+            .tracks
+            .as_ref()
+            .and_then(|t| t.audio.as_ref())
+            .map(|t| t.timescale);
+        let main_timescale = self.main_timescale();
         let Some(seg) = self.segments.back_mut().filter(|s| s.duration.is_none()) else {
             self.pending_video.clear();
             self.pending_audio.clear();
@@ -1139,6 +1172,11 @@ impl RenditionPackager {
                         + samples.last().map_or(0, |s| i64::from(s.duration));
                     part.duration = end - part.start;
                     part.main_samples += samples.len();
+                } else if let Some(audio_timescale) = audio_timescale {
+                    let end = pending_last_dts.unwrap_or(base)
+                        + samples.last().map_or(0, |s| i64::from(s.duration));
+                    let end = rescale_ticks(end, audio_timescale, main_timescale, Rounding::Up);
+                    seg.audio_end = seg.audio_end.max(Some(end));
                 }
                 fragments.push(TrackFragment {
                     track_id: cmaf::track_id(kind),

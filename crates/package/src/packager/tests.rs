@@ -1174,3 +1174,51 @@ fn audio_that_comes_after_the_last_video_frame_is_kept() {
     assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
     assert_part_durations_conform(&text, "a trailing audio part");
 }
+
+#[test]
+fn a_last_segment_of_one_keyframe_and_lagging_audio_is_dropped() {
+    // The publisher stopped just after a keyframe; the audio lags the video by 45 ms
+    // (as an encoder's does) and what would have reached past the keyframe was never
+    // sent, so the new segment holds one video frame and audio from before its
+    // start only. hls.js would count it as a gap and never end.
+    let stop_after = |video_frames: u64| {
+        let mut p = packager();
+        let mut s = Source::new(3000, 60);
+        let mut frames: Vec<Frame> = (0..video_frames).flat_map(|_| s.next()).collect();
+        let last_video = frames
+            .iter()
+            .rfind(|f| f.kind == TrackKind::Video)
+            .unwrap()
+            .dts
+            .as_secs_f64();
+        frames.retain(|f| {
+            f.kind == TrackKind::Video || f.dts.as_secs_f64() + 1024.0 / 48_000.0 <= last_video
+        });
+        let (lagging, on_time): (Vec<Frame>, Vec<Frame>) = frames
+            .into_iter()
+            .partition(|f| f.kind == TrackKind::Audio && f.dts.as_secs_f64() > last_video - 0.045);
+        for f in on_time.into_iter().chain(lagging) {
+            p.handle_frame(f, t0()).unwrap();
+            p.check_invariants();
+        }
+        p.handle_end(t0());
+        p.check_invariants();
+        parse(&p.media_playlist(false, &[]))
+    };
+    let total = |m: &m3u8_rs::MediaPlaylist| {
+        m.segments
+            .iter()
+            .map(|s| f64::from(s.duration))
+            .sum::<f64>()
+    };
+    // Frame 120 is the keyframe at 4 s.
+    let m = stop_after(121);
+    assert!(m.end_list);
+    assert_eq!(m.segments.len(), 2, "{m:?}");
+    assert!((total(&m) - 4.0).abs() < 0.001, "{}", total(&m));
+    // A tail whose audio reaches past its start is kept.
+    let m = stop_after(125);
+    assert!(m.end_list);
+    assert_eq!(m.segments.len(), 3, "{m:?}");
+    assert!((total(&m) - 125.0 / 30.0).abs() < 0.001, "{}", total(&m));
+}
