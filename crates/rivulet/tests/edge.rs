@@ -11,13 +11,29 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Total requests the origin has answered for `/live/…` (its own counter).
-async fn origin_requests(server: &Server) -> u64 {
+/// The origin's requests served so far, by kind (`playlist`, `part`, …).
+async fn origin_requests(server: &Server) -> std::collections::BTreeMap<String, u64> {
     let (_, metrics) = get_text(&server.url("/metrics")).await;
     metrics
         .lines()
         .filter(|l| l.starts_with("origin_requests_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+        .filter_map(|l| {
+            let kind = l.split("kind=\"").nth(1)?.split('"').next()?.to_owned();
+            Some((kind, l.rsplit(' ').next()?.parse::<f64>().ok()? as u64))
+        })
+        .collect()
+}
+
+/// What was requested of the origin between two readings of [`origin_requests`].
+fn requests_between(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(kind, n)| (kind.clone(), n - before.get(kind).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 fn start_publisher(urls: &[String]) -> (KillOnDrop, Arc<std::sync::Mutex<String>>) {
@@ -54,6 +70,7 @@ async fn a_thousand_viewers_make_one_origin_request_per_object() {
         .pool_max_idle_per_host(1100)
         .build()
         .unwrap();
+    let crowd_start = std::time::Instant::now();
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
             let (client, blocking, part_url) = (client.clone(), blocking.clone(), part_url.clone());
@@ -82,13 +99,26 @@ async fn a_thousand_viewers_make_one_origin_request_per_object() {
         bodies.iter().all(|b| b == &bodies[0] && !b.is_empty()),
         "every viewer got the same part"
     );
-    let after = origin_requests(&origin).await;
-    // One plain playlist, one blocking reload, one part.
+    let crowd_time = crowd_start.elapsed();
+    let seen = requests_between(&before, &origin_requests(&origin).await);
+    // One plain playlist, one blocking reload, one part. Shared caches keep a blocking
+    // reload's answer one second (`s-maxage=1`): a crowd that took longer to reach
+    // the edge (a loaded machine) may see one more fetch of it a second.
+    let parts = seen.get("part").unwrap_or(&0) + seen.get("part_streamed").unwrap_or(&0);
+    let playlists = seen.get("playlist").copied().unwrap_or(0);
+    let allowed_playlists = 2 + crowd_time.as_secs();
+    eprintln!("a crowd of 1000 in {crowd_time:?}: the origin saw {seen:?}");
+    assert_eq!(parts, 1, "the part fetched once: {seen:?}");
+    assert!(
+        (2..=allowed_playlists).contains(&playlists),
+        "playlists fetched {playlists} times in {crowd_time:?} (at most {allowed_playlists}): {seen:?}"
+    );
     assert_eq!(
-        after - before,
-        3,
-        "the origin saw {} requests for 3 objects",
-        after - before
+        seen.keys()
+            .filter(|k| !k.starts_with("part") && *k != "playlist")
+            .count(),
+        0,
+        "nothing else: {seen:?}"
     );
     let _ = publisher.kill();
 }

@@ -61,6 +61,12 @@ struct Entry {
     reported: Instant,
 }
 
+/// Whose datagrams come from an address.
+enum Route {
+    Viewer(String),
+    Publisher(String),
+}
+
 struct Tap {
     /// The tap's thread stops when this is dropped.
     _handle: TapHandle,
@@ -75,6 +81,10 @@ pub(crate) struct Driver {
     sessions: HashMap<String, Entry>,
     /// WHIP publishers, by session id.
     publishes: HashMap<String, Publish>,
+    /// The session each client address last reached, so that a datagram is matched
+    /// with one check instead of one per session (a viewer's RTCP and consent checks
+    /// arrive several times a second; with hundreds of viewers the scan dominated).
+    routes: HashMap<SocketAddr, Route>,
     /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
     aac_tx: mpsc::Sender<(String, media::Frame)>,
     aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
@@ -103,6 +113,7 @@ impl Driver {
             streams,
             sessions: HashMap::new(),
             publishes: HashMap::new(),
+            routes: HashMap::new(),
             aac_tx,
             aac_rx: Some(aac_rx),
             taps: HashMap::new(),
@@ -155,16 +166,14 @@ impl Driver {
                     // on: each is driven (its datagrams sent) before the next one's
                     // time moves, so a keyframe's packets (~100 KB at 720p) are held
                     // by one session at a time, not by every viewer at once
-                    // (heaptrack: 408 KB a viewer at the peak before).
-                    let ids: Vec<String> = self.sessions.keys().cloned().collect();
-                    for id in ids {
-                        if let Some(entry) = self.sessions.get_mut(&id)
-                            && entry.timeout <= now
-                        {
+                    // (heaptrack: 408 KB a viewer at the peak before). Only sessions
+                    // whose time came are touched: the others have nothing to send.
+                    for entry in self.sessions.values_mut() {
+                        if entry.timeout <= now {
                             entry.session.handle_timeout(now);
                             entry.timeout = now + Duration::from_secs(1);
+                            drive_viewer(&self.socket, &mut self.taps, entry);
                         }
-                        self.drive(&id);
                     }
                     for publish in self.publishes.values_mut() {
                         publish.check_idle(now);
@@ -213,6 +222,33 @@ impl Driver {
     fn handle_datagram(&mut self, source: SocketAddr, data: &[u8]) {
         let now = Instant::now();
         let destination = self.destination(source);
+        // The session this address reached last, if it still takes the datagram.
+        match self.routes.get(&source) {
+            Some(Route::Viewer(id)) => {
+                if let Some(entry) = self.sessions.get_mut(id)
+                    && entry.session.accepts(now, source, destination, data)
+                {
+                    entry
+                        .session
+                        .handle_datagram(now, source, destination, data);
+                    drive_viewer(&self.socket, &mut self.taps, entry);
+                    return;
+                }
+            }
+            Some(Route::Publisher(id)) => {
+                if let Some(publish) = self.publishes.get_mut(id)
+                    && publish.session.accepts(now, source, destination, data)
+                {
+                    publish
+                        .session
+                        .handle_datagram(now, source, destination, data);
+                    let id = id.clone();
+                    self.drive_publish(&id);
+                    return;
+                }
+            }
+            None => {}
+        }
         let id = self
             .sessions
             .iter()
@@ -231,6 +267,7 @@ impl Driver {
                 .session
                 .handle_datagram(now, source, destination, data);
             let id = id.clone();
+            self.routes.insert(source, Route::Publisher(id.clone()));
             self.drive_publish(&id);
             return;
         };
@@ -238,8 +275,9 @@ impl Driver {
             entry
                 .session
                 .handle_datagram(now, source, destination, data);
+            drive_viewer(&self.socket, &mut self.taps, entry);
         }
-        self.drive(&id);
+        self.routes.insert(source, Route::Viewer(id));
     }
 
     fn handle_command(&mut self, command: Command, media_tx: &mpsc::Sender<(TapKey, TapItem)>) {
@@ -309,59 +347,26 @@ impl Driver {
             let age = SystemTime::now().duration_since(*at).unwrap_or_default();
             Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
         };
-        let ids: Vec<String> = self
-            .sessions
-            .iter()
-            .filter(|(_, e)| &e.key == key)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let at = match &item {
+            TapItem::Video(_, at) | TapItem::Audio(_, at) => wallclock(at),
+            TapItem::Gap => Instant::now(),
+        };
         // Written and driven one session after the other (see the timer's branch).
-        for id in ids {
-            if let Some(e) = self.sessions.get_mut(&id) {
-                match &item {
-                    TapItem::Video(unit, at) => e.session.write_video(wallclock(at), unit),
-                    TapItem::Audio(packet, at) => e.session.write_audio(wallclock(at), packet),
-                    TapItem::Gap => e.session.handle_gap(),
-                }
+        let (socket, taps) = (&self.socket, &mut self.taps);
+        for e in self.sessions.values_mut().filter(|e| &e.key == key) {
+            match &item {
+                TapItem::Video(unit, _) => e.session.write_video(at, unit),
+                TapItem::Audio(packet, _) => e.session.write_audio(at, packet),
+                TapItem::Gap => e.session.handle_gap(),
             }
-            self.drive(&id);
+            drive_viewer(socket, taps, e);
         }
     }
 
     /// Sends what the session has to send and notes when it wants time next.
     fn drive(&mut self, id: &str) {
-        let Some(entry) = self.sessions.get_mut(id) else {
-            return;
-        };
-        loop {
-            match entry.session.poll_output() {
-                SessionOutput::Transmit { destination, data } => {
-                    entry.unreported += data.len() as u64;
-                    // UDP: a full socket buffer is loss, which NACK and PLI repair.
-                    if let Err(e) = self.socket.try_send_to(&data, destination) {
-                        metrics::counter!("webrtc_send_errors_total").increment(1);
-                        tracing::trace!(error = %e, "WebRTC datagram not sent");
-                    }
-                }
-                SessionOutput::Timeout(t) => {
-                    entry.timeout = t;
-                    break;
-                }
-                SessionOutput::KeyframeRequest => {
-                    metrics::counter!("webrtc_keyframe_requests_total").increment(1);
-                    // No encoder hook: the viewer waits for the ladder's next IDR (on
-                    // every segment boundary). Logged at most once a second per stream.
-                    if let Some(tap) = self.taps.get_mut(&entry.key)
-                        && tap.keyframe_requests.allow(Instant::now())
-                    {
-                        tracing::debug!(stream = %entry.key.0, rendition = %entry.key.1, "viewer asked for a keyframe; it gets the next IDR");
-                    }
-                }
-                SessionOutput::Closed => {
-                    entry.timeout = Instant::now();
-                    break;
-                }
-            }
+        if let Some(entry) = self.sessions.get_mut(id) {
+            drive_viewer(&self.socket, &mut self.taps, entry);
         }
     }
 
@@ -404,6 +409,7 @@ impl Driver {
         if ended > 0 {
             self.count.fetch_sub(ended, Ordering::AcqRel);
             metrics::gauge!("whip_publishes").set(self.publishes.len() as f64);
+            self.forget_routes();
         }
         let before = self.sessions.len();
         self.sessions.retain(|id, e| {
@@ -422,5 +428,49 @@ impl Driver {
         let sessions = &self.sessions;
         self.taps
             .retain(|key, _| sessions.values().any(|e| &e.key == key));
+        self.forget_routes();
+    }
+
+    /// Forgets the addresses of sessions that ended.
+    fn forget_routes(&mut self) {
+        let (sessions, publishes) = (&self.sessions, &self.publishes);
+        self.routes.retain(|_, route| match route {
+            Route::Viewer(id) => sessions.contains_key(id),
+            Route::Publisher(id) => publishes.contains_key(id),
+        });
+    }
+}
+
+/// Sends what a viewer's session has to send and notes when it wants time next.
+fn drive_viewer(socket: &UdpSocket, taps: &mut HashMap<TapKey, Tap>, entry: &mut Entry) {
+    loop {
+        match entry.session.poll_output() {
+            SessionOutput::Transmit { destination, data } => {
+                entry.unreported += data.len() as u64;
+                // UDP: a full socket buffer is loss, which NACK and PLI repair.
+                if let Err(e) = socket.try_send_to(&data, destination) {
+                    metrics::counter!("webrtc_send_errors_total").increment(1);
+                    tracing::trace!(error = %e, "WebRTC datagram not sent");
+                }
+            }
+            SessionOutput::Timeout(t) => {
+                entry.timeout = t;
+                break;
+            }
+            SessionOutput::KeyframeRequest => {
+                metrics::counter!("webrtc_keyframe_requests_total").increment(1);
+                // No encoder hook: the viewer waits for the ladder's next IDR (on
+                // every segment boundary). Logged at most once a second per stream.
+                if let Some(tap) = taps.get_mut(&entry.key)
+                    && tap.keyframe_requests.allow(Instant::now())
+                {
+                    tracing::debug!(stream = %entry.key.0, rendition = %entry.key.1, "viewer asked for a keyframe; it gets the next IDR");
+                }
+            }
+            SessionOutput::Closed => {
+                entry.timeout = Instant::now();
+                break;
+            }
+        }
     }
 }
