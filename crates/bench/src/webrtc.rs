@@ -30,6 +30,9 @@ pub(crate) struct WebRtcBenchArgs {
     /// Seconds of measurement, with no viewer and then with the viewers.
     #[arg(long, default_value_t = 15)]
     pub(crate) seconds: u64,
+    /// Seconds of publishing before the measurements (the origin's window fills).
+    #[arg(long, default_value_t = 40)]
+    pub(crate) warm_up: u64,
     /// Video bitrate of the published stream, bits per second.
     #[arg(long, default_value_t = 2_500_000)]
     pub(crate) bitrate: u64,
@@ -116,7 +119,15 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The origin's memory grows until its window of segments is full (8 segments of
+    // 2 s, and the ones that left it kept as long again: ~10 MB at 2.5 Mbit/s). Measured
+    // from the stream's start, that growth was counted as the viewers' (~50 KB each
+    // at 200 viewers, heaptrack); the baseline is the steady state.
+    eprintln!(
+        "warming up {} s (the origin's segment window fills)",
+        args.warm_up
+    );
+    tokio::time::sleep(Duration::from_secs(args.warm_up)).await;
     let base = window(pid, args.seconds, None).await?;
 
     let received = Arc::new(AtomicU64::new(0));

@@ -23,7 +23,10 @@ const ANALYTICS_INTERVAL: Duration = Duration::from_secs(2);
 /// Keyframe requests of one stream's viewers logged at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
+mod outbox;
 mod publish;
+
+use outbox::Outbox;
 
 pub(crate) use publish::Publish;
 
@@ -85,6 +88,8 @@ pub(crate) struct Driver {
     /// with one check instead of one per session (a viewer's RTCP and consent checks
     /// arrive several times a second; with hundreds of viewers the scan dominated).
     routes: HashMap<SocketAddr, Route>,
+    /// The viewers' datagrams on their way out, in batches.
+    outbox: Outbox,
     /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
     aac_tx: mpsc::Sender<(String, media::Frame)>,
     aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
@@ -114,6 +119,7 @@ impl Driver {
             sessions: HashMap::new(),
             publishes: HashMap::new(),
             routes: HashMap::new(),
+            outbox: Outbox::new(),
             aac_tx,
             aac_rx: Some(aac_rx),
             taps: HashMap::new(),
@@ -172,7 +178,7 @@ impl Driver {
                         if entry.timeout <= now {
                             entry.session.handle_timeout(now);
                             entry.timeout = now + Duration::from_secs(1);
-                            drive_viewer(&self.socket, &mut self.taps, entry);
+                            drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
                         }
                     }
                     for publish in self.publishes.values_mut() {
@@ -189,6 +195,8 @@ impl Driver {
                     self.report();
                 }
             }
+            // What the sessions queued on this turn goes out together.
+            count_send_errors(self.outbox.flush(&self.socket));
             self.reap();
         }
         self.taps.clear();
@@ -231,7 +239,7 @@ impl Driver {
                     entry
                         .session
                         .handle_datagram(now, source, destination, data);
-                    drive_viewer(&self.socket, &mut self.taps, entry);
+                    drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
                     return;
                 }
             }
@@ -275,7 +283,7 @@ impl Driver {
             entry
                 .session
                 .handle_datagram(now, source, destination, data);
-            drive_viewer(&self.socket, &mut self.taps, entry);
+            drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
         }
         self.routes.insert(source, Route::Viewer(id));
     }
@@ -351,22 +359,32 @@ impl Driver {
             TapItem::Video(_, at) | TapItem::Audio(_, at) => wallclock(at),
             TapItem::Gap => Instant::now(),
         };
-        // Written and driven one session after the other (see the timer's branch).
-        let (socket, taps) = (&self.socket, &mut self.taps);
+        // Written and driven one session after the other. str0m keeps its own copy of
+        // a written access unit until the session's time moves (it packetises then):
+        // a keyframe (~100 KB at 720p) is packetised at once, else writing it to every
+        // viewer held one copy per viewer at the same time (the high-water mark stays
+        // in the process's RSS). Other frames wait for the session's next turn: moving
+        // time after every write cost half as much CPU again (rivulet-bench webrtc).
+        let now = Instant::now();
+        let keyframe = matches!(&item, TapItem::Video(unit, _) if unit.keyframe);
+        let (socket, outbox, taps) = (&self.socket, &mut self.outbox, &mut self.taps);
         for e in self.sessions.values_mut().filter(|e| &e.key == key) {
             match &item {
                 TapItem::Video(unit, _) => e.session.write_video(at, unit),
                 TapItem::Audio(packet, _) => e.session.write_audio(at, packet),
                 TapItem::Gap => e.session.handle_gap(),
             }
-            drive_viewer(socket, taps, e);
+            if keyframe {
+                e.session.handle_timeout(now);
+            }
+            drive_viewer(socket, outbox, taps, e);
         }
     }
 
     /// Sends what the session has to send and notes when it wants time next.
     fn drive(&mut self, id: &str) {
         if let Some(entry) = self.sessions.get_mut(id) {
-            drive_viewer(&self.socket, &mut self.taps, entry);
+            drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
         }
     }
 
@@ -442,16 +460,18 @@ impl Driver {
 }
 
 /// Sends what a viewer's session has to send and notes when it wants time next.
-fn drive_viewer(socket: &UdpSocket, taps: &mut HashMap<TapKey, Tap>, entry: &mut Entry) {
+fn drive_viewer(
+    socket: &UdpSocket,
+    outbox: &mut Outbox,
+    taps: &mut HashMap<TapKey, Tap>,
+    entry: &mut Entry,
+) {
+    let mut failed = 0;
     loop {
         match entry.session.poll_output() {
             SessionOutput::Transmit { destination, data } => {
                 entry.unreported += data.len() as u64;
-                // UDP: a full socket buffer is loss, which NACK and PLI repair.
-                if let Err(e) = socket.try_send_to(&data, destination) {
-                    metrics::counter!("webrtc_send_errors_total").increment(1);
-                    tracing::trace!(error = %e, "WebRTC datagram not sent");
-                }
+                failed += outbox.push(socket, destination, &data);
             }
             SessionOutput::Timeout(t) => {
                 entry.timeout = t;
@@ -472,5 +492,13 @@ fn drive_viewer(socket: &UdpSocket, taps: &mut HashMap<TapKey, Tap>, entry: &mut
                 break;
             }
         }
+    }
+    count_send_errors(failed);
+}
+
+/// Datagrams a full socket buffer dropped (UDP: loss, which NACK and PLI repair).
+fn count_send_errors(failed: usize) {
+    if failed > 0 {
+        metrics::counter!("webrtc_send_errors_total").increment(failed as u64);
     }
 }
