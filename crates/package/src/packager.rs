@@ -581,8 +581,18 @@ impl RenditionPackager {
             seg.parts.iter().all(|p| !p.complete)
                 && seg.audio_end.is_none_or(|end| end <= seg.start + margin)
         });
-        if has_audio_beside_video && degenerate {
-            self.segments.pop_back();
+        if has_audio_beside_video
+            && degenerate
+            && let Some(dropped) = self.segments.pop_back()
+        {
+            // What was said of it and not yet taken is taken back: the events name
+            // parts that are no longer there.
+            self.events.retain(|event| match *event {
+                PackageEvent::PartStarted { msn, .. }
+                | PackageEvent::ChunkAppended { msn, .. }
+                | PackageEvent::PartCompleted { msn, .. }
+                | PackageEvent::SegmentCompleted { msn } => msn != dropped.msn,
+            });
         }
     }
 

@@ -1203,6 +1203,17 @@ fn a_last_segment_of_one_keyframe_and_lagging_audio_is_dropped() {
         }
         p.handle_end(t0());
         p.check_invariants();
+        // No event names a part of the dropped segment (fuzzing found one that did).
+        while let Some(event) = p.poll_event() {
+            if let PackageEvent::ChunkAppended { msn, part }
+            | PackageEvent::PartStarted { msn, part } = event
+            {
+                assert!(
+                    p.part(msn, part).is_some(),
+                    "{event:?} names a part that is not there"
+                );
+            }
+        }
         parse(&p.media_playlist(false, &[]))
     };
     let total = |m: &m3u8_rs::MediaPlaylist| {
