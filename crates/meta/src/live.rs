@@ -163,11 +163,16 @@ pub type TitleSink = Arc<dyn Fn(&str, Option<PlaybackSettings<'_>>) + Send + Syn
 /// all of them first, then every change (all again if changes were missed).
 pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Output = ()>) {
     // Each change is applied before the API call that made it answers…
+    let sink = Arc::new(Versioned {
+        sink,
+        applied: std::sync::Mutex::default(),
+    });
     let observer = sink.clone();
-    store.observe(Arc::new(move |event| apply_settings(&observer, event)));
-    // …and again in order here, after the first load, so that a load that read a row
-    // before a change cannot leave the older settings in place. Subscribed before that
-    // load, so that no change falls between the two.
+    store.observe(Arc::new(move |event| observer.apply_event(event)));
+    // …and again here, after the first load, so that a load that read a row before a
+    // change cannot leave the older settings in place; the versions keep a replayed
+    // change from undoing a newer one. Subscribed before that load, so that no change
+    // falls between the two.
     let mut changes = store.subscribe();
     let mut reload = true;
     tokio::pin!(stop);
@@ -181,7 +186,7 @@ pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Ou
         tokio::select! {
             () = &mut stop => break,
             change = changes.recv() => match change {
-                Ok(event) => apply_settings(&sink, &event),
+                Ok(event) => sink.apply_event(&event),
                 Err(broadcast::error::RecvError::Lagged(_)) => reload = true,
                 Err(broadcast::error::RecvError::Closed) => break,
             },
@@ -189,27 +194,53 @@ pub async fn sync_titles(store: MetaStore, sink: TitleSink, stop: impl Future<Ou
     }
 }
 
-/// Passes a change of a stream's title or privacy, or its deletion, to `sink`.
-fn apply_settings(sink: &TitleSink, event: &StreamEvent) {
-    match event {
-        StreamEvent::Metadata {
-            stream,
-            title,
-            private,
-            ..
-        } => sink(
-            stream,
-            Some(PlaybackSettings {
+/// A sink that takes each stream's settings only if newer than what it took last (the
+/// stream's `version`), whether they come from the store's observer, its event channel
+/// or a load.
+struct Versioned {
+    sink: TitleSink,
+    applied: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl Versioned {
+    fn apply(&self, stream: &str, version: i64, settings: PlaybackSettings<'_>) {
+        let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        if applied.get(stream).is_some_and(|&v| v > version) {
+            return;
+        }
+        applied.insert(stream.to_owned(), version);
+        (self.sink)(stream, Some(settings));
+    }
+
+    /// Passes a change of a stream's title or privacy, or its deletion, on.
+    fn apply_event(&self, event: &StreamEvent) {
+        match event {
+            StreamEvent::Metadata {
+                stream,
+                version,
                 title,
-                private: *private,
-            }),
-        ),
-        StreamEvent::Deleted { stream } => sink(stream, None),
-        StreamEvent::Live { .. } | StreamEvent::Offline { .. } => {}
+                private,
+                ..
+            } => self.apply(
+                stream,
+                *version,
+                PlaybackSettings {
+                    title,
+                    private: *private,
+                },
+            ),
+            StreamEvent::Deleted { stream } => {
+                // A stream made again under the name numbers its versions from 1.
+                let mut applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+                applied.remove(stream.as_str());
+                (self.sink)(stream, None);
+            }
+            StreamEvent::Live { .. } | StreamEvent::Offline { .. } => {}
+        }
     }
 }
 
-async fn load_titles(store: &MetaStore, sink: &TitleSink) -> Result<(), MetaError> {
+async fn load_titles(store: &MetaStore, sink: &Versioned) -> Result<(), MetaError> {
     let mut query = ListQuery {
         limit: crate::MAX_PAGE,
         ..ListQuery::default()
@@ -217,12 +248,13 @@ async fn load_titles(store: &MetaStore, sink: &TitleSink) -> Result<(), MetaErro
     loop {
         let page = store.list(&query).await?;
         for s in &page.streams {
-            sink(
+            sink.apply(
                 &s.name,
-                Some(PlaybackSettings {
+                s.version,
+                PlaybackSettings {
                     title: &s.title,
                     private: s.private,
-                }),
+                },
             );
         }
         match page.next_cursor {
@@ -371,4 +403,55 @@ pub fn node_name(rtmp_port: u16) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "rivulet".into());
     format!("{host}:{rtmp_port}")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn metadata(stream: &str, version: i64, private: bool) -> StreamEvent {
+        StreamEvent::Metadata {
+            stream: stream.to_owned(),
+            version,
+            title: format!("v{version}"),
+            description: String::new(),
+            tags: Vec::new(),
+            private,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_replayed_change_never_undoes_a_newer_one() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        let sink = Versioned {
+            sink: Arc::new(move |stream, settings| {
+                record.lock().unwrap().push((
+                    stream.to_owned(),
+                    settings.map(|s| (s.title.to_owned(), s.private)),
+                ));
+            }),
+            applied: std::sync::Mutex::default(),
+        };
+        // The observer applies v2 (private) then v3 (public); the channel replays v2.
+        sink.apply_event(&metadata("cam", 2, true));
+        sink.apply_event(&metadata("cam", 3, false));
+        sink.apply_event(&metadata("cam", 2, true));
+        // A deleted stream made again numbers from 1.
+        sink.apply_event(&StreamEvent::Deleted {
+            stream: "cam".to_owned(),
+        });
+        sink.apply_event(&metadata("cam", 1, true));
+        let seen = seen.lock().unwrap();
+        let expected = vec![
+            ("cam".to_owned(), Some(("v2".to_owned(), true))),
+            ("cam".to_owned(), Some(("v3".to_owned(), false))),
+            ("cam".to_owned(), None),
+            ("cam".to_owned(), Some(("v1".to_owned(), true))),
+        ];
+        assert_eq!(*seen, expected);
+    }
 }
