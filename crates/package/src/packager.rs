@@ -1048,7 +1048,9 @@ impl RenditionPackager {
             s.duration = s.duration.map(r);
             for p in &mut s.parts {
                 p.start = r(p.start);
-                p.duration = r(p.duration);
+                // Down: a part of exactly PART-TARGET stays within it (rounded to the
+                // nearest tick it may land a fraction of a tick over).
+                p.duration = rescale_ticks(p.duration, from, to, Rounding::Down);
             }
         }
         self.offset = r(self.offset);

@@ -1233,3 +1233,48 @@ fn a_last_segment_of_one_keyframe_and_lagging_audio_is_dropped() {
     assert_eq!(m.segments.len(), 3, "{m:?}");
     assert!((total(&m) - 125.0 / 30.0).abs() < 0.001, "{}", total(&m));
 }
+
+#[test]
+fn a_change_of_timescale_never_pushes_a_part_past_the_target() {
+    // A part of exactly PART-TARGET at 8 kHz (1.028 s = 8,224 ticks) is 45,334.8 ticks
+    // at 44.1 kHz: rounded to the nearest tick when the new tracks rescale the
+    // timeline, it was one tick over the target (found by fuzzing).
+    let config = PackagerConfig {
+        segment_target_ms: 4095,
+        part_target_ms: 1028,
+        window_segments: 3,
+    };
+    let mut p = RenditionPackager::new(config);
+    let audio = |rate: u32| {
+        Arc::new(Tracks {
+            video: None,
+            audio: Some(Track {
+                kind: TrackKind::Audio,
+                timescale: NonZeroU32::new(rate).unwrap(),
+                codec: CodecConfig::Aac(AacConfig::build(2, rate, 1)),
+            }),
+        })
+    };
+    p.handle_tracks(audio(8000), t0());
+    let rate = NonZeroU32::new(8000).unwrap();
+    for dts in [0, 4112, 8224] {
+        p.handle_frame(
+            frame_at(TrackKind::Audio, MediaTime::new(dts, rate), true),
+            t0(),
+        )
+        .unwrap();
+        p.check_invariants();
+    }
+    let before = part_durations(&p.media_playlist(false, &[]));
+    assert!(
+        before.contains(&1.028),
+        "a part of exactly the target: {before:?}"
+    );
+    p.handle_tracks(audio(44_100), t0());
+    p.check_invariants();
+    let after = part_durations(&p.media_playlist(false, &[]));
+    assert!(
+        !after.is_empty() && after.iter().all(|d| *d <= 1.028),
+        "parts within PART-TARGET after the change: {after:?}"
+    );
+}
