@@ -126,6 +126,19 @@ run('player', async () => {
   const phone = await newPage(browser, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
   await phone.goto(`${server.http}/watch/${NAME}`);
   await waitInPage(phone, 'playback on a phone-sized page', () => document.body.dataset.state === 'playing' && document.querySelector('video').currentTime > 1, undefined, 60_000);
+  // A page opened on a live stream loads the master playlist once, with the page
+  // (the preload in its head), not after its scripts; and it starts at the first part
+  // it buffered, the segment's start (see Player.showFirstPart).
+  const start = await phone.evaluate(() => ({
+    masters: performance.getEntriesByType('resource').filter((e) => /\/master\.m3u8$/.test(new URL(e.name).pathname)).map((e) => e.initiatorType),
+    firstFrameAt: window.rivulet.player.firstFrameAt,
+    firstPartStart: window.rivulet.player.firstPartStart,
+    // Off only when the page's round trip is long (not on loopback, unless very busy).
+    fastStart: window.rivulet.player.fastStart,
+  }));
+  assert(start.masters.length === 1 && start.masters[0] === 'link', `the master playlist loaded once, by the preload: ${JSON.stringify(start.masters)}`);
+  assert(start.firstFrameAt !== null && (!start.fastStart || Number.isFinite(start.firstPartStart)), `the first frame, from the first part buffered: ${JSON.stringify(start)}`);
+  log(`phone page: ${JSON.stringify(start)}`);
   const width = await phone.evaluate(() => document.documentElement.scrollWidth);
   assert(width <= 375, `the page is ${width} px wide at 375 px`);
   for (const id of ['play', 'mute', 'quality', 'fullscreen']) {
