@@ -110,8 +110,9 @@ impl FlvMuxer {
                     &AudioPacket::AacSequenceHeader(aac.asc.clone()),
                     &mut body,
                 ),
-                // MP3 has no sequence header (and our encoder makes AAC).
-                CodecConfig::Mp3(_) => continue,
+                // MP3 has no sequence header (and our encoder makes AAC); Opus has no
+                // FLV form (the transcoder makes AAC of it).
+                CodecConfig::Mp3(_) | CodecConfig::Opus(_) => continue,
             }
             out.push(FlvPacket {
                 kind: track.kind,

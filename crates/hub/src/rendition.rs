@@ -154,15 +154,17 @@ impl RenditionInput for PassthroughInput {
         }
         let update = match event {
             MediaEvent::Tracks(t) => {
-                let packageable = t
-                    .audio
-                    .as_ref()
-                    .is_none_or(|a| !matches!(a.codec, media::CodecConfig::Mp3(_)));
+                let packageable = t.audio.as_ref().is_none_or(|a| {
+                    !matches!(
+                        a.codec,
+                        media::CodecConfig::Mp3(_) | media::CodecConfig::Opus(_)
+                    )
+                });
                 self.drop_audio = !packageable;
                 if packageable {
                     RenditionUpdate::Tracks(t)
                 } else {
-                    tracing::info!(rendition = %self.rendition, "MP3 audio is not passed through (CMAF carries AAC); the transcoded renditions have it as AAC");
+                    tracing::info!(rendition = %self.rendition, "MP3 and Opus audio are not passed through (CMAF here carries AAC); the transcoded renditions have it as AAC");
                     RenditionUpdate::Tracks(Arc::new(Tracks {
                         video: t.video.clone(),
                         audio: None,

@@ -474,7 +474,7 @@ impl Connection {
                 name: codec,
             } => {
                 metrics::counter!("srt_unsupported_streams_total").increment(1);
-                tracing::warn!(%peer, stream = name, pid, stream_type = format_args!("{stream_type:#04x}"), codec = %codec, "MPEG-TS stream not supported, ignored: publish H.264 or HEVC video and AAC audio");
+                tracing::warn!(%peer, stream = name, pid, stream_type = format_args!("{stream_type:#04x}"), codec = %codec, "MPEG-TS stream not supported, ignored: publish H.264 or HEVC video and AAC or Opus audio");
                 stats.unsupported_streams.push(codec);
                 self.config.stats.set(name, stats.clone());
             }
@@ -494,7 +494,7 @@ impl Connection {
                     tracing::warn!(%peer, stream = name, pid, reason = %Escaped(&reason), suppressed, "skipping malformed MPEG-TS data");
                 }
             }
-            // Other codecs' payloads (AC-3, Opus, …): nothing takes them yet.
+            // Other codecs' payloads (AC-3, AV1, …): nothing takes them yet.
             DemuxEvent::ElementaryStream(_) => {}
             _ => {}
         }

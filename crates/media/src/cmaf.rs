@@ -126,6 +126,7 @@ fn visual(width: u32, height: u32) -> Visual {
 fn trak_for(track: &Track, id: u32) -> Result<Trak, CmafError> {
     let (handler, codec, width, height, minf_media) = match &track.codec {
         CodecConfig::Mp3(_) => return Err(CmafError::Unsupported("MP3")),
+        CodecConfig::Opus(_) => return Err(CmafError::Unsupported("Opus")),
         CodecConfig::Avc(avc) => {
             let avcc =
                 Avcc::decode_body(&mut &avc.record[..]).map_err(|e| CmafError::Box("avcC", e))?;

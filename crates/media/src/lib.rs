@@ -26,6 +26,7 @@ mod frame;
 pub mod hevc;
 pub mod live_path;
 pub mod mp3;
+pub mod opus;
 mod time;
 mod track;
 
@@ -36,6 +37,7 @@ pub use frame::{Frame, TrackKind};
 pub use hevc::HevcConfig;
 pub use live_path::{LiveObject, LivePath, LivePathError, MediaObject};
 pub use mp3::Mp3Config;
+pub use opus::OpusConfig;
 pub use time::{
     JumpPolicy, MILLISECONDS, MediaTime, Rounding, Timeline, TimestampJump, VIDEO_TIMESCALE,
     rescale_ticks,

@@ -8,6 +8,7 @@ use crate::avc::AvcConfig;
 use crate::frame::TrackKind;
 use crate::hevc::HevcConfig;
 use crate::mp3::Mp3Config;
+use crate::opus::OpusConfig;
 
 /// The decoder configuration of one track.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,9 @@ pub enum CodecConfig {
     /// MP3, from its frame headers. Ingested for the transcoder, which makes AAC of
     /// it; not packaged as it is.
     Mp3(Mp3Config),
+    /// Opus (from MPEG-TS). Like MP3, ingested for the transcoder, which makes AAC of
+    /// it; not packaged as it is.
+    Opus(OpusConfig),
 }
 
 impl CodecConfig {
@@ -35,6 +39,7 @@ impl CodecConfig {
             CodecConfig::Av1(c) => c.codec_string(),
             CodecConfig::Aac(c) => c.codec_string(),
             CodecConfig::Mp3(c) => c.codec_string(),
+            CodecConfig::Opus(c) => c.codec_string(),
         }
     }
 }
@@ -46,7 +51,7 @@ impl CodecConfig {
             CodecConfig::Avc(_) => Some(VideoCodec::Avc),
             CodecConfig::Hevc(_) => Some(VideoCodec::Hevc),
             CodecConfig::Av1(_) => Some(VideoCodec::Av1),
-            CodecConfig::Aac(_) | CodecConfig::Mp3(_) => None,
+            CodecConfig::Aac(_) | CodecConfig::Mp3(_) | CodecConfig::Opus(_) => None,
         }
     }
 
@@ -56,7 +61,7 @@ impl CodecConfig {
             CodecConfig::Avc(c) => Some((c.width, c.height)),
             CodecConfig::Hevc(c) => Some((c.width, c.height)),
             CodecConfig::Av1(c) => Some((c.width, c.height)),
-            CodecConfig::Aac(_) | CodecConfig::Mp3(_) => None,
+            CodecConfig::Aac(_) | CodecConfig::Mp3(_) | CodecConfig::Opus(_) => None,
         }
     }
 
@@ -77,7 +82,7 @@ impl CodecConfig {
             CodecConfig::Hevc(c) => Some(&c.record),
             CodecConfig::Av1(c) => Some(&c.record),
             CodecConfig::Aac(c) => Some(&c.asc),
-            CodecConfig::Mp3(_) => None,
+            CodecConfig::Mp3(_) | CodecConfig::Opus(_) => None,
         }
     }
 }

@@ -366,6 +366,8 @@ impl RenditionPackager {
         let samples = match &track.codec {
             CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
             CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
+            // Opus is not packaged (CMAF here carries AAC): its usual 20 ms, if it were.
+            CodecConfig::Opus(_) => 960,
             CodecConfig::Avc(_) | CodecConfig::Hevc(_) | CodecConfig::Av1(_) => 1,
         };
         let duration = self
@@ -1260,6 +1262,7 @@ fn default_interval(track: &media::Track, timescale: NonZeroU32) -> i64 {
             .unwrap_or(i64::from(timescale.get()) / 30),
         CodecConfig::Aac(aac) => i64::from(aac.samples_per_frame()),
         CodecConfig::Mp3(mp3) => i64::from(mp3.samples_per_frame),
+        CodecConfig::Opus(_) => 960,
     }
 }
 

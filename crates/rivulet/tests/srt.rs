@@ -545,6 +545,51 @@ async fn ffmpeg_publishes_hevc_aac_over_srt_and_it_plays_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ffmpeg_publishes_h264_opus_over_srt_and_it_plays_back_with_aac() {
+    // Opus in TS (stream type 0x06, `Opus` registration): the transcoder makes AAC of
+    // it for every rendition, the passthrough included (HLS players expect AAC).
+    let (server, port) = start(&["--stream", "opus=opus-key", "--renditions", "source,234p"]);
+    let mut options = H264.to_vec();
+    options.extend(["-c:a", "libopus", "-b:a", "64k"]);
+    let publisher = ffmpeg_ts(&srt_url(port, "opus-key", ""), 6, &options);
+    let master = get_when_ready(
+        &server.url("/live/opus/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
+    assert_eq!(parsed.variants.len(), 2, "source and 234p:\n{master}");
+    for variant in &parsed.variants {
+        let codecs = variant.codecs.clone().unwrap_or_default();
+        assert!(
+            codecs.starts_with("avc1.") && codecs.contains("mp4a.40.2"),
+            "AAC in every rendition: {codecs}"
+        );
+    }
+    let stats = ingest_stats(&server, "opus", |s| {
+        s["packets_received"].as_u64() > Some(0)
+    })
+    .await;
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!([]),
+        "{stats}"
+    );
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "ffmpeg failed: {err}");
+    for rendition in ["source", "234p"] {
+        let playlist = ended_playlist(&server, "opus", rendition).await;
+        check_segments(&server, "opus", rendition, &playlist).await;
+    }
+    let (video, audio) = count_frames(&server, "opus");
+    assert_eq!(video, 6 * 30, "every published frame plays back");
+    // 6 s of 1024-sample AAC frames at 48 kHz: ~281 (less the Opus decoder's start).
+    assert!((250..=300).contains(&audio), "{audio} AAC frames");
+    let log = server.log();
+    assert!(!log.contains("MPEG-TS stream not supported"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unsupported_codec_in_ts_is_named_and_the_rest_plays() {
     // AC-3 audio (stream type 0x81) beside H.264: named, and the video still plays.
     let (server, port) = start(&["--stream", "ac3=ac3-key"]);

@@ -12,7 +12,7 @@ use hub::{
 use media::{CodecConfig, TrackKind, Tracks};
 
 use crate::ladder::{Rung, plan};
-use crate::session::{TranscodeConfig, TranscodeInput, aac_track_for_mp3, start};
+use crate::session::{TranscodeConfig, TranscodeInput, aac_track_for, start};
 
 /// A stream's renditions: `source` (passed through) if configured, and one transcoded
 /// rendition per configured rung of the ladder.
@@ -170,15 +170,15 @@ impl RenditionInput for LadderInput {
 }
 
 impl LadderInput {
-    /// The passthrough's tracks: the source's, except MP3 audio (which CMAF cannot
-    /// carry) becomes the AAC the transcoder makes of it, when there is a transcoder.
+    /// The passthrough's tracks: the source's, except MP3 or Opus audio (which our CMAF
+    /// does not carry) becomes the AAC the transcoder makes of it, when there is one.
     fn source_tracks(&mut self, tracks: Arc<Tracks>, transcoding: bool) -> Arc<Tracks> {
         self.source_gets_aac = false;
-        let mp3 = match tracks.audio.as_ref().map(|a| &a.codec) {
-            Some(CodecConfig::Mp3(mp3)) if transcoding => *mp3,
+        let source = match tracks.audio.as_ref().map(|a| &a.codec) {
+            Some(c @ (CodecConfig::Mp3(_) | CodecConfig::Opus(_))) if transcoding => c,
             _ => return tracks,
         };
-        match aac_track_for_mp3(mp3) {
+        match aac_track_for(source) {
             Ok(aac) => {
                 self.source_gets_aac = true;
                 Arc::new(Tracks {
@@ -187,7 +187,7 @@ impl LadderInput {
                 })
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot make AAC of the MP3 audio; the source rendition goes without audio");
+                tracing::warn!(error = %e, "cannot make AAC of the MP3 or Opus audio; the source rendition goes without audio");
                 tracks
             }
         }

@@ -235,7 +235,7 @@ struct Decoder {
     /// The audio every rendition carries: the source's AAC, or AAC made from MP3.
     audio: Option<Track>,
     /// Set when the source's audio is MP3: decoded and encoded to AAC once, here.
-    mp3_to_aac: Option<Mp3ToAac>,
+    to_aac: Option<ToAac>,
     rungs: Vec<RungWorker>,
     /// Rungs withdrawn for lag: stopped when the session ends.
     retired: Vec<RungWorker>,
@@ -271,7 +271,7 @@ impl Decoder {
             decoder: None,
             source_video: None,
             audio: None,
-            mp3_to_aac: None,
+            to_aac: None,
             rungs: Vec::new(),
             retired: Vec::new(),
             names: Vec::new(),
@@ -306,7 +306,7 @@ impl Decoder {
     fn handle_tracks(&mut self, tracks: &Tracks) {
         let audio = match tracks.audio.as_ref().map(|t| &t.codec) {
             Some(CodecConfig::Aac(aac)) => {
-                self.mp3_to_aac = None;
+                self.to_aac = None;
                 if self.aac_level.as_ref().is_none_or(|l| l.config != *aac) {
                     self.aac_level = match AacLevel::new(aac.clone()) {
                         Ok(l) => Some(l),
@@ -318,19 +318,19 @@ impl Decoder {
                 }
                 tracks.audio.clone()
             }
-            Some(CodecConfig::Mp3(mp3)) => {
+            Some(source @ (CodecConfig::Mp3(_) | CodecConfig::Opus(_))) => {
                 self.aac_level = None;
-                let same = self.mp3_to_aac.as_ref().is_some_and(|m| m.source == *mp3);
+                let same = self.to_aac.as_ref().is_some_and(|m| m.source == *source);
                 if !same {
-                    self.mp3_to_aac = match Mp3ToAac::new(*mp3) {
+                    self.to_aac = match ToAac::new(source) {
                         Ok(m) => Some(m),
                         Err(e) => {
-                            tracing::error!(stream = %self.stream, error = %e, "cannot transcode MP3 audio; renditions will be silent");
+                            tracing::error!(stream = %self.stream, codec = %source.codec_string(), error = %e, "cannot transcode the audio to AAC; renditions will be silent");
                             None
                         }
                     };
                 }
-                self.mp3_to_aac.as_ref().map(|m| m.track.clone())
+                self.to_aac.as_ref().map(|m| m.track.clone())
             }
             _ => None,
         };
@@ -664,7 +664,7 @@ impl Decoder {
         if self.audio.is_none() {
             return;
         }
-        if let Some(m) = self.mp3_to_aac.as_mut() {
+        if let Some(m) = self.to_aac.as_mut() {
             let (aac, silent) = m.transcode(&frame, &self.stream);
             self.report_silence(silent);
             if self.config.source_audio {
@@ -913,7 +913,7 @@ fn decoder_input(video: &CodecConfig, frame: &Frame) -> Vec<u8> {
             data.extend_from_slice(&frame.data);
             return data;
         }
-        CodecConfig::Aac(_) | CodecConfig::Mp3(_) => return data,
+        CodecConfig::Aac(_) | CodecConfig::Mp3(_) | CodecConfig::Opus(_) => return data,
     };
     if frame.keyframe {
         for ps in sets {
@@ -933,8 +933,8 @@ fn encoder_flush(
     encoder.flush(out)
 }
 
-/// Why the source's audio cannot be decoded (its level goes unmeasured, or MP3 is not
-/// made into AAC).
+/// Why the source's audio cannot be decoded (its level goes unmeasured, or MP3 or Opus
+/// is not made into AAC).
 #[derive(Debug, thiserror::Error)]
 enum AudioError {
     #[error("no {0} decoder in libavcodec")]
@@ -955,16 +955,21 @@ enum AudioError {
     },
 }
 
-/// MP3 decoded and encoded to AAC once, for every rendition.
-/// The AAC encoder MP3 audio of `source`'s kind is turned into, and its track.
-fn aac_for_mp3(source: media::Mp3Config) -> Result<(encoder::AacEncoder, Track), AudioError> {
+/// The AAC encoder MP3 or Opus audio of `source`'s kind is turned into, and its track.
+fn aac_for(source: &CodecConfig) -> Result<(encoder::AacEncoder, Track), AudioError> {
+    let (sample_rate, channels) = match source {
+        CodecConfig::Mp3(mp3) => (mp3.sample_rate, u16::from(mp3.channels)),
+        // libavcodec's Opus decoder without a header (TS signals none we keep) decodes
+        // to stereo at 48 kHz, mono sources included.
+        CodecConfig::Opus(_) => (media::opus::OPUS_RATE, 2),
+        _ => return Err(AudioError::NoDecoder("this audio codec's")),
+    };
     let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
-        sample_rate: source.sample_rate,
-        channels: u16::from(source.channels),
+        sample_rate,
+        channels,
         bitrate: 128_000,
     })?;
-    let timescale =
-        std::num::NonZeroU32::new(source.sample_rate).ok_or(AudioError::ZeroSampleRate)?;
+    let timescale = std::num::NonZeroU32::new(sample_rate).ok_or(AudioError::ZeroSampleRate)?;
     let track = Track {
         kind: TrackKind::Audio,
         timescale,
@@ -973,31 +978,37 @@ fn aac_for_mp3(source: media::Mp3Config) -> Result<(encoder::AacEncoder, Track),
     Ok((aac, track))
 }
 
-/// The AAC track the transcoder makes of MP3 audio like `source`'s (what the
+/// The AAC track the transcoder makes of MP3 or Opus audio like `source`'s (what the
 /// passthrough advertises when it carries that AAC), or why it cannot.
-pub(crate) fn aac_track_for_mp3(source: media::Mp3Config) -> Result<Track, String> {
+pub(crate) fn aac_track_for(source: &CodecConfig) -> Result<Track, String> {
     ff::init().map_err(|e| e.to_string())?;
-    aac_for_mp3(source)
+    aac_for(source)
         .map(|(_, track)| track)
         .map_err(|e| e.to_string())
 }
 
-struct Mp3ToAac {
-    source: media::Mp3Config,
+/// MP3 or Opus decoded and encoded to AAC once, for every rendition.
+struct ToAac {
+    source: CodecConfig,
     decoder: ff::decoder::Audio,
     aac: encoder::AacEncoder,
     track: Track,
     timescale: std::num::NonZeroU32,
 }
 
-impl Mp3ToAac {
-    fn new(source: media::Mp3Config) -> Result<Self, AudioError> {
-        let codec = ff::decoder::find(ff::codec::Id::MP3).ok_or(AudioError::NoDecoder("MP3"))?;
+impl ToAac {
+    fn new(source: &CodecConfig) -> Result<Self, AudioError> {
+        let (id, name) = match source {
+            CodecConfig::Opus(_) => (ff::codec::Id::OPUS, "Opus"),
+            _ => (ff::codec::Id::MP3, "MP3"),
+        };
+        let codec = ff::decoder::find(id).ok_or(AudioError::NoDecoder(name))?;
         let decoder = ff::codec::context::Context::new_with_codec(codec)
             .decoder()
             .audio()
-            .map_err(|e| AudioError::Decoder("MP3", e))?;
-        let (aac, track) = aac_for_mp3(source)?;
+            .map_err(|e| AudioError::Decoder(name, e))?;
+        let (aac, track) = aac_for(source)?;
+        let source = source.clone();
         let timescale = track.timescale;
         Ok(Self {
             source,
@@ -1025,7 +1036,7 @@ impl Mp3ToAac {
         while self.decoder.receive_frame(&mut decoded).is_ok() {
             let n = decoded.samples();
             if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
-                tracing::warn!(stream, format = ?decoded.format(), "unexpected MP3 sample format; audio dropped");
+                tracing::warn!(stream, format = ?decoded.format(), "unexpected decoded sample format; audio dropped");
                 continue;
             }
             let channels = usize::from(decoded.channels().max(1));

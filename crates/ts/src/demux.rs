@@ -6,9 +6,10 @@ use std::num::NonZeroU32;
 use bytes::Bytes;
 use media::avc::annexb_nalus;
 use media::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS};
+use media::opus::OPUS_RATE;
 use media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, Rounding, Track, TrackKind,
-    Tracks, VIDEO_TIMESCALE, VideoCodec, rescale_ticks,
+    AacConfig, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, OpusConfig, Rounding, Track,
+    TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec, rescale_ticks,
 };
 
 use crate::clock::Unwrapper;
@@ -29,9 +30,10 @@ pub enum DemuxEvent {
     /// configuration changes, e.g. a new resolution).
     Tracks(Tracks),
     /// One access unit: H.264 or HEVC with 4-byte NAL lengths (as in avcC/hvcC) on the
-    /// 90 kHz timeline, or one raw AAC frame on its sample-rate timeline. Times are the unwrapped PTS/DTS.
+    /// 90 kHz timeline, one raw AAC frame on its sample-rate timeline, or one Opus
+    /// packet on Opus's 48 kHz one. Times are the unwrapped PTS/DTS.
     Frame(Frame),
-    /// A stream of the program that is not turned into frames (AC-3, Opus, AV1, …).
+    /// A stream of the program that is not turned into frames (AC-3, AV1, …).
     /// Its PES payloads still come out as [`DemuxEvent::ElementaryStream`].
     UnsupportedStream {
         pid: u16,
@@ -100,8 +102,12 @@ const AUDIO_RESYNC_FRAMES: i64 = 2;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Role {
     Video(VideoCodec),
+    /// ADTS AAC.
     Audio,
-    Other { stream_type: u8 },
+    Opus,
+    Other {
+        stream_type: u8,
+    },
 }
 
 #[derive(Debug)]
@@ -119,7 +125,8 @@ struct PesBuffer {
 /// Push bytes with [`Demuxer::push`] (any split: SRT payloads, file chunks), then
 /// drain [`Demuxer::poll_event`] until `None`. Call [`Demuxer::finish`] at the end of
 /// the stream to get the last access unit out. The first program of the PAT is
-/// followed; H.264 (stream type 0x1B), HEVC (0x24) and ADTS AAC (0x0F) become frames.
+/// followed; H.264 (stream type 0x1B), HEVC (0x24), ADTS AAC (0x0F) and Opus (0x06 with
+/// an `Opus` registration descriptor) become frames.
 #[derive(Debug, Default)]
 pub struct Demuxer {
     carry: Vec<u8>,
@@ -140,6 +147,8 @@ pub struct Demuxer {
     /// The video's decoder configuration (avcC or hvcC), built from those sets.
     video: Option<CodecConfig>,
     aac: Option<AacConfig>,
+    /// Set from the first Opus packet (its TOC says mono or stereo).
+    opus: Option<OpusConfig>,
     last_video_dts: Option<i64>,
     next_audio_dts: Option<i64>,
     /// The last audio frame's decode time (in the current AAC config's rate): a PES
@@ -313,6 +322,7 @@ impl Demuxer {
         self.pps = None;
         self.video = None;
         self.aac = None;
+        self.opus = None;
         self.last_video_dts = None;
         self.next_audio_dts = None;
         self.last_audio_dts = None;
@@ -337,6 +347,10 @@ impl Demuxer {
                     self.audio_pid = Some(entry.pid);
                     Role::Audio
                 }
+                0x06 if self.audio_pid.is_none() && entry.registration == Some(*b"Opus") => {
+                    self.audio_pid = Some(entry.pid);
+                    Role::Opus
+                }
                 stream_type => {
                     let name = match stream_type {
                         0x1b | 0x24 => format!(
@@ -344,6 +358,9 @@ impl Demuxer {
                             stream_name(entry)
                         ),
                         0x0f => "AAC (a second audio stream; only the first is taken)".into(),
+                        0x06 if entry.registration == Some(*b"Opus") => {
+                            "Opus (a second audio stream; only the first is taken)".into()
+                        }
                         _ => stream_name(entry).to_string(),
                     };
                     self.events.push_back(DemuxEvent::UnsupportedStream {
@@ -453,6 +470,7 @@ impl Demuxer {
             Role::Video(VideoCodec::Hevc) => self.handle_hevc(pid, pts, dts, &payload),
             Role::Video(_) => self.handle_h264(pid, pts, dts, &payload),
             Role::Audio => self.handle_adts(pid, pts, &payload),
+            Role::Opus => self.handle_opus(pid, pts, &payload),
             Role::Other { stream_type } => {
                 self.events
                     .push_back(DemuxEvent::ElementaryStream(ElementaryData {
@@ -663,6 +681,71 @@ impl Demuxer {
         }
     }
 
+    /// A PES packet of Opus access units, each behind its control header (the Opus in
+    /// MPEG-TS mapping of the Opus project: a 0x3ff prefix, trim flags, the
+    /// size in 255-byte steps). The PTS is the first unit's; the others follow it by the
+    /// durations their TOC bytes give.
+    fn handle_opus(&mut self, pid: u16, pts: Option<i64>, payload: &Bytes) {
+        let Some(pts) = pts else {
+            self.stats.dropped_frames += 1;
+            self.malformed(pid, "Opus PES packet without a PTS");
+            return;
+        };
+        let rate = NonZeroU32::new(OPUS_RATE).unwrap_or(VIDEO_TIMESCALE);
+        let start = rescale_ticks(pts, VIDEO_TIMESCALE, rate, Rounding::Nearest);
+        let mut rest = payload.clone();
+        let mut offset = 0i64;
+        while !rest.is_empty() {
+            let Some((header_len, size)) = opus_control_header(&rest) else {
+                self.stats.dropped_frames += 1;
+                self.malformed(pid, "Opus access unit without a valid control header");
+                return;
+            };
+            let Some(end) = header_len.checked_add(size).filter(|e| *e <= rest.len()) else {
+                self.stats.dropped_frames += 1;
+                self.malformed(pid, "Opus access unit longer than its PES packet");
+                return;
+            };
+            let packet = rest.slice(header_len..end);
+            rest = rest.slice(end..);
+            let Some(samples) = media::opus::packet_samples(&packet) else {
+                self.stats.dropped_frames += 1;
+                self.malformed(pid, "Opus packet without a valid TOC byte");
+                continue;
+            };
+            let samples = i64::from(samples);
+            if self.opus.is_none() {
+                let channels = if media::opus::packet_is_stereo(&packet) {
+                    2
+                } else {
+                    1
+                };
+                self.opus = Some(OpusConfig { channels });
+            }
+            let stamped = start + offset;
+            offset += samples;
+            // As for AAC: keep counting while the PES times agree, re-anchor when not.
+            let dts = match self.next_audio_dts {
+                Some(next) if (stamped - next).abs() <= AUDIO_RESYNC_FRAMES * 960 => next,
+                _ => stamped,
+            };
+            self.next_audio_dts = Some(dts + samples);
+            if self.last_audio_dts.is_some_and(|last| dts <= last) {
+                self.stats.dropped_frames += 1;
+                continue;
+            }
+            self.last_audio_dts = Some(dts);
+            let time = MediaTime::new(dts, rate);
+            self.emit(Frame {
+                kind: TrackKind::Audio,
+                dts: time,
+                pts: time,
+                keyframe: true,
+                data: packet,
+            });
+        }
+    }
+
     /// The tracks the frames so far describe.
     fn current_tracks(&self) -> Tracks {
         Tracks {
@@ -671,20 +754,26 @@ impl Demuxer {
                 timescale: VIDEO_TIMESCALE,
                 codec,
             }),
-            audio: self.aac.clone().and_then(|c| {
-                Some(Track {
+            audio: match (&self.aac, self.opus) {
+                (Some(c), _) => NonZeroU32::new(c.sample_rate).map(|timescale| Track {
                     kind: TrackKind::Audio,
-                    timescale: NonZeroU32::new(c.sample_rate)?,
-                    codec: CodecConfig::Aac(c),
-                })
-            }),
+                    timescale,
+                    codec: CodecConfig::Aac(c.clone()),
+                }),
+                (None, Some(c)) => NonZeroU32::new(OPUS_RATE).map(|timescale| Track {
+                    kind: TrackKind::Audio,
+                    timescale,
+                    codec: CodecConfig::Opus(c),
+                }),
+                (None, None) => None,
+            },
         }
     }
 
     /// Every stream the program declares has its configuration.
     fn ready(&self) -> bool {
         (self.video_pid.is_none() || self.video.is_some())
-            && (self.audio_pid.is_none() || self.aac.is_some())
+            && (self.audio_pid.is_none() || self.aac.is_some() || self.opus.is_some())
     }
 
     fn emit(&mut self, frame: Frame) {
@@ -737,6 +826,31 @@ impl Demuxer {
             reason: reason.to_string(),
         });
     }
+}
+
+/// An Opus access unit's control header: its length and the size of the packet after
+/// it, or `None` when it is not one.
+fn opus_control_header(data: &[u8]) -> Option<(usize, usize)> {
+    let (&b0, &b1) = (data.first()?, data.get(1)?);
+    if (u16::from_be_bytes([b0, b1]) >> 5) != 0x3ff {
+        return None;
+    }
+    let (start_trim, end_trim, extension) = (b1 & 0x10 != 0, b1 & 0x08 != 0, b1 & 0x04 != 0);
+    let mut pos = 2;
+    let mut size = 0usize;
+    loop {
+        let b = *data.get(pos)?;
+        pos += 1;
+        size += usize::from(b);
+        if b != 0xff {
+            break;
+        }
+    }
+    pos += 2 * usize::from(start_trim) + 2 * usize::from(end_trim);
+    if extension {
+        pos += 1 + usize::from(*data.get(pos)?);
+    }
+    (pos <= data.len()).then_some((pos, size))
 }
 
 /// A stream type's name, for logs and the API.

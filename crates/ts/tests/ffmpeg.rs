@@ -376,3 +376,54 @@ fn damaged_and_random_input_never_panics() {
     let d = demux(&noise);
     assert!(d.frames(TrackKind::Video).is_empty());
 }
+
+#[test]
+fn h264_and_opus_become_tracks_and_frames() {
+    // ffmpeg writes Opus as stream type 0x06 with an `Opus` registration descriptor,
+    // each packet behind its control header.
+    let d = demux(&generate(2, H264, &["-c:a", "libopus", "-b:a", "64k"]));
+    assert!(
+        !d.events
+            .iter()
+            .any(|e| matches!(e, DemuxEvent::UnsupportedStream { .. })),
+        "Opus is taken: {:?}",
+        d.events
+            .iter()
+            .find(|e| matches!(e, DemuxEvent::UnsupportedStream { .. }))
+    );
+    let tracks = d.tracks();
+    assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
+    let audio = tracks[0].audio.as_ref().expect("an audio track");
+    assert_eq!(audio.timescale.get(), 48_000);
+    assert_eq!(
+        audio.codec,
+        CodecConfig::Opus(media::OpusConfig { channels: 1 }),
+        "the tone is mono"
+    );
+    assert!(tracks[0].video.is_some());
+
+    let frames = d.frames(TrackKind::Audio);
+    // libopus's 20 ms packets: 100 in 2 s (and its look-ahead's one or two).
+    assert!(
+        (95..=103).contains(&frames.len()),
+        "{} Opus packets",
+        frames.len()
+    );
+    assert_increasing(&frames);
+    for pair in frames.windows(2) {
+        assert_eq!(pair[1].dts.ticks - pair[0].dts.ticks, 960, "20 ms apart");
+    }
+    for f in &frames {
+        assert_eq!(
+            media::opus::packet_samples(&f.data),
+            Some(960),
+            "whole packets"
+        );
+    }
+    let video = d.frames(TrackKind::Video);
+    assert_eq!(video.len(), 60);
+    let (v0, a0) = (video[0].dts.as_millis(), frames[0].dts.as_millis());
+    assert!((v0 - a0).abs() < 200, "video at {v0} ms, audio at {a0} ms");
+    assert_eq!(d.stats.malformed, 0);
+    assert_eq!(d.stats.dropped_frames, 0);
+}
