@@ -84,13 +84,27 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The log filter: `RIVULET_LOG` (`info` without it). srt-protocol's own lines are kept
+/// to errors unless it is named there: it logs per packet (a warning for each datagram
+/// after its listener closed, ~35,000 lines at a shutdown with one SRT publisher), and
+/// the ingest logs what matters of an SRT connection itself.
+fn log_filter(env: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let directives = env.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if directives.contains("srt_protocol") {
+        return filter;
+    }
+    match "srt_protocol=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RIVULET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RIVULET_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

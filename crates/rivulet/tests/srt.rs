@@ -590,6 +590,42 @@ async fn ffmpeg_publishes_h264_opus_over_srt_and_it_plays_back_with_aac() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_shutdown_with_a_live_srt_publisher_logs_a_few_lines_not_one_per_packet() {
+    // srt-protocol warned for each datagram after its listener closed: ~35,000 lines
+    // in the 0.1 s a shutdown with one SRT publisher took.
+    let (mut server, port) = start(&["--stream", "quiet=quiet-key", "--renditions", "source"]);
+    let publisher = ffmpeg_ts(&srt_url(port, "quiet-key", ""), 30, H264);
+    get_when_ready(
+        &server.url("/live/quiet/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let status = Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while server.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not exit within 15 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = finish(publisher, Duration::from_secs(10));
+    let log = server.log();
+    assert!(log.contains("stopped"), "{log}");
+    let lines = log.lines().count();
+    assert!(
+        !log.contains("closed socket") && lines < 500,
+        "{lines} lines, {} of them srt-protocol's:\n{}",
+        log.lines().filter(|l| l.contains("srt_protocol")).count(),
+        log.lines().take(50).collect::<Vec<_>>().join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_unsupported_codec_in_ts_is_named_and_the_rest_plays() {
     // AC-3 audio (stream type 0x81) beside H.264: named, and the video still plays.
     let (server, port) = start(&["--stream", "ac3=ac3-key"]);
