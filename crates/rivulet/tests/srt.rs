@@ -218,6 +218,37 @@ async fn ingest_stats(
     }
 }
 
+/// Waits for the stream's multivariant playlist and checks it lists the `source` and
+/// `234p` renditions, each H.264 with AAC.
+async fn h264_and_aac_in_source_and_234p(server: &Server, stream: &str) {
+    let master = get_when_ready(
+        &server.url(&format!("/live/{stream}/master.m3u8")),
+        Duration::from_secs(20),
+    )
+    .await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
+    assert_eq!(parsed.variants.len(), 2, "source and 234p:\n{master}");
+    for variant in &parsed.variants {
+        let codecs = variant.codecs.clone().unwrap_or_default();
+        assert!(
+            codecs.starts_with("avc1.") && codecs.contains("mp4a.40.2"),
+            "H.264 and AAC in every rendition: {codecs}"
+        );
+    }
+}
+
+/// The stream's `live.ingest_stats` once packets arrived, checked to name no
+/// unsupported stream (every stream of the program was taken).
+async fn every_stream_taken(server: &Server, stream: &str) -> serde_json::Value {
+    let stats = ingest_stats(server, stream, |s| s["packets_received"].as_u64() > Some(0)).await;
+    assert_eq!(
+        stats["unsupported_streams"],
+        serde_json::json!([]),
+        "{stats}"
+    );
+    stats
+}
+
 fn metric(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -231,20 +262,7 @@ async fn ffmpeg_publishes_h264_aac_over_srt_and_it_plays_back() {
     let (server, port) = start(&["--stream", "srt=srt-key", "--renditions", "source,234p"]);
     let publisher = ffmpeg_ts(&srt_url(port, "srt-key", ""), 8, H264);
 
-    let master = get_when_ready(
-        &server.url("/live/srt/master.m3u8"),
-        Duration::from_secs(20),
-    )
-    .await;
-    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
-    assert_eq!(parsed.variants.len(), 2, "source and 234p:\n{master}");
-    for variant in &parsed.variants {
-        let codecs = variant.codecs.clone().unwrap_or_default();
-        assert!(
-            codecs.starts_with("avc1.") && codecs.contains("mp4a.40.2"),
-            "{codecs}"
-        );
-    }
+    h264_and_aac_in_source_and_234p(&server, "srt").await;
     // The connection statistics are in /metrics while it publishes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = get_text(&server.url("/metrics")).await.1;
@@ -258,14 +276,9 @@ async fn ffmpeg_publishes_h264_aac_over_srt_and_it_plays_back() {
     );
     assert_eq!(metric(&metrics, "srt_active_publishers"), 1.0);
     // ... and in the stream's API representation.
-    let stats = ingest_stats(&server, "srt", |s| s["packets_received"].as_u64() > Some(0)).await;
+    let stats = every_stream_taken(&server, "srt").await;
     assert_eq!(stats["protocol"], "srt", "{stats}");
     assert_eq!(stats["latency_ms"], 120, "{stats}");
-    assert_eq!(
-        stats["unsupported_streams"],
-        serde_json::json!([]),
-        "{stats}"
-    );
 
     let (ok, err) = finish(publisher, Duration::from_secs(30));
     assert!(ok, "ffmpeg failed: {err}");
@@ -515,15 +528,7 @@ async fn ffmpeg_publishes_hevc_aac_over_srt_and_it_plays_back() {
         codecs.iter().any(|c| c.starts_with("avc1.")),
         "the H.264 rung: {codecs:?}"
     );
-    let stats = ingest_stats(&server, "hevc", |s| {
-        s["packets_received"].as_u64() > Some(0)
-    })
-    .await;
-    assert_eq!(
-        stats["unsupported_streams"],
-        serde_json::json!([]),
-        "{stats}"
-    );
+    every_stream_taken(&server, "hevc").await;
 
     let (ok, err) = finish(publisher, Duration::from_secs(30));
     assert!(ok, "ffmpeg failed: {err}");
@@ -552,29 +557,8 @@ async fn ffmpeg_publishes_h264_opus_over_srt_and_it_plays_back_with_aac() {
     let mut options = H264.to_vec();
     options.extend(["-c:a", "libopus", "-b:a", "64k"]);
     let publisher = ffmpeg_ts(&srt_url(port, "opus-key", ""), 6, &options);
-    let master = get_when_ready(
-        &server.url("/live/opus/master.m3u8"),
-        Duration::from_secs(20),
-    )
-    .await;
-    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
-    assert_eq!(parsed.variants.len(), 2, "source and 234p:\n{master}");
-    for variant in &parsed.variants {
-        let codecs = variant.codecs.clone().unwrap_or_default();
-        assert!(
-            codecs.starts_with("avc1.") && codecs.contains("mp4a.40.2"),
-            "AAC in every rendition: {codecs}"
-        );
-    }
-    let stats = ingest_stats(&server, "opus", |s| {
-        s["packets_received"].as_u64() > Some(0)
-    })
-    .await;
-    assert_eq!(
-        stats["unsupported_streams"],
-        serde_json::json!([]),
-        "{stats}"
-    );
+    h264_and_aac_in_source_and_234p(&server, "opus").await;
+    every_stream_taken(&server, "opus").await;
     let (ok, err) = finish(publisher, Duration::from_secs(30));
     assert!(ok, "ffmpeg failed: {err}");
     for rendition in ["source", "234p"] {

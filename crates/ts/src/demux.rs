@@ -654,30 +654,10 @@ impl Demuxer {
             let spf = i64::from(config.samples_per_frame());
             let stamped =
                 rescale_ticks(pts, VIDEO_TIMESCALE, rate, Rounding::Nearest) + index * spf;
-            // Keep counting samples while the PES times agree (they are rounded to
-            // 90 kHz); re-anchor when they do not (a gap, a new clock).
-            let dts = match self.next_audio_dts {
-                Some(next) if (stamped - next).abs() <= AUDIO_RESYNC_FRAMES * spf => next,
-                _ => stamped,
-            };
-            self.next_audio_dts = Some(dts + spf);
             let frame = rest.slice(header_len..frame_len);
             rest = rest.slice(frame_len..);
             index += 1;
-            if self.last_audio_dts.is_some_and(|last| dts <= last) {
-                // Time went back (a damaged or rewound PTS): not playable in order.
-                self.stats.dropped_frames += 1;
-                continue;
-            }
-            self.last_audio_dts = Some(dts);
-            let time = MediaTime::new(dts, rate);
-            self.emit(Frame {
-                kind: TrackKind::Audio,
-                dts: time,
-                pts: time,
-                keyframe: true,
-                data: frame,
-            });
+            self.audio_frame(stamped, spf, AUDIO_RESYNC_FRAMES * spf, rate, frame);
         }
     }
 
@@ -724,26 +704,41 @@ impl Demuxer {
             }
             let stamped = start + offset;
             offset += samples;
-            // As for AAC: keep counting while the PES times agree, re-anchor when not.
-            let dts = match self.next_audio_dts {
-                Some(next) if (stamped - next).abs() <= AUDIO_RESYNC_FRAMES * 960 => next,
-                _ => stamped,
-            };
-            self.next_audio_dts = Some(dts + samples);
-            if self.last_audio_dts.is_some_and(|last| dts <= last) {
-                self.stats.dropped_frames += 1;
-                continue;
-            }
-            self.last_audio_dts = Some(dts);
-            let time = MediaTime::new(dts, rate);
-            self.emit(Frame {
-                kind: TrackKind::Audio,
-                dts: time,
-                pts: time,
-                keyframe: true,
-                data: packet,
-            });
+            // 20 ms, Opus's usual packet, for the tolerance.
+            self.audio_frame(stamped, samples, AUDIO_RESYNC_FRAMES * 960, rate, packet);
         }
+    }
+
+    /// An audio frame stamped from its PES time, lasting `samples`: kept on the
+    /// sample count while the PES times agree within `tolerance` (they are rounded to
+    /// 90 kHz), re-anchored when they do not (a gap, a new clock); dropped when its
+    /// time goes back (a damaged or rewound PTS: not playable in order).
+    fn audio_frame(
+        &mut self,
+        stamped: i64,
+        samples: i64,
+        tolerance: i64,
+        rate: NonZeroU32,
+        data: Bytes,
+    ) {
+        let dts = match self.next_audio_dts {
+            Some(next) if (stamped - next).abs() <= tolerance => next,
+            _ => stamped,
+        };
+        self.next_audio_dts = Some(dts + samples);
+        if self.last_audio_dts.is_some_and(|last| dts <= last) {
+            self.stats.dropped_frames += 1;
+            return;
+        }
+        self.last_audio_dts = Some(dts);
+        let time = MediaTime::new(dts, rate);
+        self.emit(Frame {
+            kind: TrackKind::Audio,
+            dts: time,
+            pts: time,
+            keyframe: true,
+            data,
+        });
     }
 
     /// The tracks the frames so far describe.
