@@ -521,14 +521,17 @@ export class Player extends EventTarget {
 
 /**
  * The round trip to the server (request sent → first byte), ms; 0 if unknown: the
- * quickest of the page's requests so far (the page, its scripts, the master playlist).
- * The quickest, as one request's includes the server's work: a cold edge's first
- * answer includes its fetch from the origin.
+ * quickest of the page's requests so far that went to the network (the page, its
+ * scripts, the master playlist; not what the browser's cache answered). The quickest,
+ * as one request's includes the server's work: a cold edge's first answer includes its
+ * fetch from the origin.
  */
 function pageRoundTripMs() {
   if (!performance.getEntriesByType) return 0;
   const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
-  const times = entries.filter((e) => e.responseStart > 0 && e.requestStart > 0).map((e) => e.responseStart - e.requestStart);
+  const times = entries
+    .filter((e) => e.responseStart > 0 && e.requestStart > 0 && e.transferSize > 0)
+    .map((e) => e.responseStart - e.requestStart);
   return times.length ? Math.min(...times) : 0;
 }
 
