@@ -361,7 +361,7 @@ export class Player extends EventTarget {
       // waiting for every part up to the live position and decoding up to it; the
       // player then catches up (see catchUp). rivulet-bench latency: the first frame
       // came after 6–12 sequential part fetches, ~0.2–0.4 s of startup.
-      startOnSegmentBoundary: live && pageRoundTripMs() <= FAST_START_MAX_RTT_MS,
+      startOnSegmentBoundary: live && quickestRoundTripMs() <= FAST_START_MAX_RTT_MS,
       // Our parts are fMP4, which hls.js only re-times (no transmuxing): its worker
       // saved nothing and cost every start a second parse of hls.js in the worker
       // (~0.1 s of startup, rivulet-bench latency).
@@ -519,14 +519,20 @@ export class Player extends EventTarget {
   }
 }
 
-/**
- * The round trip to the server (request sent → first byte), ms; 0 if unknown: the
- * quickest of the page's requests so far that went to the network (the page, its
- * scripts, the master playlist; not what the browser's cache answered). The quickest,
- * as one request's includes the server's work: a cold edge's first answer includes its
- * fetch from the origin.
- */
+/** The round trip of the page's own request (request sent → first byte), ms; 0 if unknown. */
 function pageRoundTripMs() {
+  const nav = performance.getEntriesByType ? performance.getEntriesByType('navigation')[0] : null;
+  return nav && nav.responseStart > 0 ? nav.responseStart - nav.requestStart : 0;
+}
+
+/**
+ * The round trip to the server, ms, for telling a fast link from a slow one; 0 if
+ * unknown: the quickest of the page's requests so far that went to the network (the
+ * page, its scripts, the master playlist; not what the browser's cache answered). The
+ * quickest, as one request's includes the server's work: a cold edge's answer to the
+ * page includes its fetch from the origin, which on a busy machine read as a slow link.
+ */
+function quickestRoundTripMs() {
   if (!performance.getEntriesByType) return 0;
   const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
   const times = entries
