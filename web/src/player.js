@@ -425,6 +425,7 @@ export class Player extends EventTarget {
       else this.handleFatal('other', data.details);
     });
     this.fastStart = config.startOnSegmentBoundary;
+    this.linkReserveS = linkReserveSeconds();
     if (this.fastStart) this.showFirstPart(hls);
     // The MediaSource opens while the playlists load.
     hls.attachMedia(v);
@@ -496,7 +497,9 @@ export class Player extends EventTarget {
       if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) ahead = v.buffered.end(i) - v.currentTime;
     }
     let rate = 1;
-    if (Number.isFinite(behind) && ahead > CATCH_UP_BUFFER_S) {
+    // Over a slow link the buffer kept back also covers a lost packet's wait (the
+    // stall step): speeding up on less ran dry in the first seconds (--netem 50,20,1).
+    if (Number.isFinite(behind) && ahead > CATCH_UP_BUFFER_S + this.linkReserveS) {
       if (behind > FAST_CATCH_UP_FROM_S && ahead > FAST_CATCH_UP_BUFFER_S) rate = v.muted ? FAST_CATCH_UP_RATE_MUTED : FAST_CATCH_UP_RATE;
       else if (behind > CATCH_UP_FROM_S) rate = CATCH_UP_RATE;
     }
@@ -539,6 +542,11 @@ function quickestRoundTripMs() {
     .filter((e) => e.responseStart > 0 && e.requestStart > 0 && e.transferSize > 0)
     .map((e) => e.responseStart - e.requestStart);
   return times.length ? Math.min(...times) : 0;
+}
+
+/** Buffer the catch-up leaves alone beyond CATCH_UP_BUFFER_S, seconds: none on a fast link. */
+function linkReserveSeconds() {
+  return pageRoundTripMs() > FAST_START_MAX_RTT_MS ? stallStep() : 0;
 }
 
 /** How far a stall moves a live viewer's target back, seconds (see liveSyncOnStallIncrease). */
