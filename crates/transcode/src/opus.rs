@@ -8,7 +8,7 @@ use ffmpeg_next as ff;
 use media::{AacConfig, Frame, MediaTime};
 
 /// Opus's clock and the only rate WebRTC signals for it.
-pub const OPUS_RATE: u32 = 48_000;
+pub use media::opus::OPUS_RATE;
 /// 20 ms at 48 kHz: the usual WebRTC packet.
 const OPUS_FRAME: usize = 960;
 const CHANNELS: usize = 2;

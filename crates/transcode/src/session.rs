@@ -998,6 +998,8 @@ struct ToAac {
 
 impl ToAac {
     fn new(source: &CodecConfig) -> Result<Self, AudioError> {
+        // What `aac_for` takes (and refuses anything else).
+        let (aac, track) = aac_for(source)?;
         let (id, name) = match source {
             CodecConfig::Opus(_) => (ff::codec::Id::OPUS, "Opus"),
             _ => (ff::codec::Id::MP3, "MP3"),
@@ -1007,7 +1009,6 @@ impl ToAac {
             .decoder()
             .audio()
             .map_err(|e| AudioError::Decoder(name, e))?;
-        let (aac, track) = aac_for(source)?;
         let source = source.clone();
         let timescale = track.timescale;
         Ok(Self {

@@ -23,8 +23,7 @@ use crate::session::{OfferError, SessionOutput, WhepConfig};
 
 /// Keyframe requests (PLI) while waiting for one, at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
-/// Opus's RTP clock.
-const OPUS_RATE: u32 = 48_000;
+use media::opus::OPUS_RATE;
 
 /// What a publisher's media became.
 #[derive(Debug)]
