@@ -249,9 +249,38 @@ async fn av1_over_enhanced_rtmp_passes_through_and_makes_the_h264_ladder() {
     source_in("av1", b"av01", b"av1C", "av01").await;
 }
 
+/// Frames the transcoder dropped for `stream` (all rungs), from `/metrics`: a rung that
+/// cannot keep up sheds pictures by design.
+async fn dropped_frames(server: &Server, stream: &str) -> u64 {
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("transcode_dropped_frames_total{")
+                && l.contains(&format!("stream=\"{stream}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn hevc_and_av1_rungs_beside_the_h264_rung_are_aligned_with_it() {
     let _serial = ONE_AT_A_TIME.lock().await;
+    // Three encoders in real time beside whatever else the machine runs: when a rung
+    // could not keep up it dropped pictures (by design, counted in /metrics) and the
+    // rungs cannot be compared picture for picture; such a run is tried again.
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
+        if rungs_beside_h264(attempt == ATTEMPTS).await {
+            return;
+        }
+        eprintln!("attempt {attempt}: a rung dropped pictures (machine busy); again");
+    }
+}
+
+/// One run of the HEVC/AV1 rungs test; false when a rung dropped pictures and
+/// `last` is false (the comparison would not be fair).
+async fn rungs_beside_h264(last: bool) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rivulet.toml");
     std::fs::write(
@@ -273,6 +302,11 @@ async fn hevc_and_av1_rungs_beside_the_h264_rung_are_aligned_with_it() {
     // An H.264 source, from ffmpeg.
     let mut ffmpeg = publish(&format!("{}/live/rungs-key", server.rtmp), 7);
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
+    // Counted as they happen; a rung that dropped for long may even be withdrawn.
+    let dropped = dropped_frames(&server, "rungs").await;
+    if dropped > 0 && !last {
+        return false;
+    }
     wait_ended(&server, "rungs", "234p").await;
     wait_ended(&server, "rungs", "234p-hevc").await;
     wait_ended(&server, "rungs", "234p-av1").await;
@@ -281,7 +315,10 @@ async fn hevc_and_av1_rungs_beside_the_h264_rung_are_aligned_with_it() {
     let h264 = probe_video(&server.url("/live/rungs/234p/index.m3u8"));
     assert_eq!(hevc.codec, "hevc", "{hevc:?}");
     assert_eq!(h264.codec, "h264", "{h264:?}");
-    assert_eq!(hevc.frames, h264.frames, "the same pictures");
+    assert_eq!(
+        hevc.frames, h264.frames,
+        "the same pictures ({dropped} dropped by rungs that could not keep up)"
+    );
     assert_eq!(hevc.size, h264.size);
     let codecs = master_codecs(&server, "rungs").await;
     let hevc_codecs = codecs
@@ -308,4 +345,5 @@ async fn hevc_and_av1_rungs_beside_the_h264_rung_are_aligned_with_it() {
     let init = init_segment(&server, "rungs", "234p-hevc").await;
     assert!(contains(&init, b"hvc1") && contains(&init, b"hvcC"));
     assert!(!server.log().contains("panicked"), "{}", server.log());
+    true
 }
