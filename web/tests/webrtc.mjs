@@ -174,6 +174,18 @@ run('webrtc', async () => {
   assert(beacons.sent >= 1 && beacons.failed === 0, `beacons sent and none refused: ${JSON.stringify(beacons)}`);
   log(`QoE in real time: startup p50 ${qoe.startup_p50_ms} ms, latency ${qoe.avg_live_latency_ms} ms, ${beacons.sent} beacons`);
   await playsInRealTime(page, server, 'after a reload');
+  // Each viewer joined between the rung's IDRs and asked the transcoder for one rather
+  // than wait for the next segment; the LL-HLS segments keep their 2 s cadence (a
+  // requested IDR is not a segment boundary).
+  const requestedIdrs = await until('IDRs made for joining viewers', async () => {
+    const text = await (await fetch(`${server.http}/metrics`)).text();
+    const m = /^transcode_requested_idrs_total\{[^}]*rendition="360p"[^}]*\} (\d+)/m.exec(text);
+    return m && Number(m[1]) >= 1 ? Number(m[1]) : null;
+  }, 10_000);
+  const hls = await (await fetch(`${server.http}/live/${NAME}/360p/index.m3u8`)).text();
+  const durations = [...hls.matchAll(/#EXTINF:([\d.]+)/g)].map((m) => Number(m[1]));
+  assert(durations.length >= 3 && durations.slice(1).every((d) => d >= 1.9 && d <= 2.1), `segments of 2 s beside the requested IDRs: ${durations}`);
+  log(`${requestedIdrs} IDR(s) made for joining viewers; LL-HLS segments ${durations.slice(1).join(', ')} s`);
   // The first page's session ended (DELETE on pagehide, or ICE consent stopping).
   await until('one WebRTC session on the server', async () => (await sessions(server)) === 1, 45_000);
 

@@ -20,8 +20,9 @@ mod rendition;
 
 pub use meter::BitrateMeter;
 pub use rendition::{
-    AnnouncedRendition, DeclaredRate, InputSignal, Passthrough, PassthroughInput, RenditionInput,
-    RenditionOutput, RenditionPipeline, RenditionUpdate, Renditions, SOURCE_RENDITION,
+    AnnouncedRendition, DeclaredRate, IdrRequests, InputSignal, Passthrough, PassthroughInput,
+    RenditionInput, RenditionOutput, RenditionPipeline, RenditionUpdate, Renditions,
+    SOURCE_RENDITION,
 };
 
 use std::collections::HashMap;

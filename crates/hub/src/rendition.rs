@@ -3,7 +3,8 @@
 //! it; the passthrough here and the transcoder's ladder fill it. It lives in the hub,
 //! below both, so that neither depends on the other.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use media::{Frame, Tracks};
@@ -95,6 +96,55 @@ pub trait RenditionInput: Send {
 pub struct RenditionPipeline {
     pub input: Box<dyn RenditionInput>,
     pub output: Option<mpsc::Receiver<RenditionOutput>>,
+    /// Where outputs ask for an IDR in a rendition (a pipeline that encodes; a
+    /// passthrough has only the publisher's keyframes).
+    pub idr_requests: Option<IdrRequests>,
+}
+
+/// Renditions whose encoder should code an IDR soon, asked for by outputs that start
+/// viewers between keyframes (a WebRTC viewer joining or recovering from loss shows
+/// nothing until one). The pipeline decides when (it rate-limits: each IDR costs every
+/// viewer of the rendition bits); asking is cheap, never blocks, and repeats collapse.
+#[derive(Clone, Debug, Default)]
+pub struct IdrRequests {
+    inner: Arc<IdrRequestsInner>,
+}
+
+#[derive(Debug, Default)]
+struct IdrRequestsInner {
+    /// Whether `renditions` may be non-empty: the encoder's per-picture check is one
+    /// atomic load.
+    pending: AtomicBool,
+    renditions: Mutex<Vec<Arc<str>>>,
+}
+
+impl IdrRequests {
+    /// Asks for an IDR in `rendition`.
+    pub fn request(&self, rendition: &str) {
+        let mut renditions = self
+            .inner
+            .renditions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !renditions.iter().any(|r| &**r == rendition) {
+            renditions.push(Arc::from(rendition));
+        }
+        self.inner.pending.store(true, Ordering::Release);
+    }
+
+    /// The renditions asked for since the last call (each once).
+    pub fn take(&self) -> Vec<Arc<str>> {
+        if !self.inner.pending.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        std::mem::take(
+            &mut *self
+                .inner
+                .renditions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
 }
 
 /// Makes the renditions of a stream from its published media.
@@ -111,6 +161,7 @@ impl Renditions for Passthrough {
         RenditionPipeline {
             input: Box::new(PassthroughInput::new(SOURCE_RENDITION)),
             output: None,
+            idr_requests: None,
         }
     }
 }

@@ -146,3 +146,18 @@ fn a_session_counts_the_media_bytes_published_without_a_subscriber() {
     }
     assert_eq!(publisher.session().media_bytes(), 3000);
 }
+
+#[test]
+fn idr_requests_collapse_repeats_and_are_taken_once() {
+    let requests = IdrRequests::default();
+    assert!(requests.take().is_empty(), "nothing asked yet");
+    let viewer_side = requests.clone();
+    viewer_side.request("720p");
+    viewer_side.request("720p");
+    viewer_side.request("360p");
+    let taken: Vec<String> = requests.take().iter().map(|r| r.to_string()).collect();
+    assert_eq!(taken, ["720p", "360p"]);
+    assert!(requests.take().is_empty(), "taken once");
+    viewer_side.request("720p");
+    assert_eq!(requests.take().len(), 1, "asked again after the take");
+}

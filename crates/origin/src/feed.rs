@@ -75,7 +75,12 @@ async fn drive_stream(
         tracing::info!(stream = %name, peer = %session.info().peer, "stream is live");
         live.handle_session_start();
         let mut subscriber = session.subscribe();
-        let RenditionPipeline { input, mut output } = renditions.start(&name);
+        let RenditionPipeline {
+            input,
+            mut output,
+            idr_requests,
+        } = renditions.start(&name);
+        live.set_idr_requests(idr_requests);
         let mut input = Some(input);
         let mut ready = Vec::new();
         loop {

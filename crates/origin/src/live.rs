@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use hub::{AnnouncedRendition, DeclaredRate};
+use hub::{AnnouncedRendition, DeclaredRate, IdrRequests};
 use media::{Frame, Tracks};
 use package::{
     PackageEvent, PackagerConfig, RenditionPackager, SegmentSink, StreamNumbering, VariantInfo,
@@ -236,6 +236,8 @@ pub(crate) struct StreamState {
     pub(crate) health: InputHealth,
     /// The highest media sequence number a segment was started with.
     highest_msn: Option<u64>,
+    /// Where the current session's pipeline takes requests for IDRs (one that encodes).
+    idr_requests: Option<IdrRequests>,
 }
 
 /// What the multivariant playlist lists.
@@ -294,6 +296,7 @@ impl LiveStream {
                 since: Instant::now(),
                 health: InputHealth::new(config.health.clone(), Instant::now()),
                 highest_msn: floor,
+                idr_requests: None,
             }),
             changed: watch::channel(0).0,
             packager_config: config.packager.clone(),
@@ -541,9 +544,29 @@ impl LiveStream {
         self.notify();
     }
 
+    /// Where the current session's rendition pipeline takes IDR requests (`None`: it
+    /// does not encode, and keyframes are the publisher's).
+    pub fn set_idr_requests(&self, requests: Option<IdrRequests>) {
+        self.lock().idr_requests = requests;
+    }
+
+    /// Asks for an IDR in `rendition` soon (a viewer that must start on one is
+    /// waiting); false when no encoder of this stream can make one.
+    pub fn request_idr(&self, rendition: &str) -> bool {
+        let state = self.lock();
+        match &state.idr_requests {
+            Some(requests) => {
+                requests.request(rendition);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The publisher left: the grace period starts.
     pub fn handle_publisher_gone(&self) {
         let mut state = self.lock();
+        state.idr_requests = None;
         if state.phase == StreamPhase::Live {
             metrics::gauge!("rivulet_live_streams").decrement(1.0);
         }

@@ -51,9 +51,89 @@ impl KeyframePlanner {
     }
 }
 
+/// One rung's IDRs asked for by outputs (a WebRTC viewer joining between keyframes):
+/// granted on the first picture at least `interval` after the rung's last IDR, so
+/// that viewers coming and going cost the rung at most one extra IDR per interval.
+/// Any IDR (a planned one too) answers what was asked before it. Pure: media time in,
+/// decisions out.
+#[derive(Clone, Debug)]
+pub struct RequestedIdrs {
+    /// The least time between two IDRs when the second is only asked for, in the
+    /// pictures' timescale.
+    interval: i64,
+    asked: bool,
+    last_idr: Option<i64>,
+}
+
+impl RequestedIdrs {
+    pub fn new(interval: i64) -> Self {
+        Self {
+            interval,
+            asked: false,
+            last_idr: None,
+        }
+    }
+
+    /// An output asked for an IDR.
+    pub fn ask(&mut self) {
+        self.asked = true;
+    }
+
+    /// Whether the picture at `pts` should be an IDR for what was asked.
+    #[must_use]
+    pub fn due(&self, pts: i64) -> bool {
+        self.asked
+            && self
+                .last_idr
+                .is_none_or(|last| pts.saturating_sub(last) >= self.interval)
+    }
+
+    /// The picture at `pts` went to the encoder as an IDR.
+    pub fn handle_idr(&mut self, pts: i64) {
+        self.asked = false;
+        self.last_idr = Some(pts);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_asked_idr_comes_at_once_or_an_interval_after_the_last() {
+        let mut r = RequestedIdrs::new(SEGMENT / 2);
+        assert!(!r.due(0), "nothing asked");
+        r.ask();
+        assert!(r.due(0), "no IDR yet: at once");
+        r.handle_idr(0);
+        assert!(!r.due(FRAME), "answered");
+        // Asked again right after: waits for the interval, however often asked.
+        r.ask();
+        r.ask();
+        let granted: Vec<i64> = (1..=60)
+            .map(|i| i * FRAME)
+            .filter(|&pts| {
+                let due = r.due(pts);
+                if due {
+                    r.handle_idr(pts);
+                    r.ask();
+                }
+                due
+            })
+            .collect();
+        assert_eq!(granted, vec![90_000, 180_000], "one per interval");
+    }
+
+    #[test]
+    fn a_planned_idr_answers_what_was_asked_before_it() {
+        let mut r = RequestedIdrs::new(SEGMENT / 2);
+        r.handle_idr(0);
+        r.ask();
+        assert!(!r.due(30 * FRAME - 1));
+        // The segment boundary's IDR came first: nothing more is owed.
+        r.handle_idr(30 * FRAME);
+        assert!(!r.due(60 * FRAME));
+    }
 
     /// 30 fps in a 90 kHz timescale.
     const FRAME: i64 = 3000;

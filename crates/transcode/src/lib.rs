@@ -21,7 +21,7 @@ mod renditions;
 mod session;
 pub mod thumbnail;
 
-pub use keyframes::KeyframePlanner;
+pub use keyframes::{KeyframePlanner, RequestedIdrs};
 pub use ladder::{PlannedRung, Rung, RungError, SOURCE, default_rungs, plan};
 pub use renditions::Ladder;
 pub use session::{TranscodeConfig, TranscodeInput, start};

@@ -206,6 +206,7 @@ impl Renditions for Ladder {
             }
             None => (None, None),
         };
+        let idr_requests = transcode.as_ref().map(TranscodeInput::idr_requests);
         RenditionPipeline {
             input: Box::new(LadderInput {
                 source,
@@ -216,6 +217,7 @@ impl Renditions for Ladder {
                 source_left_out: false,
             }),
             output,
+            idr_requests,
         }
     }
 }

@@ -23,12 +23,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use encoder::{EncodedPicture, VideoEncoderConfig, X264Encoder};
 use ffmpeg_next as ff;
-use hub::{InputSignal, RenditionOutput, RenditionUpdate};
+use hub::{IdrRequests, InputSignal, RenditionOutput, RenditionUpdate};
 use media::avc::avcc_to_annexb;
 use media::{CodecConfig, Frame, Track, TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec};
 use tokio::sync::mpsc;
 
-use crate::keyframes::KeyframePlanner;
+use crate::keyframes::{KeyframePlanner, RequestedIdrs};
 use crate::ladder::{PlannedRung, Rung, plan};
 
 /// Settings of the transcoder.
@@ -85,15 +85,29 @@ enum Input {
     Frame(Frame, SystemTime),
 }
 
+/// The least time between two IDRs of a rung when the second is only asked for (a
+/// WebRTC viewer joining): each costs every viewer of the rung a large picture, so a
+/// stream with viewers coming and going gets at most one such IDR a second.
+const REQUESTED_IDR_INTERVAL: Duration = Duration::from_secs(1);
+const REQUESTED_IDR_INTERVAL_TICKS: i64 =
+    REQUESTED_IDR_INTERVAL.as_millis() as i64 * VIDEO_TIMESCALE.get() as i64 / 1000;
+
 /// The feeding end. Dropping it ends the session (after the encoders flush).
 pub struct TranscodeInput {
     tx: SyncSender<Input>,
     stream: String,
     waiting_for_keyframe: bool,
     lossless: bool,
+    idr_requests: IdrRequests,
 }
 
 impl TranscodeInput {
+    /// Where outputs ask a rung for an IDR (honoured at most once per
+    /// `REQUESTED_IDR_INTERVAL` per rung).
+    pub fn idr_requests(&self) -> IdrRequests {
+        self.idr_requests.clone()
+    }
+
     /// New tracks from the publisher. Rare and small: waits for room if it must.
     pub fn push_tracks(&mut self, tracks: Arc<Tracks>) {
         let _ = self.tx.send(Input::Tracks(tracks));
@@ -141,9 +155,11 @@ pub fn start(
     let (out_tx, out_rx) = mpsc::channel(1024);
     let lossless = config.lossless;
     let name = stream.to_owned();
+    let idr_requests = IdrRequests::default();
+    let requests = idr_requests.clone();
     let spawned = std::thread::Builder::new()
         .name(format!("decode-{stream}"))
-        .spawn(move || Decoder::new(config, name, out_tx).run(rx));
+        .spawn(move || Decoder::new(config, name, out_tx, requests).run(rx));
     if let Err(e) = spawned {
         tracing::error!(stream, error = %e, "cannot start the transcoder thread");
     }
@@ -153,6 +169,7 @@ pub fn start(
             stream: stream.to_owned(),
             waiting_for_keyframe: true,
             lossless,
+            idr_requests,
         },
         out_rx,
     )
@@ -181,6 +198,8 @@ struct RungWorker {
     )>,
     /// A forced IDR was dropped: the next picture sent is one.
     pending_keyframe: bool,
+    /// IDRs outputs asked for (see [`IdrRequests`]).
+    requested_idrs: RequestedIdrs,
     /// Frame-rate cap: after a picture is sent, the next one at or after this many
     /// ticks is (`None`: every picture).
     keep_every: Option<i64>,
@@ -245,6 +264,8 @@ struct Decoder {
     pending: VecDeque<(i64, bool, SystemTime)>,
     /// Which pictures start a segment (IDR in every rung).
     keyframes: KeyframePlanner,
+    /// IDRs asked for by outputs, in one rung each.
+    idr_requests: IdrRequests,
     /// Whether the last decoded picture was black.
     black: Option<bool>,
     /// Decodes the source's AAC (passed through untouched) only to hear its level.
@@ -258,6 +279,7 @@ impl Decoder {
         config: Arc<TranscodeConfig>,
         stream: String,
         out: mpsc::Sender<RenditionOutput>,
+        idr_requests: IdrRequests,
     ) -> Self {
         let segment_ticks = (config.segment_target.as_micros() as i64
             * i64::from(VIDEO_TIMESCALE.get())
@@ -277,6 +299,7 @@ impl Decoder {
             names: Vec::new(),
             pending: VecDeque::new(),
             keyframes,
+            idr_requests,
             black: None,
             aac_level: None,
             silent: None,
@@ -462,6 +485,7 @@ impl Decoder {
             thread,
             scaler: None,
             pending_keyframe: false,
+            requested_idrs: RequestedIdrs::new(REQUESTED_IDR_INTERVAL_TICKS),
             keep_every,
             next_pts: i64::MIN,
             dropped: 0,
@@ -537,6 +561,11 @@ impl Decoder {
                     .out
                     .blocking_send(RenditionOutput::Input(InputSignal::Picture { black }));
             }
+            for name in self.idr_requests.take() {
+                if let Some(r) = self.rungs.iter_mut().find(|r| r.name == name) {
+                    r.requested_idrs.ask();
+                }
+            }
             self.fan_out(&decoded, pts, force, arrival);
         }
     }
@@ -583,7 +612,10 @@ impl Decoder {
                 out
             };
             let capped = pts < r.next_pts;
-            let keyframe = force || r.pending_keyframe;
+            // A requested IDR is not a segment boundary (the packager cuts only at the
+            // planned ones), just a picture a new viewer can start from.
+            let requested = r.requested_idrs.due(pts);
+            let keyframe = force || r.pending_keyframe || requested;
             if !capped || force {
                 if let Some(interval) = r.keep_every {
                     r.next_pts = pts + interval;
@@ -595,7 +627,16 @@ impl Decoder {
                     arrival,
                 };
                 match r.send(&self.stream, self.config.lossless, picture) {
-                    Ok(()) => r.pending_keyframe = false,
+                    Ok(()) => {
+                        r.pending_keyframe = false;
+                        if keyframe {
+                            r.requested_idrs.handle_idr(pts);
+                            if requested && !force {
+                                metrics::counter!("transcode_requested_idrs_total", "stream" => self.stream.clone(), "rendition" => r.name.to_string())
+                                    .increment(1);
+                            }
+                        }
+                    }
                     Err(_) => {
                         r.pending_keyframe |= keyframe;
                         r.dropped += 1;

@@ -20,7 +20,7 @@ const MEDIA_QUEUE: usize = 512;
 /// How often a playing session is reported to analytics (a viewer is concurrent while
 /// its last report is within analytics' window, three segment targets by default).
 const ANALYTICS_INTERVAL: Duration = Duration::from_secs(2);
-/// Keyframe requests of one stream's viewers logged at most this often.
+/// Keyframe requests of one rendition's viewers logged at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 mod outbox;
@@ -73,7 +73,23 @@ enum Route {
 struct Tap {
     /// The tap's thread stops when this is dropped.
     _handle: TapHandle,
+    /// The stream, for IDR requests to its encoder.
+    live: Arc<origin::LiveStream>,
     keyframe_requests: KeyframeRequests,
+}
+
+impl Tap {
+    /// A viewer waits for a keyframe: the rendition's encoder is asked for an IDR.
+    /// Every time: requests collapse, and the encoder makes at most one a second (a
+    /// request it holds back is served then, so a viewer joining just after another
+    /// waits less than a segment). Without an encoder (a passthrough stream) the
+    /// viewer waits for the publisher's next keyframe.
+    fn request_keyframe(&mut self, key: &TapKey) {
+        let asked = self.live.request_idr(&key.1);
+        if self.keyframe_requests.allow(Instant::now()) {
+            tracing::debug!(stream = %key.0, rendition = %key.1, asked, "a viewer waits for a keyframe");
+        }
+    }
 }
 
 pub(crate) struct Driver {
@@ -305,11 +321,12 @@ impl Driver {
                 let key = (stream, rendition);
                 if !self.taps.contains_key(&key) {
                     let live = self.streams.get_or_create(&key.0);
-                    let handle = tap::spawn(live, key.clone(), media_tx.clone());
+                    let handle = tap::spawn(live.clone(), key.clone(), media_tx.clone());
                     self.taps.insert(
                         key.clone(),
                         Tap {
                             _handle: handle,
+                            live,
                             keyframe_requests: KeyframeRequests::new(KEYFRAME_REQUEST_INTERVAL),
                         },
                     );
@@ -367,6 +384,11 @@ impl Driver {
         // time after every write cost half as much CPU again (rivulet-bench webrtc).
         let now = Instant::now();
         let keyframe = matches!(&item, TapItem::Video(unit, _) if unit.keyframe);
+        if matches!(item, TapItem::Gap)
+            && let Some(tap) = self.taps.get_mut(key)
+        {
+            tap.request_keyframe(key);
+        }
         let (socket, outbox, taps) = (&self.socket, &mut self.outbox, &mut self.taps);
         for e in self.sessions.values_mut().filter(|e| &e.key == key) {
             match &item {
@@ -479,12 +501,8 @@ fn drive_viewer(
             }
             SessionOutput::KeyframeRequest => {
                 metrics::counter!("webrtc_keyframe_requests_total").increment(1);
-                // No encoder hook: the viewer waits for the ladder's next IDR (on
-                // every segment boundary). Logged at most once a second per stream.
-                if let Some(tap) = taps.get_mut(&entry.key)
-                    && tap.keyframe_requests.allow(Instant::now())
-                {
-                    tracing::debug!(stream = %entry.key.0, rendition = %entry.key.1, "viewer asked for a keyframe; it gets the next IDR");
+                if let Some(tap) = taps.get_mut(&entry.key) {
+                    tap.request_keyframe(&entry.key);
                 }
             }
             SessionOutput::Closed => {

@@ -1,7 +1,8 @@
-//! Viewers' keyframe requests (PLI/FIR), limited: a lossy viewer may ask many times a
-//! second, and each request that reached an encoder would cost every viewer a large
-//! IDR. At most one request per interval gets through; the others are answered by the
-//! ladder's next IDR, which comes on every segment boundary anyway.
+//! Viewers' keyframe requests (PLI/FIR), counted per interval: a lossy viewer may ask
+//! many times a second. The server passes every request to the rendition's encoder,
+//! which collapses them and makes at most one extra IDR a second (each costs every
+//! viewer of the rung a large picture); this limiter keeps the log to one line per
+//! interval.
 
 use std::time::{Duration, Instant};
 

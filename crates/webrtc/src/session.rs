@@ -127,8 +127,9 @@ pub enum SessionOutput {
     },
     /// Call [`WhepSession::handle_timeout`] at this time (or earlier, with new input).
     Timeout(Instant),
-    /// The viewer lost a picture and asked for a keyframe (PLI/FIR). It gets the
-    /// ladder's next IDR; until then its deltas are held back.
+    /// The viewer needs a keyframe: it has just connected, or it lost a picture and
+    /// asked (PLI/FIR). Until one comes its deltas are held back; the caller may ask
+    /// the encoder for an IDR sooner than the ladder's next.
     KeyframeRequest,
     /// The session has ended (ICE consent stopped, DTLS failed, or closed).
     Closed,
@@ -143,6 +144,8 @@ pub struct WhepSession {
     created: Instant,
     /// No video is sent until a keyframe: a new viewer, or one after a gap.
     waiting_for_keyframe: bool,
+    /// The first keyframe was asked for (on connecting).
+    asked: bool,
     /// Packets kept for NACK resends: video, audio.
     resend_packets: (usize, usize),
 }
@@ -166,6 +169,7 @@ impl WhepSession {
             connected: false,
             created: now,
             waiting_for_keyframe: true,
+            asked: false,
             resend_packets: (
                 config.send_buffer_video.max(1),
                 config.send_buffer_audio.max(1),
@@ -220,7 +224,10 @@ impl WhepSession {
 
     fn handle_event(&mut self, event: Event) -> Option<SessionOutput> {
         match event {
-            Event::Connected => self.connected = true,
+            Event::Connected => {
+                self.connected = true;
+                return self.ask_for_a_first_keyframe();
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 // ICE-lite: the viewer stopped its consent checks (RFC 7675).
                 self.rtc.disconnect();
@@ -257,7 +264,8 @@ impl WhepSession {
                 if let Some(pt) = pt {
                     match added.kind {
                         MediaKind::Video if self.video.is_none() => {
-                            self.video = Some((added.mid, pt))
+                            self.video = Some((added.mid, pt));
+                            return self.ask_for_a_first_keyframe();
                         }
                         MediaKind::Audio if self.audio.is_none() => {
                             self.audio = Some((added.mid, pt))
@@ -271,6 +279,16 @@ impl WhepSession {
                 return Some(SessionOutput::KeyframeRequest);
             }
             _ => {}
+        }
+        None
+    }
+
+    /// Once connected with a video track (str0m reports the two in either order), a
+    /// viewer that joined mid-GOP asks for the keyframe it must start on, once.
+    fn ask_for_a_first_keyframe(&mut self) -> Option<SessionOutput> {
+        if self.connected && self.video.is_some() && self.waiting_for_keyframe && !self.asked {
+            self.asked = true;
+            return Some(SessionOutput::KeyframeRequest);
         }
         None
     }

@@ -58,9 +58,16 @@ fn malformed_and_video_less_offers_are_refused_with_a_reason() {
     assert!(err.to_string().contains("H.264"));
 }
 
-/// Moves datagrams between the two peers until both are idle at `now`.
-fn pump(server: &mut WhepSession, client: &mut Rtc, now: Instant, events: &mut Vec<Event>) {
+/// Moves datagrams between the two peers until both are idle at `now`; returns the
+/// keyframe requests the session made meanwhile.
+fn pump(
+    server: &mut WhepSession,
+    client: &mut Rtc,
+    now: Instant,
+    events: &mut Vec<Event>,
+) -> usize {
     let (s_addr, c_addr) = (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
+    let mut keyframe_requests = 0;
     for _ in 0..1000 {
         let mut moved = false;
         loop {
@@ -79,7 +86,7 @@ fn pump(server: &mut WhepSession, client: &mut Rtc, now: Instant, events: &mut V
                     client.handle_input(input).unwrap();
                     moved = true;
                 }
-                SessionOutput::KeyframeRequest => {}
+                SessionOutput::KeyframeRequest => keyframe_requests += 1,
                 SessionOutput::Timeout(_) | SessionOutput::Closed => break,
             }
         }
@@ -95,9 +102,10 @@ fn pump(server: &mut WhepSession, client: &mut Rtc, now: Instant, events: &mut V
             }
         }
         if !moved {
-            return;
+            return keyframe_requests;
         }
     }
+    keyframe_requests
 }
 
 #[test]
@@ -111,17 +119,20 @@ fn a_viewer_connects_and_receives_video_from_the_first_keyframe() {
         .unwrap();
     let mut events = Vec::new();
     let mut now = start;
+    let mut keyframe_requests = 0;
     for _ in 0..200 {
         now += Duration::from_millis(10);
         server.handle_timeout(now);
         client.handle_input(Input::Timeout(now)).unwrap();
-        pump(&mut server, &mut client, now, &mut events);
+        keyframe_requests += pump(&mut server, &mut client, now, &mut events);
         if server.is_connected() {
             break;
         }
     }
     assert!(server.is_connected(), "ICE and DTLS come up");
     assert!(server.has_video() && server.has_audio());
+    // Connected mid-GOP: it asks at once for the keyframe it must start on.
+    assert_eq!(keyframe_requests, 1, "one keyframe request on connecting");
 
     let timescale = std::num::NonZeroU32::new(90_000).unwrap();
     let unit = |n: i64, keyframe: bool, nal: u8| VideoAccessUnit {
