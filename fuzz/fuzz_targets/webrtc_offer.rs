@@ -54,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
         format!("{BROWSER_OFFER}{rest}")
     } else if let Some(rest) = offer.strip_prefix('-') {
         // The same browser as a publisher (WHIP).
-        format!("{}{rest}", BROWSER_OFFER.replace("a=recvonly", "a=sendonly"))
+        format!(
+            "{}{rest}",
+            BROWSER_OFFER.replace("a=recvonly", "a=sendonly")
+        )
     } else {
         offer
     };
