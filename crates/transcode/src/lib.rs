@@ -13,6 +13,7 @@
 //! - [`levels`]: whether a decoded picture is black (for input health; pure).
 //! - [`thumbnail`]: one keyframe decoded into a JPEG (the thumbnail endpoint).
 
+mod audio;
 mod keyframes;
 pub mod ladder;
 pub mod levels;
@@ -21,6 +22,7 @@ mod renditions;
 mod session;
 pub mod thumbnail;
 
+pub use audio::{AudioError, ToAac, aac_track_for};
 pub use keyframes::{KeyframePlanner, RequestedIdrs};
 pub use ladder::{PlannedRung, Rung, RungError, SOURCE, default_rungs, plan};
 pub use renditions::Ladder;

@@ -1,6 +1,6 @@
 //! AAC → Opus for WebRTC viewers: one decode, a resample to 48 kHz stereo and one
 //! libopus encode per stream, shared by every viewer (browsers' WebRTC has no AAC).
-//! Opus → AAC for WHIP publishers ([`OpusToAac`]): HLS carries AAC.
+//! The other way (a WHIP publisher's Opus to AAC for HLS) is [`crate::ToAac`].
 
 use std::num::NonZeroU32;
 
@@ -194,103 +194,6 @@ impl AacToOpus {
     }
 }
 
-/// A WHIP publisher's Opus transcoded to AAC for the HLS renditions (libav's Opus
-/// decoder, then the AAC-LC encoder every publish uses): 48 kHz stereo in and out.
-/// Blocking work: run it off the async runtime's workers.
-pub struct OpusToAac {
-    decoder: ff::decoder::Audio,
-    resampler: Option<ff::software::resampling::Context>,
-    aac: encoder::AacEncoder,
-    timescale: NonZeroU32,
-}
-
-impl OpusToAac {
-    pub fn new() -> Result<Self, OpusError> {
-        ff::init().map_err(|e| OpusError::Setup("libav", e))?;
-        let opus =
-            ff::decoder::find(ff::codec::Id::OPUS).ok_or(OpusError::NoCodec("Opus decoder"))?;
-        // Without extradata (WebRTC signals none: always 48 kHz stereo, RFC 7587) libav's
-        // decoder takes Opus's default header, stereo at 48 kHz.
-        let decoder = ff::codec::context::Context::new_with_codec(opus)
-            .decoder()
-            .audio()
-            .map_err(|e| OpusError::Setup("Opus decoder", e))?;
-        let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
-            sample_rate: OPUS_RATE,
-            channels: CHANNELS as u16,
-            bitrate: 128_000,
-        })
-        .map_err(|e| OpusError::Encoder(e.to_string()))?;
-        let timescale = NonZeroU32::new(OPUS_RATE).ok_or(OpusError::NoCodec("48 kHz"))?;
-        Ok(Self {
-            decoder,
-            resampler: None,
-            aac,
-            timescale,
-        })
-    }
-
-    /// The AAC it makes (AAC-LC, 48 kHz, stereo).
-    pub fn config(&self) -> &AacConfig {
-        self.aac.config()
-    }
-
-    /// One Opus packet (48 kHz time) in; the AAC frames it completes appended to
-    /// `out`, on the same clock. A packet that does not decode is skipped (a gap the
-    /// encoder fills with silence).
-    pub fn transcode(&mut self, packet: &Frame, out: &mut Vec<Frame>) {
-        let mut p = ff::Packet::copy(&packet.data);
-        p.set_pts(Some(packet.pts.ticks));
-        if self.decoder.send_packet(&p).is_err() {
-            return;
-        }
-        let mut decoded = ff::frame::Audio::empty();
-        let mut next_pts = packet.pts.ticks;
-        while self.decoder.receive_frame(&mut decoded).is_ok() {
-            let pts = decoded.pts().unwrap_or(next_pts);
-            let Some(planes) = self.planar_stereo(&decoded) else {
-                continue;
-            };
-            next_pts = pts + planes.first().map_or(0, Vec::len) as i64;
-            let raw = source::AudioFrame {
-                pts: MediaTime::new(pts, self.timescale),
-                planes,
-            };
-            if let Err(e) = self.aac.encode(&raw, out) {
-                tracing::debug!(error = %e, "AAC encoding of Opus audio failed");
-            }
-        }
-    }
-
-    /// The decoded samples as planar f32 stereo at 48 kHz, whatever libav's decoder
-    /// gave (its native decoder gives planar float, libopus packed).
-    fn planar_stereo(&mut self, decoded: &ff::frame::Audio) -> Option<Vec<Vec<f32>>> {
-        let planar = ff::format::Sample::F32(ff::format::sample::Type::Planar);
-        if self.resampler.is_none() {
-            match stereo_48k(decoded, planar) {
-                Ok(r) => self.resampler = Some(r),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot convert the decoded Opus audio");
-                    return None;
-                }
-            }
-        }
-        let resampler = self.resampler.as_mut()?;
-        let mut converted = ff::frame::Audio::new(
-            planar,
-            decoded.samples() * 2 + 256,
-            ff::ChannelLayout::STEREO,
-        );
-        resampler.run(decoded, &mut converted).ok()?;
-        let n = converted.samples();
-        Some(
-            (0..CHANNELS)
-                .map(|c| converted.plane::<f32>(c).get(..n).unwrap_or(&[]).to_vec())
-                .collect(),
-        )
-    }
-}
-
 /// A converter of decoded audio like `decoded` to 48 kHz stereo in `format`.
 fn stereo_48k(
     decoded: &ff::frame::Audio,
@@ -358,66 +261,5 @@ mod tests {
             .map(|w| w[1].pts.ticks - w[0].pts.ticks)
             .collect();
         assert!(steps.iter().all(|s| *s == 960), "{steps:?}");
-    }
-
-    /// Real Opus from libopus (a tone through AacToOpus), back to AAC.
-    #[test]
-    fn opus_becomes_aac_on_the_same_clock() {
-        let mut aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
-            sample_rate: 48_000,
-            channels: 2,
-            bitrate: 128_000,
-        })
-        .unwrap();
-        let rate = NonZeroU32::new(48_000).unwrap();
-        let mut frames = Vec::new();
-        for i in 0..50i64 {
-            let tone: Vec<f32> = (0..1024)
-                .map(|k| {
-                    ((i * 1024 + k) as f32 * 440.0 * std::f32::consts::TAU / 48_000.0).sin() * 0.3
-                })
-                .collect();
-            let raw = source::AudioFrame {
-                pts: MediaTime::new(96_000 + i * 1024, rate),
-                planes: vec![tone.clone(), tone],
-            };
-            aac.encode(&raw, &mut frames).unwrap();
-        }
-        let mut to_opus = AacToOpus::new(aac.config()).unwrap();
-        let mut opus = Vec::new();
-        for f in &frames {
-            to_opus.transcode(f, &mut opus);
-        }
-        assert!(opus.len() >= 40, "{} Opus packets", opus.len());
-        let mut back = OpusToAac::new().unwrap();
-        assert_eq!(back.config().sample_rate, 48_000);
-        let mut out = Vec::new();
-        for p in &opus {
-            let frame = Frame {
-                kind: media::TrackKind::Audio,
-                dts: p.pts,
-                pts: p.pts,
-                keyframe: true,
-                data: p.data.clone(),
-            };
-            back.transcode(&frame, &mut out);
-        }
-        assert!(out.len() >= 35, "{} AAC frames", out.len());
-        assert!(
-            out.iter()
-                .all(|f| f.pts.timescale.get() == 48_000 && !f.data.is_empty())
-        );
-        let steps: Vec<i64> = out
-            .windows(2)
-            .map(|w| w[1].pts.ticks - w[0].pts.ticks)
-            .collect();
-        assert!(steps.iter().all(|s| *s == 1024), "{steps:?}");
-        // The AAC starts where the Opus did (about 2 s in), not at 0.
-        assert!(
-            (out[0].pts.ticks - opus[0].pts.ticks).abs() <= 2048,
-            "{} vs {}",
-            out[0].pts.ticks,
-            opus[0].pts.ticks
-        );
     }
 }

@@ -11,8 +11,9 @@ use hub::{
 };
 use media::{CodecConfig, TrackKind, Tracks};
 
+use crate::audio::aac_track_for;
 use crate::ladder::{Rung, plan};
-use crate::session::{TranscodeConfig, TranscodeInput, aac_track_for, start};
+use crate::session::{TranscodeConfig, TranscodeInput, start};
 
 /// A stream's renditions: `source` (passed through) if configured, and one transcoded
 /// rendition per configured rung of the ladder.

@@ -28,6 +28,7 @@ use media::avc::avcc_to_annexb;
 use media::{CodecConfig, Frame, Track, TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec};
 use tokio::sync::mpsc;
 
+use crate::audio::{AacLevel, ToAac};
 use crate::keyframes::{KeyframePlanner, RequestedIdrs};
 use crate::ladder::{PlannedRung, Rung, plan};
 
@@ -353,7 +354,7 @@ impl Decoder {
                         }
                     };
                 }
-                self.to_aac.as_ref().map(|m| m.track.clone())
+                self.to_aac.as_ref().map(|m| m.track().clone())
             }
             _ => None,
         };
@@ -972,184 +973,6 @@ fn encoder_flush(
 ) -> Result<(), encoder::EncodeError> {
     use encoder::VideoEncode;
     encoder.flush(out)
-}
-
-/// Why the source's audio cannot be decoded (its level goes unmeasured, or MP3 or Opus
-/// is not made into AAC).
-#[derive(Debug, thiserror::Error)]
-enum AudioError {
-    #[error("no {0} decoder in libavcodec")]
-    NoDecoder(&'static str),
-    #[error("{0} decoder: {1}")]
-    Decoder(&'static str, ff::Error),
-    #[error("AAC encoder: {0}")]
-    Encoder(#[from] encoder::EncodeError),
-    #[error("the source's sample rate is 0")]
-    ZeroSampleRate,
-    #[error(
-        "AAC object type {object_type} at {sample_rate} Hz, {channels} channels has no ADTS form"
-    )]
-    NoAdtsForm {
-        object_type: u8,
-        sample_rate: u32,
-        channels: u8,
-    },
-}
-
-/// The AAC encoder MP3 or Opus audio of `source`'s kind is turned into, and its track.
-fn aac_for(source: &CodecConfig) -> Result<(encoder::AacEncoder, Track), AudioError> {
-    let (sample_rate, channels) = match source {
-        CodecConfig::Mp3(mp3) => (mp3.sample_rate, u16::from(mp3.channels)),
-        // libavcodec's Opus decoder without a header (TS signals none we keep) decodes
-        // to stereo at 48 kHz, mono sources included.
-        CodecConfig::Opus(_) => (media::opus::OPUS_RATE, 2),
-        _ => return Err(AudioError::NoDecoder("this audio codec's")),
-    };
-    let aac = encoder::AacEncoder::new(encoder::AudioEncoderConfig {
-        sample_rate,
-        channels,
-        bitrate: 128_000,
-    })?;
-    let timescale = std::num::NonZeroU32::new(sample_rate).ok_or(AudioError::ZeroSampleRate)?;
-    let track = Track {
-        kind: TrackKind::Audio,
-        timescale,
-        codec: CodecConfig::Aac(aac.config().clone()),
-    };
-    Ok((aac, track))
-}
-
-/// The AAC track the transcoder makes of MP3 or Opus audio like `source`'s (what the
-/// passthrough advertises when it carries that AAC), or why it cannot.
-pub(crate) fn aac_track_for(source: &CodecConfig) -> Result<Track, String> {
-    ff::init().map_err(|e| e.to_string())?;
-    aac_for(source)
-        .map(|(_, track)| track)
-        .map_err(|e| e.to_string())
-}
-
-/// MP3 or Opus decoded and encoded to AAC once, for every rendition.
-struct ToAac {
-    source: CodecConfig,
-    decoder: ff::decoder::Audio,
-    aac: encoder::AacEncoder,
-    track: Track,
-    timescale: std::num::NonZeroU32,
-}
-
-impl ToAac {
-    fn new(source: &CodecConfig) -> Result<Self, AudioError> {
-        // What `aac_for` takes (and refuses anything else).
-        let (aac, track) = aac_for(source)?;
-        let (id, name) = match source {
-            CodecConfig::Opus(_) => (ff::codec::Id::OPUS, "Opus"),
-            _ => (ff::codec::Id::MP3, "MP3"),
-        };
-        let codec = ff::decoder::find(id).ok_or(AudioError::NoDecoder(name))?;
-        let decoder = ff::codec::context::Context::new_with_codec(codec)
-            .decoder()
-            .audio()
-            .map_err(|e| AudioError::Decoder(name, e))?;
-        let source = source.clone();
-        let timescale = track.timescale;
-        Ok(Self {
-            source,
-            decoder,
-            aac,
-            track,
-            timescale,
-        })
-    }
-
-    /// The frame as AAC, and whether it was silent (when it decoded to anything).
-    fn transcode(&mut self, frame: &Frame, stream: &str) -> (Vec<Frame>, Option<bool>) {
-        let mut packet = ff::Packet::copy(&frame.data);
-        packet.set_pts(Some(frame.pts.ticks));
-        packet.set_dts(Some(frame.dts.ticks));
-        if self.decoder.send_packet(&packet).is_err() {
-            metrics::counter!("transcode_decode_errors_total", "stream" => stream.to_owned())
-                .increment(1);
-            return (Vec::new(), None);
-        }
-        let mut silent = None;
-        let mut out = Vec::new();
-        let mut decoded = ff::frame::Audio::empty();
-        let mut next_pts = frame.pts.ticks;
-        while self.decoder.receive_frame(&mut decoded).is_ok() {
-            let n = decoded.samples();
-            if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
-                tracing::warn!(stream, format = ?decoded.format(), "unexpected decoded sample format; audio dropped");
-                continue;
-            }
-            let channels = usize::from(decoded.channels().max(1));
-            let planes = (0..channels)
-                .map(|c| decoded.plane::<f32>(c).get(..n).unwrap_or(&[]).to_vec())
-                .collect();
-            let pts = decoded.pts().unwrap_or(next_pts);
-            next_pts = pts + n as i64;
-            let raw = source::AudioFrame {
-                pts: media::MediaTime::new(pts, self.timescale),
-                planes,
-            };
-            let planes: Vec<&[f32]> = raw.planes.iter().map(Vec::as_slice).collect();
-            silent = Some(crate::levels::audio_is_silent(&planes));
-            if let Err(e) = self.aac.encode(&raw, &mut out) {
-                tracing::warn!(stream, error = %e, "AAC encoding failed");
-            }
-        }
-        (out, silent)
-    }
-}
-
-/// The source's AAC decoded, only for its level: the renditions carry the AAC
-/// untouched. Raw AAC frames get an ADTS header, which tells the decoder what the
-/// `AudioSpecificConfig` would.
-struct AacLevel {
-    config: media::AacConfig,
-    decoder: ff::decoder::Audio,
-}
-
-impl AacLevel {
-    fn new(config: media::AacConfig) -> Result<Self, AudioError> {
-        if media::aac::adts_header(&config, 0).is_none() {
-            return Err(AudioError::NoAdtsForm {
-                object_type: config.object_type,
-                sample_rate: config.sample_rate,
-                channels: config.channels,
-            });
-        }
-        let codec = ff::decoder::find(ff::codec::Id::AAC).ok_or(AudioError::NoDecoder("AAC"))?;
-        let decoder = ff::codec::context::Context::new_with_codec(codec)
-            .decoder()
-            .audio()
-            .map_err(|e| AudioError::Decoder("AAC", e))?;
-        Ok(Self { config, decoder })
-    }
-
-    /// Whether `frame` is silent; `None` when it does not decode (yet).
-    fn silent(&mut self, frame: &Frame) -> Option<bool> {
-        let header = media::aac::adts_header(&self.config, frame.data.len())?;
-        // Header and payload written straight into the packet: one copy of the frame.
-        let mut packet = ff::Packet::new(header.len() + frame.data.len());
-        let data = packet.data_mut()?;
-        data[..header.len()].copy_from_slice(&header);
-        data[header.len()..].copy_from_slice(&frame.data);
-        self.decoder.send_packet(&packet).ok()?;
-        let mut decoded = ff::frame::Audio::empty();
-        let mut silent = None;
-        while self.decoder.receive_frame(&mut decoded).is_ok() {
-            if decoded.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
-                continue;
-            }
-            let n = decoded.samples();
-            let channels = usize::from(decoded.channels().max(1));
-            let planes: Vec<&[f32]> = (0..channels)
-                .map(|c| decoded.plane::<f32>(c).get(..n).unwrap_or(&[]))
-                .collect();
-            silent = Some(crate::levels::audio_is_silent(&planes));
-        }
-        silent
-    }
 }
 
 #[cfg(test)]

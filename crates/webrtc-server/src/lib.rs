@@ -8,7 +8,7 @@
 //!   /whip` with the key as Bearer token; RFC 9725): an axum `Router` the binary mounts.
 //!   A WHIP publisher's key is checked by the ingest's [`access::StreamKeys`] and its
 //!   media goes to the [`hub::Hub`] like an RTMP or SRT publish; its Opus is made AAC
-//!   on a thread of its own (`transcode::opus::OpusToAac`).
+//!   on a thread of its own (`transcode::ToAac`, the transcoder's own MP3/Opus → AAC).
 //! - The taps: the media of each (stream, rendition) that has viewers, followed on a
 //!   dedicated thread (the AAC → Opus transcode is blocking work), converted once
 //!   (H.264 to Annex B, AAC to Opus) and shared by `Arc` with every viewer.

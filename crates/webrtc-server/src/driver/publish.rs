@@ -4,21 +4,14 @@
 //! AAC of it (blocking libav work) and hands the frames back to the driver, which
 //! sends them once the tracks are announced.
 
-use std::num::NonZeroU32;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use media::{AacConfig, AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks};
+use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks};
 use tokio::sync::mpsc;
 use webrtc::{SessionOutput, WhipEvent, WhipSession};
 
 use super::Driver;
-
-/// The AAC track's clock: Opus's 48 kHz, kept by the transcode.
-const AUDIO_TIMESCALE: NonZeroU32 = match NonZeroU32::new(transcode::opus::OPUS_RATE) {
-    Some(rate) => rate,
-    None => NonZeroU32::MIN,
-};
 
 /// Opus packets queued for the AAC thread (about 1.3 s); more are dropped (a gap the
 /// encoder fills with silence), never waited for.
@@ -87,12 +80,16 @@ impl Publish {
                 timescale: media::VIDEO_TIMESCALE,
                 codec: CodecConfig::Avc(video.clone()),
             }),
-            audio: self.session.has_audio().then(|| Track {
-                kind: TrackKind::Audio,
-                timescale: AUDIO_TIMESCALE,
-                // What `transcode::opus::OpusToAac` makes: AAC-LC, 48 kHz, stereo.
-                codec: CodecConfig::Aac(AacConfig::build(2, transcode::opus::OPUS_RATE, 2)),
-            }),
+            // What `transcode::ToAac` makes of WebRTC's Opus (48 kHz, stereo).
+            audio: self
+                .session
+                .has_audio()
+                .then(|| transcode::aac_track_for(&webrtc_opus()))
+                .and_then(|track| {
+                    track
+                        .inspect_err(|e| tracing::warn!(stream = %self.stream, error = %e, "WHIP audio cannot be made AAC; the stream has no sound"))
+                        .ok()
+                }),
         }
     }
 
@@ -133,6 +130,11 @@ impl Publish {
     }
 }
 
+/// Opus as WebRTC signals it: 48 kHz stereo (RFC 7587), whatever the publisher sends.
+fn webrtc_opus() -> CodecConfig {
+    CodecConfig::Opus(media::OpusConfig { channels: 2 })
+}
+
 /// Starts the Opus → AAC thread of publish `id`: it ends when the publish drops its
 /// sender.
 fn spawn_aac(
@@ -143,17 +145,16 @@ fn spawn_aac(
     let (tx, rx) = std_mpsc::sync_channel::<Frame>(OPUS_QUEUE);
     let name = format!("whip-aac {stream}");
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        let mut aac = match transcode::opus::OpusToAac::new() {
+        let mut aac = match transcode::ToAac::new(&webrtc_opus()) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(stream = %stream, error = %e, "WHIP audio cannot be made AAC; the stream has no sound");
                 return;
             }
         };
-        let mut frames = Vec::new();
         while let Ok(packet) = rx.recv() {
-            aac.transcode(&packet, &mut frames);
-            for frame in frames.drain(..) {
+            let (frames, _silent) = aac.transcode(&packet, &stream);
+            for frame in frames {
                 match out.try_send((id.clone(), frame)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Closed(_)) => return,
