@@ -196,7 +196,13 @@ async fn source_in(codec: &str, entry: &[u8; 4], config_box: &[u8; 4], codecs_pr
     // The H.264 rung, from the decoded source: every frame.
     let rung = probe_video(&server.url(&format!("/live/{stream}/234p/index.m3u8")));
     assert_eq!(rung.codec, "h264", "{rung:?}");
-    assert_eq!(rung.frames, source.frames, "{codec}: 234p has every frame");
+    // Every frame, but for those a busy machine made the rung drop (counted).
+    let dropped = dropped_frames(&server, stream).await;
+    assert_eq!(
+        rung.frames + dropped,
+        source.frames,
+        "{codec}: 234p has every frame ({dropped} dropped by a rung that could not keep up)"
+    );
 
     // The master's CODECS come from the source's real parameter sets.
     let codecs = master_codecs(&server, stream).await;
