@@ -182,9 +182,12 @@ run('webrtc', async () => {
     const m = /^transcode_requested_idrs_total\{[^}]*rendition="360p"[^}]*\} (\d+)/m.exec(text);
     return m && Number(m[1]) >= 1 ? Number(m[1]) : null;
   }, 10_000);
-  const hls = await (await fetch(`${server.http}/live/${NAME}/360p/index.m3u8`)).text();
-  const durations = [...hls.matchAll(/#EXTINF:([\d.]+)/g)].map((m) => Number(m[1]));
-  assert(durations.length >= 3 && durations.slice(1).every((d) => d >= 1.9 && d <= 2.1), `segments of 2 s beside the requested IDRs: ${durations}`);
+  const durations = await until('three LL-HLS segments', async () => {
+    const hls = await (await fetch(`${server.http}/live/${NAME}/360p/index.m3u8`)).text();
+    const d = [...hls.matchAll(/#EXTINF:([\d.]+)/g)].map((m) => Number(m[1]));
+    return d.length >= 3 ? d : null;
+  }, 15_000);
+  assert(durations.slice(1).every((d) => d >= 1.9 && d <= 2.1), `segments of 2 s beside the requested IDRs: ${durations}`);
   log(`${requestedIdrs} IDR(s) made for joining viewers; LL-HLS segments ${durations.slice(1).join(', ')} s`);
   // The first page's session ended (DELETE on pagehide, or ICE consent stopping).
   await until('one WebRTC session on the server', async () => (await sessions(server)) === 1, 45_000);

@@ -263,14 +263,15 @@ async fn viewers_countries_watch_time_and_beacons() {
     for (request, status, field) in refused {
         // The server answers 413 from the Content-Length, without reading the body, and
         // closes: the close can reset the connection before the client reads the answer
-        // (nginx lingers for this; hyper does not), so a transport error is retried.
+        // (nginx lingers for this; hyper does not), or leave the client's pool holding
+        // a closed connection for the next case, so a transport error is retried.
         let mut attempts = 0;
         let r = loop {
             let attempt = request.try_clone().expect("a body in memory").send().await;
             attempts += 1;
             match attempt {
                 Ok(r) => break r,
-                Err(e) if status == 413 && attempts < 5 => eprintln!("413 case, retried: {e}"),
+                Err(e) if attempts < 5 => eprintln!("{status} case, retried: {e}"),
                 Err(e) => panic!("the {status} case: {e}"),
             }
         };
