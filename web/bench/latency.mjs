@@ -1,7 +1,7 @@
 // The latency budget (issue 13 item 1), measured, not estimated:
 //   node web/bench/latency.mjs [--bin target/release/rivulet] [--duration 45]
 //        [--renditions source,360p,234p] [--part-target-ms N] [--peer nginx-rtmp|none]
-//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT]
+//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT] [--trace]
 // (`rivulet-bench latency` runs this.) An external ffmpeg publisher (libx264 veryfast,
 // zerolatency, 2 s GOP, 1.5 Mbit/s, 640x360, 30 fps) draws the wall clock into every
 // picture twice: as text (drawtext, for a person) and as the machine-readable time
@@ -45,6 +45,8 @@ const { values: opt } = parseArgs({
     peer: { type: 'string', default: 'nginx-rtmp' },
     // A lossy, delaying link between the viewer and the edge: DELAY_MS,JITTER_MS,LOSS_PERCENT.
     netem: { type: 'string' },
+    // Print what hls.js did in the 3 s before each stall (loads, switches, errors, buffer).
+    trace: { type: 'boolean', default: false },
   },
 });
 const bin = opt.bin ? resolve(opt.bin) : rivuletBinary();
@@ -349,6 +351,66 @@ async function watchWebRtc(browser, url, seconds) {
   return { ...r, mode, seconds };
 }
 
+/**
+ * In the page: records what hls.js does from now on (ms after the first frame): each
+ * part or segment loaded (when asked, first byte, last byte), playlist reloads, level
+ * switches, errors, and the buffer ahead of the playhead at each stall.
+ */
+function traceHls() {
+  const h = window.rivulet.hls;
+  const v = document.querySelector('video');
+  const first = window.rivulet.player.firstFrameAt;
+  const trace = (window.hlsTrace = []);
+  for (const e of [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]) {
+    trace.push([-1e6, `request ${new URL(e.name).pathname}: round trip ${Math.round(e.responseStart - e.requestStart)} ms, ${e.transferSize} B transferred`]);
+  }
+  const at = (t) => Math.round((t || performance.now()) - first);
+  const ahead = () => {
+    for (let i = 0; i < v.buffered.length; i++) {
+      if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) return v.buffered.end(i) - v.currentTime;
+    }
+    return 0;
+  };
+  const ranges = () => {
+    const r = [];
+    for (let i = 0; i < v.buffered.length; i++) r.push(`${v.buffered.start(i).toFixed(3)}–${v.buffered.end(i).toFixed(3)}`);
+    return `at ${v.currentTime.toFixed(3)} in [${r.join(', ')}]`;
+  };
+  const E = h.constructor.Events;
+  h.on(E.FRAG_LOADED, (_, d) => {
+    const st = d.part ? d.part.stats : d.frag.stats;
+    const what = d.part ? `part ${d.frag.sn}.${d.part.index}` : `segment ${d.frag.sn}`;
+    trace.push([at(st.loading.end), `${what} L${d.frag.level} asked ${at(st.loading.start)} first byte ${at(st.loading.first)} ${st.total} B`]);
+  });
+  h.on(E.LEVEL_LOADED, (_, d) => {
+    const st = d.stats;
+    trace.push([at(st.loading.end), `playlist L${d.level} asked ${at(st.loading.start)} (${d.details.lastPartSn}.${d.details.lastPartIndex})`]);
+  });
+  h.on(E.BUFFER_APPENDED, (_, d) => trace.push([at(), `appended ${d.type} ${d.frag.sn}.${d.part ? d.part.index : '-'}: ${ranges()}`]));
+  h.on(E.LEVEL_SWITCHING, (_, d) => trace.push([at(), `switching to L${d.level}`]));
+  h.on(E.ERROR, (_, d) => trace.push([at(), `error ${d.details}${d.fatal ? ' (fatal)' : ''}`]));
+  v.addEventListener('waiting', () => trace.push([at(), `STALL: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s`]));
+  v.addEventListener('playing', () => trace.push([at(), `playing: ahead ${ahead().toFixed(2)} s`]));
+  setInterval(() => trace.push([at(), `tick: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, bw estimate ${Math.round(h.bandwidthEstimate / 1000)} kbit/s, ttfb ${Math.round(h.ttfbEstimate)} ms`]), 500);
+  trace.push([-1e6, `levels: ${h.levels.map((l, i) => `L${i} ${l.height}p ${Math.round(l.maxBitrate / 1000)}/${Math.round(l.averageBitrate / 1000)} kbit/s`).join(', ')}`]);
+}
+
+/** Prints the trace's 3 s before each stall and 1 s after it. */
+function printTrace(trace, stalls) {
+  trace.sort((a, b) => a[0] - b[0]);
+  for (const [t, what] of trace) if (t === -1e6) console.log(what);
+  console.log('\n--- the whole run: every other tick, switches, stalls ---');
+  let ticks = 0;
+  for (const [t, what] of trace) {
+    if (t === -1e6) continue;
+    if (what.startsWith('tick') ? ticks++ % 2 === 0 : /^(switching|STALL|error)/.test(what)) console.log(`${String(t).padStart(7)} ${what}`);
+  }
+  for (const s of stalls) {
+    console.log(`\n--- stall at ${(s / 1000).toFixed(2)} s ---`);
+    for (const [t, what] of trace) if (t >= s - 3000 && t <= s + 1000) console.log(`${String(t).padStart(7)} ${what}`);
+  }
+}
+
 /** In the page: when the first frame came, and when each step before it ended (ms after navigation). */
 function startupTimeline() {
   const firstFrame = window.rivulet.player.firstFrameAt;
@@ -410,6 +472,7 @@ await page.addInitScript(() => {
 await page.goto(`${viewerBase}/watch/${NAME}?debug=1`);
 await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
 const startup = await page.evaluate(startupTimeline);
+if (opt.trace) await page.evaluate(traceHls);
 
 const probes = Object.fromEntries(renditions.map((r) => [r, []]));
 const end = Date.now() + duration * 1000;
@@ -443,6 +506,7 @@ const page_ = await page.evaluate(() => ({
   reads: window.rivulet.debug.reads,
   rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
   stalls: window.stalls,
+  trace: window.hlsTrace || [],
 }));
 await page.close();
 // Later viewers (the edge's cache warm): a fresh page each, the first frame's time.
@@ -481,6 +545,7 @@ console.log(`| **glass to glass** (strip vs clock) | **${ms(g2g)}** | p95 ${ms(p
 console.log(`\nplayed ${played} (${playedHeight}p); rebuffers ${page_.rebuffers} in ${duration} s${page_.stalls.length ? ` (at ${page_.stalls.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after the first frame)` : ''}; arrival → on screen p50 ${ms(arrivalToScreen)}`);
 console.log(`startup (navigation → first frame): first viewer (edge cache cold, browser warm) ${ms(startup.firstFrame)}; 5 later viewers p50 ${ms(pct(startups, 50))} (${startups.map(Math.round).join(', ')} ms)`);
 console.log(`first viewer's start, ms after navigation: ${startup.steps.map(([what, t]) => `${what} ${Math.round(t)}`).join(' · ')}`);
+if (opt.trace) printTrace(page_.trace, page_.stalls);
 if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
 console.log(`\nreal time (the page's WHEP mode at the origin, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}`);
 if (peerRun) {

@@ -30,12 +30,25 @@ const FAST_CATCH_UP_BUFFER_S = 1.0;
 const FAST_CATCH_UP_RATE_MUTED = 1.5;
 const FAST_CATCH_UP_RATE = 1.25;
 /**
- * The page's own round trip (ms) above which a live start waits for the parts up to
- * the live position instead of starting at the keyframe: over a slow link (50 ± 20 ms
- * each way, 1 % loss: rivulet-bench latency --netem 50,20,1) a start on 0.2 s of
- * buffer stalled two or three times in its first seconds.
+ * The page's round trip (ms) above which a link is slow: catching up keeps a lost
+ * packet's wait buffered (linkReserveSeconds), a stall moves the target back more.
  */
 const FAST_START_MAX_RTT_MS = 40;
+/**
+ * Over a slow link, the longest a live start holds its first frame (playback rate 0)
+ * while the buffer fills to the catch-up reserve, ms. The parts behind the live
+ * position come one request after the other, each a round trip: at 100 ms a round
+ * trip the buffer grew by ~0.05 s a part and ran dry in the first two seconds
+ * (rivulet-bench latency --netem 50,20,1: 1–2 stalls a run, each at 1–2 s).
+ */
+const START_HOLD_MAX_MS = 2000;
+/**
+ * The quickest round trip (ms) from which a live start holds: above a loopback edge's
+ * on a busy machine (holding from 40 ms cost a fast link's later viewers ~0.4 s of
+ * start-up, rivulet-bench latency), below the slow link's (50 ± 20 ms each way: the
+ * quickest of the page's requests read 86–108 ms).
+ */
+const START_HOLD_MIN_RTT_MS = 70;
 /** Backoff of reconnection attempts, ms. */
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
 
@@ -360,8 +373,10 @@ export class Player extends EventTarget {
       // Play from the keyframe hls.js loads first (the segment's first part) instead of
       // waiting for every part up to the live position and decoding up to it; the
       // player then catches up (see catchUp). rivulet-bench latency: the first frame
-      // came after 6–12 sequential part fetches, ~0.2–0.4 s of startup.
-      startOnSegmentBoundary: live && quickestRoundTripMs() <= FAST_START_MAX_RTT_MS,
+      // came after 6–12 sequential part fetches, ~0.2–0.4 s of startup. Over a slow
+      // link too: a start at the live position made hls.js seek there later, onto
+      // whatever was buffered by then, and stall (--netem 50,20,1).
+      startOnSegmentBoundary: live,
       // Our parts are fMP4, which hls.js only re-times (no transmuxing): its worker
       // saved nothing and cost every start a second parse of hls.js in the worker
       // (~0.1 s of startup, rivulet-bench latency).
@@ -426,6 +441,8 @@ export class Player extends EventTarget {
     });
     this.fastStart = config.startOnSegmentBoundary;
     this.linkReserveS = linkReserveSeconds();
+    this.startHold = live && quickestRoundTripMs() > START_HOLD_MIN_RTT_MS ? { since: null } : null;
+    if (this.startHold) hls.on(Hls.Events.BUFFER_APPENDED, () => this.endStartHold());
     if (this.fastStart) this.showFirstPart(hls);
     // The MediaSource opens while the playlists load.
     hls.attachMedia(v);
@@ -460,11 +477,40 @@ export class Player extends EventTarget {
     const attachedAt = this.attachedAt;
     const done = () => {
       if (this.firstFrameAt !== null || this.attachedAt !== attachedAt) return;
+      if (this.startHold && this.startHold.since === null) {
+        // A slow link: the first frame stays until the buffer can absorb a lost
+        // packet's wait; start-up lasts until playback moves (endStartHold).
+        this.startHold.since = performance.now();
+        v.playbackRate = 0;
+        this.endStartHold();
+        return;
+      }
       this.firstFrameAt = performance.now();
       this.dispatch('firstframe', { startupMs: this.firstFrameAt - attachedAt, at: this.firstFrameAt });
     };
     if ('requestVideoFrameCallback' in v) v.requestVideoFrameCallback(done);
     else v.addEventListener('playing', done, { once: true });
+  }
+
+  /** Ends a slow link's start hold once enough is buffered, or after START_HOLD_MAX_MS. */
+  endStartHold() {
+    const hold = this.startHold;
+    if (!hold || hold.since === null || this.firstFrameAt !== null) return;
+    const enough = this.bufferedAheadS() >= CATCH_UP_BUFFER_S + this.linkReserveS;
+    if (!enough && performance.now() - hold.since < START_HOLD_MAX_MS) return;
+    this.startHold = null;
+    this.video.playbackRate = 1;
+    this.firstFrameAt = performance.now();
+    this.dispatch('firstframe', { startupMs: this.firstFrameAt - this.attachedAt, at: this.firstFrameAt });
+  }
+
+  /** Seconds buffered ahead of the playhead, without a gap. */
+  bufferedAheadS() {
+    const v = this.video;
+    for (let i = 0; i < v.buffered.length; i++) {
+      if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) return v.buffered.end(i) - v.currentTime;
+    }
+    return 0;
   }
 
   handleFatal(kind, details) {
@@ -491,11 +537,12 @@ export class Player extends EventTarget {
     const h = this.hls;
     const v = this.video;
     if (!h || this.mode !== 'live' || v.paused) return;
-    const behind = h.latency - h.targetLatency;
-    let ahead = 0;
-    for (let i = 0; i < v.buffered.length; i++) {
-      if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) ahead = v.buffered.end(i) - v.currentTime;
+    if (this.startHold) {
+      this.endStartHold();
+      return;
     }
+    const behind = h.latency - h.targetLatency;
+    const ahead = this.bufferedAheadS();
     let rate = 1;
     // Over a slow link the buffer kept back also covers a lost packet's wait (the
     // stall step): speeding up on less ran dry in the first seconds (--netem 50,20,1).
@@ -509,6 +556,7 @@ export class Player extends EventTarget {
   detach() {
     clearTimeout(this.pollTimer);
     clearInterval(this.catchUpTimer);
+    this.startHold = null;
     if (this.video.playbackRate !== 1) this.video.playbackRate = 1;
     if (this.hls) {
       this.hls.destroy();
