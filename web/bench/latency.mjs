@@ -468,11 +468,25 @@ await page.addInitScript(() => {
     const first = window.rivulet && window.rivulet.player.firstFrameAt;
     if (e.target.tagName === 'VIDEO' && first != null) window.stalls.push(performance.now() - first);
   }, true);
+  // The video element's start, ms after navigation (printed with --trace).
+  window.startEvents = [];
+  for (const type of ['loadedmetadata', 'loadeddata', 'canplay', 'playing', 'waiting', 'seeking', 'seeked', 'ratechange']) {
+    document.addEventListener(type, (e) => {
+      const v = e.target;
+      if (v.tagName !== 'VIDEO') return;
+      const r = [];
+      for (let i = 0; i < v.buffered.length; i++) r.push(`${v.buffered.start(i).toFixed(3)}–${v.buffered.end(i).toFixed(3)}`);
+      window.startEvents.push(`${Math.round(performance.now())} ${type} at ${v.currentTime.toFixed(3)} in [${r.join(', ')}] rate ${v.playbackRate} readyState ${v.readyState}`);
+    }, true);
+  }
 });
 await page.goto(`${viewerBase}/watch/${NAME}?debug=1`);
 await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
 const startup = await page.evaluate(startupTimeline);
-if (opt.trace) await page.evaluate(traceHls);
+if (opt.trace) {
+  console.log(`the video element's start, ms after navigation:\n${(await page.evaluate(() => window.startEvents)).join('\n')}`);
+  await page.evaluate(traceHls);
+}
 
 const probes = Object.fromEntries(renditions.map((r) => [r, []]));
 const end = Date.now() + duration * 1000;
