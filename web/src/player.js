@@ -49,6 +49,8 @@ const START_HOLD_MAX_MS = 2000;
  * quickest of the page's requests read 86–108 ms).
  */
 const START_HOLD_MIN_RTT_MS = 70;
+/** Playback rate over a slow link while ahead of the target latency (see catchUp). */
+const FALL_BACK_RATE = 0.9;
 /** Backoff of reconnection attempts, ms. */
 const RECONNECT_MS = [500, 1000, 2000, 4000, 8000];
 
@@ -550,6 +552,9 @@ export class Player extends EventTarget {
       if (behind > FAST_CATCH_UP_FROM_S && ahead > FAST_CATCH_UP_BUFFER_S) rate = v.muted ? FAST_CATCH_UP_RATE_MUTED : FAST_CATCH_UP_RATE;
       else if (behind > CATCH_UP_FROM_S) rate = CATCH_UP_RATE;
     }
+    // Over a slow link, ahead of the target (a stall moved it back; hls.js itself only
+    // falls back by stalling again): play a little slower until the buffer is there.
+    if (this.linkReserveS > 0 && Number.isFinite(behind) && behind < -CATCH_UP_FROM_S) rate = FALL_BACK_RATE;
     if (v.playbackRate !== rate) v.playbackRate = rate;
   }
 
