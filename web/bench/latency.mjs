@@ -361,21 +361,13 @@ function traceHls() {
   const v = document.querySelector('video');
   const first = window.rivulet.player.firstFrameAt;
   const trace = (window.hlsTrace = []);
+  const header = (window.hlsTraceHeader = []);
   for (const e of [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')]) {
-    trace.push([-1e6, `request ${new URL(e.name).pathname}: round trip ${Math.round(e.responseStart - e.requestStart)} ms, ${e.transferSize} B transferred`]);
+    header.push(`request ${new URL(e.name).pathname}: round trip ${Math.round(e.responseStart - e.requestStart)} ms, ${e.transferSize} B transferred`);
   }
   const at = (t) => Math.round((t || performance.now()) - first);
-  const ahead = () => {
-    for (let i = 0; i < v.buffered.length; i++) {
-      if (v.buffered.start(i) <= v.currentTime + 0.05 && v.buffered.end(i) > v.currentTime) return v.buffered.end(i) - v.currentTime;
-    }
-    return 0;
-  };
-  const ranges = () => {
-    const r = [];
-    for (let i = 0; i < v.buffered.length; i++) r.push(`${v.buffered.start(i).toFixed(3)}–${v.buffered.end(i).toFixed(3)}`);
-    return `at ${v.currentTime.toFixed(3)} in [${r.join(', ')}]`;
-  };
+  const ahead = () => window.rivulet.player.bufferedAheadS();
+  const ranges = () => window.describeBuffer(v);
   const E = h.constructor.Events;
   h.on(E.FRAG_LOADED, (_, d) => {
     const st = d.part ? d.part.stats : d.frag.stats;
@@ -392,17 +384,16 @@ function traceHls() {
   v.addEventListener('waiting', () => trace.push([at(), `STALL: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s`]));
   v.addEventListener('playing', () => trace.push([at(), `playing: ahead ${ahead().toFixed(2)} s`]));
   setInterval(() => trace.push([at(), `tick: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, bw estimate ${Math.round(h.bandwidthEstimate / 1000)} kbit/s, ttfb ${Math.round(h.ttfbEstimate)} ms`]), 500);
-  trace.push([-1e6, `levels: ${h.levels.map((l, i) => `L${i} ${l.height}p ${Math.round(l.maxBitrate / 1000)}/${Math.round(l.averageBitrate / 1000)} kbit/s`).join(', ')}`]);
+  header.push(`levels: ${h.levels.map((l, i) => `L${i} ${l.height}p ${Math.round(l.maxBitrate / 1000)}/${Math.round(l.averageBitrate / 1000)} kbit/s`).join(', ')}`);
 }
 
-/** Prints the trace's 3 s before each stall and 1 s after it. */
-function printTrace(trace, stalls) {
+/** Prints the trace: its header, the whole run briefly, and 3 s before each stall to 1 s after. */
+function printTrace(header, trace, stalls) {
   trace.sort((a, b) => a[0] - b[0]);
-  for (const [t, what] of trace) if (t === -1e6) console.log(what);
+  for (const line of header) console.log(line);
   console.log('\n--- the whole run: every other tick, switches, stalls ---');
   let ticks = 0;
   for (const [t, what] of trace) {
-    if (t === -1e6) continue;
     if (what.startsWith('tick') ? ticks++ % 2 === 0 : /^(switching|STALL|error)/.test(what)) console.log(`${String(t).padStart(7)} ${what}`);
   }
   for (const s of stalls) {
@@ -468,15 +459,19 @@ await page.addInitScript(() => {
     const first = window.rivulet && window.rivulet.player.firstFrameAt;
     if (e.target.tagName === 'VIDEO' && first != null) window.stalls.push(performance.now() - first);
   }, true);
+  // The playhead and the buffered ranges, for --trace.
+  window.describeBuffer = (v) => {
+    const r = [];
+    for (let i = 0; i < v.buffered.length; i++) r.push(`${v.buffered.start(i).toFixed(3)}–${v.buffered.end(i).toFixed(3)}`);
+    return `at ${v.currentTime.toFixed(3)} in [${r.join(', ')}]`;
+  };
   // The video element's start, ms after navigation (printed with --trace).
   window.startEvents = [];
   for (const type of ['loadedmetadata', 'loadeddata', 'canplay', 'playing', 'waiting', 'seeking', 'seeked', 'ratechange']) {
     document.addEventListener(type, (e) => {
       const v = e.target;
       if (v.tagName !== 'VIDEO') return;
-      const r = [];
-      for (let i = 0; i < v.buffered.length; i++) r.push(`${v.buffered.start(i).toFixed(3)}–${v.buffered.end(i).toFixed(3)}`);
-      window.startEvents.push(`${Math.round(performance.now())} ${type} at ${v.currentTime.toFixed(3)} in [${r.join(', ')}] rate ${v.playbackRate} readyState ${v.readyState}`);
+      window.startEvents.push(`${Math.round(performance.now())} ${type} ${window.describeBuffer(v)} rate ${v.playbackRate} readyState ${v.readyState}`);
     }, true);
   }
 });
@@ -521,6 +516,7 @@ const page_ = await page.evaluate(() => ({
   rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
   stalls: window.stalls,
   trace: window.hlsTrace || [],
+  traceHeader: window.hlsTraceHeader || [],
 }));
 await page.close();
 // Later viewers (the edge's cache warm): a fresh page each, the first frame's time.
@@ -559,7 +555,7 @@ console.log(`| **glass to glass** (strip vs clock) | **${ms(g2g)}** | p95 ${ms(p
 console.log(`\nplayed ${played} (${playedHeight}p); rebuffers ${page_.rebuffers} in ${duration} s${page_.stalls.length ? ` (at ${page_.stalls.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after the first frame)` : ''}; arrival → on screen p50 ${ms(arrivalToScreen)}`);
 console.log(`startup (navigation → first frame): first viewer (edge cache cold, browser warm) ${ms(startup.firstFrame)}; 5 later viewers p50 ${ms(pct(startups, 50))} (${startups.map(Math.round).join(', ')} ms)`);
 console.log(`first viewer's start, ms after navigation: ${startup.steps.map(([what, t]) => `${what} ${Math.round(t)}`).join(' · ')}`);
-if (opt.trace) printTrace(page_.trace, page_.stalls);
+if (opt.trace) printTrace(page_.traceHeader, page_.trace, page_.stalls);
 if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
 console.log(`\nreal time (the page's WHEP mode at the origin, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}`);
 if (peerRun) {

@@ -33,7 +33,7 @@ const FAST_CATCH_UP_RATE = 1.25;
  * The page's round trip (ms) above which a link is slow: catching up keeps a lost
  * packet's wait buffered (linkReserveSeconds), a stall moves the target back more.
  */
-const FAST_START_MAX_RTT_MS = 40;
+const SLOW_LINK_RTT_MS = 40;
 /**
  * Over a slow link, the longest a live start holds its first frame (playback rate 0)
  * while the buffer fills to the catch-up reserve, ms. The parts behind the live
@@ -441,11 +441,16 @@ export class Player extends EventTarget {
       else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) this.handleFatal('media', data.details);
       else this.handleFatal('other', data.details);
     });
-    this.fastStart = config.startOnSegmentBoundary;
     this.linkReserveS = linkReserveSeconds();
     this.startHold = live && quickestRoundTripMs() > START_HOLD_MIN_RTT_MS ? { since: null } : null;
-    if (this.startHold) hls.on(Hls.Events.BUFFER_APPENDED, () => this.endStartHold());
-    if (this.fastStart) this.showFirstPart(hls);
+    if (this.startHold) {
+      const onAppended = () => {
+        this.endStartHold();
+        if (!this.startHold) hls.off(Hls.Events.BUFFER_APPENDED, onAppended);
+      };
+      hls.on(Hls.Events.BUFFER_APPENDED, onAppended);
+    }
+    if (live) this.showFirstPart(hls);
     // The MediaSource opens while the playlists load.
     hls.attachMedia(v);
     hls.loadSource(this.src);
@@ -487,8 +492,7 @@ export class Player extends EventTarget {
         this.endStartHold();
         return;
       }
-      this.firstFrameAt = performance.now();
-      this.dispatch('firstframe', { startupMs: this.firstFrameAt - attachedAt, at: this.firstFrameAt });
+      this.markFirstFrame();
     };
     if ('requestVideoFrameCallback' in v) v.requestVideoFrameCallback(done);
     else v.addEventListener('playing', done, { once: true });
@@ -502,6 +506,11 @@ export class Player extends EventTarget {
     if (!enough && performance.now() - hold.since < START_HOLD_MAX_MS) return;
     this.startHold = null;
     this.video.playbackRate = 1;
+    this.markFirstFrame();
+  }
+
+  /** Start-up is over: the first frame is on screen and playback moves. */
+  markFirstFrame() {
     this.firstFrameAt = performance.now();
     this.dispatch('firstframe', { startupMs: this.firstFrameAt - this.attachedAt, at: this.firstFrameAt });
   }
@@ -599,13 +608,13 @@ function quickestRoundTripMs() {
 
 /** Buffer the catch-up leaves alone beyond CATCH_UP_BUFFER_S, seconds: none on a fast link. */
 function linkReserveSeconds() {
-  return pageRoundTripMs() > FAST_START_MAX_RTT_MS ? stallStep() : 0;
+  return pageRoundTripMs() > SLOW_LINK_RTT_MS ? stallStep() : 0;
 }
 
 /** How far a stall moves a live viewer's target back, seconds (see liveSyncOnStallIncrease). */
 function stallStep() {
   const rtt = pageRoundTripMs();
-  return rtt > FAST_START_MAX_RTT_MS ? 0.2 + (3 * rtt) / 1000 : 0.25;
+  return rtt > SLOW_LINK_RTT_MS ? 0.2 + (3 * rtt) / 1000 : 0.25;
 }
 
 /** Safari: its own HLS plays LL-HLS best. Everywhere else hls.js (MSE). */
