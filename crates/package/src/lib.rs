@@ -15,8 +15,8 @@
 //! - **Parts are lists of CMAF chunks** (one `moof`+`mdat` per video frame, with the
 //!   audio that arrived since the previous one), so a part can be served while it grows.
 //!   A chunk is written as soon as its video frame arrives; the frame's duration is
-//!   estimated from the previous frame interval (the next frame's `tfdt` is exact), as
-//!   ffmpeg's own low-latency fragmenting does. A part is complete as soon as the next
+//!   estimated from the last frame intervals (their median; the next frame's `tfdt` is
+//!   exact), as ffmpeg's own low-latency fragmenting does. A part is complete as soon as the next
 //!   frame would no longer fit in the part target, so the part is servable the moment
 //!   its last frame arrives.
 //! - **Numbers from timestamps**: with segment target S, the boundary index of a time t

@@ -66,6 +66,10 @@ const AUDIO_ONLY_CHUNK_MS: i64 = 100;
 /// Packages the frames of one rendition. See the crate documentation.
 pub struct RenditionPackager {
     config: PackagerConfig,
+    /// PART-TARGET (ms): the configured one, or longer when whole frames of the
+    /// rendition's frame rate cannot fill 85 % of it (see [`part_target_for`]). Never
+    /// shortened while the packager lives, so no listed part ever exceeds it.
+    part_target_ms: u32,
     tracks: Option<Arc<Tracks>>,
     /// (version, init segment), newest last.
     inits: VecDeque<(u32, Bytes)>,
@@ -102,9 +106,11 @@ pub struct RenditionPackager {
 #[derive(Default)]
 struct TrackState {
     last_dts: Option<i64>,
-    /// Estimated frame duration (ticks): the mean of the last intervals. A mean rather
-    /// than the last interval, because RTMP's millisecond timestamps make consecutive
-    /// 30 fps intervals alternate between 33 and 34 ms.
+    /// Estimated frame duration (ticks): the median of the last intervals. Not the last
+    /// interval, because RTMP's millisecond timestamps make consecutive 30 fps
+    /// intervals alternate between 33 and 34 ms; not their mean, because one hole (frames
+    /// an encoder dropped) would then stretch the next several frames over the ones
+    /// that follow them.
     interval: Option<i64>,
     /// Recent decode times, oldest first.
     recent: VecDeque<i64>,
@@ -124,11 +130,16 @@ impl TrackState {
         if self.recent.len() > INTERVAL_WINDOW + 1 {
             self.recent.pop_front();
         }
-        if let (Some(first), Some(last)) = (self.recent.front(), self.recent.back()) {
-            let n = self.recent.len() as i64 - 1;
-            if n > 0 {
-                self.interval = Some(((last - first) + n / 2) / n);
-            }
+        let mut intervals = [0i64; INTERVAL_WINDOW];
+        let n = self.recent.len().saturating_sub(1);
+        for (i, slot) in intervals.iter_mut().enumerate().take(n) {
+            *slot = self.recent[i + 1] - self.recent[i];
+        }
+        let intervals = &mut intervals[..n];
+        intervals.sort_unstable();
+        if n > 0 {
+            // The middle one, or the mean of the two in the middle (33/34 ms → 33.5).
+            self.interval = Some((intervals[(n - 1) / 2] + intervals[n / 2] + 1) / 2);
         }
     }
 }
@@ -152,7 +163,8 @@ struct Segment {
 
 struct Part {
     start: i64,
-    /// Sum of the written sample durations of the main track (ticks).
+    /// The main track's span (ticks): its written samples, and once complete the hole
+    /// before the next frame, if any (see `close_part`).
     duration: i64,
     /// Main-track samples written: a part of one sample may exceed PART-TARGET (a
     /// frame cannot be split), whatever side-track chunks ride with it.
@@ -173,6 +185,7 @@ impl RenditionPackager {
     /// renditions share (see [`StreamNumbering`]).
     pub fn with_numbering(config: PackagerConfig, numbering: Arc<StreamNumbering>) -> Self {
         Self {
+            part_target_ms: config.part_target_ms,
             config,
             tracks: None,
             inits: VecDeque::new(),
@@ -234,6 +247,11 @@ impl RenditionPackager {
             self.video = TrackState::default();
             self.audio = TrackState::default();
         }
+        let main = tracks.video.as_ref().or(tracks.audio.as_ref());
+        self.part_target_ms = self.part_target_ms.max(part_target_for(
+            &self.config,
+            main.and_then(|t| t.codec.frame_rate()),
+        ));
         let version = init_version(&init);
         self.inits.push_back((version, init));
         if self.inits.len() > 4 {
@@ -477,7 +495,7 @@ impl RenditionPackager {
         let Some(seg) = self.open_segment() else {
             return false;
         };
-        let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
+        let part_ticks = i64::from(self.part_target_ms) * i64::from(main_ts.get()) / 1000;
         // Frames of the main track still pending are the part's too (audio alone is
         // written in chunks of several frames; a segment's first video frame waits for
         // audio), or a few long frames would overfill it before they are written.
@@ -518,7 +536,7 @@ impl RenditionPackager {
         segment_ticks: i64,
         main_ts: NonZeroU32,
     ) -> Result<(), PackageError> {
-        let part_ticks = i64::from(self.config.part_target_ms) * i64::from(main_ts.get()) / 1000;
+        let part_ticks = i64::from(self.part_target_ms) * i64::from(main_ts.get()) / 1000;
         let next = dts + interval;
         // Once the segment has crossed a boundary, any frame may be the keyframe that
         // ends it (a late keyframe, or a returning publisher's off the 2 s grid).
@@ -827,7 +845,7 @@ impl RenditionPackager {
     /// one of the playlist a blocking request may ask for (three seconds' worth when
     /// PART-TARGET is below one second, else three).
     fn advance_part_limit(&self) -> usize {
-        let part_ms = self.config.part_target_ms.max(1);
+        let part_ms = self.part_target_ms.max(1);
         if part_ms < 1000 {
             3000_u32.div_ceil(part_ms) as usize
         } else {
@@ -901,7 +919,7 @@ impl RenditionPackager {
             })
             .collect();
         playlist::render_media_playlist(&playlist::MediaPlaylist {
-            config: &self.config,
+            part_target_ms: self.part_target_ms,
             target_duration: self.target_duration_secs(),
             discontinuity_sequence,
             segments,
@@ -1015,7 +1033,7 @@ impl RenditionPackager {
     }
 
     fn part_ticks(&self) -> i64 {
-        i64::from(self.config.part_target_ms) * i64::from(self.main_timescale().get()) / 1000
+        i64::from(self.part_target_ms) * i64::from(self.main_timescale().get()) / 1000
     }
 
     fn main_state(&self, kind: TrackKind) -> &TrackState {
@@ -1210,12 +1228,19 @@ impl RenditionPackager {
         Ok(())
     }
 
-    fn close_part(&mut self, _next_start: i64) {
+    /// Completes the open part; `next_start` is where the next frame begins.
+    fn close_part(&mut self, next_start: i64) {
+        let part_ticks = self.part_ticks();
         let Some(seg) = self.segments.back_mut().filter(|s| s.duration.is_none()) else {
             return;
         };
         let index = seg.parts.len().saturating_sub(1) as u32;
         if let Some(part) = seg.parts.last_mut().filter(|p| !p.complete) {
+            // Frames the encoder dropped leave a hole before the next frame: the part
+            // spans it, up to PART-TARGET, so that it is not short inside its segment
+            // (RFC 8216bis: at least 85 % of PART-TARGET) and the parts still add up
+            // to the segment's duration.
+            part.duration = part.duration.max((next_start - part.start).min(part_ticks));
             part.complete = true;
             let (msn, independent) = (seg.msn, part.independent);
             self.events.push_back(PackageEvent::PartCompleted {
@@ -1250,6 +1275,28 @@ impl RenditionPackager {
         self.events
             .push_back(PackageEvent::SegmentCompleted { msn });
     }
+}
+
+/// PART-TARGET (ms) for a main track of `frame_rate` (frames per second as n/d):
+/// the configured target if its whole frames fill at least 90 % of it (201 ms: six
+/// frames at 30 and 29.97 fps, five at 25, ten at 50, twelve at 60), else one frame
+/// more than fits, plus room for millisecond timestamps (24 fps: five frames, 211 ms).
+/// RFC 8216bis: a part inside a segment is at least 85 % of PART-TARGET, and the
+/// four frames of 24 fps that fit in 201 ms are 83 %. Deterministic from the codec
+/// configuration, so A and B pipelines agree.
+fn part_target_for(config: &PackagerConfig, frame_rate: Option<(u32, u32)>) -> u32 {
+    let target = config.part_target_ms;
+    let Some((n, d)) = frame_rate.filter(|(n, d)| *n > 0 && *d > 0) else {
+        return target;
+    };
+    let frame_ms = 1000.0 * f64::from(d) / f64::from(n);
+    let whole = (f64::from(target) / frame_ms).floor();
+    if whole * frame_ms >= 0.9 * f64::from(target) {
+        return target;
+    }
+    let longer = ((whole + 1.0) * frame_ms + 2.0).ceil() as u32;
+    // A frame longer than half a segment is a part of its own whatever the target.
+    longer.min((config.segment_target_ms / 2).max(target))
 }
 
 fn default_interval(track: &media::Track, timescale: NonZeroU32) -> i64 {

@@ -2,7 +2,6 @@
 
 use std::fmt::Write;
 
-use crate::config::PackagerConfig;
 use crate::object::MediaObject;
 use crate::time_format::iso8601_millis;
 
@@ -38,7 +37,8 @@ pub(crate) struct PlaylistSegment {
 }
 
 pub(crate) struct MediaPlaylist<'a> {
-    pub(crate) config: &'a PackagerConfig,
+    /// `PART-TARGET` (ms): the rendition's, see `RenditionPackager::part_target_ms`.
+    pub(crate) part_target_ms: u32,
     /// `EXT-X-TARGETDURATION`: at least every EXTINF rounded to the nearest second.
     pub(crate) target_duration: u64,
     pub(crate) discontinuity_sequence: u64,
@@ -59,7 +59,7 @@ pub(crate) fn rounded_secs(ticks: i64, timescale: i64) -> u64 {
 pub(crate) fn render_media_playlist(p: &MediaPlaylist<'_>) -> String {
     let mut out = String::with_capacity(4096);
     let target = p.target_duration;
-    let part_target = f64::from(p.config.part_target_ms) / 1000.0;
+    let part_target = f64::from(p.part_target_ms) / 1000.0;
     let skip_until = 6.0 * target as f64;
     let _ = writeln!(out, "#EXTM3U");
     let _ = writeln!(out, "#EXT-X-VERSION:9");

@@ -835,6 +835,58 @@ fn a_hint_overtaken_by_a_new_segment_is_answered_with_its_first_part() {
 }
 
 #[test]
+fn frames_an_encoder_dropped_leave_one_hole_and_stretch_nothing_after_it() {
+    // 30 fps over RTMP; the encoder drops six frames (200 ms) mid-segment. The video
+    // timeline has that one hole: the frames after it keep their own duration instead
+    // of one stretched by the hole over the next frame's start.
+    let mut p = packager();
+    let mut s = Source::rtmp(3000, 60);
+    feed(&mut p, &mut s, 100);
+    s.n += 6;
+    feed(&mut p, &mut s, 100);
+    let mut video_end: Option<i64> = None;
+    let mut misplaced = Vec::new();
+    for chunk in p
+        .segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .flat_map(|p| &p.chunks)
+    {
+        for t in inspect_fragment(chunk).unwrap().tracks {
+            if t.track_id != 1 {
+                continue;
+            }
+            let start = t.base_media_decode_time as i64;
+            if let Some(end) = video_end
+                && (start - end).abs() > 900
+            {
+                misplaced.push(start - end);
+            }
+            video_end = Some(start + t.durations.iter().map(|d| i64::from(*d)).sum::<i64>());
+        }
+    }
+    assert_eq!(misplaced.len(), 1, "{misplaced:?}");
+    assert!((misplaced[0] - 18_000).abs() <= 900, "{misplaced:?}");
+}
+
+#[test]
+fn parts_conform_when_the_encoder_drops_frames() {
+    // A hole of 1 to 12 frames at every position within a part (334 ms parts hold 10
+    // frames at 30 fps): still no part over PART-TARGET, none short inside a segment.
+    for dropped in [1, 3, 6, 12] {
+        for offset in 0..10 {
+            let what = format!("{dropped} frames dropped after frame {}", 95 + offset);
+            let mut p = packager();
+            let mut s = Source::rtmp(3000, 60);
+            feed(&mut p, &mut s, 95 + offset);
+            s.n += dropped;
+            feed(&mut p, &mut s, 120);
+            assert_part_durations_conform(&p.media_playlist(false, &[]), &what);
+        }
+    }
+}
+
+#[test]
 fn parts_are_at_least_85_percent_of_the_target_except_a_segments_last() {
     let cases: Vec<(&str, Source)> = vec![
         ("30 fps, 2 s GOP", Source::new(3000, 60)),
@@ -1277,4 +1329,51 @@ fn a_change_of_timescale_never_pushes_a_part_past_the_target() {
         !after.is_empty() && after.iter().all(|d| *d <= 1.028),
         "parts within PART-TARGET after the change: {after:?}"
     );
+}
+
+/// Tracks whose H.264 configuration states `frame_rate` (VUI timing).
+fn tracks_at(frame_rate: (u32, u32)) -> Arc<Tracks> {
+    let mut tracks = (*tracks(true, true)).clone();
+    if let Some(Track {
+        codec: CodecConfig::Avc(avc),
+        ..
+    }) = tracks.video.as_mut()
+    {
+        avc.frame_rate = Some(frame_rate);
+    }
+    Arc::new(tracks)
+}
+
+#[test]
+fn part_target_fits_whole_frames_at_rates_below_30_fps() {
+    // With the default 201 ms, four frames of 24 fps fit (167 ms, 83 %: short of the
+    // 85 % a part inside a segment must be): PART-TARGET becomes five frames' worth.
+    // The rates that fill 201 ms keep it. Over RTMP too (whole-millisecond times).
+    for (rate, interval, target) in [
+        ((24, 1), 3750, 0.211),
+        ((24_000, 1001), 3754, 0.211),
+        ((12, 1), 7500, 0.252),
+        ((30, 1), 3000, 0.201),
+        ((25, 1), 3600, 0.201),
+        ((48, 1), 1875, 0.201),
+        ((15, 1), 6000, 0.201),
+    ] {
+        for rtmp in [false, true] {
+            let what = format!("{rate:?} fps{}", if rtmp { " over RTMP" } else { "" });
+            let mut p = RenditionPackager::new(PackagerConfig::default());
+            p.handle_tracks(tracks_at(rate), t0());
+            let mut s = if rtmp {
+                Source::rtmp(interval, 48)
+            } else {
+                Source::new(interval, 48)
+            };
+            feed(&mut p, &mut s, 10 * 90_000 / interval as u64);
+            let text = p.media_playlist(false, &[]);
+            assert!(
+                text.contains(&format!("#EXT-X-PART-INF:PART-TARGET={target:.3}\n")),
+                "{what}: {text}"
+            );
+            assert_part_durations_conform(&text, &what);
+        }
+    }
 }
