@@ -683,15 +683,3 @@ fn hlsjs_keeps_playing_through_a_killed_ingest_its_return_and_a_cut_link() {
         browser.lines.lock().unwrap().join("\n")
     );
 }
-
-/// The frames `rivulet publish` dropped as late, from its last status line
-/// (`… dropped N | …`).
-fn frames_dropped_by_publisher(log: &str) -> usize {
-    log.lines()
-        .filter_map(|l| {
-            let rest = &l[l.find("dropped ")? + "dropped ".len()..];
-            rest.split_whitespace().next()?.parse().ok()
-        })
-        .next_back()
-        .unwrap_or(0)
-}

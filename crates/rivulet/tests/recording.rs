@@ -568,11 +568,15 @@ async fn ab_pipelines_write_one_recording_and_a_killed_one_leaves_no_gap() {
         msns.windows(2).all(|w| w[1] == w[0] + 1),
         "a segment is missing: {msns:?}"
     );
-    let published = u64::from(AB_SECONDS * FPS);
+    // Frames our publisher dropped as late (a busy machine) never reached either
+    // pipeline.
+    let dropped = frames_dropped_by_publisher(&output.lock().unwrap()) as u64;
+    let published = u64::from(AB_SECONDS * FPS) - dropped;
     let frames = decoded_frames(&b.url(&format!("/vod/{id}/master.m3u8")));
     assert!(
         frames.abs_diff(published) <= 3,
-        "decoded {frames} frames of the {published} published"
+        "decoded {frames} frames of the {published} published ({dropped} dropped by the \
+         publisher)"
     );
 }
 

@@ -228,6 +228,18 @@ pub fn rivulet_publish(args: &[&str]) -> (KillOnDrop, Arc<Mutex<String>>) {
     rivulet_publish_in(&[], args)
 }
 
+/// The frames `rivulet publish` dropped as late, from its last status line
+/// (`… dropped N | …`).
+pub fn frames_dropped_by_publisher(log: &str) -> usize {
+    log.lines()
+        .filter_map(|l| {
+            let rest = &l[l.find("dropped ")? + "dropped ".len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .next_back()
+        .unwrap_or(0)
+}
+
 /// [`rivulet_publish`] behind a command `prefix` (e.g. `ip netns exec NS`).
 pub fn rivulet_publish_in(prefix: &[String], args: &[&str]) -> (KillOnDrop, Arc<Mutex<String>>) {
     let mut child = command(prefix)
