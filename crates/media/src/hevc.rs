@@ -91,6 +91,8 @@ pub struct HevcConfig {
     pub chroma_format_idc: u8,
     pub bit_depth_luma: u8,
     pub bit_depth_chroma: u8,
+    /// The frame rate the SPS states (VUI timing), as (numerator, denominator).
+    pub frame_rate: Option<(u32, u32)>,
 }
 
 impl HevcConfig {
@@ -149,6 +151,7 @@ impl HevcConfig {
             chroma_format_idc: facts.chroma_format_idc,
             bit_depth_luma: facts.bit_depth_luma,
             bit_depth_chroma: facts.bit_depth_chroma,
+            frame_rate: facts.frame_rate,
             record,
         })
     }
@@ -210,10 +213,12 @@ struct SpsFacts {
     height: u32,
     bit_depth_luma: u8,
     bit_depth_chroma: u8,
+    frame_rate: Option<(u32, u32)>,
 }
 
 impl SpsFacts {
-    /// H.265 §7.3.2.2.1, up to the bit depths.
+    /// H.265 §7.3.2.2.1: up to the bit depths, then on to the VUI's timing if it can
+    /// (an SPS whose later fields do not parse still gives its size and profile).
     fn read(nal: &[u8]) -> Result<SpsFacts, CodecError> {
         let short = |_: OutOfBits| CodecError::Hevc("SPS ends early".into());
         if nal_type(nal) != Some(NAL_SPS) || nal.len() < 3 {
@@ -254,6 +259,9 @@ impl SpsFacts {
         }
         let bit_depth_luma = b.ue().map_err(short)?.min(8) as u8 + 8;
         let bit_depth_chroma = b.ue().map_err(short)?.min(8) as u8 + 8;
+        let frame_rate = read_frame_rate(&mut b, max_sub_layers_minus1)
+            .ok()
+            .flatten();
         Ok(SpsFacts {
             profile,
             max_sub_layers: max_sub_layers_minus1 + 1,
@@ -263,8 +271,145 @@ impl SpsFacts {
             height,
             bit_depth_luma,
             bit_depth_chroma,
+            frame_rate,
         })
     }
+}
+
+/// The rest of an SPS after `bit_depth_chroma_minus8` (H.265 §7.3.2.2.1) up to the VUI's
+/// `vui_timing_info` (§E.2.1): the frame rate, if stated.
+fn read_frame_rate(
+    b: &mut Bits<'_>,
+    max_sub_layers_minus1: u8,
+) -> Result<Option<(u32, u32)>, OutOfBits> {
+    let log2_max_poc_lsb = b.ue()?.min(12) + 4;
+    let ordering_for_all = b.bit()?;
+    let layers = if ordering_for_all {
+        u32::from(max_sub_layers_minus1) + 1
+    } else {
+        1
+    };
+    for _ in 0..layers {
+        // max_dec_pic_buffering_minus1, max_num_reorder_pics, max_latency_increase_plus1
+        b.ue()?;
+        b.ue()?;
+        b.ue()?;
+    }
+    for _ in 0..6 {
+        // coding and transform block sizes, transform hierarchy depths
+        b.ue()?;
+    }
+    if b.bit()? && b.bit()? {
+        skip_scaling_list_data(b)?;
+    }
+    b.skip(2)?; // amp_enabled_flag, sample_adaptive_offset_enabled_flag
+    if b.bit()? {
+        // pcm bit depths (4 + 4), block sizes, loop filter flag
+        b.skip(8)?;
+        b.ue()?;
+        b.ue()?;
+        b.skip(1)?;
+    }
+    let sets = b.ue()?;
+    if sets > 64 {
+        return Ok(None);
+    }
+    let mut delta_pocs: Vec<u32> = Vec::with_capacity(sets as usize);
+    for index in 0..sets as usize {
+        let count = skip_short_term_ref_pic_set(b, index, &delta_pocs)?;
+        delta_pocs.push(count);
+    }
+    if b.bit()? {
+        // long_term_ref_pics: lt_ref_pic_poc_lsb_sps and used_by_curr_pic_lt_sps_flag each
+        let count = b.ue()?.min(32);
+        for _ in 0..count {
+            b.skip(log2_max_poc_lsb as usize + 1)?;
+        }
+    }
+    b.skip(2)?; // sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag
+    if !b.bit()? {
+        return Ok(None); // no VUI
+    }
+    // vui_parameters(), §E.2.1
+    if b.bit()? && b.bits(8)? == 255 {
+        b.skip(32)?; // sar_width, sar_height
+    }
+    if b.bit()? {
+        b.skip(1)?; // overscan_appropriate_flag
+    }
+    if b.bit()? {
+        b.skip(4)?; // video_format, video_full_range_flag
+        if b.bit()? {
+            b.skip(24)?; // colour_primaries, transfer, matrix
+        }
+    }
+    if b.bit()? {
+        b.ue()?;
+        b.ue()?;
+    }
+    b.skip(3)?; // neutral_chroma_indication, field_seq, frame_field_info_present
+    if b.bit()? {
+        for _ in 0..4 {
+            b.ue()?; // default display window offsets
+        }
+    }
+    if !b.bit()? {
+        return Ok(None);
+    }
+    let num_units_in_tick = b.bits(32)?;
+    let time_scale = b.bits(32)?;
+    Ok((num_units_in_tick > 0 && time_scale > 0).then_some((time_scale, num_units_in_tick)))
+}
+
+/// `scaling_list_data()`, H.265 §7.3.4.
+fn skip_scaling_list_data(b: &mut Bits<'_>) -> Result<(), OutOfBits> {
+    for size_id in 0..4u32 {
+        let step = if size_id == 3 { 3 } else { 1 };
+        for _ in (0..6).step_by(step) {
+            if !b.bit()? {
+                b.ue()?; // scaling_list_pred_matrix_id_delta
+                continue;
+            }
+            let coefficients = 64.min(1 << (4 + (size_id << 1)));
+            if size_id > 1 {
+                b.ue()?; // scaling_list_dc_coef_minus8 (se(v): the same length)
+            }
+            for _ in 0..coefficients {
+                b.ue()?; // scaling_list_delta_coef (se(v))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `st_ref_pic_set(index)` in an SPS, H.265 §7.3.7: skipped, returning its
+/// NumDeltaPocs, which a later set predicted from it needs.
+fn skip_short_term_ref_pic_set(
+    b: &mut Bits<'_>,
+    index: usize,
+    delta_pocs: &[u32],
+) -> Result<u32, OutOfBits> {
+    if index > 0 && b.bit()? {
+        // Predicted from the previous set (delta_idx_minus1 is only in slice headers).
+        b.skip(1)?; // delta_rps_sign
+        b.ue()?; // abs_delta_rps_minus1
+        let reference = delta_pocs.get(index - 1).copied().unwrap_or(0).min(32);
+        let mut count = 0;
+        for _ in 0..=reference {
+            let used_by_current = b.bit()?;
+            if used_by_current || b.bit()? {
+                count += 1;
+            }
+        }
+        return Ok(count);
+    }
+    let negative = b.ue()?.min(16);
+    let positive = b.ue()?.min(16);
+    for _ in 0..negative + positive {
+        b.ue()?; // delta_poc_minus1
+        b.skip(1)?; // used_by_curr_pic_flag
+    }
+    Ok(negative + positive)
 }
 
 /// H.265 §7.3.3 `profile_tier_level(1, max_sub_layers_minus1)`: the general part, the

@@ -65,11 +65,12 @@ impl CodecConfig {
         }
     }
 
-    /// The frame rate a video configuration states (H.264's VUI timing), as
-    /// (numerator, denominator).
+    /// The frame rate a video configuration states (the VUI timing of H.264's and
+    /// HEVC's SPS), as (numerator, denominator).
     pub fn frame_rate(&self) -> Option<(u32, u32)> {
         match self {
             CodecConfig::Avc(c) => c.frame_rate,
+            CodecConfig::Hevc(c) => c.frame_rate,
             _ => None,
         }
     }

@@ -83,13 +83,13 @@ fn box_body(mp4: &[u8], kind: &[u8; 4]) -> Bytes {
 fn x265_parameter_sets_make_the_hvcc_ffmpeg_makes() {
     let dir = std::env::temp_dir().join(format!("rivulet-hevc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    for (size, pix_fmt, profile, profile_idc) in [
-        ("320x240", "yuv420p", "Main", 1),
-        ("640x360", "yuv420p10le", "Main 10", 2),
+    for (size, pix_fmt, profile, profile_idc, rate) in [
+        ("320x240", "yuv420p", "Main", 1, "30"),
+        ("640x360", "yuv420p10le", "Main 10", 2, "24000/1001"),
         // Not a multiple of the 8-pixel coding block: the conformance window crops.
-        ("330x186", "yuv420p", "Main", 1),
+        ("330x186", "yuv420p", "Main", 1, "24"),
     ] {
-        let src = testsrc(size);
+        let src = format!("testsrc2=size={size}:rate={rate}:duration=0.3");
         let enc = [
             "-f",
             "lavfi",
@@ -128,6 +128,16 @@ fn x265_parameter_sets_make_the_hvcc_ffmpeg_makes() {
         assert_eq!(i64::from(ours.profile.level_idc), level);
         let bit_depth = if pix_fmt.contains("10") { 10 } else { 8 };
         assert_eq!(ours.bit_depth_luma, bit_depth);
+        // The SPS's VUI timing, read past its reference picture sets.
+        let (n, d) = ours
+            .frame_rate
+            .unwrap_or_else(|| panic!("{size}: no frame rate"));
+        let (want_n, want_d) = rate.split_once('/').unwrap_or((rate, "1"));
+        assert_eq!(
+            u64::from(n) * want_d.parse::<u64>().unwrap(),
+            u64::from(d) * want_n.parse::<u64>().unwrap(),
+            "{size}: {n}/{d} fps, not {rate}"
+        );
         let tier = ours.codec_string();
         assert!(
             tier.starts_with(&format!("hvc1.{profile_idc}."))

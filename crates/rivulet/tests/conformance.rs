@@ -246,7 +246,10 @@ async fn check_rendition(
             fetches.spawn(async move {
                 let r = client.get(&url).send().await.unwrap();
                 let status = r.status().as_u16();
-                let body = r.bytes().await.unwrap_or_default();
+                let body = r
+                    .bytes()
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: hinted {url}: the body broke off: {e:?}"));
                 assert_eq!(
                     status,
                     200,
@@ -255,7 +258,9 @@ async fn check_rendition(
                 );
                 assert!(
                     body.len() > 8 && &body[4..8] == b"moof",
-                    "{what}: hinted {url}"
+                    "{what}: hinted {url}: {} bytes, starting {:?}",
+                    body.len(),
+                    &body[..body.len().min(16)]
                 );
             });
         }
@@ -303,6 +308,9 @@ async fn check_rendition(
 /// Checks every rendition of stream `name` for [`WATCH`].
 async fn check_stream(server: &Server, name: &str, renditions: &[&str]) -> Vec<Seen> {
     let base = server.url(&format!("/live/{name}/"));
+    // As a player: the multivariant playlist first (served once every rendition has
+    // media), then the media playlists it lists.
+    get_when_ready(&format!("{base}master.m3u8"), Duration::from_secs(20)).await;
     let mut tasks = Vec::new();
     for r in renditions {
         let siblings = renditions
