@@ -375,6 +375,27 @@ async fn keyframes_every_60_frames_at_25_fps() {
     check_stream(&server, "g60", &["source"]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn film_at_24_fps_with_a_ladder() {
+    // Four 24 fps frames fill only 83 % of the default 201 ms part target: PART-TARGET
+    // follows the frame rate so that parts inside a segment are at least 85 % of it,
+    // on the source and on the transcoded rung alike.
+    let server = server("film", "film-key", &["--renditions", "source,234p"]);
+    let _ffmpeg = KillOnDrop(ffmpeg(
+        &format!("{}/live/film-key", server.rtmp),
+        24,
+        24,
+        48,
+        2,
+    ));
+    check_stream(&server, "film", &["source", "234p"]).await;
+    let (_, media) = get_text(&server.url("/live/film/source/index.m3u8")).await;
+    assert!(
+        media.contains("#EXT-X-PART-INF:PART-TARGET=0.211"),
+        "{media}"
+    );
+}
+
 /// Checks stream `name`'s source rendition while a 7 s ffmpeg session ends and
 /// `second` (given the publish URL) continues the stream with the same key.
 async fn two_sessions(server: &Server, name: &str, second: impl FnOnce(&str) -> KillOnDrop) {
