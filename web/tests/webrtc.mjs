@@ -207,6 +207,49 @@ run('webrtc', async () => {
 
   await browser.close();
 
+  // A viewer whose network blocks UDP: the server's UDP candidates taken out of the
+  // answer (as if none of its datagrams got through), Chromium connects over ICE-TCP
+  // to the same port and decodes the stream.
+  const tcpBrowser = await launchBrowser();
+  const tcpPage = await newPage(tcpBrowser);
+  await tcpPage.goto(`${server.http}/watch/${NAME}?mode=hls`);
+  const overTcp = await tcpPage.evaluate(async (url) => {
+    const pc = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    await pc.setLocalDescription(await pc.createOffer());
+    const r = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+    const answer = await r.text();
+    const tcpOnly = answer.split('\r\n').filter((l) => !(l.startsWith('a=candidate:') && / udp /i.test(l))).join('\r\n');
+    await pc.setRemoteDescription({ type: 'answer', sdp: tcpOnly });
+    const deadline = Date.now() + 30_000;
+    let frames = 0;
+    while (Date.now() < deadline && frames < 30) {
+      await new Promise((done) => setTimeout(done, 250));
+      frames = 0;
+      for (const s of (await pc.getStats()).values()) {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') frames = s.framesDecoded || 0;
+      }
+    }
+    const stats = [...(await pc.getStats()).values()];
+    const transport = stats.find((s) => s.type === 'transport');
+    const selected = stats.find((s) => s.id === transport?.selectedCandidatePairId);
+    const remote = stats.find((s) => s.id === selected?.remoteCandidateId);
+    pc.close();
+    return {
+      status: r.status,
+      offered: (answer.match(/ typ host tcptype passive/g) || []).length,
+      frames,
+      remote: remote ? `${remote.protocol} ${remote.candidateType} ${remote.tcpType || ''}`.trim() : null,
+    };
+  }, `/live/${NAME}/whep`);
+  assert(overTcp.status === 201 && overTcp.offered > 0, `the answer offers a passive TCP candidate: ${JSON.stringify(overTcp)}`);
+  assert(overTcp.remote === 'tcp host passive', `connected over the server's TCP candidate: ${JSON.stringify(overTcp)}`);
+  assert(overTcp.frames >= 30, `frames decoded over TCP: ${JSON.stringify(overTcp)}`);
+  log(`UDP blocked: ${overTcp.frames} frames decoded over ICE-TCP (${overTcp.remote})`);
+  assertNoPageErrors(tcpPage);
+  await tcpBrowser.close();
+
   // A second client we did not write: aiortc (PyPI) as a WHEP viewer.
   const aiortc = await new Promise((resolveRun) => {
     const py = spawn('python3', [join(import.meta.dirname, 'whep_aiortc.py'), whep, '30'], { stdio: ['ignore', 'pipe', 'pipe'] });

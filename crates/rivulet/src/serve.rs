@@ -546,7 +546,10 @@ fn start_whep(
     };
     if let Ok(addr) = socket.local_addr() {
         let http = display_addr(http_addr);
-        print!("{}", webrtc_server::options::banner(addr, &http));
+        print!(
+            "{}",
+            webrtc_server::options::banner(addr, config.webrtc.tcp, &http)
+        );
     }
     Ok(Some(crate::webrtc_options::start(
         socket,

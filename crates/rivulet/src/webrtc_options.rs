@@ -39,6 +39,11 @@ pub(crate) struct WebRtcArgs {
     /// Turns WebRTC (WHEP) off.
     #[arg(long, env = "RIVULET_NO_WEBRTC")]
     pub(crate) no_webrtc: bool,
+
+    /// Turns ICE-TCP off: by default the WebRTC port is also a TCP listener, offered
+    /// to peers as a passive candidate, for networks that block UDP.
+    #[arg(long, env = "RIVULET_NO_WEBRTC_TCP")]
+    pub(crate) no_webrtc_tcp: bool,
 }
 
 impl WebRtcArgs {
@@ -49,6 +54,7 @@ impl WebRtcArgs {
             candidates: (!self.webrtc_candidate.is_empty()).then(|| self.webrtc_candidate.clone()),
             max_sessions: self.webrtc_max_sessions,
             enabled: self.no_webrtc.then_some(false),
+            tcp: self.no_webrtc_tcp.then_some(false),
         };
         Ok(flags.or(file).resolve()?)
     }

@@ -1,4 +1,5 @@
-//! The driver: one task owns the UDP socket and every session.
+//! The driver: one task owns the UDP socket, the ICE-TCP connections' queues and
+//! every session.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,9 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use origin::LiveStreams;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
-use webrtc::{KeyframeRequests, SessionOutput, WhepSession};
+use webrtc::{KeyframeRequests, SessionOutput, Transport, WhepSession};
 
 use crate::tap::{self, TapHandle, TapItem, TapKey};
 use crate::{ViewerReport, ViewerReports};
@@ -25,8 +26,13 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 mod outbox;
 mod publish;
+mod tcp;
 
 use outbox::Outbox;
+use tcp::{TcpEvent, TcpLinks};
+
+/// Frames from the ICE-TCP connections queued to the driver.
+const TCP_QUEUE: usize = 1024;
 
 pub(crate) use publish::Publish;
 
@@ -103,9 +109,13 @@ pub(crate) struct Driver {
     /// The session each client address last reached, so that a datagram is matched
     /// with one check instead of one per session (a viewer's RTCP and consent checks
     /// arrive several times a second; with hundreds of viewers the scan dominated).
-    routes: HashMap<SocketAddr, Route>,
+    routes: HashMap<(Transport, SocketAddr), Route>,
     /// The viewers' datagrams on their way out, in batches.
     outbox: Outbox,
+    /// The ICE-TCP listener (taken by `run`) and the most connections it keeps open.
+    tcp_listener: Option<(TcpListener, usize)>,
+    /// The open ICE-TCP connections' queues.
+    tcp: TcpLinks,
     /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
     aac_tx: mpsc::Sender<(String, media::Frame)>,
     aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
@@ -120,6 +130,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         socket: UdpSocket,
+        tcp_listener: Option<(TcpListener, usize)>,
         bound: SocketAddr,
         candidates: Vec<SocketAddr>,
         streams: LiveStreams,
@@ -136,6 +147,8 @@ impl Driver {
             publishes: HashMap::new(),
             routes: HashMap::new(),
             outbox: Outbox::new(),
+            tcp_listener,
+            tcp: TcpLinks::default(),
             aac_tx,
             aac_rx: Some(aac_rx),
             taps: HashMap::new(),
@@ -153,6 +166,11 @@ impl Driver {
         let Some(mut aac_rx) = self.aac_rx.take() else {
             return;
         };
+        let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_QUEUE);
+        let _tcp_listener = self
+            .tcp_listener
+            .take()
+            .map(|(listener, max)| tcp::spawn_listener(listener, tcp_tx, max));
         let mut buf = vec![0u8; 2048];
         tokio::pin!(stop);
         loop {
@@ -169,7 +187,7 @@ impl Driver {
             tokio::select! {
                 () = &mut stop => break,
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, source)) => self.handle_datagram(source, &buf[..n]),
+                    Ok((n, source)) => self.handle_datagram(Transport::Udp, source, &buf[..n]),
                     Err(e) => tracing::debug!(error = %e, "WebRTC socket read failed"),
                 },
                 command = commands.recv() => match command {
@@ -177,6 +195,11 @@ impl Driver {
                     None => break,
                 },
                 Some((key, item)) = media_rx.recv() => self.handle_media(&key, item),
+                Some(event) = tcp_rx.recv() => {
+                    if let Some((peer, data)) = self.tcp.handle(event) {
+                        self.handle_datagram(Transport::Tcp, peer, &data);
+                    }
+                }
                 Some((id, frame)) = aac_rx.recv() => {
                     if let Some(publish) = self.publishes.get(&id) {
                         publish.send_aac(frame);
@@ -194,7 +217,7 @@ impl Driver {
                         if entry.timeout <= now {
                             entry.session.handle_timeout(now);
                             entry.timeout = now + Duration::from_secs(1);
-                            drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
+                            drive_viewer(&self.socket, &mut self.outbox, &self.tcp, &mut self.taps, entry);
                         }
                     }
                     for publish in self.publishes.values_mut() {
@@ -243,29 +266,42 @@ impl Driver {
             .unwrap_or(self.bound)
     }
 
-    fn handle_datagram(&mut self, source: SocketAddr, data: &[u8]) {
+    /// A datagram from `source` (on UDP, or a frame of its ICE-TCP connection).
+    fn handle_datagram(&mut self, transport: Transport, source: SocketAddr, data: &[u8]) {
         let now = Instant::now();
+        // The TCP listener shares the UDP socket's address and port.
         let destination = self.destination(source);
+        let from = (transport, source);
         // The session this address reached last, if it still takes the datagram.
-        match self.routes.get(&source) {
+        match self.routes.get(&from) {
             Some(Route::Viewer(id)) => {
                 if let Some(entry) = self.sessions.get_mut(id)
-                    && entry.session.accepts(now, source, destination, data)
+                    && entry
+                        .session
+                        .accepts(now, transport, source, destination, data)
                 {
                     entry
                         .session
-                        .handle_datagram(now, source, destination, data);
-                    drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
+                        .handle_datagram(now, transport, source, destination, data);
+                    drive_viewer(
+                        &self.socket,
+                        &mut self.outbox,
+                        &self.tcp,
+                        &mut self.taps,
+                        entry,
+                    );
                     return;
                 }
             }
             Some(Route::Publisher(id)) => {
                 if let Some(publish) = self.publishes.get_mut(id)
-                    && publish.session.accepts(now, source, destination, data)
+                    && publish
+                        .session
+                        .accepts(now, transport, source, destination, data)
                 {
                     publish
                         .session
-                        .handle_datagram(now, source, destination, data);
+                        .handle_datagram(now, transport, source, destination, data);
                     let id = id.clone();
                     self.drive_publish(&id);
                     return;
@@ -276,32 +312,38 @@ impl Driver {
         let id = self
             .sessions
             .iter()
-            .find(|(_, e)| e.session.accepts(now, source, destination, data))
+            .find(|(_, e)| e.session.accepts(now, transport, source, destination, data))
             .map(|(id, _)| id.clone());
         let Some(id) = id else {
             let publisher = self
                 .publishes
                 .iter_mut()
-                .find(|(_, p)| p.session.accepts(now, source, destination, data));
+                .find(|(_, p)| p.session.accepts(now, transport, source, destination, data));
             let Some((id, publish)) = publisher else {
                 metrics::counter!("webrtc_datagrams_unmatched_total").increment(1);
                 return;
             };
             publish
                 .session
-                .handle_datagram(now, source, destination, data);
+                .handle_datagram(now, transport, source, destination, data);
             let id = id.clone();
-            self.routes.insert(source, Route::Publisher(id.clone()));
+            self.routes.insert(from, Route::Publisher(id.clone()));
             self.drive_publish(&id);
             return;
         };
         if let Some(entry) = self.sessions.get_mut(&id) {
             entry
                 .session
-                .handle_datagram(now, source, destination, data);
-            drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
+                .handle_datagram(now, transport, source, destination, data);
+            drive_viewer(
+                &self.socket,
+                &mut self.outbox,
+                &self.tcp,
+                &mut self.taps,
+                entry,
+            );
         }
-        self.routes.insert(source, Route::Viewer(id));
+        self.routes.insert(from, Route::Viewer(id));
     }
 
     fn handle_command(&mut self, command: Command, media_tx: &mpsc::Sender<(TapKey, TapItem)>) {
@@ -389,7 +431,8 @@ impl Driver {
         {
             tap.request_keyframe(key);
         }
-        let (socket, outbox, taps) = (&self.socket, &mut self.outbox, &mut self.taps);
+        let (socket, outbox, tcp, taps) =
+            (&self.socket, &mut self.outbox, &self.tcp, &mut self.taps);
         for e in self.sessions.values_mut().filter(|e| &e.key == key) {
             match &item {
                 TapItem::Video(unit, _) => e.session.write_video(at, unit),
@@ -399,14 +442,20 @@ impl Driver {
             if keyframe {
                 e.session.handle_timeout(now);
             }
-            drive_viewer(socket, outbox, taps, e);
+            drive_viewer(socket, outbox, tcp, taps, e);
         }
     }
 
     /// Sends what the session has to send and notes when it wants time next.
     fn drive(&mut self, id: &str) {
         if let Some(entry) = self.sessions.get_mut(id) {
-            drive_viewer(&self.socket, &mut self.outbox, &mut self.taps, entry);
+            drive_viewer(
+                &self.socket,
+                &mut self.outbox,
+                &self.tcp,
+                &mut self.taps,
+                entry,
+            );
         }
     }
 
@@ -485,15 +534,23 @@ impl Driver {
 fn drive_viewer(
     socket: &UdpSocket,
     outbox: &mut Outbox,
+    tcp: &TcpLinks,
     taps: &mut HashMap<TapKey, Tap>,
     entry: &mut Entry,
 ) {
     let mut failed = 0;
     loop {
         match entry.session.poll_output() {
-            SessionOutput::Transmit { destination, data } => {
+            SessionOutput::Transmit {
+                transport,
+                destination,
+                data,
+            } => {
                 entry.unreported += data.len() as u64;
-                failed += outbox.push(socket, destination, &data);
+                match transport {
+                    Transport::Udp => failed += outbox.push(socket, destination, &data),
+                    Transport::Tcp => failed += usize::from(!tcp.send(destination, data)),
+                }
             }
             SessionOutput::Timeout(t) => {
                 entry.timeout = t;

@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub candidates: Vec<SocketAddr>,
     /// WebRTC sessions (viewers and publishers) at most in this process; more get 503.
     pub max_sessions: usize,
+    /// ICE-TCP: also listen on TCP at the UDP socket's address and port, and offer
+    /// passive TCP candidates there (for networks that block UDP).
+    pub tcp: bool,
     /// WHIP ingest; `None`: `POST /whip` is answered 503.
     pub whip: Option<WhipIngest>,
 }
@@ -134,10 +137,16 @@ pub fn start(
     let mut whep = WhepConfig::new(config.candidates.clone()).map_err(StartError::Setup)?;
     whep.send_buffer_video = SEND_BUFFER_VIDEO;
     whep.send_buffer_audio = SEND_BUFFER_AUDIO;
+    let tcp = if config.tcp { bind_tcp(bound) } else { None };
+    if tcp.is_some() {
+        // The same addresses: the listener shares the UDP socket's port.
+        whep.tcp_candidates = config.candidates.clone();
+    }
     let (commands, rx) = mpsc::channel(64);
     let sessions = Arc::new(AtomicUsize::new(0));
     let driver = driver::Driver::new(
         socket,
+        tcp.map(|listener| (listener, 2 * config.max_sessions)),
         bound,
         config.candidates.clone(),
         streams.clone(),
@@ -156,4 +165,22 @@ pub fn start(
         },
         task,
     ))
+}
+
+/// The ICE-TCP listener at the UDP socket's address; `None` (a warning) if that TCP
+/// port is taken: WebRTC then works over UDP alone.
+fn bind_tcp(bound: SocketAddr) -> Option<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(bound)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std);
+    match listener {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(
+                addr = %bound, error = %e,
+                "WebRTC over TCP is off: its port cannot be bound (viewers whose network blocks UDP fall back to LL-HLS)"
+            );
+            None
+        }
+    }
 }

@@ -23,6 +23,8 @@ pub struct WebRtcOptions {
     pub candidates: Option<Vec<IpAddr>>,
     pub max_sessions: Option<usize>,
     pub enabled: Option<bool>,
+    /// ICE-TCP on the same port (on unless `false`).
+    pub tcp: Option<bool>,
 }
 
 /// WebRTC as configured.
@@ -35,6 +37,9 @@ pub struct WebRtcSettings {
     /// Empty: chosen from the bound address ([`candidate_ips`]).
     pub candidates: Vec<IpAddr>,
     pub max_sessions: usize,
+    /// ICE-TCP: a TCP listener on the UDP socket's address and port, offered as
+    /// passive candidates.
+    pub tcp: bool,
 }
 
 /// A WebRTC option set to what cannot work.
@@ -68,6 +73,7 @@ impl Default for WebRtcSettings {
             listen_given: false,
             candidates: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
+            tcp: true,
         }
     }
 }
@@ -80,6 +86,7 @@ impl WebRtcOptions {
             candidates: self.candidates.or_else(|| other.candidates.clone()),
             max_sessions: self.max_sessions.or(other.max_sessions),
             enabled: self.enabled.or(other.enabled),
+            tcp: self.tcp.or(other.tcp),
         }
     }
 
@@ -99,6 +106,7 @@ impl WebRtcOptions {
             listen_given: self.listen.is_some(),
             candidates,
             max_sessions,
+            tcp: self.tcp.unwrap_or(true),
         })
     }
 }
@@ -109,6 +117,7 @@ impl WebRtcSettings {
         ServerConfig {
             candidates: candidate_ips(&self.candidates, bound),
             max_sessions: self.max_sessions,
+            tcp: self.tcp,
             whip: Some(whip),
         }
     }
@@ -161,11 +170,12 @@ pub async fn bind(settings: &WebRtcSettings) -> Result<Option<UdpSocket>, BindEr
     }
 }
 
-/// The start-up lines: the sessions' UDP socket and the WHEP and WHIP resources on
-/// `http` (the HTTP server's address as people type it).
-pub fn banner(udp: SocketAddr, http: &str) -> String {
+/// The start-up lines: the sessions' UDP socket (and TCP port, with `tcp`) and the
+/// WHEP and WHIP resources on `http` (the HTTP server's address as people type it).
+pub fn banner(udp: SocketAddr, tcp: bool, http: &str) -> String {
+    let transports = if tcp { "UDP and TCP" } else { "UDP" };
     format!(
-        "  WebRTC (WHEP): UDP {udp} (POST http://{http}/live/NAME/whep)\n  WHIP ingest: POST http://{http}/whip/STREAM_KEY (or /whip with Authorization: Bearer STREAM_KEY)\n"
+        "  WebRTC (WHEP): {transports} {udp} (POST http://{http}/live/NAME/whep)\n  WHIP ingest: POST http://{http}/whip/STREAM_KEY (or /whip with Authorization: Bearer STREAM_KEY)\n"
     )
 }
 
@@ -190,6 +200,7 @@ mod tests {
             candidates: Some(vec![ip("192.0.2.5")]),
             max_sessions: Some(7),
             enabled: None,
+            tcp: None,
         };
         let s = WebRtcOptions::default()
             .or(&file)

@@ -20,6 +20,7 @@ mod whip;
 
 pub use h264::{H264Error, annex_b};
 pub use keyframe::KeyframeRequests;
+pub use peer::Transport;
 pub use session::{
     AudioPacket, DEFAULT_SEND_BUFFER_AUDIO, DEFAULT_SEND_BUFFER_VIDEO, OfferError, SessionOutput,
     VideoAccessUnit, WhepConfig, WhepSession,

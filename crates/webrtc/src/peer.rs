@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Event, Input, Output, Rtc};
 
 use str0m::Candidate;
@@ -12,6 +12,14 @@ use str0m::change::SdpOffer;
 
 use crate::session::offers_h264;
 use crate::{OfferError, SessionOutput, WhepConfig};
+
+/// How a datagram comes and goes: on the one UDP socket, or framed (RFC 4571) on a
+/// peer's TCP connection to the same port (ICE-TCP, for networks that block UDP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
 
 /// How long a session may take from its answer to a working ICE connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -38,6 +46,16 @@ pub(crate) fn accept_offer(
             .map_err(|e| OfferError::Candidate(format!("{addr}: {e}")))?;
         rtc.add_local_candidate(candidate);
     }
+    // Passive: the peer connects (an ICE-lite server never dials out).
+    for addr in &config.tcp_candidates {
+        let candidate = Candidate::builder()
+            .tcp()
+            .host(*addr)
+            .tcptype(TcpType::Passive)
+            .build()
+            .map_err(|e| OfferError::Candidate(format!("TCP {addr}: {e}")))?;
+        rtc.add_local_candidate(candidate);
+    }
     let answer = rtc
         .sdp_api()
         .accept_offer(parsed)
@@ -45,9 +63,10 @@ pub(crate) fn accept_offer(
     Ok((rtc, answer.to_sdp_string()))
 }
 
-/// A UDP datagram as str0m's input (`None`: not a datagram str0m can read).
+/// A datagram as str0m's input (`None`: not a datagram str0m can read).
 pub(crate) fn receive(
     now: Instant,
+    transport: Transport,
     source: SocketAddr,
     destination: SocketAddr,
     data: &[u8],
@@ -56,7 +75,10 @@ pub(crate) fn receive(
     Some(Input::Receive(
         now,
         Receive {
-            proto: Protocol::Udp,
+            proto: match transport {
+                Transport::Udp => Protocol::Udp,
+                Transport::Tcp => Protocol::Tcp,
+            },
             source,
             destination,
             contents,
@@ -68,11 +90,12 @@ pub(crate) fn receive(
 pub(crate) fn handle_datagram(
     rtc: &mut Rtc,
     now: Instant,
+    transport: Transport,
     source: SocketAddr,
     destination: SocketAddr,
     data: &[u8],
 ) {
-    let Some(input) = receive(now, source, destination, data) else {
+    let Some(input) = receive(now, transport, source, destination, data) else {
         return;
     };
     if let Err(e) = rtc.handle_input(input) {
@@ -114,6 +137,10 @@ pub(crate) fn poll(rtc: &mut Rtc) -> Polled {
     }
     match rtc.poll_output() {
         Ok(Output::Transmit(t)) => Polled::Output(SessionOutput::Transmit {
+            transport: match t.proto {
+                Protocol::Udp => Transport::Udp,
+                _ => Transport::Tcp,
+            },
             destination: t.destination,
             data: t.contents.into(),
         }),

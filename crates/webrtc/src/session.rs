@@ -9,6 +9,8 @@ use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::{Event, IceConnectionState, Rtc};
 
+use crate::peer::Transport;
+
 /// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
 /// datagrams of at most 1200 bytes of payload, about 1.8 KB each in memory: about
 /// 180 KB full; about 0.4 s of a 2.5 Mbit/s rung).
@@ -24,6 +26,8 @@ pub struct WhepConfig {
     cert: DtlsCert,
     /// Host candidates: the address(es) of the one UDP socket, as viewers reach it.
     pub candidates: Vec<SocketAddr>,
+    /// Passive TCP host candidates (ICE-TCP), if the caller listens for them.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// Video packets kept per viewer for NACK resends.
     pub send_buffer_video: usize,
     /// Audio packets kept per viewer for NACK resends.
@@ -42,6 +46,7 @@ impl WhepConfig {
             crypto: Arc::new(crypto),
             cert,
             candidates,
+            tcp_candidates: Vec::new(),
             send_buffer_video: DEFAULT_SEND_BUFFER_VIDEO,
             send_buffer_audio: DEFAULT_SEND_BUFFER_AUDIO,
         })
@@ -120,8 +125,10 @@ pub struct AudioPacket {
 /// What the caller must do next for a session.
 #[derive(Debug)]
 pub enum SessionOutput {
-    /// Send this datagram from the session's socket.
+    /// Send this datagram from the session's socket (UDP), or on the peer's TCP
+    /// connection from `destination`.
     Transmit {
+        transport: Transport,
         destination: SocketAddr,
         data: Vec<u8>,
     },
@@ -182,22 +189,25 @@ impl WhepSession {
     pub fn accepts(
         &self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        crate::peer::receive(now, source, destination, data).is_some_and(|i| self.rtc.accepts(&i))
+        crate::peer::receive(now, transport, source, destination, data)
+            .is_some_and(|i| self.rtc.accepts(&i))
     }
 
     /// Handles a datagram [accepted](Self::accepts) for this session.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
     ) {
-        crate::peer::handle_datagram(&mut self.rtc, now, source, destination, data);
+        crate::peer::handle_datagram(&mut self.rtc, now, transport, source, destination, data);
     }
 
     /// Moves time forward.

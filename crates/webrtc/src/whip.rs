@@ -19,6 +19,7 @@ use str0m::format::Codec;
 use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::{Event, IceConnectionState, Rtc};
 
+use crate::peer::Transport;
 use crate::session::{OfferError, SessionOutput, WhepConfig};
 
 /// Keyframe requests (PLI) while waiting for one, at most this often.
@@ -125,22 +126,25 @@ impl WhipSession {
     pub fn accepts(
         &self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        crate::peer::receive(now, source, destination, data).is_some_and(|i| self.rtc.accepts(&i))
+        crate::peer::receive(now, transport, source, destination, data)
+            .is_some_and(|i| self.rtc.accepts(&i))
     }
 
     /// Handles a datagram [accepted](Self::accepts) for this session.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        transport: Transport,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
     ) {
-        crate::peer::handle_datagram(&mut self.rtc, now, source, destination, data);
+        crate::peer::handle_datagram(&mut self.rtc, now, transport, source, destination, data);
     }
 
     /// Moves time forward.

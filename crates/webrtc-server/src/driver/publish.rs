@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks};
 use tokio::sync::mpsc;
-use webrtc::{SessionOutput, WhipEvent, WhipSession};
+use webrtc::{SessionOutput, Transport, WhipEvent, WhipSession};
 
 use super::Driver;
 
@@ -183,10 +183,23 @@ impl Driver {
         };
         loop {
             match publish.session.poll_output() {
-                SessionOutput::Transmit { destination, data } => {
+                SessionOutput::Transmit {
+                    transport: Transport::Udp,
+                    destination,
+                    data,
+                } => {
                     if let Err(e) = self.socket.try_send_to(&data, destination) {
                         metrics::counter!("webrtc_send_errors_total").increment(1);
                         tracing::trace!(error = %e, "WebRTC datagram not sent");
+                    }
+                }
+                SessionOutput::Transmit {
+                    transport: Transport::Tcp,
+                    destination,
+                    data,
+                } => {
+                    if !self.tcp.send(destination, data) {
+                        metrics::counter!("webrtc_send_errors_total").increment(1);
                     }
                 }
                 SessionOutput::Timeout(t) => {

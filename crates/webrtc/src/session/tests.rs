@@ -19,8 +19,27 @@ fn config() -> WhepConfig {
 
 /// A viewer's offer: receive-only video and audio, as a browser's WHEP client makes it.
 fn viewer(now: Instant, audio: bool, video: bool) -> (Rtc, String, str0m::change::SdpPendingOffer) {
+    viewer_on(Transport::Udp, now, audio, video)
+}
+
+/// [`viewer`] with its candidate on `transport` (TCP: active, as a browser's).
+fn viewer_on(
+    transport: Transport,
+    now: Instant,
+    audio: bool,
+    video: bool,
+) -> (Rtc, String, str0m::change::SdpPendingOffer) {
     let mut rtc = Rtc::builder().build(now);
-    rtc.add_local_candidate(Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap());
+    let candidate = match transport {
+        Transport::Udp => Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap(),
+        Transport::Tcp => Candidate::builder()
+            .tcp()
+            .host(CLIENT.parse().unwrap())
+            .tcptype(str0m::net::TcpType::Active)
+            .build()
+            .unwrap(),
+    };
+    rtc.add_local_candidate(candidate);
     let mut api = rtc.sdp_api();
     if video {
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -66,18 +85,37 @@ fn pump(
     now: Instant,
     events: &mut Vec<Event>,
 ) -> usize {
+    pump_on(Transport::Udp, server, client, now, events)
+}
+
+/// [`pump`] on `transport`: every datagram must go the way it came.
+fn pump_on(
+    transport: Transport,
+    server: &mut WhepSession,
+    client: &mut Rtc,
+    now: Instant,
+    events: &mut Vec<Event>,
+) -> usize {
     let (s_addr, c_addr) = (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
+    let proto = match transport {
+        Transport::Udp => Protocol::Udp,
+        Transport::Tcp => Protocol::Tcp,
+    };
     let mut keyframe_requests = 0;
     for _ in 0..1000 {
         let mut moved = false;
         loop {
             match server.poll_output() {
-                SessionOutput::Transmit { destination, data } => {
-                    assert_eq!(destination, c_addr);
+                SessionOutput::Transmit {
+                    transport: sent_on,
+                    destination,
+                    data,
+                } => {
+                    assert_eq!((sent_on, destination), (transport, c_addr));
                     let input = Input::Receive(
                         now,
                         Receive {
-                            proto: Protocol::Udp,
+                            proto,
                             source: s_addr,
                             destination: c_addr,
                             contents: data.as_slice().try_into().unwrap(),
@@ -93,8 +131,9 @@ fn pump(
         loop {
             match client.poll_output().unwrap() {
                 Output::Transmit(t) => {
-                    assert!(server.accepts(now, c_addr, s_addr, &t.contents));
-                    server.handle_datagram(now, c_addr, s_addr, &t.contents);
+                    assert_eq!(t.proto, proto);
+                    assert!(server.accepts(now, transport, c_addr, s_addr, &t.contents));
+                    server.handle_datagram(now, transport, c_addr, s_addr, &t.contents);
                     moved = true;
                 }
                 Output::Event(e) => events.push(e),
@@ -177,6 +216,38 @@ fn a_viewer_connects_and_receives_video_from_the_first_keyframe() {
     server.close();
     assert!(!server.is_alive());
     assert!(matches!(server.poll_output(), SessionOutput::Closed));
+}
+
+#[test]
+fn a_viewer_whose_network_blocks_udp_connects_over_tcp() {
+    // ICE-TCP: the answer offers a passive TCP candidate beside the UDP one; a viewer
+    // with only an active TCP candidate connects on it and gets its keyframe request.
+    let start = Instant::now();
+    let mut c = config();
+    c.tcp_candidates = vec![SERVER.parse().unwrap()];
+    let (mut client, offer, pending) = viewer_on(Transport::Tcp, start, true, true);
+    let (mut server, answer) = WhepSession::answer(&c, &offer, start).unwrap();
+    assert!(
+        answer.contains("127.0.0.1 8189 typ host tcptype passive"),
+        "{answer}"
+    );
+    assert!(answer.contains("127.0.0.1 8189 typ host"), "{answer}");
+    client
+        .sdp_api()
+        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+    let (mut events, mut now, mut keyframe_requests) = (Vec::new(), start, 0);
+    for _ in 0..200 {
+        now += Duration::from_millis(10);
+        server.handle_timeout(now);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        keyframe_requests += pump_on(Transport::Tcp, &mut server, &mut client, now, &mut events);
+        if server.is_connected() {
+            break;
+        }
+    }
+    assert!(server.is_connected(), "ICE and DTLS come up over TCP");
+    assert_eq!(keyframe_requests, 1);
 }
 
 #[test]

@@ -123,7 +123,9 @@ fn pump(server: &mut WhipSession, client: &mut Rtc, now: Instant, events: &mut V
         let mut moved = false;
         loop {
             match server.poll_output() {
-                SessionOutput::Transmit { destination, data } => {
+                SessionOutput::Transmit {
+                    destination, data, ..
+                } => {
                     assert_eq!(destination, c_addr);
                     let input = Input::Receive(
                         now,
@@ -144,8 +146,8 @@ fn pump(server: &mut WhipSession, client: &mut Rtc, now: Instant, events: &mut V
         loop {
             match client.poll_output().unwrap() {
                 Output::Transmit(t) => {
-                    assert!(server.accepts(now, c_addr, s_addr, &t.contents));
-                    server.handle_datagram(now, c_addr, s_addr, &t.contents);
+                    assert!(server.accepts(now, Transport::Udp, c_addr, s_addr, &t.contents));
+                    server.handle_datagram(now, Transport::Udp, c_addr, s_addr, &t.contents);
                     moved = true;
                 }
                 Output::Event(e) => events.push(e),
