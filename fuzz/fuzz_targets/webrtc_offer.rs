@@ -11,14 +11,16 @@
 //! browser publishes with WHIP). An input of even length goes to a WHEP
 //! session, of odd length to a WHIP one: a session's set-up (str0m's DTLS context
 //! checks its crypto provider with a few key exchanges) was most of an execution, and
-//! doing both for every input halved the executions a second for no new paths.
+//! doing both for every input halved the executions a second for no new paths. A
+//! datagram of odd length comes over ICE-TCP (a frame of a TCP connection to the same
+//! port), of even length over UDP.
 #![no_main]
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use webrtc::{SessionOutput, WhepConfig, WhepSession, WhipSession, assemble};
+use webrtc::{SessionOutput, Transport, WhepConfig, WhepSession, WhipSession, assemble};
 
 /// An offer as Chromium makes it for a receive-only video and audio session.
 const BROWSER_OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
@@ -41,7 +43,10 @@ fn config() -> &'static WhepConfig {
     CONFIG.get_or_init(|| {
         let host: SocketAddr = "127.0.0.1:8189".parse().expect("a literal address");
         match WhepConfig::new(vec![host]) {
-            Ok(config) => config,
+            Ok(mut config) => {
+                config.tcp_candidates = vec![host];
+                config
+            }
             Err(e) => panic!("the fuzz target's own configuration: {e}"),
         }
     })
@@ -78,9 +83,9 @@ fuzz_target!(|data: &[u8]| {
 fn viewer(offer: &str, datagrams: &[&[u8]], start: Instant) {
     if let Ok((mut viewer, answer)) = WhepSession::answer(config(), offer, start) {
         assert!(answer.starts_with("v=0"), "an answer is SDP: {answer}");
-        drive(datagrams, start, |now, from, to, d| {
-            if viewer.accepts(now, from, to, d) {
-                viewer.handle_datagram(now, from, to, d);
+        drive(datagrams, start, |now, transport, from, to, d| {
+            if viewer.accepts(now, transport, from, to, d) {
+                viewer.handle_datagram(now, transport, from, to, d);
             }
             viewer.handle_timeout(now);
             drain(|| viewer.poll_output());
@@ -91,9 +96,9 @@ fn viewer(offer: &str, datagrams: &[&[u8]], start: Instant) {
 fn publisher(offer: &str, datagrams: &[&[u8]], start: Instant) {
     if let Ok((mut publisher, answer)) = WhipSession::answer(config(), offer, start) {
         assert!(answer.starts_with("v=0"), "an answer is SDP: {answer}");
-        drive(datagrams, start, |now, from, to, d| {
-            if publisher.accepts(now, from, to, d) {
-                publisher.handle_datagram(now, from, to, d);
+        drive(datagrams, start, |now, transport, from, to, d| {
+            if publisher.accepts(now, transport, from, to, d) {
+                publisher.handle_datagram(now, transport, from, to, d);
             }
             publisher.handle_timeout(now);
             drain(|| publisher.poll_output());
@@ -107,16 +112,27 @@ fn publisher(offer: &str, datagrams: &[&[u8]], start: Instant) {
 fn drive(
     datagrams: &[&[u8]],
     start: Instant,
-    mut step: impl FnMut(Instant, SocketAddr, SocketAddr, &[u8]),
+    mut step: impl FnMut(Instant, Transport, SocketAddr, SocketAddr, &[u8]),
 ) {
     let host = config().candidates[0];
     let client: SocketAddr = "127.0.0.1:50000".parse().expect("a literal address");
     let mut now = start;
     for datagram in datagrams {
         now += Duration::from_millis(20);
-        step(now, client, host, datagram);
+        let transport = if datagram.len() % 2 == 1 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        step(now, transport, client, host, datagram);
     }
-    step(now + Duration::from_secs(60), client, host, &[]);
+    step(
+        now + Duration::from_secs(60),
+        Transport::Udp,
+        client,
+        host,
+        &[],
+    );
 }
 
 /// Takes a session's output until it waits (bounded: a session must come to rest).

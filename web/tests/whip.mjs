@@ -66,9 +66,13 @@ async function live(server) {
   return json && json.live && json.live.live;
 }
 
-/** In the page: publish the fake camera and microphone to `url`, H.264 preferred. */
-function publishFromPage(page, url, headers = {}) {
-  return page.evaluate(async ({ url, headers }) => {
+/**
+ * In the page: publish the fake camera and microphone to `url`, H.264 preferred.
+ * `tcpOnly`: the server's UDP candidates are taken out of its answer (a network that
+ * blocks UDP).
+ */
+function publishFromPage(page, url, headers = {}, tcpOnly = false) {
+  return page.evaluate(async ({ url, headers, tcpOnly }) => {
     const media = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360, frameRate: 30 }, audio: true });
     const pc = new RTCPeerConnection();
     for (const track of media.getTracks()) {
@@ -87,10 +91,22 @@ function publishFromPage(page, url, headers = {}) {
       pc.close();
       return { status: r.status, text };
     }
-    await pc.setRemoteDescription({ type: 'answer', sdp: text });
+    const answer = tcpOnly ? text.split('\r\n').filter((l) => !(l.startsWith('a=candidate:') && / udp /i.test(l))).join('\r\n') : text;
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     window.whip = { pc, location: r.headers.get('location') };
     return { status: r.status, location: window.whip.location, expose: r.headers.get('access-control-expose-headers') };
-  }, { url, headers });
+  }, { url, headers, tcpOnly });
+}
+
+/** In the page: the protocol and type of the server's candidate the WHIP publish uses. */
+function whipCandidate(page) {
+  return page.evaluate(async () => {
+    const stats = [...(await window.whip.pc.getStats()).values()];
+    const transport = stats.find((s) => s.type === 'transport');
+    const selected = stats.find((s) => s.id === transport?.selectedCandidatePairId);
+    const remote = stats.find((s) => s.id === selected?.remoteCandidateId);
+    return remote ? `${remote.protocol} ${remote.candidateType} ${remote.tcpType || ''}`.trim() : null;
+  });
 }
 
 run('whip', async () => {
@@ -164,9 +180,21 @@ run('whip', async () => {
   await until('the stream to go offline after DELETE', async () => !(await live(server)), 30_000);
   assert((await fetch(`${server.http}${published.location}`, { method: 'DELETE' })).status === 404, 'a second DELETE finds no session');
   await page.evaluate(() => window.whip.pc.close());
+  log('DELETE: the stream went offline');
+
+  // A publisher whose network blocks UDP publishes over ICE-TCP.
+  const overTcp = await publishFromPage(page, `/whip/${KEY}`, {}, true);
+  assert(overTcp.status === 201, `POST /whip/KEY for TCP: ${JSON.stringify(overTcp)}`);
+  await until('the stream published over TCP to be live', () => live(server), 30_000);
+  await playsOverHls(server, 'Chromium over WHIP on TCP');
+  const used = await whipCandidate(page);
+  assert(used === 'tcp host passive', `published over the server's TCP candidate, not ${used}`);
+  log(`UDP blocked: published over ICE-TCP (${used})`);
+  assert((await fetch(`${server.http}${overTcp.location}`, { method: 'DELETE' })).status === 200, 'DELETE of the TCP publish');
+  await until('the stream to go offline after the TCP publish', async () => !(await live(server)), 30_000);
+  await page.evaluate(() => window.whip.pc.close());
   assertNoPageErrors(page);
   await browser.close();
-  log('DELETE: the stream went offline');
 
   // A second client we did not write: aiortc publishing with the key as Bearer token.
   const aiortc = spawn('python3', [join(import.meta.dirname, 'whip_aiortc.py'), whip, KEY, '20'], { stdio: ['ignore', 'pipe', 'pipe'] });
