@@ -91,6 +91,10 @@ function publishFromPage(page, url, headers = {}, tcpOnly = false) {
       pc.close();
       return { status: r.status, text };
     }
+    if (tcpOnly && !/ typ host tcptype passive/.test(text)) {
+      pc.close();
+      return { status: r.status, text: `no passive TCP candidate in the answer:\n${text}` };
+    }
     const answer = tcpOnly ? text.split('\r\n').filter((l) => !(l.startsWith('a=candidate:') && / udp /i.test(l))).join('\r\n') : text;
     await pc.setRemoteDescription({ type: 'answer', sdp: answer });
     window.whip = { pc, location: r.headers.get('location') };
@@ -185,10 +189,16 @@ run('whip', async () => {
   // A publisher whose network blocks UDP publishes over ICE-TCP.
   const overTcp = await publishFromPage(page, `/whip/${KEY}`, {}, true);
   assert(overTcp.status === 201, `POST /whip/KEY for TCP: ${JSON.stringify(overTcp)}`);
-  await until('the stream published over TCP to be live', () => live(server), 30_000);
-  await playsOverHls(server, 'Chromium over WHIP on TCP');
+  await until('the WHIP connection over TCP', () => page.evaluate(() => window.whip.pc.connectionState === 'connected'), 30_000);
   const used = await whipCandidate(page);
   assert(used === 'tcp host passive', `published over the server's TCP candidate, not ${used}`);
+  await until('the stream published over TCP to be live', () => live(server), 30_000);
+  // Media of this session, not the ended playlist of the last one.
+  await until('LL-HLS of the session published over TCP', async () => {
+    const r = await fetch(`${server.http}/live/${NAME}/360p/index.m3u8`);
+    return r.status === 200 && !(await r.text()).includes('#EXT-X-ENDLIST');
+  }, 30_000);
+  await playsOverHls(server, 'Chromium over WHIP on TCP');
   log(`UDP blocked: published over ICE-TCP (${used})`);
   assert((await fetch(`${server.http}${overTcp.location}`, { method: 'DELETE' })).status === 200, 'DELETE of the TCP publish');
   await until('the stream to go offline after the TCP publish', async () => !(await live(server)), 30_000);

@@ -31,8 +31,9 @@ pub(crate) struct Listeners {
     http: TcpListener,
     /// The TLS listeners, if configured, and the certificate they share.
     tls: Option<TlsListeners>,
-    /// The UDP socket of every WebRTC session; `None`: WebRTC is off.
-    webrtc: Option<tokio::net::UdpSocket>,
+    /// The sockets of every WebRTC session (UDP, and TCP for ICE-TCP); `None`: WebRTC
+    /// is off.
+    webrtc: Option<crate::webrtc_options::Sockets>,
     /// The SRT listener's socket, unless SRT is off.
     srt: Option<tokio::net::UdpSocket>,
 }
@@ -533,7 +534,7 @@ fn print_banners(
 
 /// The WHEP side, if WebRTC has its socket: the session driver and its routes' state.
 fn start_whep(
-    socket: Option<tokio::net::UdpSocket>,
+    sockets: Option<crate::webrtc_options::Sockets>,
     config: &ServeConfig,
     streams: &LiveStreams,
     analytics: &ServeAnalytics,
@@ -541,18 +542,18 @@ fn start_whep(
     http_addr: std::net::SocketAddr,
     stop: &Stop,
 ) -> anyhow::Result<Option<(webrtc_server::WebRtc, tokio::task::JoinHandle<()>)>> {
-    let Some(socket) = socket else {
+    let Some(sockets) = sockets else {
         return Ok(None);
     };
-    if let Ok(addr) = socket.local_addr() {
+    if let Ok(addr) = sockets.udp.local_addr() {
         let http = display_addr(http_addr);
         print!(
             "{}",
-            webrtc_server::options::banner(addr, config.webrtc.tcp, &http)
+            webrtc_server::options::banner(addr, sockets.tcp.is_some(), &http)
         );
     }
     Ok(Some(crate::webrtc_options::start(
-        socket,
+        sockets,
         &config.webrtc,
         streams.clone(),
         analytics.emitter.clone(),

@@ -60,28 +60,30 @@ impl WebRtcArgs {
     }
 }
 
-/// The UDP socket, bound before anything starts. `None`: WebRTC is off.
-pub(crate) async fn bind(
-    settings: &WebRtcSettings,
-) -> anyhow::Result<Option<tokio::net::UdpSocket>> {
+/// The sockets (UDP, and TCP for ICE-TCP), bound before anything starts. `None`:
+/// WebRTC is off.
+pub(crate) async fn bind(settings: &WebRtcSettings) -> anyhow::Result<Option<Sockets>> {
     Ok(webrtc_server::options::bind(settings).await?)
 }
 
-/// Starts the WebRTC server on `socket`: its state (for the routes) and its task.
+pub(crate) use webrtc_server::options::Sockets;
+
+/// Starts the WebRTC server on `sockets`: its state (for the routes) and its task.
 pub(crate) fn start(
-    socket: tokio::net::UdpSocket,
+    sockets: Sockets,
     settings: &WebRtcSettings,
     streams: origin::LiveStreams,
     analytics: analytics::Emitter,
     whip: webrtc_server::WhipIngest,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(webrtc_server::WebRtc, tokio::task::JoinHandle<()>)> {
-    let bound = socket
+    let bound = sockets
+        .udp
         .local_addr()
         .context("the WebRTC socket has no address")?;
     let config = settings.server_config(bound, whip);
     let reports: Arc<dyn webrtc_server::ViewerReports> = Arc::new(AnalyticsReports(analytics));
-    webrtc_server::start(socket, &config, streams, reports, stop).context("cannot start WebRTC")
+    webrtc_server::start(sockets, &config, streams, reports, stop).context("cannot start WebRTC")
 }
 
 /// WebRTC viewers as analytics delivery events of kind `webrtc`.

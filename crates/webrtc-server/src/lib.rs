@@ -12,8 +12,8 @@
 //! - The taps: the media of each (stream, rendition) that has viewers, followed on a
 //!   dedicated thread (the AAC → Opus transcode is blocking work), converted once
 //!   (H.264 to Annex B, AAC to Opus) and shared by `Arc` with every viewer.
-//! - [`options`]: the `[webrtc]` table and `--webrtc-…` flags, checked, and the UDP
-//!   socket bound by them.
+//! - [`options`]: the `[webrtc]` table and `--webrtc-…` flags, checked, and the
+//!   sockets bound by them (UDP, and TCP on the same port for ICE-TCP).
 //!
 //! Viewers are reported through [`ViewerReports`], which the binary implements on
 //! its analytics emitter (the data path does not depend on the control plane).
@@ -30,7 +30,6 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use origin::LiveStreams;
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use webrtc::WhepConfig;
@@ -54,9 +53,6 @@ pub struct ServerConfig {
     pub candidates: Vec<SocketAddr>,
     /// WebRTC sessions (viewers and publishers) at most in this process; more get 503.
     pub max_sessions: usize,
-    /// ICE-TCP: also listen on TCP at the UDP socket's address and port, and offer
-    /// passive TCP candidates there (for networks that block UDP).
-    pub tcp: bool,
     /// WHIP ingest; `None`: `POST /whip` is answered 503.
     pub whip: Option<WhipIngest>,
 }
@@ -124,20 +120,21 @@ pub struct WebRtc {
     whip: Option<WhipIngest>,
 }
 
-/// Starts the driver on `socket`; returns the state for [`router`] and the driver's
-/// task, which ends when `stop` completes.
+/// Starts the driver on `sockets` (with a TCP listener, sessions also offer passive
+/// TCP candidates: ICE-TCP, for networks that block UDP); returns the state for
+/// [`router`] and the driver's task, which ends when `stop` completes.
 pub fn start(
-    socket: UdpSocket,
+    sockets: options::Sockets,
     config: &ServerConfig,
     streams: LiveStreams,
     reports: Arc<dyn ViewerReports>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(WebRtc, JoinHandle<()>), StartError> {
+    let options::Sockets { udp: socket, tcp } = sockets;
     let bound = socket.local_addr().map_err(StartError::Socket)?;
     let mut whep = WhepConfig::new(config.candidates.clone()).map_err(StartError::Setup)?;
     whep.send_buffer_video = SEND_BUFFER_VIDEO;
     whep.send_buffer_audio = SEND_BUFFER_AUDIO;
-    let tcp = if config.tcp { bind_tcp(bound) } else { None };
     if tcp.is_some() {
         // The same addresses: the listener shares the UDP socket's port.
         whep.tcp_candidates = config.candidates.clone();
@@ -165,22 +162,4 @@ pub fn start(
         },
         task,
     ))
-}
-
-/// The ICE-TCP listener at the UDP socket's address; `None` (a warning) if that TCP
-/// port is taken: WebRTC then works over UDP alone.
-fn bind_tcp(bound: SocketAddr) -> Option<tokio::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(bound)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .and_then(tokio::net::TcpListener::from_std);
-    match listener {
-        Ok(l) => Some(l),
-        Err(e) => {
-            tracing::warn!(
-                addr = %bound, error = %e,
-                "WebRTC over TCP is off: its port cannot be bound (viewers whose network blocks UDP fall back to LL-HLS)"
-            );
-            None
-        }
-    }
 }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, TcpSocket, UdpSocket};
 
 use crate::{ServerConfig, WhipIngest};
 
@@ -117,7 +117,6 @@ impl WebRtcSettings {
         ServerConfig {
             candidates: candidate_ips(&self.candidates, bound),
             max_sessions: self.max_sessions,
-            tcp: self.tcp,
             whip: Some(whip),
         }
     }
@@ -148,12 +147,77 @@ pub fn candidate_ips(configured: &[IpAddr], bound: SocketAddr) -> Vec<SocketAddr
     vec![SocketAddr::new(ip, bound.port())]
 }
 
-/// The UDP socket, bound before anything starts. `None`: WebRTC is off (turned off,
-/// or the default port is taken: a warning).
-pub async fn bind(settings: &WebRtcSettings) -> Result<Option<UdpSocket>, BindError> {
+/// What WebRTC listens on: the UDP socket every session shares and, for ICE-TCP, a
+/// TCP listener on the same address and port.
+pub struct Sockets {
+    pub udp: UdpSocket,
+    pub tcp: Option<TcpListener>,
+}
+
+/// Ports tried for a UDP and TCP pair when the listen port is 0.
+const EPHEMERAL_TRIES: usize = 16;
+
+/// The sockets, bound before anything starts. `None`: WebRTC is off (turned off, or
+/// the default port is taken: a warning). A TCP port that cannot be bound leaves
+/// ICE-TCP off with a warning; for port 0 the pair is chosen where both are free (a
+/// random UDP port's TCP twin may be a closed connection's, in TIME_WAIT).
+pub async fn bind(settings: &WebRtcSettings) -> Result<Option<Sockets>, BindError> {
     if !settings.enabled {
         return Ok(None);
     }
+    if settings.tcp && settings.listen.port() == 0 {
+        for _ in 0..EPHEMERAL_TRIES {
+            let Ok(tcp) = listen_tcp(settings.listen) else {
+                break;
+            };
+            let Ok(port) = tcp.local_addr().map(|a| a.port()) else {
+                break;
+            };
+            let addr = SocketAddr::new(settings.listen.ip(), port);
+            if let Ok(udp) = UdpSocket::bind(addr).await {
+                return Ok(Some(Sockets {
+                    udp,
+                    tcp: Some(tcp),
+                }));
+            }
+        }
+    }
+    let udp = match bind_udp(settings).await? {
+        Some(udp) => udp,
+        None => return Ok(None),
+    };
+    let tcp = if settings.tcp {
+        let addr = udp.local_addr().unwrap_or(settings.listen);
+        match listen_tcp(addr) {
+            Ok(tcp) => Some(tcp),
+            Err(e) => {
+                tracing::warn!(
+                    %addr, error = %e,
+                    "WebRTC over TCP is off: its port cannot be bound (viewers whose network blocks UDP fall back to LL-HLS; --no-webrtc-tcp silences this)"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Some(Sockets { udp, tcp }))
+}
+
+/// A TCP listener at `addr`, with `SO_REUSEADDR` as servers listen (the last run's
+/// connections in TIME_WAIT do not keep the port after a restart).
+fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn bind_udp(settings: &WebRtcSettings) -> Result<Option<UdpSocket>, BindError> {
     match UdpSocket::bind(settings.listen).await {
         Ok(s) => Ok(Some(s)),
         Err(e) if !settings.listen_given => {
@@ -234,6 +298,33 @@ mod tests {
         };
         let e = wildcard.resolve().err().map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("reach")));
+    }
+
+    #[tokio::test]
+    async fn ice_tcp_listens_on_the_udp_port_or_is_off_with_the_udp_socket_kept() {
+        let settings = |listen: SocketAddr, tcp: bool| WebRtcSettings {
+            listen,
+            listen_given: true,
+            tcp,
+            ..WebRtcSettings::default()
+        };
+        let any = SocketAddr::new(ip("127.0.0.1"), 0);
+        // Port 0: a pair where both are free, on one port.
+        let both = bind(&settings(any, true)).await.unwrap().unwrap();
+        let udp = both.udp.local_addr().unwrap();
+        let tcp = both.tcp.as_ref().map(|t| t.local_addr().unwrap());
+        assert_eq!(tcp, Some(udp));
+        let udp_only = bind(&settings(any, false)).await.unwrap().unwrap();
+        assert!(udp_only.tcp.is_none());
+        // A TCP port already taken: UDP still, ICE-TCP off.
+        let taken = std::net::TcpListener::bind(any).unwrap();
+        let port = taken.local_addr().unwrap();
+        let Ok(Some(without)) = bind(&settings(port, true)).await else {
+            // That UDP port is taken too on this host: nothing to check.
+            return;
+        };
+        assert_eq!(without.udp.local_addr().unwrap(), port);
+        assert!(without.tcp.is_none());
     }
 
     #[test]
