@@ -98,8 +98,29 @@ impl Tap {
     }
 }
 
-pub(crate) struct Driver {
+/// Where datagrams go out: the UDP socket (through the outbox) or a peer's ICE-TCP
+/// connection.
+struct Links {
     socket: UdpSocket,
+    /// The datagrams on their way out of the socket, in batches.
+    outbox: Outbox,
+    /// The open ICE-TCP connections' queues.
+    tcp: TcpLinks,
+}
+
+impl Links {
+    /// Queues `data` to `destination` the way it is to go; the datagrams that could
+    /// not be sent (a full queue: loss, which NACK and keyframe requests repair).
+    fn send(&mut self, transport: Transport, destination: SocketAddr, data: Vec<u8>) -> usize {
+        match transport {
+            Transport::Udp => self.outbox.push(&self.socket, destination, &data),
+            Transport::Tcp => usize::from(!self.tcp.send(destination, data)),
+        }
+    }
+}
+
+pub(crate) struct Driver {
+    links: Links,
     bound: SocketAddr,
     candidates: Vec<SocketAddr>,
     streams: LiveStreams,
@@ -110,12 +131,8 @@ pub(crate) struct Driver {
     /// with one check instead of one per session (a viewer's RTCP and consent checks
     /// arrive several times a second; with hundreds of viewers the scan dominated).
     routes: HashMap<(Transport, SocketAddr), Route>,
-    /// The viewers' datagrams on their way out, in batches.
-    outbox: Outbox,
     /// The ICE-TCP listener (taken by `run`) and the most connections it keeps open.
     tcp_listener: Option<(TcpListener, usize)>,
-    /// The open ICE-TCP connections' queues.
-    tcp: TcpLinks,
     /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
     aac_tx: mpsc::Sender<(String, media::Frame)>,
     aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
@@ -139,16 +156,18 @@ impl Driver {
     ) -> Self {
         let (aac_tx, aac_rx) = mpsc::channel(AAC_QUEUE);
         Self {
-            socket,
+            links: Links {
+                socket,
+                outbox: Outbox::new(),
+                tcp: TcpLinks::default(),
+            },
             bound,
             candidates,
             streams,
             sessions: HashMap::new(),
             publishes: HashMap::new(),
             routes: HashMap::new(),
-            outbox: Outbox::new(),
             tcp_listener,
-            tcp: TcpLinks::default(),
             aac_tx,
             aac_rx: Some(aac_rx),
             taps: HashMap::new(),
@@ -186,7 +205,7 @@ impl Driver {
                 });
             tokio::select! {
                 () = &mut stop => break,
-                received = self.socket.recv_from(&mut buf) => match received {
+                received = self.links.socket.recv_from(&mut buf) => match received {
                     Ok((n, source)) => self.handle_datagram(Transport::Udp, source, &buf[..n]),
                     Err(e) => tracing::debug!(error = %e, "WebRTC socket read failed"),
                 },
@@ -196,7 +215,7 @@ impl Driver {
                 },
                 Some((key, item)) = media_rx.recv() => self.handle_media(&key, item),
                 Some(event) = tcp_rx.recv() => {
-                    if let Some((peer, data)) = self.tcp.handle(event) {
+                    if let Some((peer, data)) = self.links.tcp.handle(event) {
                         self.handle_datagram(Transport::Tcp, peer, &data);
                     }
                 }
@@ -217,7 +236,7 @@ impl Driver {
                         if entry.timeout <= now {
                             entry.session.handle_timeout(now);
                             entry.timeout = now + Duration::from_secs(1);
-                            drive_viewer(&self.socket, &mut self.outbox, &self.tcp, &mut self.taps, entry);
+                            drive_viewer(&mut self.links, &mut self.taps, entry);
                         }
                     }
                     for publish in self.publishes.values_mut() {
@@ -235,7 +254,7 @@ impl Driver {
                 }
             }
             // What the sessions queued on this turn goes out together.
-            count_send_errors(self.outbox.flush(&self.socket));
+            count_send_errors(self.links.outbox.flush(&self.links.socket));
             self.reap();
         }
         self.taps.clear();
@@ -283,13 +302,7 @@ impl Driver {
                     entry
                         .session
                         .handle_datagram(now, transport, source, destination, data);
-                    drive_viewer(
-                        &self.socket,
-                        &mut self.outbox,
-                        &self.tcp,
-                        &mut self.taps,
-                        entry,
-                    );
+                    drive_viewer(&mut self.links, &mut self.taps, entry);
                     return;
                 }
             }
@@ -335,13 +348,7 @@ impl Driver {
             entry
                 .session
                 .handle_datagram(now, transport, source, destination, data);
-            drive_viewer(
-                &self.socket,
-                &mut self.outbox,
-                &self.tcp,
-                &mut self.taps,
-                entry,
-            );
+            drive_viewer(&mut self.links, &mut self.taps, entry);
         }
         self.routes.insert(from, Route::Viewer(id));
     }
@@ -431,8 +438,7 @@ impl Driver {
         {
             tap.request_keyframe(key);
         }
-        let (socket, outbox, tcp, taps) =
-            (&self.socket, &mut self.outbox, &self.tcp, &mut self.taps);
+        let (links, taps) = (&mut self.links, &mut self.taps);
         for e in self.sessions.values_mut().filter(|e| &e.key == key) {
             match &item {
                 TapItem::Video(unit, _) => e.session.write_video(at, unit),
@@ -442,20 +448,14 @@ impl Driver {
             if keyframe {
                 e.session.handle_timeout(now);
             }
-            drive_viewer(socket, outbox, tcp, taps, e);
+            drive_viewer(links, taps, e);
         }
     }
 
     /// Sends what the session has to send and notes when it wants time next.
     fn drive(&mut self, id: &str) {
         if let Some(entry) = self.sessions.get_mut(id) {
-            drive_viewer(
-                &self.socket,
-                &mut self.outbox,
-                &self.tcp,
-                &mut self.taps,
-                entry,
-            );
+            drive_viewer(&mut self.links, &mut self.taps, entry);
         }
     }
 
@@ -531,13 +531,7 @@ impl Driver {
 }
 
 /// Sends what a viewer's session has to send and notes when it wants time next.
-fn drive_viewer(
-    socket: &UdpSocket,
-    outbox: &mut Outbox,
-    tcp: &TcpLinks,
-    taps: &mut HashMap<TapKey, Tap>,
-    entry: &mut Entry,
-) {
+fn drive_viewer(links: &mut Links, taps: &mut HashMap<TapKey, Tap>, entry: &mut Entry) {
     let mut failed = 0;
     loop {
         match entry.session.poll_output() {
@@ -547,10 +541,7 @@ fn drive_viewer(
                 data,
             } => {
                 entry.unreported += data.len() as u64;
-                match transport {
-                    Transport::Udp => failed += outbox.push(socket, destination, &data),
-                    Transport::Tcp => failed += usize::from(!tcp.send(destination, data)),
-                }
+                failed += links.send(transport, destination, data);
             }
             SessionOutput::Timeout(t) => {
                 entry.timeout = t;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks};
 use tokio::sync::mpsc;
-use webrtc::{SessionOutput, Transport, WhipEvent, WhipSession};
+use webrtc::{SessionOutput, WhipEvent, WhipSession};
 
 use super::Driver;
 
@@ -184,24 +184,10 @@ impl Driver {
         loop {
             match publish.session.poll_output() {
                 SessionOutput::Transmit {
-                    transport: Transport::Udp,
+                    transport,
                     destination,
                     data,
-                } => {
-                    if let Err(e) = self.socket.try_send_to(&data, destination) {
-                        metrics::counter!("webrtc_send_errors_total").increment(1);
-                        tracing::trace!(error = %e, "WebRTC datagram not sent");
-                    }
-                }
-                SessionOutput::Transmit {
-                    transport: Transport::Tcp,
-                    destination,
-                    data,
-                } => {
-                    if !self.tcp.send(destination, data) {
-                        metrics::counter!("webrtc_send_errors_total").increment(1);
-                    }
-                }
+                } => super::count_send_errors(self.links.send(transport, destination, data)),
                 SessionOutput::Timeout(t) => {
                     publish.timeout = t;
                     break;
