@@ -104,6 +104,15 @@ impl Source {
     }
 }
 
+/// Every track fragment of every chunk the packager holds, in order.
+fn track_fragments(p: &RenditionPackager) -> impl Iterator<Item = media::cmaf::TrackSummary> + '_ {
+    p.segments
+        .iter()
+        .flat_map(|s| &s.parts)
+        .flat_map(|p| &p.chunks)
+        .flat_map(|chunk| inspect_fragment(chunk).unwrap().tracks)
+}
+
 fn feed(p: &mut RenditionPackager, source: &mut Source, frames: u64) {
     for _ in 0..frames {
         for f in source.next() {
@@ -295,33 +304,25 @@ fn segments_start_independent_and_chunks_keep_timing() {
     let mut video_next = None;
     let mut audio_next = None;
     let mut offsets = Vec::new();
-    for chunk in p
-        .segments
-        .iter()
-        .flat_map(|s| &s.parts)
-        .flat_map(|p| &p.chunks)
-    {
-        for t in inspect_fragment(chunk).unwrap().tracks {
-            let next = if t.track_id == 1 {
-                &mut video_next
-            } else {
-                &mut audio_next
-            };
-            if let Some(expected) = *next {
-                assert_eq!(
-                    t.base_media_decode_time, expected,
-                    "track {} is continuous",
-                    t.track_id
-                );
-            }
-            *next = Some(
-                t.base_media_decode_time + t.durations.iter().map(|d| u64::from(*d)).sum::<u64>(),
+    for t in track_fragments(&p) {
+        let next = if t.track_id == 1 {
+            &mut video_next
+        } else {
+            &mut audio_next
+        };
+        if let Some(expected) = *next {
+            assert_eq!(
+                t.base_media_decode_time, expected,
+                "track {} is continuous",
+                t.track_id
             );
-            if t.track_id == 1 {
-                offsets.extend(t.composition_offsets);
-            } else {
-                assert!(t.durations.iter().all(|d| *d == 1024));
-            }
+        }
+        *next =
+            Some(t.base_media_decode_time + t.durations.iter().map(|d| u64::from(*d)).sum::<u64>());
+        if t.track_id == 1 {
+            offsets.extend(t.composition_offsets);
+        } else {
+            assert!(t.durations.iter().all(|d| *d == 1024));
         }
     }
     assert!(offsets.contains(&9000) && offsets.contains(&3000) && offsets.contains(&6000));
@@ -846,24 +847,14 @@ fn frames_an_encoder_dropped_leave_one_hole_and_stretch_nothing_after_it() {
     feed(&mut p, &mut s, 100);
     let mut video_end: Option<i64> = None;
     let mut misplaced = Vec::new();
-    for chunk in p
-        .segments
-        .iter()
-        .flat_map(|s| &s.parts)
-        .flat_map(|p| &p.chunks)
-    {
-        for t in inspect_fragment(chunk).unwrap().tracks {
-            if t.track_id != 1 {
-                continue;
-            }
-            let start = t.base_media_decode_time as i64;
-            if let Some(end) = video_end
-                && (start - end).abs() > 900
-            {
-                misplaced.push(start - end);
-            }
-            video_end = Some(start + t.durations.iter().map(|d| i64::from(*d)).sum::<i64>());
+    for t in track_fragments(&p).filter(|t| t.track_id == 1) {
+        let start = t.base_media_decode_time as i64;
+        if let Some(end) = video_end
+            && (start - end).abs() > 900
+        {
+            misplaced.push(start - end);
         }
+        video_end = Some(start + t.durations.iter().map(|d| i64::from(*d)).sum::<i64>());
     }
     assert_eq!(misplaced.len(), 1, "{misplaced:?}");
     assert!((misplaced[0] - 18_000).abs() <= 900, "{misplaced:?}");
