@@ -186,10 +186,9 @@ impl Driver {
             return;
         };
         let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_QUEUE);
-        let _tcp_listener = self
-            .tcp_listener
-            .take()
-            .map(|(listener, max)| tcp::spawn_listener(listener, tcp_tx, max));
+        if let Some((listener, max)) = self.tcp_listener.take() {
+            tcp::spawn_listener(listener, tcp_tx, max);
+        }
         let mut buf = vec![0u8; 2048];
         tokio::pin!(stop);
         loop {

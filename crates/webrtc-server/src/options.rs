@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
-use tokio::net::{TcpListener, TcpSocket, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 
 use crate::{ServerConfig, WhipIngest};
 
@@ -167,7 +167,9 @@ pub async fn bind(settings: &WebRtcSettings) -> Result<Option<Sockets>, BindErro
     }
     if settings.tcp && settings.listen.port() == 0 {
         for _ in 0..EPHEMERAL_TRIES {
-            let Ok(tcp) = listen_tcp(settings.listen) else {
+            // tokio binds with SO_REUSEADDR: the last run's connections in TIME_WAIT
+            // do not keep the port after a restart.
+            let Ok(tcp) = TcpListener::bind(settings.listen).await else {
                 break;
             };
             let Ok(port) = tcp.local_addr().map(|a| a.port()) else {
@@ -188,7 +190,7 @@ pub async fn bind(settings: &WebRtcSettings) -> Result<Option<Sockets>, BindErro
     };
     let tcp = if settings.tcp {
         let addr = udp.local_addr().unwrap_or(settings.listen);
-        match listen_tcp(addr) {
+        match TcpListener::bind(addr).await {
             Ok(tcp) => Some(tcp),
             Err(e) => {
                 tracing::warn!(
@@ -202,19 +204,6 @@ pub async fn bind(settings: &WebRtcSettings) -> Result<Option<Sockets>, BindErro
         None
     };
     Ok(Some(Sockets { udp, tcp }))
-}
-
-/// A TCP listener at `addr`, with `SO_REUSEADDR` as servers listen (the last run's
-/// connections in TIME_WAIT do not keep the port after a restart).
-fn listen_tcp(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
 }
 
 async fn bind_udp(settings: &WebRtcSettings) -> Result<Option<UdpSocket>, BindError> {

@@ -36,13 +36,13 @@ pub(crate) enum TcpEvent {
     },
 }
 
-/// Accepts connections on `listener` until the driver stops listening (at most
-/// `max_connections` at once: more are closed at once).
+/// Accepts connections on `listener` until the driver stops listening (its receiver
+/// of `events` is dropped); at most `max_connections` at once: more are closed at once.
 pub(crate) fn spawn_listener(
     listener: TcpListener,
     events: mpsc::Sender<TcpEvent>,
     max_connections: usize,
-) -> tokio::task::JoinHandle<()> {
+) {
     let open = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
@@ -69,7 +69,7 @@ pub(crate) fn spawn_listener(
                 let _ = events.send(TcpEvent::Closed { peer }).await;
             });
         }
-    })
+    });
 }
 
 /// One connection: frames in to the driver, the driver's frames out, until either
@@ -168,7 +168,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        let _task = spawn_listener(listener, tx, 4);
+        spawn_listener(listener, tx, 4);
         let mut client = TcpStream::connect(addr).await.unwrap();
         let me = client.local_addr().unwrap();
         // Two frames in one write: split by their lengths.
