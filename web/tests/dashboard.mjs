@@ -50,7 +50,9 @@ run('dashboard', async () => {
   // Create a stream: the key is shown once, with the RTMP URL, and it publishes.
   await page.click('#new-stream');
   await page.fill('#create-name', 'newshow');
-  await page.fill('#create-title-input', 'The new show');
+  // Markup in a title is the owner's text, shown as such (never run).
+  const showTitle = '<img src=x onerror="window.__xss=1">The new show';
+  await page.fill('#create-title-input', showTitle);
   await page.fill('#create-tags', 'Music, talk');
   await page.click('#create-form button[type=submit]');
   await waitInPage(page, 'the created stream', () => !document.getElementById('created').hidden || document.getElementById('create-error').textContent, undefined, 30_000);
@@ -64,9 +66,12 @@ run('dashboard', async () => {
   await page.click('#created-done');
   assert(!(await page.content()).includes(key), 'the key is gone from the page');
   const created = await api(server, 'GET', '/api/streams/newshow');
-  assert(created.status === 200 && created.json.title === 'The new show' && created.json.tags.join() === 'music,talk', JSON.stringify(created.json));
+  assert(created.status === 200 && created.json.title === showTitle && created.json.tags.join() === 'music,talk', JSON.stringify(created.json));
   assert(!JSON.stringify(created.json).includes(key), 'the API never shows the key again');
-  await waitInPage(page, 'the new card', () => document.querySelector('.stream-card[data-stream="newshow"]'));
+  await waitInPage(page, 'the new card', (t) => document.querySelector('.stream-card[data-stream="newshow"] .title')?.textContent === t, showTitle);
+  assert(await page.evaluate(() => window.__xss === undefined && !document.querySelector('.stream-card .title *')), 'the title stays text');
+  const policy = (await fetch(`${server.http}/dashboard`)).headers.get('content-security-policy') || '';
+  assert(/script-src 'self';/.test(policy) && /frame-ancestors 'none'/.test(policy), `the dashboard's policy: ${policy}`);
   const second = publish(bin, url, { size: '320x180', bitrate: '300k' });
   await until('the new stream to go live with the shown key', async () => (await api(server, 'GET', '/api/streams/newshow')).json?.live?.live, 60_000);
   stop(second);

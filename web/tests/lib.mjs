@@ -136,6 +136,8 @@ export async function newPage(browser, options = {}) {
   page.on('pageerror', (e) => page.pageErrors.push(String(e)));
   page.on('console', (m) => {
     if (process.env.RIVULET_TEST_VERBOSE) console.error(`[page] ${m.type()}: ${m.text()}`);
+    // Whatever the pages' Content-Security-Policy blocks is a defect of the pages.
+    if (m.type() === 'error' && /Content Security Policy/.test(m.text())) page.pageErrors.push(m.text());
   });
   return page;
 }

@@ -81,12 +81,15 @@ run('player', async () => {
   await page.selectOption('#quality', '-1');
   assert(await page.evaluate(() => window.rivulet.player.autoLevel && window.rivulet.hls.autoLevelEnabled), 'Auto re-enables ABR');
 
-  // 4. A title changed through the API appears without a reload.
-  const title = `Changed ${Date.now()}`;
-  const patched = await api(server, 'PATCH', `/api/streams/${NAME}`, { title, description: 'A new description', tags: ['news', 'Live'] });
+  // 4. A title changed through the API appears without a reload, as text: markup in
+  // it (the stream's owner controls it) is shown, never run.
+  const title = `<img src=x onerror="window.__xss=1">Changed ${Date.now()}`;
+  const description = '<script>window.__xss=2</script>A new <b>description</b>';
+  const patched = await api(server, 'PATCH', `/api/streams/${NAME}`, { title, description, tags: ['news', 'Live'] });
   assert(patched.status === 200, `PATCH answered ${patched.status} ${JSON.stringify(patched.json)}`);
   await waitInPage(page, 'the new title', (t) => document.getElementById('title').textContent === t, title, 30_000);
-  assert((await page.textContent('#description')) === 'A new description', 'the description follows');
+  assert((await page.textContent('#description')) === description, 'the description follows');
+  assert(await page.evaluate(() => window.__xss === undefined && !document.querySelector('#title *, #description *')), 'markup in the title and description stays text');
   assert((await page.$$eval('#tags li', (l) => l.map((x) => x.textContent))).join(',') === 'live,news', 'the tags follow');
   assert((await page.evaluate(() => window.__marker)) === 'no reload', 'the page did not reload');
   assert((await page.textContent('#badge')) === 'live', 'the live badge');
@@ -121,6 +124,23 @@ run('player', async () => {
   assert(await page.evaluate(() => document.querySelector('video').muted), '"m" mutes again');
   await page.waitForTimeout(1500); // let the readouts refresh before the picture
   await page.screenshot({ path: join(out, 'watch.png') });
+
+  // The page's Content-Security-Policy is enforced: a script written into the page
+  // (as an injection would) does not run. (On a page of its own: the refusal is
+  // logged as an error.) Nothing the page itself does was refused (assertNoPageErrors).
+  const probe = await newPage(browser);
+  const csp = (await probe.goto(`${server.http}/watch/${NAME}`)).headers()['content-security-policy'] || '';
+  assert(/script-src 'self' 'sha256-[^']+';/.test(csp) && !/unsafe/.test(csp), `the watch page's policy: ${csp}`);
+  const ran = await probe.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__injected = true';
+    document.head.appendChild(s);
+    return window.__injected === true;
+  });
+  assert(!ran, 'an injected inline script is refused');
+  // ...and reported, as any refusal of the pages' own doing would be (newPage).
+  await until('the refusal in the console', async () => probe.pageErrors.some((e) => /Content Security Policy/.test(e)), 5000, 100);
+  await probe.context().close();
 
   // 8. A phone-sized screen: nothing wider than the screen, controls reachable.
   const phone = await newPage(browser, { viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });

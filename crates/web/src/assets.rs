@@ -3,11 +3,13 @@
 use std::io::Read as _;
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use flate2::Compression;
 use flate2::read::{GzDecoder, GzEncoder};
 use serde::Serialize;
 
 use crate::WebError;
+use crate::csp::Framing;
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 
@@ -51,10 +53,18 @@ pub(crate) struct Page {
     pub(crate) raw: Bytes,
     pub(crate) gzip: Bytes,
     pub(crate) etag: String,
+    /// Its Content-Security-Policy ([`crate::csp`]).
+    pub(crate) csp: HeaderValue,
 }
 
 impl Page {
-    pub(crate) fn render(template: &str, config: &impl Serialize) -> Page {
+    /// `analytics_origin`: where the page may send requests besides this server.
+    pub(crate) fn render(
+        template: &str,
+        config: &impl Serialize,
+        analytics_origin: Option<&str>,
+        framing: Framing,
+    ) -> Page {
         // serde_json cannot fail on these plain structs; `null` keeps the page working.
         let json = serde_json::to_string(config).unwrap_or_else(|_| "null".into());
         // Inside <script>, `</script>` or `<!--` would end or confuse the element.
@@ -64,7 +74,11 @@ impl Page {
         // Reading from a byte slice cannot fail.
         let _ = GzEncoder::new(html.as_bytes(), Compression::best()).read_to_end(&mut gzip);
         let etag = format!("{:016x}", fnv1a(html.as_bytes()));
+        let policy = crate::csp::policy(&html, analytics_origin, framing);
         Page {
+            // The policy is made of ASCII tokens only (origins are checked in `csp`).
+            csp: HeaderValue::from_str(&policy)
+                .unwrap_or_else(|_| HeaderValue::from_static("default-src 'self'")),
             raw: Bytes::from(html),
             gzip: Bytes::from(gzip),
             etag,

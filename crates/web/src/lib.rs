@@ -14,6 +14,7 @@
 //! Call [`router`] with a [`WebConfig`] and merge the result into the server's router.
 
 mod assets;
+mod csp;
 mod respond;
 
 use axum::Router;
@@ -24,6 +25,7 @@ use axum::routing::get;
 use serde::Serialize;
 
 use crate::assets::{Asset, Page};
+use crate::csp::Framing;
 use crate::respond::CacheRule;
 
 /// What the pages need to know about the server that serves them.
@@ -93,9 +95,24 @@ impl IntoResponse for WebError {
 /// The routes: `GET /watch/{name}`, `/dashboard`, `/dashboard/streams/{name}` and
 /// `/assets/{version}/{*path}` (HEAD too).
 pub fn router(config: WebConfig) -> Router {
+    let analytics = match &config.analytics {
+        AnalyticsLink::Remote(url) => csp::origin_of(url),
+        AnalyticsLink::Local | AnalyticsLink::Off => None,
+    };
+    let page_config = PageConfig::new(&config);
     let pages = Pages {
-        watch: Page::render(assets::WATCH_HTML, &PageConfig::new(&config)),
-        dashboard: Page::render(assets::DASHBOARD_HTML, &PageConfig::new(&config)),
+        watch: Page::render(
+            assets::WATCH_HTML,
+            &page_config,
+            analytics.as_deref(),
+            Framing::Anywhere,
+        ),
+        dashboard: Page::render(
+            assets::DASHBOARD_HTML,
+            &page_config,
+            analytics.as_deref(),
+            Framing::Nowhere,
+        ),
     };
     Router::new()
         .route("/watch/{name}", get(watch))
@@ -171,14 +188,18 @@ async fn dashboard_stream(
 
 fn page(page: &Page, headers: &HeaderMap) -> Response {
     let representation = respond::negotiate(&page.etag, headers);
-    respond::build(
+    let mut response = respond::build(
         representation,
         "text/html; charset=utf-8",
         CacheRule::Revalidate,
         &page.etag,
         || Ok(page.gzip.clone()),
         || Ok(page.raw.clone()),
-    )
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, page.csp.clone());
+    response
 }
 
 async fn asset(Path((version, path)): Path<(String, String)>, headers: HeaderMap) -> Response {

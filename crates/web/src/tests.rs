@@ -60,6 +60,78 @@ async fn watch_page_is_html_with_a_video_and_its_config() {
 }
 
 #[tokio::test]
+async fn pages_carry_a_policy_that_runs_only_their_own_scripts() {
+    let (_, h, body) = get("/watch/studio", &[]).await;
+    let policy = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    let html = String::from_utf8(body).unwrap();
+    // The watch page's one inline script (it starts the playlist's preload) is allowed
+    // by its hash, and nothing else inline is.
+    let inline = html
+        .split("<script>")
+        .nth(1)
+        .unwrap()
+        .split("</script>")
+        .next()
+        .unwrap();
+    assert!(inline.contains("preload"), "{inline}");
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(inline));
+    assert!(
+        policy.contains(&format!("script-src 'self' 'sha256-{hash}';")),
+        "{policy}"
+    );
+    assert!(
+        !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("frame-ancestors *"),
+        "the player can be embedded: {policy}"
+    );
+    let (_, h, _) = get("/dashboard", &[]).await;
+    let policy = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(policy.contains("script-src 'self';"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    // A 304 says the same (a cache may refresh its stored headers from it).
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    let (status, h, _) = get("/dashboard", &[(header::IF_NONE_MATCH, etag.as_str())]).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(h.contains_key(header::CONTENT_SECURITY_POLICY));
+}
+
+#[test]
+fn a_remote_analytics_server_may_be_called() {
+    let router_policy = |analytics| {
+        let c = WebConfig {
+            rtmp_port: None,
+            analytics,
+            dvr_record_default: None,
+        };
+        let origin = match &c.analytics {
+            AnalyticsLink::Remote(url) => csp::origin_of(url),
+            _ => None,
+        };
+        Page::render(
+            assets::WATCH_HTML,
+            &PageConfig::new(&c),
+            origin.as_deref(),
+            Framing::Anywhere,
+        )
+        .csp
+    };
+    let p = router_policy(AnalyticsLink::Remote("http://stats.example:8090/".into()));
+    assert!(
+        p.to_str()
+            .unwrap()
+            .contains("connect-src 'self' http://stats.example:8090;"),
+        "{p:?}"
+    );
+    let p = router_policy(AnalyticsLink::Local);
+    assert!(p.to_str().unwrap().contains("connect-src 'self';"), "{p:?}");
+}
+
+#[tokio::test]
 async fn pages_for_impossible_names_are_not_found() {
     for path in [
         "/watch/Not%20A%20Name",
@@ -144,6 +216,8 @@ fn config_cannot_break_out_of_its_script_element() {
         &Evil {
             x: "</script><script>alert(1)</script>",
         },
+        None,
+        Framing::Nowhere,
     );
     let html = String::from_utf8(page.raw.to_vec()).unwrap();
     assert_eq!(html.matches("</script>").count(), 1, "{html}");
