@@ -1,7 +1,7 @@
 // The latency budget (issue 13 item 1), measured, not estimated:
 //   node web/bench/latency.mjs [--bin target/release/rivulet] [--duration 45]
 //        [--renditions source,360p,234p] [--part-target-ms N] [--peer nginx-rtmp|none]
-//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT] [--trace]
+//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT] [--trace] [--profile]
 // (`rivulet-bench latency` runs this.) An external ffmpeg publisher (libx264 veryfast,
 // zerolatency, 2 s GOP, 1.5 Mbit/s, 640x360, 30 fps) draws the wall clock into every
 // picture twice: as text (drawtext, for a person) and as the machine-readable time
@@ -22,7 +22,8 @@
 // edge's cache cold) step by step, and of five later ones. Then real time: the page's
 // WHEP mode (?mode=webrtc) at the origin, on the same encode. Then the peer on the same
 // encode (ffmpeg's tee muxer): nginx-rtmp's HLS in hls.js, its strip read the same way,
-// side by side with ratios. `--netem` puts a delaying, lossy link (a proxy in this
+// side by side with ratios. `--profile` records Chromium's trace of the first viewer's start
+// and prints where its main thread went. `--netem` puts a delaying, lossy link (a proxy in this
 // process) between the browser and the edge. Prints figures, asserts nothing.
 
 import { spawn } from 'node:child_process';
@@ -47,6 +48,8 @@ const { values: opt } = parseArgs({
     netem: { type: 'string' },
     // Print what hls.js did in the 3 s before each stall (loads, switches, errors, buffer).
     trace: { type: 'boolean', default: false },
+    // Record Chromium's trace of the first viewer's start and print where its main thread went.
+    profile: { type: 'boolean', default: false },
   },
 });
 const bin = opt.bin ? resolve(opt.bin) : rivuletBinary();
@@ -417,6 +420,45 @@ function startupTimeline() {
   return { firstFrame, steps: steps.sort((a, b) => a[1] - b[1]) };
 }
 
+const PROFILE_CATEGORIES = ['devtools.timeline', 'disabled-by-default-devtools.timeline', 'v8.execute', 'blink.user_timing', 'loading'];
+
+/**
+ * Where the page's main thread went from navigation to the first frame (`--profile`):
+ * busy time by kind (the longest event of each task: script by file, compile, parse,
+ * style, layout, paint), and the busy stretches over 20 ms in order. From Chromium's
+ * trace (devtools.timeline).
+ */
+function mainThreadProfile(buffer, firstFrameMs) {
+  const events = JSON.parse(buffer.toString()).traceEvents;
+  const main = events.find((e) => e.name === 'thread_name' && e.args.name === 'CrRendererMain'
+    && events.some((n) => n.pid === e.pid && n.name === 'navigationStart'));
+  if (!main) return 'profile: no renderer main thread with a navigation in the trace';
+  const nav = events.find((e) => e.pid === main.pid && e.name === 'navigationStart');
+  const ms = (ts) => (ts - nav.ts) / 1000;
+  const onMain = events.filter((e) => e.pid === main.pid && e.tid === main.tid && e.ph === 'X' && e.dur && ms(e.ts) >= 0 && ms(e.ts) <= firstFrameMs);
+  const isTask = (e) => e.name === 'RunTask' || e.name === 'ThreadControllerImpl::RunTask';
+  const kinds = new Map();
+  const lines = [];
+  let busy = 0;
+  for (const t of onMain.filter(isTask)) {
+    busy += t.dur / 1000;
+    const child = onMain.filter((e) => !isTask(e) && e.ts >= t.ts && e.ts + e.dur <= t.ts + t.dur).sort((a, b) => b.dur - a.dur)[0];
+    const what = child ? describeTraceEvent(child) : 'other';
+    kinds.set(what, (kinds.get(what) || 0) + t.dur / 1000);
+    if (t.dur >= 20_000) lines.push(`  ${Math.round(ms(t.ts))}–${Math.round(ms(t.ts + t.dur))} ms: ${what}`);
+  }
+  const top = [...kinds].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([k, d]) => `  ${Math.round(d)} ms ${k}`);
+  return `\nthe first viewer's main thread, navigation → first frame (${Math.round(firstFrameMs)} ms): busy ${Math.round(busy)} ms\n${top.join('\n')}\nbusy stretches over 20 ms:\n${lines.join('\n')}`;
+}
+
+function describeTraceEvent(e) {
+  const d = e.args && e.args.data;
+  const url = d && (d.url || (d.stackTrace && d.stackTrace[0] && d.stackTrace[0].url));
+  const file = url ? url.split('/').pop().split('?')[0] : '';
+  const fn = d && d.functionName ? ` ${d.functionName}` : '';
+  return `${e.name}${file ? ` ${file}` : ''}${fn}`;
+}
+
 const extra = [];
 if (opt.renditions) extra.push('--renditions', opt.renditions);
 if (opt['part-target-ms']) extra.push('--part-target-ms', opt['part-target-ms']);
@@ -465,19 +507,33 @@ await page.addInitScript(() => {
     for (let i = 0; i < v.buffered.length; i++) r.push(`${v.buffered.start(i).toFixed(3)}–${v.buffered.end(i).toFixed(3)}`);
     return `at ${v.currentTime.toFixed(3)} in [${r.join(', ')}]`;
   };
+  // Each SourceBuffer's own ranges (the element's are their intersection).
+  window.describeSourceBuffers = () => {
+    const tracks = window.rivulet && window.rivulet.hls && window.rivulet.hls.bufferController && window.rivulet.hls.bufferController.tracks;
+    if (!tracks) return '';
+    return Object.entries(tracks).map(([type, t]) => (t.buffer ? ` ${type} ${window.describeBuffer({ buffered: t.buffer.buffered, currentTime: NaN })}` : '')).join('');
+  };
   // The video element's start, ms after navigation (printed with --trace).
   window.startEvents = [];
   for (const type of ['loadedmetadata', 'loadeddata', 'canplay', 'playing', 'waiting', 'seeking', 'seeked', 'ratechange']) {
     document.addEventListener(type, (e) => {
       const v = e.target;
       if (v.tagName !== 'VIDEO') return;
-      window.startEvents.push(`${Math.round(performance.now())} ${type} ${window.describeBuffer(v)} rate ${v.playbackRate} readyState ${v.readyState}`);
+      window.startEvents.push(`${Math.round(performance.now())} ${type} ${window.describeBuffer(v)} rate ${v.playbackRate} readyState ${v.readyState}${window.describeSourceBuffers()}`);
     }, true);
   }
 });
+if (opt.profile) await browser.startTracing(page, { categories: PROFILE_CATEGORIES });
 await page.goto(`${viewerBase}/watch/${NAME}?debug=1`);
 await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
 const startup = await page.evaluate(startupTimeline);
+let profile = null;
+if (opt.profile) {
+  const trace = await browser.stopTracing();
+  const file = join(tmpdir(), `rivulet-latency-trace-${process.pid}.json`);
+  writeFileSync(file, trace);
+  profile = `${mainThreadProfile(trace, startup.firstFrame)}\n(the trace: ${file}, for chrome://tracing or Perfetto)`;
+}
 if (opt.trace) {
   console.log(`the video element's start, ms after navigation:\n${(await page.evaluate(() => window.startEvents)).join('\n')}`);
   await page.evaluate(traceHls);
@@ -556,6 +612,7 @@ console.log(`\nplayed ${played} (${playedHeight}p); rebuffers ${page_.rebuffers}
 console.log(`startup (navigation → first frame): first viewer (edge cache cold, browser warm) ${ms(startup.firstFrame)}; 5 later viewers p50 ${ms(pct(startups, 50))} (${startups.map(Math.round).join(', ')} ms)`);
 console.log(`first viewer's start, ms after navigation: ${startup.steps.map(([what, t]) => `${what} ${Math.round(t)}`).join(' · ')}`);
 if (opt.trace) printTrace(page_.traceHeader, page_.trace, page_.stalls);
+if (profile) console.log(profile);
 if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
 console.log(`\nreal time (the page's WHEP mode at the origin, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}`);
 if (peerRun) {
