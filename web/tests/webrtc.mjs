@@ -6,12 +6,14 @@
 // again and the old session is gone from the server; the publisher reconnects and the
 // same page plays on; QoE beacons (startup, latency, freezes) reach analytics; a
 // malformed offer and an offer
-// without H.264 get 400 with the reason; a private stream needs its playback token. Then aiortc (PyPI, web/tests/whep_aiortc.py),
+// without H.264 get 400 with the reason; a private stream needs its playback token; a
+// viewer plays over ICE-TCP while hostile peers on that port are cut off. Then aiortc (PyPI, web/tests/whep_aiortc.py),
 // a WebRTC stack we did not write, receives video and audio frames and ends its
 // session with DELETE. Last, against a server with WebRTC off, the page falls back
 // to LL-HLS by itself.
 
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { join } from 'node:path';
 
 import {
@@ -20,6 +22,8 @@ import {
 } from './lib.mjs';
 
 const NAME = 'rtc';
+// ICE-TCP connections allowed from one address (all of this test's are from 127.0.0.1).
+const TCP_PER_IP = 4;
 const KEY = 'rtc-secret-key-1234';
 
 function ffmpegPublisher(url) {
@@ -93,7 +97,7 @@ async function playsInRealTime(page, server, label) {
 
 run('webrtc', async () => {
   const bin = rivuletBinary();
-  const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', '360p', '--webrtc-listen', '127.0.0.1:0']);
+  const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', '360p', '--webrtc-listen', '127.0.0.1:0', '--webrtc-tcp-max-per-ip', String(TCP_PER_IP)]);
   log(`server ${server.http} ${server.rtmp}`);
   let publisher = ffmpegPublisher(`${server.rtmp}/live/${KEY}`);
   await until('the stream to be live', async () => (await fetch(`${server.http}/live/${NAME}/master.m3u8`)).status === 200, 90_000);
@@ -105,6 +109,32 @@ run('webrtc', async () => {
   assert(malformed.status === 400 && /SDP/.test(malformedText), `malformed SDP: ${malformed.status} ${malformedText}`);
   const wrongType = await fetch(whep, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'v=0' });
   assert(wrongType.status === 415, `a non-SDP content type: ${wrongType.status}`);
+  // An offer over 64 KiB: 413 with the reason, for WHEP and WHIP, whether it says its
+  // length or comes in chunks (read no further than the bound). Over a raw socket: the
+  // answer comes before the body is sent, which fetch() takes for a failure.
+  const rawPost = (path, headers, body) => new Promise((done) => {
+    const { hostname, port } = new URL(server.http);
+    const socket = net.connect(Number(port), hostname);
+    let received = '';
+    socket.on('data', (d) => { received += d; });
+    socket.on('error', () => {});
+    socket.on('close', () => done(received));
+    socket.write(`POST ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/sdp\r\nConnection: close\r\n${headers.join('\r\n')}\r\n\r\n`);
+    body(socket);
+    setTimeout(() => socket.destroy(), 10_000);
+  });
+  const offerBytes = 200_000;
+  // The first 8 KB of a body that says it is 200 KB.
+  const withLength = (socket) => socket.write('v=0\r\n'.padEnd(8192, 'a'));
+  const inChunks = (socket) => {
+    for (let sent = 0; sent < offerBytes && !socket.destroyed; sent += 4096) socket.write(`1000\r\n${'a'.repeat(4096)}\r\n`);
+  };
+  for (const [what, path, auth] of [['WHEP', `/live/${NAME}/whep`, []], ['WHIP', '/whip', [`Authorization: Bearer ${KEY}`]]]) {
+    for (const [how, headers, body] of [['with its length', [`Content-Length: ${offerBytes}`], withLength], ['chunked', ['Transfer-Encoding: chunked'], inChunks]]) {
+      const answer = await rawPost(path, [...auth, ...headers], body);
+      assert(/^HTTP\/1\.1 413/.test(answer) && /larger than 65536 bytes/.test(answer), `${what} offer of ${offerBytes} bytes (${how}): ${answer.slice(0, 300)}`);
+    }
+  }
 
   const browser = await launchBrowser();
   const page = await newPage(browser);
@@ -235,18 +265,60 @@ run('webrtc', async () => {
     const transport = stats.find((s) => s.type === 'transport');
     const selected = stats.find((s) => s.id === transport?.selectedCandidatePairId);
     const remote = stats.find((s) => s.id === selected?.remoteCandidateId);
-    pc.close();
+    // Kept playing while hostile peers try the same port (below).
+    window.tcpPeer = pc;
     return {
       status: r.status,
       offered: (answer.match(/ typ host tcptype passive/g) || []).length,
       frames,
       remote: remote ? `${remote.protocol} ${remote.candidateType} ${remote.tcpType || ''}`.trim() : null,
+      port: remote ? remote.port : null,
     };
   }, `/live/${NAME}/whep`);
   assert(overTcp.status === 201 && overTcp.offered > 0, `the answer offers a passive TCP candidate: ${JSON.stringify(overTcp)}`);
   assert(overTcp.remote === 'tcp host passive', `connected over the server's TCP candidate: ${JSON.stringify(overTcp)}`);
   assert(overTcp.frames >= 30, `frames decoded over TCP: ${JSON.stringify(overTcp)}`);
   log(`UDP blocked: ${overTcp.frames} frames decoded over ICE-TCP (${overTcp.remote})`);
+
+  // Hostile peers on the ICE-TCP port, beside that viewer: a frame that is no
+  // session's ends its connection; connections over the per-address cap are closed at
+  // once (and logged with the flag); one that never sends is closed (10 s for its
+  // first frame). The viewer plays on.
+  const connect = () => new Promise((done) => {
+    const socket = net.connect(overTcp.port, '127.0.0.1', () => done(socket));
+    socket.on('error', () => {});
+  });
+  const closedWithin = (socket, ms) => new Promise((done) => {
+    const timer = setTimeout(() => done(false), ms);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      done(true);
+    });
+  });
+  const framesOverTcp = () => tcpPage.evaluate(async () => {
+    for (const s of (await window.tcpPeer.getStats()).values()) if (s.type === 'inbound-rtp' && s.kind === 'video') return s.framesDecoded || 0;
+    return 0;
+  });
+  const framesBefore = await framesOverTcp();
+  const junk = await connect();
+  junk.write(Buffer.from([0, 4, ...Buffer.from('junk')]));
+  assert(await closedWithin(junk, 10_000), 'a connection whose frame is no session\'s is closed');
+  const openNow = async () => Number(/^webrtc_tcp_connections (\d+)/m.exec(await (await fetch(`${server.http}/metrics`)).text())?.[1] || 0);
+  await until('the junk connection gone from the count', async () => (await openNow()) < TCP_PER_IP, 10_000);
+  const honest = await openNow();
+  const silent = [];
+  for (let i = honest; i < TCP_PER_IP; i++) silent.push(await connect());
+  const silentClosed = silent.map((socket) => closedWithin(socket, 30_000));
+  await until('the silent connections counted', async () => (await openNow()) === TCP_PER_IP, 10_000);
+  const over = await connect();
+  assert(await closedWithin(over, 5_000), `a connection over the cap of ${TCP_PER_IP} from one address is closed at once`);
+  await until('the refusal in the log', async () => server.output.some((l) => /refusing a WebRTC TCP connection/.test(l) && /--webrtc-tcp-max-per-ip/.test(l)), 10_000);
+  assert((await Promise.all(silentClosed)).every(Boolean), 'connections that never send are closed');
+  const framesAfter = await until('the TCP viewer playing on', async () => {
+    const f = await framesOverTcp();
+    return f >= framesBefore + 60 ? f : null;
+  }, 30_000);
+  log(`ICE-TCP abuse: junk closed, ${silent.length} silent closed, 1 over the cap refused; the viewer decoded ${framesAfter - framesBefore} frames meanwhile`);
   assertNoPageErrors(tcpPage);
   await tcpBrowser.close();
 

@@ -7,7 +7,7 @@
 // it in real time over WHEP. Refusals: no key
 // 401, a wrong key 403, malformed SDP 400, an offer without H.264 406, a second
 // publisher while live 409, CORS exposing Location. DELETE ends the publish and the
-// stream goes offline. Then aiortc (PyPI, web/tests/whip_aiortc.py), a WebRTC stack
+// stream goes offline. A publisher above the ingest bitrate cap is closed. Then aiortc (PyPI, web/tests/whip_aiortc.py), a WebRTC stack
 // we did not write, publishes with the key as Bearer token and the stream plays again.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -204,6 +204,18 @@ run('whip', async () => {
   await until('the stream to go offline after the TCP publish', async () => !(await live(server)), 30_000);
   await page.evaluate(() => window.whip.pc.close());
   assertNoPageErrors(page);
+
+  // A publisher far above the ingest bitrate cap (RTMP's, SRT's and WHIP's:
+  // --rtmp-max-bitrate-kbps) is closed, the log naming the rule, and its stream ends.
+  const capped = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--renditions', 'source', '--webrtc-listen', '127.0.0.1:0', '--rtmp-max-bitrate-kbps', '40']);
+  const cappedPage = await newPage(browser);
+  await cappedPage.goto(`${capped.http}/watch/${NAME}?mode=hls`);
+  const overCap = await publishFromPage(cappedPage, `/whip/${KEY}`);
+  assert(overCap.status === 201, `POST /whip/KEY to the capped server: ${JSON.stringify(overCap)}`);
+  await until('the publisher over the cap closed, with the rule in the log', async () => capped.output.some((l) => /closing the WHIP publisher/.test(l) && /above 40 kbit\/s/.test(l) && /--rtmp-max-bitrate-kbps/.test(l)), 30_000);
+  await until('its publish to end', async () => (await fetch(`${capped.http}/metrics`).then((r) => r.text())).match(/^whip_publish_rejected_total\{reason="bitrate"\} 1/m) && !(await live(capped)), 30_000);
+  log('a WHIP publisher above --rtmp-max-bitrate-kbps 40 was closed');
+  await cappedPage.evaluate(() => window.whip.pc.close());
   await browser.close();
 
   // A second client we did not write: aiortc publishing with the key as Bearer token.

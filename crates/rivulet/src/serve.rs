@@ -135,6 +135,8 @@ pub(crate) async fn serve(
             hub: hub.clone(),
             keys: control.keys.clone(),
             idle_timeout: config.rtmp.session.idle_timeout,
+            max_bitrate: config.rtmp.max_bitrate,
+            bitrate_burst: config.rtmp.bitrate_burst,
         },
         http_addr,
         &stop,

@@ -44,6 +44,11 @@ pub(crate) struct WebRtcArgs {
     /// to peers as a passive candidate, for networks that block UDP.
     #[arg(long, env = "RIVULET_NO_WEBRTC_TCP")]
     pub(crate) no_webrtc_tcp: bool,
+
+    /// ICE-TCP connections at most from one client address; more are closed at once.
+    /// (In all: twice --webrtc-max-sessions.) [default: 64]
+    #[arg(long, env = "RIVULET_WEBRTC_TCP_MAX_PER_IP", value_name = "N")]
+    pub(crate) webrtc_tcp_max_per_ip: Option<usize>,
 }
 
 impl WebRtcArgs {
@@ -55,6 +60,7 @@ impl WebRtcArgs {
             max_sessions: self.webrtc_max_sessions,
             enabled: self.no_webrtc.then_some(false),
             tcp: self.no_webrtc_tcp.then_some(false),
+            tcp_max_per_ip: self.webrtc_tcp_max_per_ip,
         };
         Ok(flags.or(file).resolve()?)
     }

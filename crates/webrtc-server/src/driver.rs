@@ -29,6 +29,7 @@ mod publish;
 mod tcp;
 
 use outbox::Outbox;
+pub(crate) use tcp::TcpLimits;
 use tcp::{TcpEvent, TcpLinks};
 
 /// Frames from the ICE-TCP connections queued to the driver.
@@ -131,8 +132,8 @@ pub(crate) struct Driver {
     /// with one check instead of one per session (a viewer's RTCP and consent checks
     /// arrive several times a second; with hundreds of viewers the scan dominated).
     routes: HashMap<(Transport, SocketAddr), Route>,
-    /// The ICE-TCP listener (taken by `run`) and the most connections it keeps open.
-    tcp_listener: Option<(TcpListener, usize)>,
+    /// The ICE-TCP listener (taken by `run`) and how many connections it keeps open.
+    tcp_listener: Option<(TcpListener, TcpLimits)>,
     /// Where the publishers' AAC threads send their frames (the receiver is `run`'s).
     aac_tx: mpsc::Sender<(String, media::Frame)>,
     aac_rx: Option<mpsc::Receiver<(String, media::Frame)>>,
@@ -147,7 +148,7 @@ pub(crate) struct Driver {
 impl Driver {
     pub(crate) fn new(
         socket: UdpSocket,
-        tcp_listener: Option<(TcpListener, usize)>,
+        tcp_listener: Option<(TcpListener, TcpLimits)>,
         bound: SocketAddr,
         candidates: Vec<SocketAddr>,
         streams: LiveStreams,
@@ -186,8 +187,8 @@ impl Driver {
             return;
         };
         let (tcp_tx, mut tcp_rx) = mpsc::channel::<TcpEvent>(TCP_QUEUE);
-        if let Some((listener, max)) = self.tcp_listener.take() {
-            tcp::spawn_listener(listener, tcp_tx, max);
+        if let Some((listener, limits)) = self.tcp_listener.take() {
+            tcp::spawn_listener(listener, tcp_tx, limits);
         }
         let mut buf = vec![0u8; 2048];
         tokio::pin!(stop);
@@ -333,6 +334,12 @@ impl Driver {
                 .find(|(_, p)| p.session.accepts(now, transport, source, destination, data));
             let Some((id, publish)) = publisher else {
                 metrics::counter!("webrtc_datagrams_unmatched_total").increment(1);
+                // A TCP connection carries one session's frames: one that is nobody's
+                // (garbage, an unknown ufrag, a session gone) ends it, so it cannot
+                // be kept open without a session.
+                if transport == Transport::Tcp {
+                    self.links.tcp.close(source);
+                }
                 return;
             };
             publish

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub candidates: Vec<SocketAddr>,
     /// WebRTC sessions (viewers and publishers) at most in this process; more get 503.
     pub max_sessions: usize,
+    /// ICE-TCP connections at most from one client address.
+    pub tcp_max_per_ip: usize,
     /// WHIP ingest; `None`: `POST /whip` is answered 503.
     pub whip: Option<WhipIngest>,
 }
@@ -66,6 +68,10 @@ pub struct WhipIngest {
     /// A publisher that sends no media for this long is closed (the RTMP/SRT idle
     /// timeout).
     pub idle_timeout: Duration,
+    /// A publisher sending above this for longer than `bitrate_burst` is closed (the
+    /// RTMP/SRT cap). `None`: no cap.
+    pub max_bitrate: Option<ingest::Bitrate>,
+    pub bitrate_burst: Duration,
 }
 
 /// Why the server cannot start.
@@ -143,7 +149,14 @@ pub fn start(
     let sessions = Arc::new(AtomicUsize::new(0));
     let driver = driver::Driver::new(
         socket,
-        tcp.map(|listener| (listener, 2 * config.max_sessions)),
+        tcp.map(|listener| {
+            let limits = driver::TcpLimits {
+                // A peer may try a connection per candidate pair.
+                max_total: 2 * config.max_sessions,
+                max_per_ip: config.tcp_max_per_ip,
+            };
+            (listener, limits)
+        }),
         bound,
         config.candidates.clone(),
         streams.clone(),

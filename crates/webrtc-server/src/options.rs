@@ -13,6 +13,9 @@ use crate::{ServerConfig, WhipIngest};
 /// The UDP port every WebRTC session shares, unless configured.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189);
 const DEFAULT_MAX_SESSIONS: usize = 500;
+/// ICE-TCP connections from one address: a peer opens one per candidate pair, and an
+/// office's NAT (where UDP is blocked, the case ICE-TCP is for) hides many viewers.
+const DEFAULT_TCP_MAX_PER_IP: usize = 64;
 
 /// The config file's `[webrtc]` table: the flags' names without `--webrtc-`; `None`:
 /// not given.
@@ -25,6 +28,7 @@ pub struct WebRtcOptions {
     pub enabled: Option<bool>,
     /// ICE-TCP on the same port (on unless `false`).
     pub tcp: Option<bool>,
+    pub tcp_max_per_ip: Option<usize>,
 }
 
 /// WebRTC as configured.
@@ -40,6 +44,8 @@ pub struct WebRtcSettings {
     /// ICE-TCP: a TCP listener on the UDP socket's address and port, offered as
     /// passive candidates.
     pub tcp: bool,
+    /// ICE-TCP connections at most from one client address.
+    pub tcp_max_per_ip: usize,
 }
 
 /// A WebRTC option set to what cannot work.
@@ -48,6 +54,10 @@ pub struct WebRtcSettings {
 pub enum WebRtcOptionsError {
     #[error("--webrtc-max-sessions must be more than 0 (use --no-webrtc to turn WebRTC off)")]
     MaxSessions,
+    #[error(
+        "--webrtc-tcp-max-per-ip must be more than 0 (use --no-webrtc-tcp to turn ICE-TCP off)"
+    )]
+    TcpMaxPerIp,
     #[error(
         "--webrtc-candidate {0} is not an address a viewer can reach: give the server's public or LAN IP"
     )]
@@ -74,6 +84,7 @@ impl Default for WebRtcSettings {
             candidates: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             tcp: true,
+            tcp_max_per_ip: DEFAULT_TCP_MAX_PER_IP,
         }
     }
 }
@@ -87,6 +98,7 @@ impl WebRtcOptions {
             max_sessions: self.max_sessions.or(other.max_sessions),
             enabled: self.enabled.or(other.enabled),
             tcp: self.tcp.or(other.tcp),
+            tcp_max_per_ip: self.tcp_max_per_ip.or(other.tcp_max_per_ip),
         }
     }
 
@@ -95,6 +107,10 @@ impl WebRtcOptions {
         let max_sessions = self.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
         if max_sessions == 0 {
             return Err(WebRtcOptionsError::MaxSessions);
+        }
+        let tcp_max_per_ip = self.tcp_max_per_ip.unwrap_or(DEFAULT_TCP_MAX_PER_IP);
+        if tcp_max_per_ip == 0 {
+            return Err(WebRtcOptionsError::TcpMaxPerIp);
         }
         let candidates = self.candidates.clone().unwrap_or_default();
         if let Some(bad) = candidates.iter().find(|c| c.is_unspecified()) {
@@ -107,6 +123,7 @@ impl WebRtcOptions {
             candidates,
             max_sessions,
             tcp: self.tcp.unwrap_or(true),
+            tcp_max_per_ip,
         })
     }
 }
@@ -117,6 +134,7 @@ impl WebRtcSettings {
         ServerConfig {
             candidates: candidate_ips(&self.candidates, bound),
             max_sessions: self.max_sessions,
+            tcp_max_per_ip: self.tcp_max_per_ip,
             whip: Some(whip),
         }
     }
@@ -254,6 +272,7 @@ mod tests {
             max_sessions: Some(7),
             enabled: None,
             tcp: None,
+            tcp_max_per_ip: Some(5),
         };
         let s = WebRtcOptions::default()
             .or(&file)
@@ -262,6 +281,7 @@ mod tests {
         assert!(s.listen_given);
         assert_eq!((s.listen.port(), s.max_sessions), (9000, 7));
         assert_eq!(s.candidates, vec![ip("192.0.2.5")]);
+        assert_eq!(s.tcp_max_per_ip, 5);
 
         let flags = WebRtcOptions {
             max_sessions: Some(3),
@@ -281,6 +301,12 @@ mod tests {
         };
         let e = zero.resolve().err().map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("--webrtc-max-sessions")));
+        let zero = WebRtcOptions {
+            tcp_max_per_ip: Some(0),
+            ..WebRtcOptions::default()
+        };
+        let e = zero.resolve().err().map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("--webrtc-tcp-max-per-ip")));
         let wildcard = WebRtcOptions {
             candidates: Some(vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]),
             ..WebRtcOptions::default()

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{patch, post};
@@ -19,6 +19,37 @@ use crate::{WebRtc, driver};
 
 /// Largest SDP offer taken (a browser's is a few kB).
 pub(crate) const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+/// The body of a WHEP or WHIP offer, at most [`MAX_OFFER_BYTES`]: a larger one is
+/// answered 413 as soon as it says so (`Content-Length`) or crosses the bound, never
+/// buffered whole (the server's own body limit is megabytes).
+pub(crate) struct OfferBody(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for OfferBody {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Response> {
+        let too_large = || {
+            answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the SDP offer is larger than {MAX_OFFER_BYTES} bytes"),
+            )
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_OFFER_BYTES as u64) {
+            return Err(too_large());
+        }
+        match axum::body::to_bytes(request.into_body(), MAX_OFFER_BYTES).await {
+            Ok(body) => Ok(Self(body)),
+            // Over the bound (a chunked body), or the client went away mid-body.
+            Err(_) => Err(too_large()),
+        }
+    }
+}
 
 /// The WebRTC routes: WHEP (and WHIP, [`crate::WhipIngest`]), with CORS.
 ///
@@ -109,7 +140,7 @@ async fn offer(
     RawQuery(raw): RawQuery,
     client: origin::ClientAddr,
     headers: HeaderMap,
-    body: Bytes,
+    OfferBody(body): OfferBody,
 ) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -159,12 +190,6 @@ async fn offer(
             }
         },
     };
-    if body.len() > MAX_OFFER_BYTES {
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the SDP offer is larger than {MAX_OFFER_BYTES} bytes"),
-        );
-    }
     let Ok(sdp) = std::str::from_utf8(&body) else {
         return answer(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
     };

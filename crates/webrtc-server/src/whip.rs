@@ -18,7 +18,7 @@ use axum::routing::{patch, post};
 use webrtc::{OfferError, WhipSession};
 
 use crate::driver::{self, Publish};
-use crate::whep::{MAX_OFFER_BYTES, answer, created, delete_session, patch_session};
+use crate::whep::{OfferBody, answer, created, delete_session, patch_session};
 use crate::{WebRtc, WhipIngest};
 
 /// The WHIP routes (state: the server's).
@@ -52,7 +52,7 @@ async fn offer_in_path(
     Path(key): Path<String>,
     client: origin::ClientAddr,
     headers: HeaderMap,
-    body: Bytes,
+    OfferBody(body): OfferBody,
 ) -> Response {
     offer(state, Some(key), client.0, headers, body).await
 }
@@ -61,7 +61,7 @@ async fn offer_bearer(
     State(state): State<WebRtc>,
     client: origin::ClientAddr,
     headers: HeaderMap,
-    body: Bytes,
+    OfferBody(body): OfferBody,
 ) -> Response {
     offer(state, None, client.0, headers, body).await
 }
@@ -129,13 +129,7 @@ async fn offer(
         }
     };
     let id = format!("{:032x}", rand::random::<u128>());
-    let publish = Publish::new(
-        name.clone(),
-        session,
-        publisher,
-        ingest.idle_timeout,
-        Instant::now(),
-    );
+    let publish = Publish::new(name.clone(), session, publisher, &ingest, Instant::now());
     let added = state
         .commands
         .send(driver::Command::AddPublish {
@@ -182,12 +176,6 @@ fn read_offer<'a>(
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return Err(Box::new(response));
     };
-    if body.len() > MAX_OFFER_BYTES {
-        return Err(Box::new(answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the SDP offer is larger than {MAX_OFFER_BYTES} bytes"),
-        )));
-    }
     let Ok(sdp) = std::str::from_utf8(body) else {
         return Err(Box::new(answer(
             StatusCode::BAD_REQUEST,

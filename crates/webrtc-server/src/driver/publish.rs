@@ -11,7 +11,10 @@ use media::{AvcConfig, CodecConfig, Frame, Track, TrackKind, Tracks};
 use tokio::sync::mpsc;
 use webrtc::{SessionOutput, WhipEvent, WhipSession};
 
+use ingest::BitrateLimiter;
+
 use super::Driver;
+use crate::WhipIngest;
 
 /// Opus packets queued for the AAC thread (about 1.3 s); more are dropped (a gap the
 /// encoder fills with silence), never waited for.
@@ -28,6 +31,8 @@ pub(crate) struct Publish {
     /// When media last came (the input-health timeout runs from here).
     last_media: Instant,
     idle_timeout: Duration,
+    /// The bitrate cap over the media it sends (RTP payloads).
+    bitrate: Option<BitrateLimiter>,
     video: Option<AvcConfig>,
     /// Whether the tracks went to the hub (frames before them are dropped).
     announced: bool,
@@ -40,7 +45,7 @@ impl Publish {
         stream: String,
         session: WhipSession,
         publisher: hub::Publisher,
-        idle_timeout: Duration,
+        ingest: &WhipIngest,
         now: Instant,
     ) -> Self {
         Self {
@@ -50,7 +55,9 @@ impl Publish {
             timeout: now,
             started: now,
             last_media: now,
-            idle_timeout,
+            idle_timeout: ingest.idle_timeout,
+            bitrate: (ingest.max_bitrate)
+                .map(|cap| BitrateLimiter::new(cap, ingest.bitrate_burst, now)),
             video: None,
             announced: false,
             opus: None,
@@ -94,7 +101,20 @@ impl Publish {
     }
 
     fn handle_event(&mut self, id: &str, event: WhipEvent, aac_tx: &mpsc::Sender<(String, Frame)>) {
-        self.last_media = Instant::now();
+        let now = Instant::now();
+        self.last_media = now;
+        if let (
+            WhipEvent::Video(Frame { data, .. }) | WhipEvent::Opus(Frame { data, .. }),
+            Some(limiter),
+        ) = (&event, &mut self.bitrate)
+            && let Err(exceeded) = limiter.handle_bytes(now, data.len())
+        {
+            metrics::counter!("whip_publish_rejected_total", "reason" => "bitrate").increment(1);
+            tracing::warn!(stream = %self.stream, reason = %exceeded, "closing the WHIP publisher");
+            self.bitrate = None;
+            self.session.close();
+            return;
+        }
         match event {
             WhipEvent::VideoConfig(config) => {
                 tracing::info!(stream = %self.stream, codec = %config.codec_string(), width = config.width, height = config.height, "WHIP video");

@@ -3,12 +3,17 @@
 //! same datagrams as UDP would, each framed by a 16-bit length (RFC 4571). A task per
 //! connection reads frames to the driver and writes the driver's frames out; the
 //! driver hands them to the session that accepts them, as it does UDP datagrams.
+//!
+//! A connection is one peer's, for one session: a frame no session takes closes it
+//! (see the driver), so garbage cannot keep one open. Limits: connections in total and
+//! per client address, a first frame within [`FIRST_FRAME`], silence at most [`IDLE`],
+//! each write within [`SEND_TIMEOUT`]; accept errors (out of descriptors) back off.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ingest::{AcceptBackoff, ConnectionLimiter, LogThrottle};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +25,18 @@ const OUT_QUEUE: usize = 256;
 /// A connection silent this long is closed: a peer's ICE consent checks come every
 /// few seconds (RFC 7675).
 const IDLE: Duration = Duration::from_secs(30);
+/// A peer connects to send its ICE checks: one that says nothing this long is closed.
+pub(crate) const FIRST_FRAME: Duration = Duration::from_secs(10);
+/// A peer that stops reading: a write that cannot finish in this long closes it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many ICE-TCP connections may be open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TcpLimits {
+    pub(crate) max_total: usize,
+    /// From one client address (a NAT may hide several viewers behind one).
+    pub(crate) max_per_ip: usize,
+}
 
 /// What the connections tell the driver.
 pub(crate) enum TcpEvent {
@@ -37,13 +54,15 @@ pub(crate) enum TcpEvent {
 }
 
 /// Accepts connections on `listener` until the driver stops listening (its receiver
-/// of `events` is dropped); at most `max_connections` at once: more are closed at once.
+/// of `events` is dropped); connections over `limits` are closed at once.
 pub(crate) fn spawn_listener(
     listener: TcpListener,
     events: mpsc::Sender<TcpEvent>,
-    max_connections: usize,
+    limits: TcpLimits,
 ) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let admitted = ConnectionLimiter::new(limits.max_total, limits.max_per_ip);
+    let mut backoff = AcceptBackoff::default();
+    let mut refusal_log = LogThrottle::new(Duration::from_secs(1));
     tokio::spawn(async move {
         loop {
             let (stream, peer) = tokio::select! {
@@ -51,21 +70,40 @@ pub(crate) fn spawn_listener(
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::debug!(error = %e, "WebRTC TCP accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        // Out of descriptors: the connection stays in the backlog, so
+                        // accepting again at once would spin.
+                        let wait = backoff.handle_error();
+                        metrics::counter!("webrtc_tcp_accept_errors_total").increment(1);
+                        if backoff.is_first_failure() {
+                            tracing::warn!(error = %e, "cannot accept WebRTC TCP connections (out of file descriptors? raise `ulimit -n` or lower --webrtc-max-sessions); backing off up to 1 s");
+                        }
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                 },
             };
-            if open.load(Ordering::Acquire) >= max_connections {
-                metrics::counter!("webrtc_tcp_refused_total").increment(1);
-                continue;
-            }
-            open.fetch_add(1, Ordering::AcqRel);
-            let (events, open) = (events.clone(), open.clone());
+            backoff.handle_success();
+            let permit = match admitted.try_admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refusal) => {
+                    metrics::counter!("webrtc_tcp_refused_total", "reason" => refusal.label())
+                        .increment(1);
+                    if let Some(suppressed) = refusal_log.allow(Instant::now()) {
+                        let (open, limit) = match refusal {
+                            ingest::ConnectionRefusal::PerAddress(n) => {
+                                (n, "from this address (--webrtc-tcp-max-per-ip)")
+                            }
+                            _ => (admitted.open(), "in all (2 x --webrtc-max-sessions)"),
+                        };
+                        tracing::warn!(%peer, suppressed, "refusing a WebRTC TCP connection: {open} are open {limit}, the most allowed");
+                    }
+                    continue;
+                }
+            };
+            let events = events.clone();
             tokio::spawn(async move {
                 connection(stream, peer, &events).await;
-                open.fetch_sub(1, Ordering::AcqRel);
+                drop(permit);
                 let _ = events.send(TcpEvent::Closed { peer }).await;
             });
         }
@@ -91,24 +129,30 @@ async fn connection(stream: TcpStream, peer: SocketAddr, events: &mpsc::Sender<T
             let Ok(length) = u16::try_from(frame.len()) else {
                 continue;
             };
-            if writer.write_all(&length.to_be_bytes()).await.is_err()
-                || writer.write_all(&frame).await.is_err()
-            {
-                return;
-            }
-            // Several frames queued together go out in one write.
-            if outgoing.is_empty() && writer.flush().await.is_err() {
+            let sent = tokio::time::timeout(SEND_TIMEOUT, async {
+                writer.write_all(&length.to_be_bytes()).await?;
+                writer.write_all(&frame).await?;
+                // Several frames queued together go out in one write.
+                if outgoing.is_empty() {
+                    writer.flush().await?;
+                }
+                Ok::<(), std::io::Error>(())
+            })
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
                 return;
             }
         }
     };
     let read = async {
+        let mut silence = FIRST_FRAME;
         loop {
             let mut length = [0u8; 2];
-            match tokio::time::timeout(IDLE, reader.read_exact(&mut length)).await {
+            match tokio::time::timeout(silence, reader.read_exact(&mut length)).await {
                 Ok(Ok(_)) => {}
                 _ => return,
             }
+            silence = IDLE;
             let mut data = vec![0u8; usize::from(u16::from_be_bytes(length))];
             match tokio::time::timeout(IDLE, reader.read_exact(&mut data)).await {
                 Ok(Ok(_)) => {}
@@ -148,6 +192,14 @@ impl TcpLinks {
         }
     }
 
+    /// Closes the connection from `peer` (its queue's end stops its writer, and so it).
+    pub(crate) fn close(&mut self, peer: SocketAddr) {
+        if self.links.remove(&peer).is_some() {
+            metrics::counter!("webrtc_tcp_closed_unmatched_total").increment(1);
+            metrics::gauge!("webrtc_tcp_connections").set(self.links.len() as f64);
+        }
+    }
+
     /// Queues `data` to the connection from `peer`; false if there is none or its
     /// queue is full.
     pub(crate) fn send(&self, peer: SocketAddr, data: Vec<u8>) -> bool {
@@ -168,7 +220,14 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mut rx) = mpsc::channel(16);
-        spawn_listener(listener, tx, 4);
+        spawn_listener(
+            listener,
+            tx,
+            TcpLimits {
+                max_total: 4,
+                max_per_ip: 4,
+            },
+        );
         let mut client = TcpStream::connect(addr).await.unwrap();
         let me = client.local_addr().unwrap();
         // Two frames in one write: split by their lengths.
