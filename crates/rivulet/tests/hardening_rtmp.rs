@@ -628,6 +628,68 @@ async fn timestamp_jumps_of_hours_are_reanchored_and_the_playlist_stays_sane() {
     assert_still_advancing(&mut server, &url, before).await;
 }
 
+/// Extended timestamps (RFC: a 32-bit time in a 4-byte field after the header, for
+/// times past 0xFFFFFF) abused at the edges: a publish that starts 6 s before the
+/// 32-bit wrap, so every header carries an extended timestamp, then wraps past 2^32 to
+/// small times that need none. The stream plays on through it with sane playlists,
+/// and an honest stream beside it is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_timestamps_through_the_32_bit_wrap_keep_the_stream_sane() {
+    let mut server = Server::start(&[
+        "--stream",
+        "good=good-key-123",
+        "--stream",
+        "wrap=wrap-key-987",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let tags = fixture(dir.path(), "wrap.flv", "320x240", 12);
+    let (_ffmpeg, url, before) = honest_stream(&server, 60).await;
+    let addr = host_port(&server);
+    let replayer = tokio::task::spawn_blocking(move || {
+        let mut p = RawPublisher::publish(&addr, "live", "wrap-key-987").unwrap();
+        replay(&mut p, &tags, 0, |ms| ms.wrapping_add(u32::MAX - 6_000));
+        p
+    });
+    let wrap = server.url("/live/wrap/source/index.m3u8");
+    get_when_ready(&wrap, Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let mut hint_after_wrap = None;
+    let mut advanced_after_wrap = false;
+    while !replayer.is_finished() {
+        let (status, playlist) = get_text(&wrap).await;
+        assert_eq!(status, 200, "{playlist}");
+        for line in playlist.lines() {
+            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+                assert!(v.parse::<u32>().unwrap() <= 4, "{playlist}");
+            }
+            if let Some(v) = line.strip_prefix("#EXTINF:") {
+                let secs: f64 = v.trim_end_matches(',').parse().unwrap();
+                assert!(secs <= 4.0, "EXTINF {secs}:\n{playlist}");
+            }
+            if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                let skew = (parse_pdt(v) - now_ms()).abs();
+                assert!(skew < 60_000, "PDT {v} is {skew} ms off:\n{playlist}");
+            }
+        }
+        let hint = preload_hint(&playlist);
+        // The wrap comes 6 s in: the playlist must keep moving after it.
+        if started.elapsed() > Duration::from_secs(8) {
+            match hint_after_wrap {
+                None => hint_after_wrap = Some(hint),
+                Some(first) if hint > first => advanced_after_wrap = true,
+                Some(_) => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _publisher = replayer.await.unwrap();
+    assert!(
+        advanced_after_wrap,
+        "the playlist kept advancing after the 32-bit wrap"
+    );
+    assert_still_advancing(&mut server, &url, before).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resolution_change_mid_stream_starts_a_new_init_after_a_discontinuity() {
     let mut server = Server::start(&[
