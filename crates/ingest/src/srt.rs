@@ -365,17 +365,18 @@ impl Connection {
         let mut malformed_log = LogThrottle::new(Duration::from_secs(5));
         let mut counted = Totals::default();
         let idle = self.config.idle_timeout;
-        let mut last_data = tokio::time::Instant::now();
+        // Only demuxed frames count as media: a caller sending bytes that make none
+        // (null packets, garbage, a PAT alone) would otherwise hold its stream forever.
+        let mut last_media = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                () = tokio::time::sleep_until(last_data + idle) => {
+                () = tokio::time::sleep_until(last_media + idle) => {
                     metrics::counter!("srt_sessions_timed_out_total").increment(1);
                     tracing::info!(%peer, stream = name, timeout_ms = idle.as_millis() as u64, "closing the SRT publisher: no media for too long (--rtmp-idle-timeout-ms)");
                     break;
                 }
                 item = socket.next() => match item {
                     Some(Ok((_, data))) => {
-                        last_data = tokio::time::Instant::now();
                         metrics::counter!("ingest_bytes_total").increment(data.len() as u64);
                         if let Some(limiter) = &mut bitrate
                             && let Err(exceeded) = limiter.handle_bytes(Instant::now(), data.len())
@@ -407,6 +408,9 @@ impl Connection {
                 }
             }
             while let Some(event) = demuxer.poll_event() {
+                if matches!(event, DemuxEvent::Frame(_)) {
+                    last_media = tokio::time::Instant::now();
+                }
                 self.handle_event(
                     event,
                     &publisher,

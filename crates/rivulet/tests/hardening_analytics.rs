@@ -15,8 +15,8 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{KillOnDrop, Server, client, get_text, get_when_ready, publish};
@@ -534,4 +534,304 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// The CORS headers of an answer (`access-control-…`), as `name: value` lines.
+fn cors_headers(r: &reqwest::Response) -> Vec<String> {
+    r.headers()
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("access-control-"))
+        .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("?")))
+        .collect()
+}
+
+/// The admin API cannot be used from another site's pages: a preflight and requests
+/// with a foreign `Origin` get no `Access-Control-Allow-Origin` (nor
+/// `…-Allow-Credentials`), while the beacons endpoint, open to every origin by
+/// design, does answer CORS (so the check sees CORS headers when there are some).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_answers_no_cross_origin_request() {
+    const EVIL: &str = "https://evil.example";
+    let token = "admin-token-0123456789-abcdefghij";
+    let server = Server::start(&["--stream", "cam=cam-key-0001", "--admin-token", token]);
+    let http = client();
+    let streams = server.url("/api/streams");
+
+    let preflight = |url: String| {
+        let http = http.clone();
+        async move {
+            http.request(reqwest::Method::OPTIONS, url)
+                .header("origin", EVIL)
+                .header("access-control-request-method", "POST")
+                .header(
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                )
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = preflight(streams.clone()).await;
+    assert_eq!(
+        cors_headers(&r),
+        Vec::<String>::new(),
+        "preflight of /api/streams: {}",
+        r.status()
+    );
+    let r = http
+        .get(&streams)
+        .header("origin", EVIL)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(cors_headers(&r), Vec::<String>::new(), "GET /api/streams");
+    let r = http
+        .post(&streams)
+        .header("origin", EVIL)
+        .bearer_auth(token)
+        .json(&json!({"name": "cross-origin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(cors_headers(&r), Vec::<String>::new(), "POST /api/streams");
+    // The same without the token (a browser sending whatever credentials it has).
+    let r = http
+        .post(&streams)
+        .header("origin", EVIL)
+        .json(&json!({"name": "cross-origin-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        cors_headers(&r),
+        Vec::<String>::new(),
+        "POST without a token"
+    );
+
+    // The control: beacons take any origin, without credentials.
+    let r = preflight(server.url("/api/analytics/beacons")).await;
+    let cors = cors_headers(&r);
+    assert!(
+        cors.iter().any(|h| h == "access-control-allow-origin: *"),
+        "{cors:?}"
+    );
+    assert!(
+        !cors
+            .iter()
+            .any(|h| h.starts_with("access-control-allow-credentials")),
+        "{cors:?}"
+    );
+}
+
+/// A hook endpoint (webhooks and the publish authorisation hook) that answers 200 to
+/// every request and keeps each one's head and body.
+struct HookReceiver {
+    url: String,
+    requests: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl HookReceiver {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let kept = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let _ = Self::answer(conn, kept).await;
+                });
+            }
+        });
+        Self { url, requests }
+    }
+
+    async fn answer(
+        mut conn: tokio::net::TcpStream,
+        kept: Arc<Mutex<Vec<(String, String)>>>,
+    ) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).into_owned();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    let body = String::from_utf8_lossy(&got[end + 4..]).into_owned();
+                    kept.lock().unwrap().push((head, body));
+                    return conn
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                }
+            }
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// The first request whose body holds `needle`, waited for at most 20 s.
+    async fn request_with(&self, needle: &str) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(found) = self
+                .requests
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, body)| body.contains(needle))
+            {
+                return found.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no hook request with {needle}: {:?}",
+                self.requests.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The secrets of a publish (the stream key, the webhook and authorisation hook
+/// secrets, the events token, the configured admin token) are used, and appear in no
+/// log line (stderr, and the banner on stdout), in /metrics, nor in the pages and API
+/// answers that list the hooks; the hooks' requests do not carry the stream key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hook_secrets_and_tokens_stay_out_of_logs_and_metrics() {
+    let hooks = HookReceiver::start().await;
+    let (admin, key) = ("admin-SECRET-0123456789abcdefgh", "cam-key-SECRET-0001");
+    let (webhook_secret, publish_secret, events_token) = (
+        "webhook-SECRET-0123456789abcdef",
+        "onpublish-SECRET-0123456789abcd",
+        "events-SECRET-0123456789abcdefg",
+    );
+    let secrets = [admin, key, webhook_secret, publish_secret, events_token];
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let stdout_file = out.path().join("stdout.txt");
+    // stdout (the banner) is copied into a file, and still read by the harness.
+    let prefix = [
+        "bash".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "exec \"$0\" \"$@\" > >(exec tee -a '{}')",
+            stdout_file.display()
+        ),
+    ];
+    let stream = format!("cam={key}");
+    let webhook = format!("{}/webhook", hooks.url);
+    let on_publish = format!("{}/on-publish", hooks.url);
+    let server = Server::start_cmd(
+        &prefix,
+        "rivulet",
+        data.path(),
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        &[
+            "--stream",
+            &stream,
+            "--admin-token",
+            admin,
+            "--webhook",
+            &webhook,
+            "--webhook-secret",
+            webhook_secret,
+            "--on-publish-url",
+            &on_publish,
+            "--on-publish-secret",
+            publish_secret,
+            "--analytics-token",
+            events_token,
+        ],
+    );
+    let _publisher = KillOnDrop(publish(&format!("{}/live/{key}", server.rtmp), 30));
+    get_when_ready(
+        &server.url("/live/cam/master.m3u8"),
+        Duration::from_secs(30),
+    )
+    .await;
+    // Both hooks were asked, signed (so their secrets are in use), without the key.
+    let (head, body) = hooks.request_with("\"stream.publish\"").await;
+    assert!(
+        head.to_ascii_lowercase().contains("rivulet-signature: v1="),
+        "{head}"
+    );
+    let (webhook_head, webhook_body) = hooks.request_with("\"stream.published\"").await;
+    assert!(
+        webhook_head
+            .to_ascii_lowercase()
+            .contains("rivulet-signature: v1="),
+        "{webhook_head}"
+    );
+    for text in [&head, &body, &webhook_head, &webhook_body] {
+        assert!(!text.contains(key), "a hook request carries the stream key");
+    }
+    // The events token is in use: events with it are taken, without it refused.
+    let events = server.url("/api/analytics/events");
+    let event = json!({"events": [{"ts": analytics::now_ms(), "stream": "cam", "kind": "part",
+        "status": 200, "bytes": 1, "ttfb_us": 1, "client": "203.0.113.9", "session": "s",
+        "edge": "edge-1"}]});
+    let http = client();
+    let r = http.post(&events).json(&event).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .post(&events)
+        .bearer_auth(events_token)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // Pages and API answers, the admin's included.
+    for path in [
+        "/metrics",
+        "/api/openapi.json",
+        "/api/analytics/summary",
+        "/api/streams",
+        "/api/streams/cam",
+        "/api/webhooks",
+    ] {
+        let r = http
+            .get(server.url(path))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let text = r.text().await.unwrap();
+        for secret in secrets {
+            assert!(!text.contains(secret), "{path} shows {secret}");
+        }
+    }
+    let log = server.log();
+    let banner = std::fs::read_to_string(&stdout_file).unwrap();
+    assert!(
+        banner.contains("HTTP origin"),
+        "stdout not captured: {banner}"
+    );
+    assert!(log.contains("publish"), "no log captured: {log}");
+    for secret in secrets {
+        assert!(!log.contains(secret), "the log shows {secret}");
+        assert!(!banner.contains(secret), "the banner shows {secret}");
+    }
 }

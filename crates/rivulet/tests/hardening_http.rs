@@ -776,3 +776,128 @@ async fn held_requests_at_the_edge_are_bounded_per_client() {
     assert_eq!(status, 200);
     assert_eq!(upstream.asked("/live/cam/src/index.m3u8?_HLS_msn=3"), 0);
 }
+
+/// Sends a `GET path` on a keep-alive connection and reads its whole answer
+/// (head and `content-length` body); the status, or `None` if the server closed the
+/// connection instead of answering within 5 s.
+async fn keep_alive_get(conn: &mut TcpStream, path: &str) -> Option<u16> {
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = async {
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return head.split(' ').nth(1).and_then(|s| s.parse().ok());
+                }
+            }
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// A request head over `--http-max-header-bytes`, or with more headers than
+/// `--http-max-headers`, is answered 431 (both set below their defaults, so a limit
+/// not applied lets the request through); heads within them and other clients are
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_heads_over_the_byte_or_header_count_limit_get_431() {
+    let origin = Server::start(&[
+        "--http-max-header-bytes",
+        "8192",
+        "--http-max-headers",
+        "16",
+    ]);
+    let http = addr_of(&origin.http);
+    let ask = |headers: String| async move {
+        let mut conn = TcpStream::connect(http).await.unwrap();
+        conn.write_all(
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{headers}connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        answer_or_silence(&mut conn, Duration::from_secs(5))
+            .await
+            .expect("answered, then closed")
+    };
+    let numbered =
+        |n: usize| -> String { (0..n).map(|i| format!("x-header-{i}: {i}\r\n")).collect() };
+
+    // Within both limits: 12 headers, a head of about 6 KB.
+    let fits = ask(format!("x-big: {}\r\n{}", "a".repeat(6_000), numbered(9))).await;
+    assert!(fits.starts_with("HTTP/1.1 200"), "{fits}");
+    // A 12 KB head: over 8 KiB (the default, 32 KiB, would take it).
+    let big = ask(format!("x-big: {}\r\n", "a".repeat(12_000))).await;
+    assert!(big.starts_with("HTTP/1.1 431"), "{big}");
+    // 40 short headers in a small head: over 16 (the default, 100, would take them).
+    let many = ask(numbered(40)).await;
+    assert!(many.starts_with("HTTP/1.1 431"), "{many}");
+    // Other clients are served meanwhile, and the server goes on.
+    let (status, body) = get_text(&origin.url("/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+}
+
+/// A keep-alive connection with no request in flight that stays silent longer than
+/// `--http-idle-timeout-ms` is closed by the server (its read returns EOF), while a
+/// connection that goes on asking stays open and served; the closure is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_stays() {
+    // The header timeout (which also bounds a keep-alive wait) far above the test's
+    // bounds, so only the idle timeout can close the idle connection in time.
+    let origin = Server::start(&[
+        "--http-idle-timeout-ms",
+        "1000",
+        "--http-header-timeout-ms",
+        "60000",
+    ]);
+    let http = addr_of(&origin.http);
+    let mut idle = TcpStream::connect(http).await.unwrap();
+    let mut busy = TcpStream::connect(http).await.unwrap();
+    assert_eq!(keep_alive_get(&mut idle, "/healthz").await, Some(200));
+    let idle_end = async {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(Duration::from_secs(15), idle.read(&mut buf)).await
+    };
+    // A request every 100 ms for 5 s (five idle timeouts), all on one connection.
+    let busy_answers = async {
+        let mut answers = Vec::new();
+        for _ in 0..50 {
+            answers.push(keep_alive_get(&mut busy, "/healthz").await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        answers
+    };
+    let (idle_end, busy_answers) = tokio::join!(idle_end, busy_answers);
+    assert!(
+        matches!(idle_end, Ok(Ok(0))),
+        "the idle connection was not closed with EOF within 15 s (idle timeout 1 s): {idle_end:?}"
+    );
+    assert!(
+        busy_answers.iter().all(|a| *a == Some(200)),
+        "the busy connection was cut: {busy_answers:?}"
+    );
+    assert_eq!(keep_alive_get(&mut busy, "/healthz").await, Some(200));
+    let (_, metrics) = get_text(&origin.url("/metrics")).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("http_connections_closed_total{reason=\"idle\"}")),
+        "the idle closure is not counted:\n{metrics}"
+    );
+}

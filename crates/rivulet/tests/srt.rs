@@ -687,3 +687,286 @@ async fn a_passphrase_encrypts_and_a_wrong_one_is_refused() {
         server.log()
     );
 }
+
+/// srt-live-transmit relaying what arrives on UDP `input` to the listener on `port`:
+/// an SRT caller from the local address `from` (127.0.0.X) publishing `key`. It
+/// connects at once, before any input arrives, and ends when the connection does.
+fn relay_from(from: &str, input: u16, port: u16, key: &str) -> KillOnDrop {
+    let local = std::net::UdpSocket::bind((from, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    KillOnDrop(
+        Command::new("srt-live-transmit")
+            .args([
+                "-a:no",
+                "-v",
+                &format!("udp://127.0.0.1:{input}"),
+                &format!(
+                    "srt://127.0.0.1:{port}?streamid=publish:{key}&mode=caller&adapter={from}&port={local}"
+                ),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("srt-live-transmit (Debian srt-tools; scripts/setup.sh installs it)"),
+    )
+}
+
+/// What a finished process printed (stdout and stderr).
+fn output_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut text);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut text);
+    }
+    text
+}
+
+/// The server's log once a line satisfies `wanted`, waited for at most `within`.
+async fn log_line(server: &Server, within: Duration, wanted: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let log = server.log();
+        if let Some(line) = log.lines().find(|l| wanted(l)) {
+            return line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no such line in the log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The honest publisher of a test: ended whole, every frame played back.
+async fn ends_whole(server: &Server, publisher: Child, stream: &str, seconds: u64) {
+    let (ok, err) = finish(publisher, Duration::from_secs(60));
+    assert!(ok, "the honest publisher failed: {err}");
+    let playlist = ended_playlist(server, stream, "source").await;
+    check_segments(server, stream, "source", &playlist).await;
+    assert_eq!(
+        count_frames(server, stream).0,
+        seconds * 30,
+        "every frame of the honest stream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn srt_callers_beyond_the_per_address_cap_are_refused_with_1402() {
+    // The caps are the RTMP listener's flags, counted apart for SRT.
+    let (server, port) = start(&[
+        "--stream",
+        "good=good-key",
+        "--stream",
+        "h1=h1-key",
+        "--stream",
+        "h2=h2-key",
+        "--stream",
+        "h3=h3-key",
+        "--rtmp-max-connections-per-ip",
+        "2",
+    ]);
+    let publisher = ffmpeg_ts(&srt_url(port, "good-key", ""), 10, H264);
+    get_when_ready(
+        &server.url("/live/good/source/index.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    // Two callers from 127.0.0.2 take its two places (and send nothing).
+    let mut held = Vec::new();
+    for stream in ["h1", "h2"] {
+        held.push(relay_from(
+            "127.0.0.2",
+            free_udp_port(),
+            port,
+            &format!("{stream}-key"),
+        ));
+        log_line(&server, Duration::from_secs(20), |l| {
+            l.contains("publishing over SRT")
+                && l.contains("peer=127.0.0.2")
+                && l.contains(&format!("stream={stream}"))
+        })
+        .await;
+    }
+    // A third from there is refused at handshake, with a valid key.
+    let mut third = relay_from("127.0.0.2", free_udp_port(), port, "h3-key");
+    let exited = wait_exit(&mut third, Duration::from_secs(20));
+    let said = output_of(&mut third);
+    assert!(exited.is_some(), "the third caller was kept: {said}");
+    assert!(
+        said.contains("rejection reason") && !said.contains("SRT target connected"),
+        "the caller is told it was rejected: {said}"
+    );
+    let line = log_line(&server, Duration::from_secs(5), |l| {
+        l.contains("refusing an SRT connection")
+    })
+    .await;
+    assert!(
+        line.contains("code=1402")
+            && line.contains("peer=127.0.0.2")
+            && line.contains("--rtmp-max-connections-per-ip"),
+        "the log names the code, the peer and the rule: {line}"
+    );
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    assert!(
+        metrics.contains("srt_publish_rejected_total{reason=\"overload\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !server
+            .log()
+            .lines()
+            .any(|l| l.contains("publishing over SRT") && l.contains("stream=h3")),
+        "the refused caller published"
+    );
+    // The two admitted callers are still connected, and the honest stream from
+    // another address plays on whole.
+    for caller in &mut held {
+        assert!(
+            caller.try_wait().unwrap().is_none(),
+            "an admitted caller ended"
+        );
+    }
+    ends_whole(&server, publisher, "good", 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_srt_caller_sending_data_but_no_frames_is_closed_after_the_idle_timeout() {
+    let (server, port) = start(&[
+        "--stream",
+        "good=good-key",
+        "--stream",
+        "drip=drip-key",
+        "--rtmp-idle-timeout-ms",
+        "2000",
+    ]);
+    let publisher = ffmpeg_ts(&srt_url(port, "good-key", ""), 12, H264);
+    get_when_ready(
+        &server.url("/live/good/source/index.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    // A caller that keeps sending: 7 TS null packets (stuffing) every 100 ms, data
+    // that never makes a frame.
+    let input = free_udp_port();
+    let mut relay = relay_from("127.0.0.1", input, port, "drip-key");
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let feeder = {
+        let sending = sending.clone();
+        tokio::spawn(async move {
+            let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let mut null = [0xffu8; 188];
+            null[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+            let datagram = null.repeat(7);
+            let mut sent = 0u64;
+            while sending.load(Ordering::Relaxed) {
+                let _ = socket.send_to(&datagram, ("127.0.0.1", input)).await;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            sent
+        })
+    };
+    log_line(&server, Duration::from_secs(20), |l| {
+        l.contains("publishing over SRT") && l.contains("stream=drip")
+    })
+    .await;
+    let closed = log_line(&server, Duration::from_secs(30), |l| {
+        l.contains("no media for too long") && l.contains("drip")
+    })
+    .await;
+    assert!(
+        closed.contains("--rtmp-idle-timeout-ms"),
+        "the log names the rule: {closed}"
+    );
+    // The caller sees its connection end (srt-live-transmit then exits by itself).
+    let exited = wait_exit(&mut relay, Duration::from_secs(20));
+    assert!(
+        exited.is_some(),
+        "the caller's connection stayed open: {}",
+        output_of(&mut relay)
+    );
+    sending.store(false, Ordering::Relaxed);
+    let sent = feeder.await.unwrap();
+    // The data did arrive until then: the publish's summary counts TS packets.
+    let ended = log_line(&server, Duration::from_secs(10), |l| {
+        l.contains("SRT publish ended") && l.contains("drip")
+    })
+    .await;
+    let packets: u64 = ended
+        .split("ts_packets=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        packets > 0,
+        "no TS packet arrived ({sent} datagrams sent): {ended}"
+    );
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    assert!(
+        metric(&metrics, "srt_sessions_timed_out_total") >= 1.0,
+        "{metrics}"
+    );
+    ends_whole(&server, publisher, "good", 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_srt_publisher_far_above_the_bitrate_cap_is_disconnected() {
+    let (server, port) = start(&[
+        "--stream",
+        "good=good-key",
+        "--stream",
+        "flood=flood-key",
+        "--rtmp-max-bitrate-kbps",
+        "1000",
+    ]);
+    // The honest stream: about 250 kbit/s.
+    let publisher = ffmpeg_ts(&srt_url(port, "good-key", ""), 12, H264);
+    get_when_ready(
+        &server.url("/live/good/source/index.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    // 8 Mbit/s constant bitrate (x264 pads with filler), eight times the cap, for 60 s.
+    let mut flood_video = H264.to_vec();
+    flood_video.extend([
+        "-b:v",
+        "8M",
+        "-minrate",
+        "8M",
+        "-maxrate",
+        "8M",
+        "-bufsize",
+        "1M",
+        "-x264-params",
+        "nal-hrd=cbr",
+    ]);
+    let mut flood = KillOnDrop(ffmpeg_ts(&srt_url(port, "flood-key", ""), 60, &flood_video));
+    log_line(&server, Duration::from_secs(20), |l| {
+        l.contains("publishing over SRT") && l.contains("stream=flood")
+    })
+    .await;
+    let stopped = log_line(&server, Duration::from_secs(30), |l| {
+        l.contains("stopping the SRT publisher") && l.contains("flood")
+    })
+    .await;
+    assert!(
+        stopped.contains("--rtmp-max-bitrate-kbps"),
+        "the log names the rule: {stopped}"
+    );
+    // The encoder loses its connection long before its 60 s are sent.
+    let status = wait_exit(&mut flood, Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the flooding encoder was not disconnected: {status:?}"
+    );
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    assert!(
+        metrics.contains("srt_publish_rejected_total{reason=\"bitrate\"} 1"),
+        "{metrics}"
+    );
+    ends_whole(&server, publisher, "good", 12).await;
+}
