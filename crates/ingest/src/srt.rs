@@ -73,6 +73,10 @@ pub struct SrtConnectionStats {
     pub peer: String,
     /// The negotiated receive latency, ms.
     pub latency_ms: u64,
+    /// The round trip to the caller as the handshake measured it (from our
+    /// induction answer to its conclusion request), µs. srt-tokio 0.4 keeps its
+    /// running estimate to itself, so this is the one sample there is.
+    pub handshake_rtt_us: u64,
     /// Data packets received (including retransmissions).
     pub packets_received: u64,
     /// Loss reports (NAKs) sent to the caller: each names packets found missing.
@@ -351,10 +355,12 @@ impl Connection {
         let peer = self.peer;
         let mut statistics = socket.statistics().clone();
         let latency_ms = socket.settings().recv_tsbpd_latency.as_millis() as u64;
+        let handshake_rtt_us = u64::try_from(socket.settings().rtt.as_micros()).unwrap_or(u64::MAX);
         let mut demuxer = Demuxer::new();
         let mut stats = SrtConnectionStats {
             peer: peer.to_string(),
             latency_ms,
+            handshake_rtt_us,
             ..Default::default()
         };
         let mut bitrate = self
@@ -517,6 +523,7 @@ impl Totals {
     fn report(&mut self, stream: &str, s: &SrtConnectionStats) {
         let labels = [("stream", stream.to_string())];
         metrics::gauge!("srt_latency_ms", &labels).set(s.latency_ms as f64);
+        metrics::gauge!("srt_handshake_rtt_ms", &labels).set(s.handshake_rtt_us as f64 / 1000.0);
         metrics::gauge!("srt_receive_buffer_ms", &labels).set(s.receive_buffer_ms as f64);
         metrics::counter!("srt_loss_reports_total", &labels)
             .increment(s.loss_reports.saturating_sub(self.lost));

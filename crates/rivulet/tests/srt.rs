@@ -406,9 +406,19 @@ async fn a_wrong_key_is_refused_at_handshake_and_other_streams_go_on() {
 /// A UDP relay between an SRT caller and the listener that drops `loss_per_mille` of
 /// the datagrams each way, chosen by a seeded generator (the same run every time).
 async fn lossy_relay(target: SocketAddr, loss_per_mille: u64, seed: u64) -> (u16, Arc<AtomicU64>) {
-    let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    relay(target, loss_per_mille, seed, Duration::ZERO).await
+}
+
+/// The lossy relay that also holds each datagram `delay` (each way).
+async fn relay(
+    target: SocketAddr,
+    loss_per_mille: u64,
+    seed: u64,
+    delay: Duration,
+) -> (u16, Arc<AtomicU64>) {
+    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let port = front.local_addr().unwrap().port();
-    let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     back.connect(target).await.unwrap();
     let dropped = Arc::new(AtomicU64::new(0));
     let counter = dropped.clone();
@@ -431,16 +441,28 @@ async fn lossy_relay(target: SocketAddr, loss_per_mille: u64, seed: u64) -> (u16
                     caller = Some(from);
                     if lose() {
                         counter.fetch_add(1, Ordering::Relaxed);
-                    } else {
+                    } else if delay.is_zero() {
                         let _ = back.send(&up[..n]).await;
+                    } else {
+                        let (back, datagram) = (back.clone(), up[..n].to_vec());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = back.send(&datagram).await;
+                        });
                     }
                 }
                 Ok(n) = back.recv(&mut down) => {
                     if let Some(to) = caller {
                         if lose() {
                             counter.fetch_add(1, Ordering::Relaxed);
-                        } else {
+                        } else if delay.is_zero() {
                             let _ = front.send_to(&down[..n], to).await;
+                        } else {
+                            let (front, datagram) = (front.clone(), down[..n].to_vec());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = front.send_to(&datagram, to).await;
+                            });
                         }
                     }
                 }
@@ -448,6 +470,27 @@ async fn lossy_relay(target: SocketAddr, loss_per_mille: u64, seed: u64) -> (u16
         }
     });
     (port, dropped)
+}
+
+/// The round trip the handshake measured is reported: 40 ms each way through a
+/// delaying relay reads as 80 ms or a little more, in the API and in /metrics.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_round_trip_to_the_caller_is_reported() {
+    let (server, port) = start(&["--stream", "far=far-key", "--srt-latency", "500"]);
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (relay_port, _) = relay(target, 0, 1, Duration::from_millis(40)).await;
+    let publisher = ffmpeg_ts(&srt_url(relay_port, "far-key", ""), 6, H264);
+    let stats = ingest_stats(&server, "far", |s| s["packets_received"].as_u64() > Some(0)).await;
+    let rtt_us = stats["handshake_rtt_us"].as_u64().unwrap_or(0);
+    assert!(
+        (80_000..1_000_000).contains(&rtt_us),
+        "handshake RTT {rtt_us} µs through a 2 x 40 ms relay: {stats}"
+    );
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    let rtt_ms = metric(&metrics, "srt_handshake_rtt_ms{stream=\"far\"}");
+    assert!((80.0..1000.0).contains(&rtt_ms), "{metrics}");
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
