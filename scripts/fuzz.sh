@@ -2,9 +2,11 @@
 # Coverage-guided fuzzing on the stable toolchain: libFuzzer (libfuzzer-sys) with the
 # SanitizerCoverage flags cargo-fuzz passes, no nightly needed.
 #
-#   scripts/fuzz.sh TARGET SECONDS     one target
-#   scripts/fuzz.sh all SECONDS        every target, one after the other
+#   scripts/fuzz.sh TARGET MINUTES     one target
+#   scripts/fuzz.sh all MINUTES        every target, one after the other
 #   scripts/fuzz.sh build              build only
+#
+# MINUTES may be fractional (0.5) or seconds with an `s` suffix (5s, as CI runs).
 #
 # The committed corpus (fuzz/corpus/TARGET) is copied to a scratch directory, so runs do
 # not pollute the repository. Exits non-zero on a crash and prints the crash file.
@@ -52,19 +54,43 @@ run() {
     rm -rf "$scratch/corpus"
 }
 
-if [ $# -lt 1 ]; then
-    echo "usage: $0 TARGET|all SECONDS | build" >&2
+usage() {
+    echo "usage: $0 TARGET|all MINUTES | build   (MINUTES: 1, 0.5, or seconds: 5s)" >&2
+    echo "targets: ${TARGETS[*]}" >&2
     exit 2
-fi
+}
+
+# MINUTES as whole seconds for -max_total_time (0 would mean no limit).
+seconds_of() {
+    local s
+    if [[ $1 =~ ^[0-9]+s$ ]]; then
+        s=$((10#${1%s}))
+    elif [[ $1 =~ ^([0-9]+|[0-9]*\.[0-9]+)$ ]]; then
+        s=$(awk -v m="$1" 'BEGIN { s = int(m * 60 + 0.5); print (s < 1 && m > 0 ? 1 : s) }')
+    else
+        usage
+    fi
+    [ "$s" -gt 0 ] || usage
+    echo "$s"
+}
+
+case ${1:-} in
+    build) ;;
+    all) [ $# -eq 2 ] || usage ;;
+    *)
+        [ $# -eq 2 ] && [[ " ${TARGETS[*]} " == *" $1 "* ]] || usage
+        ;;
+esac
+[ "$1" = build ] || seconds=$(seconds_of "$2")
 build
 case $1 in
     build) ;;
     all)
         failed=0
         for t in "${TARGETS[@]}"; do
-            run "$t" "${2:?seconds}" || failed=1
+            run "$t" "$seconds" || failed=1
         done
         exit $failed
         ;;
-    *) run "$1" "${2:?seconds}" ;;
+    *) run "$1" "$seconds" ;;
 esac

@@ -22,4 +22,4 @@ RIVULET_TEST_REQUIRE_POSTGRES=1 scripts/run-tests.py
 wait "$fuzz_build" || true
 # The fuzz targets keep building and run briefly (coverage-guided, libFuzzer on stable;
 # docs/fuzzing.md): 5 s each over the committed corpus.
-scripts/fuzz.sh all 5
+scripts/fuzz.sh all 5s

@@ -1,6 +1,8 @@
 //! The TOML configuration. The server's `FileConfig` is private to the binary, so this
-//! fuzzes the part of it a library owns: the ladder (`[[ladder]]` of `transcode::Rung`)
-//! with its validation and planning, and the packager settings' validation.
+//! fuzzes the parts of it libraries own: the ladder (`[[ladder]]` of `transcode::Rung`)
+//! with its validation and planning, the packager settings' validation, and the
+//! `[rtmp]`, `[srt]` and `[http]` tables with their checks (`[webrtc]`'s crate would
+//! bring the whole origin, recording and S3 client into this build).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use serde::Deserialize;
@@ -12,6 +14,9 @@ struct File {
     segment_target_ms: Option<u32>,
     part_target_ms: Option<u32>,
     window_segments: Option<usize>,
+    rtmp: Option<ingest::RtmpOptions>,
+    srt: Option<ingest::SrtFileOptions>,
+    http: Option<httpd::HttpOptions>,
     #[serde(flatten)]
     other: toml::Table,
 }
@@ -30,6 +35,18 @@ fuzz_target!(|data: &[u8]| {
         window_segments: file.window_segments.unwrap_or(defaults.window_segments),
     };
     let _ = config.validate();
+    // Each table merged over the defaults and checked, as the server does at start.
+    if let Some(rtmp) = &file.rtmp {
+        let _ = rtmp.clone().or(&ingest::RtmpOptions::default()).resolve();
+    }
+    if let Some(srt) = &file.srt {
+        let _ = srt.clone().or(&ingest::SrtFileOptions::default()).resolve();
+    }
+    if let Some(http) = &file.http {
+        let http = http.clone().or(&httpd::HttpOptions::default());
+        let _ = (http.limits(), http.held());
+    }
+
     if let Some(rungs) = file.ladder {
         if rungs.iter().all(|r| r.validate().is_ok()) {
             let keep: Vec<String> = rungs.iter().map(|r| r.name.clone()).collect();

@@ -442,7 +442,9 @@ pub fn parse_file_header(data: &[u8]) -> Result<Option<FlvHeader>, FlvError> {
     Ok(Some(FlvHeader {
         has_audio: data[4] & 4 != 0,
         has_video: data[4] & 1 != 0,
-        body_offset: offset + 4,
+        // The first tag follows DataOffset and a 4-byte PreviousTagSize; a DataOffset
+        // near 2^32 is nonsense, not a reason to wrap (fuzz find).
+        body_offset: offset.saturating_add(4),
     }))
 }
 
@@ -523,6 +525,15 @@ const EX_METADATA: u8 = 4;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_data_offset_near_2_pow_32_does_not_wrap() {
+        // fuzz find (flv_tags): DataOffset 0xFFFFFFFF made `offset + 4` overflow.
+        let header = parse_file_header(b"FLV\x01\x05\xff\xff\xff\xff")
+            .unwrap()
+            .unwrap();
+        assert_eq!(header.body_offset, u32::MAX);
+    }
 
     #[test]
     fn avc_round_trip_with_negative_composition_time() {

@@ -254,8 +254,10 @@ impl SpsFacts {
                 b.ue().map_err(short)?,
                 b.ue().map_err(short)?,
             );
-            width = width.saturating_sub(sub_w * l.saturating_add(r));
-            height = height.saturating_sub(sub_h * t.saturating_add(bo));
+            // Saturating: a conformance window of absurd size crops to nothing rather
+            // than wrap (fuzz find).
+            width = width.saturating_sub(l.saturating_add(r).saturating_mul(sub_w));
+            height = height.saturating_sub(t.saturating_add(bo).saturating_mul(sub_h));
         }
         let bit_depth_luma = b.ue().map_err(short)?.min(8) as u8 + 8;
         let bit_depth_chroma = b.ue().map_err(short)?.min(8) as u8 + 8;
