@@ -34,7 +34,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(grant.stream, stream);
             assert!(grant.expires > now);
             // An IPv4-mapped IPv6 grant is the IPv4 address it maps.
-            assert!(grant.ip.is_none_or(|ip| ip.to_canonical() == client.to_canonical()));
+            assert!(
+                grant
+                    .ip
+                    .is_none_or(|ip| ip.to_canonical() == client.to_canonical())
+            );
         }
         Err(e) => {
             let _ = (e.status(), e.to_string());
