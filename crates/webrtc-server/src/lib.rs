@@ -147,23 +147,46 @@ pub fn start(
     }
     let (commands, rx) = mpsc::channel(64);
     let sessions = Arc::new(AtomicUsize::new(0));
-    let driver = driver::Driver::new(
-        socket,
-        tcp.map(|listener| {
-            let limits = driver::TcpLimits {
-                // A peer may try a connection per candidate pair.
-                max_total: 2 * config.max_sessions,
-                max_per_ip: config.tcp_max_per_ip,
+    let tcp_limits = driver::TcpLimits {
+        // A peer may try a connection per candidate pair.
+        max_total: 2 * config.max_sessions,
+        max_per_ip: config.tcp_max_per_ip,
+    };
+    // The driver runs on a thread of its own (a current-thread runtime with its
+    // sockets registered there): every session's datagrams, timers and allocations
+    // stay on one thread instead of hopping between the server's workers.
+    let udp = socket.into_std().map_err(StartError::Socket)?;
+    let tcp = tcp
+        .map(|listener| listener.into_std())
+        .transpose()
+        .map_err(StartError::Socket)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Socket)?;
+    let (candidates, driver_streams, driver_sessions) =
+        (config.candidates.clone(), streams.clone(), sessions.clone());
+    let task = tokio::task::spawn_blocking(move || {
+        runtime.block_on(async move {
+            let (Ok(socket), Ok(tcp)) = (
+                tokio::net::UdpSocket::from_std(udp),
+                tcp.map(tokio::net::TcpListener::from_std).transpose(),
+            ) else {
+                tracing::error!("WebRTC: the sockets cannot join the driver's thread");
+                return;
             };
-            (listener, limits)
-        }),
-        bound,
-        config.candidates.clone(),
-        streams.clone(),
-        sessions.clone(),
-        reports,
-    );
-    let task = tokio::spawn(driver.run(rx, stop));
+            let driver = driver::Driver::new(
+                socket,
+                tcp.map(|listener| (listener, tcp_limits)),
+                bound,
+                candidates,
+                driver_streams,
+                driver_sessions,
+                reports,
+            );
+            driver.run(rx, stop).await;
+        });
+    });
     Ok((
         WebRtc {
             config: Arc::new(whep),
