@@ -276,6 +276,24 @@ fn parse_pdt(text: &str) -> i64 {
     secs * 1000 + n(20..23)
 }
 
+/// A playlist a publisher's abused timestamps must not bend: no segment or target over
+/// 4 s (2 s GOPs), every PROGRAM-DATE-TIME within a minute of now.
+fn assert_sane_playlist(playlist: &str) {
+    for line in playlist.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            assert!(v.parse::<u32>().unwrap() <= 4, "{playlist}");
+        }
+        if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let secs: f64 = v.trim_end_matches(',').parse().unwrap();
+            assert!(secs <= 4.0, "EXTINF {secs}:\n{playlist}");
+        }
+        if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+            let skew = (parse_pdt(v) - now_ms()).abs();
+            assert!(skew < 60_000, "PDT {v} is {skew} ms off:\n{playlist}");
+        }
+    }
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -593,19 +611,7 @@ async fn timestamp_jumps_of_hours_are_reanchored_and_the_playlist_stays_sane() {
     while !replayer.is_finished() {
         let (status, playlist) = get_text(&jumpy).await;
         assert_eq!(status, 200, "{playlist}");
-        for line in playlist.lines() {
-            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-                assert!(v.parse::<u32>().unwrap() <= 4, "{playlist}");
-            }
-            if let Some(v) = line.strip_prefix("#EXTINF:") {
-                let secs: f64 = v.trim_end_matches(',').parse().unwrap();
-                assert!(secs <= 4.0, "EXTINF {secs}:\n{playlist}");
-            }
-            if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
-                let skew = (parse_pdt(v) - now_ms()).abs();
-                assert!(skew < 60_000, "PDT {v} is {skew} ms off:\n{playlist}");
-            }
-        }
+        assert_sane_playlist(&playlist);
         let hint = preload_hint(&playlist);
         if started.elapsed() > Duration::from_secs(11) && hint > last_hint && last_hint != (0, 0) {
             advanced_after_back_jump = true;
@@ -658,19 +664,7 @@ async fn extended_timestamps_through_the_32_bit_wrap_keep_the_stream_sane() {
     while !replayer.is_finished() {
         let (status, playlist) = get_text(&wrap).await;
         assert_eq!(status, 200, "{playlist}");
-        for line in playlist.lines() {
-            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-                assert!(v.parse::<u32>().unwrap() <= 4, "{playlist}");
-            }
-            if let Some(v) = line.strip_prefix("#EXTINF:") {
-                let secs: f64 = v.trim_end_matches(',').parse().unwrap();
-                assert!(secs <= 4.0, "EXTINF {secs}:\n{playlist}");
-            }
-            if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
-                let skew = (parse_pdt(v) - now_ms()).abs();
-                assert!(skew < 60_000, "PDT {v} is {skew} ms off:\n{playlist}");
-            }
-        }
+        assert_sane_playlist(&playlist);
         let hint = preload_hint(&playlist);
         // The wrap comes 6 s in: the playlist must keep moving after it.
         if started.elapsed() > Duration::from_secs(8) {
