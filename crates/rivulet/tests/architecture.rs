@@ -35,10 +35,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "origin",
         &["access", "hub", "httpd", "media", "package", "record"],
     ),
-    // the WebRTC server: the UDP driver, the WHEP/WHIP resources, the AAC/Opus taps
+    // the WebRTC server: the UDP driver, the WHEP/WHIP resources, the AAC/Opus taps;
+    // WHIP is an ingest (its limits are ingest's)
     (
         "webrtc-server",
-        &["access", "hub", "media", "origin", "transcode", "webrtc"],
+        &[
+            "access",
+            "hub",
+            "ingest",
+            "media",
+            "origin",
+            "transcode",
+            "webrtc",
+        ],
     ),
     ("edge", &["access", "httpd", "media", "package"]),
     // the recorder: the packager's complete segments to an object store, VOD after live
