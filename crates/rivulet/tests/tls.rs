@@ -374,3 +374,49 @@ fn tls_handshakes_hold_a_connection_slot_and_time_out() {
     // Their slots are free again: a real handshake completes.
     assert_eq!(served_fingerprint(&rtmps), file_fingerprint(&cert));
 }
+
+/// The HTTPS listener's TLS handshake has the HTTP header timeout as its deadline: a
+/// client that connects and never says hello is closed (and counted), and HTTPS keeps
+/// serving a real client meanwhile.
+#[test]
+fn an_https_handshake_never_started_is_closed_at_the_header_timeout() {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_pair(dir.path(), "https");
+    let https = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(&[
+        "--https-listen",
+        &https,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--http-header-timeout-ms",
+        "1500",
+    ]);
+    curl_when_ready(
+        &format!("https://{https}/healthz"),
+        &cert,
+        Duration::from_secs(20),
+    );
+    let mut silent = TcpStream::connect(&https).unwrap();
+    // A real client is served while the silent one holds its connection.
+    let (code, _, _) = curl(&format!("https://{https}/healthz"), &cert);
+    assert_eq!(code, 200);
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        silent.read(&mut buf).unwrap_or(usize::MAX),
+        0,
+        "the server closes a TLS handshake that never started"
+    );
+    let (_, metrics, _) = run(Command::new("curl").args(["-s", &server.url("/metrics")]));
+    assert!(
+        metrics.contains("http_connections_closed_total{reason=\"tls_handshake_timeout\"} 1"),
+        "{metrics}"
+    );
+}
