@@ -384,9 +384,15 @@ function traceHls() {
   h.on(E.BUFFER_APPENDED, (_, d) => trace.push([at(), `appended ${d.type} ${d.frag.sn}.${d.part ? d.part.index : '-'}: ${ranges()}`]));
   h.on(E.LEVEL_SWITCHING, (_, d) => trace.push([at(), `switching to L${d.level}`]));
   h.on(E.ERROR, (_, d) => trace.push([at(), `error ${d.details}${d.fatal ? ' (fatal)' : ''}`]));
-  v.addEventListener('waiting', () => trace.push([at(), `STALL: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s`]));
+  // Frames the renderer dropped and decoded so far: a stall with data buffered and
+  // drops climbing before it is decoding that fell behind, not the network.
+  const frames = () => {
+    const q = v.getVideoPlaybackQuality();
+    return `frames ${q.totalVideoFrames} (${q.droppedVideoFrames} dropped)`;
+  };
+  v.addEventListener('waiting', () => trace.push([at(), `STALL: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, ${frames()}`]));
   v.addEventListener('playing', () => trace.push([at(), `playing: ahead ${ahead().toFixed(2)} s`]));
-  setInterval(() => trace.push([at(), `tick: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, bw estimate ${Math.round(h.bandwidthEstimate / 1000)} kbit/s, ttfb ${Math.round(h.ttfbEstimate)} ms`]), 500);
+  setInterval(() => trace.push([at(), `tick: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, bw estimate ${Math.round(h.bandwidthEstimate / 1000)} kbit/s, ttfb ${Math.round(h.ttfbEstimate)} ms, ${frames()}`]), 500);
   header.push(`levels: ${h.levels.map((l, i) => `L${i} ${l.height}p ${Math.round(l.maxBitrate / 1000)}/${Math.round(l.averageBitrate / 1000)} kbit/s`).join(', ')}`);
 }
 
