@@ -29,7 +29,7 @@ pub use assemble::{AssembleError, Assembled, StreamAssembler};
 pub use escape::Escaped;
 pub use limits::{
     AcceptBackoff, Bitrate, BitrateExceeded, BitrateLimiter, ConnectionLimiter, ConnectionPermit,
-    ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LogThrottle,
+    ConnectionRefusal, DECLARED_FLOOR, DECLARED_HEADROOM, LimitNames, LogThrottle, RTMP_LIMITS,
 };
 pub use options::{
     DEFAULT_SRT_LISTEN, OptionsError, RtmpOptions, SrtFileOptions, SrtListen, SrtOptions,

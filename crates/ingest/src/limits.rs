@@ -21,19 +21,53 @@ struct Counts {
     by_address: HashMap<IpAddr, usize>,
 }
 
-/// Why a connection was refused; the text names the limit's option.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// Why a connection was refused: how many were open. [`ConnectionRefusal::describe`]
+/// says it in a listener's words; `Display` in RTMP's.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConnectionRefusal {
-    #[error("{0} RTMP connections are open, the most allowed (--rtmp-max-connections)")]
     Total(usize),
-    #[error(
-        "{0} RTMP connections are open from this address, the most allowed (--rtmp-max-connections-per-ip)"
-    )]
     PerAddress(usize),
 }
 
+/// What a listener calls its connections and the options that set its two caps, for
+/// the refusal's text (the limiter is shared by RTMP, SRT and ICE-TCP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitNames {
+    pub connections: &'static str,
+    pub total: &'static str,
+    pub per_address: &'static str,
+}
+
+pub const RTMP_LIMITS: LimitNames = LimitNames {
+    connections: "RTMP",
+    total: "--rtmp-max-connections",
+    per_address: "--rtmp-max-connections-per-ip",
+};
+
+impl std::fmt::Display for ConnectionRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(&RTMP_LIMITS))
+    }
+}
+
+impl std::error::Error for ConnectionRefusal {}
+
 impl ConnectionRefusal {
+    /// The refusal in a listener's words, naming the option to change.
+    pub fn describe(&self, names: &LimitNames) -> String {
+        match self {
+            Self::Total(n) => format!(
+                "{n} {} connections are open, the most allowed ({})",
+                names.connections, names.total
+            ),
+            Self::PerAddress(n) => format!(
+                "{n} {} connections are open from this address, the most allowed ({})",
+                names.connections, names.per_address
+            ),
+        }
+    }
+
     /// A short label for metrics.
     pub fn label(&self) -> &'static str {
         match self {

@@ -22,7 +22,15 @@ use tokio::net::UdpSocket;
 use ts::{DemuxEvent, Demuxer};
 
 use crate::escape::Escaped;
-use crate::limits::{Bitrate, BitrateLimiter, ConnectionLimiter, ConnectionPermit, LogThrottle};
+use crate::limits::{
+    Bitrate, BitrateLimiter, ConnectionLimiter, ConnectionPermit, LimitNames, LogThrottle,
+};
+
+/// SRT callers are capped by the RTMP listener's options (one ingest budget).
+const SRT_LIMITS: LimitNames = LimitNames {
+    connections: "SRT",
+    ..crate::limits::RTMP_LIMITS
+};
 
 /// Settings of the SRT listener.
 #[derive(Clone, Debug)]
@@ -246,7 +254,7 @@ pub async fn serve_srt(
                     Err(refusal) => {
                         let rejection = Rejection::Overload(refusal.label());
                         if let Some(suppressed) = refusal_log.allow(Instant::now()) {
-                            tracing::warn!(%peer, suppressed, code = rejection.code(), reason = %refusal, "refusing an SRT connection");
+                            tracing::warn!(%peer, suppressed, code = rejection.code(), reason = %refusal.describe(&SRT_LIMITS), "refusing an SRT connection");
                         }
                         metrics::counter!("srt_publish_rejected_total", "reason" => rejection.label()).increment(1);
                         let _ = request.reject(rejection.reason()).await;

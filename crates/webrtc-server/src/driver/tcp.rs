@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ingest::{AcceptBackoff, ConnectionLimiter, LogThrottle};
+use ingest::{AcceptBackoff, ConnectionLimiter, LimitNames, LogThrottle};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +29,12 @@ const IDLE: Duration = Duration::from_secs(30);
 pub(crate) const FIRST_FRAME: Duration = Duration::from_secs(10);
 /// A peer that stops reading: a write that cannot finish in this long closes it.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ICE_TCP_LIMITS: LimitNames = LimitNames {
+    connections: "WebRTC TCP",
+    total: "2 x --webrtc-max-sessions",
+    per_address: "--webrtc-tcp-max-per-ip",
+};
 
 /// How many ICE-TCP connections may be open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,13 +95,7 @@ pub(crate) fn spawn_listener(
                     metrics::counter!("webrtc_tcp_refused_total", "reason" => refusal.label())
                         .increment(1);
                     if let Some(suppressed) = refusal_log.allow(Instant::now()) {
-                        let (open, limit) = match refusal {
-                            ingest::ConnectionRefusal::PerAddress(n) => {
-                                (n, "from this address (--webrtc-tcp-max-per-ip)")
-                            }
-                            _ => (admitted.open(), "in all (2 x --webrtc-max-sessions)"),
-                        };
-                        tracing::warn!(%peer, suppressed, "refusing a WebRTC TCP connection: {open} are open {limit}, the most allowed");
+                        tracing::warn!(%peer, suppressed, reason = %refusal.describe(&ICE_TCP_LIMITS), "refusing a WebRTC TCP connection");
                     }
                     continue;
                 }
