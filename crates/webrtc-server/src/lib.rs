@@ -164,29 +164,26 @@ pub fn start(
         .enable_all()
         .build()
         .map_err(StartError::Socket)?;
-    let (candidates, driver_streams, driver_sessions) =
-        (config.candidates.clone(), streams.clone(), sessions.clone());
-    let task = tokio::task::spawn_blocking(move || {
-        runtime.block_on(async move {
-            let (Ok(socket), Ok(tcp)) = (
-                tokio::net::UdpSocket::from_std(udp),
-                tcp.map(tokio::net::TcpListener::from_std).transpose(),
-            ) else {
-                tracing::error!("WebRTC: the sockets cannot join the driver's thread");
-                return;
-            };
-            let driver = driver::Driver::new(
-                socket,
-                tcp.map(|listener| (listener, tcp_limits)),
-                bound,
-                candidates,
-                driver_streams,
-                driver_sessions,
-                reports,
-            );
-            driver.run(rx, stop).await;
-        });
-    });
+    let (socket, tcp) = {
+        // Registered with the driver's runtime, not the caller's.
+        let _driver_runtime = runtime.enter();
+        (
+            tokio::net::UdpSocket::from_std(udp).map_err(StartError::Socket)?,
+            tcp.map(tokio::net::TcpListener::from_std)
+                .transpose()
+                .map_err(StartError::Socket)?,
+        )
+    };
+    let driver = driver::Driver::new(
+        socket,
+        tcp.map(|listener| (listener, tcp_limits)),
+        bound,
+        config.candidates.clone(),
+        streams.clone(),
+        sessions.clone(),
+        reports,
+    );
+    let task = tokio::task::spawn_blocking(move || runtime.block_on(driver.run(rx, stop)));
     Ok((
         WebRtc {
             config: Arc::new(whep),
