@@ -834,10 +834,12 @@ async fn srt_callers_beyond_the_per_address_cap_are_refused_with_1402() {
         .await;
     }
     // A third from there is refused at handshake, with a valid key.
+    // srt-live-transmit usually exits on the rejection; on a loaded machine it was
+    // seen to linger after printing it (CI-like run), so it is stopped after 20 s and
+    // judged by what it was told.
     let mut third = relay_from("127.0.0.2", free_udp_port(), port, "h3-key");
-    let exited = wait_exit(&mut third, Duration::from_secs(20));
+    wait_exit(&mut third, Duration::from_secs(20));
     let said = output_of(&mut third);
-    assert!(exited.is_some(), "the third caller was kept: {said}");
     assert!(
         said.contains("rejection reason") && !said.contains("SRT target connected"),
         "the caller is told it was rejected: {said}"
