@@ -1,7 +1,7 @@
 // Helpers of the browser tests: the real `rivulet` binary (serve, publish) on free
 // loopback ports, and Debian's Chromium driven by playwright-core.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -186,6 +186,13 @@ export async function api(server, method, path, body, token = ADMIN_TOKEN) {
   });
   const text = await r.text();
   return { status: r.status, json: text ? JSON.parse(text) : null };
+}
+
+/** ffprobe's JSON about `url` (a file or an HLS playlist over HTTP), or throws with its stderr. */
+export function ffprobe(args, url) {
+  const r = spawnSync('ffprobe', ['-v', 'error', ...args, '-of', 'json', url], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`ffprobe ${url}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }
 
 export function assert(cond, message) {

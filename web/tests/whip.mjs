@@ -10,23 +10,16 @@
 // stream goes offline. A publisher above the ingest bitrate cap is closed. Then aiortc (PyPI, web/tests/whip_aiortc.py), a WebRTC stack
 // we did not write, publishes with the key as Bearer token and the stream plays again.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 
 import {
-  api, assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run, startServer,
-  until,
+  api, assert, assertNoPageErrors, ffprobe, launchBrowser, log, newPage, rivuletBinary, run,
+  startServer, until,
 } from './lib.mjs';
 
 const NAME = 'cam';
 const KEY = 'whip-secret-key-1234';
-
-/** ffprobe's JSON about `url` (an HLS playlist), or throws with its stderr. */
-function ffprobe(args, url) {
-  const r = spawnSync('ffprobe', ['-v', 'error', ...args, '-of', 'json', url], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) throw new Error(`ffprobe ${url}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
 
 /** The media playlists of the stream's master playlist, by the name in their URI. */
 async function renditions(server) {
