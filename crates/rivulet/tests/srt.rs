@@ -472,8 +472,9 @@ async fn relay(
     (port, dropped)
 }
 
-/// The round trip the handshake measured is reported: 40 ms each way through a
-/// delaying relay reads as 80 ms or a little more, in the API and in /metrics.
+/// The round trip is reported, the handshake's and the running estimate: 40 ms each
+/// way through a delaying relay reads as 80 ms or a little more, in the API and in
+/// /metrics.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_round_trip_to_the_caller_is_reported() {
     let (server, port) = start(&["--stream", "far=far-key", "--srt-latency", "500"]);
@@ -486,9 +487,23 @@ async fn the_round_trip_to_the_caller_is_reported() {
         (80_000..1_000_000).contains(&rtt_us),
         "handshake RTT {rtt_us} µs through a 2 x 40 ms relay: {stats}"
     );
+    // The running estimate starts at SRT's 10 ms and converges in a few dozen
+    // ACK → ACKACK exchanges (one each 10 ms).
+    let stats = ingest_stats(&server, "far", |s| s["rtt_us"].as_u64() > Some(79_000)).await;
+    let running_us = stats["rtt_us"].as_u64().unwrap_or(0);
+    assert!(
+        running_us < 200_000,
+        "running RTT {running_us} µs through a 2 x 40 ms relay: {stats}"
+    );
+    assert!(
+        stats["receive_buffer_available"].as_u64() > Some(0),
+        "{stats}"
+    );
     let metrics = get_text(&server.url("/metrics")).await.1;
     let rtt_ms = metric(&metrics, "srt_handshake_rtt_ms{stream=\"far\"}");
     assert!((80.0..1000.0).contains(&rtt_ms), "{metrics}");
+    let running_ms = metric(&metrics, "srt_rtt_ms{stream=\"far\"}");
+    assert!((79.0..200.0).contains(&running_ms), "{metrics}");
     let (ok, err) = finish(publisher, Duration::from_secs(30));
     assert!(ok, "{err}");
 }
@@ -1014,4 +1029,108 @@ async fn an_srt_publisher_far_above_the_bitrate_cap_is_disconnected() {
         "{metrics}"
     );
     ends_whole(&server, publisher, "good", 12).await;
+}
+
+/// An SRT induction handshake (HSv4, as libsrt callers open with) from socket id `id`.
+fn induction(id: u32) -> Vec<u8> {
+    let mut packet = Vec::with_capacity(64);
+    packet.extend_from_slice(&0x8000_0000_u32.to_be_bytes()); // control, handshake
+    packet.extend_from_slice(&0u32.to_be_bytes()); // type-specific
+    packet.extend_from_slice(&0u32.to_be_bytes()); // timestamp
+    packet.extend_from_slice(&0u32.to_be_bytes()); // destination socket id
+    packet.extend_from_slice(&4u32.to_be_bytes()); // version
+    packet.extend_from_slice(&[0, 0, 0, 2]); // encryption, extension (UDT_DGRAM)
+    packet.extend_from_slice(&0x1234u32.to_be_bytes()); // initial sequence number
+    packet.extend_from_slice(&1500u32.to_be_bytes()); // MTU
+    packet.extend_from_slice(&8192u32.to_be_bytes()); // flow window
+    packet.extend_from_slice(&1u32.to_be_bytes()); // induction
+    packet.extend_from_slice(&id.to_be_bytes()); // socket id
+    packet.extend_from_slice(&0u32.to_be_bytes()); // SYN cookie
+    packet.extend_from_slice(&[127, 0, 0, 1]); // peer address
+    packet.extend_from_slice(&[0; 12]);
+    packet
+}
+
+/// Beside an honest SRT publisher, datagrams that are not SRT and 300 handshakes that
+/// stop after the induction (each from its own port): the publisher loses no frame,
+/// the junk is counted, and the abandoned handshakes are answered, then forgotten
+/// within the handshake timeout (10 s), not kept for the life of the process.
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_and_abandoned_handshakes_are_forgotten_and_the_publisher_plays() {
+    let (server, port) = start(&["--stream", "calm=calm-key"]);
+    let publisher = ffmpeg_ts(&srt_url(port, "calm-key", "&linger=2"), 8, H264);
+    ingest_stats(&server, "calm", |s| {
+        s["packets_received"].as_u64() > Some(0)
+    })
+    .await;
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut state = 0x9e37_79b9_u32;
+    for i in 0..2000usize {
+        let datagram: Vec<u8> = (0..(i % 1400) + 1)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        junk.send_to(&datagram, target).await.unwrap();
+    }
+    let mut answered = 0;
+    let mut callers = Vec::new();
+    for id in 0..300u32 {
+        let caller = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        caller.send_to(&induction(id + 1), target).await.unwrap();
+        callers.push(caller);
+    }
+    for caller in &callers {
+        let mut answer = [0u8; 1500];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(2), caller.recv(&mut answer)).await
+        {
+            // The induction answer: a control packet, handshake, of the same size.
+            answered += usize::from(n >= 64 && answer[0] == 0x80 && answer[1] == 0);
+        }
+    }
+    assert_eq!(answered, 300, "every induction is answered");
+    let metrics = get_text(&server.url("/metrics")).await.1;
+    assert!(
+        metric(&metrics, "srt_malformed_packets_total") >= 1.0,
+        "{metrics}"
+    );
+    // Within a tick the 300 are counted; within the timeout (and a tick) they are gone.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let metrics = get_text(&server.url("/metrics")).await.1;
+        if metric(&metrics, "srt_handshakes_in_progress") >= 300.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the handshakes in progress are not counted: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = get_text(&server.url("/metrics")).await.1;
+        if metric(&metrics, "srt_handshakes_in_progress") == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "abandoned handshakes are kept: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (ok, err) = finish(publisher, Duration::from_secs(30));
+    assert!(ok, "{err}");
+    let playlist = ended_playlist(&server, "calm", "source").await;
+    check_segments(&server, "calm", "source", &playlist).await;
+    assert_eq!(
+        count_frames(&server, "calm").0,
+        8 * 30,
+        "every frame plays back"
+    );
 }
