@@ -138,6 +138,11 @@ impl FlvMuxer {
                 _ => f64::from(u32::from_be_bytes(codec.fourcc())),
             };
             m.push(("videocodecid".to_owned(), Amf0Value::Number(id)));
+            // What OBS sends too; an AV1 sequence header carries no rate of its own.
+            if let Some((n, d)) = video.frame_rate().filter(|(n, d)| *n > 0 && *d > 0) {
+                let fps = f64::from(n) / f64::from(d);
+                m.push(("framerate".to_owned(), Amf0Value::Number(fps)));
+            }
         }
         if let Some(CodecConfig::Aac(aac)) = tracks.audio.as_ref().map(|t| &t.codec) {
             m.push(("audiocodecid".to_owned(), Amf0Value::Number(10.0)));
@@ -610,6 +615,7 @@ async fn stream_media(
         reason,
     };
     let initial = start.borrow().clone();
+    let mut metadata_sent = initial.metadata.clone();
     session.send_metadata(initial.metadata);
     let has_video = initial.headers.iter().any(|h| h.kind == TrackKind::Video);
     for h in &initial.headers {
@@ -634,6 +640,13 @@ async fn stream_media(
             packet = packets.recv() => match packet {
                 Ok(p) => {
                     if p.header {
+                        // New tracks (the first ones, when this connection came up
+                        // before the encoder's output): their onMetaData goes first.
+                        let metadata = start.borrow().metadata.clone();
+                        if metadata != metadata_sent {
+                            session.send_metadata(metadata.clone());
+                            metadata_sent = metadata;
+                        }
                         send_packet(&mut session, &p);
                         waiting_for_keyframe |= p.kind == TrackKind::Video;
                         continue;

@@ -310,7 +310,10 @@ impl LibavVideoEncoder {
             let (sample, keyframe, config) = match self.config.codec {
                 VideoCodec::Avc => avc_sample(data)?,
                 VideoCodec::Hevc => hevc_sample(data)?,
-                VideoCodec::Av1 => av1_sample(data)?,
+                VideoCodec::Av1 => {
+                    let rate = self.config.frame_rate;
+                    av1_sample(data, (rate.num, rate.den))?
+                }
             };
             if let Some(config) = config
                 && self.codec_config.as_ref() != Some(&config)
@@ -394,13 +397,16 @@ fn hevc_sample(data: &[u8]) -> Result<Sample, EncodeError> {
 
 /// An AV1 encoder's temporal unit without its temporal delimiter; the av1C from the sequence
 /// header that key frames carry. Key frames are read from the frame header (the
-/// wrapper's packet flag is not reliable).
-fn av1_sample(data: &[u8]) -> Result<Sample, EncodeError> {
+/// wrapper's packet flag is not reliable). SVT-AV1 writes no `timing_info`, so the
+/// configuration takes the rate the encoder was opened with: the packager sizes its
+/// parts by it (24 fps needs a longer PART-TARGET than 30).
+fn av1_sample(data: &[u8], frame_rate: (u32, u32)) -> Result<Sample, EncodeError> {
     let key = media::av1::is_key_frame(data);
     let config = match media::av1::find_sequence_header(data) {
         Some(header) => Some(CodecConfig::Av1(
             Av1Config::from_sequence_header(header)
-                .map_err(|e| EncodeError::Encode(format!("AV1 sequence header: {e}")))?,
+                .map_err(|e| EncodeError::Encode(format!("AV1 sequence header: {e}")))?
+                .with_frame_rate(frame_rate),
         )),
         None => None,
     };

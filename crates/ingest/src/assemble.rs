@@ -152,6 +152,17 @@ impl StreamAssembler {
     }
 
     fn set_video(&mut self, config: CodecConfig, out: &mut Vec<Assembled>) {
+        // An AV1 sequence header without timing_info (SVT-AV1's, OBS's) has no frame
+        // rate; the one `onMetaData` declares sizes the parts instead of 30 fps.
+        let config = match (
+            config,
+            self.metadata
+                .as_ref()
+                .and_then(StreamMetadata::frame_rate_ratio),
+        ) {
+            (CodecConfig::Av1(av1), Some(rate)) => CodecConfig::Av1(av1.with_frame_rate(rate)),
+            (config, _) => config,
+        };
         if self.video.as_ref() != Some(&config) {
             self.video = Some(config);
             self.reannounce(out);
@@ -466,6 +477,11 @@ mod tests {
         let video = tracks.video.expect("a video track");
         assert_eq!(video.codec.video_size(), Some((320, 240)));
         assert_eq!(video.codec.codec_string(), "av01.0.00M.08");
+        assert_eq!(
+            video.codec.frame_rate(),
+            None,
+            "no timing_info, no framerate"
+        );
         let frame = out
             .iter()
             .find_map(|o| match o {
@@ -678,5 +694,34 @@ mod tests {
                 .any(|(_, j)| j.step_ms == i64::from(3 * hour - 66))
         );
         assert!(jumps.iter().any(|(_, j)| j.step_ms < -i64::from(hour)));
+    }
+
+    /// SVT-AV1 writes no timing_info: the rate `onMetaData` declares is the track's.
+    #[test]
+    fn av1_takes_the_declared_frame_rate() {
+        for (declared, rate) in [
+            (24.0, (24, 1)),
+            (29.97, (30_000, 1001)),
+            (12.5, (12_500, 1000)),
+        ] {
+            let mut a = StreamAssembler::new();
+            let mut out = Vec::new();
+            a.handle_metadata(&Amf0Value::Object(vec![
+                ("framerate".into(), Amf0Value::Number(declared)),
+                ("audiocodecid".into(), Amf0Value::Null),
+            ]));
+            let mut key = vec![0x91, b'a', b'v', b'0', b'1', 0x12, 0x00];
+            key.extend_from_slice(AV1_SEQUENCE_HEADER);
+            key.extend_from_slice(&[0x32, 0x02, 0x10, 0x00]);
+            a.handle_video(0, Bytes::from(key), &mut out).unwrap();
+            let video = out
+                .iter()
+                .find_map(|o| match o {
+                    Assembled::Tracks(t) => t.video.clone(),
+                    Assembled::Frame(_) => None,
+                })
+                .expect("a video track");
+            assert_eq!(video.codec.frame_rate(), Some(rate), "{declared}");
+        }
     }
 }

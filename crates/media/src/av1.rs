@@ -113,6 +113,10 @@ pub struct Av1Config {
     /// The sequence header OBU (from `configOBUs`), for a decoder that starts at a key
     /// frame without one.
     pub sequence_header: Bytes,
+    /// Frames per second as n/d, from the sequence header's `timing_info` with an equal
+    /// picture interval; `None` when it has none (SVT-AV1 writes none): an encoder
+    /// that knows its rate sets it ([`Av1Config::with_frame_rate`]).
+    pub frame_rate: Option<(u32, u32)>,
 }
 
 impl Av1Config {
@@ -147,7 +151,17 @@ impl Av1Config {
             monochrome: seq.monochrome,
             width: seq.width,
             height: seq.height,
+            frame_rate: seq.frame_rate,
         })
+    }
+
+    /// The same configuration with the frame rate its producer knows, where the
+    /// sequence header carries none.
+    pub fn with_frame_rate(mut self, frame_rate: (u32, u32)) -> Av1Config {
+        if self.frame_rate.is_none() && frame_rate.0 > 0 && frame_rate.1 > 0 {
+            self.frame_rate = Some(frame_rate);
+        }
+        self
     }
 
     /// Builds the record around a sequence header OBU (as an encoder's extradata or a
@@ -187,6 +201,7 @@ struct SequenceHeader {
     subsampling_x: bool,
     subsampling_y: bool,
     chroma_sample_position: u8,
+    frame_rate: Option<(u32, u32)>,
 }
 
 impl SequenceHeader {
@@ -205,6 +220,7 @@ impl SequenceHeader {
         b.skip(1)?; // still_picture
         let reduced = b.bit()?;
         let (level_idx, tier);
+        let mut frame_rate = None;
         if reduced {
             level_idx = b.bits(5)? as u8;
             tier = false;
@@ -212,10 +228,17 @@ impl SequenceHeader {
             let mut buffer_delay_bits = 0;
             let mut decoder_model_info = false;
             if b.bit()? {
-                // timing_info()
-                b.skip(64)?;
+                // timing_info(): a picture every (num_ticks_per_picture_minus_1 + 1)
+                // display ticks of num_units_in_display_tick / time_scale seconds.
+                let units_per_tick = b.bits(32)?;
+                let time_scale = b.bits(32)?;
                 if b.bit()? {
-                    b.uvlc()?;
+                    let ticks = u64::from(b.uvlc()?) + 1;
+                    let d = u64::from(units_per_tick) * ticks;
+                    frame_rate = u32::try_from(d)
+                        .ok()
+                        .filter(|d| *d > 0 && time_scale > 0)
+                        .map(|d| (time_scale, d));
                 }
                 decoder_model_info = b.bit()?;
                 if decoder_model_info {
@@ -313,6 +336,7 @@ impl SequenceHeader {
             subsampling_x: sx,
             subsampling_y: sy,
             chroma_sample_position: csp,
+            frame_rate,
         })
     }
 }
@@ -349,6 +373,7 @@ mod tests {
             width: 320,
             height: 240,
             sequence_header: Bytes::new(),
+            frame_rate: None,
         };
         assert_eq!(c.codec_string(), "av01.0.04M.08");
         assert!(Av1Config::parse(Bytes::from_static(&[0x81, 0, 0x0c, 0])).is_err());
@@ -383,5 +408,67 @@ mod tests {
             assert!(obus(&stripped).all(|o| o.obu_type != OBU_TEMPORAL_DELIMITER));
             let _ = is_key_frame(&data);
         }
+    }
+
+    /// A sequence header with `timing_info` (29.97 fps: 1001 units a tick at 60,000 Hz,
+    /// two ticks a picture) gives its frame rate; without one, the encoder's rate can
+    /// be set, and a header's own rate is not overridden.
+    #[test]
+    fn frame_rate_comes_from_timing_info_or_the_encoder() {
+        fn put(bits: &mut Vec<bool>, value: u32, n: u32) {
+            bits.extend((0..n).rev().map(|i| value >> i & 1 == 1));
+        }
+        let sequence_header = |timing: bool| {
+            let mut b = Vec::new();
+            put(&mut b, 0, 3); // seq_profile
+            put(&mut b, 0, 2); // still_picture, reduced_still_picture_header
+            put(&mut b, u32::from(timing), 1);
+            if timing {
+                put(&mut b, 1001, 32); // num_units_in_display_tick
+                put(&mut b, 60_000, 32); // time_scale
+                put(&mut b, 1, 1); // equal_picture_interval
+                put(&mut b, 0b010, 3); // uvlc: num_ticks_per_picture_minus_1 = 1
+                put(&mut b, 0, 1); // decoder_model_info_present_flag
+            }
+            put(&mut b, 0, 1); // initial_display_delay_present_flag
+            put(&mut b, 0, 5); // operating_points_cnt_minus_1
+            put(&mut b, 0, 12); // operating_point_idc
+            put(&mut b, 4, 5); // seq_level_idx (no tier below 8)
+            put(&mut b, 8, 4); // frame_width_bits_minus_1
+            put(&mut b, 8, 4); // frame_height_bits_minus_1
+            put(&mut b, 319, 9);
+            put(&mut b, 179, 9);
+            put(&mut b, 0, 1); // frame_id_numbers_present_flag
+            put(&mut b, 0, 3 + 4); // superblock, filter intra, edge; inter tools
+            put(&mut b, 0, 1); // enable_order_hint
+            put(&mut b, 0, 2); // seq_choose_screen_content_tools = 0, force = 0
+            put(&mut b, 0, 3); // superres, cdef, restoration
+            put(&mut b, 0, 3); // high_bitdepth, mono_chrome, color_description
+            put(&mut b, 0, 1 + 2 + 1); // color_range, chroma_sample_position, uv delta
+            put(&mut b, 0, 1); // film_grain_params_present
+            b.push(true); // trailing bits
+            while b.len() % 8 != 0 {
+                b.push(false);
+            }
+            let payload: Vec<u8> = b
+                .chunks(8)
+                .map(|c| c.iter().fold(0, |byte, bit| byte << 1 | u8::from(*bit)))
+                .collect();
+            let mut obu = vec![0x0a, payload.len() as u8];
+            obu.extend(payload);
+            obu
+        };
+        let timed = Av1Config::from_sequence_header(&sequence_header(true)).expect("parses");
+        assert_eq!((timed.width, timed.height), (320, 180));
+        assert_eq!(timed.frame_rate, Some((60_000, 2002)));
+        assert_eq!(
+            timed.clone().with_frame_rate((25, 1)).frame_rate,
+            Some((60_000, 2002)),
+            "the header's own rate stands"
+        );
+        let untimed = Av1Config::from_sequence_header(&sequence_header(false)).expect("parses");
+        assert_eq!((untimed.width, untimed.height), (320, 180));
+        assert_eq!(untimed.frame_rate, None);
+        assert_eq!(untimed.with_frame_rate((24, 1)).frame_rate, Some((24, 1)));
     }
 }

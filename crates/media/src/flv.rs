@@ -397,6 +397,22 @@ pub fn parse_script_data(body: &[u8]) -> Result<(String, Vec<Amf0Value>), FlvErr
 }
 
 impl StreamMetadata {
+    /// The declared `framerate` as n/d: the NTSC rates (23.976, 29.97, 59.94, …) as
+    /// n×1000/1001, whole rates as n/1, anything else to the millisecond.
+    pub fn frame_rate_ratio(&self) -> Option<(u32, u32)> {
+        let fps = self
+            .frame_rate
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0)?;
+        let ntsc = fps * 1.001;
+        if (fps - fps.round()).abs() > 0.001 && (ntsc - ntsc.round()).abs() < 0.005 {
+            return Some((ntsc.round() as u32 * 1000, 1001));
+        }
+        if (fps - fps.round()).abs() < 0.001 {
+            return Some((fps.round() as u32, 1));
+        }
+        Some(((fps * 1000.0).round() as u32, 1000))
+    }
+
     /// Reads the properties of an `onMetaData` object or ECMA array.
     pub fn from_amf(value: &Amf0Value) -> Self {
         let num = |k: &str| value.get(k).and_then(Amf0Value::as_f64);

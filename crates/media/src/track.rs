@@ -71,6 +71,7 @@ impl CodecConfig {
         match self {
             CodecConfig::Avc(c) => c.frame_rate,
             CodecConfig::Hevc(c) => c.frame_rate,
+            CodecConfig::Av1(c) => c.frame_rate,
             _ => None,
         }
     }

@@ -353,3 +353,151 @@ async fn rungs_beside_h264(last: bool) -> bool {
     assert!(!server.log().contains("panicked"), "{}", server.log());
     true
 }
+
+/// The PART-TARGET line of a media playlist, in seconds (as written).
+fn part_target(playlist: &str) -> Option<String> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+        .map(|t| t.split(',').next().unwrap_or(t).to_owned())
+}
+
+/// An AV1 rung of a 24 fps source: SVT-AV1 writes no `timing_info`, so the rung's
+/// configuration takes the rate its encoder was opened with. The master lists the
+/// rung's FRAME-RATE, and its parts are sized for 24 fps as the H.264 rung's are
+/// (five frames, 211 ms: four would be 83 % of 201 ms, under the 85 % RFC 8216bis
+/// asks), not left at the 30 fps target.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_av1_rung_of_a_24_fps_source_has_its_frame_rate_and_parts_for_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rivulet.toml");
+    std::fs::write(
+        &config,
+        "renditions = [\"234p\", \"234p-av1\"]\n\
+         [[ladder]]\nname = \"234p\"\nheight = 234\nbitrate = 200000\n\
+         [[ladder]]\nname = \"234p-av1\"\nheight = 234\nbitrate = 120000\ncodec = \"av1\"\n",
+    )
+    .unwrap();
+    let server = Server::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--stream",
+        "film=film-key",
+    ]);
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=24:duration=8",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args(["-g", "48", "-keyint_min", "48", "-sc_threshold", "0"])
+        .args(["-f", "flv"])
+        .arg(format!("{}/live/film-key", server.rtmp))
+        .spawn()
+        .unwrap();
+    let av1 = server.url("/live/film/234p-av1/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let playlist = loop {
+        let (_, body) = get_text(&av1).await;
+        if body.contains("#EXT-X-PART:") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no parts on the AV1 rung:\n{body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let h264 = get_text(&server.url("/live/film/234p/index.m3u8")).await.1;
+    let master = get_text(&server.url("/live/film/master.m3u8")).await.1;
+    assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
+
+    let (av1_target, h264_target) = (part_target(&playlist), part_target(&h264));
+    assert_eq!(
+        av1_target, h264_target,
+        "AV1 rung:\n{playlist}\nH.264 rung:\n{h264}"
+    );
+    let target: f64 = av1_target.unwrap_or_default().parse().unwrap_or(0.0);
+    assert!(
+        target >= 0.211,
+        "PART-TARGET {target} s holds five 24 fps frames"
+    );
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    let rung = parsed
+        .variants
+        .iter()
+        .find(|v| v.uri.starts_with("234p-av1"))
+        .unwrap_or_else(|| panic!("no AV1 rung in\n{master}"));
+    assert!(
+        rung.frame_rate.is_some_and(|f| (f - 24.0).abs() < 0.01),
+        "FRAME-RATE of the AV1 rung: {master}"
+    );
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+}
+
+/// AV1 passed through from our own publisher at 24 fps over Enhanced RTMP: the
+/// sequence header has no `timing_info`, the `framerate` of `onMetaData` (as OBS
+/// sends it) gives the rate: FRAME-RATE in the master and parts sized for 24 fps.
+#[tokio::test(flavor = "multi_thread")]
+async fn av1_passed_through_at_24_fps_takes_the_declared_frame_rate() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(&["--stream", "av=av-key", "--renditions", "source"]);
+    let url = format!("{}/live/av-key", server.rtmp);
+    let (mut publisher, log) = rivulet_publish(&[
+        "--test-pattern",
+        "--size",
+        "320x240",
+        "--fps",
+        "24",
+        "--bitrate",
+        "300k",
+        "--preset",
+        "ultrafast",
+        "--video-codec",
+        "av1",
+        "--duration",
+        "6",
+        &url,
+    ]);
+    let source = server.url("/live/av/source/index.m3u8");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let playlist = loop {
+        let (_, body) = get_text(&source).await;
+        if body.contains("#EXT-X-PART:") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no parts:\n{body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let master = get_text(&server.url("/live/av/master.m3u8")).await.1;
+    let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publish ends");
+    assert!(status.success(), "publish failed: {}", log.lock().unwrap());
+    let target: f64 = part_target(&playlist)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0.0);
+    assert!(target >= 0.211, "PART-TARGET {target} s:\n{playlist}");
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).unwrap();
+    assert!(
+        parsed.variants.iter().any(
+            |v| v.codecs.as_deref().is_some_and(|c| c.starts_with("av01"))
+                && v.frame_rate.is_some_and(|f| (f - 24.0).abs() < 0.01)
+        ),
+        "the AV1 source at FRAME-RATE 24: {master}"
+    );
+}
