@@ -1,7 +1,7 @@
 // The latency budget (issue 13 item 1), measured, not estimated:
 //   node web/bench/latency.mjs [--bin target/release/rivulet] [--duration 45]
 //        [--renditions source,360p,234p] [--part-target-ms N] [--peer nginx-rtmp|none]
-//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT] [--trace] [--profile]
+//        [--netem DELAY_MS,JITTER_MS,LOSS_PERCENT] [--trace] [--profile] [--at-origin]
 // (`rivulet-bench latency` runs this.) An external ffmpeg publisher (libx264 veryfast,
 // zerolatency, 2 s GOP, 1.5 Mbit/s, 640x360, 30 fps) draws the wall clock into every
 // picture twice: as text (drawtext, for a person) and as the machine-readable time
@@ -50,6 +50,8 @@ const { values: opt } = parseArgs({
     trace: { type: 'boolean', default: false },
     // Record Chromium's trace of the first viewer's start and print where its main thread went.
     profile: { type: 'boolean', default: false },
+    // The viewers watch at the origin instead of through the edge (to tell the two apart).
+    'at-origin': { type: 'boolean', default: false },
   },
 });
 const bin = opt.bin ? resolve(opt.bin) : rivuletBinary();
@@ -392,7 +394,7 @@ function traceHls() {
   };
   v.addEventListener('waiting', () => trace.push([at(), `STALL: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, ${frames()}`]));
   v.addEventListener('playing', () => trace.push([at(), `playing: ahead ${ahead().toFixed(2)} s`]));
-  setInterval(() => trace.push([at(), `tick: ${ranges()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, bw estimate ${Math.round(h.bandwidthEstimate / 1000)} kbit/s, ttfb ${Math.round(h.ttfbEstimate)} ms, ${frames()}`]), 500);
+  setInterval(() => trace.push([at(), `tick: ${ranges()}${window.describeSourceBuffers()}, ahead ${ahead().toFixed(2)} s, latency ${h.latency.toFixed(2)} s, target ${h.targetLatency.toFixed(2)} s, rate ${v.playbackRate}, bw estimate ${Math.round(h.bandwidthEstimate / 1000)} kbit/s, ttfb ${Math.round(h.ttfbEstimate)} ms, ${frames()}`]), 500);
   header.push(`levels: ${h.levels.map((l, i) => `L${i} ${l.height}p ${Math.round(l.maxBitrate / 1000)}/${Math.round(l.averageBitrate / 1000)} kbit/s`).join(', ')}`);
 }
 
@@ -478,7 +480,7 @@ if (opt.netem) {
   if (![delay, jitter, loss].every(Number.isFinite)) throw new Error(`--netem takes DELAY_MS,JITTER_MS,LOSS_PERCENT, e.g. 50,20,1 (got ${opt.netem})`);
   netem = { delay, jitter, loss, ...(await lossyLink(Number(new URL(edge.url).port), { delay, jitter, loss })) };
 }
-const viewerBase = netem ? netem.url : edge.url;
+const viewerBase = netem ? netem.url : opt['at-origin'] ? server.http : edge.url;
 await until('the stream to be playable', async () => {
   const r = await fetch(`${server.http}/live/${NAME}/master.m3u8`);
   return r.ok && (await r.text()).includes('#EXT-X-STREAM-INF');
@@ -519,6 +521,63 @@ await page.addInitScript(() => {
     if (!tracks) return '';
     return Object.entries(tracks).map(([type, t]) => (t.buffer ? ` ${type} ${window.describeBuffer({ buffered: t.buffer.buffered, currentTime: NaN })}` : '')).join('');
   };
+  // Every append to a SourceBuffer during the start: the timestamp offset it was made
+  // with, its size, the first tfdt of each track in it, and the ranges after it
+  // (printed with --trace), to tell a hole in the data from one made by re-timing.
+  window.appends = [];
+  const tfdts = (bytes) => {
+    const out = [];
+    const d = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i + 8 <= bytes.length && out.length < 4; i++) {
+      if (bytes[i] === 0x74 && bytes[i + 1] === 0x66 && bytes[i + 2] === 0x64 && bytes[i + 3] === 0x74) {
+        const v = bytes[i + 4];
+        out.push(v === 1 ? Number(d.getBigUint64(i + 8)) : d.getUint32(i + 8));
+      }
+    }
+    return out.join('/');
+  };
+  // Each moof's track, tfdt and sample durations (trun), for an append that made a hole.
+  const truns = (bytes) => {
+    const d = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const out = [];
+    const box = (at, end, path) => {
+      while (at + 8 <= end) {
+        const size = d.getUint32(at);
+        const type = String.fromCharCode(bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]);
+        if (size < 8 || at + size > end) return;
+        if (type === 'moof' || type === 'traf') box(at + 8, at + size, `${path}/${type}`);
+        if (type === 'tfhd') out.push(`track ${d.getUint32(at + 12)}`);
+        if (type === 'tfdt') out.push(`tfdt ${bytes[at + 8] === 1 ? Number(d.getBigUint64(at + 12)) : d.getUint32(at + 12)}`);
+        if (type === 'trun') {
+          const flags = d.getUint32(at + 8) & 0xffffff;
+          const count = d.getUint32(at + 12);
+          let p = at + 16 + (flags & 1 ? 4 : 0) + (flags & 4 ? 4 : 0);
+          const durs = [];
+          for (let i = 0; i < count; i++) {
+            if (flags & 0x100) { durs.push(d.getUint32(p)); p += 4; }
+            if (flags & 0x200) p += 4;
+            if (flags & 0x400) p += 4;
+            if (flags & 0x800) p += 4;
+          }
+          out.push(`trun ${count} [${durs.join(',')}]`);
+        }
+        at += size;
+      }
+    };
+    box(0, bytes.length, '');
+    return out.join(' ');
+  };
+  const append = SourceBuffer.prototype.appendBuffer;
+  SourceBuffer.prototype.appendBuffer = function (data) {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const at = Math.round(performance.now());
+    const offset = this.timestampOffset;
+    const tf = tfdts(bytes);
+    this.addEventListener('updateend', () => {
+      if (window.appends.length < 200) window.appends.push(`${at} append ${bytes.length} B offset ${offset.toFixed(3)} tfdt ${tf} -> ${window.describeBuffer({ buffered: this.buffered, currentTime: NaN })}${this.buffered.length > 1 && window.appends.length < 40 ? ` :: ${truns(bytes)}` : ''}`);
+    }, { once: true });
+    return append.call(this, data);
+  };
   // The video element's start, ms after navigation (printed with --trace).
   window.startEvents = [];
   for (const type of ['loadedmetadata', 'loadeddata', 'canplay', 'playing', 'waiting', 'seeking', 'seeked', 'ratechange']) {
@@ -542,6 +601,7 @@ if (opt.profile) {
 }
 if (opt.trace) {
   console.log(`the video element's start, ms after navigation:\n${(await page.evaluate(() => window.startEvents)).join('\n')}`);
+  console.log(`appends, ms after navigation:\n${(await page.evaluate(() => window.appends)).join('\n')}`);
   await page.evaluate(traceHls);
 }
 
@@ -578,6 +638,7 @@ const page_ = await page.evaluate(() => ({
   rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
   stalls: window.stalls,
   trace: window.hlsTrace || [],
+  appends: window.appends || [],
   traceHeader: window.hlsTraceHeader || [],
 }));
 await page.close();
@@ -617,7 +678,10 @@ console.log(`| **glass to glass** (strip vs clock) | **${ms(g2g)}** | p95 ${ms(p
 console.log(`\nplayed ${played} (${playedHeight}p); rebuffers ${page_.rebuffers} in ${duration} s${page_.stalls.length ? ` (at ${page_.stalls.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after the first frame)` : ''}; arrival → on screen p50 ${ms(arrivalToScreen)}`);
 console.log(`startup (navigation → first frame): first viewer (edge cache cold, browser warm) ${ms(startup.firstFrame)}; 5 later viewers p50 ${ms(pct(startups, 50))} (${startups.map(Math.round).join(', ')} ms)`);
 console.log(`first viewer's start, ms after navigation: ${startup.steps.map(([what, t]) => `${what} ${Math.round(t)}`).join(' · ')}`);
-if (opt.trace) printTrace(page_.traceHeader, page_.trace, page_.stalls);
+if (opt.trace) {
+  printTrace(page_.traceHeader, page_.trace, page_.stalls);
+  console.log(`appends of the run, ms after navigation:\n${page_.appends.join('\n')}`);
+}
 if (profile) console.log(profile);
 if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
 console.log(`\nreal time (the page's WHEP mode at the origin, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}`);
