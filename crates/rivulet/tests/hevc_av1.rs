@@ -354,6 +354,24 @@ async fn rungs_beside_h264(last: bool) -> bool {
     true
 }
 
+/// The rendition's media playlist once it lists parts (within 30 s).
+async fn playlist_with_parts(server: &Server, stream: &str, rendition: &str) -> String {
+    let url = server.url(&format!("/live/{stream}/{rendition}/index.m3u8"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = get_text(&url).await;
+        if body.contains("#EXT-X-PART:") {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no parts in {stream}/{rendition}:\n{body}\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The PART-TARGET line of a media playlist, in seconds (as written).
 fn part_target(playlist: &str) -> Option<String> {
     playlist
@@ -385,41 +403,8 @@ async fn an_av1_rung_of_a_24_fps_source_has_its_frame_rate_and_parts_for_it() {
         "--stream",
         "film=film-key",
     ]);
-    let mut ffmpeg = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=24:duration=8",
-        ])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args(["-g", "48", "-keyint_min", "48", "-sc_threshold", "0"])
-        .args(["-f", "flv"])
-        .arg(format!("{}/live/film-key", server.rtmp))
-        .spawn()
-        .unwrap();
-    let av1 = server.url("/live/film/234p-av1/index.m3u8");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let playlist = loop {
-        let (_, body) = get_text(&av1).await;
-        if body.contains("#EXT-X-PART:") {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no parts on the AV1 rung:\n{body}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let mut ffmpeg = publish_at(&format!("{}/live/film-key", server.rtmp), 8, 24);
+    let playlist = playlist_with_parts(&server, "film", "234p-av1").await;
     let h264 = get_text(&server.url("/live/film/234p/index.m3u8")).await.1;
     let master = get_text(&server.url("/live/film/master.m3u8")).await.1;
     assert!(ffmpeg.wait().unwrap().success(), "ffmpeg failed");
@@ -471,20 +456,7 @@ async fn av1_passed_through_at_24_fps_takes_the_declared_frame_rate() {
         "6",
         &url,
     ]);
-    let source = server.url("/live/av/source/index.m3u8");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let playlist = loop {
-        let (_, body) = get_text(&source).await;
-        if body.contains("#EXT-X-PART:") {
-            break body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no parts:\n{body}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let playlist = playlist_with_parts(&server, "av", "source").await;
     let master = get_text(&server.url("/live/av/master.m3u8")).await.1;
     let status = wait_exit(&mut publisher, Duration::from_secs(60)).expect("publish ends");
     assert!(status.success(), "publish failed: {}", log.lock().unwrap());

@@ -137,13 +137,19 @@ impl Drop for Server {
 /// Starts ffmpeg publishing a 320x240 30 fps test pattern with B-frames and a 2 s GOP,
 /// plus a 48 kHz sine tone, in real time, for `seconds`.
 pub fn publish(url: &str, seconds: u32) -> Child {
+    publish_at(url, seconds, 30)
+}
+
+/// [`publish`] at `fps` frames a second (the GOP stays 2 s).
+pub fn publish_at(url: &str, seconds: u32, fps: u32) -> Child {
+    let gop = (2 * fps).to_string();
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re"])
         .args([
             "-f",
             "lavfi",
             "-i",
-            &format!("testsrc2=size=320x240:rate=30:duration={seconds}"),
+            &format!("testsrc2=size=320x240:rate={fps}:duration={seconds}"),
         ])
         .args([
             "-f",
@@ -161,11 +167,11 @@ pub fn publish(url: &str, seconds: u32) -> Child {
             "-bf",
             "2",
             "-g",
-            "60",
+            &gop,
         ])
         .args([
             "-keyint_min",
-            "60",
+            &gop,
             "-sc_threshold",
             "0",
             "-pix_fmt",
