@@ -445,6 +445,15 @@ mod tests {
         0x0a, 0x0b, 0x00, 0x00, 0x00, 0x04, 0x3c, 0xff, 0xbc, 0xfb, 0xf9, 0x00, 0x40,
     ];
 
+    /// An Enhanced RTMP coded-frames tag of an AV1 key frame: temporal delimiter,
+    /// sequence header, a (key) frame OBU.
+    fn av1_key_frame_tag() -> Bytes {
+        let mut key = vec![0x91, b'a', b'v', b'0', b'1', 0x12, 0x00];
+        key.extend_from_slice(AV1_SEQUENCE_HEADER);
+        key.extend_from_slice(&[0x32, 0x02, 0x10, 0x00]);
+        Bytes::from(key)
+    }
+
     #[test]
     fn av1_without_av1c_takes_its_configuration_from_the_key_frame() {
         let mut a = StreamAssembler::new();
@@ -462,11 +471,7 @@ mod tests {
             Bytes::from_static(&[0x95, b'a', b'v', b'0', b'1', 0x80, 4, 0x81, 0, 0x0c, 0]);
         a.handle_video(0, ts_start, &mut out).unwrap();
         assert!(out.is_empty());
-        // A key frame: temporal delimiter, sequence header, a (key) frame OBU.
-        let mut key = vec![0x91, b'a', b'v', b'0', b'1', 0x12, 0x00];
-        key.extend_from_slice(AV1_SEQUENCE_HEADER);
-        key.extend_from_slice(&[0x32, 0x02, 0x10, 0x00]);
-        a.handle_video(0, Bytes::from(key), &mut out).unwrap();
+        a.handle_video(0, av1_key_frame_tag(), &mut out).unwrap();
         let tracks = out
             .iter()
             .find_map(|o| match o {
@@ -710,10 +715,7 @@ mod tests {
                 ("framerate".into(), Amf0Value::Number(declared)),
                 ("audiocodecid".into(), Amf0Value::Null),
             ]));
-            let mut key = vec![0x91, b'a', b'v', b'0', b'1', 0x12, 0x00];
-            key.extend_from_slice(AV1_SEQUENCE_HEADER);
-            key.extend_from_slice(&[0x32, 0x02, 0x10, 0x00]);
-            a.handle_video(0, Bytes::from(key), &mut out).unwrap();
+            a.handle_video(0, av1_key_frame_tag(), &mut out).unwrap();
             let video = out
                 .iter()
                 .find_map(|o| match o {

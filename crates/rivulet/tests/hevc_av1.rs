@@ -288,15 +288,7 @@ async fn hevc_and_av1_rungs_beside_the_h264_rung_are_aligned_with_it() {
 /// `last` is false (the comparison would not be fair).
 async fn rungs_beside_h264(last: bool) -> bool {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("rivulet.toml");
-    std::fs::write(
-        &config,
-        "renditions = [\"234p\", \"234p-hevc\", \"234p-av1\"]\n\
-         [[ladder]]\nname = \"234p\"\nheight = 234\nbitrate = 200000\n\
-         [[ladder]]\nname = \"234p-hevc\"\nheight = 234\nbitrate = 150000\ncodec = \"hevc\"\npreset = \"ultrafast\"\n\
-         [[ladder]]\nname = \"234p-av1\"\nheight = 234\nbitrate = 120000\ncodec = \"av1\"\n",
-    )
-    .unwrap();
+    let config = ladder_config(&dir, &[HEVC_RUNG, AV1_RUNG]);
     let server = Server::start(&[
         "--config",
         config.to_str().unwrap(),
@@ -372,6 +364,33 @@ async fn playlist_with_parts(server: &Server, stream: &str, rendition: &str) -> 
     }
 }
 
+/// Ladder entries beside the H.264 `234p` rung.
+const HEVC_RUNG: (&str, &str) = (
+    "234p-hevc",
+    "bitrate = 150000\ncodec = \"hevc\"\npreset = \"ultrafast\"",
+);
+const AV1_RUNG: (&str, &str) = ("234p-av1", "bitrate = 120000\ncodec = \"av1\"");
+
+/// A config file in `dir` whose renditions are the H.264 `234p` rung and `extra`
+/// (name, the rest of its `[[ladder]]` entry), all 234 lines high.
+fn ladder_config(dir: &tempfile::TempDir, extra: &[(&str, &str)]) -> std::path::PathBuf {
+    let names: Vec<String> = std::iter::once("\"234p\"".to_owned())
+        .chain(extra.iter().map(|(name, _)| format!("\"{name}\"")))
+        .collect();
+    let mut toml = format!(
+        "renditions = [{}]\n[[ladder]]\nname = \"234p\"\nheight = 234\nbitrate = 200000\n",
+        names.join(", ")
+    );
+    for (name, rest) in extra {
+        toml.push_str(&format!(
+            "[[ladder]]\nname = \"{name}\"\nheight = 234\n{rest}\n"
+        ));
+    }
+    let path = dir.path().join("rivulet.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
 /// The PART-TARGET line of a media playlist, in seconds (as written).
 fn part_target(playlist: &str) -> Option<String> {
     playlist
@@ -389,14 +408,7 @@ fn part_target(playlist: &str) -> Option<String> {
 async fn an_av1_rung_of_a_24_fps_source_has_its_frame_rate_and_parts_for_it() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("rivulet.toml");
-    std::fs::write(
-        &config,
-        "renditions = [\"234p\", \"234p-av1\"]\n\
-         [[ladder]]\nname = \"234p\"\nheight = 234\nbitrate = 200000\n\
-         [[ladder]]\nname = \"234p-av1\"\nheight = 234\nbitrate = 120000\ncodec = \"av1\"\n",
-    )
-    .unwrap();
+    let config = ladder_config(&dir, &[AV1_RUNG]);
     let server = Server::start(&[
         "--config",
         config.to_str().unwrap(),
