@@ -114,6 +114,9 @@ struct TrackState {
     interval: Option<i64>,
     /// Recent decode times, oldest first.
     recent: VecDeque<i64>,
+    /// Where the last written sample ends on the decode timeline (its written decode
+    /// time plus its written duration).
+    written_end: Option<i64>,
 }
 
 /// The largest gap between two frames of the main track taken as media time; a larger
@@ -124,6 +127,24 @@ const MAX_FRAME_GAP_MS: u32 = 10_000;
 const INTERVAL_WINDOW: usize = 8;
 
 impl TrackState {
+    /// How far back a video frame's decode time moves to close the hole before it.
+    ///
+    /// Frames an encoder dropped (OBS's "skipped frames", ffmpeg stamping late pictures
+    /// by the wall clock) leave a hole in the decode timeline. Browsers' MSE takes a
+    /// decode gap of more than twice the last frame's duration for a discontinuity and
+    /// drops every frame after it up to the next keyframe: one lost frame froze the
+    /// picture up to a GOP while the sound went on. The frame after the hole is
+    /// therefore decoded where the last one ended and still shown at its own time: its
+    /// decode time moves back over the hole, its composition offset and its duration
+    /// grow by as much. A keyframe needs nothing (MSE resumes at one), and keeps its
+    /// decode time: segments start at theirs.
+    fn hole_before(&self, dts: i64, keyframe: bool) -> i64 {
+        match self.written_end {
+            Some(end) if !keyframe && dts > end => dts - end,
+            _ => 0,
+        }
+    }
+
     fn observe(&mut self, dts: i64) {
         self.last_dts = Some(dts);
         self.recent.push_back(dts);
@@ -362,10 +383,7 @@ impl RenditionPackager {
         if dts < 0 {
             return Err(PackageError::BeforeStart { kind, dts });
         }
-        let state = match kind {
-            TrackKind::Video => &mut self.video,
-            TrackKind::Audio => &mut self.audio,
-        };
+        let state = self.main_state_mut(kind);
         if let Some(last) = state.last_dts
             && dts <= last
         {
@@ -447,15 +465,22 @@ impl RenditionPackager {
         }
         self.ensure_open_part(dts, keyframe);
 
+        let hole = match main_kind {
+            TrackKind::Video => self.video.hole_before(dts, keyframe),
+            TrackKind::Audio => 0,
+        };
+        let written_dts = dts - hole;
+        let duration = (interval + hole).clamp(1, i64::from(u32::MAX));
+        self.main_state_mut(main_kind).written_end = Some(written_dts + duration);
         let sample = Sample {
-            duration: interval.clamp(1, i64::from(u32::MAX)) as u32,
-            composition_offset: i32::try_from(frame.composition_offset()).unwrap_or(0),
+            duration: duration as u32,
+            composition_offset: i32::try_from(frame.composition_offset() + hole).unwrap_or(0),
             keyframe,
             data: frame.data,
         };
         match main_kind {
             TrackKind::Video => {
-                self.pending_video.push((dts, sample));
+                self.pending_video.push((written_dts, sample));
                 if !(self.pending_video.len() == 1 && self.holds_for_audio()) {
                     self.flush_chunk()?;
                 }
@@ -1040,6 +1065,13 @@ impl RenditionPackager {
         match kind {
             TrackKind::Video => &self.video,
             TrackKind::Audio => &self.audio,
+        }
+    }
+
+    fn main_state_mut(&mut self, kind: TrackKind) -> &mut TrackState {
+        match kind {
+            TrackKind::Video => &mut self.video,
+            TrackKind::Audio => &mut self.audio,
         }
     }
 

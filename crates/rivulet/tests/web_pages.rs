@@ -53,3 +53,8 @@ fn a_finished_recording_plays_in_hls_js_to_its_end() {
 fn a_viewer_waiting_through_an_edge_gets_every_rendition_at_go_live() {
     browser_test("tests/golive.mjs");
 }
+
+#[test]
+fn a_publisher_that_drops_frames_mid_gop_plays_without_a_frozen_picture() {
+    browser_test("tests/holes.mjs");
+}

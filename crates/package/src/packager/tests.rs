@@ -836,28 +836,48 @@ fn a_hint_overtaken_by_a_new_segment_is_answered_with_its_first_part() {
 }
 
 #[test]
-fn frames_an_encoder_dropped_leave_one_hole_and_stretch_nothing_after_it() {
-    // 30 fps over RTMP; the encoder drops six frames (200 ms) mid-segment. The video
-    // timeline has that one hole: the frames after it keep their own duration instead
-    // of one stretched by the hole over the next frame's start.
+fn frames_an_encoder_dropped_leave_no_decode_gap_and_move_no_picture() {
+    // 30 fps over RTMP; the encoder drops six frames (200 ms) mid-GOP. MSE would take
+    // a decode gap for a discontinuity and drop every frame up to the next keyframe:
+    // the frame after the hole is decoded where the last one ended instead, shown at
+    // its own time (its composition offset and duration take the hole), and nothing
+    // after it is stretched.
     let mut p = packager();
     let mut s = Source::rtmp(3000, 60);
     feed(&mut p, &mut s, 100);
     s.n += 6;
     feed(&mut p, &mut s, 100);
-    let mut video_end: Option<i64> = None;
-    let mut misplaced = Vec::new();
+    // (decode time, duration, presentation time) of every video sample.
+    let mut samples = Vec::new();
     for t in track_fragments(&p).filter(|t| t.track_id == 1) {
-        let start = t.base_media_decode_time as i64;
-        if let Some(end) = video_end
-            && (start - end).abs() > 900
-        {
-            misplaced.push(start - end);
+        let mut dts = t.base_media_decode_time as i64;
+        for (d, cto) in t.durations.iter().zip(&t.composition_offsets) {
+            samples.push((dts, i64::from(*d), dts + cto));
+            dts += i64::from(*d);
         }
-        video_end = Some(start + t.durations.iter().map(|d| i64::from(*d)).sum::<i64>());
     }
-    assert_eq!(misplaced.len(), 1, "{misplaced:?}");
-    assert!((misplaced[0] - 18_000).abs() <= 900, "{misplaced:?}");
+    assert_eq!(samples.len(), 200);
+    let decode_gaps: Vec<i64> = samples
+        .windows(2)
+        .map(|w| w[1].0 - (w[0].0 + w[0].1))
+        .filter(|gap| *gap > 0)
+        .collect();
+    assert!(decode_gaps.is_empty(), "decode gaps: {decode_gaps:?}");
+    // Every picture keeps its own presentation time (frames 100 to 105 were dropped).
+    let shown: Vec<i64> = samples.iter().map(|(_, _, pts)| *pts).collect();
+    let mut source = Source::rtmp(3000, 60);
+    let expected: Vec<i64> = (0..206)
+        .flat_map(|_| source.next())
+        .filter(|f| f.kind == TrackKind::Video)
+        .map(|f| f.pts.ticks)
+        .enumerate()
+        .filter(|(n, _)| !(100..106).contains(n))
+        .map(|(_, pts)| pts)
+        .collect();
+    assert_eq!(shown, expected);
+    // Only the frame after the hole is long; the others keep one frame's duration.
+    let long_durations = samples.iter().filter(|(_, d, _)| *d > 4_500).count();
+    assert_eq!(long_durations, 1);
 }
 
 #[test]
