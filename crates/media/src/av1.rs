@@ -76,6 +76,54 @@ pub fn strip_temporal_delimiters(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A temporal unit as MPEG-2 TS carries AV1 (AOM, "Carriage of AV1 in MPEG-2 TS": the
+/// start-code format, each OBU after `00 00 01`, emulation prevention bytes inserted as in
+/// H.264) turned into the low-overhead format. Data that does not begin with a start
+/// code is taken to be low-overhead already (earlier drafts of that specification) and
+/// returned as it is.
+pub fn from_start_code_format(data: &[u8]) -> Vec<u8> {
+    if !data.starts_with(&[0, 0, 1]) && !data.starts_with(&[0, 0, 0, 1]) {
+        return data.to_vec();
+    }
+    let starts: Vec<usize> = memchr::memmem::find_iter(data, &[0, 0, 1])
+        .map(|at| at + 3)
+        .collect();
+    let mut out = Vec::with_capacity(data.len());
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).map_or(data.len(), |&next| next - 3);
+        let unit = crate::bits::unescape_rbsp(&data[start..end]);
+        // An OBU's size field says where it ends: zero bytes after it are padding or
+        // the first byte of a 4-byte start code. (One without says nothing.)
+        match obus(&unit).next() {
+            Some(obu) if unit[0] & 0x02 != 0 => out.extend_from_slice(obu.bytes),
+            _ => {
+                let len = unit.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+                out.extend_from_slice(&unit[..len]);
+            }
+        }
+    }
+    out
+}
+
+/// The start-code format of [`from_start_code_format`] for a low-overhead temporal unit:
+/// what an MPEG-2 TS muxer writes.
+pub fn to_start_code_format(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 16);
+    for obu in obus(data) {
+        out.extend_from_slice(&[0, 0, 1]);
+        let mut zeros = 0;
+        for &b in obu.bytes {
+            if zeros >= 2 && b <= 3 {
+                out.push(3);
+                zeros = 0;
+            }
+            out.push(b);
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+        }
+    }
+    out
+}
+
 /// Whether a temporal unit starts with a key frame: its first frame header says
 /// `frame_type == KEY_FRAME` and is not a `show_existing_frame` (AV1 §5.9.2; sequences
 /// with `reduced_still_picture_header` are all key frames and have no such bits, and
@@ -359,6 +407,43 @@ mod tests {
         assert!(is_key_frame(&[0x12, 0x00, 0x32, 0x01, 0x10]));
         assert!(!is_key_frame(&[0x12, 0x00, 0x32, 0x01, 0x30]));
         assert!(!is_key_frame(&[0x12, 0x00]));
+    }
+
+    #[test]
+    fn the_start_code_format_of_mpeg_ts_round_trips() {
+        // Frame OBUs (type 6, with a size field) whose payloads are full of what must be
+        // escaped: 00 00 00/01/02/03, and zeros at the end.
+        let mut seed = 0x2545_f491_u32;
+        for _ in 0..300 {
+            let mut tu = vec![0x12, 0x00];
+            for _ in 0..3 {
+                let len = (seed % 40) as usize;
+                let payload: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        [0, 0, 0, 1, 2, 3, 0x80][(seed % 7) as usize]
+                    })
+                    .collect();
+                tu.extend_from_slice(&[0x32, len as u8]);
+                tu.extend_from_slice(&payload);
+            }
+            let ts = to_start_code_format(&tu);
+            assert!(ts.starts_with(&[0, 0, 1, 0x12]));
+            // Four OBUs, four start codes: none emulated inside them.
+            assert_eq!(
+                memchr::memmem::find_iter(&ts, &[0, 0, 1]).count(),
+                4,
+                "{ts:?}"
+            );
+            assert_eq!(from_start_code_format(&ts), tu);
+        }
+        // The 4-byte start code, and padding zeros after an OBU.
+        let ts = [0, 0, 0, 1, 0x12, 0x00, 0, 0, 0, 1, 0x32, 0x02, 7, 0, 0, 0];
+        assert_eq!(from_start_code_format(&ts), [0x12, 0x00, 0x32, 0x02, 7, 0]);
+        // Already low-overhead (earlier drafts): as it is.
+        assert_eq!(from_start_code_format(&[0x12, 0x00]), [0x12, 0x00]);
     }
 
     #[test]

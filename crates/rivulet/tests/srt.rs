@@ -608,6 +608,84 @@ async fn ffmpeg_publishes_hevc_aac_over_srt_and_it_plays_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn av1_in_ts_over_srt_plays_back_and_through_the_ladder() {
+    // AOM's AV1 in MPEG-2 TS (stream type 0x06, `AV01`, start codes: what OBS sends
+    // with AV1 over SRT), muxed by the fixture around ffmpeg's libsvtav1 and played in
+    // real time to srt-live-transmit, which carries it to Rivulet.
+    let (server, port) = start(&["--stream", "av1=av1-key", "--renditions", "source,234p"]);
+    let units = ts_fixture::av1_transport_stream(6);
+    let udp = free_udp_port();
+    let relay = KillOnDrop(
+        Command::new("srt-live-transmit")
+            .args([
+                "-a:no",
+                "-t:12",
+                &format!("udp://127.0.0.1:{udp}"),
+                &format!("srt://127.0.0.1:{port}?streamid=publish:av1-key"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("srt-live-transmit (Debian srt-tools; scripts/setup.sh installs it)"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let player = std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let start = Instant::now();
+        for (dts, bytes) in units {
+            let due = start + Duration::from_micros(dts * 100 / 9);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            for datagram in bytes.chunks(7 * 188) {
+                socket.send_to(datagram, ("127.0.0.1", udp)).unwrap();
+            }
+        }
+    });
+    let master = get_when_ready(
+        &server.url("/live/av1/master.m3u8"),
+        Duration::from_secs(20),
+    )
+    .await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
+    let codecs: Vec<String> = parsed
+        .variants
+        .iter()
+        .map(|v| v.codecs.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(codecs.len(), 2, "source and 234p:\n{master}");
+    assert!(
+        codecs
+            .iter()
+            .any(|c| c.starts_with("av01.0.") && c.contains("mp4a.40.2")),
+        "the passthrough rendition's CODECS from the sequence header: {codecs:?}"
+    );
+    assert!(
+        codecs.iter().any(|c| c.starts_with("avc1.")),
+        "the H.264 rung: {codecs:?}"
+    );
+    every_stream_taken(&server, "av1").await;
+
+    player.join().unwrap();
+    // srt-live-transmit ends by itself (-t), closing the SRT connection.
+    let mut relay = relay;
+    wait_exit(&mut relay.0, Duration::from_secs(20));
+    // The passthrough rendition: av01 with its av1C, every segment from a key frame.
+    let playlist = ended_playlist(&server, "av1", "source").await;
+    let init = init_segment(&server, "av1", "source", &playlist).await;
+    let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
+    assert!(has(b"av01") && has(b"av1C"), "an av01 sample entry");
+    let segments = check_segments(&server, "av1", "source", &playlist).await;
+    assert!(segments >= 2, "source: {segments} segments");
+    let (video, audio) = count_frames_at(&server, "/live/av1/source/index.m3u8");
+    assert_eq!(video, 6 * 30, "every published AV1 frame plays back");
+    assert!(audio > 250, "{audio} audio frames");
+    // The H.264 rung decoded from it.
+    let playlist = ended_playlist(&server, "av1", "234p").await;
+    check_segments(&server, "av1", "234p", &playlist).await;
+    let (video, _) = count_frames_at(&server, "/live/av1/234p/index.m3u8");
+    assert_eq!(video, 6 * 30, "every frame through the ladder");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn ffmpeg_publishes_h264_opus_over_srt_and_it_plays_back_with_aac() {
     // Opus in TS (stream type 0x06, `Opus` registration): the transcoder makes AAC of
     // it for every rendition, the passthrough included (HLS players expect AAC).

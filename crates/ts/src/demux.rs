@@ -8,8 +8,8 @@ use media::avc::annexb_nalus;
 use media::hevc::{NAL_AUD, NAL_PPS, NAL_SPS, NAL_VPS};
 use media::opus::OPUS_RATE;
 use media::{
-    AacConfig, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, OpusConfig, Rounding, Track,
-    TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec, rescale_ticks,
+    AacConfig, Av1Config, AvcConfig, CodecConfig, Frame, HevcConfig, MediaTime, OpusConfig,
+    Rounding, Track, TrackKind, Tracks, VIDEO_TIMESCALE, VideoCodec, rescale_ticks,
 };
 
 use crate::clock::Unwrapper;
@@ -29,11 +29,11 @@ pub enum DemuxEvent {
     /// The tracks of the frames that follow (also sent again when a decoder
     /// configuration changes, e.g. a new resolution).
     Tracks(Tracks),
-    /// One access unit: H.264 or HEVC with 4-byte NAL lengths (as in avcC/hvcC) on the
-    /// 90 kHz timeline, one raw AAC frame on its sample-rate timeline, or one Opus
+    /// One access unit: H.264 or HEVC with 4-byte NAL lengths (as in avcC/hvcC), or an
+    /// AV1 temporal unit of low-overhead OBUs (as in `av01`), on the 90 kHz timeline, one raw AAC frame on its sample-rate timeline, or one Opus
     /// packet on Opus's 48 kHz one. Times are the unwrapped PTS/DTS.
     Frame(Frame),
-    /// A stream of the program that is not turned into frames (AC-3, AV1, …).
+    /// A stream of the program that is not turned into frames (AC-3, VVC, …).
     /// Its PES payloads still come out as [`DemuxEvent::ElementaryStream`].
     UnsupportedStream {
         pid: u16,
@@ -125,8 +125,9 @@ struct PesBuffer {
 /// Push bytes with [`Demuxer::push`] (any split: SRT payloads, file chunks), then
 /// drain [`Demuxer::poll_event`] until `None`. Call [`Demuxer::finish`] at the end of
 /// the stream to get the last access unit out. The first program of the PAT is
-/// followed; H.264 (stream type 0x1B), HEVC (0x24), ADTS AAC (0x0F) and Opus (0x06 with
-/// an `Opus` registration descriptor) become frames.
+/// followed; H.264 (stream type 0x1B), HEVC (0x24), AV1 (0x06 with an `AV01`
+/// registration descriptor), ADTS AAC (0x0F) and Opus (0x06 with an `Opus` registration
+/// descriptor) become frames.
 #[derive(Debug, Default)]
 pub struct Demuxer {
     carry: Vec<u8>,
@@ -140,7 +141,8 @@ pub struct Demuxer {
     clock: Unwrapper,
     video_pid: Option<u16>,
     audio_pid: Option<u16>,
-    /// The latest in-band parameter sets of the video stream (the VPS only for HEVC).
+    /// The latest in-band parameter sets of the video stream (the VPS only for HEVC;
+    /// AV1's sequence header OBU in `sps`).
     vps: Option<Bytes>,
     sps: Option<Bytes>,
     pps: Option<Bytes>,
@@ -343,6 +345,10 @@ impl Demuxer {
                     self.video_pid = Some(entry.pid);
                     Role::Video(VideoCodec::Hevc)
                 }
+                0x06 if self.video_pid.is_none() && is_av1(entry) => {
+                    self.video_pid = Some(entry.pid);
+                    Role::Video(VideoCodec::Av1)
+                }
                 0x0f if self.audio_pid.is_none() => {
                     self.audio_pid = Some(entry.pid);
                     Role::Audio
@@ -353,7 +359,7 @@ impl Demuxer {
                 }
                 stream_type => {
                     let name = match stream_type {
-                        0x1b | 0x24 => format!(
+                        _ if matches!(stream_type, 0x1b | 0x24) || is_av1(entry) => format!(
                             "{} (a second video stream; only the first is taken)",
                             stream_name(entry)
                         ),
@@ -468,6 +474,7 @@ impl Demuxer {
         let payload = data.slice(header.payload_offset.min(data.len())..);
         match role {
             Role::Video(VideoCodec::Hevc) => self.handle_hevc(pid, pts, dts, &payload),
+            Role::Video(VideoCodec::Av1) => self.handle_av1(pid, pts, dts, &payload),
             Role::Video(_) => self.handle_h264(pid, pts, dts, &payload),
             Role::Audio => self.handle_adts(pid, pts, &payload),
             Role::Opus => self.handle_opus(pid, pts, &payload),
@@ -566,6 +573,28 @@ impl Demuxer {
             }
         }
         self.video_access_unit(pid, "HEVC", pts, dts, keyframe, sample);
+    }
+
+    /// An AV1 temporal unit (the start-code format of AOM's AV1-in-MPEG-2-TS, or
+    /// low-overhead OBUs): the sequence header kept for the av1C record (a new record,
+    /// hence a new track set, when it changes), temporal delimiters and padding
+    /// dropped as an `av01` sample wants; a key frame is a keyframe.
+    fn handle_av1(&mut self, pid: u16, pts: Option<i64>, dts: Option<i64>, payload: &[u8]) {
+        let unit = media::av1::from_start_code_format(payload);
+        if let Some(header) = media::av1::find_sequence_header(&unit)
+            && self.sps.as_deref() != Some(header)
+        {
+            match Av1Config::from_sequence_header(header) {
+                Ok(config) => {
+                    self.sps = Some(Bytes::copy_from_slice(header));
+                    self.video = Some(CodecConfig::Av1(config));
+                }
+                Err(e) => self.malformed(pid, &format!("AV1 sequence header: {e}")),
+            }
+        }
+        let keyframe = media::av1::is_key_frame(&unit);
+        let sample = media::av1::strip_temporal_delimiters(&unit);
+        self.video_access_unit(pid, "AV1", pts, dts, keyframe, sample);
     }
 
     /// A video access unit in length-prefixed framing, placed on the 90 kHz timeline;
@@ -823,6 +852,12 @@ impl Demuxer {
     }
 }
 
+/// Whether a private-data stream (0x06) is AV1: registered as `AV01` (AOM's
+/// specification) or `AV1 ` (its early drafts).
+fn is_av1(entry: &StreamEntry) -> bool {
+    matches!(entry.registration.as_ref(), Some(b"AV01" | b"AV1 "))
+}
+
 /// An Opus access unit's control header: its length and the size of the packet after
 /// it, or `None` when it is not one.
 fn opus_control_header(data: &[u8]) -> Option<(usize, usize)> {
@@ -868,7 +903,7 @@ pub fn stream_name(entry: &StreamEntry) -> &'static str {
         0x87 => "E-AC-3",
         0x06 => match (entry.registration.as_ref(), entry.ac3_descriptor) {
             (Some(b"Opus"), _) => "Opus",
-            (Some(b"AV01"), _) => "AV1",
+            (Some(b"AV01" | b"AV1 "), _) => "AV1",
             (Some(b"HEVC"), _) => "HEVC (H.265)",
             (Some(b"AC-3"), _) | (_, Some(0x6a)) => "AC-3",
             (Some(b"EAC3"), _) | (_, Some(0x7a)) => "E-AC-3",

@@ -5,12 +5,14 @@
 //! transport layer is small (188-byte packets, PAT/PMT sections, PES headers), and
 //! what matters here is around it — one 33-bit timeline for the whole program,
 //! continuity gaps counted and survived, a PMT change as a new track set, H.264 and
-//! HEVC access units and ADTS frames turned into the pipeline's own frames.
+//! HEVC and AV1 access units and ADTS frames turned into the pipeline's own frames.
 //!
 //! ```text
 //! push(bytes) → 188-byte packets → PAT → PMT → PES per PID
 //!   → H.264 (0x1B): Annex B → AVCC frames, avcC from SPS/PPS
 //!   → HEVC (0x24): Annex B → length-prefixed frames, hvcC from VPS/SPS/PPS
+//!   → AV1 (0x06, `AV01`): start-code OBUs → low-overhead samples, av1C from the
+//!     sequence header
 //!   → AAC (0x0F): ADTS → raw frames on the sample clock
 //!   → other streams: named (UnsupportedStream), PES payloads passed on
 //! poll_event() → Program, Tracks, Frame, UnsupportedStream, ElementaryStream,

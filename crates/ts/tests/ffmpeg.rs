@@ -317,6 +317,72 @@ fn hevc_and_aac_become_tracks_and_frames() {
 }
 
 #[test]
+fn av1_in_the_start_code_format_becomes_tracks_and_frames() {
+    // AOM's AV1 in MPEG-2 TS: stream type 0x06, `AV01` registration, start codes.
+    let units = support::av1_transport_stream(4);
+    let data: Vec<u8> = units.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+    let d = demux(&data);
+    assert_eq!(
+        d.stats.malformed,
+        0,
+        "{:?}",
+        d.events
+            .iter()
+            .filter(|e| matches!(e, DemuxEvent::Malformed { .. }))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        !d.events
+            .iter()
+            .any(|e| matches!(e, DemuxEvent::UnsupportedStream { .. })),
+        "AV1 is taken"
+    );
+    let tracks = d.tracks();
+    assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
+    let Some(CodecConfig::Av1(av1)) = tracks[0].video.as_ref().map(|t| &t.codec) else {
+        panic!("an AV1 video track: {tracks:?}");
+    };
+    assert_eq!((av1.width, av1.height), (320, 240));
+    assert!(
+        av1.codec_string().starts_with("av01.0."),
+        "{}",
+        av1.codec_string()
+    );
+    assert!(matches!(
+        tracks[0].audio.as_ref().map(|t| &t.codec),
+        Some(CodecConfig::Aac(_))
+    ));
+
+    let video = d.frames(TrackKind::Video);
+    assert_eq!(video.len(), 120, "4 s at 30 fps");
+    assert!(video[0].keyframe, "starts with the key frame");
+    assert_eq!(
+        video.iter().filter(|f| f.keyframe).count(),
+        2,
+        "two 2 s GOPs"
+    );
+    assert_increasing(&video);
+    // Low-overhead OBUs that fill the sample exactly, without temporal delimiters; the
+    // key frames carry the sequence header.
+    for frame in &video {
+        let obus: Vec<_> = media::av1::obus(&frame.data).collect();
+        assert_eq!(
+            obus.iter().map(|o| o.bytes.len()).sum::<usize>(),
+            frame.data.len()
+        );
+        assert!(
+            obus.iter()
+                .all(|o| o.obu_type != media::av1::OBU_TEMPORAL_DELIMITER)
+        );
+        assert_eq!(
+            media::av1::find_sequence_header(&frame.data).is_some(),
+            frame.keyframe
+        );
+    }
+    assert!(d.frames(TrackKind::Audio).len() > 160);
+}
+
+#[test]
 fn new_hevc_parameter_sets_are_a_new_track_set() {
     // Two encodes of different sizes, one after the other on the same PIDs and clock.
     let mut data = generate(1, HEVC, &[]);
