@@ -8,6 +8,7 @@
 //! The stream key is checked during the handshake, before the connection exists: a
 //! wrong key gets an SRT rejection code (see [`Rejection::code`]) and a log line.
 
+mod datagrams;
 mod listener;
 mod publish;
 
