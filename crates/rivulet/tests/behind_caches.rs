@@ -293,6 +293,10 @@ async fn crowd_behind(cache_kind: &str, start: impl FnOnce(u16) -> Option<Cache>
             tokio::spawn(play(
                 reqwest::Client::builder()
                     .timeout(Duration::from_secs(20))
+                    // Below the caches' idle timeout (Varnish: 5 s), so that no request
+                    // goes out on a connection the cache is closing at that moment
+                    // (a browser retries such a request; reqwest does not).
+                    .pool_idle_timeout(Duration::from_secs(2))
                     .build()
                     .unwrap(),
                 base.clone(),

@@ -249,6 +249,64 @@ async fn every_stream_taken(server: &Server, stream: &str) -> serde_json::Value 
     stats
 }
 
+/// The multivariant playlist of a stream whose video the ladder decodes: the
+/// passthrough rendition's CODECS (read from the in-band configuration) begins with
+/// `passthrough`, beside AAC, and the 234p rung is H.264; every stream of the program
+/// was taken.
+async fn passthrough_and_h264_rung_listed(server: &Server, stream: &str, passthrough: &str) {
+    let master = get_when_ready(
+        &server.url(&format!("/live/{stream}/master.m3u8")),
+        Duration::from_secs(20),
+    )
+    .await;
+    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
+    let codecs: Vec<String> = parsed
+        .variants
+        .iter()
+        .map(|v| v.codecs.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(codecs.len(), 2, "source and 234p:\n{master}");
+    assert!(
+        codecs
+            .iter()
+            .any(|c| c.starts_with(passthrough) && c.contains("mp4a.40.2")),
+        "the passthrough rendition's CODECS from the in-band configuration: {codecs:?}"
+    );
+    assert!(
+        codecs.iter().any(|c| c.starts_with("avc1.")),
+        "the H.264 rung: {codecs:?}"
+    );
+    every_stream_taken(server, stream).await;
+}
+
+/// Once a 6 s publish of 30 fps ended: the passthrough rendition has a `sample_entry`
+/// with its `config` box, every segment from a keyframe and every frame; the H.264 rung
+/// decoded from it has every frame too.
+async fn passthrough_and_h264_rung_play_back(
+    server: &Server,
+    stream: &str,
+    sample_entry: &[u8; 4],
+    config: &[u8; 4],
+) {
+    let playlist = ended_playlist(server, stream, "source").await;
+    let init = init_segment(server, stream, "source", &playlist).await;
+    let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
+    assert!(
+        has(sample_entry) && has(config),
+        "a {} sample entry",
+        String::from_utf8_lossy(sample_entry)
+    );
+    let segments = check_segments(server, stream, "source", &playlist).await;
+    assert!(segments >= 2, "source: {segments} segments");
+    let (video, audio) = count_frames_at(server, &format!("/live/{stream}/source/index.m3u8"));
+    assert_eq!(video, 6 * 30, "every published frame plays back");
+    assert!(audio > 250, "{audio} audio frames");
+    let playlist = ended_playlist(server, stream, "234p").await;
+    check_segments(server, stream, "234p", &playlist).await;
+    let (video, _) = count_frames_at(server, &format!("/live/{stream}/234p/index.m3u8"));
+    assert_eq!(video, 6 * 30, "every frame through the ladder");
+}
+
 fn metric(metrics: &str, name: &str) -> f64 {
     metrics
         .lines()
@@ -304,18 +362,9 @@ async fn srt_live_transmit_relays_a_ts_file() {
     // ffmpeg plays the file in real time to UDP; srt-live-transmit carries it from
     // there to Rivulet as an SRT caller with the access-control stream id.
     let udp = free_udp_port();
-    let relay = KillOnDrop(
-        Command::new("srt-live-transmit")
-            .args([
-                "-a:no",
-                "-t:12",
-                &format!("udp://127.0.0.1:{udp}"),
-                &format!("srt://127.0.0.1:{port}?streamid=#!::u=studio,r=relay-key,m=publish"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("srt-live-transmit (Debian srt-tools; scripts/setup.sh installs it)"),
+    let relay = relay_for_12_s(
+        udp,
+        &format!("srt://127.0.0.1:{port}?streamid=#!::u=studio,r=relay-key,m=publish"),
     );
     std::thread::sleep(Duration::from_millis(500));
     let player = Command::new("ffmpeg")
@@ -564,47 +613,11 @@ async fn ffmpeg_publishes_hevc_aac_over_srt_and_it_plays_back() {
             "log-level=error:keyint=60:min-keyint=60:scenecut=0",
         ],
     );
-    let master = get_when_ready(
-        &server.url("/live/hevc/master.m3u8"),
-        Duration::from_secs(20),
-    )
-    .await;
-    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
-    let codecs: Vec<String> = parsed
-        .variants
-        .iter()
-        .map(|v| v.codecs.clone().unwrap_or_default())
-        .collect();
-    assert_eq!(codecs.len(), 2, "source and 234p:\n{master}");
-    assert!(
-        codecs
-            .iter()
-            .any(|c| c.starts_with("hvc1.1.") && c.contains("mp4a.40.2")),
-        "the passthrough rendition's CODECS from the in-band SPS: {codecs:?}"
-    );
-    assert!(
-        codecs.iter().any(|c| c.starts_with("avc1.")),
-        "the H.264 rung: {codecs:?}"
-    );
-    every_stream_taken(&server, "hevc").await;
+    passthrough_and_h264_rung_listed(&server, "hevc", "hvc1.1.").await;
 
     let (ok, err) = finish(publisher, Duration::from_secs(30));
     assert!(ok, "ffmpeg failed: {err}");
-    // The passthrough rendition: hvc1 with its hvcC, every segment from an IRAP.
-    let playlist = ended_playlist(&server, "hevc", "source").await;
-    let init = init_segment(&server, "hevc", "source", &playlist).await;
-    let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
-    assert!(has(b"hvc1") && has(b"hvcC"), "an hvc1 sample entry");
-    let segments = check_segments(&server, "hevc", "source", &playlist).await;
-    assert!(segments >= 2, "source: {segments} segments");
-    let (video, audio) = count_frames_at(&server, "/live/hevc/source/index.m3u8");
-    assert_eq!(video, 6 * 30, "every published HEVC frame plays back");
-    assert!(audio > 250, "{audio} audio frames");
-    // The H.264 rung decoded from it.
-    let playlist = ended_playlist(&server, "hevc", "234p").await;
-    check_segments(&server, "hevc", "234p", &playlist).await;
-    let (video, _) = count_frames_at(&server, "/live/hevc/234p/index.m3u8");
-    assert_eq!(video, 6 * 30, "every frame through the ladder");
+    passthrough_and_h264_rung_play_back(&server, "hevc", b"hvc1", b"hvcC").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -615,18 +628,9 @@ async fn av1_in_ts_over_srt_plays_back_and_through_the_ladder() {
     let (server, port) = start(&["--stream", "av1=av1-key", "--renditions", "source,234p"]);
     let units = ts_fixture::av1_transport_stream(6);
     let udp = free_udp_port();
-    let relay = KillOnDrop(
-        Command::new("srt-live-transmit")
-            .args([
-                "-a:no",
-                "-t:12",
-                &format!("udp://127.0.0.1:{udp}"),
-                &format!("srt://127.0.0.1:{port}?streamid=publish:av1-key"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("srt-live-transmit (Debian srt-tools; scripts/setup.sh installs it)"),
+    let relay = relay_for_12_s(
+        udp,
+        &format!("srt://127.0.0.1:{port}?streamid=publish:av1-key"),
     );
     std::thread::sleep(Duration::from_millis(500));
     let player = std::thread::spawn(move || {
@@ -640,49 +644,13 @@ async fn av1_in_ts_over_srt_plays_back_and_through_the_ladder() {
             }
         }
     });
-    let master = get_when_ready(
-        &server.url("/live/av1/master.m3u8"),
-        Duration::from_secs(20),
-    )
-    .await;
-    let parsed = m3u8_rs::parse_master_playlist_res(master.as_bytes()).expect("multivariant");
-    let codecs: Vec<String> = parsed
-        .variants
-        .iter()
-        .map(|v| v.codecs.clone().unwrap_or_default())
-        .collect();
-    assert_eq!(codecs.len(), 2, "source and 234p:\n{master}");
-    assert!(
-        codecs
-            .iter()
-            .any(|c| c.starts_with("av01.0.") && c.contains("mp4a.40.2")),
-        "the passthrough rendition's CODECS from the sequence header: {codecs:?}"
-    );
-    assert!(
-        codecs.iter().any(|c| c.starts_with("avc1.")),
-        "the H.264 rung: {codecs:?}"
-    );
-    every_stream_taken(&server, "av1").await;
+    passthrough_and_h264_rung_listed(&server, "av1", "av01.0.").await;
 
     player.join().unwrap();
     // srt-live-transmit ends by itself (-t), closing the SRT connection.
     let mut relay = relay;
     wait_exit(&mut relay.0, Duration::from_secs(20));
-    // The passthrough rendition: av01 with its av1C, every segment from a key frame.
-    let playlist = ended_playlist(&server, "av1", "source").await;
-    let init = init_segment(&server, "av1", "source", &playlist).await;
-    let has = |fourcc: &[u8]| init.windows(4).any(|w| w == fourcc);
-    assert!(has(b"av01") && has(b"av1C"), "an av01 sample entry");
-    let segments = check_segments(&server, "av1", "source", &playlist).await;
-    assert!(segments >= 2, "source: {segments} segments");
-    let (video, audio) = count_frames_at(&server, "/live/av1/source/index.m3u8");
-    assert_eq!(video, 6 * 30, "every published AV1 frame plays back");
-    assert!(audio > 250, "{audio} audio frames");
-    // The H.264 rung decoded from it.
-    let playlist = ended_playlist(&server, "av1", "234p").await;
-    check_segments(&server, "av1", "234p", &playlist).await;
-    let (video, _) = count_frames_at(&server, "/live/av1/234p/index.m3u8");
-    assert_eq!(video, 6 * 30, "every frame through the ladder");
+    passthrough_and_h264_rung_play_back(&server, "av1", b"av01", b"av1C").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -827,6 +795,19 @@ async fn a_passphrase_encrypts_and_a_wrong_one_is_refused() {
 /// srt-live-transmit relaying what arrives on UDP `input` to the listener on `port`:
 /// an SRT caller from the local address `from` (127.0.0.X) publishing `key`. It
 /// connects at once, before any input arrives, and ends when the connection does.
+/// srt-live-transmit carrying what arrives on UDP port `udp` to the SRT caller URL
+/// `srt`; it ends by itself after 12 s (`-t`), closing the SRT connection.
+fn relay_for_12_s(udp: u16, srt: &str) -> KillOnDrop {
+    KillOnDrop(
+        Command::new("srt-live-transmit")
+            .args(["-a:no", "-t:12", &format!("udp://127.0.0.1:{udp}"), srt])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("srt-live-transmit (Debian srt-tools; scripts/setup.sh installs it)"),
+    )
+}
+
 fn relay_from(from: &str, input: u16, port: u16, key: &str) -> KillOnDrop {
     let local = std::net::UdpSocket::bind((from, 0))
         .unwrap()

@@ -25,4 +25,4 @@ mod packet;
 
 pub use clock::{Unwrapper, WRAP};
 pub use demux::{DemuxEvent, DemuxStats, Demuxer, ElementaryData, ProgramInfo, stream_name};
-pub use packet::{NULL_PID, PACKET_LEN, PAT_PID, SYNC_BYTE, StreamEntry};
+pub use packet::{NULL_PID, PACKET_LEN, PAT_PID, SYNC_BYTE, StreamEntry, crc32_mpeg2};

@@ -60,7 +60,7 @@ pub(crate) fn parse_header(p: &[u8; PACKET_LEN]) -> Option<PacketHeader> {
 }
 
 /// CRC-32/MPEG-2 (polynomial 0x04C11DB7, not reflected), as PSI sections carry it.
-pub(crate) fn crc32_mpeg2(data: &[u8]) -> u32 {
+pub fn crc32_mpeg2(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &byte in data {
         crc ^= u32::from(byte) << 24;

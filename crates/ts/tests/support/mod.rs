@@ -28,23 +28,14 @@ pub fn test_pattern_inputs(seconds: &str) -> [&str; 10] {
 /// as MPEG-TS, plus `extra` output options.
 pub fn generate(seconds: u32, video: &[&str], extra: &[&str]) -> Vec<u8> {
     let duration = seconds.to_string();
-    let mut args = vec!["-hide_banner", "-loglevel", "error"];
-    args.extend_from_slice(&test_pattern_inputs(&duration));
+    let mut args = test_pattern_inputs(&duration).to_vec();
     args.extend_from_slice(video);
     args.extend_from_slice(&["-c:a", "aac", "-b:a", "64k"]);
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-f", "mpegts", "-"]);
-    let out = Command::new("ffmpeg")
-        .args(&args)
-        .output()
-        .expect("ffmpeg runs (Debian's ffmpeg package)");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout.len() % PACKET_LEN, 0);
-    out.stdout
+    let stream = ffmpeg_output(&[&args]);
+    assert_eq!(stream.len() % PACKET_LEN, 0);
+    stream
 }
 
 /// `seconds` of the test pattern as AV1 (libsvtav1, 2 s GOP) and AAC, muxed as AOM's
@@ -205,7 +196,7 @@ impl TsWriter {
         let length = body.len() + 4;
         let mut section = vec![0x00, table_id, 0xb0 | (length >> 8) as u8, length as u8];
         section.extend_from_slice(body);
-        let crc = crc32_mpeg2(&section[1..]);
+        let crc = ts::crc32_mpeg2(&section[1..]);
         section.extend_from_slice(&crc.to_be_bytes());
         section.resize(184, 0xff);
         self.packet(pid, true, 0, None, &section, out);
@@ -315,20 +306,4 @@ impl TsWriter {
         *cc = (*cc + 1) & 0x0f;
         taken
     }
-}
-
-/// CRC-32/MPEG-2 of a PSI section (the demuxer checks it).
-fn crc32_mpeg2(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &byte in data {
-        crc ^= u32::from(byte) << 24;
-        for _ in 0..8 {
-            crc = if crc & 0x8000_0000 != 0 {
-                (crc << 1) ^ 0x04c1_1db7
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
 }
