@@ -85,13 +85,9 @@ pub fn from_start_code_format(data: &[u8]) -> Vec<u8> {
     if !data.starts_with(&[0, 0, 1]) && !data.starts_with(&[0, 0, 0, 1]) {
         return data.to_vec();
     }
-    let starts: Vec<usize> = memchr::memmem::find_iter(data, &[0, 0, 1])
-        .map(|at| at + 3)
-        .collect();
     let mut out = Vec::with_capacity(data.len());
-    for (k, &start) in starts.iter().enumerate() {
-        let end = starts.get(k + 1).map_or(data.len(), |&next| next - 3);
-        let unit = crate::bits::unescape_rbsp(&data[start..end]);
+    for escaped in crate::avc::start_code_units(data) {
+        let unit = crate::bits::unescape_rbsp(escaped);
         // An OBU's size field says where it ends: zero bytes after it are padding or
         // the first byte of a 4-byte start code. (One without says nothing.)
         match obus(&unit).next() {

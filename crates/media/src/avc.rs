@@ -211,22 +211,28 @@ pub fn avcc_to_annexb(data: &[u8], nal_length_size: u8) -> Vec<u8> {
 
 /// The NAL units of an Annex B byte stream (start codes of 3 or 4 bytes).
 pub fn annexb_nalus(data: &[u8]) -> Vec<&[u8]> {
+    start_code_units(data)
+        .into_iter()
+        .filter_map(|unit| {
+            // Trailing zero bytes belong to the next start code (4-byte form) or are padding.
+            let len = unit.iter().rposition(|b| *b != 0)? + 1;
+            Some(&unit[..len])
+        })
+        .collect()
+}
+
+/// What follows each `00 00 01` start code up to the next one, zeros before that one
+/// included (a NAL unit or, in AV1's MPEG-TS format, an OBU: each trims them its way).
+pub(crate) fn start_code_units(data: &[u8]) -> Vec<&[u8]> {
     // Every access unit of a TS publish passes here: a SIMD search, not a byte loop.
     let starts: Vec<usize> = memchr::memmem::find_iter(data, &[0, 0, 1])
         .map(|at| at + 3)
         .collect();
-    let mut nalus = Vec::with_capacity(starts.len());
-    for (k, &s) in starts.iter().enumerate() {
-        let mut end = starts.get(k + 1).map_or(data.len(), |&next| next - 3);
-        // Trailing zero bytes belong to the next start code (4-byte form) or are padding.
-        while end > s && data[end - 1] == 0 {
-            end -= 1;
-        }
-        if end > s {
-            nalus.push(&data[s..end]);
-        }
-    }
-    nalus
+    starts
+        .iter()
+        .enumerate()
+        .map(|(k, &s)| &data[s..starts.get(k + 1).map_or(data.len(), |&next| next - 3)])
+        .collect()
 }
 
 /// Annex B to AVCC with 4-byte lengths.

@@ -349,19 +349,7 @@ async fn rungs_beside_h264(last: bool) -> bool {
 /// The rendition's media playlist once it lists parts (within 30 s).
 async fn playlist_with_parts(server: &Server, stream: &str, rendition: &str) -> String {
     let url = server.url(&format!("/live/{stream}/{rendition}/index.m3u8"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, body) = get_text(&url).await;
-        if body.contains("#EXT-X-PART:") {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no parts in {stream}/{rendition}:\n{body}\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    playlist_containing(&url, "#EXT-X-PART:", Duration::from_secs(30), rendition).await
 }
 
 /// Ladder entries beside the H.264 `234p` rung.

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    KillOnDrop, Server, attr, first_video_frame, get_text, get_when_ready, run, wait_exit,
+    KillOnDrop, Server, attr, first_video_frame, get_text, get_when_ready, playlist_containing,
+    run, wait_exit,
 };
 
 /// A free loopback UDP port (SRT runs over UDP).
@@ -92,18 +93,7 @@ fn finish(mut child: Child, within: Duration) -> (bool, String) {
 /// The ended media playlist of `rendition` (after the grace period).
 async fn ended_playlist(server: &Server, stream: &str, rendition: &str) -> String {
     let url = server.url(&format!("/live/{stream}/{rendition}/index.m3u8"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, text) = get_text(&url).await;
-        if text.contains("#EXT-X-ENDLIST") {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no EXT-X-ENDLIST on {url}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    playlist_containing(&url, "#EXT-X-ENDLIST", Duration::from_secs(20), rendition).await
 }
 
 /// Checks that every segment of the ended playlist starts with an IDR frame and

@@ -88,7 +88,8 @@ impl Datagrams {
         self.received.clear();
         for slot in self.buffer.chunks_exact_mut(SLOT_LEN) {
             match recv_from(slot) {
-                Ok((len, from)) => self.received.push((len, Some(from), len > SLOT_LEN)),
+                // `recv_from` cannot tell a datagram cut to the slot from a whole one.
+                Ok((len, from)) => self.received.push((len, Some(from), false)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.received.is_empty() => {
                     break;
                 }

@@ -179,7 +179,7 @@ impl SrtPublish {
                 name: codec,
             } => {
                 metrics::counter!("srt_unsupported_streams_total").increment(1);
-                tracing::warn!(%peer, stream = name, pid, stream_type = format_args!("{stream_type:#04x}"), codec = %codec, "MPEG-TS stream not supported, ignored: publish H.264 or HEVC video and AAC or Opus audio");
+                tracing::warn!(%peer, stream = name, pid, stream_type = format_args!("{stream_type:#04x}"), codec = %codec, "MPEG-TS stream not supported, ignored: publish H.264, HEVC or AV1 video and AAC or Opus audio");
                 self.stats.unsupported_streams.push(codec);
                 self.registry.set(name, self.stats.clone());
             }
@@ -199,7 +199,7 @@ impl SrtPublish {
                     tracing::warn!(%peer, stream = name, pid, reason = %Escaped(&reason), suppressed, "skipping malformed MPEG-TS data");
                 }
             }
-            // Other codecs' payloads (AC-3, AV1, …): nothing takes them yet.
+            // Other codecs' payloads (AC-3, E-AC-3, …): nothing takes them yet.
             DemuxEvent::ElementaryStream(_) => {}
             _ => {}
         }

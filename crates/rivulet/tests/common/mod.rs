@@ -358,15 +358,21 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
 /// Waits until the media playlist at `url` ends (`#EXT-X-ENDLIST`: the publisher left
 /// and the grace period passed); `what` names it in the failure.
 pub async fn wait_for_endlist(url: &str, within: Duration, what: &str) {
+    playlist_containing(url, "#EXT-X-ENDLIST", within, what).await;
+}
+
+/// The playlist at `url` once it contains `marker`, asked every 200 ms for at most
+/// `within`; `what` names it in the failure.
+pub async fn playlist_containing(url: &str, marker: &str, within: Duration, what: &str) -> String {
     let deadline = Instant::now() + within;
     loop {
         let (_, body) = get_text(url).await;
-        if body.contains("#EXT-X-ENDLIST") {
-            return;
+        if body.contains(marker) {
+            return body;
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: playlist did not end:\n{body}"
+            "{what}: no {marker} in {url}:\n{body}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
