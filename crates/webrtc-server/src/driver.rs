@@ -431,14 +431,9 @@ impl Driver {
             TapItem::Video(_, at) | TapItem::Audio(_, at) => wallclock(at),
             TapItem::Gap => Instant::now(),
         };
-        // Written and driven one session after the other. str0m keeps its own copy of
-        // a written access unit until the session's time moves (it packetises then):
-        // a keyframe (~100 KB at 720p) is packetised at once, else writing it to every
-        // viewer held one copy per viewer at the same time (the high-water mark stays
-        // in the process's RSS). Other frames wait for the session's next turn: moving
+        // Written and driven one session after the other; the packets queued (the
+        // stream's payloads, by reference) go out at the session's next turn: moving
         // time after every write cost half as much CPU again (rivulet-bench webrtc).
-        let now = Instant::now();
-        let keyframe = matches!(&item, TapItem::Video(unit, _) if unit.keyframe);
         if matches!(item, TapItem::Gap)
             && let Some(tap) = self.taps.get_mut(key)
         {
@@ -450,9 +445,6 @@ impl Driver {
                 TapItem::Video(unit, _) => e.session.write_video(at, unit),
                 TapItem::Audio(packet, _) => e.session.write_audio(at, packet),
                 TapItem::Gap => e.session.handle_gap(),
-            }
-            if keyframe {
-                e.session.handle_timeout(now);
             }
             drive_viewer(links, taps, e);
         }

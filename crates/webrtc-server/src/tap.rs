@@ -1,6 +1,6 @@
 //! The taps: one thread per (stream, rendition) with viewers, following the origin's
-//! stream and converting its media once for every viewer (H.264 to Annex B, AAC to
-//! Opus). The AAC decode and Opus encode are blocking libav work, so a tap is a
+//! stream and converting its media once for every viewer (H.264 to RTP payloads, AAC
+//! to Opus). The AAC decode and Opus encode are blocking libav work, so a tap is a
 //! thread of its own rather than a task on the runtime's workers.
 
 use std::sync::Arc;
@@ -54,8 +54,8 @@ pub(crate) fn spawn(
     handle
 }
 
-/// Follows one rendition of a stream: its H.264 as Annex B access units and its AAC
-/// as Opus, made once here for every viewer.
+/// Follows one rendition of a stream: its H.264 as RTP payloads and its AAC as Opus,
+/// made once here for every viewer.
 fn run(
     live: &origin::LiveStream,
     key: TapKey,
@@ -181,12 +181,12 @@ impl TapState {
         let Some(config) = self.avc.as_ref() else {
             return;
         };
-        match webrtc::annex_b(config, &frame.data, frame.keyframe) {
-            Ok(data) => {
+        match webrtc::rtp_payloads(config, &frame.data, frame.keyframe) {
+            Ok(payloads) => {
                 let pts = self.on_wall_clock(frame.pts);
                 self.ready.push(TapItem::Video(
                     VideoAccessUnit {
-                        data,
+                        payloads,
                         pts,
                         keyframe: frame.keyframe,
                     },

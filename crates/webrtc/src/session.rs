@@ -6,14 +6,15 @@ use std::time::Instant;
 
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
-use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::rtp::RtpWrite;
 use str0m::{Event, IceConnectionState, Rtc};
 
 use crate::peer::Transport;
 
-/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer of
-/// datagrams of at most 1200 bytes of payload, about 1.8 KB each in memory: about
-/// 180 KB full; about 0.4 s of a 2.5 Mbit/s rung).
+/// Video RTP packets kept for NACK resends per viewer (str0m's bounded ring buffer; a
+/// packet's payload is the stream's, shared, so each costs the viewer its header and
+/// bookkeeping, about 0.2 KB; about 0.4 s of a 2.5 Mbit/s rung).
 pub const DEFAULT_SEND_BUFFER_VIDEO: usize = 100;
 /// Opus packets kept per viewer (half a second of 20 ms packets).
 pub const DEFAULT_SEND_BUFFER_AUDIO: usize = 25;
@@ -70,10 +71,11 @@ impl WhepConfig {
 }
 
 impl WhepConfig {
-    /// A viewer's configuration: without transport-wide congestion control. We send
-    /// at the rung's rate with no bandwidth estimation, so its feedback was of no use,
-    /// and str0m kept a record of each of the last 1,000 packets sent for it (about
-    /// 180 KB a viewer, heaptrack).
+    /// A viewer's configuration: RTP mode (the stream is packetised once, by the
+    /// caller, and every viewer sends the same payloads), without transport-wide
+    /// congestion control. We send at the rung's rate with no bandwidth estimation, so
+    /// its feedback was of no use, and str0m kept a record of each of the last 1,000
+    /// packets sent for it (about 180 KB a viewer, heaptrack).
     pub(crate) fn viewer_builder(&self) -> str0m::RtcConfig {
         use str0m::rtp::{Extension, ExtensionMap};
         let mut exts = ExtensionMap::empty();
@@ -84,7 +86,7 @@ impl WhepConfig {
         exts.set(10, Extension::RtpStreamId);
         exts.set(11, Extension::RepairedRtpStreamId);
         exts.set(13, Extension::VideoOrientation);
-        self.builder().set_extension_map(exts)
+        self.builder().set_extension_map(exts).set_rtp_mode(true)
     }
 }
 
@@ -106,10 +108,11 @@ pub enum OfferError {
     Certificate,
 }
 
-/// One H.264 access unit in Annex B form ([`crate::annex_b`]), shared by every viewer.
+/// One H.264 access unit as its RTP payloads ([`crate::rtp_payloads`]), shared by
+/// every viewer.
 #[derive(Clone, Debug)]
 pub struct VideoAccessUnit {
-    pub data: Arc<[u8]>,
+    pub payloads: Vec<Arc<[u8]>>,
     /// Presentation time.
     pub pts: media::MediaTime,
     pub keyframe: bool,
@@ -142,11 +145,35 @@ pub enum SessionOutput {
     Closed,
 }
 
+/// Where a kind of media goes: its m-line, payload type, RTP clock and the next
+/// sequence number.
+#[derive(Clone, Copy, Debug)]
+struct Track {
+    mid: Mid,
+    pt: Pt,
+    clock_rate: u32,
+    next_seq: u64,
+}
+
+impl Track {
+    fn new(mid: Mid, pt: Pt, clock_rate: u32) -> Self {
+        // A random first sequence number (RFC 3550 5.1), below 2^16: the viewer's SRTP
+        // rollover counter starts at zero.
+        let next_seq = u64::from(rand::random::<u16>() >> 1);
+        Self {
+            mid,
+            pt,
+            clock_rate,
+            next_seq,
+        }
+    }
+}
+
 /// One viewer's WebRTC session.
 pub struct WhepSession {
     rtc: Rtc,
-    video: Option<(Mid, Pt)>,
-    audio: Option<(Mid, Pt)>,
+    video: Option<Track>,
+    audio: Option<Track>,
     connected: bool,
     created: Instant,
     /// No video is sent until a keyframe: a new viewer, or one after a gap.
@@ -244,17 +271,20 @@ impl WhepSession {
                 return Some(SessionOutput::Closed);
             }
             Event::MediaAdded(added) => {
-                let wanted = match added.kind {
-                    MediaKind::Video => Codec::H264,
-                    MediaKind::Audio => Codec::Opus,
+                let (wanted, clock_rate) = match added.kind {
+                    MediaKind::Video => (Codec::H264, 90_000),
+                    MediaKind::Audio => (Codec::Opus, 48_000),
                 };
-                let pt = self.rtc.writer(added.mid).and_then(|w| {
-                    let params: Vec<_> = w
-                        .payload_params()
-                        .filter(|p| p.spec().codec == wanted)
-                        .copied()
+                let negotiated = self.rtc.media(added.mid).map(|m| m.remote_pts().to_vec());
+                let pt = negotiated.and_then(|remote| {
+                    let params: Vec<_> = self
+                        .rtc
+                        .codec_config()
+                        .params()
+                        .iter()
+                        .filter(|p| remote.contains(&p.pt()) && p.spec().codec == wanted)
                         .collect();
-                    // Packetization mode 1 (FU-A): access units larger than a datagram.
+                    // Packetization mode 1 (STAP-A, FU-A): what rtp_payloads makes.
                     params
                         .iter()
                         .find(|p| p.spec().format.packetization_mode == Some(1))
@@ -272,19 +302,18 @@ impl WhepSession {
                     tx.set_rtx_cache(packets, RESEND_WINDOW, cap);
                 }
                 if let Some(pt) = pt {
+                    let track = Track::new(added.mid, pt, clock_rate);
                     match added.kind {
                         MediaKind::Video if self.video.is_none() => {
-                            self.video = Some((added.mid, pt));
+                            self.video = Some(track);
                             return self.ask_for_a_first_keyframe();
                         }
-                        MediaKind::Audio if self.audio.is_none() => {
-                            self.audio = Some((added.mid, pt))
-                        }
+                        MediaKind::Audio if self.audio.is_none() => self.audio = Some(track),
                         _ => {}
                     }
                 }
             }
-            Event::KeyframeRequest(req) if Some(req.mid) == self.video.map(|v| v.0) => {
+            Event::KeyframeRequest(req) if Some(req.mid) == self.video.map(|v| v.mid) => {
                 self.waiting_for_keyframe = true;
                 return Some(SessionOutput::KeyframeRequest);
             }
@@ -330,8 +359,7 @@ impl WhepSession {
 
     /// Sends one access unit (dropped before the first keyframe and after a gap).
     pub fn write_video(&mut self, now: Instant, unit: &VideoAccessUnit) {
-        let Some((mid, pt)) = self.video else { return };
-        if !self.connected {
+        if !self.connected || self.video.is_none() {
             return;
         }
         if self.waiting_for_keyframe {
@@ -340,26 +368,30 @@ impl WhepSession {
             }
             self.waiting_for_keyframe = false;
         }
-        let Some(writer) = self.rtc.writer(mid) else {
-            return;
-        };
-        if let Err(e) = writer.write(pt, now, rtp_time(unit.pts), unit.data.clone()) {
-            tracing::debug!(error = %e, "video write failed");
-        }
+        send(
+            &mut self.rtc,
+            &mut self.video,
+            now,
+            unit.pts,
+            &unit.payloads,
+            true,
+        );
     }
 
     /// Sends one Opus packet.
     pub fn write_audio(&mut self, now: Instant, packet: &AudioPacket) {
-        let Some((mid, pt)) = self.audio else { return };
         if !self.connected {
             return;
         }
-        let Some(writer) = self.rtc.writer(mid) else {
-            return;
-        };
-        if let Err(e) = writer.write(pt, now, rtp_time(packet.pts), packet.data.clone()) {
-            tracing::debug!(error = %e, "audio write failed");
-        }
+        let payload = std::slice::from_ref(&packet.data);
+        send(
+            &mut self.rtc,
+            &mut self.audio,
+            now,
+            packet.pts,
+            payload,
+            false,
+        );
     }
 
     /// Ends the session (WHEP DELETE).
@@ -372,12 +404,39 @@ impl WhepSession {
     }
 }
 
-/// Media time as str0m's (unsigned) RTP time; str0m rescales to the codec's clock.
-fn rtp_time(t: media::MediaTime) -> MediaTime {
-    MediaTime::new(
-        u64::try_from(t.ticks).unwrap_or(0),
-        Frequency::from_nonzero(t.timescale),
-    )
+/// Writes one access unit's (or audio packet's) payloads to the track's RTP stream,
+/// each by reference. Video is kept for NACK resends and its last packet has the
+/// marker bit (the end of the access unit); audio neither: a lost 20 ms of Opus is
+/// concealed, as browsers send it.
+fn send(
+    rtc: &mut Rtc,
+    track: &mut Option<Track>,
+    now: Instant,
+    pts: media::MediaTime,
+    payloads: &[Arc<[u8]>],
+    video: bool,
+) {
+    let Some(track) = track.as_mut() else { return };
+    let mut api = rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(track.mid, None) else {
+        return;
+    };
+    let time = rtp_time(pts, track.clock_rate);
+    let last = payloads.len().saturating_sub(1);
+    for (i, payload) in payloads.iter().enumerate() {
+        let write = RtpWrite::new(track.pt, track.next_seq.into(), time, now, payload.clone())
+            .marker(video && i == last)
+            .nackable(video);
+        tx.write_rtp(write);
+        track.next_seq += 1;
+    }
+}
+
+/// Media time on an RTP clock of `rate` Hz, as the 32-bit RTP timestamp (which wraps).
+fn rtp_time(t: media::MediaTime, rate: u32) -> u32 {
+    let ticks = i128::from(t.ticks) * i128::from(rate) / i128::from(t.timescale.get());
+    // Truncation is the RTP timestamp's wrap-around.
+    ticks as u32
 }
 
 /// Whether a video m-line of the offer lists H.264.

@@ -85,16 +85,18 @@ fn pump(
     now: Instant,
     events: &mut Vec<Event>,
 ) -> usize {
-    pump_on(Transport::Udp, server, client, now, events)
+    pump_on(Transport::Udp, server, client, now, events, &mut |_| false)
 }
 
-/// [`pump`] on `transport`: every datagram must go the way it came.
+/// [`pump`] on `transport`: every datagram must go the way it came. The server's
+/// datagrams for which `lose` says so are lost on the way.
 fn pump_on(
     transport: Transport,
     server: &mut WhepSession,
     client: &mut Rtc,
     now: Instant,
     events: &mut Vec<Event>,
+    lose: &mut dyn FnMut(&[u8]) -> bool,
 ) -> usize {
     let (s_addr, c_addr) = (SERVER.parse().unwrap(), CLIENT.parse().unwrap());
     let proto = match transport {
@@ -112,6 +114,9 @@ fn pump_on(
                     data,
                 } => {
                     assert_eq!((sent_on, destination), (transport, c_addr));
+                    if lose(&data) {
+                        continue;
+                    }
                     let input = Input::Receive(
                         now,
                         Receive {
@@ -147,50 +152,111 @@ fn pump_on(
     keyframe_requests
 }
 
-#[test]
-fn a_viewer_connects_and_receives_video_from_the_first_keyframe() {
+/// A viewer with audio and video `kinds`, connected to its session (ICE and DTLS up);
+/// the keyframe requests the session made on the way.
+fn connected(audio: bool, video: bool) -> (WhepSession, Rtc, Instant, Vec<Event>, usize) {
     let start = Instant::now();
-    let (mut client, offer, pending) = viewer(start, true, true);
+    let (mut client, offer, pending) = viewer(start, audio, video);
     let (mut server, answer) = WhepSession::answer(&config(), &offer, start).unwrap();
     client
         .sdp_api()
         .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
         .unwrap();
-    let mut events = Vec::new();
-    let mut now = start;
-    let mut keyframe_requests = 0;
-    for _ in 0..200 {
+    let (mut events, mut now, mut keyframe_requests) = (Vec::new(), start, 0);
+    while !server.is_connected() && now < start + Duration::from_secs(2) {
         now += Duration::from_millis(10);
         server.handle_timeout(now);
         client.handle_input(Input::Timeout(now)).unwrap();
         keyframe_requests += pump(&mut server, &mut client, now, &mut events);
-        if server.is_connected() {
-            break;
-        }
     }
     assert!(server.is_connected(), "ICE and DTLS come up");
+    (server, client, now, events, keyframe_requests)
+}
+
+fn avc_config() -> media::AvcConfig {
+    media::AvcConfig {
+        record: bytes::Bytes::new(),
+        profile_idc: 66,
+        constraint_flags: 0xe0,
+        level_idc: 31,
+        nal_length_size: 4,
+        sps: vec![bytes::Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f])],
+        pps: vec![bytes::Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])],
+        width: 640,
+        height: 360,
+        frame_rate: None,
+    }
+}
+
+/// An IDR slice of `len` bytes.
+fn idr(len: usize) -> Vec<u8> {
+    std::iter::once(0x65)
+        .chain((1..len).map(|i| (i % 199) as u8 + 1))
+        .collect()
+}
+
+/// Frame `n` (at 30 fps) of one NAL unit, packetised as the tap does it.
+fn access_unit(n: i64, nal: &[u8]) -> VideoAccessUnit {
+    let keyframe = nal[0] & 0x1f == 5;
+    let mut data = (nal.len() as u32).to_be_bytes().to_vec();
+    data.extend_from_slice(nal);
+    VideoAccessUnit {
+        payloads: crate::rtp_payloads(&avc_config(), &data, keyframe).unwrap(),
+        pts: media::MediaTime::new(n * 3000, std::num::NonZeroU32::new(90_000).unwrap()),
+        keyframe,
+    }
+}
+
+/// NAL units in Annex B form, as a viewer's depacketiser hands them back.
+fn annex_b(nals: &[&[u8]]) -> Vec<u8> {
+    nals.iter()
+        .flat_map(|n| [&[0, 0, 0, 1][..], n].concat())
+        .collect()
+}
+
+/// The pictures (and their RTP times) among a viewer's events.
+fn pictures(events: &[Event]) -> Vec<(str0m::media::MediaTime, Vec<u8>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MediaData(d) => Some((d.time, d.data.to_vec())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_viewer_connects_and_receives_video_from_the_first_keyframe() {
+    let (mut server, mut client, mut now, mut events, keyframe_requests) = connected(true, true);
     assert!(server.has_video() && server.has_audio());
     // Connected mid-GOP: it asks at once for the keyframe it must start on.
     assert_eq!(keyframe_requests, 1, "one keyframe request on connecting");
 
-    let timescale = std::num::NonZeroU32::new(90_000).unwrap();
-    let unit = |n: i64, keyframe: bool, nal: u8| VideoAccessUnit {
-        data: vec![0, 0, 0, 1, nal, n as u8, 0xaa, 0xbb].into(),
-        pts: media::MediaTime::new(n * 3000, timescale),
-        keyframe,
-    };
+    // A keyframe larger than a packet (SPS and PPS go in front), deltas of one packet.
+    let (idr, delta) = (idr(3000), |n: u8| vec![0x41, n, 0xaa, 0xbb]);
     // A delta before any keyframe is held back; the keyframe and what follows go out.
-    server.write_video(now, &unit(1, false, 0x41));
+    server.write_video(now, &access_unit(1, &delta(1)));
     assert!(server.is_waiting_for_keyframe());
-    for (n, (key, nal)) in [(true, 0x65), (false, 0x41), (false, 0x41)]
-        .into_iter()
-        .enumerate()
+    let keyframe = access_unit(2, &idr);
+    assert!(keyframe.payloads.len() >= 3, "a STAP-A and FU-A fragments");
+    for (n, unit) in [
+        keyframe.clone(),
+        access_unit(3, &delta(3)),
+        access_unit(4, &delta(4)),
+    ]
+    .iter()
+    .enumerate()
     {
         now += Duration::from_millis(33);
-        server.write_video(now, &unit(n as i64 + 2, key, nal));
+        server.write_video(now, unit);
         server.handle_timeout(now);
         client.handle_input(Input::Timeout(now)).unwrap();
         pump(&mut server, &mut client, now, &mut events);
+        if n == 0 {
+            // Sent by reference: the session's resend buffer holds the stream's own
+            // payloads, not copies of them.
+            assert!(keyframe.payloads.iter().all(|p| Arc::strong_count(p) >= 2));
+        }
     }
     for _ in 0..20 {
         now += Duration::from_millis(10);
@@ -198,20 +264,22 @@ fn a_viewer_connects_and_receives_video_from_the_first_keyframe() {
         client.handle_input(Input::Timeout(now)).unwrap();
         pump(&mut server, &mut client, now, &mut events);
     }
-    let received: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::MediaData(d) => Some(d.data.clone()),
-            _ => None,
-        })
-        .collect();
-    assert!(!received.is_empty(), "the viewer received video");
-    // The viewer's depacketiser hands back Annex B: the NAL header follows the start code.
-    assert_eq!(received[0][4] & 0x1f, 5, "the first picture is the IDR");
-    assert!(
-        received.len() <= 3,
-        "the delta before the keyframe was not sent"
+    // The keyframe whole, parameter sets first, then the two deltas; the delta before
+    // the keyframe was not sent.
+    let received = pictures(&events);
+    assert_eq!(received.len(), 3, "the keyframe and two deltas");
+    let config = avc_config();
+    assert_eq!(
+        received[0].1,
+        annex_b(&[&config.sps[0], &config.pps[0], &idr])
     );
+    assert_eq!(received[1].1, annex_b(&[&delta(3)]));
+    // RTP time is the media time on the 90 kHz clock: a frame apart.
+    let ticks: Vec<u64> = received
+        .iter()
+        .map(|(t, _)| t.rebase(str0m::media::Frequency::NINETY_KHZ).numer())
+        .collect();
+    assert_eq!([ticks[1] - ticks[0], ticks[2] - ticks[1]], [3000, 3000]);
 
     server.close();
     assert!(!server.is_alive());
@@ -241,7 +309,14 @@ fn a_viewer_whose_network_blocks_udp_connects_over_tcp() {
         now += Duration::from_millis(10);
         server.handle_timeout(now);
         client.handle_input(Input::Timeout(now)).unwrap();
-        keyframe_requests += pump_on(Transport::Tcp, &mut server, &mut client, now, &mut events);
+        keyframe_requests += pump_on(
+            Transport::Tcp,
+            &mut server,
+            &mut client,
+            now,
+            &mut events,
+            &mut |_| false,
+        );
         if server.is_connected() {
             break;
         }
@@ -279,5 +354,44 @@ fn a_viewers_answer_leaves_out_transport_wide_congestion_control() {
     assert!(
         answer.contains("urn:ietf:params:rtp-hdrext:sdes:mid"),
         "{answer}"
+    );
+}
+
+#[test]
+fn a_lost_video_packet_is_resent_and_the_picture_arrives_whole() {
+    let (mut server, mut client, mut now, mut events, _) = connected(false, true);
+    // A keyframe of five fragments; the second RTP packet sent is lost.
+    let idr = idr(5000);
+    let (mut rtp_sent, mut lost) = (0, 0);
+    let mut lose = |d: &[u8]| {
+        // SRTP (RFC 7983: first byte 128–191) that is not RTCP (payload types 192–223).
+        let rtp = (128..192).contains(&d[0]) && !(192..224).contains(&d[1]);
+        rtp_sent += usize::from(rtp);
+        let lose = rtp && rtp_sent == 2;
+        lost += usize::from(lose);
+        lose
+    };
+    server.write_video(now, &access_unit(1, &idr));
+    for _ in 0..100 {
+        now += Duration::from_millis(10);
+        server.handle_timeout(now);
+        client.handle_input(Input::Timeout(now)).unwrap();
+        pump_on(
+            Transport::Udp,
+            &mut server,
+            &mut client,
+            now,
+            &mut events,
+            &mut lose,
+        );
+    }
+    assert_eq!(lost, 1, "one packet was lost");
+    // The viewer asked for it again (NACK) and got it (RTX): the keyframe came whole.
+    let received = pictures(&events);
+    let config = avc_config();
+    assert_eq!(received.len(), 1, "the keyframe");
+    assert_eq!(
+        received[0].1,
+        annex_b(&[&config.sps[0], &config.pps[0], &idr])
     );
 }
