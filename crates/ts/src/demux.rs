@@ -92,6 +92,11 @@ pub struct DemuxStats {
 
 /// A PES packet longer than this is not media we can take (an 8K intra frame is a few MB).
 const MAX_PES: usize = 16 * 1024 * 1024;
+/// A video PID's PES buffer is kept from one access unit to the next (each is copied
+/// into its sample anyway), so it grows once rather than from empty for every frame
+/// (the reallocations were the SRT ingest's largest cost after the socket); one that
+/// grew past this (a huge keyframe) is let go.
+const KEEP_PES_CAPACITY: usize = 4 * 1024 * 1024;
 /// Frames held while waiting for the other track's configuration, at most.
 const HOLD_FRAMES: usize = 1000;
 /// ... and at most this much media time.
@@ -469,13 +474,28 @@ impl Demuxer {
         };
         let pts = header.pts.map(|t| self.clock.unwrap(t));
         let dts = header.dts.map(|t| self.clock.unwrap(t)).or(pts);
+        let start = header.payload_offset.min(data.len());
+        if let Role::Video(codec) = role {
+            // Copied into the sample (start codes become lengths): the buffer goes back.
+            let payload = &data[start..];
+            match codec {
+                VideoCodec::Hevc => self.handle_hevc(pid, pts, dts, payload),
+                VideoCodec::Av1 => self.handle_av1(pid, pts, dts, payload),
+                VideoCodec::Avc => self.handle_h264(pid, pts, dts, payload),
+            }
+            if data.capacity() <= KEEP_PES_CAPACITY
+                && let Some(buffer) = self.pes.get_mut(&pid)
+            {
+                data.clear();
+                buffer.data = data;
+            }
+            return;
+        }
         // Shared, not copied: audio frames are slices of it.
         let data = Bytes::from(data);
-        let payload = data.slice(header.payload_offset.min(data.len())..);
+        let payload = data.slice(start..);
         match role {
-            Role::Video(VideoCodec::Hevc) => self.handle_hevc(pid, pts, dts, &payload),
-            Role::Video(VideoCodec::Av1) => self.handle_av1(pid, pts, dts, &payload),
-            Role::Video(_) => self.handle_h264(pid, pts, dts, &payload),
+            Role::Video(_) => {}
             Role::Audio => self.handle_adts(pid, pts, &payload),
             Role::Opus => self.handle_opus(pid, pts, &payload),
             Role::Other { stream_type } => {

@@ -113,6 +113,24 @@ fn h264_and_aac_become_tracks_and_frames() {
     let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]) as usize;
     assert!(len > 0 && len + 4 <= first.len());
     assert!(media::avc::is_idr(first, 4));
+    // Every sample is whole NAL units and nothing else (the PES buffer each is made
+    // from is reused from frame to frame: nothing of an earlier one may remain).
+    for (n, frame) in video.iter().enumerate() {
+        let mut rest = &frame.data[..];
+        while rest.len() >= 4 {
+            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            assert!(
+                len > 0 && 4 + len <= rest.len(),
+                "frame {n}: a NAL unit cut short"
+            );
+            rest = &rest[4 + len..];
+        }
+        assert!(
+            rest.is_empty(),
+            "frame {n}: {} bytes after its NAL units",
+            rest.len()
+        );
+    }
 
     let audio = d.frames(TrackKind::Audio);
     // ~2 s of 1024-sample frames at 48 kHz (ffmpeg's AAC priming adds one or two).

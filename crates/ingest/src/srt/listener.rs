@@ -64,7 +64,7 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Datagrams read per wake-up at most, so that timers and key checks take turns.
 const BATCH: usize = 256;
 /// While connections are open, the socket is read this often (see the module docs)…
-const POLL_INTERVAL: Duration = Duration::from_millis(5);
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// … every millisecond after a read of this many datagrams, and at once again after
 /// a full batch: under load the receive buffer must not fill between reads.
 const POLL_SOONER: usize = 16;
@@ -75,7 +75,7 @@ const RECEIVE_BUFFER: usize = 4 << 20;
 /// SRT holds each packet until its TSBPD time (sender time + latency) to give losses
 /// a chance to be recovered. A demuxer has no use for the pacing itself, so what is
 /// due within this margin goes out on this beat rather than waiting for the next.
-const RELEASE_EARLY: Duration = Duration::from_millis(5);
+const RELEASE_EARLY: Duration = POLL_INTERVAL;
 
 /// Accepts SRT publishers on `socket` until `shutdown` completes.
 pub async fn serve_srt(
@@ -107,6 +107,7 @@ pub async fn serve_srt(
         refusal_log: LogThrottle::new(Duration::from_secs(1)),
         flood_log: LogThrottle::new(Duration::from_secs(5)),
         send_buffer: Vec::with_capacity(1500),
+        fed: Vec::new(),
         hub,
         keys,
         config,
@@ -223,6 +224,8 @@ struct Listener {
     refusal_log: LogThrottle,
     flood_log: LogThrottle,
     send_buffer: Vec<u8>,
+    /// The open connections fed datagrams by the read in progress, to be serviced.
+    fed: Vec<SocketAddr>,
     hub: Hub,
     keys: Arc<dyn StreamKeys>,
     config: SrtConfig,
@@ -290,8 +293,22 @@ impl Listener {
     }
 
     /// Reads what the socket holds (up to [`BATCH`] datagrams); how many it read.
+    /// Each connection is serviced once, after all its datagrams of the read are in
+    /// (its releases, ACKs and timers), not after each datagram.
     fn handle_readable(&mut self, datagrams: &mut Datagrams) -> usize {
         let now = Instant::now();
+        let read = self.read_datagrams(now, datagrams);
+        let mut fed = std::mem::take(&mut self.fed);
+        for peer in fed.drain(..) {
+            self.service(now, peer);
+        }
+        self.fed = fed;
+        read
+    }
+
+    /// Reads datagrams and feeds them to their connections, noting each fed in
+    /// [`Listener::fed`]; handshake packets are handled at once.
+    fn read_datagrams(&mut self, now: Instant, datagrams: &mut Datagrams) -> usize {
         let mut read = 0;
         while read < BATCH {
             let count = match self.socket.receive(datagrams) {
@@ -314,7 +331,9 @@ impl Listener {
                 };
                 if let Some(open) = self.open.get_mut(&from) {
                     open.connection.handle_packet_input(now, Ok((packet, from)));
-                    self.service(now, from);
+                    if !self.fed.contains(&from) {
+                        self.fed.push(from);
+                    }
                 } else {
                     self.handle_handshake_packet(now, packet, from);
                 }

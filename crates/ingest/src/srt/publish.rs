@@ -39,6 +39,9 @@ pub(super) struct SrtPublish {
     last_media: Instant,
     gap_log: LogThrottle,
     malformed_log: LogThrottle,
+    /// `ingest_bytes_total`, looked up once (by name, it was a registry lookup per
+    /// SRT message).
+    bytes_counter: metrics::Counter,
 }
 
 impl SrtPublish {
@@ -73,12 +76,13 @@ impl SrtPublish {
             last_media: now,
             gap_log: LogThrottle::new(Duration::from_secs(5)),
             malformed_log: LogThrottle::new(Duration::from_secs(5)),
+            bytes_counter: metrics::counter!("ingest_bytes_total"),
         }
     }
 
     /// Payload released by SRT (one message: up to 7 TS packets from ffmpeg).
     pub(super) fn handle_payload(&mut self, now: Instant, payload: &[u8]) -> Result<(), Stop> {
-        metrics::counter!("ingest_bytes_total").increment(payload.len() as u64);
+        self.bytes_counter.increment(payload.len() as u64);
         if let Some(limiter) = &mut self.bitrate
             && let Err(exceeded) = limiter.handle_bytes(now, payload.len())
         {
