@@ -3,7 +3,8 @@
 //! and `WhipSession::answer` (a publisher) answer or refuse with a reason — str0m's SDP
 //! parser sees the bytes first — and a session fed arbitrary datagrams and time never
 //! panics, only closes. The datagrams are also read as a publisher's H.264 access unit
-//! (`assemble`, what str0m's depacketiser hands the WHIP session).
+//! (`assemble`, what str0m's depacketiser hands the WHIP session), and as a hub frame
+//! packetised for viewers (`rtp_payloads`: every payload fits a packet).
 //!
 //! Input: `OFFER 0xff DATAGRAM 0xff DATAGRAM …` (0xff never occurs in UTF-8). An offer
 //! that starts with `+` is a real browser offer (below) followed by the input's text,
@@ -20,7 +21,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use webrtc::{SessionOutput, Transport, WhepConfig, WhepSession, WhipSession, assemble};
+use webrtc::{
+    SessionOutput, Transport, WhepConfig, WhepSession, WhipSession, assemble, rtp_payloads,
+};
 
 /// An offer as Chromium makes it for a receive-only video and audio session.
 const BROWSER_OFFER: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
@@ -52,6 +55,23 @@ fn config() -> &'static WhepConfig {
     })
 }
 
+/// A stream's H.264 configuration (its parameter sets go before keyframes).
+fn avc() -> &'static media::AvcConfig {
+    static AVC: OnceLock<media::AvcConfig> = OnceLock::new();
+    AVC.get_or_init(|| media::AvcConfig {
+        record: bytes::Bytes::new(),
+        profile_idc: 66,
+        constraint_flags: 0xe0,
+        level_idc: 31,
+        nal_length_size: 4,
+        sps: vec![bytes::Bytes::from_static(&[0x67, 0x42, 0xc0, 0x1f])],
+        pps: vec![bytes::Bytes::from_static(&[0x68, 0xce, 0x3c, 0x80])],
+        width: 640,
+        height: 360,
+        frame_rate: None,
+    })
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut fields = data.split(|&b| b == 0xff);
     let offer = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
@@ -70,6 +90,9 @@ fuzz_target!(|data: &[u8]| {
     for datagram in &datagrams {
         if let Ok(unit) = assemble(datagram) {
             assert!(unit.data.len() <= datagram.len() + 4 * datagram.len().div_ceil(3));
+        }
+        if let Ok(payloads) = rtp_payloads(avc(), datagram, datagram.len() % 3 == 0) {
+            assert!(payloads.iter().all(|p| !p.is_empty() && p.len() <= 1120));
         }
     }
     let start = Instant::now();
