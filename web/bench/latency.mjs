@@ -27,6 +27,7 @@
 // process) between the browser and the edge. Prints figures, asserts nothing.
 
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -340,6 +341,54 @@ function lossyLink(targetPort, { delay, jitter, loss }) {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${server.address().port}`, stats })));
 }
 
+/**
+ * The same link for WebRTC's datagrams: the server advertises 127.0.0.2 as its host
+ * candidate on its UDP port, and this relay, bound there, forwards each viewer's
+ * datagrams to the server on 127.0.0.1 from a socket of the viewer's own and back.
+ * Each datagram is held DELAY ± JITTER ms (in order) and LOSS % of them, either way,
+ * are lost: what NACK and retransmission, or a keyframe request, must repair.
+ */
+function lossyUdpRelay(port, { delay, jitter, loss }) {
+  const stats = { datagrams: 0, lost: 0 };
+  const relay = dgram.createSocket('udp4');
+  const upstreams = new Map();
+  const delayed = () => {
+    let last = 0;
+    return (send) => {
+      stats.datagrams += 1;
+      if (Math.random() < loss / 100) {
+        stats.lost += 1;
+        return;
+      }
+      last = Math.max(last, Date.now() + delay + (Math.random() * 2 - 1) * jitter);
+      setTimeout(send, last - Date.now());
+    };
+  };
+  relay.on('message', (msg, from) => {
+    const key = `${from.address}:${from.port}`;
+    let up = upstreams.get(key);
+    if (!up) {
+      const socket = dgram.createSocket('udp4');
+      up = { socket, toServer: delayed(), toViewer: delayed() };
+      upstreams.set(key, up);
+      const toViewer = up.toViewer;
+      socket.on('message', (back) => toViewer(() => relay.send(back, from.port, from.address)));
+      socket.bind(0, '127.0.0.1');
+    }
+    up.toServer(() => up.socket.send(msg, port, '127.0.0.1'));
+  });
+  return new Promise((ok) => relay.bind(port, '127.0.0.2', () => ok({ stats })));
+}
+
+/** A free UDP port on 127.0.0.1 (and, for the relay, on 127.0.0.2). */
+function freeUdpPort() {
+  const probe = dgram.createSocket('udp4');
+  return new Promise((ok) => probe.bind(0, '127.0.0.1', () => {
+    const { port } = probe.address();
+    probe.close(() => ok(port));
+  }));
+}
+
 /** Real time on the same encode: the page's WHEP mode at the origin (the edge serves HTTP, not WebRTC). */
 async function watchWebRtc(browser, url, seconds) {
   const page = await newPage(browser);
@@ -347,11 +396,25 @@ async function watchWebRtc(browser, url, seconds) {
   await page.waitForFunction(() => window.rivulet && window.rivulet.player.firstFrameAt != null, undefined, { timeout: 60_000 });
   const mode = await page.evaluate(() => window.rivulet.mode);
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  const r = await page.evaluate(() => ({
-    startup: window.rivulet.player.firstFrameAt,
-    g2g: window.rivulet.debug.samples.filter((_, i) => window.rivulet.debug.sampleTimes[i] > window.rivulet.player.firstFrameAt + 5000),
-    rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
-  }));
+  const r = await page.evaluate(async () => {
+    // The browser's own account of the video it received: frames, freezes, repairs.
+    const pc = window.rivulet.player.pc;
+    const stats = pc ? [...(await pc.getStats()).values()] : [];
+    const video = stats.find((s) => s.type === 'inbound-rtp' && s.kind === 'video') || {};
+    return {
+      startup: window.rivulet.player.firstFrameAt,
+      g2g: window.rivulet.debug.samples.filter((_, i) => window.rivulet.debug.sampleTimes[i] > window.rivulet.player.firstFrameAt + 5000),
+      rebuffers: window.rivulet.qoe ? window.rivulet.qoe.totals.rebufferCount : NaN,
+      video: {
+        framesDecoded: video.framesDecoded,
+        freezeCount: video.freezeCount,
+        totalFreezesDuration: video.totalFreezesDuration,
+        packetsLost: video.packetsLost,
+        nackCount: video.nackCount,
+        pliCount: video.pliCount,
+      },
+    };
+  });
   await page.context().close();
   return { ...r, mode, seconds };
 }
@@ -470,7 +533,10 @@ function describeTraceEvent(e) {
 const extra = [];
 if (opt.renditions) extra.push('--renditions', opt.renditions);
 if (opt['part-target-ms']) extra.push('--part-target-ms', opt['part-target-ms']);
-const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, '--webrtc-listen', '127.0.0.1:0', ...extra]);
+// Over a lossy link, WebRTC goes through its own relay on 127.0.0.2 and the server's port.
+const webrtcPort = opt.netem ? await freeUdpPort() : 0;
+const webrtcArgs = ['--webrtc-listen', `127.0.0.1:${webrtcPort}`, ...(opt.netem ? ['--webrtc-candidate', '127.0.0.2'] : [])];
+const server = await startServer(bin, ['--stream', `${NAME}=${KEY}`, ...webrtcArgs, ...extra]);
 const edge = await startEdge(bin, [server.http]);
 const peer = opt.peer === 'nginx-rtmp' ? await startNginxRtmp() : null;
 const publisher = ffmpegPublisher([`${server.rtmp}/live/${KEY}`, ...(peer ? [peer.rtmp] : [])]);
@@ -479,6 +545,7 @@ if (opt.netem) {
   const [delay, jitter, loss] = opt.netem.split(',').map(Number);
   if (![delay, jitter, loss].every(Number.isFinite)) throw new Error(`--netem takes DELAY_MS,JITTER_MS,LOSS_PERCENT, e.g. 50,20,1 (got ${opt.netem})`);
   netem = { delay, jitter, loss, ...(await lossyLink(Number(new URL(edge.url).port), { delay, jitter, loss })) };
+  netem.udp = await lossyUdpRelay(webrtcPort, { delay, jitter, loss });
 }
 const viewerBase = netem ? netem.url : opt['at-origin'] ? server.http : edge.url;
 await until('the stream to be playable', async () => {
@@ -684,7 +751,10 @@ if (opt.trace) {
 }
 if (profile) console.log(profile);
 if (netem) console.log(`link: ${netem.delay} ± ${netem.jitter} ms each way, ${netem.loss} % loss (${netem.stats.lost} of ${netem.stats.packets} packets held a round trip)`);
-console.log(`\nreal time (the page's WHEP mode at the origin, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}`);
+const v = rtcRun.video;
+const freezes = `${v.freezeCount} freezes (${Math.round((v.totalFreezesDuration || 0) * 1000)} ms in all)`;
+console.log(`\nreal time (the page's WHEP mode at the origin${netem ? ', through the lossy link' : ''}, ${rtcRun.seconds} s, played ${rtcRun.mode}): glass to glass p50 ${ms(pct(rtcRun.g2g, 50))}, p95 ${ms(pct(rtcRun.g2g, 95))} (${rtcRun.g2g.length} frames); startup ${ms(rtcRun.startup)}; rebuffers ${rtcRun.rebuffers}; Chromium's video stats: ${v.framesDecoded} frames decoded, ${freezes}, ${v.packetsLost} packets lost, ${v.nackCount} NACKs, ${v.pliCount} keyframe requests`);
+if (netem) console.log(`WebRTC link: ${netem.udp.stats.lost} of ${netem.udp.stats.datagrams} datagrams lost`);
 if (peerRun) {
   const row = (what, ours, theirs, unit = 'ms') => console.log(`| ${what} | ${unit === 'ms' ? ms(ours) : ours} | ${unit === 'ms' ? ms(theirs) : theirs} | ${Number.isFinite(ours / theirs) && theirs ? `${(ours / theirs).toFixed(2)}×` : '-'} |`);
   console.log(`\nside by side, the same encode (ffmpeg's tee) — nginx-rtmp: HLS, 2 s MPEG-TS fragments, hls.js defaults, ${duration} s\n| | rivulet (LL-HLS, edge) | nginx-rtmp (HLS) | ratio |\n|---|---|---|---|`);

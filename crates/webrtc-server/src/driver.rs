@@ -264,25 +264,10 @@ impl Driver {
         metrics::gauge!("webrtc_sessions").set(0.0);
     }
 
-    /// The address the datagram was sent to: the socket's, or for a wildcard socket
-    /// the advertised candidate of the sender's family (str0m matches it to its
-    /// local candidates).
+    /// The address the datagram was sent to, as str0m knows it (it matches the
+    /// destination to its local candidates).
     fn destination(&self, source: SocketAddr) -> SocketAddr {
-        if !self.bound.ip().is_unspecified() {
-            return self.bound;
-        }
-        self.candidates
-            .iter()
-            .find(|c| {
-                c.is_ipv4() == source.is_ipv4() && c.ip().is_loopback() == source.ip().is_loopback()
-            })
-            .or_else(|| {
-                self.candidates
-                    .iter()
-                    .find(|c| c.is_ipv4() == source.is_ipv4())
-            })
-            .copied()
-            .unwrap_or(self.bound)
+        local_destination(self.bound, &self.candidates, source)
     }
 
     /// A datagram from `source` (on UDP, or a frame of its ICE-TCP connection).
@@ -564,5 +549,62 @@ fn drive_viewer(links: &mut Links, taps: &mut HashMap<TapKey, Tap>, entry: &mut 
 fn count_send_errors(failed: usize) {
     if failed > 0 {
         metrics::counter!("webrtc_send_errors_total").increment(failed as u64);
+    }
+}
+
+/// The local address a datagram from `source` reached, among the advertised
+/// candidates: the socket's own address if it is one; else (a wildcard socket, or one
+/// bound to a private address behind a 1:1 NAT whose public address is advertised)
+/// the candidate of the sender's family, a loopback one for a loopback sender.
+fn local_destination(
+    bound: SocketAddr,
+    candidates: &[SocketAddr],
+    source: SocketAddr,
+) -> SocketAddr {
+    if candidates.contains(&bound) {
+        return bound;
+    }
+    candidates
+        .iter()
+        .find(|c| {
+            c.is_ipv4() == source.is_ipv4() && c.ip().is_loopback() == source.ip().is_loopback()
+        })
+        .or_else(|| candidates.iter().find(|c| c.is_ipv4() == source.is_ipv4()))
+        .copied()
+        .unwrap_or(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_destination;
+    use std::net::SocketAddr;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_datagram_reaches_the_candidate_str0m_knows() {
+        let lan = addr("192.168.1.5:8189");
+        let viewer = addr("198.51.100.9:50000");
+        // Bound to the advertised address itself.
+        assert_eq!(local_destination(lan, &[lan], viewer), lan);
+        // A wildcard socket: the advertised address of the sender's kind.
+        let wildcard = addr("0.0.0.0:8189");
+        let local = addr("127.0.0.1:8189");
+        assert_eq!(local_destination(wildcard, &[lan, local], viewer), lan);
+        assert_eq!(
+            local_destination(wildcard, &[lan, local], addr("127.0.0.1:4000")),
+            local
+        );
+        // Bound to a private address behind a 1:1 NAT, the public one advertised: the
+        // datagram came to the socket, but str0m only knows the public address.
+        let public = addr("203.0.113.7:8189");
+        assert_eq!(local_destination(lan, &[public], viewer), public);
+        // No candidate of the sender's family: the socket's own address.
+        assert_eq!(
+            local_destination(lan, &[public], addr("[2001:db8::1]:5000")),
+            lan
+        );
     }
 }
