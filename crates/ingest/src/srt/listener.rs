@@ -65,9 +65,12 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const BATCH: usize = 256;
 /// While connections are open, the socket is read this often (see the module docs)…
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
-/// … every millisecond after a read of this many datagrams, and at once again after
-/// a full batch: under load the receive buffer must not fill between reads.
-const POLL_SOONER: usize = 16;
+/// … or sooner, down to every millisecond, so that at the rate datagrams last came a
+/// read finds about this many (one `recvmmsg`'s worth), and at once again after a full
+/// batch: under load the receive buffer (~90 datagrams where `rmem_max` is Debian's
+/// default) must not fill between reads.
+const READ_TARGET: u32 = SLOTS as u32;
+const POLL_SOONEST: Duration = Duration::from_millis(1);
 /// The socket's receive buffer asked for (the kernel caps it at `net.core.rmem_max`,
 /// 208 KiB by default on Debian: ~90 datagrams; 4 MiB holds a keyframe burst of many
 /// streams between two reads).
@@ -238,6 +241,7 @@ impl Listener {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut datagrams = Datagrams::new();
         let mut next_poll = tokio::time::Instant::now();
+        let mut last_read = next_poll;
         loop {
             if let Err(e) = self.socket.switch(!self.open.is_empty()) {
                 tracing::error!(error = %e, "the SRT socket failed; SRT ingest stops");
@@ -267,12 +271,9 @@ impl Listener {
                     () = tokio::time::sleep_until(next_poll) => {
                         let read = self.handle_readable(&mut datagrams);
                         self.handle_timers(Instant::now());
-                        next_poll = tokio::time::Instant::now()
-                            + match read {
-                                BATCH => Duration::ZERO,
-                                n if n >= POLL_SOONER => Duration::from_millis(1),
-                                _ => POLL_INTERVAL,
-                            };
+                        let now = tokio::time::Instant::now();
+                        next_poll = now + next_read_in(read, now - last_read);
+                        last_read = now;
                     }
                     Some(done) = self.authorizations.join_next(), if !self.authorizations.is_empty() => {
                         if let Ok(authorization) = done {
@@ -708,4 +709,39 @@ async fn authorize(
         return Err((Rejection::Busy(name), Some(redacted)));
     }
     Ok(name)
+}
+
+/// When to read the socket again after a read of `read` datagrams that came in
+/// `since_last`: the beat, or sooner as they come faster (about [`READ_TARGET`] a
+/// read), at once after a full batch.
+fn next_read_in(read: usize, since_last: Duration) -> Duration {
+    if read >= BATCH {
+        return Duration::ZERO;
+    }
+    let Ok(read) = u32::try_from(read) else {
+        return Duration::ZERO;
+    };
+    if read == 0 {
+        return POLL_INTERVAL;
+    }
+    (since_last * READ_TARGET / read).clamp(POLL_SOONEST, POLL_INTERVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_socket_is_read_sooner_as_datagrams_come_faster() {
+        let ms = Duration::from_millis;
+        // Two 6 Mbit/s streams: ~11 datagrams in 10 ms; the beat stays.
+        assert_eq!(next_read_in(11, ms(10)), POLL_INTERVAL);
+        assert_eq!(next_read_in(0, ms(10)), POLL_INTERVAL);
+        // Twenty: ~114 in 10 ms, a read every ~2.8 ms keeps to one recvmmsg's worth.
+        assert_eq!(next_read_in(114, ms(10)), ms(10) * 32 / 114);
+        // A keyframe burst after a short wait: no sooner than a millisecond.
+        assert_eq!(next_read_in(200, ms(1)), POLL_SOONEST);
+        // A full batch: the socket holds more, read again at once.
+        assert_eq!(next_read_in(BATCH, ms(10)), Duration::ZERO);
+    }
 }
