@@ -25,13 +25,9 @@ const MAX_RTP_PAYLOAD: usize = 1120;
 pub enum H264Error {
     /// A length prefix points past the end of the frame.
     #[error(
-        "H.264 frame is cut short: a NAL unit of {declared} bytes at offset {offset}, {left} left"
+        "H.264 frame is cut short: its {left} bytes from offset {offset} are not a whole NAL unit"
     )]
-    Truncated {
-        offset: usize,
-        declared: usize,
-        left: usize,
-    },
+    Truncated { offset: usize, left: usize },
     /// The avcC record declares a length prefix size H.264 does not allow.
     #[error("H.264 NAL unit length size {0} is not 1, 2 or 4")]
     LengthSize(u8),
@@ -53,29 +49,18 @@ pub fn rtp_payloads(
     }
     let mut nals: Vec<&[u8]> = Vec::new();
     let mut offset = 0;
-    while offset < data.len() {
-        let Some(prefix) = data.get(offset..offset + size) else {
-            return Err(H264Error::Truncated {
-                offset,
-                declared: size,
-                left: data.len() - offset,
-            });
-        };
-        let len = prefix
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        let start = offset + size;
-        let Some(nal) = data.get(start..start + len) else {
-            return Err(H264Error::Truncated {
-                offset,
-                declared: len,
-                left: data.len() - start,
-            });
-        };
+    for nal in media::avc::avcc_nalus(data, config.nal_length_size) {
+        offset += size + nal.len();
         if nal.first().is_some_and(|h| h & 0x1f != NAL_AUD) {
             nals.push(nal);
         }
-        offset = start + len;
+    }
+    // The NAL units stop at the first length that points past the end.
+    if offset != data.len() {
+        return Err(H264Error::Truncated {
+            offset,
+            left: data.len() - offset,
+        });
     }
     let has_parameter_sets = nals
         .iter()
@@ -322,7 +307,7 @@ mod tests {
         let data = [0, 0, 0, 9, 0x41, 7];
         assert!(matches!(
             rtp_payloads(&config(), &data, false),
-            Err(H264Error::Truncated { declared: 9, .. })
+            Err(H264Error::Truncated { offset: 0, left: 6 })
         ));
         let mut bad = config();
         bad.nal_length_size = 3;

@@ -718,13 +718,11 @@ fn next_read_in(read: usize, since_last: Duration) -> Duration {
     if read >= BATCH {
         return Duration::ZERO;
     }
-    let Ok(read) = u32::try_from(read) else {
-        return Duration::ZERO;
-    };
-    if read == 0 {
-        return POLL_INTERVAL;
+    match u32::try_from(read) {
+        Ok(0) => POLL_INTERVAL,
+        Ok(read) => (since_last * READ_TARGET / read).clamp(POLL_SOONEST, POLL_INTERVAL),
+        Err(_) => Duration::ZERO,
     }
-    (since_last * READ_TARGET / read).clamp(POLL_SOONEST, POLL_INTERVAL)
 }
 
 #[cfg(test)]
