@@ -35,7 +35,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { launchBrowser, newPage, rivuletBinary, startEdge, startServer, until } from '../tests/lib.mjs';
+import { ffmpeg, launchBrowser, newPage, rivuletBinary, startEdge, startServer, until } from '../tests/lib.mjs';
 
 const { values: opt } = parseArgs({
   options: {
@@ -119,20 +119,15 @@ function ffmpegPublisher(urls) {
     ? ['-map', '[v]', '-map', '1:a', '-f', 'flv', urls[0]]
     // FLV wants the parameter sets in the stream header: tee does not tell the encoders.
     : ['-flags', '+global_header', '-map', '[v]', '-map', '1:a', '-f', 'tee', urls.map((u) => `[f=flv:onfail=ignore]${u}`).join('|')];
-  const args = [
-    '-hide_banner', '-loglevel', 'error', '-re',
+  return ffmpeg([
+    '-re',
     '-f', 'lavfi', '-i', `testsrc2=size=${WIDTH}x${HEIGHT}:rate=30`,
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     '-filter_complex', stripFilter(),
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
     '-g', '60', '-keyint_min', '60', '-b:v', '1500k', '-maxrate', '1500k', '-bufsize', '1500k',
     '-c:a', 'aac', '-b:a', '128k', ...out,
-  ];
-  const proc = spawn('ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  proc.output = [];
-  proc.stderr.on('data', (d) => proc.output.push(String(d)));
-  process.on('exit', () => proc.kill('SIGKILL'));
-  return proc;
+  ]);
 }
 
 function pct(xs, p) {

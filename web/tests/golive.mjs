@@ -8,10 +8,8 @@
 // offline (the page no longer reads a media playlist before attaching hls.js: the first
 // level hls.js loads tells it the stream ended).
 
-import { spawn } from 'node:child_process';
-
 import {
-  assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run, startEdge,
+  assert, assertNoPageErrors, ffmpeg, launchBrowser, log, newPage, rivuletBinary, run, startEdge,
   startServer, stop, until, waitInPage,
 } from './lib.mjs';
 
@@ -23,17 +21,14 @@ const HEIGHTS = [480, 360, 234];
 
 /** An ordinary ffmpeg publisher (not our encoder): libx264 veryfast, zerolatency, 2 s GOP. */
 function ffmpegPublisher(url) {
-  const proc = spawn('ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-re',
+  return ffmpeg([
+    '-re',
     '-f', 'lavfi', '-i', 'testsrc2=size=854x480:rate=30',
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
     '-g', '60', '-b:v', '1500k', '-maxrate', '1500k', '-bufsize', '1500k',
     '-c:a', 'aac', '-b:a', '128k', '-f', 'flv', url,
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  proc.output = [];
-  proc.stderr.on('data', (d) => proc.output.push(String(d)));
-  return proc;
+  ]);
 }
 
 run('golive', async () => {

@@ -8,10 +8,8 @@
 // Chromium must decode (nearly) every frame the source has, in the passthrough rendition
 // and in a transcoded one.
 
-import { spawn } from 'node:child_process';
-
 import {
-  assert, assertNoPageErrors, launchBrowser, log, newPage, rivuletBinary, run, startServer,
+  assert, assertNoPageErrors, ffmpeg, launchBrowser, log, newPage, rivuletBinary, run, startServer,
   waitInPage,
 } from './lib.mjs';
 
@@ -23,8 +21,8 @@ const GOP = 60;
 const KEPT_PER_GOP = GOP - 3;
 
 function ffmpegPublisher(url) {
-  const proc = spawn('ffmpeg', [
-    '-hide_banner', '-loglevel', 'error', '-re',
+  return ffmpeg([
+    '-re',
     '-f', 'lavfi', '-i', `testsrc2=size=640x360:rate=${FPS}`,
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
     // select keeps each picture's timestamp: the three left out are a hole in time.
@@ -32,10 +30,7 @@ function ffmpegPublisher(url) {
     '-c:v', 'libx264', '-preset', 'veryfast', '-tune', 'zerolatency', '-pix_fmt', 'yuv420p',
     '-g', String(GOP), '-keyint_min', String(GOP), '-sc_threshold', '0', '-b:v', '1000k',
     '-c:a', 'aac', '-b:a', '96k', '-f', 'flv', url,
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  proc.output = [];
-  proc.stderr.on('data', (d) => proc.output.push(String(d)));
-  return proc;
+  ]);
 }
 
 run('holes', async () => {

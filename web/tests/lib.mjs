@@ -103,6 +103,17 @@ export function startEdge(bin, origins, extra = []) {
   });
 }
 
+/** Runs ffmpeg (quiet but for errors) with `args`: an external publisher. Its stderr is
+ * kept in `output`; the child is killed at exit. */
+export function ffmpeg(args) {
+  const proc = spawn('ffmpeg', ['-hide_banner', '-loglevel', 'error', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.add(proc);
+  proc.output = [];
+  proc.stderr.on('data', (d) => proc.output.push(String(d)));
+  proc.on('exit', () => children.delete(proc));
+  return proc;
+}
+
 /** Starts `rivulet publish --test-pattern` to `url`; returns the child (killed at exit). */
 export function publish(bin, url, { size = '640x360', bitrate = '1M' } = {}) {
   const proc = spawn(bin, ['publish', '--test-pattern', '--size', size, '--bitrate', bitrate, url], { stdio: ['ignore', 'ignore', 'pipe'] });

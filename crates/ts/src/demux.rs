@@ -475,29 +475,26 @@ impl Demuxer {
         let pts = header.pts.map(|t| self.clock.unwrap(t));
         let dts = header.dts.map(|t| self.clock.unwrap(t)).or(pts);
         let start = header.payload_offset.min(data.len());
-        if let Role::Video(codec) = role {
-            // Copied into the sample (start codes become lengths): the buffer goes back.
-            let payload = &data[start..];
-            match codec {
-                VideoCodec::Hevc => self.handle_hevc(pid, pts, dts, payload),
-                VideoCodec::Av1 => self.handle_av1(pid, pts, dts, payload),
-                VideoCodec::Avc => self.handle_h264(pid, pts, dts, payload),
-            }
-            if data.capacity() <= KEEP_PES_CAPACITY
-                && let Some(buffer) = self.pes.get_mut(&pid)
-            {
-                data.clear();
-                buffer.data = data;
-            }
-            return;
-        }
-        // Shared, not copied: audio frames are slices of it.
-        let data = Bytes::from(data);
-        let payload = data.slice(start..);
+        // Audio frames and other streams' payloads are slices of it, shared, not copied.
+        let shared = |data: Vec<u8>| Bytes::from(data).slice(start..);
         match role {
-            Role::Video(_) => {}
-            Role::Audio => self.handle_adts(pid, pts, &payload),
-            Role::Opus => self.handle_opus(pid, pts, &payload),
+            Role::Video(codec) => {
+                // Copied into the sample (start codes become lengths): the buffer goes back.
+                let payload = &data[start..];
+                match codec {
+                    VideoCodec::Hevc => self.handle_hevc(pid, pts, dts, payload),
+                    VideoCodec::Av1 => self.handle_av1(pid, pts, dts, payload),
+                    VideoCodec::Avc => self.handle_h264(pid, pts, dts, payload),
+                }
+                if data.capacity() <= KEEP_PES_CAPACITY
+                    && let Some(buffer) = self.pes.get_mut(&pid)
+                {
+                    data.clear();
+                    buffer.data = data;
+                }
+            }
+            Role::Audio => self.handle_adts(pid, pts, &shared(data)),
+            Role::Opus => self.handle_opus(pid, pts, &shared(data)),
             Role::Other { stream_type } => {
                 self.events
                     .push_back(DemuxEvent::ElementaryStream(ElementaryData {
@@ -505,7 +502,7 @@ impl Demuxer {
                         stream_type,
                         pts,
                         dts,
-                        data: payload,
+                        data: shared(data),
                     }));
             }
         }

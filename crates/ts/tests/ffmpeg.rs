@@ -62,6 +62,28 @@ fn demux(data: &[u8]) -> Demuxed {
     out
 }
 
+/// A sample's length-prefixed NAL units (4-byte lengths), which must fill it exactly.
+fn whole_nal_units(sample: &[u8]) -> Vec<&[u8]> {
+    let units: Vec<&[u8]> = media::avc::avcc_nalus(sample, 4).collect();
+    let framed: usize = units.iter().map(|u| 4 + u.len()).sum();
+    assert_eq!(
+        framed,
+        sample.len(),
+        "a sample of whole NAL units and nothing else"
+    );
+    assert!(units.iter().all(|u| !u.is_empty()), "an empty NAL unit");
+    units
+}
+
+/// Fails, naming it, if some stream of the program was not taken.
+fn assert_every_stream_taken(d: &Demuxed) {
+    let unsupported = d
+        .events
+        .iter()
+        .find(|e| matches!(e, DemuxEvent::UnsupportedStream { .. }));
+    assert!(unsupported.is_none(), "{unsupported:?}");
+}
+
 fn assert_increasing(frames: &[&Frame]) {
     for pair in frames.windows(2) {
         assert!(
@@ -115,21 +137,8 @@ fn h264_and_aac_become_tracks_and_frames() {
     assert!(media::avc::is_idr(first, 4));
     // Every sample is whole NAL units and nothing else (the PES buffer each is made
     // from is reused from frame to frame: nothing of an earlier one may remain).
-    for (n, frame) in video.iter().enumerate() {
-        let mut rest = &frame.data[..];
-        while rest.len() >= 4 {
-            let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-            assert!(
-                len > 0 && 4 + len <= rest.len(),
-                "frame {n}: a NAL unit cut short"
-            );
-            rest = &rest[4 + len..];
-        }
-        assert!(
-            rest.is_empty(),
-            "frame {n}: {} bytes after its NAL units",
-            rest.len()
-        );
+    for frame in &video {
+        whole_nal_units(&frame.data);
     }
 
     let audio = d.frames(TrackKind::Audio);
@@ -292,12 +301,7 @@ const HEVC: &[&str] = &[
 #[test]
 fn hevc_and_aac_become_tracks_and_frames() {
     let d = demux(&generate(2, HEVC, &[]));
-    assert!(
-        !d.events
-            .iter()
-            .any(|e| matches!(e, DemuxEvent::UnsupportedStream { .. })),
-        "HEVC is taken"
-    );
+    assert_every_stream_taken(&d);
     let tracks = d.tracks();
     assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
     let Some(CodecConfig::Hevc(hevc)) = tracks[0].video.as_ref().map(|t| &t.codec) else {
@@ -323,12 +327,9 @@ fn hevc_and_aac_become_tracks_and_frames() {
     assert!(video.iter().any(|f| f.pts.ticks > f.dts.ticks));
     // Length-prefixed NAL units that fill the sample exactly, no parameter sets or AUDs.
     for frame in &video {
-        let mut rest = &frame.data[..];
-        while !rest.is_empty() {
-            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-            let kind = media::hevc::nal_type(&rest[4..]).unwrap();
+        for unit in whole_nal_units(&frame.data) {
+            let kind = media::hevc::nal_type(unit).unwrap();
             assert!(!(32..=35).contains(&kind), "NAL type {kind} in a sample");
-            rest = &rest[4 + len..];
         }
     }
     assert!(d.frames(TrackKind::Audio).len() > 80);
@@ -349,12 +350,7 @@ fn av1_in_the_start_code_format_becomes_tracks_and_frames() {
             .filter(|e| matches!(e, DemuxEvent::Malformed { .. }))
             .collect::<Vec<_>>()
     );
-    assert!(
-        !d.events
-            .iter()
-            .any(|e| matches!(e, DemuxEvent::UnsupportedStream { .. })),
-        "AV1 is taken"
-    );
+    assert_every_stream_taken(&d);
     let tracks = d.tracks();
     assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
     let Some(CodecConfig::Av1(av1)) = tracks[0].video.as_ref().map(|t| &t.codec) else {
@@ -466,15 +462,7 @@ fn h264_and_opus_become_tracks_and_frames() {
     // ffmpeg writes Opus as stream type 0x06 with an `Opus` registration descriptor,
     // each packet behind its control header.
     let d = demux(&generate(2, H264, &["-c:a", "libopus", "-b:a", "64k"]));
-    assert!(
-        !d.events
-            .iter()
-            .any(|e| matches!(e, DemuxEvent::UnsupportedStream { .. })),
-        "Opus is taken: {:?}",
-        d.events
-            .iter()
-            .find(|e| matches!(e, DemuxEvent::UnsupportedStream { .. }))
-    );
+    assert_every_stream_taken(&d);
     let tracks = d.tracks();
     assert_eq!(tracks.len(), 1, "one track set: {tracks:?}");
     let audio = tracks[0].audio.as_ref().expect("an audio track");
