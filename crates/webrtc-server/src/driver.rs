@@ -264,17 +264,11 @@ impl Driver {
         metrics::gauge!("webrtc_sessions").set(0.0);
     }
 
-    /// The address the datagram was sent to, as str0m knows it (it matches the
-    /// destination to its local candidates).
-    fn destination(&self, source: SocketAddr) -> SocketAddr {
-        local_destination(self.bound, &self.candidates, source)
-    }
-
     /// A datagram from `source` (on UDP, or a frame of its ICE-TCP connection).
     fn handle_datagram(&mut self, transport: Transport, source: SocketAddr, data: &[u8]) {
         let now = Instant::now();
         // The TCP listener shares the UDP socket's address and port.
-        let destination = self.destination(source);
+        let destination = local_destination(self.bound, &self.candidates, source);
         let from = (transport, source);
         // The session this address reached last, if it still takes the datagram.
         match self.routes.get(&from) {
